@@ -1,0 +1,124 @@
+"""A producer service's view of the platform: publish documents and questions to Kafka and
+wait for the events that answer them. Used by the CLI, the demo and the end-to-end tests."""
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from ragops_schemas import (
+    AnswerGenerated,
+    ContextRetrieved,
+    DocumentIndexed,
+    DocumentRejected,
+    DocumentSubmitted,
+    Event,
+    MessageDeadLettered,
+    QueryEmbedded,
+    QuerySubmitted,
+)
+from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.service import producer_for
+from ragops_shared.settings import KafkaSettings
+from ragops_shared.watch import EventWatcher
+
+DOCUMENT_OUTCOMES = (DocumentIndexed, DocumentRejected, MessageDeadLettered)
+QUERY_OUTCOMES = (AnswerGenerated, MessageDeadLettered)
+
+
+class RequestTimeoutError(TimeoutError):
+    """No outcome arrived for a document or question within the timeout."""
+
+
+@dataclass
+class QueryTrace:
+    """Every event of one request that flowed through the topics, in order."""
+
+    submitted: QuerySubmitted
+    events: list[Event] = field(default_factory=list)
+    outcome: AnswerGenerated | MessageDeadLettered | None = None
+
+    def first(self, event_type: type[Event]) -> Event | None:
+        return next((event for event in self.events if isinstance(event, event_type)), None)
+
+
+class PlatformClient:
+    """``async with PlatformClient(kafka) as client:`` then :meth:`ingest` / :meth:`ask`."""
+
+    def __init__(self, kafka: KafkaSettings, name: str = "cli") -> None:
+        self.kafka = kafka
+        self.producer = producer_for(name)
+        self._broker = make_broker(kafka, f"ragops-{name}")
+        self._publisher = EventPublisher(self._broker, self.producer, [DocumentSubmitted, QuerySubmitted])
+        self._watcher = EventWatcher(
+            kafka, [DocumentIndexed, DocumentRejected, QueryEmbedded, ContextRetrieved, AnswerGenerated, MessageDeadLettered],
+            client_id=f"ragops-{name}-watcher",
+        )
+        # The query events of requests in flight, for stage latencies from their timestamps.
+        self._by_key: dict[bytes, list[Event]] = defaultdict(list)
+        self._watcher.listen(self._record)
+
+    def _record(self, event: Event) -> None:
+        if isinstance(event, (QueryEmbedded, ContextRetrieved, AnswerGenerated)):
+            self._by_key[event.key].append(event)
+
+    async def __aenter__(self) -> "PlatformClient":
+        await self._broker.start()
+        await self._watcher.start()
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        await self._watcher.stop()
+        await self._broker.stop()
+
+    def question(self, text: str, **fields: object) -> QuerySubmitted:
+        return QuerySubmitted(producer=self.producer, request_id=str(uuid.uuid4()), question=text, **fields)
+
+    def document(self, document_id: str, content: str, **fields: object) -> DocumentSubmitted:
+        return DocumentSubmitted(producer=self.producer, document_id=document_id, content=content, **fields)
+
+    async def _request(self, event: Event, outcomes: tuple[type[Event], ...], timeout_s: float) -> Event:
+        key = event.key.decode()
+        outcome = self._watcher.expect(key, outcomes)
+        await self._publisher.publish(event)
+        try:
+            return await asyncio.wait_for(outcome, timeout_s)
+        except TimeoutError:
+            self._watcher.forget(key)
+            raise RequestTimeoutError(f"no outcome for {event.event_type} {key} within {timeout_s:g} s") from None
+
+    async def ingest(
+        self, documents: Sequence[DocumentSubmitted], *, timeout_s: float = 600.0, concurrency: int = 64,
+        on_done: Callable[[Event], None] = lambda _: None,
+    ) -> list[Event]:
+        """Submit documents and wait for each one's outcome (``DocumentIndexed``,
+        ``DocumentRejected`` or ``MessageDeadLettered``), at most ``concurrency`` in flight.
+
+        Raises ``RequestTimeoutError`` when one takes longer than ``timeout_s``."""
+        return await self._gather(documents, DOCUMENT_OUTCOMES, timeout_s, concurrency, on_done)
+
+    async def ask(
+        self, questions: Sequence[QuerySubmitted], *, timeout_s: float = 300.0, concurrency: int = 8,
+        on_done: Callable[[Event], None] = lambda _: None,
+    ) -> list[QueryTrace]:
+        """Submit questions (at most ``concurrency`` in flight) and return each request's trace:
+        every event of the request seen on the topics and its outcome (``AnswerGenerated`` or
+        ``MessageDeadLettered``). Raises ``RequestTimeoutError`` after ``timeout_s`` for one."""
+        outcomes = await self._gather(questions, QUERY_OUTCOMES, timeout_s, concurrency, on_done)
+        return [
+            QueryTrace(submitted=question, events=list(self._by_key.pop(question.key, [])), outcome=outcome)
+            for question, outcome in zip(questions, outcomes, strict=True)
+        ]
+
+    async def _gather(self, requests, outcomes, timeout_s, concurrency, on_done) -> list[Event]:  # noqa: ANN001
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(request: Event) -> Event:
+            async with slots:
+                result = await self._request(request, outcomes, timeout_s)
+            on_done(result)
+            return result
+
+        return list(await asyncio.gather(*(one(request) for request in requests)))

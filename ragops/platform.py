@@ -1,0 +1,163 @@
+"""The whole platform on one machine (the embedded default): a Tansu broker and every
+service as its own process (``python -m ragops_<service>``), as in a cluster, so each can
+crash, restart and be measured alone. Kafka topics are the only link between them."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ragops_schemas import Topic
+from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
+from ragops_shared.settings import KafkaSettings, aiokafka_options
+
+SERVICES = ("ingestion", "embedding", "retrieval", "generation", "gateway")
+# Consumer groups that must have members before the platform takes traffic.
+CONSUMER_GROUPS = (
+    "ragops-ingestion", "ragops-embedding-documents", "ragops-embedding-queries",
+    "ragops-indexer", "ragops-retrieval", "ragops-generation",
+)
+STATE_FILE = "platform.json"
+
+
+class PlatformError(RuntimeError):
+    """A service process exited, or the platform did not become ready in time."""
+
+
+@dataclass
+class EmbeddedPlatform:
+    """Start with :meth:`start` (or ``with``); :meth:`wait_ready` blocks until every consumer
+    group has members and the gateway answers; :meth:`stop` ends everything.
+
+    Args:
+        data_dir: stores, logs (``logs/<service>.log``) and ``platform.json``, which tells
+            ``ragops ingest``/``ask`` where the running platform's broker is.
+        env: extra environment for every service (settings such as ``RAGOPS_GENERATION_MODEL``).
+    """
+
+    data_dir: Path
+    gateway_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    kafka: EmbeddedKafka | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def kafka_settings(self) -> KafkaSettings:
+        assert self.kafka is not None, "start() first"
+        return KafkaSettings(bootstrap_servers=self.kafka.bootstrap_servers)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self) -> "EmbeddedPlatform":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.gateway_port = self.gateway_port or free_port()
+        self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
+        asyncio.run(create_topics(self.kafka_settings, list(Topic)))
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "RAGOPS_DATA_DIR": str(self.data_dir.resolve()),
+            "RAGOPS_GATEWAY_PORT": str(self.gateway_port),
+            # Models come from local directories only: there is no hub to reach.
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            # Idle OpenMP threads sleep instead of spinning on the cores other services need.
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "TOKENIZERS_PARALLELISM": "false",
+            **self.env,
+        }
+        for service in SERVICES:
+            with open(logs / f"{service}.log", "ab") as log:
+                self.processes[service] = subprocess.Popen(
+                    [sys.executable, "-m", f"ragops_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+        (self.data_dir / STATE_FILE).write_text(json.dumps({
+            "bootstrap_servers": self.kafka.bootstrap_servers, "gateway_url": self.gateway_url,
+            "pids": {name: process.pid for name, process in self.processes.items()},
+        }))
+        return self
+
+    def check(self) -> None:
+        """Raise :class:`PlatformError` naming any service process that has exited."""
+        dead = {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
+        if dead:
+            details = "; ".join(f"{name} exited with {code}, see {self.data_dir / 'logs' / (name + '.log')}" for name, code in dead.items())
+            raise PlatformError(details)
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        """Block until the gateway is ready and every consumer group has a member.
+
+        Raises:
+            PlatformError: a service died, or readiness took longer than ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check()
+            if self._gateway_ready() and asyncio.run(self._groups_ready()):
+                return
+            time.sleep(0.5)
+        raise PlatformError(f"platform not ready within {timeout_s:g} s (logs in {self.data_dir / 'logs'})")
+
+    def _gateway_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def _groups_ready(self) -> bool:
+        admin = AIOKafkaAdminClient(**aiokafka_options(self.kafka_settings))
+        await admin.start()
+        try:
+            described = await admin.describe_consumer_groups(list(CONSUMER_GROUPS))
+        finally:
+            await admin.close()
+        # DescribeGroups v2 rows: (error_code, group_id, state, protocol_type, protocol, members)
+        stable = {row[1] for response in described for row in response.groups if row[2] == "Stable" and row[5]}
+        return stable.issuperset(CONSUMER_GROUPS)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM every service (they drain in-flight work), SIGKILL stragglers, stop Kafka."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.kafka is not None:
+            self.kafka.stop()
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> "EmbeddedPlatform":
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        self.stop()
+
+
+def running_platform(data_dir: Path) -> dict[str, str]:
+    """The broker and gateway of the platform ``ragops up`` runs with ``data_dir``.
+
+    Raises:
+        PlatformError: no platform runs there.
+    """
+    state = data_dir / STATE_FILE
+    if not state.is_file():
+        raise PlatformError(f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)")
+    return json.loads(state.read_text())

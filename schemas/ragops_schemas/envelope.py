@@ -1,0 +1,102 @@
+"""The envelope every event shares.
+
+``event_id`` is the idempotency key: consumers and the ClickHouse sink de-duplicate on it,
+so a redelivered event never has a second effect. Trace context follows W3C Trace Context
+(https://www.w3.org/TR/trace-context/): ``trace_id`` is 32 lowercase hex digits,
+``span_id`` 16, and the same pair travels in the Kafka ``traceparent`` header.
+"""
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+from ragops_schemas.topics import Topic
+
+TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+# Millisecond precision, always UTC with a "Z": what ClickHouse DateTime64(3) and every
+# JSON consumer can read without guessing a zone.
+UtcMillis = Annotated[
+    datetime,
+    PlainSerializer(
+        lambda value: value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        return_type=str,
+    ),
+]
+
+
+E = TypeVar("E", bound="Event")
+
+
+def utc_now() -> datetime:
+    """Current time in UTC, truncated to milliseconds (the resolution events carry)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Producer(BaseModel):
+    """Which service (and which release of it) produced an event."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str = Field(examples=["ingestion"])
+    version: str = Field(examples=["0.1.0"])
+
+
+class Event(BaseModel):
+    """Fields common to every event. Subclasses set ``TOPIC`` and a ``Literal`` ``event_type``.
+
+    Readers tolerate unknown fields (``extra="ignore"``) so producers can add optional
+    fields without a coordinated deploy; events are immutable once built.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    TOPIC: ClassVar[Topic]
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
+    schema_version: int = Field(default=1, description="Major version of this event's schema.")
+    occurred_at: UtcMillis = Field(default_factory=utc_now, description="When the fact happened (UTC, ms).")
+    producer: Producer
+    trace_id: TraceId = Field(default_factory=lambda: secrets.token_hex(16))
+    span_id: SpanId = Field(default_factory=lambda: secrets.token_hex(8))
+    tenant: str = Field(default="default", min_length=1, max_length=128)
+
+    @property
+    def key(self) -> bytes:
+        """Kafka message key: the document or request the event belongs to (UTF-8)."""
+        raise NotImplementedError
+
+    @property
+    def traceparent(self) -> str:
+        """W3C ``traceparent`` header value for this event's span (sampled)."""
+        return f"00-{self.trace_id}-{self.span_id}-01"
+
+    def caused(self, event_type: type[E], producer: Producer, **fields: object) -> E:
+        """Build the next event of the same trace: same ``trace_id`` and ``tenant``,
+        a new ``span_id`` and ``event_id``. Used by every service for its output event."""
+        return event_type(producer=producer, trace_id=self.trace_id, tenant=self.tenant, **fields)
+
+
+class DocumentEvent(Event):
+    """An event about one document; keyed by ``document_id``."""
+
+    document_id: str = Field(min_length=1, max_length=512, examples=["Normans-p000"])
+
+    @property
+    def key(self) -> bytes:
+        return self.document_id.encode()
+
+
+class RequestEvent(Event):
+    """An event about one query request; keyed by ``request_id``."""
+
+    request_id: str = Field(min_length=1, max_length=128, examples=["3f0c1c7e-4a8e-4d7e-9a51-0f9b1f5d2a10"])
+
+    @property
+    def key(self) -> bytes:
+        return self.request_id.encode()

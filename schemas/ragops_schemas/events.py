@@ -1,0 +1,279 @@
+"""Events of the document and query flows (schema version 1).
+
+Document flow: ``DocumentSubmitted`` -> ingestion -> ``DocumentChunked`` (or
+``DocumentRejected``) -> embedding -> ``ChunksEmbedded`` -> indexer -> ``DocumentIndexed``.
+Query flow: ``QuerySubmitted`` -> embedding -> ``QueryEmbedded`` -> retrieval ->
+``ContextRetrieved`` -> generation -> ``AnswerGenerated``. Anything a consumer cannot
+process becomes a ``MessageDeadLettered`` on the dead-letter topic.
+
+Compatibility rule for rolling deploys: new fields are optional with a default; removing or
+retyping a field needs a new class and a ``.v2`` topic (see ``schemas/README.md``).
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
+from ragops_schemas.topics import Topic
+
+ContentType = Literal["text/plain", "text/markdown", "text/html", "text/x-rst"]
+MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class _Part(BaseModel):
+    """Base of nested value objects: immutable, tolerant of unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EmbeddingModelInfo(_Part):
+    """Which embedding model produced a vector."""
+
+    name: str = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
+    version: str = Field(description="Stable id of the weights (hash of the weights file).")
+    dimension: int = Field(gt=0, examples=[384])
+
+
+class Chunk(_Part):
+    """A window of a document's parsed text."""
+
+    chunk_id: str = Field(description="Content hash of document id and chunk text.")
+    index: int = Field(ge=0, description="Position of the chunk in the document.")
+    text: str = Field(min_length=1)
+    token_count: int = Field(ge=1, description="Tokens of the embedding model's tokenizer.")
+    char_start: int = Field(ge=0, description="Offset of the chunk in the parsed text (characters).")
+    char_end: int = Field(ge=0)
+
+
+class EmbeddedChunk(Chunk):
+    """A chunk with its dense vector: float32 values, L2-normalised, length = dimension."""
+
+    vector: list[float]
+
+
+class ChunkerInfo(_Part):
+    tokenizer: str
+    chunk_size: int = Field(gt=0, description="Maximum tokens per chunk.")
+    overlap: int = Field(ge=0, description="Tokens shared by consecutive chunks.")
+
+
+# ----------------------------------------------------------------- document flow
+
+
+class DocumentSubmitted(DocumentEvent):
+    """A producer submitted a document (new, or a new version of an existing id)."""
+
+    TOPIC = Topic.DOCUMENT_SUBMITTED
+    event_type: Literal["document.submitted"] = "document.submitted"
+    content: str = Field(description="Raw document content in `content_type` (UTF-8).")
+    content_type: ContentType = "text/plain"
+    title: str | None = None
+    source: str | None = Field(default=None, description="Where the document came from (URL or path).")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Filterable string attributes.")
+
+
+class DocumentChunked(DocumentEvent):
+    """Ingestion parsed a document and split it into chunks."""
+
+    TOPIC = Topic.DOCUMENT_CHUNKED
+    event_type: Literal["document.chunked"] = "document.chunked"
+    document_version: str = Field(description="Hash of the parsed text: same content, same version.")
+    title: str | None = None
+    source: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    content_type: ContentType
+    chunker: ChunkerInfo
+    chunks: list[Chunk] = Field(min_length=1)
+
+
+class ChunksEmbedded(DocumentEvent):
+    """The embedding service computed one vector per chunk of a document version."""
+
+    TOPIC = Topic.CHUNKS_EMBEDDED
+    event_type: Literal["document.chunks_embedded"] = "document.chunks_embedded"
+    document_version: str
+    title: str | None = None
+    source: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    embedding: EmbeddingModelInfo
+    chunks: list[EmbeddedChunk] = Field(min_length=1)
+
+
+class DocumentIndexed(DocumentEvent):
+    """A document version is searchable; its previous versions' chunks are gone."""
+
+    TOPIC = Topic.DOCUMENT_INDEXED
+    event_type: Literal["document.indexed"] = "document.indexed"
+    document_version: str
+    collection: str = Field(description="Vector collection (one per corpus and embedding model version).")
+    chunk_count: int = Field(ge=0)
+    superseded_chunks: int = Field(ge=0, description="Chunks of older versions deleted.")
+    embedding: EmbeddingModelInfo
+
+
+class DocumentRejected(DocumentEvent):
+    """A document could not be ingested (empty, unparsable, unsupported); it is reported,
+    never skipped silently."""
+
+    TOPIC = Topic.DOCUMENT_REJECTED
+    event_type: Literal["document.rejected"] = "document.rejected"
+    stage: Literal["ingestion", "embedding", "indexing"]
+    reason: str
+
+
+# -------------------------------------------------------------------- query flow
+
+Filters = dict[str, str | list[str]]
+
+
+class QuerySubmitted(RequestEvent):
+    """A user or producer service asked a question."""
+
+    TOPIC = Topic.QUERY_SUBMITTED
+    event_type: Literal["query.submitted"] = "query.submitted"
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=5, ge=1, le=100, description="Chunks to retrieve.")
+    filters: Filters = Field(default_factory=dict, description="Payload filters: value = exact match, list = any of.")
+    prompt_name: str | None = Field(default=None, description="Prompt template; None = the service default.")
+    prompt_version: int | None = Field(default=None, description="Pinned prompt version; None = the latest.")
+
+
+class QueryEmbedded(RequestEvent):
+    """The question's dense vector (float32, L2-normalised, length = embedding.dimension)."""
+
+    TOPIC = Topic.QUERY_EMBEDDED
+    event_type: Literal["query.embedded"] = "query.embedded"
+    question: str
+    top_k: int = Field(ge=1, le=100)
+    filters: Filters = Field(default_factory=dict)
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    embedding: EmbeddingModelInfo
+    vector: list[float]
+
+
+class RetrievedChunk(_Part):
+    """A chunk returned by retrieval, with the document version it came from."""
+
+    chunk_id: str
+    document_id: str
+    document_version: str
+    text: str
+    score: float = Field(description="Ranking score (fused RRF score in hybrid mode, cosine in dense mode).")
+    title: str | None = None
+    source: str | None = None
+
+
+class RetrievalInfo(_Part):
+    collection: str
+    mode: Literal["hybrid", "dense", "sparse"]
+    top_k: int
+    embedding: EmbeddingModelInfo
+
+
+class ContextRetrieved(RequestEvent):
+    """Retrieval found the context chunks for a question (possibly none)."""
+
+    TOPIC = Topic.CONTEXT_RETRIEVED
+    event_type: Literal["query.context_retrieved"] = "query.context_retrieved"
+    question: str
+    filters: Filters = Field(default_factory=dict)
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    retrieval: RetrievalInfo
+    contexts: list[RetrievedChunk]
+
+
+class GenAIUsage(_Part):
+    """Token counts, named as the OpenTelemetry GenAI semantic conventions name them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, serialize_by_alias=True)
+
+    input_tokens: int = Field(ge=0, alias="gen_ai.usage.input_tokens")
+    output_tokens: int = Field(ge=0, alias="gen_ai.usage.output_tokens")
+
+
+class GenerationInfo(_Part):
+    """The model call, named as the OpenTelemetry GenAI semantic conventions name it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, serialize_by_alias=True)
+
+    system: str = Field(default="transformers", alias="gen_ai.system")
+    request_model: str = Field(alias="gen_ai.request.model")
+    model_version: str = Field(description="Stable id of the generation weights.")
+    temperature: float = Field(ge=0, alias="gen_ai.request.temperature")
+    max_tokens: int = Field(gt=0, alias="gen_ai.request.max_tokens")
+    finish_reasons: list[str] = Field(alias="gen_ai.response.finish_reasons")
+    usage: GenAIUsage
+    latency_ms: float = Field(ge=0, description="Model call wall time (ms), batch wait excluded.")
+
+
+class PromptRef(_Part):
+    name: str
+    version: int
+    sha256: str = Field(description="Hash of the template file: detects an edited version.")
+
+
+class Lineage(_Part):
+    """Everything an auditor needs to explain an answer: which document versions and
+    chunks, which embedding model and collection, which prompt and generation model."""
+
+    chunk_ids: list[str]
+    document_versions: dict[str, str] = Field(description="document_id -> document_version of the chunks used.")
+    embedding: EmbeddingModelInfo
+    collection: str
+    retrieval_mode: str
+    prompt: PromptRef
+    generation_model: str
+    generation_model_version: str
+    variant: str | None = Field(default=None, description="A/B variant, when an experiment runs.")
+
+
+class AnswerGenerated(RequestEvent):
+    """The generation service answered a question. An empty ``answer`` means no answer."""
+
+    TOPIC = Topic.ANSWER_GENERATED
+    event_type: Literal["query.answer_generated"] = "query.answer_generated"
+    question: str
+    answer: str
+    contexts: list[RetrievedChunk] = Field(description="The chunks put into the prompt.")
+    generation: GenerationInfo
+    lineage: Lineage
+
+
+# ------------------------------------------------------------------- dead letters
+
+
+class MessageDeadLettered(Event):
+    """A consumer could not process a record; the original bytes are kept so nothing is
+    lost and the record can be replayed after a fix. Keyed like the original record."""
+
+    TOPIC = Topic.DEAD_LETTER
+    event_type: Literal["message.dead_lettered"] = "message.dead_lettered"
+    original_topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    original_key: str | None = Field(description="Original key (UTF-8, invalid bytes replaced).")
+    original_value_b64: str = Field(description="Original value bytes, base64.")
+    consumer_group: str | None
+    error_type: Literal["schema_validation", "processing"]
+    reason: str
+
+    @property
+    def key(self) -> bytes:
+        return (self.original_key or "").encode()
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    DocumentSubmitted,
+    DocumentChunked,
+    ChunksEmbedded,
+    DocumentIndexed,
+    DocumentRejected,
+    QuerySubmitted,
+    QueryEmbedded,
+    ContextRetrieved,
+    AnswerGenerated,
+    MessageDeadLettered,
+)

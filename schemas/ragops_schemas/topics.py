@@ -1,0 +1,24 @@
+"""Every Kafka topic of the platform, named once.
+
+Names follow ``ragops.<domain>.<fact>.v<major>``: a breaking schema change gets a new
+``.v2`` topic that runs beside the old one (see ``schemas/README.md``).
+"""
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    """Kafka topic names. Producers key document events by ``document_id`` and query
+    events by ``request_id`` so one document's or one request's events stay ordered on
+    one partition."""
+
+    DOCUMENT_SUBMITTED = "ragops.document.submitted.v1"
+    DOCUMENT_CHUNKED = "ragops.document.chunked.v1"
+    CHUNKS_EMBEDDED = "ragops.document.chunks-embedded.v1"
+    DOCUMENT_INDEXED = "ragops.document.indexed.v1"
+    DOCUMENT_REJECTED = "ragops.document.rejected.v1"
+    QUERY_SUBMITTED = "ragops.query.submitted.v1"
+    QUERY_EMBEDDED = "ragops.query.embedded.v1"
+    CONTEXT_RETRIEVED = "ragops.query.context-retrieved.v1"
+    ANSWER_GENERATED = "ragops.query.answer-generated.v1"
+    DEAD_LETTER = "ragops.dead-letter.v1"

@@ -1,0 +1,3 @@
+from ragops_embedding.app import main
+
+main()

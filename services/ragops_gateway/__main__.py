@@ -1,0 +1,3 @@
+from ragops_gateway.app import main
+
+main()

@@ -1,0 +1,138 @@
+"""The HTTP gateway, for producers that do not speak Kafka. It publishes events and owns no
+state: ``POST /v1/documents`` -> ``DocumentSubmitted``; ``POST /v1/queries`` ->
+``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
+(or the dead letter of the request, or the timeout). ``GET /healthz`` is liveness,
+``GET /readyz`` readiness (Kafka reachable, answer topics watched)."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+import uvicorn
+from fastapi import FastAPI, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_schemas import AnswerGenerated, DocumentSubmitted, MessageDeadLettered, QuerySubmitted
+from ragops_schemas.events import ContentType, Filters, MetadataValue
+from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.logs import configure_logging
+from ragops_shared.service import asyncapi, producer_for
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.watch import EventWatcher
+
+SERVICE = "gateway"
+
+
+class GatewaySettings(BaseSettings):
+    """Env prefix ``RAGOPS_GATEWAY_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
+    max_timeout_s: float = Field(default=300.0, gt=0)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: str | None = Field(default=None, min_length=1, max_length=512, description="None = a new UUID.")
+    content: str = Field(min_length=1)
+    content_type: ContentType = "text/plain"
+    title: str | None = None
+    source: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    document_id: str
+    event_id: uuid.UUID
+
+
+class QueryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=5, ge=1, le=100)
+    filters: Filters = Field(default_factory=dict)
+    prompt_name: str | None = None
+    prompt_version: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
+    producer = producer_for(SERVICE)
+    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted])
+    watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await broker.start()
+        await watcher.start()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await watcher.stop()
+            await broker.stop()
+
+    app = FastAPI(title="RAGOps gateway", description=__doc__, lifespan=lifespan)
+    app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        if not state["ready"]:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "not connected to Kafka yet")
+        return {"status": "ready"}
+
+    @app.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
+    async def submit_document(document: DocumentIn) -> Accepted:
+        event = DocumentSubmitted(
+            producer=producer, tenant=settings.platform.tenant,
+            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or str(uuid.uuid4()),
+        )
+        await publisher.publish(event)
+        return Accepted(document_id=event.document_id, event_id=event.event_id)
+
+    @app.post("/v1/queries")
+    async def ask(query: QueryIn) -> AnswerGenerated:
+        timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
+        event = QuerySubmitted(
+            producer=producer, tenant=settings.platform.tenant, request_id=str(uuid.uuid4()),
+            **query.model_dump(exclude={"timeout_s"}),
+        )
+        reply = watcher.expect(event.request_id, (AnswerGenerated, MessageDeadLettered))
+        await publisher.publish(event)
+        try:
+            outcome = await asyncio.wait_for(reply, timeout_s)
+        except TimeoutError:
+            watcher.forget(event.request_id)
+            raise HTTPException(
+                status.HTTP_504_GATEWAY_TIMEOUT, f"no answer for request {event.request_id} within {timeout_s:g} s"
+            ) from None
+        if isinstance(outcome, MessageDeadLettered):
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY,
+                f"request {event.request_id} failed in {outcome.producer.name}: {outcome.reason}",
+            )
+        return outcome
+
+    return app
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)

@@ -1,0 +1,3 @@
+from ragops_generation.app import main
+
+main()

@@ -1,0 +1,3 @@
+from ragops_ingestion.app import main
+
+main()

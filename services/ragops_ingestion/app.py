@@ -1,0 +1,98 @@
+"""The ingestion service: consumes ``DocumentSubmitted``; parses (text, Markdown, HTML,
+reST), splits into token windows of the embedding model's tokenizer and publishes
+``DocumentChunked``, or ``DocumentRejected`` with the reason when the document is empty,
+unparsable or of an unsupported type (reported, never skipped silently).
+
+The document version is a hash of the parsed text, so an unchanged re-submission yields
+the same chunk ids and a changed one a new version that supersedes the old chunks."""
+
+import asyncio
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from faststream import FastStream
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_ingestion.chunking import TokenChunker, chunk_id, document_version
+from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
+from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+SERVICE = "ingestion"
+
+
+class IngestionSettings(BaseSettings):
+    """Env prefix ``RAGOPS_INGESTION_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_INGESTION_", extra="ignore")
+
+    tokenizer: Path | None = Field(default=None, description="Tokenizer of the embedding model; None = packaged all-MiniLM-L6-v2.")
+    tokenizer_name: str = DEFAULT_EMBEDDING_MODEL_NAME
+    chunk_size: int = Field(default=200, gt=0, description="Maximum tokens per chunk (the model reads 256).")
+    overlap: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")
+    batch_records: int = Field(default=16, gt=0, description="DocumentSubmitted records per fetch.")
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitted: DocumentSubmitted) -> Event:
+    """Parse and chunk one document: ``DocumentChunked``, or ``DocumentRejected`` with the reason."""
+    try:
+        parsed = parse(submitted.content, submitted.content_type)
+    except DocumentParseError as error:
+        return submitted.caused(
+            DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=str(error)
+        )
+    return submitted.caused(
+        DocumentChunked, producer,
+        document_id=submitted.document_id,
+        document_version=document_version(parsed.text),
+        title=submitted.title or parsed.title,
+        source=submitted.source,
+        metadata=submitted.metadata,
+        content_type=submitted.content_type,
+        chunker=info,
+        chunks=[
+            Chunk(chunk_id=chunk_id(submitted.document_id, piece.text), index=piece.index, text=piece.text,
+                  token_count=piece.token_count, char_start=piece.char_start, char_end=piece.char_end)
+            for piece in chunker.chunk(parsed.text)
+        ],
+    )
+
+
+def ingest_all(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, events: Sequence[DocumentSubmitted]) -> list[Event]:
+    return [ingest(chunker, info, producer, event) for event in events]
+
+
+def create_app(settings: IngestionSettings | None = None) -> FastStream:
+    settings = settings or IngestionSettings()
+    broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
+    producer = producer_for(SERVICE)
+    publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected])
+    chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
+    info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
+    submitted = EventSubscriber(
+        broker, publisher, DocumentSubmitted, kafka=settings.kafka,
+        group_id="ragops-ingestion", max_records=settings.batch_records,
+    )
+
+    @submitted
+    async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
+        await submitted.run(events, partial(asyncio.to_thread, ingest_all, chunker, info, producer))
+
+    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
+
+    @app.on_startup
+    async def load_tokenizer() -> None:
+        await asyncio.to_thread(chunker.warm_up)
+
+    return app
+
+
+def main() -> None:
+    run_service(SERVICE, IngestionSettings(), create_app)

@@ -1,0 +1,3 @@
+from ragops_retrieval.app import main
+
+main()

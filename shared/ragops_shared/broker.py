@@ -1,0 +1,191 @@
+"""Kafka plumbing every service uses: the broker factory, typed batch subscribers that send
+bad records to the dead-letter topic, and keyed, traced publishing.
+
+Delivery semantics: offsets are committed only after a batch was handled (``AckPolicy``
+``NACK_ON_ERROR``: an infrastructure failure rewinds and redelivers the batch). A record
+that fails schema validation, or whose processing raises, becomes a
+``MessageDeadLettered`` event with the original bytes and the reason; the rest of the batch
+goes on. Effects are idempotent downstream (deterministic ids), so redelivery is safe.
+"""
+
+import asyncio
+import base64
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.publisher.usecase import DefaultPublisher
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import ValidationError
+
+from ragops_schemas import Event, MessageDeadLettered, Producer
+from ragops_shared.settings import KafkaSettings
+
+E = TypeVar("E", bound=Event)
+log = structlog.get_logger(__name__)
+
+
+def _security(kafka: KafkaSettings) -> BaseSecurity | None:
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile) if kafka.security_protocol.endswith("SSL") else None
+    if kafka.security_protocol == "SSL":
+        return BaseSecurity(ssl_context=context)
+    mechanism = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    return mechanism[kafka.sasl_mechanism or "PLAIN"](kafka.sasl_username or "", password, ssl_context=context)
+
+
+def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
+    """A FastStream ``KafkaBroker`` configured from settings (bootstrap, TLS/SASL, sizes).
+
+    Producers wait for all in-sync replicas (``acks="all"``); idempotence follows the settings.
+    """
+    return KafkaBroker(
+        kafka.bootstrap_servers,
+        client_id=client_id,
+        security=_security(kafka),
+        acks="all",
+        enable_idempotence=kafka.enable_idempotence,
+        max_request_size=kafka.max_message_bytes,
+        logger=structlog.get_logger("faststream"),
+    )
+
+
+class EventPublisher:
+    """Publishes events to their topic, keyed by document or request id, with the
+    W3C ``traceparent`` header. One per service; registered publishers appear in AsyncAPI.
+    Every service may dead-letter, so ``MessageDeadLettered`` is always declared."""
+
+    def __init__(self, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]]) -> None:
+        self.producer = producer
+        self._publishers: dict[str, DefaultPublisher] = {
+            cls.TOPIC: broker.publisher(cls.TOPIC, schema=cls, title=f"{cls.TOPIC}:publish")
+            for cls in (*events, MessageDeadLettered)
+        }
+
+    async def publish(self, event: Event) -> None:
+        """Publish one event. Raises ``KeyError`` if the service did not declare its type."""
+        await self._publishers[event.TOPIC].publish(
+            event, key=event.key, headers={"traceparent": event.traceparent, "event_type": event.event_type}
+        )
+
+    async def publish_all(self, events: Sequence[Event]) -> None:
+        await asyncio.gather(*(self.publish(event) for event in events))
+
+
+class EventSubscriber(Generic[E]):
+    """A batch subscriber for one event type with dead-lettering.
+
+    The decoder validates each record of a fetched batch; invalid ones are published to the
+    dead-letter topic (``error_type="schema_validation"``) and dropped from the batch, so the
+    handler receives ``list[E]`` of valid events only (possibly empty).
+    :meth:`run` applies a function to the batch, falling back to one event at a time when
+    the batch fails, and dead-letters each event that still fails (``error_type="processing"``).
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        publisher: EventPublisher,
+        event_type: type[E],
+        *,
+        kafka: KafkaSettings,
+        group_id: str | None,
+        max_records: int = 32,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self.event_type = event_type
+        self.group_id = group_id
+        self._publisher = publisher
+        # Records of the batch being handled, by event id: FastStream handles one batch at a
+        # time per subscriber, so this never mixes batches.
+        self._records: dict[uuid.UUID, ConsumerRecord] = {}
+        self.subscriber = broker.subscriber(
+            event_type.TOPIC,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=kafka.fetch_max_wait_ms,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            max_partition_fetch_bytes=kafka.max_message_bytes,
+            group_id=group_id,
+            auto_offset_reset=auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            ack_policy=AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
+            decoder=self._decode,
+            title=f"{event_type.TOPIC}:{group_id or 'no-group'}",
+        )
+
+    def __call__(self, handler: Callable[..., Awaitable[Any]]) -> Any:
+        return self.subscriber(handler)
+
+    async def _decode(self, message: KafkaMessage) -> list[E]:
+        self._records.clear()
+        valid: list[E] = []
+        for record in message.raw_message:
+            try:
+                event = self.event_type.model_validate_json(record.value or b"")
+            except ValidationError as error:
+                await self._dead_letter(record, "schema_validation", _validation_reason(error))
+                continue
+            self._records[event.event_id] = record
+            valid.append(event)
+        return valid
+
+    async def run(self, events: Sequence[E], process: Callable[[Sequence[E]], Awaitable[Sequence[Event]]]) -> None:
+        """Run ``process`` (events in, output events out) and publish its outputs.
+
+        Outputs are published only after ``process`` returned, so a retry of a single event
+        after a failed batch never publishes a partial batch twice.
+        """
+        if len(events) > 1:
+            try:
+                await self._publisher.publish_all(await process(events))
+                return
+            except Exception:  # noqa: BLE001 - isolate the failing event(s) one by one below
+                log.warning("batch failed, retrying one event at a time", size=len(events))
+        for event in events:
+            try:
+                await self._publisher.publish_all(await process([event]))
+            except Exception as error:  # noqa: BLE001 - a bad event must not stop the stream
+                log.exception("processing failed", event_type=event.event_type, event_id=str(event.event_id))
+                reason = f"{type(error).__name__}: {error}"
+                await self._dead_letter(self._records[event.event_id], "processing", reason)
+
+    async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
+        log.warning("dead-lettering record", topic=record.topic, partition=record.partition, offset=record.offset, error_type=error_type, reason=reason)
+        await self._publish_dead_letter(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+            value=record.value or b"", error_type=error_type, reason=reason,
+        )
+
+    async def _publish_dead_letter(
+        self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, error_type: str, reason: str
+    ) -> None:
+        letter = MessageDeadLettered(
+            producer=self._publisher.producer,
+            original_topic=topic,
+            partition=partition,
+            offset=offset,
+            original_key=key.decode(errors="replace") if key is not None else None,
+            original_value_b64=base64.b64encode(value).decode(),
+            consumer_group=self.group_id,
+            error_type=error_type,
+            reason=reason,
+        )
+        await self._publisher.publish(letter)
+
+
+def _validation_reason(error: ValidationError) -> str:
+    """A short, human-readable reason: the first errors with their field paths."""
+    parts = [
+        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors(include_url=False)[:5]
+    ]
+    more = f" (+{error.error_count() - 5} more)" if error.error_count() > 5 else ""
+    return f"schema validation failed for {error.title}: " + "; ".join(parts) + more

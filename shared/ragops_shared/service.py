@@ -1,0 +1,48 @@
+"""What every service's entry point does: identify itself, configure logging, build its
+FastStream application and run it until SIGINT/SIGTERM."""
+
+import asyncio
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol, TypeVar
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from ragops_schemas import Producer
+from ragops_shared.logs import configure_logging
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+
+def platform_version() -> str:
+    """The installed ``ragops`` distribution's version (``0+unknown`` when run from a bare tree)."""
+    try:
+        return version("ragops")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def producer_for(service: str) -> Producer:
+    """The ``producer`` stamped on every event a service emits."""
+    return Producer(name=service, version=platform_version())
+
+
+def asyncapi(service: str, description: str, *brokers: KafkaBroker) -> AsyncAPI:
+    """The AsyncAPI document spec for a service (``make schemas`` renders it)."""
+    return AsyncAPI(*brokers, title=f"ragops-{service}", version=platform_version(), description=description)
+
+
+class ServiceSettings(Protocol):
+    platform: PlatformSettings
+    kafka: KafkaSettings
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service(service: str, settings: S, create_app: Callable[[S], FastStream]) -> None:
+    """Entry point of ``python -m ragops_<service>``: JSON logs, then the app until a signal
+    stops it (FastStream drains in-flight handlers)."""
+    configure_logging(service, settings.platform.log_level, settings.platform.log_format)
+    asyncio.run(create_app(settings).run())

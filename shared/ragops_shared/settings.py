@@ -1,0 +1,80 @@
+"""Settings shared by every service, read from the environment by pydantic-settings.
+
+Each service composes these with its own ``BaseSettings`` class (env prefix
+``RAGOPS_<SERVICE>_``); nothing else in the code base reads ``os.environ``.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster (env prefix ``KAFKA_``, e.g. ``KAFKA_BOOTSTRAP_SERVERS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    # Tansu answers a fetch only when its wait expires (it is not woken by a produce), so a
+    # long wait adds up to that much latency per hop: 25 ms keeps a hop at a few ms
+    # (measured in ../shared/DESIGN.md). Apache Kafka is woken by produces: 500 is fine there.
+    fetch_max_wait_ms: int = Field(default=25, ge=0)
+    # A group's first assignment takes about half the session timeout on Tansu.
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    # Embedded chunk batches of long documents exceed Kafka's 1 MiB default.
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Tansu (the embedded broker) does not implement InitProducerId, so idempotent producers
+    # cannot start there; turn it on against Apache Kafka. Consumers de-duplicate anyway
+    # (event ids, deterministic point ids), so a retried produce has no second effect.
+    enable_idempotence: bool = False
+    partitions: int = Field(default=3, ge=1, description="Partitions of each topic the platform creates.")
+    replication_factor: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> "KafkaSettings":
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+
+class PlatformSettings(BaseSettings):
+    """Settings every service reads (env prefix ``RAGOPS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    tenant: str = "default"
+    data_dir: Path = Field(default=Path(".ragops"), description="Where embedded stores keep their files.")
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "ragops", description="Converted model weights.")
+    # One intra-op thread per model-running process: on a 2-core machine two processes with
+    # 2 OpenMP threads each spin against each other (13x slower, ../shared/DESIGN.md).
+    torch_threads: int = Field(default=1, ge=1)
+
+
+def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:
+    """Connection keyword arguments for aiokafka clients (consumer, producer, admin)."""
+    import ssl  # only clients that talk TLS need it
+
+    options: dict[str, object] = {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": kafka.security_protocol}
+    if kafka.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    return options

@@ -1,0 +1,110 @@
+"""Watching topics from their current end without a consumer group: how request/reply
+callers (the gateway, the CLI, the demo) wait for the event that answers them.
+
+Every instance reads every partition, so any number of gateway replicas each see every
+answer; no offsets are committed (a reply that arrives while no one waits is not needed)."""
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from ragops_schemas import Event
+from ragops_shared.settings import KafkaSettings, aiokafka_options
+
+log = structlog.get_logger(__name__)
+
+
+class EventWatcher:
+    """Reads the topics of ``event_types`` from the position they have when :meth:`start`
+    returns, and hands each event to the futures waiting for its key and to listeners.
+
+    Register with :meth:`expect` *before* publishing the request, then await the future.
+    Records that do not validate are logged and skipped: this is a reader, not a consumer
+    that owns the topic (the owning services dead-letter them).
+    """
+
+    def __init__(self, kafka: KafkaSettings, event_types: Sequence[type[Event]], client_id: str = "ragops-watcher") -> None:
+        self.kafka = kafka
+        self.client_id = client_id
+        self._types = {cls.TOPIC.value: cls for cls in event_types}
+        self._waiting: dict[bytes, list[tuple[tuple[type[Event], ...], asyncio.Future[Event]]]] = defaultdict(list)
+        self._listeners: list[Callable[[Event], None]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Assign every partition of the topics and fix the start position at their end.
+
+        Raises ``LookupError`` if a topic does not exist on the cluster."""
+        consumer = AIOKafkaConsumer(
+            **aiokafka_options(self.kafka), client_id=self.client_id, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms, max_partition_fetch_bytes=self.kafka.max_message_bytes,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()  # loads cluster metadata
+            partitions = []
+            for topic in self._types:
+                numbers = consumer.partitions_for_topic(topic)
+                if not numbers:
+                    raise LookupError(f"topic {topic} does not exist on {self.kafka.bootstrap_servers}")
+                partitions += [TopicPartition(topic, number) for number in numbers]
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            for partition in partitions:  # resolve now, so a reply published later is never missed
+                await consumer.position(partition)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._read(), name=f"{self.client_id}-read")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self._task = self._consumer = None
+
+    def expect(self, key: str, event_types: tuple[type[Event], ...]) -> "asyncio.Future[Event]":
+        """A future resolved with the first event keyed ``key`` (UTF-8) of one of ``event_types``."""
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiting[key.encode()].append((event_types, future))
+        return future
+
+    def forget(self, key: str) -> None:
+        """Stop waiting for ``key`` (after a timeout), so the table does not grow."""
+        self._waiting.pop(key.encode(), None)
+
+    def listen(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with every event read (on the event loop; keep it quick)."""
+        self._listeners.append(callback)
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    self._dispatch(record.topic, record.key, record.value)
+
+    def _dispatch(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            event = self._types[topic].model_validate_json(value or b"")
+        except ValidationError as error:
+            log.warning("skipping an invalid record", topic=topic, error=str(error).splitlines()[0])
+            return
+        for listener in self._listeners:
+            listener(event)
+        waiting = self._waiting.get(key or b"", [])
+        for entry in [entry for entry in waiting if isinstance(event, entry[0])]:
+            waiting.remove(entry)
+            if not entry[1].done():
+                entry[1].set_result(event)
+        if not waiting:
+            self._waiting.pop(key or b"", None)

@@ -1,0 +1,42 @@
+"""Fixtures for the real components: a Tansu broker per test that needs one (it starts in
+milliseconds, so each test gets fresh topics), and the environment the embedded default
+runs with (offline model loading, passive OpenMP threads)."""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+# Same environment as `ragops up` gives its services (see ragops/platform.py).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from ragops_schemas import Topic  # noqa: E402 - after the environment above
+from ragops_shared.embedded import EmbeddedKafka, create_topics  # noqa: E402
+from ragops_shared.settings import KafkaSettings  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def tansu(tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    with EmbeddedKafka(log_path=tmp_path / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+async def kafka(tansu: EmbeddedKafka) -> AsyncIterator[KafkaSettings]:
+    """Settings of a fresh broker with every platform topic created (3 partitions)."""
+    settings = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    await create_topics(settings, list(Topic))
+    yield settings
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/data: the real corpus and questions (SQuAD v1.1 dev)."""
+    if not (DATA / "corpus.jsonl").is_file():
+        pytest.fail(f"real data missing: {DATA}/corpus.jsonl (the repo expects ../shared/data beside it)")
+    return DATA
