@@ -1,0 +1,256 @@
+"""Qdrant server adapter, through ``qdrant-client``.
+
+This is the production store (``QDRANT_URL``). Tests run it on qdrant-client's local
+mode (``path=`` or ``location=":memory:"``), which is maintained to behave like the
+server but ignores payload indexes and is far slower: it stands in for the server, it is
+not a store to deploy.
+
+BM25 vectors are computed client-side by :mod:`ragops_retrieval.sparse` rather than by
+the server's inference or fastembed, so this adapter and Qdrant Edge write identical
+sparse vectors and no model is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from ragops_retrieval.sparse import SparseTerms
+from ragops_retrieval.store import (
+    DENSE_VECTOR,
+    SPARSE_VECTOR,
+    ChunkPoint,
+    Conditions,
+    FieldMatch,
+    SearchHit,
+    SearchMode,
+    SearchPlan,
+    UnknownCollectionError,
+    document_conditions,
+    hit_from_payload,
+    index_fields,
+    plan_search,
+    prepare_points,
+    validate_collection_name,
+    validate_dimension,
+)
+
+# Points per upsert request: keeps a request of 384-d vectors and ~2 KB texts near 1.5 MB,
+# far below the server's 32 MB default limit.
+_UPSERT_BATCH = 256
+_HTTP_CONFLICT = 409
+
+
+class QdrantClientStore:
+    """:class:`~ragops_retrieval.store.VectorStore` on a Qdrant server or qdrant-client local mode.
+
+    Give exactly one of ``url`` (a server, with ``api_key`` if it requires one), ``path``
+    (local mode on disk) or ``location`` (``":memory:"``); anything else raises
+    ``ValueError``. ``metadata_index_keys`` are the metadata keys to index for filtering.
+    ``timeout`` is the per-request timeout in seconds for a server.
+
+    Every write waits for the server to apply it (``wait=True``), so searches see it when
+    the call returns. The deletes count the matching points, then delete them: with
+    concurrent writers to the same document the count can be off, never the deletion.
+    Thread safety is qdrant-client's: its HTTP client may be shared between threads.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | Path | None = None,
+        location: str | None = None,
+        *,
+        metadata_index_keys: Sequence[str] = (),
+        timeout: int | None = None,
+    ) -> None:
+        if sum(target is not None for target in (url, path, location)) != 1:
+            raise ValueError("give exactly one of url, path or location")
+        self._client = QdrantClient(
+            url=url,
+            api_key=api_key,
+            path=None if path is None else str(path),
+            location=location,
+            timeout=timeout,
+        )
+        self._index_fields = index_fields(metadata_index_keys)
+        # Dimensions of collections seen so far, to validate vectors without a round trip.
+        self._dimensions: dict[str, int] = {}
+
+    def ensure_collection(self, collection: str, dimension: int) -> None:
+        """See :meth:`VectorStore.ensure_collection`."""
+        validate_collection_name(collection)
+        validate_dimension(dimension)
+        if not self._client.collection_exists(collection):
+            try:
+                self._client.create_collection(
+                    collection,
+                    vectors_config={
+                        DENSE_VECTOR: models.VectorParams(
+                            size=dimension, distance=models.Distance.COSINE
+                        )
+                    },
+                    sparse_vectors_config={
+                        SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                )
+            except UnexpectedResponse as error:
+                # Another replica created it between the check and the create: fine, the
+                # layout check below still applies.
+                if error.status_code != _HTTP_CONFLICT:
+                    raise
+        info = self._client.get_collection(collection)
+        existing = _dense_dimension(collection, info)
+        if existing != dimension:
+            raise ValueError(
+                f"collection {collection!r} exists with dimension {existing}, not {dimension}"
+            )
+        for name in self._index_fields:
+            if name not in info.payload_schema:
+                self._client.create_payload_index(
+                    collection, name, models.PayloadSchemaType.KEYWORD, wait=True
+                )
+        self._dimensions[collection] = dimension
+
+    def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
+        """See :meth:`VectorStore.upsert`."""
+        prepared = prepare_points(points, model_version, self._dimension(collection))
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector={DENSE_VECTOR: p.dense, SPARSE_VECTOR: _sparse(p.sparse)},
+                payload=p.payload,
+            )
+            for p in prepared
+        ]
+        for start in range(0, len(structs), _UPSERT_BATCH):
+            self._client.upsert(collection, structs[start : start + _UPSERT_BATCH], wait=True)
+        return len(structs)
+
+    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
+        """See :meth:`VectorStore.delete_superseded`."""
+        return self._delete(
+            collection, document_conditions(document_id, except_version=keep_version)
+        )
+
+    def delete_document(self, collection: str, document_id: str) -> int:
+        """See :meth:`VectorStore.delete_document`."""
+        return self._delete(collection, document_conditions(document_id))
+
+    def search(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float],
+        text: str,
+        top_k: int,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        mode: SearchMode = "hybrid",
+        score_threshold: float | None = None,
+    ) -> list[SearchHit]:
+        """See :meth:`VectorStore.search`."""
+        plan = plan_search(
+            dimension=self._dimension(collection),
+            vector=vector,
+            text=text,
+            top_k=top_k,
+            filters=filters,
+            mode=mode,
+            score_threshold=score_threshold,
+        )
+        scored = _query(self._client, collection, plan)
+        return [hit_from_payload(point.payload or {}, point.score) for point in scored]
+
+    def count(self, collection: str, document_id: str | None = None) -> int:
+        """See :meth:`VectorStore.count`."""
+        self._dimension(collection)  # raises UnknownCollectionError
+        query_filter = None if document_id is None else _filter(document_conditions(document_id))
+        return self._client.count(collection, count_filter=query_filter, exact=True).count
+
+    def close(self) -> None:
+        """Close the client's connections (local mode: release its files)."""
+        self._client.close()
+
+    def _delete(self, collection: str, conditions: Conditions) -> int:
+        self._dimension(collection)  # raises UnknownCollectionError
+        points = _filter(conditions)
+        matched = self._client.count(collection, count_filter=points, exact=True).count
+        if matched:
+            self._client.delete(collection, models.FilterSelector(filter=points), wait=True)
+        return matched
+
+    def _dimension(self, collection: str) -> int:
+        """Dense dimension of ``collection``; raises :class:`UnknownCollectionError`."""
+        dimension = self._dimensions.get(validate_collection_name(collection))
+        if dimension is None:
+            if not self._client.collection_exists(collection):
+                raise UnknownCollectionError(f"collection {collection!r} does not exist")
+            dimension = _dense_dimension(collection, self._client.get_collection(collection))
+            self._dimensions[collection] = dimension
+        return dimension
+
+
+def _dense_dimension(collection: str, info: models.CollectionInfo) -> int:
+    """Dense size of an existing collection; ``ValueError`` unless it has our two vectors."""
+    params = info.config.params
+    vectors = params.vectors if isinstance(params.vectors, dict) else {}
+    if DENSE_VECTOR not in vectors or SPARSE_VECTOR not in (params.sparse_vectors or {}):
+        raise ValueError(
+            f"collection {collection!r} lacks the {DENSE_VECTOR!r} or {SPARSE_VECTOR!r} vector:"
+            " it was not created by this store"
+        )
+    return vectors[DENSE_VECTOR].size
+
+
+def _sparse(terms: SparseTerms) -> models.SparseVector:
+    return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
+
+
+def _match(match: FieldMatch) -> models.FieldCondition:
+    if len(match.values) == 1:
+        return models.FieldCondition(key=match.key, match=models.MatchValue(value=match.values[0]))
+    return models.FieldCondition(key=match.key, match=models.MatchAny(any=list(match.values)))
+
+
+def _filter(conditions: Conditions) -> models.Filter:
+    return models.Filter(
+        must=[_match(m) for m in conditions.must] or None,
+        must_not=[_match(m) for m in conditions.must_not] or None,
+    )
+
+
+def _query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
+    points = None if plan.conditions is None else _filter(plan.conditions)
+    sparse = None if plan.sparse is None else _sparse(plan.sparse)
+    if plan.dense is not None and sparse is not None:
+        # The filter goes on each prefetch: fusion only ranks what the prefetches return.
+        # Fusion.RRF uses the server's constant, equal to store.RRF_K.
+        prefetch = [
+            models.Prefetch(
+                query=plan.dense,
+                using=DENSE_VECTOR,
+                limit=plan.prefetch_limit,
+                filter=points,
+                score_threshold=plan.score_threshold,
+            ),
+            models.Prefetch(
+                query=sparse, using=SPARSE_VECTOR, limit=plan.prefetch_limit, filter=points
+            ),
+        ]
+        fused = models.FusionQuery(fusion=models.Fusion.RRF)
+        return client.query_points(
+            collection, prefetch=prefetch, query=fused, limit=plan.limit, with_payload=True
+        ).points
+    return client.query_points(
+        collection,
+        query=plan.dense if plan.dense is not None else sparse,
+        using=DENSE_VECTOR if plan.dense is not None else SPARSE_VECTOR,
+        query_filter=points,
+        score_threshold=plan.score_threshold,
+        limit=plan.limit,
+        with_payload=True,
+    ).points

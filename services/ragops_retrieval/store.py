@@ -1,0 +1,438 @@
+"""The retrieval service's vector store: its interface, and what both adapters share.
+
+A collection holds one point per (chunk, embedding model version) with two named vectors:
+
+* ``dense``: the chunk's embedding, cosine similarity;
+* ``bm25``: the chunk's BM25 term frequencies (see :mod:`ragops_retrieval.sparse`),
+  declared with the IDF modifier so the engine applies inverse document frequency.
+
+Two adapters implement :class:`VectorStore`: :class:`~ragops_retrieval.edge_store.EdgeStore`
+(Qdrant Edge, in-process, the embedded default) and
+:class:`~ragops_retrieval.client_store.QdrantClientStore` (a Qdrant server through
+``qdrant-client``). Everything that does not depend on the engine lives here, once:
+validation, payload layout, point ids, and the translation of user filters and search
+requests into neutral structures (:class:`Conditions`, :class:`SearchPlan`) that each
+adapter maps onto its own client types.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from ragops_retrieval.sparse import SparseTerms, embed_document, embed_query
+
+DENSE_VECTOR = "dense"
+"""Name of the dense (embedding) vector in every collection."""
+SPARSE_VECTOR = "bm25"
+"""Name of the sparse BM25 vector in every collection."""
+
+RRF_K = 2
+"""Reciprocal Rank Fusion constant: a point ranked ``r`` (0-based) by a prefetch scores
+``1 / (RRF_K + r)``. Qdrant server and qdrant-client use 2 for ``Fusion.RRF``; Edge needs
+it spelt out, so it is fixed here to keep fused scores identical in both adapters."""
+
+INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source")
+"""Top-level payload fields that get a keyword index: the ones deletes and filters use."""
+
+TOP_LEVEL_FILTER_KEYS = frozenset({"document_id", "title", "source"})
+"""Filter keys matched at the top level of the payload; any other key means ``metadata.<key>``."""
+
+METADATA_FIELD = "metadata"
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+# Fixed namespace for point ids: changing it would orphan every point already indexed.
+_POINT_ID_NAMESPACE = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
+# Collection names become directory names in EdgeStore: no separators, no leading dot.
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+# Metadata keys become JSON paths (``metadata.<key>``): a dot or bracket would change the path.
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SEARCH_MODES: frozenset[str] = frozenset({"hybrid", "dense", "sparse"})
+
+
+class UnknownCollectionError(ValueError):
+    """The collection does not exist: :meth:`VectorStore.ensure_collection` never created it."""
+
+
+@dataclass(frozen=True)
+class ChunkPoint:
+    """One chunk to index.
+
+    ``vector`` is the chunk's dense embedding, L2-normalised, of the collection's
+    dimension. ``payload`` holds the extra fields stored with the chunk: ``title`` and
+    ``source`` (strings), ``metadata`` (``dict[str, str]``) and anything else
+    JSON-serialisable.
+    """
+
+    chunk_id: str
+    document_id: str
+    document_version: str
+    text: str
+    vector: Sequence[float]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result.
+
+    ``score`` is the cosine similarity (in ``[-1, 1]``) in dense mode, the BM25 score
+    (unbounded, non-negative) in sparse mode, and the Reciprocal Rank Fusion score (at
+    most ``2 / RRF_K``) in hybrid mode. ``payload`` is the stored payload without the
+    fields lifted into attributes: ``title``, ``source``, ``metadata``, ``model_version``
+    and any extra field given at upsert.
+    """
+
+    chunk_id: str
+    document_id: str
+    document_version: str
+    text: str
+    score: float
+    payload: dict[str, Any]
+
+
+class VectorStore(Protocol):
+    """Where the retrieval service stores chunk vectors and searches them.
+
+    Every method except :meth:`ensure_collection` and :meth:`close` raises
+    :class:`UnknownCollectionError` (a ``ValueError``) for a collection that does not
+    exist, and every method raises ``ValueError`` for an invalid collection name (letters,
+    digits, ``_``, ``.``, ``-``; starting with a letter or digit). Writes are visible to
+    searches as soon as the call returns. Implementations may be called from a worker
+    thread.
+    """
+
+    def ensure_collection(self, collection: str, dimension: int) -> None:
+        """Create ``collection`` for ``dimension``-long dense vectors unless it exists.
+
+        Idempotent. Also creates keyword payload indexes on :data:`INDEXED_FIELDS` and on
+        ``metadata.<key>`` for each metadata key the store was configured to index.
+        Raises ``ValueError`` when the collection exists with another dimension or
+        without the expected named vectors, or when ``dimension < 1``.
+        """
+        ...
+
+    def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
+        """Write ``points``, embedded by ``model_version``; return how many were written.
+
+        The point id is :func:`point_id` of the chunk id and ``model_version``, so a
+        redelivered chunk overwrites its earlier copy. Raises ``ValueError`` when a vector
+        is not one-dimensional of the collection's dimension or holds NaN/infinity.
+        """
+        ...
+
+    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
+        """Delete the points of ``document_id`` whose ``document_version != keep_version``.
+
+        Returns the number of points deleted.
+        """
+        ...
+
+    def delete_document(self, collection: str, document_id: str) -> int:
+        """Delete every point of ``document_id``; return the number deleted."""
+        ...
+
+    def search(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float],
+        text: str,
+        top_k: int,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        mode: SearchMode = "hybrid",
+        score_threshold: float | None = None,
+    ) -> list[SearchHit]:
+        """Return at most ``top_k`` chunks, best first.
+
+        ``vector`` is the query embedding (used in dense and hybrid mode), ``text`` the
+        query text (BM25, used in sparse and hybrid mode). Hybrid fuses a dense and a BM25
+        candidate list of ``max(4 * top_k, 20)`` each with Reciprocal Rank Fusion.
+        ``filters`` map a payload key to a value (exact match) or a list of values (any of
+        them); ``document_id``, ``title`` and ``source`` are top-level fields, any other key
+        is a metadata key. ``score_threshold`` is a minimum cosine similarity for the dense
+        candidates (dense and hybrid mode; a hybrid hit may still come from BM25 alone); it
+        is ignored in sparse mode, whose scores are not on a fixed scale.
+
+        Raises ``ValueError`` for ``top_k < 1``, an unknown mode, a vector of the wrong
+        dimension, or a malformed filter.
+        """
+        ...
+
+    def count(self, collection: str, document_id: str | None = None) -> int:
+        """Number of points in ``collection``, or of ``document_id`` only, counted exactly."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the engine; the store is unusable afterwards."""
+        ...
+
+
+def point_id(chunk_id: str, model_version: str) -> str:
+    """Deterministic point id (a UUID5 string) of a chunk embedded by ``model_version``.
+
+    The same pair always gives the same id, so redelivered chunks overwrite instead of
+    duplicating; the model version is part of it so embeddings of two models never
+    collide if they share a collection.
+    """
+    # A JSON array keeps the pair unambiguous whatever characters either part contains.
+    return str(uuid.uuid5(_POINT_ID_NAMESPACE, json.dumps([model_version, chunk_id])))
+
+
+def open_store(
+    *,
+    url: str | None,
+    api_key: str | None,
+    path: str | Path,
+    metadata_index_keys: Sequence[str] = (),
+) -> VectorStore:
+    """The store for this deployment: a Qdrant server when ``url`` is set, else Qdrant Edge.
+
+    ``path`` is Edge's data directory (ignored with ``url``); ``api_key`` is sent to the
+    server only. ``metadata_index_keys`` are the metadata keys filters use, to index.
+    """
+    # Imported here: both adapters import this module.
+    if url:
+        from ragops_retrieval.client_store import QdrantClientStore
+
+        return QdrantClientStore(url=url, api_key=api_key, metadata_index_keys=metadata_index_keys)
+    from ragops_retrieval.edge_store import EdgeStore
+
+    return EdgeStore(path, metadata_index_keys=metadata_index_keys)
+
+
+# ----------------------------------------------------------------------------------------
+# Shared by the adapters: validation, payload layout, neutral filters and search plans.
+# ----------------------------------------------------------------------------------------
+
+
+def validate_collection_name(collection: str) -> str:
+    """Return ``collection`` unchanged, or raise ``ValueError`` if it is not a safe name."""
+    if not isinstance(collection, str) or not _COLLECTION_NAME.fullmatch(collection):
+        raise ValueError(
+            f"invalid collection name {collection!r}: use 1 to 255 letters, digits, '_', '.'"
+            " or '-', starting with a letter or digit"
+        )
+    return collection
+
+
+def validate_dimension(dimension: int) -> int:
+    """Return ``dimension``, or raise ``ValueError`` unless it is a positive int."""
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+        raise ValueError(f"dimension must be a positive integer, got {dimension!r}")
+    return dimension
+
+
+def index_fields(metadata_index_keys: Sequence[str]) -> tuple[str, ...]:
+    """Payload paths to index: :data:`INDEXED_FIELDS` and ``metadata.<key>`` per key.
+
+    Raises ``ValueError`` for a metadata key that is not a plain name.
+    """
+    return INDEXED_FIELDS + tuple(_metadata_path(key) for key in metadata_index_keys)
+
+
+def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[float]:
+    """``vector`` as a list of floats, checked to be 1-D, ``dimension`` long and finite.
+
+    ``what`` names the vector in the ``ValueError`` raised otherwise.
+    """
+    array = np.asarray(vector, dtype=np.float64)
+    if array.ndim != 1 or array.shape[0] != dimension:
+        raise ValueError(
+            f"{what}: expected a vector of dimension {dimension}, got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: vector contains NaN or infinity")
+    return array.tolist()
+
+
+def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
+    """The payload stored with ``point``.
+
+    ``point.payload`` plus ``chunk_id``, ``document_id``, ``document_version``, ``text``
+    and ``model_version``, which win over same-named extra fields so a payload cannot
+    disguise a chunk as another document's; ``title`` and ``source`` default to ``""``
+    and ``metadata`` to ``{}`` so filters and indexes always find a field of one type.
+    Raises ``ValueError`` if ``metadata`` is not a mapping.
+    """
+    extra = dict(point.payload)
+    metadata = extra.get(METADATA_FIELD) or {}
+    if not isinstance(metadata, Mapping):
+        raise ValueError(
+            f"chunk {point.chunk_id!r}: payload 'metadata' must be a mapping, "
+            f"got {type(metadata).__name__}"
+        )
+    return {
+        **extra,
+        "title": extra.get("title") or "",
+        "source": extra.get("source") or "",
+        METADATA_FIELD: dict(metadata),
+        "chunk_id": point.chunk_id,
+        "document_id": point.document_id,
+        "document_version": point.document_version,
+        "text": point.text,
+        "model_version": model_version,
+    }
+
+
+_HIT_FIELDS = ("chunk_id", "document_id", "document_version", "text")
+
+
+def hit_from_payload(payload: Mapping[str, Any], score: float) -> SearchHit:
+    """Turn a stored payload (as written by :func:`build_payload`) and its score into a hit."""
+    rest = dict(payload)
+    chunk_id, document_id, document_version, text = (rest.pop(name) for name in _HIT_FIELDS)
+    return SearchHit(
+        chunk_id=chunk_id,
+        document_id=document_id,
+        document_version=document_version,
+        text=text,
+        score=float(score),
+        payload=rest,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedPoint:
+    """A point ready for an engine: id, dense vector, BM25 terms and payload."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseTerms
+    payload: dict[str, Any]
+
+
+def prepare_points(
+    points: Sequence[ChunkPoint], model_version: str, dimension: int
+) -> list[PreparedPoint]:
+    """Validate ``points`` and compute their ids, payloads and BM25 terms.
+
+    Raises ``ValueError`` (naming the chunk) for a bad vector or metadata, before anything
+    is written.
+    """
+    return [
+        PreparedPoint(
+            id=point_id(point.chunk_id, model_version),
+            dense=dense_vector(point.vector, dimension, what=f"chunk {point.chunk_id!r}"),
+            sparse=embed_document(point.text),
+            payload=build_payload(point, model_version),
+        )
+        for point in points
+    ]
+
+
+@dataclass(frozen=True)
+class FieldMatch:
+    """Payload field ``key`` (a JSON path) equals one of ``values``.
+
+    One value is an exact match, several mean any of them.
+    """
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """A conjunction: every ``must`` match holds and no ``must_not`` match does."""
+
+    must: tuple[FieldMatch, ...] = ()
+    must_not: tuple[FieldMatch, ...] = ()
+
+
+def document_conditions(document_id: str, *, except_version: str | None = None) -> Conditions:
+    """Points of ``document_id``, without those of ``except_version`` when it is given."""
+    must_not = (
+        () if except_version is None else (FieldMatch("document_version", (except_version,)),)
+    )
+    return Conditions(must=(FieldMatch("document_id", (document_id,)),), must_not=must_not)
+
+
+def conditions_from_filters(
+    filters: Mapping[str, str | Sequence[str]] | None,
+) -> Conditions | None:
+    """Translate user filters into :class:`Conditions`; ``None`` when there are none.
+
+    ``document_id``, ``title`` and ``source`` match top-level payload fields; any other key
+    ``k`` matches ``metadata.k``. A string value is an exact match, a list or tuple of
+    strings matches any of them. Raises ``ValueError`` for a key that is not a plain name,
+    a value that is neither, or an empty list (which could only match nothing).
+    """
+    if not filters:
+        return None
+    matches = []
+    for key, value in filters.items():
+        path = key if key in TOP_LEVEL_FILTER_KEYS else _metadata_path(key)
+        if isinstance(value, str):
+            values: tuple[str, ...] = (value,)
+        else:
+            # Anything but a sequence (None, a number) is refused below, named in the message.
+            values = tuple(value) if isinstance(value, Sequence) else ()
+        if not values or not all(isinstance(item, str) for item in values):
+            raise ValueError(
+                f"filter {key!r}: expected a string or a non-empty list of strings, got {value!r}"
+            )
+        matches.append(FieldMatch(path, values))
+    return Conditions(must=tuple(matches))
+
+
+def _metadata_path(key: str) -> str:
+    if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+        raise ValueError(f"invalid metadata key {key!r}: use 1 to 128 letters, digits, '_' or '-'")
+    return f"{METADATA_FIELD}.{key}"
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A validated search, independent of the engine.
+
+    ``dense`` is set in dense and hybrid mode, ``sparse`` in sparse and hybrid mode (both
+    set means hybrid). ``limit`` is the number of hits to return; ``prefetch_limit`` the
+    size of each candidate list fused in hybrid mode. ``score_threshold`` applies to the
+    dense candidates only.
+    """
+
+    dense: list[float] | None
+    sparse: SparseTerms | None
+    conditions: Conditions | None
+    limit: int
+    prefetch_limit: int
+    score_threshold: float | None
+
+
+def plan_search(
+    *,
+    dimension: int,
+    vector: Sequence[float],
+    text: str,
+    top_k: int,
+    filters: Mapping[str, str | Sequence[str]] | None,
+    mode: str,
+    score_threshold: float | None,
+) -> SearchPlan:
+    """Validate the arguments of :meth:`VectorStore.search` and turn them into a plan.
+
+    Raises ``ValueError`` as documented there.
+    """
+    if mode not in _SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {sorted(_SEARCH_MODES)}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    return SearchPlan(
+        dense=None if mode == "sparse" else dense_vector(vector, dimension, what="query"),
+        sparse=None if mode == "dense" else embed_query(text),
+        conditions=conditions_from_filters(filters),
+        limit=top_k,
+        # Each list must be deeper than top_k: a chunk ranked modestly by both retrievers
+        # should be able to outrank one that only a single retriever found.
+        prefetch_limit=max(4 * top_k, 20),
+        score_threshold=None if mode == "sparse" else score_threshold,
+    )

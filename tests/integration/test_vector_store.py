@@ -1,0 +1,430 @@
+"""Contract tests of the vector store, run against both adapters.
+
+Every test in :class:`TestVectorStoreContract` runs once on Qdrant Edge and once on
+qdrant-client's local mode (the stand-in for a Qdrant server), so the two adapters
+cannot drift apart. Vectors are hand-made 8-dimensional unit vectors: chunk ``k`` points
+along axis ``k``, which makes the nearest neighbour of each query obvious.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragops_retrieval.client_store import QdrantClientStore
+from ragops_retrieval.edge_store import EdgeStore
+from ragops_retrieval.store import (
+    RRF_K,
+    ChunkPoint,
+    SearchHit,
+    UnknownCollectionError,
+    VectorStore,
+    open_store,
+)
+
+pytestmark = [
+    pytest.mark.qdrant,
+    # qdrant-client's local mode warns that it ignores payload indexes; the server does not.
+    pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
+]
+
+DIM = 8
+COLLECTION = "chunks"
+MODEL = "test-model-v1"
+RARE_WORD = "zyxoquartz"
+
+
+def unit(*weights: float) -> list[float]:
+    """A unit vector of ``DIM`` components from the leading ``weights`` (rest zero)."""
+    vector = np.zeros(DIM)
+    vector[: len(weights)] = weights
+    return (vector / np.linalg.norm(vector)).tolist()
+
+
+def axis(k: int) -> list[float]:
+    return unit(*([0.0] * k + [1.0]))
+
+
+def chunk(
+    chunk_id: str,
+    document_id: str,
+    text: str,
+    vector: list[float],
+    *,
+    version: str = "v1",
+    title: str,
+    source: str,
+    metadata: dict[str, str],
+) -> ChunkPoint:
+    return ChunkPoint(
+        chunk_id=chunk_id,
+        document_id=document_id,
+        document_version=version,
+        # Every text shares the word "ragops" so sparse searches can match all chunks.
+        text=f"ragops {text}",
+        vector=vector,
+        payload={"title": title, "source": source, "metadata": metadata, "page": 1},
+    )
+
+
+DOC_A = dict(title="Animals", source="wiki", metadata={"lang": "en", "team": "search"})
+DOC_B = dict(title="Vectors", source="docs", metadata={"lang": "de", "team": "infra"})
+DOC_C = dict(title="Fusion", source="blog", metadata={"lang": "fr"})
+
+CHUNKS = [
+    chunk("a1", "doc-a", "The quick brown fox jumps over the lazy dog", axis(0), **DOC_A),
+    chunk("a2", "doc-a", "Kafka brokers store records in partitions", axis(1), **DOC_A),
+    chunk("b1", "doc-b", "Qdrant builds an HNSW graph over vectors", axis(2), **DOC_B),
+    # Mostly axis 3, a little axis 0: the second-nearest chunk to axis(0).
+    chunk("b2", "doc-b", f"The {RARE_WORD} compound is rare", unit(0.2, 0, 0, 1), **DOC_B),
+    chunk("c1", "doc-c", "Reciprocal rank fusion merges ranked lists", axis(4), **DOC_C),
+]
+
+
+@pytest.fixture(params=["edge", "client"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    opened: VectorStore
+    if request.param == "edge":
+        opened = EdgeStore(tmp_path / "edge", metadata_index_keys=["lang"])
+    else:
+        opened = QdrantClientStore(path=tmp_path / "local", metadata_index_keys=["lang"])
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def filled(store: VectorStore) -> VectorStore:
+    store.ensure_collection(COLLECTION, DIM)
+    assert store.upsert(COLLECTION, CHUNKS, MODEL) == len(CHUNKS)
+    return store
+
+
+def ids(hits: list[SearchHit]) -> list[str]:
+    return [hit.chunk_id for hit in hits]
+
+
+class TestVectorStoreContract:
+    def test_ensure_collection_is_idempotent(self, store: VectorStore) -> None:
+        store.ensure_collection(COLLECTION, DIM)
+        store.ensure_collection(COLLECTION, DIM)
+        store.upsert(COLLECTION, CHUNKS, MODEL)
+        store.ensure_collection(COLLECTION, DIM)
+        assert store.count(COLLECTION) == len(CHUNKS)
+
+    def test_ensure_collection_rejects_another_dimension(self, store: VectorStore) -> None:
+        store.ensure_collection(COLLECTION, DIM)
+        with pytest.raises(ValueError, match="dimension 8, not 16"):
+            store.ensure_collection(COLLECTION, 16)
+
+    @pytest.mark.parametrize("name", ["", "../escape", ".hidden", "a/b", "spaced name"])
+    def test_invalid_collection_name_is_refused(self, store: VectorStore, name: str) -> None:
+        with pytest.raises(ValueError, match="invalid collection name"):
+            store.ensure_collection(name, DIM)
+
+    def test_unknown_collection_raises(self, store: VectorStore) -> None:
+        with pytest.raises(UnknownCollectionError, match="'missing'"):
+            store.count("missing")
+        with pytest.raises(UnknownCollectionError):
+            store.upsert("missing", CHUNKS, MODEL)
+        with pytest.raises(UnknownCollectionError):
+            store.search("missing", vector=axis(0), text="fox", top_k=3)
+        with pytest.raises(UnknownCollectionError):
+            store.delete_document("missing", "doc-a")
+
+    def test_upsert_then_count(self, filled: VectorStore) -> None:
+        assert filled.count(COLLECTION) == 5
+        assert filled.count(COLLECTION, document_id="doc-a") == 2
+        assert filled.count(COLLECTION, document_id="doc-unknown") == 0
+
+    def test_upsert_of_nothing_writes_nothing(self, filled: VectorStore) -> None:
+        assert filled.upsert(COLLECTION, [], MODEL) == 0
+        assert filled.count(COLLECTION) == 5
+
+    def test_search_sees_points_as_soon_as_upsert_returns(self, store: VectorStore) -> None:
+        store.ensure_collection(COLLECTION, DIM)
+        store.upsert(COLLECTION, CHUNKS[:1], MODEL)
+        assert ids(store.search(COLLECTION, vector=axis(0), text="fox", top_k=5)) == ["a1"]
+
+    def test_redelivered_chunks_overwrite_instead_of_duplicating(self, filled: VectorStore) -> None:
+        filled.upsert(COLLECTION, CHUNKS, MODEL)
+        edited = ChunkPoint(
+            "a1", "doc-a", "v1", "ragops an edited text", axis(0), {"title": "Animals"}
+        )
+        filled.upsert(COLLECTION, [edited], MODEL)
+        assert filled.count(COLLECTION) == 5
+        hits = filled.search(COLLECTION, vector=axis(0), text="", top_k=1, mode="dense")
+        assert hits[0].text == "ragops an edited text"
+
+    def test_another_model_version_is_another_point(self, filled: VectorStore) -> None:
+        filled.upsert(COLLECTION, CHUNKS, "test-model-v2")
+        assert filled.count(COLLECTION) == 10
+
+    def test_upsert_with_wrong_dimension_writes_nothing(self, filled: VectorStore) -> None:
+        bad = ChunkPoint("x1", "doc-x", "v1", "ragops text", [1.0, 0.0, 0.0], {})
+        with pytest.raises(ValueError, match="chunk 'x1': expected a vector of dimension 8"):
+            filled.upsert(COLLECTION, [CHUNKS[0], bad], MODEL)
+        with pytest.raises(ValueError, match="NaN"):
+            filled.upsert(
+                COLLECTION, [ChunkPoint("x2", "doc-x", "v1", "t", [float("nan")] * DIM, {})], MODEL
+            )
+        assert filled.count(COLLECTION, document_id="doc-x") == 0
+
+    def test_delete_superseded_removes_the_old_version_only(self, filled: VectorStore) -> None:
+        new_version = [
+            chunk("a1", "doc-a", "The quick fox, revised", axis(0), version="v2", **DOC_A),
+            chunk("a3", "doc-a", "A brand new paragraph", axis(5), version="v2", **DOC_A),
+        ]
+        # Same chunk id, same model: a1 of v2 overwrites a1 of v1, a2 of v1 remains.
+        filled.upsert(COLLECTION, new_version, MODEL)
+        assert filled.count(COLLECTION, document_id="doc-a") == 3
+
+        assert filled.delete_superseded(COLLECTION, "doc-a", keep_version="v2") == 1
+        hits = filled.search(
+            COLLECTION,
+            vector=axis(0),
+            text="",
+            top_k=10,
+            mode="dense",
+            filters={"document_id": "doc-a"},
+        )
+        assert sorted(ids(hits)) == ["a1", "a3"]
+        assert {hit.document_version for hit in hits} == {"v2"}
+        assert filled.count(COLLECTION) == 5 - 2 + 2
+        assert filled.delete_superseded(COLLECTION, "doc-a", keep_version="v2") == 0
+
+    def test_delete_document(self, filled: VectorStore) -> None:
+        assert filled.delete_document(COLLECTION, "doc-a") == 2
+        assert filled.count(COLLECTION, document_id="doc-a") == 0
+        assert filled.count(COLLECTION) == 3
+        assert filled.delete_document(COLLECTION, "doc-a") == 0
+
+    def test_dense_search_returns_the_nearest_first(self, filled: VectorStore) -> None:
+        hits = filled.search(COLLECTION, vector=axis(0), text="", top_k=5, mode="dense")
+        assert ids(hits)[:2] == ["a1", "b2"]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[1].score == pytest.approx(float(np.dot(axis(0), CHUNKS[3].vector)), abs=1e-5)
+        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+    def test_sparse_search_finds_an_exact_rare_keyword(self, filled: VectorStore) -> None:
+        # The vector points elsewhere: sparse mode must ignore it.
+        hits = filled.search(
+            COLLECTION, vector=axis(0), text=f"what is {RARE_WORD}?", top_k=5, mode="sparse"
+        )
+        assert ids(hits) == ["b2"]
+        assert hits[0].score > 0
+
+    def test_sparse_search_with_only_stop_words_finds_nothing(self, filled: VectorStore) -> None:
+        assert (
+            filled.search(COLLECTION, vector=axis(0), text="the of", top_k=5, mode="sparse") == []
+        )
+
+    def test_hybrid_fuses_both_rankings_with_rrf(self, filled: VectorStore) -> None:
+        # Dense ranks a1 first and b2 second; BM25 finds b2 only.
+        hits = filled.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2)
+        assert ids(hits) == ["b2", "a1"]
+        assert hits[0].score == pytest.approx(1 / (RRF_K + 1) + 1 / RRF_K, abs=1e-5)
+        assert hits[1].score == pytest.approx(1 / RRF_K, abs=1e-5)
+
+    def test_hybrid_returns_hits_found_by_either_retriever(self, filled: VectorStore) -> None:
+        hits = filled.search(COLLECTION, vector=axis(4), text=RARE_WORD, top_k=2)
+        assert set(ids(hits)) == {"c1", "b2"}
+
+    @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            ({"document_id": "doc-b"}, {"b1", "b2"}),
+            ({"document_id": ["doc-a", "doc-c"]}, {"a1", "a2", "c1"}),
+            ({"title": "Fusion"}, {"c1"}),
+            ({"source": "wiki"}, {"a1", "a2"}),
+            ({"lang": "de"}, {"b1", "b2"}),
+            ({"lang": ["en", "fr"]}, {"a1", "a2", "c1"}),
+            ({"team": "infra", "document_id": "doc-b"}, {"b1", "b2"}),
+            ({"team": "infra", "document_id": "doc-a"}, set()),
+            ({"lang": "xx"}, set()),
+        ],
+    )
+    def test_filters(
+        self,
+        filled: VectorStore,
+        mode: str,
+        filters: dict[str, str | list[str]],
+        expected: set[str],
+    ) -> None:
+        hits = filled.search(
+            COLLECTION, vector=axis(0), text="ragops", top_k=10, mode=mode, filters=filters
+        )  # type: ignore[arg-type]
+        assert set(ids(hits)) == expected
+
+    @pytest.mark.parametrize(
+        "filters",
+        [{"lang": []}, {"lang": [1]}, {"a.b": "x"}, {"lang": None}],
+        ids=["empty-list", "not-a-string", "dotted-key", "none"],
+    )
+    def test_malformed_filters_are_refused(self, filled: VectorStore, filters: dict) -> None:
+        with pytest.raises(ValueError, match=r"filter|metadata key"):
+            filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=3, filters=filters)
+
+    def test_score_threshold_applies_to_dense_similarity(self, filled: VectorStore) -> None:
+        dense = filled.search(
+            COLLECTION, vector=axis(0), text="", top_k=5, mode="dense", score_threshold=0.5
+        )
+        assert ids(dense) == ["a1"]
+        # Hybrid: the threshold prunes dense candidates; BM25 candidates are kept.
+        hybrid = filled.search(
+            COLLECTION, vector=axis(0), text="kafka", top_k=5, score_threshold=0.5
+        )
+        assert set(ids(hybrid)) == {"a1", "a2"}
+        # Sparse scores are on no fixed scale: the threshold is ignored.
+        sparse = filled.search(
+            COLLECTION, vector=axis(0), text=RARE_WORD, top_k=5, mode="sparse", score_threshold=0.99
+        )
+        assert ids(sparse) == ["b2"]
+
+    @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+    def test_top_k_is_respected(self, filled: VectorStore, mode: str) -> None:
+        assert (
+            len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=2, mode=mode)) == 2
+        )  # type: ignore[arg-type]
+        assert (
+            len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=50, mode=mode)) == 5
+        )  # type: ignore[arg-type]
+
+    def test_hits_carry_text_version_and_payload(self, filled: VectorStore) -> None:
+        (hit,) = filled.search(COLLECTION, vector=axis(2), text="", top_k=1, mode="dense")
+        assert (hit.chunk_id, hit.document_id, hit.document_version) == ("b1", "doc-b", "v1")
+        assert hit.text == "ragops Qdrant builds an HNSW graph over vectors"
+        assert hit.payload == {
+            "title": "Vectors",
+            "source": "docs",
+            "metadata": {"lang": "de", "team": "infra"},
+            "model_version": MODEL,
+            "page": 1,
+        }
+
+    @pytest.mark.parametrize(
+        ("arguments", "message"),
+        [
+            ({"top_k": 0}, "top_k"),
+            ({"mode": "fuzzy"}, "unknown search mode"),
+            ({"vector": [1.0, 0.0]}, "dimension 8"),
+        ],
+    )
+    def test_invalid_search_arguments_are_refused(
+        self, filled: VectorStore, arguments: dict, message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            filled.search(COLLECTION, **{"vector": axis(0), "text": "fox", "top_k": 3, **arguments})
+
+
+class TestEdgeStore:
+    """What only the embedded adapter has: reopening from disk, optimisation, threads."""
+
+    def test_data_survives_close_and_reopen(self, tmp_path: Path) -> None:
+        first = EdgeStore(tmp_path)
+        first.ensure_collection(COLLECTION, DIM)
+        first.upsert(COLLECTION, CHUNKS, MODEL)
+        first.close()
+
+        second = EdgeStore(tmp_path)
+        try:
+            # No ensure_collection: an existing collection opens on first use.
+            assert second.count(COLLECTION) == 5
+            assert ids(second.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2)) == [
+                "b2",
+                "a1",
+            ]
+            with pytest.raises(ValueError, match="dimension 8, not 4"):
+                second.ensure_collection(COLLECTION, 4)
+        finally:
+            second.close()
+
+    def test_a_closed_store_refuses_calls(self, tmp_path: Path) -> None:
+        store = EdgeStore(tmp_path)
+        store.ensure_collection(COLLECTION, DIM)
+        store.close()
+        store.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            store.count(COLLECTION)
+
+    def test_optimize_keeps_results_and_later_upserts_stay_visible(self, tmp_path: Path) -> None:
+        store = EdgeStore(tmp_path)
+        try:
+            store.ensure_collection(COLLECTION, DIM)
+            store.upsert(COLLECTION, CHUNKS[:4], MODEL)
+            before = ids(store.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=4))
+            store.optimize(COLLECTION)
+            assert ids(store.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=4)) == before
+            store.upsert(COLLECTION, CHUNKS[4:], MODEL)
+            assert ids(
+                store.search(COLLECTION, vector=axis(4), text="", top_k=1, mode="dense")
+            ) == ["c1"]
+        finally:
+            store.close()
+
+    def test_concurrent_calls_from_worker_threads(self, tmp_path: Path) -> None:
+        store = EdgeStore(tmp_path)
+        try:
+            store.ensure_collection(COLLECTION, DIM)
+            rng = np.random.default_rng(7)
+
+            def write(worker: int) -> int:
+                points = [
+                    ChunkPoint(
+                        f"w{worker}-{i}",
+                        f"doc-{worker}",
+                        "v1",
+                        f"ragops worker {worker}",
+                        unit(*rng.normal(size=DIM)),
+                        {},
+                    )
+                    for i in range(50)
+                ]
+                written = store.upsert(COLLECTION, points, MODEL)
+                store.search(COLLECTION, vector=axis(0), text="ragops", top_k=5)
+                return written
+
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                assert sum(pool.map(write, range(8))) == 400
+            assert store.count(COLLECTION) == 400
+            assert store.delete_document(COLLECTION, "doc-3") == 50
+        finally:
+            store.close()
+
+
+class TestOpenStore:
+    def test_without_url_opens_edge(self, tmp_path: Path) -> None:
+        store = open_store(url=None, api_key=None, path=tmp_path)
+        try:
+            assert isinstance(store, EdgeStore)
+        finally:
+            store.close()
+
+    def test_with_url_opens_the_server_client(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # No server here: record what the client would be built with instead.
+        built: dict[str, object] = {}
+
+        class FakeClient:
+            def __init__(self, **kwargs: object) -> None:
+                built.update(kwargs)
+
+        monkeypatch.setattr("ragops_retrieval.client_store.QdrantClient", FakeClient)
+        store = open_store(url="https://qdrant.example:6333", api_key="secret", path=tmp_path)
+        assert isinstance(store, QdrantClientStore)
+        assert (built["url"], built["api_key"], built["path"]) == (
+            "https://qdrant.example:6333",
+            "secret",
+            None,
+        )
+
+    def test_client_store_needs_exactly_one_target(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="exactly one"):
+            QdrantClientStore()
+        with pytest.raises(ValueError, match="exactly one"):
+            QdrantClientStore(path=tmp_path, location=":memory:")
