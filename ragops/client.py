@@ -79,6 +79,10 @@ class PlatformClient:
     def document(self, document_id: str, content: str, **fields: object) -> DocumentSubmitted:
         return DocumentSubmitted(producer=self.producer, document_id=document_id, content=content, **fields)
 
+    def expect(self, key: str, event_types: tuple[type[Event], ...]) -> "asyncio.Future[Event]":
+        """A future for the first event keyed ``key`` of ``event_types`` (register before producing)."""
+        return self._watcher.expect(key, event_types)
+
     async def _request(self, event: Event, outcomes: tuple[type[Event], ...], timeout_s: float) -> Event:
         key = event.key.decode()
         outcome = self._watcher.expect(key, outcomes)

@@ -1,0 +1,494 @@
+"""Turn a submitted document (plain text, Markdown, HTML or reStructuredText) into clean
+plain text plus a title.
+
+Documents come from outside the platform, so every parser is configured never to touch
+the ingestion host: reST ``include``/``raw`` (and Sphinx ``literalinclude``) never read
+files or emit raw markup, docutils reads no configuration files and writes nothing to
+stderr, HTML is only tokenised (scripts are dropped, never run), and raw HTML inside
+Markdown is dropped.
+
+Output text: NFC unicode, no control characters, one block (paragraph, heading, list item,
+table row, code block) per paragraph, paragraphs separated by one blank line. Prose
+blocks have their whitespace collapsed to single spaces; code blocks keep their lines and
+indentation (trailing spaces removed).
+"""
+
+import io
+import re
+import types
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ParserRejectedMarkup, ProcessingInstruction, Tag
+from docutils import nodes
+from docutils import utils as docutils_utils
+from docutils.frontend import get_default_settings
+from docutils.parsers.rst import Directive, Parser, directives, roles, states
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+
+class DocumentParseError(ValueError):
+    """A document cannot be turned into text; the message says why (unsupported content
+    type or file suffix, markup the parser rejects, nothing left after parsing)."""
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """A parsed document.
+
+    Attributes:
+        text: clean plain text (see the module docstring), never empty.
+        title: the HTML ``<title>`` (else the first ``<h1>``), the first Markdown heading or
+            the first reST section title, whitespace collapsed; None when there is none.
+    """
+
+    text: str
+    title: str | None
+
+
+_SUFFIX_CONTENT_TYPES: dict[str, str] = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".rst": "text/x-rst",
+    ".rest": "text/x-rst",
+    # Sphinx publishes page sources as ``<page>.rst.txt`` (``_sources/``); they are reST.
+    ".rst.txt": "text/x-rst",
+}
+
+
+def content_type_for(path: Path) -> str:
+    """The content type of a file, from its suffix (case-insensitive): ``.txt``/``.text``
+    -> text/plain, ``.md``/``.markdown`` -> text/markdown, ``.html``/``.htm`` -> text/html,
+    ``.rst``/``.rest``/``.rst.txt`` -> text/x-rst.
+
+    Raises:
+        DocumentParseError: any other suffix.
+    """
+    double_suffix = "".join(path.suffixes[-2:]).lower()
+    content_type = _SUFFIX_CONTENT_TYPES.get(double_suffix) or _SUFFIX_CONTENT_TYPES.get(path.suffix.lower())
+    if content_type is None:
+        raise DocumentParseError(
+            f"unsupported file type {path.suffix or '(no suffix)'!r} for {path.name!r}; "
+            f"supported suffixes: {', '.join(sorted(_SUFFIX_CONTENT_TYPES))}"
+        )
+    return content_type
+
+
+def parse(content: str, content_type: str) -> ParsedDocument:
+    """Parse ``content`` of ``content_type`` (one of :data:`CONTENT_TYPES`; parameters such as
+    ``; charset=utf-8`` and letter case are ignored) into clean text and a title.
+
+    Markup errors the parser can recover from (an unknown reST role, unbalanced HTML tags)
+    do not fail the document: the text around them is kept.
+
+    Raises:
+        DocumentParseError: unsupported content type; markup the parser gives up on; the
+            document has no text once markup, scripts and comments are removed.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    extractor = _EXTRACTORS.get(media_type)
+    if extractor is None:
+        raise DocumentParseError(
+            f"unsupported content type {content_type!r}; supported: {', '.join(sorted(CONTENT_TYPES))}"
+        )
+    try:
+        blocks, title, problems = extractor(_clean_characters(content))
+    except RecursionError as exc:
+        # Parsers and tree walks recurse once per nesting level (thousands of nested <div>s).
+        raise DocumentParseError(f"markup nested too deeply to parse ({media_type})") from exc
+    text = "\n\n".join(filter(None, (block.normalised() for block in blocks)))
+    if not text:
+        detail = f": {'; '.join(problems[:3])}" if problems else ""
+        raise DocumentParseError(f"document is empty after parsing ({media_type}){detail}")
+    title = " ".join(_clean_characters(title).split()) if title else ""
+    return ParsedDocument(text=text, title=title or None)
+
+
+# --- shared text clean-up ---------------------------------------------------------------
+
+# C0/C1 control characters other than tab and newline: invisible, and they confuse
+# tokenizers and terminals. \r, \v, \f and Unicode line separators become \n before this.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean_characters(text: str) -> str:
+    """NFC, every line-break convention as ``\\n``, control characters removed."""
+    unified = "\n".join(unicodedata.normalize("NFC", text).splitlines())
+    return _CONTROL_CHARACTERS.sub("", unified)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One paragraph of output; ``keep_lines`` for code and other preformatted text."""
+
+    text: str
+    keep_lines: bool = False
+
+    def normalised(self) -> str:
+        # Entities and parser output can reintroduce decomposed or control characters.
+        text = _clean_characters(self.text)
+        if not self.keep_lines:
+            return " ".join(text.split())
+        return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+# Each extractor returns (blocks, title, problems); problems are parser messages that
+# explain an empty result.
+_Extraction = tuple[list[_Block], str | None, list[str]]
+
+
+# --- plain text -------------------------------------------------------------------------
+
+
+def _extract_plain(content: str) -> _Extraction:
+    # Line breaks inside a plain-text paragraph may be meaningful (lists, addresses): kept;
+    # spacing within a line is not.
+    blocks = [
+        _Block("\n".join(" ".join(line.split()) for line in paragraph.split("\n")), keep_lines=True)
+        for paragraph in re.split(r"\n\s*\n", content)
+    ]
+    return blocks, None, []
+
+
+# --- Markdown ---------------------------------------------------------------------------
+
+# CommonMark plus GFM tables. HTML recognition stays on so raw HTML becomes html_block /
+# html_inline tokens, which are dropped, instead of showing up as literal tag text.
+_MARKDOWN = MarkdownIt("commonmark").enable("table")
+
+
+def _extract_markdown(content: str) -> _Extraction:
+    blocks: list[_Block] = []
+    title: str | None = None
+    row: list[str] | None = None
+    in_heading = False
+    for token in _MARKDOWN.parse(content):
+        if token.type in ("fence", "code_block"):
+            blocks.append(_Block(token.content, keep_lines=True))
+        elif token.type == "heading_open":
+            in_heading = True
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close" and row is not None:
+            blocks.append(_Block(" | ".join(cell for cell in row if cell)))
+            row = None
+        elif token.type == "inline":
+            text = _markdown_inline_text(token.children or [])
+            if row is not None:
+                row.append(" ".join(text.split()))
+            else:
+                blocks.append(_Block(text))
+            if in_heading and title is None:
+                title = text
+            in_heading = False
+    return blocks, title, []
+
+
+def _markdown_inline_text(children: list[Token]) -> str:
+    parts: list[str] = []
+    for child in children:
+        if child.type in ("text", "text_special", "code_inline", "image"):
+            # An image's content is its alt text.
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        # html_inline (raw tags) and emphasis/link open/close markers carry no text.
+    return "".join(parts)
+
+
+# --- HTML -------------------------------------------------------------------------------
+
+# Never text: code, styling, fallbacks for scripting, inert templates, document metadata
+# (the title is read separately) and site navigation.
+_HTML_DROPPED_TAGS = ("script", "style", "noscript", "template", "head", "nav")
+# Navigation header/footer class names of DocBook's HTML output (the PostgreSQL manual).
+_HTML_NAVIGATION_CLASSES = frozenset({"navheader", "navfooter"})
+_HTML_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "div",
+        "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4",
+        "h5", "h6", "header", "hr", "legend", "li", "main", "ol", "p", "section", "summary",
+        "table", "tbody", "tfoot", "thead", "ul",
+    }
+)  # fmt: skip
+
+
+def _extract_html(content: str) -> _Extraction:
+    try:
+        soup = BeautifulSoup(content, "html.parser")
+    except ParserRejectedMarkup as exc:
+        raise DocumentParseError(f"HTML could not be parsed: {exc}") from exc
+    title_tag = soup.find("title")
+    title = title_tag.get_text() if title_tag else None
+    if not (title and title.strip()):
+        first_h1 = soup.find("h1")
+        title = first_h1.get_text(" ") if first_h1 else None
+    # Removed before walking so that get_text() on <pre> and table rows cannot see them.
+    for element in soup.find_all(_HTML_DROPPED_TAGS):
+        element.decompose()
+    for element in soup.find_all(class_=lambda names: names in _HTML_NAVIGATION_CLASSES):
+        element.decompose()
+    for string in soup.find_all(string=lambda s: isinstance(s, (Comment, Declaration, Doctype, ProcessingInstruction))):
+        string.extract()
+    collector = _HtmlBlocks()
+    collector.walk(soup)
+    collector.flush()
+    return collector.blocks, title, []
+
+
+class _HtmlBlocks:
+    """Collects text blocks from an HTML tree: block-level elements and ``<br>`` end a
+    block, ``<pre>`` keeps its lines, a table row becomes ``cell | cell``."""
+
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self._inline: list[str] = []
+
+    def flush(self) -> None:
+        if self._inline:
+            self.blocks.append(_Block("".join(self._inline)))
+            self._inline = []
+
+    def walk(self, element: Tag) -> None:
+        for child in element.children:
+            if not isinstance(child, Tag):
+                self._inline.append(str(child))
+            elif child.name == "br":
+                self.flush()
+            elif child.name == "pre":
+                self.flush()
+                self.blocks.append(_Block(child.get_text(), keep_lines=True))
+            elif child.name == "tr":
+                self.flush()
+                cells = (" ".join(cell.get_text(" ").split()) for cell in child.find_all(["td", "th"], recursive=False))
+                self.blocks.append(_Block(" | ".join(cell for cell in cells if cell)))
+            elif child.name in _HTML_BLOCK_TAGS:
+                self.flush()
+                self.walk(child)
+                self.flush()
+            else:
+                self.walk(child)
+
+
+# --- reStructuredText -------------------------------------------------------------------
+
+_RST_SAFE_SETTINGS: dict[str, Any] = {
+    # include, csv-table :file:/:url: and raw :file: would read files from this host.
+    "file_insertion_enabled": False,
+    # raw passes markup (HTML, JavaScript) straight through.
+    "raw_enabled": False,
+    # Messages are collected from the reporter instead: nothing goes to stderr ...
+    "report_level": docutils_utils.Reporter.SEVERE_LEVEL + 1,
+    # ... and no message, however severe, aborts the parse.
+    "halt_level": docutils_utils.Reporter.SEVERE_LEVEL + 1,
+    # Only the text is wanted; no Pygments tokenising of code blocks.
+    "syntax_highlight": "none",
+}
+
+
+_PYTHON_OBJECT_DIRECTIVES = (
+    "module", "function", "method", "class", "attribute", "data", "exception", "decorator",
+    "decoratormethod", "classmethod", "staticmethod", "abstractmethod", "coroutinefunction",
+    "coroutinemethod", "awaitablefunction", "awaitablemethod", "property", "type",
+)  # fmt: skip
+
+
+class _SphinxDirective(Directive):
+    """Stands in for the Sphinx directives docutils does not know (``function``,
+    ``versionadded``, ``c:member``...), which would otherwise be dropped with their text:
+    the arguments become a paragraph (object signatures as plain text; version notes
+    after a label such as "New in version", as Sphinx shows them) and the content is parsed
+    as reST; code-like directives keep their content as a literal block; index, navigation
+    and file-inclusion directives give nothing (and never read a file). Directives in
+    neither docutils nor these lists are dropped with their content (a parser warning)."""
+
+    optional_arguments = 1
+    final_argument_whitespace = True
+    has_content = True
+
+    class _AnyOptions(dict[str, Callable[[str | None], str]]):
+        """Accepts every option (each Sphinx directive has its own), value kept as text."""
+
+        def __missing__(self, name: str) -> Callable[[str | None], str]:
+            return directives.unchanged
+
+        def __bool__(self) -> bool:
+            # docutils parses options only when the spec is truthy.
+            return True
+
+    option_spec = _AnyOptions()
+
+    LITERAL = frozenset({"doctest", "testcode", "testoutput", "productionlist"})
+    IGNORED = frozenset(
+        {
+            "toctree", "index", "highlight", "currentmodule", "sectionauthor", "moduleauthor",
+            "codeauthor", "tabularcolumns", "testsetup", "testcleanup",
+            # Sphinx and CPython's extensions read these from files.
+            "literalinclude", "miscnews", "audit-event-table", "limited-api-list",
+        }
+    )  # fmt: skip
+    LABELS = {
+        "versionadded": "New in version",
+        "versionchanged": "Changed in version",
+        "deprecated": "Deprecated since version",
+        "deprecated-removed": "Deprecated since version / removed in version",
+        "seealso": "See also:",
+        "availability": "Availability:",
+        "impl-detail": "CPython implementation detail:",
+    }
+    TEXT = frozenset(
+        {
+            # Python domain; "class" replaces docutils' own class-attribute directive, as in Sphinx.
+            *_PYTHON_OBJECT_DIRECTIVES,
+            *(f"py:{name}" for name in _PYTHON_OBJECT_DIRECTIVES),
+            # C domain.
+            "c:function", "c:member", "c:type", "c:var", "c:macro", "c:struct", "c:union",
+            "c:enum", "c:enumerator",
+            # Standard domain and other Sphinx built-ins.
+            "describe", "object", "program", "cmdoption", "envvar", "glossary", "only",
+            "centered", "hlist",
+            # CPython documentation extensions.
+            "audit-event", "opcode", "pdbcommand", "2to3fixer",
+            *LABELS,
+        }
+    )  # fmt: skip
+
+    def run(self) -> list[nodes.Node]:
+        if self.name in self.IGNORED:
+            return []
+        if self.name in self.LITERAL:
+            text = "\n".join(self.content)
+            return [nodes.literal_block(text, text)]
+        result: list[nodes.Node] = []
+        heading = " ".join(filter(None, (self.LABELS.get(self.name), *self.arguments)))
+        if self.name in self.LABELS:
+            inline_nodes, messages = self.state.inline_text(heading, self.lineno)
+            result += [nodes.paragraph(heading, "", *inline_nodes), *messages]
+        elif heading:
+            # Object signatures such as "f(*args, **kwargs)" are code, not inline reST.
+            result.append(nodes.paragraph(heading, heading))
+        if self.content:
+            body = nodes.container()
+            self.state.nested_parse(self.content, self.content_offset, body)
+            result.append(body)
+        return result
+
+
+# docutils looks directives up in a process-wide registry; these names are not docutils
+# directives (except "class", see above), so other docutils users only gain directives.
+for _name in _SphinxDirective.TEXT | _SphinxDirective.LITERAL | _SphinxDirective.IGNORED:
+    directives.register_directive(_name, _SphinxDirective)
+
+# Sphinx's ``title <target>`` form of cross-reference roles.
+_EXPLICIT_TITLE = re.compile(r"^(.+?)\s*<[^<>]*>$", re.DOTALL)
+
+
+def _literal_text_role(
+    name: str,
+    rawtext: str,
+    text: str,
+    lineno: int,
+    inliner: states.Inliner,
+    options: dict[str, Any] | None = None,
+    content: list[str] | None = None,
+) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+    """Role function for roles docutils does not know (``:func:``, ``:ref:``...): the text
+    Sphinx would show, e.g. ``~os.path.join`` -> ``join``, ``Title <label>`` -> ``Title``."""
+    shown = docutils_utils.unescape(text)
+    explicit = _EXPLICIT_TITLE.match(shown)
+    if explicit:
+        shown = explicit.group(1)
+    else:
+        shown = shown.removeprefix("!")
+        if shown.startswith("~"):
+            shown = shown[1:].rsplit(".", 1)[-1]
+    return [nodes.inline(rawtext, shown)], []
+
+
+def _interpreted_with_fallback(
+    inliner: states.Inliner, rawsource: str, text: str, role: str, lineno: int
+) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+    """``Inliner.interpreted`` whose unknown roles fall back to :func:`_literal_text_role`
+    instead of an error plus the raw ``:role:`text``` markup, and whose raw roles give
+    nothing."""
+    role_fn, messages = roles.role(role, inliner.language, lineno, inliner.reporter)
+    if getattr(role_fn, "base_role", role_fn) is roles.raw_role:
+        # With raw_enabled=False a raw-based role (".. role:: html(raw)") reports an error and
+        # keeps its markup as text; drop it, as the disabled raw directive is dropped.
+        return [], messages
+    role_nodes, role_messages = (role_fn or _literal_text_role)(role, rawsource, text, lineno, inliner)
+    return role_nodes, messages + role_messages
+
+
+def _lenient_inliner() -> states.Inliner:
+    # Bound on the instance rather than in a subclass: Inliner builds its patterns from
+    # vars(type(self)), which a subclass does not have. Registering the fallback as roles
+    # would need every Sphinx role name, process-wide.
+    inliner = states.Inliner()
+    inliner.interpreted = types.MethodType(_interpreted_with_fallback, inliner)  # type: ignore[method-assign]
+    return inliner
+
+
+# Not text: parser messages (which quote the offending source, e.g. a disabled raw
+# directive's payload), comments, definitions and link targets. raw is listed as a second
+# line of defence: raw_enabled=False already stops raw nodes from being created.
+_RST_SKIPPED_NODES = (nodes.system_message, nodes.comment, nodes.substitution_definition, nodes.target, nodes.raw)
+
+
+def _extract_rst(content: str) -> _Extraction:
+    settings = get_default_settings(Parser)
+    for name, value in _RST_SAFE_SETTINGS.items():
+        setattr(settings, name, value)
+    # Belt and braces with report_level: a per-document sink, never sys.stderr.
+    settings.warning_stream = io.StringIO()
+    document = docutils_utils.new_document("<document>", settings)
+    problems: list[str] = []
+
+    def collect(message: nodes.system_message) -> None:
+        if message["level"] >= docutils_utils.Reporter.WARNING_LEVEL:
+            problems.append(f"line {message.get('line', '?')}: {message.children[0].astext()}")
+
+    document.reporter.attach_observer(collect)
+    try:
+        Parser(inliner=_lenient_inliner()).parse(content, document)
+    except Exception as exc:  # docutils has no single base exception for parser failures
+        raise DocumentParseError(f"reStructuredText could not be parsed: {exc!r}") from exc
+    first_section = next(document.findall(nodes.section), None)
+    title = first_section.next_node(nodes.title).astext() if first_section else None
+    return list(_rst_blocks(document)), title, problems
+
+
+def _rst_blocks(element: nodes.Element) -> Iterator[_Block]:
+    for child in element.children:
+        if isinstance(child, _RST_SKIPPED_NODES):
+            continue
+        if isinstance(child, (nodes.literal_block, nodes.doctest_block)):
+            yield _Block(child.astext(), keep_lines=True)
+        elif isinstance(child, nodes.line_block):
+            yield _Block("\n".join(line.astext() for line in child.findall(nodes.line)), keep_lines=True)
+        elif isinstance(child, nodes.row):
+            cells = (" ".join(block.normalised() for block in _rst_blocks(entry)) for entry in child.children)
+            yield _Block(" | ".join(cell for cell in cells if cell))
+        elif isinstance(child, (nodes.TextElement, nodes.Text)):
+            yield _Block(child.astext())
+        else:
+            yield from _rst_blocks(child)
+
+
+_EXTRACTORS: dict[str, Callable[[str], _Extraction]] = {
+    "text/plain": _extract_plain,
+    "text/markdown": _extract_markdown,
+    "text/html": _extract_html,
+    "text/x-rst": _extract_rst,
+}
+
+CONTENT_TYPES: frozenset[str] = frozenset(_EXTRACTORS)
+"""The content types :func:`parse` accepts: text/plain, text/markdown, text/html, text/x-rst."""

@@ -1,0 +1,68 @@
+"""Contracts: generated files are fresh, every topic has exactly one event schema, every
+service's AsyncAPI lists its channels, and the golden examples still validate."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragops.schemagen import ROOT, render, stale
+from ragops_schemas import EVENT_TYPES, Topic
+
+EXAMPLES = ROOT / "examples"
+
+
+def test_generated_schemas_are_fresh() -> None:
+    outdated = [str(path.relative_to(ROOT.parent)) for path in stale()]
+    assert not outdated, f"stale generated files {outdated}: run `make schemas` and commit"
+
+
+def test_every_topic_has_exactly_one_event_type() -> None:
+    topics = [event.TOPIC for event in EVENT_TYPES]
+    assert sorted(topics) == sorted(Topic), "each topic is carried by exactly one event class"
+
+
+def test_event_types_are_past_tense_and_unique() -> None:
+    names = [event.model_fields["event_type"].default for event in EVENT_TYPES]
+    assert len(set(names)) == len(names)
+    assert all(name.endswith("ed") for name in names), names
+
+
+@pytest.mark.parametrize(
+    ("service", "consumes", "publishes"),
+    [
+        ("ingestion", {Topic.DOCUMENT_SUBMITTED}, {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED}),
+        ("embedding", {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED}, {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}),
+        ("retrieval", {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}, {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED}),
+        ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
+        ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED}),
+    ],
+)
+def test_asyncapi_lists_the_service_channels(service: str, consumes: set[Topic], publishes: set[Topic]) -> None:
+    document = json.loads((ROOT / "asyncapi" / f"{service}.json").read_text())
+    operations = document["operations"].values()
+    channels = document["channels"]
+    received = {channels[op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"] for op in operations if op["action"] == "receive"}
+    sent = {channels[op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"] for op in operations if op["action"] == "send"}
+    assert received == {topic.value for topic in consumes}
+    # Every service may dead-letter what it cannot process.
+    assert sent == {topic.value for topic in publishes} | {Topic.DEAD_LETTER.value}
+
+
+def test_every_event_has_a_golden_example() -> None:
+    assert {path.stem for path in EXAMPLES.glob("*.json")} == {event.__name__ for event in EVENT_TYPES}
+
+
+@pytest.mark.parametrize("event", EVENT_TYPES, ids=lambda event: event.__name__)
+def test_golden_example_still_validates(event) -> None:  # noqa: ANN001
+    """Golden examples are written once and never regenerated: a change that breaks one
+    breaks consumers still reading the topic (see schemas/README.md on versioning)."""
+    payload = (EXAMPLES / f"{event.__name__}.json").read_text()
+    parsed = event.model_validate_json(payload)
+    assert parsed.event_type == json.loads(payload)["event_type"]
+
+
+def test_generation_writes_the_files_it_checks(tmp_path: Path) -> None:
+    files = render()
+    assert all(text.endswith("\n") and json.loads(text) for text in files.values())
+    assert len(files) == len(EVENT_TYPES) + 5 + 1  # events, services, gateway OpenAPI

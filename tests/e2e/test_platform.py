@@ -1,0 +1,94 @@
+"""The whole platform on the embedded default, every service in its own process, on a small
+slice of the real corpus: documents in, answers with lineage out, through Kafka only."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ragops.client import PlatformClient
+from ragops.demo import Question, run_workload
+from ragops.platform import EmbeddedPlatform
+from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentRejected, MessageDeadLettered, Topic
+from tests.integration.services import produce_raw
+
+pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
+ARTICLE = "Normans"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    with EmbeddedPlatform(data_dir=tmp_path_factory.mktemp("platform")) as running:
+        running.wait_ready(timeout_s=600)  # the first start converts the generation model once
+        yield running
+
+
+def _questions(data_dir: Path, passages: set[str], count: int) -> list[Question]:
+    rows = [json.loads(line) for line in (data_dir / "questions.jsonl").read_text().splitlines()]
+    picked = [row for row in rows if row["context_ids"][0] in passages][:count]
+    return [Question(**{k: row[k] for k in ("id", "question", "answers", "context_ids")}) for row in picked]
+
+
+def test_documents_in_answers_out(platform: EmbeddedPlatform, data_dir: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
+    slice_ = [row for row in rows if row["title"] == ARTICLE][:12]
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in slice_))
+    questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
+    from rich.console import Console
+
+    report = asyncio.run(run_workload(platform.kafka_settings, corpus, questions, concurrency=3, console=Console(quiet=True)))
+
+    assert report["passages_indexed"] == len(slice_) and report["passages_failed"] == []
+    assert report["chunks_indexed"] >= len(slice_)
+    assert report["questions_answered"] == len(questions)
+    assert report["scores"]["hit@5"] >= 0.5, report["scores"]
+    assert all(report["latency_ms"][stage]["n"] == len(questions) for stage in ("embedding", "retrieval", "generation"))
+    lineage = report["lineage_example"]
+    assert lineage["prompt"]["name"] == "rag-answer" and lineage["embedding"]["dimension"] == 384
+    assert set(lineage["document_versions"]) <= {row["id"] for row in slice_}
+    platform.check()
+
+
+def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> None:
+    async def scenario() -> tuple:
+        async with PlatformClient(platform.kafka_settings, name="e2e") as client:
+            first = client.document("handbook", "# Handbook\n\nThe office opens at nine.", content_type="text/markdown")
+            changed = client.document("handbook", "# Handbook\n\nThe office opens at ten on Mondays.", content_type="text/markdown")
+            empty = client.document("blank.rst", "   \n", content_type="text/x-rst")
+            [v1] = await client.ingest([first])
+            [v2, rejected] = await client.ingest([changed, empty])
+            # A record no schema accepts: dead-lettered by the embedding service; the stream goes on.
+            await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken", b'{"question": 42}')])
+            [trace] = await client.ask([client.question("When does the office open on Mondays?", filters={"document_id": "handbook"})])
+            return v1, v2, rejected, trace
+
+    v1, v2, rejected, trace = asyncio.run(scenario())
+    assert isinstance(v1, DocumentIndexed) and isinstance(v2, DocumentIndexed)
+    assert v2.document_version != v1.document_version and v2.superseded_chunks == v1.chunk_count
+    assert isinstance(rejected, DocumentRejected) and "empty" in rejected.reason
+    assert isinstance(trace.outcome, AnswerGenerated)
+    assert [c.document_version for c in trace.outcome.contexts] == [v2.document_version], "only the new version is retrievable"
+
+
+def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
+    with httpx.Client(base_url=platform.gateway_url, timeout=120) as http:
+        answered = http.post("/v1/queries", json={"question": "Who was the duke in the battle of Hastings?", "top_k": 3})
+        assert answered.status_code == 200, answered.text
+        body = answered.json()
+        assert body["lineage"]["generation_model"] and body["generation"]["usage"]["gen_ai.usage.input_tokens"] > 0
+
+        unknown_prompt = http.post("/v1/queries", json={"question": "Anything?", "prompt_name": "no-such-prompt"})
+        assert unknown_prompt.status_code == 502
+        assert "generation" in unknown_prompt.json()["detail"] and "no-such-prompt" in unknown_prompt.json()["detail"]
+
+    async def dead_letter_of_broken_record() -> MessageDeadLettered:
+        async with PlatformClient(platform.kafka_settings, name="e2e-dlq") as client:
+            waiting = client.expect("broken-2", (MessageDeadLettered,))
+            await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken-2", b"\x00not json")])
+            return await asyncio.wait_for(waiting, 60)
+
+    letter = asyncio.run(dead_letter_of_broken_record())
+    assert letter.original_topic == Topic.QUERY_SUBMITTED and letter.consumer_group == "ragops-embedding-queries"

@@ -1,0 +1,73 @@
+"""The HTTP gateway against a real broker, with no pipeline behind it: requests are
+validated (422 with the field at fault), accepted documents reach their topic, and a
+question nobody answers gets a clear 504 instead of a hang."""
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi.testclient import TestClient
+
+from ragops_gateway.app import GatewaySettings, create_app
+from ragops_schemas import DocumentSubmitted, Topic
+from ragops_shared.embedded import create_topics
+from ragops_shared.settings import KafkaSettings
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def gateway(tansu):  # noqa: ANN001, ANN201
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    asyncio.run(create_topics(kafka, list(Topic)))
+    with TestClient(create_app(GatewaySettings(kafka=kafka))) as client:
+        yield client, kafka
+
+
+async def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+        return record.value
+    finally:
+        await consumer.stop()
+
+
+def test_health_and_readiness(gateway) -> None:  # noqa: ANN001
+    client, _ = gateway
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"question": ""}, "question"), ({"question": "q", "top_k": 0}, "top_k"), ({"question": "q", "colour": "red"}, "colour"), ({}, "question")],
+)
+def test_invalid_queries_get_422_naming_the_field(gateway, body: dict, field: str) -> None:  # noqa: ANN001
+    client, _ = gateway
+    response = client.post("/v1/queries", json=body)
+    assert response.status_code == 422
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+def test_invalid_document_gets_422(gateway) -> None:  # noqa: ANN001
+    client, _ = gateway
+    response = client.post("/v1/documents", json={"content": "x", "content_type": "application/pdf"})
+    assert response.status_code == 422
+    assert "content_type" in response.json()["detail"][0]["loc"]
+
+
+def test_accepted_document_is_on_its_topic(gateway) -> None:  # noqa: ANN001
+    client, kafka = gateway
+    response = client.post("/v1/documents", json={"document_id": "guide.md", "content": "# Guide", "content_type": "text/markdown"})
+    assert response.status_code == 202
+    event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
+    assert (event.document_id, event.content_type, str(event.event_id)) == ("guide.md", "text/markdown", response.json()["event_id"])
+
+
+def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:  # noqa: ANN001
+    client, _ = gateway
+    response = client.post("/v1/queries", json={"question": "Is anyone there?", "timeout_s": 1})
+    assert response.status_code == 504
+    assert "no answer for request" in response.json()["detail"] and "within 1 s" in response.json()["detail"]

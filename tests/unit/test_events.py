@@ -1,0 +1,53 @@
+"""The envelope: ids, keys, trace context, OpenTelemetry GenAI names, tolerance of unknown fields."""
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from ragops_schemas import DocumentSubmitted, GenAIUsage, Producer, QueryEmbedded, QuerySubmitted
+
+PRODUCER = Producer(name="test", version="0")
+
+
+def test_keys_and_traceparent() -> None:
+    query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?")
+    assert query.key == b"r-1"
+    assert query.traceparent == f"00-{query.trace_id}-{query.span_id}-01"
+    assert DocumentSubmitted(producer=PRODUCER, document_id="d", content="x").key == b"d"
+
+
+def test_caused_continues_the_trace_with_a_new_span_and_id() -> None:
+    query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?", tenant="acme")
+    embedded = query.caused(
+        QueryEmbedded, PRODUCER, request_id="r-1", question="why?", top_k=5,
+        embedding={"name": "m", "version": "v", "dimension": 2}, vector=[0.6, 0.8],
+    )
+    assert (embedded.trace_id, embedded.tenant) == (query.trace_id, "acme")
+    assert embedded.span_id != query.span_id and embedded.event_id != query.event_id
+
+
+def test_occurred_at_is_utc_milliseconds() -> None:
+    payload = json.loads(QuerySubmitted(producer=PRODUCER, request_id="r", question="q").model_dump_json())
+    assert payload["occurred_at"].endswith("Z") and len(payload["occurred_at"]) == len("2026-01-01T00:00:00.000Z")
+
+
+def test_usage_uses_opentelemetry_genai_names() -> None:
+    usage = GenAIUsage(input_tokens=3, output_tokens=4)
+    assert json.loads(usage.model_dump_json()) == {"gen_ai.usage.input_tokens": 3, "gen_ai.usage.output_tokens": 4}
+    assert GenAIUsage.model_validate_json(usage.model_dump_json()) == usage
+
+
+def test_readers_tolerate_unknown_fields_and_events_are_frozen() -> None:
+    payload = json.loads(QuerySubmitted(producer=PRODUCER, request_id="r", question="q").model_dump_json())
+    payload["added_in_a_later_release"] = 1
+    parsed = QuerySubmitted.model_validate(payload)
+    with pytest.raises(ValidationError):
+        parsed.question = "changed"
+
+
+@pytest.mark.parametrize("bad", [{"question": ""}, {"top_k": 0}, {"request_id": ""}, {"trace_id": "xyz"}])
+def test_invalid_queries_are_refused(bad: dict) -> None:
+    fields = {"producer": PRODUCER, "request_id": "r", "question": "q", **bad}
+    with pytest.raises(ValidationError):
+        QuerySubmitted(**fields)
