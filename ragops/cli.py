@@ -87,9 +87,10 @@ def ingest(
             documents = _documents(client, path)
             with _progress(console) as progress:
                 task = progress.add_task("ingesting", total=len(documents))
-                outcomes = await client.ingest(documents, timeout_s=timeout, on_done=lambda _: progress.advance(task))
+                results = await client.ingest(documents, timeout_s=timeout, on_done=lambda _: progress.advance(task))
+        outcomes = [outcome for _, outcome in results]
         failed = 0
-        for document, outcome in zip(documents, outcomes, strict=True):
+        for document, outcome in results:
             if not isinstance(outcome, DocumentIndexed):
                 failed += 1
                 console.print(f"[red]{document.document_id}: {outcome.event_type}: {getattr(outcome, 'reason', '')}")

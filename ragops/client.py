@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TypeVar
 
 from ragops_schemas import (
     AnswerGenerated,
@@ -18,12 +19,14 @@ from ragops_schemas import (
     MessageDeadLettered,
     QueryEmbedded,
     QuerySubmitted,
+    utc_now,
 )
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.watch import EventWatcher
 
+E = TypeVar("E", bound=Event)
 DOCUMENT_OUTCOMES = (DocumentIndexed, DocumentRejected, MessageDeadLettered)
 QUERY_OUTCOMES = (AnswerGenerated, MessageDeadLettered)
 
@@ -83,12 +86,15 @@ class PlatformClient:
         """A future for the first event keyed ``key`` of ``event_types`` (register before producing)."""
         return self._watcher.expect(key, event_types)
 
-    async def _request(self, event: Event, outcomes: tuple[type[Event], ...], timeout_s: float) -> Event:
+    async def _request(self, event: E, outcomes: tuple[type[Event], ...], timeout_s: float) -> tuple[E, Event]:
+        """Publish ``event`` stamped with the publish time (the moment it is submitted, which
+        latency is measured from) and wait for its outcome. Returns (published, outcome)."""
+        event = event.model_copy(update={"occurred_at": utc_now()})
         key = event.key.decode()
         outcome = self._watcher.expect(key, outcomes)
         await self._publisher.publish(event)
         try:
-            return await asyncio.wait_for(outcome, timeout_s)
+            return event, await asyncio.wait_for(outcome, timeout_s)
         except TimeoutError:
             self._watcher.forget(key)
             raise RequestTimeoutError(f"no outcome for {event.event_type} {key} within {timeout_s:g} s") from None
@@ -96,9 +102,10 @@ class PlatformClient:
     async def ingest(
         self, documents: Sequence[DocumentSubmitted], *, timeout_s: float = 600.0, concurrency: int = 64,
         on_done: Callable[[Event], None] = lambda _: None,
-    ) -> list[Event]:
+    ) -> list[tuple[DocumentSubmitted, Event]]:
         """Submit documents and wait for each one's outcome (``DocumentIndexed``,
         ``DocumentRejected`` or ``MessageDeadLettered``), at most ``concurrency`` in flight.
+        Returns (the event as published, its outcome) per document, in input order.
 
         Raises ``RequestTimeoutError`` when one takes longer than ``timeout_s``."""
         return await self._gather(documents, DOCUMENT_OUTCOMES, timeout_s, concurrency, on_done)
@@ -110,19 +117,22 @@ class PlatformClient:
         """Submit questions (at most ``concurrency`` in flight) and return each request's trace:
         every event of the request seen on the topics and its outcome (``AnswerGenerated`` or
         ``MessageDeadLettered``). Raises ``RequestTimeoutError`` after ``timeout_s`` for one."""
-        outcomes = await self._gather(questions, QUERY_OUTCOMES, timeout_s, concurrency, on_done)
+        results = await self._gather(questions, QUERY_OUTCOMES, timeout_s, concurrency, on_done)
         return [
-            QueryTrace(submitted=question, events=list(self._by_key.pop(question.key, [])), outcome=outcome)
-            for question, outcome in zip(questions, outcomes, strict=True)
+            QueryTrace(submitted=published, events=list(self._by_key.pop(published.key, [])), outcome=outcome)
+            for published, outcome in results
         ]
 
-    async def _gather(self, requests, outcomes, timeout_s, concurrency, on_done) -> list[Event]:  # noqa: ANN001
+    async def _gather(
+        self, requests: Sequence[E], outcomes: tuple[type[Event], ...], timeout_s: float, concurrency: int,
+        on_done: Callable[[Event], None],
+    ) -> list[tuple[E, Event]]:
         slots = asyncio.Semaphore(concurrency)
 
-        async def one(request: Event) -> Event:
+        async def one(request: E) -> tuple[E, Event]:
             async with slots:
                 result = await self._request(request, outcomes, timeout_s)
-            on_done(result)
+            on_done(result[1])
             return result
 
         return list(await asyncio.gather(*(one(request) for request in requests)))

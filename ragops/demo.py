@@ -107,15 +107,15 @@ async def run_workload(kafka: KafkaSettings, corpus: Path, questions: Sequence[Q
         documents = load_corpus(corpus, client, corpus_limit)
         with _progress(console) as progress:
             task = progress.add_task("ingesting passages", total=len(documents))
-            outcomes = await client.ingest(documents, on_done=lambda _: progress.advance(task))
-        indexed = [event for event in outcomes if isinstance(event, DocumentIndexed)]
-        failed = [event for event in outcomes if not isinstance(event, DocumentIndexed)]
+            results = await client.ingest(documents, on_done=lambda _: progress.advance(task))
+        indexed = [event for _, event in results if isinstance(event, DocumentIndexed)]
+        failed = [event for _, event in results if not isinstance(event, DocumentIndexed)]
         chunks = sum(event.chunk_count for event in indexed)
-        started = min(document.occurred_at for document in documents)
+        started = min(published.occurred_at for published, _ in results)
         finished = max(event.occurred_at for event in indexed) if indexed else started
         ingest_s = max((finished - started).total_seconds(), 1e-3)
 
-        asked = [client.question(question.question) for question in questions]
+        asked = [client.question(question.question) for question in questions]  # stamped when published
         with _progress(console) as progress:
             task = progress.add_task("asking questions", total=len(asked))
             wall = time.perf_counter()

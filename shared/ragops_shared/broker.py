@@ -10,6 +10,7 @@ goes on. Effects are idempotent downstream (deterministic ids), so redelivery is
 
 import asyncio
 import base64
+import logging
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +55,8 @@ def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
         enable_idempotence=kafka.enable_idempotence,
         max_request_size=kafka.max_message_bytes,
         logger=structlog.get_logger("faststream"),
+        # "Received"/"Processed" for every message is noise at thousands of messages/s.
+        log_level=logging.DEBUG,
     )
 
 

@@ -58,8 +58,8 @@ def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> Non
             first = client.document("handbook", "# Handbook\n\nThe office opens at nine.", content_type="text/markdown")
             changed = client.document("handbook", "# Handbook\n\nThe office opens at ten on Mondays.", content_type="text/markdown")
             empty = client.document("blank.rst", "   \n", content_type="text/x-rst")
-            [v1] = await client.ingest([first])
-            [v2, rejected] = await client.ingest([changed, empty])
+            [(_, v1)] = await client.ingest([first])
+            [(_, v2), (_, rejected)] = await client.ingest([changed, empty])
             # A record no schema accepts: dead-lettered by the embedding service; the stream goes on.
             await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken", b'{"question": 42}')])
             [trace] = await client.ask([client.question("When does the office open on Mondays?", filters={"document_id": "handbook"})])

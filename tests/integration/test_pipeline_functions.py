@@ -1,0 +1,86 @@
+"""The services' plain functions chained without Kafka, on real models and a real Qdrant Edge
+store: what each handler delegates to."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragops_embedding.app import EmbeddingSettings, embed_documents, embed_queries
+from ragops_ingestion.app import IngestionSettings, ingest
+from ragops_ingestion.chunking import TokenChunker
+from ragops_retrieval.app import Index, RetrievalSettings, collection_name
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
+from ragops_shared.models import default_embedding_model_dir
+from ragops_shared.settings import PlatformSettings
+
+pytestmark = [pytest.mark.model, pytest.mark.qdrant]
+PRODUCER = Producer(name="test", version="0")
+
+
+@pytest.fixture(scope="module")
+def embedder():  # noqa: ANN201
+    embedder = EmbeddingSettings().embedder()
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="module")
+def chunker() -> TokenChunker:
+    chunker = TokenChunker(default_embedding_model_dir(), 200, 32)
+    chunker.warm_up()
+    return chunker
+
+
+@pytest.fixture
+def index(tmp_path: Path):  # noqa: ANN201
+    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
+    index.open()
+    yield index
+    index.close()
+
+
+def _chunked(chunker: TokenChunker, document_id: str, content: str, content_type: str = "text/plain") -> DocumentChunked:
+    submitted = DocumentSubmitted(producer=PRODUCER, document_id=document_id, content=content, content_type=content_type, metadata={"team": "ops"})
+    settings = IngestionSettings()
+    event = ingest(chunker, ChunkerInfo(tokenizer="minilm", chunk_size=settings.chunk_size, overlap=settings.overlap), PRODUCER, submitted)
+    assert isinstance(event, DocumentChunked), event
+    return event
+
+
+def test_embeddings_are_unit_vectors_with_model_info(embedder, chunker) -> None:  # noqa: ANN001
+    [embedded] = embed_documents(embedder, PRODUCER, [_chunked(chunker, "d", "Oxygen is a chemical element.")])
+    vector = np.array(embedded.chunks[0].vector)
+    assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-3
+    assert embedded.embedding.name == "sentence-transformers/all-MiniLM-L6-v2" and embedded.embedding.dimension == 384
+
+
+def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) -> None:  # noqa: ANN001
+    old = embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")])
+    new = embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")])
+    [first] = index.index(old)
+    [again] = index.index(old)  # redelivery: same point ids, nothing added
+    assert index.store.count(first.collection, "policy") == first.chunk_count
+    [second] = index.index(new)
+    assert second.superseded_chunks == first.chunk_count and again.superseded_chunks == 0
+    [query] = embed_queries(embedder, PRODUCER, [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")])
+    [retrieved] = index.retrieve([query])
+    assert [c.document_version for c in retrieved.contexts] == [second.document_version]
+    assert "30 days" in retrieved.contexts[0].text
+
+
+def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, data_dir: Path) -> None:  # noqa: ANN001
+    rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
+    picked = [row for row in rows if row["title"] in {"Oxygen", "Normans"}][:40]
+    documents = [
+        DocumentSubmitted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"], metadata={"title": row["title"]})
+        for row in picked
+    ]
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    index.index(embed_documents(embedder, PRODUCER, [ingest(chunker, info, PRODUCER, d) for d in documents]))
+    question = QuerySubmitted(producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", filters={"title": "Normans"})
+    [retrieved] = index.retrieve(embed_queries(embedder, PRODUCER, [question]))
+    assert retrieved.contexts and all(c.title == "Normans" for c in retrieved.contexts)
+    assert retrieved.retrieval.mode == "hybrid" and retrieved.retrieval.collection == collection_name("default", retrieved.retrieval.embedding)
+    assert len(retrieved.contexts) <= question.top_k
