@@ -101,7 +101,6 @@ class EventSubscriber(Generic[E]):
         kafka: KafkaSettings,
         group_id: str | None,
         max_records: int = 32,
-        auto_offset_reset: str = "earliest",
     ) -> None:
         self.event_type = event_type
         self.group_id = group_id
@@ -117,7 +116,9 @@ class EventSubscriber(Generic[E]):
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             max_partition_fetch_bytes=kafka.max_message_bytes,
             group_id=group_id,
-            auto_offset_reset=auto_offset_reset,
+            # A new group starts at the beginning: records produced before the service first
+            # joined are processed, not skipped.
+            auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
@@ -162,27 +163,21 @@ class EventSubscriber(Generic[E]):
                 await self._dead_letter(self._records[event.event_id], "processing", reason)
 
     async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
-        log.warning("dead-lettering record", topic=record.topic, partition=record.partition, offset=record.offset, error_type=error_type, reason=reason)
-        await self._publish_dead_letter(
-            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
-            value=record.value or b"", error_type=error_type, reason=reason,
+        log.warning(
+            "dead-lettering record", topic=record.topic, partition=record.partition, offset=record.offset,
+            error_type=error_type, reason=reason,
         )
-
-    async def _publish_dead_letter(
-        self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, error_type: str, reason: str
-    ) -> None:
-        letter = MessageDeadLettered(
+        await self._publisher.publish(MessageDeadLettered(
             producer=self._publisher.producer,
-            original_topic=topic,
-            partition=partition,
-            offset=offset,
-            original_key=key.decode(errors="replace") if key is not None else None,
-            original_value_b64=base64.b64encode(value).decode(),
+            original_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            original_key=record.key.decode(errors="replace") if record.key is not None else None,
+            original_value_b64=base64.b64encode(record.value or b"").decode(),
             consumer_group=self.group_id,
             error_type=error_type,
             reason=reason,
-        )
-        await self._publisher.publish(letter)
+        ))
 
 
 def _validation_reason(error: ValidationError) -> str:
