@@ -12,7 +12,7 @@ retyping a field needs a new class and a ``.v2`` topic (see ``schemas/README.md`
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
 from ragops_schemas.topics import Topic
@@ -127,6 +127,16 @@ class DocumentRejected(DocumentEvent):
 Filters = dict[str, str | list[str]]
 
 
+class EvaluationContext(_Part):
+    """Carried unchanged along a query's events when the question belongs to an offline
+    evaluation run or comes with a reference, so the evaluation service can score it."""
+
+    run_id: str | None = Field(default=None, description="Offline evaluation run the question belongs to.")
+    example_id: str | None = Field(default=None, description="Id of the question in its dataset.")
+    reference_answers: list[str] = Field(default_factory=list, description="Accepted answers (SQuAD style).")
+    reference_context_ids: list[str] = Field(default_factory=list, description="Document ids holding the answer.")
+
+
 class QuerySubmitted(RequestEvent):
     """A user or producer service asked a question."""
 
@@ -137,6 +147,7 @@ class QuerySubmitted(RequestEvent):
     filters: Filters = Field(default_factory=dict, description="Payload filters: value = exact match, list = any of.")
     prompt_name: str | None = Field(default=None, description="Prompt template; None = the service default.")
     prompt_version: int | None = Field(default=None, description="Pinned prompt version; None = the latest.")
+    evaluation: EvaluationContext | None = None
 
 
 class QueryEmbedded(RequestEvent):
@@ -149,6 +160,7 @@ class QueryEmbedded(RequestEvent):
     filters: Filters = Field(default_factory=dict)
     prompt_name: str | None = None
     prompt_version: int | None = None
+    evaluation: EvaluationContext | None = None
     embedding: EmbeddingModelInfo
     vector: list[float]
 
@@ -181,6 +193,7 @@ class ContextRetrieved(RequestEvent):
     filters: Filters = Field(default_factory=dict)
     prompt_name: str | None = None
     prompt_version: int | None = None
+    evaluation: EvaluationContext | None = None
     retrieval: RetrievalInfo
     contexts: list[RetrievedChunk]
 
@@ -240,6 +253,119 @@ class AnswerGenerated(RequestEvent):
     contexts: list[RetrievedChunk] = Field(description="The chunks put into the prompt.")
     generation: GenerationInfo
     lineage: Lineage
+    evaluation: EvaluationContext | None = None
+
+
+# ------------------------------------------------------------- evaluation
+
+
+class EvaluationScore(_Part):
+    """One metric's score for one answer, named as RAGAS/SQuAD name the metric and as the
+    OpenTelemetry GenAI evaluation attributes name the fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, serialize_by_alias=True)
+
+    name: str = Field(alias="gen_ai.evaluation.name", examples=["faithfulness", "answer_relevancy", "f1"])
+    value: float = Field(alias="gen_ai.evaluation.score.value", description="In [0, 1]; higher is better.")
+    method: str = Field(description="How the score was computed (e.g. `token_support_v1`, `squad_v1.1`).")
+    reference_based: bool = Field(description="True when the score needs a reference answer or gold context.")
+
+
+class AnswerEvaluated(RequestEvent):
+    """The evaluation service scored an answer (every answer, or a sample of them)."""
+
+    TOPIC = Topic.ANSWER_EVALUATED
+    event_type: Literal["query.answer_evaluated"] = "query.answer_evaluated"
+    scores: list[EvaluationScore]
+    answer_event_id: str = Field(description="event_id of the AnswerGenerated that was scored.")
+    run_id: str | None = Field(default=None, description="Offline evaluation run, if any.")
+    example_id: str | None = None
+    prompt: PromptRef
+    generation_model: str
+    embedding_model: str = Field(description="Model used for the embedding-based scores.")
+    collection: str
+
+
+class EvaluationRunCompleted(Event):
+    """An offline evaluation run (``ragops eval``) finished: what was evaluated, and the means."""
+
+    TOPIC = Topic.EVALUATION_RUN_COMPLETED
+    event_type: Literal["evaluation.run_completed"] = "evaluation.run_completed"
+    run_id: str
+    dataset: str = Field(description="Dataset file name or id.")
+    dataset_sha256: str
+    questions: int = Field(ge=0)
+    answered: int = Field(ge=0)
+    prompt: PromptRef | None
+    generation_model: str | None
+    embedding_model: str | None
+    collection: str | None = Field(description="Index version the run was answered from.")
+    mean_scores: dict[str, float]
+    spearman_vs_f1: dict[str, float | None] = Field(description="Spearman rho of each reference-free score with token F1.")
+
+    @property
+    def key(self) -> bytes:
+        return self.run_id.encode()
+
+
+# --------------------------------------------------------------------- feedback
+
+
+class FeedbackSubmitted(RequestEvent):
+    """A product sent a user's feedback on an answer (``request_id`` of the answer)."""
+
+    TOPIC = Topic.FEEDBACK_SUBMITTED
+    event_type: Literal["feedback.submitted"] = "feedback.submitted"
+    thumb: Literal["up", "down"] | None = None
+    rating: int | None = Field(default=None, ge=1, le=5, description="1 (worst) to 5 (best).")
+    comment: str | None = Field(default=None, max_length=4000)
+    corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
+    user_id: str | None = Field(default=None, max_length=256, description="Pseudonymous user id, if the product sends one.")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "FeedbackSubmitted":
+        if self.thumb is None and self.rating is None and not self.comment and not self.corrected_answer:
+            raise ValueError("feedback needs at least one of thumb, rating, comment, corrected_answer")
+        return self
+
+
+class FeedbackRecorded(RequestEvent):
+    """Feedback validated and linked to the answer it is about and that answer's lineage."""
+
+    TOPIC = Topic.FEEDBACK_RECORDED
+    event_type: Literal["feedback.recorded"] = "feedback.recorded"
+    feedback_event_id: str
+    thumb: Literal["up", "down"] | None = None
+    rating: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = None
+    corrected_answer: str | None = None
+    user_id: str | None = None
+    sentiment: Literal["positive", "negative", "neutral"] = Field(description="thumb, else rating >= 4 / <= 2.")
+    question: str
+    answer: str
+    answer_event_id: str
+    lineage: Lineage
+
+
+class DatasetExampleAdded(Event):
+    """A question with a reference answer joined a dataset: a user's correction, or an answer
+    users rated well. Examples are immutable; a dataset version is the set of example ids
+    added up to a point in time."""
+
+    TOPIC = Topic.DATASET_EXAMPLE_ADDED
+    event_type: Literal["dataset.example_added"] = "dataset.example_added"
+    dataset: str = Field(examples=["feedback"])
+    example_id: str = Field(description="Content hash of (dataset, question, reference answer).")
+    question: str
+    reference_answer: str
+    reference_context_ids: list[str]
+    source: Literal["correction", "positive_feedback"]
+    request_id: str
+    feedback_event_id: str
+
+    @property
+    def key(self) -> bytes:
+        return self.dataset.encode()
 
 
 # ------------------------------------------------------------------- dead letters
@@ -275,5 +401,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     QueryEmbedded,
     ContextRetrieved,
     AnswerGenerated,
+    AnswerEvaluated,
+    EvaluationRunCompleted,
+    FeedbackSubmitted,
+    FeedbackRecorded,
+    DatasetExampleAdded,
     MessageDeadLettered,
 )

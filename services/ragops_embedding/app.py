@@ -72,7 +72,7 @@ def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[Query
         event.caused(
             QueryEmbedded, producer,
             request_id=event.request_id, question=event.question, top_k=event.top_k, filters=event.filters,
-            prompt_name=event.prompt_name, prompt_version=event.prompt_version,
+            prompt_name=event.prompt_name, prompt_version=event.prompt_version, evaluation=event.evaluation,
             embedding=embedder.info, vector=vector,
         )
         for event, vector in zip(events, vectors, strict=True)

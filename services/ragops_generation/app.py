@@ -78,6 +78,7 @@ class Answerer:
             event.caused(
                 AnswerGenerated, self.producer,
                 request_id=event.request_id, question=event.question, answer=generation.text, contexts=used,
+                evaluation=event.evaluation,
                 generation=GenerationInfo(
                     request_model=self.generator.model_name, model_version=self.generator.model_version,
                     temperature=self.settings.temperature, max_tokens=self.settings.max_new_tokens,

@@ -136,7 +136,7 @@ class Index:
             results.append(event.caused(
                 ContextRetrieved, self.producer,
                 request_id=event.request_id, question=event.question, filters=event.filters,
-                prompt_name=event.prompt_name, prompt_version=event.prompt_version,
+                prompt_name=event.prompt_name, prompt_version=event.prompt_version, evaluation=event.evaluation,
                 retrieval=RetrievalInfo(collection=collection, mode=self.settings.mode, top_k=event.top_k, embedding=event.embedding),
                 contexts=[
                     RetrievedChunk(
