@@ -1,17 +1,25 @@
 """``ragops``: run the embedded platform, feed it documents and questions, run the demo."""
 
 import asyncio
+import json
+import logging
 import os
 import shutil
 import signal
 import time
+from datetime import UTC, datetime
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from ragops.client import PlatformClient, RequestTimeoutError
+from ragops.analytics import Analytics, SqlError
+from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
+from ragops.demo import load_corpus, progress_bar, run_demo
+from ragops.evaluate import file_sha256, load_questions, run_evaluation
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops_ingestion.parsing import DocumentParseError, content_type_for
 from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted
@@ -19,9 +27,34 @@ from ragops_shared.settings import KafkaSettings
 
 app = typer.Typer(help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=True)
+T = TypeVar("T")
+# aiokafka logs every failed reconnect; the CLI reports the outcome once instead.
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")]
+
+
+def _analytics(data_dir: Path) -> Analytics:
+    """ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running platform's sink."""
+    from ragops_sink.app import SinkSettings
+
+    url = SinkSettings().clickhouse_url
+    if url:
+        return Analytics(clickhouse_url=url)
+    try:
+        return Analytics(sql_url=running_platform(data_dir)["sql_url"])
+    except PlatformError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _run(work: Coroutine[object, object, T]) -> T:
+    """Run a client coroutine; an unreachable platform or a timeout is a red line and exit 2."""
+    try:
+        return asyncio.run(work)
+    except (PlatformUnreachableError, RequestTimeoutError) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from None
 
 
 def _kafka(data_dir: Path) -> KafkaSettings:
@@ -34,29 +67,45 @@ def _kafka(data_dir: Path) -> KafkaSettings:
         raise typer.BadParameter(str(error)) from None
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the command like Ctrl-C, so every `with` block cleans up (processes, files)."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @app.command()
-def up(data_dir: DataDir = Path(".ragops"), gateway_port: int = typer.Option(8080, help="HTTP gateway port.")) -> None:
-    """Run the whole platform on the embedded default (Tansu, every service) until Ctrl-C."""
-    with EmbeddedPlatform(data_dir=data_dir, gateway_port=gateway_port) as platform:
-        with console.status("starting Kafka and the services (first start converts the generation model)..."):
-            platform.wait_ready()
-        console.print(f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}")
-        console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
-        stop = {"requested": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-        try:
-            while not stop["requested"]:
-                platform.check()
+def up(
+    data_dir: DataDir = Path(".ragops"),
+    gateway_port: int = typer.Option(8080, help="HTTP gateway port."),
+    max_restarts: int = typer.Option(5, help="Restarts allowed per service before the platform gives up."),
+) -> None:
+    """Run the whole platform on the embedded default (Tansu, every service) until Ctrl-C.
+
+    A service whose process dies is started again (its consumer group resumes from its last
+    committed offset, so nothing is lost)."""
+    _stop_on_sigterm()
+    try:
+        with EmbeddedPlatform(data_dir=data_dir, gateway_port=gateway_port) as platform:
+            with console.status("starting Kafka and the services (first start converts the generation model)..."):
+                platform.wait_ready()
+            console.print(f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}")
+            console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
+            while True:
+                for name in platform.restart_exited(max_restarts):
+                    console.print(f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), see {data_dir / 'logs' / (name + '.log')}")
                 time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        console.print("stopping...")
+    except KeyboardInterrupt:
+        console.print("stopped.")
+    except PlatformError as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(1) from None
 
 
 def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
     if path.suffix == ".jsonl":
-        from ragops.demo import load_corpus
-
         return load_corpus(path, client)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     documents = []
@@ -66,7 +115,8 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
         except DocumentParseError as error:
             console.print(f"[yellow]skipping {file}: {error}")
             continue
-        document_id = str(file.relative_to(path)) if path.is_dir() else file.name
+        # The resolved path: one file is one document however the command names it.
+        document_id = str(file.resolve())
         documents.append(client.document(
             document_id, file.read_text(encoding="utf-8", errors="replace"), content_type=content_type, source=str(file.resolve()),
         ))
@@ -80,12 +130,11 @@ def ingest(
     timeout: float = typer.Option(600.0, help="Seconds to wait for each document's outcome."),
 ) -> None:
     """Submit documents through Kafka and wait until each is indexed or rejected."""
-    from ragops.demo import _progress
 
     async def run() -> int:
         async with PlatformClient(_kafka(data_dir)) as client:
             documents = _documents(client, path)
-            with _progress(console) as progress:
+            with progress_bar(console) as progress:
                 task = progress.add_task("ingesting", total=len(documents))
                 results = await client.ingest(documents, timeout_s=timeout, on_done=lambda _: progress.advance(task))
         outcomes = [outcome for _, outcome in results]
@@ -98,7 +147,7 @@ def ingest(
         console.print(f"{len(indexed)} documents indexed ({sum(o.chunk_count for o in indexed)} chunks), {failed} failed")
         return 1 if failed else 0
 
-    raise typer.Exit(asyncio.run(run()))
+    raise typer.Exit(_run(run()))
 
 
 @app.command()
@@ -106,18 +155,22 @@ def ask(
     question: str,
     data_dir: DataDir = Path(".ragops"),
     top_k: int = typer.Option(5, min=1, max=100),
+    filters: list[str] = typer.Option([], "--filter", help="KEY=VALUE payload filter (document_id, title, source or a metadata key); repeat for several."),
+    prompt_name: str | None = typer.Option(None, help="Prompt template (default: the service's)."),
+    prompt_version: int | None = typer.Option(None, min=1, help="Pinned prompt version (default: the latest)."),
     timeout: float = typer.Option(120.0, help="Seconds to wait for the answer."),
     as_json: bool = typer.Option(False, "--json", help="Print the AnswerGenerated event as JSON."),
 ) -> None:
     """Ask a question through Kafka and print the answer with its sources."""
+    if any("=" not in item for item in filters):
+        raise typer.BadParameter("--filter takes KEY=VALUE")
+    fields: dict[str, object] = {"top_k": top_k, "prompt_name": prompt_name, "prompt_version": prompt_version}
+    if filters:
+        fields["filters"] = dict(item.split("=", 1) for item in filters)
 
     async def run() -> int:
         async with PlatformClient(_kafka(data_dir)) as client:
-            try:
-                [trace] = await client.ask([client.question(question, top_k=top_k)], timeout_s=timeout)
-            except RequestTimeoutError as error:
-                console.print(f"[red]{error}")
-                return 2
+            [trace] = await client.ask([client.question(question, **fields)], timeout_s=timeout)
         if not isinstance(trace.outcome, AnswerGenerated):
             console.print(f"[red]the request failed: {trace.outcome.reason}")
             return 1
@@ -129,7 +182,60 @@ def ask(
                 console.print(f"  [dim]{context.document_id} ({context.score:.3f})")
         return 0
 
-    raise typer.Exit(asyncio.run(run()))
+    raise typer.Exit(_run(run()))
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help="One read-only statement: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN.")],
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
+) -> None:
+    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    try:
+        result = _analytics(data_dir).query(statement)
+    except (SqlError, ValueError) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
+        return
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(*(str(value) for value in row))
+    Console().print(table)
+
+
+@app.command(name="eval")
+def evaluate(
+    dataset: Annotated[Path, typer.Option(exists=True, help="JSONL: {id, question, answers, context_ids} per line.")],
+    questions: int | None = typer.Option(None, help="Seeded sample of this many questions (default: all)."),
+    run_id: str | None = typer.Option(None, help="Run id (default: eval-<UTC time>)."),
+    concurrency: int = typer.Option(8, min=1),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Run a question set through the platform as a tagged evaluation run; report mean scores
+    and how each reference-free score correlates with token F1 (Spearman)."""
+    sample = load_questions(dataset, questions)
+    run = run_id or "eval-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    async def run_all():  # noqa: ANN202
+        async with PlatformClient(_kafka(data_dir), name="eval") as client:
+            with progress_bar(console) as progress:
+                task = progress.add_task(f"evaluating {run}", total=len(sample))
+                return await run_evaluation(
+                    client, sample, run_id=run, dataset=dataset.name, dataset_sha256=file_sha256(dataset),
+                    concurrency=concurrency, on_done=lambda _: progress.advance(task),
+                )
+
+    _, summary = _run(run_all())
+    table = Table("metric", "mean", "Spearman vs f1", title=f"{run}: {summary.answered}/{summary.questions} answered "
+                  f"(prompt {summary.prompt.name if summary.prompt else '?'} v{summary.prompt.version if summary.prompt else '?'}, "
+                  f"{summary.generation_model}, {summary.collection})")
+    for metric, mean in summary.mean_scores.items():
+        rho = summary.spearman_vs_f1.get(metric)
+        table.add_row(metric, f"{mean:.3f}", "" if rho is None and metric not in summary.spearman_vs_f1 else str(rho))
+    Console().print(table)
 
 
 @app.command()
@@ -142,7 +248,6 @@ def demo(
     data_dir: Path = typer.Option(Path(".ragops/demo"), help="Where the demo platform keeps its stores and logs (wiped first)."),
 ) -> None:
     """Run the embedded platform on real data and report retrieval, answer quality and latency."""
-    from ragops.demo import run_demo  # numpy and the report code load only for the demo
 
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh index, so the figures are this run's
     try:

@@ -9,13 +9,19 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
+from aiokafka.errors import KafkaConnectionError
+
 from ragops_schemas import (
+    AnswerEvaluated,
     AnswerGenerated,
     ContextRetrieved,
     DocumentIndexed,
     DocumentRejected,
     DocumentSubmitted,
+    EvaluationRunCompleted,
     Event,
+    FeedbackRecorded,
+    FeedbackSubmitted,
     MessageDeadLettered,
     QueryEmbedded,
     QuerySubmitted,
@@ -29,10 +35,17 @@ from ragops_shared.watch import EventWatcher
 E = TypeVar("E", bound=Event)
 DOCUMENT_OUTCOMES = (DocumentIndexed, DocumentRejected, MessageDeadLettered)
 QUERY_OUTCOMES = (AnswerGenerated, MessageDeadLettered)
+# Waiting for the evaluation of the answer instead of the answer itself (offline runs).
+EVALUATED_OUTCOMES = (AnswerEvaluated, MessageDeadLettered)
+FEEDBACK_OUTCOMES = (FeedbackRecorded, MessageDeadLettered)
 
 
 class RequestTimeoutError(TimeoutError):
     """No outcome arrived for a document or question within the timeout."""
+
+
+class PlatformUnreachableError(ConnectionError):
+    """The Kafka cluster could not be reached."""
 
 
 @dataclass
@@ -41,10 +54,15 @@ class QueryTrace:
 
     submitted: QuerySubmitted
     events: list[Event] = field(default_factory=list)
-    outcome: AnswerGenerated | MessageDeadLettered | None = None
+    outcome: AnswerGenerated | AnswerEvaluated | MessageDeadLettered | None = None
 
     def first(self, event_type: type[Event]) -> Event | None:
         return next((event for event in self.events if isinstance(event, event_type)), None)
+
+    @property
+    def answer(self) -> AnswerGenerated | None:
+        found = self.first(AnswerGenerated)
+        return found if isinstance(found, AnswerGenerated) else None
 
 
 class PlatformClient:
@@ -54,9 +72,12 @@ class PlatformClient:
         self.kafka = kafka
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
-        self._publisher = EventPublisher(self._broker, self.producer, [DocumentSubmitted, QuerySubmitted])
+        self._publisher = EventPublisher(
+            self._broker, self.producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, EvaluationRunCompleted]
+        )
         self._watcher = EventWatcher(
-            kafka, [DocumentIndexed, DocumentRejected, QueryEmbedded, ContextRetrieved, AnswerGenerated, MessageDeadLettered],
+            kafka, [DocumentIndexed, DocumentRejected, QueryEmbedded, ContextRetrieved, AnswerGenerated, AnswerEvaluated,
+                    FeedbackRecorded, MessageDeadLettered],
             client_id=f"ragops-{name}-watcher",
         )
         # The query events of requests in flight, for stage latencies from their timestamps.
@@ -64,12 +85,17 @@ class PlatformClient:
         self._watcher.listen(self._record)
 
     def _record(self, event: Event) -> None:
-        if isinstance(event, (QueryEmbedded, ContextRetrieved, AnswerGenerated)):
+        if isinstance(event, (QueryEmbedded, ContextRetrieved, AnswerGenerated, AnswerEvaluated)):
             self._by_key[event.key].append(event)
 
     async def __aenter__(self) -> "PlatformClient":
-        await self._broker.start()
-        await self._watcher.start()
+        """Connect. Raises :class:`PlatformUnreachableError` when Kafka does not answer."""
+        try:
+            await self._broker.start()
+            await self._watcher.start()
+        except KafkaConnectionError as error:
+            await self._broker.stop()
+            raise PlatformUnreachableError(f"Kafka at {self.kafka.bootstrap_servers} is not reachable: {error}") from None
         return self
 
     async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
@@ -112,16 +138,28 @@ class PlatformClient:
 
     async def ask(
         self, questions: Sequence[QuerySubmitted], *, timeout_s: float = 300.0, concurrency: int = 8,
-        on_done: Callable[[Event], None] = lambda _: None,
+        on_done: Callable[[Event], None] = lambda _: None, until_evaluated: bool = False,
     ) -> list[QueryTrace]:
         """Submit questions (at most ``concurrency`` in flight) and return each request's trace:
-        every event of the request seen on the topics and its outcome (``AnswerGenerated`` or
-        ``MessageDeadLettered``). Raises ``RequestTimeoutError`` after ``timeout_s`` for one."""
-        results = await self._gather(questions, QUERY_OUTCOMES, timeout_s, concurrency, on_done)
+        every event of the request seen on the topics and its outcome (``AnswerGenerated``, or
+        with ``until_evaluated`` its ``AnswerEvaluated``; or ``MessageDeadLettered``).
+        Raises ``RequestTimeoutError`` after ``timeout_s`` for one."""
+        outcomes = EVALUATED_OUTCOMES if until_evaluated else QUERY_OUTCOMES
+        results = await self._gather(questions, outcomes, timeout_s, concurrency, on_done)
         return [
             QueryTrace(submitted=published, events=list(self._by_key.pop(published.key, [])), outcome=outcome)
             for published, outcome in results
         ]
+
+    async def send_feedback(
+        self, feedback: Sequence[FeedbackSubmitted], *, timeout_s: float = 60.0, concurrency: int = 64,
+    ) -> list[Event]:
+        """Submit feedback and wait for each one's ``FeedbackRecorded`` (or its dead letter)."""
+        return [outcome for _, outcome in await self._gather(feedback, FEEDBACK_OUTCOMES, timeout_s, concurrency, lambda _: None)]
+
+    async def publish(self, event: Event) -> None:
+        """Publish an event that nothing answers (e.g. ``EvaluationRunCompleted``)."""
+        await self._publisher.publish(event)
 
     async def _gather(
         self, requests: Sequence[E], outcomes: tuple[type[Event], ...], timeout_s: float, concurrency: int,

@@ -1,181 +1,233 @@
 """The demo: the whole embedded platform on real data (``../shared/data``, SQuAD v1.1 dev).
 
-Ingests the corpus through Kafka, asks a seeded sample of questions through Kafka as a
-producer service would, and computes every figure from the events that flowed through
-the topics: retrieval hit@k against the gold passage, SQuAD exact match / token F1 /
-contains-answer, and per-stage latencies from the events' own ``occurred_at``."""
+It ingests the corpus through Kafka, asks a seeded sample of questions through Kafka as a
+producer service would (tagged as an evaluation run, with their reference answers and gold
+passages), sends simulated user feedback, and then prints a report computed by SQL in
+ClickHouse from the events the sink stored, after checking that ClickHouse holds exactly
+as many events per topic as Kafka received."""
 
 import asyncio
 import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragops.analytics import Analytics
 from ragops.client import PlatformClient, QueryTrace
+from ragops.evaluate import Question, file_sha256, load_questions, run_evaluation
 from ragops.platform import EmbeddedPlatform
-from ragops.scoring import contains_answer, exact_match, hit_at_k, token_f1
-from ragops_schemas import AnswerGenerated, ContextRetrieved, DocumentIndexed, DocumentSubmitted, QueryEmbedded
-from ragops_shared.settings import KafkaSettings
+from ragops_evaluation.metrics import contains_answer
+from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
+from ragops_shared.settings import KafkaSettings, aiokafka_options
 
-STAGES = {"embedding": (None, QueryEmbedded), "retrieval": (QueryEmbedded, ContextRetrieved), "generation": (ContextRetrieved, AnswerGenerated), "end_to_end": (None, AnswerGenerated)}
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    question: str
-    answers: list[str]
-    context_ids: list[str]
+CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
 
 
-def load_corpus(path: Path, client: PlatformClient, limit: int | None = None) -> list[DocumentSubmitted]:
-    """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``."""
+def load_corpus(path: Path, client: PlatformClient) -> list[DocumentSubmitted]:
+    """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``.
+
+    Raises ``ValueError`` naming the line of a malformed row."""
     documents = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
-            if limit is not None and len(documents) >= limit:
-                break
-            row = json.loads(line)
             try:
+                row = json.loads(line)
                 documents.append(client.document(
                     row["id"], row["text"], title=row.get("title"), source=row.get("source"),
                     metadata={"title": row["title"]} if row.get("title") else {},
                 ))
-            except KeyError as missing:
-                raise ValueError(f"{path}:{number}: a corpus line needs {missing}") from None
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a corpus row ({error})") from None
     return documents
 
 
-def load_questions(path: Path, count: int, seed: int = 0) -> list[Question]:
-    """A seeded random sample of ``count`` questions (all of them when ``count`` is larger)."""
-    with path.open(encoding="utf-8") as lines:
-        rows = [Question(**{k: row[k] for k in ("id", "question", "answers", "context_ids")}) for row in map(json.loads, lines)]
-    return random.Random(seed).sample(rows, min(count, len(rows)))
-
-
-def _progress(console: Console) -> Progress:
+def progress_bar(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "n": 0}
-    return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1), "n": len(values)}
-
-
-def stage_latencies_ms(traces: Sequence[QueryTrace]) -> dict[str, dict[str, float | None]]:
-    """p50/p95 (ms) per stage, from the ``occurred_at`` of consecutive events of each request."""
-    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    for trace in traces:
-        for stage, (start_type, end_type) in STAGES.items():
-            start = trace.submitted if start_type is None else trace.first(start_type)
-            end = trace.first(end_type)
-            if start is not None and end is not None:
-                samples[stage].append((end.occurred_at - start.occurred_at).total_seconds() * 1000)
-    return {stage: percentiles(values) for stage, values in samples.items()}
-
-
-def score(questions: Sequence[Question], traces: Sequence[QueryTrace]) -> dict[str, float]:
-    """Mean retrieval and answer scores over the answered questions."""
-    rows = []
+def simulated_feedback(client: PlatformClient, questions: Sequence[Question], traces: Sequence[QueryTrace], seed: int = 0) -> list[FeedbackSubmitted]:
+    """A user who gives thumbs-up when the answer contains a gold answer and thumbs-down
+    otherwise; ``CORRECTION_SHARE`` of the thumbs-down also send the first gold answer."""
+    rng = random.Random(seed)
+    feedback = []
     for question, trace in zip(questions, traces, strict=True):
-        retrieved = trace.first(ContextRetrieved)
-        if not isinstance(trace.outcome, AnswerGenerated) or retrieved is None:
+        answer = trace.answer
+        if answer is None:
             continue
-        ids = [context.document_id for context in retrieved.contexts]
-        answer = trace.outcome.answer
-        rows.append((
-            hit_at_k(ids, question.context_ids, 1), hit_at_k(ids, question.context_ids, 5),
-            exact_match(answer, question.answers), token_f1(answer, question.answers),
-            contains_answer(answer, question.answers), float(not answer.strip()),
+        good = contains_answer(answer.answer, question.answers) == 1.0
+        correction = question.answers[0] if not good and rng.random() < CORRECTION_SHARE else None
+        feedback.append(FeedbackSubmitted(
+            producer=client.producer, request_id=answer.request_id, thumb="up" if good else "down",
+            corrected_answer=correction, user_id=f"demo-user-{rng.randrange(20)}",
         ))
-    names = ("hit@1", "hit@5", "exact_match", "f1", "contains_answer", "empty_answer_rate")
-    means = np.mean(rows, axis=0) if rows else [float("nan")] * len(names)
-    return {name: round(float(value), 4) for name, value in zip(names, means, strict=True)}
+    return feedback
 
 
-async def run_workload(kafka: KafkaSettings, corpus: Path, questions: Sequence[Question], *, concurrency: int, console: Console, corpus_limit: int | None = None) -> dict:
-    """Ingest ``corpus`` and ask ``questions`` through Kafka; return the report dict."""
-    async with PlatformClient(kafka, name="demo") as client:
-        documents = load_corpus(corpus, client, corpus_limit)
-        with _progress(console) as progress:
-            task = progress.add_task("ingesting passages", total=len(documents))
-            results = await client.ingest(documents, on_done=lambda _: progress.advance(task))
-        indexed = [event for _, event in results if isinstance(event, DocumentIndexed)]
-        failed = [event for _, event in results if not isinstance(event, DocumentIndexed)]
-        chunks = sum(event.chunk_count for event in indexed)
-        started = min(published.occurred_at for published, _ in results)
-        finished = max(event.occurred_at for event in indexed) if indexed else started
-        ingest_s = max((finished - started).total_seconds(), 1e-3)
+async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
+    """Records in each platform topic, counted by reading every topic from the beginning
+    until a fetch finds nothing more (Tansu's end offsets undercount multi-record batches)."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(kafka), group_id=None, enable_auto_commit=False,
+                                max_partition_fetch_bytes=kafka.max_message_bytes)
+    await consumer.start()
+    counts = {topic.value: 0 for topic in Topic}
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for topic in Topic for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while batches := await consumer.getmany(timeout_ms=500, max_records=10_000):
+            for partition, records in batches.items():
+                counts[partition.topic] += len(records)
+    finally:
+        await consumer.stop()
+    return counts
 
-        asked = [client.question(question.question) for question in questions]  # stamped when published
-        with _progress(console) as progress:
-            task = progress.add_task("asking questions", total=len(asked))
-            wall = time.perf_counter()
-            traces = await client.ask(asked, concurrency=concurrency, on_done=lambda _: progress.advance(task))
-            wall = time.perf_counter() - wall
-    answers = [trace.outcome for trace in traces if isinstance(trace.outcome, AnswerGenerated)]
+
+def stored_per_topic(analytics: Analytics) -> dict[str, int]:
+    return {topic: int(n) for topic, n in analytics.query("SELECT topic, count() FROM events FINAL GROUP BY topic").rows}
+
+
+async def wait_for_sink(kafka: KafkaSettings, analytics: Analytics, timeout_s: float = 120.0) -> tuple[dict[str, int], dict[str, int]]:
+    """Wait until ClickHouse holds as many events per topic as Kafka received; return both."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        produced = await produced_per_topic(kafka)
+        stored = await asyncio.to_thread(stored_per_topic, analytics)
+        if all(stored.get(topic, 0) == n for topic, n in produced.items()) or time.monotonic() > deadline:
+            return produced, stored
+        await asyncio.sleep(1)
+
+
+def clickhouse_report(analytics: Analytics, run_id: str) -> dict:
+    """Every figure of the report, by SQL over what the sink stored."""
+    run = f"'{run_id}'"
+    indexed, rejected, chunks = analytics.query(
+        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') FROM documents FINAL"
+    ).rows[0]
+    ingest_s = analytics.scalar(
+        "SELECT dateDiff('millisecond', minIf(occurred_at, event_type = 'document.submitted'), "
+        "maxIf(occurred_at, event_type = 'document.indexed')) / 1000 FROM events FINAL"
+    )
+    scores = {metric: round(float(mean), 4) for metric, mean in analytics.query(
+        f"SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run} GROUP BY metric ORDER BY metric").rows}
+    latency = {stage: {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "n": int(n)} for stage, p50, p95, n in analytics.query(f"""
+        WITH stamps AS (
+            SELECT request_id,
+                   minIf(occurred_at, event_type = 'query.submitted') AS submitted,
+                   minIf(occurred_at, event_type = 'query.embedded') AS embedded,
+                   minIf(occurred_at, event_type = 'query.context_retrieved') AS retrieved,
+                   minIf(occurred_at, event_type = 'query.answer_generated') AS answered
+            FROM events FINAL
+            WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run})
+            GROUP BY request_id)
+        SELECT stage, quantile(0.5)(ms), quantile(0.95)(ms), count() FROM (
+            SELECT arrayJoin([('embedding', dateDiff('millisecond', submitted, embedded)),
+                              ('retrieval', dateDiff('millisecond', embedded, retrieved)),
+                              ('generation', dateDiff('millisecond', retrieved, answered)),
+                              ('end_to_end', dateDiff('millisecond', submitted, answered))]) AS pair,
+                   pair.1 AS stage, pair.2 AS ms
+            FROM stamps)
+        GROUP BY stage ORDER BY stage""").rows}
+    n, up, down, corrections = analytics.query(
+        "SELECT count(), countIf(thumb = 'up'), countIf(thumb = 'down'), countIf(has_correction) FROM feedback FINAL").rows[0]
+    tokens_in, tokens_out, cost = analytics.query(
+        f"SELECT avg(input_tokens), avg(output_tokens), sum(cost_usd) FROM cost_per_request "
+        f"WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run})").rows[0]
     return {
-        "passages_submitted": len(documents),
-        "passages_indexed": len(indexed),
-        "passages_failed": [{"document_id": event.key.decode(), "reason": getattr(event, "reason", "")} for event in failed],
-        "chunks_indexed": chunks,
-        "ingest_seconds": round(ingest_s, 2),
-        "ingest_chunks_per_s": round(chunks / ingest_s, 2),
-        "questions_asked": len(asked),
-        "questions_answered": len(answers),
-        "questions_failed": len(traces) - len(answers),
-        "query_concurrency": concurrency,
-        "questions_per_s": round(len(asked) / wall, 3),
-        "scores": score(questions, traces),
-        "latency_ms": stage_latencies_ms(traces),
-        "generation_tokens": {
-            "input_mean": round(float(np.mean([a.generation.usage.input_tokens for a in answers])), 1) if answers else None,
-            "output_mean": round(float(np.mean([a.generation.usage.output_tokens for a in answers])), 1) if answers else None,
-        },
-        "lineage_example": answers[0].lineage.model_dump(mode="json") if answers else None,
+        "passages_indexed": int(indexed), "passages_rejected": int(rejected), "chunks_indexed": int(chunks),
+        "ingest_seconds": round(float(ingest_s or 0), 2),
+        "ingest_chunks_per_s": round(int(chunks) / float(ingest_s), 2) if ingest_s else None,
+        "scores": scores, "latency_ms": latency,
+        "feedback": {"n": int(n), "thumbs_up_rate": round(up / n, 4) if n else None,
+                     "thumbs_down_rate": round(down / n, 4) if n else None, "corrections": int(corrections)},
+        "generation": {"input_tokens_mean": round(float(tokens_in or 0), 1), "output_tokens_mean": round(float(tokens_out or 0), 1),
+                       "cost_usd": float(cost or 0)},
+        "dataset_examples": int(analytics.scalar("SELECT count() FROM dataset_examples FINAL") or 0),
+        "dead_letters": int(analytics.scalar("SELECT count() FROM dead_letters FINAL") or 0),
+    }
+
+
+async def run_workload(
+    kafka: KafkaSettings, analytics: Analytics, corpus: Path, questions: Sequence[Question], *,
+    concurrency: int, console: Console, dataset: Path | None = None,
+) -> dict:
+    """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
+    run_id = "demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    async with PlatformClient(kafka, name="demo") as client:
+        documents = load_corpus(corpus, client)
+        with progress_bar(console) as progress:
+            task = progress.add_task("ingesting passages", total=len(documents))
+            await client.ingest(documents, on_done=lambda _: progress.advance(task))
+        with progress_bar(console) as progress:
+            task = progress.add_task("asking questions", total=len(questions))
+            started = time.perf_counter()
+            traces, summary = await run_evaluation(
+                client, questions, run_id=run_id, dataset=dataset.name if dataset else "inline",
+                dataset_sha256=file_sha256(dataset) if dataset else "", concurrency=concurrency,
+                on_done=lambda _: progress.advance(task),
+            )
+            wall_s = time.perf_counter() - started
+        recorded = await client.send_feedback(simulated_feedback(client, questions, traces))
+    with console.status("waiting for the sink to store every event..."):
+        produced, stored = await wait_for_sink(kafka, analytics)
+    report = await asyncio.to_thread(clickhouse_report, analytics, run_id)
+    return {
+        "run_id": run_id, "passages_submitted": len(documents), **report,
+        "questions_asked": len(questions), "questions_answered": summary.answered, "query_concurrency": concurrency,
+        "questions_per_s": round(len(questions) / wall_s, 3), "feedback_sent": len(recorded),
+        "spearman_vs_f1": summary.spearman_vs_f1,
+        "events_per_topic": {topic: {"produced": n, "in_clickhouse": stored.get(topic, 0)} for topic, n in produced.items()},
+        "events_match": all(stored.get(topic, 0) == n for topic, n in produced.items()),
+        "lineage_example": traces[0].answer.lineage.model_dump(mode="json") if traces and traces[0].answer else None,
         "examples": [
-            {"question": q.question, "gold": q.answers, "answer": t.outcome.answer, "retrieved": [c.document_id for c in t.first(ContextRetrieved).contexts]}
-            for q, t in list(zip(questions, traces, strict=True))[:5] if isinstance(t.outcome, AnswerGenerated) and t.first(ContextRetrieved)
+            {"question": q.question, "gold": q.answers, "answer": t.answer.answer, "retrieved": [c.document_id for c in t.answer.contexts]}
+            for q, t in list(zip(questions, traces, strict=True))[:5] if t.answer is not None
         ],
     }
 
 
 def print_report(report: dict, console: Console) -> None:
-    table = Table(title="RAGOps demo (figures computed from the events on the topics)")
+    table = Table(title="RAGOps demo (computed in ClickHouse from the events the sink stored)")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("passages_submitted", "passages_indexed", "chunks_indexed", "ingest_seconds", "ingest_chunks_per_s",
-                "questions_asked", "questions_answered", "questions_failed", "questions_per_s"):
+                "questions_asked", "questions_answered", "questions_per_s", "feedback_sent", "dataset_examples", "dead_letters"):
         table.add_row(key, str(report[key]))
     for key, value in report["scores"].items():
-        table.add_row(key, f"{value:.3f}")
+        rho = report["spearman_vs_f1"].get(key)
+        table.add_row(key, f"{value:.3f}" + (f"  (Spearman vs f1 {rho:+.2f})" if rho is not None else ""))
     for stage, figures in report["latency_ms"].items():
         table.add_row(f"latency {stage} p50 / p95 (ms)", f"{figures['p50']} / {figures['p95']}")
+    for key, value in report["feedback"].items():
+        table.add_row(f"feedback {key}", str(value))
+    table.add_row("events in ClickHouse = events produced", "yes" if report["events_match"] else "NO")
     console.print(table)
-    if report["passages_failed"]:
-        console.print(f"[yellow]{len(report['passages_failed'])} passages not indexed, e.g. {report['passages_failed'][:3]}")
+    if not report["events_match"]:
+        console.print(f"[red]events per topic differ: {report['events_per_topic']}")
 
 
-def run_demo(*, data_dir: Path, corpus: Path, questions_file: Path, questions: int, concurrency: int, report_path: Path, console: Console, corpus_limit: int | None = None, env: dict[str, str] | None = None) -> dict:
+def run_demo(*, data_dir: Path, corpus: Path, questions_file: Path, questions: int, concurrency: int,
+             report_path: Path, console: Console, env: dict[str, str] | None = None) -> dict:
     """Start the embedded platform, run the workload, print and write the report."""
     sample = load_questions(questions_file, questions)
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
-        with console.status("starting the platform (Kafka, 5 services, models)..."):
+        with console.status("starting the platform (Kafka and 8 services, models)..."):
             started = time.perf_counter()
             platform.wait_ready()
         console.print(f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})")
-        report = asyncio.run(run_workload(platform.kafka_settings, corpus, sample, concurrency=concurrency, console=console, corpus_limit=corpus_limit))
+        report = asyncio.run(run_workload(
+            platform.kafka_settings, Analytics(sql_url=platform.sql_url), corpus, sample,
+            concurrency=concurrency, console=console, dataset=questions_file,
+        ))
         platform.check()
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print_report(report, console)
     console.print(f"report written to {report_path}")
     return report
-

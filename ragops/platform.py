@@ -21,11 +21,11 @@ from ragops_schemas import Topic
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
-SERVICES = ("ingestion", "embedding", "retrieval", "generation", "gateway")
+SERVICES = ("ingestion", "embedding", "retrieval", "generation", "evaluation", "feedback", "sink", "gateway")
 # Consumer groups that must have members before the platform takes traffic.
 CONSUMER_GROUPS = (
     "ragops-ingestion", "ragops-embedding-documents", "ragops-embedding-queries",
-    "ragops-indexer", "ragops-retrieval", "ragops-generation",
+    "ragops-indexer", "ragops-retrieval", "ragops-generation", "ragops-evaluation", "ragops-feedback", "ragops-sink",
 )
 STATE_FILE = "platform.json"
 
@@ -47,9 +47,12 @@ class EmbeddedPlatform:
 
     data_dir: Path
     gateway_port: int | None = None
+    sink_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     kafka: EmbeddedKafka | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def kafka_settings(self) -> KafkaSettings:
@@ -60,18 +63,25 @@ class EmbeddedPlatform:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
+    @property
+    def sql_url(self) -> str:
+        """The sink's read-only SQL endpoint (the process that owns the embedded ClickHouse)."""
+        return f"http://127.0.0.1:{self.sink_port}/sql"
+
     def start(self) -> "EmbeddedPlatform":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
+        self.sink_port = self.sink_port or free_port()
         self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
         asyncio.run(create_topics(self.kafka_settings, list(Topic)))
-        env = {
+        self._env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "RAGOPS_DATA_DIR": str(self.data_dir.resolve()),
             "RAGOPS_GATEWAY_PORT": str(self.gateway_port),
+            "RAGOPS_SINK_PORT": str(self.sink_port),
             # Models come from local directories only: there is no hub to reach.
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -81,15 +91,43 @@ class EmbeddedPlatform:
             **self.env,
         }
         for service in SERVICES:
-            with open(logs / f"{service}.log", "ab") as log:
-                self.processes[service] = subprocess.Popen(
-                    [sys.executable, "-m", f"ragops_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                )
+            self._spawn(service)
+        self._write_state()
+        return self
+
+    def _spawn(self, service: str) -> None:
+        with open(self.data_dir / "logs" / f"{service}.log", "ab") as log:
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", f"ragops_{service}"], env=self._env, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def _write_state(self) -> None:
+        assert self.kafka is not None
         (self.data_dir / STATE_FILE).write_text(json.dumps({
-            "bootstrap_servers": self.kafka.bootstrap_servers, "gateway_url": self.gateway_url,
+            "bootstrap_servers": self.kafka.bootstrap_servers, "gateway_url": self.gateway_url, "sql_url": self.sql_url,
             "pids": {name: process.pid for name, process in self.processes.items()},
         }))
-        return self
+
+    def restart_exited(self, max_restarts: int = 5) -> list[str]:
+        """Start again every service whose process exited (a crash, an OOM kill), as a
+        Kubernetes Deployment would; Kafka keeps their input meanwhile and their consumer
+        groups resume from the last committed offsets. Returns the services restarted.
+
+        Raises:
+            PlatformError: a service exited more than ``max_restarts`` times.
+        """
+        restarted = []
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            if self.restarts[name] > max_restarts:
+                raise PlatformError(f"{name} exited {self.restarts[name]} times (last status {process.returncode}), see {self.data_dir / 'logs' / (name + '.log')}")
+            self._spawn(name)
+            restarted.append(name)
+        if restarted:
+            self._write_state()
+        return restarted
 
     def check(self) -> None:
         """Raise :class:`PlatformError` naming any service process that has exited."""
@@ -167,4 +205,17 @@ def running_platform(data_dir: Path) -> dict[str, str]:
     state = data_dir / STATE_FILE
     if not state.is_file():
         raise PlatformError(f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)")
-    return json.loads(state.read_text())
+    found = json.loads(state.read_text())
+    if not any(_alive(pid) for pid in found.get("pids", {}).values()):
+        raise PlatformError(f"the platform recorded in {state} is not running any more (start one with `ragops up`)")
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
 from ragops_schemas.topics import Topic
 
@@ -65,6 +65,14 @@ class Event(BaseModel):
     trace_id: TraceId = Field(default_factory=lambda: secrets.token_hex(16))
     span_id: SpanId = Field(default_factory=lambda: secrets.token_hex(8))
     tenant: str = Field(default="default", min_length=1, max_length=128)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _same_major_version(cls, version: int) -> int:
+        # A different major version is a different contract: it belongs on its own topic.
+        if version != cls.SCHEMA_VERSION:
+            raise ValueError(f"schema_version {version} is not supported by this reader ({cls.SCHEMA_VERSION} is)")
+        return version
 
     @property
     def key(self) -> bytes:

@@ -311,6 +311,12 @@ class EvaluationRunCompleted(Event):
 # --------------------------------------------------------------------- feedback
 
 
+def require_feedback_content(thumb: object, rating: object, comment: str | None, corrected_answer: str | None) -> None:
+    """Raise ``ValueError`` for feedback that says nothing (the one rule every intake shares)."""
+    if thumb is None and rating is None and not comment and not corrected_answer:
+        raise ValueError("feedback needs at least one of thumb, rating, comment, corrected_answer")
+
+
 class FeedbackSubmitted(RequestEvent):
     """A product sent a user's feedback on an answer (``request_id`` of the answer)."""
 
@@ -324,8 +330,7 @@ class FeedbackSubmitted(RequestEvent):
 
     @model_validator(mode="after")
     def _says_something(self) -> "FeedbackSubmitted":
-        if self.thumb is None and self.rating is None and not self.comment and not self.corrected_answer:
-            raise ValueError("feedback needs at least one of thumb, rating, comment, corrected_answer")
+        require_feedback_content(self.thumb, self.rating, self.comment, self.corrected_answer)
         return self
 
 
@@ -383,7 +388,10 @@ class MessageDeadLettered(Event):
     original_key: str | None = Field(description="Original key (UTF-8, invalid bytes replaced).")
     original_value_b64: str = Field(description="Original value bytes, base64.")
     consumer_group: str | None
-    error_type: Literal["schema_validation", "processing"]
+    error_type: Literal["schema_validation", "processing", "rejected"] = Field(
+        description="schema_validation: not a valid event; processing: its processing raised; "
+        "rejected: valid, but refused by a rule (e.g. feedback for an unknown request)."
+    )
     reason: str
 
     @property

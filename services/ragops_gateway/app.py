@@ -2,24 +2,26 @@
 state: ``POST /v1/documents`` -> ``DocumentSubmitted``; ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout). ``GET /healthz`` is liveness,
-``GET /readyz`` readiness (Kafka reachable, answer topics watched)."""
+``POST /v1/feedback`` -> ``FeedbackSubmitted``. ``GET /readyz`` readiness (Kafka reachable, answer topics watched)."""
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
+
 import uvicorn
 from fastapi import FastAPI, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_schemas import AnswerGenerated, DocumentSubmitted, MessageDeadLettered, QuerySubmitted
-from ragops_schemas.events import ContentType, Filters, MetadataValue
+from ragops_schemas import AnswerGenerated, DocumentSubmitted, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
+from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging
 from ragops_shared.service import asyncapi, producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_shared.watch import EventWatcher
+from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = "gateway"
 
@@ -53,6 +55,27 @@ class Accepted(BaseModel):
     event_id: uuid.UUID
 
 
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, description="The request the answer belongs to.")
+    thumb: Literal["up", "down"] | None = None
+    rating: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=4000)
+    corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
+    user_id: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "FeedbackIn":
+        require_feedback_content(self.thumb, self.rating, self.comment, self.corrected_answer)
+        return self
+
+
+class FeedbackAccepted(BaseModel):
+    request_id: str
+    event_id: uuid.UUID
+
+
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,7 +91,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted])
+    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted])
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
 
@@ -106,6 +129,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await publisher.publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
+    @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
+    async def send_feedback(feedback: FeedbackIn) -> FeedbackAccepted:
+        """Accepted for validation by the feedback service: an unknown request id is
+        dead-lettered there with the reason (the gateway holds no state to check it)."""
+        event = FeedbackSubmitted(producer=producer, tenant=settings.platform.tenant, **feedback.model_dump())
+        await publisher.publish(event)
+        return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
+
     @app.post("/v1/queries")
     async def ask(query: QueryIn) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
@@ -117,6 +148,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await publisher.publish(event)
         try:
             outcome = await asyncio.wait_for(reply, timeout_s)
+        except WatcherStopped as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"request {event.request_id}: {error}") from None
         except TimeoutError:
             watcher.forget(event.request_id)
             raise HTTPException(
@@ -135,4 +168,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # In-flight questions get a few seconds to be answered when the gateway is told to stop
+    # (well inside the embedded supervisor's 20 s); connections still waiting then are closed.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)

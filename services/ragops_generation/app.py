@@ -15,7 +15,7 @@ from faststream import FastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_generation.generator import TransformersGenerator, default_generation_model
+from ragops_generation.generator import Generation, TransformersGenerator, default_generation_model
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -23,6 +23,7 @@ from ragops_shared.service import asyncapi, producer_for, run_service
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "generation"
+NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
 
 
 class GenerationSettings(BaseSettings):
@@ -64,16 +65,18 @@ class Answerer:
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
 
-        Raises ``PromptNotFoundError`` when a request names a prompt that does not exist."""
+        A request without retrieved context gets an empty answer with the finish reason
+        ``no_context`` and no model call. Raises ``PromptNotFoundError`` when a request names
+        a prompt that does not exist."""
         prompts = [self.prompt_for(event) for event in events]
         contexts = [event.contexts[: self.settings.context_chunks] for event in events]
-        messages = [
-            prompt.render(event.question, [chunk.model_dump() for chunk in used])
-            for prompt, event, used in zip(prompts, events, contexts, strict=True)
-        ]
+        # With no context the model could only make an answer up: answer nothing instead.
+        asking = [i for i, used in enumerate(contexts) if used]
+        messages = [prompts[i].render(events[i].question, [chunk.model_dump() for chunk in contexts[i]]) for i in asking]
         started = time.perf_counter()
-        generations = self.generator.generate(messages)
+        generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
+        generations = [next(generated) if used else NO_CONTEXT for used in contexts]
         return [
             event.caused(
                 AnswerGenerated, self.producer,

@@ -31,6 +31,12 @@ E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
 
 
+class EventRejected(Exception):
+    """Raised by a service's processing function for a valid event that a business rule
+    refuses (an unknown request id, a timestamp in the future): dead-lettered at once with
+    ``error_type="rejected"`` and this message as the reason, never retried."""
+
+
 def _security(kafka: KafkaSettings) -> BaseSecurity | None:
     if kafka.security_protocol == "PLAINTEXT":
         return None
@@ -157,6 +163,8 @@ class EventSubscriber(Generic[E]):
         for event in events:
             try:
                 await self._publisher.publish_all(await process([event]))
+            except EventRejected as error:
+                await self._dead_letter(self._records[event.event_id], "rejected", str(error))
             except Exception as error:  # noqa: BLE001 - a bad event must not stop the stream
                 log.exception("processing failed", event_type=event.event_type, event_id=str(event.event_id))
                 reason = f"{type(error).__name__}: {error}"

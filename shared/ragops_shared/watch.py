@@ -18,6 +18,10 @@ from ragops_shared.settings import KafkaSettings, aiokafka_options
 log = structlog.get_logger(__name__)
 
 
+class WatcherStopped(ConnectionError):
+    """The watcher stopped while a caller still waited for a reply."""
+
+
 class EventWatcher:
     """Reads the topics of ``event_types`` from the position they have when :meth:`start`
     returns, and hands each event to the futures waiting for its key and to listeners.
@@ -27,17 +31,24 @@ class EventWatcher:
     that owns the topic (the owning services dead-letter them).
     """
 
-    def __init__(self, kafka: KafkaSettings, event_types: Sequence[type[Event]], client_id: str = "ragops-watcher") -> None:
+    def __init__(
+        self, kafka: KafkaSettings, event_types: Sequence[type[Event]], client_id: str = "ragops-watcher",
+        *, from_beginning: bool = False,
+    ) -> None:
         self.kafka = kafka
+        # From the beginning: rebuild a view of a topic (a table of the latest event per key).
+        self.from_beginning = from_beginning
         self.client_id = client_id
         self._types = {cls.TOPIC.value: cls for cls in event_types}
         self._waiting: dict[bytes, list[tuple[tuple[type[Event], ...], asyncio.Future[Event]]]] = defaultdict(list)
         self._listeners: list[Callable[[Event], None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._idle_since = float("-inf")  # start of the last fetch that found nothing new
 
     async def start(self) -> None:
-        """Assign every partition of the topics and fix the start position at their end.
+        """Assign every partition of the topics and fix the start position at their end
+        (or their beginning, with ``from_beginning``).
 
         Raises ``LookupError`` if a topic does not exist on the cluster."""
         consumer = AIOKafkaConsumer(
@@ -54,7 +65,7 @@ class EventWatcher:
                     raise LookupError(f"topic {topic} does not exist on {self.kafka.bootstrap_servers}")
                 partitions += [TopicPartition(topic, number) for number in numbers]
             consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
+            await (consumer.seek_to_beginning if self.from_beginning else consumer.seek_to_end)(*partitions)
             for partition in partitions:  # resolve now, so a reply published later is never missed
                 await consumer.position(partition)
         except BaseException:
@@ -64,6 +75,12 @@ class EventWatcher:
         self._task = asyncio.create_task(self._read(), name=f"{self.client_id}-read")
 
     async def stop(self) -> None:
+        """Stop reading; whoever still waits gets :class:`WatcherStopped` at once."""
+        for waiting in self._waiting.values():
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(WatcherStopped("stopped before the reply arrived (shutting down)"))
+        self._waiting.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -77,6 +94,19 @@ class EventWatcher:
         self._waiting[key.encode()].append((event_types, future))
         return future
 
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Wait until every record produced before this call has been read: a fetch that
+        started after the call came back empty. (Not end offsets: Tansu reports the base
+        offset of the last batch + 1 as the end, which is short when a batch holds several
+        records.) Returns False if that takes longer than ``timeout_s``."""
+        called = asyncio.get_running_loop().time()
+        deadline = called + timeout_s
+        while self._idle_since < called:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     def forget(self, key: str) -> None:
         """Stop waiting for ``key`` (after a timeout), so the table does not grow."""
         self._waiting.pop(key.encode(), None)
@@ -87,8 +117,12 @@ class EventWatcher:
 
     async def _read(self) -> None:
         assert self._consumer is not None
+        loop = asyncio.get_running_loop()
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000)
+            fetch_started = loop.time()
+            batches = await self._consumer.getmany(timeout_ms=200)
+            if not batches:
+                self._idle_since = fetch_started
             for records in batches.values():
                 for record in records:
                     self._dispatch(record.topic, record.key, record.value)

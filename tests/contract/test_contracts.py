@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ragops.platform import SERVICES
 from ragops.schemagen import ROOT, render, stale
 from ragops_schemas import EVENT_TYPES, Topic
 
@@ -35,18 +36,26 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ("embedding", {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED}, {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}),
         ("retrieval", {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}, {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED}),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
-        ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED}),
+        ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
+        ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
+        ("sink", set(Topic), set()),
+        ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}),
     ],
 )
 def test_asyncapi_lists_the_service_channels(service: str, consumes: set[Topic], publishes: set[Topic]) -> None:
     document = json.loads((ROOT / "asyncapi" / f"{service}.json").read_text())
     operations = document["operations"].values()
     channels = document["channels"]
-    received = {channels[op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"] for op in operations if op["action"] == "receive"}
-    sent = {channels[op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"] for op in operations if op["action"] == "send"}
+    def topics(action: str) -> set[str]:
+        named = (channels[op["channel"]["$ref"].rsplit("/", 1)[-1]] for op in operations if op["action"] == action)
+        return {channel["address"] for channel in named if "kafka" in channel.get("bindings", {})}  # not HTTP routes
+
+    received, sent = topics("receive"), topics("send")
     assert received == {topic.value for topic in consumes}
-    # Every service may dead-letter what it cannot process.
-    assert sent == {topic.value for topic in publishes} | {Topic.DEAD_LETTER.value}
+    # Every service that validates events may dead-letter what it cannot process; the sink
+    # keeps even unparsable records itself.
+    dead_letter = set() if service == "sink" else {Topic.DEAD_LETTER.value}
+    assert sent == {topic.value for topic in publishes} | dead_letter
 
 
 def test_every_event_has_a_golden_example() -> None:
@@ -65,4 +74,4 @@ def test_golden_example_still_validates(event) -> None:  # noqa: ANN001
 def test_generation_writes_the_files_it_checks(tmp_path: Path) -> None:
     files = render()
     assert all(text.endswith("\n") and json.loads(text) for text in files.values())
-    assert len(files) == len(EVENT_TYPES) + 5 + 1  # events, services, gateway OpenAPI
+    assert len(files) == len(EVENT_TYPES) + len(SERVICES) + 1  # events, services, gateway OpenAPI

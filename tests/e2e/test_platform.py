@@ -3,15 +3,27 @@ slice of the real corpus: documents in, answers with lineage out, through Kafka 
 
 import asyncio
 import json
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ragops.analytics import Analytics, SqlError
 from ragops.client import PlatformClient
-from ragops.demo import Question, run_workload
+from ragops.demo import run_workload
+from ragops.evaluate import Question
 from ragops.platform import EmbeddedPlatform
-from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentRejected, MessageDeadLettered, Topic
+from ragops_schemas import (
+    AnswerGenerated,
+    DocumentIndexed,
+    DocumentRejected,
+    FeedbackRecorded,
+    FeedbackSubmitted,
+    MessageDeadLettered,
+    Topic,
+)
 from tests.integration.services import produce_raw
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
@@ -39,13 +51,21 @@ def test_documents_in_answers_out(platform: EmbeddedPlatform, data_dir: Path, tm
     questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
     from rich.console import Console
 
-    report = asyncio.run(run_workload(platform.kafka_settings, corpus, questions, concurrency=3, console=Console(quiet=True)))
+    analytics = Analytics(sql_url=platform.sql_url)
+    report = asyncio.run(run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True)))
 
-    assert report["passages_indexed"] == len(slice_) and report["passages_failed"] == []
+    # Every figure below was computed by SQL in ClickHouse from what the sink stored.
+    assert report["events_match"], report["events_per_topic"]
+    assert report["passages_indexed"] == len(slice_) and report["passages_rejected"] == 0
     assert report["chunks_indexed"] >= len(slice_)
     assert report["questions_answered"] == len(questions)
     assert report["scores"]["hit@5"] >= 0.5, report["scores"]
+    assert {"faithfulness", "answer_relevancy", "context_relevance", "f1", "exact_match"} <= set(report["scores"])
     assert all(report["latency_ms"][stage]["n"] == len(questions) for stage in ("embedding", "retrieval", "generation"))
+    assert report["feedback"]["n"] == len(questions) == report["feedback_sent"]
+    assert set(report["spearman_vs_f1"]) == {"faithfulness", "answer_relevancy", "context_relevance"}
+    runs = analytics.query(f"SELECT questions, answered FROM evaluation_runs FINAL WHERE run_id = '{report['run_id']}'").rows
+    assert runs == [(len(questions), len(questions))]
     lineage = report["lineage_example"]
     assert lineage["prompt"]["name"] == "rag-answer" and lineage["embedding"]["dimension"] == 384
     assert set(lineage["document_versions"]) <= {row["id"] for row in slice_}
@@ -92,3 +112,50 @@ def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
 
     letter = asyncio.run(dead_letter_of_broken_record())
     assert letter.original_topic == Topic.QUERY_SUBMITTED and letter.consumer_group == "ragops-embedding-queries"
+
+
+def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
+    async def scenario() -> tuple:
+        async with PlatformClient(platform.kafka_settings, name="e2e-feedback") as client:
+            [trace] = await client.ask([client.question("Who was the duke in the battle of Hastings?")])
+            request_id = trace.answer.request_id
+            liked = FeedbackSubmitted(producer=client.producer, request_id=request_id, rating=5, comment="👍 très bien")
+            [recorded] = await client.send_feedback([liked])
+            await client.publish(liked)  # the same event delivered again
+            [refused] = await client.send_feedback([FeedbackSubmitted(producer=client.producer, request_id="never-asked", thumb="down")])
+            from_the_future = FeedbackSubmitted(producer=client.producer, request_id=request_id, thumb="up",
+                                                occurred_at=liked.occurred_at + timedelta(days=1))
+            letter = client.expect(request_id, (MessageDeadLettered,))
+            await client.publish(from_the_future)  # as stamped by its producer (send_feedback stamps "now")
+            late = await asyncio.wait_for(letter, 60)
+            return request_id, recorded, refused, late
+
+    request_id, recorded, refused, late = asyncio.run(scenario())
+    assert isinstance(recorded, FeedbackRecorded) and recorded.sentiment == "positive" and recorded.comment == "👍 très bien"
+    assert recorded.lineage.generation_model and recorded.answer
+    assert isinstance(refused, MessageDeadLettered) and refused.error_type == "rejected" and "unknown request_id" in refused.reason
+    assert isinstance(late, MessageDeadLettered) and late.error_type == "rejected" and "future" in late.reason
+
+    analytics = Analytics(sql_url=platform.sql_url)
+    deadline = time.monotonic() + 60
+    while analytics.scalar(f"SELECT count() FROM events WHERE event_type = 'message.dead_lettered' AND message_key = '{request_id}'") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    # The duplicate delivery produced no second FeedbackRecorded (the service remembers ids).
+    assert analytics.scalar(f"SELECT count() FROM events WHERE event_type = 'feedback.recorded' AND request_id = '{request_id}'") == 1
+
+    with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
+        assert http.post("/v1/feedback", json={"request_id": "r", "rating": 6}).status_code == 422
+        assert http.post("/v1/feedback", json={"request_id": "r"}).status_code == 422
+        assert http.post("/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
+
+
+def test_analysts_sql_is_read_only(platform: EmbeddedPlatform) -> None:
+    analytics = Analytics(sql_url=platform.sql_url)
+    assert analytics.scalar("SELECT count() FROM events") > 0
+    for view in ("quality_by_day", "quality_by_prompt_version", "latency_by_stage", "feedback_rates", "cost_per_request", "cost_per_day", "dead_letters_by_reason"):
+        analytics.query(f"SELECT * FROM {view} LIMIT 1")
+    with pytest.raises((SqlError, ValueError)):
+        analytics.query("DROP TABLE events")
+    with pytest.raises((SqlError, ValueError)):
+        analytics.query("SELECT 1; INSERT INTO model_prices VALUES ('x', 1, 1, now())")

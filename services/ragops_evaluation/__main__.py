@@ -1,0 +1,3 @@
+from ragops_evaluation.app import main
+
+main()

@@ -1,0 +1,98 @@
+"""The evaluation service: consumes ``AnswerGenerated`` and publishes ``AnswerEvaluated``
+with one score per metric, each naming the method that produced it.
+
+Reference-free scores (faithfulness, answer_relevancy, context_relevance) are computed for
+every answer, or for a deterministic sample of them (``RAGOPS_EVALUATION_SAMPLE_RATE``);
+answers that carry an evaluation context (offline runs, questions with a reference) are
+always scored, and also get the reference-based scores (exact_match, f1, contains_answer,
+context_recall, hit@k). Definitions and their approximations: ``ragops_evaluation.metrics``.
+Model inference runs in a worker thread."""
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Sequence
+from functools import partial
+
+from faststream import FastStream
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_embedding.embedder import Embedder
+from ragops_evaluation.metrics import reference_free_scores, reference_scores
+from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
+from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+SERVICE = "evaluation"
+_DERIVED = uuid.UUID("5c3e0f1a-7b2d-4e8f-a9c0-1d2e3f4a5b6c")
+
+
+class EvaluationSettings(BaseSettings):
+    """Env prefix ``RAGOPS_EVALUATION_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_EVALUATION_", extra="ignore")
+
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of production answers scored.")
+    batch_records: int = Field(default=32, gt=0)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Deterministic sampling on the request id: a redelivered answer gets the same decision."""
+    return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < rate
+
+
+def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events: Sequence[AnswerGenerated]) -> list[AnswerEvaluated]:
+    """Score the sampled answers of a batch (blocking: run it in a worker thread)."""
+    evaluated = []
+    for answer in events:
+        context = answer.evaluation
+        if context is None and not sampled(answer.request_id, sample_rate):
+            continue
+        scores = reference_free_scores(answer.question, answer.answer, [c.text for c in answer.contexts], embedder.embed)
+        if context is not None and (context.reference_answers or context.reference_context_ids):
+            scores += reference_scores(
+                answer.answer, context.reference_answers,
+                [c.document_id for c in answer.contexts], context.reference_context_ids,
+            )
+        evaluated.append(answer.caused(
+            AnswerEvaluated, producer, event_id=uuid.uuid5(_DERIVED, str(answer.event_id)),
+            request_id=answer.request_id, answer_event_id=str(answer.event_id),
+            scores=[EvaluationScore(name=s.name, value=s.value, method=s.method, reference_based=s.reference_based) for s in scores],
+            run_id=context.run_id if context else None, example_id=context.example_id if context else None,
+            prompt=answer.lineage.prompt, generation_model=answer.lineage.generation_model,
+            embedding_model=embedder.name, collection=answer.lineage.collection,
+        ))
+    return evaluated
+
+
+def create_app(settings: EvaluationSettings | None = None) -> FastStream:
+    settings = settings or EvaluationSettings()
+    broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
+    producer = producer_for(SERVICE)
+    publisher = EventPublisher(broker, producer, [AnswerEvaluated])
+    embedder = Embedder(default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=settings.platform.torch_threads)
+    answers = EventSubscriber(
+        broker, publisher, AnswerGenerated, kafka=settings.kafka,
+        group_id="ragops-evaluation", max_records=settings.batch_records,
+    )
+
+    @answers
+    async def on_answer_generated(events: list[AnswerGenerated]) -> None:
+        await answers.run(events, partial(asyncio.to_thread, evaluate, embedder, producer, settings.sample_rate))
+
+    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
+
+    @app.on_startup
+    async def load_model() -> None:
+        await asyncio.to_thread(embedder.warm_up)
+
+    return app
+
+
+def main() -> None:
+    run_service(SERVICE, EvaluationSettings(), create_app)

@@ -1,0 +1,3 @@
+from ragops_feedback.app import main
+
+main()

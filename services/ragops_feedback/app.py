@@ -1,0 +1,165 @@
+"""The feedback service: consumes ``FeedbackSubmitted`` from products, validates it, links it
+to the answer it is about (and that answer's lineage) and publishes ``FeedbackRecorded``.
+A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for later
+evaluation and retraining.
+
+Refused (dead-lettered with ``error_type="rejected"`` and the reason): feedback for a
+request id the platform never answered, and feedback stamped in the future. A duplicate
+event id is accepted once: its outputs have ids derived from it, so a replay de-duplicates
+downstream too.
+
+The service knows the answers by reading ``AnswerGenerated`` from the beginning of the topic
+(a table keyed by request id, rebuilt at start), so it needs no database of its own."""
+
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import timedelta
+
+from faststream import FastStream
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
+from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.watch import EventWatcher
+
+SERVICE = "feedback"
+# Deterministic ids for derived events: the same feedback always yields the same outputs.
+_DERIVED = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
+
+
+class FeedbackSettings(BaseSettings):
+    """Env prefix ``RAGOPS_FEEDBACK_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_FEEDBACK_", extra="ignore")
+
+    dataset: str = Field(default="feedback", description="Dataset that corrections and liked answers join.")
+    max_answers: int = Field(default=1_000_000, gt=0, description="Answers remembered for linking (oldest dropped first).")
+    unknown_wait_s: float = Field(default=5.0, ge=0, description="How long to wait for an answer still in flight.")
+    max_clock_skew_s: float = Field(default=300.0, ge=0, description="Feedback stamped further in the future is refused.")
+    batch_records: int = Field(default=64, gt=0)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+def sentiment(feedback: FeedbackSubmitted) -> str:
+    """positive/negative/neutral: the thumb if given, else the rating (>= 4 positive,
+    <= 2 negative), else a correction counts as negative and a comment alone as neutral."""
+    if feedback.thumb is not None:
+        return "positive" if feedback.thumb == "up" else "negative"
+    if feedback.rating is not None:
+        return "positive" if feedback.rating >= 4 else "negative" if feedback.rating <= 2 else "neutral"
+    return "negative" if feedback.corrected_answer else "neutral"
+
+
+class AnswerLog:
+    """The latest ``AnswerGenerated`` per request id, bounded (least recently added dropped)."""
+
+    def __init__(self, max_answers: int) -> None:
+        self.max_answers = max_answers
+        self._answers: OrderedDict[str, AnswerGenerated] = OrderedDict()
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, AnswerGenerated):
+            self._answers[event.request_id] = event
+            self._answers.move_to_end(event.request_id)
+            while len(self._answers) > self.max_answers:
+                self._answers.popitem(last=False)
+
+    def get(self, request_id: str) -> AnswerGenerated | None:
+        return self._answers.get(request_id)
+
+
+def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
+    """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer."""
+    mood = sentiment(feedback)
+    recorded = feedback.caused(
+        FeedbackRecorded, producer, event_id=uuid.uuid5(_DERIVED, f"recorded:{feedback.event_id}"),
+        request_id=feedback.request_id, feedback_event_id=str(feedback.event_id), thumb=feedback.thumb,
+        rating=feedback.rating, comment=feedback.comment, corrected_answer=feedback.corrected_answer,
+        user_id=feedback.user_id, sentiment=mood, question=answer.question, answer=answer.answer,
+        answer_event_id=str(answer.event_id), lineage=answer.lineage,
+    )
+    reference = feedback.corrected_answer or (answer.answer if mood == "positive" and answer.answer.strip() else None)
+    if reference is None:
+        return [recorded]
+    example_id = hashlib.sha256(f"{dataset}\0{answer.question}\0{reference}".encode()).hexdigest()[:32]
+    example = feedback.caused(
+        DatasetExampleAdded, producer, event_id=uuid.uuid5(_DERIVED, f"example:{feedback.event_id}"),
+        dataset=dataset, example_id=example_id, question=answer.question, reference_answer=reference,
+        reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
+        source="correction" if feedback.corrected_answer else "positive_feedback",
+        request_id=feedback.request_id, feedback_event_id=str(feedback.event_id),
+    )
+    return [recorded, example]
+
+
+class FeedbackLinker:
+    """Validates feedback against the answers read so far and links it to them."""
+
+    def __init__(self, settings: FeedbackSettings, answers: AnswerLog, watcher: EventWatcher, producer: Producer) -> None:
+        self.settings = settings
+        self.answers = answers
+        self.watcher = watcher
+        self.producer = producer
+        self._seen: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
+        """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback."""
+        outputs: list[Event] = []
+        for feedback in events:
+            if feedback.event_id in self._seen:
+                continue  # a duplicate delivery: recorded once already
+            if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
+                raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
+            answer = self.answers.get(feedback.request_id)
+            if answer is None and await self.watcher.caught_up(self.settings.unknown_wait_s):
+                answer = self.answers.get(feedback.request_id)
+            if answer is None:
+                raise EventRejected(f"unknown request_id {feedback.request_id!r}: no answer was generated for it")
+            outputs += record(feedback, answer, self.producer, self.settings.dataset)
+        for feedback in events:
+            self._seen[feedback.event_id] = None
+        while len(self._seen) > self.settings.max_answers:
+            self._seen.popitem(last=False)
+        return outputs
+
+
+def create_app(settings: FeedbackSettings | None = None) -> FastStream:
+    settings = settings or FeedbackSettings()
+    broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
+    producer = producer_for(SERVICE)
+    publisher = EventPublisher(broker, producer, [FeedbackRecorded, DatasetExampleAdded])
+    answers = AnswerLog(settings.max_answers)
+    watcher = EventWatcher(settings.kafka, [AnswerGenerated], client_id=f"ragops-{SERVICE}-answers", from_beginning=True)
+    watcher.listen(answers.add)
+    linker = FeedbackLinker(settings, answers, watcher, producer)
+    submitted = EventSubscriber(
+        broker, publisher, FeedbackSubmitted, kafka=settings.kafka,
+        group_id="ragops-feedback", max_records=settings.batch_records,
+    )
+
+    @submitted
+    async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
+        await submitted.run(events, linker.link)
+
+    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
+
+    @app.on_startup
+    async def read_answers() -> None:
+        await watcher.start()
+        await watcher.caught_up(timeout_s=60)
+
+    @app.after_shutdown
+    async def stop_reading() -> None:
+        await watcher.stop()
+
+    return app
+
+
+def main() -> None:
+    run_service(SERVICE, FeedbackSettings(), create_app)

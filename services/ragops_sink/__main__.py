@@ -1,0 +1,3 @@
+from ragops_sink.app import main
+
+main()

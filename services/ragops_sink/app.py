@@ -1,0 +1,159 @@
+"""The sink: consumes every platform topic (the dead-letter topic included) and writes every
+record to ClickHouse's ``events`` table in batches; materialized views fan them out into the
+typed tables analysts query (see the README's Analytics section).
+
+- Batches are bounded by size (``batch_records``) and time (``batch_wait_ms``).
+- Offsets are committed only after the batch is written. While ClickHouse is unavailable the
+  sink retries with exponential backoff and consumes nothing more; nothing is lost.
+- Idempotent: ``events`` and the typed tables are ReplacingMergeTree keyed on the event, so
+  replaying topics from the beginning leaves the same rows.
+- A record that is not a valid JSON event is stored as ``unparsable`` with the error.
+
+Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` so
+``ragops sql`` can query while the platform runs; ``GET /healthz`` is its liveness probe."""
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, Request, make_ping_asgi, post
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_schemas import Topic
+from ragops_shared.broker import make_broker
+from ragops_shared.clickhouse import AnalyticsStore, ReadOnlyViolation, StoreUnavailable, open_store
+from ragops_shared.logs import configure_logging
+from ragops_shared.service import asyncapi
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_sink.rows import to_row
+
+SERVICE = "sink"
+log = structlog.get_logger(__name__)
+
+
+class SinkSettings(BaseSettings):
+    """Env prefix ``RAGOPS_SINK_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_SINK_", extra="ignore")
+
+    group_id: str = Field(default="ragops-sink", description="Consumer group; a new one replays every topic from the start.")
+    clickhouse_url: str | None = Field(default=None, description="ClickHouse server (http://user:pass@host:8123/db); None = embedded chDB.")
+    batch_records: int = Field(default=5000, gt=0, description="Most records written per insert.")
+    batch_wait_ms: int = Field(default=500, ge=0, description="Longest wait to fill a batch (ms).")
+    retry_initial_s: float = Field(default=0.5, gt=0, description="First backoff while ClickHouse is unavailable.")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Backoff cap.")
+    retention_days: int | None = Field(default=None, gt=0, description="TTL of raw events; None keeps them.")
+    prices_usd_per_million: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"SmolLM2-135M-Instruct": (0.0, 0.0)},
+        description="gen_ai.request.model -> (input, output) USD per million tokens, for the cost views.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8124, ge=0, le=65535, description="HTTP port of /sql and /healthz.")
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class Writer:
+    """Writes batches of records; ``open()`` opens the store and applies migrations."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self._store: AnalyticsStore | None = None
+
+    @property
+    def store(self) -> AnalyticsStore:
+        if self._store is None:
+            raise RuntimeError("Writer.open() must run first")
+        return self._store
+
+    def connect(self) -> AnalyticsStore:
+        return open_store(url=self.settings.clickhouse_url, path=self.settings.platform.data_dir / "clickhouse")
+
+    def open(self) -> None:
+        store = self.connect()
+        applied = store.migrate()
+        store.set_retention(self.settings.retention_days)
+        store.set_prices(self.settings.prices_usd_per_million)
+        log.info("clickhouse ready", migrations_applied=applied)
+        self._store = store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def write(self, records: Sequence[ConsumerRecord]) -> None:
+        """Insert the records, retrying with exponential backoff until ClickHouse takes them.
+
+        Never returns without having written: the caller commits offsets only afterwards.
+        A shutdown cancels the wait, and the uncommitted batch is read again at next start.
+        """
+        received_at = datetime.now(UTC)
+        rows = [to_row(record, received_at) for record in records]
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                await asyncio.to_thread(self.store.insert_events, rows)
+                return
+            except StoreUnavailable as error:
+                log.warning("clickhouse unavailable, retrying", rows=len(rows), retry_in_s=delay, error=str(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+
+def create_app(settings: SinkSettings | None = None, writer: Writer | None = None) -> AsgiFastStream:
+    settings = settings or SinkSettings()
+    broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
+    writer = writer or Writer(settings)
+
+    @broker.subscriber(
+        *list(Topic), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
+        batch_timeout_ms=settings.batch_wait_ms, fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+        max_partition_fetch_bytes=settings.kafka.max_message_bytes, auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka.session_timeout_ms, heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR, title="all-topics:ragops-sink",
+        description="Every record of every platform topic, stored raw.",
+    )
+    async def on_records(message: KafkaMessage) -> None:
+        # The raw records, undecoded: the sink stores bytes as they are, valid or not.
+        await writer.write(message.raw_message)
+
+    @post
+    async def sql(request: Request) -> AsgiResponse:
+        """Read-only SQL: ``{"sql": "SELECT ..."}`` -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
+        try:
+            statement = (await request.json())["sql"]
+            result = await asyncio.to_thread(writer.store.query, statement)
+        except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
+            return AsgiResponse(json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"})
+        except Exception as error:  # noqa: BLE001 - ClickHouse's own error, e.g. unknown table, goes back to the analyst
+            return AsgiResponse(json.dumps({"error": str(error)}).encode(), 422, headers={"content-type": "application/json"})
+        body = json.dumps({"columns": result.columns, "rows": result.rows}, default=str)
+        return AsgiResponse(body.encode(), 200, headers={"content-type": "application/json"})
+
+    app = AsgiFastStream(
+        broker, asgi_routes=[("/sql", sql), ("/healthz", make_ping_asgi(broker, timeout=5.0))],
+        specification=asyncapi(SERVICE, __doc__ or ""),
+    )
+
+    @app.on_startup
+    async def open_clickhouse() -> None:
+        await asyncio.to_thread(writer.open)
+
+    @app.after_shutdown
+    async def close_clickhouse() -> None:
+        await asyncio.to_thread(writer.close)
+
+    return app
+
+
+def main() -> None:
+    settings = SinkSettings()
+    configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
+    asyncio.run(create_app(settings).run(run_extra_options={"host": settings.host, "port": settings.port, "log_config": None}))

@@ -1,0 +1,53 @@
+"""Kafka records to ``events`` rows: the envelope fields become columns, the JSON payload is
+kept whole, and a record that is not a JSON event is kept too (``event_type='unparsable'``
+with the error), never dropped."""
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from ragops_shared.clickhouse import EventRow
+
+# Unparsable records get an id derived from where they sit in Kafka, so a replay of the same
+# record de-duplicates like any event.
+_UNPARSABLE = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
+    """One ``events`` row for one Kafka record (any topic, any content)."""
+    key = record.key.decode(errors="replace") if record.key is not None else ""
+    raw = record.value or b""
+    try:
+        payload: Mapping[str, Any] = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
+        producer = payload.get("producer") if isinstance(payload.get("producer"), dict) else {}
+        return EventRow(
+            event_id=uuid.UUID(str(payload["event_id"])),
+            event_type=str(payload["event_type"]),
+            schema_version=int(payload.get("schema_version", 1)),
+            topic=record.topic, partition=record.partition, offset=record.offset, message_key=key,
+            occurred_at=datetime.fromisoformat(str(payload["occurred_at"]).replace("Z", "+00:00")).astimezone(UTC),
+            received_at=received_at,
+            producer=_text(producer.get("name")), producer_version=_text(producer.get("version")),
+            tenant=_text(payload.get("tenant")) or "default", trace_id=_text(payload.get("trace_id")),
+            request_id=_text(payload.get("request_id")), document_id=_text(payload.get("document_id")),
+            payload=raw.decode(), parse_error="",
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        return EventRow(
+            event_id=uuid.uuid5(_UNPARSABLE, f"{record.topic}:{record.partition}:{record.offset}"),
+            event_type="unparsable", schema_version=0,
+            topic=record.topic, partition=record.partition, offset=record.offset, message_key=key,
+            occurred_at=datetime.fromtimestamp(record.timestamp / 1000, UTC), received_at=received_at,
+            producer="", producer_version="", tenant="", trace_id="", request_id="", document_id="",
+            payload=raw.decode(errors="replace"), parse_error=f"{type(error).__name__}: {error}",
+        )

@@ -1,0 +1,20 @@
+-- Views first: a materialized view left behind would keep writing into a dropped table.
+DROP VIEW IF EXISTS queries_mv;
+DROP VIEW IF EXISTS retrievals_mv;
+DROP VIEW IF EXISTS generations_mv;
+DROP VIEW IF EXISTS evaluations_mv;
+DROP VIEW IF EXISTS feedback_mv;
+DROP VIEW IF EXISTS documents_mv;
+DROP VIEW IF EXISTS dead_letters_mv;
+DROP VIEW IF EXISTS evaluation_runs_mv;
+DROP VIEW IF EXISTS dataset_examples_mv;
+DROP TABLE IF EXISTS queries;
+DROP TABLE IF EXISTS retrievals;
+DROP TABLE IF EXISTS generations;
+DROP TABLE IF EXISTS evaluations;
+DROP TABLE IF EXISTS feedback;
+DROP TABLE IF EXISTS documents;
+DROP TABLE IF EXISTS dead_letters;
+DROP TABLE IF EXISTS evaluation_runs;
+DROP TABLE IF EXISTS dataset_examples;
+DROP TABLE IF EXISTS model_prices;
