@@ -1,0 +1,24 @@
+"""The example queries the README gives analysts run on the real schema."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ragops_shared.clickhouse import ChdbStore, split_statements
+
+pytestmark = pytest.mark.clickhouse
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_example_queries_run(tmp_path: Path) -> None:
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
+    statements = [statement for block in blocks for statement in split_statements(block)]
+    assert len(statements) >= 5
+    store = ChdbStore(tmp_path / "clickhouse")
+    try:
+        store.migrate()
+        for statement in statements:
+            store.query(statement)  # raises on a syntax error or an unknown column
+    finally:
+        store.close()
