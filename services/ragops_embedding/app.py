@@ -20,7 +20,7 @@ from ragops_embedding.embedder import Embedder
 from ragops_schemas import ChunksEmbedded, DocumentChunked, EmbeddedChunk, Producer, QueryEmbedded, QuerySubmitted
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "embedding"
@@ -102,13 +102,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> FastStream:
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:
         await queries.run(events, partial(asyncio.to_thread, embed_queries, embedder, producer))
 
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
-
-    @app.on_startup
-    async def load_model() -> None:
-        await asyncio.to_thread(embedder.warm_up)
-
-    return app
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[embedder.warm_up])
 
 
 def main() -> None:

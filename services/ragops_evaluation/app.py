@@ -23,7 +23,7 @@ from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "evaluation"
@@ -85,13 +85,7 @@ def create_app(settings: EvaluationSettings | None = None) -> FastStream:
     async def on_answer_generated(events: list[AnswerGenerated]) -> None:
         await answers.run(events, partial(asyncio.to_thread, evaluate, embedder, producer, settings.sample_rate))
 
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
-
-    @app.on_startup
-    async def load_model() -> None:
-        await asyncio.to_thread(embedder.warm_up)
-
-    return app
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[embedder.warm_up])
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from ragops_generation.generator import Generation, TransformersGenerator, defau
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "generation"
@@ -117,14 +117,10 @@ def create_app(settings: GenerationSettings | None = None) -> FastStream:
     async def on_context_retrieved(events: list[ContextRetrieved]) -> None:
         await retrieved.run(events, partial(asyncio.to_thread, answerer.answer))
 
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
-
-    @app.on_startup
-    async def load_model() -> None:
-        await asyncio.to_thread(answerer.generator.warm_up)
-        load_prompt(settings.prompt_name, None, settings.prompt_dir)  # fail at start, not per request
-
-    return app
+    # The default prompt is loaded at start so a missing one fails the start, not each request.
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[
+        answerer.generator.warm_up, partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),
+    ])
 
 
 def main() -> None:

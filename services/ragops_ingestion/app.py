@@ -20,7 +20,7 @@ from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "ingestion"
@@ -85,13 +85,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastStream:
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
         await submitted.run(events, partial(asyncio.to_thread, ingest_all, chunker, info, producer))
 
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
-
-    @app.on_startup
-    async def load_tokenizer() -> None:
-        await asyncio.to_thread(chunker.warm_up)
-
-    return app
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
 
 
 def main() -> None:

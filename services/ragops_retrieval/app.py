@@ -32,7 +32,7 @@ from ragops_schemas import (
     RetrievedChunk,
 )
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "retrieval"
@@ -162,7 +162,6 @@ def create_app(settings: RetrievalSettings | None = None) -> FastStream:
         broker, publisher, QueryEmbedded, kafka=settings.kafka,
         group_id="ragops-retrieval", max_records=settings.query_batch_records,
     )
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
     index = Index(settings, producer)
 
     @embedded
@@ -173,15 +172,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastStream:
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:
         await queries.run(events, partial(asyncio.to_thread, index.retrieve))
 
-    @app.on_startup
-    async def open_index() -> None:
-        await asyncio.to_thread(index.open)
-
-    @app.after_shutdown
-    async def close_index() -> None:
-        await asyncio.to_thread(index.close)
-
-    return app
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
 
 
 def main() -> None:

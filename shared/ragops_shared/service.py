@@ -2,7 +2,7 @@
 FastStream application and run it until SIGINT/SIGTERM."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol, TypeVar
 
@@ -31,6 +31,28 @@ def producer_for(service: str) -> Producer:
 def asyncapi(service: str, description: str, *brokers: KafkaBroker) -> AsyncAPI:
     """The AsyncAPI document spec for a service (``make schemas`` renders it)."""
     return AsyncAPI(*brokers, title=f"ragops-{service}", version=platform_version(), description=description)
+
+
+def service_app(
+    service: str, description: str, broker: KafkaBroker, *,
+    warm_up: Sequence[Callable[[], object]] = (), close: Sequence[Callable[[], object]] = (),
+) -> FastStream:
+    """The FastStream application of a service: its AsyncAPI document, heavy resources
+    (models, stores) loaded in a worker thread before the broker starts consuming, and
+    released after it stopped."""
+    app = FastStream(broker, specification=asyncapi(service, description))
+
+    @app.on_startup
+    async def load() -> None:
+        for step in warm_up:
+            await asyncio.to_thread(step)
+
+    @app.after_shutdown
+    async def release() -> None:
+        for step in close:
+            await asyncio.to_thread(step)
+
+    return app
 
 
 class ServiceSettings(Protocol):
