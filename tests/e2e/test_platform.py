@@ -159,3 +159,38 @@ def test_analysts_sql_is_read_only(platform: EmbeddedPlatform) -> None:
         analytics.query("DROP TABLE events")
     with pytest.raises((SqlError, ValueError)):
         analytics.query("SELECT 1; INSERT INTO model_prices VALUES ('x', 1, 1, now())")
+
+
+def test_cli_against_the_running_platform(platform: EmbeddedPlatform, data_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragops.cli import app
+
+    runner = CliRunner()
+    where = ["--data-dir", str(platform.data_dir)]
+    note = tmp_path / "notes.md"
+    note.write_text("# Parking\n\nVisitors park on level 3 of the north garage.")
+    ingested = runner.invoke(app, ["ingest", str(note), *where])
+    assert ingested.exit_code == 0, ingested.output
+    assert "1 documents indexed" in ingested.output
+
+    answered = runner.invoke(app, ["ask", "Where do visitors park?", "--json", "--filter", f"document_id={note.resolve()}", *where])
+    assert answered.exit_code == 0, answered.output
+    assert json.loads(answered.stdout)["contexts"][0]["document_id"] == str(note.resolve())
+
+    dataset = tmp_path / "questions.jsonl"
+    rows = [json.loads(line) for line in (data_dir / "questions.jsonl").read_text().splitlines()]
+    picked = [row for row in rows if row["context_ids"][0].startswith(f"{ARTICLE}-p00")][:5]
+    dataset.write_text("".join(json.dumps(row) + "\n" for row in picked))
+    evaluated = runner.invoke(app, ["eval", "--dataset", str(dataset), "--questions", "3", "--run-id", "cli-run", *where])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "faithfulness" in evaluated.stdout and "Spearman" in evaluated.stdout
+
+    counted = runner.invoke(app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where])
+    deadline = time.monotonic() + 60
+    while json.loads(counted.stdout)["rows"] != [[3]]:
+        assert time.monotonic() < deadline, counted.stdout
+        time.sleep(0.5)
+        counted = runner.invoke(app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where])
+    refused = runner.invoke(app, ["sql", "DROP TABLE events", *where])
+    assert refused.exit_code == 1 and "DROP" in refused.output

@@ -1,0 +1,143 @@
+"""Infrastructure rows share: the embedded broker with the platform's topics, raw producing,
+consumer-group readiness, service processes and their memory."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from bench import BENCH_ENV
+from ragops_schemas import Topic
+from ragops_shared.embedded import EmbeddedKafka, create_topics
+from ragops_shared.settings import KafkaSettings, aiokafka_options
+
+
+@asynccontextmanager
+async def embedded_broker(workdir: Path, extra_topics: Iterable[str] = ()) -> AsyncIterator[tuple[EmbeddedKafka, KafkaSettings]]:
+    """A Tansu broker with every platform topic (and ``extra_topics``), the platform's
+    default partitions and fetch wait, as ``ragops up`` runs it."""
+    with EmbeddedKafka(log_path=workdir / "tansu.log") as kafka:
+        settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers)
+        await create_topics(settings, [*Topic, *extra_topics])
+        yield kafka, settings
+
+
+async def produce(kafka: KafkaSettings, records: Sequence[tuple[str, bytes, bytes]]) -> float:
+    """Produce ``(topic, key, value)`` records as fast as the broker takes them (pipelined
+    sends, one flush); returns the seconds it took."""
+    producer = AIOKafkaProducer(
+        **aiokafka_options(kafka), acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=kafka.max_message_bytes,
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for topic, key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def group_members(kafka: KafkaSettings, group: str) -> int:
+    """Members of a consumer group once it is ``Stable`` (0 while it rebalances or is empty).
+    One group per request: aiokafka cannot decode Tansu's answer for several at once."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(kafka))
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        # DescribeGroups rows: (error_code, group_id, state, protocol_type, protocol, members)
+        return max((len(row[5]) for row in response.groups if row[2] == "Stable"), default=0)
+    except KafkaError:
+        return 0
+    finally:
+        await admin.close()
+
+
+async def wait_for_group(kafka: KafkaSettings, group: str, members: int, timeout_s: float = 120.0) -> float:
+    """Wait until ``group`` is stable with ``members`` members; returns the seconds waited.
+    Raises ``TimeoutError``."""
+    started = time.monotonic()
+    while (await group_members(kafka, group)) != members:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"consumer group {group} not stable with {members} members within {timeout_s:g} s")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+def service_env(kafka: KafkaSettings, data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment ``ragops up`` gives a service (``ragops/platform.py``)."""
+    return {
+        **os.environ, **BENCH_ENV,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "RAGOPS_DATA_DIR": str(data_dir), **(extra or {}),
+    }
+
+
+def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m ragops_<service>`` with its log in ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", f"ragops_{service}"], env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM (a service drains in-flight work), SIGKILL after ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``); 0 once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a live process (``VmHWM``), MiB."""
+    return _status_kib(pid, "VmHWM") / 1024
+
+
+class RssSampler:
+    """Samples the summed resident memory (``VmRSS``) of a set of processes every
+    ``interval_s`` in a thread, for the peak of the sum (per-process peaks add up to more,
+    since they need not coincide)."""
+
+    def __init__(self, pids: Mapping[str, int], interval_s: float = 0.5) -> None:
+        self.pids = dict(pids)
+        self.interval_s = interval_s
+        self.peak_sum_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(_status_kib(pid, "VmRSS") for pid in self.pids.values()) / 1024
+            self.peak_sum_mib = max(self.peak_sum_mib, total)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,1 @@
+"""One module per row of ``make bench``; each runs alone as ``python -m bench.rows.<module>``."""
