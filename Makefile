@@ -1,4 +1,5 @@
-# RAGOps: `make demo` runs the platform on ../shared/data, `make test` runs every test.
+# RAGOps: `make demo` runs the platform on ../shared/data, `make test` runs every test,
+# `make bench` measures each performance row against its baseline (bench/, bench-report.json).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 ARGS ?=
 
-.PHONY: install demo test schemas check-schemas up clean
+.PHONY: install demo test bench schemas check-schemas check-deploy up clean
 
 install: $(VENV)/.installed
 
@@ -26,11 +27,20 @@ demo: install
 test: install
 	$(BIN)/pytest $(ARGS)
 
+# Under 20 minutes on the 2-core machine; `make bench ARGS="--quick"` checks every row in ~4.
+bench: install
+	$(BIN)/python -m bench $(ARGS)
+
 schemas: install
 	$(BIN)/python -m ragops.schemagen
 
 check-schemas: install
 	$(BIN)/python -m ragops.schemagen --check
+
+# Offline checks of docker-compose.yml (Compose spec) and k8s/ (Kubernetes schemas, probes,
+# limits, securityContext, settings names); also part of `make test`.
+check-deploy: install
+	$(BIN)/pytest tests/contract/test_deployment.py $(ARGS)
 
 up: install
 	$(BIN)/ragops up $(ARGS)

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from typing import Literal
+
 from faststream import FastStream
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_generation.generator import Generation, TransformersGenerator, default_generation_model
+from ragops_generation.openai_backend import OpenAICompatibleGenerator
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -31,7 +34,12 @@ class GenerationSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGOPS_GENERATION_", extra="ignore")
 
-    model: str | None = Field(default=None, description="HF causal-LM directory or id; None = packaged SmolLM2-135M-Instruct.")
+    backend: Literal["transformers", "openai"] = Field(
+        default="transformers", description="In-process transformers, or an OpenAI-compatible server (vLLM, TGI, Ollama, hosted APIs)."
+    )
+    model: str | None = Field(default=None, description="HF causal-LM directory or id (transformers), or the served model name (openai); None = packaged SmolLM2-135M-Instruct.")
+    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1.")
+    openai_api_key: SecretStr | None = None
     gguf_file: str | None = Field(default=None, description="GGUF file inside `model`, if the weights are GGUF.")
     prompt_name: str = "rag-answer"
     prompt_dir: Path | None = Field(default=None, description="Prompt templates directory; None = the packaged prompts.")
@@ -42,7 +50,19 @@ class GenerationSettings(BaseSettings):
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
-    def generator(self) -> TransformersGenerator:
+    @model_validator(mode="after")
+    def _openai_needs_a_server(self) -> "GenerationSettings":
+        if self.backend == "openai" and not (self.openai_base_url and self.model):
+            raise ValueError("RAGOPS_GENERATION_BACKEND=openai needs RAGOPS_GENERATION_OPENAI_BASE_URL and RAGOPS_GENERATION_MODEL")
+        return self
+
+    def generator(self) -> "Generator":
+        if self.backend == "openai":
+            assert self.openai_base_url is not None and self.model is not None  # checked above
+            return OpenAICompatibleGenerator(
+                self.openai_base_url, self.model, api_key=self.openai_api_key, max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature, concurrency=self.batch_records,
+            )
         model, gguf_file = (self.model, self.gguf_file) if self.model else default_generation_model()
         return TransformersGenerator(
             model, gguf_file=gguf_file, cache_dir=self.platform.cache_dir / "models",
@@ -50,10 +70,13 @@ class GenerationSettings(BaseSettings):
         )
 
 
+Generator = TransformersGenerator | OpenAICompatibleGenerator
+
+
 class Answerer:
     """Prompt rendering, the model call and the ``AnswerGenerated`` events for a batch."""
 
-    def __init__(self, settings: GenerationSettings, generator: TransformersGenerator, producer: Producer) -> None:
+    def __init__(self, settings: GenerationSettings, generator: Generator, producer: Producer) -> None:
         self.settings = settings
         self.generator = generator
         self.producer = producer
@@ -83,7 +106,7 @@ class Answerer:
                 request_id=event.request_id, question=event.question, answer=generation.text, contexts=used,
                 evaluation=event.evaluation,
                 generation=GenerationInfo(
-                    request_model=self.generator.model_name, model_version=self.generator.model_version,
+                    system=self.settings.backend, request_model=self.generator.model_name, model_version=self.generator.model_version,
                     temperature=self.settings.temperature, max_tokens=self.settings.max_new_tokens,
                     finish_reasons=[generation.finish_reason],
                     usage=GenAIUsage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens),

