@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 ARGS ?=
 
-.PHONY: install demo test bench schemas check-schemas check-deploy up clean
+.PHONY: install demo test bench schemas check-schemas check-deploy k8s-validate compose-validate up clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ check-schemas: install
 # limits, securityContext, settings names); also part of `make test`.
 check-deploy: install
 	$(BIN)/pytest tests/contract/test_deployment.py $(ARGS)
+
+k8s-validate: install
+	$(BIN)/pytest tests/contract/test_deployment.py -k "k8s or base or hardened or configmap or keda or strimzi or overlays" $(ARGS)
+
+compose-validate: install
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/pytest tests/contract/test_deployment.py -k "compose or env_example" $(ARGS)
 
 up: install
 	$(BIN)/ragops up $(ARGS)

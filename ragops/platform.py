@@ -47,7 +47,7 @@ class EmbeddedPlatform:
 
     data_dir: Path
     gateway_port: int | None = None
-    sink_port: int | None = None
+    ops_ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     kafka: EmbeddedKafka | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -66,14 +66,18 @@ class EmbeddedPlatform:
     @property
     def sql_url(self) -> str:
         """The sink's read-only SQL endpoint (the process that owns the embedded ClickHouse)."""
-        return f"http://127.0.0.1:{self.sink_port}/sql"
+        return f"http://127.0.0.1:{self.ops_ports['sink']}/sql"
+
+    def ops_url(self, service: str) -> str:
+        """Where ``service`` serves ``/health``, ``/ready`` and ``/metrics``."""
+        return self.gateway_url if service == "gateway" else f"http://127.0.0.1:{self.ops_ports[service]}"
 
     def start(self) -> "EmbeddedPlatform":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
-        self.sink_port = self.sink_port or free_port()
+        self.ops_ports = {service: free_port() for service in SERVICES if service != "gateway"}
         self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
         asyncio.run(create_topics(self.kafka_settings, list(Topic)))
         self._env = {
@@ -81,7 +85,6 @@ class EmbeddedPlatform:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "RAGOPS_DATA_DIR": str(self.data_dir.resolve()),
             "RAGOPS_GATEWAY_PORT": str(self.gateway_port),
-            "RAGOPS_SINK_PORT": str(self.sink_port),
             # Models come from local directories only: there is no hub to reach.
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -96,15 +99,17 @@ class EmbeddedPlatform:
         return self
 
     def _spawn(self, service: str) -> None:
+        env = {**self._env, "RAGOPS_OPS_PORT": str(self.ops_ports.get(service, 0))}
         with open(self.data_dir / "logs" / f"{service}.log", "ab") as log:
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"ragops_{service}"], env=self._env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", f"ragops_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT,
             )
 
     def _write_state(self) -> None:
         assert self.kafka is not None
         (self.data_dir / STATE_FILE).write_text(json.dumps({
             "bootstrap_servers": self.kafka.bootstrap_servers, "gateway_url": self.gateway_url, "sql_url": self.sql_url,
+            "ops_urls": {service: self.ops_url(service) for service in SERVICES},
             "pids": {name: process.pid for name, process in self.processes.items()},
         }))
 
@@ -152,7 +157,7 @@ class EmbeddedPlatform:
 
     def _gateway_ready(self) -> bool:
         try:
-            return httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.gateway_url}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -12,13 +12,14 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_embedding.embedder import Embedder
 from ragops_schemas import ChunksEmbedded, DocumentChunked, EmbeddedChunk, Producer, QueryEmbedded, QuerySubmitted
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.ops import MODEL_LATENCY
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -50,10 +51,16 @@ class EmbeddingSettings(BaseSettings):
         )
 
 
+def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Vectors as lists (JSON-ready), with the model call's latency recorded."""
+    with MODEL_LATENCY.labels(SERVICE, embedder.name).time():
+        return embedder.embed(texts).tolist()
+
+
 def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
     """Embed every chunk of every event in one call; one ``ChunksEmbedded`` per document."""
     texts = [chunk.text for event in events for chunk in event.chunks]
-    vectors = iter(embedder.embed(texts).tolist())
+    vectors = iter(_embed(embedder, texts))
     return [
         event.caused(
             ChunksEmbedded, producer,
@@ -67,7 +74,7 @@ def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[Doc
 
 def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
     """Embed the questions of a batch of queries in one call."""
-    vectors = embedder.embed([event.question for event in events]).tolist()
+    vectors = _embed(embedder, [event.question for event in events])
     return [
         event.caused(
             QueryEmbedded, producer,
@@ -79,7 +86,7 @@ def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[Query
     ]
 
 
-def create_app(settings: EmbeddingSettings | None = None) -> FastStream:
+def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     settings = settings or EmbeddingSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from functools import partial
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -70,7 +70,7 @@ def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events:
     return evaluated
 
 
-def create_app(settings: EvaluationSettings | None = None) -> FastStream:
+def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
     settings = settings or EvaluationSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)

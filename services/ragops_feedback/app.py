@@ -17,13 +17,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.service import asyncapi, producer_for, run_service
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 
@@ -129,7 +129,7 @@ class FeedbackLinker:
         return outputs
 
 
-def create_app(settings: FeedbackSettings | None = None) -> FastStream:
+def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     settings = settings or FeedbackSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
@@ -147,7 +147,7 @@ def create_app(settings: FeedbackSettings | None = None) -> FastStream:
     async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
         await submitted.run(events, linker.link)
 
-    app = FastStream(broker, specification=asyncapi(SERVICE, __doc__ or ""))
+    app = service_app(SERVICE, __doc__ or "", broker)
 
     @app.on_startup
     async def read_answers() -> None:

@@ -1,8 +1,9 @@
 """The HTTP gateway, for producers that do not speak Kafka. It publishes events and owns no
 state: ``POST /v1/documents`` -> ``DocumentSubmitted``; ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
-(or the dead letter of the request, or the timeout). ``GET /healthz`` is liveness,
-``POST /v1/feedback`` -> ``FeedbackSubmitted``. ``GET /readyz`` readiness (Kafka reachable, answer topics watched)."""
+(or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
+``FeedbackSubmitted``. ``GET /health`` is liveness, ``GET /ready`` readiness (Kafka
+reachable, answer topics watched), ``GET /metrics`` Prometheus metrics."""
 
 import asyncio
 import uuid
@@ -12,6 +13,8 @@ from typing import Literal
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -110,15 +113,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="RAGOps gateway", description=__doc__, lifespan=lifespan)
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @app.get("/health")
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        if not state["ready"]:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "not connected to Kafka yet")
+    @app.get("/ready")
+    async def ready() -> dict[str, str]:
+        if not state["ready"] or not await broker.ping(timeout=2.0):
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Kafka is not reachable (yet)")
         return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
     async def submit_document(document: DocumentIn) -> Accepted:

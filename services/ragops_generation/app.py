@@ -13,7 +13,7 @@ from pathlib import Path
 
 from typing import Literal
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +22,7 @@ from ragops_generation.openai_backend import OpenAICompatibleGenerator
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -100,6 +101,11 @@ class Answerer:
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
         generations = [next(generated) if used else NO_CONTEXT for used in contexts]
+        if messages:
+            model = self.generator.model_name
+            MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)
+            MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in generations))
+            MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in generations))
         return [
             event.caused(
                 AnswerGenerated, self.producer,
@@ -125,7 +131,7 @@ class Answerer:
         ]
 
 
-def create_app(settings: GenerationSettings | None = None) -> FastStream:
+def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     settings = settings or GenerationSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,7 +69,7 @@ def ingest_all(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, eve
     return [ingest(chunker, info, producer, event) for event in events]
 
 
-def create_app(settings: IngestionSettings | None = None) -> FastStream:
+def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     settings = settings or IngestionSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)

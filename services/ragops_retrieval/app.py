@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -149,7 +149,7 @@ class Index:
         return results
 
 
-def create_app(settings: RetrievalSettings | None = None) -> FastStream:
+def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     settings = settings or RetrievalSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)

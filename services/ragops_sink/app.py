@@ -9,8 +9,8 @@ typed tables analysts query (see the README's Analytics section).
   replaying topics from the beginning leaves the same rows.
 - A record that is not a valid JSON event is stored as ``unparsable`` with the error.
 
-Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` so
-``ragops sql`` can query while the platform runs; ``GET /healthz`` is its liveness probe."""
+Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` on
+the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
 
 import asyncio
 import json
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import structlog
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, AsgiResponse, Request, make_ping_asgi, post
+from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,8 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ragops_schemas import Topic
 from ragops_shared.broker import make_broker
 from ragops_shared.clickhouse import AnalyticsStore, ReadOnlyViolation, StoreUnavailable, open_store
-from ragops_shared.logs import configure_logging
-from ragops_shared.service import asyncapi
+from ragops_shared.service import run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_sink.rows import to_row
 
@@ -53,8 +52,6 @@ class SinkSettings(BaseSettings):
         default_factory=lambda: {"SmolLM2-135M-Instruct": (0.0, 0.0)},
         description="gen_ai.request.model -> (input, output) USD per million tokens, for the cost views.",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(default=8124, ge=0, le=65535, description="HTTP port of /sql and /healthz.")
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -139,23 +136,8 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         body = json.dumps({"columns": result.columns, "rows": result.rows}, default=str)
         return AsgiResponse(body.encode(), 200, headers={"content-type": "application/json"})
 
-    app = AsgiFastStream(
-        broker, asgi_routes=[("/sql", sql), ("/healthz", make_ping_asgi(broker, timeout=5.0))],
-        specification=asyncapi(SERVICE, __doc__ or ""),
-    )
-
-    @app.on_startup
-    async def open_clickhouse() -> None:
-        await asyncio.to_thread(writer.open)
-
-    @app.after_shutdown
-    async def close_clickhouse() -> None:
-        await asyncio.to_thread(writer.close)
-
-    return app
+    return service_app(SERVICE, __doc__ or "", broker, warm_up=[writer.open], close=[writer.close], routes=[("/sql", sql)])
 
 
 def main() -> None:
-    settings = SinkSettings()
-    configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
-    asyncio.run(create_app(settings).run(run_extra_options={"host": settings.host, "port": settings.port, "log_config": None}))
+    run_service(SERVICE, SinkSettings(), create_app)

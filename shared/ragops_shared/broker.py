@@ -20,11 +20,14 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher
+from prometheus_client import REGISTRY
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered, Producer
+from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS
 from ragops_shared.settings import KafkaSettings
 
 E = TypeVar("E", bound=Event)
@@ -63,6 +66,7 @@ def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
         logger=structlog.get_logger("faststream"),
         # "Received"/"Processed" for every message is noise at thousands of messages/s.
         log_level=logging.DEBUG,
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 
 
@@ -137,6 +141,7 @@ class EventSubscriber(Generic[E]):
 
     async def _decode(self, message: KafkaMessage) -> list[E]:
         self._records.clear()
+        BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(len(message.raw_message))
         valid: list[E] = []
         for record in message.raw_message:
             try:
@@ -171,6 +176,7 @@ class EventSubscriber(Generic[E]):
                 await self._dead_letter(self._records[event.event_id], "processing", reason)
 
     async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
+        DEAD_LETTERS.labels(self._publisher.producer.name, record.topic, error_type).inc()
         log.warning(
             "dead-lettering record", topic=record.topic, partition=record.partition, offset=record.offset,
             error_type=error_type, reason=reason,

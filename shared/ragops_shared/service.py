@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol, TypeVar
 
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from ragops_schemas import Producer
 from ragops_shared.logs import configure_logging
+from ragops_shared.ops import ops_routes
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 
@@ -36,16 +37,29 @@ def asyncapi(service: str, description: str, *brokers: KafkaBroker) -> AsyncAPI:
 def service_app(
     service: str, description: str, broker: KafkaBroker, *,
     warm_up: Sequence[Callable[[], object]] = (), close: Sequence[Callable[[], object]] = (),
-) -> FastStream:
-    """The FastStream application of a service: its AsyncAPI document, heavy resources
-    (models, stores) loaded in a worker thread before the broker starts consuming, and
-    released after it stopped."""
-    app = FastStream(broker, specification=asyncapi(service, description))
+    routes: Sequence[tuple[str, object]] = (),
+) -> AsgiFastStream:
+    """The application of a service: its AsyncAPI document; heavy resources (models, stores)
+    loaded in a worker thread before the broker starts consuming and released after it
+    stopped; ``/health``, ``/ready`` and ``/metrics`` (plus ``routes``) on its HTTP port."""
+    loaded = {"ready": False}
+    app = AsgiFastStream(
+        broker, asgi_routes=[*ops_routes(broker, lambda: loaded["ready"]), *routes],
+        specification=asyncapi(service, description),
+    )
 
     @app.on_startup
     async def load() -> None:
         for step in warm_up:
             await asyncio.to_thread(step)
+
+    @app.after_startup
+    async def serving() -> None:
+        loaded["ready"] = True
+
+    @app.on_shutdown
+    async def draining() -> None:
+        loaded["ready"] = False
 
     @app.after_shutdown
     async def release() -> None:
@@ -63,8 +77,9 @@ class ServiceSettings(Protocol):
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def run_service(service: str, settings: S, create_app: Callable[[S], FastStream]) -> None:
-    """Entry point of ``python -m ragops_<service>``: JSON logs, then the app until a signal
-    stops it (FastStream drains in-flight handlers)."""
+def run_service(service: str, settings: S, create_app: Callable[[S], AsgiFastStream]) -> None:
+    """Entry point of ``python -m ragops_<service>``: JSON logs, then the app and its HTTP
+    endpoints until SIGINT/SIGTERM (in-flight handlers are drained first)."""
     configure_logging(service, settings.platform.log_level, settings.platform.log_format)
-    asyncio.run(create_app(settings).run())
+    options = {"host": settings.platform.ops_host, "port": settings.platform.ops_port, "log_config": None}
+    asyncio.run(create_app(settings).run(run_extra_options=options))

@@ -64,6 +64,8 @@ class PlatformSettings(BaseSettings):
     # One intra-op thread per model-running process: on a 2-core machine two processes with
     # 2 OpenMP threads each spin against each other (13x slower, ../shared/DESIGN.md).
     torch_threads: int = Field(default=1, ge=1)
+    ops_host: str = Field(default="127.0.0.1", description="Interface of the /health, /ready, /metrics HTTP server (0.0.0.0 in containers).")
+    ops_port: int = Field(default=8000, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server.")
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

@@ -41,7 +41,7 @@ K8S = ROOT / "k8s"
 BASE = K8S / "base"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 MODEL_SERVICES = {"embedding", "generation", "evaluation"}  # need torch: the `model` image
-HTTP_SERVICES = {"gateway": 8080, "sink": 8124}
+HTTP_SERVICES = {"gateway": 8080, "sink": 8000}
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor we promise; its schemas ship with kubernetes-validate
 CUSTOM_API_GROUPS = ("keda.sh/", "kafka.strimzi.io/", "kustomize.config.k8s.io/")
 # Environment variables the files may set that are not RAGOps settings (read by libraries).
@@ -248,7 +248,7 @@ def test_configmap_holds_only_real_settings() -> None:
     assert all(isinstance(value, str) for value in data.values()), "ConfigMap values must be strings"
     assert_real_settings(set(data), "k8s ConfigMap ragops-config")
     assert data["RAGOPS_GATEWAY_PORT"] == str(HTTP_SERVICES["gateway"])
-    assert data["RAGOPS_SINK_PORT"] == str(HTTP_SERVICES["sink"])
+    assert data["RAGOPS_OPS_PORT"] == str(HTTP_SERVICES["sink"])  # every service's /health, /ready, /metrics
     # Secrets are references, never values in the ConfigMap.
     assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
     # Constructing the settings from the ConfigMap values raises on an invalid value.

@@ -194,3 +194,29 @@ def test_cli_against_the_running_platform(platform: EmbeddedPlatform, data_dir: 
         counted = runner.invoke(app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where])
     refused = runner.invoke(app, ["sql", "DROP TABLE events", *where])
     assert refused.exit_code == 1 and "DROP" in refused.output
+
+
+def _metric_total(text: str, name: str) -> float:
+    """Sum of every sample of a Prometheus metric in text exposition format."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_every_service_serves_health_readiness_and_real_metrics(platform: EmbeddedPlatform) -> None:
+    from ragops.platform import SERVICES
+
+    with httpx.Client(timeout=10) as http:
+        for service in SERVICES:
+            base = platform.ops_url(service)
+            assert http.get(f"{base}/health").status_code == 200, service
+            assert http.get(f"{base}/ready").status_code == 200, service
+            metrics = http.get(f"{base}/metrics").text
+            if service == "gateway":
+                assert _metric_total(metrics, "faststream_published_messages_total") > 0
+            else:  # every other service consumed what the earlier tests sent
+                assert _metric_total(metrics, "faststream_received_messages_total") > 0, service
+                assert _metric_total(metrics, "ragops_batch_records_count") > 0 or service == "sink", service
+        generation = http.get(f"{platform.ops_url('generation')}/metrics").text
+        assert _metric_total(generation, "ragops_model_tokens_total") > 0
+        assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
+        embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
+        assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken records of an earlier test

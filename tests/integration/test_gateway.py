@@ -36,8 +36,8 @@ async def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
 
 def test_health_and_readiness(gateway) -> None:  # noqa: ANN001
     client, _ = gateway
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").status_code == 200
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,9 @@ def test_accepted_document_is_on_its_topic(gateway) -> None:  # noqa: ANN001
     assert response.status_code == 202
     event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
     assert (event.document_id, event.content_type, str(event.event_id)) == ("guide.md", "text/markdown", response.json()["event_id"])
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'faststream_published_messages_total{app_name="ragops-gateway"' in metrics.text
 
 
 def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:  # noqa: ANN001
