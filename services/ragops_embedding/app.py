@@ -113,4 +113,4 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, EmbeddingSettings(), create_app)
+    run_service(SERVICE, EmbeddingSettings, create_app)

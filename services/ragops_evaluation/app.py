@@ -89,4 +89,4 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, EvaluationSettings(), create_app)
+    run_service(SERVICE, EvaluationSettings, create_app)

@@ -162,4 +162,4 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, FeedbackSettings(), create_app)
+    run_service(SERVICE, FeedbackSettings, create_app)

@@ -22,7 +22,7 @@ from ragops_schemas import AnswerGenerated, DocumentSubmitted, FeedbackSubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging
-from ragops_shared.service import asyncapi, producer_for
+from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
@@ -173,7 +173,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    settings = load_settings(GatewaySettings)
     configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
     # In-flight questions get a few seconds to be answered when the gateway is told to stop
     # (well inside the embedded supervisor's 20 s); connections still waiting then are closed.

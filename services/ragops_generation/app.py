@@ -153,4 +153,4 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, GenerationSettings(), create_app)
+    run_service(SERVICE, GenerationSettings, create_app)

@@ -89,4 +89,4 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, IngestionSettings(), create_app)
+    run_service(SERVICE, IngestionSettings, create_app)

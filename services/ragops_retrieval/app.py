@@ -17,7 +17,7 @@ from functools import partial
 from typing import Literal
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_retrieval.store import ChunkPoint, VectorStore, open_store
@@ -52,6 +52,13 @@ class RetrievalSettings(BaseSettings):
     query_batch_records: int = Field(default=32, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _server_in_production(self) -> "RetrievalSettings":
+        # Qdrant Edge lives inside one process: replicas could not share it.
+        if self.platform.environment == "production" and not self.qdrant_url:
+            raise ValueError("RAGOPS_RETRIEVAL_QDRANT_URL is required when RAGOPS_ENVIRONMENT=production")
+        return self
 
     def open_store(self) -> VectorStore:
         api_key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None
@@ -176,4 +183,4 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
 
 
 def main() -> None:
-    run_service(SERVICE, RetrievalSettings(), create_app)
+    run_service(SERVICE, RetrievalSettings, create_app)

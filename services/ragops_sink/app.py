@@ -22,7 +22,7 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_schemas import Topic
@@ -54,6 +54,13 @@ class SinkSettings(BaseSettings):
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _server_in_production(self) -> "SinkSettings":
+        # chDB lives inside one process on one disk: fine on a laptop, data loss in a cluster.
+        if self.platform.environment == "production" and not self.clickhouse_url:
+            raise ValueError("RAGOPS_SINK_CLICKHOUSE_URL is required when RAGOPS_ENVIRONMENT=production")
+        return self
 
 
 class Writer:
@@ -140,4 +147,4 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
 
 
 def main() -> None:
-    run_service(SERVICE, SinkSettings(), create_app)
+    run_service(SERVICE, SinkSettings, create_app)

@@ -2,11 +2,14 @@
 FastStream application and run it until SIGINT/SIGTERM."""
 
 import asyncio
+import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol, TypeVar
 
 from faststream.asgi import AsgiFastStream
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
@@ -77,9 +80,35 @@ class ServiceSettings(Protocol):
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def run_service(service: str, settings: S, create_app: Callable[[S], AsgiFastStream]) -> None:
-    """Entry point of ``python -m ragops_<service>``: JSON logs, then the app and its HTTP
-    endpoints until SIGINT/SIGTERM (in-flight handlers are drained first)."""
+def load_settings(settings_type: Callable[[], S]) -> S:
+    """Read a service's settings from the environment; on an invalid or missing setting, exit
+    with status 2 and one line per problem naming the environment variable."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        prefix = _env_prefix(error.title)
+        for problem in error.errors(include_url=False):
+            name = prefix + "_".join(str(part) for part in problem["loc"]).upper()
+            print(f"invalid setting {name or error.title}: {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _env_prefix(settings_class: str) -> str:
+    """The env prefix of the BaseSettings subclass named ``settings_class`` ('' if unknown)."""
+    pending = list(BaseSettings.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == settings_class:
+            return str(cls.model_config.get("env_prefix", ""))
+        pending += cls.__subclasses__()
+    return ""
+
+
+def run_service(service: str, settings_type: Callable[[], S], create_app: Callable[[S], AsgiFastStream]) -> None:
+    """Entry point of ``python -m ragops_<service>``: settings (exit 2 naming a bad one), JSON
+    logs, then the app and its HTTP endpoints until SIGINT/SIGTERM (in-flight handlers are
+    drained first)."""
+    settings = load_settings(settings_type)
     configure_logging(service, settings.platform.log_level, settings.platform.log_format)
     options = {"host": settings.platform.ops_host, "port": settings.platform.ops_port, "log_config": None}
     asyncio.run(create_app(settings).run(run_extra_options=options))
