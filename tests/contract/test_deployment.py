@@ -10,7 +10,10 @@ with the code, checked offline: no Docker engine, kubectl, kustomize or helm run
   PodDisruptionBudget and a compose service; every consumer group has a KEDA trigger;
 - every environment variable the files set is a real settings field of the services;
 - the topics created by compose and by Strimzi are exactly `Topic`;
-- the light image's services import without torch; the dashboards' SQL runs on the schema.
+- the light image's services import without torch; the dashboards' SQL runs on the schema;
+- Prometheus scrapes every service and the Kafka exporter; every Grafana panel uses a provisioned
+  data source; the PromQL panels only name metrics (and labels) that the services or the
+  exporter really export.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ ENV_EXAMPLE = ROOT / ".env.example"
 K8S = ROOT / "k8s"
 BASE = K8S / "base"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+KAFKA_EXPORTER = "kafka-exporter:9308"
+# Series of danielqsj/kafka-exporter the dashboards may read, with their labels.
+EXPORTER_METRICS = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}}
+# Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = {"job", "instance"}
 MODEL_SERVICES = {"embedding", "generation", "evaluation"}  # need torch: the `model` image
 HTTP_SERVICES = {"gateway": 8080, "sink": 8000}
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor we promise; its schemas ship with kubernetes-validate
@@ -137,7 +147,8 @@ def test_compose_runs_every_service_on_the_right_image_with_healthchecks() -> No
     assert services["retrieval"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
     assert services["sink"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
-    for store in ("kafka", "qdrant", "clickhouse", "grafana"):
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    for store in ("kafka", "qdrant", "clickhouse", "grafana", "prometheus"):
         assert "healthcheck" in services[store], store
         named = [v.split(":")[0] for v in services[store]["volumes"] if not v.startswith(".")]
         assert named and set(named) <= set(compose()["volumes"]), f"{store} keeps its data in a named volume"
@@ -328,25 +339,170 @@ def test_probe_script_answers_usage_and_failure() -> None:
     assert failed.returncode == 1
 
 
+# ---- Prometheus --------------------------------------------------------------------------------
+
+def test_compose_runs_prometheus_and_the_kafka_exporter() -> None:
+    services = compose()["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert prometheus["depends_on"]["kafka-exporter"]["condition"] == "service_healthy"
+    exporter = services["kafka-exporter"]
+    assert exporter["image"].startswith("danielqsj/kafka-exporter:")
+    assert "--kafka.server=kafka:9092" in exporter["command"]
+    assert exporter["healthcheck"]["test"]
+    assert exporter["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_prometheus_scrapes_every_service_and_the_exporter() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["global"]["scrape_interval"]
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    services = compose()["services"]
+    for service in SERVICES:
+        environment = services[service]["environment"]
+        # The gateway serves /metrics on its API port; the others on RAGOPS_OPS_PORT.
+        port = environment["RAGOPS_GATEWAY_PORT"] if service == "gateway" else environment["RAGOPS_OPS_PORT"]
+        assert f"{service}:{port}" in targets, f"Prometheus does not scrape {service}:{port}/metrics"
+    assert KAFKA_EXPORTER in targets
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert len(jobs) == len(set(jobs)), "duplicate job names"
+
+
 # ---- Grafana -----------------------------------------------------------------------------------
+
+def dashboards() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
+
+
+def panel_targets(kind: str) -> list[dict[str, Any]]:
+    """Every query target of every dashboard panel whose data source type is ``kind``."""
+    return [t for d in dashboards() for p in d["panels"] for t in p["targets"] if t["datasource"]["type"] == kind]
+
+
+def provisioned_datasources() -> dict[str, str]:
+    """uid -> type of every data source under deploy/grafana/provisioning/datasources."""
+    sources = {}
+    for path in sorted(DATASOURCES.glob("*.yaml")):
+        for source in yaml.safe_load(path.read_text())["datasources"]:
+            sources[source["uid"]] = source["type"]
+    return sources
+
+
+def test_every_panel_uses_a_provisioned_datasource() -> None:
+    sources = provisioned_datasources()
+    assert sources.get("ragops-clickhouse") == "grafana-clickhouse-datasource"
+    assert sources.get("ragops-prometheus") == "prometheus"
+    prometheus = yaml.safe_load((DATASOURCES / "prometheus.yaml").read_text())["datasources"][0]
+    assert prometheus["url"] == f"http://prometheus:{compose()['services']['prometheus']['ports'][0].rsplit(':', 1)[1]}"
+    uids = [d["uid"] for d in dashboards()]
+    assert len(uids) == len(set(uids)), "dashboards share a uid"
+    for dashboard in dashboards():
+        for panel in dashboard["panels"]:
+            for source in [panel["datasource"]] + [t["datasource"] for t in panel["targets"]]:
+                assert sources.get(source["uid"]) == source["type"], f"{dashboard['uid']}: {panel['title']}: {source}"
+
 
 def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
     from ragops_shared.clickhouse import ChdbStore
 
-    dashboards = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
-    targets = [t for d in dashboards for p in d["panels"] for t in p["targets"]]
+    targets = panel_targets("grafana-clickhouse-datasource")
     sql = " ".join(t["rawSql"] for t in targets)
     for view in ("latency_by_stage", "quality_by_day", "feedback_rates", "cost_per_day", "dead_letters_by_reason"):
         assert view in sql, f"no panel reads {view}"
-    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text())
-    uids = {d["uid"] for d in datasource["datasources"]}
-    assert all(t["datasource"]["uid"] in uids for t in targets)
+    assert "'drift.detected'" in sql, "no panel shows drift events"
     store = ChdbStore(tmp_path / "clickhouse")
     try:
         store.migrate()
         for target in targets:
             # Grafana's macros, replaced as the ClickHouse plugin does (DateTime of the range).
-            query = target["rawSql"].replace("$__fromTime", "toDateTime('2026-01-01 00:00:00')").replace("$__toTime", "now()")
+            query = re.sub(
+                r"\$__timeFilter\(([^)]+)\)",
+                r"\1 >= toDateTime('2026-01-01 00:00:00') AND \1 <= now()",
+                target["rawSql"],
+            )
+            query = query.replace("$__fromTime", "toDateTime('2026-01-01 00:00:00')").replace("$__toTime", "now()")
+            assert "$__" not in query, f"unreplaced macro in {query}"
             store.query(query)  # raises on a syntax error or an unknown column
     finally:
         store.close()
+
+
+@cache
+def exported_metrics() -> dict[str, frozenset[str]]:
+    """Every series name a service exports, with its labels: the platform's ragops_* metrics
+    (ragops_shared.ops) and FastStream's Prometheus middleware, registered by make_broker,
+    read from the default registry, plus the Kafka exporter's series."""
+    import prometheus_client
+    import ragops_shared.ops  # noqa: F401 - registers the ragops_* metrics
+    from ragops_shared.broker import make_broker
+
+    make_broker(KafkaSettings(), "ragops-contract-test")  # registers the faststream_* metrics
+    # prometheus_client has no public name -> collector map; the registry's is stable since 0.4.
+    metrics = {}
+    for name, collector in prometheus_client.REGISTRY._names_to_collectors.items():
+        labels = set(getattr(collector, "_labelnames", ()))
+        if name.endswith("_bucket"):
+            labels.add("le")
+        metrics[name] = frozenset(labels | TARGET_LABELS)
+    assert "ragops_dead_letters_total" in metrics and "faststream_received_messages_total" in metrics
+    for name, labels in EXPORTER_METRICS.items():
+        metrics[name] = frozenset(labels | TARGET_LABELS)
+    return metrics
+
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless", "inf", "nan"}
+
+
+def promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) a PromQL expression refers to. Not a parser: enough for
+    the dashboards' expressions (selectors, functions, aggregations with by/without)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors, $__rate_interval included
+    labels: set[str] = set()
+    for clause in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", expr):
+        labels |= {label.strip() for label in clause.split(",") if label.strip()}
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    for matchers in re.findall(r"\{([^}]*)\}", expr):
+        labels |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    names = {
+        name for name in re.findall(r"(?<![\w.$])([A-Za-z_:][A-Za-z0-9_:]*)\b(?!\s*\()", expr)
+        if name.lower() not in PROMQL_KEYWORDS
+    }
+    return names, labels
+
+
+def test_promql_names_finds_metrics_and_labels() -> None:
+    names, labels = promql_names(
+        'histogram_quantile(0.95, sum by (app_name, le) (rate(foo_bucket{x=~"a.*", y!="b"}[$__rate_interval]))) / on (job) bar'
+    )
+    assert names == {"foo_bucket", "bar"}
+    assert labels == {"app_name", "le", "x", "y", "job"}
+
+
+def test_prometheus_panels_only_read_exported_metrics() -> None:
+    targets = panel_targets("prometheus")
+    metrics = exported_metrics()
+    read = set()
+    for target in targets:
+        names, labels = promql_names(target["expr"])
+        assert names, f"no metric in {target['expr']}"
+        unknown = sorted(names - set(metrics))
+        assert not unknown, f"{target['expr']}: no service or exporter exports {unknown}"
+        known_labels = set().union(*(metrics[name] for name in names))
+        assert labels <= known_labels, f"{target['expr']}: unknown labels {sorted(labels - known_labels)}"
+        read |= names
+    expected = {
+        "kafka_consumergroup_lag", "faststream_received_messages_total", "faststream_published_messages_total",
+        "faststream_received_processed_messages_duration_seconds_bucket", "ragops_dead_letters_total",
+        "ragops_model_latency_seconds_bucket", "ragops_model_tokens_total",
+    }
+    assert expected <= read, f"no panel reads {sorted(expected - read)}"
