@@ -11,8 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
-from ragops.evaluate import Question, load_questions
 from ragops_schemas import Event, utc_now
+
+from ragops.evaluate import Question, load_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -8,6 +8,7 @@ and ends with ``if __name__ == "__main__": row_main(run)``.
 import argparse
 import inspect
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rich.console import Console
-
 from ragops_shared.logs import configure_logging
+from rich.console import Console
 
 console = Console(stderr=True, highlight=False)
 
@@ -58,7 +58,7 @@ async def alternate(
     A side is called with the round's index (``-1 - k`` for warm-up ``k``) so it can use
     fresh ids, and returns one measurement (sync or async). Sides alternate within a round
     and their order flips every round, so a slow drift of a shared machine hits both sides
-    alike; the runner's paired ratios rely on that.
+    alike; the paired ratios of :func:`bench.stats.ratio` rely on that.
     """
     names = list(sides)
     for k in range(warmup):
@@ -79,17 +79,18 @@ async def _call(side: Callable[[int], float | Awaitable[float]], index: int) -> 
 def result(
     row_id: str, title: str, *, unit: str, better: Literal["higher", "lower"], goal: str,
     ours: dict, baseline: dict | None, ratio: dict | None, checks: Sequence[Check], notes: Sequence[str] = (),
-    sizes: dict | None = None, metrics: dict | None = None,
+    highlights: Sequence[str] = (), sizes: dict | None = None, metrics: dict | None = None,
 ) -> dict:
     """A row of the report. ``ours``/``baseline`` come from :func:`bench.stats.summary`;
     ``ratio`` is ours/baseline (:func:`bench.stats.ratio`); the row passes when every check
-    does. ``notes`` say why a check misses and what would fix it."""
+    does. ``highlights`` are the secondary figures printed under the table (all of them are
+    in ``metrics``); ``notes`` say why a check misses and what would fix it."""
     return {
         "id": row_id, "title": title, "unit": unit, "better": better, "goal": goal,
         "ours": ours, "baseline": baseline, "ratio": ratio,
         "checks": [{"text": c.text, "ok": c.ok} for c in checks],
         "passed": all(c.ok for c in checks),
-        "notes": list(notes), "sizes": sizes or {}, "metrics": metrics or {},
+        "highlights": list(highlights), "notes": list(notes), "sizes": sizes or {}, "metrics": metrics or {},
     }
 
 
@@ -98,7 +99,7 @@ def failed(row_id: str, title: str, error: str, seconds: float = 0.0) -> dict:
     return {
         "id": row_id, "title": title, "unit": "", "better": "higher", "goal": "", "ours": None, "baseline": None,
         "ratio": None, "checks": [{"text": f"row did not finish: {error}", "ok": False}], "passed": False,
-        "notes": [error], "sizes": {}, "metrics": {}, "seconds": round(seconds, 1), "error": error,
+        "highlights": [], "notes": [error], "sizes": {}, "metrics": {}, "seconds": round(seconds, 1), "error": error,
     }
 
 
@@ -112,6 +113,7 @@ def row_main(run: Callable[[RowArgs], list[dict]]) -> None:
     options = parser.parse_args()
     # In-process FastStream apps and aiokafka would otherwise log every rebalance step.
     configure_logging("bench", "WARNING", "console")
+    logging.getLogger("faststream").setLevel(logging.WARNING)  # it logs through its own handler
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ragops-bench-") as workdir:
         rows = run(RowArgs(quick=options.quick, repeats=options.repeats or (2 if options.quick else 3), workdir=Path(workdir)))

@@ -11,23 +11,29 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Self
 
-from aiokafka import AIOKafkaProducer
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from ragops_schemas import Topic
+from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
+from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 from bench import BENCH_ENV
-from ragops_schemas import Topic
-from ragops_shared.embedded import EmbeddedKafka, create_topics
-from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 
 @asynccontextmanager
-async def embedded_broker(workdir: Path, extra_topics: Iterable[str] = ()) -> AsyncIterator[tuple[EmbeddedKafka, KafkaSettings]]:
-    """A Tansu broker with every platform topic (and ``extra_topics``), the platform's
-    default partitions and fetch wait, as ``ragops up`` runs it."""
+async def embedded_broker(
+    workdir: Path, extra_topics: Iterable[str] = (), partitions: int | None = None,
+) -> AsyncIterator[tuple[EmbeddedKafka, KafkaSettings]]:
+    """A Tansu broker with every platform topic (and ``extra_topics``), with the platform's
+    default partitions (or ``partitions``) and fetch wait, as ``ragops up`` runs it."""
     with EmbeddedKafka(log_path=workdir / "tansu.log") as kafka:
         settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers)
+        if partitions is not None:
+            settings = settings.model_copy(update={"partitions": partitions})
         await create_topics(settings, [*Topic, *extra_topics])
         yield kafka, settings
 
@@ -47,6 +53,18 @@ async def produce(kafka: KafkaSettings, records: Sequence[tuple[str, bytes, byte
         return time.perf_counter() - started
     finally:
         await producer.stop()
+
+
+async def tail(kafka: KafkaSettings, topics: Iterable[str]) -> AIOKafkaConsumer:
+    """A started consumer without a group, on every partition of ``topics`` from their current
+    end (how a caller waits for replies), with the platform's fetch wait."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(kafka), enable_auto_commit=False, fetch_max_wait_ms=kafka.fetch_max_wait_ms)
+    await consumer.start()
+    await consumer.topics()  # fetches the metadata partitions_for_topic reads
+    partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    return consumer
 
 
 async def group_members(kafka: KafkaSettings, group: str) -> int:
@@ -84,9 +102,13 @@ def service_env(kafka: KafkaSettings, data_dir: Path, extra: Mapping[str, str] |
 
 
 def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``python -m ragops_<service>`` with its log in ``log_path``."""
+    """``python -m ragops_<service>`` with its log in ``log_path`` and its own free port for
+    its /health, /ready and /metrics server (so replicas do not collide)."""
     with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", f"ragops_{service}"], env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", f"ragops_{service}"], env={**env, "RAGOPS_OPS_PORT": str(free_port())},
+            stdout=log, stderr=subprocess.STDOUT,
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
@@ -98,6 +120,30 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def platform_pids(services: Mapping[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """Process ids of a platform's services and of the broker (a ``tansu`` child of this process)."""
+    pids = {name: process.pid for name, process in services.items()}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == "tansu":
+                pids.setdefault("tansu", child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (0 once it is gone)."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+            used[name] = times.user + times.system
+        except psutil.NoSuchProcess:
+            used[name] = 0.0
+    return used
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -134,7 +180,7 @@ class RssSampler:
             self.peak_sum_mib = max(self.peak_sum_mib, total)
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

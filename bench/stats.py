@@ -43,15 +43,15 @@ def latency_summary(samples_ms: Sequence[float], label: str, **extra: object) ->
     )
 
 
-def ratio(ours: Sequence[float], baseline: Sequence[float]) -> dict:
+def ratio(ours: Sequence[float], baseline: Sequence[float], *, paired: bool = True) -> dict:
     """``ours / baseline``: the ratio of the medians, and its spread.
 
-    With as many samples on both sides, the spread is that of the per-repeat ratios (the
-    sides alternate within a repeat, so each pair saw the same machine); otherwise the
-    extreme cross ratios (min/max and max/min).
+    ``paired`` (the sides alternated within each repeat, so each pair saw the same machine,
+    and there are as many samples on both sides): the spread is that of the per-repeat
+    ratios; otherwise the extreme cross ratios (min/max and max/min).
     """
     median = percentile(ours, 50) / percentile(baseline, 50)
-    if len(ours) == len(baseline):
+    if paired and len(ours) == len(baseline):
         paired = [a / b for a, b in zip(ours, baseline, strict=True)]
         low, high = min(paired), max(paired)
     else:
