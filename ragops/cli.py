@@ -3,12 +3,11 @@
 import asyncio
 import json
 import logging
-import os
 import shutil
 import signal
 import time
-from datetime import UTC, datetime
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -59,8 +58,9 @@ def _run(work: Coroutine[object, object, T]) -> T:
 
 def _kafka(data_dir: Path) -> KafkaSettings:
     """The broker to talk to: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the one `ragops up` runs."""
-    if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
-        return KafkaSettings()
+    configured = KafkaSettings()
+    if "bootstrap_servers" in configured.model_fields_set:  # KAFKA_BOOTSTRAP_SERVERS is set
+        return configured
     try:
         return KafkaSettings(bootstrap_servers=running_platform(data_dir)["bootstrap_servers"])
     except PlatformError as error:
