@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -25,14 +26,11 @@ from ragops_retrieval.store import (
     ChunkPoint,
     Conditions,
     FieldMatch,
-    SearchHit,
-    SearchMode,
+    PlannedStore,
     SearchPlan,
     UnknownCollectionError,
     document_conditions,
-    hit_from_payload,
     index_fields,
-    plan_search,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -44,7 +42,7 @@ _UPSERT_BATCH = 256
 _HTTP_CONFLICT = 409
 
 
-class QdrantClientStore:
+class QdrantClientStore(PlannedStore):
     """:class:`~ragops_retrieval.store.VectorStore` on a Qdrant server or qdrant-client local mode.
 
     Give exactly one of ``url`` (a server, with ``api_key`` if it requires one), ``path``
@@ -131,39 +129,8 @@ class QdrantClientStore:
             self._client.upsert(collection, structs[start : start + _UPSERT_BATCH], wait=True)
         return len(structs)
 
-    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
-        """See :meth:`VectorStore.delete_superseded`."""
-        return self._delete(
-            collection, document_conditions(document_id, except_version=keep_version)
-        )
-
-    def delete_document(self, collection: str, document_id: str) -> int:
-        """See :meth:`VectorStore.delete_document`."""
-        return self._delete(collection, document_conditions(document_id))
-
-    def search(
-        self,
-        collection: str,
-        *,
-        vector: Sequence[float],
-        text: str,
-        top_k: int,
-        filters: Mapping[str, str | Sequence[str]] | None = None,
-        mode: SearchMode = "hybrid",
-        score_threshold: float | None = None,
-    ) -> list[SearchHit]:
-        """See :meth:`VectorStore.search`."""
-        plan = plan_search(
-            dimension=self._dimension(collection),
-            vector=vector,
-            text=text,
-            top_k=top_k,
-            filters=filters,
-            mode=mode,
-            score_threshold=score_threshold,
-        )
-        scored = _query(self._client, collection, plan)
-        return [hit_from_payload(point.payload or {}, point.score) for point in scored]
+    def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
+        return [(point.payload or {}, point.score) for point in _run_query(self._client, collection, plan)]
 
     def count(self, collection: str, document_id: str | None = None) -> int:
         """See :meth:`VectorStore.count`."""
@@ -223,7 +190,7 @@ def _filter(conditions: Conditions) -> models.Filter:
     )
 
 
-def _query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
+def _run_query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
     points = None if plan.conditions is None else _filter(plan.conditions)
     sparse = None if plan.sparse is None else _sparse(plan.sparse)
     if plan.dense is not None and sparse is not None:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qdrant_edge import (
     CountRequest,
@@ -53,14 +54,11 @@ from ragops_retrieval.store import (
     ChunkPoint,
     Conditions,
     FieldMatch,
-    SearchHit,
-    SearchMode,
+    PlannedStore,
     SearchPlan,
     UnknownCollectionError,
     document_conditions,
-    hit_from_payload,
     index_fields,
-    plan_search,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -76,7 +74,7 @@ class _Collection:
     dimension: int
 
 
-class EdgeStore:
+class EdgeStore(PlannedStore):
     """:class:`~ragops_retrieval.store.VectorStore` on Qdrant Edge, under ``path/<collection>``.
 
     ``path`` is created if missing. Collections created by an earlier process are opened
@@ -136,43 +134,15 @@ class EdgeStore:
                 self._open(collection).shard.update(operation)
         return len(prepared)
 
-    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
-        """See :meth:`VectorStore.delete_superseded`."""
-        return self._delete(
-            collection, document_conditions(document_id, except_version=keep_version)
-        )
-
-    def delete_document(self, collection: str, document_id: str) -> int:
-        """See :meth:`VectorStore.delete_document`."""
-        return self._delete(collection, document_conditions(document_id))
-
-    def search(
-        self,
-        collection: str,
-        *,
-        vector: Sequence[float],
-        text: str,
-        top_k: int,
-        filters: Mapping[str, str | Sequence[str]] | None = None,
-        mode: SearchMode = "hybrid",
-        score_threshold: float | None = None,
-    ) -> list[SearchHit]:
-        """See :meth:`VectorStore.search`."""
+    def _dimension(self, collection: str) -> int:
         with self._lock:
-            dimension = self._open(collection).dimension
-        plan = plan_search(
-            dimension=dimension,
-            vector=vector,
-            text=text,
-            top_k=top_k,
-            filters=filters,
-            mode=mode,
-            score_threshold=score_threshold,
-        )
+            return self._open(collection).dimension
+
+    def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         request = _query_request(plan)
         with self._lock:
             scored = self._open(collection).shard.query(request)
-        return [hit_from_payload(point.payload or {}, point.score) for point in scored]
+        return [(point.payload or {}, point.score) for point in scored]
 
     def count(self, collection: str, document_id: str | None = None) -> int:
         """See :meth:`VectorStore.count`."""

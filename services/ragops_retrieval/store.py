@@ -436,3 +436,45 @@ def plan_search(
         prefetch_limit=max(4 * top_k, 20),
         score_threshold=None if mode == "sparse" else score_threshold,
     )
+
+
+class PlannedStore:
+    """What both adapters share: the deletes and the search, written once over three
+    engine primitives each adapter provides: ``_dimension(collection)`` (raises
+    :class:`UnknownCollectionError`), ``_delete(collection, conditions) -> int`` and
+    ``_query(collection, plan) -> [(payload, score)]``, best first."""
+
+    def _dimension(self, collection: str) -> int:
+        raise NotImplementedError
+
+    def _delete(self, collection: str, conditions: "Conditions") -> int:
+        raise NotImplementedError
+
+    def _query(self, collection: str, plan: "SearchPlan") -> list[tuple[Mapping[str, Any], float]]:
+        raise NotImplementedError
+
+    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
+        """See :meth:`VectorStore.delete_superseded`."""
+        return self._delete(collection, document_conditions(document_id, except_version=keep_version))
+
+    def delete_document(self, collection: str, document_id: str) -> int:
+        """See :meth:`VectorStore.delete_document`."""
+        return self._delete(collection, document_conditions(document_id))
+
+    def search(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float],
+        text: str,
+        top_k: int,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        mode: SearchMode = "hybrid",
+        score_threshold: float | None = None,
+    ) -> list[SearchHit]:
+        """See :meth:`VectorStore.search`."""
+        plan = plan_search(
+            dimension=self._dimension(collection), vector=vector, text=text, top_k=top_k,
+            filters=filters, mode=mode, score_threshold=score_threshold,
+        )
+        return [hit_from_payload(payload, score) for payload, score in self._query(collection, plan)]
