@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from ragops_schemas import EmbeddingModelInfo
+from ragops_shared.hardware import resolve_dtype
 
 
 def weights_version(model_dir: Path) -> str:
@@ -56,7 +57,7 @@ class Embedder:
         self.name = name or (self.model_path.parent.name if self.model_path.name == "model" else self.model_path.name)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.dtype = _native_dtype() if dtype == "auto" else dtype
+        self.dtype = resolve_dtype(dtype)
         self.torch_threads = torch_threads
         self._model: torch.nn.Module | None = None
         self._tokenizer = None
@@ -103,12 +104,3 @@ class Embedder:
         mask = encoded["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
-
-
-def _native_dtype() -> Literal["float32", "bfloat16"]:
-    """``bfloat16`` when the CPU computes it natively (AVX512-BF16 or AMX-BF16), else ``float32``."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: stay on the safe default
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"

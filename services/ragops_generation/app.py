@@ -46,6 +46,7 @@ class GenerationSettings(BaseSettings):
     prompt_dir: Path | None = Field(default=None, description="Prompt templates directory; None = the packaged prompts.")
     context_chunks: int = Field(default=3, gt=0, description="Retrieved chunks put into the prompt (best first).")
     max_new_tokens: int = Field(default=48, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto = bf16 where the CPU computes it natively.")
     temperature: float = Field(default=0.0, ge=0.0)
     batch_records: int = Field(default=8, gt=0, description="Queries generated as one batch.")
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
@@ -68,6 +69,7 @@ class GenerationSettings(BaseSettings):
         return TransformersGenerator(
             model, gguf_file=gguf_file, cache_dir=self.platform.cache_dir / "models",
             max_new_tokens=self.max_new_tokens, torch_threads=self.platform.torch_threads, temperature=self.temperature,
+            dtype=self.dtype,
         )
 
 
