@@ -161,7 +161,7 @@ def run(args: RowArgs) -> list[dict]:
     notes = []
     if ours["median"] < 30_000 or share["median"] < 0.5:
         notes.append(
-            f"measured per event: to_row {metrics['to_row_us_per_event']} us (json.loads of the whole payload for the "
+            f"measured per event: to_row {metrics['to_row_us_per_event']} us (parsing the whole payload for the "
             f"envelope columns), chDB insert {metrics['insert_us_per_event']} us, both serial with the fetch; a "
             "faster sink parses only the envelope, builds Arrow columns directly and overlaps the insert with the next fetch")
     return [result(

@@ -135,8 +135,8 @@ def memory_row(peaks: dict[str, float], sampled_peak: float) -> dict:
         notes.append(
             f"the heaviest are {', '.join(name for name, _ in heaviest[:3])}. Importing torch alone costs ~220 MiB of RSS "
             f"per process here; ingestion ({peaks.get('ingestion', 0):,.0f} MiB) imports it only through transformers' "
-            "AutoTokenizer, which the `tokenizers` package alone would replace, and the generation model is held "
-            "in float32 (bf16 would halve its weights)")
+            "AutoTokenizer, which the `tokenizers` package alone would replace; the generation and evaluation "
+            "processes each hold their own copy of torch and a model")
     return result(
         "MEM", "platform peak RSS (during P6)", unit="MiB", better="lower", goal=f"< {MEMORY_GOAL_MIB:,} MiB whole platform",
         ours=summary([sampled_peak], "peak of summed RSS (sampled every 0.25 s)"), baseline=None, ratio=None,
