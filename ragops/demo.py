@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ragops.analytics import Analytics
 from ragops.client import PlatformClient, QueryTrace
-from ragops.evaluate import Question, file_sha256, load_questions, run_evaluation
+from ragops.evaluate import Question, file_sha256, load_questions, read_jsonl, run_evaluation
 from ragops.platform import EmbeddedPlatform
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
@@ -34,18 +34,10 @@ def load_corpus(path: Path, client: PlatformClient) -> list[DocumentSubmitted]:
     """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``.
 
     Raises ``ValueError`` naming the line of a malformed row."""
-    documents = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-                documents.append(client.document(
-                    row["id"], row["text"], title=row.get("title"), source=row.get("source"),
-                    metadata={"title": row["title"]} if row.get("title") else {},
-                ))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a corpus row ({error})") from None
-    return documents
+    return read_jsonl(path, lambda row: client.document(
+        row["id"], row["text"], title=row.get("title"), source=row.get("source"),
+        metadata={"title": row["title"]} if row.get("title") else {},
+    ), "corpus")
 
 
 def progress_bar(console: Console) -> Progress:

@@ -29,6 +29,8 @@ UtcMillis = Annotated[
 
 
 E = TypeVar("E", bound="Event")
+# Namespace of derived event ids (Event.caused(derived_id=True)); never change it.
+_DERIVED_IDS = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
 
 
 def utc_now() -> datetime:
@@ -84,9 +86,15 @@ class Event(BaseModel):
         """W3C ``traceparent`` header value for this event's span (sampled)."""
         return f"00-{self.trace_id}-{self.span_id}-01"
 
-    def caused(self, event_type: type[E], producer: Producer, **fields: object) -> E:
-        """Build the next event of the same trace: same ``trace_id`` and ``tenant``,
-        a new ``span_id`` and ``event_id``. Used by every service for its output event."""
+    def caused(self, event_type: type[E], producer: Producer, *, derived_id: bool = False, **fields: object) -> E:
+        """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
+        ``span_id``. Used by every service for its output event.
+
+        ``derived_id``: the output's ``event_id`` is a UUID5 of this event's id and the output
+        type, so processing the same event again yields the same id and the sink (keyed on
+        ids) keeps one copy. Otherwise the id is random."""
+        if derived_id:
+            fields["event_id"] = uuid.uuid5(_DERIVED_IDS, f"{event_type.__name__}:{self.event_id}")
         return event_type(producer=producer, trace_id=self.trace_id, tenant=self.tenant, **fields)
 
 

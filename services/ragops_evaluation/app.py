@@ -10,7 +10,6 @@ Model inference runs in a worker thread."""
 
 import asyncio
 import hashlib
-import uuid
 from collections.abc import Sequence
 from functools import partial
 
@@ -27,7 +26,6 @@ from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "evaluation"
-_DERIVED = uuid.UUID("5c3e0f1a-7b2d-4e8f-a9c0-1d2e3f4a5b6c")
 
 
 class EvaluationSettings(BaseSettings):
@@ -60,7 +58,7 @@ def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events:
                 [c.document_id for c in answer.contexts], context.reference_context_ids,
             )
         evaluated.append(answer.caused(
-            AnswerEvaluated, producer, event_id=uuid.uuid5(_DERIVED, str(answer.event_id)),
+            AnswerEvaluated, producer, derived_id=True,
             request_id=answer.request_id, answer_event_id=str(answer.event_id),
             scores=[EvaluationScore(name=s.name, value=s.value, method=s.method, reference_based=s.reference_based) for s in scores],
             run_id=context.run_id if context else None, example_id=context.example_id if context else None,

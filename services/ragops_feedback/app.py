@@ -28,8 +28,6 @@ from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 
 SERVICE = "feedback"
-# Deterministic ids for derived events: the same feedback always yields the same outputs.
-_DERIVED = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
 
 
 class FeedbackSettings(BaseSettings):
@@ -78,7 +76,7 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer."""
     mood = sentiment(feedback)
     recorded = feedback.caused(
-        FeedbackRecorded, producer, event_id=uuid.uuid5(_DERIVED, f"recorded:{feedback.event_id}"),
+        FeedbackRecorded, producer, derived_id=True,
         request_id=feedback.request_id, feedback_event_id=str(feedback.event_id), thumb=feedback.thumb,
         rating=feedback.rating, comment=feedback.comment, corrected_answer=feedback.corrected_answer,
         user_id=feedback.user_id, sentiment=mood, question=answer.question, answer=answer.answer,
@@ -89,7 +87,7 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
         return [recorded]
     example_id = hashlib.sha256(f"{dataset}\0{answer.question}\0{reference}".encode()).hexdigest()[:32]
     example = feedback.caused(
-        DatasetExampleAdded, producer, event_id=uuid.uuid5(_DERIVED, f"example:{feedback.event_id}"),
+        DatasetExampleAdded, producer, derived_id=True,
         dataset=dataset, example_id=example_id, question=answer.question, reference_answer=reference,
         reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
         source="correction" if feedback.corrected_answer else "positive_feedback",

@@ -99,7 +99,8 @@ class Writer:
         A shutdown cancels the wait, and the uncommitted batch is read again at next start.
         """
         received_at = datetime.now(UTC)
-        rows = [to_row(record, received_at) for record in records]
+        # Parsing thousands of records is CPU work: off the event loop, like the insert.
+        rows = await asyncio.to_thread(lambda: [to_row(record, received_at) for record in records])
         delay = self.settings.retry_initial_s
         while True:
             try:

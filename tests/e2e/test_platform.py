@@ -220,3 +220,22 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
         assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
         embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
         assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken records of an earlier test
+
+
+def test_a_dead_service_is_restarted_and_nothing_is_lost(platform: EmbeddedPlatform) -> None:
+    """Runs last in this module: kills the feedback service while feedback waits on Kafka."""
+    platform.processes["feedback"].kill()
+    platform.processes["feedback"].wait()
+
+    async def scenario() -> FeedbackRecorded:
+        async with PlatformClient(platform.kafka_settings, name="e2e-restart") as client:
+            [trace] = await client.ask([client.question("Who was the duke in the battle of Hastings?")])
+            waiting = client.expect(trace.answer.request_id, (FeedbackRecorded, MessageDeadLettered))
+            await client.publish(FeedbackSubmitted(producer=client.producer, request_id=trace.answer.request_id, thumb="up"))
+            assert platform.restart_exited() == ["feedback"]  # sent while the service was down
+            return await asyncio.wait_for(waiting, 120)
+
+    recorded = asyncio.run(scenario())
+    assert isinstance(recorded, FeedbackRecorded) and recorded.sentiment == "positive"
+    assert platform.restarts == {"feedback": 1}
+    platform.check()

@@ -46,7 +46,19 @@ def test_readers_tolerate_unknown_fields_and_events_are_frozen() -> None:
         parsed.question = "changed"
 
 
-@pytest.mark.parametrize("bad", [{"question": ""}, {"top_k": 0}, {"request_id": ""}, {"trace_id": "xyz"}])
+def test_derived_ids_are_stable_per_cause_and_output_type() -> None:
+    query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?")
+    fields = {"request_id": "r-1", "question": "why?", "top_k": 5, "embedding": {"name": "m", "version": "v", "dimension": 2}, "vector": [0.6, 0.8]}
+    first = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
+    again = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
+    other = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?").caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
+    assert first.event_id == again.event_id != other.event_id
+    assert query.caused(QueryEmbedded, PRODUCER, **fields).event_id != first.event_id
+
+
+@pytest.mark.parametrize(
+    "bad", [{"question": ""}, {"top_k": 0}, {"request_id": ""}, {"trace_id": "xyz"}, {"schema_version": 2}]
+)
 def test_invalid_queries_are_refused(bad: dict) -> None:
     fields = {"producer": PRODUCER, "request_id": "r", "question": "q", **bad}
     with pytest.raises(ValidationError):
