@@ -5,6 +5,7 @@ Production points ``KAFKA_BOOTSTRAP_SERVERS`` at a real cluster instead."""
 import asyncio
 import importlib.util
 import os
+import random
 import socket
 import subprocess
 import time
@@ -34,10 +35,33 @@ def tansu_binary() -> Path:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and stays out of the kernel's ephemeral range.
+
+    The services bind their port only after loading their models (seconds later); a port
+    from the ephemeral range (what ``bind(0)`` returns) can meanwhile be taken by any
+    outgoing connection, Kafka clients included, so ports are drawn below that range.
+
+    Raises:
+        RuntimeError: no free port was found in 200 tries.
+    """
+    candidates = range(1024 if _ephemeral_range()[0] < 11_000 else 10_000, _ephemeral_range()[0])
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default 32768-60999)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 class EmbeddedKafka:
