@@ -86,15 +86,20 @@ class Event(BaseModel):
         """W3C ``traceparent`` header value for this event's span (sampled)."""
         return f"00-{self.trace_id}-{self.span_id}-01"
 
-    def caused(self, event_type: type[E], producer: Producer, *, derived_id: bool = False, **fields: object) -> E:
+    def caused(
+        self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: object
+    ) -> E:
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
         ``span_id``. Used by every service for its output event.
 
         ``derived_id``: the output's ``event_id`` is a UUID5 of this event's id and the output
         type, so processing the same event again yields the same id and the sink (keyed on
-        ids) keeps one copy. Otherwise the id is random."""
+        ids) keeps one copy. A string ``derived_id`` is a scope added to the name, for one
+        cause with several outputs of the same type (e.g. one per index build). Otherwise the
+        id is random."""
         if derived_id:
-            fields["event_id"] = uuid.uuid5(_DERIVED_IDS, f"{event_type.__name__}:{self.event_id}")
+            scope = "" if derived_id is True else f":{derived_id}"
+            fields["event_id"] = uuid.uuid5(_DERIVED_IDS, f"{event_type.__name__}:{self.event_id}{scope}")
         return event_type(producer=producer, trace_id=self.trace_id, tenant=self.tenant, **fields)
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
+from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.topics import Topic
 
 ContentType = Literal["text/plain", "text/markdown", "text/html", "text/x-rst"]
@@ -52,6 +54,16 @@ class EmbeddedChunk(Chunk):
     vector: list[float]
 
 
+class IndexBuild(_Part):
+    """Target of a re-index by replay: the trainer re-publishes retained ``DocumentChunked``
+    events with this set, the embedding service embeds them with ``embedding_version`` and
+    the indexer writes them to ``collection`` instead of the live one. Absent = live traffic."""
+
+    build_id: str = Field(description="Index version being built (registered as kind `index`).")
+    collection: str = Field(description="Collection the build writes to.")
+    embedding_version: str = Field(description="Embedding model version the build embeds with.")
+
+
 class ChunkerInfo(_Part):
     tokenizer: str
     chunk_size: int = Field(gt=0, description="Maximum tokens per chunk.")
@@ -85,6 +97,7 @@ class DocumentChunked(DocumentEvent):
     content_type: ContentType
     chunker: ChunkerInfo
     chunks: list[Chunk] = Field(min_length=1)
+    index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
 
 
 class ChunksEmbedded(DocumentEvent):
@@ -98,6 +111,7 @@ class ChunksEmbedded(DocumentEvent):
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     embedding: EmbeddingModelInfo
     chunks: list[EmbeddedChunk] = Field(min_length=1)
+    index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
 
 
 class DocumentIndexed(DocumentEvent):
@@ -110,6 +124,7 @@ class DocumentIndexed(DocumentEvent):
     chunk_count: int = Field(ge=0)
     superseded_chunks: int = Field(ge=0, description="Chunks of older versions deleted.")
     embedding: EmbeddingModelInfo
+    index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
 
 
 class DocumentRejected(DocumentEvent):
@@ -182,6 +197,10 @@ class RetrievalInfo(_Part):
     mode: Literal["hybrid", "dense", "sparse"]
     top_k: int
     embedding: EmbeddingModelInfo
+    top_similarity: float | None = Field(
+        default=None, description="Cosine similarity of the query to its nearest chunk (dense), whatever the mode; "
+        "None when the collection is empty. The monitor's retrieval-quality signal.",
+    )
 
 
 class ContextRetrieved(RequestEvent):
@@ -400,6 +419,7 @@ class MessageDeadLettered(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
+    *LIFECYCLE_EVENT_TYPES,
     DocumentSubmitted,
     DocumentChunked,
     ChunksEmbedded,

@@ -1,0 +1,119 @@
+"""The version registry as a projection of the registry events.
+
+Every service folds ``VersionRegistered`` / ``VersionPromoted`` / ``VersionRejected`` /
+``VersionRetired`` (read from the start of their topics) into a :class:`Registry` and asks it
+which version an alias points at. The fold does not depend on the order the four topics are
+read in: aliases resolve to the latest promotion by ``occurred_at``, and a promotion carries
+the artifact's ``uri`` itself.
+"""
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ragops_schemas.envelope import Event
+from ragops_schemas.lifecycle import (
+    VersionKind,
+    VersionPromoted,
+    VersionRef,
+    VersionRegistered,
+    VersionRejected,
+    VersionRetired,
+)
+
+
+def index_name(corpus: str, model_name: str, model_version: str) -> str:
+    """The index of a corpus for one embedding model version, ``<corpus>__<model>__<version>``
+    (e.g. ``default__all-MiniLM-L6-v2__2e8a342051c5``): its first collection's name, and the
+    registry name its builds are versions of."""
+    model = re.sub(r"[^a-zA-Z0-9_-]+", "-", model_name.rsplit("/", 1)[-1])
+    return f"{corpus}__{model}__{model_version}"
+
+
+@dataclass
+class VersionState:
+    ref: VersionRef
+    uri: str | None = None
+    registered: VersionRegistered | None = None
+    promoted: VersionPromoted | None = None
+    rejected: VersionRejected | None = None
+    retired: VersionRetired | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Alias:
+    version: str
+    promoted: VersionPromoted
+
+
+class Registry:
+    """Versions and aliases per artifact ``(kind, name)``. Not thread-safe: fold and read on
+    one event loop (services copy what they need into their own state)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str, str], VersionState] = {}
+        self._aliases: dict[tuple[str, str, str], _Alias] = {}
+        self._seen: set[object] = set()
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; returns True when it changed the registry (False for other
+        event types and for a duplicate delivery)."""
+        if not isinstance(event, VersionRegistered | VersionPromoted | VersionRejected | VersionRetired):
+            return False
+        if event.event_id in self._seen:
+            return False
+        self._seen.add(event.event_id)
+        state = self._state(event.ref)
+        if isinstance(event, VersionRegistered):
+            state.registered, state.uri = event, event.uri or state.uri
+            state.metadata.update(event.metadata)
+        elif isinstance(event, VersionPromoted):
+            state.uri = state.uri or event.uri
+            state.promoted = event
+            slot = (event.kind, event.name, event.alias)
+            current = self._aliases.get(slot)
+            if current is None or current.promoted.occurred_at <= event.occurred_at:
+                self._aliases[slot] = _Alias(event.version, event)
+        elif isinstance(event, VersionRejected):
+            state.rejected = event
+        else:
+            state.retired = event
+        return True
+
+    def _state(self, ref: VersionRef) -> VersionState:
+        return self._versions.setdefault((ref.kind, ref.name, ref.version), VersionState(ref=ref))
+
+    def get(self, kind: VersionKind, name: str, version: str) -> VersionState | None:
+        return self._versions.get((kind, name, version))
+
+    def alias(self, kind: VersionKind, name: str, alias: str = "production") -> VersionState | None:
+        """The version ``alias`` points at, or None when it was never set or its version is
+        retired (a retired version takes no new traffic: callers fall back to their default)."""
+        entry = self._aliases.get((kind, name, alias))
+        if entry is None:
+            return None
+        state = self._state(VersionRef(kind=kind, name=name, version=entry.version))
+        return None if state.retired else state
+
+    def promoted_at(self, kind: VersionKind, name: str, alias: str = "production") -> datetime | None:
+        entry = self._aliases.get((kind, name, alias))
+        return entry.promoted.occurred_at if entry else None
+
+    def is_retired(self, kind: VersionKind, name: str, version: str) -> bool:
+        state = self.get(kind, name, version)
+        return bool(state and state.retired)
+
+    def versions(self, kind: VersionKind, name: str | None = None) -> list[VersionState]:
+        """Every known version of ``kind`` (optionally of one ``name``), in registration order."""
+        # A copy first: worker threads read while the event loop folds new events in.
+        return [state for (k, n, _), state in list(self._versions.items()) if k == kind and (name is None or n == name)]
+
+    def last_promotion(self, kinds: Collection[str] | None = None) -> datetime | None:
+        """When an alias of one of ``kinds`` (any kind by default) last moved: the monitor
+        re-baselines its reference windows then."""
+        times = [
+            entry.promoted.occurred_at for (kind, _, _), entry in list(self._aliases.items()) if kinds is None or kind in kinds
+        ]
+        return max(times) if times else None
