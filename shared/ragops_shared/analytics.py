@@ -4,6 +4,8 @@ through the sink (chDB lets one process own its files, and the sink is that proc
 from pathlib import Path
 
 import httpx
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_shared.clickhouse import QueryResult, ensure_read_only, open_store
 
@@ -48,3 +50,29 @@ class Analytics:
         """The first column of the first row (None when there is no row)."""
         result = self.query(sql)
         return result.rows[0][0] if result.rows else None
+
+
+class AnalyticsSettings(BaseSettings):
+    """Where services that read ClickHouse (monitor, trainer) find it (env prefix
+    ``RAGOPS_ANALYTICS_``): the sink's ``/sql`` on the embedded default, else the server."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_ANALYTICS_", extra="ignore")
+
+    sql_url: str | None = Field(default=None, description="The sink's read-only SQL endpoint (embedded default).")
+    clickhouse_url: SecretStr | None = Field(default=None, description="ClickHouse server URL (may hold a password).")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AnalyticsSettings":
+        if self.sql_url is not None and self.clickhouse_url is not None:
+            raise ValueError("set one of RAGOPS_ANALYTICS_SQL_URL or RAGOPS_ANALYTICS_CLICKHOUSE_URL, not both")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.sql_url is not None or self.clickhouse_url is not None
+
+    def client(self) -> Analytics:
+        """Raises ``ValueError`` when neither URL is set."""
+        server = self.clickhouse_url.get_secret_value() if self.clickhouse_url else None
+        return Analytics(sql_url=self.sql_url, clickhouse_url=server, timeout_s=self.timeout_s)

@@ -111,6 +111,7 @@ class EventSubscriber(Generic[E]):
         kafka: KafkaSettings,
         group_id: str | None,
         max_records: int = 32,
+        max_poll_interval_ms: int = 5 * 60 * 1000,
     ) -> None:
         self.event_type = event_type
         self.group_id = group_id
@@ -131,6 +132,9 @@ class EventSubscriber(Generic[E]):
             auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            # A handler that runs longer than this is taken for dead: its partitions move to
+            # another member and its batch is redelivered (long training runs raise it).
+            max_poll_interval_ms=max_poll_interval_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
             decoder=self._decode,
             title=f"{event_type.TOPIC}:{group_id or 'no-group'}",

@@ -41,4 +41,6 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> s
     root.setLevel(level)
     # aiokafka logs every group rebalance step at INFO; keep its warnings only.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request at INFO: the monitor's SQL every few seconds would drown the rest.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return structlog.get_logger(service).bind(service=service)
