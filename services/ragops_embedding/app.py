@@ -4,27 +4,48 @@
 Each subscriber fetches a batch of records and embeds all their texts in one call, so
 concurrent requests share forward passes (micro-batching across messages). Inference runs
 in a worker thread, never on the event loop.
+
+Which model version embeds is the version registry's decision: the ``production`` alias of
+the model for queries and live documents, the build's version for the replayed chunks of a
+re-index. The packaged (or configured) model is registered at start.
 """
 
 import asyncio
+import threading
+import uuid
 from collections.abc import Sequence
+from itertools import groupby
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
+import structlog
 from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_embedding.embedder import Embedder
-from ragops_schemas import ChunksEmbedded, DocumentChunked, EmbeddedChunk, Producer, QueryEmbedded, QuerySubmitted
-from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_schemas import (
+    ChunksEmbedded,
+    DocumentChunked,
+    EmbeddedChunk,
+    Event,
+    Producer,
+    QueryEmbedded,
+    QuerySubmitted,
+    VersionPromoted,
+    VersionRegistered,
+)
+from ragops_schemas.registry import Registry
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
+from ragops_shared.registry import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "embedding"
+log = structlog.get_logger(__name__)
 
 
 class EmbeddingSettings(BaseSettings):
@@ -42,9 +63,12 @@ class EmbeddingSettings(BaseSettings):
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
-    def embedder(self) -> Embedder:
-        model = self.model or default_embedding_model_dir()
+    def embedder(self, directory: Path | None = None) -> Embedder:
+        """The configured model, or another version of it in ``directory`` (same name)."""
+        model = directory or self.model or default_embedding_model_dir()
         name = self.model_name or (DEFAULT_EMBEDDING_MODEL_NAME if self.model is None else None)
+        if directory is not None and name is None:
+            name = self.embedder().name
         return Embedder(
             model, name=name, max_length=self.max_length, batch_size=self.batch_size,
             dtype=self.dtype, torch_threads=self.platform.torch_threads,
@@ -65,11 +89,82 @@ def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[Doc
         event.caused(
             ChunksEmbedded, producer,
             document_id=event.document_id, document_version=event.document_version, title=event.title,
-            source=event.source, metadata=event.metadata, embedding=embedder.info,
+            source=event.source, metadata=event.metadata, embedding=embedder.info, index_build=event.index_build,
             chunks=[EmbeddedChunk(**chunk.model_dump(), vector=next(vectors)) for chunk in event.chunks],
         )
         for event in events
     ]
+
+
+class Embedders:
+    """The production embedder plus any other registered version a re-index asks for.
+
+    The registry's ``production`` alias of the model decides which version embeds queries
+    and live documents; replayed chunks of an index build are embedded with the build's
+    version (loaded from the directory its registration names, then kept). Loading runs in
+    a worker thread; the swap itself is one assignment, so a batch sees one version."""
+
+    def __init__(self, settings: "EmbeddingSettings", registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.default = settings.embedder()
+        self.production = self.default
+        self._loaded: dict[str, Embedder] = {}
+        self._lock = threading.RLock()  # one loader at a time: a version is loaded once
+
+    def warm_up(self) -> None:
+        with self._lock:
+            info = self.default.warm_up()
+            self._loaded[info.version] = self.default
+        self.follow_registry()
+
+    def version(self, version: str) -> Embedder:
+        """The embedder of ``version``. Raises ``EventRejected`` for a version the registry
+        does not know (or whose files are gone)."""
+        with self._lock:
+            if version not in self._loaded:
+                state = self.registry.get("embedding_model", self.default.name, version)
+                if state is None or state.uri is None or not Path(state.uri).is_dir():
+                    raise EventRejected(f"unknown embedding model version {version!r} of {self.default.name}")
+                embedder = self.settings.embedder(Path(state.uri))
+                embedder.warm_up()
+                self._loaded[version] = embedder
+            return self._loaded[version]
+
+    def follow_registry(self) -> None:
+        """Point ``production`` at the registry's production version (blocking: may load it).
+        Before :meth:`warm_up` this does nothing: warm-up follows the registry itself."""
+        if self.default.info is None:
+            return
+        state = self.registry.alias("embedding_model", self.default.name)
+        try:
+            self.production = self.default if state is None else self.version(state.ref.version)
+        except EventRejected as error:
+            # Keep serving with the version in use: its index exists, the promoted one's files do not.
+            log.error("cannot load the production embedding model; keeping the current one", error=str(error))
+
+    def on_registry_change(self, event: Event) -> None:
+        """Registry listener (event loop): a promotion of this model reloads in a thread."""
+        if isinstance(event, VersionPromoted) and event.kind == "embedding_model" and event.name == self.default.name:
+            asyncio.get_running_loop().create_task(asyncio.to_thread(self.follow_registry))
+
+    def documents(self, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
+        """Live documents with the production model; an index build's with the build's."""
+        outputs: list[ChunksEmbedded] = []
+        for version, group in groupby(events, key=lambda event: event.index_build and event.index_build.embedding_version):
+            embedder = self.version(version) if version else self.production
+            outputs += embed_documents(embedder, producer, list(group))
+        return outputs
+
+    def registration(self, producer: Producer) -> VersionRegistered:
+        """The default model's registration (same event id on every start: recorded once)."""
+        info = self.default.info
+        assert info is not None  # warm_up ran
+        return VersionRegistered(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{info.name}:{info.version}"),
+            producer=producer, kind="embedding_model", name=info.name, version=info.version,
+            uri=str(self.default.model_path), metadata={"dimension": str(info.dimension)},
+        )
 
 
 def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
@@ -90,8 +185,10 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     settings = settings or EmbeddingSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [ChunksEmbedded, QueryEmbedded])
-    embedder = settings.embedder()
+    publisher = EventPublisher(broker, producer, [ChunksEmbedded, QueryEmbedded, VersionRegistered])
+    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    embedders = Embedders(settings, registry.registry)
+    registry.on_change = embedders.on_registry_change
     documents = EventSubscriber(
         broker, publisher, DocumentChunked, kafka=settings.kafka,
         group_id="ragops-embedding-documents", max_records=settings.document_batch_records,
@@ -103,13 +200,26 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
     @documents
     async def on_document_chunked(events: list[DocumentChunked]) -> None:
-        await documents.run(events, partial(asyncio.to_thread, embed_documents, embedder, producer))
+        await documents.run(events, partial(asyncio.to_thread, embedders.documents, producer))
 
     @queries
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:
-        await queries.run(events, partial(asyncio.to_thread, embed_queries, embedder, producer))
+        await queries.run(events, lambda batch: asyncio.to_thread(embed_queries, embedders.production, producer, batch))
 
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[embedder.warm_up])
+    app = service_app(SERVICE, __doc__ or "", broker)
+
+    @app.on_startup
+    async def load_models() -> None:
+        # The registry first: the production version it names is the one warm-up loads.
+        await registry.start()
+        await asyncio.to_thread(embedders.warm_up)
+
+    @app.after_startup
+    async def register_default_model() -> None:
+        await publisher.publish(embedders.registration(producer))
+
+    app.after_shutdown(registry.stop)
+    return app
 
 
 def main() -> None:

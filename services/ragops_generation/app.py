@@ -20,9 +20,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ragops_generation.generator import Generation, TransformersGenerator, default_generation_model
 from ragops_generation.openai_backend import OpenAICompatibleGenerator
 from ragops_generation.prompts import PromptTemplate, load_prompt
+from ragops_schemas.registry import Registry
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
+from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -79,14 +81,25 @@ Generator = TransformersGenerator | OpenAICompatibleGenerator
 class Answerer:
     """Prompt rendering, the model call and the ``AnswerGenerated`` events for a batch."""
 
-    def __init__(self, settings: GenerationSettings, generator: Generator, producer: Producer) -> None:
+    def __init__(
+        self, settings: GenerationSettings, generator: Generator, producer: Producer, registry: Registry | None = None,
+    ) -> None:
         self.settings = settings
         self.generator = generator
         self.producer = producer
+        self.registry = registry or Registry()
 
     def prompt_for(self, event: ContextRetrieved) -> PromptTemplate:
-        """The prompt the request pinned, else the latest version of the service's default."""
-        return load_prompt(event.prompt_name or self.settings.prompt_name, event.prompt_version, self.settings.prompt_dir)
+        """The prompt version the request pinned, else the registry's ``production`` version
+        of the prompt, else its latest version. A retired version takes no new traffic: a
+        request pinned to one gets the production (or latest) version instead, and its
+        lineage records the version actually used."""
+        name = event.prompt_name or self.settings.prompt_name
+        version = event.prompt_version
+        if version is None or self.registry.is_retired("prompt", name, str(version)):
+            production = self.registry.alias("prompt", name)
+            version = int(production.ref.version) if production else None
+        return load_prompt(name, version, self.settings.prompt_dir)
 
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
@@ -138,7 +151,8 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [AnswerGenerated])
-    answerer = Answerer(settings, settings.generator(), producer)
+    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    answerer = Answerer(settings, settings.generator(), producer, registry.registry)
     retrieved = EventSubscriber(
         broker, publisher, ContextRetrieved, kafka=settings.kafka,
         group_id="ragops-generation", max_records=settings.batch_records,
@@ -149,9 +163,12 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         await retrieved.run(events, partial(asyncio.to_thread, answerer.answer))
 
     # The default prompt is loaded at start so a missing one fails the start, not each request.
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[
+    app = service_app(SERVICE, __doc__ or "", broker, warm_up=[
         answerer.generator.warm_up, partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),
     ])
+    app.on_startup(registry.start)
+    app.after_shutdown(registry.stop)
+    return app
 
 
 def main() -> None:

@@ -6,12 +6,13 @@ Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dens
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
 One collection per (corpus, embedding model version): a query is searched in the
-collection of the model that embedded it, so vectors of two models never mix. Qdrant Edge
+collection of the model that embedded it, so vectors of two models never mix. A re-index
+builds a new collection beside the live one (replayed events carry ``index_build``); the
+registry's ``production`` alias of the index then switches searches to it in one step. Qdrant Edge
 runs in-process by default (one process owns its files); ``RAGOPS_RETRIEVAL_QDRANT_URL``
 switches to a Qdrant server."""
 
 import asyncio
-import re
 from collections.abc import Sequence
 from functools import partial
 from typing import Literal
@@ -31,7 +32,9 @@ from ragops_schemas import (
     RetrievalInfo,
     RetrievedChunk,
 )
+from ragops_schemas.registry import Registry, index_name
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -67,8 +70,7 @@ class RetrievalSettings(BaseSettings):
 
 def collection_name(corpus: str, embedding: EmbeddingModelInfo) -> str:
     """``<corpus>__<model>__<version>``, e.g. ``default__all-MiniLM-L6-v2__2e8a342051c5``."""
-    model = re.sub(r"[^a-zA-Z0-9_-]+", "-", embedding.name.rsplit("/", 1)[-1])
-    return f"{corpus}__{model}__{embedding.version}"
+    return index_name(corpus, embedding.name, embedding.version)
 
 
 class Index:
@@ -77,9 +79,10 @@ class Index:
     store (its files belong to the process that opens them). Methods block: call them from
     a worker thread."""
 
-    def __init__(self, settings: RetrievalSettings, producer: Producer) -> None:
+    def __init__(self, settings: RetrievalSettings, producer: Producer, registry: Registry | None = None) -> None:
         self.settings = settings
         self.producer = producer
+        self.registry = registry or Registry()
         self._store: VectorStore | None = None
         self._ready: set[str] = set()
 
@@ -98,12 +101,31 @@ class Index:
             raise RuntimeError("Index.open() must run before the index is used")
         return self._store
 
-    def _collection(self, embedding: EmbeddingModelInfo) -> str:
-        name = collection_name(self.settings.corpus, embedding)
+    def _ensure(self, name: str, dimension: int) -> str:
         if name not in self._ready:
-            self.store.ensure_collection(name, embedding.dimension)
+            self.store.ensure_collection(name, dimension)
             self._ready.add(name)
         return name
+
+    def _collection(self, embedding: EmbeddingModelInfo) -> str:
+        """The live collection of an embedding model version: the one the registry's
+        ``production`` alias of the index names, else the version's first collection."""
+        alias = collection_name(self.settings.corpus, embedding)
+        promoted = self.registry.alias("index", alias)
+        return self._ensure(promoted.uri if promoted and promoted.uri else alias, embedding.dimension)
+
+    def _targets(self, event: ChunksEmbedded) -> list[str]:
+        """Where a document goes: a replayed one into its build's collection only; a live one
+        into the live collection and into every build of the same model still in progress,
+        so a build that started before the document arrived does not miss it."""
+        if event.index_build is not None:
+            return [self._ensure(event.index_build.collection, event.embedding.dimension)]
+        live = self._collection(event.embedding)
+        building = [
+            state.uri for state in self.registry.versions("index", collection_name(self.settings.corpus, event.embedding))
+            if state.uri and state.uri != live and not (state.promoted or state.rejected or state.retired)
+        ]
+        return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
 
     def index(self, events: Sequence[ChunksEmbedded]) -> list[DocumentIndexed]:
         """Upsert each document version's chunks, then delete its superseded chunks.
@@ -113,7 +135,6 @@ class Index:
         """
         indexed = []
         for event in events:
-            collection = self._collection(event.embedding)
             points = [
                 ChunkPoint(
                     chunk_id=chunk.chunk_id, document_id=event.document_id, document_version=event.document_version,
@@ -122,12 +143,16 @@ class Index:
                 )
                 for chunk in event.chunks
             ]
-            self.store.upsert(collection, points, event.embedding.version)
-            superseded = self.store.delete_superseded(collection, event.document_id, event.document_version)
+            collections = self._targets(event)
+            superseded = 0
+            for collection in collections:
+                self.store.upsert(collection, points, event.embedding.version)
+                superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
             indexed.append(event.caused(
                 DocumentIndexed, self.producer,
-                document_id=event.document_id, document_version=event.document_version, collection=collection,
+                document_id=event.document_id, document_version=event.document_version, collection=collections[0],
                 chunk_count=len(points), superseded_chunks=superseded, embedding=event.embedding,
+                index_build=event.index_build,
             ))
         return indexed
 
@@ -140,11 +165,17 @@ class Index:
                 collection, vector=event.vector, text=event.question, top_k=event.top_k,
                 filters=event.filters or None, mode=self.settings.mode, score_threshold=self.settings.score_threshold,
             )
+            nearest = hits if self.settings.mode == "dense" else self.store.search(
+                collection, vector=event.vector, text=event.question, top_k=1, filters=event.filters or None, mode="dense",
+            )
             results.append(event.caused(
                 ContextRetrieved, self.producer,
                 request_id=event.request_id, question=event.question, filters=event.filters,
                 prompt_name=event.prompt_name, prompt_version=event.prompt_version, evaluation=event.evaluation,
-                retrieval=RetrievalInfo(collection=collection, mode=self.settings.mode, top_k=event.top_k, embedding=event.embedding),
+                retrieval=RetrievalInfo(
+                    collection=collection, mode=self.settings.mode, top_k=event.top_k, embedding=event.embedding,
+                    top_similarity=nearest[0].score if nearest else None,
+                ),
                 contexts=[
                     RetrievedChunk(
                         chunk_id=hit.chunk_id, document_id=hit.document_id, document_version=hit.document_version,
@@ -169,7 +200,8 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
         broker, publisher, QueryEmbedded, kafka=settings.kafka,
         group_id="ragops-retrieval", max_records=settings.query_batch_records,
     )
-    index = Index(settings, producer)
+    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    index = Index(settings, producer, registry.registry)
 
     @embedded
     async def on_chunks_embedded(events: list[ChunksEmbedded]) -> None:
@@ -179,7 +211,10 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:
         await queries.run(events, partial(asyncio.to_thread, index.retrieve))
 
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
+    app = service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
+    app.on_startup(registry.start)
+    app.after_shutdown(registry.stop)
+    return app
 
 
 def main() -> None:
