@@ -1,0 +1,3 @@
+from ragops_monitor.app import main
+
+main()
