@@ -1,0 +1,3 @@
+from ragops_trainer.app import main
+
+main()
