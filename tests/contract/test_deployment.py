@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings
 
 from ragops.platform import CONSUMER_GROUPS, SERVICES
 from ragops_schemas.topics import Topic
+from ragops_shared.analytics import AnalyticsSettings
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,13 @@ KAFKA_EXPORTER = "kafka-exporter:9308"
 EXPORTER_METRICS = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}}
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = {"job", "instance"}
-MODEL_SERVICES = {"embedding", "generation", "evaluation"}  # need torch: the `model` image
+MODEL_SERVICES = {"embedding", "generation", "evaluation", "trainer"}  # need torch: the `model` image
+# Fixed at one replica, never scaled (no HPA, no ScaledObject): the monitor has no consumer group
+# and keeps its open drift alerts in memory (a second replica would raise every alert twice);
+# the trainer runs one fine-tuning or re-index at a time (max_records=1, minutes of CPU and GiBs
+# of memory each): a second replica could only idle or run a second training beside the first.
+# So the trainer's group `ragops-trainer` is the one consumer group without a KEDA trigger.
+SINGLE_REPLICA_SERVICES = {"monitor": None, "trainer": "ragops-trainer"}  # service -> its consumer group
 HTTP_SERVICES = {"gateway": 8080, "sink": 8000}
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor we promise; its schemas ship with kubernetes-validate
 CUSTOM_API_GROUPS = ("keda.sh/", "kafka.strimzi.io/", "kustomize.config.k8s.io/")
@@ -64,8 +71,9 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
     ``*Settings`` class of ``ragops_<service>.app`` (nested settings excluded: they read their
-    own prefix), plus KafkaSettings and PlatformSettings."""
-    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings}
+    own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
+    that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
+    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, AnalyticsSettings}
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
         classes |= {
@@ -261,7 +269,8 @@ def test_configmap_holds_only_real_settings() -> None:
     assert data["RAGOPS_GATEWAY_PORT"] == str(HTTP_SERVICES["gateway"])
     assert data["RAGOPS_OPS_PORT"] == str(HTTP_SERVICES["sink"])  # every service's /health, /ready, /metrics
     # Secrets are references, never values in the ConfigMap.
-    assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
+    assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_ANALYTICS_CLICKHOUSE_URL",
+                "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
     # Constructing the settings from the ConfigMap values raises on an invalid value.
     KafkaSettings(**{k.removeprefix("KAFKA_").lower(): v for k, v in data.items() if k.startswith("KAFKA_")},
                   sasl_username="u", sasl_password="p")
@@ -283,8 +292,26 @@ def test_keda_scales_every_consumer_group_on_lag() -> None:
             assert metadata.get("topic", Topic.DEAD_LETTER.value) in {t.value for t in Topic}
             assert ("TriggerAuthentication", trigger["authenticationRef"]["name"]) in base_resources()
             groups.add(metadata["consumerGroup"])
-    assert groups == set(CONSUMER_GROUPS)
-    assert set(scaled) == {f"ragops-{s}" for s in SERVICES if s != "gateway"}
+    unscaled_groups = {group for group in SINGLE_REPLICA_SERVICES.values() if group}
+    assert groups == set(CONSUMER_GROUPS) - unscaled_groups
+    assert set(scaled) == {f"ragops-{s}" for s in SERVICES if s != "gateway" and s not in SINGLE_REPLICA_SERVICES}
+
+
+def test_k8s_single_replica_services_stay_single() -> None:
+    autoscaled = {
+        doc["spec"]["scaleTargetRef"]["name"] for (kind, _), doc in base_resources().items()
+        if kind in {"ScaledObject", "HorizontalPodAutoscaler"}
+    }
+    for service, group in SINGLE_REPLICA_SERVICES.items():
+        assert service in SERVICES and (group is None or group in CONSUMER_GROUPS), service
+        spec = deployment(service)["spec"]
+        assert spec["replicas"] == 1, service
+        # Never two at once, not even during a rollout.
+        assert spec["strategy"] == {"type": "Recreate"}, service
+        assert f"ragops-{service}" not in autoscaled, service
+        for overlay in ("dev", "prod"):
+            kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+            assert f"ragops-{service}" not in {r["name"] for r in kustomization.get("replicas", [])}, (overlay, service)
 
 
 def test_overlays_only_patch_resources_the_base_has() -> None:
@@ -327,7 +354,21 @@ def test_light_image_requirements_leave_out_torch() -> None:
 
 def test_light_services_import_without_torch() -> None:
     light = [s for s in SERVICES if s not in MODEL_SERVICES]
-    code = "import sys; sys.modules['torch'] = None\n" + "".join(f"import ragops_{s}.app\n" for s in light)
+    # As in the light image, where torch is not installed: a path finder that cannot see it.
+    # (Not sys.modules["torch"] = None: scipy.stats, which the monitor imports, looks up
+    # sys.modules["torch"] for its array-API checks and breaks on None at import time, which a
+    # torch that is really absent never causes.)
+    code = (
+        "import sys\n"
+        "from importlib.machinery import PathFinder\n"
+        "class NoTorch(PathFinder):\n"
+        "    @classmethod\n"
+        "    def find_spec(cls, name, path=None, target=None):\n"
+        "        return None if name.partition('.')[0] == 'torch' else super().find_spec(name, path, target)\n"
+        "sys.meta_path[sys.meta_path.index(PathFinder)] = NoTorch\n"
+        + "".join(f"import ragops_{s}.app\n" for s in light)
+        + "assert 'torch' not in sys.modules, 'a light service imported torch'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
 
