@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from ragops_schemas import Event, utc_now
 
-from ragops.evaluate import Question, load_questions
+from ragops_shared.datasets import Question, load_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

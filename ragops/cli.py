@@ -9,19 +9,22 @@ import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from enum import StrEnum
+from typing import Annotated, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragops.analytics import Analytics, SqlError
+from ragops_shared.analytics import Analytics, SqlError
 from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
 from ragops.demo import load_corpus, progress_bar, run_demo
-from ragops.evaluate import file_sha256, load_questions, run_evaluation
+from ragops.evaluate import file_sha256, run_evaluation
+from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops_ingestion.parsing import DocumentParseError, content_type_for
-from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted
+from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
+from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.settings import KafkaSettings
 
 app = typer.Typer(help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,6 +34,8 @@ T = TypeVar("T")
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+RetrainingActionName = StrEnum("RetrainingActionName", {value: value for value in get_args(RetrainingAction)})
+VersionKindName = StrEnum("VersionKindName", {value: value for value in get_args(VersionKind)})
 DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")]
 
 
@@ -206,6 +211,52 @@ def sql(
     Console().print(table)
 
 
+@app.command()
+def retrain(
+    action: Annotated[RetrainingActionName, typer.Argument(help="What the trainer should do.")],
+    reason: str = typer.Option(..., help="Why (recorded on the request and on any version it promotes)."),
+    model_version: str | None = typer.Option(None, help="reindex: the embedding model version to build with (default: production)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Ask the trainer to act, as an operator (the monitor's policy sends the same request)."""
+    target = None
+    if model_version is not None:
+        from ragops_embedding.app import EmbeddingSettings
+
+        target = VersionRef(kind="embedding_model", name=EmbeddingSettings().embedder().name, version=model_version)
+
+    async def send() -> RetrainingRequested:
+        async with PlatformClient(_kafka(data_dir)) as client:
+            request = RetrainingRequested(
+                producer=client.producer, action=action.value, reason=reason, target=target, requested_by="operator",
+            )
+            await client.publish(request)
+            return request
+
+    request = _run(send())
+    console.print(f"retraining requested: {request.action} (event {request.event_id}); follow it with "
+                  f"ragops sql \"SELECT event_type, reason FROM training_steps FINAL WHERE request_event_id = '{request.event_id}'\"")
+
+
+@app.command()
+def retire(
+    kind: Annotated[VersionKindName, typer.Argument()],
+    name: Annotated[str, typer.Argument(help="e.g. rag-answer for a prompt.")],
+    version: Annotated[str, typer.Argument()],
+    reason: str = typer.Option(..., help="Why the version must take no more traffic."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Retire a version: from now on it takes no new traffic (requests pinned to a retired
+    prompt version get the production one)."""
+
+    async def send() -> None:
+        async with PlatformClient(_kafka(data_dir)) as client:
+            await client.publish(VersionRetired(producer=client.producer, kind=kind.value, name=name, version=version, reason=reason))
+
+    _run(send())
+    console.print(f"retired {kind.value} {name} version {version}")
+
+
 @app.command(name="eval")
 def evaluate(
     dataset: Annotated[Path, typer.Option(exists=True, help="JSONL: {id, question, answers, context_ids} per line.")],
@@ -241,18 +292,36 @@ def evaluate(
 @app.command()
 def demo(
     questions: int = typer.Option(100, help="How many questions of the question file to ask (seeded sample)."),
-    report: Path = typer.Option(Path("demo-report.json"), help="Where to write the JSON report."),
+    report: Path | None = typer.Option(None, help="Where to write the JSON report [default: demo-report.json, drift-report.json]."),
     corpus: Path = typer.Option(DATA / "corpus.jsonl", exists=True, help="JSONL corpus to ingest."),
-    questions_file: Path = typer.Option(DATA / "questions.jsonl", exists=True, help="JSONL questions with answers and context_ids."),
+    questions_file: Path | None = typer.Option(
+        None, exists=True, help="JSONL questions with answers and context_ids [default: questions.jsonl; questions-all.jsonl with --drift].",
+    ),
     concurrency: int = typer.Option(8, min=1, help="Questions in flight at once."),
     data_dir: Path = typer.Option(Path(".ragops/demo"), help="Where the demo platform keeps its stores and logs (wiped first)."),
+    drift: bool = typer.Option(False, "--drift", help="Run the drift scenario: switch topics mid-stream, watch the loop close."),
+    baseline: int = typer.Option(200, min=20, help="--drift: questions before the switch."),
+    after: int = typer.Option(100, min=0, help="--drift: questions after the loop closed."),
+    max_questions: int = typer.Option(800, min=1, help="--drift: most questions after the switch."),
+    null_questions: int = typer.Option(2000, min=100, help="--drift: unchanged questions the false-alarm count uses."),
 ) -> None:
-    """Run the embedded platform on real data and report retrieval, answer quality and latency."""
+    """Run the embedded platform on real data and report retrieval, answer quality and latency
+    (with --drift: detection delay, false alarms, and what the trainer did)."""
 
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh index, so the figures are this run's
     try:
-        run_demo(data_dir=data_dir, corpus=corpus, questions_file=questions_file, questions=questions,
-                 concurrency=concurrency, report_path=report, console=console)
+        if drift:
+            from ragops.drift_demo import run_drift_demo  # imports the monitor's statistics only when asked
+
+            run_drift_demo(
+                data_dir=data_dir, corpus=corpus, questions_file=questions_file or DATA / "questions-all.jsonl",
+                report_path=report or Path("drift-report.json"), console=console, baseline=baseline, after=after,
+                max_questions=max_questions, concurrency=concurrency, null_questions=null_questions,
+            )
+        else:
+            run_demo(data_dir=data_dir, corpus=corpus, questions_file=questions_file or DATA / "questions.jsonl",
+                     questions=questions, concurrency=concurrency, report_path=report or Path("demo-report.json"),
+                     console=console)
     except PlatformError as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None

@@ -25,6 +25,8 @@ from ragops_schemas import (
     MessageDeadLettered,
     QueryEmbedded,
     QuerySubmitted,
+    RetrainingRequested,
+    VersionRetired,
     utc_now,
 )
 from ragops_shared.broker import EventPublisher, make_broker
@@ -73,7 +75,8 @@ class PlatformClient:
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
         self._publisher = EventPublisher(
-            self._broker, self.producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, EvaluationRunCompleted]
+            self._broker, self.producer,
+            [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, EvaluationRunCompleted, RetrainingRequested, VersionRetired],
         )
         self._watcher = EventWatcher(
             kafka, [DocumentIndexed, DocumentRejected, QueryEmbedded, ContextRetrieved, AnswerGenerated, AnswerEvaluated,

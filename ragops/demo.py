@@ -19,9 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragops.analytics import Analytics
+from ragops_shared.analytics import Analytics
 from ragops.client import PlatformClient, QueryTrace
-from ragops.evaluate import Question, file_sha256, load_questions, read_jsonl, run_evaluation
+from ragops.evaluate import file_sha256, run_evaluation
+from ragops_shared.datasets import Question, load_corpus as read_corpus, load_questions
 from ragops.platform import EmbeddedPlatform
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
@@ -34,10 +35,7 @@ def load_corpus(path: Path, client: PlatformClient) -> list[DocumentSubmitted]:
     """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``.
 
     Raises ``ValueError`` naming the line of a malformed row."""
-    return read_jsonl(path, lambda row: client.document(
-        row["id"], row["text"], title=row.get("title"), source=row.get("source"),
-        metadata={"title": row["title"]} if row.get("title") else {},
-    ), "corpus")
+    return [row.submitted(client.producer) for row in read_corpus(path)]
 
 
 def progress_bar(console: Console) -> Progress:
@@ -210,7 +208,7 @@ def run_demo(*, data_dir: Path, corpus: Path, questions_file: Path, questions: i
     """Start the embedded platform, run the workload, print and write the report."""
     sample = load_questions(questions_file, questions)
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
-        with console.status("starting the platform (Kafka and 8 services, models)..."):
+        with console.status("starting the platform (Kafka and 10 services, models)..."):
             started = time.perf_counter()
             platform.wait_ready()
         console.print(f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})")

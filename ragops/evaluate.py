@@ -6,12 +6,8 @@ The summary says whether the production (reference-free) metrics track real qual
 Spearman rank correlation of each with token F1 over the run (scipy.stats.spearmanr)."""
 
 import hashlib
-import json
-import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TypeVar
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,47 +15,9 @@ from scipy.stats import spearmanr
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event
+from ragops_shared.datasets import Question
 
 REFERENCE_METRIC = "f1"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Question:
-    """One line of a SQuAD-style JSONL dataset."""
-
-    id: str
-    question: str
-    answers: list[str]
-    context_ids: list[str]
-
-
-def read_jsonl(path: Path, build: Callable[[dict], T], kind: str) -> list[T]:
-    """``build(row)`` for every line of a JSON Lines file.
-
-    Raises ``ValueError`` naming the file, the line and ``kind`` for a line that is not JSON
-    or lacks what ``build`` reads (``KeyError``/``TypeError``)."""
-    built = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                built.append(build(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a {kind} row ({error})") from None
-    return built
-
-
-def load_questions(path: Path, count: int | None = None, seed: int = 0) -> list[Question]:
-    """A seeded random sample of ``count`` questions (all when ``count`` is None or larger).
-
-    Raises ``ValueError`` naming the line of a malformed row."""
-    rows = read_jsonl(path, lambda row: Question(
-        id=str(row["id"]), question=row["question"], answers=list(row.get("answers", [])),
-        context_ids=list(row.get("context_ids", [])),
-    ), "question")
-    if count is None or count >= len(rows):
-        return rows
-    return random.Random(seed).sample(rows, count)
 
 
 def file_sha256(path: Path) -> str:

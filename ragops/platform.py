@@ -21,11 +21,14 @@ from ragops_schemas import Topic
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
-SERVICES = ("ingestion", "embedding", "retrieval", "generation", "evaluation", "feedback", "sink", "gateway")
+SERVICES = (
+    "ingestion", "embedding", "retrieval", "generation", "evaluation", "feedback", "sink", "monitor", "trainer", "gateway",
+)
 # Consumer groups that must have members before the platform takes traffic.
 CONSUMER_GROUPS = (
     "ragops-ingestion", "ragops-embedding-documents", "ragops-embedding-queries",
     "ragops-indexer", "ragops-retrieval", "ragops-generation", "ragops-evaluation", "ragops-feedback", "ragops-sink",
+    "ragops-trainer",
 )
 STATE_FILE = "platform.json"
 
@@ -91,6 +94,8 @@ class EmbeddedPlatform:
             # Idle OpenMP threads sleep instead of spinning on the cores other services need.
             "OMP_WAIT_POLICY": "PASSIVE",
             "TOKENIZERS_PARALLELISM": "false",
+            # The monitor and the trainer read ClickHouse through the sink, which owns it.
+            "RAGOPS_ANALYTICS_SQL_URL": self.sql_url,
             **self.env,
         }
         for service in SERVICES:

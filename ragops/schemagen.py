@@ -32,6 +32,17 @@ def _dump(document: object) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _spec_settings(service: str) -> object:
+    """Settings to build a service's app for its AsyncAPI document only (None = its defaults).
+    The monitor refuses to start without a ClickHouse to read; its channels do not depend on it."""
+    if service == "monitor":
+        from ragops_monitor.app import MonitorSettings
+        from ragops_shared.analytics import AnalyticsSettings
+
+        return MonitorSettings(analytics=AnalyticsSettings(sql_url="http://127.0.0.1/sql"))
+    return None
+
+
 def render() -> dict[Path, str]:
     """Every generated file, by path, as it should be on disk."""
     files: dict[Path, str] = {}
@@ -41,7 +52,7 @@ def render() -> dict[Path, str]:
         files[ROOT / "jsonschema" / f"{event.__name__}.json"] = _dump(schema)
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
-        app = module.create_app()
+        app = module.create_app(_spec_settings(service))
         spec = app.state.asyncapi if service == "gateway" else app.schema
         files[ROOT / "asyncapi" / f"{service}.json"] = _dump(_without_servers(json.loads(spec.to_specification().to_json())))
         if service == "gateway":

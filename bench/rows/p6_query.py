@@ -32,7 +32,7 @@ from bench.harness import Check, RowArgs, result, row_main, step
 from bench.infra import RssSampler, peak_rss_mib, platform_pids
 from bench.stats import latency_summary, percentile, ratio, summary
 from ragops.client import PlatformClient, QueryTrace
-from ragops.evaluate import Question
+from ragops_shared.datasets import Question
 from ragops.platform import EmbeddedPlatform
 
 FULL = {"passages": 300, "warmup_questions": 2, "questions": {1: 8, 8: 16}}

@@ -71,7 +71,8 @@ class Registry:
             state.metadata.update(event.metadata)
         elif isinstance(event, VersionPromoted):
             state.uri = state.uri or event.uri
-            state.promoted = event
+            if event.alias == "production":  # a candidate is not live
+                state.promoted = event
             slot = (event.kind, event.name, event.alias)
             current = self._aliases.get(slot)
             if current is None or current.promoted.occurred_at <= event.occurred_at:
@@ -110,10 +111,11 @@ class Registry:
         # A copy first: worker threads read while the event loop folds new events in.
         return [state for (k, n, _), state in list(self._versions.items()) if k == kind and (name is None or n == name)]
 
-    def last_promotion(self, kinds: Collection[str] | None = None) -> datetime | None:
-        """When an alias of one of ``kinds`` (any kind by default) last moved: the monitor
-        re-baselines its reference windows then."""
+    def last_promotion(self, kinds: Collection[str] | None = None, alias: str = "production") -> datetime | None:
+        """When ``alias`` of a version of one of ``kinds`` (any kind by default) last moved:
+        the monitor re-baselines its reference windows then."""
         times = [
-            entry.promoted.occurred_at for (kind, _, _), entry in list(self._aliases.items()) if kinds is None or kind in kinds
+            entry.promoted.occurred_at for (kind, _, name), entry in list(self._aliases.items())
+            if (kinds is None or kind in kinds) and name == alias
         ]
         return max(times) if times else None

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import structlog
 from faststream.asgi import AsgiFastStream
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,6 +57,9 @@ log = structlog.get_logger(__name__)
 
 DRIFT_STATISTIC = Gauge("ragops_drift_statistic", "Latest test statistic of a monitored signal.", ["signal", "test"])
 DRIFT_ACTIVE = Gauge("ragops_drift_active", "1 while a signal's drift alert is open.", ["signal"])
+SIGNAL_CHECKS = Counter(
+    "ragops_monitor_checks_total", "Signal checks by outcome: drifted, stable, or waiting for data.", ["signal", "outcome"],
+)
 
 Kind = Literal["embedding", "numeric", "proportion"]
 
@@ -236,14 +239,17 @@ class Monitor:
                 log.warning("signal unavailable", signal=signal.name, error=str(error))
                 continue
             if windows is None:
+                SIGNAL_CHECKS.labels(signal.name, "waiting").inc()
                 continue
             reference, current = windows
             new = int((current.times_ms > self._evaluated_until.get(signal.name, 0)).sum())
             if new < self.settings.min_new:
+                SIGNAL_CHECKS.labels(signal.name, "waiting").inc()
                 continue
             self._evaluated_until[signal.name] = int(current.times_ms[-1])
             result = await asyncio.to_thread(run_test, signal.kind, reference.values, current.values, self.settings)
             DRIFT_STATISTIC.labels(signal.name, result.test).set(result.statistic)
+            SIGNAL_CHECKS.labels(signal.name, "drifted" if result.drifted else "stable").inc()
             change = self.tracker.update(signal.name, result)
             if change == "detected":
                 detected = self._detected(signal.name, result, reference, current)

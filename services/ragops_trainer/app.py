@@ -34,7 +34,6 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_embedding.embedder import weights_version
 from ragops_schemas import (
     CandidateEvaluated,
     DatasetExampleAdded,
@@ -63,7 +62,7 @@ from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
-from ragops_trainer.finetune import TrainingPair, TrainingTimeout, finetune_embedding, hit_rate_at_k
+from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 
 SERVICE = "trainer"
 log = structlog.get_logger(__name__)
@@ -110,36 +109,6 @@ class Rejected(Exception):
 
 def content_sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
-    """The latest live ``DocumentChunked`` per document id (replays of builds excluded)."""
-    latest: dict[str, DocumentChunked] = {}
-    for event in events:
-        if isinstance(event, DocumentChunked) and event.index_build is None:
-            known = latest.get(event.document_id)
-            if known is None or known.occurred_at <= event.occurred_at:
-                latest[event.document_id] = event
-    return latest
-
-
-def training_pairs(examples: Sequence[DatasetExampleAdded], documents: dict[str, DocumentChunked]) -> list[TrainingPair]:
-    """One (question, passage) pair per example whose referenced documents have a chunk that
-    contains the reference answer (case-insensitive). A correction does not say which
-    passage holds the answer, and a retrieved passage may be the wrong one: requiring the
-    answer text in the passage keeps the pairs that are positives."""
-    pairs = []
-    for example in examples:
-        answer = example.reference_answer.strip().casefold()
-        if not answer:
-            continue
-        for document_id in example.reference_context_ids:
-            document = documents.get(document_id)
-            chunk = next((c for c in document.chunks if answer in c.text.casefold()), None) if document else None
-            if chunk is not None:
-                pairs.append(TrainingPair(question=example.question, passage=chunk.text))
-                break
-    return list(dict.fromkeys(pairs))
 
 
 async def read_topics(kafka: KafkaSettings, types: Sequence[type[Event]], client_id: str, timeout_s: float = 120.0) -> list[Event]:
@@ -239,7 +208,7 @@ class Trainer:
         except Rejected as reason:
             log.warning("retraining request rejected", action=request.action, reason=str(reason))
             await self.publish(request.caused(RetrainingRejected, self.producer, derived_id=True, reason=str(reason), **step))
-        except (TimeoutError, TrainingTimeout) as error:
+        except TimeoutError as error:  # a document wait, or the training bound (TrainingTimeout)
             await self.publish(request.caused(
                 TrainingFailed, self.producer, derived_id=True, reason=f"ran out of time: {error}", timed_out=True, **step,
             ))
@@ -378,6 +347,10 @@ class Trainer:
         return questions[: self.settings.holdout_size]
 
     async def finetune(self, request: RetrainingRequested) -> None:
+        # torch is imported here, not at start: an idle trainer stays ~200 MiB smaller.
+        from ragops_embedding.embedder import weights_version
+        from ragops_trainer.finetune import finetune_embedding, hit_rate_at_k
+
         settings = self.settings
         live = self.live_model()
         examples = [e for e in await read_topics(settings.kafka, [DatasetExampleAdded], f"ragops-{SERVICE}-examples")
@@ -426,6 +399,11 @@ class Trainer:
             metadata={"pairs": str(len(train)), "steps": str(result.steps), "seconds": f"{result.seconds:.1f}",
                       "first_loss": f"{result.first_loss:.4f}", "last_loss": f"{result.last_loss:.4f}"},
         ))
+        await self.publish(request.caused(
+            VersionPromoted, self.producer, derived_id="candidate", kind="embedding_model", name=name, version=version,
+            alias="candidate", uri=str(model_dir), request_event_id=str(request.event_id),
+            reason=f"fine-tuned on {len(train)} feedback pairs; evaluating against the live model",
+        ))
         passages = [(document_id, chunk.text) for document_id, doc in documents.items() for chunk in doc.chunks]
         live_hit = await asyncio.to_thread(hit_rate_at_k, Path(live.uri or ""), passages, questions, k=5,
                                            torch_threads=settings.platform.torch_threads)
@@ -471,15 +449,16 @@ class Trainer:
         current = production.ref.version if production else (str(max(rows, key=lambda r: r[3])[0]) if rows else None)
         if current is None or current not in quality:
             raise Rejected(f"no {metric} scores for prompt {name!r} in production yet")
+        last_served = {str(version): served for version, _, _, served in rows}
         better = [
-            (mean, version) for version, (mean, n) in quality.items()
+            (last_served[version], mean, version) for version, (mean, n) in quality.items()
             if version != current and n >= self.settings.min_answers and mean > quality[current][0]
             and not self.registry.is_retired("prompt", name, version)
         ]
         if not better:
             raise Rejected(f"no earlier version of prompt {name!r} scored better {metric} than version {current} "
                            f"({quality[current][0]:.3f}) over at least {self.settings.min_answers} answers")
-        mean, version = max(better)
+        _, mean, version = max(better)  # the last version that served and was better
         await self.started(request, prompt=name, current_version=current)
         await self.publish(request.caused(
             VersionPromoted, self.producer, derived_id="prompt", kind="prompt", name=name, version=version,

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
 from ragops_embedding.embedder import Embedder
+from ragops_trainer.pairs import TrainingPair
 
 SCALE = 20.0
 """Multiplier of the cosine similarities before the softmax (sentence-transformers' default)."""
@@ -48,14 +49,6 @@ _SENTENCE_TRANSFORMERS_FILES = (
     "1_Pooling",
     "2_Normalize",
 )
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """A question and the passage that answers it (its positive)."""
-
-    question: str
-    passage: str
 
 
 @dataclass(frozen=True)
@@ -83,7 +76,7 @@ class FinetuneResult:
     pairs: int
 
 
-class TrainingTimeout(RuntimeError):
+class TrainingTimeout(TimeoutError):
     """``max_seconds`` ran out before one full epoch; nothing was saved."""
 
 

@@ -33,12 +33,19 @@ def test_event_types_are_past_tense_and_unique() -> None:
     ("service", "consumes", "publishes"),
     [
         ("ingestion", {Topic.DOCUMENT_SUBMITTED}, {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED}),
-        ("embedding", {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED}, {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}),
+        ("embedding", {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},
+         {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED}),
         ("retrieval", {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}, {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED}),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
         ("sink", set(Topic), set()),
+        ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
+        ("trainer", {Topic.RETRAINING_REQUESTED}, {
+            Topic.RETRAINING_REJECTED, Topic.TRAINING_STARTED, Topic.TRAINING_FAILED, Topic.CANDIDATE_EVALUATED,
+            Topic.VERSION_REGISTERED, Topic.VERSION_PROMOTED, Topic.VERSION_REJECTED, Topic.DOCUMENT_CHUNKED,
+            Topic.DOCUMENT_SUBMITTED,
+        }),
         ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}),
     ],
 )

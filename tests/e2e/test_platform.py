@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragops.analytics import Analytics, SqlError
+from ragops_shared.analytics import Analytics, SqlError
 from ragops.client import PlatformClient
 from ragops.demo import run_workload
-from ragops.evaluate import Question
+from ragops_shared.datasets import Question
 from ragops.platform import EmbeddedPlatform
 from ragops_schemas import (
     AnswerGenerated,
@@ -196,6 +196,36 @@ def test_cli_against_the_running_platform(platform: EmbeddedPlatform, data_dir: 
     assert refused.exit_code == 1 and "DROP" in refused.output
 
 
+def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(platform: EmbeddedPlatform) -> None:
+    from typer.testing import CliRunner
+
+    from ragops.cli import app
+
+    runner = CliRunner()
+    where = ["--data-dir", str(platform.data_dir)]
+    requested = runner.invoke(app, ["retrain", "reindex", "--reason", "e2e: rebuild by replay", *where])
+    assert requested.exit_code == 0, requested.output
+    analytics = Analytics(sql_url=platform.sql_url)
+    deadline = time.monotonic() + 180
+    promoted = []
+    while not promoted:
+        assert time.monotonic() < deadline, analytics.query("SELECT event_type, reason FROM training_steps FINAL").rows
+        time.sleep(1)
+        promoted = analytics.query(
+            "SELECT version, uri, reason FROM versions FINAL WHERE kind = 'index' AND event_type = 'registry.version_promoted'"
+        ).rows
+    build, collection, reason = promoted[0]
+    assert "re-indexed" in reason and "e2e: rebuild by replay" in reason
+    indexed, live = analytics.query(
+        "SELECT countIf(event_type = 'document.indexed'), countDistinctIf(document_id, event_type = 'document.chunked') "
+        f"FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = '{build}'"
+    ).rows[0]
+    assert indexed == live > 0, "every replayed document was indexed into the build"
+    answered = runner.invoke(app, ["ask", "Who ruled Normandy?", "--json", *where])
+    assert answered.exit_code == 0, answered.output
+    assert json.loads(answered.stdout)["lineage"]["collection"] == collection, "queries search the promoted build"
+
+
 def _metric_total(text: str, name: str) -> float:
     """Sum of every sample of a Prometheus metric in text exposition format."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
@@ -212,6 +242,8 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
             metrics = http.get(f"{base}/metrics").text
             if service == "gateway":
                 assert _metric_total(metrics, "faststream_published_messages_total") > 0
+            elif service == "monitor":  # consumes nothing: it reads ClickHouse on a schedule
+                assert _metric_total(metrics, "ragops_monitor_checks_total") > 0
             else:  # every other service consumed what the earlier tests sent
                 assert _metric_total(metrics, "faststream_received_messages_total") > 0, service
                 assert _metric_total(metrics, "ragops_batch_records_count") > 0 or service == "sink", service

@@ -3,12 +3,14 @@
 redelivered request is not run twice. (The runs that succeed are exercised end to end in
 tests/e2e/test_improvement_loop.py.)"""
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from ragops_schemas import (
+    CandidateEvaluated,
     Chunk,
     ChunkerInfo,
     DatasetExampleAdded,
@@ -17,6 +19,7 @@ from ragops_schemas import (
     Producer,
     RetrainingRejected,
     RetrainingRequested,
+    TrainingFailed,
     TrainingStarted,
     VersionPromoted,
     VersionRegistered,
@@ -24,8 +27,8 @@ from ragops_schemas import (
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES, VersionRef
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.settings import KafkaSettings
-from ragops_trainer.app import TrainerSettings, create_app, latest_documents, training_pairs
-from ragops_trainer.finetune import TrainingPair
+from ragops_trainer.app import TrainerSettings, create_app
+from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 from tests.integration.services import running, wait_for, watching
 
 P = Producer(name="test", version="0")
@@ -97,5 +100,44 @@ async def test_requests_the_trainer_cannot_act_on_are_rejected_with_the_reason(k
             await wait_for(seen, lambda events: len([e for e in events if isinstance(e, RetrainingRejected)]) >= 5, 60)
             answered: list[Event] = [e for e in seen if isinstance(e, RetrainingRejected)]
             assert [e.request_event_id for e in answered].count(str(requests[0].event_id)) == 1
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.kafka
+@pytest.mark.model
+async def test_a_fine_tune_that_runs_out_of_time_fails_and_promotes_nothing(
+    kafka: KafkaSettings, tmp_path: Path, data_dir: Path,
+) -> None:
+    from ragops_shared.datasets import load_corpus, load_questions
+    from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+
+    passages = [d for d in load_corpus(data_dir / "corpus.jsonl") if d.id.startswith("Packet_switching-")]
+    questions = [q for q in load_questions(data_dir / "questions-all.jsonl") if q.context_ids[0].startswith("Packet_switching-")]
+    holdout = tmp_path / "holdout.jsonl"
+    holdout.write_text("".join(json.dumps(q.__dict__) + "\n" for q in questions[:12]))
+    settings = TrainerSettings(
+        kafka=kafka, min_pairs=4, holdout=holdout, max_train_seconds=0.01, platform={"data_dir": tmp_path},
+    )
+    broker = make_broker(kafka, "test-producer")
+    publisher = EventPublisher(broker, P, [RetrainingRequested, VersionRegistered, DocumentChunked, DatasetExampleAdded])
+    await broker.start()
+    try:
+        await publisher.publish(VersionRegistered(producer=P, kind="embedding_model", name=DEFAULT_EMBEDDING_MODEL_NAME,
+                                                  version="base", uri=str(default_embedding_model_dir())))
+        for passage in passages:
+            await publisher.publish(chunked(passage.id, "v1", passage.text))
+        for q in questions[12:40]:
+            await publisher.publish(example(q.question, q.answers[0], q.context_ids[0]))
+        request = RetrainingRequested(producer=P, action="finetune_embedding", reason="test")
+        async with watching(kafka, LIFECYCLE_EVENT_TYPES) as seen, running(create_app(settings)):
+            await publisher.publish(request)
+            await wait_for(seen, lambda events: any(isinstance(e, TrainingFailed) for e in events), 180)
+        failed = next(e for e in seen if isinstance(e, TrainingFailed))
+        assert failed.timed_out and failed.request_event_id == str(request.event_id) and "ran out of time" in failed.reason
+        assert any(isinstance(e, TrainingStarted) for e in seen)
+        assert not [e for e in seen if isinstance(e, VersionPromoted | CandidateEvaluated)], "nothing half-promoted"
+        assert not [e for e in seen if isinstance(e, VersionRegistered) and e.kind == "embedding_model"]
+        assert not list((tmp_path / "models" / "embedding").glob("*")), "no half-written model left behind"
     finally:
         await broker.stop()

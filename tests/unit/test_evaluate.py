@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops.evaluate import load_questions, spearman_vs_reference
+from ragops.evaluate import spearman_vs_reference
+from ragops_shared.datasets import load_questions
 from ragops_schemas import AnswerEvaluated
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "AnswerEvaluated.json"

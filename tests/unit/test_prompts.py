@@ -106,3 +106,35 @@ def test_template_syntax_error_is_reported_at_load(tmp_path: Path) -> None:
     write_prompt(tmp_path, "demo", 1, user="{% for c in contexts %}")
     with pytest.raises(ValueError, match="does not compile"):
         load_prompt("demo", directory=tmp_path)
+
+
+def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traffic() -> None:
+    from ragops_generation.app import Answerer, GenerationSettings
+    from ragops_schemas import (
+        ContextRetrieved,
+        EmbeddingModelInfo,
+        Producer,
+        RetrievalInfo,
+        VersionPromoted,
+        VersionRetired,
+    )
+    from ragops_schemas.registry import Registry
+
+    producer = Producer(name="test", version="0")
+    registry = Registry()
+    answerer = Answerer(GenerationSettings(), None, producer, registry)  # type: ignore[arg-type] - no model call here
+
+    def request(version: int | None) -> ContextRetrieved:
+        return ContextRetrieved(
+            producer=producer, request_id="r", question="q", prompt_version=version, contexts=[],
+            retrieval=RetrievalInfo(collection="c", mode="dense", top_k=1,
+                                    embedding=EmbeddingModelInfo(name="m", version="v", dimension=3)),
+        )
+
+    latest = answerer.prompt_for(request(None)).version
+    assert latest == 2, "no promotion yet: the latest file"
+    registry.apply(VersionPromoted(producer=producer, kind="prompt", name="rag-answer", version="1", reason="rollback"))
+    assert answerer.prompt_for(request(None)).version == 1
+    assert answerer.prompt_for(request(2)).version == 2, "a pinned live version is honoured"
+    registry.apply(VersionRetired(producer=producer, kind="prompt", name="rag-answer", version="2", reason="bad"))
+    assert answerer.prompt_for(request(2)).version == 1, "a retired version takes no traffic, even pinned"

@@ -186,7 +186,7 @@ SELECT
 FROM events
 WHERE event_type LIKE 'registry.%';
 
--- Why each version went live (or did not): every promotion and rejection with the request
+-- Why each version went live (or did not): production promotions and rejections: every promotion and rejection with the request
 -- that caused it, the evaluation that decided it, and the drift evidence behind the request.
 CREATE VIEW IF NOT EXISTS version_decisions AS
 SELECT
@@ -203,7 +203,10 @@ SELECT
     r.rule AS rule,
     r.reason AS request_reason,
     r.evidence AS drift_evidence
-FROM (SELECT * FROM versions FINAL WHERE event_type IN ('registry.version_promoted', 'registry.version_rejected')) AS v
+FROM (
+    SELECT * FROM versions FINAL
+    WHERE (event_type = 'registry.version_promoted' AND alias = 'production') OR event_type = 'registry.version_rejected'
+) AS v
 LEFT JOIN (SELECT * FROM training_steps FINAL WHERE event_type = 'retraining.requested') AS r
     ON v.request_event_id = r.request_event_id
 ORDER BY decided_at;
