@@ -62,6 +62,10 @@ class IndexBuild(_Part):
     build_id: str = Field(description="Index version being built (registered as kind `index`).")
     collection: str = Field(description="Collection the build writes to.")
     embedding_version: str = Field(description="Embedding model version the build embeds with.")
+    embedding_uri: str | None = Field(
+        default=None, description="Where that version's files are (the embedder checks their version); "
+        "None = where the registry says.",
+    )
 
 
 class ChunkerInfo(_Part):

@@ -118,16 +118,21 @@ class Embedders:
             self._loaded[info.version] = self.default
         self.follow_registry()
 
-    def version(self, version: str) -> Embedder:
-        """The embedder of ``version``. Raises ``EventRejected`` for a version the registry
-        does not know (or whose files are gone)."""
+    def version(self, version: str, uri: str | None = None) -> Embedder:
+        """The embedder of ``version``, loaded from ``uri`` or from where the registry says.
+
+        Raises ``EventRejected`` for a version with no known files, or files of another version.
+        """
         with self._lock:
             if version not in self._loaded:
                 state = self.registry.get("embedding_model", self.default.name, version)
-                if state is None or state.uri is None or not Path(state.uri).is_dir():
-                    raise EventRejected(f"unknown embedding model version {version!r} of {self.default.name}")
-                embedder = self.settings.embedder(Path(state.uri))
-                embedder.warm_up()
+                uri = uri or (state.uri if state else None)
+                if uri is None or not Path(uri).is_dir():
+                    raise EventRejected(f"unknown embedding model version {version!r} of {self.default.name} (files: {uri})")
+                embedder = self.settings.embedder(Path(uri))
+                loaded = embedder.warm_up().version
+                if loaded != version:
+                    raise EventRejected(f"{uri} holds embedding model version {loaded}, not {version}")
                 self._loaded[version] = embedder
             return self._loaded[version]
 
@@ -151,8 +156,8 @@ class Embedders:
     def documents(self, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
         """Live documents with the production model; an index build's with the build's."""
         outputs: list[ChunksEmbedded] = []
-        for version, group in groupby(events, key=lambda event: event.index_build and event.index_build.embedding_version):
-            embedder = self.version(version) if version else self.production
+        for build, group in groupby(events, key=lambda event: event.index_build):
+            embedder = self.version(build.embedding_version, build.embedding_uri) if build else self.production
             outputs += embed_documents(embedder, producer, list(group))
         return outputs
 

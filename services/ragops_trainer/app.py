@@ -255,12 +255,16 @@ class Trainer:
                 raise Rejected(f"unknown version {target.kind}/{target.name}@{target.version}")
             embedding_version = target.version
         version = embedding_version or self.live_model().ref.version
+        model = self.registry.get("embedding_model", name, version)
         documents = latest_documents(await read_topics(self.settings.kafka, [DocumentChunked], f"ragops-{SERVICE}-chunks"))
         if not documents:
             raise Rejected("nothing to re-index: no retained DocumentChunked events")
         alias = index_name(self.settings.corpus, name, version)
         build_id = f"b{request.event_id.hex[:12]}"
-        build = IndexBuild(build_id=build_id, collection=f"{alias}__{build_id}", embedding_version=version)
+        # The files travel with the replay: the embedding service need not have read the
+        # registration yet (it checks that the files are that version).
+        build = IndexBuild(build_id=build_id, collection=f"{alias}__{build_id}", embedding_version=version,
+                           embedding_uri=model.uri if model else None)
         if request.action == "reindex":
             await self.started(request, embedding_version=version, documents=len(documents), build=build_id)
         await self.publish(request.caused(
