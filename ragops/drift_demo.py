@@ -317,7 +317,8 @@ def report(
         "quality_by_phase": quality(asked),
         "finetune": (
             {"decision": evaluated.decision, "hit_at_5_candidate": evaluated.candidate_value,
-             "hit_at_5_live": evaluated.live_value, "held_out_questions": evaluated.questions}
+             "hit_at_5_live": evaluated.live_value, "held_out_questions": evaluated.questions,
+             "mcnemar_p_value": evaluated.p_value}
             if isinstance(evaluated, CandidateEvaluated) else
             {"decision": "not run", "reason": getattr(evaluated, "reason", "no fine-tune request within the run")}
         ),
@@ -348,7 +349,8 @@ def print_drift_report(result: dict, console: Console) -> None:
     table.add_row("fine-tune decision", str(finetune["decision"]))
     if "hit_at_5_candidate" in finetune:
         table.add_row("held-out hit@5 candidate / live",
-                      f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} ({finetune['held_out_questions']} q)")
+                      f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} ({finetune['held_out_questions']} q, "
+                      f"McNemar p {finetune['mcnemar_p_value']:.3f})")
     table.add_row("versions promoted", ", ".join(result["versions_promoted"]) or "-")
     console.print(table)
     phases = Table(title="quality by phase (means of the evaluation service's scores)")

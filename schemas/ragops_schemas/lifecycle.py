@@ -142,6 +142,9 @@ class CandidateEvaluated(_TrainingStep):
     candidate_value: float
     live_value: float
     questions: int = Field(ge=0, description="Held-out questions evaluated.")
+    p_value: float | None = Field(
+        default=None, description="Paired significance of the difference (McNemar's exact test for hit rates).",
+    )
     decision: Literal["promote", "reject"]
 
 

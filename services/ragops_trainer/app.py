@@ -29,10 +29,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import structlog
 from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from scipy.stats import binomtest
 
 from ragops_schemas import (
     CandidateEvaluated,
@@ -90,6 +92,10 @@ class TrainerSettings(BaseSettings):
     learning_rate: float = Field(default=2e-5, gt=0)
     max_train_seconds: float = Field(default=900.0, gt=0, description="Training wall-time bound (s).")
     min_improvement: float = Field(default=0.0, ge=0, description="hit@5 the candidate must gain over the live model.")
+    promotion_alpha: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="Also require McNemar's exact test p-value below this (None: a higher hit@5 is enough).",
+    )
     build_timeout_s: float = Field(default=1800.0, gt=0, description="Wait for replayed or refreshed documents (s).")
     quality_metric: str = Field(default="faithfulness", pattern=r"^[a-z_@0-9]+$")
     min_answers: int = Field(default=30, ge=1, description="Answers a prompt version needs for its quality to count.")
@@ -105,6 +111,15 @@ class TrainerSettings(BaseSettings):
 
 class Rejected(Exception):
     """The request cannot be acted on (unknown version, too little data...): its reason."""
+
+
+def mcnemar_p_value(candidate: np.ndarray, live: np.ndarray) -> float:
+    """Two-sided exact McNemar test of paired hit/miss outcomes (bool arrays of shape
+    ``(questions,)``): a binomial test of the questions only the candidate gets right against
+    those only the live model gets right (scipy.stats.binomtest, p = 0.5). 1.0 when the two
+    models disagree on no question."""
+    gained, lost = int((candidate & ~live).sum()), int((~candidate & live).sum())
+    return 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
 
 
 def content_sha(text: str) -> str:
@@ -353,7 +368,7 @@ class Trainer:
     async def finetune(self, request: RetrainingRequested) -> None:
         # torch is imported here, not at start: an idle trainer stays ~200 MiB smaller.
         from ragops_embedding.embedder import weights_version
-        from ragops_trainer.finetune import finetune_embedding, hit_rate_at_k
+        from ragops_trainer.finetune import finetune_embedding, hits_at_k
 
         settings = self.settings
         live = self.live_model()
@@ -409,24 +424,31 @@ class Trainer:
             reason=f"fine-tuned on {len(train)} feedback pairs; evaluating against the live model",
         ))
         passages = [(document_id, chunk.text) for document_id, doc in documents.items() for chunk in doc.chunks]
-        live_hit = await asyncio.to_thread(hit_rate_at_k, Path(live.uri or ""), passages, questions, k=5,
-                                           torch_threads=settings.platform.torch_threads)
-        candidate_hit = await asyncio.to_thread(hit_rate_at_k, model_dir, passages, questions, k=5,
-                                                torch_threads=settings.platform.torch_threads)
-        promote = candidate_hit > live_hit + settings.min_improvement
-        metrics = {"hit_rate@5_candidate": candidate_hit, "hit_rate@5_live": live_hit, "questions": float(len(questions))}
+        live_hits = await asyncio.to_thread(hits_at_k, Path(live.uri or ""), passages, questions, k=5,
+                                            torch_threads=settings.platform.torch_threads)
+        candidate_hits = await asyncio.to_thread(hits_at_k, model_dir, passages, questions, k=5,
+                                                 torch_threads=settings.platform.torch_threads)
+        live_hit, candidate_hit = float(live_hits.mean()), float(candidate_hits.mean())
+        p_value = mcnemar_p_value(candidate_hits, live_hits)
+        promote = candidate_hit > live_hit + settings.min_improvement and (
+            settings.promotion_alpha is None or p_value < settings.promotion_alpha
+        )
+        metrics = {"hit_rate@5_candidate": candidate_hit, "hit_rate@5_live": live_hit, "questions": float(len(questions)),
+                   "mcnemar_p_value": p_value}
         await self.publish(request.caused(
             CandidateEvaluated, self.producer, derived_id=True, request_event_id=str(request.event_id),
             action=request.action, candidate=VersionRef(kind="embedding_model", name=name, version=version),
             live=live.ref, metric="hit_rate@5", candidate_value=candidate_hit, live_value=live_hit,
-            questions=len(questions), decision="promote" if promote else "reject",
+            questions=len(questions), p_value=p_value, decision="promote" if promote else "reject",
         ))
         if not promote:
             await self.publish(request.caused(
                 VersionRejected, self.producer, derived_id="embedding_model", kind="embedding_model", name=name,
                 version=version, request_event_id=str(request.event_id), metrics=metrics,
                 reason=f"hit@5 {candidate_hit:.3f} does not beat the live model's {live_hit:.3f} "
-                       f"(+{settings.min_improvement:.3f} needed) on {len(questions)} held-out questions",
+                       f"(+{settings.min_improvement:.3f} needed, McNemar p {p_value:.3f}"
+                       f"{'' if settings.promotion_alpha is None else f' vs {settings.promotion_alpha}'}) "
+                       f"on {len(questions)} held-out questions",
             ))
             return
         # Queries switch to the new model only once its index is complete.
@@ -434,7 +456,8 @@ class Trainer:
         await self.publish(request.caused(
             VersionPromoted, self.producer, derived_id="embedding_model", kind="embedding_model", name=name,
             version=version, uri=str(model_dir), previous_version=live.ref.version, request_event_id=str(request.event_id),
-            metrics=metrics, reason=f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {len(questions)} held-out questions",
+            metrics=metrics, reason=f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {len(questions)} held-out questions "
+                                    f"(McNemar p {p_value:.3f})",
         ))
 
     # ------------------------------------------------------------------ prompt rollback

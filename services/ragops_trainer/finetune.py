@@ -331,7 +331,20 @@ def hit_rate_at_k(
     k: int = 5,
     torch_threads: int = 1,
 ) -> float:
-    """Share of questions whose ``k`` nearest passages include one of a gold document.
+    """Share of questions whose ``k`` nearest passages include one of a gold document (the
+    mean of :func:`hits_at_k`, same arguments and errors)."""
+    return float(hits_at_k(model_dir, passages, questions, k=k, torch_threads=torch_threads).mean())
+
+
+def hits_at_k(
+    model_dir: Path,
+    passages: Sequence[tuple[str, str]],
+    questions: Sequence[tuple[str, Collection[str]]],
+    *,
+    k: int = 5,
+    torch_threads: int = 1,
+) -> np.ndarray:
+    """Whether each question's ``k`` nearest passages include one of a gold document.
 
     All texts are embedded with :class:`~ragops_embedding.embedder.Embedder` (``warm_up`` then
     ``embed``): passages into an ``(n, d)`` float32 matrix, questions into ``(m, d)``, rows of
@@ -346,7 +359,7 @@ def hit_rate_at_k(
         torch_threads: threads of the embedder.
 
     Returns:
-        hits / questions, in ``[0, 1]``.
+        bool array of shape ``(len(questions),)``.
 
     Raises:
         ValueError: no passages, no questions, ``k < 1``, or a question without gold ids.
@@ -368,5 +381,4 @@ def hit_rate_at_k(
     k = min(k, len(passages))
     top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # (m, k) unordered top-k columns
     document_ids = [document_id for document_id, _ in passages]
-    hits = sum(any(document_ids[j] in gold for j in row) for row, gold in zip(top.tolist(), golds, strict=True))
-    return hits / len(questions)
+    return np.array([any(document_ids[j] in gold for j in row) for row, gold in zip(top.tolist(), golds, strict=True)])
