@@ -354,7 +354,7 @@ def print_drift_report(result: dict, console: Console) -> None:
     table.add_row("versions promoted", ", ".join(result["versions_promoted"]) or "-")
     console.print(table)
     phases = Table(title="quality by phase (means of the evaluation service's scores)")
-    metrics = ["questions", "hit@5", "f1", "contains", "faithfulness", "context_relevance", "thumbs_down_rate"]
+    metrics = ["questions", "hit@5", "f1", "contains_answer", "faithfulness", "context_relevance", "thumbs_down_rate"]
     for column in ["phase", *metrics]:
         phases.add_column(column, justify="right")
     for phase, figures in result["quality_by_phase"].items():
