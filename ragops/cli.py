@@ -308,6 +308,7 @@ def demo(
     """Run the embedded platform on real data and report retrieval, answer quality and latency
     (with --drift: detection delay, false alarms, and what the trainer did)."""
 
+    _stop_on_sigterm()  # a killed demo stops its broker and services too
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh index, so the figures are this run's
     try:
         if drift:
@@ -325,6 +326,9 @@ def demo(
     except PlatformError as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("stopped.")
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

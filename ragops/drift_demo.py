@@ -138,7 +138,7 @@ async def stream(
         example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids)) for q in questions]
     traces = await client.ask(asked, concurrency=concurrency, until_evaluated=True, timeout_s=900)
     feedback = simulated_feedback(client, questions, traces, seed=seed)
-    await client.send_feedback(feedback)
+    await client.send_feedback(feedback, timeout_s=300)
     thumbs = {f.request_id: f.thumb for f in feedback}
     return [Asked(q, phase, t, thumbs.get(t.submitted.request_id)) for q, t in zip(questions, traces, strict=True)]
 
