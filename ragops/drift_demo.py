@@ -18,7 +18,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -212,7 +212,7 @@ def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
 
 
 def corpus_rows(documents: Sequence[CorpusDocument]) -> list[dict]:
-    return [{"id": d.id, "title": d.title, "text": d.text, "source": d.source} for d in documents]
+    return [asdict(d) for d in documents]
 
 
 def monitor_settings(platform: EmbeddedPlatform) -> MonitorSettings:
@@ -372,7 +372,7 @@ def run_drift_demo(
     write_jsonl(sources, corpus_rows(scenario.first))
     # Held out from the stream: the trainer compares models on these, never trains on them.
     held = scenario.first_questions[-150:] + scenario.later_questions[-150:]
-    write_jsonl(holdout, [{"id": q.id, "question": q.question, "answers": q.answers, "context_ids": q.context_ids} for q in held])
+    write_jsonl(holdout, [asdict(q) for q in held])
     scenario.first_questions = scenario.first_questions[:-150]
     scenario.later_questions = scenario.later_questions[:-150]
     env = {**MONITOR_ENV, "RAGOPS_TRAINER_SOURCES": json.dumps([str(sources.resolve())]),

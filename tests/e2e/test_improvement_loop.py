@@ -8,6 +8,7 @@ windows, a small corpus and a policy that needs little feedback."""
 
 import asyncio
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_drift_is_detected_and_the_trainer_closes_the_loop(data_dir: Path, tmp_p
     holdout = [q for title in sorted(FIRST | LATER) for q in about[title][60:75]]
     sources, holdout_file, policy = tmp_path / "corpus.jsonl", tmp_path / "holdout.jsonl", tmp_path / "policy.toml"
     write_jsonl(sources, corpus_rows(scenario.first))
-    write_jsonl(holdout_file, [q.__dict__ for q in holdout])
+    write_jsonl(holdout_file, [asdict(q) for q in holdout])
     policy.write_text(POLICY)
     env = {
         "RAGOPS_MONITOR_INTERVAL_S": "1", "RAGOPS_MONITOR_REFERENCE_SIZE": "20", "RAGOPS_MONITOR_CURRENT_SIZE": "10",
