@@ -31,7 +31,9 @@ action = "refresh_corpus"
 
 [[rules]]
 name = "feedback-finetune"
-signals = ["retrieval_top_similarity", "negative_feedback_rate"]
+# Whichever retrieval-side signal fires first: with windows this small, the corpus refresh
+# can move the baseline before a given signal has fired twice in a row.
+signals = ["query_embedding", "no_context_rate", "retrieval_top_similarity", "negative_feedback_rate"]
 action = "finetune_embedding"
 min_examples_after = 5
 """
