@@ -13,12 +13,17 @@ from ragops_shared.watch import EventWatcher
 
 class RegistryView:
     """``registry`` is current once :meth:`start` returned (it waits until the topics were
-    read to their end). ``on_change`` runs on the event loop for every event that changed it."""
+    read to their end). ``on_change`` runs on the event loop for every event that changed it.
+    Later events arrive within ``KafkaSettings.registry_fetch_max_wait_ms`` (500 ms) on the
+    embedded broker, which answers a fetch only when its wait expires."""
 
     def __init__(self, kafka: KafkaSettings, client_id: str, on_change: Callable[[Event], None] | None = None) -> None:
         self.registry = Registry()
         self.on_change = on_change
-        self._watcher = EventWatcher(kafka, REGISTRY_EVENT_TYPES, client_id=client_id, from_beginning=True)
+        self._watcher = EventWatcher(
+            kafka, REGISTRY_EVENT_TYPES, client_id=client_id, from_beginning=True,
+            fetch_max_wait_ms=kafka.registry_fetch_max_wait_ms,
+        )
         self._watcher.listen(self._apply)
 
     def _apply(self, event: Event) -> None:

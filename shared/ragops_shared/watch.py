@@ -33,9 +33,12 @@ class EventWatcher:
 
     def __init__(
         self, kafka: KafkaSettings, event_types: Sequence[type[Event]], client_id: str = "ragops-watcher",
-        *, from_beginning: bool = False,
+        *, from_beginning: bool = False, fetch_max_wait_ms: int | None = None,
     ) -> None:
         self.kafka = kafka
+        # How long the broker may hold an empty fetch (default: the platform's); longer for
+        # topics that change rarely, so their readers do not keep the broker busy.
+        self.fetch_max_wait_ms = kafka.fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms
         # From the beginning: rebuild a view of a topic (a table of the latest event per key).
         self.from_beginning = from_beginning
         self.client_id = client_id
@@ -53,7 +56,7 @@ class EventWatcher:
         Raises ``LookupError`` if a topic does not exist on the cluster."""
         consumer = AIOKafkaConsumer(
             **aiokafka_options(self.kafka), client_id=self.client_id, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms, max_partition_fetch_bytes=self.kafka.max_message_bytes,
+            fetch_max_wait_ms=self.fetch_max_wait_ms, max_partition_fetch_bytes=self.kafka.max_message_bytes,
         )
         await consumer.start()
         try:
@@ -118,9 +121,13 @@ class EventWatcher:
     async def _read(self) -> None:
         assert self._consumer is not None
         loop = asyncio.get_running_loop()
+        # An empty answer proves "caught up" only if a whole fetch that started after the
+        # caller asked came back empty: on Tansu the fetch in flight may have started before
+        # the record was produced, and the next one takes up to the fetch wait again.
+        timeout_ms = max(200, 2 * self.fetch_max_wait_ms + 100)
         while True:
             fetch_started = loop.time()
-            batches = await self._consumer.getmany(timeout_ms=200)
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms)
             if not batches:
                 self._idle_since = fetch_started
             for records in batches.values():
