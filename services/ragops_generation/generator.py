@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.utils import cached_file
 
 from ragops_shared.hardware import release_freed_memory, resolve_dtype
@@ -52,6 +53,42 @@ class Generation:
     output_tokens: int
     """Generated tokens of this request, the end-of-sequence token included, padding excluded."""
     finish_reason: str
+
+
+def _plain_dynamic_cache(cache: Any) -> bool:
+    """True for transformers' ``DynamicCache`` made only of full-attention layers, whose
+    (batch, kv_heads, seq, head_dim) tensors can be padded and concatenated across requests."""
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+class _GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are views of buffers with room for ``room``
+    more tokens: a decode step writes its token in place instead of concatenating the whole
+    cache (``torch.cat`` of every layer at every step was 13% of a batch of 8's time). A
+    cache changed from outside (rows selected, columns cut) is copied into a new buffer at
+    the next step."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values, self.room = keys, values, room
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys = self._append("keys", self.keys, key_states)
+        self.values = self._append("values", self.values, value_states)
+        return self.keys, self.values
+
+    def _append(self, name: str, current: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        length, added = current.shape[-2], new.shape[-2]
+        buffer = self._buffers.get(name)
+        if (buffer is None or buffer.shape[:2] != current.shape[:2] or buffer.data_ptr() != current.data_ptr()
+                or length + added > buffer.shape[-2]):
+            buffer = current.new_empty((*current.shape[:2], length + added + self.room, current.shape[-1]))
+            buffer[:, :, :length] = current
+            self._buffers[name] = buffer
+        buffer[:, :, length : length + added] = new
+        return buffer[:, :, : length + added]
 
 
 @dataclass(frozen=True)
@@ -302,17 +339,23 @@ class TransformersGenerator:
         return self._loaded
 
     def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
-        """Answer a batch of chat requests in one padded forward pass per step.
+        """Answer a batch of chat requests, decoding them together.
 
         Each request is a list of chat messages (``{"role": ..., "content": ...}``, as from
-        :meth:`~ragops_generation.prompts.PromptTemplate.render`). The model's chat
-        template turns each into a prompt; the prompts are left-padded into one
-        ``input_ids``/``attention_mask`` pair of shape (batch, seq), int64, and decoded
-        together for at most ``max_new_tokens`` tokens under ``torch.inference_mode()``.
-        Loads the model first if :meth:`warm_up` has not run. Latency grows with the batch
-        (prefill is linear in it); throughput rises only while decoding dominates: with
-        ~640-token RAG prompts, 32 new tokens and 1 torch thread, SmolLM2-135M took 2.8 s per
-        request at batch 1 and 3.0 s at batch 4.
+        :meth:`~ragops_generation.prompts.PromptTemplate.render`); the model's chat template
+        turns each into a prompt. Loads the model first if :meth:`warm_up` has not run.
+
+        How (models whose cache is transformers' plain ``DynamicCache``, e.g. Llama, Qwen,
+        SmolLM2): each prompt is prefilled alone, without padding; the key/value caches,
+        each (1, kv_heads, prompt_len, head_dim), are left-padded into one batch and every
+        decode step runs all unfinished requests as one (n, 1) forward pass with their own
+        positions and an attention mask over the padding. A request that emitted its end
+        token or ``max_new_tokens`` leaves the batch at once, and padding no remaining
+        request needs is cut. Measured on 8 RAG prompts of 330-820 tokens (SmolLM2-135M,
+        bf16, 1 thread): one padded ``model.generate`` spent 4.6 s of 11.5 s on a prefill
+        that was 28% padding, with an 8.7x (seq, seq) attention cost per layer; this path
+        pays the prompts' own tokens once. Other caches (sliding window, recurrent) fall
+        back to one left-padded ``model.generate`` call.
 
         Returns:
             One :class:`Generation` per request, in order.
@@ -332,25 +375,80 @@ class TransformersGenerator:
                 for messages in batch
             ]
             # The chat template already wrote the special tokens (BOS, role markers).
-            encoded = loaded.tokenizer(
-                prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-            ).to(loaded.model.device)
+            prompt_ids: list[list[int]] = loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"]
             with torch.inference_mode():
-                output = loaded.model.generate(
-                    input_ids=encoded["input_ids"],
-                    attention_mask=encoded["attention_mask"],
-                    generation_config=loaded.generation_config,
-                )
-            new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
-            input_tokens = encoded["attention_mask"].sum(dim=1).tolist()
-            del output, encoded
+                rows = self._decode_together(loaded, prompt_ids)
             release_freed_memory()
-            # Decoding stays under the lock too: a fast tokenizer's padding call mutates its
-            # Rust state, which a concurrent decode would find "already borrowed".
+            # Decoding stays under the lock too: the fast tokenizer's Rust state is mutated by
+            # its calls, which a concurrent decode would find "already borrowed".
             return [
-                self._to_generation(tokens, prompt_tokens, loaded)
-                for tokens, prompt_tokens in zip(new_tokens, input_tokens, strict=True)
+                self._to_generation(tokens, len(prompt), loaded) for tokens, prompt in zip(rows, prompt_ids, strict=True)
             ]
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        """Next token per row from last-position logits (n, vocab): greedy, or sampled at
+        ``temperature`` (softmax of logits / temperature, no top-k/top-p). Returns (n,) int64."""
+        if self._temperature == 0:
+            return logits.argmax(dim=-1)
+        return torch.multinomial(torch.softmax(logits.float() / self._temperature, dim=-1), 1)[:, 0]
+
+    def _decode_together(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
+        """Generated token ids per prompt, each ending at its end token or ``max_new_tokens``."""
+        model = loaded.model
+        first = model(input_ids=torch.tensor([prompt_ids[0]]), use_cache=True, logits_to_keep=1)
+        if not _plain_dynamic_cache(first.cache):
+            return self._generate_padded(loaded, prompt_ids)
+        prefilled = [first] + [
+            model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1) for ids in prompt_ids[1:]
+        ]
+        lengths = torch.tensor([len(ids) for ids in prompt_ids])
+        width = int(lengths.max())
+        cache = first.cache
+        for index in range(len(cache.layers)):
+            # (1, kv_heads, len, head_dim) each -> (n, kv_heads, width, head_dim), zeros on the left.
+            keys, values = (torch.cat([
+                torch.nn.functional.pad(getattr(out.cache.layers[index], name), (0, 0, width - int(n), 0))
+                for out, n in zip(prefilled, lengths, strict=True)
+            ]) for name in ("keys", "values"))
+            cache.layers[index] = _GrowingLayer(keys, values, room=self._max_new_tokens)
+        mask = (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
+        tokens = self._pick(torch.cat([out.logits[:, -1, :] for out in prefilled]))
+        del prefilled, first
+        generated: list[list[int]] = [[int(token)] for token in tokens]
+        active = list(range(len(prompt_ids)))  # request index of each batch row
+        positions = lengths.clone()  # position of each row's next input token
+        while True:
+            keep = [row for row, request in enumerate(active)
+                    if generated[request][-1] not in loaded.eos_token_ids and len(generated[request]) < self._max_new_tokens]
+            if not keep:
+                return generated
+            if len(keep) < len(active):
+                rows = torch.tensor(keep)
+                for layer in cache.layers:
+                    layer.batch_select_indices(rows)
+                active, tokens, positions, mask = [active[row] for row in keep], tokens[rows], positions[rows], mask[rows]
+                # Leading columns that are padding in every remaining row: no longer needed.
+                unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
+                if unused:
+                    mask = mask[:, unused:]
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                        cache=cache, use_cache=True)
+            tokens, positions = self._pick(out.logits[:, -1, :]), positions + 1
+            for request, token in zip(active, tokens.tolist(), strict=True):
+                generated[request].append(token)
+
+    def _generate_padded(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
+        """One left-padded ``model.generate`` call over all prompts; the generated ids per
+        prompt, padding after an end token included (``_to_generation`` cuts it)."""
+        encoded = loaded.tokenizer.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt")
+        output = loaded.model.generate(
+            input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+            generation_config=loaded.generation_config,
+        )
+        return output[:, encoded["input_ids"].shape[1] :].tolist()
 
     @staticmethod
     def _to_generation(tokens: list[int], input_tokens: int, loaded: _Loaded) -> Generation:

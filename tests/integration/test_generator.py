@@ -34,7 +34,9 @@ def generator() -> Iterator[TransformersGenerator]:
 def test_warm_up_writes_the_cache_and_a_second_generator_reads_it(
     generator: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cached = [p for p in MODEL_CACHE.iterdir() if p.name.startswith("SmolLM2-135M-Instruct.Q4_1-")]
+    # One cache per compute dtype; this generator's is the one named after its dtype.
+    cached = [p for p in MODEL_CACHE.iterdir()
+              if p.name.startswith("SmolLM2-135M-Instruct.Q4_1-") and p.name.endswith(f"-{generator.dtype}")]
     assert len(cached) == 1
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in cached[0].iterdir()}
     assert not [p for p in MODEL_CACHE.iterdir() if ".tmp-" in p.name]
@@ -108,6 +110,39 @@ def test_answers_an_easy_question_from_its_gold_passage(generator: TransformersG
     messages = load_prompt("rag-answer").render("What project did Harvard halt due to the financial crisis?", contexts)
     (result,) = generator.generate([messages])
     assert "allston science complex" in result.text.lower()
+
+
+def _questions() -> list[list[dict[str, str]]]:
+    """Three requests of very different lengths, so rows are padded and finish at different steps."""
+    contexts = [{"title": "Harvard University", "chunk_id": "Harvard_University-p014", "text": HARVARD_PASSAGE}]
+    return [
+        [{"role": "user", "content": "Say hello."}],
+        load_prompt("rag-answer").render("What project did Harvard halt due to the financial crisis?", contexts),
+        [{"role": "user", "content": "Describe how a river forms, from rain to the sea, in several steps."}],
+    ]
+
+
+def test_a_batch_answers_each_request_as_it_would_be_answered_alone() -> None:
+    # float32, where a row's arithmetic does not depend on its neighbours' padding (in bf16
+    # a batched row may round differently and take another greedy path a few tokens in).
+    generator = new_generator(dtype="float32")
+    requests = _questions()
+    together = generator.generate(requests)
+    alone = [generator.generate([request])[0] for request in requests]
+    assert together == alone
+    assert {result.finish_reason for result in together} == {"stop", "length"}, "rows leave the batch at different steps"
+
+
+def test_models_whose_cache_cannot_be_merged_fall_back_to_padded_generate(
+    generator: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = _questions()
+    merged = generator.generate(requests)
+    monkeypatch.setattr("ragops_generation.generator._plain_dynamic_cache", lambda cache: False)
+    padded = generator.generate(requests)
+    assert [r.input_tokens for r in padded] == [r.input_tokens for r in merged]
+    assert all(0 < r.output_tokens <= 24 and r.finish_reason in {"stop", "length"} for r in padded)
+    assert "allston science complex" in padded[1].text.lower()
 
 
 def test_empty_batch_raises(generator: TransformersGenerator) -> None:
