@@ -31,8 +31,8 @@ from bench.harness import Check, RowArgs, alternate, result, row_main, step
 from bench.infra import embedded_broker, produce
 from bench.stats import ratio, summary
 
-FULL = {"events": 50_000}
-QUICK = {"events": 12_000}  # more than two batches of the sink's 5,000
+FULL = {"events": 100_000}
+QUICK = {"events": 45_000}  # more than two batches of the sink's 20,000
 
 
 class Stopwatch:
