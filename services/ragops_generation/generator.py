@@ -68,11 +68,28 @@ class _GrowingLayer(DynamicLayer):
     cache changed from outside (rows selected, columns cut) is copied into a new buffer at
     the next step."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+    def __init__(self, buffers: dict[str, torch.Tensor], length: int, room: int) -> None:
         super().__init__()
-        self.lazy_initialization(keys, values)
-        self.keys, self.values, self.room = keys, values, room
-        self._buffers: dict[str, torch.Tensor] = {}
+        self.lazy_initialization(buffers["keys"], buffers["values"])
+        self.keys, self.values = buffers["keys"][:, :, :length], buffers["values"][:, :, :length]
+        self.room, self._buffers = room, buffers
+
+    @classmethod
+    def left_padded(cls, rows: Sequence[DynamicLayer], room: int) -> _GrowingLayer:
+        """One layer of several requests' caches, each (1, kv_heads, len, head_dim), as one
+        (n, kv_heads, longest len, head_dim) batch with zeros on the left. Each row's tensors
+        are released once copied, so the merge holds about one extra row at a time."""
+        width = max(row.keys.shape[-2] for row in rows)
+        buffers = {}
+        for name in ("keys", "values"):
+            first = getattr(rows[0], name)
+            buffer = first.new_zeros((len(rows), first.shape[1], width + room, first.shape[-1]))
+            for index, row in enumerate(rows):
+                tensor = getattr(row, name)
+                buffer[index, :, width - tensor.shape[-2] : width] = tensor[0]
+                setattr(row, name, None)
+            buffers[name] = buffer
+        return cls(buffers, width, room)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys = self._append("keys", self.keys, key_states)
@@ -403,17 +420,14 @@ class TransformersGenerator:
         ]
         lengths = torch.tensor([len(ids) for ids in prompt_ids])
         width = int(lengths.max())
-        cache = first.cache
-        for index in range(len(cache.layers)):
-            # (1, kv_heads, len, head_dim) each -> (n, kv_heads, width, head_dim), zeros on the left.
-            keys, values = (torch.cat([
-                torch.nn.functional.pad(getattr(out.cache.layers[index], name), (0, 0, width - int(n), 0))
-                for out, n in zip(prefilled, lengths, strict=True)
-            ]) for name in ("keys", "values"))
-            cache.layers[index] = _GrowingLayer(keys, values, room=self._max_new_tokens)
-        mask = (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
         tokens = self._pick(torch.cat([out.logits[:, -1, :] for out in prefilled]))
+        caches = [out.cache for out in prefilled]
         del prefilled, first
+        cache = caches[0]
+        for index in range(len(cache.layers)):
+            cache.layers[index] = _GrowingLayer.left_padded([row.layers[index] for row in caches], room=self._max_new_tokens)
+        del caches
+        mask = (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
         generated: list[list[int]] = [[int(token)] for token in tokens]
         active = list(range(len(prompt_ids)))  # request index of each batch row
         positions = lengths.clone()  # position of each row's next input token
