@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.utils import cached_file
 
 from ragops_shared.hardware import release_freed_memory, resolve_dtype
@@ -74,23 +74,6 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = buffers["keys"][:, :, :length], buffers["values"][:, :, :length]
         self.room, self._buffers = room, buffers
 
-    @classmethod
-    def left_padded(cls, rows: Sequence[DynamicLayer], room: int) -> _GrowingLayer:
-        """One layer of several requests' caches, each (1, kv_heads, len, head_dim), as one
-        (n, kv_heads, longest len, head_dim) batch with zeros on the left. Each row's tensors
-        are released once copied, so the merge holds about one extra row at a time."""
-        width = max(row.keys.shape[-2] for row in rows)
-        buffers = {}
-        for name in ("keys", "values"):
-            first = getattr(rows[0], name)
-            buffer = first.new_zeros((len(rows), first.shape[1], width + room, first.shape[-1]))
-            for index, row in enumerate(rows):
-                tensor = getattr(row, name)
-                buffer[index, :, width - tensor.shape[-2] : width] = tensor[0]
-                setattr(row, name, None)
-            buffers[name] = buffer
-        return cls(buffers, width, room)
-
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys = self._append("keys", self.keys, key_states)
         self.values = self._append("values", self.values, value_states)
@@ -106,6 +89,22 @@ class _GrowingLayer(DynamicLayer):
             self._buffers[name] = buffer
         buffer[:, :, length : length + added] = new
         return buffer[:, :, : length + added]
+
+
+class _RowSlot(DynamicLayer):
+    """Prefill-only cache layer: writes one request's keys and values, (1, kv_heads, len,
+    head_dim), straight into its row of the batch's buffers, left-padded to their width, so
+    no request holds a cache of its own."""
+
+    def __init__(self, buffers: dict[str, torch.Tensor], row: int, start: int) -> None:
+        super().__init__()
+        self.buffers, self.row, self.start = buffers, row, start
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.start + key_states.shape[-2]
+        self.buffers["keys"][self.row, :, self.start : end] = key_states[0]
+        self.buffers["values"][self.row, :, self.start : end] = value_states[0]
+        return key_states, value_states
 
 
 @dataclass(frozen=True)
@@ -415,18 +414,25 @@ class TransformersGenerator:
         first = model(input_ids=torch.tensor([prompt_ids[0]]), use_cache=True, logits_to_keep=1)
         if not _plain_dynamic_cache(first.cache):
             return self._generate_padded(loaded, prompt_ids)
-        prefilled = [first] + [
-            model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1) for ids in prompt_ids[1:]
-        ]
         lengths = torch.tensor([len(ids) for ids in prompt_ids])
         width = int(lengths.max())
-        tokens = self._pick(torch.cat([out.logits[:, -1, :] for out in prefilled]))
-        caches = [out.cache for out in prefilled]
-        del prefilled, first
-        cache = caches[0]
-        for index in range(len(cache.layers)):
-            cache.layers[index] = _GrowingLayer.left_padded([row.layers[index] for row in caches], room=self._max_new_tokens)
-        del caches
+        cache = first.cache
+        # One (n, kv_heads, width + room, head_dim) buffer pair per layer, left-padded with zeros.
+        buffers = []
+        for layer in cache.layers:
+            pair = {}
+            for name in ("keys", "values"):
+                prefilled = getattr(layer, name)
+                pair[name] = prefilled.new_zeros((len(prompt_ids), prefilled.shape[1], width + self._max_new_tokens, prefilled.shape[-1]))
+                pair[name][0, :, width - prefilled.shape[-2] : width] = prefilled[0]
+            buffers.append(pair)
+        logits = [first.logits[:, -1, :]]
+        del first
+        for row, ids in enumerate(prompt_ids[1:], start=1):
+            slots = Cache(layers=[_RowSlot(pair, row, width - len(ids)) for pair in buffers])
+            logits.append(model(input_ids=torch.tensor([ids]), cache=slots, use_cache=True, logits_to_keep=1).logits[:, -1, :])
+        tokens = self._pick(torch.cat(logits))
+        cache.layers = [_GrowingLayer(pair, width, room=self._max_new_tokens) for pair in buffers]
         mask = (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
         generated: list[list[int]] = [[int(token)] for token in tokens]
         active = list(range(len(prompt_ids)))  # request index of each batch row
