@@ -60,6 +60,9 @@ class EmbeddingSettings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
     query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
+    # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
+    # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
+    query_batch_wait_ms: int = Field(default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms).")
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -201,6 +204,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     queries = EventSubscriber(
         broker, publisher, QuerySubmitted, kafka=settings.kafka,
         group_id="ragops-embedding-queries", max_records=settings.query_batch_records,
+        batch_wait_ms=settings.query_batch_wait_ms,
     )
 
     @documents

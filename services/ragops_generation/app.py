@@ -51,6 +51,9 @@ class GenerationSettings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto = bf16 where the CPU computes it natively.")
     temperature: float = Field(default=0.0, ge=0.0)
     batch_records: int = Field(default=8, gt=0, description="Queries generated as one batch.")
+    # A batch takes seconds, so a request one fetch late would wait for all of it: 50 ms
+    # (two fetch waits on the embedded broker) lets requests that arrive together share it.
+    batch_wait_ms: int = Field(default=50, ge=0, description="Longest wait to fill a batch after a short fetch (ms).")
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -155,7 +158,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     answerer = Answerer(settings, settings.generator(), producer, registry.registry)
     retrieved = EventSubscriber(
         broker, publisher, ContextRetrieved, kafka=settings.kafka,
-        group_id="ragops-generation", max_records=settings.batch_records,
+        group_id="ragops-generation", max_records=settings.batch_records, batch_wait_ms=settings.batch_wait_ms,
     )
 
     @retrieved

@@ -100,6 +100,12 @@ class EventSubscriber(Generic[E]):
     handler receives ``list[E]`` of valid events only (possibly empty).
     :meth:`run` applies a function to the batch, falling back to one event at a time when
     the batch fails, and dead-letters each event that still fails (``error_type="processing"``).
+
+    ``batch_wait_ms`` > 0: a fetch that brought fewer than ``max_records`` records is topped
+    up from the same consumer for up to that long before the handler runs, so requests that
+    reached the broker a fetch apart still share one batch (a generation batch takes
+    seconds; a request one fetch late would otherwise wait for all of it). The records taken
+    belong to the batch: its commit covers them and a nack rewinds to them.
     """
 
     def __init__(
@@ -111,10 +117,13 @@ class EventSubscriber(Generic[E]):
         kafka: KafkaSettings,
         group_id: str | None,
         max_records: int = 32,
+        batch_wait_ms: int = 0,
         max_poll_interval_ms: int = 5 * 60 * 1000,
     ) -> None:
         self.event_type = event_type
         self.group_id = group_id
+        self.max_records = max_records
+        self.batch_wait_ms = batch_wait_ms
         self._publisher = publisher
         # Records of the batch being handled, by event id: FastStream handles one batch at a
         # time per subscriber, so this never mixes batches.
@@ -143,8 +152,24 @@ class EventSubscriber(Generic[E]):
     def __call__(self, handler: Callable[..., Awaitable[Any]]) -> Any:
         return self.subscriber(handler)
 
+    async def _top_up(self, consumer: Any, have: int) -> list[ConsumerRecord]:
+        """Records fetched from ``consumer`` (the subscriber's own ``AIOKafkaConsumer``,
+        idle while its batch is decoded) within ``batch_wait_ms``, at most enough to fill
+        the batch."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_wait_ms / 1000
+        more: list[ConsumerRecord] = []
+        while have + len(more) < self.max_records and (left_ms := int((deadline - loop.time()) * 1000)) > 0:
+            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=self.max_records - have - len(more))
+            more += [record for records in fetched.values() for record in records]
+        return more
+
     async def _decode(self, message: KafkaMessage) -> list[E]:
         self._records.clear()
+        if self.batch_wait_ms and len(message.raw_message) < self.max_records:
+            # FastStream acks with the consumer's positions and nacks by rewinding to the
+            # earliest record of each partition in raw_message: both then cover these too.
+            message.raw_message = (*message.raw_message, *await self._top_up(message.consumer, len(message.raw_message)))
         BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(len(message.raw_message))
         valid: list[E] = []
         for record in message.raw_message:

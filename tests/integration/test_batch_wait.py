@@ -1,0 +1,78 @@
+"""EventSubscriber's batch wait on a real broker: a short fetch is topped up with records
+that arrive within ``batch_wait_ms``, and a batch that fails is redelivered whole, the
+topped-up records included (nothing lost, nothing committed past them)."""
+
+import asyncio
+from itertools import count
+
+import pytest
+from aiokafka.partitioner import murmur2
+from faststream import FastStream
+
+from ragops_schemas import DocumentSubmitted, Producer, Topic
+from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from tests.integration.services import produce_raw, running
+
+pytestmark = pytest.mark.kafka
+PRODUCER = Producer(name="test", version="0")
+
+
+def _keys_on_two_partitions(partitions: int) -> tuple[bytes, bytes]:
+    """Two record keys that the default partitioner (murmur2) puts on different partitions."""
+    first = b"key-0"
+    for n in count(1):
+        other = f"key-{n}".encode()
+        if (murmur2(other) & 0x7FFFFFFF) % partitions != (murmur2(first) & 0x7FFFFFFF) % partitions:
+            return first, other
+    raise AssertionError("unreachable")
+
+
+def _documents(prefix: str, n: int) -> list[DocumentSubmitted]:
+    return [DocumentSubmitted(producer=PRODUCER, document_id=f"{prefix}{i}", content=f"text {i}") for i in range(n)]
+
+
+async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
+    """Three documents, then three more on another partition once the subscriber is topping
+    up its first short fetch; returns the document ids of each handler call."""
+    broker = make_broker(kafka, "test-service")
+    subscriber = EventSubscriber(broker, EventPublisher(broker, PRODUCER, []), DocumentSubmitted, kafka=kafka,
+                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=3000)
+    calls: list[list[str]] = []
+    topping_up = asyncio.Event()
+    top_up = subscriber._top_up
+
+    async def spied_top_up(consumer, have):  # noqa: ANN001, ANN202 - a spy on the real method
+        topping_up.set()
+        return await top_up(consumer, have)
+
+    subscriber._top_up = spied_top_up  # type: ignore[method-assign]
+
+    @subscriber
+    async def handle(events: list[DocumentSubmitted]) -> None:
+        calls.append([event.document_id for event in events])
+        if fail_first and len(calls) == 1:
+            raise ConnectionError("an infrastructure failure: the batch is nacked")
+
+    first_key, second_key = _keys_on_two_partitions(kafka.partitions)
+    await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(first_key, d.model_dump_json().encode()) for d in _documents("a", 3)])
+    async with running(FastStream(broker)):
+        await asyncio.wait_for(topping_up.wait(), 60)
+        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(second_key, d.model_dump_json().encode()) for d in _documents("b", 3)])
+        deadline = asyncio.get_running_loop().time() + 60
+        while sum(map(len, calls)) < (12 if fail_first else 6):
+            assert asyncio.get_running_loop().time() < deadline, calls
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # a record handled twice more would show up now
+    return calls
+
+
+async def test_a_short_fetch_is_topped_up_with_records_that_arrive_within_the_batch_wait(kafka) -> None:
+    calls = await _run(kafka, fail_first=False)
+    assert calls == [["a0", "a1", "a2", "b0", "b1", "b2"]]
+
+
+async def test_a_failed_batch_is_redelivered_with_its_topped_up_records(kafka) -> None:
+    calls = await _run(kafka, fail_first=True)
+    expected = ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert calls[0] == expected
+    assert sorted(id_ for call in calls[1:] for id_ in call) == expected, "every record of the failed batch came back, once"
