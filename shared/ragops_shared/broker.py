@@ -152,24 +152,34 @@ class EventSubscriber(Generic[E]):
     def __call__(self, handler: Callable[..., Awaitable[Any]]) -> Any:
         return self.subscriber(handler)
 
-    async def _top_up(self, consumer: Any, have: int) -> list[ConsumerRecord]:
-        """Records fetched from ``consumer`` (the subscriber's own ``AIOKafkaConsumer``,
-        idle while its batch is decoded) within ``batch_wait_ms``, at most enough to fill
-        the batch."""
+    async def _top_up(self, message: KafkaMessage) -> None:
+        """Append to ``message.raw_message`` what the subscriber's own consumer (idle while
+        its batch is decoded) fetches within ``batch_wait_ms``, up to ``max_records``.
+
+        FastStream acks with the consumer's positions and nacks by rewinding each partition
+        in ``raw_message`` to its earliest record, so both cover the records added; they are
+        added fetch by fetch, so a fetch that raises leaves the earlier ones covered. A
+        record at or below an offset the batch already holds is dropped: a rebalance during
+        the wait resets positions to the committed offsets and fetches them again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.batch_wait_ms / 1000
-        more: list[ConsumerRecord] = []
-        while have + len(more) < self.max_records and (left_ms := int((deadline - loop.time()) * 1000)) > 0:
-            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=self.max_records - have - len(more))
-            more += [record for records in fetched.values() for record in records]
-        return more
+        newest: dict[tuple[str, int], int] = {}
+        for record in message.raw_message:
+            newest[record.topic, record.partition] = max(record.offset, newest.get((record.topic, record.partition), -1))
+        while len(message.raw_message) < self.max_records and (left_ms := int((deadline - loop.time()) * 1000)) > 0:
+            fetched = await message.consumer.getmany(timeout_ms=left_ms, max_records=self.max_records - len(message.raw_message))
+            fresh = []
+            for records in fetched.values():
+                for record in records:
+                    if record.offset > newest.get((record.topic, record.partition), -1):
+                        newest[record.topic, record.partition] = record.offset
+                        fresh.append(record)
+            message.raw_message = (*message.raw_message, *fresh)
 
     async def _decode(self, message: KafkaMessage) -> list[E]:
         self._records.clear()
         if self.batch_wait_ms and len(message.raw_message) < self.max_records:
-            # FastStream acks with the consumer's positions and nacks by rewinding to the
-            # earliest record of each partition in raw_message: both then cover these too.
-            message.raw_message = (*message.raw_message, *await self._top_up(message.consumer, len(message.raw_message)))
+            await self._top_up(message)
         BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(len(message.raw_message))
         valid: list[E] = []
         for record in message.raw_message:

@@ -123,8 +123,9 @@ class EventWatcher:
         loop = asyncio.get_running_loop()
         # An empty answer proves "caught up" only if a whole fetch that started after the
         # caller asked came back empty: on Tansu the fetch in flight may have started before
-        # the record was produced, and the next one takes up to the fetch wait again.
-        timeout_ms = max(200, 2 * self.fetch_max_wait_ms + 100)
+        # the record was produced, and the next one takes up to the fetch wait again; one
+        # more wait is margin for round trips and a busy event loop.
+        timeout_ms = max(200, 3 * self.fetch_max_wait_ms + 100)
         while True:
             fetch_started = loop.time()
             batches = await self._consumer.getmany(timeout_ms=timeout_ms)

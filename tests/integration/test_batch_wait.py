@@ -6,6 +6,7 @@ import asyncio
 from itertools import count
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
 from faststream import FastStream
 
@@ -17,13 +18,12 @@ pytestmark = pytest.mark.kafka
 PRODUCER = Producer(name="test", version="0")
 
 
-def _keys_on_two_partitions(partitions: int) -> tuple[bytes, bytes]:
-    """Two record keys that the default partitioner (murmur2) puts on different partitions."""
-    first = b"key-0"
-    for n in count(1):
-        other = f"key-{n}".encode()
-        if (murmur2(other) & 0x7FFFFFFF) % partitions != (murmur2(first) & 0x7FFFFFFF) % partitions:
-            return first, other
+def _key_on(partition: int, partitions: int) -> bytes:
+    """A record key that the default partitioner (murmur2) puts on ``partition``."""
+    for n in count():
+        key = f"key-{n}".encode()
+        if (murmur2(key) & 0x7FFFFFFF) % partitions == partition:
+            return key
     raise AssertionError("unreachable")
 
 
@@ -41,9 +41,9 @@ async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
     topping_up = asyncio.Event()
     top_up = subscriber._top_up
 
-    async def spied_top_up(consumer, have):  # noqa: ANN001, ANN202 - a spy on the real method
+    async def spied_top_up(message):  # noqa: ANN001, ANN202 - a spy on the real method
         topping_up.set()
-        return await top_up(consumer, have)
+        await top_up(message)
 
     subscriber._top_up = spied_top_up  # type: ignore[method-assign]
 
@@ -53,7 +53,7 @@ async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
         if fail_first and len(calls) == 1:
             raise ConnectionError("an infrastructure failure: the batch is nacked")
 
-    first_key, second_key = _keys_on_two_partitions(kafka.partitions)
+    first_key, second_key = _key_on(0, kafka.partitions), _key_on(1, kafka.partitions)
     await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(first_key, d.model_dump_json().encode()) for d in _documents("a", 3)])
     async with running(FastStream(broker)):
         await asyncio.wait_for(topping_up.wait(), 60)
@@ -76,3 +76,42 @@ async def test_a_failed_batch_is_redelivered_with_its_topped_up_records(kafka) -
     expected = ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert calls[0] == expected
     assert sorted(id_ for call in calls[1:] for id_ in call) == expected, "every record of the failed batch came back, once"
+
+
+async def test_a_rebalance_during_the_wait_does_not_put_a_record_twice_into_the_batch(kafka) -> None:
+    # A member joining resets the positions to the committed offsets, so the wait fetches
+    # the batch's own records again; they must not be handled twice in one batch.
+    broker = make_broker(kafka, "test-service")
+    subscriber = EventSubscriber(broker, EventPublisher(broker, PRODUCER, []), DocumentSubmitted, kafka=kafka,
+                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=8000)
+    calls: list[list[str]] = []
+    topping_up = asyncio.Event()
+    top_up = subscriber._top_up
+
+    async def spied_top_up(message):  # noqa: ANN001, ANN202 - a spy on the real method
+        topping_up.set()
+        await top_up(message)
+
+    subscriber._top_up = spied_top_up  # type: ignore[method-assign]
+
+    @subscriber
+    async def handle(events: list[DocumentSubmitted]) -> None:
+        calls.append([event.document_id for event in events])
+
+    key = _key_on(0, kafka.partitions)
+    await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(key, d.model_dump_json().encode()) for d in _documents("a", 3)])
+    async with running(FastStream(broker)):
+        await asyncio.wait_for(topping_up.wait(), 60)
+        # Its member id sorts after the subscriber's, so aiokafka's round-robin assignment
+        # leaves the subscriber partition 0, where the records are, and resets its position.
+        joining = AIOKafkaConsumer(Topic.DOCUMENT_SUBMITTED.value, bootstrap_servers=kafka.bootstrap_servers,
+                                   group_id="test-batch-wait", client_id="zzzz-joining", enable_auto_commit=False)
+        await joining.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while not calls:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+        finally:
+            await joining.stop()
+    assert calls[0] == ["a0", "a1", "a2"]
