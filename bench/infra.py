@@ -146,10 +146,12 @@ def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
     return used
 
 
-def _status_kib(pid: int, field: str) -> int:
-    """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``); 0 once the process is gone."""
+def _proc_kib(pid: int, file: str, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/<file>``: ``status`` (``VmRSS``, ``VmHWM``) or
+    ``smaps_rollup`` (``Pss``: resident pages, each shared by k processes counted 1/k);
+    0 once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError):
@@ -159,19 +161,7 @@ def _status_kib(pid: int, field: str) -> int:
 
 def peak_rss_mib(pid: int) -> float:
     """Peak resident memory of a live process (``VmHWM``), MiB."""
-    return _status_kib(pid, "VmHWM") / 1024
-
-
-def _pss_kib(pid: int) -> int:
-    """Proportional set size (``Pss`` of ``/proc/<pid>/smaps_rollup``): the process's
-    resident pages, each page shared with k processes counted 1/k; 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _proc_kib(pid, "status", "VmHWM") / 1024
 
 
 class RssSampler:
@@ -196,10 +186,10 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = sum(_status_kib(pid, "VmRSS") for pid in self.pids.values()) / 1024
+            total = sum(_proc_kib(pid, "status", "VmRSS") for pid in self.pids.values()) / 1024
             if total > self.peak_sum_mib:
                 self.peak_sum_mib = total
-                self.pss_at_peak_mib = sum(_pss_kib(pid) for pid in self.pids.values()) / 1024
+                self.pss_at_peak_mib = sum(_proc_kib(pid, "smaps_rollup", "Pss") for pid in self.pids.values()) / 1024
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> Self:

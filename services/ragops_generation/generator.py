@@ -220,6 +220,7 @@ class TransformersGenerator:
         self._torch_dtype = getattr(torch, self.dtype)
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
+        self._mergeable: bool | None = None  # whether the model's caches merge (known after one batch)
         if gguf_file is not None:
             self.model_name = _QUANT_SUFFIX_RE.sub("", gguf_file.removesuffix(".gguf"))
         else:
@@ -410,14 +411,22 @@ class TransformersGenerator:
 
     def _decode_together(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
         """Generated token ids per prompt, each ending at its end token or ``max_new_tokens``."""
-        model = loaded.model
-        first = model(input_ids=torch.tensor([prompt_ids[0]]), use_cache=True, logits_to_keep=1)
-        if not _plain_dynamic_cache(first.cache):
+        if self._mergeable is False:
             return self._generate_padded(loaded, prompt_ids)
-        lengths = torch.tensor([len(ids) for ids in prompt_ids])
-        width = int(lengths.max())
+        first = loaded.model(input_ids=torch.tensor([prompt_ids[0]]), use_cache=True, logits_to_keep=1)
+        # The cache type is the model's: decided on the first batch, not paid again.
+        self._mergeable = _plain_dynamic_cache(first.cache)
+        if not self._mergeable:
+            return self._generate_padded(loaded, prompt_ids)
+        cache, tokens = self._prefill_rows(loaded.model, first, prompt_ids)
+        return self._decode_rows(loaded, cache, tokens, [len(ids) for ids in prompt_ids])
+
+    def _prefill_rows(self, model: Any, first: Any, prompt_ids: list[list[int]]) -> tuple[Any, torch.Tensor]:
+        """Prefill every prompt alone into one left-padded batch cache of ``_GrowingLayer``s,
+        (n, kv_heads, longest prompt + room, head_dim) per layer; ``first`` is the first
+        prompt's own forward output. Returns (the cache, the first token of each row (n,))."""
+        width = max(len(ids) for ids in prompt_ids)
         cache = first.cache
-        # One (n, kv_heads, width + room, head_dim) buffer pair per layer, left-padded with zeros.
         buffers = []
         for layer in cache.layers:
             pair = {}
@@ -427,15 +436,19 @@ class TransformersGenerator:
                 pair[name][0, :, width - prefilled.shape[-2] : width] = prefilled[0]
             buffers.append(pair)
         logits = [first.logits[:, -1, :]]
-        del first
         for row, ids in enumerate(prompt_ids[1:], start=1):
             slots = Cache(layers=[_RowSlot(pair, row, width - len(ids)) for pair in buffers])
             logits.append(model(input_ids=torch.tensor([ids]), cache=slots, use_cache=True, logits_to_keep=1).logits[:, -1, :])
-        tokens = self._pick(torch.cat(logits))
         cache.layers = [_GrowingLayer(pair, width, room=self._max_new_tokens) for pair in buffers]
-        mask = (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
+        return cache, self._pick(torch.cat(logits))
+
+    def _decode_rows(self, loaded: _Loaded, cache: Any, tokens: torch.Tensor, prompt_lengths: list[int]) -> list[list[int]]:
+        """Decode the prefilled rows together, one (n, 1) step at a time; a row leaves when it
+        ends, and padding no remaining row needs is cut."""
+        lengths = torch.tensor(prompt_lengths)
+        mask = (torch.arange(int(lengths.max()))[None, :] >= (lengths.max() - lengths)[:, None]).long()
         generated: list[list[int]] = [[int(token)] for token in tokens]
-        active = list(range(len(prompt_ids)))  # request index of each batch row
+        active = list(range(len(prompt_lengths)))  # request index of each batch row
         positions = lengths.clone()  # position of each row's next input token
         while True:
             keep = [row for row, request in enumerate(active)
@@ -443,22 +456,29 @@ class TransformersGenerator:
             if not keep:
                 return generated
             if len(keep) < len(active):
-                rows = torch.tensor(keep)
-                for layer in cache.layers:
-                    layer.batch_select_indices(rows)
-                active, tokens, positions, mask = [active[row] for row in keep], tokens[rows], positions[rows], mask[rows]
-                # Leading columns that are padding in every remaining row: no longer needed.
-                unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
-                if unused:
-                    mask = mask[:, unused:]
-                    for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+                active, tokens, positions, mask = self._drop_rows(cache, keep, active, tokens, positions, mask)
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
-                        cache=cache, use_cache=True)
+            out = loaded.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                               cache=cache, use_cache=True)
             tokens, positions = self._pick(out.logits[:, -1, :]), positions + 1
             for request, token in zip(active, tokens.tolist(), strict=True):
                 generated[request].append(token)
+
+    @staticmethod
+    def _drop_rows(
+        cache: Any, keep: list[int], active: list[int], tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keep only batch rows ``keep`` in the cache and the per-row state, then cut the
+        leading columns that are padding in every remaining row."""
+        rows = torch.tensor(keep)
+        for layer in cache.layers:
+            layer.batch_select_indices(rows)
+        mask = mask[rows]
+        unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
+        if unused:
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+        return [active[row] for row in keep], tokens[rows], positions[rows], mask[:, unused:]
 
     def _generate_padded(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
         """One left-padded ``model.generate`` call over all prompts; the generated ids per

@@ -9,7 +9,7 @@ for a batch of questions ``q_i`` with positive passages ``p_i``, the loss is the
 of ``softmax(scale * cos(q_i, p_j))`` over all passages ``p_j`` of the batch, with target ``i``
 (scale 20, sentence-transformers' default). Every other passage of the batch is a negative.
 
-Inference (the evaluation in :func:`hit_rate_at_k`) goes through
+Inference (the evaluation in :func:`hits_at_k`) goes through
 :class:`ragops_embedding.embedder.Embedder`, the platform's only inference path, so a saved
 model is measured exactly as it would serve.
 """
@@ -321,19 +321,6 @@ def _save_atomically(model: torch.nn.Module, tokenizer, base_model: Path, output
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def hit_rate_at_k(
-    model_dir: Path,
-    passages: Sequence[tuple[str, str]],
-    questions: Sequence[tuple[str, Collection[str]]],
-    *,
-    k: int = 5,
-    torch_threads: int = 1,
-) -> float:
-    """Share of questions whose ``k`` nearest passages include one of a gold document (the
-    mean of :func:`hits_at_k`, same arguments and errors)."""
-    return float(hits_at_k(model_dir, passages, questions, k=k, torch_threads=torch_threads).mean())
 
 
 def hits_at_k(

@@ -42,11 +42,9 @@ def release_freed_memory() -> None:
 
 
 def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    name = ctypes.util.find_library("c")
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
     libc = ctypes.CDLL(name) if name else None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 _LIBC = _glibc()

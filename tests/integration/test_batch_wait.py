@@ -31,17 +31,18 @@ def _documents(prefix: str, n: int) -> list[DocumentSubmitted]:
     return [DocumentSubmitted(producer=PRODUCER, document_id=f"{prefix}{i}", content=f"text {i}") for i in range(n)]
 
 
-async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
-    """Three documents, then three more on another partition once the subscriber is topping
-    up its first short fetch; returns the document ids of each handler call."""
+def _spied_subscriber(kafka, batch_wait_ms: int, fail_first: bool = False):  # noqa: ANN001, ANN202
+    """A FastStream app whose EventSubscriber records each handler call's document ids and
+    sets an event when it starts topping up (a spy on the real method); its handler fails
+    the first call when ``fail_first``. Returns (app, calls, topping_up)."""
     broker = make_broker(kafka, "test-service")
     subscriber = EventSubscriber(broker, EventPublisher(broker, PRODUCER, []), DocumentSubmitted, kafka=kafka,
-                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=3000)
+                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=batch_wait_ms)
     calls: list[list[str]] = []
     topping_up = asyncio.Event()
     top_up = subscriber._top_up
 
-    async def spied_top_up(message):  # noqa: ANN001, ANN202 - a spy on the real method
+    async def spied_top_up(message):  # noqa: ANN001, ANN202
         topping_up.set()
         await top_up(message)
 
@@ -53,9 +54,16 @@ async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
         if fail_first and len(calls) == 1:
             raise ConnectionError("an infrastructure failure: the batch is nacked")
 
+    return FastStream(broker), calls, topping_up
+
+
+async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
+    """Three documents, then three more on another partition once the subscriber is topping
+    up its first short fetch; returns the document ids of each handler call."""
+    app, calls, topping_up = _spied_subscriber(kafka, batch_wait_ms=3000, fail_first=fail_first)
     first_key, second_key = _key_on(0, kafka.partitions), _key_on(1, kafka.partitions)
     await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(first_key, d.model_dump_json().encode()) for d in _documents("a", 3)])
-    async with running(FastStream(broker)):
+    async with running(app):
         await asyncio.wait_for(topping_up.wait(), 60)
         await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(second_key, d.model_dump_json().encode()) for d in _documents("b", 3)])
         deadline = asyncio.get_running_loop().time() + 60
@@ -81,26 +89,10 @@ async def test_a_failed_batch_is_redelivered_with_its_topped_up_records(kafka) -
 async def test_a_rebalance_during_the_wait_does_not_put_a_record_twice_into_the_batch(kafka) -> None:
     # A member joining resets the positions to the committed offsets, so the wait fetches
     # the batch's own records again; they must not be handled twice in one batch.
-    broker = make_broker(kafka, "test-service")
-    subscriber = EventSubscriber(broker, EventPublisher(broker, PRODUCER, []), DocumentSubmitted, kafka=kafka,
-                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=8000)
-    calls: list[list[str]] = []
-    topping_up = asyncio.Event()
-    top_up = subscriber._top_up
-
-    async def spied_top_up(message):  # noqa: ANN001, ANN202 - a spy on the real method
-        topping_up.set()
-        await top_up(message)
-
-    subscriber._top_up = spied_top_up  # type: ignore[method-assign]
-
-    @subscriber
-    async def handle(events: list[DocumentSubmitted]) -> None:
-        calls.append([event.document_id for event in events])
-
+    app, calls, topping_up = _spied_subscriber(kafka, batch_wait_ms=8000)
     key = _key_on(0, kafka.partitions)
     await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(key, d.model_dump_json().encode()) for d in _documents("a", 3)])
-    async with running(FastStream(broker)):
+    async with running(app):
         await asyncio.wait_for(topping_up.wait(), 60)
         # Its member id sorts after the subscriber's, so aiokafka's round-robin assignment
         # leaves the subscriber partition 0, where the records are, and resets its position.

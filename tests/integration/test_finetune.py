@@ -17,7 +17,7 @@ from ragops_trainer.finetune import (
     TrainingPair,
     TrainingTimeout,
     finetune_embedding,
-    hit_rate_at_k,
+    hits_at_k,
 )
 
 pytestmark = pytest.mark.model
@@ -120,30 +120,30 @@ def test_hit_rate_of_the_base_model_is_sane_and_deterministic(corpus, article_qu
         if corpus[q["context_ids"][0]]["title"] == "Ctenophora"
     ][:60]
     model = default_embedding_model_dir()
-    hit5 = hit_rate_at_k(model, passages, questions, k=5, torch_threads=2)
-    hit1 = hit_rate_at_k(model, passages, questions, k=1, torch_threads=2)
-    everything = hit_rate_at_k(model, passages, questions, k=len(passages) + 10, torch_threads=2)
+    hit5 = hits_at_k(model, passages, questions, k=5, torch_threads=2).mean()
+    hit1 = hits_at_k(model, passages, questions, k=1, torch_threads=2).mean()
+    everything = hits_at_k(model, passages, questions, k=len(passages) + 10, torch_threads=2).mean()
     print(f"\nbase model on {len(passages)} Ctenophora passages, {len(questions)} questions: hit@1 {hit1:.3f}, hit@5 {hit5:.3f}")
     assert 0.3 < hit1 <= hit5 < 1.0  # far above chance (5/len(passages)), not perfect
     assert everything == 1.0
-    assert hit_rate_at_k(model, passages, questions, k=5, torch_threads=2) == hit5
+    assert hits_at_k(model, passages, questions, k=5, torch_threads=2).mean() == hit5
 
     # Gold ids that name no passage are never hit; document ids shared by passages count once.
-    assert hit_rate_at_k(model, passages, [(text, {"nowhere"}) for text, _ in questions[:5]], k=5) == 0.0
+    assert hits_at_k(model, passages, [(text, {"nowhere"}) for text, _ in questions[:5]], k=5).mean() == 0.0
     articles = [("Ctenophora", text) for _, text in passages] + [("Force", corpus["Force-p000"]["text"])]
-    assert hit_rate_at_k(model, articles, [(questions[0][0], {"Ctenophora"})], k=1) == 1.0
+    assert hits_at_k(model, articles, [(questions[0][0], {"Ctenophora"})], k=1).mean() == 1.0
 
 
 def test_hit_rate_rejects_empty_inputs() -> None:
     model = default_embedding_model_dir()
     with pytest.raises(ValueError):
-        hit_rate_at_k(model, [], [("q", {"d"})])
+        hits_at_k(model, [], [("q", {"d"})])
     with pytest.raises(ValueError):
-        hit_rate_at_k(model, [("d", "text")], [])
+        hits_at_k(model, [("d", "text")], [])
     with pytest.raises(ValueError):
-        hit_rate_at_k(model, [("d", "text")], [("q", {"d"})], k=0)
+        hits_at_k(model, [("d", "text")], [("q", {"d"})], k=0)
     with pytest.raises(ValueError):
-        hit_rate_at_k(model, [("d", "text")], [("q", set())])
+        hits_at_k(model, [("d", "text")], [("q", set())])
 
 
 def test_time_bound_before_one_epoch_leaves_no_model(tmp_path: Path, corpus, article_questions) -> None:

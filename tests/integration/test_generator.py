@@ -139,7 +139,8 @@ def test_models_whose_cache_cannot_be_merged_fall_back_to_padded_generate(
     requests = _questions()
     merged = generator.generate(requests)
     monkeypatch.setattr("ragops_generation.generator._plain_dynamic_cache", lambda cache: False)
-    padded = generator.generate(requests)
+    # A generator of its own: one decides on its model's cache once, at its first batch.
+    padded = new_generator().generate(requests)
     assert [r.input_tokens for r in padded] == [r.input_tokens for r in merged]
     assert all(0 < r.output_tokens <= 24 and r.finish_reason in {"stop", "length"} for r in padded)
     assert "allston science complex" in padded[1].text.lower()
