@@ -58,7 +58,10 @@ def test_drift_is_detected_and_the_trainer_closes_the_loop(data_dir: Path, tmp_p
         "RAGOPS_MONITOR_INTERVAL_S": "1", "RAGOPS_MONITOR_REFERENCE_SIZE": "20", "RAGOPS_MONITOR_CURRENT_SIZE": "10",
         "RAGOPS_MONITOR_MIN_NEW": "5", "RAGOPS_MONITOR_POLICY": str(policy),
         "RAGOPS_TRAINER_SOURCES": json.dumps([str(sources)]), "RAGOPS_TRAINER_HOLDOUT": str(holdout_file),
-        "RAGOPS_TRAINER_MIN_PAIRS": "8", "RAGOPS_TRAINER_BATCH_SIZE": "8", "RAGOPS_TRAINER_MAX_TRAIN_SECONDS": "300",
+        # 4 pairs: how many of the ~30 examples gathered by then hold a usable (question,
+        # passage) pair depends on when the request lands relative to the refresh (7 in one
+        # CI run, below the 8 this asked for); the loop, not the model's gain, is under test.
+        "RAGOPS_TRAINER_MIN_PAIRS": "4", "RAGOPS_TRAINER_BATCH_SIZE": "8", "RAGOPS_TRAINER_MAX_TRAIN_SECONDS": "300",
         # Short answers from one passage: the loop needs answers, not good prose, and this keeps the test short.
         "RAGOPS_GENERATION_MAX_NEW_TOKENS": "12", "RAGOPS_GENERATION_CONTEXT_CHUNKS": "1",
     }
