@@ -139,7 +139,7 @@ class EventWatcher:
         try:
             event = self._types[topic].model_validate_json(value or b"")
         except ValidationError as error:
-            log.warning("skipping an invalid record", topic=topic, error=str(error).splitlines()[0])
+            log.warning("invalid_record_skipped", topic=topic, error=str(error).splitlines()[0])
             return
         for listener in self._listeners:
             listener(event)
