@@ -38,7 +38,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app

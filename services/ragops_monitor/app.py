@@ -49,7 +49,7 @@ from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
 from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, make_broker
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 

@@ -60,7 +60,7 @@ from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.datasets import load_corpus, load_questions
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
