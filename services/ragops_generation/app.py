@@ -3,7 +3,7 @@ version of the prompt template, runs the model and publishes ``AnswerGenerated``
 token usage, latency and full lineage of the answer.
 
 A fetch of up to ``batch_records`` queries is generated as one padded batch (micro-batching
-across messages: 8 prompts decode at about 2.5x the tokens/s of one, ../shared/DESIGN.md)."""
+across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
 
 import asyncio
 import time
