@@ -1,7 +1,7 @@
 """Logs that correlate with events, on a real broker and through the services' own logging
 configuration (``configure_logging``, whose ``merge_contextvars`` adds the bound ids): every
-line logged while EventSubscriber handles one event carries that event's trace, event and
-request ids, and no line after it carries them."""
+line logged while EventSubscriber handles one event, or an EventWatcher listener hears one,
+carries that event's trace, event and request ids, and no line after it carries them."""
 
 import asyncio
 import io
@@ -16,6 +16,7 @@ from faststream import FastStream
 from ragops_schemas import Event, Producer, QuerySubmitted, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.logs import configure_logging
+from ragops_shared.watch import EventWatcher
 from tests.integration.services import produce_raw, running
 
 pytestmark = pytest.mark.kafka
@@ -98,3 +99,27 @@ async def test_lines_logged_for_an_event_carry_its_ids_and_only_its_lines_do(kaf
     # The good event, handled right after the poison one, carries none of its ids.
     good_lines = [line for line in lines if line.get("request_id") == "r-good"]
     assert good_lines and all(ids_of(line) == expected["fine"] for line in good_lines), good_lines
+
+
+async def test_lines_a_watcher_listener_logs_carry_the_ids_of_the_event_it_hears(kafka, json_lines) -> None:  # noqa: ANN001
+    events = [QuerySubmitted(producer=PRODUCER, request_id=f"r{i}", question=f"question {i}") for i in range(2)]
+    heard: list[Event] = []
+    watcher = EventWatcher(kafka, [QuerySubmitted], client_id="test-watcher")
+    watcher.listen(lambda event: log.info("heard", question=event.question))
+    watcher.listen(heard.append)
+    await watcher.start()
+    try:
+        await produce_raw(kafka, Topic.QUERY_SUBMITTED, [(b"same-key", e.model_dump_json().encode()) for e in events])
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(heard) < 2:
+            assert asyncio.get_running_loop().time() < deadline, heard
+            await asyncio.sleep(0.1)
+        log.info("after")
+    finally:
+        await watcher.stop()
+
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    assert [ids_of(line) for line in lines if line["event"] == "heard"] == [
+        (event.trace_id, str(event.event_id), event.request_id) for event in events
+    ]
+    assert [ids_of(line) for line in lines if line["event"] == "after"] == [(None, None, None)]
