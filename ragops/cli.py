@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ragops_shared.analytics import Analytics, SqlError
 from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
-from ragops.demo import load_corpus, progress_bar, run_demo
+from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
@@ -111,7 +111,7 @@ def up(
 
 def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
     if path.suffix == ".jsonl":
-        return load_corpus(path, client)
+        return corpus_submissions(path, client)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     documents = []
     for file in files:

@@ -22,7 +22,7 @@ from rich.table import Table
 from ragops_shared.analytics import Analytics
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import file_sha256, run_evaluation
-from ragops_shared.datasets import Question, load_corpus as read_corpus, load_questions
+from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops.platform import EmbeddedPlatform
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
@@ -31,11 +31,11 @@ from ragops_shared.settings import KafkaSettings, aiokafka_options
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
 
 
-def load_corpus(path: Path, client: PlatformClient) -> list[DocumentSubmitted]:
-    """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``.
+def corpus_submissions(path: Path, client: PlatformClient) -> list[DocumentSubmitted]:
+    """One ``DocumentSubmitted`` per JSONL line ``{"id", "text", "title"?, "source"?}``, to submit.
 
     Raises ``ValueError`` naming the line of a malformed row."""
-    return [row.submitted(client.producer) for row in read_corpus(path)]
+    return [row.submitted(client.producer) for row in load_corpus(path)]
 
 
 def progress_bar(console: Console) -> Progress:
@@ -151,7 +151,7 @@ async def run_workload(
     """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
     run_id = "demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with PlatformClient(kafka, name="demo") as client:
-        documents = load_corpus(corpus, client)
+        documents = corpus_submissions(corpus, client)
         with progress_bar(console) as progress:
             task = progress.add_task("ingesting passages", total=len(documents))
             await client.ingest(documents, on_done=lambda _: progress.advance(task))

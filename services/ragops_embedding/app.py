@@ -38,7 +38,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
@@ -149,7 +149,7 @@ class Embedders:
             self.production = self.default if state is None else self.version(state.ref.version)
         except EventRejected as error:
             # Keep serving with the version in use: its index exists, the promoted one's files do not.
-            log.error("cannot load the production embedding model; keeping the current one", error=str(error))
+            log.error("production_embedding_model_load_failed", error=str(error))
 
     def on_registry_change(self, event: Event) -> None:
         """Registry listener (event loop): a promotion of this model reloads in a thread."""

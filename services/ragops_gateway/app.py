@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import structlog
 import uvicorn
 from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import PlainTextResponse
@@ -18,15 +19,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_schemas import AnswerGenerated, DocumentSubmitted, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
+from ragops_schemas import AnswerGenerated, DocumentSubmitted, Event, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_shared.broker import EventPublisher, make_broker
-from ragops_shared.logs import configure_logging
+from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = "gateway"
+
+
+def _log_as(event: Event) -> None:
+    """Bind ``event``'s ids to every line logged for the rest of this HTTP request, the
+    access line and any error included. Uvicorn runs each request in a task of its own,
+    so the ids end with it and never reach another request's lines."""
+    structlog.contextvars.bind_contextvars(**event_fields(event))
 
 
 class GatewaySettings(BaseSettings):
@@ -133,6 +141,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             producer=producer, tenant=settings.platform.tenant,
             **document.model_dump(exclude={"document_id"}), document_id=document.document_id or str(uuid.uuid4()),
         )
+        _log_as(event)
         await publisher.publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
@@ -141,6 +150,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """Accepted for validation by the feedback service: an unknown request id is
         dead-lettered there with the reason (the gateway holds no state to check it)."""
         event = FeedbackSubmitted(producer=producer, tenant=settings.platform.tenant, **feedback.model_dump())
+        _log_as(event)
         await publisher.publish(event)
         return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
 
@@ -151,6 +161,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             producer=producer, tenant=settings.platform.tenant, request_id=str(uuid.uuid4()),
             **query.model_dump(exclude={"timeout_s"}),
         )
+        _log_as(event)
         reply = watcher.expect(event.request_id, (AnswerGenerated, MessageDeadLettered))
         await publisher.publish(event)
         try:

@@ -3,7 +3,7 @@ version of the prompt template, runs the model and publishes ``AnswerGenerated``
 token usage, latency and full lineage of the answer.
 
 A fetch of up to ``batch_records`` queries is generated as one padded batch (micro-batching
-across messages: 8 prompts decode at about 2.5x the tokens/s of one, ../shared/DESIGN.md)."""
+across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
 
 import asyncio
 import time
@@ -24,7 +24,7 @@ from ragops_schemas.registry import Registry
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 

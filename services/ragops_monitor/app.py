@@ -49,7 +49,7 @@ from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
 from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, make_broker
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -245,7 +245,7 @@ class Monitor:
                     read_windows, self.analytics, signal, since, self.settings.reference_size, self.settings.current_size,
                 )
             except Exception as error:  # noqa: BLE001 - one broken signal must not stop the others
-                log.warning("signal unavailable", signal=signal.name, error=str(error))
+                log.warning("signal_unavailable", signal=signal.name, error=str(error))
                 continue
             if windows is None:
                 SIGNAL_CHECKS.labels(signal.name, "waiting").inc()
@@ -284,12 +284,12 @@ class Monitor:
             **self._fields(signal, result, reference, current),
         )
         self.alerts[signal] = _Alert(alert_id, event)
-        log.warning("drift detected", signal=signal, test=result.test, statistic=result.statistic, p_value=result.p_value)
+        log.warning("drift_detected", signal=signal, test=result.test, statistic=result.statistic, p_value=result.p_value)
         return event
 
     def _recovered(self, signal: str, result: TestResult, reference: Window, current: Window) -> DriftRecovered:
         alert = self.alerts.pop(signal)
-        log.info("drift recovered", signal=signal, test=result.test, statistic=result.statistic)
+        log.info("drift_recovered", signal=signal, test=result.test, statistic=result.statistic)
         return alert.detected.caused(
             DriftRecovered, self.producer, alert_id=alert.alert_id, detected_event_id=str(alert.detected.event_id),
             **self._fields(signal, result, reference, current),
@@ -312,7 +312,7 @@ class Monitor:
         last = self.last_request.get(rule.name)
         now = datetime.now(UTC)
         if last is not None and (now - last).total_seconds() < rule.cooldown_s:
-            log.info("retraining rule in cooldown", rule=rule.name)
+            log.info("retraining_rule_in_cooldown", rule=rule.name)
             return []
         self.last_request[rule.name] = now
         return [detected.caused(
@@ -379,14 +379,14 @@ async def run_forever(monitor: Monitor, publish: Callable[[object], object], int
             await asyncio.to_thread(monitor.restore)
             break
         except Exception as error:  # noqa: BLE001 - ClickHouse (the sink) may start after us
-            log.warning("cannot read open alerts yet", error=str(error))
+            log.warning("open_alerts_unreadable_yet", error=str(error))
             await asyncio.sleep(interval_s)
     while True:
         try:
             for event in await monitor.tick():
                 await publish(event)
         except Exception:
-            log.exception("monitor tick failed")
+            log.exception("monitor_tick_failed")
         await asyncio.sleep(interval_s)
 
 

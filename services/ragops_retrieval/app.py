@@ -34,7 +34,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry, index_name
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 

@@ -86,7 +86,7 @@ class Writer:
         applied = store.migrate()
         store.set_retention(self.settings.retention_days)
         store.set_prices(self.settings.prices_usd_per_million)
-        log.info("clickhouse ready", migrations_applied=applied)
+        log.info("clickhouse_ready", migrations_applied=applied)
         self._store = store
 
     def close(self) -> None:
@@ -109,7 +109,7 @@ class Writer:
                 await asyncio.to_thread(self.store.insert_events, rows)
                 return
             except StoreUnavailable as error:
-                log.warning("clickhouse unavailable, retrying", rows=len(rows), retry_in_s=delay, error=str(error))
+                log.warning("clickhouse_unavailable_retrying", rows=len(rows), retry_in_s=delay, error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
 

@@ -60,7 +60,7 @@ from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.datasets import load_corpus, load_questions
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
@@ -207,7 +207,7 @@ class Trainer:
         """Act on each request; steps are published as they happen, so nothing is returned."""
         for request in requests:
             if self._done(request):
-                log.info("request already answered", request=str(request.event_id))
+                log.info("request_already_answered", request=str(request.event_id))
                 continue
             await self._act(request)
         return []
@@ -221,14 +221,14 @@ class Trainer:
             }[request.action]
             await action(request)
         except Rejected as reason:
-            log.warning("retraining request rejected", action=request.action, reason=str(reason))
+            log.warning("retraining_request_rejected", action=request.action, reason=str(reason))
             await self.publish(request.caused(RetrainingRejected, self.producer, derived_id=True, reason=str(reason), **step))
         except TimeoutError as error:  # a document wait, or the training bound (TrainingTimeout)
             await self.publish(request.caused(
                 TrainingFailed, self.producer, derived_id=True, reason=f"ran out of time: {error}", timed_out=True, **step,
             ))
         except Exception as error:  # noqa: BLE001 - any failure ends the run with its reason, live versions untouched
-            log.exception("training run failed", action=request.action)
+            log.exception("training_run_failed", action=request.action)
             await self.publish(request.caused(
                 TrainingFailed, self.producer, derived_id=True, reason=f"{type(error).__name__}: {error}", **step,
             ))

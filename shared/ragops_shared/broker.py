@@ -27,6 +27,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered, Producer
+from ragops_shared.logs import event_context
 from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS
 from ragops_shared.settings import KafkaSettings
 
@@ -100,6 +101,7 @@ class EventSubscriber(Generic[E]):
     handler receives ``list[E]`` of valid events only (possibly empty).
     :meth:`run` applies a function to the batch, falling back to one event at a time when
     the batch fails, and dead-letters each event that still fails (``error_type="processing"``).
+    Lines logged while one event is handled carry its ids (:func:`~ragops_shared.logs.event_context`).
 
     ``batch_wait_ms`` > 0: a fetch that brought fewer than ``max_records`` records is topped
     up from the same consumer for up to that long before the handler runs, so requests that
@@ -203,21 +205,24 @@ class EventSubscriber(Generic[E]):
                 await self._publisher.publish_all(await process(events))
                 return
             except Exception:  # noqa: BLE001 - isolate the failing event(s) one by one below
-                log.warning("batch failed, retrying one event at a time", size=len(events))
+                log.warning("batch_failed_retrying_one_by_one", size=len(events))
         for event in events:
-            try:
-                await self._publisher.publish_all(await process([event]))
-            except EventRejected as error:
-                await self._dead_letter(self._records[event.event_id], "rejected", str(error))
-            except Exception as error:  # noqa: BLE001 - a bad event must not stop the stream
-                log.exception("processing failed", event_type=event.event_type, event_id=str(event.event_id))
-                reason = f"{type(error).__name__}: {error}"
-                await self._dead_letter(self._records[event.event_id], "processing", reason)
+            # One event at a time, so every line logged for it (by ``process`` too, in its
+            # threads) carries its ids; a batch of one takes this path at once.
+            with event_context(event):
+                try:
+                    await self._publisher.publish_all(await process([event]))
+                except EventRejected as error:
+                    await self._dead_letter(self._records[event.event_id], "rejected", str(error))
+                except Exception as error:  # noqa: BLE001 - a bad event must not stop the stream
+                    log.exception("processing_failed")
+                    reason = f"{type(error).__name__}: {error}"
+                    await self._dead_letter(self._records[event.event_id], "processing", reason)
 
     async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
         DEAD_LETTERS.labels(self._publisher.producer.name, record.topic, error_type).inc()
         log.warning(
-            "dead-lettering record", topic=record.topic, partition=record.partition, offset=record.offset,
+            "dead_lettering_record", topic=record.topic, partition=record.partition, offset=record.offset,
             error_type=error_type, reason=reason,
         )
         await self._publisher.publish(MessageDeadLettered(

@@ -14,7 +14,7 @@ def native_compute_dtype() -> ComputeDtype:
     """``bfloat16`` when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16 in
     ``/proc/cpuinfo``), else ``float32``. Measured on such a CPU: the embedding model 2.2-3x
     faster at cosine 0.9999 to fp32, the generation model ~3.8x faster with the same greedy
-    answers; on CPUs without it bf16 is emulated and much slower (../shared/DESIGN.md)."""
+    answers; on CPUs without it bf16 is emulated and much slower."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: stay on the safe default

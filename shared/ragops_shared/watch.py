@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from ragops_schemas import Event
+from ragops_shared.logs import event_context
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 log = structlog.get_logger(__name__)
@@ -139,10 +140,12 @@ class EventWatcher:
         try:
             event = self._types[topic].model_validate_json(value or b"")
         except ValidationError as error:
-            log.warning("skipping an invalid record", topic=topic, error=str(error).splitlines()[0])
+            log.warning("invalid_record_skipped", topic=topic, error=str(error).splitlines()[0])
             return
-        for listener in self._listeners:
-            listener(event)
+        # Lines logged by a listener, or by the tasks and threads it starts, carry the event's ids.
+        with event_context(event):
+            for listener in self._listeners:
+                listener(event)
         waiting = self._waiting.get(key or b"", [])
         for entry in [entry for entry in waiting if isinstance(event, entry[0])]:
             waiting.remove(entry)
