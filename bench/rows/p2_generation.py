@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ragops_generation.app import GenerationSettings
-from ragops_generation.generator import TransformersGenerator
+from ragops_models.transformers_generator import TransformersGenerator
 from ragops_generation.prompts import load_prompt
 
 from bench import data

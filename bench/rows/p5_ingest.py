@@ -22,7 +22,7 @@ from ragops_ingestion.app import IngestionSettings
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_schemas import DocumentIndexed
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
 from rich.console import Console
 
 from bench import data

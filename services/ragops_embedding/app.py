@@ -24,7 +24,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_embedding.embedder import Embedder
+from ragops_models.embedder import Embedder
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
@@ -40,7 +40,7 @@ from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 

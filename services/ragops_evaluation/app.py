@@ -17,11 +17,11 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_embedding.embedder import Embedder
+from ragops_models.embedder import Embedder
 from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 

@@ -17,9 +17,11 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_generation.generator import Generation, TransformersGenerator, default_generation_model
-from ragops_generation.openai_backend import OpenAICompatibleGenerator
 from ragops_generation.prompts import PromptTemplate, load_prompt
+from ragops_models.defaults import default_generation_model
+from ragops_models.generation import Generation, Generator
+from ragops_models.openai_generator import OpenAICompatibleGenerator
+from ragops_models.transformers_generator import TransformersGenerator
 from ragops_schemas.registry import Registry
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -63,7 +65,7 @@ class GenerationSettings(BaseSettings):
             raise ValueError("RAGOPS_GENERATION_BACKEND=openai needs RAGOPS_GENERATION_OPENAI_BASE_URL and RAGOPS_GENERATION_MODEL")
         return self
 
-    def generator(self) -> "Generator":
+    def generator(self) -> Generator:
         if self.backend == "openai":
             assert self.openai_base_url is not None and self.model is not None  # checked above
             return OpenAICompatibleGenerator(
@@ -76,9 +78,6 @@ class GenerationSettings(BaseSettings):
             max_new_tokens=self.max_new_tokens, torch_threads=self.platform.torch_threads, temperature=self.temperature,
             dtype=self.dtype,
         )
-
-
-Generator = TransformersGenerator | OpenAICompatibleGenerator
 
 
 class Answerer:

