@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from itertools import groupby
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import structlog
 from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_models.device import DeviceName, DtypeName
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
     ChunksEmbedded,
@@ -57,7 +57,8 @@ class EmbeddingSettings(BaseSettings):
     model_name: str | None = Field(default=None, description="Name recorded on events; None = derived.")
     max_length: int = Field(default=256, gt=0, description="Tokens per text (longer texts are truncated).")
     batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
+    device: DeviceName = Field(default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N.")
     document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
     query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
     # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
@@ -74,7 +75,7 @@ class EmbeddingSettings(BaseSettings):
             name = self.embedder().name
         return Embedder(
             model, name=name, max_length=self.max_length, batch_size=self.batch_size,
-            dtype=self.dtype, torch_threads=self.platform.torch_threads,
+            dtype=self.dtype, torch_threads=self.platform.torch_threads, device=self.device,
         )
 
 

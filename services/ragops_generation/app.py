@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_models.defaults import default_generation_model
+from ragops_models.device import DeviceName, DtypeName
 from ragops_models.generation import Generation, Generator
 from ragops_models.openai_generator import OpenAICompatibleGenerator
 from ragops_models.transformers_generator import TransformersGenerator
@@ -50,7 +51,8 @@ class GenerationSettings(BaseSettings):
     prompt_dir: Path | None = Field(default=None, description="Prompt templates directory; None = the packaged prompts.")
     context_chunks: int = Field(default=3, gt=0, description="Retrieved chunks put into the prompt (best first).")
     max_new_tokens: int = Field(default=48, gt=0)
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto = bf16 where the CPU computes it natively.")
+    dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
+    device: DeviceName = Field(default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N (transformers backend).")
     temperature: float = Field(default=0.0, ge=0.0)
     batch_records: int = Field(default=8, gt=0, description="Queries generated as one batch.")
     # A batch takes seconds, so a request one fetch late would wait for all of it: 50 ms
@@ -76,7 +78,7 @@ class GenerationSettings(BaseSettings):
         return TransformersGenerator(
             model, gguf_file=gguf_file, cache_dir=self.platform.cache_dir / "models",
             max_new_tokens=self.max_new_tokens, torch_threads=self.platform.torch_threads, temperature=self.temperature,
-            dtype=self.dtype,
+            dtype=self.dtype, device=self.device,
         )
 
 
