@@ -41,7 +41,7 @@ DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platfo
 
 def _analytics(data_dir: Path) -> Analytics:
     """ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running platform's sink."""
-    from ragops_sink.app import SinkSettings
+    from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
     if url:
@@ -221,7 +221,7 @@ def retrain(
     """Ask the trainer to act, as an operator (the monitor's policy sends the same request)."""
     target = None
     if model_version is not None:
-        from ragops_embedding.app import EmbeddingSettings
+        from ragops_embedding.settings import EmbeddingSettings
 
         target = VersionRef(kind="embedding_model", name=EmbeddingSettings().embedder().name, version=model_version)
 

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from ragops_generation.app import GenerationSettings
+from ragops_generation.settings import GenerationSettings
 from ragops_models.transformers_generator import TransformersGenerator
 from ragops_generation.prompts import load_prompt
 

@@ -17,8 +17,8 @@ import asyncio
 import time
 from collections.abc import Awaitable
 
-from ragops_embedding.app import EmbeddingSettings
-from ragops_ingestion.app import IngestionSettings
+from ragops_embedding.settings import EmbeddingSettings
+from ragops_ingestion.settings import IngestionSettings
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_schemas import DocumentIndexed

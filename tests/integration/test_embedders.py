@@ -5,7 +5,8 @@ the wrong model."""
 
 import pytest
 
-from ragops_embedding.app import Embedders, EmbeddingSettings
+from ragops_embedding.app import Embedders
+from ragops_embedding.settings import EmbeddingSettings
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventRejected
 from ragops_models.defaults import default_embedding_model_dir

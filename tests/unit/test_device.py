@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
+from ragops_embedding.settings import EmbeddingSettings
+from ragops_generation.settings import GenerationSettings
 from ragops_models import device as device_module
 from ragops_models.device import resolve_device, resolve_dtype
 from ragops_models.embedder import Embedder
@@ -82,3 +85,14 @@ def test_models_go_to_the_gpu_in_bf16_where_torch_sees_one(gpus, tmp_path: Path)
     assert (embedder.device, embedder.dtype) == (torch.device("cuda"), "bfloat16")
     assert (generator.device, generator.dtype) == (torch.device("cuda"), "float32")
     assert Embedder(tmp_path, device="cpu").device == torch.device("cpu")
+
+
+def test_the_services_read_the_device_setting(gpus, monkeypatch: pytest.MonkeyPatch) -> None:
+    gpus(1)
+    assert EmbeddingSettings().embedder().device == torch.device("cuda")
+    monkeypatch.setenv("RAGOPS_EMBEDDING_DEVICE", "cpu")
+    assert EmbeddingSettings().embedder().device == torch.device("cpu")
+    monkeypatch.setenv("RAGOPS_GENERATION_DEVICE", "cuda:0")
+    assert GenerationSettings().generator().device == torch.device("cuda", 0)
+    with pytest.raises(ValidationError, match="device"):
+        GenerationSettings(device="gpu")

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from ragops_generation.app import GenerationSettings
+from ragops_generation.settings import GenerationSettings
 from ragops_models.transformers_generator import TransformersGenerator
 from ragops_models.openai_generator import OpenAICompatibleGenerator
 
