@@ -22,8 +22,8 @@ from ragops.demo import load_corpus, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
-from ragops_ingestion.parsing import DocumentParseError, content_type_for
 from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
+from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.settings import KafkaSettings
 
@@ -117,7 +117,7 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
     for file in files:
         try:
             content_type = content_type_for(file)
-        except DocumentParseError as error:
+        except UnsupportedFileType as error:
             console.print(f"[yellow]skipping {file}: {error}")
             continue
         # The resolved path: one file is one document however the command names it.
