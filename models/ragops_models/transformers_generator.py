@@ -302,9 +302,9 @@ class TransformersGenerator:
     def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
         """Answer a batch of chat requests, decoding them together.
 
-        Each request is a list of chat messages (``{"role": ..., "content": ...}``, as from
-        :meth:`~ragops_generation.prompts.PromptTemplate.render`); the model's chat template
-        turns each into a prompt. Loads the model first if :meth:`warm_up` has not run.
+        Each request is a list of chat messages (``{"role": ..., "content": ...}``, as the
+        generation service's prompt templates render them); the model's chat template turns
+        each into a prompt. Loads the model first if :meth:`warm_up` has not run.
 
         How (models whose cache is transformers' plain ``DynamicCache``, e.g. Llama, Qwen,
         SmolLM2): each prompt is prefilled alone, without padding; the key/value caches,
