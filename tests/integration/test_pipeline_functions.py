@@ -10,12 +10,12 @@ import pytest
 from ragops_embedding.app import embed_documents, embed_queries
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_ingestion.app import ingest
-from ragops_ingestion.settings import IngestionSettings
 from ragops_ingestion.chunking import TokenChunker
+from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index, collection_name
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
-from ragops_models.defaults import default_embedding_model_dir
 from ragops_shared.settings import PlatformSettings
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]

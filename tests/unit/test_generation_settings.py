@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from ragops_generation.settings import GenerationSettings
-from ragops_models.transformers_generator import TransformersGenerator
 from ragops_models.openai_generator import OpenAICompatibleGenerator
+from ragops_models.transformers_generator import TransformersGenerator
 
 
 def test_default_is_the_in_process_model() -> None:
