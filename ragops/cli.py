@@ -22,8 +22,8 @@ from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
-from ragops_ingestion.parsing import DocumentParseError, content_type_for
 from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
+from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.settings import KafkaSettings
 
@@ -41,7 +41,7 @@ DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platfo
 
 def _analytics(data_dir: Path) -> Analytics:
     """ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running platform's sink."""
-    from ragops_sink.app import SinkSettings
+    from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
     if url:
@@ -117,7 +117,7 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
     for file in files:
         try:
             content_type = content_type_for(file)
-        except DocumentParseError as error:
+        except UnsupportedFileType as error:
             console.print(f"[yellow]skipping {file}: {error}")
             continue
         # The resolved path: one file is one document however the command names it.
@@ -221,7 +221,7 @@ def retrain(
     """Ask the trainer to act, as an operator (the monitor's policy sends the same request)."""
     target = None
     if model_version is not None:
-        from ragops_embedding.app import EmbeddingSettings
+        from ragops_embedding.settings import EmbeddingSettings
 
         target = VersionRef(kind="embedding_model", name=EmbeddingSettings().embedder().name, version=model_version)
 

@@ -173,8 +173,8 @@ def null_false_alarms(
     ``evaluation.*`` and ``negative_feedback_rate`` need answers, which take about a second
     each here, so they are drawn with replacement from the unchanged phase's (a bootstrap
     of the unchanged distribution)."""
-    from ragops_embedding.embedder import Embedder
-    from ragops_shared.models import default_embedding_model_dir
+    from ragops_models.defaults import default_embedding_model_dir
+    from ragops_models.embedder import Embedder
 
     rng = np.random.default_rng(seed)
     embedder = Embedder(embedder_dir or default_embedding_model_dir())

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import torch
-from ragops_embedding.app import EmbeddingSettings
+from ragops_embedding.settings import EmbeddingSettings
 from sentence_transformers import SentenceTransformer
 
 from bench import data

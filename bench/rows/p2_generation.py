@@ -17,9 +17,9 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from ragops_generation.app import GenerationSettings
-from ragops_generation.generator import TransformersGenerator
 from ragops_generation.prompts import load_prompt
+from ragops_generation.settings import GenerationSettings
+from ragops_models.transformers_generator import TransformersGenerator
 
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step

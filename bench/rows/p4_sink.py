@@ -23,8 +23,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from ragops_schemas import EVENT_TYPES, Topic
 from ragops_shared.clickhouse import ChdbStore
 from ragops_shared.settings import KafkaSettings, PlatformSettings, aiokafka_options
-from ragops_sink.app import SinkSettings, Writer, create_app
+from ragops_sink.app import Writer, create_app
 from ragops_sink.rows import to_row
+from ragops_sink.settings import SinkSettings
 
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step

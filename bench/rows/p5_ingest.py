@@ -17,12 +17,12 @@ import asyncio
 import time
 from collections.abc import Awaitable
 
-from ragops_embedding.app import EmbeddingSettings
-from ragops_ingestion.app import IngestionSettings
+from ragops_embedding.settings import EmbeddingSettings
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_schemas import DocumentIndexed
-from ragops_shared.models import default_embedding_model_dir
 from rich.console import Console
 
 from bench import data

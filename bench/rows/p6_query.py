@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from ragops_embedding.app import EmbeddingSettings
+from ragops_embedding.settings import EmbeddingSettings
 from ragops_schemas import AnswerGenerated, ContextRetrieved, Event, QueryEmbedded
 
 from bench import data

@@ -10,6 +10,7 @@ Compatibility rule for rolling deploys: new fields are optional with a default; 
 retyping a field needs a new class and a ``.v2`` topic (see ``schemas/README.md``).
 """
 
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -21,6 +22,42 @@ from ragops_schemas.topics import Topic
 
 ContentType = Literal["text/plain", "text/markdown", "text/html", "text/x-rst"]
 MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+
+_SUFFIX_CONTENT_TYPES: dict[str, ContentType] = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".rst": "text/x-rst",
+    ".rest": "text/x-rst",
+    # Sphinx publishes page sources as ``<page>.rst.txt`` (``_sources/``); they are reST.
+    ".rst.txt": "text/x-rst",
+}
+
+
+class UnsupportedFileType(ValueError):
+    """A file's suffix maps to no :data:`ContentType`; the message names the file and the
+    supported suffixes."""
+
+
+def content_type_for(path: PurePath) -> ContentType:
+    """The ``DocumentSubmitted.content_type`` of a file, from its suffix (case-insensitive):
+    ``.txt``/``.text`` -> text/plain, ``.md``/``.markdown`` -> text/markdown,
+    ``.html``/``.htm`` -> text/html, ``.rst``/``.rest``/``.rst.txt`` -> text/x-rst.
+
+    Raises:
+        UnsupportedFileType: any other suffix.
+    """
+    double_suffix = "".join(path.suffixes[-2:]).lower()
+    content_type = _SUFFIX_CONTENT_TYPES.get(double_suffix) or _SUFFIX_CONTENT_TYPES.get(path.suffix.lower())
+    if content_type is None:
+        raise UnsupportedFileType(
+            f"unsupported file type {path.suffix or '(no suffix)'!r} for {path.name!r}; "
+            f"supported suffixes: {', '.join(sorted(_SUFFIX_CONTENT_TYPES))}"
+        )
+    return content_type
 
 
 class _Part(BaseModel):

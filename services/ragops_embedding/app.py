@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from itertools import groupby
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import structlog
 from faststream.asgi import AsgiFastStream
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_embedding.embedder import Embedder
+from ragops_embedding.settings import EmbeddingSettings
+from ragops_models.embedder import Embedder
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
@@ -40,42 +38,10 @@ from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "embedding"
 log = structlog.get_logger(__name__)
-
-
-class EmbeddingSettings(BaseSettings):
-    """Env prefix ``RAGOPS_EMBEDDING_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_EMBEDDING_", extra="ignore")
-
-    model: Path | None = Field(default=None, description="HF model directory; None = packaged all-MiniLM-L6-v2.")
-    model_name: str | None = Field(default=None, description="Name recorded on events; None = derived.")
-    max_length: int = Field(default=256, gt=0, description="Tokens per text (longer texts are truncated).")
-    batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
-    query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
-    # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
-    # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
-    query_batch_wait_ms: int = Field(default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms).")
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    def embedder(self, directory: Path | None = None) -> Embedder:
-        """The configured model, or another version of it in ``directory`` (same name)."""
-        model = directory or self.model or default_embedding_model_dir()
-        name = self.model_name or (DEFAULT_EMBEDDING_MODEL_NAME if self.model is None else None)
-        if directory is not None and name is None:
-            name = self.embedder().name
-        return Embedder(
-            model, name=name, max_length=self.max_length, batch_size=self.batch_size,
-            dtype=self.dtype, torch_threads=self.platform.torch_threads,
-        )
 
 
 def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:

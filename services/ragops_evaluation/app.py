@@ -14,29 +14,16 @@ from collections.abc import Sequence
 from functools import partial
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_embedding.embedder import Embedder
 from ragops_evaluation.metrics import reference_free_scores, reference_scores
+from ragops_evaluation.settings import EvaluationSettings
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.embedder import Embedder
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "evaluation"
-
-
-class EvaluationSettings(BaseSettings):
-    """Env prefix ``RAGOPS_EVALUATION_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_EVALUATION_", extra="ignore")
-
-    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of production answers scored.")
-    batch_records: int = Field(default=32, gt=0)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
 def sampled(request_id: str, rate: float) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 Embed = Callable[[list[str]], np.ndarray]
 """Texts -> float32 array of shape ``(len(texts), dimension)`` with L2-normalised rows, such as
-``ragops_embedding.embedder.Embedder.embed``."""
+``ragops_models.embedder.Embedder.embed``."""
 
 SQUAD_METHOD = "squad_v1.1"
 ID_MATCH_METHOD = "id_match_v1"

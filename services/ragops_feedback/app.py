@@ -18,30 +18,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_feedback.settings import FeedbackSettings
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 
 SERVICE = "feedback"
-
-
-class FeedbackSettings(BaseSettings):
-    """Env prefix ``RAGOPS_FEEDBACK_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_FEEDBACK_", extra="ignore")
-
-    dataset: str = Field(default="feedback", description="Dataset that corrections and liked answers join.")
-    max_answers: int = Field(default=1_000_000, gt=0, description="Answers remembered for linking (oldest dropped first).")
-    unknown_wait_s: float = Field(default=5.0, ge=0, description="How long to wait for an answer still in flight.")
-    max_clock_skew_s: float = Field(default=300.0, ge=0, description="Feedback stamped further in the future is refused.")
-    batch_records: int = Field(default=64, gt=0)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
 def sentiment(feedback: FeedbackSubmitted) -> str:

@@ -17,14 +17,13 @@ from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import AnswerGenerated, DocumentSubmitted, Event, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.service import asyncapi, load_settings, producer_for
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = "gateway"
@@ -35,19 +34,6 @@ def _log_as(event: Event) -> None:
     access line and any error included. Uvicorn runs each request in a task of its own,
     so the ids end with it and never reach another request's lines."""
     structlog.contextvars.bind_contextvars(**event_fields(event))
-
-
-class GatewaySettings(BaseSettings):
-    """Env prefix ``RAGOPS_GATEWAY_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_GATEWAY_", extra="ignore")
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
-    max_timeout_s: float = Field(default=300.0, gt=0)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
 class DocumentIn(BaseModel):

@@ -9,76 +9,21 @@ import asyncio
 import time
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
-
-from typing import Literal
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_generation.generator import Generation, TransformersGenerator, default_generation_model
-from ragops_generation.openai_backend import OpenAICompatibleGenerator
 from ragops_generation.prompts import PromptTemplate, load_prompt
+from ragops_generation.settings import GenerationSettings
+from ragops_models.generation import Generation, Generator
 from ragops_schemas.registry import Registry
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "generation"
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
-
-
-class GenerationSettings(BaseSettings):
-    """Env prefix ``RAGOPS_GENERATION_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_GENERATION_", extra="ignore")
-
-    backend: Literal["transformers", "openai"] = Field(
-        default="transformers", description="In-process transformers, or an OpenAI-compatible server (vLLM, TGI, Ollama, hosted APIs)."
-    )
-    model: str | None = Field(default=None, description="HF causal-LM directory or id (transformers), or the served model name (openai); None = packaged SmolLM2-135M-Instruct.")
-    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1.")
-    openai_api_key: SecretStr | None = None
-    gguf_file: str | None = Field(default=None, description="GGUF file inside `model`, if the weights are GGUF.")
-    prompt_name: str = "rag-answer"
-    prompt_dir: Path | None = Field(default=None, description="Prompt templates directory; None = the packaged prompts.")
-    context_chunks: int = Field(default=3, gt=0, description="Retrieved chunks put into the prompt (best first).")
-    max_new_tokens: int = Field(default=48, gt=0)
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto = bf16 where the CPU computes it natively.")
-    temperature: float = Field(default=0.0, ge=0.0)
-    batch_records: int = Field(default=8, gt=0, description="Queries generated as one batch.")
-    # A batch takes seconds, so a request one fetch late would wait for all of it: 50 ms
-    # (two fetch waits on the embedded broker) lets requests that arrive together share it.
-    batch_wait_ms: int = Field(default=50, ge=0, description="Longest wait to fill a batch after a short fetch (ms).")
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @model_validator(mode="after")
-    def _openai_needs_a_server(self) -> "GenerationSettings":
-        if self.backend == "openai" and not (self.openai_base_url and self.model):
-            raise ValueError("RAGOPS_GENERATION_BACKEND=openai needs RAGOPS_GENERATION_OPENAI_BASE_URL and RAGOPS_GENERATION_MODEL")
-        return self
-
-    def generator(self) -> "Generator":
-        if self.backend == "openai":
-            assert self.openai_base_url is not None and self.model is not None  # checked above
-            return OpenAICompatibleGenerator(
-                self.openai_base_url, self.model, api_key=self.openai_api_key, max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature, concurrency=self.batch_records,
-            )
-        model, gguf_file = (self.model, self.gguf_file) if self.model else default_generation_model()
-        return TransformersGenerator(
-            model, gguf_file=gguf_file, cache_dir=self.platform.cache_dir / "models",
-            max_new_tokens=self.max_new_tokens, torch_threads=self.platform.torch_threads, temperature=self.temperature,
-            dtype=self.dtype,
-        )
-
-
-Generator = TransformersGenerator | OpenAICompatibleGenerator
 
 
 class Answerer:

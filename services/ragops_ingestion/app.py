@@ -9,35 +9,18 @@ the same chunk ids and a changed one a new version that supersedes the old chunk
 import asyncio
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_ingestion.chunking import TokenChunker, chunk_id, document_version
 from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "ingestion"
-
-
-class IngestionSettings(BaseSettings):
-    """Env prefix ``RAGOPS_INGESTION_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_INGESTION_", extra="ignore")
-
-    tokenizer: Path | None = Field(default=None, description="Tokenizer of the embedding model; None = packaged all-MiniLM-L6-v2.")
-    tokenizer_name: str = DEFAULT_EMBEDDING_MODEL_NAME
-    chunk_size: int = Field(default=200, gt=0, description="Maximum tokens per chunk (the model reads 256).")
-    overlap: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")
-    batch_records: int = Field(default=16, gt=0, description="DocumentSubmitted records per fetch.")
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
 def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitted: DocumentSubmitted) -> Event:

@@ -19,7 +19,6 @@ import types
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ParserRejectedMarkup, ProcessingInstruction, Tag
@@ -33,7 +32,7 @@ from markdown_it.token import Token
 
 class DocumentParseError(ValueError):
     """A document cannot be turned into text; the message says why (unsupported content
-    type or file suffix, markup the parser rejects, nothing left after parsing)."""
+    type, markup the parser rejects, nothing left after parsing)."""
 
 
 @dataclass(frozen=True)
@@ -48,38 +47,6 @@ class ParsedDocument:
 
     text: str
     title: str | None
-
-
-_SUFFIX_CONTENT_TYPES: dict[str, str] = {
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".rst": "text/x-rst",
-    ".rest": "text/x-rst",
-    # Sphinx publishes page sources as ``<page>.rst.txt`` (``_sources/``); they are reST.
-    ".rst.txt": "text/x-rst",
-}
-
-
-def content_type_for(path: Path) -> str:
-    """The content type of a file, from its suffix (case-insensitive): ``.txt``/``.text``
-    -> text/plain, ``.md``/``.markdown`` -> text/markdown, ``.html``/``.htm`` -> text/html,
-    ``.rst``/``.rest``/``.rst.txt`` -> text/x-rst.
-
-    Raises:
-        DocumentParseError: any other suffix.
-    """
-    double_suffix = "".join(path.suffixes[-2:]).lower()
-    content_type = _SUFFIX_CONTENT_TYPES.get(double_suffix) or _SUFFIX_CONTENT_TYPES.get(path.suffix.lower())
-    if content_type is None:
-        raise DocumentParseError(
-            f"unsupported file type {path.suffix or '(no suffix)'!r} for {path.name!r}; "
-            f"supported suffixes: {', '.join(sorted(_SUFFIX_CONTENT_TYPES))}"
-        )
-    return content_type
 
 
 def parse(content: str, content_type: str) -> ParsedDocument:

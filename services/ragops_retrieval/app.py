@@ -15,13 +15,11 @@ switches to a Qdrant server."""
 import asyncio
 from collections.abc import Sequence
 from functools import partial
-from typing import Literal
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_retrieval.store import ChunkPoint, VectorStore, open_store
+from ragops_retrieval.settings import RetrievalSettings
+from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
     ChunksEmbedded,
     ContextRetrieved,
@@ -36,36 +34,8 @@ from ragops_schemas.registry import Registry, index_name
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "retrieval"
-
-
-class RetrievalSettings(BaseSettings):
-    """Env prefix ``RAGOPS_RETRIEVAL_``."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_RETRIEVAL_", extra="ignore")
-
-    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; None = embedded Qdrant Edge.")
-    qdrant_api_key: SecretStr | None = None
-    corpus: str = Field(default="default", pattern=r"^[a-zA-Z0-9_-]+$", description="Corpus name, part of collection names.")
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
-    score_threshold: float | None = Field(default=None, description="Minimum dense cosine similarity of a hit.")
-    index_batch_records: int = Field(default=16, gt=0)
-    query_batch_records: int = Field(default=32, gt=0)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @model_validator(mode="after")
-    def _server_in_production(self) -> "RetrievalSettings":
-        # Qdrant Edge lives inside one process: replicas could not share it.
-        if self.platform.environment == "production" and not self.qdrant_url:
-            raise ValueError("RAGOPS_RETRIEVAL_QDRANT_URL is required when RAGOPS_ENVIRONMENT=production")
-        return self
-
-    def open_store(self) -> VectorStore:
-        api_key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None
-        return open_store(url=self.qdrant_url, api_key=api_key, path=self.platform.data_dir / "qdrant")
 
 
 def collection_name(corpus: str, embedding: EmbeddingModelInfo) -> str:

@@ -59,7 +59,7 @@ from ragops_schemas.registry import Registry, VersionState, index_name
 from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.datasets import load_corpus, load_questions
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -367,7 +367,7 @@ class Trainer:
 
     async def finetune(self, request: RetrainingRequested) -> None:
         # torch is imported here, not at start: an idle trainer stays ~200 MiB smaller.
-        from ragops_embedding.embedder import weights_version
+        from ragops_models.weights import weights_version
         from ragops_trainer.finetune import finetune_embedding, hits_at_k
 
         settings = self.settings

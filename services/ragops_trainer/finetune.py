@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
-from ragops_embedding.embedder import Embedder
+from ragops_models.embedder import Embedder
 from ragops_trainer.pairs import TrainingPair
 
 SCALE = 20.0

@@ -22,11 +22,6 @@ def native_compute_dtype() -> ComputeDtype:
     return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
-def resolve_dtype(dtype: Literal["auto", "float32", "bfloat16"]) -> ComputeDtype:
-    """``auto`` -> :func:`native_compute_dtype`; an explicit choice is kept."""
-    return native_compute_dtype() if dtype == "auto" else dtype
-
-
 def release_freed_memory() -> None:
     """Hand the heap memory freed since the last call back to the operating system (glibc's
     ``malloc_trim(0)``; a no-op on other C libraries).

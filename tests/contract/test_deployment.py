@@ -19,6 +19,7 @@ with the code, checked offline: no Docker engine, kubectl, kustomize or helm run
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import re
@@ -70,16 +71,20 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 @cache
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
-    ``*Settings`` class of ``ragops_<service>.app`` (nested settings excluded: they read their
-    own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
-    that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
+    ``*Settings`` class defined in ``ragops_<service>.settings`` or ``ragops_<service>.app``
+    (nested settings excluded: they read their own prefix), plus KafkaSettings,
+    PlatformSettings and AnalyticsSettings (the ClickHouse that the monitor and the trainer
+    read, env prefix RAGOPS_ANALYTICS_)."""
     classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, AnalyticsSettings}
     for service in SERVICES:
-        module = importlib.import_module(f"ragops_{service}.app")
-        classes |= {
-            value for _, value in inspect.getmembers(module, inspect.isclass)
-            if issubclass(value, BaseSettings) and value.__module__ == module.__name__
-        }
+        for name in (f"ragops_{service}.settings", f"ragops_{service}.app"):
+            if importlib.util.find_spec(name) is None:
+                continue
+            module = importlib.import_module(name)
+            classes |= {
+                value for _, value in inspect.getmembers(module, inspect.isclass)
+                if issubclass(value, BaseSettings) and value.__module__ == module.__name__
+            }
     names = set()
     for cls in classes:
         prefix = cls.model_config.get("env_prefix", "")

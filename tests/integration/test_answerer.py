@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops_generation.app import Answerer, GenerationSettings
+from ragops_generation.app import Answerer
+from ragops_generation.settings import GenerationSettings
 from ragops_schemas import ContextRetrieved, Producer
 
 pytestmark = pytest.mark.model

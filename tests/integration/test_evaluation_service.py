@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops_evaluation.app import EvaluationSettings, create_app, sampled
+from ragops_evaluation.app import create_app, sampled
+from ragops_evaluation.settings import EvaluationSettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationContext, Topic
 from tests.integration.services import produce_raw, running, wait_for, watching
 

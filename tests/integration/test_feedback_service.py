@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops_feedback.app import FeedbackSettings, create_app
+from ragops_feedback.app import create_app
+from ragops_feedback.settings import FeedbackSettings
 from ragops_schemas import (
     AnswerGenerated,
     DatasetExampleAdded,

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ragops_embedding.embedder import Embedder, weights_version
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
+from ragops_models.embedder import Embedder
+from ragops_models.weights import weights_version
 from ragops_trainer.finetune import (
     FinetuneResult,
     TrainingPair,

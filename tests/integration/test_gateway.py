@@ -8,7 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi.testclient import TestClient
 
-from ragops_gateway.app import GatewaySettings, create_app
+from ragops_gateway.app import create_app
+from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import DocumentSubmitted, Topic
 from ragops_shared.embedded import create_topics
 from ragops_shared.settings import KafkaSettings

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import transformers
 
-from ragops_generation.generator import TransformersGenerator, default_generation_model
 from ragops_generation.prompts import load_prompt
+from ragops_models.defaults import default_generation_model
+from ragops_models.transformers_generator import TransformersGenerator
 
 pytestmark = pytest.mark.model
 
@@ -138,7 +139,7 @@ def test_models_whose_cache_cannot_be_merged_fall_back_to_padded_generate(
 ) -> None:
     requests = _questions()
     merged = generator.generate(requests)
-    monkeypatch.setattr("ragops_generation.generator._plain_dynamic_cache", lambda cache: False)
+    monkeypatch.setattr("ragops_models.transformers_generator._plain_dynamic_cache", lambda cache: False)
     # A generator of its own: one decides on its model's cache once, at its first batch.
     padded = new_generator().generate(requests)
     assert [r.input_tokens for r in padded] == [r.input_tokens for r in merged]

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from ragops_ingestion.app import IngestionSettings, create_app
+from ragops_ingestion.app import create_app
+from ragops_ingestion.settings import IngestionSettings
 from ragops_schemas import DocumentChunked, DocumentRejected, DocumentSubmitted, MessageDeadLettered, Producer, Topic
 from tests.integration.services import produce_raw, running, wait_for, watching
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragops_embedding.embedder import Embedder
 from ragops_evaluation.metrics import Score, reference_free_scores, reference_scores
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
+from ragops_models.embedder import Embedder
 
 pytestmark = pytest.mark.model
 

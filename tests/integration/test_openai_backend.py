@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from ragops_generation.generator import Generation
-from ragops_generation.openai_backend import GenerationBackendError, OpenAICompatibleGenerator
+from ragops_models.generation import Generation
+from ragops_models.openai_generator import GenerationBackendError, OpenAICompatibleGenerator
 
 API_KEY = "test-key-123"
 MODEL = "test-model"

@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragops_embedding.app import EmbeddingSettings, embed_documents, embed_queries
-from ragops_ingestion.app import IngestionSettings, ingest
+from ragops_embedding.app import embed_documents, embed_queries
+from ragops_embedding.settings import EmbeddingSettings
+from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
-from ragops_retrieval.app import Index, RetrievalSettings, collection_name
+from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
+from ragops_retrieval.app import Index, collection_name
+from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
-from ragops_shared.models import default_embedding_model_dir
 from ragops_shared.settings import PlatformSettings
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]

@@ -11,7 +11,8 @@ import pytest
 from ragops_schemas import EVENT_TYPES, Topic
 from ragops_shared.clickhouse import AnalyticsStore, ChdbStore, EventRow, StoreUnavailable
 from ragops_shared.settings import PlatformSettings
-from ragops_sink.app import SinkSettings, Writer, create_app
+from ragops_sink.app import Writer, create_app
+from ragops_sink.settings import SinkSettings
 from tests.integration.services import produce_raw, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]

@@ -124,7 +124,7 @@ async def test_a_fine_tune_that_runs_out_of_time_fails_and_promotes_nothing(
     kafka: KafkaSettings, tmp_path: Path, data_dir: Path,
 ) -> None:
     from ragops_shared.datasets import load_corpus, load_questions
-    from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+    from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 
     passages = [d for d in load_corpus(data_dir / "corpus.jsonl") if d.id.startswith("Packet_switching-")]
     questions = [q for q in load_questions(data_dir / "questions-all.jsonl") if q.context_ids[0].startswith("Packet_switching-")]

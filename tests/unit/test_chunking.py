@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from ragops_ingestion.chunking import TextChunk, TokenChunker, chunk_id, document_version
-from ragops_shared.models import default_embedding_model_dir
+from ragops_models.defaults import default_embedding_model_dir
 
 CORPUS = Path("/work/shared/data/corpus.jsonl")
 

@@ -1,11 +1,14 @@
-"""The envelope: ids, keys, trace context, OpenTelemetry GenAI names, tolerance of unknown fields."""
+"""The envelope: ids, keys, trace context, OpenTelemetry GenAI names, tolerance of unknown fields;
+the content type of a submitted file from its name."""
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from ragops_schemas import DocumentSubmitted, GenAIUsage, Producer, QueryEmbedded, QuerySubmitted
+from ragops_schemas.events import UnsupportedFileType, content_type_for
 
 PRODUCER = Producer(name="test", version="0")
 
@@ -63,3 +66,31 @@ def test_invalid_queries_are_refused(bad: dict) -> None:
     fields = {"producer": PRODUCER, "request_id": "r", "question": "q", **bad}
     with pytest.raises(ValidationError):
         QuerySubmitted(**fields)
+
+
+# --- content types from file names --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("a.txt", "text/plain"),
+        ("a.TEXT", "text/plain"),
+        ("a.md", "text/markdown"),
+        ("a.markdown", "text/markdown"),
+        ("a.html", "text/html"),
+        ("a.htm", "text/html"),
+        ("a.rst", "text/x-rst"),
+        ("a.rest", "text/x-rst"),
+        ("library/asyncio.rst.txt", "text/x-rst"),
+        ("notes.v2.txt", "text/plain"),
+    ],
+)
+def test_content_type_for(name: str, content_type: str) -> None:
+    assert content_type_for(Path(name)) == content_type
+
+
+@pytest.mark.parametrize("name", ["a.pdf", "Makefile", "a.docx"])
+def test_content_type_for_unknown_suffix(name: str) -> None:
+    with pytest.raises(UnsupportedFileType, match="unsupported file type"):
+        content_type_for(Path(name))

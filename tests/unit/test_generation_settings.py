@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from ragops_generation.app import GenerationSettings
-from ragops_generation.generator import TransformersGenerator
-from ragops_generation.openai_backend import OpenAICompatibleGenerator
+from ragops_generation.settings import GenerationSettings
+from ragops_models.openai_generator import OpenAICompatibleGenerator
+from ragops_models.transformers_generator import TransformersGenerator
 
 
 def test_default_is_the_in_process_model() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops_ingestion.parsing import CONTENT_TYPES, DocumentParseError, ParsedDocument, parse, content_type_for
+from ragops_ingestion.parsing import CONTENT_TYPES, DocumentParseError, ParsedDocument, parse
+from ragops_schemas.events import content_type_for
 
 CORPUS_LARGE = Path("/work/shared/data/corpus-large")
 needs_corpus = pytest.mark.skipif(not CORPUS_LARGE.is_dir(), reason="corpus-large is not available")
@@ -300,34 +301,6 @@ Use :func:`asyncio.run`, :meth:`~loop.run_until_complete`,
         "asyncio.run(main())\n\n"
         ">>> 1 + 1\n2"
     )
-
-
-# --- content types from file names --------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "content_type"),
-    [
-        ("a.txt", "text/plain"),
-        ("a.TEXT", "text/plain"),
-        ("a.md", "text/markdown"),
-        ("a.markdown", "text/markdown"),
-        ("a.html", "text/html"),
-        ("a.htm", "text/html"),
-        ("a.rst", "text/x-rst"),
-        ("a.rest", "text/x-rst"),
-        ("library/asyncio.rst.txt", "text/x-rst"),
-        ("notes.v2.txt", "text/plain"),
-    ],
-)
-def test_content_type_for(name: str, content_type: str) -> None:
-    assert content_type_for(Path(name)) == content_type
-
-
-@pytest.mark.parametrize("name", ["a.pdf", "Makefile", "a.docx"])
-def test_content_type_for_unknown_suffix(name: str) -> None:
-    with pytest.raises(DocumentParseError, match="unsupported file type"):
-        content_type_for(Path(name))
 
 
 # --- real pages ---------------------------------------------------------------------------

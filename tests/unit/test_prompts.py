@@ -109,7 +109,8 @@ def test_template_syntax_error_is_reported_at_load(tmp_path: Path) -> None:
 
 
 def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traffic() -> None:
-    from ragops_generation.app import Answerer, GenerationSettings
+    from ragops_generation.app import Answerer
+    from ragops_generation.settings import GenerationSettings
     from ragops_schemas import (
         ContextRetrieved,
         EmbeddingModelInfo,

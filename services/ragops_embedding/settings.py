@@ -1,0 +1,42 @@
+"""Settings of the embedding service (env prefix ``RAGOPS_EMBEDDING_``)."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.device import DeviceName, DtypeName
+from ragops_models.embedder import Embedder
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+
+class EmbeddingSettings(BaseSettings):
+    """Env prefix ``RAGOPS_EMBEDDING_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_EMBEDDING_", extra="ignore")
+
+    model: Path | None = Field(default=None, description="HF model directory; None = packaged all-MiniLM-L6-v2.")
+    model_name: str | None = Field(default=None, description="Name recorded on events; None = derived.")
+    max_length: int = Field(default=256, gt=0, description="Tokens per text (longer texts are truncated).")
+    batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
+    dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
+    device: DeviceName = Field(default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N.")
+    document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
+    query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
+    # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
+    # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
+    query_batch_wait_ms: int = Field(default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms).")
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    def embedder(self, directory: Path | None = None) -> Embedder:
+        """The configured model, or another version of it in ``directory`` (same name)."""
+        model = directory or self.model or default_embedding_model_dir()
+        name = self.model_name or (DEFAULT_EMBEDDING_MODEL_NAME if self.model is None else None)
+        if directory is not None and name is None:
+            name = self.embedder().name
+        return Embedder(
+            model, name=name, max_length=self.max_length, batch_size=self.batch_size,
+            dtype=self.dtype, torch_threads=self.platform.torch_threads, device=self.device,
+        )
