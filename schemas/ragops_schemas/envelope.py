@@ -9,7 +9,7 @@ so a redelivered event never has a second effect. Trace context follows W3C Trac
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
@@ -58,6 +58,10 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     TOPIC: ClassVar[Topic]
+    if TYPE_CHECKING:
+        # Declared by each subclass as a Literal field; a field here would move it in every
+        # event's JSON (pydantic keeps a base class's field order).
+        event_type: str
     SCHEMA_VERSION: ClassVar[int] = 1
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
@@ -87,7 +91,7 @@ class Event(BaseModel):
         return f"00-{self.trace_id}-{self.span_id}-01"
 
     def caused(
-        self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: object
+        self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: Any
     ) -> E:
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
         ``span_id``. Used by every service for its output event.
