@@ -25,6 +25,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_embedding.embedder import Embedder
+from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
@@ -44,7 +45,7 @@ from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "embedding"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
@@ -199,11 +200,11 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     registry.on_change = embedders.on_registry_change
     documents = EventSubscriber(
         broker, publisher, DocumentChunked, kafka=settings.kafka,
-        group_id="ragops-embedding-documents", max_records=settings.document_batch_records,
+        group_id=DOCUMENTS_GROUP, max_records=settings.document_batch_records,
     )
     queries = EventSubscriber(
         broker, publisher, QuerySubmitted, kafka=settings.kafka,
-        group_id="ragops-embedding-queries", max_records=settings.query_batch_records,
+        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
         batch_wait_ms=settings.query_batch_wait_ms,
     )
 

@@ -19,13 +19,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_embedding.embedder import Embedder
 from ragops_evaluation.metrics import reference_free_scores, reference_scores
+from ragops_evaluation.spec import SPEC
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "evaluation"
+SERVICE = SPEC.name
 
 
 class EvaluationSettings(BaseSettings):
@@ -76,7 +77,7 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
     embedder = Embedder(default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=settings.platform.torch_threads)
     answers = EventSubscriber(
         broker, publisher, AnswerGenerated, kafka=settings.kafka,
-        group_id="ragops-evaluation", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @answers

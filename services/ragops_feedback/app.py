@@ -21,13 +21,14 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_feedback.spec import SPEC
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 
-SERVICE = "feedback"
+SERVICE = SPEC.name
 
 
 class FeedbackSettings(BaseSettings):
@@ -138,7 +139,7 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     linker = FeedbackLinker(settings, answers, watcher, producer)
     submitted = EventSubscriber(
         broker, publisher, FeedbackSubmitted, kafka=settings.kafka,
-        group_id="ragops-feedback", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @submitted

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_gateway.spec import SPEC
 from ragops_schemas import AnswerGenerated, DocumentSubmitted, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_shared.broker import EventPublisher, make_broker
@@ -26,7 +27,7 @@ from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
-SERVICE = "gateway"
+SERVICE = SPEC.name
 
 
 class GatewaySettings(BaseSettings):
@@ -35,7 +36,7 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_GATEWAY_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=SPEC.port, ge=0, le=65535)
     default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
     max_timeout_s: float = Field(default=300.0, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

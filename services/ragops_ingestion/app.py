@@ -17,13 +17,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_ingestion.chunking import TokenChunker, chunk_id, document_version
 from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_ingestion.spec import SPEC
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "ingestion"
+SERVICE = SPEC.name
 
 
 class IngestionSettings(BaseSettings):
@@ -78,7 +79,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
         broker, publisher, DocumentSubmitted, kafka=settings.kafka,
-        group_id="ragops-ingestion", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @submitted

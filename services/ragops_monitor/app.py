@@ -44,6 +44,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, numeric_drift, proportion_increase
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
+from ragops_monitor.spec import SPEC
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
 from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
@@ -53,7 +54,7 @@ from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "monitor"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 DRIFT_STATISTIC = Gauge("ragops_drift_statistic", "Latest test statistic of a monitored signal.", ["signal", "test"])

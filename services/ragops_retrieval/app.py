@@ -21,6 +21,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
 from ragops_retrieval.store import ChunkPoint, VectorStore, open_store
 from ragops_schemas import (
     ChunksEmbedded,
@@ -38,7 +39,7 @@ from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "retrieval"
+SERVICE = SPEC.name
 
 
 class RetrievalSettings(BaseSettings):
@@ -194,11 +195,11 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved])
     embedded = EventSubscriber(
         broker, publisher, ChunksEmbedded, kafka=settings.kafka,
-        group_id="ragops-indexer", max_records=settings.index_batch_records,
+        group_id=INDEXER_GROUP, max_records=settings.index_batch_records,
     )
     queries = EventSubscriber(
         broker, publisher, QueryEmbedded, kafka=settings.kafka,
-        group_id="ragops-retrieval", max_records=settings.query_batch_records,
+        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
     )
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     index = Index(settings, producer, registry.registry)

@@ -25,14 +25,15 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_schemas import Topic
+from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker
 from ragops_shared.clickhouse import AnalyticsStore, ReadOnlyViolation, StoreUnavailable, open_store
 from ragops_shared.service import run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_sink.rows import to_row
+from ragops_sink.spec import SPEC
 
-SERVICE = "sink"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
@@ -41,7 +42,7 @@ class SinkSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGOPS_SINK_", extra="ignore")
 
-    group_id: str = Field(default="ragops-sink", description="Consumer group; a new one replays every topic from the start.")
+    group_id: str = Field(default=SPEC.group, description="Consumer group; a new one replays every topic from the start.")
     clickhouse_url: str | None = Field(default=None, description="ClickHouse server (http://user:pass@host:8123/db); None = embedded chDB.")
     # Each insert pays ~45 ms for the 13 materialized views whatever its size: 20,000-record
     # batches cost 9 us per event in chDB, 5,000-record ones 18 (make bench, P4).
@@ -124,13 +125,13 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     writer = writer or Writer(settings)
 
     @broker.subscriber(
-        *list(Topic), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
+        *(spec.topic for spec in TOPICS if spec.sink), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
         # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
         # broker from answering 45 partitions every 25 ms.
         batch_timeout_ms=settings.batch_wait_ms, fetch_max_wait_ms=settings.batch_wait_ms,
         max_partition_fetch_bytes=settings.kafka.max_message_bytes, auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka.session_timeout_ms, heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR, title="all-topics:ragops-sink",
+        ack_policy=AckPolicy.NACK_ON_ERROR, title=f"all-topics:{SPEC.group}",
         description="Every record of every platform topic, stored raw.",
         # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
         # the JSON of every record: half the sink's time per event (make bench, P4), for

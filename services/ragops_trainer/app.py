@@ -65,8 +65,9 @@ from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
+from ragops_trainer.spec import SPEC
 
-SERVICE = "trainer"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 # The alias whose move ends a request of each action (a redelivered request with it on
@@ -506,7 +507,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     trainer = Trainer(settings, publisher, registry.registry, settings.analytics.client() if settings.analytics.configured else None)
     requests = EventSubscriber(
-        broker, publisher, RetrainingRequested, kafka=settings.kafka, group_id="ragops-trainer", max_records=1,
+        broker, publisher, RetrainingRequested, kafka=settings.kafka, group_id=SPEC.group, max_records=1,
         # A run may take the whole training and build time: the group must not take it for dead.
         max_poll_interval_ms=int((settings.max_train_seconds + 2 * settings.build_timeout_s + 600) * 1000),
     )
