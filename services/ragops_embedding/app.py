@@ -12,7 +12,6 @@ re-index. The packaged (or configured) model is registered at start.
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Sequence
 from itertools import groupby
 from functools import partial
@@ -37,6 +36,7 @@ from ragops_schemas import (
     VersionPromoted,
     VersionRegistered,
 )
+from ragops_schemas.ids import model_registration_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry import RegistryView
@@ -170,7 +170,7 @@ class Embedders:
         info = self.default.info
         assert info is not None  # warm_up ran
         return VersionRegistered(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{info.name}:{info.version}"),
+            event_id=model_registration_id(info.name, info.version),
             producer=producer, kind="embedding_model", name=info.name, version=info.version,
             uri=str(self.default.model_path), metadata={"dimension": str(info.dimension)},
         )

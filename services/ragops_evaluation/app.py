@@ -9,7 +9,6 @@ context_recall, hit@k). Definitions and their approximations: ``ragops_evaluatio
 Model inference runs in a worker thread."""
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from functools import partial
 
@@ -21,6 +20,7 @@ from ragops_embedding.embedder import Embedder
 from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_evaluation.spec import SPEC
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
+from ragops_schemas.ids import sample_fraction
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app
@@ -42,7 +42,7 @@ class EvaluationSettings(BaseSettings):
 
 def sampled(request_id: str, rate: float) -> bool:
     """Deterministic sampling on the request id: a redelivered answer gets the same decision."""
-    return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < rate
+    return sample_fraction(request_id) < rate
 
 
 def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events: Sequence[AnswerGenerated]) -> list[AnswerEvaluated]:

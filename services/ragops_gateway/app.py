@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ragops_gateway.spec import SPEC
 from ragops_schemas import AnswerGenerated, DocumentSubmitted, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
+from ragops_schemas.ids import new_document_id, new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging
 from ragops_shared.service import asyncapi, load_settings, producer_for
@@ -132,7 +133,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def submit_document(document: DocumentIn) -> Accepted:
         event = DocumentSubmitted(
             producer=producer, tenant=settings.platform.tenant,
-            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or str(uuid.uuid4()),
+            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or new_document_id(),
         )
         await publisher.publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
@@ -149,7 +150,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def ask(query: QueryIn) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
-            producer=producer, tenant=settings.platform.tenant, request_id=str(uuid.uuid4()),
+            producer=producer, tenant=settings.platform.tenant, request_id=new_request_id(),
             **query.model_dump(exclude={"timeout_s"}),
         )
         reply = watcher.expect(event.request_id, (AnswerGenerated, MessageDeadLettered))

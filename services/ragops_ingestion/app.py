@@ -15,10 +15,11 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_ingestion.chunking import TokenChunker, chunk_id, document_version
+from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_ingestion.spec import SPEC
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
+from ragops_schemas.ids import chunk_id, document_version
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.service import producer_for, run_service, service_app

@@ -46,6 +46,7 @@ from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, nume
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
 from ragops_monitor.spec import SPEC
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
+from ragops_schemas.ids import new_alert_id
 from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
 from ragops_shared.analytics import Analytics, AnalyticsSettings
@@ -279,7 +280,7 @@ class Monitor:
         }
 
     def _detected(self, signal: str, result: TestResult, reference: Window, current: Window) -> DriftDetected:
-        alert_id = uuid.uuid4().hex
+        alert_id = new_alert_id()
         event = DriftDetected(
             producer=self.producer, tenant=self.settings.platform.tenant, alert_id=alert_id,
             **self._fields(signal, result, reference, current),

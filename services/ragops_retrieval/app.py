@@ -33,7 +33,8 @@ from ragops_schemas import (
     RetrievalInfo,
     RetrievedChunk,
 )
-from ragops_schemas.registry import Registry, index_name
+from ragops_schemas.ids import index_name
+from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app

@@ -11,7 +11,7 @@ from ragops import kafka_topics
 from ragops.schemagen import ROOT, render, stale
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES, Topic
-from ragops_schemas.topics import TOPICS
+from ragops_schemas.topics import TOPICS, Retention
 
 EXAMPLES = ROOT / "examples"
 
@@ -35,6 +35,17 @@ def test_events_are_keyed_as_their_topic_spec_says(event) -> None:  # noqa: ANN0
     [spec] = [spec for spec in TOPICS if spec.topic == event.TOPIC]
     example = event.model_validate_json((EXAMPLES / f"{event.__name__}.json").read_text())
     assert example.key == "/".join(str(getattr(example, field) or "") for field in spec.key).encode()
+
+
+def test_topic_retention_stays_as_deployed() -> None:
+    """The deployments' retention, pinned: a history kept for less loses the state that its
+    readers rebuild from its start."""
+    assert {spec.topic for spec in TOPICS if spec.retention is Retention.FOREVER} == {
+        Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_CHUNKED, Topic.DATASET_EXAMPLE_ADDED, Topic.VERSION_REGISTERED,
+        Topic.VERSION_PROMOTED, Topic.VERSION_REJECTED, Topic.VERSION_RETIRED,
+    }
+    assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
+    assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
 
 
 def test_event_types_are_past_tense_and_unique() -> None:

@@ -192,7 +192,9 @@ def test_compose_topic_script_creates_exactly_the_platform_topics() -> None:
 def test_strimzi_topics_are_exactly_the_platform_topics() -> None:
     topics = [doc for _, doc in k8s_documents(K8S / "dependencies") if doc["kind"] == "KafkaTopic"]
     assert sorted(doc["spec"]["topicName"] for doc in topics) == sorted(t.value for t in Topic)
+    specs = {spec.topic.value: spec for spec in TOPICS}
     for doc in topics:
+        assert doc["spec"]["config"]["retention.ms"] == specs[doc["spec"]["topicName"]].retention
         assert doc["spec"]["partitions"] >= 3
         assert doc["spec"]["config"]["max.message.bytes"] >= KafkaSettings().max_message_bytes
 
