@@ -17,7 +17,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from ragops_schemas import Topic
+from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
@@ -34,7 +34,7 @@ async def embedded_broker(
         settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers)
         if partitions is not None:
             settings = settings.model_copy(update={"partitions": partitions})
-        await create_topics(settings, [*Topic, *extra_topics])
+        await create_topics(settings, [*TOPICS, *extra_topics])
         yield kafka, settings
 
 

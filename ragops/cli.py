@@ -24,6 +24,7 @@ from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
 from ragops_schemas.events import UnsupportedFileType, content_type_for
+from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.settings import KafkaSettings
 
@@ -268,7 +269,7 @@ def evaluate(
     """Run a question set through the platform as a tagged evaluation run; report mean scores
     and how each reference-free score correlates with token F1 (Spearman)."""
     sample = load_questions(dataset, questions)
-    run = run_id or "eval-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run = run_id or evaluation_run_id("eval", datetime.now(UTC))
 
     async def run_all():  # noqa: ANN202
         async with PlatformClient(_kafka(data_dir), name="eval") as client:

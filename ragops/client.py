@@ -2,7 +2,6 @@
 wait for the events that answer them. Used by the CLI, the demo and the end-to-end tests."""
 
 import asyncio
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from ragops_schemas import (
     VersionRetired,
     utc_now,
 )
+from ragops_schemas.ids import new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
 from ragops_shared.settings import KafkaSettings
@@ -106,7 +106,7 @@ class PlatformClient:
         await self._broker.stop()
 
     def question(self, text: str, **fields: object) -> QuerySubmitted:
-        return QuerySubmitted(producer=self.producer, request_id=str(uuid.uuid4()), question=text, **fields)
+        return QuerySubmitted(producer=self.producer, request_id=new_request_id(), question=text, **fields)
 
     def document(self, document_id: str, content: str, **fields: object) -> DocumentSubmitted:
         return DocumentSubmitted(producer=self.producer, document_id=document_id, content=content, **fields)

@@ -26,6 +26,7 @@ from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops.platform import EmbeddedPlatform
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
+from ragops_schemas.ids import evaluation_run_id
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
@@ -149,7 +150,7 @@ async def run_workload(
     concurrency: int, console: Console, dataset: Path | None = None,
 ) -> dict:
     """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
-    run_id = "demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id = evaluation_run_id("demo", datetime.now(UTC))
     async with PlatformClient(kafka, name="demo") as client:
         documents = corpus_submissions(corpus, client)
         with progress_bar(console) as progress:

@@ -5,7 +5,6 @@ them, and publish the summary as ``EvaluationRunCompleted`` (so it lands in Clic
 The summary says whether the production (reference-free) metrics track real quality: the
 Spearman rank correlation of each with token F1 over the run (scipy.stats.spearmanr)."""
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,13 +14,14 @@ from scipy.stats import spearmanr
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event
+from ragops_schemas.ids import dataset_file_hash
 from ragops_shared.datasets import Question
 
 REFERENCE_METRIC = "f1"
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return dataset_file_hash(path.read_bytes())
 
 
 def spearman_vs_reference(evaluations: Sequence[AnswerEvaluated]) -> dict[str, float | None]:

@@ -17,19 +17,17 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from ragops_schemas import Topic
+from ragops.specs import SERVICE_SPECS
+from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.spec import OPS_PORT_SETTING
 
-SERVICES = (
-    "ingestion", "embedding", "retrieval", "generation", "evaluation", "feedback", "sink", "monitor", "trainer", "gateway",
-)
+SERVICES = tuple(spec.name for spec in SERVICE_SPECS)
 # Consumer groups that must have members before the platform takes traffic.
-CONSUMER_GROUPS = (
-    "ragops-ingestion", "ragops-embedding-documents", "ragops-embedding-queries",
-    "ragops-indexer", "ragops-retrieval", "ragops-generation", "ragops-evaluation", "ragops-feedback", "ragops-sink",
-    "ragops-trainer",
-)
+CONSUMER_GROUPS = tuple(group for spec in SERVICE_SPECS for group in spec.consumer_groups)
+# Services whose /health, /ready and /metrics are on the ops port (the gateway's are on its API port).
+_OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_setting == OPS_PORT_SETTING)
 STATE_FILE = "platform.json"
 
 
@@ -80,9 +78,9 @@ class EmbeddedPlatform:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
-        self.ops_ports = {service: free_port() for service in SERVICES if service != "gateway"}
+        self.ops_ports = {service: free_port() for service in _OPS_PORT_SERVICES}
         self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
-        asyncio.run(create_topics(self.kafka_settings, list(Topic)))
+        asyncio.run(create_topics(self.kafka_settings, TOPICS))
         self._env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
@@ -104,7 +102,7 @@ class EmbeddedPlatform:
         return self
 
     def _spawn(self, service: str) -> None:
-        env = {**self._env, "RAGOPS_OPS_PORT": str(self.ops_ports.get(service, 0))}
+        env = {**self._env, OPS_PORT_SETTING: str(self.ops_ports.get(service, 0))}
         with open(self.data_dir / "logs" / f"{service}.log", "ab") as log:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", f"ragops_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -2,7 +2,9 @@
 
 - ``schemas/jsonschema/<Event>.json``: JSON Schema of every event (pydantic),
 - ``schemas/asyncapi/<service>.json``: AsyncAPI 3.0 of every service (FastStream),
-- ``schemas/openapi/gateway.json``: OpenAPI of the HTTP gateway (FastAPI).
+- ``schemas/openapi/gateway.json``: OpenAPI of the HTTP gateway (FastAPI),
+- the topic lists of ``deploy/kafka/create-topics.sh`` and ``k8s/dependencies/kafka-topics.yaml``
+  (:mod:`ragops.kafka_topics`).
 
 ``python -m ragops.schemagen --check`` exits 1 and names the stale files instead of
 writing them (the contract tests run the same comparison)."""
@@ -12,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from ragops.platform import SERVICES
+from ragops import kafka_topics
+from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[1] / "schemas"
@@ -50,14 +53,14 @@ def render() -> dict[Path, str]:
         schema = event.model_json_schema(by_alias=True)
         schema["x-topic"] = event.TOPIC.value
         files[ROOT / "jsonschema" / f"{event.__name__}.json"] = _dump(schema)
-    for service in SERVICES:
-        module = importlib.import_module(f"ragops_{service}.app")
-        app = module.create_app(_spec_settings(service))
-        spec = app.state.asyncapi if service == "gateway" else app.schema
-        files[ROOT / "asyncapi" / f"{service}.json"] = _dump(_without_servers(json.loads(spec.to_specification().to_json())))
-        if service == "gateway":
+    for service in SERVICE_SPECS:
+        module = importlib.import_module(f"{service.module}.app")
+        app = module.create_app(_spec_settings(service.name))
+        spec = app.state.asyncapi if service.name == "gateway" else app.schema
+        files[ROOT / "asyncapi" / f"{service.name}.json"] = _dump(_without_servers(json.loads(spec.to_specification().to_json())))
+        if service.name == "gateway":
             files[ROOT / "openapi" / "gateway.json"] = _dump(app.openapi())
-    return files
+    return files | kafka_topics.render()
 
 
 def stale() -> list[Path]:

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ragops_schemas import Topic  # noqa: E402 - after the environment above
+from ragops_schemas.topics import TOPICS  # noqa: E402 - after the environment above
 from ragops_shared.embedded import EmbeddedKafka, create_topics  # noqa: E402
 from ragops_shared.settings import KafkaSettings  # noqa: E402
 
@@ -30,7 +30,7 @@ def tansu(tmp_path: Path) -> Iterator[EmbeddedKafka]:
 async def kafka(tansu: EmbeddedKafka) -> AsyncIterator[KafkaSettings]:
     """Settings of a fresh broker with every platform topic created (3 partitions)."""
     settings = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
-    await create_topics(settings, list(Topic))
+    await create_topics(settings, TOPICS)
     yield settings
 
 

@@ -6,13 +6,13 @@ so a redelivered event never has a second effect. Trace context follows W3C Trac
 ``span_id`` 16, and the same pair travels in the Kafka ``traceparent`` header.
 """
 
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
+from ragops_schemas.ids import derived_event_id, new_event_id, new_span_id, new_trace_id
 from ragops_schemas.topics import Topic
 
 TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -29,8 +29,6 @@ UtcMillis = Annotated[
 
 
 E = TypeVar("E", bound="Event")
-# Namespace of derived event ids (Event.caused(derived_id=True)); never change it.
-_DERIVED_IDS = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
 
 
 def utc_now() -> datetime:
@@ -64,12 +62,12 @@ class Event(BaseModel):
         event_type: str
     SCHEMA_VERSION: ClassVar[int] = 1
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
+    event_id: uuid.UUID = Field(default_factory=new_event_id, description="Idempotency key.")
     schema_version: int = Field(default=1, description="Major version of this event's schema.")
     occurred_at: UtcMillis = Field(default_factory=utc_now, description="When the fact happened (UTC, ms).")
     producer: Producer
-    trace_id: TraceId = Field(default_factory=lambda: secrets.token_hex(16))
-    span_id: SpanId = Field(default_factory=lambda: secrets.token_hex(8))
+    trace_id: TraceId = Field(default_factory=new_trace_id)
+    span_id: SpanId = Field(default_factory=new_span_id)
     tenant: str = Field(default="default", min_length=1, max_length=128)
 
     @field_validator("schema_version")
@@ -96,14 +94,14 @@ class Event(BaseModel):
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
         ``span_id``. Used by every service for its output event.
 
-        ``derived_id``: the output's ``event_id`` is a UUID5 of this event's id and the output
-        type, so processing the same event again yields the same id and the sink (keyed on
-        ids) keeps one copy. A string ``derived_id`` is a scope added to the name, for one
-        cause with several outputs of the same type (e.g. one per index build). Otherwise the
-        id is random."""
+        ``derived_id``: the output's ``event_id`` is :func:`ragops_schemas.ids.derived_event_id`
+        of the output type and this event's id, so processing the same event again yields the
+        same id and the sink (keyed on ids) keeps one copy. A string ``derived_id`` is a scope
+        added to the name, for one cause with several outputs of the same type (e.g. one per
+        index build). Otherwise the id is random."""
         if derived_id:
-            scope = "" if derived_id is True else f":{derived_id}"
-            fields["event_id"] = uuid.uuid5(_DERIVED_IDS, f"{event_type.__name__}:{self.event_id}{scope}")
+            scope = "" if derived_id is True else derived_id
+            fields["event_id"] = derived_event_id(event_type.__name__, self.event_id, scope)
         return event_type(producer=producer, trace_id=self.trace_id, tenant=self.tenant, **fields)
 
 

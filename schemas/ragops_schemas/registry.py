@@ -7,7 +7,6 @@ read in: aliases resolve to the latest promotion by ``occurred_at``, and a promo
 the artifact's ``uri`` itself.
 """
 
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,14 +20,6 @@ from ragops_schemas.lifecycle import (
     VersionRejected,
     VersionRetired,
 )
-
-
-def index_name(corpus: str, model_name: str, model_version: str) -> str:
-    """The index of a corpus for one embedding model version, ``<corpus>__<model>__<version>``
-    (e.g. ``default__all-MiniLM-L6-v2__2e8a342051c5``): its first collection's name, and the
-    registry name its builds are versions of."""
-    model = re.sub(r"[^a-zA-Z0-9_-]+", "-", model_name.rsplit("/", 1)[-1])
-    return f"{corpus}__{model}__{model_version}"
 
 
 @dataclass

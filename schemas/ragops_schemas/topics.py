@@ -1,10 +1,12 @@
-"""Every Kafka topic of the platform, named once.
+"""Every Kafka topic of the platform, named once (:class:`Topic`) and declared once
+(:class:`TopicSpec`: key, retention, partitions, whether the sink keeps it).
 
 Names follow ``ragops.<domain>.<fact>.v<major>``: a breaking schema change gets a new
 ``.v2`` topic that runs beside the old one (see ``schemas/README.md``).
 """
 
-from enum import StrEnum
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
 
 
 class Topic(StrEnum):
@@ -38,3 +40,92 @@ class Topic(StrEnum):
     VERSION_REJECTED = "ragops.registry.version-rejected.v1"
     VERSION_RETIRED = "ragops.registry.version-retired.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
+
+
+DEFAULT_PARTITIONS = 3
+"""Partitions of a topic whose spec names none: the most replicas a consumer service can use
+(more idle). Deployments may raise it (``KAFKA_PARTITIONS``, ``TOPIC_PARTITIONS``)."""
+
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+class Retention(IntEnum):
+    """How long Kafka keeps a topic's records: ``retention.ms`` (delete policy, never compaction:
+    every event stays, as the readers expect)."""
+
+    FOREVER = -1
+    """A history that its readers replay from the start: a deleted segment is lost state, not
+    just old data. Grows with the corpus: size the brokers' disks (or tiered storage) for it."""
+    EVENTS = 7 * _DAY_MS
+    """7 days. The feedback service links feedback to answers it reads from the start of the
+    answer topic, so feedback on an answer older than this is refused."""
+    DEAD_LETTERS = 30 * _DAY_MS
+    """30 days to look into and replay what could not be processed."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What the platform declares about one topic. ``deploy/kafka/create-topics.sh`` and the
+    Strimzi ``KafkaTopic`` resources (``k8s/dependencies/kafka-topics.yaml``) are generated
+    from these (``make schemas``); the embedded platform creates its topics from them too.
+
+    Args:
+        topic: its name.
+        key: the event fields its records are keyed by (joined with ``/``, UTF-8): one
+            document's, request's or version's events stay ordered on one partition.
+        retention: how long Kafka keeps its records (deployments; the embedded broker keeps
+            its own defaults).
+        partitions: None = the deployment's default (:data:`DEFAULT_PARTITIONS`).
+        sink: the sink stores its records in ClickHouse.
+    """
+
+    topic: Topic
+    key: tuple[str, ...]
+    retention: Retention = Retention.EVENTS
+    partitions: int | None = None
+    sink: bool = True
+
+
+_DOCUMENT = ("document_id",)
+_REQUEST = ("request_id",)
+_TRAINING_RUN = ("request_event_id",)
+_VERSION = ("kind", "name")
+
+TOPICS: tuple[TopicSpec, ...] = (
+    # The trainer's corpus refresh compares the sources with every document submitted so far,
+    # so only new or changed ones are sent again.
+    TopicSpec(Topic.DOCUMENT_SUBMITTED, _DOCUMENT, Retention.FOREVER),
+    # The trainer's re-index (and the index build after a fine-tune) re-publishes the latest
+    # chunks of every document: a document whose chunks expired would drop out of every rebuilt index.
+    TopicSpec(Topic.DOCUMENT_CHUNKED, _DOCUMENT, Retention.FOREVER),
+    TopicSpec(Topic.CHUNKS_EMBEDDED, _DOCUMENT),
+    TopicSpec(Topic.DOCUMENT_INDEXED, _DOCUMENT),
+    TopicSpec(Topic.DOCUMENT_REJECTED, _DOCUMENT),
+    TopicSpec(Topic.QUERY_SUBMITTED, _REQUEST),
+    TopicSpec(Topic.QUERY_EMBEDDED, _REQUEST),
+    TopicSpec(Topic.CONTEXT_RETRIEVED, _REQUEST),
+    TopicSpec(Topic.ANSWER_GENERATED, _REQUEST),
+    TopicSpec(Topic.ANSWER_EVALUATED, _REQUEST),
+    TopicSpec(Topic.FEEDBACK_SUBMITTED, _REQUEST),
+    TopicSpec(Topic.FEEDBACK_RECORDED, _REQUEST),
+    # The trainer's fine-tuning data (the feedback dataset): with 7 days it would only ever
+    # train on last week's feedback, and a registered training-data snapshot could not be read back.
+    TopicSpec(Topic.DATASET_EXAMPLE_ADDED, ("dataset",), Retention.FOREVER),
+    TopicSpec(Topic.EVALUATION_RUN_COMPLETED, ("run_id",)),
+    TopicSpec(Topic.DRIFT_DETECTED, ("signal",)),
+    TopicSpec(Topic.DRIFT_RECOVERED, ("signal",)),
+    TopicSpec(Topic.RETRAINING_REQUESTED, ("action",)),
+    TopicSpec(Topic.RETRAINING_REJECTED, _TRAINING_RUN),
+    TopicSpec(Topic.TRAINING_STARTED, _TRAINING_RUN),
+    TopicSpec(Topic.TRAINING_FAILED, _TRAINING_RUN),
+    TopicSpec(Topic.CANDIDATE_EVALUATED, _TRAINING_RUN),
+    # The version registry: every service folds it in at start; the live embedding model,
+    # index and prompt versions are whatever it says.
+    TopicSpec(Topic.VERSION_REGISTERED, _VERSION, Retention.FOREVER),
+    TopicSpec(Topic.VERSION_PROMOTED, _VERSION, Retention.FOREVER),
+    TopicSpec(Topic.VERSION_REJECTED, _VERSION, Retention.FOREVER),
+    TopicSpec(Topic.VERSION_RETIRED, _VERSION, Retention.FOREVER),
+    # Keyed like the record that could not be processed.
+    TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
+)
+"""Every topic's spec, in :class:`Topic` order."""

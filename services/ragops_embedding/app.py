@@ -12,7 +12,6 @@ re-index. The packaged (or configured) model is registered at start.
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Sequence
 from itertools import groupby
 from functools import partial
@@ -23,6 +22,7 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_models.embedder import Embedder
+from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
@@ -34,13 +34,14 @@ from ragops_schemas import (
     VersionPromoted,
     VersionRegistered,
 )
+from ragops_schemas.ids import model_registration_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
 from ragops_shared.service import producer_for, run_service, service_app
 
-SERVICE = "embedding"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
@@ -135,7 +136,7 @@ class Embedders:
         info = self.default.info
         assert info is not None  # warm_up ran
         return VersionRegistered(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{info.name}:{info.version}"),
+            event_id=model_registration_id(info.name, info.version),
             producer=producer, kind="embedding_model", name=info.name, version=info.version,
             uri=str(self.default.model_path), metadata={"dimension": str(info.dimension)},
         )
@@ -165,11 +166,11 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     registry.on_change = embedders.on_registry_change
     documents = EventSubscriber(
         broker, publisher, DocumentChunked, kafka=settings.kafka,
-        group_id="ragops-embedding-documents", max_records=settings.document_batch_records,
+        group_id=DOCUMENTS_GROUP, max_records=settings.document_batch_records,
     )
     queries = EventSubscriber(
         broker, publisher, QuerySubmitted, kafka=settings.kafka,
-        group_id="ragops-embedding-queries", max_records=settings.query_batch_records,
+        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
         batch_wait_ms=settings.query_batch_wait_ms,
     )
 

@@ -9,7 +9,6 @@ context_recall, hit@k). Definitions and their approximations: ``ragops_evaluatio
 Model inference runs in a worker thread."""
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from functools import partial
 
@@ -19,16 +18,18 @@ from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_evaluation.settings import EvaluationSettings
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_models.embedder import Embedder
+from ragops_evaluation.spec import SPEC
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
+from ragops_schemas.ids import sample_fraction
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 
-SERVICE = "evaluation"
+SERVICE = SPEC.name
 
 
 def sampled(request_id: str, rate: float) -> bool:
     """Deterministic sampling on the request id: a redelivered answer gets the same decision."""
-    return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < rate
+    return sample_fraction(request_id) < rate
 
 
 def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events: Sequence[AnswerGenerated]) -> list[AnswerEvaluated]:
@@ -63,7 +64,7 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
     embedder = Embedder(default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=settings.platform.torch_threads)
     answers = EventSubscriber(
         broker, publisher, AnswerGenerated, kafka=settings.kafka,
-        group_id="ragops-evaluation", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @answers

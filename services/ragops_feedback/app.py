@@ -11,7 +11,6 @@ downstream too.
 The service knows the answers by reading ``AnswerGenerated`` from the beginning of the topic
 (a table keyed by request id, rebuilt at start), so it needs no database of its own."""
 
-import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,12 +19,14 @@ from datetime import timedelta
 from faststream.asgi import AsgiFastStream
 
 from ragops_feedback.settings import FeedbackSettings
+from ragops_feedback.spec import SPEC
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas.ids import example_id
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.watch import EventWatcher
 
-SERVICE = "feedback"
+SERVICE = SPEC.name
 
 
 def sentiment(feedback: FeedbackSubmitted) -> str:
@@ -69,10 +70,9 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     reference = feedback.corrected_answer or (answer.answer if mood == "positive" and answer.answer.strip() else None)
     if reference is None:
         return [recorded]
-    example_id = hashlib.sha256(f"{dataset}\0{answer.question}\0{reference}".encode()).hexdigest()[:32]
     example = feedback.caused(
         DatasetExampleAdded, producer, derived_id=True,
-        dataset=dataset, example_id=example_id, question=answer.question, reference_answer=reference,
+        dataset=dataset, example_id=example_id(dataset, answer.question, reference), question=answer.question, reference_answer=reference,
         reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
         source="correction" if feedback.corrected_answer else "positive_feedback",
         request_id=feedback.request_id, feedback_event_id=str(feedback.event_id),
@@ -122,7 +122,7 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     linker = FeedbackLinker(settings, answers, watcher, producer)
     submitted = EventSubscriber(
         broker, publisher, FeedbackSubmitted, kafka=settings.kafka,
-        group_id="ragops-feedback", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @submitted

@@ -19,14 +19,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragops_gateway.settings import GatewaySettings
+from ragops_gateway.spec import SPEC
 from ragops_schemas import AnswerGenerated, DocumentSubmitted, Event, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
+from ragops_schemas.ids import new_document_id, new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
-SERVICE = "gateway"
+SERVICE = SPEC.name
 
 
 def _log_as(event: Event) -> None:
@@ -125,7 +127,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def submit_document(document: DocumentIn) -> Accepted:
         event = DocumentSubmitted(
             producer=producer, tenant=settings.platform.tenant,
-            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or str(uuid.uuid4()),
+            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or new_document_id(),
         )
         _log_as(event)
         await publisher.publish(event)
@@ -144,7 +146,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def ask(query: QueryIn) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
-            producer=producer, tenant=settings.platform.tenant, request_id=str(uuid.uuid4()),
+            producer=producer, tenant=settings.platform.tenant, request_id=new_request_id(),
             **query.model_dump(exclude={"timeout_s"}),
         )
         _log_as(event)

@@ -3,6 +3,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_gateway.spec import SPEC
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 
@@ -12,7 +13,7 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_GATEWAY_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=SPEC.port, ge=0, le=65535)
     default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
     max_timeout_s: float = Field(default=300.0, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

@@ -15,6 +15,7 @@ from faststream.asgi import AsgiFastStream
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_generation.settings import GenerationSettings
 from ragops_models.generation import Generation, Generator
+from ragops_generation.spec import SPEC
 from ragops_schemas.registry import Registry
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -22,7 +23,7 @@ from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
-SERVICE = "generation"
+SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
 
 
@@ -103,7 +104,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     answerer = Answerer(settings, settings.generator(), producer, registry.registry)
     retrieved = EventSubscriber(
         broker, publisher, ContextRetrieved, kafka=settings.kafka,
-        group_id="ragops-generation", max_records=settings.batch_records, batch_wait_ms=settings.batch_wait_ms,
+        group_id=SPEC.group, max_records=settings.batch_records, batch_wait_ms=settings.batch_wait_ms,
     )
 
     @retrieved

@@ -20,7 +20,6 @@ version recorded with every answer identifies the exact text the model saw;
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,8 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+
+from ragops_schemas.ids import prompt_hash
 
 #: The prompts packaged with this service (package data ``prompts/*/*.toml``).
 DEFAULT_PROMPTS_DIR = Path(__file__).with_name("prompts")
@@ -116,7 +117,7 @@ def _read(path: Path) -> PromptTemplate:
         description=data["description"],
         system=data["system"],
         user=data["user"],
-        sha256=hashlib.sha256(content).hexdigest()[:12],
+        sha256=prompt_hash(content),
     )
 
 

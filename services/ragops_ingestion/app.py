@@ -12,15 +12,17 @@ from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
-from ragops_ingestion.chunking import TokenChunker, chunk_id, document_version
+from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_ingestion.settings import IngestionSettings
 from ragops_models.defaults import default_embedding_model_dir
+from ragops_ingestion.spec import SPEC
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
+from ragops_schemas.ids import chunk_id, document_version
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 
-SERVICE = "ingestion"
+SERVICE = SPEC.name
 
 
 def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitted: DocumentSubmitted) -> Event:
@@ -61,7 +63,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
         broker, publisher, DocumentSubmitted, kafka=settings.kafka,
-        group_id="ragops-ingestion", max_records=settings.batch_records,
+        group_id=SPEC.group, max_records=settings.batch_records,
     )
 
     @submitted

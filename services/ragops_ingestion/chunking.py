@@ -1,7 +1,6 @@
 """Split parsed document text into overlapping windows measured in tokens of the embedding
 model's tokenizer, and name chunks and document versions by content hash."""
 
-import hashlib
 import math
 import re
 import threading
@@ -169,16 +168,3 @@ class TokenChunker:
 
 def _starts_word(word_ids: list[int | None], index: int) -> bool:
     return word_ids[index] is None or word_ids[index] != word_ids[index - 1]
-
-
-def chunk_id(document_id: str, text: str) -> str:
-    """Content-hash id of a chunk: the first 32 hex digits of the SHA-256 of ``document_id``,
-    a NUL byte and ``text`` (UTF-8). Re-ingesting unchanged content gives the same ids;
-    identical chunk texts within one document share one id."""
-    return hashlib.sha256(f"{document_id}\0{text}".encode()).hexdigest()[:32]
-
-
-def document_version(text: str) -> str:
-    """Version of a document: the first 16 hex digits of the SHA-256 of its parsed text
-    (UTF-8), so unchanged content keeps its version and any change gives a new one."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -44,7 +44,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, numeric_drift, proportion_increase
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
+from ragops_monitor.spec import SPEC
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
+from ragops_schemas.ids import new_alert_id
 from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
 from ragops_shared.analytics import Analytics, AnalyticsSettings
@@ -53,7 +55,7 @@ from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
-SERVICE = "monitor"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 DRIFT_STATISTIC = Gauge("ragops_drift_statistic", "Latest test statistic of a monitored signal.", ["signal", "test"])
@@ -278,7 +280,7 @@ class Monitor:
         }
 
     def _detected(self, signal: str, result: TestResult, reference: Window, current: Window) -> DriftDetected:
-        alert_id = uuid.uuid4().hex
+        alert_id = new_alert_id()
         event = DriftDetected(
             producer=self.producer, tenant=self.settings.platform.tenant, alert_id=alert_id,
             **self._fields(signal, result, reference, current),

@@ -20,6 +20,7 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_retrieval.store import ChunkPoint, VectorStore
+from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
 from ragops_schemas import (
     ChunksEmbedded,
     ContextRetrieved,
@@ -30,12 +31,13 @@ from ragops_schemas import (
     RetrievalInfo,
     RetrievedChunk,
 )
-from ragops_schemas.registry import Registry, index_name
+from ragops_schemas.ids import index_name
+from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
-SERVICE = "retrieval"
+SERVICE = SPEC.name
 
 
 def collection_name(corpus: str, embedding: EmbeddingModelInfo) -> str:
@@ -164,11 +166,11 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved])
     embedded = EventSubscriber(
         broker, publisher, ChunksEmbedded, kafka=settings.kafka,
-        group_id="ragops-indexer", max_records=settings.index_batch_records,
+        group_id=INDEXER_GROUP, max_records=settings.index_batch_records,
     )
     queries = EventSubscriber(
         broker, publisher, QueryEmbedded, kafka=settings.kafka,
-        group_id="ragops-retrieval", max_records=settings.query_batch_records,
+        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
     )
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     index = Index(settings, producer, registry.registry)

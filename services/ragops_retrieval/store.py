@@ -17,9 +17,7 @@ adapter maps onto its own client types.
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ragops_retrieval.sparse import SparseTerms, embed_document, embed_query
+from ragops_schemas.ids import point_id
 
 DENSE_VECTOR = "dense"
 """Name of the dense (embedding) vector in every collection."""
@@ -49,8 +48,6 @@ METADATA_FIELD = "metadata"
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 
-# Fixed namespace for point ids: changing it would orphan every point already indexed.
-_POINT_ID_NAMESPACE = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
 # Collection names become directory names in EdgeStore: no separators, no leading dot.
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 # Metadata keys become JSON paths (``metadata.<key>``): a dot or bracket would change the path.
@@ -123,7 +120,7 @@ class VectorStore(Protocol):
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
         """Write ``points``, embedded by ``model_version``; return how many were written.
 
-        The point id is :func:`point_id` of the chunk id and ``model_version``, so a
+        The point id is :func:`ragops_schemas.ids.point_id` of the chunk id and ``model_version``, so a
         redelivered chunk overwrites its earlier copy. Raises ``ValueError`` when a vector
         is not one-dimensional of the collection's dimension or holds NaN/infinity.
         """
@@ -174,17 +171,6 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Flush and release the engine; the store is unusable afterwards."""
         ...
-
-
-def point_id(chunk_id: str, model_version: str) -> str:
-    """Deterministic point id (a UUID5 string) of a chunk embedded by ``model_version``.
-
-    The same pair always gives the same id, so redelivered chunks overwrite instead of
-    duplicating; the model version is part of it so embeddings of two models never
-    collide if they share a collection.
-    """
-    # A JSON array keeps the pair unambiguous whatever characters either part contains.
-    return str(uuid.uuid5(_POINT_ID_NAMESPACE, json.dumps([model_version, chunk_id])))
 
 
 def open_store(

@@ -23,14 +23,15 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
 
-from ragops_schemas import Topic
+from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker
 from ragops_shared.clickhouse import AnalyticsStore, ReadOnlyViolation, StoreUnavailable, open_store
 from ragops_shared.service import run_service, service_app
 from ragops_sink.rows import to_row
 from ragops_sink.settings import SinkSettings
+from ragops_sink.spec import SPEC
 
-SERVICE = "sink"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
@@ -93,13 +94,13 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     writer = writer or Writer(settings)
 
     @broker.subscriber(
-        *list(Topic), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
+        *(spec.topic for spec in TOPICS if spec.sink), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
         # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
         # broker from answering 45 partitions every 25 ms.
         batch_timeout_ms=settings.batch_wait_ms, fetch_max_wait_ms=settings.batch_wait_ms,
         max_partition_fetch_bytes=settings.kafka.max_message_bytes, auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka.session_timeout_ms, heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR, title="all-topics:ragops-sink",
+        ack_policy=AckPolicy.NACK_ON_ERROR, title=f"all-topics:{SPEC.group}",
         description="Every record of every platform topic, stored raw.",
         # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
         # the JSON of every record: half the sink's time per event (make bench, P4), for

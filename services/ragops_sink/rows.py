@@ -10,11 +10,9 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
+from ragops_schemas.ids import unparsable_event_id
 from ragops_shared.clickhouse import EventRow
 
-# Unparsable records get an id derived from where they sit in Kafka, so a replay of the same
-# record de-duplicates like any event.
-_UNPARSABLE = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
 
 
 def _text(value: Any) -> str:
@@ -46,7 +44,7 @@ def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         return EventRow(
-            event_id=uuid.uuid5(_UNPARSABLE, f"{record.topic}:{record.partition}:{record.offset}"),
+            event_id=unparsable_event_id(record.topic, record.partition, record.offset),
             event_type="unparsable", schema_version=0,
             topic=record.topic, partition=record.partition, offset=record.offset, message_key=key,
             occurred_at=datetime.fromtimestamp(record.timestamp / 1000, UTC), received_at=received_at,

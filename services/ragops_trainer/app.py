@@ -22,10 +22,8 @@ time in ``TrainingFailed``. Nothing is promoted half-way: the live versions serv
 """
 
 import asyncio
-import hashlib
 import random
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,7 +53,17 @@ from ragops_schemas import (
 )
 from ragops_schemas.events import IndexBuild
 from ragops_schemas.lifecycle import VersionRef
-from ragops_schemas.registry import Registry, VersionState, index_name
+from ragops_schemas.ids import (
+    content_hash,
+    corpus_version,
+    dataset_version,
+    holdout_bucket,
+    index_build_collection,
+    index_build_id,
+    index_name,
+    resubmission_event_id,
+)
+from ragops_schemas.registry import Registry, VersionState
 from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.datasets import load_corpus, load_questions
@@ -65,8 +73,9 @@ from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
+from ragops_trainer.spec import SPEC
 
-SERVICE = "trainer"
+SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 # The alias whose move ends a request of each action (a redelivered request with it on
@@ -120,10 +129,6 @@ def mcnemar_p_value(candidate: np.ndarray, live: np.ndarray) -> float:
     models disagree on no question."""
     gained, lost = int((candidate & ~live).sum()), int((~candidate & live).sum())
     return 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
-
-
-def content_sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 async def read_topics(kafka: KafkaSettings, types: Sequence[type[Event]], client_id: str, timeout_s: float = 120.0) -> list[Event]:
@@ -275,10 +280,10 @@ class Trainer:
         if not documents:
             raise Rejected("nothing to re-index: no retained DocumentChunked events")
         alias = index_name(self.settings.corpus, name, version)
-        build_id = f"b{request.event_id.hex[:12]}"
+        build_id = index_build_id(request.event_id)
         # The files travel with the replay: the embedding service need not have read the
         # registration yet (it checks that the files are that version).
-        build = IndexBuild(build_id=build_id, collection=f"{alias}__{build_id}", embedding_version=version,
+        build = IndexBuild(build_id=build_id, collection=index_build_collection(alias, build_id), embedding_version=version,
                            embedding_uri=model.uri if model else None)
         if request.action == "reindex":
             await self.started(request, embedding_version=version, documents=len(documents), build=build_id)
@@ -322,8 +327,8 @@ class Trainer:
         documents = [document for source in self.settings.sources for document in load_corpus(source)]
         submitted: dict[str, str] = {}
         for event in await read_topics(self.settings.kafka, [DocumentSubmitted], f"ragops-{SERVICE}-submitted"):
-            submitted[event.document_id] = content_sha(event.content)  # type: ignore[attr-defined]
-        new = [doc for doc in documents if submitted.get(doc.id) != content_sha(doc.text)]
+            submitted[event.document_id] = content_hash(event.content)  # type: ignore[attr-defined]
+        new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
         if not new:
             raise Rejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
         await self.started(request, sources=",".join(map(str, self.settings.sources)), new_documents=len(new))
@@ -331,13 +336,13 @@ class Trainer:
             for document in new:
                 event = document.submitted(self.producer, self.settings.platform.tenant)
                 await self.publisher.publish(event.model_copy(update={
-                    "event_id": uuid.uuid5(request.event_id, f"{document.id}:{content_sha(document.text)}"),
+                    "event_id": resubmission_event_id(request.event_id, document.id, content_hash(document.text)),
                     "trace_id": request.trace_id,
                 }))
             await arrivals.wait({doc.id for doc in new}, self.settings.build_timeout_s)
         rejected = sum(isinstance(arrivals.done[doc.id], DocumentRejected) for doc in new)
-        submitted |= {doc.id: content_sha(doc.text) for doc in new}
-        version = hashlib.sha256("\n".join(f"{k}:{v}" for k, v in sorted(submitted.items())).encode()).hexdigest()[:16]
+        submitted |= {doc.id: content_hash(doc.text) for doc in new}
+        version = corpus_version(submitted)
         previous = self.registry.alias("corpus", self.settings.corpus)
         await self.publish(request.caused(
             VersionRegistered, self.producer, derived_id="corpus", kind="corpus", name=self.settings.corpus, version=version,
@@ -381,12 +386,12 @@ class Trainer:
                 f"too little data: {len(pairs)} usable (question, passage) pairs from {len(examples)} dataset examples; "
                 f"{settings.min_pairs} needed (RAGOPS_TRAINER_MIN_PAIRS)"
             )
-        snapshot = hashlib.sha256("\n".join(sorted(e.example_id for e in examples)).encode()).hexdigest()[:16]
+        snapshot = dataset_version(e.example_id for e in examples)
         if settings.holdout is not None:
             train, questions = pairs, self.holdout_questions(pairs, documents)
         else:
             by_passage = {chunk.text: document_id for document_id, doc in documents.items() for chunk in doc.chunks}
-            held = {p for p in pairs if int(hashlib.sha256(p.question.encode()).hexdigest(), 16) % 100 < settings.holdout_share * 100}
+            held = {p for p in pairs if holdout_bucket(p.question) < settings.holdout_share * 100}
             train = [p for p in pairs if p not in held]
             questions = [(p.question, {by_passage[p.passage]}) for p in held]
         if len(questions) < 10:
@@ -506,7 +511,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     trainer = Trainer(settings, publisher, registry.registry, settings.analytics.client() if settings.analytics.configured else None)
     requests = EventSubscriber(
-        broker, publisher, RetrainingRequested, kafka=settings.kafka, group_id="ragops-trainer", max_records=1,
+        broker, publisher, RetrainingRequested, kafka=settings.kafka, group_id=SPEC.group, max_records=1,
         # A run may take the whole training and build time: the group must not take it for dead.
         max_poll_interval_ms=int((settings.max_train_seconds + 2 * settings.build_timeout_s + 600) * 1000),
     )

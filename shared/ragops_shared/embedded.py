@@ -16,6 +16,7 @@ from types import TracebackType
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from ragops_schemas.topics import TopicSpec
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 
@@ -124,11 +125,19 @@ class EmbeddedKafka:
         self.stop()
 
 
-async def create_topics(kafka: KafkaSettings, topics: Iterable[str], timeout_s: float = 30.0) -> None:
-    """Create topics with ``kafka.partitions`` partitions; existing ones are left as they are.
+async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> None:
+    """Create topics; existing ones are left as they are. A spec's ``partitions`` win over
+    ``kafka.partitions`` (which a bare name gets). Retention is not set: the embedded broker
+    keeps records in memory until it stops.
 
     Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
     """
+    partitions: dict[str, int] = {}
+    for topic in topics:
+        if isinstance(topic, TopicSpec):
+            partitions[topic.topic] = topic.partitions or kafka.partitions
+        else:
+            partitions[topic] = kafka.partitions
     deadline = time.monotonic() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(**aiokafka_options(kafka), request_timeout_ms=5000)
@@ -136,8 +145,8 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[str], timeout_s: 
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name=topic, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)
-                for topic in topics if topic not in existing
+                NewTopic(name=topic, num_partitions=count, replication_factor=kafka.replication_factor)
+                for topic, count in partitions.items() if topic not in existing
             ]
             if wanted:
                 try:

@@ -10,6 +10,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_schemas.topics import DEFAULT_PARTITIONS
+from ragops_shared.spec import OPS_PORT
+
 
 class KafkaSettings(BaseSettings):
     """How to reach the Kafka cluster (env prefix ``KAFKA_``, e.g. ``KAFKA_BOOTSTRAP_SERVERS``)."""
@@ -39,7 +42,7 @@ class KafkaSettings(BaseSettings):
     # cannot start there; turn it on against Apache Kafka. Consumers de-duplicate anyway
     # (event ids, deterministic point ids), so a retried produce has no second effect.
     enable_idempotence: bool = False
-    partitions: int = Field(default=3, ge=1, description="Partitions of each topic the platform creates.")
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, description="Partitions of each topic the platform creates.")
     replication_factor: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
@@ -69,7 +72,7 @@ class PlatformSettings(BaseSettings):
     # 2 OpenMP threads each spin against each other (measured up to 13x slower).
     torch_threads: int = Field(default=1, ge=1)
     ops_host: str = Field(default="127.0.0.1", description="Interface of the /health, /ready, /metrics HTTP server (0.0.0.0 in containers).")
-    ops_port: int = Field(default=8000, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server.")
+    ops_port: int = Field(default=OPS_PORT, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server.")
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

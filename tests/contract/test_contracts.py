@@ -1,14 +1,17 @@
-"""Contracts: generated files are fresh, every topic has exactly one event schema, every
-service's AsyncAPI lists its channels, and the golden examples still validate."""
+"""Contracts: generated files are fresh, every topic has exactly one event schema and one
+spec (whose key its events use), every service's AsyncAPI lists its channels, and the golden
+examples still validate."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from ragops.platform import SERVICES
+from ragops import kafka_topics
 from ragops.schemagen import ROOT, render, stale
+from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES, Topic
+from ragops_schemas.topics import TOPICS, Retention
 
 EXAMPLES = ROOT / "examples"
 
@@ -21,6 +24,28 @@ def test_generated_schemas_are_fresh() -> None:
 def test_every_topic_has_exactly_one_event_type() -> None:
     topics = [event.TOPIC for event in EVENT_TYPES]
     assert sorted(topics) == sorted(Topic), "each topic is carried by exactly one event class"
+
+
+def test_every_topic_has_one_spec_in_topic_order() -> None:
+    assert [spec.topic for spec in TOPICS] == list(Topic)
+
+
+@pytest.mark.parametrize("event", EVENT_TYPES, ids=lambda event: event.__name__)
+def test_events_are_keyed_as_their_topic_spec_says(event) -> None:  # noqa: ANN001
+    [spec] = [spec for spec in TOPICS if spec.topic == event.TOPIC]
+    example = event.model_validate_json((EXAMPLES / f"{event.__name__}.json").read_text())
+    assert example.key == "/".join(str(getattr(example, field) or "") for field in spec.key).encode()
+
+
+def test_topic_retention_stays_as_deployed() -> None:
+    """The deployments' retention, pinned: a history kept for less loses the state that its
+    readers rebuild from its start."""
+    assert {spec.topic for spec in TOPICS if spec.retention is Retention.FOREVER} == {
+        Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_CHUNKED, Topic.DATASET_EXAMPLE_ADDED, Topic.VERSION_REGISTERED,
+        Topic.VERSION_PROMOTED, Topic.VERSION_REJECTED, Topic.VERSION_RETIRED,
+    }
+    assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
+    assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
 
 
 def test_event_types_are_past_tense_and_unique() -> None:
@@ -39,7 +64,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
-        ("sink", set(Topic), set()),
+        ("sink", {spec.topic for spec in TOPICS if spec.sink}, set()),
         ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
         ("trainer", {Topic.RETRAINING_REQUESTED}, {
             Topic.RETRAINING_REJECTED, Topic.TRAINING_STARTED, Topic.TRAINING_FAILED, Topic.CANDIDATE_EVALUATED,
@@ -80,5 +105,7 @@ def test_golden_example_still_validates(event) -> None:  # noqa: ANN001
 
 def test_generation_writes_the_files_it_checks(tmp_path: Path) -> None:
     files = render()
-    assert all(text.endswith("\n") and json.loads(text) for text in files.values())
-    assert len(files) == len(EVENT_TYPES) + len(SERVICES) + 1  # events, services, gateway OpenAPI
+    assert all(text.endswith("\n") for text in files.values())
+    assert all(json.loads(text) for path, text in files.items() if path.suffix == ".json")
+    # events, services, gateway OpenAPI, the two topic files of the deployments
+    assert len(files) == len(EVENT_TYPES) + len(SERVICE_SPECS) + 1 + len(kafka_topics.render())

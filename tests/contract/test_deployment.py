@@ -7,9 +7,11 @@ with the code, checked offline: no Docker engine, kubectl, kustomize or helm run
   the custom resources (KEDA, Strimzi, Kustomization) are parsed as YAML only, since their
   CRDs are not in its schemas, and checked structurally here;
 - every service has a Deployment (probes, limits, restricted securityContext), a
-  PodDisruptionBudget and a compose service; every consumer group has a KEDA trigger;
+  PodDisruptionBudget and a compose service, on the image, port and replica policy its
+  ``ServiceSpec`` (``ragops_<service>/spec.py``) declares; every consumer group of a service
+  scaled on lag has a KEDA trigger;
 - every environment variable the files set is a real settings field of the services;
-- the topics created by compose and by Strimzi are exactly `Topic`;
+- the topics created by compose and by Strimzi are exactly `Topic` (both generated from `TOPICS`);
 - the light image's services import without torch; the dashboards' SQL runs on the schema;
 - Prometheus scrapes every service and the Kafka exporter; every Grafana panel uses a provisioned
   data source; the PromQL panels only name metrics (and labels) that the services or the
@@ -34,10 +36,11 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from ragops.platform import CONSUMER_GROUPS, SERVICES
-from ragops_schemas.topics import Topic
+from ragops.specs import SERVICE_SPECS
+from ragops_schemas.topics import TOPICS, Topic
 from ragops_shared.analytics import AnalyticsSettings
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -52,14 +55,8 @@ KAFKA_EXPORTER = "kafka-exporter:9308"
 EXPORTER_METRICS = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}}
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = {"job", "instance"}
-MODEL_SERVICES = {"embedding", "generation", "evaluation", "trainer"}  # need torch: the `model` image
-# Fixed at one replica, never scaled (no HPA, no ScaledObject): the monitor has no consumer group
-# and keeps its open drift alerts in memory (a second replica would raise every alert twice);
-# the trainer runs one fine-tuning or re-index at a time (max_records=1, minutes of CPU and GiBs
-# of memory each): a second replica could only idle or run a second training beside the first.
-# So the trainer's group `ragops-trainer` is the one consumer group without a KEDA trigger.
-SINGLE_REPLICA_SERVICES = {"monitor": None, "trainer": "ragops-trainer"}  # service -> its consumer group
-HTTP_SERVICES = {"gateway": 8080, "sink": 8000}
+SPECS = {spec.name: spec for spec in SERVICE_SPECS}
+SERVICES = tuple(SPECS)
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor we promise; its schemas ship with kubernetes-validate
 CUSTOM_API_GROUPS = ("keda.sh/", "kafka.strimzi.io/", "kustomize.config.k8s.io/")
 # Environment variables the files may set that are not RAGOps settings (read by libraries).
@@ -151,8 +148,10 @@ def test_compose_runs_every_service_on_the_right_image_with_healthchecks() -> No
     for service in SERVICES:
         spec = services[service]
         assert spec["command"] == ["python", "-m", f"ragops_{service}"]
-        target = "model" if service in MODEL_SERVICES else "light"
+        target = SPECS[service].image
         assert spec["build"]["target"] == target and f"ragops-{target}" in spec["image"], service
+        if SPECS[service].exposed:
+            assert any(port.rsplit(":", 1)[1] == str(SPECS[service].port) for port in spec["ports"]), service
         assert spec["healthcheck"]["test"], service
         assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
         assert spec["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
@@ -198,7 +197,9 @@ def test_compose_topic_script_creates_exactly_the_platform_topics() -> None:
 def test_strimzi_topics_are_exactly_the_platform_topics() -> None:
     topics = [doc for _, doc in k8s_documents(K8S / "dependencies") if doc["kind"] == "KafkaTopic"]
     assert sorted(doc["spec"]["topicName"] for doc in topics) == sorted(t.value for t in Topic)
+    specs = {spec.topic.value: spec for spec in TOPICS}
     for doc in topics:
+        assert doc["spec"]["config"]["retention.ms"] == specs[doc["spec"]["topicName"]].retention
         assert doc["spec"]["partitions"] >= 3
         assert doc["spec"]["config"]["max.message.bytes"] >= KafkaSettings().max_message_bytes
 
@@ -233,13 +234,13 @@ def test_base_kustomization_lists_every_base_file() -> None:
     assert sorted(kustomization["resources"]) == sorted(files)
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_every_service_has_a_hardened_deployment_and_a_pdb(service: str) -> None:
-    spec = deployment(service)["spec"]
+@pytest.mark.parametrize("service", SERVICE_SPECS, ids=lambda spec: spec.name)
+def test_every_service_has_a_hardened_deployment_and_a_pdb(service: ServiceSpec) -> None:
+    spec = deployment(service.name)["spec"]
     pod = spec["template"]["spec"]
-    main = container(service)
-    assert main["command"] == ["python", "-m", f"ragops_{service}"]
-    assert ("ragops-model" if service in MODEL_SERVICES else "ragops-light") in main["image"]
+    main = container(service.name)
+    assert main["command"] == ["python", "-m", service.module]
+    assert f"ragops-{service.image}" in main["image"]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert probe in main, f"{service}: {probe}"
     for kind in ("requests", "limits"):
@@ -254,16 +255,16 @@ def test_every_service_has_a_hardened_deployment_and_a_pdb(service: str) -> None
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
     assert mounts["/tmp"] in empty_dirs and mounts["/var/cache/ragops"] in empty_dirs
     assert main["envFrom"] == [{"configMapRef": {"name": "ragops-config"}}]
-    assert_real_settings({e["name"] for e in main["env"]}, f"Deployment ragops-{service}")
+    assert_real_settings({e["name"] for e in main["env"]}, f"Deployment ragops-{service.name}")
 
     selector = spec["selector"]["matchLabels"]
     assert selector.items() <= spec["template"]["metadata"]["labels"].items()
-    pdb = base_resources()[("PodDisruptionBudget", f"ragops-{service}")]
+    pdb = base_resources()[("PodDisruptionBudget", f"ragops-{service.name}")]
     assert pdb["spec"]["selector"]["matchLabels"] == selector
-    if service in HTTP_SERVICES:
-        assert main["ports"][0]["containerPort"] == HTTP_SERVICES[service]
+    assert main["ports"][0]["containerPort"] == service.port
+    if service.exposed:
         assert main["livenessProbe"]["httpGet"]["port"] == "http"
-        svc = base_resources()[("Service", f"ragops-{service}")]
+        svc = base_resources()[("Service", f"ragops-{service.name}")]
         assert svc["spec"]["selector"] == selector
 
 
@@ -271,8 +272,8 @@ def test_configmap_holds_only_real_settings() -> None:
     data = configmap()
     assert all(isinstance(value, str) for value in data.values()), "ConfigMap values must be strings"
     assert_real_settings(set(data), "k8s ConfigMap ragops-config")
-    assert data["RAGOPS_GATEWAY_PORT"] == str(HTTP_SERVICES["gateway"])
-    assert data["RAGOPS_OPS_PORT"] == str(HTTP_SERVICES["sink"])  # every service's /health, /ready, /metrics
+    for service in SERVICE_SPECS:  # RAGOPS_OPS_PORT: /health, /ready, /metrics; the gateway's API port serves them too
+        assert data[service.port_setting] == str(service.port), service.name
     # Secrets are references, never values in the ConfigMap.
     assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_ANALYTICS_CLICKHOUSE_URL",
                 "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
@@ -285,8 +286,10 @@ def test_configmap_holds_only_real_settings() -> None:
 
 def test_keda_scales_every_consumer_group_on_lag() -> None:
     scaled = {name: doc for (kind, name), doc in base_resources().items() if kind == "ScaledObject"}
-    groups = set()
+    on_lag = {f"ragops-{spec.name}": spec for spec in SERVICE_SPECS if spec.scaling is Scaling.LAG}
+    assert set(scaled) == set(on_lag)
     for name, doc in scaled.items():
+        groups = set()
         assert doc["apiVersion"] == "keda.sh/v1alpha1"
         assert ("Deployment", doc["spec"]["scaleTargetRef"]["name"]) in base_resources()
         assert 1 <= doc["spec"]["minReplicaCount"] <= doc["spec"]["maxReplicaCount"]
@@ -297,9 +300,16 @@ def test_keda_scales_every_consumer_group_on_lag() -> None:
             assert metadata.get("topic", Topic.DEAD_LETTER.value) in {t.value for t in Topic}
             assert ("TriggerAuthentication", trigger["authenticationRef"]["name"]) in base_resources()
             groups.add(metadata["consumerGroup"])
-    unscaled_groups = {group for group in SINGLE_REPLICA_SERVICES.values() if group}
-    assert groups == set(CONSUMER_GROUPS) - unscaled_groups
-    assert set(scaled) == {f"ragops-{s}" for s in SERVICES if s != "gateway" and s not in SINGLE_REPLICA_SERVICES}
+        assert groups == set(on_lag[name].consumer_groups), name
+
+
+def test_hpa_scales_every_service_scaled_on_cpu() -> None:
+    hpas = {name: doc for (kind, name), doc in base_resources().items() if kind == "HorizontalPodAutoscaler"}
+    on_cpu = {f"ragops-{spec.name}" for spec in SERVICE_SPECS if spec.scaling is Scaling.CPU}
+    assert set(hpas) == on_cpu
+    for name, doc in hpas.items():
+        assert doc["spec"]["scaleTargetRef"]["name"] == name
+        assert {metric["resource"]["name"] for metric in doc["spec"]["metrics"]} == {"cpu"}
 
 
 def test_k8s_single_replica_services_stay_single() -> None:
@@ -307,8 +317,9 @@ def test_k8s_single_replica_services_stay_single() -> None:
         doc["spec"]["scaleTargetRef"]["name"] for (kind, _), doc in base_resources().items()
         if kind in {"ScaledObject", "HorizontalPodAutoscaler"}
     }
-    for service, group in SINGLE_REPLICA_SERVICES.items():
-        assert service in SERVICES and (group is None or group in CONSUMER_GROUPS), service
+    single = [spec.name for spec in SERVICE_SPECS if spec.scaling is Scaling.SINGLE]
+    assert single, "the monitor and the trainer run as one replica each"
+    for service in single:
         spec = deployment(service)["spec"]
         assert spec["replicas"] == 1, service
         # Never two at once, not even during a rollout.
@@ -358,7 +369,7 @@ def test_light_image_requirements_leave_out_torch() -> None:
 
 
 def test_light_services_import_without_torch() -> None:
-    light = [s for s in SERVICES if s not in MODEL_SERVICES]
+    light = [spec.module for spec in SERVICE_SPECS if spec.image is Image.LIGHT]
     # As in the light image, where torch is not installed: a path finder that cannot see it.
     # (Not sys.modules["torch"] = None: scipy.stats, which the monitor imports, looks up
     # sys.modules["torch"] for its array-API checks and breaks on None at import time, which a
@@ -371,7 +382,7 @@ def test_light_services_import_without_torch() -> None:
         "    def find_spec(cls, name, path=None, target=None):\n"
         "        return None if name.partition('.')[0] == 'torch' else super().find_spec(name, path, target)\n"
         "sys.meta_path[sys.meta_path.index(PathFinder)] = NoTorch\n"
-        + "".join(f"import ragops_{s}.app\n" for s in light)
+        + "".join(f"import {module}.app\n" for module in light)
         + "assert 'torch' not in sys.modules, 'a light service imported torch'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -415,7 +426,7 @@ def test_prometheus_scrapes_every_service_and_the_exporter() -> None:
     for service in SERVICES:
         environment = services[service]["environment"]
         # The gateway serves /metrics on its API port; the others on RAGOPS_OPS_PORT.
-        port = environment["RAGOPS_GATEWAY_PORT"] if service == "gateway" else environment["RAGOPS_OPS_PORT"]
+        port = environment[SPECS[service].port_setting]
         assert f"{service}:{port}" in targets, f"Prometheus does not scrape {service}:{port}/metrics"
     assert KAFKA_EXPORTER in targets
     jobs = [job["job_name"] for job in config["scrape_configs"]]

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from ragops_gateway.app import create_app
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import DocumentSubmitted, Topic
+from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import create_topics
 from ragops_shared.settings import KafkaSettings
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def gateway(tansu):  # noqa: ANN001, ANN201
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
-    asyncio.run(create_topics(kafka, list(Topic)))
+    asyncio.run(create_topics(kafka, TOPICS))
     with TestClient(create_app(GatewaySettings(kafka=kafka))) as client:
         yield client, kafka
 

@@ -1,5 +1,5 @@
-"""Token-window chunking with the real all-MiniLM-L6-v2 tokenizer, content-hash chunk ids and
-document versions."""
+"""Token-window chunking with the real all-MiniLM-L6-v2 tokenizer (chunk ids and document
+versions: tests/unit/test_ids.py)."""
 
 import json
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from ragops_ingestion.chunking import TextChunk, TokenChunker, chunk_id, document_version
+from ragops_ingestion.chunking import TextChunk, TokenChunker
 from ragops_models.defaults import default_embedding_model_dir
 
 CORPUS = Path("/work/shared/data/corpus.jsonl")
@@ -142,20 +142,3 @@ def test_real_passages_default_settings(tokenizer: Tokenizer) -> None:
             assert chunks[0].text == passage.strip()
         else:
             check_windows(chunks, passage, tokenizer, chunk_size=200, overlap=32)
-
-
-def test_chunk_id_is_a_content_hash() -> None:
-    first = chunk_id("doc-1", "some text")
-    assert re.fullmatch(r"[0-9a-f]{32}", first)
-    assert chunk_id("doc-1", "some text") == first
-    assert chunk_id("doc-2", "some text") != first
-    assert chunk_id("doc-1", "some text.") != first
-    # The separator keeps (id, text) pairs that concatenate alike apart.
-    assert chunk_id("doc-1", "0text") != chunk_id("doc-10", "text")
-
-
-def test_document_version_changes_with_content() -> None:
-    version = document_version("parsed text")
-    assert re.fullmatch(r"[0-9a-f]{16}", version)
-    assert document_version("parsed text") == version
-    assert document_version("parsed text!") != version

@@ -2,7 +2,7 @@
 
 import uuid
 
-from ragops_retrieval.store import point_id
+from ragops_schemas.ids import point_id
 
 
 def test_same_chunk_and_model_give_the_same_id() -> None:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from ragops_schemas import Producer, VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
-from ragops_schemas.registry import Registry, index_name
+from ragops_schemas.registry import Registry
 
 P = Producer(name="test", version="0")
 T0 = datetime(2026, 11, 29, tzinfo=UTC)
@@ -45,9 +45,3 @@ def test_a_retired_version_takes_no_traffic_and_a_duplicate_changes_nothing() ->
                                   version="1", reason="bad"))
     assert registry.is_retired("prompt", "rag-answer", "1")
     assert registry.alias("prompt", "rag-answer") is None, "callers fall back to their default"
-
-
-def test_index_names_are_the_retrieval_collection_names() -> None:
-    assert index_name("default", "sentence-transformers/all-MiniLM-L6-v2", "2e8a342051c5") == (
-        "default__all-MiniLM-L6-v2__2e8a342051c5"
-    )

@@ -1,0 +1,193 @@
+"""Every id and hash rule of the platform, in one place.
+
+Ids are part of the contract: consumers de-duplicate on them, stores are keyed by them and
+versions are compared by them, so a deterministic rule never changes (its outputs are already
+in topics, indexes and ClickHouse). Each function says its rule; ``tests/unit/test_ids.py``
+pins a known value of each. Hashes are SHA-256 of UTF-8 text, cut to a number of hex digits
+that each rule states. Random ids (UUID4, random hex) are for things that have no natural key.
+
+Not here: the weights versions of model directories and files (a content hash of files on
+disk, owned by the model code that loads them).
+"""
+
+import hashlib
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+# UUID5 namespaces: never change them.
+_DERIVED_EVENTS = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
+_POINTS = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
+_UNPARSABLE_RECORDS = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
+
+
+def _sha256_hex(data: bytes, digits: int | None = None) -> str:
+    return hashlib.sha256(data).hexdigest()[:digits]
+
+
+# ---- documents, chunks, vector points, indexes -------------------------------------------------
+
+def content_hash(text: str) -> str:
+    """16 hex digits: the first of the SHA-256 of ``text`` (UTF-8). Tells whether a document's
+    content changed (the trainer's corpus refresh compares sources with what was submitted)."""
+    return _sha256_hex(text.encode(), 16)
+
+
+def document_version(parsed_text: str) -> str:
+    """Version of a document: :func:`content_hash` of its parsed text, so unchanged content keeps
+    its version and any change gives a new one."""
+    return content_hash(parsed_text)
+
+
+def chunk_id(document_id: str, text: str) -> str:
+    """Content-hash id of a chunk: the first 32 hex digits of the SHA-256 of ``document_id``,
+    a NUL byte and ``text`` (UTF-8). Re-ingesting unchanged content gives the same ids;
+    identical chunk texts within one document share one id."""
+    return _sha256_hex(f"{document_id}\0{text}".encode(), 32)
+
+
+def point_id(chunk_id: str, model_version: str) -> str:
+    """Deterministic vector-store point id (a UUID5 string) of a chunk embedded by ``model_version``:
+    UUID5 in a fixed namespace of the JSON array ``[model_version, chunk_id]``.
+
+    The same pair always gives the same id, so redelivered chunks overwrite instead of
+    duplicating; the model version is part of it so embeddings of two models never
+    collide if they share a collection. The JSON array keeps the pair unambiguous whatever
+    characters either part contains.
+    """
+    return str(uuid.uuid5(_POINTS, json.dumps([model_version, chunk_id])))
+
+
+def index_name(corpus: str, model_name: str, model_version: str) -> str:
+    """The index of a corpus for one embedding model version, ``<corpus>__<model>__<version>``
+    (e.g. ``default__all-MiniLM-L6-v2__2e8a342051c5``), where ``<model>`` is the last path part
+    of ``model_name`` with every run of characters other than letters, digits, ``_`` and ``-``
+    replaced by ``-``: its first collection's name, and the registry name its builds are versions of."""
+    model = re.sub(r"[^a-zA-Z0-9_-]+", "-", model_name.rsplit("/", 1)[-1])
+    return f"{corpus}__{model}__{model_version}"
+
+
+def index_build_id(request_event_id: uuid.UUID) -> str:
+    """Version of an index rebuilt for a retraining request: ``b`` and the first 12 hex digits
+    of the request's event id (a redelivered request builds the same version)."""
+    return f"b{request_event_id.hex[:12]}"
+
+
+def index_build_collection(index: str, build_id: str) -> str:
+    """The collection an index build writes: ``<index>__<build_id>``."""
+    return f"{index}__{build_id}"
+
+
+def corpus_version(content_hashes: Mapping[str, str]) -> str:
+    """Version of a corpus: the first 16 hex digits of the SHA-256 of one ``<document_id>:<content_hash>``
+    line per document (sorted by id, joined by newlines), so the same documents with the same
+    content give the same version whatever order they came in."""
+    return _sha256_hex("\n".join(f"{k}:{v}" for k, v in sorted(content_hashes.items())).encode(), 16)
+
+
+# ---- datasets, prompts, evaluation ------------------------------------------------------------
+
+def example_id(dataset: str, question: str, reference_answer: str) -> str:
+    """Id of a dataset example: the first 32 hex digits of the SHA-256 of ``dataset``,
+    ``question`` and ``reference_answer`` joined by NUL bytes, so the same feedback twice adds
+    one example."""
+    return _sha256_hex(f"{dataset}\0{question}\0{reference_answer}".encode(), 32)
+
+
+def dataset_version(example_ids: Iterable[str]) -> str:
+    """Version of a training-data snapshot: the first 16 hex digits of the SHA-256 of its
+    example ids, sorted and joined by newlines."""
+    return _sha256_hex("\n".join(sorted(example_ids)).encode(), 16)
+
+
+def dataset_file_hash(content: bytes) -> str:
+    """16 hex digits: the first of the SHA-256 of a question-set file's bytes (recorded with an
+    evaluation run, so runs on different files are not compared)."""
+    return _sha256_hex(content, 16)
+
+
+def evaluation_run_id(prefix: str, started_at: datetime) -> str:
+    """Id of an evaluation run: ``<prefix>-<UTC start, YYYYMMDDTHHMMSSZ>`` (e.g. ``eval-20260101T120000Z``)."""
+    return f"{prefix}-{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def prompt_hash(content: bytes) -> str:
+    """12 hex digits: the first of the SHA-256 of a prompt template file's bytes; detects a
+    version edited in place."""
+    return _sha256_hex(content, 12)
+
+
+def sample_fraction(request_id: str) -> float:
+    """A request's place in [0, 1]: the first 8 hex digits of the SHA-256 of ``request_id`` as an
+    integer over 0xFFFFFFFF. Sampling ``< rate`` on it decides a redelivered event the same way."""
+    return int(_sha256_hex(request_id.encode(), 8), 16) / 0xFFFFFFFF
+
+
+def holdout_bucket(question: str) -> int:
+    """A question's bucket in 0..99: the whole SHA-256 of ``question`` as an integer, modulo 100.
+    Holding out buckets ``< share * 100`` keeps a question on the same side in every run."""
+    return int(_sha256_hex(question.encode()), 16) % 100
+
+
+# ---- event ids -------------------------------------------------------------------------------
+
+def new_event_id() -> uuid.UUID:
+    """A random event id (UUID4), for events that have no derived id."""
+    return uuid.uuid4()
+
+
+def derived_event_id(event_type: str, cause_event_id: uuid.UUID, scope: str = "") -> uuid.UUID:
+    """Id of an event caused by another: UUID5 in a fixed namespace of ``<event_type>:<cause id>``,
+    plus ``:<scope>`` when given (one cause with several outputs of one type). Processing the
+    same event again yields the same id, so the sink (keyed on ids) keeps one copy."""
+    name = f"{event_type}:{cause_event_id}" + (f":{scope}" if scope else "")
+    return uuid.uuid5(_DERIVED_EVENTS, name)
+
+
+def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The sink's id of a record that is not a valid event: UUID5 in a fixed namespace of
+    ``<topic>:<partition>:<offset>``, so a redelivered record is stored once."""
+    return uuid.uuid5(_UNPARSABLE_RECORDS, f"{topic}:{partition}:{offset}")
+
+
+def model_registration_id(name: str, version: str) -> uuid.UUID:
+    """Event id of the embedding service's registration of its default model: UUID5 in the URL
+    namespace of ``ragops:embedding_model:<name>:<version>``, the same on every start."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{name}:{version}")
+
+
+def resubmission_event_id(request_event_id: uuid.UUID, document_id: str, content_hash: str) -> uuid.UUID:
+    """Event id of a document the trainer's corpus refresh submits: UUID5 in the namespace of the
+    request's event id of ``<document_id>:<content_hash>``, so a redelivered request resubmits
+    with the same ids."""
+    return uuid.uuid5(request_event_id, f"{document_id}:{content_hash}")
+
+
+# ---- random ids ------------------------------------------------------------------------------
+
+def new_request_id() -> str:
+    """A random request id: a UUID4 string."""
+    return str(uuid.uuid4())
+
+
+def new_document_id() -> str:
+    """A random document id for a document submitted without one: a UUID4 string."""
+    return str(uuid.uuid4())
+
+
+def new_alert_id() -> str:
+    """A random drift-alert id: 32 hex digits of a UUID4."""
+    return uuid.uuid4().hex
+
+
+def new_trace_id() -> str:
+    """A random W3C trace id: 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def new_span_id() -> str:
+    """A random W3C span id: 16 hex digits."""
+    return secrets.token_hex(8)

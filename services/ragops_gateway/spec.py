@@ -1,0 +1,10 @@
+"""Deployment facts of the gateway (see :class:`ragops_shared.spec.ServiceSpec`).
+
+Stateless HTTP (every replica watches the answer topic itself), so scaled on CPU; its API
+port also serves ``/health``, ``/ready`` and ``/metrics``."""
+
+from ragops_shared.spec import Image, Scaling, ServiceSpec
+
+SPEC = ServiceSpec(
+    name="gateway", image=Image.LIGHT, scaling=Scaling.CPU, port=8080, port_setting="RAGOPS_GATEWAY_PORT", exposed=True,
+)

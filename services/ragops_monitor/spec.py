@@ -1,0 +1,8 @@
+"""Deployment facts of the monitor (see :class:`ragops_shared.spec.ServiceSpec`).
+
+One replica, never scaled: it has no consumer group and keeps its open drift alerts in memory,
+so a second replica would raise every alert twice."""
+
+from ragops_shared.spec import Image, Scaling, ServiceSpec
+
+SPEC = ServiceSpec(name="monitor", image=Image.LIGHT, scaling=Scaling.SINGLE)

@@ -1,0 +1,131 @@
+"""Every id and hash rule of ragops_schemas.ids, pinned to a known value: an id already in
+topics, indexes or ClickHouse must come out the same in every release."""
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+from ragops_schemas.ids import (
+    chunk_id,
+    content_hash,
+    corpus_version,
+    dataset_file_hash,
+    dataset_version,
+    derived_event_id,
+    document_version,
+    evaluation_run_id,
+    example_id,
+    holdout_bucket,
+    index_build_collection,
+    index_build_id,
+    index_name,
+    model_registration_id,
+    new_alert_id,
+    new_document_id,
+    new_event_id,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+    point_id,
+    prompt_hash,
+    resubmission_event_id,
+    sample_fraction,
+    unparsable_event_id,
+)
+
+CAUSE = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+def test_chunk_id_is_a_content_hash() -> None:
+    first = chunk_id("doc-1", "some text")
+    assert first == "580ffe2ca4adb249558e05d36a3ca47c"
+    assert chunk_id("doc-2", "some text") != first
+    assert chunk_id("doc-1", "some text.") != first
+    # The separator keeps (id, text) pairs that concatenate alike apart.
+    assert chunk_id("doc-1", "0text") != chunk_id("doc-10", "text")
+
+
+def test_document_version_changes_with_content() -> None:
+    version = document_version("parsed text")
+    assert version == "2ca0fd2a7fe934dc"
+    assert document_version("parsed text!") != version
+
+
+def test_content_hash() -> None:
+    assert content_hash("text") == "982d9e3eb996f559"
+
+
+def test_point_id() -> None:
+    assert point_id("doc-1#0", "minilm-v1") == "c8535f4d-c9f3-581b-a87b-eccc63ef2915"
+
+
+def test_index_names_are_the_retrieval_collection_names() -> None:
+    assert index_name("default", "sentence-transformers/all-MiniLM-L6-v2", "2e8a342051c5") == (
+        "default__all-MiniLM-L6-v2__2e8a342051c5"
+    )
+
+
+def test_index_build_id_and_collection() -> None:
+    assert index_build_id(CAUSE) == "b123456781234"
+    assert index_build_collection("default__m__v1", "b123456781234") == "default__m__v1__b123456781234"
+
+
+def test_corpus_version_ignores_order() -> None:
+    assert corpus_version({"b": "2", "a": "1"}) == "2bc11e86e8348c7c"
+    assert corpus_version({"a": "1", "b": "2"}) == "2bc11e86e8348c7c"
+
+
+def test_example_id() -> None:
+    assert example_id("feedback", "What is X?", "X is Y.") == "93891e618ea40b216c8708d03e20b722"
+
+
+def test_dataset_version_ignores_order() -> None:
+    assert dataset_version(["e2", "e1"]) == dataset_version(iter(["e1", "e2"])) == "c5a9367884b7c141"
+
+
+def test_dataset_file_hash() -> None:
+    assert dataset_file_hash(b"{}\n") == "ca3d163bab055381"
+
+
+def test_prompt_hash() -> None:
+    assert prompt_hash(b"name: x\n") == "a2a79ea37edb"
+
+
+def test_evaluation_run_id_is_the_utc_start() -> None:
+    assert evaluation_run_id("eval", datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)) == "eval-20260101T120000Z"
+    plus_two = timezone(timedelta(hours=2))
+    assert evaluation_run_id("demo", datetime(2026, 1, 1, 14, 0, 0, tzinfo=plus_two)) == "demo-20260101T120000Z"
+
+
+def test_sample_fraction() -> None:
+    assert sample_fraction("r1") == 0.5115343198439884
+
+
+def test_holdout_bucket() -> None:
+    assert holdout_bucket("What is X?") == 26
+
+
+def test_derived_event_id() -> None:
+    assert derived_event_id("DocumentChunked", CAUSE) == uuid.UUID("436afc1d-ddab-5d35-90fa-82c7dc4478c5")
+    assert derived_event_id("DocumentChunked", CAUSE, "b1") == uuid.UUID("8263accf-6e60-582b-8ddb-9fb396a87270")
+
+
+def test_unparsable_event_id() -> None:
+    assert unparsable_event_id("ragops.query.submitted.v1", 2, 17) == uuid.UUID("9a981e9f-2571-5890-a4d5-f06ec8c3c4b6")
+
+
+def test_model_registration_id() -> None:
+    assert model_registration_id("all-MiniLM-L6-v2", "2e8a342051c5") == uuid.UUID("63864627-3155-57e8-9d7c-46f1034a257d")
+
+
+def test_resubmission_event_id() -> None:
+    assert resubmission_event_id(CAUSE, "doc-1", content_hash("text")) == uuid.UUID("d3a86fb2-bdf0-5226-8005-f5f1dd906845")
+
+
+def test_random_ids_have_their_formats() -> None:
+    assert new_event_id().version == 4
+    assert uuid.UUID(new_request_id()).version == 4 and uuid.UUID(new_document_id()).version == 4
+    assert re.fullmatch(r"[0-9a-f]{32}", new_alert_id())
+    assert re.fullmatch(r"[0-9a-f]{32}", new_trace_id())
+    assert re.fullmatch(r"[0-9a-f]{16}", new_span_id())
+    assert new_request_id() != new_request_id()
