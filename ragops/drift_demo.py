@@ -26,6 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops.client import PlatformClient, QueryTrace
 from ragops.demo import simulated_feedback
 from ragops.platform import EmbeddedPlatform
@@ -43,7 +45,6 @@ from ragops_schemas import (
     VersionRejected,
 )
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
-from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.watch import EventWatcher
@@ -306,7 +307,11 @@ def report(
             "candidate_value", "live_value", "questions", "timed_out"}}}
         for e in loop.events
     ]
-    analytics = Analytics(sql_url=platform.sql_url)
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    try:
+        decisions = queries.version_decisions(analytics)
+    finally:
+        analytics.close()
     return {
         "questions_before_switch": sum(a.phase == "before" for a in asked),
         "questions_after_switch": sum(a.phase != "before" for a in asked),
@@ -325,11 +330,7 @@ def report(
         "versions_promoted": [f"{e.kind}@{e.version}" for e in loop.of(VersionPromoted) if e.alias == "production"],  # type: ignore[attr-defined]
         "versions_rejected": [f"{e.kind}@{e.version}" for e in loop.of(VersionRejected)],  # type: ignore[attr-defined]
         "loop_events": steps,
-        "version_decisions_in_clickhouse": [
-            dict(zip(["kind", "version", "decision", "action", "rule", "reason"], row, strict=True))
-            for row in analytics.query(
-                "SELECT kind, version, decision, action, rule, reason FROM version_decisions").rows
-        ],
+        "version_decisions_in_clickhouse": decisions,
         "timings_s": timings,
     }
 

@@ -142,6 +142,13 @@ def row_count(reader: Reader, table: str) -> int:
     return int(_one(reader, "SELECT count() FROM {table:Identifier} FINAL", {"table": table})[0])
 
 
+def materialized_views(reader: Reader) -> int:
+    """Materialized views of the current database (each one costs every insert into ``events``)."""
+    return int(_one(
+        reader, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'",
+    )[0])
+
+
 def events_per_topic(reader: Reader) -> dict[str, int]:
     """Events stored per Kafka topic, each event once."""
     return {topic: int(n) for topic, n in reader.query("SELECT topic, count() FROM events FINAL GROUP BY topic").rows}

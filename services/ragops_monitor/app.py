@@ -30,7 +30,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -42,12 +42,14 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsSettings
+from ragops_analytics.store import Reader
 from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, numeric_drift, proportion_increase
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
 from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
-from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -103,7 +105,7 @@ class MonitorSettings(BaseSettings):
     @field_validator("evaluation_metrics")
     @classmethod
     def _metric_names(cls, names: list[str]) -> list[str]:
-        # The names go into SQL: allow metric identifiers only.
+        # Metric names become signal names (evaluation.<metric>): identifiers only.
         bad = [name for name in names if not name.replace("_", "").replace("@", "").isalnum()]
         if bad:
             raise ValueError(f"not metric names: {bad}")
@@ -112,29 +114,25 @@ class MonitorSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Signal:
-    """One monitored quantity: ``value`` (SQL expression) of ``table`` rows matching ``where``."""
+    """One monitored quantity: the observations of ``source`` (a named query of
+    :mod:`ragops_analytics.queries`) with ``parameters``, tested as ``kind``."""
 
     name: str
     kind: Kind
-    table: str
-    value: str
-    where: str = "1"
+    source: queries.SignalSource
+    parameters: dict[str, object] = field(default_factory=dict)
 
 
 def signals(settings: MonitorSettings) -> list[Signal]:
-    similarity = "top_similarity IS NOT NULL"
     return [
-        Signal("query_embedding", "embedding", "query_vectors", "vector"),
-        Signal("retrieval_top_similarity", "numeric", "retrievals", "assumeNotNull(top_similarity)", similarity),
-        Signal(
-            "no_context_rate", "proportion", "retrievals",
-            f"toUInt8(assumeNotNull(top_similarity) < {float(settings.no_context_similarity)!r})", similarity,
-        ),
+        Signal("query_embedding", "embedding", "query_vector"),
+        Signal("retrieval_top_similarity", "numeric", "top_similarity"),
+        Signal("no_context_rate", "proportion", "no_context", {"no_context_similarity": float(settings.no_context_similarity)}),
         *(
-            Signal(f"evaluation.{metric}", "numeric", "evaluations", "value", f"metric = '{metric}'")
+            Signal(f"evaluation.{metric}", "numeric", "evaluation_score", {"metric": metric})
             for metric in settings.evaluation_metrics
         ),
-        Signal("negative_feedback_rate", "proportion", "feedback", "toUInt8(sentiment = 'negative')"),
+        Signal("negative_feedback_rate", "proportion", "negative_feedback"),
     ]
 
 
@@ -151,21 +149,13 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-def _sql_time(moment: datetime) -> str:
-    return f"fromUnixTimestamp64Milli(toInt64({int(moment.timestamp() * 1000)}), 'UTC')"
-
-
 def read_windows(
-    analytics: Analytics, signal: Signal, since: datetime, reference_size: int, current_size: int,
+    reader: Reader, signal: Signal, since: datetime, reference_size: int, current_size: int,
 ) -> tuple[Window, Window] | None:
     """The reference and current windows of ``signal`` (blocking: run in a thread), or None
     while there are not yet ``reference_size`` + ``current_size`` observations since ``since``."""
 
-    def read(condition: str, order: str, limit: int) -> Window:
-        rows = analytics.query(
-            f"SELECT toUnixTimestamp64Milli(occurred_at) AS t, {signal.value} AS v FROM {signal.table} FINAL "
-            f"WHERE {signal.where} AND {condition} ORDER BY occurred_at {order}, event_id {order} LIMIT {int(limit)}"
-        ).rows
+    def window(rows: list[tuple[int, object]]) -> Window:
         rows = sorted(rows, key=lambda row: row[0])
         times = np.array([row[0] for row in rows], dtype=np.int64)
         if signal.kind == "embedding":
@@ -174,11 +164,14 @@ def read_windows(
             values = np.array([row[1] for row in rows], dtype=np.float64)
         return Window(times, values)
 
-    reference = read(f"occurred_at >= {_sql_time(since)}", "ASC", reference_size)
+    reference = window(queries.reference_window(
+        reader, signal.source, signal.parameters, since_ms=int(since.timestamp() * 1000), size=reference_size,
+    ))
     if len(reference.times_ms) < reference_size:
         return None
-    after = _sql_time(_time(reference.times_ms[-1]))
-    current = read(f"occurred_at > {after}", "DESC", current_size)
+    current = window(queries.current_window(
+        reader, signal.source, signal.parameters, after_ms=int(reference.times_ms[-1]), size=current_size,
+    ))
     if len(current.times_ms) < current_size:
         return None
     return reference, current
@@ -217,7 +210,7 @@ class Monitor:
     event sink; SQL and statistics run in worker threads."""
 
     def __init__(
-        self, settings: MonitorSettings, analytics: Analytics, registry: Registry, producer: Producer,
+        self, settings: MonitorSettings, analytics: Reader, registry: Registry, producer: Producer,
         policy: RetrainingPolicy,
     ) -> None:
         self.settings = settings
@@ -324,11 +317,8 @@ class Monitor:
         """Rules waiting for feedback gathered after their alert: fire those that have it."""
         requests: list[RetrainingRequested] = []
         for pending in list(self.pending):
-            added = await asyncio.to_thread(
-                self.analytics.scalar,
-                f"SELECT count() FROM dataset_examples FINAL WHERE occurred_at > {_sql_time(pending.detected.occurred_at)}",
-            )
-            if int(added or 0) >= pending.rule.min_examples_after:
+            added = await asyncio.to_thread(queries.dataset_examples_since, self.analytics, pending.detected.occurred_at)
+            if added >= pending.rule.min_examples_after:
                 self.pending.remove(pending)
                 requests += self._request(
                     pending.rule, pending.detected,
@@ -339,36 +329,22 @@ class Monitor:
     def restore(self) -> None:
         """After a restart: reopen the alerts ClickHouse shows open and the rules' cooldowns
         and pending requests, so a restart neither repeats nor forgets an alert."""
-        rows = self.analytics.query(
-            "SELECT signal, argMax(event_type, occurred_at), argMax(toString(event_id), occurred_at) "
-            "FROM drift FINAL GROUP BY signal"
-        ).rows
-        open_ids = {signal: event_id for signal, event_type, event_id in rows if event_type == "drift.detected"}
-        requested = self.analytics.query(
-            "SELECT rule, max(occurred_at), groupArrayArray(evidence) FROM training_steps FINAL "
-            "WHERE event_type = 'retraining.requested' AND rule != '' GROUP BY rule"
-        ).rows
+        open_ids = queries.open_drift_alerts(self.analytics)
         answered: set[tuple[str, str]] = set()
-        for rule, last, evidence in requested:
-            self.last_request[rule] = _parse_time(last)
+        for rule, (last, evidence) in queries.retraining_requests_by_rule(self.analytics).items():
+            self.last_request[rule] = last
             answered |= {(rule, event_id) for event_id in evidence}
         for signal, event_id in open_ids.items():
-            payload = self.analytics.scalar(f"SELECT payload FROM events FINAL WHERE event_id = toUUID('{uuid.UUID(event_id)}')")
+            payload = queries.event_payload(self.analytics, event_id)
             if payload is None:
                 continue
-            detected = DriftDetected.model_validate_json(str(payload))
+            detected = DriftDetected.model_validate_json(payload)
             self.alerts[signal] = _Alert(detected.alert_id, detected)
             self.tracker.restore(signal)
             self.pending += [
                 _Pending(rule, detected) for rule in self.policy.rules_for(signal)
                 if rule.min_examples_after and (rule.name, event_id) not in answered
             ]
-
-
-def _parse_time(value: object) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 async def run_forever(monitor: Monitor, publish: Callable[[object], object], interval_s: float) -> None:

@@ -146,8 +146,7 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
 
     @post
     async def sql(request: Request) -> AsgiResponse:
-        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (parameters optional: values
-        of ``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
+        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its ``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
         try:
             body = await request.json()
             statement, parameters = body["sql"], body.get("parameters") or {}

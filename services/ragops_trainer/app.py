@@ -36,6 +36,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from scipy.stats import binomtest
 
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops_schemas import (
     CandidateEvaluated,
     DatasetExampleAdded,
@@ -56,7 +58,6 @@ from ragops_schemas import (
 from ragops_schemas.events import IndexBuild
 from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.registry import Registry, VersionState, index_name
-from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.datasets import load_corpus, load_questions
 from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME
@@ -179,7 +180,7 @@ class _Arrivals:
 
 class Trainer:
     def __init__(
-        self, settings: TrainerSettings, publisher: EventPublisher, registry: Registry, analytics: Analytics | None,
+        self, settings: TrainerSettings, publisher: EventPublisher, registry: Registry, analytics: AnalyticsClient | None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
@@ -466,17 +467,13 @@ class Trainer:
         if self.analytics is None:
             raise Rejected("no ClickHouse to read prompt quality from (RAGOPS_ANALYTICS_*)")
         name, metric = self.settings.prompt_name, self.settings.quality_metric
-        rows = (await asyncio.to_thread(
-            self.analytics.query,
-            f"SELECT prompt_version, avg(value), count(), max(occurred_at) FROM evaluations FINAL "
-            f"WHERE metric = '{metric}' AND prompt_name = '{name}' GROUP BY prompt_version",
-        )).rows
+        rows = await asyncio.to_thread(queries.prompt_quality, self.analytics, name, metric)
         production = self.registry.alias("prompt", name)
-        quality = {str(version): (float(mean), int(n)) for version, mean, n, _ in rows}
-        current = production.ref.version if production else (str(max(rows, key=lambda r: r[3])[0]) if rows else None)
+        quality = {row.version: (row.mean, row.answers) for row in rows}
+        current = production.ref.version if production else (max(rows, key=lambda r: r.last_served).version if rows else None)
         if current is None or current not in quality:
             raise Rejected(f"no {metric} scores for prompt {name!r} in production yet")
-        last_served = {str(version): served for version, _, _, served in rows}
+        last_served = {row.version: row.last_served for row in rows}
         better = [
             (last_served[version], mean, version) for version, (mean, n) in quality.items()
             if version != current and n >= self.settings.min_answers and mean > quality[current][0]

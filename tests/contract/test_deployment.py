@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings
 
 from ragops.platform import CONSUMER_GROUPS, SERVICES
 from ragops_schemas.topics import Topic
-from ragops_shared.analytics import AnalyticsSettings
+from ragops_analytics.client import AnalyticsSettings
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,15 +70,15 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 @cache
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
-    ``*Settings`` class of ``ragops_<service>.app`` (nested settings excluded: they read their
-    own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
+    ``*Settings`` class of the package ``ragops_<service>.app`` imports (nested settings
+    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
     that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
     classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, AnalyticsSettings}
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
         classes |= {
             value for _, value in inspect.getmembers(module, inspect.isclass)
-            if issubclass(value, BaseSettings) and value.__module__ == module.__name__
+            if issubclass(value, BaseSettings) and value.__module__.startswith(f"ragops_{service}.")
         }
     names = set()
     for cls in classes:
@@ -452,7 +452,8 @@ def test_every_panel_uses_a_provisioned_datasource() -> None:
 
 
 def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
-    from ragops_shared.clickhouse import ChdbStore
+    from ragops_analytics.chdb_store import ChdbStore
+    from ragops_sink.schema import migrate
 
     targets = panel_targets("grafana-clickhouse-datasource")
     sql = " ".join(t["rawSql"] for t in targets)
@@ -461,7 +462,7 @@ def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
     assert "'drift.detected'" in sql, "no panel shows drift events"
     store = ChdbStore(tmp_path / "clickhouse")
     try:
-        store.migrate()
+        migrate(store)
         for target in targets:
             # Grafana's macros, replaced as the ClickHouse plugin does (DateTime of the range).
             query = re.sub(
