@@ -31,8 +31,8 @@ from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops.client import PlatformClient, QueryTrace
 from ragops.demo import simulated_feedback
 from ragops.platform import EmbeddedPlatform
-from ragops_monitor.app import MonitorSettings, run_test
-from ragops_monitor.drift import AlertTracker
+from ragops_monitor.replay import replay_alerts
+from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import (
     AnswerEvaluated,
     CandidateEvaluated,
@@ -197,12 +197,7 @@ def null_false_alarms(
         streams["negative_feedback_rate"] = ("proportion", rng.choice(thumbs, size=n), f"bootstrap of {len(thumbs)} feedbacks")
     results: dict[str, dict[str, int | str]] = {}
     for signal, (kind, values, source) in streams.items():
-        tracker, alarms, evaluations = AlertTracker(consecutive=settings.consecutive), 0, 0
-        reference = values[: settings.reference_size]
-        for end in range(settings.reference_size + settings.current_size, len(values) + 1, settings.min_new):
-            result = run_test(kind, reference, values[end - settings.current_size: end], settings)  # type: ignore[arg-type]
-            evaluations += 1
-            alarms += tracker.update(signal, result) == "detected"
+        evaluations, alarms = replay_alerts(settings, signal, kind, values)  # type: ignore[arg-type]
         results[signal] = {"questions": len(values), "evaluations": evaluations, "alerts": alarms, "source": source}
     return results
 

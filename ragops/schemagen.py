@@ -37,7 +37,7 @@ def _spec_settings(service: str) -> object:
     The monitor refuses to start without a ClickHouse to read; its channels do not depend on it."""
     if service == "monitor":
         from ragops_analytics.client import AnalyticsSettings
-        from ragops_monitor.app import MonitorSettings
+        from ragops_monitor.settings import MonitorSettings
 
         return MonitorSettings(analytics=AnalyticsSettings(sql_url="http://127.0.0.1/sql"))
     return None

@@ -27,33 +27,28 @@ Signals:
 
 import asyncio
 import contextlib
-import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import structlog
 from faststream.asgi import AsgiFastStream
 from prometheus_client import Counter, Gauge
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics import queries
-from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.store import Reader
-from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, numeric_drift, proportion_increase
+from ragops_monitor.alerts import AlertTracker
+from ragops_monitor.drift import TestResult
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
+from ragops_monitor.settings import MonitorSettings
+from ragops_monitor.signals import run_test, signals
+from ragops_monitor.windows import Window, read_windows
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
-from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = "monitor"
 log = structlog.get_logger(__name__)
@@ -63,134 +58,6 @@ DRIFT_ACTIVE = Gauge("ragops_drift_active", "1 while a signal's drift alert is o
 SIGNAL_CHECKS = Counter(
     "ragops_monitor_checks_total", "Signal checks by outcome: drifted, stable, or waiting for data.", ["signal", "outcome"],
 )
-
-Kind = Literal["embedding", "numeric", "proportion"]
-
-
-class MonitorSettings(BaseSettings):
-    """Env prefix ``RAGOPS_MONITOR_``. Thresholds default to Evidently's, except ``alpha``:
-    the monitor tests overlapping windows against one reference again and again, so the
-    usual 0.05 would alarm many times a day on unchanged traffic. Measured on unchanged
-    streams of 2,000 observations (100/50 windows, a test every 10, 2 in a row to alert):
-    0.047 alerts per signal at 0.001, none in 150 streams at 0.0001 (the demo's 2,000
-    unchanged questions raised 1 alert over 7 signals at 0.001)."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_MONITOR_", extra="ignore")
-
-    interval_s: float = Field(default=30.0, gt=0, description="Seconds between two evaluations.")
-    reference_size: int = Field(default=200, ge=20, description="Observations in a reference window.")
-    current_size: int = Field(default=100, ge=10, description="Observations in a current window.")
-    min_new: int = Field(default=10, ge=1, description="New observations needed before a signal is tested again.")
-    consecutive: int = Field(default=2, ge=1, description="Evaluations in a row that must agree to open or close an alert.")
-    alpha: float = Field(default=0.0001, gt=0, lt=1, description="p-value threshold of KS, Fisher and MMD tests.")
-    roc_auc_threshold: float = Field(default=0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC (Evidently).")
-    wasserstein_threshold: float = Field(default=0.1, gt=0, description="Normed Wasserstein distance (Evidently).")
-    no_context_similarity: float = Field(
-        default=0.35, description="A question whose nearest chunk is less similar than this has no good context.",
-    )
-    evaluation_metrics: list[str] = Field(default=["faithfulness", "answer_relevancy", "context_relevance"])
-    rebaseline_on: list[VersionKind] = Field(default=["corpus", "index", "embedding_model"])
-    policy: Path | None = Field(default=None, description="Retraining policy TOML; None = the packaged policy.toml.")
-    prompt_name: str = Field(default="rag-answer", description="Prompt whose promotions the policy watches.")
-    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @model_validator(mode="after")
-    def _needs_clickhouse(self) -> "MonitorSettings":
-        if not self.analytics.configured:
-            raise ValueError("the monitor reads ClickHouse: set RAGOPS_ANALYTICS_SQL_URL or RAGOPS_ANALYTICS_CLICKHOUSE_URL")
-        return self
-
-    @field_validator("evaluation_metrics")
-    @classmethod
-    def _metric_names(cls, names: list[str]) -> list[str]:
-        # Metric names become signal names (evaluation.<metric>): identifiers only.
-        bad = [name for name in names if not name.replace("_", "").replace("@", "").isalnum()]
-        if bad:
-            raise ValueError(f"not metric names: {bad}")
-        return names
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One monitored quantity: the observations of ``source`` (a named query of
-    :mod:`ragops_analytics.queries`) with ``parameters``, tested as ``kind``."""
-
-    name: str
-    kind: Kind
-    source: queries.SignalSource
-    parameters: dict[str, object] = field(default_factory=dict)
-
-
-def signals(settings: MonitorSettings) -> list[Signal]:
-    return [
-        Signal("query_embedding", "embedding", "query_vector"),
-        Signal("retrieval_top_similarity", "numeric", "top_similarity"),
-        Signal("no_context_rate", "proportion", "no_context", {"no_context_similarity": float(settings.no_context_similarity)}),
-        *(
-            Signal(f"evaluation.{metric}", "numeric", "evaluation_score", {"metric": metric})
-            for metric in settings.evaluation_metrics
-        ),
-        Signal("negative_feedback_rate", "proportion", "negative_feedback"),
-    ]
-
-
-@dataclass(frozen=True)
-class Window:
-    times_ms: np.ndarray  # (n,) int64, ms since the epoch, ascending
-    values: np.ndarray  # (n,) float64, or (n, d) float32 for embeddings
-
-    def describe(self) -> DriftWindow:
-        return DriftWindow(start=_time(self.times_ms[0]), end=_time(self.times_ms[-1]), size=len(self.times_ms))
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, UTC)
-
-
-def read_windows(
-    reader: Reader, signal: Signal, since: datetime, reference_size: int, current_size: int,
-) -> tuple[Window, Window] | None:
-    """The reference and current windows of ``signal`` (blocking: run in a thread), or None
-    while there are not yet ``reference_size`` + ``current_size`` observations since ``since``."""
-
-    def window(rows: list[tuple[int, object]]) -> Window:
-        rows = sorted(rows, key=lambda row: row[0])
-        times = np.array([row[0] for row in rows], dtype=np.int64)
-        if signal.kind == "embedding":
-            values = np.array([row[1] for row in rows], dtype=np.float32).reshape(len(rows), -1 if rows else 0)
-        else:
-            values = np.array([row[1] for row in rows], dtype=np.float64)
-        return Window(times, values)
-
-    reference = window(queries.reference_window(
-        reader, signal.source, signal.parameters, since_ms=int(since.timestamp() * 1000), size=reference_size,
-    ))
-    if len(reference.times_ms) < reference_size:
-        return None
-    current = window(queries.current_window(
-        reader, signal.source, signal.parameters, after_ms=int(reference.times_ms[-1]), size=current_size,
-    ))
-    if len(current.times_ms) < current_size:
-        return None
-    return reference, current
-
-
-def run_test(kind: Kind, reference: np.ndarray, current: np.ndarray, settings: MonitorSettings) -> TestResult:
-    """The signal kind's test with the configured thresholds (see the module docstring)."""
-    if kind == "embedding":
-        # A permutation p-value cannot go below 1 / (permutations + 1): enough of them to reach alpha.
-        permutations = max(2000, math.ceil(2 / settings.alpha))
-        return embedding_drift(
-            reference, current, roc_auc_threshold=settings.roc_auc_threshold, alpha=settings.alpha,
-            n_permutations=permutations,
-        )
-    if kind == "numeric":
-        return numeric_drift(reference, current, alpha=settings.alpha, wasserstein_threshold=settings.wasserstein_threshold)
-    return proportion_increase(
-        int(reference.sum()), len(reference), int(current.sum()), len(current), alpha=settings.alpha,
-    )
 
 
 @dataclass
@@ -293,7 +160,7 @@ class Monitor:
         for rule in self.policy.rules_for(detected.signal):
             if rule.only_if_prompt_changed:
                 changed = self.registry.promoted_at("prompt", self.settings.prompt_name)
-                if changed is None or changed < _time(reference.times_ms[0]):
+                if changed is None or changed < reference.start:
                     continue
             if rule.min_examples_after:
                 self.pending.append(_Pending(rule, detected))
@@ -372,9 +239,8 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [DriftDetected, DriftRecovered, RetrainingRequested])
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
-    monitor = Monitor(
-        settings, settings.analytics.client(), registry.registry, producer, RetrainingPolicy.load(settings.policy),
-    )
+    analytics = settings.analytics.client()
+    monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
     task: dict[str, asyncio.Task[None]] = {}
@@ -391,6 +257,7 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
                 await task["loop"]
 
     app.after_shutdown(registry.stop)
+    app.after_shutdown(analytics.close)
     return app
 
 

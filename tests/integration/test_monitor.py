@@ -14,8 +14,9 @@ from aiokafka import ConsumerRecord
 from ragops_analytics.queries import insert_events
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.client import AnalyticsSettings
-from ragops_monitor.app import Monitor, MonitorSettings
+from ragops_monitor.app import Monitor
 from ragops_monitor.policy import RetrainingPolicy
+from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import (
     ContextRetrieved,
     DatasetExampleAdded,
