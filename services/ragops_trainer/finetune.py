@@ -205,36 +205,23 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     schedule = [_batches(len(pairs), batch_size, generator) for _ in range(epochs)]
     steps_per_epoch = len(schedule[0])
-    total_steps = steps_per_epoch * epochs
-
-    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP_FRACTION * total_steps), total_steps)
+    optimizer, scheduler = _optimizer(model, learning_rate, steps_per_epoch * epochs)
 
     losses: list[float] = []
     batches_done = 0  # batches consumed, skipped ones included: the measure of epochs done
-    timed_out = False
-    for epoch_batches in schedule:
-        for index in epoch_batches:
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            batches_done += 1
-            loss = _batch_loss(model, tokenizer, [pairs[i] for i in index], positives, max_length)
-            if loss is None:  # fewer than 2 distinct passages: no negative to learn from
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-        if timed_out:
+    for index in (index for epoch_batches in schedule for index in epoch_batches):
+        if time.monotonic() >= deadline:
             break
+        batches_done += 1
+        loss = _batch_loss(model, tokenizer, [pairs[i] for i in index], positives, max_length)
+        if loss is None:  # fewer than 2 distinct passages: no negative to learn from
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
 
     epochs_done = batches_done / steps_per_epoch
     if epochs_done < 1:
@@ -254,6 +241,18 @@ def _train(
         seconds=time.monotonic() - started,
         pairs=len(pairs),
     )
+
+
+def _optimizer(model: torch.nn.Module, learning_rate: float, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with weight decay except on biases and LayerNorm weights, and the linear schedule
+    whose first ``WARMUP_FRACTION`` of ``total_steps`` (rounded down) warm the rate up from 0."""
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+    )
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(WARMUP_FRACTION * total_steps), total_steps)
 
 
 def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
