@@ -66,6 +66,7 @@ RUN python deploy/docker/requirements.py light > /tmp/requirements.txt \
 COPY schemas/ schemas/
 COPY shared/ shared/
 COPY models/ models/
+COPY analytics/ analytics/
 COPY services/ services/
 COPY ragops/ ragops/
 # torch must not be installed at all (not even pulled in by a dependency); then every light service imports.
@@ -86,6 +87,7 @@ RUN python deploy/docker/requirements.py model > /tmp/requirements.txt \
 COPY schemas/ schemas/
 COPY shared/ shared/
 COPY models/ models/
+COPY analytics/ analytics/
 COPY services/ services/
 COPY ragops/ ragops/
 RUN pip install --no-deps . \

@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragops_shared.analytics import Analytics, SqlError
+from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
@@ -40,15 +41,15 @@ VersionKindName = StrEnum("VersionKindName", {value: value for value in get_args
 DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")]
 
 
-def _analytics(data_dir: Path) -> Analytics:
+def _analytics(data_dir: Path) -> AnalyticsClient:
     """ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running platform's sink."""
     from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
     if url:
-        return Analytics(clickhouse_url=url)
+        return AnalyticsClient(clickhouse_url=url)
     try:
-        return Analytics(sql_url=running_platform(data_dir)["sql_url"])
+        return AnalyticsClient(sql_url=running_platform(data_dir)["sql_url"])
     except PlatformError as error:
         raise typer.BadParameter(str(error)) from None
 
@@ -198,11 +199,14 @@ def sql(
     as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
 ) -> None:
     """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    analytics = _analytics(data_dir)
     try:
-        result = _analytics(data_dir).query(statement)
-    except (SqlError, ValueError) as error:
+        result = analytics.query(statement)
+    except (QueryError, StoreUnavailable, ValueError) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None
+    finally:
+        analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return

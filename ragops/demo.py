@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragops_shared.analytics import Analytics
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import Reader
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops_shared.datasets import Question, load_corpus, load_questions
@@ -81,72 +83,41 @@ async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
     return counts
 
 
-def stored_per_topic(analytics: Analytics) -> dict[str, int]:
-    return {topic: int(n) for topic, n in analytics.query("SELECT topic, count() FROM events FINAL GROUP BY topic").rows}
-
-
-async def wait_for_sink(kafka: KafkaSettings, analytics: Analytics, timeout_s: float = 120.0) -> tuple[dict[str, int], dict[str, int]]:
+async def wait_for_sink(kafka: KafkaSettings, analytics: Reader, timeout_s: float = 120.0) -> tuple[dict[str, int], dict[str, int]]:
     """Wait until ClickHouse holds as many events per topic as Kafka received; return both."""
     deadline = time.monotonic() + timeout_s
     while True:
         produced = await produced_per_topic(kafka)
-        stored = await asyncio.to_thread(stored_per_topic, analytics)
+        stored = await asyncio.to_thread(queries.events_per_topic, analytics)
         if all(stored.get(topic, 0) == n for topic, n in produced.items()) or time.monotonic() > deadline:
             return produced, stored
         await asyncio.sleep(1)
 
 
-def clickhouse_report(analytics: Analytics, run_id: str) -> dict:
+def clickhouse_report(analytics: Reader, run_id: str) -> dict:
     """Every figure of the report, by SQL over what the sink stored."""
-    run = f"'{run_id}'"
-    indexed, rejected, chunks = analytics.query(
-        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') FROM documents FINAL"
-    ).rows[0]
-    ingest_s = analytics.scalar(
-        "SELECT dateDiff('millisecond', minIf(occurred_at, event_type = 'document.submitted'), "
-        "maxIf(occurred_at, event_type = 'document.indexed')) / 1000 FROM events FINAL"
-    )
-    scores = {metric: round(float(mean), 4) for metric, mean in analytics.query(
-        f"SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run} GROUP BY metric ORDER BY metric").rows}
-    latency = {stage: {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "n": int(n)} for stage, p50, p95, n in analytics.query(f"""
-        WITH stamps AS (
-            SELECT request_id,
-                   minIf(occurred_at, event_type = 'query.submitted') AS submitted,
-                   minIf(occurred_at, event_type = 'query.embedded') AS embedded,
-                   minIf(occurred_at, event_type = 'query.context_retrieved') AS retrieved,
-                   minIf(occurred_at, event_type = 'query.answer_generated') AS answered
-            FROM events FINAL
-            WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run})
-            GROUP BY request_id)
-        SELECT stage, quantile(0.5)(ms), quantile(0.95)(ms), count() FROM (
-            SELECT arrayJoin([('embedding', dateDiff('millisecond', submitted, embedded)),
-                              ('retrieval', dateDiff('millisecond', embedded, retrieved)),
-                              ('generation', dateDiff('millisecond', retrieved, answered)),
-                              ('end_to_end', dateDiff('millisecond', submitted, answered))]) AS pair,
-                   pair.1 AS stage, pair.2 AS ms
-            FROM stamps)
-        GROUP BY stage ORDER BY stage""").rows}
-    n, up, down, corrections = analytics.query(
-        "SELECT count(), countIf(thumb = 'up'), countIf(thumb = 'down'), countIf(has_correction) FROM feedback FINAL").rows[0]
-    tokens_in, tokens_out, cost = analytics.query(
-        f"SELECT avg(input_tokens), avg(output_tokens), sum(cost_usd) FROM cost_per_request "
-        f"WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run})").rows[0]
+    indexed, rejected, chunks = queries.document_outcomes(analytics)
+    ingest_s = queries.ingest_seconds(analytics)
+    scores = {metric: round(mean, 4) for metric, mean in queries.run_scores(analytics, run_id).items()}
+    latency = {stage: {"p50": round(p50, 1), "p95": round(p95, 1), "n": n} for stage, p50, p95, n in queries.run_latency(analytics, run_id)}
+    n, up, down, corrections = queries.feedback_counts(analytics)
+    tokens_in, tokens_out, cost = queries.run_generation_usage(analytics, run_id)
     return {
-        "passages_indexed": int(indexed), "passages_rejected": int(rejected), "chunks_indexed": int(chunks),
+        "passages_indexed": indexed, "passages_rejected": rejected, "chunks_indexed": chunks,
         "ingest_seconds": round(float(ingest_s or 0), 2),
-        "ingest_chunks_per_s": round(int(chunks) / float(ingest_s), 2) if ingest_s else None,
+        "ingest_chunks_per_s": round(chunks / ingest_s, 2) if ingest_s else None,
         "scores": scores, "latency_ms": latency,
-        "feedback": {"n": int(n), "thumbs_up_rate": round(up / n, 4) if n else None,
-                     "thumbs_down_rate": round(down / n, 4) if n else None, "corrections": int(corrections)},
+        "feedback": {"n": n, "thumbs_up_rate": round(up / n, 4) if n else None,
+                     "thumbs_down_rate": round(down / n, 4) if n else None, "corrections": corrections},
         "generation": {"input_tokens_mean": round(float(tokens_in or 0), 1), "output_tokens_mean": round(float(tokens_out or 0), 1),
                        "cost_usd": float(cost or 0)},
-        "dataset_examples": int(analytics.scalar("SELECT count() FROM dataset_examples FINAL") or 0),
-        "dead_letters": int(analytics.scalar("SELECT count() FROM dead_letters FINAL") or 0),
+        "dataset_examples": queries.row_count(analytics, "dataset_examples"),
+        "dead_letters": queries.row_count(analytics, "dead_letters"),
     }
 
 
 async def run_workload(
-    kafka: KafkaSettings, analytics: Analytics, corpus: Path, questions: Sequence[Question], *,
+    kafka: KafkaSettings, analytics: Reader, corpus: Path, questions: Sequence[Question], *,
     concurrency: int, console: Console, dataset: Path | None = None,
 ) -> dict:
     """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
@@ -213,10 +184,13 @@ def run_demo(*, data_dir: Path, corpus: Path, questions_file: Path, questions: i
             started = time.perf_counter()
             platform.wait_ready()
         console.print(f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})")
-        report = asyncio.run(run_workload(
-            platform.kafka_settings, Analytics(sql_url=platform.sql_url), corpus, sample,
-            concurrency=concurrency, console=console, dataset=questions_file,
-        ))
+        analytics = AnalyticsClient(sql_url=platform.sql_url)
+        try:
+            report = asyncio.run(run_workload(
+                platform.kafka_settings, analytics, corpus, sample, concurrency=concurrency, console=console, dataset=questions_file,
+            ))
+        finally:
+            analytics.close()
         platform.check()
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print_report(report, console)

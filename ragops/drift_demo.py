@@ -26,11 +26,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops.client import PlatformClient, QueryTrace
 from ragops.demo import simulated_feedback
 from ragops.platform import EmbeddedPlatform
-from ragops_monitor.app import MonitorSettings, run_test
-from ragops_monitor.drift import AlertTracker
+from ragops_monitor.replay import replay_alerts
+from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import (
     AnswerEvaluated,
     CandidateEvaluated,
@@ -43,7 +45,6 @@ from ragops_schemas import (
     VersionRejected,
 )
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
-from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.watch import EventWatcher
@@ -196,12 +197,7 @@ def null_false_alarms(
         streams["negative_feedback_rate"] = ("proportion", rng.choice(thumbs, size=n), f"bootstrap of {len(thumbs)} feedbacks")
     results: dict[str, dict[str, int | str]] = {}
     for signal, (kind, values, source) in streams.items():
-        tracker, alarms, evaluations = AlertTracker(consecutive=settings.consecutive), 0, 0
-        reference = values[: settings.reference_size]
-        for end in range(settings.reference_size + settings.current_size, len(values) + 1, settings.min_new):
-            result = run_test(kind, reference, values[end - settings.current_size: end], settings)  # type: ignore[arg-type]
-            evaluations += 1
-            alarms += tracker.update(signal, result) == "detected"
+        evaluations, alarms = replay_alerts(settings, signal, kind, values)  # type: ignore[arg-type]
         results[signal] = {"questions": len(values), "evaluations": evaluations, "alerts": alarms, "source": source}
     return results
 
@@ -306,7 +302,11 @@ def report(
             "candidate_value", "live_value", "questions", "timed_out"}}}
         for e in loop.events
     ]
-    analytics = Analytics(sql_url=platform.sql_url)
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    try:
+        decisions = queries.version_decisions(analytics)
+    finally:
+        analytics.close()
     return {
         "questions_before_switch": sum(a.phase == "before" for a in asked),
         "questions_after_switch": sum(a.phase != "before" for a in asked),
@@ -325,11 +325,7 @@ def report(
         "versions_promoted": [f"{e.kind}@{e.version}" for e in loop.of(VersionPromoted) if e.alias == "production"],  # type: ignore[attr-defined]
         "versions_rejected": [f"{e.kind}@{e.version}" for e in loop.of(VersionRejected)],  # type: ignore[attr-defined]
         "loop_events": steps,
-        "version_decisions_in_clickhouse": [
-            dict(zip(["kind", "version", "decision", "action", "rule", "reason"], row, strict=True))
-            for row in analytics.query(
-                "SELECT kind, version, decision, action, rule, reason FROM version_decisions").rows
-        ],
+        "version_decisions_in_clickhouse": decisions,
         "timings_s": timings,
     }
 

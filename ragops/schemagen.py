@@ -39,8 +39,8 @@ def _spec_settings(service: str) -> object:
     """Settings to build a service's app for its AsyncAPI document only (None = its defaults).
     The monitor refuses to start without a ClickHouse to read; its channels do not depend on it."""
     if service == "monitor":
-        from ragops_monitor.app import MonitorSettings
-        from ragops_shared.analytics import AnalyticsSettings
+        from ragops_analytics.client import AnalyticsSettings
+        from ragops_monitor.settings import MonitorSettings
 
         return MonitorSettings(analytics=AnalyticsSettings(sql_url="http://127.0.0.1/sql"))
     return None

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from itertools import cycle, islice
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from ragops_analytics import queries
+from ragops_analytics.chdb_store import ChdbStore
 from ragops_schemas import EVENT_TYPES, Topic
-from ragops_shared.clickhouse import ChdbStore
 from ragops_shared.settings import KafkaSettings, PlatformSettings, aiokafka_options
 from ragops_sink.app import Writer, create_app
-from ragops_sink.rows import to_row
+from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
 
 from bench import data
@@ -111,7 +112,7 @@ def cost_per_event_us(store: ChdbStore, records: Sequence[tuple[str, bytes, byte
     started = time.perf_counter()
     rows = [to_row(record, datetime.now(UTC)) for record in consumed]
     parsed = time.perf_counter()
-    store.insert_events(rows)
+    queries.insert_events(store, events_to_arrow(rows))
     inserted = time.perf_counter()
     return {"to_row_us_per_event": round((parsed - started) / len(rows) * 1e6, 1),
             "insert_us_per_event": round((inserted - parsed) / len(rows) * 1e6, 1)}
@@ -135,8 +136,8 @@ async def measure(args: RowArgs, events: int) -> tuple[dict[str, list[float]], d
         measured = await alternate({"ours": sink_side, "baseline": raw_side}, args.repeats)
         store = ChdbStore(args.workdir / "clickhouse")
         try:
-            stored = store.query("SELECT count() FROM events FINAL").rows[0][0]
-            views = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'").rows[0][0]
+            stored = queries.row_count(store, queries.EVENTS)
+            views = queries.materialized_views(store)
             cost = cost_per_event_us(store, records[: settings.batch_records])
         finally:
             store.close()

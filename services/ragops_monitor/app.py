@@ -27,33 +27,29 @@ Signals:
 
 import asyncio
 import contextlib
-import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import structlog
 from faststream.asgi import AsgiFastStream
 from prometheus_client import Counter, Gauge
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_monitor.drift import AlertTracker, TestResult, embedding_drift, numeric_drift, proportion_increase
+from ragops_analytics import queries
+from ragops_analytics.store import Reader
+from ragops_monitor.alerts import AlertTracker
+from ragops_monitor.drift import TestResult
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
+from ragops_monitor.settings import MonitorSettings
+from ragops_monitor.signals import run_test, signals
 from ragops_monitor.spec import SPEC
+from ragops_monitor.windows import Window, read_windows
 from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
 from ragops_schemas.ids import new_alert_id
-from ragops_schemas.lifecycle import DriftWindow, VersionKind
 from ragops_schemas.registry import Registry
-from ragops_shared.analytics import Analytics, AnalyticsSettings
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -63,143 +59,6 @@ DRIFT_ACTIVE = Gauge("ragops_drift_active", "1 while a signal's drift alert is o
 SIGNAL_CHECKS = Counter(
     "ragops_monitor_checks_total", "Signal checks by outcome: drifted, stable, or waiting for data.", ["signal", "outcome"],
 )
-
-Kind = Literal["embedding", "numeric", "proportion"]
-
-
-class MonitorSettings(BaseSettings):
-    """Env prefix ``RAGOPS_MONITOR_``. Thresholds default to Evidently's, except ``alpha``:
-    the monitor tests overlapping windows against one reference again and again, so the
-    usual 0.05 would alarm many times a day on unchanged traffic. Measured on unchanged
-    streams of 2,000 observations (100/50 windows, a test every 10, 2 in a row to alert):
-    0.047 alerts per signal at 0.001, none in 150 streams at 0.0001 (the demo's 2,000
-    unchanged questions raised 1 alert over 7 signals at 0.001)."""
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_MONITOR_", extra="ignore")
-
-    interval_s: float = Field(default=30.0, gt=0, description="Seconds between two evaluations.")
-    reference_size: int = Field(default=200, ge=20, description="Observations in a reference window.")
-    current_size: int = Field(default=100, ge=10, description="Observations in a current window.")
-    min_new: int = Field(default=10, ge=1, description="New observations needed before a signal is tested again.")
-    consecutive: int = Field(default=2, ge=1, description="Evaluations in a row that must agree to open or close an alert.")
-    alpha: float = Field(default=0.0001, gt=0, lt=1, description="p-value threshold of KS, Fisher and MMD tests.")
-    roc_auc_threshold: float = Field(default=0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC (Evidently).")
-    wasserstein_threshold: float = Field(default=0.1, gt=0, description="Normed Wasserstein distance (Evidently).")
-    no_context_similarity: float = Field(
-        default=0.35, description="A question whose nearest chunk is less similar than this has no good context.",
-    )
-    evaluation_metrics: list[str] = Field(default=["faithfulness", "answer_relevancy", "context_relevance"])
-    rebaseline_on: list[VersionKind] = Field(default=["corpus", "index", "embedding_model"])
-    policy: Path | None = Field(default=None, description="Retraining policy TOML; None = the packaged policy.toml.")
-    prompt_name: str = Field(default="rag-answer", description="Prompt whose promotions the policy watches.")
-    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @model_validator(mode="after")
-    def _needs_clickhouse(self) -> "MonitorSettings":
-        if not self.analytics.configured:
-            raise ValueError("the monitor reads ClickHouse: set RAGOPS_ANALYTICS_SQL_URL or RAGOPS_ANALYTICS_CLICKHOUSE_URL")
-        return self
-
-    @field_validator("evaluation_metrics")
-    @classmethod
-    def _metric_names(cls, names: list[str]) -> list[str]:
-        # The names go into SQL: allow metric identifiers only.
-        bad = [name for name in names if not name.replace("_", "").replace("@", "").isalnum()]
-        if bad:
-            raise ValueError(f"not metric names: {bad}")
-        return names
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One monitored quantity: ``value`` (SQL expression) of ``table`` rows matching ``where``."""
-
-    name: str
-    kind: Kind
-    table: str
-    value: str
-    where: str = "1"
-
-
-def signals(settings: MonitorSettings) -> list[Signal]:
-    similarity = "top_similarity IS NOT NULL"
-    return [
-        Signal("query_embedding", "embedding", "query_vectors", "vector"),
-        Signal("retrieval_top_similarity", "numeric", "retrievals", "assumeNotNull(top_similarity)", similarity),
-        Signal(
-            "no_context_rate", "proportion", "retrievals",
-            f"toUInt8(assumeNotNull(top_similarity) < {float(settings.no_context_similarity)!r})", similarity,
-        ),
-        *(
-            Signal(f"evaluation.{metric}", "numeric", "evaluations", "value", f"metric = '{metric}'")
-            for metric in settings.evaluation_metrics
-        ),
-        Signal("negative_feedback_rate", "proportion", "feedback", "toUInt8(sentiment = 'negative')"),
-    ]
-
-
-@dataclass(frozen=True)
-class Window:
-    times_ms: np.ndarray  # (n,) int64, ms since the epoch, ascending
-    values: np.ndarray  # (n,) float64, or (n, d) float32 for embeddings
-
-    def describe(self) -> DriftWindow:
-        return DriftWindow(start=_time(self.times_ms[0]), end=_time(self.times_ms[-1]), size=len(self.times_ms))
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, UTC)
-
-
-def _sql_time(moment: datetime) -> str:
-    return f"fromUnixTimestamp64Milli(toInt64({int(moment.timestamp() * 1000)}), 'UTC')"
-
-
-def read_windows(
-    analytics: Analytics, signal: Signal, since: datetime, reference_size: int, current_size: int,
-) -> tuple[Window, Window] | None:
-    """The reference and current windows of ``signal`` (blocking: run in a thread), or None
-    while there are not yet ``reference_size`` + ``current_size`` observations since ``since``."""
-
-    def read(condition: str, order: str, limit: int) -> Window:
-        rows = analytics.query(
-            f"SELECT toUnixTimestamp64Milli(occurred_at) AS t, {signal.value} AS v FROM {signal.table} FINAL "
-            f"WHERE {signal.where} AND {condition} ORDER BY occurred_at {order}, event_id {order} LIMIT {int(limit)}"
-        ).rows
-        rows = sorted(rows, key=lambda row: row[0])
-        times = np.array([row[0] for row in rows], dtype=np.int64)
-        if signal.kind == "embedding":
-            values = np.array([row[1] for row in rows], dtype=np.float32).reshape(len(rows), -1 if rows else 0)
-        else:
-            values = np.array([row[1] for row in rows], dtype=np.float64)
-        return Window(times, values)
-
-    reference = read(f"occurred_at >= {_sql_time(since)}", "ASC", reference_size)
-    if len(reference.times_ms) < reference_size:
-        return None
-    after = _sql_time(_time(reference.times_ms[-1]))
-    current = read(f"occurred_at > {after}", "DESC", current_size)
-    if len(current.times_ms) < current_size:
-        return None
-    return reference, current
-
-
-def run_test(kind: Kind, reference: np.ndarray, current: np.ndarray, settings: MonitorSettings) -> TestResult:
-    """The signal kind's test with the configured thresholds (see the module docstring)."""
-    if kind == "embedding":
-        # A permutation p-value cannot go below 1 / (permutations + 1): enough of them to reach alpha.
-        permutations = max(2000, math.ceil(2 / settings.alpha))
-        return embedding_drift(
-            reference, current, roc_auc_threshold=settings.roc_auc_threshold, alpha=settings.alpha,
-            n_permutations=permutations,
-        )
-    if kind == "numeric":
-        return numeric_drift(reference, current, alpha=settings.alpha, wasserstein_threshold=settings.wasserstein_threshold)
-    return proportion_increase(
-        int(reference.sum()), len(reference), int(current.sum()), len(current), alpha=settings.alpha,
-    )
 
 
 @dataclass
@@ -219,7 +78,7 @@ class Monitor:
     event sink; SQL and statistics run in worker threads."""
 
     def __init__(
-        self, settings: MonitorSettings, analytics: Analytics, registry: Registry, producer: Producer,
+        self, settings: MonitorSettings, analytics: Reader, registry: Registry, producer: Producer,
         policy: RetrainingPolicy,
     ) -> None:
         self.settings = settings
@@ -302,7 +161,7 @@ class Monitor:
         for rule in self.policy.rules_for(detected.signal):
             if rule.only_if_prompt_changed:
                 changed = self.registry.promoted_at("prompt", self.settings.prompt_name)
-                if changed is None or changed < _time(reference.times_ms[0]):
+                if changed is None or changed < reference.start:
                     continue
             if rule.min_examples_after:
                 self.pending.append(_Pending(rule, detected))
@@ -326,11 +185,8 @@ class Monitor:
         """Rules waiting for feedback gathered after their alert: fire those that have it."""
         requests: list[RetrainingRequested] = []
         for pending in list(self.pending):
-            added = await asyncio.to_thread(
-                self.analytics.scalar,
-                f"SELECT count() FROM dataset_examples FINAL WHERE occurred_at > {_sql_time(pending.detected.occurred_at)}",
-            )
-            if int(added or 0) >= pending.rule.min_examples_after:
+            added = await asyncio.to_thread(queries.dataset_examples_since, self.analytics, pending.detected.occurred_at)
+            if added >= pending.rule.min_examples_after:
                 self.pending.remove(pending)
                 requests += self._request(
                     pending.rule, pending.detected,
@@ -341,36 +197,22 @@ class Monitor:
     def restore(self) -> None:
         """After a restart: reopen the alerts ClickHouse shows open and the rules' cooldowns
         and pending requests, so a restart neither repeats nor forgets an alert."""
-        rows = self.analytics.query(
-            "SELECT signal, argMax(event_type, occurred_at), argMax(toString(event_id), occurred_at) "
-            "FROM drift FINAL GROUP BY signal"
-        ).rows
-        open_ids = {signal: event_id for signal, event_type, event_id in rows if event_type == "drift.detected"}
-        requested = self.analytics.query(
-            "SELECT rule, max(occurred_at), groupArrayArray(evidence) FROM training_steps FINAL "
-            "WHERE event_type = 'retraining.requested' AND rule != '' GROUP BY rule"
-        ).rows
+        open_ids = queries.open_drift_alerts(self.analytics)
         answered: set[tuple[str, str]] = set()
-        for rule, last, evidence in requested:
-            self.last_request[rule] = _parse_time(last)
+        for rule, (last, evidence) in queries.retraining_requests_by_rule(self.analytics).items():
+            self.last_request[rule] = last
             answered |= {(rule, event_id) for event_id in evidence}
         for signal, event_id in open_ids.items():
-            payload = self.analytics.scalar(f"SELECT payload FROM events FINAL WHERE event_id = toUUID('{uuid.UUID(event_id)}')")
+            payload = queries.event_payload(self.analytics, event_id)
             if payload is None:
                 continue
-            detected = DriftDetected.model_validate_json(str(payload))
+            detected = DriftDetected.model_validate_json(payload)
             self.alerts[signal] = _Alert(detected.alert_id, detected)
             self.tracker.restore(signal)
             self.pending += [
                 _Pending(rule, detected) for rule in self.policy.rules_for(signal)
                 if rule.min_examples_after and (rule.name, event_id) not in answered
             ]
-
-
-def _parse_time(value: object) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 async def run_forever(monitor: Monitor, publish: Callable[[object], object], interval_s: float) -> None:
@@ -398,9 +240,8 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [DriftDetected, DriftRecovered, RetrainingRequested])
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
-    monitor = Monitor(
-        settings, settings.analytics.client(), registry.registry, producer, RetrainingPolicy.load(settings.policy),
-    )
+    analytics = settings.analytics.client()
+    monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
     task: dict[str, asyncio.Task[None]] = {}
@@ -417,6 +258,7 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
                 await task["loop"]
 
     app.after_shutdown(registry.stop)
+    app.after_shutdown(analytics.close)
     return app
 
 

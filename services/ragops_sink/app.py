@@ -23,11 +23,14 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
 
+from ragops_analytics import queries
+from ragops_analytics.guard import ReadOnlyViolation
+from ragops_analytics.store import AnalyticsStore, StoreUnavailable, open_store
 from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker
-from ragops_shared.clickhouse import AnalyticsStore, ReadOnlyViolation, StoreUnavailable, open_store
 from ragops_shared.service import run_service, service_app
-from ragops_sink.rows import to_row
+from ragops_sink.rows import events_to_arrow, to_row
+from ragops_sink.schema import migrate, set_prices, set_retention
 from ragops_sink.settings import SinkSettings
 from ragops_sink.spec import SPEC
 
@@ -53,9 +56,9 @@ class Writer:
 
     def open(self) -> None:
         store = self.connect()
-        applied = store.migrate()
-        store.set_retention(self.settings.retention_days)
-        store.set_prices(self.settings.prices_usd_per_million)
+        applied = migrate(store)
+        set_retention(store, self.settings.retention_days)
+        set_prices(store, self.settings.prices_usd_per_million)
         log.info("clickhouse_ready", migrations_applied=applied)
         self._store = store
 
@@ -72,14 +75,14 @@ class Writer:
         """
         received_at = datetime.now(UTC)
         # Parsing thousands of records is CPU work: off the event loop, like the insert.
-        rows = await asyncio.to_thread(lambda: [to_row(record, received_at) for record in records])
+        batch = await asyncio.to_thread(lambda: events_to_arrow([to_row(record, received_at) for record in records]))
         delay = self.settings.retry_initial_s
         while True:
             try:
-                await asyncio.to_thread(self.store.insert_events, rows)
+                await asyncio.to_thread(queries.insert_events, self.store, batch)
                 return
             except StoreUnavailable as error:
-                log.warning("clickhouse_unavailable_retrying", rows=len(rows), retry_in_s=delay, error=str(error))
+                log.warning("clickhouse_unavailable_retrying", rows=batch.num_rows, retry_in_s=delay, error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
 
@@ -113,10 +116,13 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
 
     @post
     async def sql(request: Request) -> AsgiResponse:
-        """Read-only SQL: ``{"sql": "SELECT ..."}`` -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
+        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its ``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
         try:
-            statement = (await request.json())["sql"]
-            result = await asyncio.to_thread(writer.store.query, statement)
+            body = await request.json()
+            statement, parameters = body["sql"], body.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise TypeError("parameters must be an object of placeholder values")
+            result = await asyncio.to_thread(writer.store.query, statement, parameters)
         except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
             return AsgiResponse(json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"})
         except Exception as error:  # noqa: BLE001 - ClickHouse's own error, e.g. unknown table, goes back to the analyst

@@ -10,7 +10,7 @@ of ``softmax(scale * cos(q_i, p_j))`` over all passages ``p_j`` of the batch, wi
 (scale 20, sentence-transformers' default). Every other passage of the batch is a negative.
 
 Inference (the evaluation in :func:`hits_at_k`) goes through
-:class:`ragops_embedding.embedder.Embedder`, the platform's only inference path, so a saved
+:class:`ragops_models.embedder.Embedder`, the platform's only inference path, so a saved
 model is measured exactly as it would serve.
 """
 
@@ -99,7 +99,7 @@ def finetune_embedding(
     arXiv:1705.00652): cross-entropy over the ``(questions, passages)`` matrix of cosine
     similarities times 20, each question's target being its own passage. Embeddings are mean
     pooling over the attention mask + L2 norm, the recipe of
-    :class:`~ragops_embedding.embedder.Embedder`. The model is trained in float32 (dropout
+    :class:`~ragops_models.embedder.Embedder`. The model is trained in float32 (dropout
     on, as in sentence-transformers), with AdamW (weight decay 0.01, none on biases and
     LayerNorm), gradients clipped to norm 1, and a linear schedule whose first 10% of steps
     (rounded down) warm the learning rate up from 0 (``get_linear_schedule_with_warmup``).
@@ -205,36 +205,23 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     schedule = [_batches(len(pairs), batch_size, generator) for _ in range(epochs)]
     steps_per_epoch = len(schedule[0])
-    total_steps = steps_per_epoch * epochs
-
-    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP_FRACTION * total_steps), total_steps)
+    optimizer, scheduler = _optimizer(model, learning_rate, steps_per_epoch * epochs)
 
     losses: list[float] = []
     batches_done = 0  # batches consumed, skipped ones included: the measure of epochs done
-    timed_out = False
-    for epoch_batches in schedule:
-        for index in epoch_batches:
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            batches_done += 1
-            loss = _batch_loss(model, tokenizer, [pairs[i] for i in index], positives, max_length)
-            if loss is None:  # fewer than 2 distinct passages: no negative to learn from
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-        if timed_out:
+    for index in (index for epoch_batches in schedule for index in epoch_batches):
+        if time.monotonic() >= deadline:
             break
+        batches_done += 1
+        loss = _batch_loss(model, tokenizer, [pairs[i] for i in index], positives, max_length)
+        if loss is None:  # fewer than 2 distinct passages: no negative to learn from
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
 
     epochs_done = batches_done / steps_per_epoch
     if epochs_done < 1:
@@ -254,6 +241,18 @@ def _train(
         seconds=time.monotonic() - started,
         pairs=len(pairs),
     )
+
+
+def _optimizer(model: torch.nn.Module, learning_rate: float, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with weight decay except on biases and LayerNorm weights, and the linear schedule
+    whose first ``WARMUP_FRACTION`` of ``total_steps`` (rounded down) warm the rate up from 0."""
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+    )
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(WARMUP_FRACTION * total_steps), total_steps)
 
 
 def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -333,7 +332,7 @@ def hits_at_k(
 ) -> np.ndarray:
     """Whether each question's ``k`` nearest passages include one of a gold document.
 
-    All texts are embedded with :class:`~ragops_embedding.embedder.Embedder` (``warm_up`` then
+    All texts are embedded with :class:`~ragops_models.embedder.Embedder` (``warm_up`` then
     ``embed``): passages into an ``(n, d)`` float32 matrix, questions into ``(m, d)``, rows of
     L2 norm 1, so the ``(m, n)`` product is the cosine similarity (brute force, numpy).
 

@@ -37,8 +37,8 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from ragops.specs import SERVICE_SPECS
+from ragops_analytics.client import AnalyticsSettings
 from ragops_schemas.topics import TOPICS, Topic
-from ragops_shared.analytics import AnalyticsSettings
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
@@ -68,20 +68,16 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 @cache
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
-    ``*Settings`` class defined in ``ragops_<service>.settings`` or ``ragops_<service>.app``
-    (nested settings excluded: they read their own prefix), plus KafkaSettings,
-    PlatformSettings and AnalyticsSettings (the ClickHouse that the monitor and the trainer
-    read, env prefix RAGOPS_ANALYTICS_)."""
+    ``*Settings`` class of the package ``ragops_<service>.app`` imports (nested settings
+    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
+    that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
     classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, AnalyticsSettings}
     for service in SERVICES:
-        for name in (f"ragops_{service}.settings", f"ragops_{service}.app"):
-            if importlib.util.find_spec(name) is None:
-                continue
-            module = importlib.import_module(name)
-            classes |= {
-                value for _, value in inspect.getmembers(module, inspect.isclass)
-                if issubclass(value, BaseSettings) and value.__module__ == module.__name__
-            }
+        module = importlib.import_module(f"ragops_{service}.app")
+        classes |= {
+            value for _, value in inspect.getmembers(module, inspect.isclass)
+            if issubclass(value, BaseSettings) and value.__module__.startswith(f"ragops_{service}.")
+        }
     names = set()
     for cls in classes:
         prefix = cls.model_config.get("env_prefix", "")
@@ -468,7 +464,8 @@ def test_every_panel_uses_a_provisioned_datasource() -> None:
 
 
 def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
-    from ragops_shared.clickhouse import ChdbStore
+    from ragops_analytics.chdb_store import ChdbStore
+    from ragops_sink.schema import migrate
 
     targets = panel_targets("grafana-clickhouse-datasource")
     sql = " ".join(t["rawSql"] for t in targets)
@@ -477,7 +474,7 @@ def test_dashboards_query_the_views_with_valid_sql(tmp_path: Path) -> None:
     assert "'drift.detected'" in sql, "no panel shows drift events"
     store = ChdbStore(tmp_path / "clickhouse")
     try:
-        store.migrate()
+        migrate(store)
         for target in targets:
             # Grafana's macros, replaced as the ClickHouse plugin does (DateTime of the range).
             query = re.sub(

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragops_shared.analytics import Analytics, SqlError
+from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import QueryError
 from ragops.client import PlatformClient
 from ragops.demo import run_workload
 from ragops_shared.datasets import Question
@@ -51,7 +52,7 @@ def test_documents_in_answers_out(platform: EmbeddedPlatform, data_dir: Path, tm
     questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
     from rich.console import Console
 
-    analytics = Analytics(sql_url=platform.sql_url)
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
     report = asyncio.run(run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True)))
 
     # Every figure below was computed by SQL in ClickHouse from what the sink stored.
@@ -64,7 +65,9 @@ def test_documents_in_answers_out(platform: EmbeddedPlatform, data_dir: Path, tm
     assert all(report["latency_ms"][stage]["n"] == len(questions) for stage in ("embedding", "retrieval", "generation"))
     assert report["feedback"]["n"] == len(questions) == report["feedback_sent"]
     assert set(report["spearman_vs_f1"]) == {"faithfulness", "answer_relevancy", "context_relevance"}
-    runs = analytics.query(f"SELECT questions, answered FROM evaluation_runs FINAL WHERE run_id = '{report['run_id']}'").rows
+    runs = analytics.query(
+        "SELECT questions, answered FROM evaluation_runs FINAL WHERE run_id = {run_id:String}", {"run_id": report["run_id"]},
+    ).rows
     assert runs == [(len(questions), len(questions))]
     lineage = report["lineage_example"]
     assert lineage["prompt"]["name"] == "rag-answer" and lineage["embedding"]["dimension"] == 384
@@ -136,13 +139,15 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
     assert isinstance(refused, MessageDeadLettered) and refused.error_type == "rejected" and "unknown request_id" in refused.reason
     assert isinstance(late, MessageDeadLettered) and late.error_type == "rejected" and "future" in late.reason
 
-    analytics = Analytics(sql_url=platform.sql_url)
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
     deadline = time.monotonic() + 60
-    while analytics.scalar(f"SELECT count() FROM events WHERE event_type = 'message.dead_lettered' AND message_key = '{request_id}'") < 1:
+    letters = "SELECT count() FROM events WHERE event_type = 'message.dead_lettered' AND message_key = {key:String}"
+    while analytics.query(letters, {"key": request_id}).rows[0][0] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     # The duplicate delivery produced no second FeedbackRecorded (the service remembers ids).
-    assert analytics.scalar(f"SELECT count() FROM events WHERE event_type = 'feedback.recorded' AND request_id = '{request_id}'") == 1
+    recorded_count = "SELECT count() FROM events WHERE event_type = 'feedback.recorded' AND request_id = {request_id:String}"
+    assert analytics.query(recorded_count, {"request_id": request_id}).rows[0][0] == 1
 
     with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
         assert http.post("/v1/feedback", json={"request_id": "r", "rating": 6}).status_code == 422
@@ -151,13 +156,13 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
 
 
 def test_analysts_sql_is_read_only(platform: EmbeddedPlatform) -> None:
-    analytics = Analytics(sql_url=platform.sql_url)
-    assert analytics.scalar("SELECT count() FROM events") > 0
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    assert analytics.query("SELECT count() FROM events").rows[0][0] > 0
     for view in ("quality_by_day", "quality_by_prompt_version", "latency_by_stage", "feedback_rates", "cost_per_request", "cost_per_day", "dead_letters_by_reason"):
-        analytics.query(f"SELECT * FROM {view} LIMIT 1")
-    with pytest.raises((SqlError, ValueError)):
+        analytics.query("SELECT * FROM {view:Identifier} LIMIT 1", {"view": view})
+    with pytest.raises((QueryError, ValueError)):
         analytics.query("DROP TABLE events")
-    with pytest.raises((SqlError, ValueError)):
+    with pytest.raises((QueryError, ValueError)):
         analytics.query("SELECT 1; INSERT INTO model_prices VALUES ('x', 1, 1, now())")
 
 
@@ -205,7 +210,7 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
     where = ["--data-dir", str(platform.data_dir)]
     requested = runner.invoke(app, ["retrain", "reindex", "--reason", "e2e: rebuild by replay", *where])
     assert requested.exit_code == 0, requested.output
-    analytics = Analytics(sql_url=platform.sql_url)
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
     deadline = time.monotonic() + 180
     promoted = []
     while not promoted:
@@ -218,7 +223,7 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
     assert "re-indexed" in reason and "e2e: rebuild by replay" in reason
     indexed, live = analytics.query(
         "SELECT countIf(event_type = 'document.indexed'), countDistinctIf(document_id, event_type = 'document.chunked') "
-        f"FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = '{build}'"
+        "FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = {build:String}", {"build": build},
     ).rows[0]
     assert indexed == live > 0, "every replayed document was indexed into the build"
     # Each retrieval replica switches when it reads the promotion from the registry, up to

@@ -18,16 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from ragops_shared.clickhouse import (
-    AnalyticsStore,
-    ChdbStore,
-    EventRow,
-    QueryError,
-    ReadOnlyViolation,
-    ServerStore,
-    StoreUnavailable,
-    discover_migrations,
-)
+from ragops_analytics import queries
+from ragops_analytics.chdb_store import ChdbStore
+from ragops_analytics.guard import ReadOnlyViolation
+from ragops_analytics.server_store import ServerStore
+from ragops_analytics.store import AnalyticsStore, QueryError, StoreUnavailable
+from ragops_sink.rows import EventRow, events_to_arrow
+from ragops_sink.schema import discover_migrations, migrate, migrate_down, set_prices, set_retention
 
 pytestmark = pytest.mark.clickhouse
 
@@ -86,7 +83,12 @@ def golden_rows(received_at: datetime = RECEIVED) -> list[EventRow]:
 
 
 def count(store: AnalyticsStore, table: str) -> int:
-    return store.query(f"SELECT count() FROM {table} FINAL").rows[0][0]
+    return queries.row_count(store, table)
+
+
+def insert(store: AnalyticsStore, rows: list[EventRow]) -> None:
+    """What the sink does with a batch."""
+    queries.insert_events(store, events_to_arrow(rows))
 
 
 def one(store: AnalyticsStore, sql: str) -> dict:
@@ -111,35 +113,35 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsS
         if not url:
             pytest.skip("CLICKHOUSE_URL is not set: no ClickHouse server to test the clickhouse-connect adapter against")
         opened = ServerStore(url)
-        opened.migrate_down()  # a scratch database left over by an interrupted run
+        migrate_down(opened)  # a scratch database left over by an interrupted run
     try:
-        opened.migrate()
+        migrate(opened)
         yield opened
     finally:
         if request.param == "server":
-            opened.migrate_down()
+            migrate_down(opened)
         opened.close()
 
 
 class TestAnalyticsStore:
     def test_migrate_is_idempotent(self, store: AnalyticsStore) -> None:
-        assert store.migrate() == []
+        assert migrate(store) == []
         tables = {row[0] for row in store.query("SHOW TABLES").rows}
         assert {"events", "model_prices", "schema_migrations", *TYPED_TABLES, *VIEWS} <= tables
 
     def test_migrate_down_then_up_again(self, store: AnalyticsStore) -> None:
         names = [migration.name for migration in discover_migrations()]
-        assert store.migrate_down(to=1) == names[:0:-1]
+        assert migrate_down(store, to=1) == names[:0:-1]
         assert {row[0] for row in store.query("SHOW TABLES").rows} == {"events", "schema_migrations"}
-        assert store.migrate_down() == [names[0]]
-        assert store.migrate_down() == []
-        assert store.migrate() == names
-        store.insert_events(golden_rows())
+        assert migrate_down(store) == [names[0]]
+        assert migrate_down(store) == []
+        assert migrate(store) == names
+        insert(store, golden_rows())
         assert count(store, "generations") == 1  # the materialized views are back
 
     def test_golden_examples_fill_the_typed_tables(self, store: AnalyticsStore) -> None:
         rows = golden_rows()
-        store.insert_events(rows)
+        insert(store, rows)
         assert count(store, "events") == len(rows)
         for table, expected in TYPED_TABLES.items():
             assert count(store, table) == expected, table
@@ -198,8 +200,8 @@ class TestAnalyticsStore:
         }  # fmt: skip
 
     def test_a_replay_is_counted_once(self, store: AnalyticsStore) -> None:
-        store.insert_events(golden_rows())
-        store.insert_events(golden_rows(received_at=RECEIVED + timedelta(hours=1)))
+        insert(store, golden_rows())
+        insert(store, golden_rows(received_at=RECEIVED + timedelta(hours=1)))
         assert count(store, "events") == len(golden_rows())
         for table, expected in TYPED_TABLES.items():
             assert count(store, table) == expected, table
@@ -214,7 +216,7 @@ class TestAnalyticsStore:
             producer="", producer_version="", tenant="", trace_id="", request_id="", document_id="",
             payload="not json {", parse_error="JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
         )  # fmt: skip
-        store.insert_events([broken, broken])
+        insert(store, [broken, broken])
         row = one(store, "SELECT topic, partition, offset, payload, parse_error FROM events FINAL WHERE event_type = 'unparsable'")
         assert row == {
             "topic": "ragops.query.submitted.v1", "partition": 2, "offset": 7,
@@ -224,8 +226,8 @@ class TestAnalyticsStore:
 
     @pytest.mark.parametrize("view", VIEWS)
     def test_every_view_answers(self, store: AnalyticsStore, view: str) -> None:
-        store.insert_events(golden_rows())
-        result = store.query(f"SELECT * FROM {view}")
+        insert(store, golden_rows())
+        result = store.query("SELECT * FROM {view:Identifier}", {"view": view})
         assert result.rows, view
 
     def test_latency_by_stage(self, store: AnalyticsStore) -> None:
@@ -237,7 +239,7 @@ class TestAnalyticsStore:
             event["event_id"] = str(uuid.uuid4())
             event["occurred_at"] = (start + timedelta(milliseconds=ms)).isoformat()
             rows.append(row_from_json(json.dumps(event), offset=offset))
-        store.insert_events(rows)
+        insert(store, rows)
         latency = store.query("SELECT stage, n, p50_ms, p95_ms FROM latency_by_stage ORDER BY stage")
         assert latency.rows == [
             ("embedding", 1, 10.0, 10.0),
@@ -278,36 +280,36 @@ class TestAnalyticsStore:
         def create() -> str:
             return store.query("SHOW CREATE TABLE events").rows[0][0]
 
-        store.set_retention(None)  # no TTL yet: nothing to remove, and no error
-        store.set_retention(30)
-        store.set_retention(30)
+        set_retention(store, None)  # no TTL yet: nothing to remove, and no error
+        set_retention(store, 30)
+        set_retention(store, 30)
         assert "TTL toDateTime(occurred_at) + toIntervalDay(30)" in create()
-        store.set_retention(7)
+        set_retention(store, 7)
         assert "toIntervalDay(7)" in create()
-        store.set_retention(None)
+        set_retention(store, None)
         assert "TTL" not in create()
         with pytest.raises(ValueError, match="days"):
-            store.set_retention(0)
+            set_retention(store, 0)
 
     def test_set_prices_prices_each_request(self, store: AnalyticsStore) -> None:
-        store.insert_events(golden_rows())
+        insert(store, golden_rows())
         assert one(store, "SELECT cost_usd FROM cost_per_request")["cost_usd"] == 0  # no price yet
-        store.set_prices({"SmolLM2-135M-Instruct": (1.0, 5.0)})
-        store.set_prices({"SmolLM2-135M-Instruct": (0.5, 2.0), "other-model": (3.0, 3.0)})  # the latest price wins
+        set_prices(store, {"SmolLM2-135M-Instruct": (1.0, 5.0)})
+        set_prices(store, {"SmolLM2-135M-Instruct": (0.5, 2.0), "other-model": (3.0, 3.0)})  # the latest price wins
         cost = one(store, "SELECT model, input_tokens, output_tokens, cost_usd FROM cost_per_request")
         assert cost["cost_usd"] == pytest.approx((312 * 0.5 + 3 * 2.0) / 1e6)
         day = one(store, "SELECT requests, input_tokens, output_tokens, cost_usd FROM cost_per_day")
         assert (day["requests"], day["input_tokens"], day["output_tokens"]) == (1, 312, 3)
         assert day["cost_usd"] == pytest.approx(cost["cost_usd"])
         with pytest.raises(ValueError):
-            store.set_prices({"m": (-1.0, 0.0)})
+            set_prices(store, {"m": (-1.0, 0.0)})
 
     def test_a_closed_store_is_unavailable(self, store: AnalyticsStore) -> None:
-        store.insert_events([])  # an empty batch is a no-op
+        insert(store, [])  # an empty batch is a no-op
         if isinstance(store, ChdbStore):
             store.close()
             with pytest.raises(StoreUnavailable):
-                store.insert_events(golden_rows())
+                insert(store, golden_rows())
             with pytest.raises(StoreUnavailable):
                 store.query("SELECT 1")
 

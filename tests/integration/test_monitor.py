@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 from aiokafka import ConsumerRecord
 
-from ragops_monitor.app import Monitor, MonitorSettings
+from ragops_analytics.queries import insert_events
+from ragops_analytics.chdb_store import ChdbStore
+from ragops_analytics.client import AnalyticsSettings
+from ragops_monitor.app import Monitor
 from ragops_monitor.policy import RetrainingPolicy
+from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import (
     ContextRetrieved,
     DatasetExampleAdded,
@@ -27,9 +31,8 @@ from ragops_schemas import (
     VersionPromoted,
 )
 from ragops_schemas.registry import Registry
-from ragops_shared.analytics import AnalyticsSettings
-from ragops_shared.clickhouse import ChdbStore, QueryResult, ensure_read_only
-from ragops_sink.rows import to_row
+from ragops_sink.rows import events_to_arrow, to_row
+from ragops_sink.schema import migrate
 
 pytestmark = pytest.mark.clickhouse
 
@@ -38,24 +41,10 @@ MODEL = EmbeddingModelInfo(name="m", version="v1", dimension=16)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-class StoreAnalytics:
-    """The monitor's read-only SQL client over an in-process store (the sink's /sql does the same)."""
-
-    def __init__(self, store: ChdbStore) -> None:
-        self.store = store
-
-    def query(self, sql: str) -> QueryResult:
-        return self.store.query(ensure_read_only(sql))
-
-    def scalar(self, sql: str) -> object:
-        rows = self.query(sql).rows
-        return rows[0][0] if rows else None
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ChdbStore]:
     store = ChdbStore(tmp_path / "clickhouse")
-    store.migrate()
+    migrate(store)
     yield store
     store.close()
 
@@ -69,7 +58,7 @@ def save(store: ChdbStore, events: Sequence[Event]) -> None:
         ), datetime.now(UTC))
         for i, event in enumerate(events)
     ]
-    store.insert_events(rows)
+    insert_events(store, events_to_arrow(rows))
 
 
 def queries(start: int, count: int, center: np.ndarray, similarity: float, rng: np.random.Generator) -> list[Event]:
@@ -117,7 +106,7 @@ async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_reco
     rng = np.random.default_rng(0)
     old, new = np.eye(16)[0], np.eye(16)[1]
     registry = Registry()
-    monitor = Monitor(settings(), StoreAnalytics(store), registry, PRODUCER, RetrainingPolicy.load())
+    monitor = Monitor(settings(), store, registry, PRODUCER, RetrainingPolicy.load())
 
     unchanged = await run_ticks(monitor, store, queries(0, 100, old, 0.6, rng), step=5)
     assert unchanged == [], "no alert while the questions do not change"
@@ -148,12 +137,12 @@ async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_reco
 async def test_a_restarted_monitor_keeps_open_alerts_and_pending_rules(store: ChdbStore) -> None:
     rng = np.random.default_rng(1)
     old, new = np.eye(16)[0], np.eye(16)[1]
-    first = Monitor(settings(), StoreAnalytics(store), Registry(), PRODUCER, RetrainingPolicy.load())
+    first = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load())
     await run_ticks(first, store, queries(0, 100, old, 0.6, rng), step=5)
     published = await run_ticks(first, store, queries(100, 60, new, 0.25, rng), step=5)
     assert any(isinstance(e, DriftDetected) for e in published)
 
-    second = Monitor(settings(), StoreAnalytics(store), Registry(), PRODUCER, RetrainingPolicy.load())
+    second = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load())
     second.restore()
     assert set(second.alerts) == set(first.alerts)
     assert second.last_request.keys() == {"new-topics"}
@@ -169,7 +158,7 @@ async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(st
     )
     rng = np.random.default_rng(2)
     old = np.eye(16)[0]
-    monitor = Monitor(settings(), StoreAnalytics(store), Registry(), PRODUCER, RetrainingPolicy.load(policy_file))
+    monitor = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load(policy_file))
     await run_ticks(monitor, store, queries(0, 100, old, 0.6, rng), step=5)
     published = await run_ticks(monitor, store, queries(100, 60, old, 0.3, rng), step=5)
     detected = next(e for e in published if isinstance(e, DriftDetected) and e.signal == "retrieval_top_similarity")

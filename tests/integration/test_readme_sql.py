@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ragops_shared.clickhouse import ChdbStore, split_statements
+from ragops_analytics.chdb_store import ChdbStore
+from ragops_analytics.guard import split_statements
+from ragops_sink.schema import migrate
 
 pytestmark = pytest.mark.clickhouse
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -17,7 +19,7 @@ def test_readme_example_queries_run(tmp_path: Path) -> None:
     assert len(statements) >= 5
     store = ChdbStore(tmp_path / "clickhouse")
     try:
-        store.migrate()
+        migrate(store)
         for statement in statements:
             store.query(statement)  # raises on a syntax error or an unknown column
     finally:

@@ -6,10 +6,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from ragops_schemas import EVENT_TYPES, Topic
-from ragops_shared.clickhouse import AnalyticsStore, ChdbStore, EventRow, StoreUnavailable
+from ragops_analytics import queries
+from ragops_analytics.chdb_store import ChdbStore
+from ragops_analytics.store import AnalyticsStore, StoreUnavailable
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.settings import SinkSettings
@@ -32,8 +35,8 @@ async def _produce_every_example(kafka) -> int:  # noqa: ANN001
 
 
 def _counts(store: AnalyticsStore) -> dict[str, int]:
-    counts = {"events": store.query("SELECT count() FROM events FINAL").rows[0][0]}
-    counts.update({table: store.query(f"SELECT count() FROM {table} FINAL").rows[0][0] for table in TYPED_TABLES})
+    counts = {"events": queries.row_count(store, "events")}
+    counts.update({table: queries.row_count(store, table) for table in TYPED_TABLES})
     return counts
 
 
@@ -43,7 +46,7 @@ async def _sink_until(settings: SinkSettings, expected_events: int, writer: Writ
         deadline = time.monotonic() + timeout_s
         probe = ChdbStore(settings.platform.data_dir / "clickhouse")  # a second session on the same path, same process
         try:
-            while probe.query("SELECT count() FROM events FINAL").rows[0][0] < expected_events:
+            while queries.row_count(probe, "events") < expected_events:
                 assert time.monotonic() < deadline, "the sink did not store every record in time"
                 await asyncio.sleep(0.2)
         finally:
@@ -77,19 +80,19 @@ async def test_every_record_lands_and_a_replay_changes_nothing(kafka, tmp_path: 
 
 
 class _Outage:
-    """Wraps the real store; its first ``attempts`` inserts fail with StoreUnavailable (an
-    outage as long as the sink's backoff takes to retry that often)."""
+    """Wraps the real store; its first ``attempts`` inserts of events fail with StoreUnavailable
+    (an outage as long as the sink's backoff takes to retry that often)."""
 
     def __init__(self, store: AnalyticsStore, attempts: int) -> None:
         self.store = store
         self.attempts = attempts
         self.failures = 0
 
-    def insert_events(self, rows: list[EventRow]) -> None:
-        if self.failures < self.attempts:
+    def insert(self, table: str, data: pa.Table) -> None:
+        if table == queries.EVENTS and self.failures < self.attempts:
             self.failures += 1
             raise StoreUnavailable("simulated outage")
-        self.store.insert_events(rows)
+        self.store.insert(table, data)
 
     def __getattr__(self, name: str):  # noqa: ANN204 - everything else goes to the real store
         return getattr(self.store, name)
@@ -109,6 +112,6 @@ async def test_clickhouse_outage_loses_nothing(kafka, tmp_path: Path) -> None:
     assert outage[0].failures == 4, "the outage was exercised"
     store = ChdbStore(tmp_path / "clickhouse")
     try:
-        assert store.query("SELECT count() FROM events FINAL").rows[0][0] == produced
+        assert queries.row_count(store, "events") == produced
     finally:
         store.close()

@@ -27,7 +27,8 @@ from ragops_schemas import (
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES, VersionRef
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.settings import KafkaSettings
-from ragops_trainer.app import TrainerSettings, create_app
+from ragops_trainer.app import create_app
+from ragops_trainer.settings import TrainerSettings
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 from tests.integration.services import running, wait_for, watching
 
@@ -67,7 +68,7 @@ def test_training_pairs_keep_only_passages_that_hold_the_answer() -> None:
 def test_the_paired_test_counts_only_questions_the_models_disagree_on() -> None:
     import numpy as np
 
-    from ragops_trainer.app import mcnemar_p_value
+    from ragops_trainer.actions.finetune_embedding import mcnemar_p_value
 
     same = np.array([True, False] * 50)
     assert mcnemar_p_value(same, same) == 1.0

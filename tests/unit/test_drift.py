@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 from ragops_monitor import drift
+from ragops_monitor.alerts import AlertTracker
 
 DIMENSION = 384
 ALPHA = 0.001
@@ -342,7 +343,7 @@ def test_proportion_rejects_non_integer_counts() -> None:
 
 
 def test_alert_tracker_one_detection_per_run_then_one_recovery() -> None:
-    tracker = drift.AlertTracker()  # consecutive=2
+    tracker = AlertTracker()  # consecutive=2
     pattern = [False, True, False, True, True, True, True, False, True, False, False, True, False, True, True]
     events = [tracker.update("latency_ms", result(d)) for d in pattern]
     assert events == [
@@ -358,7 +359,7 @@ def test_alert_tracker_one_detection_per_run_then_one_recovery() -> None:
 
 
 def test_alert_tracker_active_state_and_independent_signals() -> None:
-    tracker = drift.AlertTracker(consecutive=3)
+    tracker = AlertTracker(consecutive=3)
     for _ in range(2):
         assert tracker.update("a", result(True)) is None
         assert tracker.update("b", result(True)) is None
@@ -371,13 +372,13 @@ def test_alert_tracker_active_state_and_independent_signals() -> None:
 
 
 def test_alert_tracker_consecutive_one_follows_each_result() -> None:
-    tracker = drift.AlertTracker(consecutive=1)
+    tracker = AlertTracker(consecutive=1)
     events = [tracker.update("s", result(d)) for d in [True, True, False, False, True]]
     assert events == ["detected", None, "recovered", None, "detected"]
 
 
 def test_alert_tracker_reset() -> None:
-    tracker = drift.AlertTracker()
+    tracker = AlertTracker()
     for signal in ("a", "b"):
         tracker.update(signal, result(True))
         tracker.update(signal, result(True))
@@ -397,4 +398,4 @@ def test_alert_tracker_reset() -> None:
 
 def test_alert_tracker_rejects_consecutive_below_one() -> None:
     with pytest.raises(ValueError, match="consecutive must be >= 1, got 0"):
-        drift.AlertTracker(consecutive=0)
+        AlertTracker(consecutive=0)

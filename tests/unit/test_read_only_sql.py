@@ -2,7 +2,7 @@
 
 import pytest
 
-from ragops_shared.clickhouse import ReadOnlyViolation, ensure_read_only, split_statements
+from ragops_analytics.guard import ReadOnlyViolation, ensure_read_only, split_statements
 
 
 @pytest.mark.parametrize(

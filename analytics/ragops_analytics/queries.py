@@ -1,0 +1,355 @@
+"""Every statement the platform itself runs on ClickHouse, by name: the only module that names
+tables (the analyst views and tables are created by the sink's migrations).
+
+Each function takes a :class:`~ragops_analytics.store.Reader` (a store, or an
+:class:`~ragops_analytics.client.AnalyticsClient` in another process) or, for the admin
+statements, an :class:`~ragops_analytics.store.AnalyticsStore`, and passes its values as
+``{name:Type}`` parameters, never formatted into the SQL. Results come back as Python values
+whatever the path: datetimes that cross the sink's ``/sql`` endpoint as text are parsed back
+into aware UTC datetimes. Every function raises what the reader raises
+(:class:`~ragops_analytics.store.QueryError`, :class:`~ragops_analytics.store.StoreUnavailable`).
+
+Tables read with ``FINAL``: replays of an event are stored twice until ClickHouse merges the
+copies, and ``FINAL`` counts them once before that.
+"""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from ragops_analytics.store import AnalyticsStore, Reader
+
+# ------------------------------------------------------------------------------ tables
+
+EVENTS = "events"
+"""The raw log the sink writes: one row per Kafka record, valid event or not."""
+MODEL_PRICES = "model_prices"
+MIGRATION_LEDGER = "schema_migrations"
+COUNTED_TABLES = frozenset({
+    "events", "queries", "retrievals", "generations", "evaluations", "feedback", "documents", "dead_letters",
+    "evaluation_runs", "dataset_examples", "query_vectors", "drift", "training_steps", "versions",
+})
+"""Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
+
+
+def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple:
+    return reader.query(sql, parameters).rows[0]
+
+
+def _time(value: object) -> datetime:
+    """A DateTime64 column's value: a datetime from an engine, text from the sink's ``/sql``."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# ------------------------------------------------------------------- the sink (admin path)
+
+
+def insert_events(store: AnalyticsStore, data: pa.Table) -> None:
+    """Insert a batch of ``events`` rows (an Arrow table with its columns); an empty batch
+    is a no-op. Raises StoreUnavailable."""
+    if data.num_rows:
+        store.insert(EVENTS, data)
+
+
+# The ledger is append-only: un-applying a migration adds a row with applied = 0 and the
+# latest row per version wins. That avoids ALTER ... DELETE mutations, which run
+# asynchronously on a server.
+_LEDGER_DDL = """CREATE TABLE IF NOT EXISTS schema_migrations
+(
+    version UInt32,
+    name String,
+    applied Bool,
+    recorded_at DateTime64(6, 'UTC')
+)
+ENGINE = ReplacingMergeTree(recorded_at)
+ORDER BY version"""
+_LEDGER_SCHEMA = pa.schema(
+    [("version", pa.uint32()), ("name", pa.string()), ("applied", pa.bool_()), ("recorded_at", pa.timestamp("us", tz="UTC"))]
+)
+
+
+def applied_migrations(store: AnalyticsStore) -> set[int]:
+    """Versions of the migrations applied (creating the ledger on first use)."""
+    store.execute(_LEDGER_DDL)
+    return {row[0] for row in store.execute("SELECT version FROM schema_migrations FINAL WHERE applied ORDER BY version").rows}
+
+
+def record_migration(store: AnalyticsStore, version: int, name: str, *, applied: bool) -> None:
+    """Note in the ledger that migration ``version`` was applied (or reverted) now."""
+    row = {"version": [version], "name": [name], "applied": [applied], "recorded_at": [datetime.now(UTC)]}
+    store.insert(MIGRATION_LEDGER, pa.table(row, schema=_LEDGER_SCHEMA))
+
+
+def set_events_retention(store: AnalyticsStore, days: int | None) -> None:
+    """Keep raw events ``days`` whole days (>= 1, checked by the caller) after ``occurred_at``,
+    or forever (None). A no-op when ``events`` already has this TTL: changing a TTL rewrites
+    the table's parts in a background mutation, too costly to repeat at every start."""
+    engine = store.execute("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'").rows
+    current = engine[0][0] if engine else ""
+    # occurred_at rather than received_at: a replay of old events must not revive them.
+    # A TTL is part of the table's definition: it cannot be a query parameter.
+    ttl = f"toDateTime(occurred_at) + toIntervalDay({int(days)})" if days is not None else None
+    if ttl is not None and f"TTL {ttl}" not in current:
+        store.execute(f"ALTER TABLE events MODIFY TTL {ttl}")
+    elif ttl is None and " TTL " in current:
+        store.execute("ALTER TABLE events REMOVE TTL")
+
+
+def insert_prices(store: AnalyticsStore, prices: Mapping[str, tuple[float, float]]) -> None:
+    """Upsert model -> (input, output) USD per million tokens (checked by the caller);
+    cost_per_request reads the latest price of each model."""
+    now = datetime.now(UTC)
+    data = pa.table(
+        {
+            "model": list(prices),
+            "input_usd_per_million": [float(price[0]) for price in prices.values()],
+            "output_usd_per_million": [float(price[1]) for price in prices.values()],
+            "updated_at": [now] * len(prices),
+        },
+        schema=pa.schema(
+            [
+                ("model", pa.string()),
+                ("input_usd_per_million", pa.float64()),
+                ("output_usd_per_million", pa.float64()),
+                ("updated_at", pa.timestamp("ms", tz="UTC")),
+            ]
+        ),
+    )
+    store.insert(MODEL_PRICES, data)
+
+
+# ------------------------------------------------------------------------------ counts
+
+
+def row_count(reader: Reader, table: str) -> int:
+    """Rows of ``table`` (one of :data:`COUNTED_TABLES`), each event once.
+
+    Raises:
+        ValueError: ``table`` is not one of them.
+    """
+    if table not in COUNTED_TABLES:
+        raise ValueError(f"not a table of events: {table!r}")
+    return int(_one(reader, "SELECT count() FROM {table:Identifier} FINAL", {"table": table})[0])
+
+
+def materialized_views(reader: Reader) -> int:
+    """Materialized views of the current database (each one costs every insert into ``events``)."""
+    return int(_one(
+        reader, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'",
+    )[0])
+
+
+def events_per_topic(reader: Reader) -> dict[str, int]:
+    """Events stored per Kafka topic, each event once."""
+    return {topic: int(n) for topic, n in reader.query("SELECT topic, count() FROM events FINAL GROUP BY topic").rows}
+
+
+# ------------------------------------------------------------------------- the monitor
+
+SignalSource = Literal["query_vector", "top_similarity", "no_context", "evaluation_score", "negative_feedback"]
+
+# source -> (table, value expression, row filter); the expressions may hold parameters.
+_SIGNAL_SOURCES: dict[str, tuple[str, str, str]] = {
+    # The question vectors (Array(Float32)).
+    "query_vector": ("query_vectors", "vector", "1"),
+    # The dense similarity of each question's nearest chunk.
+    "top_similarity": ("retrievals", "assumeNotNull(top_similarity)", "top_similarity IS NOT NULL"),
+    # 1 when that similarity is below {no_context_similarity:Float64}, else 0.
+    "no_context": (
+        "retrievals", "toUInt8(assumeNotNull(top_similarity) < {no_context_similarity:Float64})", "top_similarity IS NOT NULL",
+    ),
+    # The evaluation service's scores of {metric:String}.
+    "evaluation_score": ("evaluations", "value", "metric = {metric:String}"),
+    # 1 for feedback of negative sentiment, else 0.
+    "negative_feedback": ("feedback", "toUInt8(sentiment = 'negative')", "1"),
+}
+
+
+def _window_sql(source: str, condition: str, order: str) -> str:
+    table, value, where = _SIGNAL_SOURCES[source]
+    return (
+        f"SELECT toUnixTimestamp64Milli(occurred_at) AS t, {value} AS v FROM {table} FINAL "
+        f"WHERE {where} AND {condition} ORDER BY occurred_at {order}, event_id {order} LIMIT {{size:UInt32}}"
+    )
+
+
+_REFERENCE_WINDOWS = {
+    source: _window_sql(source, "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')", "ASC")
+    for source in _SIGNAL_SOURCES
+}
+_CURRENT_WINDOWS = {
+    source: _window_sql(source, "occurred_at > fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC')", "DESC")
+    for source in _SIGNAL_SOURCES
+}
+
+
+def reference_window(
+    reader: Reader, source: SignalSource, parameters: Mapping[str, Any], *, since_ms: int, size: int,
+) -> list[tuple[int, Any]]:
+    """The first ``size`` observations of ``source`` at or after ``since_ms`` (ms since the
+    epoch), as ``(ms since the epoch, value)`` in time order. ``parameters`` fill the
+    source's own placeholders (``no_context_similarity``, ``metric``)."""
+    return reader.query(_REFERENCE_WINDOWS[source], {**parameters, "since_ms": since_ms, "size": size}).rows
+
+
+def current_window(
+    reader: Reader, source: SignalSource, parameters: Mapping[str, Any], *, after_ms: int, size: int,
+) -> list[tuple[int, Any]]:
+    """The latest ``size`` observations of ``source`` strictly after ``after_ms``, as
+    ``(ms since the epoch, value)``, newest first."""
+    return reader.query(_CURRENT_WINDOWS[source], {**parameters, "after_ms": after_ms, "size": size}).rows
+
+
+def dataset_examples_since(reader: Reader, moment: datetime) -> int:
+    """Dataset examples added strictly after ``moment`` (to ms)."""
+    return int(_one(
+        reader, "SELECT count() FROM dataset_examples FINAL WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
+        {"since_ms": _ms(moment)},
+    )[0])
+
+
+def open_drift_alerts(reader: Reader) -> dict[str, str]:
+    """Signal -> event id of its ``drift.detected`` for the signals whose latest drift event
+    is a detection (no recovery after it)."""
+    rows = reader.query(
+        "SELECT signal, argMax(event_type, occurred_at), argMax(toString(event_id), occurred_at) "
+        "FROM drift FINAL GROUP BY signal"
+    ).rows
+    return {signal: event_id for signal, event_type, event_id in rows if event_type == "drift.detected"}
+
+
+def retraining_requests_by_rule(reader: Reader) -> dict[str, tuple[datetime, list[str]]]:
+    """Policy rule -> (when it last requested retraining, the event ids of every alert its
+    requests cite as evidence)."""
+    rows = reader.query(
+        "SELECT rule, max(occurred_at), groupArrayArray(evidence) FROM training_steps FINAL "
+        "WHERE event_type = 'retraining.requested' AND rule != '' GROUP BY rule"
+    ).rows
+    return {rule: (_time(last), list(evidence)) for rule, last, evidence in rows}
+
+
+def event_payload(reader: Reader, event_id: str) -> str | None:
+    """The stored JSON of event ``event_id``, or None if not stored.
+
+    Raises:
+        ValueError: ``event_id`` is not a UUID.
+    """
+    rows = reader.query(
+        "SELECT payload FROM events FINAL WHERE event_id = toUUID({event_id:String})", {"event_id": str(uuid.UUID(event_id))},
+    ).rows
+    return str(rows[0][0]) if rows else None
+
+
+# ------------------------------------------------------------------------- the trainer
+
+
+@dataclass(frozen=True)
+class PromptVersionQuality:
+    """The evaluation scores of one prompt version's answers."""
+
+    version: str
+    mean: float
+    answers: int
+    last_served: datetime
+
+
+def prompt_quality(reader: Reader, prompt_name: str, metric: str) -> list[PromptVersionQuality]:
+    """Mean ``metric`` of each version of prompt ``prompt_name`` over every answer scored."""
+    rows = reader.query(
+        "SELECT prompt_version, avg(value), count(), max(occurred_at) FROM evaluations FINAL "
+        "WHERE metric = {metric:String} AND prompt_name = {prompt_name:String} GROUP BY prompt_version",
+        {"metric": metric, "prompt_name": prompt_name},
+    ).rows
+    return [PromptVersionQuality(str(version), float(mean), int(n), _time(served)) for version, mean, n, served in rows]
+
+
+# ------------------------------------------------------------------------ the demos
+
+
+def document_outcomes(reader: Reader) -> tuple[int, int, int]:
+    """(documents indexed, documents rejected, chunks indexed)."""
+    indexed, rejected, chunks = _one(
+        reader,
+        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') FROM documents FINAL",
+    )
+    return int(indexed), int(rejected), int(chunks)
+
+
+def ingest_seconds(reader: Reader) -> float | None:
+    """Seconds from the first document submitted to the last one indexed (None when none)."""
+    seconds = _one(
+        reader,
+        "SELECT dateDiff('millisecond', minIf(occurred_at, event_type = 'document.submitted'), "
+        "maxIf(occurred_at, event_type = 'document.indexed')) / 1000 FROM events FINAL",
+    )[0]
+    return None if seconds is None else float(seconds)
+
+
+def run_scores(reader: Reader, run_id: str) -> dict[str, float]:
+    """Mean score per metric of evaluation run ``run_id``, by metric name."""
+    return {metric: float(mean) for metric, mean in reader.query(
+        "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} GROUP BY metric ORDER BY metric",
+        {"run_id": run_id},
+    ).rows}
+
+
+def run_latency(reader: Reader, run_id: str) -> list[tuple[str, float, float, int]]:
+    """(stage, p50 ms, p95 ms, requests) of the questions of run ``run_id``, by stage name:
+    embedding, retrieval, generation and end_to_end, from the first event of each type per
+    request."""
+    rows = reader.query("""
+        WITH stamps AS (
+            SELECT request_id,
+                   minIf(occurred_at, event_type = 'query.submitted') AS submitted,
+                   minIf(occurred_at, event_type = 'query.embedded') AS embedded,
+                   minIf(occurred_at, event_type = 'query.context_retrieved') AS retrieved,
+                   minIf(occurred_at, event_type = 'query.answer_generated') AS answered
+            FROM events FINAL
+            WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run_id:String})
+            GROUP BY request_id)
+        SELECT stage, quantile(0.5)(ms), quantile(0.95)(ms), count() FROM (
+            SELECT arrayJoin([('embedding', dateDiff('millisecond', submitted, embedded)),
+                              ('retrieval', dateDiff('millisecond', embedded, retrieved)),
+                              ('generation', dateDiff('millisecond', retrieved, answered)),
+                              ('end_to_end', dateDiff('millisecond', submitted, answered))]) AS pair,
+                   pair.1 AS stage, pair.2 AS ms
+            FROM stamps)
+        GROUP BY stage ORDER BY stage""", {"run_id": run_id}).rows
+    return [(stage, float(p50), float(p95), int(n)) for stage, p50, p95, n in rows]
+
+
+def feedback_counts(reader: Reader) -> tuple[int, int, int, int]:
+    """(feedback, thumbs up, thumbs down, with a corrected answer)."""
+    n, up, down, corrections = _one(
+        reader, "SELECT count(), countIf(thumb = 'up'), countIf(thumb = 'down'), countIf(has_correction) FROM feedback FINAL",
+    )
+    return int(n), int(up), int(down), int(corrections)
+
+
+def run_generation_usage(reader: Reader, run_id: str) -> tuple[float | None, float | None, float | None]:
+    """(mean input tokens, mean output tokens, total cost in USD) of run ``run_id``'s answers
+    (None when it has none)."""
+    tokens_in, tokens_out, cost = _one(
+        reader,
+        "SELECT avg(input_tokens), avg(output_tokens), sum(cost_usd) FROM cost_per_request "
+        "WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run_id:String})",
+        {"run_id": run_id},
+    )
+    return tuple(None if value is None else float(value) for value in (tokens_in, tokens_out, cost))  # type: ignore[return-value]
+
+
+def version_decisions(reader: Reader) -> list[dict[str, Any]]:
+    """Every promotion to production and every rejection, oldest first: ``kind``,
+    ``version``, ``decision``, ``action``, ``rule``, ``reason``."""
+    result = reader.query("SELECT kind, version, decision, action, rule, reason FROM version_decisions")
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]

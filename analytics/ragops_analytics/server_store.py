@@ -1,0 +1,72 @@
+"""A ClickHouse server through clickhouse-connect (HTTP)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from ragops_analytics.guard import ensure_read_only
+from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
+
+__all__ = ["ServerStore"]
+
+
+class ServerStore:
+    """A ClickHouse server through clickhouse-connect (HTTP), safe to share between threads.
+
+    ``url`` is ``http[s]://user:password@host:8123/database``; the database must exist.
+    One client serves every statement: it keeps a pool of HTTP connections, so a statement
+    does not pay a new connection. Parameters travel to the server beside the statement
+    (clickhouse-connect sends ``{name:Type}`` placeholders' values as ``param_<name>``), never
+    formatted into it. Analyst queries carry ``readonly=1`` as a request setting, so the
+    server refuses writes, DDL and table functions even if
+    :func:`~ragops_analytics.guard.ensure_read_only` missed something.
+
+    Raises:
+        StoreUnavailable: the server cannot be reached or refuses the credentials.
+    """
+
+    def __init__(self, url: str) -> None:
+        import clickhouse_connect  # noqa: PLC0415 - only this adapter needs the HTTP client
+        from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError  # noqa: PLC0415
+
+        self.url = url
+        # No session id: requests are then independent, so threads can share the client.
+        try:
+            self._client = clickhouse_connect.get_client(dsn=url, tz_mode="schema", autogenerate_session_id=False)
+        except ClickHouseError as error:
+            raise StoreUnavailable(f"cannot connect to ClickHouse: {error}") from error
+        # OperationalError: the request did not get through (network, server busy). Any
+        # other ClickHouseError is the server's verdict on the statement.
+        self._errors = ClickHouseError
+        self._transport_errors = OperationalError
+
+    def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+        try:
+            result = self._client.query(sql, parameters=dict(parameters or {}))
+        except self._errors as error:
+            raise StoreUnavailable(str(error)) from error
+        return _rows(result)
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+        statement = ensure_read_only(sql)
+        try:
+            result = self._client.query(statement, parameters=dict(parameters or {}), settings={"readonly": 1})
+        except self._transport_errors as error:
+            raise StoreUnavailable(str(error)) from error
+        except self._errors as error:
+            raise QueryError(str(error)) from error
+        return _rows(result)
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        try:
+            self._client.insert_arrow(table, data)
+        except self._errors as error:
+            raise StoreUnavailable(f"insert into {table} failed: {error}") from error
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _rows(result: Any) -> QueryResult:
+    return QueryResult(columns=list(result.column_names), rows=[tuple(row) for row in result.result_rows])

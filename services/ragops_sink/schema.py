@@ -1,0 +1,110 @@
+"""The sink's ClickHouse schema: the numbered migrations in ``ragops_sink/migrations``
+(``NNNN_<name>.up.sql`` / ``.down.sql``; they create the raw ``events`` table, the typed
+tables fed from it by materialized views, and the analyst views), the retention of raw
+events and the model prices of the cost views. The sink applies them at start; both
+engines run the same SQL."""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+from ragops_analytics import queries
+from ragops_analytics.guard import split_statements
+from ragops_analytics.store import AnalyticsStore
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.up\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change: ``version`` 1 is ``0001_<name>``."""
+
+    version: int
+    name: str
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+
+
+def discover_migrations() -> list[Migration]:
+    """The sink's migrations in version order.
+
+    Raises:
+        RuntimeError: a ``.down.sql`` is missing or two files share a version (a packaging
+            mistake that must stop the platform rather than half-apply a schema).
+    """
+    folder = resources.files("ragops_sink").joinpath("migrations")
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match is None:
+            continue
+        version, name = int(match.group(1)), entry.name.removesuffix(".up.sql")
+        down = folder.joinpath(f"{name}.down.sql")
+        if not down.is_file():
+            raise RuntimeError(f"migration {name} has no {name}.down.sql")
+        if version in found:
+            raise RuntimeError(f"migrations {found[version].name} and {name} share version {version}")
+        found[version] = Migration(
+            version, name, tuple(split_statements(entry.read_text("utf-8"))), tuple(split_statements(down.read_text("utf-8")))
+        )
+    return [found[version] for version in sorted(found)]
+
+
+def migrate(store: AnalyticsStore) -> list[str]:
+    """Apply the pending up-migrations in order; return the names applied (``[]`` when up
+    to date). Raises StoreUnavailable."""
+    applied = queries.applied_migrations(store)
+    done = []
+    for migration in discover_migrations():
+        if migration.version not in applied:
+            # Statements use IF [NOT] EXISTS, so a migration interrupted half-way is
+            # simply applied again from its first statement at the next start.
+            for statement in migration.up:
+                store.execute(statement)
+            queries.record_migration(store, migration.version, migration.name, applied=True)
+            done.append(migration.name)
+    return done
+
+
+def migrate_down(store: AnalyticsStore, to: int = 0) -> list[str]:
+    """Revert applied migrations above version ``to``, newest first; return their names.
+    For tests and operators: it drops tables and their data. Raises StoreUnavailable."""
+    applied = queries.applied_migrations(store)
+    done = []
+    for migration in reversed(discover_migrations()):
+        if migration.version > to and migration.version in applied:
+            for statement in migration.down:
+                store.execute(statement)
+            queries.record_migration(store, migration.version, migration.name, applied=False)
+            done.append(migration.name)
+    return done
+
+
+def set_retention(store: AnalyticsStore, days: int | None) -> None:
+    """Keep raw events ``days`` days after ``occurred_at`` (None: forever); a no-op when
+    that is already the table's TTL.
+
+    Raises:
+        ValueError: ``days`` is not a whole number >= 1.
+        StoreUnavailable: the ALTER failed.
+    """
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        raise ValueError(f"retention must be a whole number of days >= 1 or None, not {days!r}")
+    queries.set_events_retention(store, days)
+
+
+def set_prices(store: AnalyticsStore, prices: Mapping[str, tuple[float, float]]) -> None:
+    """Upsert model -> (input, output) prices in USD per million tokens; models not in
+    ``prices`` keep theirs. cost_per_request reads the latest price of each model, so a
+    price change re-prices past requests too.
+
+    Raises:
+        ValueError: an empty model name or a negative price.
+        StoreUnavailable: the insert failed.
+    """
+    for model, (input_price, output_price) in prices.items():
+        if not model or input_price < 0 or output_price < 0:
+            raise ValueError(f"invalid price for {model!r}: need a model name and prices >= 0 USD per million tokens")
+    if prices:
+        queries.insert_prices(store, prices)

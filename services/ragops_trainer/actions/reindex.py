@@ -1,0 +1,66 @@
+"""``reindex``: rebuild the index by replay. The latest retained ``DocumentChunked`` of every
+document is published again with an ``index_build`` target, so the embedding service embeds
+it (with the build's model version) and the indexer writes a new collection beside the live
+one; when every document is indexed, the build is promoted (the retrieval service switches
+to it in one step). The fine-tune runs it too, for its candidate model."""
+
+from ragops_schemas import DocumentChunked, RetrainingRequested, VersionPromoted, VersionRegistered
+from ragops_schemas.events import IndexBuild
+from ragops_schemas.ids import index_build_collection, index_build_id, index_name
+from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
+from ragops_trainer.pairs import latest_documents
+
+
+async def run(ctx: TrainerContext, request: RetrainingRequested, *, embedding_version: str | None = None) -> VersionPromoted:
+    """Rebuild the index of ``embedding_version`` (default: the request's target, else the
+    live model) by replay and promote it. Returns the promotion."""
+    name = ctx.settings.embedding_model_name
+    target = request.target
+    if embedding_version is None and target is not None:
+        if target.kind != "embedding_model" or ctx.registry.get("embedding_model", target.name, target.version) is None:
+            raise ActionRejected(f"unknown version {target.kind}/{target.name}@{target.version}")
+        embedding_version = target.version
+    version = embedding_version or ctx.live_model().ref.version
+    model = ctx.registry.get("embedding_model", name, version)
+    documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
+    if not documents:
+        raise ActionRejected("nothing to re-index: no retained DocumentChunked events")
+    alias = index_name(ctx.settings.corpus, name, version)
+    build_id = index_build_id(request.event_id)
+    # The files travel with the replay: the embedding service need not have read the
+    # registration yet (it checks that the files are that version).
+    build = IndexBuild(build_id=build_id, collection=index_build_collection(alias, build_id), embedding_version=version,
+                       embedding_uri=model.uri if model else None)
+    if request.action == "reindex":
+        await ctx.started(request, embedding_version=version, documents=len(documents), build=build_id)
+    await ctx.publish(request.caused(
+        VersionRegistered, ctx.producer, derived_id=f"index:{build_id}", kind="index", name=alias, version=build_id,
+        uri=build.collection, parent_version=version, request_event_id=str(request.event_id),
+        metadata={"embedding_version": version, "documents": str(len(documents))},
+    ))
+    replayed: dict[str, str] = {}
+    async with Arrivals(ctx.settings.kafka, build_id) as arrivals:
+        # Two passes at most: documents that changed while the first one ran are replayed again.
+        for _ in range(2):
+            pending = [doc for doc in documents.values() if replayed.get(doc.document_id) != doc.document_version]
+            if not pending:
+                break
+            for document in pending:
+                await ctx.publisher.publish(document.caused(
+                    DocumentChunked, ctx.producer, derived_id=build_id, index_build=build,
+                    **document.model_dump(include={"document_id", "document_version", "title", "source", "metadata",
+                                                   "content_type", "chunker", "chunks"}),
+                ))
+                replayed[document.document_id] = document.document_version
+                arrivals.done.pop(document.document_id, None)
+            await arrivals.wait({doc.document_id for doc in pending}, ctx.settings.build_timeout_s)
+            documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
+    previous = ctx.registry.alias("index", alias)
+    promotion = request.caused(
+        VersionPromoted, ctx.producer, derived_id=f"index:{build_id}", kind="index", name=alias, version=build_id,
+        uri=build.collection, previous_version=previous.ref.version if previous else None,
+        reason=f"re-indexed {len(replayed)} documents by replay ({request.reason})",
+        request_event_id=str(request.event_id), metrics={"documents": float(len(replayed))},
+    )
+    await ctx.publish(promotion)
+    return promotion
