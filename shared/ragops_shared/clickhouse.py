@@ -538,17 +538,25 @@ class ServerStore(_SqlStore):
         # other ClickHouseError is the server's verdict on the statement.
         self._errors = ClickHouseError
         self._transport_errors = OperationalError
+        self._closed = False
+
+    def _open_client(self) -> Any:
+        # A closed clickhouse-connect client fails with a plain ProgrammingError (read as an
+        # analyst's QueryError) or quietly reopens; a closed store is unavailable, as chDB's is.
+        if self._closed:
+            raise StoreUnavailable("the ClickHouse store is closed")
+        return self._client
 
     def _execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         try:
-            result = self._client.query(sql, parameters=dict(parameters or {}))
+            result = self._open_client().query(sql, parameters=dict(parameters or {}))
         except self._errors as error:
             raise StoreUnavailable(str(error)) from error
         return _server_rows(result)
 
     def _read(self, sql: str, parameters: Mapping[str, Any] | None) -> QueryResult:
         try:
-            result = self._client.query(sql, parameters=dict(parameters or {}), settings={"readonly": 1})
+            result = self._open_client().query(sql, parameters=dict(parameters or {}), settings={"readonly": 1})
         except self._transport_errors as error:
             raise StoreUnavailable(str(error)) from error
         except self._errors as error:
@@ -557,11 +565,12 @@ class ServerStore(_SqlStore):
 
     def _insert(self, table: str, data: pa.Table) -> None:
         try:
-            self._client.insert_arrow(table, data)
+            self._open_client().insert_arrow(table, data)
         except self._errors as error:
             raise StoreUnavailable(f"insert into {table} failed: {error}") from error
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()
 
 

@@ -11,8 +11,6 @@ from tokenizers import Tokenizer
 from ragops_ingestion.chunking import TextChunk, TokenChunker, chunk_id, document_version
 from ragops_shared.models import default_embedding_model_dir
 
-CORPUS = Path("/work/shared/data/corpus.jsonl")
-
 PROSE = " ".join(
     f"Sentence number {i} talks about the {word} of an unbelievably interesting topic."
     for i, word in enumerate(["history", "économie", "geography", "naïve-physics", "café culture"] * 30)
@@ -130,11 +128,10 @@ def test_warm_up_is_idempotent_and_chunking_deterministic() -> None:
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not CORPUS.is_file(), reason="corpus.jsonl is not available")
-def test_real_passages_default_settings(tokenizer: Tokenizer) -> None:
+def test_real_passages_default_settings(tokenizer: Tokenizer, data_dir: Path) -> None:
     chunker = TokenChunker(default_embedding_model_dir())
     chunker.warm_up()
-    with CORPUS.open(encoding="utf-8") as lines:
+    with (data_dir / "corpus.jsonl").open(encoding="utf-8") as lines:
         passages = [json.loads(line)["text"] for _, line in zip(range(200), lines)]
     for passage in passages:
         chunks = chunker.chunk(passage)
