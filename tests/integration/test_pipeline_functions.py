@@ -70,6 +70,49 @@ def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) 
     assert "30 days" in retrieved.contexts[0].text
 
 
+class ReadAfterEveryWrite:
+    """A vector store that runs ``read()`` after each of its writes returned: what a reader
+    searching at that moment finds."""
+
+    def __init__(self, store, read) -> None:  # noqa: ANN001
+        self._store, self._read = store, read
+
+    def upsert(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        written = self._store.upsert(*args, **kwargs)
+        self._read()
+        return written
+
+    def delete_superseded(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        deleted = self._store.delete_superseded(*args, **kwargs)
+        self._read()
+        return deleted
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - searches and the rest go to the real store
+        return getattr(self._store, name)
+
+
+def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
+    embedder, chunker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    [query] = embed_queries(embedder, PRODUCER, [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")])
+    seen: list[set[str]] = []
+    open_store = RetrievalSettings.open_store
+    monkeypatch.setattr(RetrievalSettings, "open_store", lambda settings: ReadAfterEveryWrite(
+        open_store(settings), lambda: seen.append({c.document_version for c in index.retrieve([query])[0].contexts}),
+    ))
+    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
+    index.open()
+    try:
+        [old] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")]))
+        seen.clear()
+        [new] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")]))
+    finally:
+        index.close()
+    assert len(seen) >= 2, "the re-index wrote its points and deleted the superseded ones"
+    assert all(found and found <= {old.document_version, new.document_version} for found in seen), seen
+    assert seen[-1] == {new.document_version}
+
+
 def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, data_dir: Path) -> None:  # noqa: ANN001
     rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
     picked = [row for row in rows if row["title"] in {"Oxygen", "Normans"}][:40]
