@@ -10,12 +10,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 from faststream import FastStream
 
-from ragops_schemas import DocumentSubmitted, Producer, Topic
+from ragops_schemas import DocumentSubmitted, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from tests.integration.services import produce_raw, running
+from tests.helpers import PRODUCER
 
 pytestmark = pytest.mark.kafka
-PRODUCER = Producer(name="test", version="0")
 
 
 def _key_on(partition: int, partitions: int) -> bytes:

@@ -28,10 +28,10 @@ from ragops_shared.clickhouse import (
     StoreUnavailable,
     discover_migrations,
 )
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.clickhouse
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 TYPED_TABLES = {  # rows each table gets from the golden examples
     "queries": 1,
     "retrievals": 1,

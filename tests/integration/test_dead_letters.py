@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import pytest
 from faststream import FastStream
 
-from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Producer, Topic
+from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from tests.integration.services import produce_raw, running, wait_for, watching
+from tests.helpers import PRODUCER
 
 pytestmark = pytest.mark.kafka
-PRODUCER = Producer(name="test", version="0")
 
 
 def _app(kafka, calls: list[int]) -> FastStream:  # noqa: ANN001

@@ -1,7 +1,6 @@
 """The services' plain functions chained without Kafka, on real models and a real Qdrant Edge
 store: what each handler delegates to."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,12 @@ from ragops_embedding.app import EmbeddingSettings, embed_documents, embed_queri
 from ragops_ingestion.app import IngestionSettings, ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_retrieval.app import Index, RetrievalSettings, collection_name
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
 from ragops_shared.models import default_embedding_model_dir
 from ragops_shared.settings import PlatformSettings
+from tests.helpers import PRODUCER
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
-PRODUCER = Producer(name="test", version="0")
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +112,8 @@ def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
     assert seen[-1] == {new.document_version}
 
 
-def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, data_dir: Path) -> None:  # noqa: ANN001
-    rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
-    picked = [row for row in rows if row["title"] in {"Oxygen", "Normans"}][:40]
+def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, corpus_rows: list[dict]) -> None:  # noqa: ANN001
+    picked = [row for row in corpus_rows if row["title"] in {"Oxygen", "Normans"}][:40]
     documents = [
         DocumentSubmitted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"], metadata={"title": row["title"]})
         for row in picked

@@ -1,9 +1,7 @@
 """Token-window chunking with the real all-MiniLM-L6-v2 tokenizer, content-hash chunk ids and
 document versions."""
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
@@ -128,11 +126,10 @@ def test_warm_up_is_idempotent_and_chunking_deterministic() -> None:
 
 
 @pytest.mark.model
-def test_real_passages_default_settings(tokenizer: Tokenizer, data_dir: Path) -> None:
+def test_real_passages_default_settings(tokenizer: Tokenizer, corpus_rows: list[dict]) -> None:
     chunker = TokenChunker(default_embedding_model_dir())
     chunker.warm_up()
-    with (data_dir / "corpus.jsonl").open(encoding="utf-8") as lines:
-        passages = [json.loads(line)["text"] for _, line in zip(range(200), lines)]
+    passages = [row["text"] for row in corpus_rows[:200]]
     for passage in passages:
         chunks = chunker.chunk(passage)
         if len(chunks) == 1:

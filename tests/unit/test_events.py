@@ -5,9 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from ragops_schemas import DocumentSubmitted, GenAIUsage, Producer, QueryEmbedded, QuerySubmitted
-
-PRODUCER = Producer(name="test", version="0")
+from ragops_schemas import DocumentSubmitted, GenAIUsage, QueryEmbedded, QuerySubmitted
+from tests.helpers import PRODUCER
 
 
 def test_keys_and_traceparent() -> None:
