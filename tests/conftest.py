@@ -5,6 +5,7 @@ runs with (offline model loading, passive OpenMP threads)."""
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from ragops_schemas.topics import TOPICS  # noqa: E402 - after the environment above
 from ragops_shared.embedded import EmbeddedKafka, create_topics  # noqa: E402
 from ragops_shared.settings import KafkaSettings  # noqa: E402
+
+if TYPE_CHECKING:
+    from ragops_shared.clickhouse import ChdbStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -34,9 +38,29 @@ async def kafka(tansu: EmbeddedKafka) -> AsyncIterator[KafkaSettings]:
     yield settings
 
 
+@pytest.fixture
+def chdb_store(tmp_path: Path) -> Iterator["ChdbStore"]:
+    """A migrated, empty chDB store in the test's folder; closed after the test."""
+    from ragops_analytics.chdb_store import ChdbStore
+    from ragops_sink.schema import migrate
+
+    store = ChdbStore(tmp_path / "clickhouse")
+    migrate(store)
+    yield store
+    store.close()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """../shared/data: the real corpus and questions (SQuAD v1.1 dev)."""
     if not (DATA / "corpus.jsonl").is_file():
         pytest.fail(f"real data missing: {DATA}/corpus.jsonl (the repo expects ../shared/data beside it)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def corpus_rows(data_dir: Path) -> list[dict]:
+    """The rows of ``corpus.jsonl``: ``{"id", "title", "text"}`` per passage, in file order."""
+    from tests.helpers import read_jsonl
+
+    return read_jsonl(data_dir / "corpus.jsonl")

@@ -40,10 +40,18 @@ class ServerStore:
         # other ClickHouseError is the server's verdict on the statement.
         self._errors = ClickHouseError
         self._transport_errors = OperationalError
+        self._closed = False
+
+    def _open_client(self) -> Any:
+        # A closed clickhouse-connect client fails with a plain ProgrammingError (read as an
+        # analyst's QueryError) or quietly reopens; a closed store is unavailable, as chDB's is.
+        if self._closed:
+            raise StoreUnavailable("the ClickHouse store is closed")
+        return self._client
 
     def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         try:
-            result = self._client.query(sql, parameters=dict(parameters or {}))
+            result = self._open_client().query(sql, parameters=dict(parameters or {}))
         except self._errors as error:
             raise StoreUnavailable(str(error)) from error
         return _rows(result)
@@ -51,7 +59,7 @@ class ServerStore:
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         statement = ensure_read_only(sql)
         try:
-            result = self._client.query(statement, parameters=dict(parameters or {}), settings={"readonly": 1})
+            result = self._open_client().query(statement, parameters=dict(parameters or {}), settings={"readonly": 1})
         except self._transport_errors as error:
             raise StoreUnavailable(str(error)) from error
         except self._errors as error:
@@ -60,11 +68,12 @@ class ServerStore:
 
     def insert(self, table: str, data: pa.Table) -> None:
         try:
-            self._client.insert_arrow(table, data)
+            self._open_client().insert_arrow(table, data)
         except self._errors as error:
             raise StoreUnavailable(f"insert into {table} failed: {error}") from error
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()
 
 

@@ -1,5 +1,9 @@
 """The whole platform on the embedded default, every service in its own process, on a small
-slice of the real corpus: documents in, answers with lineage out, through Kafka only."""
+slice of the real corpus: documents in, answers with lineage out, through Kafka only.
+
+Each test stands alone (``-k`` runs any one of them): the module's platform starts with the
+slice ingested and questions answered (the ``workload`` fixture, before any test), and a
+test that needs more (a dead letter, a retraining request) makes it itself."""
 
 import asyncio
 import json
@@ -26,6 +30,7 @@ from ragops_schemas import (
     Topic,
 )
 from tests.integration.services import produce_raw
+from tests.helpers import read_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
 ARTICLE = "Normans"
@@ -39,21 +44,30 @@ def platform(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def _questions(data_dir: Path, passages: set[str], count: int) -> list[Question]:
-    rows = [json.loads(line) for line in (data_dir / "questions.jsonl").read_text().splitlines()]
+    rows = read_jsonl(data_dir / "questions.jsonl")
     picked = [row for row in rows if row["context_ids"][0] in passages][:count]
     return [Question(**{k: row[k] for k in ("id", "question", "answers", "context_ids")}) for row in picked]
 
 
-def test_documents_in_answers_out(platform: EmbeddedPlatform, data_dir: Path, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus.jsonl"
-    rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
-    slice_ = [row for row in rows if row["title"] == ARTICLE][:12]
-    corpus.write_text("".join(json.dumps(row) + "\n" for row in slice_))
-    questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
+@pytest.fixture(scope="module", autouse=True)
+def workload(platform: EmbeddedPlatform, data_dir: Path, corpus_rows: list[dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The first 12 passages of the article ingested into the fresh platform and 6 of their
+    questions asked as an evaluation run with feedback: the demo's report of it, with the
+    ``slice`` and ``questions`` used. Every test in the module starts from here."""
     from rich.console import Console
 
+    corpus = tmp_path_factory.mktemp("workload") / "corpus.jsonl"
+    slice_ = [row for row in corpus_rows if row["title"] == ARTICLE][:12]
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in slice_))
+    questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
     analytics = AnalyticsClient(sql_url=platform.sql_url)
     report = asyncio.run(run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True)))
+    return {"report": report, "slice": slice_, "questions": questions}
+
+
+def test_documents_in_answers_out(platform: EmbeddedPlatform, workload: dict) -> None:
+    report, slice_, questions = workload["report"], workload["slice"], workload["questions"]
+    analytics = AnalyticsClient(sql_url=platform.sql_url)
 
     # Every figure below was computed by SQL in ClickHouse from what the sink stored.
     assert report["events_match"], report["events_per_topic"]
@@ -184,8 +198,7 @@ def test_cli_against_the_running_platform(platform: EmbeddedPlatform, data_dir: 
     assert json.loads(answered.stdout)["contexts"][0]["document_id"] == str(note.resolve())
 
     dataset = tmp_path / "questions.jsonl"
-    rows = [json.loads(line) for line in (data_dir / "questions.jsonl").read_text().splitlines()]
-    picked = [row for row in rows if row["context_ids"][0].startswith(f"{ARTICLE}-p00")][:5]
+    picked = [row for row in read_jsonl(data_dir / "questions.jsonl") if row["context_ids"][0].startswith(f"{ARTICLE}-p00")][:5]
     dataset.write_text("".join(json.dumps(row) + "\n" for row in picked))
     evaluated = runner.invoke(app, ["eval", "--dataset", str(dataset), "--questions", "3", "--run-id", "cli-run", *where])
     assert evaluated.exit_code == 0, evaluated.output
@@ -245,7 +258,24 @@ def _metric_total(text: str, name: str) -> float:
 def test_every_service_serves_health_readiness_and_real_metrics(platform: EmbeddedPlatform) -> None:
     from ragops.platform import SERVICES
 
+    async def dead_letters_of_broken_records() -> list[MessageDeadLettered]:
+        """The workload reached every consumer but the trainer; a broken record to the trainer
+        and one to the embedding service (dead-lettered: counted) reach the rest."""
+        async with PlatformClient(platform.kafka_settings, name="e2e-metrics") as client:
+            waiting = [client.expect(key, (MessageDeadLettered,)) for key in ("broken-training", "broken-query")]
+            await produce_raw(platform.kafka_settings, Topic.RETRAINING_REQUESTED, [(b"broken-training", b"{}")])
+            await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken-query", b"{}")])
+            return [await asyncio.wait_for(future, 60) for future in waiting]
+
+    letters = asyncio.run(dead_letters_of_broken_records())
+    assert [letter.consumer_group for letter in letters] == ["ragops-trainer", "ragops-embedding-queries"]
     with httpx.Client(timeout=10) as http:
+        assert http.post(f"{platform.gateway_url}/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
+        # The monitor checks on its own schedule (every 30 s), the first time at its start.
+        deadline = time.monotonic() + 120
+        while _metric_total(http.get(f"{platform.ops_url('monitor')}/metrics").text, "ragops_monitor_checks_total") == 0:
+            assert time.monotonic() < deadline, "the monitor never checked"
+            time.sleep(1)
         for service in SERVICES:
             base = platform.ops_url(service)
             assert http.get(f"{base}/health").status_code == 200, service
@@ -255,14 +285,14 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
                 assert _metric_total(metrics, "faststream_published_messages_total") > 0
             elif service == "monitor":  # consumes nothing: it reads ClickHouse on a schedule
                 assert _metric_total(metrics, "ragops_monitor_checks_total") > 0
-            else:  # every other service consumed what the earlier tests sent
+            else:  # every other service consumed what the workload and the broken records sent
                 assert _metric_total(metrics, "faststream_received_messages_total") > 0, service
                 assert _metric_total(metrics, "ragops_batch_records_count") > 0 or service == "sink", service
         generation = http.get(f"{platform.ops_url('generation')}/metrics").text
         assert _metric_total(generation, "ragops_model_tokens_total") > 0
         assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
         embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
-        assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken records of an earlier test
+        assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken query above
 
 
 def test_a_dead_service_is_restarted_and_nothing_is_lost(platform: EmbeddedPlatform) -> None:

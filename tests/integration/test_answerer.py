@@ -2,24 +2,22 @@
 retrieved context is answered with nothing (finish reason ``no_context``, no model call),
 the others in the same batch normally."""
 
-from pathlib import Path
-
 import pytest
 
 from ragops_generation.app import Answerer
 from ragops_generation.settings import GenerationSettings
-from ragops_schemas import ContextRetrieved, Producer
+from ragops_schemas import ContextRetrieved
+from tests.helpers import PRODUCER, example
 
 pytestmark = pytest.mark.model
-EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "ContextRetrieved.json"
 
 
 def test_no_context_means_no_answer() -> None:
     settings = GenerationSettings()
     generator = settings.generator()
     generator.warm_up()
-    answerer = Answerer(settings, generator, Producer(name="test", version="0"))
-    with_context = ContextRetrieved.model_validate_json(EXAMPLE.read_text())
+    answerer = Answerer(settings, generator, PRODUCER)
+    with_context = example(ContextRetrieved)
     without = with_context.model_copy(update={"request_id": "empty", "contexts": []})
     answered, unanswered = answerer.answer([with_context, without])
     assert unanswered.answer == "" and unanswered.generation.finish_reasons == ["no_context"]

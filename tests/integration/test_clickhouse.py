@@ -25,10 +25,10 @@ from ragops_analytics.server_store import ServerStore
 from ragops_analytics.store import AnalyticsStore, QueryError, StoreUnavailable
 from ragops_sink.rows import EventRow, events_to_arrow
 from ragops_sink.schema import discover_migrations, migrate, migrate_down, set_prices, set_retention
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.clickhouse
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 TYPED_TABLES = {  # rows each table gets from the golden examples
     "queries": 1,
     "retrievals": 1,
@@ -118,9 +118,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsS
         migrate(opened)
         yield opened
     finally:
-        if request.param == "server":
-            migrate_down(opened)
-        opened.close()
+        opened.close()  # twice after test_a_closed_store_is_unavailable: a no-op
+        if request.param == "server":  # a fresh client: the test may have closed this one
+            scratch = ServerStore(url)
+            migrate_down(scratch)
+            scratch.close()
 
 
 class TestAnalyticsStore:
@@ -306,12 +308,11 @@ class TestAnalyticsStore:
 
     def test_a_closed_store_is_unavailable(self, store: AnalyticsStore) -> None:
         insert(store, [])  # an empty batch is a no-op
-        if isinstance(store, ChdbStore):
-            store.close()
-            with pytest.raises(StoreUnavailable):
-                insert(store, golden_rows())
-            with pytest.raises(StoreUnavailable):
-                store.query("SELECT 1")
+        store.close()
+        with pytest.raises(StoreUnavailable):
+            insert(store, golden_rows())
+        with pytest.raises(StoreUnavailable):
+            store.query("SELECT 1")
 
 
 def test_a_second_chdb_directory_in_the_process_is_refused(tmp_path: Path) -> None:

@@ -2,19 +2,18 @@
 failing event is dead-lettered with its original bytes and every other event's output is
 published exactly once."""
 
-import asyncio
 import base64
 from collections.abc import Sequence
 
 import pytest
 from faststream import FastStream
 
-from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Producer, Topic
+from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from tests.integration.services import produce_raw, running, wait_for, watching
+from tests.helpers import PRODUCER
 
 pytestmark = pytest.mark.kafka
-PRODUCER = Producer(name="test", version="0")
 
 
 def _app(kafka, calls: list[int]) -> FastStream:  # noqa: ANN001
@@ -38,16 +37,21 @@ def _app(kafka, calls: list[int]) -> FastStream:  # noqa: ANN001
 async def test_a_failing_event_is_isolated_and_dead_lettered(kafka) -> None:
     documents = [DocumentSubmitted(producer=PRODUCER, document_id=f"d{i}", content="poison" if i == 3 else f"text {i}") for i in range(8)]
     calls: list[int] = []
+    sentinel = DocumentSubmitted(producer=PRODUCER, document_id="sentinel", content="after the batch")
     async with watching(kafka, [DocumentRejected, MessageDeadLettered]) as seen:
         # One key, so all eight land on one partition and arrive in one batch.
         await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(b"same-key", d.model_dump_json().encode()) for d in documents])
         async with running(_app(kafka, calls)):
             await wait_for(seen, lambda events: len(events) >= 8)
-            await asyncio.sleep(0.5)  # anything published twice would show up now
+            # Behind the batch on its partition: once its output is out, anything the batch
+            # published twice is out too.
+            await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(b"same-key", sentinel.model_dump_json().encode())])
+            await wait_for(seen, lambda events: any(getattr(e, "document_id", None) == "sentinel" for e in events))
 
-    outputs = sorted(e.document_id for e in seen if isinstance(e, DocumentRejected))
+    outputs = sorted(e.document_id for e in seen if isinstance(e, DocumentRejected) and e.document_id != "sentinel")
     assert outputs == sorted(f"d{i}" for i in range(8) if i != 3), "each good event published exactly once"
     [letter] = [e for e in seen if isinstance(e, MessageDeadLettered)]
     assert letter.error_type == "processing" and "cannot handle poison" in letter.reason
     assert DocumentSubmitted.model_validate_json(base64.b64decode(letter.original_value_b64)).document_id == "d3"
-    assert calls[0] == 8 and calls[1:] == [1] * 8, "the batch failed once, then each event ran alone"
+    assert calls[0] == 8 and calls[1:9] == [1] * 8, "the batch failed once, then each event ran alone"
+    assert calls[9:] == [1], "then the sentinel alone"

@@ -2,7 +2,6 @@
 its reference-free scores, answers with a reference also get the reference-based ones, and a
 sample rate of 0 skips production answers but never offline-run answers."""
 
-from pathlib import Path
 
 import pytest
 
@@ -10,13 +9,13 @@ from ragops_evaluation.app import create_app, sampled
 from ragops_evaluation.settings import EvaluationSettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationContext, Topic
 from tests.integration.services import produce_raw, running, wait_for, watching
+from tests.helpers import example
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model]
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 
 
 async def test_answers_are_scored(kafka) -> None:
-    answer = AnswerGenerated.model_validate_json((EXAMPLES / "AnswerGenerated.json").read_text())
+    answer = example(AnswerGenerated)
     production = answer.model_copy(update={"request_id": "prod-1"})
     offline = answer.model_copy(update={
         "request_id": "eval-1",
@@ -38,7 +37,7 @@ async def test_answers_are_scored(kafka) -> None:
 
 
 async def test_sampling_skips_production_answers_only(kafka) -> None:
-    answer = AnswerGenerated.model_validate_json((EXAMPLES / "AnswerGenerated.json").read_text())
+    answer = example(AnswerGenerated)
     production = answer.model_copy(update={"request_id": "prod-2"})
     offline = answer.model_copy(update={"request_id": "eval-2", "evaluation": EvaluationContext(run_id="run-2")})
     async with watching(kafka, [AnswerEvaluated]) as seen:

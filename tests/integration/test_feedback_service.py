@@ -3,7 +3,6 @@
 import json
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,14 +19,14 @@ from ragops_schemas import (
     utc_now,
 )
 from tests.integration.services import produce_raw, running, wait_for, watching
+from tests.helpers import example
 
 pytestmark = pytest.mark.kafka
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 PRODUCER = Producer(name="product", version="1")
 
 
 async def test_feedback_outcomes(kafka) -> None:
-    answer = AnswerGenerated.model_validate_json((EXAMPLES / "AnswerGenerated.json").read_text())
+    answer = example(AnswerGenerated)
     answer = answer.model_copy(update={"occurred_at": utc_now()})
     good = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="France")
     liked = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, rating=5)

@@ -1,7 +1,6 @@
 """Contrastive fine-tuning of the real embedding model (all-MiniLM-L6-v2) on real SQuAD
 (question, passage) pairs from ``../shared/data``, and the hit rate that judges it."""
 
-import json
 import random
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from ragops_trainer.finetune import (
     finetune_embedding,
     hits_at_k,
 )
+from tests.helpers import read_jsonl
 
 pytestmark = pytest.mark.model
 
@@ -28,16 +28,14 @@ ARTICLES = ("Ctenophora", "Black Death", "Force", "Apollo program")
 
 
 @pytest.fixture(scope="module")
-def corpus(data_dir: Path) -> dict[str, dict]:
-    with (data_dir / "corpus.jsonl").open(encoding="utf-8") as handle:
-        return {record["id"]: record for record in map(json.loads, handle)}
+def corpus(corpus_rows: list[dict]) -> dict[str, dict]:
+    return {record["id"]: record for record in corpus_rows}
 
 
 @pytest.fixture(scope="module")
 def article_questions(data_dir: Path, corpus: dict[str, dict]) -> list[dict]:
     """Questions of ARTICLES, in a seeded random order."""
-    with (data_dir / "questions-all.jsonl").open(encoding="utf-8") as handle:
-        questions = [q for q in map(json.loads, handle) if corpus[q["context_ids"][0]]["title"] in ARTICLES]
+    questions = [q for q in read_jsonl(data_dir / "questions-all.jsonl") if corpus[q["context_ids"][0]]["title"] in ARTICLES]
     random.Random(0).shuffle(questions)
     return questions
 

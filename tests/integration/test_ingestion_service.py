@@ -8,11 +8,11 @@ import pytest
 
 from ragops_ingestion.app import create_app
 from ragops_ingestion.settings import IngestionSettings
-from ragops_schemas import DocumentChunked, DocumentRejected, DocumentSubmitted, MessageDeadLettered, Producer, Topic
+from ragops_schemas import DocumentChunked, DocumentRejected, DocumentSubmitted, MessageDeadLettered, Topic
 from tests.integration.services import produce_raw, running, wait_for, watching
+from tests.helpers import PRODUCER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model]
-PRODUCER = Producer(name="test", version="0")
 
 
 async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka) -> None:

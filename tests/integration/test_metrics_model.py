@@ -1,8 +1,6 @@
 """The evaluation metrics with the real embedding model (all-MiniLM-L6-v2) on real SQuAD
 passages from ``../shared/data``."""
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,9 +34,8 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def passages(data_dir: Path) -> dict[str, str]:
-    with (data_dir / "corpus.jsonl").open() as handle:
-        return {row["id"]: row["text"] for row in map(json.loads, handle)}
+def passages(corpus_rows: list[dict]) -> dict[str, str]:
+    return {row["id"]: row["text"] for row in corpus_rows}
 
 
 def values(scores: list[Score]) -> dict[str, float]:

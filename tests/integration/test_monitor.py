@@ -3,7 +3,7 @@ migrations): events stored as the sink stores them, windows read by SQL, alerts,
 after a re-baseline, the retraining policy, and a restart that neither repeats nor forgets."""
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from ragops_schemas import (
     DriftRecovered,
     EmbeddingModelInfo,
     Event,
-    Producer,
     QueryEmbedded,
     RetrainingRequested,
     RetrievalInfo,
@@ -32,21 +31,14 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry
 from ragops_sink.rows import events_to_arrow, to_row
-from ragops_sink.schema import migrate
+from tests.helpers import PRODUCER
 
 pytestmark = pytest.mark.clickhouse
 
-PRODUCER = Producer(name="test", version="0")
 MODEL = EmbeddingModelInfo(name="m", version="v1", dimension=16)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ChdbStore]:
-    store = ChdbStore(tmp_path / "clickhouse")
-    migrate(store)
-    yield store
-    store.close()
 
 
 def save(store: ChdbStore, events: Sequence[Event]) -> None:
@@ -102,7 +94,8 @@ async def run_ticks(monitor: Monitor, store: ChdbStore, stream: list[Event], ste
     return published
 
 
-async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_recovers_after_a_rebaseline(store: ChdbStore) -> None:
+async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_recovers_after_a_rebaseline(chdb_store: ChdbStore) -> None:
+    store = chdb_store
     rng = np.random.default_rng(0)
     old, new = np.eye(16)[0], np.eye(16)[1]
     registry = Registry()
@@ -134,7 +127,8 @@ async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_reco
     assert not [e for e in after if isinstance(e, DriftDetected)]
 
 
-async def test_a_restarted_monitor_keeps_open_alerts_and_pending_rules(store: ChdbStore) -> None:
+async def test_a_restarted_monitor_keeps_open_alerts_and_pending_rules(chdb_store: ChdbStore) -> None:
+    store = chdb_store
     rng = np.random.default_rng(1)
     old, new = np.eye(16)[0], np.eye(16)[1]
     first = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load())
@@ -150,7 +144,8 @@ async def test_a_restarted_monitor_keeps_open_alerts_and_pending_rules(store: Ch
     assert not [e for e in again if isinstance(e, DriftDetected | RetrainingRequested)], "no repeated alert after a restart"
 
 
-async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(store: ChdbStore, tmp_path: Path) -> None:
+async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(chdb_store: ChdbStore, tmp_path: Path) -> None:
+    store = chdb_store
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(
         '[[rules]]\nname = "tune"\nsignals = ["retrieval_top_similarity"]\naction = "finetune_embedding"\n'

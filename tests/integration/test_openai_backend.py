@@ -2,13 +2,14 @@
 
 The server stands in for vLLM/TGI/Ollama/a hosted API (outside our control): it speaks the
 chat-completions protocol over real sockets, and the last user message tells it how to
-misbehave (``status:<code>``, ``status-once:<code>``, ``sleep:<seconds>``)."""
+misbehave (``status:<code>``, ``status-once:<code>``; ``together:<n>`` answers once n such
+requests are in flight at once, HTTP 500 if they never are; ``hang`` answers only when the
+test releases it)."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,8 @@ class ServerState:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    together: threading.Barrier = field(default_factory=lambda: threading.Barrier(3, timeout=10))
+    released: threading.Event = field(default_factory=threading.Event)
 
     def attempts(self, content: str) -> int:
         with self.lock:
@@ -89,8 +92,14 @@ class Handler(BaseHTTPRequestHandler):
                 if first:
                     self._reply(int(argument), {"error": {"message": "try again"}}, {"retry-after": "0"})
                     return
-            if command == "sleep":
-                time.sleep(float(argument.split()[0]))
+            if command == "together":
+                try:
+                    state.together.wait()
+                except threading.BrokenBarrierError:
+                    self._reply(500, {"error": {"message": "the requests never were in flight together"}})
+                    return
+            if command == "hang":
+                state.released.wait(30)
             prompt_tokens = sum(len(message["content"].split()) for message in body["messages"])
             length = question.startswith("long")
             self._reply(200, {
@@ -137,19 +146,16 @@ def test_batch_is_sent_concurrently_and_usage_is_mapped(server: tuple[str, Serve
     base_url, state = server
     generator = make(base_url, concurrency=4)
     generator.warm_up()
-    questions = ["sleep:0.3", "sleep:0.3 two", "sleep:0.3 three", "long question"]
-    started = time.perf_counter()
+    questions = ["together:3", "together:3 two", "together:3 three", "long question"]
     generations = generator.generate([chat(q) for q in questions])
-    elapsed = time.perf_counter() - started
     generator.close()
 
     assert [g.text for g in generations] == [f"answer to {q}" for q in questions]
     assert all(isinstance(g, Generation) for g in generations)
-    assert generations[0] == Generation(text="answer to sleep:0.3", input_tokens=5, output_tokens=4, finish_reason="stop")
+    assert generations[0] == Generation(text="answer to together:3", input_tokens=5, output_tokens=4, finish_reason="stop")
     assert generations[3].finish_reason == "length" and generations[3].output_tokens == 16
-    # Three 0.3 s requests overlapped: sequential would take at least 0.9 s.
+    # The three "together" requests were answered only once all three were in flight.
     assert state.max_in_flight >= 3
-    assert elapsed < 0.85
     body = state.requests[0]
     assert body["model"] == MODEL and body["max_tokens"] == 16 and body["temperature"] == 0.0 and body["stream"] is False
     assert {h["authorization"] for h in state.headers} == {f"Bearer {API_KEY}"}
@@ -197,12 +203,16 @@ def test_persistent_server_error_gives_up_after_the_retries(server: tuple[str, S
 def test_timeout_is_retried_then_raised(server: tuple[str, ServerState]) -> None:
     base_url, state = server
     generator = make(base_url, timeout_s=0.2, max_retries=1)
-    started = time.perf_counter()
-    with pytest.raises(GenerationBackendError, match="after 2 attempts") as caught:
-        generator.generate([chat("sleep:1.5")])
+    try:
+        with pytest.raises(GenerationBackendError, match="after 2 attempts") as caught:
+            generator.generate([chat("hang")])
+        # Given up while the server still held both requests: no answer was waited for.
+        with state.lock:
+            assert state.in_flight == 2
+    finally:
+        state.released.set()
     assert caught.value.status_code is None
-    assert time.perf_counter() - started < 1.2  # two 0.2 s timeouts, not the 1.5 s answer
-    assert state.attempts("sleep:1.5") == 2
+    assert state.attempts("hang") == 2
     generator.close()
 
 

@@ -1,7 +1,6 @@
 """The services' plain functions chained without Kafka, on real models and a real Qdrant Edge
 store: what each handler delegates to."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,11 @@ from ragops_ingestion.settings import IngestionSettings
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index, collection_name
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, Producer, QuerySubmitted
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
 from ragops_shared.settings import PlatformSettings
+from tests.helpers import PRODUCER
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
-PRODUCER = Producer(name="test", version="0")
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +72,51 @@ def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) 
     assert "30 days" in retrieved.contexts[0].text
 
 
-def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, data_dir: Path) -> None:  # noqa: ANN001
-    rows = [json.loads(line) for line in (data_dir / "corpus.jsonl").read_text().splitlines()]
-    picked = [row for row in rows if row["title"] in {"Oxygen", "Normans"}][:40]
+class ReadAfterEveryWrite:
+    """A vector store that runs ``read()`` after each of its writes returned: what a reader
+    searching at that moment finds."""
+
+    def __init__(self, store, read) -> None:  # noqa: ANN001
+        self._store, self._read = store, read
+
+    def upsert(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        written = self._store.upsert(*args, **kwargs)
+        self._read()
+        return written
+
+    def delete_superseded(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        deleted = self._store.delete_superseded(*args, **kwargs)
+        self._read()
+        return deleted
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - searches and the rest go to the real store
+        return getattr(self._store, name)
+
+
+def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
+    embedder, chunker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    [query] = embed_queries(embedder, PRODUCER, [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")])
+    seen: list[set[str]] = []
+    open_store = RetrievalSettings.open_store
+    monkeypatch.setattr(RetrievalSettings, "open_store", lambda settings: ReadAfterEveryWrite(
+        open_store(settings), lambda: seen.append({c.document_version for c in index.retrieve([query])[0].contexts}),
+    ))
+    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
+    index.open()
+    try:
+        [old] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")]))
+        seen.clear()
+        [new] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")]))
+    finally:
+        index.close()
+    assert len(seen) >= 2, "the re-index wrote its points and deleted the superseded ones"
+    assert all(found and found <= {old.document_version, new.document_version} for found in seen), seen
+    assert seen[-1] == {new.document_version}
+
+
+def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, corpus_rows: list[dict]) -> None:  # noqa: ANN001
+    picked = [row for row in corpus_rows if row["title"] in {"Oxygen", "Normans"}][:40]
     documents = [
         DocumentSubmitted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"], metadata={"title": row["title"]})
         for row in picked

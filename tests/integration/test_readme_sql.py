@@ -7,20 +7,14 @@ import pytest
 
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.guard import split_statements
-from ragops_sink.schema import migrate
 
 pytestmark = pytest.mark.clickhouse
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_readme_example_queries_run(tmp_path: Path) -> None:
+def test_readme_example_queries_run(chdb_store: ChdbStore) -> None:
     blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
     statements = [statement for block in blocks for statement in split_statements(block)]
     assert len(statements) >= 5
-    store = ChdbStore(tmp_path / "clickhouse")
-    try:
-        migrate(store)
-        for statement in statements:
-            store.query(statement)  # raises on a syntax error or an unknown column
-    finally:
-        store.close()
+    for statement in statements:
+        chdb_store.query(statement)  # raises on a syntax error or an unknown column

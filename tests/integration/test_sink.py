@@ -17,9 +17,9 @@ from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.settings import SinkSettings
 from tests.integration.services import produce_raw, running
+from tests.helpers import example_bytes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 TYPED_TABLES = ("queries", "retrievals", "generations", "evaluations", "feedback", "documents", "dead_letters", "evaluation_runs", "dataset_examples")
 
 
@@ -27,7 +27,7 @@ async def _produce_every_example(kafka) -> int:  # noqa: ANN001
     """Every golden example on its topic, plus one record that is not JSON; returns the record count."""
     records = 0
     for event_type in EVENT_TYPES:
-        payload = (EXAMPLES / f"{event_type.__name__}.json").read_bytes()
+        payload = example_bytes(event_type)
         await produce_raw(kafka, event_type.TOPIC, [(b"k", payload)])
         records += 1
     await produce_raw(kafka, Topic.QUERY_SUBMITTED, [(b"junk", b"\xff not json")])

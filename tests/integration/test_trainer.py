@@ -16,7 +16,6 @@ from ragops_schemas import (
     DatasetExampleAdded,
     DocumentChunked,
     Event,
-    Producer,
     RetrainingRejected,
     RetrainingRequested,
     TrainingFailed,
@@ -31,8 +30,8 @@ from ragops_trainer.app import create_app
 from ragops_trainer.settings import TrainerSettings
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 from tests.integration.services import running, wait_for, watching
+from tests.helpers import PRODUCER as P
 
-P = Producer(name="test", version="0")
 CHUNKER = ChunkerInfo(tokenizer="t", chunk_size=200, overlap=32)
 
 

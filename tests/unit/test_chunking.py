@@ -1,17 +1,13 @@
 """Token-window chunking with the real all-MiniLM-L6-v2 tokenizer (chunk ids and document
 versions: tests/unit/test_ids.py)."""
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
 
 from ragops_ingestion.chunking import TextChunk, TokenChunker
 from ragops_models.defaults import default_embedding_model_dir
-
-CORPUS = Path("/work/shared/data/corpus.jsonl")
 
 PROSE = " ".join(
     f"Sentence number {i} talks about the {word} of an unbelievably interesting topic."
@@ -130,12 +126,10 @@ def test_warm_up_is_idempotent_and_chunking_deterministic() -> None:
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not CORPUS.is_file(), reason="corpus.jsonl is not available")
-def test_real_passages_default_settings(tokenizer: Tokenizer) -> None:
+def test_real_passages_default_settings(tokenizer: Tokenizer, corpus_rows: list[dict]) -> None:
     chunker = TokenChunker(default_embedding_model_dir())
     chunker.warm_up()
-    with CORPUS.open(encoding="utf-8") as lines:
-        passages = [json.loads(line)["text"] for _, line in zip(range(200), lines)]
+    passages = [row["text"] for row in corpus_rows[:200]]
     for passage in passages:
         chunks = chunker.chunk(passage)
         if len(chunks) == 1:

@@ -7,8 +7,8 @@ import pytest
 from ragops.evaluate import spearman_vs_reference
 from ragops_shared.datasets import load_questions
 from ragops_schemas import AnswerEvaluated
+from tests.helpers import example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "AnswerEvaluated.json"
 
 
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_sampling_is_seeded(data_dir: Path) -> None:
 
 
 def _evaluated(faithfulness: float, relevancy: float, f1: float) -> AnswerEvaluated:
-    base = AnswerEvaluated.model_validate_json(EXAMPLE.read_text())
+    base = example(AnswerEvaluated)
     scores = [
         {"name": "faithfulness", "value": faithfulness, "method": "m", "reference_based": False},
         {"name": "answer_relevancy", "value": relevancy, "method": "m", "reference_based": False},

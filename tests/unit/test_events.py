@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ragops_schemas import DocumentSubmitted, GenAIUsage, Producer, QueryEmbedded, QuerySubmitted
+from ragops_schemas import DocumentSubmitted, GenAIUsage, QueryEmbedded, QuerySubmitted
 from ragops_schemas.events import UnsupportedFileType, content_type_for
-
-PRODUCER = Producer(name="test", version="0")
+from tests.helpers import PRODUCER
 
 
 def test_keys_and_traceparent() -> None:

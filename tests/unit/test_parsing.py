@@ -9,8 +9,6 @@ import pytest
 from ragops_ingestion.parsing import CONTENT_TYPES, DocumentParseError, ParsedDocument, parse
 from ragops_schemas.events import content_type_for
 
-CORPUS_LARGE = Path("/work/shared/data/corpus-large")
-needs_corpus = pytest.mark.skipif(not CORPUS_LARGE.is_dir(), reason="corpus-large is not available")
 
 
 def test_content_types() -> None:
@@ -306,9 +304,8 @@ Use :func:`asyncio.run`, :meth:`~loop.run_until_complete`,
 # --- real pages ---------------------------------------------------------------------------
 
 
-@needs_corpus
-def test_real_python_docs_page() -> None:
-    path = CORPUS_LARGE / "python-3.11-docs-rst/library/asyncio-task.rst.txt"
+def test_real_python_docs_page(data_dir: Path) -> None:
+    path = data_dir / "corpus-large" / "python-3.11-docs-rst/library/asyncio-task.rst.txt"
     parsed = parse(path.read_text(encoding="utf-8"), content_type_for(path))
     assert parsed.title == "Coroutines and Tasks"
     assert parsed.text.startswith("Coroutines and Tasks\n\nThis section outlines high-level asyncio APIs")
@@ -317,9 +314,8 @@ def test_real_python_docs_page() -> None:
     assert ":func:" not in parsed.text and ".. versionadded" not in parsed.text
 
 
-@needs_corpus
-def test_real_postgresql_page() -> None:
-    path = CORPUS_LARGE / "postgresql-15-docs-html/sql-select.html"
+def test_real_postgresql_page(data_dir: Path) -> None:
+    path = data_dir / "corpus-large" / "postgresql-15-docs-html/sql-select.html"
     parsed = parse(path.read_text(encoding="utf-8"), content_type_for(path))
     assert parsed.title == "SELECT"
     assert parsed.text.startswith("SELECT\n\nSELECT, TABLE, WITH — retrieve rows from a table or view\n\nSynopsis")

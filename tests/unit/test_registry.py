@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from ragops_schemas import Producer, VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
+from ragops_schemas import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.registry import Registry
+from tests.helpers import PRODUCER as P
 
-P = Producer(name="test", version="0")
 T0 = datetime(2026, 11, 29, tzinfo=UTC)
 
 
