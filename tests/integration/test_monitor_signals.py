@@ -33,9 +33,11 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry
 from ragops_shared.clickhouse import ChdbStore
-from tests.integration.test_monitor import PRODUCER, START, StoreAnalytics, run_ticks, settings, store  # noqa: F401 - store is a fixture
+from tests.integration import test_monitor
+from tests.integration.test_monitor import PRODUCER, START, StoreAnalytics, run_ticks, settings
 
 pytestmark = pytest.mark.clickhouse
+store = test_monitor.store  # the fixture: a migrated chDB store in tmp_path
 
 PROMPT = "rag-answer"
 LINEAGE = Lineage(

@@ -54,12 +54,14 @@ from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding
 from ragops_shared.settings import KafkaSettings
 from ragops_trainer.app import Trainer, TrainerSettings, create_app
 from tests.integration.services import running, wait_for, watching
-from tests.integration.test_monitor import StoreAnalytics, save, store  # noqa: F401 - store is a fixture
+from tests.integration import test_monitor
+from tests.integration.test_monitor import StoreAnalytics, save
 
 P = Producer(name="test", version="0")
 ARTICLE = "Super_Bowl_50"
 """54 passages about one game: alike enough that the base model misses 1 question in 9."""
 HELD_OUT = 12
+store = test_monitor.store  # the fixture: a migrated chDB store in tmp_path
 # Declared before the broker starts; the lifecycle events also serve a Trainer driven directly.
 PUBLISHED = [*LIFECYCLE_EVENT_TYPES, DocumentChunked, DatasetExampleAdded]
 
@@ -109,26 +111,27 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
 ) -> None:
     rng = np.random.default_rng(0)
     day = datetime(2026, 11, 1, tzinfo=UTC)
-    # Version 1 served well for long, version 3 scored best but on too few answers, version 2
-    # is in production and scores worst.
-    save(store, scored(1, 0.8, 40, day, rng) + scored(3, 0.95, 10, day + timedelta(hours=1), rng)
-         + scored(2, 0.5, 40, day + timedelta(hours=2), rng))
+    # Versions 1 and 2 served well, 2 the later; version 3 scored best but on too few
+    # answers; version 4 is in production and scores worst.
+    save(store, scored(1, 0.85, 40, day, rng) + scored(2, 0.8, 40, day + timedelta(hours=1), rng)
+         + scored(3, 0.95, 10, day + timedelta(hours=2), rng) + scored(4, 0.5, 40, day + timedelta(hours=3), rng))
     registry = Registry()
-    registry.apply(VersionPromoted(producer=P, occurred_at=day + timedelta(hours=2), kind="prompt", name="rag-answer",
-                                   version="2", previous_version="3", reason="a new prompt"))
+    registry.apply(VersionPromoted(producer=P, occurred_at=day + timedelta(hours=3), kind="prompt", name="rag-answer",
+                                   version="4", previous_version="3", reason="a new prompt"))
     settings = TrainerSettings(kafka=kafka, min_answers=30, platform={"data_dir": tmp_path})
     trainer = Trainer(settings, publisher, registry, StoreAnalytics(store))
     rollback = request("rollback_prompt")
     async with watching(kafka, LIFECYCLE_EVENT_TYPES) as seen:
         await trainer.handle([rollback])
-        await wait_for(seen, lambda events: any(isinstance(e, VersionPromoted) for e in events))
-    assert not [e for e in seen if isinstance(e, RetrainingRejected | TrainingFailed)]
+        await wait_for(seen, lambda events: any(isinstance(e, VersionPromoted | RetrainingRejected | TrainingFailed)
+                                                for e in events))
+    assert not [e for e in seen if isinstance(e, RetrainingRejected | TrainingFailed)], seen
     assert any(isinstance(e, TrainingStarted) and e.request_event_id == str(rollback.event_id) for e in seen)
     [promoted] = [e for e in seen if isinstance(e, VersionPromoted)]
-    assert (promoted.kind, promoted.name, promoted.version, promoted.previous_version) == ("prompt", "rag-answer", "1", "2")
+    assert (promoted.kind, promoted.name, promoted.version, promoted.previous_version) == ("prompt", "rag-answer", "2", "4")
     assert promoted.alias == "production" and promoted.request_event_id == str(rollback.event_id)
-    assert promoted.metrics["faithfulness_restored"] > 0.75 > 0.55 > promoted.metrics["faithfulness_replaced"]
-    assert registry.alias("prompt", "rag-answer").ref.version == "1", "the trainer's own registry moved too"
+    assert promoted.metrics["faithfulness_restored"] > 0.75 and promoted.metrics["faithfulness_replaced"] < 0.55
+    assert registry.alias("prompt", "rag-answer").ref.version == "2", "the trainer's own registry moved too"
 
 
 # ------------------------------------------------------------------------ fine-tune
@@ -199,7 +202,7 @@ async def indexer(kafka: KafkaSettings, data_dir: Path) -> AsyncIterator[None]:
 @pytest.mark.model
 @pytest.mark.slow
 async def test_a_crash_mid_run_ends_in_training_failed_and_the_next_request_is_served(
-    kafka: KafkaSettings, publisher: EventPublisher, tmp_path: Path, article,  # noqa: ANN001
+    kafka: KafkaSettings, publisher: EventPublisher, tmp_path: Path, article,
 ) -> None:
     documents, held_out = article
     broken = tmp_path / "no-model"  # the live model's files are gone: training breaks after it started
@@ -231,7 +234,7 @@ async def test_a_crash_mid_run_ends_in_training_failed_and_the_next_request_is_s
     ({"promotion_alpha": 1e-4}, "reject"),  # 12 questions cannot give McNemar p below 2 / 2^12
 ])
 async def test_a_fine_tune_is_promoted_only_through_both_gates(
-    kafka: KafkaSettings, publisher: EventPublisher, tmp_path: Path, article, gates: dict, decision: str,  # noqa: ANN001
+    kafka: KafkaSettings, publisher: EventPublisher, tmp_path: Path, article, gates: dict, decision: str,
 ) -> None:
     documents, held_out = article
     await seed_feedback(publisher, documents, held_out, default_embedding_model_dir())
