@@ -1,0 +1,89 @@
+"""The indexer while a re-index is under way, on a real Qdrant Edge store: a document that
+arrives from live traffic during a build is written to the live collection and to the build
+(the replay started before it and will not carry it), a replayed one to the build only, and
+once the build is promoted live documents go to it alone; a build abandoned unpromoted
+takes none."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragops_retrieval.app import Index, RetrievalSettings
+from ragops_schemas import (
+    ChunksEmbedded,
+    EmbeddedChunk,
+    EmbeddingModelInfo,
+    Producer,
+    VersionPromoted,
+    VersionRegistered,
+    VersionRejected,
+)
+from ragops_schemas.events import IndexBuild
+from ragops_schemas.registry import Registry, index_name
+from ragops_shared.settings import PlatformSettings
+
+pytestmark = pytest.mark.qdrant
+
+P = Producer(name="test", version="0")
+MODEL = EmbeddingModelInfo(name="m", version="v1", dimension=4)
+LIVE = index_name("default", MODEL.name, MODEL.version)  # the model's first collection
+BUILD = IndexBuild(build_id="b1", collection=f"{LIVE}__b1", embedding_version=MODEL.version)
+
+
+def embedded(document_id: str, build: IndexBuild | None = None) -> ChunksEmbedded:
+    return ChunksEmbedded(
+        producer=P, document_id=document_id, document_version="1", embedding=MODEL, index_build=build,
+        chunks=[EmbeddedChunk(chunk_id=f"{document_id}-0", index=0, text=f"text of {document_id}", token_count=3,
+                              char_start=0, char_end=10, vector=[1.0, 0.0, 0.0, 0.0])],
+    )
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def index(tmp_path: Path, registry: Registry) -> Iterator[Index]:
+    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), P, registry)
+    index.open()
+    yield index
+    index.close()
+
+
+def holds(index: Index, document_id: str) -> list[str]:
+    """The collections that hold ``document_id``."""
+    collections = (LIVE, BUILD.collection)
+    for collection in collections:  # a build's collection appears with its first document
+        index.store.ensure_collection(collection, MODEL.dimension)
+    return [c for c in collections if index.store.count(c, document_id)]
+
+
+def test_a_live_document_during_a_build_goes_to_both_and_after_the_promotion_to_the_build_only(
+    index: Index, registry: Registry,
+) -> None:
+    index.index([embedded("before")])
+    assert holds(index, "before") == [LIVE]
+
+    # The trainer registers the build before it replays anything.
+    registry.apply(VersionRegistered(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
+                                     parent_version=MODEL.version))
+    [during] = index.index([embedded("during")])
+    assert holds(index, "during") == [LIVE, BUILD.collection]
+    assert during.collection == LIVE, "reported where queries find it now"
+    index.index([embedded("before", BUILD)])  # the replay
+    assert holds(index, "before") == [LIVE, BUILD.collection]
+
+    registry.apply(VersionPromoted(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
+                                   reason="built"))
+    [after] = index.index([embedded("after")])
+    assert holds(index, "after") == [BUILD.collection] and after.collection == BUILD.collection
+
+
+def test_a_build_that_ended_without_promotion_takes_no_more_documents(index: Index, registry: Registry) -> None:
+    registry.apply(VersionRegistered(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
+                                     parent_version=MODEL.version))
+    registry.apply(VersionRejected(producer=P, kind="index", name=LIVE, version=BUILD.build_id, reason="abandoned"))
+    index.index([embedded("later")])
+    assert holds(index, "later") == [LIVE]
