@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import Reader
 from ragops_schemas import (
     DocumentIndexed,
     DocumentRejected,
@@ -52,7 +52,7 @@ class TrainerContext:
     settings: TrainerSettings
     publisher: EventPublisher
     registry: Registry
-    analytics: AnalyticsClient | None
+    analytics: Reader | None
     producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops_retrieval.app import Index, RetrievalSettings
+from ragops_retrieval.app import Index
+from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import (
     ChunksEmbedded,
     EmbeddedChunk,
@@ -20,7 +21,8 @@ from ragops_schemas import (
     VersionRejected,
 )
 from ragops_schemas.events import IndexBuild
-from ragops_schemas.registry import Registry, index_name
+from ragops_schemas.ids import index_name
+from ragops_schemas.registry import Registry
 from ragops_shared.settings import PlatformSettings
 
 pytestmark = pytest.mark.qdrant

@@ -32,12 +32,14 @@ from ragops_schemas import (
     VersionPromoted,
 )
 from ragops_schemas.registry import Registry
-from ragops_shared.clickhouse import ChdbStore
-from tests.integration import test_monitor
-from tests.integration.test_monitor import PRODUCER, START, StoreAnalytics, run_ticks, settings
+from ragops_analytics.chdb_store import ChdbStore
+from tests.integration.test_monitor import PRODUCER, START, run_ticks, settings
 
 pytestmark = pytest.mark.clickhouse
-store = test_monitor.store  # the fixture: a migrated chDB store in tmp_path
+@pytest.fixture
+def store(chdb_store: ChdbStore) -> ChdbStore:
+    """A migrated chDB store in tmp_path (the monitor reads it directly)."""
+    return chdb_store
 
 PROMPT = "rag-answer"
 LINEAGE = Lineage(
@@ -93,7 +95,7 @@ def detected(events: list[Event]) -> list[str]:
 
 async def test_falling_evaluation_scores_raise_an_evaluation_alert_and_steady_ones_do_not(store: ChdbStore) -> None:
     rng = np.random.default_rng(0)
-    monitor = Monitor(settings(), StoreAnalytics(store), Registry(), PRODUCER, RetrainingPolicy.load())
+    monitor = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load())
     steady = await run_ticks(monitor, store, evaluated(0, 0.8, 100, rng), step=5)
     assert steady == [], "no alert while the scores do not change"
     fallen = await run_ticks(monitor, store, evaluated(100, 0.5, 60, rng), step=5)
@@ -103,7 +105,7 @@ async def test_falling_evaluation_scores_raise_an_evaluation_alert_and_steady_on
 
 
 async def test_more_negative_feedback_raises_an_alert_and_a_steady_share_does_not(store: ChdbStore) -> None:
-    monitor = Monitor(settings(), StoreAnalytics(store), Registry(), PRODUCER, RetrainingPolicy.load())
+    monitor = Monitor(settings(), store, Registry(), PRODUCER, RetrainingPolicy.load())
     steady = await run_ticks(monitor, store, feedback(0, 1, 100), step=5)
     assert steady == [], "no alert while one answer in ten is rated down"
     unhappy = await run_ticks(monitor, store, feedback(100, 7, 60), step=5)
@@ -120,7 +122,7 @@ async def test_only_a_corpus_index_or_model_promotion_moves_the_baseline(store: 
     regression to report; after a new corpus, index or model it is the new normal."""
     rng = np.random.default_rng(1)
     registry = Registry()
-    monitor = Monitor(settings(), StoreAnalytics(store), registry, PRODUCER, RetrainingPolicy.load())
+    monitor = Monitor(settings(), store, registry, PRODUCER, RetrainingPolicy.load())
     assert await run_ticks(monitor, store, evaluated(0, 0.8, 100, rng), step=5) == []
     registry.apply(promotion(kind, 100))
     after = await run_ticks(monitor, store, evaluated(101, 0.5, 100, rng), step=5)
@@ -139,7 +141,7 @@ async def test_a_prompt_rule_asks_for_a_rollback_only_after_a_prompt_change(
     policy.write_text(REGRESSION_POLICY)
     rng = np.random.default_rng(2)
     registry = Registry()
-    monitor = Monitor(settings(), StoreAnalytics(store), registry, PRODUCER, RetrainingPolicy.load(policy))
+    monitor = Monitor(settings(), store, registry, PRODUCER, RetrainingPolicy.load(policy))
     if promoted_at_s is not None and promoted_at_s < 0:
         registry.apply(promotion("prompt", promoted_at_s, version="1"))
     await run_ticks(monitor, store, evaluated(0, 0.8, 100, rng), step=5)

@@ -48,20 +48,24 @@ from ragops_schemas import (
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
-from ragops_shared.clickhouse import ChdbStore
+from ragops_analytics.chdb_store import ChdbStore
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
-from ragops_shared.models import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_shared.settings import KafkaSettings
-from ragops_trainer.app import Trainer, TrainerSettings, create_app
+from ragops_trainer.app import Trainer, create_app
+from ragops_trainer.context import TrainerContext
+from ragops_trainer.settings import TrainerSettings
 from tests.integration.services import running, wait_for, watching
-from tests.integration import test_monitor
-from tests.integration.test_monitor import StoreAnalytics, save
+from tests.integration.test_monitor import save
 
 P = Producer(name="test", version="0")
 ARTICLE = "Super_Bowl_50"
 """54 passages about one game: alike enough that the base model misses 1 question in 9."""
 HELD_OUT = 12
-store = test_monitor.store  # the fixture: a migrated chDB store in tmp_path
+@pytest.fixture
+def store(chdb_store: ChdbStore) -> ChdbStore:
+    """A migrated chDB store in tmp_path (the monitor reads it directly)."""
+    return chdb_store
 # Declared before the broker starts; the lifecycle events also serve a Trainer driven directly.
 PUBLISHED = [*LIFECYCLE_EVENT_TYPES, DocumentChunked, DatasetExampleAdded]
 
@@ -119,7 +123,7 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
     registry.apply(VersionPromoted(producer=P, occurred_at=day + timedelta(hours=3), kind="prompt", name="rag-answer",
                                    version="4", previous_version="3", reason="a new prompt"))
     settings = TrainerSettings(kafka=kafka, min_answers=30, platform={"data_dir": tmp_path})
-    trainer = Trainer(settings, publisher, registry, StoreAnalytics(store))
+    trainer = Trainer(TrainerContext(settings, publisher, registry, store))
     rollback = request("rollback_prompt")
     async with watching(kafka, LIFECYCLE_EVENT_TYPES) as seen:
         await trainer.handle([rollback])
