@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from ragops_schemas import Event, utc_now
-
 from ragops_shared.datasets import Question, load_questions
 
 ROOT = Path(__file__).resolve().parents[1]

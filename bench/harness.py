@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ragops_shared.logs import configure_logging
 from rich.console import Console
+
+from ragops_shared.logs import configure_logging
 
 console = Console(stderr=True, highlight=False)
 
@@ -51,7 +52,9 @@ def step(row_id: str, message: str) -> None:
 
 
 async def alternate(
-    sides: dict[str, Callable[[int], float | Awaitable[float]]], repeats: int, warmup: int = 1,
+    sides: dict[str, Callable[[int], float | Awaitable[float]]],
+    repeats: int,
+    warmup: int = 1,
 ) -> dict[str, list[float]]:
     """Run each side ``warmup`` times (discarded), then ``repeats`` rounds of every side.
 
@@ -77,29 +80,62 @@ async def _call(side: Callable[[int], float | Awaitable[float]], index: int) -> 
 
 
 def result(
-    row_id: str, title: str, *, unit: str, better: Literal["higher", "lower"], goal: str,
-    ours: dict, baseline: dict | None, ratio: dict | None, checks: Sequence[Check], notes: Sequence[str] = (),
-    highlights: Sequence[str] = (), sizes: dict | None = None, metrics: dict | None = None,
+    row_id: str,
+    title: str,
+    *,
+    unit: str,
+    better: Literal["higher", "lower"],
+    goal: str,
+    ours: dict,
+    baseline: dict | None,
+    ratio: dict | None,
+    checks: Sequence[Check],
+    notes: Sequence[str] = (),
+    highlights: Sequence[str] = (),
+    sizes: dict | None = None,
+    metrics: dict | None = None,
 ) -> dict:
     """A row of the report. ``ours``/``baseline`` come from :func:`bench.stats.summary`;
     ``ratio`` is ours/baseline (:func:`bench.stats.ratio`); the row passes when every check
     does. ``highlights`` are the secondary figures printed under the table (all of them are
     in ``metrics``); ``notes`` say why a check misses and what would fix it."""
     return {
-        "id": row_id, "title": title, "unit": unit, "better": better, "goal": goal,
-        "ours": ours, "baseline": baseline, "ratio": ratio,
+        "id": row_id,
+        "title": title,
+        "unit": unit,
+        "better": better,
+        "goal": goal,
+        "ours": ours,
+        "baseline": baseline,
+        "ratio": ratio,
         "checks": [{"text": c.text, "ok": c.ok} for c in checks],
         "passed": all(c.ok for c in checks),
-        "highlights": list(highlights), "notes": list(notes), "sizes": sizes or {}, "metrics": metrics or {},
+        "highlights": list(highlights),
+        "notes": list(notes),
+        "sizes": sizes or {},
+        "metrics": metrics or {},
     }
 
 
 def failed(row_id: str, title: str, error: str, seconds: float = 0.0) -> dict:
     """The report row of a row process that crashed or ran out of time."""
     return {
-        "id": row_id, "title": title, "unit": "", "better": "higher", "goal": "", "ours": None, "baseline": None,
-        "ratio": None, "checks": [{"text": f"row did not finish: {error}", "ok": False}], "passed": False,
-        "highlights": [], "notes": [error], "sizes": {}, "metrics": {}, "seconds": round(seconds, 1), "error": error,
+        "id": row_id,
+        "title": title,
+        "unit": "",
+        "better": "higher",
+        "goal": "",
+        "ours": None,
+        "baseline": None,
+        "ratio": None,
+        "checks": [{"text": f"row did not finish: {error}", "ok": False}],
+        "passed": False,
+        "highlights": [],
+        "notes": [error],
+        "sizes": {},
+        "metrics": {},
+        "seconds": round(seconds, 1),
+        "error": error,
     }
 
 
@@ -108,7 +144,9 @@ def row_main(run: Callable[[RowArgs], list[dict]]) -> None:
     row results as JSON to ``FILE`` (stdout without it)."""
     parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the row works")
-    parser.add_argument("--repeats", type=int, default=None, help="measured rounds after the warm-up (default 3, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="measured rounds after the warm-up (default 3, quick 2)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     options = parser.parse_args()
     # In-process FastStream apps and aiokafka would otherwise log every rebalance step.
@@ -116,7 +154,9 @@ def row_main(run: Callable[[RowArgs], list[dict]]) -> None:
     logging.getLogger("faststream").setLevel(logging.WARNING)  # it logs through its own handler
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ragops-bench-") as workdir:
-        rows = run(RowArgs(quick=options.quick, repeats=options.repeats or (2 if options.quick else 3), workdir=Path(workdir)))
+        rows = run(
+            RowArgs(quick=options.quick, repeats=options.repeats or (2 if options.quick else 3), workdir=Path(workdir))
+        )
     seconds = round(time.perf_counter() - started, 1)
     for row in rows:
         row["seconds"] = seconds

@@ -17,16 +17,18 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from bench import BENCH_ENV
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
-from bench import BENCH_ENV
-
 
 @asynccontextmanager
 async def embedded_broker(
-    workdir: Path, extra_topics: Iterable[str] = (), partitions: int | None = None,
+    workdir: Path,
+    extra_topics: Iterable[str] = (),
+    partitions: int | None = None,
 ) -> AsyncIterator[tuple[EmbeddedKafka, KafkaSettings]]:
     """A Tansu broker with every platform topic (and ``extra_topics``), with the platform's
     default partitions (or ``partitions``) and fetch wait, as ``ragops up`` runs it."""
@@ -42,7 +44,11 @@ async def produce(kafka: KafkaSettings, records: Sequence[tuple[str, bytes, byte
     """Produce ``(topic, key, value)`` records as fast as the broker takes them (pipelined
     sends, one flush); returns the seconds it took."""
     producer = AIOKafkaProducer(
-        **aiokafka_options(kafka), acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=kafka.max_message_bytes,
+        **aiokafka_options(kafka),
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        max_request_size=kafka.max_message_bytes,
     )
     await producer.start()
     try:
@@ -58,10 +64,14 @@ async def produce(kafka: KafkaSettings, records: Sequence[tuple[str, bytes, byte
 async def tail(kafka: KafkaSettings, topics: Iterable[str]) -> AIOKafkaConsumer:
     """A started consumer without a group, on every partition of ``topics`` from their current
     end (how a caller waits for replies), with the platform's fetch wait."""
-    consumer = AIOKafkaConsumer(**aiokafka_options(kafka), enable_auto_commit=False, fetch_max_wait_ms=kafka.fetch_max_wait_ms)
+    consumer = AIOKafkaConsumer(
+        **aiokafka_options(kafka), enable_auto_commit=False, fetch_max_wait_ms=kafka.fetch_max_wait_ms
+    )
     await consumer.start()
     await consumer.topics()  # fetches the metadata partitions_for_topic reads
-    partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    partitions = [
+        TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     return consumer
@@ -96,8 +106,11 @@ async def wait_for_group(kafka: KafkaSettings, group: str, members: int, timeout
 def service_env(kafka: KafkaSettings, data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment ``ragops up`` gives a service (``ragops/platform.py``)."""
     return {
-        **os.environ, **BENCH_ENV,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "RAGOPS_DATA_DIR": str(data_dir), **(extra or {}),
+        **os.environ,
+        **BENCH_ENV,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RAGOPS_DATA_DIR": str(data_dir),
+        **(extra or {}),
     }
 
 
@@ -106,8 +119,10 @@ def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subpr
     its /health, /ready and /metrics server (so replicas do not collide)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", f"ragops_{service}"], env={**env, "RAGOPS_OPS_PORT": str(free_port())},
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", f"ragops_{service}"],
+            env={**env, "RAGOPS_OPS_PORT": str(free_port())},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 

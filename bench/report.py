@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-COLUMNS = ("row", "unit", "ours: median [min-max]", "baseline: median [min-max]", "ratio ours/base [spread]", "goal", "verdict")
+COLUMNS = (
+    "row",
+    "unit",
+    "ours: median [min-max]",
+    "baseline: median [min-max]",
+    "ratio ours/base [spread]",
+    "goal",
+    "verdict",
+)
 
 
 def _number(value: float) -> str:
@@ -30,8 +38,15 @@ def _ratio(ratio: dict | None) -> str:
 
 def cells(row: dict) -> list[str]:
     verdict = "PASS" if row["passed"] else ("ERROR" if row.get("error") else "MISS")
-    return [f"{row['id']} {row['title']}", row["unit"], _side(row["ours"]), _side(row["baseline"]), _ratio(row["ratio"]),
-            row["goal"], verdict]
+    return [
+        f"{row['id']} {row['title']}",
+        row["unit"],
+        _side(row["ours"]),
+        _side(row["baseline"]),
+        _ratio(row["ratio"]),
+        row["goal"],
+        verdict,
+    ]
 
 
 def print_table(rows: Sequence[dict], console: Console, title: str) -> None:
@@ -49,7 +64,9 @@ def print_details(rows: Sequence[dict], console: Console) -> None:
     """Per row: what each goal check measured, why a miss misses, and the sizes used."""
     for row in rows:
         console.print(f"[bold]{row['id']}[/] {row['title']} ({row.get('seconds', 0):.0f} s)")
-        sides = [f"{name} = {row[key]['label']}" for name, key in (("ours", "ours"), ("baseline", "baseline")) if row[key]]
+        sides = [
+            f"{name} = {row[key]['label']}" for name, key in (("ours", "ours"), ("baseline", "baseline")) if row[key]
+        ]
         if sides:
             console.print("  " + "; ".join(sides))
         for line in row.get("highlights", []):

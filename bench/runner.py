@@ -40,10 +40,16 @@ ROWS: dict[str, tuple[str, str, int]] = {
 
 def machine() -> dict:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
+    model = next(
+        (line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     return {
-        "cpus": os.cpu_count(), "cpu_model": model, "native_bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "native_bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
     }
 
 
@@ -88,15 +94,26 @@ def run_row(row_id: str, quick: bool, repeats: int | None, console: Console) -> 
             _end_tree(process)
             raise
         if code != 0 or not out.is_file():
-            return [failed(row_id, title, f"row process exited with status {code} (its output is above)", time.perf_counter() - started)]
+            return [
+                failed(
+                    row_id,
+                    title,
+                    f"row process exited with status {code} (its output is above)",
+                    time.perf_counter() - started,
+                )
+            ]
         return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: check that every row works (numbers mean little)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: check that every row works (numbers mean little)"
+    )
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
-    parser.add_argument("--repeats", type=int, default=None, help="measured rounds per row after its warm-up (default 3, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="measured rounds per row after its warm-up (default 3, quick 2)"
+    )
     parser.add_argument("--report", type=Path, default=Path("bench-report.json"))
     options = parser.parse_args(argv)
     chosen = [row.strip().upper() for row in options.rows.split(",") if row.strip()]
@@ -107,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     # A log file or pipe gets a table wide enough to read, not the 80 columns rich assumes.
     console = Console(width=None if sys.stdout.isatty() else 150)
     about = machine()
-    console.print(f"[bold]make bench[/] on {about['cpus']} CPUs ({about['cpu_model']}, native bf16: {about['native_bf16']}), "
-                  f"{'QUICK sizes' if options.quick else 'full sizes'}; rows {', '.join(chosen)}; each row prints its sizes")
+    console.print(
+        f"[bold]make bench[/] on {about['cpus']} CPUs ({about['cpu_model']}, native bf16: {about['native_bf16']}), "
+        f"{'QUICK sizes' if options.quick else 'full sizes'}; rows {', '.join(chosen)}; each row prints its sizes"
+    )
     started_at, started = datetime.now(UTC), time.perf_counter()
     rows: list[dict] = []
     for row_id in chosen:
@@ -120,10 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, console, title)
     print_details(rows, console)
     report = {
-        "started_at": started_at.isoformat(timespec="seconds"), "duration_s": round(duration, 1), "quick": options.quick,
-        "machine": about, "rows": rows, "table_markdown": markdown(rows),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_s": round(duration, 1),
+        "quick": options.quick,
+        "machine": about,
+        "rows": rows,
+        "table_markdown": markdown(rows),
     }
     options.report.write_text(json.dumps(report, indent=2))
     passed = sum(row["passed"] for row in rows)
-    console.print(f"{passed}/{len(rows)} rows meet their goal; report written to {options.report} ({duration / 60:.1f} min)")
+    console.print(
+        f"{passed}/{len(rows)} rows meet their goal; report written to {options.report} ({duration / 60:.1f} min)"
+    )
     return 1 if any(row.get("error") for row in rows) else 0

@@ -38,8 +38,11 @@ def summary(samples: Sequence[float], label: str, **extra: object) -> dict:
 def latency_summary(samples_ms: Sequence[float], label: str, **extra: object) -> dict:
     """:func:`summary` of per-request latencies (ms) with their p95 and p99."""
     return summary(
-        samples_ms, label,
-        p95=round(percentile(samples_ms, 95), 3), p99=round(percentile(samples_ms, 99), 3), **extra,
+        samples_ms,
+        label,
+        p95=round(percentile(samples_ms, 95), 3),
+        p99=round(percentile(samples_ms, 99), 3),
+        **extra,
     )
 
 

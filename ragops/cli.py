@@ -8,28 +8,30 @@ import signal
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from pathlib import Path
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragops_analytics.client import AnalyticsClient
-from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
-from ragops_shared.datasets import load_questions
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
+from ragops_shared.datasets import load_questions
 from ragops_shared.settings import KafkaSettings
 
-app = typer.Typer(help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 console = Console(stderr=True)
 T = TypeVar("T")
 # aiokafka logs every failed reconnect; the CLI reports the outcome once instead.
@@ -38,7 +40,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 RetrainingActionName = StrEnum("RetrainingActionName", {value: value for value in get_args(RetrainingAction)})
 VersionKindName = StrEnum("VersionKindName", {value: value for value in get_args(VersionKind)})
-DataDir = Annotated[Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")]
+DataDir = Annotated[
+    Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")
+]
 
 
 def _analytics(data_dir: Path) -> AnalyticsClient:
@@ -98,11 +102,15 @@ def up(
         with EmbeddedPlatform(data_dir=data_dir, gateway_port=gateway_port) as platform:
             with console.status("starting Kafka and the services (first start converts the generation model)..."):
                 platform.wait_ready()
-            console.print(f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}")
+            console.print(
+                f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}"
+            )
             console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
             while True:
                 for name in platform.restart_exited(max_restarts):
-                    console.print(f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), see {data_dir / 'logs' / (name + '.log')}")
+                    console.print(
+                        f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), see {data_dir / 'logs' / (name + '.log')}"
+                    )
                 time.sleep(1)
     except KeyboardInterrupt:
         console.print("stopped.")
@@ -124,15 +132,25 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
             continue
         # The resolved path: one file is one document however the command names it.
         document_id = str(file.resolve())
-        documents.append(client.document(
-            document_id, file.read_text(encoding="utf-8", errors="replace"), content_type=content_type, source=str(file.resolve()),
-        ))
+        documents.append(
+            client.document(
+                document_id,
+                file.read_text(encoding="utf-8", errors="replace"),
+                content_type=content_type,
+                source=str(file.resolve()),
+            )
+        )
     return documents
 
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(exists=True, help="A file, a folder (recursive) or a JSONL corpus ({id, text, title?, source?} per line).")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, help="A file, a folder (recursive) or a JSONL corpus ({id, text, title?, source?} per line)."
+        ),
+    ],
     data_dir: DataDir = Path(".ragops"),
     timeout: float = typer.Option(600.0, help="Seconds to wait for each document's outcome."),
 ) -> None:
@@ -151,7 +169,9 @@ def ingest(
                 failed += 1
                 console.print(f"[red]{document.document_id}: {outcome.event_type}: {getattr(outcome, 'reason', '')}")
         indexed = [o for o in outcomes if isinstance(o, DocumentIndexed)]
-        console.print(f"{len(indexed)} documents indexed ({sum(o.chunk_count for o in indexed)} chunks), {failed} failed")
+        console.print(
+            f"{len(indexed)} documents indexed ({sum(o.chunk_count for o in indexed)} chunks), {failed} failed"
+        )
         return 1 if failed else 0
 
     raise typer.Exit(_run(run()))
@@ -162,7 +182,11 @@ def ask(
     question: str,
     data_dir: DataDir = Path(".ragops"),
     top_k: int = typer.Option(5, min=1, max=100),
-    filters: list[str] = typer.Option([], "--filter", help="KEY=VALUE payload filter (document_id, title, source or a metadata key); repeat for several."),
+    filters: list[str] = typer.Option(
+        [],
+        "--filter",
+        help="KEY=VALUE payload filter (document_id, title, source or a metadata key); repeat for several.",
+    ),
     prompt_name: str | None = typer.Option(None, help="Prompt template (default: the service's)."),
     prompt_version: int | None = typer.Option(None, min=1, help="Pinned prompt version (default: the latest)."),
     timeout: float = typer.Option(120.0, help="Seconds to wait for the answer."),
@@ -220,7 +244,9 @@ def sql(
 def retrain(
     action: Annotated[RetrainingActionName, typer.Argument(help="What the trainer should do.")],
     reason: str = typer.Option(..., help="Why (recorded on the request and on any version it promotes)."),
-    model_version: str | None = typer.Option(None, help="reindex: the embedding model version to build with (default: production)."),
+    model_version: str | None = typer.Option(
+        None, help="reindex: the embedding model version to build with (default: production)."
+    ),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
     """Ask the trainer to act, as an operator (the monitor's policy sends the same request)."""
@@ -233,14 +259,20 @@ def retrain(
     async def send() -> RetrainingRequested:
         async with PlatformClient(_kafka(data_dir)) as client:
             request = RetrainingRequested(
-                producer=client.producer, action=action.value, reason=reason, target=target, requested_by="operator",
+                producer=client.producer,
+                action=action.value,
+                reason=reason,
+                target=target,
+                requested_by="operator",
             )
             await client.publish(request)
             return request
 
     request = _run(send())
-    console.print(f"retraining requested: {request.action} (event {request.event_id}); follow it with "
-                  f"ragops sql \"SELECT event_type, reason FROM training_steps FINAL WHERE request_event_id = '{request.event_id}'\"")
+    console.print(
+        f"retraining requested: {request.action} (event {request.event_id}); follow it with "
+        f"ragops sql \"SELECT event_type, reason FROM training_steps FINAL WHERE request_event_id = '{request.event_id}'\""
+    )
 
 
 @app.command()
@@ -256,7 +288,9 @@ def retire(
 
     async def send() -> None:
         async with PlatformClient(_kafka(data_dir)) as client:
-            await client.publish(VersionRetired(producer=client.producer, kind=kind.value, name=name, version=version, reason=reason))
+            await client.publish(
+                VersionRetired(producer=client.producer, kind=kind.value, name=name, version=version, reason=reason)
+            )
 
     _run(send())
     console.print(f"retired {kind.value} {name} version {version}")
@@ -275,19 +309,29 @@ def evaluate(
     sample = load_questions(dataset, questions)
     run = run_id or evaluation_run_id("eval", datetime.now(UTC))
 
-    async def run_all():  # noqa: ANN202
+    async def run_all():
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             with progress_bar(console) as progress:
                 task = progress.add_task(f"evaluating {run}", total=len(sample))
                 return await run_evaluation(
-                    client, sample, run_id=run, dataset=dataset.name, dataset_sha256=file_sha256(dataset),
-                    concurrency=concurrency, on_done=lambda _: progress.advance(task),
+                    client,
+                    sample,
+                    run_id=run,
+                    dataset=dataset.name,
+                    dataset_sha256=file_sha256(dataset),
+                    concurrency=concurrency,
+                    on_done=lambda _: progress.advance(task),
                 )
 
     _, summary = _run(run_all())
-    table = Table("metric", "mean", "Spearman vs f1", title=f"{run}: {summary.answered}/{summary.questions} answered "
-                  f"(prompt {summary.prompt.name if summary.prompt else '?'} v{summary.prompt.version if summary.prompt else '?'}, "
-                  f"{summary.generation_model}, {summary.collection})")
+    table = Table(
+        "metric",
+        "mean",
+        "Spearman vs f1",
+        title=f"{run}: {summary.answered}/{summary.questions} answered "
+        f"(prompt {summary.prompt.name if summary.prompt else '?'} v{summary.prompt.version if summary.prompt else '?'}, "
+        f"{summary.generation_model}, {summary.collection})",
+    )
     for metric, mean in summary.mean_scores.items():
         rho = summary.spearman_vs_f1.get(metric)
         table.add_row(metric, f"{mean:.3f}", "" if rho is None and metric not in summary.spearman_vs_f1 else str(rho))
@@ -297,14 +341,22 @@ def evaluate(
 @app.command()
 def demo(
     questions: int = typer.Option(100, help="How many questions of the question file to ask (seeded sample)."),
-    report: Path | None = typer.Option(None, help="Where to write the JSON report [default: demo-report.json, drift-report.json]."),
+    report: Path | None = typer.Option(
+        None, help="Where to write the JSON report [default: demo-report.json, drift-report.json]."
+    ),
     corpus: Path = typer.Option(DATA / "corpus.jsonl", exists=True, help="JSONL corpus to ingest."),
     questions_file: Path | None = typer.Option(
-        None, exists=True, help="JSONL questions with answers and context_ids [default: questions.jsonl; questions-all.jsonl with --drift].",
+        None,
+        exists=True,
+        help="JSONL questions with answers and context_ids [default: questions.jsonl; questions-all.jsonl with --drift].",
     ),
     concurrency: int = typer.Option(8, min=1, help="Questions in flight at once."),
-    data_dir: Path = typer.Option(Path(".ragops/demo"), help="Where the demo platform keeps its stores and logs (wiped first)."),
-    drift: bool = typer.Option(False, "--drift", help="Run the drift scenario: switch topics mid-stream, watch the loop close."),
+    data_dir: Path = typer.Option(
+        Path(".ragops/demo"), help="Where the demo platform keeps its stores and logs (wiped first)."
+    ),
+    drift: bool = typer.Option(
+        False, "--drift", help="Run the drift scenario: switch topics mid-stream, watch the loop close."
+    ),
     baseline: int = typer.Option(200, min=20, help="--drift: questions before the switch."),
     after: int = typer.Option(100, min=0, help="--drift: questions after the loop closed."),
     max_questions: int = typer.Option(800, min=1, help="--drift: most questions after the switch."),
@@ -320,14 +372,27 @@ def demo(
             from ragops.drift_demo import run_drift_demo  # imports the monitor's statistics only when asked
 
             run_drift_demo(
-                data_dir=data_dir, corpus=corpus, questions_file=questions_file or DATA / "questions-all.jsonl",
-                report_path=report or Path("drift-report.json"), console=console, baseline=baseline, after=after,
-                max_questions=max_questions, concurrency=concurrency, null_questions=null_questions,
+                data_dir=data_dir,
+                corpus=corpus,
+                questions_file=questions_file or DATA / "questions-all.jsonl",
+                report_path=report or Path("drift-report.json"),
+                console=console,
+                baseline=baseline,
+                after=after,
+                max_questions=max_questions,
+                concurrency=concurrency,
+                null_questions=null_questions,
             )
         else:
-            run_demo(data_dir=data_dir, corpus=corpus, questions_file=questions_file or DATA / "questions.jsonl",
-                     questions=questions, concurrency=concurrency, report_path=report or Path("demo-report.json"),
-                     console=console)
+            run_demo(
+                data_dir=data_dir,
+                corpus=corpus,
+                questions_file=questions_file or DATA / "questions.jsonl",
+                questions=questions,
+                concurrency=concurrency,
+                report_path=report or Path("demo-report.json"),
+                console=console,
+            )
     except PlatformError as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None

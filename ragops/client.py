@@ -75,12 +75,29 @@ class PlatformClient:
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
         self._publisher = EventPublisher(
-            self._broker, self.producer,
-            [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, EvaluationRunCompleted, RetrainingRequested, VersionRetired],
+            self._broker,
+            self.producer,
+            [
+                DocumentSubmitted,
+                QuerySubmitted,
+                FeedbackSubmitted,
+                EvaluationRunCompleted,
+                RetrainingRequested,
+                VersionRetired,
+            ],
         )
         self._watcher = EventWatcher(
-            kafka, [DocumentIndexed, DocumentRejected, QueryEmbedded, ContextRetrieved, AnswerGenerated, AnswerEvaluated,
-                    FeedbackRecorded, MessageDeadLettered],
+            kafka,
+            [
+                DocumentIndexed,
+                DocumentRejected,
+                QueryEmbedded,
+                ContextRetrieved,
+                AnswerGenerated,
+                AnswerEvaluated,
+                FeedbackRecorded,
+                MessageDeadLettered,
+            ],
             client_id=f"ragops-{name}-watcher",
         )
         # The query events of requests in flight, for stage latencies from their timestamps.
@@ -98,7 +115,9 @@ class PlatformClient:
             await self._watcher.start()
         except KafkaConnectionError as error:
             await self._broker.stop()
-            raise PlatformUnreachableError(f"Kafka at {self.kafka.bootstrap_servers} is not reachable: {error}") from None
+            raise PlatformUnreachableError(
+                f"Kafka at {self.kafka.bootstrap_servers} is not reachable: {error}"
+            ) from None
         return self
 
     async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
@@ -129,7 +148,11 @@ class PlatformClient:
             raise RequestTimeoutError(f"no outcome for {event.event_type} {key} within {timeout_s:g} s") from None
 
     async def ingest(
-        self, documents: Sequence[DocumentSubmitted], *, timeout_s: float = 600.0, concurrency: int = 64,
+        self,
+        documents: Sequence[DocumentSubmitted],
+        *,
+        timeout_s: float = 600.0,
+        concurrency: int = 64,
         on_done: Callable[[Event], None] = lambda _: None,
     ) -> list[tuple[DocumentSubmitted, Event]]:
         """Submit documents and wait for each one's outcome (``DocumentIndexed``,
@@ -140,8 +163,13 @@ class PlatformClient:
         return await self._gather(documents, DOCUMENT_OUTCOMES, timeout_s, concurrency, on_done)
 
     async def ask(
-        self, questions: Sequence[QuerySubmitted], *, timeout_s: float = 300.0, concurrency: int = 8,
-        on_done: Callable[[Event], None] = lambda _: None, until_evaluated: bool = False,
+        self,
+        questions: Sequence[QuerySubmitted],
+        *,
+        timeout_s: float = 300.0,
+        concurrency: int = 8,
+        on_done: Callable[[Event], None] = lambda _: None,
+        until_evaluated: bool = False,
     ) -> list[QueryTrace]:
         """Submit questions (at most ``concurrency`` in flight) and return each request's trace:
         every event of the request seen on the topics and its outcome (``AnswerGenerated``, or
@@ -155,17 +183,28 @@ class PlatformClient:
         ]
 
     async def send_feedback(
-        self, feedback: Sequence[FeedbackSubmitted], *, timeout_s: float = 60.0, concurrency: int = 64,
+        self,
+        feedback: Sequence[FeedbackSubmitted],
+        *,
+        timeout_s: float = 60.0,
+        concurrency: int = 64,
     ) -> list[Event]:
         """Submit feedback and wait for each one's ``FeedbackRecorded`` (or its dead letter)."""
-        return [outcome for _, outcome in await self._gather(feedback, FEEDBACK_OUTCOMES, timeout_s, concurrency, lambda _: None)]
+        return [
+            outcome
+            for _, outcome in await self._gather(feedback, FEEDBACK_OUTCOMES, timeout_s, concurrency, lambda _: None)
+        ]
 
     async def publish(self, event: Event) -> None:
         """Publish an event that nothing answers (e.g. ``EvaluationRunCompleted``)."""
         await self._publisher.publish(event)
 
     async def _gather(
-        self, requests: Sequence[E], outcomes: tuple[type[Event], ...], timeout_s: float, concurrency: int,
+        self,
+        requests: Sequence[E],
+        outcomes: tuple[type[Event], ...],
+        timeout_s: float,
+        concurrency: int,
         on_done: Callable[[Event], None],
     ) -> list[tuple[E, Event]]:
         slots = asyncio.Semaphore(concurrency)

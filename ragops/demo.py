@@ -19,16 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragops.client import PlatformClient, QueryTrace
+from ragops.evaluate import file_sha256, run_evaluation
+from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import Reader
-from ragops.client import PlatformClient, QueryTrace
-from ragops.evaluate import file_sha256, run_evaluation
-from ragops_shared.datasets import Question, load_corpus, load_questions
-from ragops.platform import EmbeddedPlatform
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
 from ragops_schemas.ids import evaluation_run_id
+from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
@@ -42,10 +42,14 @@ def corpus_submissions(path: Path, client: PlatformClient) -> list[DocumentSubmi
 
 
 def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
 
 
-def simulated_feedback(client: PlatformClient, questions: Sequence[Question], traces: Sequence[QueryTrace], seed: int = 0) -> list[FeedbackSubmitted]:
+def simulated_feedback(
+    client: PlatformClient, questions: Sequence[Question], traces: Sequence[QueryTrace], seed: int = 0
+) -> list[FeedbackSubmitted]:
     """A user who gives thumbs-up when the answer contains a gold answer and thumbs-down
     otherwise; ``CORRECTION_SHARE`` of the thumbs-down also send the first gold answer."""
     rng = random.Random(seed)
@@ -56,18 +60,27 @@ def simulated_feedback(client: PlatformClient, questions: Sequence[Question], tr
             continue
         good = contains_answer(answer.answer, question.answers) == 1.0
         correction = question.answers[0] if not good and rng.random() < CORRECTION_SHARE else None
-        feedback.append(FeedbackSubmitted(
-            producer=client.producer, request_id=answer.request_id, thumb="up" if good else "down",
-            corrected_answer=correction, user_id=f"demo-user-{rng.randrange(20)}",
-        ))
+        feedback.append(
+            FeedbackSubmitted(
+                producer=client.producer,
+                request_id=answer.request_id,
+                thumb="up" if good else "down",
+                corrected_answer=correction,
+                user_id=f"demo-user-{rng.randrange(20)}",
+            )
+        )
     return feedback
 
 
 async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
     """Records in each platform topic, counted by reading every topic from the beginning
     until a fetch finds nothing more (Tansu's end offsets undercount multi-record batches)."""
-    consumer = AIOKafkaConsumer(**aiokafka_options(kafka), group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=kafka.max_message_bytes)
+    consumer = AIOKafkaConsumer(
+        **aiokafka_options(kafka),
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
     await consumer.start()
     counts = {topic.value: 0 for topic in Topic}
     try:
@@ -83,7 +96,9 @@ async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
     return counts
 
 
-async def wait_for_sink(kafka: KafkaSettings, analytics: Reader, timeout_s: float = 120.0) -> tuple[dict[str, int], dict[str, int]]:
+async def wait_for_sink(
+    kafka: KafkaSettings, analytics: Reader, timeout_s: float = 120.0
+) -> tuple[dict[str, int], dict[str, int]]:
     """Wait until ClickHouse holds as many events per topic as Kafka received; return both."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -99,26 +114,45 @@ def clickhouse_report(analytics: Reader, run_id: str) -> dict:
     indexed, rejected, chunks = queries.document_outcomes(analytics)
     ingest_s = queries.ingest_seconds(analytics)
     scores = {metric: round(mean, 4) for metric, mean in queries.run_scores(analytics, run_id).items()}
-    latency = {stage: {"p50": round(p50, 1), "p95": round(p95, 1), "n": n} for stage, p50, p95, n in queries.run_latency(analytics, run_id)}
+    latency = {
+        stage: {"p50": round(p50, 1), "p95": round(p95, 1), "n": n}
+        for stage, p50, p95, n in queries.run_latency(analytics, run_id)
+    }
     n, up, down, corrections = queries.feedback_counts(analytics)
     tokens_in, tokens_out, cost = queries.run_generation_usage(analytics, run_id)
     return {
-        "passages_indexed": indexed, "passages_rejected": rejected, "chunks_indexed": chunks,
+        "passages_indexed": indexed,
+        "passages_rejected": rejected,
+        "chunks_indexed": chunks,
         "ingest_seconds": round(float(ingest_s or 0), 2),
         "ingest_chunks_per_s": round(chunks / ingest_s, 2) if ingest_s else None,
-        "scores": scores, "latency_ms": latency,
-        "feedback": {"n": n, "thumbs_up_rate": round(up / n, 4) if n else None,
-                     "thumbs_down_rate": round(down / n, 4) if n else None, "corrections": corrections},
-        "generation": {"input_tokens_mean": round(float(tokens_in or 0), 1), "output_tokens_mean": round(float(tokens_out or 0), 1),
-                       "cost_usd": float(cost or 0)},
+        "scores": scores,
+        "latency_ms": latency,
+        "feedback": {
+            "n": n,
+            "thumbs_up_rate": round(up / n, 4) if n else None,
+            "thumbs_down_rate": round(down / n, 4) if n else None,
+            "corrections": corrections,
+        },
+        "generation": {
+            "input_tokens_mean": round(float(tokens_in or 0), 1),
+            "output_tokens_mean": round(float(tokens_out or 0), 1),
+            "cost_usd": float(cost or 0),
+        },
         "dataset_examples": queries.row_count(analytics, "dataset_examples"),
         "dead_letters": queries.row_count(analytics, "dead_letters"),
     }
 
 
 async def run_workload(
-    kafka: KafkaSettings, analytics: Reader, corpus: Path, questions: Sequence[Question], *,
-    concurrency: int, console: Console, dataset: Path | None = None,
+    kafka: KafkaSettings,
+    analytics: Reader,
+    corpus: Path,
+    questions: Sequence[Question],
+    *,
+    concurrency: int,
+    console: Console,
+    dataset: Path | None = None,
 ) -> dict:
     """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
     run_id = evaluation_run_id("demo", datetime.now(UTC))
@@ -131,8 +165,12 @@ async def run_workload(
             task = progress.add_task("asking questions", total=len(questions))
             started = time.perf_counter()
             traces, summary = await run_evaluation(
-                client, questions, run_id=run_id, dataset=dataset.name if dataset else "inline",
-                dataset_sha256=file_sha256(dataset) if dataset else "", concurrency=concurrency,
+                client,
+                questions,
+                run_id=run_id,
+                dataset=dataset.name if dataset else "inline",
+                dataset_sha256=file_sha256(dataset) if dataset else "",
+                concurrency=concurrency,
                 on_done=lambda _: progress.advance(task),
             )
             wall_s = time.perf_counter() - started
@@ -141,16 +179,29 @@ async def run_workload(
         produced, stored = await wait_for_sink(kafka, analytics)
     report = await asyncio.to_thread(clickhouse_report, analytics, run_id)
     return {
-        "run_id": run_id, "passages_submitted": len(documents), **report,
-        "questions_asked": len(questions), "questions_answered": summary.answered, "query_concurrency": concurrency,
-        "questions_per_s": round(len(questions) / wall_s, 3), "feedback_sent": len(recorded),
+        "run_id": run_id,
+        "passages_submitted": len(documents),
+        **report,
+        "questions_asked": len(questions),
+        "questions_answered": summary.answered,
+        "query_concurrency": concurrency,
+        "questions_per_s": round(len(questions) / wall_s, 3),
+        "feedback_sent": len(recorded),
         "spearman_vs_f1": summary.spearman_vs_f1,
-        "events_per_topic": {topic: {"produced": n, "in_clickhouse": stored.get(topic, 0)} for topic, n in produced.items()},
+        "events_per_topic": {
+            topic: {"produced": n, "in_clickhouse": stored.get(topic, 0)} for topic, n in produced.items()
+        },
         "events_match": all(stored.get(topic, 0) == n for topic, n in produced.items()),
         "lineage_example": traces[0].answer.lineage.model_dump(mode="json") if traces and traces[0].answer else None,
         "examples": [
-            {"question": q.question, "gold": q.answers, "answer": t.answer.answer, "retrieved": [c.document_id for c in t.answer.contexts]}
-            for q, t in list(zip(questions, traces, strict=True))[:5] if t.answer is not None
+            {
+                "question": q.question,
+                "gold": q.answers,
+                "answer": t.answer.answer,
+                "retrieved": [c.document_id for c in t.answer.contexts],
+            }
+            for q, t in list(zip(questions, traces, strict=True))[:5]
+            if t.answer is not None
         ],
     }
 
@@ -159,8 +210,19 @@ def print_report(report: dict, console: Console) -> None:
     table = Table(title="RAGOps demo (computed in ClickHouse from the events the sink stored)")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("passages_submitted", "passages_indexed", "chunks_indexed", "ingest_seconds", "ingest_chunks_per_s",
-                "questions_asked", "questions_answered", "questions_per_s", "feedback_sent", "dataset_examples", "dead_letters"):
+    for key in (
+        "passages_submitted",
+        "passages_indexed",
+        "chunks_indexed",
+        "ingest_seconds",
+        "ingest_chunks_per_s",
+        "questions_asked",
+        "questions_answered",
+        "questions_per_s",
+        "feedback_sent",
+        "dataset_examples",
+        "dead_letters",
+    ):
         table.add_row(key, str(report[key]))
     for key, value in report["scores"].items():
         rho = report["spearman_vs_f1"].get(key)
@@ -175,20 +237,39 @@ def print_report(report: dict, console: Console) -> None:
         console.print(f"[red]events per topic differ: {report['events_per_topic']}")
 
 
-def run_demo(*, data_dir: Path, corpus: Path, questions_file: Path, questions: int, concurrency: int,
-             report_path: Path, console: Console, env: dict[str, str] | None = None) -> dict:
+def run_demo(
+    *,
+    data_dir: Path,
+    corpus: Path,
+    questions_file: Path,
+    questions: int,
+    concurrency: int,
+    report_path: Path,
+    console: Console,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Start the embedded platform, run the workload, print and write the report."""
     sample = load_questions(questions_file, questions)
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
         with console.status("starting the platform (Kafka and 10 services, models)..."):
             started = time.perf_counter()
             platform.wait_ready()
-        console.print(f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})")
+        console.print(
+            f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})"
+        )
         analytics = AnalyticsClient(sql_url=platform.sql_url)
         try:
-            report = asyncio.run(run_workload(
-                platform.kafka_settings, analytics, corpus, sample, concurrency=concurrency, console=console, dataset=questions_file,
-            ))
+            report = asyncio.run(
+                run_workload(
+                    platform.kafka_settings,
+                    analytics,
+                    corpus,
+                    sample,
+                    concurrency=concurrency,
+                    console=console,
+                    dataset=questions_file,
+                )
+            )
         finally:
             analytics.close()
         platform.check()

@@ -26,11 +26,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ragops_analytics import queries
-from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops.client import PlatformClient, QueryTrace
 from ragops.demo import simulated_feedback
 from ragops.platform import EmbeddedPlatform
+from ragops_analytics import queries
+from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops_monitor.replay import replay_alerts
 from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import (
@@ -51,7 +51,9 @@ from ragops_shared.watch import EventWatcher
 
 # Monitor settings of the scenario: windows sized for a run of a few hundred questions.
 MONITOR_ENV = {
-    "RAGOPS_MONITOR_INTERVAL_S": "2", "RAGOPS_MONITOR_REFERENCE_SIZE": "100", "RAGOPS_MONITOR_CURRENT_SIZE": "50",
+    "RAGOPS_MONITOR_INTERVAL_S": "2",
+    "RAGOPS_MONITOR_REFERENCE_SIZE": "100",
+    "RAGOPS_MONITOR_CURRENT_SIZE": "50",
     "RAGOPS_MONITOR_MIN_NEW": "10",
 }
 FINETUNE_OUTCOMES = (CandidateEvaluated, RetrainingRejected, TrainingFailed)
@@ -81,7 +83,8 @@ class Scenario:
         asked = load_questions(questions)
         random.Random(seed).shuffle(asked)
         return cls(
-            first=[d for d in documents if article(d.id) in first], later=[d for d in documents if article(d.id) not in first],
+            first=[d for d in documents if article(d.id) in first],
+            later=[d for d in documents if article(d.id) not in first],
             first_questions=[q for q in asked if article(q.context_ids[0]) in first],
             later_questions=[q for q in asked if article(q.context_ids[0]) not in first],
         )
@@ -117,7 +120,9 @@ class Loop:
         return next((e for e in self.of(VersionPromoted) if e.kind == kind and e.alias == "production"), None)  # type: ignore[attr-defined]
 
     def finetune_outcome(self) -> Event | None:
-        return next((e for e in self.events if isinstance(e, FINETUNE_OUTCOMES) and e.action == "finetune_embedding"), None)  # type: ignore[attr-defined]
+        return next(
+            (e for e in self.events if isinstance(e, FINETUNE_OUTCOMES) and e.action == "finetune_embedding"), None
+        )  # type: ignore[attr-defined]
 
     def finetune_settled(self) -> bool:
         outcome = self.finetune_outcome()
@@ -131,12 +136,24 @@ class Loop:
 
 
 async def stream(
-    client: PlatformClient, questions: Sequence[Question], phase: str, *, concurrency: int, seed: int,
+    client: PlatformClient,
+    questions: Sequence[Question],
+    phase: str,
+    *,
+    concurrency: int,
+    seed: int,
 ) -> list[Asked]:
     """Ask with references (so answers are scored against gold) and send each answer's
     simulated feedback right away, as a product would."""
-    asked = [client.question(q.question, evaluation=EvaluationContext(
-        example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids)) for q in questions]
+    asked = [
+        client.question(
+            q.question,
+            evaluation=EvaluationContext(
+                example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids
+            ),
+        )
+        for q in questions
+    ]
     traces = await client.ask(asked, concurrency=concurrency, until_evaluated=True, timeout_s=900)
     feedback = simulated_feedback(client, questions, traces, seed=seed)
     await client.send_feedback(feedback, timeout_s=300)
@@ -156,14 +173,23 @@ def quality(asked: Sequence[Asked]) -> dict[str, dict[str, float]]:
             for name, value in item.scores.items():
                 values[name].append(value)
         rates = [item.thumb == "down" for item in items if item.thumb]
-        table[phase] = {"questions": len(items), **{k: round(float(np.mean(v)), 4) for k, v in sorted(values.items())},
-                        "thumbs_down_rate": round(float(np.mean(rates)), 4) if rates else None}
+        table[phase] = {
+            "questions": len(items),
+            **{k: round(float(np.mean(v)), 4) for k, v in sorted(values.items())},
+            "thumbs_down_rate": round(float(np.mean(rates)), 4) if rates else None,
+        }
     return table
 
 
 def null_false_alarms(
-    settings: MonitorSettings, embedder_dir: Path | None, passages: Sequence[str], questions: Sequence[Question],
-    unchanged: Sequence[Asked], *, n: int = 2000, seed: int = 0,
+    settings: MonitorSettings,
+    embedder_dir: Path | None,
+    passages: Sequence[str],
+    questions: Sequence[Question],
+    unchanged: Sequence[Asked],
+    *,
+    n: int = 2000,
+    seed: int = 0,
 ) -> dict[str, dict[str, int | str]]:
     """Alerts the monitor's tests raise on ``n`` questions from the unchanged distribution,
     with the monitor's windows, step and alert rule.
@@ -186,7 +212,11 @@ def null_false_alarms(
     streams: dict[str, tuple[str, np.ndarray, str]] = {
         "query_embedding": ("embedding", vectors, "distinct questions"),
         "retrieval_top_similarity": ("numeric", similarity, "distinct questions"),
-        "no_context_rate": ("proportion", (similarity < settings.no_context_similarity).astype(np.float64), "distinct questions"),
+        "no_context_rate": (
+            "proportion",
+            (similarity < settings.no_context_similarity).astype(np.float64),
+            "distinct questions",
+        ),
     }
     for metric in settings.evaluation_metrics:
         pool = np.array([a.scores[metric] for a in unchanged if metric in a.scores])
@@ -194,7 +224,11 @@ def null_false_alarms(
             streams[f"evaluation.{metric}"] = ("numeric", rng.choice(pool, size=n), f"bootstrap of {len(pool)} answers")
     thumbs = np.array([a.thumb == "down" for a in unchanged if a.thumb], dtype=np.float64)
     if len(thumbs):
-        streams["negative_feedback_rate"] = ("proportion", rng.choice(thumbs, size=n), f"bootstrap of {len(thumbs)} feedbacks")
+        streams["negative_feedback_rate"] = (
+            "proportion",
+            rng.choice(thumbs, size=n),
+            f"bootstrap of {len(thumbs)} feedbacks",
+        )
     results: dict[str, dict[str, int | str]] = {}
     for signal, (kind, values, source) in streams.items():
         evaluations, alarms = replay_alerts(settings, signal, kind, values)  # type: ignore[arg-type]
@@ -219,8 +253,16 @@ def monitor_settings(platform: EmbeddedPlatform) -> MonitorSettings:
 
 
 async def run_scenario(
-    platform: EmbeddedPlatform, scenario: Scenario, sources: Path, *, baseline: int, after: int, max_questions: int,
-    concurrency: int, null_questions: int, console: Console,
+    platform: EmbeddedPlatform,
+    scenario: Scenario,
+    sources: Path,
+    *,
+    baseline: int,
+    after: int,
+    max_questions: int,
+    concurrency: int,
+    null_questions: int,
+    console: Console,
 ) -> dict:
     kafka: KafkaSettings = platform.kafka_settings
     loop = Loop()
@@ -237,8 +279,12 @@ async def run_scenario(
             timings["ingest_first_half_s"] = round(time.perf_counter() - started, 1)
             before = scenario.first_questions[:baseline]
             for start in range(0, len(before), 2 * concurrency):
-                asked += await stream(client, before[start:start + 2 * concurrency], "before", concurrency=concurrency, seed=start)
-                console.print(f"before the switch: {len(asked)}/{len(before)} questions, drift alerts {len(loop.of(DriftDetected))}")
+                asked += await stream(
+                    client, before[start : start + 2 * concurrency], "before", concurrency=concurrency, seed=start
+                )
+                console.print(
+                    f"before the switch: {len(asked)}/{len(before)} questions, drift alerts {len(loop.of(DriftDetected))}"
+                )
             switched_at = time.perf_counter()
             # The world changes: new articles reach the source; nobody ingests them.
             write_jsonl(sources, corpus_rows(scenario.first + scenario.later))
@@ -259,8 +305,10 @@ async def run_scenario(
                 asked += await stream(client, batch, phase, concurrency=concurrency, seed=total)
                 total += len(batch)
                 remaining_after -= len(batch) if phase == "after" else 0
-                console.print(f"after the switch [{phase}]: {total} questions; alerts {sorted({e.signal for e in loop.of(DriftDetected)})}; "
-                              f"steps {[type(e).__name__ for e in loop.events if not isinstance(e, DriftDetected)][-4:]}")
+                console.print(
+                    f"after the switch [{phase}]: {total} questions; alerts {sorted({e.signal for e in loop.of(DriftDetected)})}; "
+                    f"steps {[type(e).__name__ for e in loop.events if not isinstance(e, DriftDetected)][-4:]}"
+                )
             timings["scenario_s"] = round(time.perf_counter() - started, 1)
     finally:
         await watcher.stop()
@@ -279,27 +327,62 @@ def detection(asked: Sequence[Asked], loop: Loop) -> dict:
         if alert.signal not in per_signal:  # type: ignore[attr-defined]
             per_signal[alert.signal] = sum(a.submitted_at < alert.occurred_at for a in switched)  # type: ignore[attr-defined]
     return {
-        "detected": bool(alerts), "detection_delay": min(per_signal.values()) if per_signal else None,
-        "detection_delay_by_signal": per_signal, "live_false_alarms": len(false_alarms),
+        "detected": bool(alerts),
+        "detection_delay": min(per_signal.values()) if per_signal else None,
+        "detection_delay_by_signal": per_signal,
+        "live_false_alarms": len(false_alarms),
         "live_false_alarm_signals": [e.signal for e in false_alarms],  # type: ignore[attr-defined]
     }
 
 
 def report(
-    platform: EmbeddedPlatform, scenario: Scenario, asked: list[Asked], loop: Loop, timings: dict[str, float], *,
-    null_questions: int, console: Console,
+    platform: EmbeddedPlatform,
+    scenario: Scenario,
+    asked: list[Asked],
+    loop: Loop,
+    timings: dict[str, float],
+    *,
+    null_questions: int,
+    console: Console,
 ) -> dict:
     settings = monitor_settings(platform)
     with console.status(f"testing the monitor on {null_questions} questions from the unchanged distribution..."):
         null = null_false_alarms(
-            settings, None, [d.text for d in scenario.first], scenario.first_questions[len([a for a in asked if a.phase == "before"]):],
-            [a for a in asked if a.phase == "before"], n=null_questions,
+            settings,
+            None,
+            [d.text for d in scenario.first],
+            scenario.first_questions[len([a for a in asked if a.phase == "before"]) :],
+            [a for a in asked if a.phase == "before"],
+            n=null_questions,
         )
     evaluated = loop.finetune_outcome()
     steps = [
-        {"event": e.event_type, "at": e.occurred_at.isoformat(), **{k: v for k, v in e.model_dump(mode="json").items() if k in {
-            "signal", "test", "statistic", "p_value", "action", "reason", "rule", "kind", "version", "decision", "metric",
-            "candidate_value", "live_value", "questions", "timed_out"}}}
+        {
+            "event": e.event_type,
+            "at": e.occurred_at.isoformat(),
+            **{
+                k: v
+                for k, v in e.model_dump(mode="json").items()
+                if k
+                in {
+                    "signal",
+                    "test",
+                    "statistic",
+                    "p_value",
+                    "action",
+                    "reason",
+                    "rule",
+                    "kind",
+                    "version",
+                    "decision",
+                    "metric",
+                    "candidate_value",
+                    "live_value",
+                    "questions",
+                    "timed_out",
+                }
+            },
+        }
         for e in loop.events
     ]
     analytics = AnalyticsClient(sql_url=platform.sql_url)
@@ -316,11 +399,15 @@ def report(
         "false_alarms_by_signal": null,
         "quality_by_phase": quality(asked),
         "finetune": (
-            {"decision": evaluated.decision, "hit_at_5_candidate": evaluated.candidate_value,
-             "hit_at_5_live": evaluated.live_value, "held_out_questions": evaluated.questions,
-             "mcnemar_p_value": evaluated.p_value}
-            if isinstance(evaluated, CandidateEvaluated) else
-            {"decision": "not run", "reason": getattr(evaluated, "reason", "no fine-tune request within the run")}
+            {
+                "decision": evaluated.decision,
+                "hit_at_5_candidate": evaluated.candidate_value,
+                "hit_at_5_live": evaluated.live_value,
+                "held_out_questions": evaluated.questions,
+                "mcnemar_p_value": evaluated.p_value,
+            }
+            if isinstance(evaluated, CandidateEvaluated)
+            else {"decision": "not run", "reason": getattr(evaluated, "reason", "no fine-tune request within the run")}
         ),
         "versions_promoted": [f"{e.kind}@{e.version}" for e in loop.of(VersionPromoted) if e.alias == "production"],  # type: ignore[attr-defined]
         "versions_rejected": [f"{e.kind}@{e.version}" for e in loop.of(VersionRejected)],  # type: ignore[attr-defined]
@@ -334,7 +421,10 @@ def print_drift_report(result: dict, console: Console) -> None:
     table = Table(title="RAGOps drift scenario")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("questions before / after the switch", f"{result['questions_before_switch']} / {result['questions_after_switch']}")
+    table.add_row(
+        "questions before / after the switch",
+        f"{result['questions_before_switch']} / {result['questions_after_switch']}",
+    )
     table.add_row("drift detected", "yes" if result["detected"] else "NO")
     table.add_row("detection_delay (questions)", str(result["detection_delay"]))
     for signal, delay in result["detection_delay_by_signal"].items():
@@ -344,9 +434,11 @@ def print_drift_report(result: dict, console: Console) -> None:
     finetune = result["finetune"]
     table.add_row("fine-tune decision", str(finetune["decision"]))
     if "hit_at_5_candidate" in finetune:
-        table.add_row("held-out hit@5 candidate / live",
-                      f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} ({finetune['held_out_questions']} q, "
-                      f"McNemar p {finetune['mcnemar_p_value']:.3f})")
+        table.add_row(
+            "held-out hit@5 candidate / live",
+            f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} ({finetune['held_out_questions']} q, "
+            f"McNemar p {finetune['mcnemar_p_value']:.3f})",
+        )
     table.add_row("versions promoted", ", ".join(result["versions_promoted"]) or "-")
     console.print(table)
     phases = Table(title="quality by phase (means of the evaluation service's scores)")
@@ -359,8 +451,17 @@ def print_drift_report(result: dict, console: Console) -> None:
 
 
 def run_drift_demo(
-    *, data_dir: Path, corpus: Path, questions_file: Path, report_path: Path, console: Console, baseline: int = 200,
-    after: int = 100, max_questions: int = 800, concurrency: int = 8, null_questions: int = 2000,
+    *,
+    data_dir: Path,
+    corpus: Path,
+    questions_file: Path,
+    report_path: Path,
+    console: Console,
+    baseline: int = 200,
+    after: int = 100,
+    max_questions: int = 800,
+    concurrency: int = 8,
+    null_questions: int = 2000,
 ) -> dict:
     scenario = Scenario.split(corpus, questions_file)
     sources = data_dir / "sources" / "corpus.jsonl"
@@ -371,15 +472,28 @@ def run_drift_demo(
     write_jsonl(holdout, [asdict(q) for q in held])
     scenario.first_questions = scenario.first_questions[:-150]
     scenario.later_questions = scenario.later_questions[:-150]
-    env = {**MONITOR_ENV, "RAGOPS_TRAINER_SOURCES": json.dumps([str(sources.resolve())]),
-           "RAGOPS_TRAINER_HOLDOUT": str(holdout.resolve()), "RAGOPS_TRAINER_MAX_TRAIN_SECONDS": "600"}
+    env = {
+        **MONITOR_ENV,
+        "RAGOPS_TRAINER_SOURCES": json.dumps([str(sources.resolve())]),
+        "RAGOPS_TRAINER_HOLDOUT": str(holdout.resolve()),
+        "RAGOPS_TRAINER_MAX_TRAIN_SECONDS": "600",
+    }
     with EmbeddedPlatform(data_dir=data_dir, env=env) as platform:
         with console.status("starting the platform..."):
             platform.wait_ready()
-        result = asyncio.run(run_scenario(
-            platform, scenario, sources, baseline=baseline, after=after, max_questions=max_questions,
-            concurrency=concurrency, null_questions=null_questions, console=console,
-        ))
+        result = asyncio.run(
+            run_scenario(
+                platform,
+                scenario,
+                sources,
+                baseline=baseline,
+                after=after,
+                max_questions=max_questions,
+                concurrency=concurrency,
+                null_questions=null_questions,
+                console=console,
+            )
+        )
         platform.check()
     report_path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print_drift_report(result, console)

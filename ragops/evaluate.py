@@ -54,27 +54,45 @@ def mean_scores(evaluations: Sequence[AnswerEvaluated]) -> dict[str, float]:
 
 
 async def run_evaluation(
-    client: PlatformClient, questions: Sequence[Question], *, run_id: str, dataset: str, dataset_sha256: str,
-    concurrency: int = 8, timeout_s: float = 600.0, on_done: Callable[[Event], None] = lambda _: None,
+    client: PlatformClient,
+    questions: Sequence[Question],
+    *,
+    run_id: str,
+    dataset: str,
+    dataset_sha256: str,
+    concurrency: int = 8,
+    timeout_s: float = 600.0,
+    on_done: Callable[[Event], None] = lambda _: None,
 ) -> tuple[list[QueryTrace], EvaluationRunCompleted]:
     """Ask every question with its references tagged with ``run_id``; wait for each answer's
     evaluation; publish and return the run summary with the traces."""
     asked = [
-        client.question(q.question, evaluation=EvaluationContext(
-            run_id=run_id, example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids))
+        client.question(
+            q.question,
+            evaluation=EvaluationContext(
+                run_id=run_id, example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids
+            ),
+        )
         for q in questions
     ]
-    traces = await client.ask(asked, concurrency=concurrency, timeout_s=timeout_s, on_done=on_done, until_evaluated=True)
+    traces = await client.ask(
+        asked, concurrency=concurrency, timeout_s=timeout_s, on_done=on_done, until_evaluated=True
+    )
     evaluations = [t.outcome for t in traces if isinstance(t.outcome, AnswerEvaluated)]
     first = next((t.answer for t in traces if t.answer is not None), None)
     summary = EvaluationRunCompleted(
-        producer=client.producer, run_id=run_id, dataset=dataset, dataset_sha256=dataset_sha256,
-        questions=len(questions), answered=len(evaluations),
+        producer=client.producer,
+        run_id=run_id,
+        dataset=dataset,
+        dataset_sha256=dataset_sha256,
+        questions=len(questions),
+        answered=len(evaluations),
         prompt=first.lineage.prompt if first else None,
         generation_model=first.lineage.generation_model if first else None,
         embedding_model=first.lineage.embedding.name if first else None,
         collection=first.lineage.collection if first else None,
-        mean_scores=mean_scores(evaluations), spearman_vs_f1=spearman_vs_reference(evaluations),
+        mean_scores=mean_scores(evaluations),
+        spearman_vs_f1=spearman_vs_reference(evaluations),
     )
     await client.publish(summary)
     return traces, summary

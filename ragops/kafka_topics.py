@@ -38,7 +38,11 @@ def _script_block(topics: tuple[TopicSpec, ...]) -> str:
     lines = [f'{name}="${{{name}:-{value}}}"' for name, value in defaults.items()]
     lines += ["", "TOPICS=(", *(f"  {spec.topic}" for spec in topics), ")", ""]
     lines += ["retention_of() {", '  case "$1" in']
-    lines += [f"    {spec.topic}) echo {_script_retention(spec.retention)} ;;" for spec in topics if spec.retention is not Retention.EVENTS]
+    lines += [
+        f"    {spec.topic}) echo {_script_retention(spec.retention)} ;;"
+        for spec in topics
+        if spec.retention is not Retention.EVENTS
+    ]
     lines += [f"    *) echo {_script_retention(Retention.EVENTS)} ;;", "  esac", "}", ""]
     lines += ["partitions_of() {", '  case "$1" in']
     lines += [f"    {spec.topic}) echo {spec.partitions} ;;" for spec in topics if spec.partitions is not None]

@@ -105,16 +105,25 @@ class EmbeddedPlatform:
         env = {**self._env, OPS_PORT_SETTING: str(self.ops_ports.get(service, 0))}
         with open(self.data_dir / "logs" / f"{service}.log", "ab") as log:
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"ragops_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", f"ragops_{service}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def _write_state(self) -> None:
         assert self.kafka is not None
-        (self.data_dir / STATE_FILE).write_text(json.dumps({
-            "bootstrap_servers": self.kafka.bootstrap_servers, "gateway_url": self.gateway_url, "sql_url": self.sql_url,
-            "ops_urls": {service: self.ops_url(service) for service in SERVICES},
-            "pids": {name: process.pid for name, process in self.processes.items()},
-        }))
+        (self.data_dir / STATE_FILE).write_text(
+            json.dumps(
+                {
+                    "bootstrap_servers": self.kafka.bootstrap_servers,
+                    "gateway_url": self.gateway_url,
+                    "sql_url": self.sql_url,
+                    "ops_urls": {service: self.ops_url(service) for service in SERVICES},
+                    "pids": {name: process.pid for name, process in self.processes.items()},
+                }
+            )
+        )
 
     def restart_exited(self, max_restarts: int = 5) -> list[str]:
         """Start again every service whose process exited (a crash, an OOM kill), as a
@@ -130,7 +139,9 @@ class EmbeddedPlatform:
                 continue
             self.restarts[name] = self.restarts.get(name, 0) + 1
             if self.restarts[name] > max_restarts:
-                raise PlatformError(f"{name} exited {self.restarts[name]} times (last status {process.returncode}), see {self.data_dir / 'logs' / (name + '.log')}")
+                raise PlatformError(
+                    f"{name} exited {self.restarts[name]} times (last status {process.returncode}), see {self.data_dir / 'logs' / (name + '.log')}"
+                )
             self._spawn(name)
             restarted.append(name)
         if restarted:
@@ -141,7 +152,10 @@ class EmbeddedPlatform:
         """Raise :class:`PlatformError` naming any service process that has exited."""
         dead = {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
         if dead:
-            details = "; ".join(f"{name} exited with {code}, see {self.data_dir / 'logs' / (name + '.log')}" for name, code in dead.items())
+            details = "; ".join(
+                f"{name} exited with {code}, see {self.data_dir / 'logs' / (name + '.log')}"
+                for name, code in dead.items()
+            )
             raise PlatformError(details)
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
@@ -212,7 +226,9 @@ def running_platform(data_dir: Path) -> dict[str, str]:
     """
     state = data_dir / STATE_FILE
     if not state.is_file():
-        raise PlatformError(f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)")
+        raise PlatformError(
+            f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)"
+        )
     found = json.loads(state.read_text())
     if not any(_alive(pid) for pid in found.get("pids", {}).values()):
         raise PlatformError(f"the platform recorded in {state} is not running any more (start one with `ragops up`)")

@@ -57,7 +57,9 @@ def render() -> dict[Path, str]:
         module = importlib.import_module(f"{service.module}.app")
         app = module.create_app(_spec_settings(service.name))
         spec = app.state.asyncapi if service.name == "gateway" else app.schema
-        files[ROOT / "asyncapi" / f"{service.name}.json"] = _dump(_without_servers(json.loads(spec.to_specification().to_json())))
+        files[ROOT / "asyncapi" / f"{service.name}.json"] = _dump(
+            _without_servers(json.loads(spec.to_specification().to_json()))
+        )
         if service.name == "gateway":
             files[ROOT / "openapi" / "gateway.json"] = _dump(app.openapi())
     return files | kafka_topics.render()

@@ -17,5 +17,14 @@ from ragops_sink.spec import SPEC as SINK
 from ragops_trainer.spec import SPEC as TRAINER
 
 SERVICE_SPECS: tuple[ServiceSpec, ...] = (
-    INGESTION, EMBEDDING, RETRIEVAL, GENERATION, EVALUATION, FEEDBACK, SINK, MONITOR, TRAINER, GATEWAY,
+    INGESTION,
+    EMBEDDING,
+    RETRIEVAL,
+    GENERATION,
+    EVALUATION,
+    FEEDBACK,
+    SINK,
+    MONITOR,
+    TRAINER,
+    GATEWAY,
 )

@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ragops_schemas.topics import TOPICS  # noqa: E402 - after the environment above
-from ragops_shared.embedded import EmbeddedKafka, create_topics  # noqa: E402
-from ragops_shared.settings import KafkaSettings  # noqa: E402
+from ragops_schemas.topics import TOPICS
+from ragops_shared.embedded import EmbeddedKafka, create_topics
+from ragops_shared.settings import KafkaSettings
 
 if TYPE_CHECKING:
     from ragops_shared.clickhouse import ChdbStore

@@ -32,7 +32,7 @@ class ChdbStore:
     """
 
     def __init__(self, path: Path) -> None:
-        from chdb import session  # noqa: PLC0415 - chDB loads a large native engine; only this adapter needs it
+        from chdb import session
 
         self.path = Path(path)
         self._lock = threading.Lock()
@@ -68,7 +68,9 @@ class ChdbStore:
         names = ", ".join(f"`{name}`" for name in data.column_names)
         # Python(data) names the local variable `data`: chDB looks it up in the caller's
         # frames, which is why the Arrow table is not passed on under another name.
-        self._run(self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, StoreUnavailable)
+        self._run(
+            self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, StoreUnavailable
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -29,7 +29,9 @@ class AnalyticsClient:
     clickhouse-connect client, opened at the first query); :meth:`close` releases it.
     """
 
-    def __init__(self, *, sql_url: str | None = None, clickhouse_url: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, *, sql_url: str | None = None, clickhouse_url: str | None = None, timeout_s: float = 60.0
+    ) -> None:
         if (sql_url is None) == (clickhouse_url is None):
             raise ValueError("give exactly one of sql_url (embedded) or clickhouse_url (server)")
         self.sql_url = sql_url

@@ -102,7 +102,9 @@ def ensure_read_only(sql: str) -> str:
             if kind == "word":
                 first = text.upper()
                 if first not in _READ_KEYWORDS:
-                    raise ReadOnlyViolation(f"{first} is not a read-only statement (use SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
+                    raise ReadOnlyViolation(
+                        f"{first} is not a read-only statement (use SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)"
+                    )
             elif text != "(":
                 raise ReadOnlyViolation("a statement must start with a keyword")
         if kind == "word" and text.upper() == "OUTFILE":

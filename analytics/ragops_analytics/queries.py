@@ -29,10 +29,24 @@ EVENTS = "events"
 """The raw log the sink writes: one row per Kafka record, valid event or not."""
 MODEL_PRICES = "model_prices"
 MIGRATION_LEDGER = "schema_migrations"
-COUNTED_TABLES = frozenset({
-    "events", "queries", "retrievals", "generations", "evaluations", "feedback", "documents", "dead_letters",
-    "evaluation_runs", "dataset_examples", "query_vectors", "drift", "training_steps", "versions",
-})
+COUNTED_TABLES = frozenset(
+    {
+        "events",
+        "queries",
+        "retrievals",
+        "generations",
+        "evaluations",
+        "feedback",
+        "documents",
+        "dead_letters",
+        "evaluation_runs",
+        "dataset_examples",
+        "query_vectors",
+        "drift",
+        "training_steps",
+        "versions",
+    }
+)
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 
 
@@ -74,14 +88,22 @@ _LEDGER_DDL = """CREATE TABLE IF NOT EXISTS schema_migrations
 ENGINE = ReplacingMergeTree(recorded_at)
 ORDER BY version"""
 _LEDGER_SCHEMA = pa.schema(
-    [("version", pa.uint32()), ("name", pa.string()), ("applied", pa.bool_()), ("recorded_at", pa.timestamp("us", tz="UTC"))]
+    [
+        ("version", pa.uint32()),
+        ("name", pa.string()),
+        ("applied", pa.bool_()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
 )
 
 
 def applied_migrations(store: AnalyticsStore) -> set[int]:
     """Versions of the migrations applied (creating the ledger on first use)."""
     store.execute(_LEDGER_DDL)
-    return {row[0] for row in store.execute("SELECT version FROM schema_migrations FINAL WHERE applied ORDER BY version").rows}
+    return {
+        row[0]
+        for row in store.execute("SELECT version FROM schema_migrations FINAL WHERE applied ORDER BY version").rows
+    }
 
 
 def record_migration(store: AnalyticsStore, version: int, name: str, *, applied: bool) -> None:
@@ -94,7 +116,9 @@ def set_events_retention(store: AnalyticsStore, days: int | None) -> None:
     """Keep raw events ``days`` whole days (>= 1, checked by the caller) after ``occurred_at``,
     or forever (None). A no-op when ``events`` already has this TTL: changing a TTL rewrites
     the table's parts in a background mutation, too costly to repeat at every start."""
-    engine = store.execute("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'").rows
+    engine = store.execute(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
+    ).rows
     current = engine[0][0] if engine else ""
     # occurred_at rather than received_at: a replay of old events must not revive them.
     # A TTL is part of the table's definition: it cannot be a query parameter.
@@ -144,9 +168,12 @@ def row_count(reader: Reader, table: str) -> int:
 
 def materialized_views(reader: Reader) -> int:
     """Materialized views of the current database (each one costs every insert into ``events``)."""
-    return int(_one(
-        reader, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'",
-    )[0])
+    return int(
+        _one(
+            reader,
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'",
+        )[0]
+    )
 
 
 def events_per_topic(reader: Reader) -> dict[str, int]:
@@ -166,7 +193,9 @@ _SIGNAL_SOURCES: dict[str, tuple[str, str, str]] = {
     "top_similarity": ("retrievals", "assumeNotNull(top_similarity)", "top_similarity IS NOT NULL"),
     # 1 when that similarity is below {no_context_similarity:Float64}, else 0.
     "no_context": (
-        "retrievals", "toUInt8(assumeNotNull(top_similarity) < {no_context_similarity:Float64})", "top_similarity IS NOT NULL",
+        "retrievals",
+        "toUInt8(assumeNotNull(top_similarity) < {no_context_similarity:Float64})",
+        "top_similarity IS NOT NULL",
     ),
     # The evaluation service's scores of {metric:String}.
     "evaluation_score": ("evaluations", "value", "metric = {metric:String}"),
@@ -194,7 +223,12 @@ _CURRENT_WINDOWS = {
 
 
 def reference_window(
-    reader: Reader, source: SignalSource, parameters: Mapping[str, Any], *, since_ms: int, size: int,
+    reader: Reader,
+    source: SignalSource,
+    parameters: Mapping[str, Any],
+    *,
+    since_ms: int,
+    size: int,
 ) -> list[tuple[int, Any]]:
     """The first ``size`` observations of ``source`` at or after ``since_ms`` (ms since the
     epoch), as ``(ms since the epoch, value)`` in time order. ``parameters`` fill the
@@ -203,7 +237,12 @@ def reference_window(
 
 
 def current_window(
-    reader: Reader, source: SignalSource, parameters: Mapping[str, Any], *, after_ms: int, size: int,
+    reader: Reader,
+    source: SignalSource,
+    parameters: Mapping[str, Any],
+    *,
+    after_ms: int,
+    size: int,
 ) -> list[tuple[int, Any]]:
     """The latest ``size`` observations of ``source`` strictly after ``after_ms``, as
     ``(ms since the epoch, value)``, newest first."""
@@ -212,10 +251,13 @@ def current_window(
 
 def dataset_examples_since(reader: Reader, moment: datetime) -> int:
     """Dataset examples added strictly after ``moment`` (to ms)."""
-    return int(_one(
-        reader, "SELECT count() FROM dataset_examples FINAL WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
-        {"since_ms": _ms(moment)},
-    )[0])
+    return int(
+        _one(
+            reader,
+            "SELECT count() FROM dataset_examples FINAL WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
+            {"since_ms": _ms(moment)},
+        )[0]
+    )
 
 
 def open_drift_alerts(reader: Reader) -> dict[str, str]:
@@ -245,7 +287,8 @@ def event_payload(reader: Reader, event_id: str) -> str | None:
         ValueError: ``event_id`` is not a UUID.
     """
     rows = reader.query(
-        "SELECT payload FROM events FINAL WHERE event_id = toUUID({event_id:String})", {"event_id": str(uuid.UUID(event_id))},
+        "SELECT payload FROM events FINAL WHERE event_id = toUUID({event_id:String})",
+        {"event_id": str(uuid.UUID(event_id))},
     ).rows
     return str(rows[0][0]) if rows else None
 
@@ -297,17 +340,21 @@ def ingest_seconds(reader: Reader) -> float | None:
 
 def run_scores(reader: Reader, run_id: str) -> dict[str, float]:
     """Mean score per metric of evaluation run ``run_id``, by metric name."""
-    return {metric: float(mean) for metric, mean in reader.query(
-        "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} GROUP BY metric ORDER BY metric",
-        {"run_id": run_id},
-    ).rows}
+    return {
+        metric: float(mean)
+        for metric, mean in reader.query(
+            "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} GROUP BY metric ORDER BY metric",
+            {"run_id": run_id},
+        ).rows
+    }
 
 
 def run_latency(reader: Reader, run_id: str) -> list[tuple[str, float, float, int]]:
     """(stage, p50 ms, p95 ms, requests) of the questions of run ``run_id``, by stage name:
     embedding, retrieval, generation and end_to_end, from the first event of each type per
     request."""
-    rows = reader.query("""
+    rows = reader.query(
+        """
         WITH stamps AS (
             SELECT request_id,
                    minIf(occurred_at, event_type = 'query.submitted') AS submitted,
@@ -324,14 +371,17 @@ def run_latency(reader: Reader, run_id: str) -> list[tuple[str, float, float, in
                               ('end_to_end', dateDiff('millisecond', submitted, answered))]) AS pair,
                    pair.1 AS stage, pair.2 AS ms
             FROM stamps)
-        GROUP BY stage ORDER BY stage""", {"run_id": run_id}).rows
+        GROUP BY stage ORDER BY stage""",
+        {"run_id": run_id},
+    ).rows
     return [(stage, float(p50), float(p95), int(n)) for stage, p50, p95, n in rows]
 
 
 def feedback_counts(reader: Reader) -> tuple[int, int, int, int]:
     """(feedback, thumbs up, thumbs down, with a corrected answer)."""
     n, up, down, corrections = _one(
-        reader, "SELECT count(), countIf(thumb = 'up'), countIf(thumb = 'down'), countIf(has_correction) FROM feedback FINAL",
+        reader,
+        "SELECT count(), countIf(thumb = 'up'), countIf(thumb = 'down'), countIf(has_correction) FROM feedback FINAL",
     )
     return int(n), int(up), int(down), int(corrections)
 

@@ -27,8 +27,8 @@ class ServerStore:
     """
 
     def __init__(self, url: str) -> None:
-        import clickhouse_connect  # noqa: PLC0415 - only this adapter needs the HTTP client
-        from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError  # noqa: PLC0415
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
         self.url = url
         # No session id: requests are then independent, so threads can share the client.

@@ -75,9 +75,9 @@ def open_store(*, url: str | None, path: Path) -> AnalyticsStore:
     """
     # Imported here: each adapter imports this module, and each loads a large client library.
     if url:
-        from ragops_analytics.server_store import ServerStore  # noqa: PLC0415
+        from ragops_analytics.server_store import ServerStore
 
         return ServerStore(url)
-    from ragops_analytics.chdb_store import ChdbStore  # noqa: PLC0415
+    from ragops_analytics.chdb_store import ChdbStore
 
     return ChdbStore(path)

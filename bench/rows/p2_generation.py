@@ -17,19 +17,20 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from ragops_generation.prompts import load_prompt
-from ragops_generation.settings import GenerationSettings
-from ragops_models.transformers_generator import TransformersGenerator
-
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step
 from bench.stats import latency_summary, percentile, ratio, summary
+from ragops_generation.prompts import load_prompt
+from ragops_generation.settings import GenerationSettings
+from ragops_models.transformers_generator import TransformersGenerator
 
 FULL = {"batch": 8, "concurrency": [1, 4, 8, 16]}
 QUICK = {"batch": 2, "concurrency": [1, 2, 4]}
 
 
-def serve(generator: TransformersGenerator, requests: Sequence[list[dict]], batch_records: int) -> tuple[list[float], int]:
+def serve(
+    generator: TransformersGenerator, requests: Sequence[list[dict]], batch_records: int
+) -> tuple[list[float], int]:
     """Serve requests that arrived together in batches of ``batch_records``, back to back.
     Returns each request's latency (ms) and the output tokens of all."""
     latencies, tokens = [], 0
@@ -55,9 +56,16 @@ def run(args: RowArgs) -> list[dict]:
     prompt = load_prompt(settings.prompt_name, directory=settings.prompt_dir)
     batch = sizes["batch"]
     needed = batch * (args.repeats + 1) + max(sizes["concurrency"])
-    requests = [prompt.render(q.question, data.rag_contexts(q, settings.context_chunks)) for q in data.questions(needed, seed=2)]
-    sizes.update(model=generator.model_name, max_new_tokens=settings.max_new_tokens, batch_records=settings.batch_records,
-                 prompt=f"{prompt.name} v{prompt.version}", torch_threads=settings.platform.torch_threads)
+    requests = [
+        prompt.render(q.question, data.rag_contexts(q, settings.context_chunks)) for q in data.questions(needed, seed=2)
+    ]
+    sizes.update(
+        model=generator.model_name,
+        max_new_tokens=settings.max_new_tokens,
+        batch_records=settings.batch_records,
+        prompt=f"{prompt.name} v{prompt.version}",
+        torch_threads=settings.platform.torch_threads,
+    )
 
     def requests_of(index: int) -> list[list[dict]]:  # repeat -1 is the warm-up; each round its own prompts
         first = (index + 1) * batch
@@ -119,23 +127,34 @@ def run(args: RowArgs) -> list[dict]:
             "tokens, so reusing its KV cache would save ~6% of prefill. Prefill on one core is what bounds the ratio"
         )
     by_concurrency = ", ".join(
-        f"{c}: {percentile(samples, 50) / 1000:.1f}/{percentile(samples, 95) / 1000:.1f}" for c, samples in sorted(latency_ms.items()) if samples
+        f"{c}: {percentile(samples, 50) / 1000:.1f}/{percentile(samples, 95) / 1000:.1f}"
+        for c, samples in sorted(latency_ms.items())
+        if samples
     )
-    return [result(
-        "P2", "generation", unit="tokens/s", better="higher",
-        goal=f">= 4x tokens/s with {batch} concurrent vs sequential",
-        ours=summary(measured["ours"], f"generate(batch of {batch})"),
-        baseline=summary(measured["baseline"], f"{batch} x generate(1) sequential"),
-        ratio=speedup, checks=checks, notes=notes, sizes=sizes,
-        highlights=[f"latency p50/p95 (s) by concurrency: {by_concurrency}"],
-        metrics={
-            "latency_ms_by_concurrency": {
-                str(c): latency_summary(samples, f"concurrency {c}") for c, samples in latency_ms.items() if samples
+    return [
+        result(
+            "P2",
+            "generation",
+            unit="tokens/s",
+            better="higher",
+            goal=f">= 4x tokens/s with {batch} concurrent vs sequential",
+            ours=summary(measured["ours"], f"generate(batch of {batch})"),
+            baseline=summary(measured["baseline"], f"{batch} x generate(1) sequential"),
+            ratio=speedup,
+            checks=checks,
+            notes=notes,
+            sizes=sizes,
+            highlights=[f"latency p50/p95 (s) by concurrency: {by_concurrency}"],
+            metrics={
+                "latency_ms_by_concurrency": {
+                    str(c): latency_summary(samples, f"concurrency {c}") for c, samples in latency_ms.items() if samples
+                },
+                "input_tokens_median": percentile(input_tokens, 50) if input_tokens else None,
+                "prefill_s_median": round(percentile(prefill_s, 50), 3),
+                "prefill_share_of_batch": round(prefill_share, 3),
             },
-            "input_tokens_median": percentile(input_tokens, 50) if input_tokens else None,
-            "prefill_s_median": round(percentile(prefill_s, 50), 3), "prefill_share_of_batch": round(prefill_share, 3),
-        },
-    )]
+        )
+    ]
 
 
 if __name__ == "__main__":

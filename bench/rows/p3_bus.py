@@ -19,15 +19,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from ragops_schemas import QueryEmbedded, QuerySubmitted
-from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.service import producer_for
-from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step
 from bench.infra import embedded_broker, tail, wait_for_group
 from bench.stats import latency_summary, percentile, ratio
+from ragops_schemas import QueryEmbedded, QuerySubmitted
+from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.service import producer_for
+from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 FULL = {"round_trips_per_block": 100, "warmup_round_trips": 20}
 QUICK = {"round_trips_per_block": 20, "warmup_round_trips": 5}
@@ -48,7 +48,9 @@ class Replier:
 async def faststream_responder(kafka: KafkaSettings, replier: Replier):
     broker = make_broker(kafka, "bench-faststream")
     publisher = EventPublisher(broker, producer_for("bench"), [QueryEmbedded])
-    requests = EventSubscriber(broker, publisher, QuerySubmitted, kafka=kafka, group_id="bench-faststream", max_records=MAX_RECORDS)
+    requests = EventSubscriber(
+        broker, publisher, QuerySubmitted, kafka=kafka, group_id="bench-faststream", max_records=MAX_RECORDS
+    )
 
     async def reply(events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
         return replier.replies(events)
@@ -64,9 +66,14 @@ async def faststream_responder(kafka: KafkaSettings, replier: Replier):
 async def raw_responder(kafka: KafkaSettings, replier: Replier) -> None:
     """The same responder by hand: fetch, validate, reply, commit. Runs until cancelled."""
     consumer = AIOKafkaConsumer(
-        RAW_REQUESTS, **aiokafka_options(kafka), group_id="bench-raw", enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-        session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        RAW_REQUESTS,
+        **aiokafka_options(kafka),
+        group_id="bench-raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
     )
     producer = AIOKafkaProducer(**aiokafka_options(kafka), acks="all")
     await consumer.start()
@@ -77,11 +84,20 @@ async def raw_responder(kafka: KafkaSettings, replier: Replier) -> None:
             requests = [QuerySubmitted.model_validate_json(r.value) for records in batches.values() for r in records]
             if not requests:
                 continue
-            await asyncio.gather(*(
-                producer.send_and_wait(RAW_REPLIES, event.model_dump_json().encode(), key=event.key,
-                                       headers=[("traceparent", event.traceparent.encode()), ("event_type", event.event_type.encode())])
-                for event in replier.replies(requests)
-            ))
+            await asyncio.gather(
+                *(
+                    producer.send_and_wait(
+                        RAW_REPLIES,
+                        event.model_dump_json().encode(),
+                        key=event.key,
+                        headers=[
+                            ("traceparent", event.traceparent.encode()),
+                            ("event_type", event.event_type.encode()),
+                        ],
+                    )
+                    for event in replier.replies(requests)
+                )
+            )
             await consumer.commit()
     finally:
         await producer.stop()
@@ -152,6 +168,7 @@ async def measure(args: RowArgs, sizes: dict) -> tuple[dict[str, list[float]], d
                     if index >= 0:
                         pooled[side].extend(latencies)
                     return percentile(latencies, 50)
+
                 return run_block
 
             step("P3", f"{args.repeats} blocks of {sizes['round_trips_per_block']} round trips per side")
@@ -178,15 +195,32 @@ def run(args: RowArgs) -> list[dict]:
     ]
     notes = []
     if baseline["p95"] >= 15.0:
-        notes.append("raw aiokafka misses 15 ms p95 as well: the hop is bounded by Tansu answering a fetch only when "
-                     "its wait expires (fetch_max_wait_ms per consuming side), not by the framework")
-    return [result(
-        "P3", "bus hop", unit="ms (p50)", better="lower", goal="<= 1.2x raw, p95 < 15 ms",
-        ours=ours, baseline=baseline, ratio=p50_ratio, checks=checks, notes=notes, sizes=sizes,
-        highlights=[(f"round trip p50/p95/p99 (ms): FastStream {ours['median']:.1f}/{ours['p95']:.1f}/{ours['p99']:.1f}, "
-                    f"raw {baseline['median']:.1f}/{baseline['p95']:.1f}/{baseline['p99']:.1f}")],
-        metrics={"p95_ratio": round(p95_ratio, 4), "p99_ratio": round(ours["p99"] / baseline["p99"], 4)},
-    )]
+        notes.append(
+            "raw aiokafka misses 15 ms p95 as well: the hop is bounded by Tansu answering a fetch only when "
+            "its wait expires (fetch_max_wait_ms per consuming side), not by the framework"
+        )
+    return [
+        result(
+            "P3",
+            "bus hop",
+            unit="ms (p50)",
+            better="lower",
+            goal="<= 1.2x raw, p95 < 15 ms",
+            ours=ours,
+            baseline=baseline,
+            ratio=p50_ratio,
+            checks=checks,
+            notes=notes,
+            sizes=sizes,
+            highlights=[
+                (
+                    f"round trip p50/p95/p99 (ms): FastStream {ours['median']:.1f}/{ours['p95']:.1f}/{ours['p99']:.1f}, "
+                    f"raw {baseline['median']:.1f}/{baseline['p95']:.1f}/{baseline['p99']:.1f}"
+                )
+            ],
+            metrics={"p95_ratio": round(p95_ratio, 4), "p99_ratio": round(ours["p99"] / baseline["p99"], 4)},
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ from datetime import UTC, datetime
 from itertools import cycle, islice
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from bench import data
+from bench.harness import Check, RowArgs, alternate, result, row_main, step
+from bench.infra import embedded_broker, produce
+from bench.stats import percentile, ratio, summary
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_schemas import EVENT_TYPES, Topic
@@ -27,11 +32,6 @@ from ragops_shared.settings import KafkaSettings, PlatformSettings, aiokafka_opt
 from ragops_sink.app import Writer, create_app
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
-
-from bench import data
-from bench.harness import Check, RowArgs, alternate, result, row_main, step
-from bench.infra import embedded_broker, produce
-from bench.stats import percentile, ratio, summary
 
 FULL = {"events": 100_000}
 QUICK = {"events": 45_000}  # more than two batches of the sink's 20,000
@@ -87,9 +87,15 @@ async def sink_rate(settings: SinkSettings, events: int) -> float:
 async def raw_rate(kafka: KafkaSettings, sink: SinkSettings, group: str, events: int) -> float:
     stopwatch = Stopwatch(events)
     consumer = AIOKafkaConsumer(
-        *list(Topic), **aiokafka_options(kafka), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=sink.batch_wait_ms, max_partition_fetch_bytes=kafka.max_message_bytes,
-        session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        *list(Topic),
+        **aiokafka_options(kafka),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=sink.batch_wait_ms,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
     )
     await consumer.start()
     try:
@@ -107,15 +113,19 @@ async def raw_rate(kafka: KafkaSettings, sink: SinkSettings, group: str, events:
 def cost_per_event_us(store: ChdbStore, records: Sequence[tuple[str, bytes, bytes]]) -> dict:
     """Where the sink's time goes, for one batch: ``to_row`` (parsing) and the chDB insert, in
     microseconds per event (the events are inserted again; the table de-duplicates them)."""
-    consumed = [ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), [])
-                for offset, (topic, key, value) in enumerate(records)]
+    consumed = [
+        ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), [])
+        for offset, (topic, key, value) in enumerate(records)
+    ]
     started = time.perf_counter()
     rows = [to_row(record, datetime.now(UTC)) for record in consumed]
     parsed = time.perf_counter()
     queries.insert_events(store, events_to_arrow(rows))
     inserted = time.perf_counter()
-    return {"to_row_us_per_event": round((parsed - started) / len(rows) * 1e6, 1),
-            "insert_us_per_event": round((inserted - parsed) / len(rows) * 1e6, 1)}
+    return {
+        "to_row_us_per_event": round((parsed - started) / len(rows) * 1e6, 1),
+        "insert_us_per_event": round((inserted - parsed) / len(rows) * 1e6, 1),
+    }
 
 
 async def measure(args: RowArgs, events: int) -> tuple[dict[str, list[float]], dict]:
@@ -145,7 +155,9 @@ async def measure(args: RowArgs, events: int) -> tuple[dict[str, list[float]], d
             **cost,
             "produced_events_per_s": round(events / produce_s),
             "mean_event_bytes": round(sum(len(value) for _, _, value in records) / events),
-            "distinct_events_in_clickhouse": stored, "materialized_views": views, "sink_batch_records": settings.batch_records,
+            "distinct_events_in_clickhouse": stored,
+            "materialized_views": views,
+            "sink_batch_records": settings.batch_records,
             "sink_batch_wait_ms": settings.batch_wait_ms,
         }
 
@@ -158,8 +170,10 @@ def run(args: RowArgs) -> list[dict]:
     checks = [
         Check(f"sink/raw {share['median']:.2f}x >= 0.5x", share["median"] >= 0.5),
         Check(f"sink {ours['median']:,.0f} events/s >= 30,000", ours["median"] >= 30_000),
-        Check(f"every event stored ({metrics['distinct_events_in_clickhouse']:,} of {sizes['events']:,})",
-              metrics["distinct_events_in_clickhouse"] == sizes["events"]),
+        Check(
+            f"every event stored ({metrics['distinct_events_in_clickhouse']:,} of {sizes['events']:,})",
+            metrics["distinct_events_in_clickhouse"] == sizes["events"],
+        ),
     ]
     notes = []
     if ours["median"] < 30_000 or share["median"] < 0.5:
@@ -169,14 +183,30 @@ def run(args: RowArgs) -> list[dict]:
             f"envelope columns), chDB insert {metrics['insert_us_per_event']} us (the engine's insert plus the {metrics['materialized_views']} materialized views that fan events out into the typed tables); that work alone "
             f"caps the sink at ~{1e6 / work_us:,.0f} events/s even with a free consume, "
             f"{1e6 / work_us / percentile(measured['baseline'], 50):.2f}x of raw. Closer needs a cheaper row than a JSON "
-            "parse per event (an envelope-only decoder) and fewer materialized views per insert")
-    return [result(
-        "P4", "sink", unit="events/s", better="higher", goal=">= 0.5x raw consume and >= 30k events/s",
-        ours=ours, baseline=summary(measured["baseline"], "raw aiokafka getmany, no processing"),
-        ratio=share, checks=checks, notes=notes, sizes=sizes, metrics=metrics,
-        highlights=[(f"mean event {metrics['mean_event_bytes']} bytes; produced at {metrics['produced_events_per_s']:,} events/s; "
-                    f"sink cost per event: to_row {metrics['to_row_us_per_event']} us, chDB insert {metrics['insert_us_per_event']} us")],
-    )]
+            "parse per event (an envelope-only decoder) and fewer materialized views per insert"
+        )
+    return [
+        result(
+            "P4",
+            "sink",
+            unit="events/s",
+            better="higher",
+            goal=">= 0.5x raw consume and >= 30k events/s",
+            ours=ours,
+            baseline=summary(measured["baseline"], "raw aiokafka getmany, no processing"),
+            ratio=share,
+            checks=checks,
+            notes=notes,
+            sizes=sizes,
+            metrics=metrics,
+            highlights=[
+                (
+                    f"mean event {metrics['mean_event_bytes']} bytes; produced at {metrics['produced_events_per_s']:,} events/s; "
+                    f"sink cost per event: to_row {metrics['to_row_us_per_event']} us, chDB insert {metrics['insert_us_per_event']} us"
+                )
+            ],
+        )
+    ]
 
 
 if __name__ == "__main__":

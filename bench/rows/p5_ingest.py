@@ -17,12 +17,6 @@ import asyncio
 import time
 from collections.abc import Awaitable
 
-from ragops_embedding.settings import EmbeddingSettings
-from ragops_ingestion.chunking import TokenChunker
-from ragops_ingestion.parsing import DocumentParseError, parse
-from ragops_ingestion.settings import IngestionSettings
-from ragops_models.defaults import default_embedding_model_dir
-from ragops_schemas import DocumentIndexed
 from rich.console import Console
 
 from bench import data
@@ -32,6 +26,12 @@ from bench.stats import percentile, ratio, summary
 from ragops.client import PlatformClient
 from ragops.demo import progress_bar
 from ragops.platform import EmbeddedPlatform
+from ragops_embedding.settings import EmbeddingSettings
+from ragops_ingestion.chunking import TokenChunker
+from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
+from ragops_schemas import DocumentIndexed
 
 FULL = {"max_chars": 500_000, "warmup_documents": 4}
 QUICK = {"max_chars": 30_000, "warmup_documents": 2}
@@ -59,7 +59,9 @@ async def ingest_rate(platform: EmbeddedPlatform, documents: list[dict], index: 
             for row in documents
         ]
         with progress_bar(console) as progress:
-            task = progress.add_task(f"P5 ingest round {index}" if index >= 0 else "P5 ingest warm-up", total=len(submitted))
+            task = progress.add_task(
+                f"P5 ingest round {index}" if index >= 0 else "P5 ingest warm-up", total=len(submitted)
+            )
             started = time.perf_counter()
             outcomes = await client.ingest(submitted, on_done=lambda _: progress.advance(task))
             elapsed = time.perf_counter() - started
@@ -110,10 +112,16 @@ def run(args: RowArgs) -> list[dict]:
     share = ratio(ours, baseline, paired=False)
     checks = [Check(f"platform/embedder {share['median']:.2f}x >= 0.8x", share["median"] >= 0.8)]
     busiest = sorted(used.items(), key=lambda item: -item[1])
-    cpu_line = (f"CPU seconds per process during warm-up + {args.repeats} rounds ({wall:.0f} s wall, 2 cores = {2 * wall:.0f} CPU s): "
-                + ", ".join(f"{name} {seconds:g}" for name, seconds in busiest))
-    notes = [("sides measured one after the other (the embedder alone before the platform started), so the ratio's "
-             "spread is the extreme cross ratios")]
+    cpu_line = (
+        f"CPU seconds per process during warm-up + {args.repeats} rounds ({wall:.0f} s wall, 2 cores = {2 * wall:.0f} CPU s): "
+        + ", ".join(f"{name} {seconds:g}" for name, seconds in busiest)
+    )
+    notes = [
+        (
+            "sides measured one after the other (the embedder alone before the platform started), so the ratio's "
+            "spread is the extreme cross ratios"
+        )
+    ]
     if share["median"] < 0.8:
         embedding_cpu = used.get("embedding", 0.0)
         alone_cpu = args.repeats * len(texts) / percentile(baseline, 50)
@@ -124,18 +132,31 @@ def run(args: RowArgs) -> list[dict]:
                 f"{alone_cpu:.0f} s for these chunks), so it waited for input or for a core; the other processes used "
                 f"{sum(s for _, s in others):.0f} CPU s, most {others[0][0]} ({others[0][1]:.0f} s): cutting that "
                 "process's CPU per chunk, or feeding the embedding service larger batches "
-                "(RAGOPS_EMBEDDING_DOCUMENT_BATCH_RECORDS) so it waits less, is the fix")
+                "(RAGOPS_EMBEDDING_DOCUMENT_BATCH_RECORDS) so it waits less, is the fix"
+            )
         else:
             notes.append(
                 f"the embedding service was busy the whole {wall:.0f} s but needed {embedding_cpu:.0f} CPU s where the "
                 f"embedder alone needs {alone_cpu:.0f}: its own path around the model (batch shapes, building and "
-                "serialising the vectors into ChunksEmbedded) costs the difference")
-    return [result(
-        "P5", "ingest end to end", unit="chunks/s", better="higher", goal=">= 0.8x the embedder alone",
-        ours=summary(ours, "platform via Kafka, submit -> DocumentIndexed"),
-        baseline=summary(baseline, baseline_label),
-        ratio=share, checks=checks, notes=notes, sizes=sizes, highlights=[cpu_line], metrics={"cpu_seconds_by_process": used, "wall_s": round(wall, 1)},
-    )]
+                "serialising the vectors into ChunksEmbedded) costs the difference"
+            )
+    return [
+        result(
+            "P5",
+            "ingest end to end",
+            unit="chunks/s",
+            better="higher",
+            goal=">= 0.8x the embedder alone",
+            ours=summary(ours, "platform via Kafka, submit -> DocumentIndexed"),
+            baseline=summary(baseline, baseline_label),
+            ratio=share,
+            checks=checks,
+            notes=notes,
+            sizes=sizes,
+            highlights=[cpu_line],
+            metrics={"cpu_seconds_by_process": used, "wall_s": round(wall, 1)},
+        )
+    ]
 
 
 if __name__ == "__main__":

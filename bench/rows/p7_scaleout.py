@@ -23,8 +23,6 @@ from itertools import cycle, islice
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
-from ragops_schemas import AnswerEvaluated, AnswerGenerated
-from ragops_shared.settings import KafkaSettings
 
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step
@@ -39,6 +37,8 @@ from bench.infra import (
     wait_for_group,
 )
 from bench.stats import percentile, ratio, summary
+from ragops_schemas import AnswerEvaluated, AnswerGenerated
+from ragops_shared.settings import KafkaSettings
 
 FULL = {"events_per_round": 100, "warmup_events": 12, "partitions": [3, 6]}
 QUICK = {"events_per_round": 12, "warmup_events": 4, "partitions": [3]}
@@ -51,8 +51,12 @@ def answers(count: int) -> list[AnswerGenerated]:
     template = example.contexts[0]
     made = []
     for question in islice(cycle(data.questions(200, seed=7)), count):
-        contexts = [template.model_copy(update={"chunk_id": c["chunk_id"], "document_id": c["chunk_id"], "text": c["text"], "title": c["title"]})
-                    for c in data.rag_contexts(question)]
+        contexts = [
+            template.model_copy(
+                update={"chunk_id": c["chunk_id"], "document_id": c["chunk_id"], "text": c["text"], "title": c["title"]}
+            )
+            for c in data.rag_contexts(question)
+        ]
         made.append(data.fresh(example, question=question.question, answer=question.answers[0], contexts=contexts))
     return made
 
@@ -87,7 +91,9 @@ class Outputs:
             await self.consumer.stop()
 
 
-async def scale(workdir: Path, partitions: int, sizes: dict, repeats: int) -> tuple[dict[int, list[float]], dict[str, float]]:
+async def scale(
+    workdir: Path, partitions: int, sizes: dict, repeats: int
+) -> tuple[dict[int, list[float]], dict[str, float]]:
     """Rounds with 1 then 2 replicas on a broker whose topics have ``partitions`` partitions.
     Returns events/s per replica count and the CPU seconds of each replica in the 2-replica rounds."""
     async with embedded_broker(workdir, partitions=partitions) as (_, kafka):
@@ -105,7 +111,10 @@ async def scale(workdir: Path, partitions: int, sizes: dict, repeats: int) -> tu
                 except TimeoutError:
                     for i, replica in enumerate(replicas):
                         log = (workdir / f"evaluation-{i}.log").read_text(errors="replace").splitlines()
-                        step("P7", f"replica {i} (exit status {replica.poll()}), last log lines:\n" + "\n".join(log[-15:]))
+                        step(
+                            "P7",
+                            f"replica {i} (exit status {replica.poll()}), last log lines:\n" + "\n".join(log[-15:]),
+                        )
                     raise
                 step("P7", f"{partitions} partitions, {count} replica(s): group stable after {waited:.0f} s")
                 pids = {f"replica-{i}": replica.pid for i, replica in enumerate(replicas)}
@@ -135,10 +144,19 @@ def run(args: RowArgs) -> list[dict]:
         results[partitions] = asyncio.run(scale(workdir, partitions, sizes, args.repeats))
     rates = results[default][0]
     speedup = ratio(rates[2], rates[1], paired=False)
-    checks = [Check(f"2 replicas / 1 = {speedup['median']:.2f}x >= 1.8x ({default} partitions, the default)", speedup["median"] >= 1.8)]
+    checks = [
+        Check(
+            f"2 replicas / 1 = {speedup['median']:.2f}x >= 1.8x ({default} partitions, the default)",
+            speedup["median"] >= 1.8,
+        )
+    ]
     others = {
-        f"{p}_partitions": {"events_per_s_1": round(percentile(r[1], 50), 2), "events_per_s_2": round(percentile(r[2], 50), 2),
-                            "ratio": ratio(r[2], r[1], paired=False)["median"], "replica_cpu_s": c}
+        f"{p}_partitions": {
+            "events_per_s_1": round(percentile(r[1], 50), 2),
+            "events_per_s_2": round(percentile(r[2], 50), 2),
+            "ratio": ratio(r[2], r[1], paired=False)["median"],
+            "replica_cpu_s": c,
+        }
         for p, (r, c) in results.items()
     }
     highlights = [
@@ -154,14 +172,29 @@ def run(args: RowArgs) -> list[dict]:
                 f"evenly spread keys one replica scores ~{default - default // 2}/{default} of the events: about "
                 f"{default / (default - default // 2):.2f}x at best. A partition "
                 "count that is a multiple of the replica count (KAFKA_PARTITIONS, a setting) lifts that bound (the "
-                "other partition counts above)")
-        notes.append("on 2 cores the replicas share the CPU with the broker and this process's producer and consumer, "
-                     "so 2x is a ceiling they cannot quite reach")
-    return [result(
-        "P7", "scale-out (evaluation)", unit="events/s", better="higher", goal=">= 1.8x with 2 replicas",
-        ours=summary(rates[2], f"2 replicas, {default} partitions"), baseline=summary(rates[1], f"1 replica, {default} partitions"),
-        ratio=speedup, checks=checks, notes=notes, sizes=sizes, metrics={"by_partitions": others}, highlights=highlights,
-    )]
+                "other partition counts above)"
+            )
+        notes.append(
+            "on 2 cores the replicas share the CPU with the broker and this process's producer and consumer, "
+            "so 2x is a ceiling they cannot quite reach"
+        )
+    return [
+        result(
+            "P7",
+            "scale-out (evaluation)",
+            unit="events/s",
+            better="higher",
+            goal=">= 1.8x with 2 replicas",
+            ours=summary(rates[2], f"2 replicas, {default} partitions"),
+            baseline=summary(rates[1], f"1 replica, {default} partitions"),
+            ratio=speedup,
+            checks=checks,
+            notes=notes,
+            sizes=sizes,
+            metrics={"by_partitions": others},
+            highlights=highlights,
+        )
+    ]
 
 
 if __name__ == "__main__":

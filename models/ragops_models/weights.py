@@ -31,9 +31,13 @@ def weights_version(path: Path, *, read_weights: bool = True) -> str:
             if entry.suffix in _WEIGHT_SUFFIXES:
                 digest.update(f"\0{entry.name}\0{entry.stat().st_size}".encode())
         return digest.hexdigest()[:12]
-    files = [path] if path.is_file() else [
-        entry for entry in sorted(path.iterdir()) if entry.name == "config.json" or entry.suffix in _WEIGHT_SUFFIXES
-    ]
+    files = (
+        [path]
+        if path.is_file()
+        else [
+            entry for entry in sorted(path.iterdir()) if entry.name == "config.json" or entry.suffix in _WEIGHT_SUFFIXES
+        ]
+    )
     digest = hashlib.sha256()
     for file in files:
         with file.open("rb") as handle:

@@ -5,8 +5,13 @@ are generated from or checked against these classes (``make schemas``).
 """
 
 # `X as X`: re-exported names (the computed ``__all__`` below is opaque to type checkers).
-from ragops_schemas.envelope import DocumentEvent as DocumentEvent, Event as Event, Producer as Producer
-from ragops_schemas.envelope import RequestEvent as RequestEvent, utc_now as utc_now
+from ragops_schemas.envelope import (
+    DocumentEvent as DocumentEvent,
+    Event as Event,
+    Producer as Producer,
+    RequestEvent as RequestEvent,
+    utc_now as utc_now,
+)
 from ragops_schemas.events import *  # noqa: F403 - the event classes are this package's API
 from ragops_schemas.events import EVENT_TYPES as EVENT_TYPES
 from ragops_schemas.topics import Topic as Topic

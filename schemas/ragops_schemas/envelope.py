@@ -88,9 +88,7 @@ class Event(BaseModel):
         """W3C ``traceparent`` header value for this event's span (sampled)."""
         return f"00-{self.trace_id}-{self.span_id}-01"
 
-    def caused(
-        self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: Any
-    ) -> E:
+    def caused(self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: Any) -> E:
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
         ``span_id``. Used by every service for its output event.
 

@@ -100,7 +100,8 @@ class IndexBuild(_Part):
     collection: str = Field(description="Collection the build writes to.")
     embedding_version: str = Field(description="Embedding model version the build embeds with.")
     embedding_uri: str | None = Field(
-        default=None, description="Where that version's files are (the embedder checks their version); "
+        default=None,
+        description="Where that version's files are (the embedder checks their version); "
         "None = where the registry says.",
     )
 
@@ -239,7 +240,8 @@ class RetrievalInfo(_Part):
     top_k: int
     embedding: EmbeddingModelInfo
     top_similarity: float | None = Field(
-        default=None, description="Cosine similarity of the query to its nearest chunk (dense), whatever the mode; "
+        default=None,
+        description="Cosine similarity of the query to its nearest chunk (dense), whatever the mode; "
         "None when the collection is empty. The monitor's retrieval-quality signal.",
     )
 
@@ -361,7 +363,9 @@ class EvaluationRunCompleted(Event):
     embedding_model: str | None
     collection: str | None = Field(description="Index version the run was answered from.")
     mean_scores: dict[str, float]
-    spearman_vs_f1: dict[str, float | None] = Field(description="Spearman rho of each reference-free score with token F1.")
+    spearman_vs_f1: dict[str, float | None] = Field(
+        description="Spearman rho of each reference-free score with token F1."
+    )
 
     @property
     def key(self) -> bytes:
@@ -386,7 +390,9 @@ class FeedbackSubmitted(RequestEvent):
     rating: int | None = Field(default=None, ge=1, le=5, description="1 (worst) to 5 (best).")
     comment: str | None = Field(default=None, max_length=4000)
     corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
-    user_id: str | None = Field(default=None, max_length=256, description="Pseudonymous user id, if the product sends one.")
+    user_id: str | None = Field(
+        default=None, max_length=256, description="Pseudonymous user id, if the product sends one."
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> "FeedbackSubmitted":

@@ -30,6 +30,7 @@ def _sha256_hex(data: bytes, digits: int | None = None) -> str:
 
 # ---- documents, chunks, vector points, indexes -------------------------------------------------
 
+
 def content_hash(text: str) -> str:
     """16 hex digits: the first of the SHA-256 of ``text`` (UTF-8). Tells whether a document's
     content changed (the trainer's corpus refresh compares sources with what was submitted)."""
@@ -90,6 +91,7 @@ def corpus_version(content_hashes: Mapping[str, str]) -> str:
 
 # ---- datasets, prompts, evaluation ------------------------------------------------------------
 
+
 def example_id(dataset: str, question: str, reference_answer: str) -> str:
     """Id of a dataset example: the first 32 hex digits of the SHA-256 of ``dataset``,
     ``question`` and ``reference_answer`` joined by NUL bytes, so the same feedback twice adds
@@ -134,6 +136,7 @@ def holdout_bucket(question: str) -> int:
 
 # ---- event ids -------------------------------------------------------------------------------
 
+
 def new_event_id() -> uuid.UUID:
     """A random event id (UUID4), for events that have no derived id."""
     return uuid.uuid4()
@@ -167,6 +170,7 @@ def resubmission_event_id(request_event_id: uuid.UUID, document_id: str, content
 
 
 # ---- random ids ------------------------------------------------------------------------------
+
 
 def new_request_id() -> str:
     """A random request id: a UUID4 string."""

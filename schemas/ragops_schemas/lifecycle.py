@@ -40,8 +40,13 @@ class DriftWindow(_Part):
 class _DriftTest(Event):
     alert_id: str = Field(description="One alert episode of one signal: detection and recovery share it.")
     signal: str = Field(
-        examples=["query_embedding", "retrieval_top_similarity", "no_context_rate", "negative_feedback_rate",
-                  "evaluation.faithfulness"],
+        examples=[
+            "query_embedding",
+            "retrieval_top_similarity",
+            "no_context_rate",
+            "negative_feedback_rate",
+            "evaluation.faithfulness",
+        ],
     )
     test: str = Field(
         description="Statistical test: ks, wasserstein_normed, domain_classifier_roc_auc, fisher_exact.",
@@ -90,7 +95,8 @@ class RetrainingRequested(Event):
     rule: str | None = Field(default=None, description="Policy rule that fired; None for an operator's request.")
     evidence: list[str] = Field(default_factory=list, description="event_ids of the drift events behind the request.")
     target: VersionRef | None = Field(
-        default=None, description="Version to act on (e.g. the embedding model to re-index with); None = production.",
+        default=None,
+        description="Version to act on (e.g. the embedding model to re-index with); None = production.",
     )
     requested_by: str = Field(default="monitor")
 
@@ -143,7 +149,8 @@ class CandidateEvaluated(_TrainingStep):
     live_value: float
     questions: int = Field(ge=0, description="Held-out questions evaluated.")
     p_value: float | None = Field(
-        default=None, description="Paired significance of the difference (McNemar's exact test for hit rates).",
+        default=None,
+        description="Paired significance of the difference (McNemar's exact test for hit rates).",
     )
     decision: Literal["promote", "reject"]
 
@@ -221,8 +228,21 @@ LIFECYCLE_EVENT_TYPES: tuple[type[Event], ...] = (
 REGISTRY_EVENT_TYPES: tuple[type[Event], ...] = (VersionRegistered, VersionPromoted, VersionRejected, VersionRetired)
 
 __all__ = [
-    "CandidateEvaluated", "DriftDetected", "DriftRecovered", "DriftWindow", "LIFECYCLE_EVENT_TYPES",
-    "REGISTRY_EVENT_TYPES", "RetrainingAction", "RetrainingRejected", "RetrainingRequested", "TrainingFailed",
-    "TrainingStarted", "VersionKind", "VersionPromoted", "VersionRef", "VersionRegistered", "VersionRejected",
+    "LIFECYCLE_EVENT_TYPES",
+    "REGISTRY_EVENT_TYPES",
+    "CandidateEvaluated",
+    "DriftDetected",
+    "DriftRecovered",
+    "DriftWindow",
+    "RetrainingAction",
+    "RetrainingRejected",
+    "RetrainingRequested",
+    "TrainingFailed",
+    "TrainingStarted",
+    "VersionKind",
+    "VersionPromoted",
+    "VersionRef",
+    "VersionRegistered",
+    "VersionRejected",
     "VersionRetired",
 ]

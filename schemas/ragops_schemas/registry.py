@@ -106,7 +106,8 @@ class Registry:
         """When ``alias`` of a version of one of ``kinds`` (any kind by default) last moved:
         the monitor re-baselines its reference windows then."""
         times = [
-            entry.promoted.occurred_at for (kind, _, name), entry in list(self._aliases.items())
+            entry.promoted.occurred_at
+            for (kind, _, name), entry in list(self._aliases.items())
             if (kinds is None or kind in kinds) and name == alias
         ]
         return max(times) if times else None

@@ -13,16 +13,16 @@ re-index. The packaged (or configured) model is registered at start.
 import asyncio
 import threading
 from collections.abc import Sequence
-from itertools import groupby
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 
 import structlog
 from faststream.asgi import AsgiFastStream
 
 from ragops_embedding.settings import EmbeddingSettings
-from ragops_models.embedder import Embedder
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
+from ragops_models.embedder import Embedder
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
@@ -37,8 +37,8 @@ from ragops_schemas import (
 from ragops_schemas.ids import model_registration_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.registry_view import RegistryView
 from ragops_shared.ops import MODEL_LATENCY
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
@@ -57,9 +57,15 @@ def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[Doc
     vectors = iter(_embed(embedder, texts))
     return [
         event.caused(
-            ChunksEmbedded, producer,
-            document_id=event.document_id, document_version=event.document_version, title=event.title,
-            source=event.source, metadata=event.metadata, embedding=embedder.info, index_build=event.index_build,
+            ChunksEmbedded,
+            producer,
+            document_id=event.document_id,
+            document_version=event.document_version,
+            title=event.title,
+            source=event.source,
+            metadata=event.metadata,
+            embedding=embedder.info,
+            index_build=event.index_build,
             chunks=[EmbeddedChunk(**chunk.model_dump(), vector=next(vectors)) for chunk in event.chunks],
         )
         for event in events
@@ -98,7 +104,9 @@ class Embedders:
                 state = self.registry.get("embedding_model", self.default.name, version)
                 uri = uri or (state.uri if state else None)
                 if uri is None or not Path(uri).is_dir():
-                    raise EventRejected(f"unknown embedding model version {version!r} of {self.default.name} (files: {uri})")
+                    raise EventRejected(
+                        f"unknown embedding model version {version!r} of {self.default.name} (files: {uri})"
+                    )
                 embedder = self.settings.embedder(Path(uri))
                 loaded = embedder.warm_up().version
                 if loaded != version:
@@ -137,8 +145,12 @@ class Embedders:
         assert info is not None  # warm_up ran
         return VersionRegistered(
             event_id=model_registration_id(info.name, info.version),
-            producer=producer, kind="embedding_model", name=info.name, version=info.version,
-            uri=str(self.default.model_path), metadata={"dimension": str(info.dimension)},
+            producer=producer,
+            kind="embedding_model",
+            name=info.name,
+            version=info.version,
+            uri=str(self.default.model_path),
+            metadata={"dimension": str(info.dimension)},
         )
 
 
@@ -147,10 +159,17 @@ def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[Query
     vectors = _embed(embedder, [event.question for event in events])
     return [
         event.caused(
-            QueryEmbedded, producer,
-            request_id=event.request_id, question=event.question, top_k=event.top_k, filters=event.filters,
-            prompt_name=event.prompt_name, prompt_version=event.prompt_version, evaluation=event.evaluation,
-            embedding=embedder.info, vector=vector,
+            QueryEmbedded,
+            producer,
+            request_id=event.request_id,
+            question=event.question,
+            top_k=event.top_k,
+            filters=event.filters,
+            prompt_name=event.prompt_name,
+            prompt_version=event.prompt_version,
+            evaluation=event.evaluation,
+            embedding=embedder.info,
+            vector=vector,
         )
         for event, vector in zip(events, vectors, strict=True)
     ]
@@ -165,12 +184,20 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
     documents = EventSubscriber(
-        broker, publisher, DocumentChunked, kafka=settings.kafka,
-        group_id=DOCUMENTS_GROUP, max_records=settings.document_batch_records,
+        broker,
+        publisher,
+        DocumentChunked,
+        kafka=settings.kafka,
+        group_id=DOCUMENTS_GROUP,
+        max_records=settings.document_batch_records,
     )
     queries = EventSubscriber(
-        broker, publisher, QuerySubmitted, kafka=settings.kafka,
-        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
+        broker,
+        publisher,
+        QuerySubmitted,
+        kafka=settings.kafka,
+        group_id=QUERIES_GROUP,
+        max_records=settings.query_batch_records,
         batch_wait_ms=settings.query_batch_wait_ms,
     )
 

@@ -21,12 +21,16 @@ class EmbeddingSettings(BaseSettings):
     max_length: int = Field(default=256, gt=0, description="Tokens per text (longer texts are truncated).")
     batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
     dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
-    device: DeviceName = Field(default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N.")
+    device: DeviceName = Field(
+        default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N."
+    )
     document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
     query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
     # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
     # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
-    query_batch_wait_ms: int = Field(default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms).")
+    query_batch_wait_ms: int = Field(
+        default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms)."
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -37,6 +41,11 @@ class EmbeddingSettings(BaseSettings):
         if directory is not None and name is None:
             name = self.embedder().name
         return Embedder(
-            model, name=name, max_length=self.max_length, batch_size=self.batch_size,
-            dtype=self.dtype, torch_threads=self.platform.torch_threads, device=self.device,
+            model,
+            name=name,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+            torch_threads=self.platform.torch_threads,
+            device=self.device,
         )

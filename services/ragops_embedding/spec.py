@@ -8,5 +8,8 @@ QUERIES_GROUP = "ragops-embedding-queries"
 """Embeds ``QuerySubmitted`` in small batches, so queries never wait behind a document backlog."""
 
 SPEC = ServiceSpec(
-    name="embedding", image=Image.MODEL, scaling=Scaling.LAG, consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP),
+    name="embedding",
+    image=Image.MODEL,
+    scaling=Scaling.LAG,
+    consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP),
 )

@@ -16,9 +16,9 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_evaluation.settings import EvaluationSettings
+from ragops_evaluation.spec import SPEC
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_models.embedder import Embedder
-from ragops_evaluation.spec import SPEC
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_schemas.ids import sample_fraction
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -32,27 +32,44 @@ def sampled(request_id: str, rate: float) -> bool:
     return sample_fraction(request_id) < rate
 
 
-def evaluate(embedder: Embedder, producer: Producer, sample_rate: float, events: Sequence[AnswerGenerated]) -> list[AnswerEvaluated]:
+def evaluate(
+    embedder: Embedder, producer: Producer, sample_rate: float, events: Sequence[AnswerGenerated]
+) -> list[AnswerEvaluated]:
     """Score the sampled answers of a batch (blocking: run it in a worker thread)."""
     evaluated = []
     for answer in events:
         context = answer.evaluation
         if context is None and not sampled(answer.request_id, sample_rate):
             continue
-        scores = reference_free_scores(answer.question, answer.answer, [c.text for c in answer.contexts], embedder.embed)
+        scores = reference_free_scores(
+            answer.question, answer.answer, [c.text for c in answer.contexts], embedder.embed
+        )
         if context is not None and (context.reference_answers or context.reference_context_ids):
             scores += reference_scores(
-                answer.answer, context.reference_answers,
-                [c.document_id for c in answer.contexts], context.reference_context_ids,
+                answer.answer,
+                context.reference_answers,
+                [c.document_id for c in answer.contexts],
+                context.reference_context_ids,
             )
-        evaluated.append(answer.caused(
-            AnswerEvaluated, producer, derived_id=True,
-            request_id=answer.request_id, answer_event_id=str(answer.event_id),
-            scores=[EvaluationScore(name=s.name, value=s.value, method=s.method, reference_based=s.reference_based) for s in scores],
-            run_id=context.run_id if context else None, example_id=context.example_id if context else None,
-            prompt=answer.lineage.prompt, generation_model=answer.lineage.generation_model,
-            embedding_model=embedder.name, collection=answer.lineage.collection,
-        ))
+        evaluated.append(
+            answer.caused(
+                AnswerEvaluated,
+                producer,
+                derived_id=True,
+                request_id=answer.request_id,
+                answer_event_id=str(answer.event_id),
+                scores=[
+                    EvaluationScore(name=s.name, value=s.value, method=s.method, reference_based=s.reference_based)
+                    for s in scores
+                ],
+                run_id=context.run_id if context else None,
+                example_id=context.example_id if context else None,
+                prompt=answer.lineage.prompt,
+                generation_model=answer.lineage.generation_model,
+                embedding_model=embedder.name,
+                collection=answer.lineage.collection,
+            )
+        )
     return evaluated
 
 
@@ -61,10 +78,16 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [AnswerEvaluated])
-    embedder = Embedder(default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=settings.platform.torch_threads)
+    embedder = Embedder(
+        default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=settings.platform.torch_threads
+    )
     answers = EventSubscriber(
-        broker, publisher, AnswerGenerated, kafka=settings.kafka,
-        group_id=SPEC.group, max_records=settings.batch_records,
+        broker,
+        publisher,
+        AnswerGenerated,
+        kafka=settings.kafka,
+        group_id=SPEC.group,
+        max_records=settings.batch_records,
     )
 
     @answers

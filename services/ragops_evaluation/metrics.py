@@ -39,15 +39,7 @@ _PUNCTUATION = str.maketrans("", "", string.punctuation)
 # Function words that carry no claim of their own, already SQuAD-normalised (lower case, no
 # punctuation: "don't" -> "dont"; the articles a/an/the are removed by normalisation).
 _STOP_WORDS = frozenset(
-    """
-    about above after again against all am and any are as at be because been before being below
-    between both but by can could did do does doing dont down during each few for from further
-    had has have having he her here hers herself him himself his how i if in into is it its itself
-    just me more most my myself no nor not now of off on once only or other our ours ourselves out
-    over own same she should so some such than that their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where which while who
-    whom why will with would you your yours yourself yourselves
-    """.split()
+    ["about", "above", "after", "again", "against", "all", "am", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "dont", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves"]
 )
 
 
@@ -96,7 +88,9 @@ def contains_answer(prediction: str, references: Sequence[str]) -> float:
     """1.0 if a normalised reference occurs in the normalised prediction (a fluent sentence
     that holds the right span scores 0 on exact match but 1 here), else 0.0."""
     normalized = f" {normalize_answer(prediction)} "
-    return float(any(f" {normalize_answer(reference)} " in normalized for reference in references if normalize_answer(reference)))
+    return float(
+        any(f" {normalize_answer(reference)} " in normalized for reference in references if normalize_answer(reference))
+    )
 
 
 def hit_at_k(retrieved_ids: Sequence[str], relevant_ids: Sequence[str], k: int) -> float:
@@ -161,7 +155,11 @@ def reference_free_scores(question: str, answer: str, contexts: Sequence[str], e
     faithfulness = sum(token in supported for token in answer_tokens) / len(answer_tokens) if answer_tokens else 0.0
 
     question_tokens = _content_tokens(question)
-    coverages = [sum(token in tokens for token in question_tokens) / len(question_tokens) for tokens in context_tokens] if question_tokens else []
+    coverages = (
+        [sum(token in tokens for token in question_tokens) / len(question_tokens) for tokens in context_tokens]
+        if question_tokens
+        else []
+    )
 
     has_answer = bool(normalize_answer(answer))
     sentences = [sentence for context in contexts for sentence in _sentences(context)]

@@ -20,7 +20,15 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_feedback.settings import FeedbackSettings
 from ragops_feedback.spec import SPEC
-from ragops_schemas import AnswerGenerated, DatasetExampleAdded, Event, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas import (
+    AnswerGenerated,
+    DatasetExampleAdded,
+    Event,
+    FeedbackRecorded,
+    FeedbackSubmitted,
+    Producer,
+    utc_now,
+)
 from ragops_schemas.ids import example_id
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
@@ -61,21 +69,37 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer."""
     mood = sentiment(feedback)
     recorded = feedback.caused(
-        FeedbackRecorded, producer, derived_id=True,
-        request_id=feedback.request_id, feedback_event_id=str(feedback.event_id), thumb=feedback.thumb,
-        rating=feedback.rating, comment=feedback.comment, corrected_answer=feedback.corrected_answer,
-        user_id=feedback.user_id, sentiment=mood, question=answer.question, answer=answer.answer,
-        answer_event_id=str(answer.event_id), lineage=answer.lineage,
+        FeedbackRecorded,
+        producer,
+        derived_id=True,
+        request_id=feedback.request_id,
+        feedback_event_id=str(feedback.event_id),
+        thumb=feedback.thumb,
+        rating=feedback.rating,
+        comment=feedback.comment,
+        corrected_answer=feedback.corrected_answer,
+        user_id=feedback.user_id,
+        sentiment=mood,
+        question=answer.question,
+        answer=answer.answer,
+        answer_event_id=str(answer.event_id),
+        lineage=answer.lineage,
     )
     reference = feedback.corrected_answer or (answer.answer if mood == "positive" and answer.answer.strip() else None)
     if reference is None:
         return [recorded]
     example = feedback.caused(
-        DatasetExampleAdded, producer, derived_id=True,
-        dataset=dataset, example_id=example_id(dataset, answer.question, reference), question=answer.question, reference_answer=reference,
+        DatasetExampleAdded,
+        producer,
+        derived_id=True,
+        dataset=dataset,
+        example_id=example_id(dataset, answer.question, reference),
+        question=answer.question,
+        reference_answer=reference,
         reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
         source="correction" if feedback.corrected_answer else "positive_feedback",
-        request_id=feedback.request_id, feedback_event_id=str(feedback.event_id),
+        request_id=feedback.request_id,
+        feedback_event_id=str(feedback.event_id),
     )
     return [recorded, example]
 
@@ -83,7 +107,9 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
 class FeedbackLinker:
     """Validates feedback against the answers read so far and links it to them."""
 
-    def __init__(self, settings: FeedbackSettings, answers: AnswerLog, watcher: EventWatcher, producer: Producer) -> None:
+    def __init__(
+        self, settings: FeedbackSettings, answers: AnswerLog, watcher: EventWatcher, producer: Producer
+    ) -> None:
         self.settings = settings
         self.answers = answers
         self.watcher = watcher
@@ -117,12 +143,18 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [FeedbackRecorded, DatasetExampleAdded])
     answers = AnswerLog(settings.max_answers)
-    watcher = EventWatcher(settings.kafka, [AnswerGenerated], client_id=f"ragops-{SERVICE}-answers", from_beginning=True)
+    watcher = EventWatcher(
+        settings.kafka, [AnswerGenerated], client_id=f"ragops-{SERVICE}-answers", from_beginning=True
+    )
     watcher.listen(answers.add)
     linker = FeedbackLinker(settings, answers, watcher, producer)
     submitted = EventSubscriber(
-        broker, publisher, FeedbackSubmitted, kafka=settings.kafka,
-        group_id=SPEC.group, max_records=settings.batch_records,
+        broker,
+        publisher,
+        FeedbackSubmitted,
+        kafka=settings.kafka,
+        group_id=SPEC.group,
+        max_records=settings.batch_records,
     )
 
     @submitted

@@ -12,9 +12,13 @@ class FeedbackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_FEEDBACK_", extra="ignore")
 
     dataset: str = Field(default="feedback", description="Dataset that corrections and liked answers join.")
-    max_answers: int = Field(default=1_000_000, gt=0, description="Answers remembered for linking (oldest dropped first).")
+    max_answers: int = Field(
+        default=1_000_000, gt=0, description="Answers remembered for linking (oldest dropped first)."
+    )
     unknown_wait_s: float = Field(default=5.0, ge=0, description="How long to wait for an answer still in flight.")
-    max_clock_skew_s: float = Field(default=300.0, ge=0, description="Feedback stamped further in the future is refused.")
+    max_clock_skew_s: float = Field(
+        default=300.0, ge=0, description="Feedback stamped further in the future is refused."
+    )
     batch_records: int = Field(default=64, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
-from ragops_schemas import AnswerGenerated, DocumentSubmitted, Event, FeedbackSubmitted, MessageDeadLettered, QuerySubmitted
+from ragops_schemas import (
+    AnswerGenerated,
+    DocumentSubmitted,
+    Event,
+    FeedbackSubmitted,
+    MessageDeadLettered,
+    QuerySubmitted,
+)
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_schemas.ids import new_document_id, new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
@@ -126,8 +133,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
     async def submit_document(document: DocumentIn) -> Accepted:
         event = DocumentSubmitted(
-            producer=producer, tenant=settings.platform.tenant,
-            **document.model_dump(exclude={"document_id"}), document_id=document.document_id or new_document_id(),
+            producer=producer,
+            tenant=settings.platform.tenant,
+            **document.model_dump(exclude={"document_id"}),
+            document_id=document.document_id or new_document_id(),
         )
         _log_as(event)
         await publisher.publish(event)
@@ -146,7 +155,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def ask(query: QueryIn) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
-            producer=producer, tenant=settings.platform.tenant, request_id=new_request_id(),
+            producer=producer,
+            tenant=settings.platform.tenant,
+            request_id=new_request_id(),
             **query.model_dump(exclude={"timeout_s"}),
         )
         _log_as(event)
@@ -176,4 +187,6 @@ def main() -> None:
     configure_logging(SERVICE, settings.platform.log_level, settings.platform.log_format)
     # In-flight questions get a few seconds to be answered when the gateway is told to stop
     # (well inside the embedded supervisor's 20 s); connections still waiting then are closed.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5
+    )

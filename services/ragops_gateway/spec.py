@@ -6,5 +6,10 @@ port also serves ``/health``, ``/ready`` and ``/metrics``."""
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 SPEC = ServiceSpec(
-    name="gateway", image=Image.LIGHT, scaling=Scaling.CPU, port=8080, port_setting="RAGOPS_GATEWAY_PORT", exposed=True,
+    name="gateway",
+    image=Image.LIGHT,
+    scaling=Scaling.CPU,
+    port=8080,
+    port_setting="RAGOPS_GATEWAY_PORT",
+    exposed=True,
 )

@@ -14,10 +14,10 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_generation.settings import GenerationSettings
-from ragops_models.generation import Generation, Generator
 from ragops_generation.spec import SPEC
-from ragops_schemas.registry import Registry
+from ragops_models.generation import Generation, Generator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
+from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.registry_view import RegistryView
@@ -31,7 +31,11 @@ class Answerer:
     """Prompt rendering, the model call and the ``AnswerGenerated`` events for a batch."""
 
     def __init__(
-        self, settings: GenerationSettings, generator: Generator, producer: Producer, registry: Registry | None = None,
+        self,
+        settings: GenerationSettings,
+        generator: Generator,
+        producer: Producer,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
         self.generator = generator
@@ -60,7 +64,9 @@ class Answerer:
         contexts = [event.contexts[: self.settings.context_chunks] for event in events]
         # With no context the model could only make an answer up: answer nothing instead.
         asking = [i for i, used in enumerate(contexts) if used]
-        messages = [prompts[i].render(events[i].question, [chunk.model_dump() for chunk in contexts[i]]) for i in asking]
+        messages = [
+            prompts[i].render(events[i].question, [chunk.model_dump() for chunk in contexts[i]]) for i in asking
+        ]
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
@@ -72,12 +78,19 @@ class Answerer:
             MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in generations))
         return [
             event.caused(
-                AnswerGenerated, self.producer,
-                request_id=event.request_id, question=event.question, answer=generation.text, contexts=used,
+                AnswerGenerated,
+                self.producer,
+                request_id=event.request_id,
+                question=event.question,
+                answer=generation.text,
+                contexts=used,
                 evaluation=event.evaluation,
                 generation=GenerationInfo(
-                    system=self.settings.backend, request_model=self.generator.model_name, model_version=self.generator.model_version,
-                    temperature=self.settings.temperature, max_tokens=self.settings.max_new_tokens,
+                    system=self.settings.backend,
+                    request_model=self.generator.model_name,
+                    model_version=self.generator.model_version,
+                    temperature=self.settings.temperature,
+                    max_tokens=self.settings.max_new_tokens,
                     finish_reasons=[generation.finish_reason],
                     usage=GenAIUsage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens),
                     latency_ms=latency_ms,
@@ -85,10 +98,12 @@ class Answerer:
                 lineage=Lineage(
                     chunk_ids=[chunk.chunk_id for chunk in used],
                     document_versions={chunk.document_id: chunk.document_version for chunk in used},
-                    embedding=event.retrieval.embedding, collection=event.retrieval.collection,
+                    embedding=event.retrieval.embedding,
+                    collection=event.retrieval.collection,
                     retrieval_mode=event.retrieval.mode,
                     prompt=PromptRef(name=prompt.name, version=prompt.version, sha256=prompt.sha256),
-                    generation_model=self.generator.model_name, generation_model_version=self.generator.model_version,
+                    generation_model=self.generator.model_name,
+                    generation_model_version=self.generator.model_version,
                 ),
             )
             for event, prompt, used, generation in zip(events, prompts, contexts, generations, strict=True)
@@ -103,8 +118,13 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     answerer = Answerer(settings, settings.generator(), producer, registry.registry)
     retrieved = EventSubscriber(
-        broker, publisher, ContextRetrieved, kafka=settings.kafka,
-        group_id=SPEC.group, max_records=settings.batch_records, batch_wait_ms=settings.batch_wait_ms,
+        broker,
+        publisher,
+        ContextRetrieved,
+        kafka=settings.kafka,
+        group_id=SPEC.group,
+        max_records=settings.batch_records,
+        batch_wait_ms=settings.batch_wait_ms,
     )
 
     @retrieved
@@ -112,9 +132,15 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         await retrieved.run(events, partial(asyncio.to_thread, answerer.answer))
 
     # The default prompt is loaded at start so a missing one fails the start, not each request.
-    app = service_app(SERVICE, __doc__ or "", broker, warm_up=[
-        answerer.generator.warm_up, partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),
-    ])
+    app = service_app(
+        SERVICE,
+        __doc__ or "",
+        broker,
+        warm_up=[
+            answerer.generator.warm_up,
+            partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),
+        ],
+    )
     app.on_startup(registry.start)
     app.after_shutdown(registry.stop)
     return app

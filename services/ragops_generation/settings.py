@@ -20,18 +20,29 @@ class GenerationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_GENERATION_", extra="ignore")
 
     backend: Literal["transformers", "openai"] = Field(
-        default="transformers", description="In-process transformers, or an OpenAI-compatible server (vLLM, TGI, Ollama, hosted APIs)."
+        default="transformers",
+        description="In-process transformers, or an OpenAI-compatible server (vLLM, TGI, Ollama, hosted APIs).",
     )
-    model: str | None = Field(default=None, description="HF causal-LM directory or id (transformers), or the served model name (openai); None = packaged SmolLM2-135M-Instruct.")
-    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1.")
+    model: str | None = Field(
+        default=None,
+        description="HF causal-LM directory or id (transformers), or the served model name (openai); None = packaged SmolLM2-135M-Instruct.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1."
+    )
     openai_api_key: SecretStr | None = None
     gguf_file: str | None = Field(default=None, description="GGUF file inside `model`, if the weights are GGUF.")
     prompt_name: str = "rag-answer"
-    prompt_dir: Path | None = Field(default=None, description="Prompt templates directory; None = the packaged prompts.")
+    prompt_dir: Path | None = Field(
+        default=None, description="Prompt templates directory; None = the packaged prompts."
+    )
     context_chunks: int = Field(default=3, gt=0, description="Retrieved chunks put into the prompt (best first).")
     max_new_tokens: int = Field(default=48, gt=0)
     dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
-    device: DeviceName = Field(default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N (transformers backend).")
+    device: DeviceName = Field(
+        default="auto",
+        description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N (transformers backend).",
+    )
     temperature: float = Field(default=0.0, ge=0.0)
     batch_records: int = Field(default=8, gt=0, description="Queries generated as one batch.")
     # A batch takes seconds, so a request one fetch late would wait for all of it: 50 ms
@@ -43,19 +54,30 @@ class GenerationSettings(BaseSettings):
     @model_validator(mode="after")
     def _openai_needs_a_server(self) -> "GenerationSettings":
         if self.backend == "openai" and not (self.openai_base_url and self.model):
-            raise ValueError("RAGOPS_GENERATION_BACKEND=openai needs RAGOPS_GENERATION_OPENAI_BASE_URL and RAGOPS_GENERATION_MODEL")
+            raise ValueError(
+                "RAGOPS_GENERATION_BACKEND=openai needs RAGOPS_GENERATION_OPENAI_BASE_URL and RAGOPS_GENERATION_MODEL"
+            )
         return self
 
     def generator(self) -> Generator:
         if self.backend == "openai":
             assert self.openai_base_url is not None and self.model is not None  # checked above
             return OpenAICompatibleGenerator(
-                self.openai_base_url, self.model, api_key=self.openai_api_key, max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature, concurrency=self.batch_records,
+                self.openai_base_url,
+                self.model,
+                api_key=self.openai_api_key,
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                concurrency=self.batch_records,
             )
         model, gguf_file = (self.model, self.gguf_file) if self.model else default_generation_model()
         return TransformersGenerator(
-            model, gguf_file=gguf_file, cache_dir=self.platform.cache_dir / "models",
-            max_new_tokens=self.max_new_tokens, torch_threads=self.platform.torch_threads, temperature=self.temperature,
-            dtype=self.dtype, device=self.device,
+            model,
+            gguf_file=gguf_file,
+            cache_dir=self.platform.cache_dir / "models",
+            max_new_tokens=self.max_new_tokens,
+            torch_threads=self.platform.torch_threads,
+            temperature=self.temperature,
+            dtype=self.dtype,
+            device=self.device,
         )

@@ -15,8 +15,8 @@ from faststream.asgi import AsgiFastStream
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_ingestion.settings import IngestionSettings
-from ragops_models.defaults import default_embedding_model_dir
 from ragops_ingestion.spec import SPEC
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
 from ragops_schemas.ids import chunk_id, document_version
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -34,7 +34,8 @@ def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitt
             DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=str(error)
         )
     return submitted.caused(
-        DocumentChunked, producer,
+        DocumentChunked,
+        producer,
         document_id=submitted.document_id,
         document_version=document_version(parsed.text),
         title=submitted.title or parsed.title,
@@ -43,14 +44,22 @@ def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitt
         content_type=submitted.content_type,
         chunker=info,
         chunks=[
-            Chunk(chunk_id=chunk_id(submitted.document_id, piece.text), index=piece.index, text=piece.text,
-                  token_count=piece.token_count, char_start=piece.char_start, char_end=piece.char_end)
+            Chunk(
+                chunk_id=chunk_id(submitted.document_id, piece.text),
+                index=piece.index,
+                text=piece.text,
+                token_count=piece.token_count,
+                char_start=piece.char_start,
+                char_end=piece.char_end,
+            )
             for piece in chunker.chunk(parsed.text)
         ],
     )
 
 
-def ingest_all(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, events: Sequence[DocumentSubmitted]) -> list[Event]:
+def ingest_all(
+    chunker: TokenChunker, info: ChunkerInfo, producer: Producer, events: Sequence[DocumentSubmitted]
+) -> list[Event]:
     return [ingest(chunker, info, producer, event) for event in events]
 
 
@@ -62,8 +71,12 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
-        broker, publisher, DocumentSubmitted, kafka=settings.kafka,
-        group_id=SPEC.group, max_records=settings.batch_records,
+        broker,
+        publisher,
+        DocumentSubmitted,
+        kafka=settings.kafka,
+        group_id=SPEC.group,
+        max_records=settings.batch_records,
     )
 
     @submitted

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ParserRejectedMarkup, ProcessingInstruction, Tag
-from docutils import nodes
-from docutils import utils as docutils_utils
+from docutils import nodes, utils as docutils_utils
 from docutils.frontend import get_default_settings
 from docutils.parsers.rst import Directive, Parser, directives, roles, states
 from markdown_it import MarkdownIt

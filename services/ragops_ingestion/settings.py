@@ -14,7 +14,9 @@ class IngestionSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGOPS_INGESTION_", extra="ignore")
 
-    tokenizer: Path | None = Field(default=None, description="Tokenizer of the embedding model; None = packaged all-MiniLM-L6-v2.")
+    tokenizer: Path | None = Field(
+        default=None, description="Tokenizer of the embedding model; None = packaged all-MiniLM-L6-v2."
+    )
     tokenizer_name: str = DEFAULT_EMBEDDING_MODEL_NAME
     chunk_size: int = Field(default=200, gt=0, description="Maximum tokens per chunk (the model reads 256).")
     overlap: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")

@@ -57,7 +57,9 @@ log = structlog.get_logger(__name__)
 DRIFT_STATISTIC = Gauge("ragops_drift_statistic", "Latest test statistic of a monitored signal.", ["signal", "test"])
 DRIFT_ACTIVE = Gauge("ragops_drift_active", "1 while a signal's drift alert is open.", ["signal"])
 SIGNAL_CHECKS = Counter(
-    "ragops_monitor_checks_total", "Signal checks by outcome: drifted, stable, or waiting for data.", ["signal", "outcome"],
+    "ragops_monitor_checks_total",
+    "Signal checks by outcome: drifted, stable, or waiting for data.",
+    ["signal", "outcome"],
 )
 
 
@@ -78,7 +80,11 @@ class Monitor:
     event sink; SQL and statistics run in worker threads."""
 
     def __init__(
-        self, settings: MonitorSettings, analytics: Reader, registry: Registry, producer: Producer,
+        self,
+        settings: MonitorSettings,
+        analytics: Reader,
+        registry: Registry,
+        producer: Producer,
         policy: RetrainingPolicy,
     ) -> None:
         self.settings = settings
@@ -103,7 +109,12 @@ class Monitor:
         for signal in self.signals:
             try:
                 windows = await asyncio.to_thread(
-                    read_windows, self.analytics, signal, since, self.settings.reference_size, self.settings.current_size,
+                    read_windows,
+                    self.analytics,
+                    signal,
+                    since,
+                    self.settings.reference_size,
+                    self.settings.current_size,
                 )
             except Exception as error:  # noqa: BLE001 - one broken signal must not stop the others
                 log.warning("signal_unavailable", signal=signal.name, error=str(error))
@@ -133,26 +144,38 @@ class Monitor:
 
     def _fields(self, signal: str, result: TestResult, reference: Window, current: Window) -> dict[str, object]:
         return {
-            "signal": signal, "test": result.test, "statistic": result.statistic, "threshold": result.threshold,
-            "threshold_on": result.threshold_on, "p_value": result.p_value,
-            "reference": reference.describe(), "current": current.describe(),
+            "signal": signal,
+            "test": result.test,
+            "statistic": result.statistic,
+            "threshold": result.threshold,
+            "threshold_on": result.threshold_on,
+            "p_value": result.p_value,
+            "reference": reference.describe(),
+            "current": current.describe(),
         }
 
     def _detected(self, signal: str, result: TestResult, reference: Window, current: Window) -> DriftDetected:
         alert_id = new_alert_id()
         event = DriftDetected(
-            producer=self.producer, tenant=self.settings.platform.tenant, alert_id=alert_id,
+            producer=self.producer,
+            tenant=self.settings.platform.tenant,
+            alert_id=alert_id,
             **self._fields(signal, result, reference, current),
         )
         self.alerts[signal] = _Alert(alert_id, event)
-        log.warning("drift_detected", signal=signal, test=result.test, statistic=result.statistic, p_value=result.p_value)
+        log.warning(
+            "drift_detected", signal=signal, test=result.test, statistic=result.statistic, p_value=result.p_value
+        )
         return event
 
     def _recovered(self, signal: str, result: TestResult, reference: Window, current: Window) -> DriftRecovered:
         alert = self.alerts.pop(signal)
         log.info("drift_recovered", signal=signal, test=result.test, statistic=result.statistic)
         return alert.detected.caused(
-            DriftRecovered, self.producer, alert_id=alert.alert_id, detected_event_id=str(alert.detected.event_id),
+            DriftRecovered,
+            self.producer,
+            alert_id=alert.alert_id,
+            detected_event_id=str(alert.detected.event_id),
             **self._fields(signal, result, reference, current),
         )
 
@@ -176,20 +199,30 @@ class Monitor:
             log.info("retraining_rule_in_cooldown", rule=rule.name)
             return []
         self.last_request[rule.name] = now
-        return [detected.caused(
-            RetrainingRequested, self.producer, derived_id=rule.name,
-            action=rule.action, reason=reason, rule=rule.name, evidence=[str(detected.event_id)],
-        )]
+        return [
+            detected.caused(
+                RetrainingRequested,
+                self.producer,
+                derived_id=rule.name,
+                action=rule.action,
+                reason=reason,
+                rule=rule.name,
+                evidence=[str(detected.event_id)],
+            )
+        ]
 
     async def _release_pending(self) -> list[RetrainingRequested]:
         """Rules waiting for feedback gathered after their alert: fire those that have it."""
         requests: list[RetrainingRequested] = []
         for pending in list(self.pending):
-            added = await asyncio.to_thread(queries.dataset_examples_since, self.analytics, pending.detected.occurred_at)
+            added = await asyncio.to_thread(
+                queries.dataset_examples_since, self.analytics, pending.detected.occurred_at
+            )
             if added >= pending.rule.min_examples_after:
                 self.pending.remove(pending)
                 requests += self._request(
-                    pending.rule, pending.detected,
+                    pending.rule,
+                    pending.detected,
                     f"{pending.detected.signal} drifted ({pending.detected.test}); {added} dataset examples gathered since",
                 )
         return requests
@@ -210,7 +243,8 @@ class Monitor:
             self.alerts[signal] = _Alert(detected.alert_id, detected)
             self.tracker.restore(signal)
             self.pending += [
-                _Pending(rule, detected) for rule in self.policy.rules_for(signal)
+                _Pending(rule, detected)
+                for rule in self.policy.rules_for(signal)
                 if rule.min_examples_after and (rule.name, event_id) not in answered
             ]
 

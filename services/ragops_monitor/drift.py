@@ -468,9 +468,7 @@ def _embeddings(values: np.ndarray, name: str) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{name} embeddings must be 2-D (rows, dimension), got shape {array.shape}")
     if array.shape[0] < MIN_EMBEDDING_ROWS:
-        raise ValueError(
-            f"{name} has {array.shape[0]} rows; embedding drift needs at least {MIN_EMBEDDING_ROWS}"
-        )
+        raise ValueError(f"{name} has {array.shape[0]} rows; embedding drift needs at least {MIN_EMBEDDING_ROWS}")
     if array.shape[1] == 0:
         raise ValueError(f"{name} embeddings have no columns")
     if not np.all(np.isfinite(array)):

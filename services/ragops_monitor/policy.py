@@ -22,10 +22,13 @@ class PolicyRule(BaseModel):
     signals: list[str] = Field(min_length=1, description="fnmatch patterns of signal names.")
     action: RetrainingAction
     min_examples_after: int = Field(
-        default=0, ge=0, description="Wait until this many dataset examples were added after the alert.",
+        default=0,
+        ge=0,
+        description="Wait until this many dataset examples were added after the alert.",
     )
     only_if_prompt_changed: bool = Field(
-        default=False, description="Fire only if the production prompt changed after the reference window began.",
+        default=False,
+        description="Fire only if the production prompt changed after the reference window began.",
     )
     cooldown_s: float = Field(default=900, ge=0, description="Minimum seconds between two requests of this rule.")
 

@@ -22,7 +22,7 @@ def replay_alerts(settings: MonitorSettings, signal: str, kind: Kind, values: np
     tracker, alarms, evaluations = AlertTracker(consecutive=settings.consecutive), 0, 0
     reference = values[: settings.reference_size]
     for end in range(settings.reference_size + settings.current_size, len(values) + 1, settings.min_new):
-        result = run_test(kind, reference, values[end - settings.current_size: end], settings)
+        result = run_test(kind, reference, values[end - settings.current_size : end], settings)
         evaluations += 1
         alarms += tracker.update(signal, result) == "detected"
     return evaluations, alarms

@@ -24,12 +24,15 @@ class MonitorSettings(BaseSettings):
     reference_size: int = Field(default=200, ge=20, description="Observations in a reference window.")
     current_size: int = Field(default=100, ge=10, description="Observations in a current window.")
     min_new: int = Field(default=10, ge=1, description="New observations needed before a signal is tested again.")
-    consecutive: int = Field(default=2, ge=1, description="Evaluations in a row that must agree to open or close an alert.")
+    consecutive: int = Field(
+        default=2, ge=1, description="Evaluations in a row that must agree to open or close an alert."
+    )
     alpha: float = Field(default=0.0001, gt=0, lt=1, description="p-value threshold of KS, Fisher and MMD tests.")
     roc_auc_threshold: float = Field(default=0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC (Evidently).")
     wasserstein_threshold: float = Field(default=0.1, gt=0, description="Normed Wasserstein distance (Evidently).")
     no_context_similarity: float = Field(
-        default=0.35, description="A question whose nearest chunk is less similar than this has no good context.",
+        default=0.35,
+        description="A question whose nearest chunk is less similar than this has no good context.",
     )
     evaluation_metrics: list[str] = Field(default=["faithfulness", "answer_relevancy", "context_relevance"])
     rebaseline_on: list[VersionKind] = Field(default=["corpus", "index", "embedding_model"])
@@ -42,7 +45,9 @@ class MonitorSettings(BaseSettings):
     @model_validator(mode="after")
     def _needs_clickhouse(self) -> "MonitorSettings":
         if not self.analytics.configured:
-            raise ValueError("the monitor reads ClickHouse: set RAGOPS_ANALYTICS_SQL_URL or RAGOPS_ANALYTICS_CLICKHOUSE_URL")
+            raise ValueError(
+                "the monitor reads ClickHouse: set RAGOPS_ANALYTICS_SQL_URL or RAGOPS_ANALYTICS_CLICKHOUSE_URL"
+            )
         return self
 
     @field_validator("evaluation_metrics")

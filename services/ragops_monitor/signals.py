@@ -31,7 +31,12 @@ def signals(settings: MonitorSettings) -> list[Signal]:
     return [
         Signal("query_embedding", "embedding", "query_vector"),
         Signal("retrieval_top_similarity", "numeric", "top_similarity"),
-        Signal("no_context_rate", "proportion", "no_context", {"no_context_similarity": float(settings.no_context_similarity)}),
+        Signal(
+            "no_context_rate",
+            "proportion",
+            "no_context",
+            {"no_context_similarity": float(settings.no_context_similarity)},
+        ),
         *(
             Signal(f"evaluation.{metric}", "numeric", "evaluation_score", {"metric": metric})
             for metric in settings.evaluation_metrics
@@ -46,11 +51,20 @@ def run_test(kind: Kind, reference: np.ndarray, current: np.ndarray, settings: M
         # A permutation p-value cannot go below 1 / (permutations + 1): enough of them to reach alpha.
         permutations = max(2000, math.ceil(2 / settings.alpha))
         return embedding_drift(
-            reference, current, roc_auc_threshold=settings.roc_auc_threshold, alpha=settings.alpha,
+            reference,
+            current,
+            roc_auc_threshold=settings.roc_auc_threshold,
+            alpha=settings.alpha,
             n_permutations=permutations,
         )
     if kind == "numeric":
-        return numeric_drift(reference, current, alpha=settings.alpha, wasserstein_threshold=settings.wasserstein_threshold)
+        return numeric_drift(
+            reference, current, alpha=settings.alpha, wasserstein_threshold=settings.wasserstein_threshold
+        )
     return proportion_increase(
-        int(reference.sum()), len(reference), int(current.sum()), len(current), alpha=settings.alpha,
+        int(reference.sum()),
+        len(reference),
+        int(current.sum()),
+        len(current),
+        alpha=settings.alpha,
     )

@@ -35,7 +35,11 @@ def _time(ms: int) -> datetime:
 
 
 def read_windows(
-    reader: Reader, signal: Signal, since: datetime, reference_size: int, current_size: int,
+    reader: Reader,
+    signal: Signal,
+    since: datetime,
+    reference_size: int,
+    current_size: int,
 ) -> tuple[Window, Window] | None:
     """The reference and current windows of ``signal`` (blocking: run in a thread), or None
     while there are not yet ``reference_size`` + ``current_size`` observations since ``since``."""
@@ -49,14 +53,26 @@ def read_windows(
             values = np.array([row[1] for row in rows], dtype=np.float64)
         return Window(times, values)
 
-    reference = window(queries.reference_window(
-        reader, signal.source, signal.parameters, since_ms=int(since.timestamp() * 1000), size=reference_size,
-    ))
+    reference = window(
+        queries.reference_window(
+            reader,
+            signal.source,
+            signal.parameters,
+            since_ms=int(since.timestamp() * 1000),
+            size=reference_size,
+        )
+    )
     if len(reference.times_ms) < reference_size:
         return None
-    current = window(queries.current_window(
-        reader, signal.source, signal.parameters, after_ms=int(reference.times_ms[-1]), size=current_size,
-    ))
+    current = window(
+        queries.current_window(
+            reader,
+            signal.source,
+            signal.parameters,
+            after_ms=int(reference.times_ms[-1]),
+            size=current_size,
+        )
+    )
     if len(current.times_ms) < current_size:
         return None
     return reference, current

@@ -19,8 +19,8 @@ from functools import partial
 from faststream.asgi import AsgiFastStream
 
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
+from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
     ChunksEmbedded,
     ContextRetrieved,
@@ -94,7 +94,8 @@ class Index:
             return [self._ensure(event.index_build.collection, event.embedding.dimension)]
         live = self._collection(event.embedding)
         building = [
-            state.uri for state in self.registry.versions("index", collection_name(self.settings.corpus, event.embedding))
+            state.uri
+            for state in self.registry.versions("index", collection_name(self.settings.corpus, event.embedding))
             if state.uri and state.uri != live and not (state.promoted or state.rejected or state.retired)
         ]
         return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
@@ -109,9 +110,17 @@ class Index:
         for event in events:
             points = [
                 ChunkPoint(
-                    chunk_id=chunk.chunk_id, document_id=event.document_id, document_version=event.document_version,
-                    text=chunk.text, vector=chunk.vector,
-                    payload={"title": event.title, "source": event.source, "metadata": event.metadata, "chunk_index": chunk.index},
+                    chunk_id=chunk.chunk_id,
+                    document_id=event.document_id,
+                    document_version=event.document_version,
+                    text=chunk.text,
+                    vector=chunk.vector,
+                    payload={
+                        "title": event.title,
+                        "source": event.source,
+                        "metadata": event.metadata,
+                        "chunk_index": chunk.index,
+                    },
                 )
                 for chunk in event.chunks
             ]
@@ -120,12 +129,19 @@ class Index:
             for collection in collections:
                 self.store.upsert(collection, points, event.embedding.version)
                 superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
-            indexed.append(event.caused(
-                DocumentIndexed, self.producer,
-                document_id=event.document_id, document_version=event.document_version, collection=collections[0],
-                chunk_count=len(points), superseded_chunks=superseded, embedding=event.embedding,
-                index_build=event.index_build,
-            ))
+            indexed.append(
+                event.caused(
+                    DocumentIndexed,
+                    self.producer,
+                    document_id=event.document_id,
+                    document_version=event.document_version,
+                    collection=collections[0],
+                    chunk_count=len(points),
+                    superseded_chunks=superseded,
+                    embedding=event.embedding,
+                    index_build=event.index_build,
+                )
+            )
         return indexed
 
     def retrieve(self, events: Sequence[QueryEmbedded]) -> list[ContextRetrieved]:
@@ -134,28 +150,57 @@ class Index:
         for event in events:
             collection = self._collection(event.embedding)
             hits = self.store.search(
-                collection, vector=event.vector, text=event.question, top_k=event.top_k,
-                filters=event.filters or None, mode=self.settings.mode, score_threshold=self.settings.score_threshold,
+                collection,
+                vector=event.vector,
+                text=event.question,
+                top_k=event.top_k,
+                filters=event.filters or None,
+                mode=self.settings.mode,
+                score_threshold=self.settings.score_threshold,
             )
-            nearest = hits if self.settings.mode == "dense" else self.store.search(
-                collection, vector=event.vector, text=event.question, top_k=1, filters=event.filters or None, mode="dense",
+            nearest = (
+                hits
+                if self.settings.mode == "dense"
+                else self.store.search(
+                    collection,
+                    vector=event.vector,
+                    text=event.question,
+                    top_k=1,
+                    filters=event.filters or None,
+                    mode="dense",
+                )
             )
-            results.append(event.caused(
-                ContextRetrieved, self.producer,
-                request_id=event.request_id, question=event.question, filters=event.filters,
-                prompt_name=event.prompt_name, prompt_version=event.prompt_version, evaluation=event.evaluation,
-                retrieval=RetrievalInfo(
-                    collection=collection, mode=self.settings.mode, top_k=event.top_k, embedding=event.embedding,
-                    top_similarity=nearest[0].score if nearest else None,
-                ),
-                contexts=[
-                    RetrievedChunk(
-                        chunk_id=hit.chunk_id, document_id=hit.document_id, document_version=hit.document_version,
-                        text=hit.text, score=hit.score, title=hit.payload.get("title"), source=hit.payload.get("source"),
-                    )
-                    for hit in hits
-                ],
-            ))
+            results.append(
+                event.caused(
+                    ContextRetrieved,
+                    self.producer,
+                    request_id=event.request_id,
+                    question=event.question,
+                    filters=event.filters,
+                    prompt_name=event.prompt_name,
+                    prompt_version=event.prompt_version,
+                    evaluation=event.evaluation,
+                    retrieval=RetrievalInfo(
+                        collection=collection,
+                        mode=self.settings.mode,
+                        top_k=event.top_k,
+                        embedding=event.embedding,
+                        top_similarity=nearest[0].score if nearest else None,
+                    ),
+                    contexts=[
+                        RetrievedChunk(
+                            chunk_id=hit.chunk_id,
+                            document_id=hit.document_id,
+                            document_version=hit.document_version,
+                            text=hit.text,
+                            score=hit.score,
+                            title=hit.payload.get("title"),
+                            source=hit.payload.get("source"),
+                        )
+                        for hit in hits
+                    ],
+                )
+            )
         return results
 
 
@@ -165,12 +210,20 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved])
     embedded = EventSubscriber(
-        broker, publisher, ChunksEmbedded, kafka=settings.kafka,
-        group_id=INDEXER_GROUP, max_records=settings.index_batch_records,
+        broker,
+        publisher,
+        ChunksEmbedded,
+        kafka=settings.kafka,
+        group_id=INDEXER_GROUP,
+        max_records=settings.index_batch_records,
     )
     queries = EventSubscriber(
-        broker, publisher, QueryEmbedded, kafka=settings.kafka,
-        group_id=QUERIES_GROUP, max_records=settings.query_batch_records,
+        broker,
+        publisher,
+        QueryEmbedded,
+        kafka=settings.kafka,
+        group_id=QUERIES_GROUP,
+        max_records=settings.query_batch_records,
     )
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     index = Index(settings, producer, registry.registry)

@@ -87,14 +87,8 @@ class QdrantClientStore(PlannedStore):
             try:
                 self._client.create_collection(
                     collection,
-                    vectors_config={
-                        DENSE_VECTOR: models.VectorParams(
-                            size=dimension, distance=models.Distance.COSINE
-                        )
-                    },
-                    sparse_vectors_config={
-                        SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
-                    },
+                    vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 )
             except UnexpectedResponse as error:
                 # Another replica created it between the check and the create: fine, the
@@ -104,14 +98,10 @@ class QdrantClientStore(PlannedStore):
         info = self._client.get_collection(collection)
         existing = _dense_dimension(collection, info)
         if existing != dimension:
-            raise ValueError(
-                f"collection {collection!r} exists with dimension {existing}, not {dimension}"
-            )
+            raise ValueError(f"collection {collection!r} exists with dimension {existing}, not {dimension}")
         for name in self._index_fields:
             if name not in info.payload_schema:
-                self._client.create_payload_index(
-                    collection, name, models.PayloadSchemaType.KEYWORD, wait=True
-                )
+                self._client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD, wait=True)
         self._dimensions[collection] = dimension
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
@@ -204,9 +194,7 @@ def _run_query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[
                 filter=points,
                 score_threshold=plan.score_threshold,
             ),
-            models.Prefetch(
-                query=sparse, using=SPARSE_VECTOR, limit=plan.prefetch_limit, filter=points
-            ),
+            models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=plan.prefetch_limit, filter=points),
         ]
         fused = models.FusionQuery(fusion=models.Fusion.RRF)
         return client.query_points(

@@ -103,17 +103,14 @@ class EdgeStore(PlannedStore):
                 opened = self._open(collection)
                 if opened.dimension != dimension:
                     raise ValueError(
-                        f"collection {collection!r} exists with dimension {opened.dimension},"
-                        f" not {dimension}"
+                        f"collection {collection!r} exists with dimension {opened.dimension}, not {dimension}"
                     )
             else:
                 opened = self._create(collection, dimension)
             indexed = opened.shard.info().payload_schema
             for name in self._index_fields:
                 if name not in indexed:
-                    opened.shard.update(
-                        UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword)
-                    )
+                    opened.shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword))
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
         """See :meth:`VectorStore.upsert`."""
@@ -123,12 +120,7 @@ class EdgeStore(PlannedStore):
         prepared = prepare_points(points, model_version, dimension)
         if prepared:
             operation = UpdateOperation.upsert_points(
-                [
-                    Point(
-                        p.id, {DENSE_VECTOR: p.dense, SPARSE_VECTOR: _sparse(p.sparse)}, p.payload
-                    )
-                    for p in prepared
-                ]
+                [Point(p.id, {DENSE_VECTOR: p.dense, SPARSE_VECTOR: _sparse(p.sparse)}, p.payload) for p in prepared]
             )
             with self._lock:
                 self._open(collection).shard.update(operation)
@@ -183,10 +175,7 @@ class EdgeStore(PlannedStore):
     # The helpers below expect the lock to be held.
 
     def _exists(self, collection: str) -> bool:
-        return (
-            collection in self._collections
-            or (self._root / collection / _EDGE_CONFIG_FILE).is_file()
-        )
+        return collection in self._collections or (self._root / collection / _EDGE_CONFIG_FILE).is_file()
 
     def _open(self, collection: str) -> _Collection:
         if self._closed:
@@ -194,9 +183,7 @@ class EdgeStore(PlannedStore):
         opened = self._collections.get(validate_collection_name(collection))
         if opened is None:
             if not self._exists(collection):
-                raise UnknownCollectionError(
-                    f"collection {collection!r} does not exist under {self._root}"
-                )
+                raise UnknownCollectionError(f"collection {collection!r} does not exist under {self._root}")
             directory = self._root / collection
             dimension = _stored_dimension(directory)  # before load, so a refusal leaks no shard
             opened = _Collection(EdgeShard.load(str(directory)), dimension)
@@ -225,8 +212,7 @@ def _stored_dimension(directory: Path) -> int:
     dense = config.get("vectors", {}).get(DENSE_VECTOR)
     if dense is None or SPARSE_VECTOR not in config.get("sparse_vectors", {}):
         raise ValueError(
-            f"shard {directory} lacks the {DENSE_VECTOR!r} or {SPARSE_VECTOR!r} vector:"
-            " it was not created by EdgeStore"
+            f"shard {directory} lacks the {DENSE_VECTOR!r} or {SPARSE_VECTOR!r} vector: it was not created by EdgeStore"
         )
     return int(dense["size"])
 
@@ -251,9 +237,7 @@ def _filter(conditions: Conditions) -> Filter:
 def _query_request(plan: SearchPlan) -> QueryRequest:
     points = None if plan.conditions is None else _filter(plan.conditions)
     dense = None if plan.dense is None else Query.Nearest(plan.dense, using=DENSE_VECTOR)
-    sparse = (
-        None if plan.sparse is None else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)
-    )
+    sparse = None if plan.sparse is None else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)
     if dense is not None and sparse is not None:
         # The filter goes on each prefetch: fusion only ranks what the prefetches return.
         return QueryRequest(

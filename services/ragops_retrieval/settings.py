@@ -16,7 +16,9 @@ class RetrievalSettings(BaseSettings):
 
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; None = embedded Qdrant Edge.")
     qdrant_api_key: SecretStr | None = None
-    corpus: str = Field(default="default", pattern=r"^[a-zA-Z0-9_-]+$", description="Corpus name, part of collection names.")
+    corpus: str = Field(
+        default="default", pattern=r"^[a-zA-Z0-9_-]+$", description="Corpus name, part of collection names."
+    )
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     score_threshold: float | None = Field(default=None, description="Minimum dense cosine similarity of a hit.")
     index_batch_records: int = Field(default=16, gt=0)

@@ -8,5 +8,8 @@ QUERIES_GROUP = "ragops-retrieval"
 """Answers ``QueryEmbedded`` with ``ContextRetrieved``."""
 
 SPEC = ServiceSpec(
-    name="retrieval", image=Image.LIGHT, scaling=Scaling.LAG, consumer_groups=(INDEXER_GROUP, QUERIES_GROUP),
+    name="retrieval",
+    image=Image.LIGHT,
+    scaling=Scaling.LAG,
+    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP),
 )

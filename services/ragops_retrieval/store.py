@@ -232,9 +232,7 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
     """
     array = np.asarray(vector, dtype=np.float64)
     if array.ndim != 1 or array.shape[0] != dimension:
-        raise ValueError(
-            f"{what}: expected a vector of dimension {dimension}, got shape {array.shape}"
-        )
+        raise ValueError(f"{what}: expected a vector of dimension {dimension}, got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"{what}: vector contains NaN or infinity")
     return array.tolist()
@@ -253,8 +251,7 @@ def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
     metadata = extra.get(METADATA_FIELD) or {}
     if not isinstance(metadata, Mapping):
         raise ValueError(
-            f"chunk {point.chunk_id!r}: payload 'metadata' must be a mapping, "
-            f"got {type(metadata).__name__}"
+            f"chunk {point.chunk_id!r}: payload 'metadata' must be a mapping, got {type(metadata).__name__}"
         )
     return {
         **extra,
@@ -296,9 +293,7 @@ class PreparedPoint:
     payload: dict[str, Any]
 
 
-def prepare_points(
-    points: Sequence[ChunkPoint], model_version: str, dimension: int
-) -> list[PreparedPoint]:
+def prepare_points(points: Sequence[ChunkPoint], model_version: str, dimension: int) -> list[PreparedPoint]:
     """Validate ``points`` and compute their ids, payloads and BM25 terms.
 
     Raises ``ValueError`` (naming the chunk) for a bad vector or metadata, before anything
@@ -336,9 +331,7 @@ class Conditions:
 
 def document_conditions(document_id: str, *, except_version: str | None = None) -> Conditions:
     """Points of ``document_id``, without those of ``except_version`` when it is given."""
-    must_not = (
-        () if except_version is None else (FieldMatch("document_version", (except_version,)),)
-    )
+    must_not = () if except_version is None else (FieldMatch("document_version", (except_version,)),)
     return Conditions(must=(FieldMatch("document_id", (document_id,)),), must_not=must_not)
 
 
@@ -363,9 +356,7 @@ def conditions_from_filters(
             # Anything but a sequence (None, a number) is refused below, named in the message.
             values = tuple(value) if isinstance(value, Sequence) else ()
         if not values or not all(isinstance(item, str) for item in values):
-            raise ValueError(
-                f"filter {key!r}: expected a string or a non-empty list of strings, got {value!r}"
-            )
+            raise ValueError(f"filter {key!r}: expected a string or a non-empty list of strings, got {value!r}")
         matches.append(FieldMatch(path, values))
     return Conditions(must=tuple(matches))
 
@@ -433,10 +424,10 @@ class PlannedStore:
     def _dimension(self, collection: str) -> int:
         raise NotImplementedError
 
-    def _delete(self, collection: str, conditions: "Conditions") -> int:
+    def _delete(self, collection: str, conditions: Conditions) -> int:
         raise NotImplementedError
 
-    def _query(self, collection: str, plan: "SearchPlan") -> list[tuple[Mapping[str, Any], float]]:
+    def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         raise NotImplementedError
 
     def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
@@ -460,7 +451,12 @@ class PlannedStore:
     ) -> list[SearchHit]:
         """See :meth:`VectorStore.search`."""
         plan = plan_search(
-            dimension=self._dimension(collection), vector=vector, text=text, top_k=top_k,
-            filters=filters, mode=mode, score_threshold=score_threshold,
+            dimension=self._dimension(collection),
+            vector=vector,
+            text=text,
+            top_k=top_k,
+            filters=filters,
+            mode=mode,
+            score_threshold=score_threshold,
         )
         return [hit_from_payload(payload, score) for payload, score in self._query(collection, plan)]

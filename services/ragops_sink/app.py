@@ -97,13 +97,20 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     writer = writer or Writer(settings)
 
     @broker.subscriber(
-        *(spec.topic for spec in TOPICS if spec.sink), batch=True, group_id=settings.group_id, max_records=settings.batch_records,
+        *(spec.topic for spec in TOPICS if spec.sink),
+        batch=True,
+        group_id=settings.group_id,
+        max_records=settings.batch_records,
         # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
         # broker from answering 45 partitions every 25 ms.
-        batch_timeout_ms=settings.batch_wait_ms, fetch_max_wait_ms=settings.batch_wait_ms,
-        max_partition_fetch_bytes=settings.kafka.max_message_bytes, auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.session_timeout_ms, heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR, title=f"all-topics:{SPEC.group}",
+        batch_timeout_ms=settings.batch_wait_ms,
+        fetch_max_wait_ms=settings.batch_wait_ms,
+        max_partition_fetch_bytes=settings.kafka.max_message_bytes,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka.session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"all-topics:{SPEC.group}",
         description="Every record of every platform topic, stored raw.",
         # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
         # the JSON of every record: half the sink's time per event (make bench, P4), for
@@ -124,13 +131,19 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
                 raise TypeError("parameters must be an object of placeholder values")
             result = await asyncio.to_thread(writer.store.query, statement, parameters)
         except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
-            return AsgiResponse(json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"})
+            return AsgiResponse(
+                json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"}
+            )
         except Exception as error:  # noqa: BLE001 - ClickHouse's own error, e.g. unknown table, goes back to the analyst
-            return AsgiResponse(json.dumps({"error": str(error)}).encode(), 422, headers={"content-type": "application/json"})
+            return AsgiResponse(
+                json.dumps({"error": str(error)}).encode(), 422, headers={"content-type": "application/json"}
+            )
         body = json.dumps({"columns": result.columns, "rows": result.rows}, default=str)
         return AsgiResponse(body.encode(), 200, headers={"content-type": "application/json"})
 
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[writer.open], close=[writer.close], routes=[("/sql", sql)])
+    return service_app(
+        SERVICE, __doc__ or "", broker, warm_up=[writer.open], close=[writer.close], routes=[("/sql", sql)]
+    )
 
 
 def main() -> None:

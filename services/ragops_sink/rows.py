@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord
 
 from ragops_schemas.ids import unparsable_event_id
 
+
 @dataclass(frozen=True)
 class EventRow:
     """One row of the raw ``events`` table: one Kafka record, valid event or not.
@@ -70,7 +71,6 @@ def events_to_arrow(rows: Sequence[EventRow]) -> pa.Table:
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
-
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
@@ -90,20 +90,38 @@ def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
             event_id=uuid.UUID(str(payload["event_id"])),
             event_type=str(payload["event_type"]),
             schema_version=int(payload.get("schema_version", 1)),
-            topic=record.topic, partition=record.partition, offset=record.offset, message_key=key,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            message_key=key,
             occurred_at=datetime.fromisoformat(str(payload["occurred_at"]).replace("Z", "+00:00")).astimezone(UTC),
             received_at=received_at,
-            producer=_text(producer.get("name")), producer_version=_text(producer.get("version")),
-            tenant=_text(payload.get("tenant")) or "default", trace_id=_text(payload.get("trace_id")),
-            request_id=_text(payload.get("request_id")), document_id=_text(payload.get("document_id")),
-            payload=raw.decode(), parse_error="",
+            producer=_text(producer.get("name")),
+            producer_version=_text(producer.get("version")),
+            tenant=_text(payload.get("tenant")) or "default",
+            trace_id=_text(payload.get("trace_id")),
+            request_id=_text(payload.get("request_id")),
+            document_id=_text(payload.get("document_id")),
+            payload=raw.decode(),
+            parse_error="",
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         return EventRow(
             event_id=unparsable_event_id(record.topic, record.partition, record.offset),
-            event_type="unparsable", schema_version=0,
-            topic=record.topic, partition=record.partition, offset=record.offset, message_key=key,
-            occurred_at=datetime.fromtimestamp(record.timestamp / 1000, UTC), received_at=received_at,
-            producer="", producer_version="", tenant="", trace_id="", request_id="", document_id="",
-            payload=raw.decode(errors="replace"), parse_error=f"{type(error).__name__}: {error}",
+            event_type="unparsable",
+            schema_version=0,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            message_key=key,
+            occurred_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            received_at=received_at,
+            producer="",
+            producer_version="",
+            tenant="",
+            trace_id="",
+            request_id="",
+            document_id="",
+            payload=raw.decode(errors="replace"),
+            parse_error=f"{type(error).__name__}: {error}",
         )

@@ -46,7 +46,10 @@ def discover_migrations() -> list[Migration]:
         if version in found:
             raise RuntimeError(f"migrations {found[version].name} and {name} share version {version}")
         found[version] = Migration(
-            version, name, tuple(split_statements(entry.read_text("utf-8"))), tuple(split_statements(down.read_text("utf-8")))
+            version,
+            name,
+            tuple(split_statements(entry.read_text("utf-8"))),
+            tuple(split_statements(down.read_text("utf-8"))),
         )
     return [found[version] for version in sorted(found)]
 

@@ -3,8 +3,8 @@
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragops_sink.spec import SPEC
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_sink.spec import SPEC
 
 
 class SinkSettings(BaseSettings):
@@ -12,8 +12,12 @@ class SinkSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGOPS_SINK_", extra="ignore")
 
-    group_id: str = Field(default=SPEC.group, description="Consumer group; a new one replays every topic from the start.")
-    clickhouse_url: str | None = Field(default=None, description="ClickHouse server (http://user:pass@host:8123/db); None = embedded chDB.")
+    group_id: str = Field(
+        default=SPEC.group, description="Consumer group; a new one replays every topic from the start."
+    )
+    clickhouse_url: str | None = Field(
+        default=None, description="ClickHouse server (http://user:pass@host:8123/db); None = embedded chDB."
+    )
     # Each insert pays ~45 ms for the 13 materialized views whatever its size: 20,000-record
     # batches cost 9 us per event in chDB, 5,000-record ones 18 (make bench, P4).
     batch_records: int = Field(default=20_000, gt=0, description="Most records written per insert.")

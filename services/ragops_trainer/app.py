@@ -50,13 +50,19 @@ from ragops_trainer.spec import SPEC
 log = structlog.get_logger(__name__)
 
 ACTIONS: dict[str, Callable[[TrainerContext, RetrainingRequested], Awaitable[object]]] = {
-    "refresh_corpus": refresh_corpus.run, "reindex": reindex.run, "finetune_embedding": finetune_embedding.run,
+    "refresh_corpus": refresh_corpus.run,
+    "reindex": reindex.run,
+    "finetune_embedding": finetune_embedding.run,
     "rollback_prompt": rollback_prompt.run,
 }
 # The alias whose move ends a request of each action (a redelivered request with it on
 # record is not run again).
-FINAL_KIND = {"refresh_corpus": "corpus", "reindex": "index", "finetune_embedding": "embedding_model",
-              "rollback_prompt": "prompt"}
+FINAL_KIND = {
+    "refresh_corpus": "corpus",
+    "reindex": "index",
+    "finetune_embedding": "embedding_model",
+    "rollback_prompt": "prompt",
+}
 
 
 class Trainer:
@@ -68,7 +74,9 @@ class Trainer:
 
     async def restore(self) -> None:
         """Requests already answered (rejected, failed) before a restart."""
-        ended = await read_topics(self.context.settings.kafka, [RetrainingRejected, TrainingFailed], f"ragops-{SERVICE}-history")
+        ended = await read_topics(
+            self.context.settings.kafka, [RetrainingRejected, TrainingFailed], f"ragops-{SERVICE}-history"
+        )
         self.finished |= {event.request_event_id for event in ended}  # type: ignore[attr-defined]
 
     def _done(self, request: RetrainingRequested) -> bool:
@@ -97,16 +105,31 @@ class Trainer:
             await ACTIONS[request.action](context, request)
         except ActionRejected as reason:
             log.warning("retraining_request_rejected", action=request.action, reason=str(reason))
-            await context.publish(request.caused(RetrainingRejected, producer, derived_id=True, reason=str(reason), **step))
+            await context.publish(
+                request.caused(RetrainingRejected, producer, derived_id=True, reason=str(reason), **step)
+            )
         except TimeoutError as error:  # a document wait, or the training bound (TrainingTimeout)
-            await context.publish(request.caused(
-                TrainingFailed, producer, derived_id=True, reason=f"ran out of time: {error}", timed_out=True, **step,
-            ))
-        except Exception as error:  # noqa: BLE001 - any failure ends the run with its reason, live versions untouched
+            await context.publish(
+                request.caused(
+                    TrainingFailed,
+                    producer,
+                    derived_id=True,
+                    reason=f"ran out of time: {error}",
+                    timed_out=True,
+                    **step,
+                )
+            )
+        except Exception as error:
             log.exception("training_run_failed", action=request.action)
-            await context.publish(request.caused(
-                TrainingFailed, producer, derived_id=True, reason=f"{type(error).__name__}: {error}", **step,
-            ))
+            await context.publish(
+                request.caused(
+                    TrainingFailed,
+                    producer,
+                    derived_id=True,
+                    reason=f"{type(error).__name__}: {error}",
+                    **step,
+                )
+            )
         self.finished.add(str(request.event_id))
 
 
@@ -114,15 +137,31 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
     settings = settings or TrainerSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [
-        RetrainingRejected, TrainingStarted, TrainingFailed, CandidateEvaluated, VersionRegistered, VersionPromoted,
-        VersionRejected, DocumentChunked, DocumentSubmitted,
-    ])
+    publisher = EventPublisher(
+        broker,
+        producer,
+        [
+            RetrainingRejected,
+            TrainingStarted,
+            TrainingFailed,
+            CandidateEvaluated,
+            VersionRegistered,
+            VersionPromoted,
+            VersionRejected,
+            DocumentChunked,
+            DocumentSubmitted,
+        ],
+    )
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     analytics = settings.analytics.client() if settings.analytics.configured else None
     trainer = Trainer(TrainerContext(settings, publisher, registry.registry, analytics))
     requests = EventSubscriber(
-        broker, publisher, RetrainingRequested, kafka=settings.kafka, group_id=SPEC.group, max_records=1,
+        broker,
+        publisher,
+        RetrainingRequested,
+        kafka=settings.kafka,
+        group_id=SPEC.group,
+        max_records=1,
         # A run may take the whole training and build time: the group must not take it for dead.
         max_poll_interval_ms=int((settings.max_train_seconds + 2 * settings.build_timeout_s + 600) * 1000),
     )

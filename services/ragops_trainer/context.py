@@ -28,7 +28,9 @@ class ActionRejected(Exception):
     """The request cannot be acted on (unknown version, too little data...): its reason."""
 
 
-async def read_topics(kafka: KafkaSettings, types: Sequence[type[Event]], client_id: str, timeout_s: float = 120.0) -> list[Event]:
+async def read_topics(
+    kafka: KafkaSettings, types: Sequence[type[Event]], client_id: str, timeout_s: float = 120.0
+) -> list[Event]:
     """Every retained event of ``types``' topics. Raises ``TimeoutError`` if they are not
     read within ``timeout_s``."""
     events: list[Event] = []
@@ -63,10 +65,16 @@ class TrainerContext:
         self.registry.apply(event)  # our own registry events count at once, not when read back
 
     async def started(self, request: RetrainingRequested, **inputs: object) -> None:
-        await self.publish(request.caused(
-            TrainingStarted, self.producer, derived_id=True, request_event_id=str(request.event_id),
-            action=request.action, inputs={key: str(value) for key, value in inputs.items()},
-        ))
+        await self.publish(
+            request.caused(
+                TrainingStarted,
+                self.producer,
+                derived_id=True,
+                request_event_id=str(request.event_id),
+                action=request.action,
+                inputs={key: str(value) for key, value in inputs.items()},
+            )
+        )
 
     async def read(self, types: Sequence[type[Event]], purpose: str) -> list[Event]:
         """Every retained event of ``types`` (client id ``ragops-trainer-<purpose>``)."""
@@ -78,8 +86,14 @@ class TrainerContext:
         name = self.settings.embedding_model_name
         state = self.registry.alias("embedding_model", name)
         if state is None:
-            state = next((s for s in self.registry.versions("embedding_model", name)
-                          if s.registered and s.registered.parent_version is None), None)
+            state = next(
+                (
+                    s
+                    for s in self.registry.versions("embedding_model", name)
+                    if s.registered and s.registered.parent_version is None
+                ),
+                None,
+            )
         if state is None or not state.uri:
             raise ActionRejected(f"no registered version of embedding model {name!r}")
         return state

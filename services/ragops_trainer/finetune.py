@@ -243,7 +243,9 @@ def _train(
     )
 
 
-def _optimizer(model: torch.nn.Module, learning_rate: float, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def _optimizer(
+    model: torch.nn.Module, learning_rate: float, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW with weight decay except on biases and LayerNorm weights, and the linear schedule
     whose first ``WARMUP_FRACTION`` of ``total_steps`` (rounded down) warm the rate up from 0."""
     decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]

@@ -27,7 +27,9 @@ def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
     return latest
 
 
-def training_pairs(examples: Sequence[DatasetExampleAdded], documents: dict[str, DocumentChunked]) -> list[TrainingPair]:
+def training_pairs(
+    examples: Sequence[DatasetExampleAdded], documents: dict[str, DocumentChunked]
+) -> list[TrainingPair]:
     """One (question, passage) pair per example whose referenced documents have a chunk that
     contains the reference answer (case-insensitive). A correction does not say which
     passage holds the answer, and a retrieved passage may be the wrong one: requiring the

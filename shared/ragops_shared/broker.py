@@ -22,8 +22,8 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher
-from prometheus_client import REGISTRY
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered, Producer
@@ -167,9 +167,13 @@ class EventSubscriber(Generic[E]):
         deadline = loop.time() + self.batch_wait_ms / 1000
         newest: dict[tuple[str, int], int] = {}
         for record in message.raw_message:
-            newest[record.topic, record.partition] = max(record.offset, newest.get((record.topic, record.partition), -1))
+            newest[record.topic, record.partition] = max(
+                record.offset, newest.get((record.topic, record.partition), -1)
+            )
         while len(message.raw_message) < self.max_records and (left_ms := int((deadline - loop.time()) * 1000)) > 0:
-            fetched = await message.consumer.getmany(timeout_ms=left_ms, max_records=self.max_records - len(message.raw_message))
+            fetched = await message.consumer.getmany(
+                timeout_ms=left_ms, max_records=self.max_records - len(message.raw_message)
+            )
             fresh = []
             for records in fetched.values():
                 for record in records:
@@ -182,7 +186,9 @@ class EventSubscriber(Generic[E]):
         self._records.clear()
         if self.batch_wait_ms and len(message.raw_message) < self.max_records:
             await self._top_up(message)
-        BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(len(message.raw_message))
+        BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(
+            len(message.raw_message)
+        )
         valid: list[E] = []
         for record in message.raw_message:
             try:
@@ -214,7 +220,7 @@ class EventSubscriber(Generic[E]):
                     await self._publisher.publish_all(await process([event]))
                 except EventRejected as error:
                     await self._dead_letter(self._records[event.event_id], "rejected", str(error))
-                except Exception as error:  # noqa: BLE001 - a bad event must not stop the stream
+                except Exception as error:
                     log.exception("processing_failed")
                     reason = f"{type(error).__name__}: {error}"
                     await self._dead_letter(self._records[event.event_id], "processing", reason)
@@ -222,26 +228,33 @@ class EventSubscriber(Generic[E]):
     async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
         DEAD_LETTERS.labels(self._publisher.producer.name, record.topic, error_type).inc()
         log.warning(
-            "dead_lettering_record", topic=record.topic, partition=record.partition, offset=record.offset,
-            error_type=error_type, reason=reason,
-        )
-        await self._publisher.publish(MessageDeadLettered(
-            producer=self._publisher.producer,
-            original_topic=record.topic,
+            "dead_lettering_record",
+            topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            original_key=record.key.decode(errors="replace") if record.key is not None else None,
-            original_value_b64=base64.b64encode(record.value or b"").decode(),
-            consumer_group=self.group_id,
             error_type=error_type,
             reason=reason,
-        ))
+        )
+        await self._publisher.publish(
+            MessageDeadLettered(
+                producer=self._publisher.producer,
+                original_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                original_key=record.key.decode(errors="replace") if record.key is not None else None,
+                original_value_b64=base64.b64encode(record.value or b"").decode(),
+                consumer_group=self.group_id,
+                error_type=error_type,
+                reason=reason,
+            )
+        )
 
 
 def _validation_reason(error: ValidationError) -> str:
     """A short, human-readable reason: the first errors with their field paths."""
     parts = [
-        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors(include_url=False)[:5]
+        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
+        for item in error.errors(include_url=False)[:5]
     ]
     more = f" (+{error.error_count() - 5} more)" if error.error_count() > 5 else ""
     return f"schema validation failed for {error.title}: " + "; ".join(parts) + more

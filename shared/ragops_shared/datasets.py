@@ -43,15 +43,19 @@ def load_questions(path: Path, count: int | None = None, seed: int = 0) -> list[
     """A seeded random sample of ``count`` questions (all when ``count`` is None or larger).
 
     Raises ``ValueError`` naming the line of a malformed row."""
-    rows = read_jsonl(path, lambda row: Question(
-        id=str(row["id"]), question=row["question"], answers=list(row.get("answers", [])),
-        context_ids=list(row.get("context_ids", [])),
-    ), "question")
+    rows = read_jsonl(
+        path,
+        lambda row: Question(
+            id=str(row["id"]),
+            question=row["question"],
+            answers=list(row.get("answers", [])),
+            context_ids=list(row.get("context_ids", [])),
+        ),
+        "question",
+    )
     if count is None or count >= len(rows):
         return rows
     return random.Random(seed).sample(rows, count)
-
-
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,25 @@ class CorpusDocument:
     def submitted(self, producer: Producer, tenant: str = "default") -> DocumentSubmitted:
         """The ``DocumentSubmitted`` that ingests it (its title also as a filterable metadata key)."""
         return DocumentSubmitted(
-            producer=producer, tenant=tenant, document_id=self.id, content=self.text, title=self.title,
-            source=self.source, metadata={"title": self.title} if self.title else {},
+            producer=producer,
+            tenant=tenant,
+            document_id=self.id,
+            content=self.text,
+            title=self.title,
+            source=self.source,
+            metadata={"title": self.title} if self.title else {},
         )
 
 
 def load_corpus(path: Path) -> list[CorpusDocument]:
     """Every document of a corpus JSONL file. Raises ``ValueError`` naming a malformed line."""
-    return read_jsonl(path, lambda row: CorpusDocument(
-        id=str(row["id"]), text=row["text"], title=row.get("title"), source=row.get("source"),
-    ), "corpus")
+    return read_jsonl(
+        path,
+        lambda row: CorpusDocument(
+            id=str(row["id"]),
+            text=row["text"],
+            title=row.get("title"),
+            source=row.get("source"),
+        ),
+        "corpus",
+    )

@@ -91,9 +91,19 @@ class EmbeddedKafka:
         url = f"tcp://127.0.0.1:{self.port}"
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
         self._process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -146,7 +156,8 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str],
             existing = set(await admin.list_topics())
             wanted = [
                 NewTopic(name=topic, num_partitions=count, replication_factor=kafka.replication_factor)
-                for topic, count in partitions.items() if topic not in existing
+                for topic, count in partitions.items()
+                if topic not in existing
             ]
             if wanted:
                 try:

@@ -18,15 +18,21 @@ DEAD_LETTERS = Counter(
     "ragops_dead_letters_total", "Records sent to the dead-letter topic.", ["service", "topic", "error_type"]
 )
 BATCH_RECORDS = Histogram(
-    "ragops_batch_records", "Records per fetched batch a service handled.", ["service", "topic"],
+    "ragops_batch_records",
+    "Records per fetched batch a service handled.",
+    ["service", "topic"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 MODEL_LATENCY = Histogram(
-    "ragops_model_latency_seconds", "Wall time of one model call on a batch (s).", ["service", "model"],
+    "ragops_model_latency_seconds",
+    "Wall time of one model call on a batch (s).",
+    ["service", "model"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 MODEL_TOKENS = Counter(
-    "ragops_model_tokens_total", "Tokens read or written by a model (gen_ai.usage.*).", ["service", "model", "direction"]
+    "ragops_model_tokens_total",
+    "Tokens read or written by a model (gen_ai.usage.*).",
+    ["service", "model", "direction"],
 )
 
 
@@ -41,11 +47,11 @@ def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str
         return AsgiResponse(body, status, headers={"content-type": content_type})
 
     @get
-    async def health(scope: object) -> AsgiResponse:  # noqa: ARG001 - ASGI signature
+    async def health(scope: object) -> AsgiResponse:
         return respond(200, b'{"status": "ok"}')
 
     @get
-    async def readiness(scope: object) -> AsgiResponse:  # noqa: ARG001
+    async def readiness(scope: object) -> AsgiResponse:
         if not ready():
             return respond(503, b'{"status": "loading"}')
         if not await broker.ping(timeout=2.0):
@@ -53,7 +59,7 @@ def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str
         return respond(200, b'{"status": "ready"}')
 
     @get
-    async def metrics(scope: object) -> AsgiResponse:  # noqa: ARG001
+    async def metrics(scope: object) -> AsgiResponse:
         return respond(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
 
     return [("/health", health), ("/ready", readiness), ("/metrics", metrics)]

@@ -21,7 +21,10 @@ class RegistryView:
         self.registry = Registry()
         self.on_change = on_change
         self._watcher = EventWatcher(
-            kafka, REGISTRY_EVENT_TYPES, client_id=client_id, from_beginning=True,
+            kafka,
+            REGISTRY_EVENT_TYPES,
+            client_id=client_id,
+            from_beginning=True,
             fetch_max_wait_ms=kafka.registry_fetch_max_wait_ms,
         )
         self._watcher.listen(self._apply)

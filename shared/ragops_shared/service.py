@@ -8,10 +8,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol, TypeVar
 
 from faststream.asgi import AsgiFastStream
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from ragops_schemas import Producer
 from ragops_shared.logs import configure_logging
@@ -38,8 +38,12 @@ def asyncapi(service: str, description: str, *brokers: KafkaBroker) -> AsyncAPI:
 
 
 def service_app(
-    service: str, description: str, broker: KafkaBroker, *,
-    warm_up: Sequence[Callable[[], object]] = (), close: Sequence[Callable[[], object]] = (),
+    service: str,
+    description: str,
+    broker: KafkaBroker,
+    *,
+    warm_up: Sequence[Callable[[], object]] = (),
+    close: Sequence[Callable[[], object]] = (),
     routes: Sequence[tuple[str, object]] = (),
 ) -> AsgiFastStream:
     """The application of a service: its AsyncAPI document; heavy resources (models, stores)
@@ -47,7 +51,8 @@ def service_app(
     stopped; ``/health``, ``/ready`` and ``/metrics`` (plus ``routes``) on its HTTP port."""
     loaded = {"ready": False}
     app = AsgiFastStream(
-        broker, asgi_routes=[*ops_routes(broker, lambda: loaded["ready"]), *routes],
+        broker,
+        asgi_routes=[*ops_routes(broker, lambda: loaded["ready"]), *routes],
         specification=asyncapi(service, description),
     )
 

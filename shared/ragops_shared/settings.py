@@ -42,7 +42,9 @@ class KafkaSettings(BaseSettings):
     # cannot start there; turn it on against Apache Kafka. Consumers de-duplicate anyway
     # (event ids, deterministic point ids), so a retried produce has no second effect.
     enable_idempotence: bool = False
-    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, description="Partitions of each topic the platform creates.")
+    partitions: int = Field(
+        default=DEFAULT_PARTITIONS, ge=1, description="Partitions of each topic the platform creates."
+    )
     replication_factor: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
@@ -71,15 +73,23 @@ class PlatformSettings(BaseSettings):
     # One intra-op thread per model-running process: on a 2-core machine two processes with
     # 2 OpenMP threads each spin against each other (measured up to 13x slower).
     torch_threads: int = Field(default=1, ge=1)
-    ops_host: str = Field(default="127.0.0.1", description="Interface of the /health, /ready, /metrics HTTP server (0.0.0.0 in containers).")
-    ops_port: int = Field(default=OPS_PORT, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server.")
+    ops_host: str = Field(
+        default="127.0.0.1",
+        description="Interface of the /health, /ready, /metrics HTTP server (0.0.0.0 in containers).",
+    )
+    ops_port: int = Field(
+        default=OPS_PORT, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server."
+    )
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:
     """Connection keyword arguments for aiokafka clients (consumer, producer, admin)."""
     import ssl  # only clients that talk TLS need it
 
-    options: dict[str, object] = {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": kafka.security_protocol}
+    options: dict[str, object] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
     if kafka.security_protocol.endswith("SSL"):
         options["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
     if kafka.security_protocol.startswith("SASL"):

@@ -33,8 +33,13 @@ class EventWatcher:
     """
 
     def __init__(
-        self, kafka: KafkaSettings, event_types: Sequence[type[Event]], client_id: str = "ragops-watcher",
-        *, from_beginning: bool = False, fetch_max_wait_ms: int | None = None,
+        self,
+        kafka: KafkaSettings,
+        event_types: Sequence[type[Event]],
+        client_id: str = "ragops-watcher",
+        *,
+        from_beginning: bool = False,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         self.kafka = kafka
         # How long the broker may hold an empty fetch (default: the platform's); longer for
@@ -56,8 +61,12 @@ class EventWatcher:
 
         Raises ``LookupError`` if a topic does not exist on the cluster."""
         consumer = AIOKafkaConsumer(
-            **aiokafka_options(self.kafka), client_id=self.client_id, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=self.fetch_max_wait_ms, max_partition_fetch_bytes=self.kafka.max_message_bytes,
+            **aiokafka_options(self.kafka),
+            client_id=self.client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=self.kafka.max_message_bytes,
         )
         await consumer.start()
         try:

@@ -31,7 +31,7 @@ def test_every_topic_has_one_spec_in_topic_order() -> None:
 
 
 @pytest.mark.parametrize("event", EVENT_TYPES, ids=lambda event: event.__name__)
-def test_events_are_keyed_as_their_topic_spec_says(event) -> None:  # noqa: ANN001
+def test_events_are_keyed_as_their_topic_spec_says(event) -> None:
     [spec] = [spec for spec in TOPICS if spec.topic == event.TOPIC]
     example = event.model_validate_json((EXAMPLES / f"{event.__name__}.json").read_text())
     assert example.key == "/".join(str(getattr(example, field) or "") for field in spec.key).encode()
@@ -41,8 +41,13 @@ def test_topic_retention_stays_as_deployed() -> None:
     """The deployments' retention, pinned: a history kept for less loses the state that its
     readers rebuild from its start."""
     assert {spec.topic for spec in TOPICS if spec.retention is Retention.FOREVER} == {
-        Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_CHUNKED, Topic.DATASET_EXAMPLE_ADDED, Topic.VERSION_REGISTERED,
-        Topic.VERSION_PROMOTED, Topic.VERSION_REJECTED, Topic.VERSION_RETIRED,
+        Topic.DOCUMENT_SUBMITTED,
+        Topic.DOCUMENT_CHUNKED,
+        Topic.DATASET_EXAMPLE_ADDED,
+        Topic.VERSION_REGISTERED,
+        Topic.VERSION_PROMOTED,
+        Topic.VERSION_REJECTED,
+        Topic.VERSION_RETIRED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
@@ -58,19 +63,32 @@ def test_event_types_are_past_tense_and_unique() -> None:
     ("service", "consumes", "publishes"),
     [
         ("ingestion", {Topic.DOCUMENT_SUBMITTED}, {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED}),
-        ("embedding", {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},
-         {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED}),
+        (
+            "embedding",
+            {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},
+            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED},
+        ),
         ("retrieval", {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}, {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED}),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
         ("sink", {spec.topic for spec in TOPICS if spec.sink}, set()),
         ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
-        ("trainer", {Topic.RETRAINING_REQUESTED}, {
-            Topic.RETRAINING_REJECTED, Topic.TRAINING_STARTED, Topic.TRAINING_FAILED, Topic.CANDIDATE_EVALUATED,
-            Topic.VERSION_REGISTERED, Topic.VERSION_PROMOTED, Topic.VERSION_REJECTED, Topic.DOCUMENT_CHUNKED,
-            Topic.DOCUMENT_SUBMITTED,
-        }),
+        (
+            "trainer",
+            {Topic.RETRAINING_REQUESTED},
+            {
+                Topic.RETRAINING_REJECTED,
+                Topic.TRAINING_STARTED,
+                Topic.TRAINING_FAILED,
+                Topic.CANDIDATE_EVALUATED,
+                Topic.VERSION_REGISTERED,
+                Topic.VERSION_PROMOTED,
+                Topic.VERSION_REJECTED,
+                Topic.DOCUMENT_CHUNKED,
+                Topic.DOCUMENT_SUBMITTED,
+            },
+        ),
         ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}),
     ],
 )
@@ -78,6 +96,7 @@ def test_asyncapi_lists_the_service_channels(service: str, consumes: set[Topic],
     document = json.loads((ROOT / "asyncapi" / f"{service}.json").read_text())
     operations = document["operations"].values()
     channels = document["channels"]
+
     def topics(action: str) -> set[str]:
         named = (channels[op["channel"]["$ref"].rsplit("/", 1)[-1]] for op in operations if op["action"] == action)
         return {channel["address"] for channel in named if "kafka" in channel.get("bindings", {})}  # not HTTP routes
@@ -95,7 +114,7 @@ def test_every_event_has_a_golden_example() -> None:
 
 
 @pytest.mark.parametrize("event", EVENT_TYPES, ids=lambda event: event.__name__)
-def test_golden_example_still_validates(event) -> None:  # noqa: ANN001
+def test_golden_example_still_validates(event) -> None:
     """Golden examples are written once and never regenerated: a change that breaks one
     breaks consumers still reading the topic (see schemas/README.md on versioning)."""
     payload = (EXAMPLES / f"{event.__name__}.json").read_text()

@@ -65,6 +65,7 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 
 # ---- helpers ----------------------------------------------------------------------------------
 
+
 @cache
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
@@ -75,7 +76,8 @@ def setting_names() -> frozenset[str]:
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
         classes |= {
-            value for _, value in inspect.getmembers(module, inspect.isclass)
+            value
+            for _, value in inspect.getmembers(module, inspect.isclass)
             if issubclass(value, BaseSettings) and value.__module__.startswith(f"ragops_{service}.")
         }
     names = set()
@@ -113,7 +115,9 @@ def k8s_documents(folder: Path = K8S) -> list[tuple[Path, dict[str, Any]]]:
 
 @cache
 def base_resources() -> dict[tuple[str, str], dict[str, Any]]:
-    return {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents(BASE) if doc["kind"] != "Kustomization"}
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents(BASE) if doc["kind"] != "Kustomization"
+    }
 
 
 def deployment(service: str) -> dict[str, Any]:
@@ -131,10 +135,13 @@ def configmap() -> dict[str, str]:
 
 # ---- docker compose ----------------------------------------------------------------------------
 
+
 def test_compose_file_validates_against_the_compose_specification() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -182,12 +189,15 @@ def test_env_example_defines_what_compose_interpolates() -> None:
 
 # ---- topics ------------------------------------------------------------------------------------
 
+
 def test_compose_topic_script_creates_exactly_the_platform_topics() -> None:
     script = (ROOT / "deploy" / "kafka" / "create-topics.sh").read_text()
     block = re.search(r"^TOPICS=\((.*?)^\)", script, re.S | re.M)
     assert block is not None
     assert sorted(block.group(1).split()) == sorted(t.value for t in Topic)
-    assert compose()["services"]["kafka-topics"]["volumes"] == ["./deploy/kafka/create-topics.sh:/opt/ragops/create-topics.sh:ro"]
+    assert compose()["services"]["kafka-topics"]["volumes"] == [
+        "./deploy/kafka/create-topics.sh:/opt/ragops/create-topics.sh:ro"
+    ]
 
 
 def test_strimzi_topics_are_exactly_the_platform_topics() -> None:
@@ -201,6 +211,7 @@ def test_strimzi_topics_are_exactly_the_platform_topics() -> None:
 
 
 # ---- Kubernetes ----------------------------------------------------------------------------------
+
 
 def test_every_k8s_yaml_parses_and_names_its_kind() -> None:
     documents = k8s_documents()
@@ -219,7 +230,9 @@ def test_base_core_resources_validate_strictly() -> None:
         try:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{path}: {document['kind']}/{document['metadata']['name']}: {error.message} at {list(error.path)}")
+            pytest.fail(
+                f"{path}: {document['kind']}/{document['metadata']['name']}: {error.message} at {list(error.path)}"
+            )
         checked += 1
     assert checked >= 2 * len(SERVICES) + 3  # Deployments, PDBs, Namespace, ServiceAccount, ConfigMap, ...
 
@@ -271,13 +284,25 @@ def test_configmap_holds_only_real_settings() -> None:
     for service in SERVICE_SPECS:  # RAGOPS_OPS_PORT: /health, /ready, /metrics; the gateway's API port serves them too
         assert data[service.port_setting] == str(service.port), service.name
     # Secrets are references, never values in the ConfigMap.
-    assert not {"KAFKA_SASL_PASSWORD", "RAGOPS_SINK_CLICKHOUSE_URL", "RAGOPS_ANALYTICS_CLICKHOUSE_URL",
-                "RAGOPS_RETRIEVAL_QDRANT_API_KEY"} & set(data)
+    assert not {
+        "KAFKA_SASL_PASSWORD",
+        "RAGOPS_SINK_CLICKHOUSE_URL",
+        "RAGOPS_ANALYTICS_CLICKHOUSE_URL",
+        "RAGOPS_RETRIEVAL_QDRANT_API_KEY",
+    } & set(data)
     # Constructing the settings from the ConfigMap values raises on an invalid value.
-    KafkaSettings(**{k.removeprefix("KAFKA_").lower(): v for k, v in data.items() if k.startswith("KAFKA_")},
-                  sasl_username="u", sasl_password="p")
-    PlatformSettings(**{k.removeprefix("RAGOPS_").lower(): v for k, v in data.items()
-                        if k.removeprefix("RAGOPS_").lower() in PlatformSettings.model_fields})
+    KafkaSettings(
+        **{k.removeprefix("KAFKA_").lower(): v for k, v in data.items() if k.startswith("KAFKA_")},
+        sasl_username="u",
+        sasl_password="p",
+    )
+    PlatformSettings(
+        **{
+            k.removeprefix("RAGOPS_").lower(): v
+            for k, v in data.items()
+            if k.removeprefix("RAGOPS_").lower() in PlatformSettings.model_fields
+        }
+    )
 
 
 def test_keda_scales_every_consumer_group_on_lag() -> None:
@@ -310,7 +335,8 @@ def test_hpa_scales_every_service_scaled_on_cpu() -> None:
 
 def test_k8s_single_replica_services_stay_single() -> None:
     autoscaled = {
-        doc["spec"]["scaleTargetRef"]["name"] for (kind, _), doc in base_resources().items()
+        doc["spec"]["scaleTargetRef"]["name"]
+        for (kind, _), doc in base_resources().items()
         if kind in {"ScaledObject", "HorizontalPodAutoscaler"}
     }
     single = [spec.name for spec in SERVICE_SPECS if spec.scaling is Scaling.SINGLE]
@@ -350,6 +376,7 @@ def test_overlays_only_patch_resources_the_base_has() -> None:
 
 # ---- images ------------------------------------------------------------------------------------
 
+
 def test_light_image_requirements_leave_out_torch() -> None:
     sys.path.insert(0, str(ROOT / "deploy" / "docker"))
     try:
@@ -388,11 +415,14 @@ def test_light_services_import_without_torch() -> None:
 def test_probe_script_answers_usage_and_failure() -> None:
     probe = ROOT / "deploy" / "docker" / "probe.py"
     assert subprocess.run([sys.executable, str(probe)], capture_output=True, timeout=30).returncode == 2
-    failed = subprocess.run([sys.executable, str(probe), "http", "http://127.0.0.1:9/healthz"], capture_output=True, timeout=30)
+    failed = subprocess.run(
+        [sys.executable, str(probe), "http", "http://127.0.0.1:9/healthz"], capture_output=True, timeout=30
+    )
     assert failed.returncode == 1
 
 
 # ---- Prometheus --------------------------------------------------------------------------------
+
 
 def test_compose_runs_prometheus_and_the_kafka_exporter() -> None:
     services = compose()["services"]
@@ -430,6 +460,7 @@ def test_prometheus_scrapes_every_service_and_the_exporter() -> None:
 
 
 # ---- Grafana -----------------------------------------------------------------------------------
+
 
 def dashboards() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
@@ -495,6 +526,7 @@ def exported_metrics() -> dict[str, frozenset[str]]:
     (ragops_shared.ops) and FastStream's Prometheus middleware, registered by make_broker,
     read from the default registry, plus the Kafka exporter's series."""
     import prometheus_client
+
     import ragops_shared.ops  # noqa: F401 - registers the ragops_* metrics
     from ragops_shared.broker import make_broker
 
@@ -512,7 +544,21 @@ def exported_metrics() -> dict[str, frozenset[str]]:
     return metrics
 
 
-PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless", "inf", "nan"}
+PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+}
 
 
 def promql_names(expr: str) -> tuple[set[str], set[str]]:
@@ -528,7 +574,8 @@ def promql_names(expr: str) -> tuple[set[str], set[str]]:
         labels |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
     expr = re.sub(r"\{[^}]*\}", " ", expr)
     names = {
-        name for name in re.findall(r"(?<![\w.$])([A-Za-z_:][A-Za-z0-9_:]*)\b(?!\s*\()", expr)
+        name
+        for name in re.findall(r"(?<![\w.$])([A-Za-z_:][A-Za-z0-9_:]*)\b(?!\s*\()", expr)
         if name.lower() not in PROMQL_KEYWORDS
     }
     return names, labels
@@ -555,8 +602,12 @@ def test_prometheus_panels_only_read_exported_metrics() -> None:
         assert labels <= known_labels, f"{target['expr']}: unknown labels {sorted(labels - known_labels)}"
         read |= names
     expected = {
-        "kafka_consumergroup_lag", "faststream_received_messages_total", "faststream_published_messages_total",
-        "faststream_received_processed_messages_duration_seconds_bucket", "ragops_dead_letters_total",
-        "ragops_model_latency_seconds_bucket", "ragops_model_tokens_total",
+        "kafka_consumergroup_lag",
+        "faststream_received_messages_total",
+        "faststream_published_messages_total",
+        "faststream_received_processed_messages_duration_seconds_bucket",
+        "ragops_dead_letters_total",
+        "ragops_model_latency_seconds_bucket",
+        "ragops_model_tokens_total",
     }
     assert expected <= read, f"no panel reads {sorted(expected - read)}"

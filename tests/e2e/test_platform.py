@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragops_analytics.client import AnalyticsClient
-from ragops_analytics.store import QueryError
 from ragops.client import PlatformClient
 from ragops.demo import run_workload
-from ragops_shared.datasets import Question
 from ragops.platform import EmbeddedPlatform
+from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.store import QueryError
 from ragops_schemas import (
     AnswerGenerated,
     DocumentIndexed,
@@ -29,15 +28,16 @@ from ragops_schemas import (
     MessageDeadLettered,
     Topic,
 )
-from tests.integration.services import produce_raw
+from ragops_shared.datasets import Question
 from tests.helpers import read_jsonl
+from tests.integration.services import produce_raw
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
 ARTICLE = "Normans"
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def platform(tmp_path_factory: pytest.TempPathFactory):
     with EmbeddedPlatform(data_dir=tmp_path_factory.mktemp("platform")) as running:
         running.wait_ready(timeout_s=600)  # the first start converts the generation model once
         yield running
@@ -50,7 +50,9 @@ def _questions(data_dir: Path, passages: set[str], count: int) -> list[Question]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def workload(platform: EmbeddedPlatform, data_dir: Path, corpus_rows: list[dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def workload(
+    platform: EmbeddedPlatform, data_dir: Path, corpus_rows: list[dict], tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     """The first 12 passages of the article ingested into the fresh platform and 6 of their
     questions asked as an evaluation run with feedback: the demo's report of it, with the
     ``slice`` and ``questions`` used. Every test in the module starts from here."""
@@ -61,7 +63,9 @@ def workload(platform: EmbeddedPlatform, data_dir: Path, corpus_rows: list[dict]
     corpus.write_text("".join(json.dumps(row) + "\n" for row in slice_))
     questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
     analytics = AnalyticsClient(sql_url=platform.sql_url)
-    report = asyncio.run(run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True)))
+    report = asyncio.run(
+        run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True))
+    )
     return {"report": report, "slice": slice_, "questions": questions}
 
 
@@ -80,7 +84,8 @@ def test_documents_in_answers_out(platform: EmbeddedPlatform, workload: dict) ->
     assert report["feedback"]["n"] == len(questions) == report["feedback_sent"]
     assert set(report["spearman_vs_f1"]) == {"faithfulness", "answer_relevancy", "context_relevance"}
     runs = analytics.query(
-        "SELECT questions, answered FROM evaluation_runs FINAL WHERE run_id = {run_id:String}", {"run_id": report["run_id"]},
+        "SELECT questions, answered FROM evaluation_runs FINAL WHERE run_id = {run_id:String}",
+        {"run_id": report["run_id"]},
     ).rows
     assert runs == [(len(questions), len(questions))]
     lineage = report["lineage_example"]
@@ -93,13 +98,17 @@ def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> Non
     async def scenario() -> tuple:
         async with PlatformClient(platform.kafka_settings, name="e2e") as client:
             first = client.document("handbook", "# Handbook\n\nThe office opens at nine.", content_type="text/markdown")
-            changed = client.document("handbook", "# Handbook\n\nThe office opens at ten on Mondays.", content_type="text/markdown")
+            changed = client.document(
+                "handbook", "# Handbook\n\nThe office opens at ten on Mondays.", content_type="text/markdown"
+            )
             empty = client.document("blank.rst", "   \n", content_type="text/x-rst")
             [(_, v1)] = await client.ingest([first])
             [(_, v2), (_, rejected)] = await client.ingest([changed, empty])
             # A record no schema accepts: dead-lettered by the embedding service; the stream goes on.
             await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken", b'{"question": 42}')])
-            [trace] = await client.ask([client.question("When does the office open on Mondays?", filters={"document_id": "handbook"})])
+            [trace] = await client.ask(
+                [client.question("When does the office open on Mondays?", filters={"document_id": "handbook"})]
+            )
             return v1, v2, rejected, trace
 
     v1, v2, rejected, trace = asyncio.run(scenario())
@@ -107,12 +116,16 @@ def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> Non
     assert v2.document_version != v1.document_version and v2.superseded_chunks == v1.chunk_count
     assert isinstance(rejected, DocumentRejected) and "empty" in rejected.reason
     assert isinstance(trace.outcome, AnswerGenerated)
-    assert [c.document_version for c in trace.outcome.contexts] == [v2.document_version], "only the new version is retrievable"
+    assert [c.document_version for c in trace.outcome.contexts] == [v2.document_version], (
+        "only the new version is retrievable"
+    )
 
 
 def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
     with httpx.Client(base_url=platform.gateway_url, timeout=120) as http:
-        answered = http.post("/v1/queries", json={"question": "Who was the duke in the battle of Hastings?", "top_k": 3})
+        answered = http.post(
+            "/v1/queries", json={"question": "Who was the duke in the battle of Hastings?", "top_k": 3}
+        )
         assert answered.status_code == 200, answered.text
         body = answered.json()
         assert body["lineage"]["generation_model"] and body["generation"]["usage"]["gen_ai.usage.input_tokens"] > 0
@@ -139,18 +152,32 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
             liked = FeedbackSubmitted(producer=client.producer, request_id=request_id, rating=5, comment="👍 très bien")
             [recorded] = await client.send_feedback([liked])
             await client.publish(liked)  # the same event delivered again
-            [refused] = await client.send_feedback([FeedbackSubmitted(producer=client.producer, request_id="never-asked", thumb="down")])
-            from_the_future = FeedbackSubmitted(producer=client.producer, request_id=request_id, thumb="up",
-                                                occurred_at=liked.occurred_at + timedelta(days=1))
+            [refused] = await client.send_feedback(
+                [FeedbackSubmitted(producer=client.producer, request_id="never-asked", thumb="down")]
+            )
+            from_the_future = FeedbackSubmitted(
+                producer=client.producer,
+                request_id=request_id,
+                thumb="up",
+                occurred_at=liked.occurred_at + timedelta(days=1),
+            )
             letter = client.expect(request_id, (MessageDeadLettered,))
             await client.publish(from_the_future)  # as stamped by its producer (send_feedback stamps "now")
             late = await asyncio.wait_for(letter, 60)
             return request_id, recorded, refused, late
 
     request_id, recorded, refused, late = asyncio.run(scenario())
-    assert isinstance(recorded, FeedbackRecorded) and recorded.sentiment == "positive" and recorded.comment == "👍 très bien"
+    assert (
+        isinstance(recorded, FeedbackRecorded)
+        and recorded.sentiment == "positive"
+        and recorded.comment == "👍 très bien"
+    )
     assert recorded.lineage.generation_model and recorded.answer
-    assert isinstance(refused, MessageDeadLettered) and refused.error_type == "rejected" and "unknown request_id" in refused.reason
+    assert (
+        isinstance(refused, MessageDeadLettered)
+        and refused.error_type == "rejected"
+        and "unknown request_id" in refused.reason
+    )
     assert isinstance(late, MessageDeadLettered) and late.error_type == "rejected" and "future" in late.reason
 
     analytics = AnalyticsClient(sql_url=platform.sql_url)
@@ -160,7 +187,9 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     # The duplicate delivery produced no second FeedbackRecorded (the service remembers ids).
-    recorded_count = "SELECT count() FROM events WHERE event_type = 'feedback.recorded' AND request_id = {request_id:String}"
+    recorded_count = (
+        "SELECT count() FROM events WHERE event_type = 'feedback.recorded' AND request_id = {request_id:String}"
+    )
     assert analytics.query(recorded_count, {"request_id": request_id}).rows[0][0] == 1
 
     with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
@@ -172,7 +201,15 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
 def test_analysts_sql_is_read_only(platform: EmbeddedPlatform) -> None:
     analytics = AnalyticsClient(sql_url=platform.sql_url)
     assert analytics.query("SELECT count() FROM events").rows[0][0] > 0
-    for view in ("quality_by_day", "quality_by_prompt_version", "latency_by_stage", "feedback_rates", "cost_per_request", "cost_per_day", "dead_letters_by_reason"):
+    for view in (
+        "quality_by_day",
+        "quality_by_prompt_version",
+        "latency_by_stage",
+        "feedback_rates",
+        "cost_per_request",
+        "cost_per_day",
+        "dead_letters_by_reason",
+    ):
         analytics.query("SELECT * FROM {view:Identifier} LIMIT 1", {"view": view})
     with pytest.raises((QueryError, ValueError)):
         analytics.query("DROP TABLE events")
@@ -193,23 +230,33 @@ def test_cli_against_the_running_platform(platform: EmbeddedPlatform, data_dir: 
     assert ingested.exit_code == 0, ingested.output
     assert "1 documents indexed" in ingested.output
 
-    answered = runner.invoke(app, ["ask", "Where do visitors park?", "--json", "--filter", f"document_id={note.resolve()}", *where])
+    answered = runner.invoke(
+        app, ["ask", "Where do visitors park?", "--json", "--filter", f"document_id={note.resolve()}", *where]
+    )
     assert answered.exit_code == 0, answered.output
     assert json.loads(answered.stdout)["contexts"][0]["document_id"] == str(note.resolve())
 
     dataset = tmp_path / "questions.jsonl"
-    picked = [row for row in read_jsonl(data_dir / "questions.jsonl") if row["context_ids"][0].startswith(f"{ARTICLE}-p00")][:5]
+    picked = [
+        row for row in read_jsonl(data_dir / "questions.jsonl") if row["context_ids"][0].startswith(f"{ARTICLE}-p00")
+    ][:5]
     dataset.write_text("".join(json.dumps(row) + "\n" for row in picked))
-    evaluated = runner.invoke(app, ["eval", "--dataset", str(dataset), "--questions", "3", "--run-id", "cli-run", *where])
+    evaluated = runner.invoke(
+        app, ["eval", "--dataset", str(dataset), "--questions", "3", "--run-id", "cli-run", *where]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert "faithfulness" in evaluated.stdout and "Spearman" in evaluated.stdout
 
-    counted = runner.invoke(app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where])
+    counted = runner.invoke(
+        app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where]
+    )
     deadline = time.monotonic() + 60
     while json.loads(counted.stdout)["rows"] != [[3]]:
         assert time.monotonic() < deadline, counted.stdout
         time.sleep(0.5)
-        counted = runner.invoke(app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where])
+        counted = runner.invoke(
+            app, ["sql", "SELECT count() FROM queries FINAL WHERE run_id = 'cli-run'", "--json", *where]
+        )
     refused = runner.invoke(app, ["sql", "DROP TABLE events", *where])
     assert refused.exit_code == 1 and "DROP" in refused.output
 
@@ -236,7 +283,8 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
     assert "re-indexed" in reason and "e2e: rebuild by replay" in reason
     indexed, live = analytics.query(
         "SELECT countIf(event_type = 'document.indexed'), countDistinctIf(document_id, event_type = 'document.chunked') "
-        "FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = {build:String}", {"build": build},
+        "FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = {build:String}",
+        {"build": build},
     ).rows[0]
     assert indexed == live > 0, "every replayed document was indexed into the build"
     # Each retrieval replica switches when it reads the promotion from the registry, up to
@@ -252,7 +300,11 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
 
 def _metric_total(text: str, name: str) -> float:
     """Sum of every sample of a Prometheus metric in text exposition format."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def test_every_service_serves_health_readiness_and_real_metrics(platform: EmbeddedPlatform) -> None:
@@ -270,10 +322,14 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
     letters = asyncio.run(dead_letters_of_broken_records())
     assert [letter.consumer_group for letter in letters] == ["ragops-trainer", "ragops-embedding-queries"]
     with httpx.Client(timeout=10) as http:
-        assert http.post(f"{platform.gateway_url}/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
+        assert (
+            http.post(f"{platform.gateway_url}/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
+        )
         # The monitor checks on its own schedule (every 30 s), the first time at its start.
         deadline = time.monotonic() + 120
-        while _metric_total(http.get(f"{platform.ops_url('monitor')}/metrics").text, "ragops_monitor_checks_total") == 0:
+        while (
+            _metric_total(http.get(f"{platform.ops_url('monitor')}/metrics").text, "ragops_monitor_checks_total") == 0
+        ):
             assert time.monotonic() < deadline, "the monitor never checked"
             time.sleep(1)
         for service in SERVICES:
@@ -304,7 +360,9 @@ def test_a_dead_service_is_restarted_and_nothing_is_lost(platform: EmbeddedPlatf
         async with PlatformClient(platform.kafka_settings, name="e2e-restart") as client:
             [trace] = await client.ask([client.question("Who was the duke in the battle of Hastings?")])
             waiting = client.expect(trace.answer.request_id, (FeedbackRecorded, MessageDeadLettered))
-            await client.publish(FeedbackSubmitted(producer=client.producer, request_id=trace.answer.request_id, thumb="up"))
+            await client.publish(
+                FeedbackSubmitted(producer=client.producer, request_id=trace.answer.request_id, thumb="up")
+            )
             assert platform.restart_exited() == ["feedback"]  # sent while the service was down
             return await asyncio.wait_for(waiting, 120)
 

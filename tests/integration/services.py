@@ -50,11 +50,18 @@ async def produce_raw(kafka: KafkaSettings, topic: str, records: Sequence[tuple[
         await producer.stop()
 
 
-async def read_records(kafka: KafkaSettings, event_type: type[E], count: int, timeout_s: float = 30.0) -> list[tuple[E, dict[str, bytes]]]:
+async def read_records(
+    kafka: KafkaSettings, event_type: type[E], count: int, timeout_s: float = 30.0
+) -> list[tuple[E, dict[str, bytes]]]:
     """The first ``count`` records of ``event_type``'s topic, from its beginning: each as
     (the event, its Kafka headers). Fails the test if fewer arrive within ``timeout_s``."""
-    consumer = AIOKafkaConsumer(event_type.TOPIC.value, bootstrap_servers=kafka.bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        event_type.TOPIC.value,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[tuple[E, dict[str, bytes]]] = []
     try:
@@ -69,7 +76,7 @@ async def read_records(kafka: KafkaSettings, event_type: type[E], count: int, ti
     return records
 
 
-async def wait_for(seen: list[Event], predicate, timeout_s: float = 60.0) -> list[Event]:  # noqa: ANN001
+async def wait_for(seen: list[Event], predicate, timeout_s: float = 60.0) -> list[Event]:
     """Wait until ``predicate(seen)`` is true; returns ``seen``. Fails the test on timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

@@ -12,8 +12,8 @@ from faststream import FastStream
 
 from ragops_schemas import DocumentSubmitted, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from tests.integration.services import produce_raw, running
 from tests.helpers import PRODUCER
+from tests.integration.services import produce_raw, running
 
 pytestmark = pytest.mark.kafka
 
@@ -31,20 +31,27 @@ def _documents(prefix: str, n: int) -> list[DocumentSubmitted]:
     return [DocumentSubmitted(producer=PRODUCER, document_id=f"{prefix}{i}", content=f"text {i}") for i in range(n)]
 
 
-def _spied_subscriber(kafka, batch_wait_ms: int, fail_first: bool = False):  # noqa: ANN001, ANN202
+def _spied_subscriber(kafka, batch_wait_ms: int, fail_first: bool = False):
     """A FastStream app whose EventSubscriber records each handler call's document ids, sets
     an event when it starts topping up and records its consumer's assignment before and
     after each top-up (a spy on the real method); its handler fails the first call when
     ``fail_first``. Returns (app, calls, topping_up, assignments)."""
     broker = make_broker(kafka, "test-service")
-    subscriber = EventSubscriber(broker, EventPublisher(broker, PRODUCER, []), DocumentSubmitted, kafka=kafka,
-                                 group_id="test-batch-wait", max_records=10, batch_wait_ms=batch_wait_ms)
+    subscriber = EventSubscriber(
+        broker,
+        EventPublisher(broker, PRODUCER, []),
+        DocumentSubmitted,
+        kafka=kafka,
+        group_id="test-batch-wait",
+        max_records=10,
+        batch_wait_ms=batch_wait_ms,
+    )
     calls: list[list[str]] = []
     topping_up = asyncio.Event()
     assignments: list[tuple[set[TopicPartition], set[TopicPartition]]] = []
     top_up = subscriber._top_up
 
-    async def spied_top_up(message):  # noqa: ANN001, ANN202
+    async def spied_top_up(message):
         before = set(message.consumer.assignment())
         topping_up.set()
         await top_up(message)
@@ -61,16 +68,20 @@ def _spied_subscriber(kafka, batch_wait_ms: int, fail_first: bool = False):  # n
     return FastStream(broker), calls, topping_up, assignments
 
 
-async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
+async def _run(kafka, fail_first: bool) -> list[list[str]]:
     """Three documents, then three more on another partition once the subscriber is topping
     up its first short fetch; returns the document ids of each handler call, up to a
     sentinel on each partition produced once every record was handled."""
     app, calls, topping_up, _ = _spied_subscriber(kafka, batch_wait_ms=3000, fail_first=fail_first)
     first_key, second_key = _key_on(0, kafka.partitions), _key_on(1, kafka.partitions)
-    await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(first_key, d.model_dump_json().encode()) for d in _documents("a", 3)])
+    await produce_raw(
+        kafka, Topic.DOCUMENT_SUBMITTED, [(first_key, d.model_dump_json().encode()) for d in _documents("a", 3)]
+    )
     async with running(app):
         await asyncio.wait_for(topping_up.wait(), 60)
-        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(second_key, d.model_dump_json().encode()) for d in _documents("b", 3)])
+        await produce_raw(
+            kafka, Topic.DOCUMENT_SUBMITTED, [(second_key, d.model_dump_json().encode()) for d in _documents("b", 3)]
+        )
         deadline = asyncio.get_running_loop().time() + 60
         while sum(map(len, calls)) < (12 if fail_first else 6):
             assert asyncio.get_running_loop().time() < deadline, calls
@@ -78,7 +89,11 @@ async def _run(kafka, fail_first: bool) -> list[list[str]]:  # noqa: ANN001
         # Behind every record on its partition: once both are handled, a record handled
         # twice more would have been handled too.
         sentinels = _documents("sentinel-", 2)
-        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(key, d.model_dump_json().encode()) for key, d in zip((first_key, second_key), sentinels)])
+        await produce_raw(
+            kafka,
+            Topic.DOCUMENT_SUBMITTED,
+            [(key, d.model_dump_json().encode()) for key, d in zip((first_key, second_key), sentinels)],
+        )
         while not {"sentinel-0", "sentinel-1"} <= {id_ for call in calls for id_ in call}:
             assert asyncio.get_running_loop().time() < deadline, calls
             await asyncio.sleep(0.1)
@@ -95,7 +110,9 @@ async def test_a_failed_batch_is_redelivered_with_its_topped_up_records(kafka) -
     calls = await _run(kafka, fail_first=True)
     expected = ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert calls[0] == expected
-    assert sorted(id_ for call in calls[1:] for id_ in call) == expected, "every record of the failed batch came back, once"
+    assert sorted(id_ for call in calls[1:] for id_ in call) == expected, (
+        "every record of the failed batch came back, once"
+    )
 
 
 async def test_a_rebalance_during_the_wait_does_not_put_a_record_twice_into_the_batch(kafka) -> None:
@@ -103,13 +120,20 @@ async def test_a_rebalance_during_the_wait_does_not_put_a_record_twice_into_the_
     # the batch's own records again; they must not be handled twice in one batch.
     app, calls, topping_up, assignments = _spied_subscriber(kafka, batch_wait_ms=8000)
     key = _key_on(0, kafka.partitions)
-    await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(key, d.model_dump_json().encode()) for d in _documents("a", 3)])
+    await produce_raw(
+        kafka, Topic.DOCUMENT_SUBMITTED, [(key, d.model_dump_json().encode()) for d in _documents("a", 3)]
+    )
     async with running(app):
         await asyncio.wait_for(topping_up.wait(), 60)
         # Its member id sorts after the subscriber's, so aiokafka's round-robin assignment
         # leaves the subscriber partition 0, where the records are, and resets its position.
-        joining = AIOKafkaConsumer(Topic.DOCUMENT_SUBMITTED.value, bootstrap_servers=kafka.bootstrap_servers,
-                                   group_id="test-batch-wait", client_id="zzzz-joining", enable_auto_commit=False)
+        joining = AIOKafkaConsumer(
+            Topic.DOCUMENT_SUBMITTED.value,
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id="test-batch-wait",
+            client_id="zzzz-joining",
+            enable_auto_commit=False,
+        )
         await joining.start()
         try:
             deadline = asyncio.get_running_loop().time() + 60

@@ -27,7 +27,7 @@ def broker(tansu: EmbeddedKafka) -> Iterator[KafkaSettings]:
     yield kafka
 
 
-def ragops(kafka: KafkaSettings, *args: str):  # noqa: ANN201 - click's Result
+def ragops(kafka: KafkaSettings, *args: str):
     return CliRunner().invoke(app, list(args), env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers})
 
 
@@ -53,7 +53,9 @@ def test_ingest_of_a_folder_submits_each_supported_file_by_its_path(broker: Kafk
     assert ingested.exit_code == 2, ingested.output  # submitted, but no service indexes them
     assert "skipping" in ingested.output and "scan.pdf" in ingested.output
 
-    submitted = {event.document_id: event for event, _ in asyncio.run(read_records(broker, DocumentSubmitted, len(files)))}
+    submitted = {
+        event.document_id: event for event, _ in asyncio.run(read_records(broker, DocumentSubmitted, len(files)))
+    }
     assert submitted.keys() == {str(path.resolve()) for path in files}
     for path, (content, content_type) in files.items():
         event = submitted[str(path.resolve())]
@@ -72,7 +74,9 @@ def test_ingest_of_a_jsonl_corpus_submits_one_document_per_row(broker: KafkaSett
     ingested = ragops(broker, "ingest", str(corpus), "--timeout", "2")
     assert ingested.exit_code == 2, ingested.output
 
-    submitted = {event.document_id: event for event, _ in asyncio.run(read_records(broker, DocumentSubmitted, len(rows)))}
+    submitted = {
+        event.document_id: event for event, _ in asyncio.run(read_records(broker, DocumentSubmitted, len(rows)))
+    }
     assert submitted.keys() == {row["id"] for row in rows}
     for row in rows:
         event = submitted[row["id"]]
@@ -86,7 +90,9 @@ def test_retire_publishes_the_version_and_the_registry_then_resolves_nothing_for
         VersionRegistered(producer=producer, kind="prompt", name="rag-answer", version="1", uri="prompts/rag-answer/1"),
         VersionPromoted(producer=producer, kind="prompt", name="rag-answer", version="1", reason="first"),
     ]
-    asyncio.run(produce_raw(broker, Topic.VERSION_REGISTERED, [(history[0].key, history[0].model_dump_json().encode())]))
+    asyncio.run(
+        produce_raw(broker, Topic.VERSION_REGISTERED, [(history[0].key, history[0].model_dump_json().encode())])
+    )
     asyncio.run(produce_raw(broker, Topic.VERSION_PROMOTED, [(history[1].key, history[1].model_dump_json().encode())]))
 
     retired = ragops(broker, "retire", "prompt", "rag-answer", "1", "--reason", "leaks the context")

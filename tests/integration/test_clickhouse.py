@@ -111,7 +111,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsS
     else:
         url = os.environ.get("CLICKHOUSE_URL")
         if not url:
-            pytest.skip("CLICKHOUSE_URL is not set: no ClickHouse server to test the clickhouse-connect adapter against")
+            pytest.skip(
+                "CLICKHOUSE_URL is not set: no ClickHouse server to test the clickhouse-connect adapter against"
+            )
         opened = ServerStore(url)
         migrate_down(opened)  # a scratch database left over by an interrupted run
     try:
@@ -152,11 +154,21 @@ class TestAnalyticsStore:
         assert generation["request_id"] == "3f0c1c7e-4a8e-4d7e-9a51-0f9b1f5d2a10"
         assert (generation["input_tokens"], generation["output_tokens"]) == (312, 3)
         assert (generation["model"], generation["model_version"]) == ("SmolLM2-135M-Instruct", "q4_1-0a1b2c3d4e5f")
-        assert (generation["prompt_name"], generation["prompt_version"], generation["prompt_sha256"]) == ("rag-answer", 1, "0a1b2c3d4e5f")
-        assert (generation["finish_reason"], generation["latency_ms"], generation["answer"]) == ("stop", 812.5, "France")
+        assert (generation["prompt_name"], generation["prompt_version"], generation["prompt_sha256"]) == (
+            "rag-answer",
+            1,
+            "0a1b2c3d4e5f",
+        )
+        assert (generation["finish_reason"], generation["latency_ms"], generation["answer"]) == (
+            "stop",
+            812.5,
+            "France",
+        )
         assert generation["occurred_at"] == datetime(2026, 11, 29, 9, 0, 0, 123000, tzinfo=UTC)
 
-        scores = store.query("SELECT metric, value, method, reference_based, run_id, prompt_version FROM evaluations ORDER BY metric")
+        scores = store.query(
+            "SELECT metric, value, method, reference_based, run_id, prompt_version FROM evaluations ORDER BY metric"
+        )
         assert scores.rows == [
             ("answer_relevancy", 0.62, "embedding_cosine_v1", False, "run-2026-11-29-a", 2),
             ("f1", 1.0, "squad_v1.1", True, "run-2026-11-29-a", 2),
@@ -164,15 +176,25 @@ class TestAnalyticsStore:
         ]
 
         query = one(store, "SELECT question, top_k, prompt_name, prompt_version FROM queries")
-        assert query == {"question": "In what country is Normandy located?", "top_k": 5, "prompt_name": "", "prompt_version": 0}
+        assert query == {
+            "question": "In what country is Normandy located?",
+            "top_k": 5,
+            "prompt_name": "",
+            "prompt_version": 0,
+        }
 
-        retrieval = one(store, "SELECT collection, mode, top_k, n_contexts, top_score, document_ids, chunk_ids FROM retrievals")
+        retrieval = one(
+            store, "SELECT collection, mode, top_k, n_contexts, top_score, document_ids, chunk_ids FROM retrievals"
+        )
         assert retrieval == {
             "collection": "default__all-MiniLM-L6-v2__2e8a342051c5", "mode": "hybrid", "top_k": 5, "n_contexts": 1,
             "top_score": 0.5, "document_ids": ["Normans-p000"], "chunk_ids": ["9c1f0e5b2d7a4c3e8f6b1a2d3c4e5f60"],
         }  # fmt: skip
 
-        feedback = one(store, "SELECT thumb, rating, has_correction, sentiment, prompt_version, generation_model, user_id FROM feedback")
+        feedback = one(
+            store,
+            "SELECT thumb, rating, has_correction, sentiment, prompt_version, generation_model, user_id FROM feedback",
+        )
         assert feedback == {
             "thumb": "down", "rating": 2, "has_correction": True, "sentiment": "negative",
             "prompt_version": 2, "generation_model": "SmolLM2-135M-Instruct", "user_id": "u-42",
@@ -184,16 +206,26 @@ class TestAnalyticsStore:
             ("empty.html", "rejected", 0, "ingestion", "document is empty after parsing text/html"),
         ]
 
-        dead = one(store, "SELECT original_topic, partition, offset, consumer_group, error_type, producer FROM dead_letters")
+        dead = one(
+            store, "SELECT original_topic, partition, offset, consumer_group, error_type, producer FROM dead_letters"
+        )
         assert dead == {
             "original_topic": "ragops.document.submitted.v1", "partition": 1, "offset": 42,
             "consumer_group": "ragops-ingestion", "error_type": "schema_validation", "producer": "ingestion",
         }  # fmt: skip
 
-        run = one(store, "SELECT run_id, questions, answered, prompt_version, mean_scores, spearman_vs_f1 FROM evaluation_runs")
+        run = one(
+            store,
+            "SELECT run_id, questions, answered, prompt_version, mean_scores, spearman_vs_f1 FROM evaluation_runs",
+        )
         assert run["mean_scores"] == {"f1": 0.15, "faithfulness": 0.8}
         assert run["spearman_vs_f1"] == {"faithfulness": 0.21, "answer_relevancy": None}
-        assert (run["run_id"], run["questions"], run["answered"], run["prompt_version"]) == ("run-2026-11-29-a", 100, 100, 2)
+        assert (run["run_id"], run["questions"], run["answered"], run["prompt_version"]) == (
+            "run-2026-11-29-a",
+            100,
+            100,
+            2,
+        )
 
         example = one(store, "SELECT dataset, example_id, reference_answer, source, request_id FROM dataset_examples")
         assert example == {
@@ -219,7 +251,10 @@ class TestAnalyticsStore:
             payload="not json {", parse_error="JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
         )  # fmt: skip
         insert(store, [broken, broken])
-        row = one(store, "SELECT topic, partition, offset, payload, parse_error FROM events FINAL WHERE event_type = 'unparsable'")
+        row = one(
+            store,
+            "SELECT topic, partition, offset, payload, parse_error FROM events FINAL WHERE event_type = 'unparsable'",
+        )
         assert row == {
             "topic": "ragops.query.submitted.v1", "partition": 2, "offset": 7,
             "payload": "not json {", "parse_error": "JSONDecodeError: Expecting value: line 1 column 1 (char 0)",

@@ -10,22 +10,27 @@ from faststream import FastStream
 
 from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from tests.integration.services import produce_raw, running, wait_for, watching
 from tests.helpers import PRODUCER
+from tests.integration.services import produce_raw, running, wait_for, watching
 
 pytestmark = pytest.mark.kafka
 
 
-def _app(kafka, calls: list[int]) -> FastStream:  # noqa: ANN001
+def _app(kafka, calls: list[int]) -> FastStream:
     broker = make_broker(kafka, "test-service")
     publisher = EventPublisher(broker, PRODUCER, [DocumentRejected])
-    subscriber = EventSubscriber(broker, publisher, DocumentSubmitted, kafka=kafka, group_id="test-group", max_records=50)
+    subscriber = EventSubscriber(
+        broker, publisher, DocumentSubmitted, kafka=kafka, group_id="test-group", max_records=50
+    )
 
     async def process(events: Sequence[DocumentSubmitted]) -> list[Event]:
         calls.append(len(events))
         if any(event.content == "poison" for event in events):
             raise RuntimeError("cannot handle poison")
-        return [event.caused(DocumentRejected, PRODUCER, document_id=event.document_id, stage="ingestion", reason="test") for event in events]
+        return [
+            event.caused(DocumentRejected, PRODUCER, document_id=event.document_id, stage="ingestion", reason="test")
+            for event in events
+        ]
 
     @subscriber
     async def handle(events: list[DocumentSubmitted]) -> None:
@@ -35,12 +40,17 @@ def _app(kafka, calls: list[int]) -> FastStream:  # noqa: ANN001
 
 
 async def test_a_failing_event_is_isolated_and_dead_lettered(kafka) -> None:
-    documents = [DocumentSubmitted(producer=PRODUCER, document_id=f"d{i}", content="poison" if i == 3 else f"text {i}") for i in range(8)]
+    documents = [
+        DocumentSubmitted(producer=PRODUCER, document_id=f"d{i}", content="poison" if i == 3 else f"text {i}")
+        for i in range(8)
+    ]
     calls: list[int] = []
     sentinel = DocumentSubmitted(producer=PRODUCER, document_id="sentinel", content="after the batch")
     async with watching(kafka, [DocumentRejected, MessageDeadLettered]) as seen:
         # One key, so all eight land on one partition and arrive in one batch.
-        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [(b"same-key", d.model_dump_json().encode()) for d in documents])
+        await produce_raw(
+            kafka, Topic.DOCUMENT_SUBMITTED, [(b"same-key", d.model_dump_json().encode()) for d in documents]
+        )
         async with running(_app(kafka, calls)):
             await wait_for(seen, lambda events: len(events) >= 8)
             # Behind the batch on its partition: once its output is out, anything the batch

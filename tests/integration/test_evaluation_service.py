@@ -2,14 +2,13 @@
 its reference-free scores, answers with a reference also get the reference-based ones, and a
 sample rate of 0 skips production answers but never offline-run answers."""
 
-
 import pytest
 
 from ragops_evaluation.app import create_app, sampled
 from ragops_evaluation.settings import EvaluationSettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationContext, Topic
-from tests.integration.services import produce_raw, running, wait_for, watching
 from tests.helpers import example
+from tests.integration.services import produce_raw, running, wait_for, watching
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model]
 
@@ -17,12 +16,18 @@ pytestmark = [pytest.mark.kafka, pytest.mark.model]
 async def test_answers_are_scored(kafka) -> None:
     answer = example(AnswerGenerated)
     production = answer.model_copy(update={"request_id": "prod-1"})
-    offline = answer.model_copy(update={
-        "request_id": "eval-1",
-        "evaluation": EvaluationContext(run_id="run-1", example_id="q1", reference_answers=["France"], reference_context_ids=["Normans-p000"]),
-    })
+    offline = answer.model_copy(
+        update={
+            "request_id": "eval-1",
+            "evaluation": EvaluationContext(
+                run_id="run-1", example_id="q1", reference_answers=["France"], reference_context_ids=["Normans-p000"]
+            ),
+        }
+    )
     async with watching(kafka, [AnswerEvaluated]) as seen:
-        await produce_raw(kafka, Topic.ANSWER_GENERATED, [(e.key, e.model_dump_json().encode()) for e in (production, offline)])
+        await produce_raw(
+            kafka, Topic.ANSWER_GENERATED, [(e.key, e.model_dump_json().encode()) for e in (production, offline)]
+        )
         async with running(create_app(EvaluationSettings(kafka=kafka))):
             await wait_for(seen, lambda events: len(events) >= 2)
 
@@ -41,7 +46,9 @@ async def test_sampling_skips_production_answers_only(kafka) -> None:
     production = answer.model_copy(update={"request_id": "prod-2"})
     offline = answer.model_copy(update={"request_id": "eval-2", "evaluation": EvaluationContext(run_id="run-2")})
     async with watching(kafka, [AnswerEvaluated]) as seen:
-        await produce_raw(kafka, Topic.ANSWER_GENERATED, [(e.key, e.model_dump_json().encode()) for e in (production, offline)])
+        await produce_raw(
+            kafka, Topic.ANSWER_GENERATED, [(e.key, e.model_dump_json().encode()) for e in (production, offline)]
+        )
         async with running(create_app(EvaluationSettings(kafka=kafka, sample_rate=0.0))):
             await wait_for(seen, lambda events: len(events) >= 1)
     assert [e.request_id for e in seen] == ["eval-2"]

@@ -18,8 +18,8 @@ from ragops_schemas import (
     Topic,
     utc_now,
 )
-from tests.integration.services import produce_raw, running, wait_for, watching
 from tests.helpers import example
+from tests.integration.services import produce_raw, running, wait_for, watching
 
 pytestmark = pytest.mark.kafka
 PRODUCER = Producer(name="product", version="1")
@@ -31,34 +31,56 @@ async def test_feedback_outcomes(kafka) -> None:
     good = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="France")
     liked = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, rating=5)
     unknown = FeedbackSubmitted(producer=PRODUCER, request_id="no-such-request", thumb="up")
-    future = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="up", occurred_at=utc_now() + timedelta(hours=1))
+    future = FeedbackSubmitted(
+        producer=PRODUCER, request_id=answer.request_id, thumb="up", occurred_at=utc_now() + timedelta(hours=1)
+    )
     out_of_range = json.loads(liked.model_dump_json()) | {"rating": 9, "event_id": str(uuid.uuid4())}
-    not_utf8 = liked.model_dump_json().replace('"rating":5', '"rating":5,"comment":"caf__"').encode().replace(b"__", b"\xe9\xff")
+    not_utf8 = (
+        liked.model_dump_json()
+        .replace('"rating":5', '"rating":5,"comment":"caf__"')
+        .encode()
+        .replace(b"__", b"\xe9\xff")
+    )
 
     async with watching(kafka, [FeedbackRecorded, DatasetExampleAdded, MessageDeadLettered]) as seen:
         await produce_raw(kafka, Topic.ANSWER_GENERATED, [(answer.key, answer.model_dump_json().encode())])
-        await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [
-            (good.key, good.model_dump_json().encode()),
-            (good.key, good.model_dump_json().encode()),  # the same event delivered twice
-            (liked.key, liked.model_dump_json().encode()),
-            (unknown.key, unknown.model_dump_json().encode()),
-            (future.key, future.model_dump_json().encode()),
-            (b"range", json.dumps(out_of_range).encode()),
-            (b"utf8", not_utf8),
-        ])
+        await produce_raw(
+            kafka,
+            Topic.FEEDBACK_SUBMITTED,
+            [
+                (good.key, good.model_dump_json().encode()),
+                (good.key, good.model_dump_json().encode()),  # the same event delivered twice
+                (liked.key, liked.model_dump_json().encode()),
+                (unknown.key, unknown.model_dump_json().encode()),
+                (future.key, future.model_dump_json().encode()),
+                (b"range", json.dumps(out_of_range).encode()),
+                (b"utf8", not_utf8),
+            ],
+        )
         async with running(create_app(FeedbackSettings(kafka=kafka, unknown_wait_s=1))):
             await wait_for(seen, lambda events: len(events) >= 2 + 2 + 4)
 
     recorded = [e for e in seen if isinstance(e, FeedbackRecorded)]
-    assert sorted(e.feedback_event_id for e in recorded) == sorted([str(good.event_id), str(liked.event_id)]), "the duplicate is recorded once"
+    assert sorted(e.feedback_event_id for e in recorded) == sorted([str(good.event_id), str(liked.event_id)]), (
+        "the duplicate is recorded once"
+    )
     correction = next(e for e in recorded if e.feedback_event_id == str(good.event_id))
-    assert correction.sentiment == "negative" and correction.lineage == answer.lineage and correction.answer == answer.answer
+    assert (
+        correction.sentiment == "negative"
+        and correction.lineage == answer.lineage
+        and correction.answer == answer.answer
+    )
     examples = {e.source: e for e in seen if isinstance(e, DatasetExampleAdded)}
-    assert examples["correction"].reference_answer == "France" and examples["correction"].reference_context_ids == ["Normans-p000"]
+    assert examples["correction"].reference_answer == "France" and examples["correction"].reference_context_ids == [
+        "Normans-p000"
+    ]
     assert examples["positive_feedback"].reference_answer == answer.answer
 
     letters = {e.original_key: e for e in seen if isinstance(e, MessageDeadLettered)}
-    assert letters["no-such-request"].error_type == "rejected" and "unknown request_id" in letters["no-such-request"].reason
+    assert (
+        letters["no-such-request"].error_type == "rejected"
+        and "unknown request_id" in letters["no-such-request"].reason
+    )
     assert letters["range"].error_type == "schema_validation" and "rating" in letters["range"].reason
     assert letters["utf8"].error_type == "schema_validation"
     assert any(letter.error_type == "rejected" and "future" in letter.reason for letter in letters.values())

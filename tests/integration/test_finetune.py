@@ -35,7 +35,9 @@ def corpus(corpus_rows: list[dict]) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def article_questions(data_dir: Path, corpus: dict[str, dict]) -> list[dict]:
     """Questions of ARTICLES, in a seeded random order."""
-    questions = [q for q in read_jsonl(data_dir / "questions-all.jsonl") if corpus[q["context_ids"][0]]["title"] in ARTICLES]
+    questions = [
+        q for q in read_jsonl(data_dir / "questions-all.jsonl") if corpus[q["context_ids"][0]]["title"] in ARTICLES
+    ]
     random.Random(0).shuffle(questions)
     return questions
 
@@ -55,7 +57,9 @@ def mean_gold_cosine(model_dir: Path, pairs: list[TrainingPair]) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, corpus, article_questions) -> tuple[FinetuneResult, list[TrainingPair]]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, corpus, article_questions
+) -> tuple[FinetuneResult, list[TrainingPair]]:
     """Two epochs on 64 (question, gold passage) pairs of ARTICLES, batch 16 (8 steps)."""
     pairs = to_pairs(article_questions[:64], corpus)
     output = tmp_path_factory.mktemp("finetune") / "model"
@@ -105,7 +109,9 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path, corpus, article_qu
     ]
     assert runs[0].first_loss == runs[1].first_loss and runs[0].last_loss == runs[1].last_loss
     assert weights_version(tmp_path / "a") == weights_version(tmp_path / "b")
-    other = finetune_embedding(default_embedding_model_dir(), pairs, tmp_path / "c", batch_size=4, seed=1, torch_threads=2)
+    other = finetune_embedding(
+        default_embedding_model_dir(), pairs, tmp_path / "c", batch_size=4, seed=1, torch_threads=2
+    )
     assert weights_version(tmp_path / "c") != weights_version(tmp_path / "a")
     assert other.steps == runs[0].steps == 2
 
@@ -122,7 +128,9 @@ def test_hit_rate_of_the_base_model_is_sane_and_deterministic(corpus, article_qu
     hit5 = hits_at_k(model, passages, questions, k=5, torch_threads=2).mean()
     hit1 = hits_at_k(model, passages, questions, k=1, torch_threads=2).mean()
     everything = hits_at_k(model, passages, questions, k=len(passages) + 10, torch_threads=2).mean()
-    print(f"\nbase model on {len(passages)} Ctenophora passages, {len(questions)} questions: hit@1 {hit1:.3f}, hit@5 {hit5:.3f}")
+    print(
+        f"\nbase model on {len(passages)} Ctenophora passages, {len(questions)} questions: hit@1 {hit1:.3f}, hit@5 {hit5:.3f}"
+    )
     assert 0.3 < hit1 <= hit5 < 1.0  # far above chance (5/len(passages)), not perfect
     assert everything == 1.0
     assert hits_at_k(model, passages, questions, k=5, torch_threads=2).mean() == hit5
@@ -180,8 +188,16 @@ def test_a_passage_twice_in_a_batch_is_not_its_own_negative() -> None:
     tokenizer, model = AutoTokenizer.from_pretrained(base), AutoModel.from_pretrained(base).eval()
     ctenophora = "Ctenophora is a phylum of marine invertebrates known as comb jellies."
     plague = "The Black Death was a bubonic plague pandemic that peaked in Europe from 1347 to 1351."
-    batch = [("What are comb jellies?", ctenophora), ("Which phylum are comb jellies?", ctenophora), ("When was the plague?", plague)]
-    positives = {"What are comb jellies?": {ctenophora}, "Which phylum are comb jellies?": {ctenophora}, "When was the plague?": {plague}}
+    batch = [
+        ("What are comb jellies?", ctenophora),
+        ("Which phylum are comb jellies?", ctenophora),
+        ("When was the plague?", plague),
+    ]
+    positives = {
+        "What are comb jellies?": {ctenophora},
+        "Which phylum are comb jellies?": {ctenophora},
+        "When was the plague?": {plague},
+    }
     with torch.no_grad():
         loss = float(_batch_loss(model, tokenizer, batch, positives, 64))
         questions = _embed(model, tokenizer, [q for q, _ in batch], 64)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def gateway(tansu):  # noqa: ANN001, ANN201
+def gateway(tansu):
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
     with TestClient(create_app(GatewaySettings(kafka=kafka))) as client:
@@ -27,7 +27,9 @@ def gateway(tansu):  # noqa: ANN001, ANN201
 
 
 async def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), 20)
@@ -36,7 +38,7 @@ async def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
         await consumer.stop()
 
 
-def test_health_and_readiness(gateway) -> None:  # noqa: ANN001
+def test_health_and_readiness(gateway) -> None:
     client, _ = gateway
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").status_code == 200
@@ -44,34 +46,45 @@ def test_health_and_readiness(gateway) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"question": ""}, "question"), ({"question": "q", "top_k": 0}, "top_k"), ({"question": "q", "colour": "red"}, "colour"), ({}, "question")],
+    [
+        ({"question": ""}, "question"),
+        ({"question": "q", "top_k": 0}, "top_k"),
+        ({"question": "q", "colour": "red"}, "colour"),
+        ({}, "question"),
+    ],
 )
-def test_invalid_queries_get_422_naming_the_field(gateway, body: dict, field: str) -> None:  # noqa: ANN001
+def test_invalid_queries_get_422_naming_the_field(gateway, body: dict, field: str) -> None:
     client, _ = gateway
     response = client.post("/v1/queries", json=body)
     assert response.status_code == 422
     assert any(field in error["loc"] for error in response.json()["detail"])
 
 
-def test_invalid_document_gets_422(gateway) -> None:  # noqa: ANN001
+def test_invalid_document_gets_422(gateway) -> None:
     client, _ = gateway
     response = client.post("/v1/documents", json={"content": "x", "content_type": "application/pdf"})
     assert response.status_code == 422
     assert "content_type" in response.json()["detail"][0]["loc"]
 
 
-def test_accepted_document_is_on_its_topic(gateway) -> None:  # noqa: ANN001
+def test_accepted_document_is_on_its_topic(gateway) -> None:
     client, kafka = gateway
-    response = client.post("/v1/documents", json={"document_id": "guide.md", "content": "# Guide", "content_type": "text/markdown"})
+    response = client.post(
+        "/v1/documents", json={"document_id": "guide.md", "content": "# Guide", "content_type": "text/markdown"}
+    )
     assert response.status_code == 202
     event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
-    assert (event.document_id, event.content_type, str(event.event_id)) == ("guide.md", "text/markdown", response.json()["event_id"])
+    assert (event.document_id, event.content_type, str(event.event_id)) == (
+        "guide.md",
+        "text/markdown",
+        response.json()["event_id"],
+    )
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'faststream_published_messages_total{app_name="ragops-gateway"' in metrics.text
 
 
-def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:  # noqa: ANN001
+def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:
     client, _ = gateway
     response = client.post("/v1/queries", json={"question": "Is anyone there?", "timeout_s": 1})
     assert response.status_code == 504

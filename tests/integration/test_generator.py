@@ -35,8 +35,11 @@ def test_warm_up_writes_the_cache_and_a_second_generator_reads_it(
     generator: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One cache per compute dtype; this generator's is the one named after its dtype.
-    cached = [p for p in MODEL_CACHE.iterdir()
-              if p.name.startswith("SmolLM2-135M-Instruct.Q4_1-") and p.name.endswith(f"-{generator.dtype}")]
+    cached = [
+        p
+        for p in MODEL_CACHE.iterdir()
+        if p.name.startswith("SmolLM2-135M-Instruct.Q4_1-") and p.name.endswith(f"-{generator.dtype}")
+    ]
     assert len(cached) == 1
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in cached[0].iterdir()}
     assert not [p for p in MODEL_CACHE.iterdir() if ".tmp-" in p.name]
@@ -52,8 +55,12 @@ def test_warm_up_writes_the_cache_and_a_second_generator_reads_it(
 
         return recording_load
 
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", recording(transformers.AutoModelForCausalLM, "model"))
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording(transformers.AutoTokenizer, "tokenizer"))
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", recording(transformers.AutoModelForCausalLM, "model")
+    )
+    monkeypatch.setattr(
+        transformers.AutoTokenizer, "from_pretrained", recording(transformers.AutoTokenizer, "tokenizer")
+    )
     weights = cached[0] / "model.safetensors"
     written = weights.stat().st_mtime_ns
     second = new_generator()
@@ -137,7 +144,9 @@ def test_a_batch_answers_each_request_as_it_would_be_answered_alone() -> None:
     together = generator.generate(requests)
     alone = [generator.generate([request])[0] for request in requests]
     assert together == alone
-    assert {result.finish_reason for result in together} == {"stop", "length"}, "rows leave the batch at different steps"
+    assert {result.finish_reason for result in together} == {"stop", "length"}, (
+        "rows leave the batch at different steps"
+    )
 
 
 def test_models_whose_cache_cannot_be_merged_fall_back_to_padded_generate(

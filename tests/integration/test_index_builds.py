@@ -35,9 +35,22 @@ BUILD = IndexBuild(build_id="b1", collection=f"{LIVE}__b1", embedding_version=MO
 
 def embedded(document_id: str, build: IndexBuild | None = None) -> ChunksEmbedded:
     return ChunksEmbedded(
-        producer=P, document_id=document_id, document_version="1", embedding=MODEL, index_build=build,
-        chunks=[EmbeddedChunk(chunk_id=f"{document_id}-0", index=0, text=f"text of {document_id}", token_count=3,
-                              char_start=0, char_end=10, vector=[1.0, 0.0, 0.0, 0.0])],
+        producer=P,
+        document_id=document_id,
+        document_version="1",
+        embedding=MODEL,
+        index_build=build,
+        chunks=[
+            EmbeddedChunk(
+                chunk_id=f"{document_id}-0",
+                index=0,
+                text=f"text of {document_id}",
+                token_count=3,
+                char_start=0,
+                char_end=10,
+                vector=[1.0, 0.0, 0.0, 0.0],
+            )
+        ],
     )
 
 
@@ -63,29 +76,49 @@ def holds(index: Index, document_id: str) -> list[str]:
 
 
 def test_a_live_document_during_a_build_goes_to_both_and_after_the_promotion_to_the_build_only(
-    index: Index, registry: Registry,
+    index: Index,
+    registry: Registry,
 ) -> None:
     index.index([embedded("before")])
     assert holds(index, "before") == [LIVE]
 
     # The trainer registers the build before it replays anything.
-    registry.apply(VersionRegistered(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
-                                     parent_version=MODEL.version))
+    registry.apply(
+        VersionRegistered(
+            producer=P,
+            kind="index",
+            name=LIVE,
+            version=BUILD.build_id,
+            uri=BUILD.collection,
+            parent_version=MODEL.version,
+        )
+    )
     [during] = index.index([embedded("during")])
     assert holds(index, "during") == [LIVE, BUILD.collection]
     assert during.collection == LIVE, "reported where queries find it now"
     index.index([embedded("before", BUILD)])  # the replay
     assert holds(index, "before") == [LIVE, BUILD.collection]
 
-    registry.apply(VersionPromoted(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
-                                   reason="built"))
+    registry.apply(
+        VersionPromoted(
+            producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection, reason="built"
+        )
+    )
     [after] = index.index([embedded("after")])
     assert holds(index, "after") == [BUILD.collection] and after.collection == BUILD.collection
 
 
 def test_a_build_that_ended_without_promotion_takes_no_more_documents(index: Index, registry: Registry) -> None:
-    registry.apply(VersionRegistered(producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection,
-                                     parent_version=MODEL.version))
+    registry.apply(
+        VersionRegistered(
+            producer=P,
+            kind="index",
+            name=LIVE,
+            version=BUILD.build_id,
+            uri=BUILD.collection,
+            parent_version=MODEL.version,
+        )
+    )
     registry.apply(VersionRejected(producer=P, kind="index", name=LIVE, version=BUILD.build_id, reason="abandoned"))
     index.index([embedded("later")])
     assert holds(index, "later") == [LIVE]

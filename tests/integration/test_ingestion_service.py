@@ -9,8 +9,8 @@ import pytest
 from ragops_ingestion.app import create_app
 from ragops_ingestion.settings import IngestionSettings
 from ragops_schemas import DocumentChunked, DocumentRejected, DocumentSubmitted, MessageDeadLettered, Topic
-from tests.integration.services import produce_raw, running, wait_for, watching
 from tests.helpers import PRODUCER
+from tests.integration.services import produce_raw, running, wait_for, watching
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model]
 
@@ -18,14 +18,27 @@ pytestmark = [pytest.mark.kafka, pytest.mark.model]
 async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka) -> None:
     not_json = b"\xff\xfe definitely not json"
     no_producer = b'{"document_id": "d0", "content": "text"}'
-    valid = DocumentSubmitted(producer=PRODUCER, document_id="doc-1", content="# Title\n\nSome *markdown* text.", content_type="text/markdown")
-    empty = DocumentSubmitted(producer=PRODUCER, document_id="doc-empty", content="<html><script>x()</script></html>", content_type="text/html")
+    valid = DocumentSubmitted(
+        producer=PRODUCER, document_id="doc-1", content="# Title\n\nSome *markdown* text.", content_type="text/markdown"
+    )
+    empty = DocumentSubmitted(
+        producer=PRODUCER,
+        document_id="doc-empty",
+        content="<html><script>x()</script></html>",
+        content_type="text/html",
+    )
 
     async with watching(kafka, [DocumentChunked, DocumentRejected, MessageDeadLettered]) as seen:
-        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, [
-            (b"bad-1", not_json), (b"d0", no_producer),
-            (valid.key, valid.model_dump_json().encode()), (empty.key, empty.model_dump_json().encode()),
-        ])
+        await produce_raw(
+            kafka,
+            Topic.DOCUMENT_SUBMITTED,
+            [
+                (b"bad-1", not_json),
+                (b"d0", no_producer),
+                (valid.key, valid.model_dump_json().encode()),
+                (empty.key, empty.model_dump_json().encode()),
+            ],
+        )
         async with running(create_app(IngestionSettings(kafka=kafka))):
             await wait_for(seen, lambda events: len(events) >= 4)
 

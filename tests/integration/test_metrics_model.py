@@ -1,7 +1,6 @@
 """The evaluation metrics with the real embedding model (all-MiniLM-L6-v2) on real SQuAD
 passages from ``../shared/data``."""
 
-
 import numpy as np
 import pytest
 
@@ -42,22 +41,34 @@ def values(scores: list[Score]) -> dict[str, float]:
     return {score.name: score.value for score in scores}
 
 
-def test_a_supported_answer_is_more_faithful_than_an_unsupported_one(embedder: Embedder, passages: dict[str, str]) -> None:
+def test_a_supported_answer_is_more_faithful_than_an_unsupported_one(
+    embedder: Embedder, passages: dict[str, str]
+) -> None:
     context = [passages["Islamism-p014"]]
     supported = values(reference_free_scores(QUESTION, "Gamal Abdul Nasser jailed them.", context, embedder.embed))
-    unsupported = values(reference_free_scores(QUESTION, "Anwar Sadat imprisoned them in 1981.", context, embedder.embed))
+    unsupported = values(
+        reference_free_scores(QUESTION, "Anwar Sadat imprisoned them in 1981.", context, embedder.embed)
+    )
     assert supported["faithfulness"] == 1.0
     assert unsupported["faithfulness"] < 0.5
 
 
-def test_an_on_topic_answer_is_more_relevant_than_an_off_topic_one(embedder: Embedder, passages: dict[str, str]) -> None:
+def test_an_on_topic_answer_is_more_relevant_than_an_off_topic_one(
+    embedder: Embedder, passages: dict[str, str]
+) -> None:
     context = [passages["Islamism-p014"]]
-    on_topic = values(reference_free_scores(QUESTION, "President Gamal Abdul Nasser of Egypt.", context, embedder.embed))
-    off_topic = values(reference_free_scores(QUESTION, "Photosynthesis turns light into chemical energy.", context, embedder.embed))
+    on_topic = values(
+        reference_free_scores(QUESTION, "President Gamal Abdul Nasser of Egypt.", context, embedder.embed)
+    )
+    off_topic = values(
+        reference_free_scores(QUESTION, "Photosynthesis turns light into chemical energy.", context, embedder.embed)
+    )
     assert on_topic["answer_relevancy"] > off_topic["answer_relevancy"] + 0.2
 
 
-def test_the_right_passage_is_more_relevant_context_than_an_unrelated_one(embedder: Embedder, passages: dict[str, str]) -> None:
+def test_the_right_passage_is_more_relevant_context_than_an_unrelated_one(
+    embedder: Embedder, passages: dict[str, str]
+) -> None:
     right = values(reference_free_scores(QUESTION, "", [passages["Islamism-p014"]], embedder.embed))
     unrelated = values(reference_free_scores(QUESTION, "", [passages["Force-p005"]], embedder.embed))
     assert right["context_relevance"] > unrelated["context_relevance"]
@@ -71,5 +82,16 @@ def test_one_batched_embedding_call_per_answer(embedder: Embedder, passages: dic
 
 
 def test_reference_scores_on_a_squad_question() -> None:
-    scores = values(reference_scores("Gamal Abdul Nasser", ["Gamal Abdul Nasser"], ["Islamism-p013", "Islamism-p014"], ["Islamism-p014"]))
-    assert scores == {"exact_match": 1.0, "f1": 1.0, "contains_answer": 1.0, "context_recall": 1.0, "hit@1": 0.0, "hit@5": 1.0}
+    scores = values(
+        reference_scores(
+            "Gamal Abdul Nasser", ["Gamal Abdul Nasser"], ["Islamism-p013", "Islamism-p014"], ["Islamism-p014"]
+        )
+    )
+    assert scores == {
+        "exact_match": 1.0,
+        "f1": 1.0,
+        "contains_answer": 1.0,
+        "context_recall": 1.0,
+        "hit@1": 0.0,
+        "hit@5": 1.0,
+    }

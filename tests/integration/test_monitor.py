@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from aiokafka import ConsumerRecord
 
-from ragops_analytics.queries import insert_events
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.client import AnalyticsSettings
+from ragops_analytics.queries import insert_events
 from ragops_monitor.app import Monitor
 from ragops_monitor.policy import RetrainingPolicy
 from ragops_monitor.settings import MonitorSettings
@@ -39,15 +39,24 @@ MODEL = EmbeddingModelInfo(name="m", version="v1", dimension=16)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-
-
 def save(store: ChdbStore, events: Sequence[Event]) -> None:
     rows = [
-        to_row(ConsumerRecord(
-            topic=event.TOPIC.value, partition=0, offset=i, timestamp=0, timestamp_type=0, key=event.key,
-            value=event.model_dump_json(by_alias=True).encode(), checksum=None, serialized_key_size=0,
-            serialized_value_size=0, headers=(),
-        ), datetime.now(UTC))
+        to_row(
+            ConsumerRecord(
+                topic=event.TOPIC.value,
+                partition=0,
+                offset=i,
+                timestamp=0,
+                timestamp_type=0,
+                key=event.key,
+                value=event.model_dump_json(by_alias=True).encode(),
+                checksum=None,
+                serialized_key_size=0,
+                serialized_value_size=0,
+                headers=(),
+            ),
+            datetime.now(UTC),
+        )
         for i, event in enumerate(events)
     ]
     insert_events(store, events_to_arrow(rows))
@@ -62,22 +71,44 @@ def queries(start: int, count: int, center: np.ndarray, similarity: float, rng: 
         vector = center + rng.normal(0, 0.3, size=center.shape)
         vector /= np.linalg.norm(vector)
         request = str(uuid.uuid4())
-        events.append(QueryEmbedded(
-            producer=PRODUCER, occurred_at=at, request_id=request, question="q", top_k=5, embedding=MODEL,
-            vector=vector.tolist(),
-        ))
-        events.append(ContextRetrieved(
-            producer=PRODUCER, occurred_at=at, request_id=request, question="q", contexts=[],
-            retrieval=RetrievalInfo(collection="c", mode="hybrid", top_k=5, embedding=MODEL,
-                                    top_similarity=float(np.clip(rng.normal(similarity, 0.05), -1, 1))),
-        ))
+        events.append(
+            QueryEmbedded(
+                producer=PRODUCER,
+                occurred_at=at,
+                request_id=request,
+                question="q",
+                top_k=5,
+                embedding=MODEL,
+                vector=vector.tolist(),
+            )
+        )
+        events.append(
+            ContextRetrieved(
+                producer=PRODUCER,
+                occurred_at=at,
+                request_id=request,
+                question="q",
+                contexts=[],
+                retrieval=RetrievalInfo(
+                    collection="c",
+                    mode="hybrid",
+                    top_k=5,
+                    embedding=MODEL,
+                    top_similarity=float(np.clip(rng.normal(similarity, 0.05), -1, 1)),
+                ),
+            )
+        )
     return events
 
 
 def settings() -> MonitorSettings:
     return MonitorSettings(
-        analytics=AnalyticsSettings(sql_url="http://unused/sql"), reference_size=40, current_size=20, min_new=5,
-        consecutive=2, evaluation_metrics=["faithfulness"],
+        analytics=AnalyticsSettings(sql_url="http://unused/sql"),
+        reference_size=40,
+        current_size=20,
+        min_new=5,
+        consecutive=2,
+        evaluation_metrics=["faithfulness"],
     )
 
 
@@ -86,7 +117,7 @@ async def run_ticks(monitor: Monitor, store: ChdbStore, stream: list[Event], ste
     monitor's own events too (as the sink would) and returns them."""
     published: list[Event] = []
     for start in range(0, len(stream), 2 * step):
-        save(store, stream[start:start + 2 * step])
+        save(store, stream[start : start + 2 * step])
         out = await monitor.tick()
         if out:
             save(store, out)
@@ -94,7 +125,9 @@ async def run_ticks(monitor: Monitor, store: ChdbStore, stream: list[Event], ste
     return published
 
 
-async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_recovers_after_a_rebaseline(chdb_store: ChdbStore) -> None:
+async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_recovers_after_a_rebaseline(
+    chdb_store: ChdbStore,
+) -> None:
     store = chdb_store
     rng = np.random.default_rng(0)
     old, new = np.eye(16)[0], np.eye(16)[1]
@@ -116,10 +149,16 @@ async def test_detects_a_topic_shift_once_per_signal_asks_for_a_refresh_and_reco
     assert requests[0].evidence[0] in {str(e.event_id) for e in detected}
 
     # The trainer refreshed the corpus: the new topics are the new normal.
-    registry.apply(VersionPromoted(
-        producer=PRODUCER, occurred_at=START + timedelta(seconds=160), kind="corpus", name="default", version="2",
-        reason="refreshed",
-    ))
+    registry.apply(
+        VersionPromoted(
+            producer=PRODUCER,
+            occurred_at=START + timedelta(seconds=160),
+            kind="corpus",
+            name="default",
+            version="2",
+            reason="refreshed",
+        )
+    )
     after = await run_ticks(monitor, store, queries(160, 100, new, 0.6, rng), step=5)
     recovered = [e for e in after if isinstance(e, DriftRecovered)]
     assert sorted(e.signal for e in recovered) == sorted(e.signal for e in detected)
@@ -141,10 +180,14 @@ async def test_a_restarted_monitor_keeps_open_alerts_and_pending_rules(chdb_stor
     assert set(second.alerts) == set(first.alerts)
     assert second.last_request.keys() == {"new-topics"}
     again = await run_ticks(second, store, queries(160, 30, new, 0.25, rng), step=5)
-    assert not [e for e in again if isinstance(e, DriftDetected | RetrainingRequested)], "no repeated alert after a restart"
+    assert not [e for e in again if isinstance(e, DriftDetected | RetrainingRequested)], (
+        "no repeated alert after a restart"
+    )
 
 
-async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(chdb_store: ChdbStore, tmp_path: Path) -> None:
+async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(
+    chdb_store: ChdbStore, tmp_path: Path
+) -> None:
     store = chdb_store
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(
@@ -157,12 +200,21 @@ async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(ch
     await run_ticks(monitor, store, queries(0, 100, old, 0.6, rng), step=5)
     published = await run_ticks(monitor, store, queries(100, 60, old, 0.3, rng), step=5)
     detected = next(e for e in published if isinstance(e, DriftDetected) and e.signal == "retrieval_top_similarity")
-    assert not [e for e in published if isinstance(e, RetrainingRequested)], "waits for feedback gathered after the alert"
+    assert not [e for e in published if isinstance(e, RetrainingRequested)], (
+        "waits for feedback gathered after the alert"
+    )
     examples = [
         DatasetExampleAdded(
-            producer=PRODUCER, occurred_at=detected.occurred_at + timedelta(seconds=i + 1), dataset="feedback",
-            example_id=str(i), question="q", reference_answer="a", reference_context_ids=["d"], source="correction",
-            request_id=str(i), feedback_event_id=str(i),
+            producer=PRODUCER,
+            occurred_at=detected.occurred_at + timedelta(seconds=i + 1),
+            dataset="feedback",
+            example_id=str(i),
+            question="q",
+            reference_answer="a",
+            reference_context_ids=["d"],
+            source="correction",
+            request_id=str(i),
+            feedback_event_id=str(i),
         )
         for i in range(3)
     ]
@@ -170,7 +222,9 @@ async def test_a_rule_waiting_for_feedback_fires_once_enough_examples_arrived(ch
     assert not [e for e in await monitor.tick() if isinstance(e, RetrainingRequested)]
     save(store, examples[2:])
     requests = [e for e in await monitor.tick() if isinstance(e, RetrainingRequested)]
-    assert [(r.action, r.rule, r.evidence) for r in requests] == [("finetune_embedding", "tune", [str(detected.event_id)])]
+    assert [(r.action, r.rule, r.evidence) for r in requests] == [
+        ("finetune_embedding", "tune", [str(detected.event_id)])
+    ]
     assert not [e for e in await monitor.tick() if isinstance(e, RetrainingRequested)]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragops_analytics.chdb_store import ChdbStore
 from ragops_monitor.app import Monitor
 from ragops_monitor.policy import RetrainingPolicy
 from ragops_schemas import (
@@ -32,20 +33,27 @@ from ragops_schemas import (
     VersionPromoted,
 )
 from ragops_schemas.registry import Registry
-from ragops_analytics.chdb_store import ChdbStore
 from tests.integration.test_monitor import PRODUCER, START, run_ticks, settings
 
 pytestmark = pytest.mark.clickhouse
+
+
 @pytest.fixture
 def store(chdb_store: ChdbStore) -> ChdbStore:
     """A migrated chDB store in tmp_path (the monitor reads it directly)."""
     return chdb_store
 
+
 PROMPT = "rag-answer"
 LINEAGE = Lineage(
-    chunk_ids=["c"], document_versions={"d": "1"}, embedding=EmbeddingModelInfo(name="m", version="v1", dimension=16),
-    collection="c", retrieval_mode="hybrid", prompt=PromptRef(name=PROMPT, version=1, sha256="x"),
-    generation_model="g", generation_model_version="1",
+    chunk_ids=["c"],
+    document_versions={"d": "1"},
+    embedding=EmbeddingModelInfo(name="m", version="v1", dimension=16),
+    collection="c",
+    retrieval_mode="hybrid",
+    prompt=PromptRef(name=PROMPT, version=1, sha256="x"),
+    generation_model="g",
+    generation_model_version="1",
 )
 REGRESSION_POLICY = """
 [[rules]]
@@ -61,10 +69,22 @@ def evaluated(start: int, mean: float, count: int, rng: np.random.Generator) -> 
     ``START + start`` seconds. (run_ticks stores ``2 * step`` events per tick.)"""
     return [
         AnswerEvaluated(
-            producer=PRODUCER, occurred_at=START + timedelta(seconds=i), request_id=str(uuid.uuid4()),
-            scores=[EvaluationScore(name="faithfulness", value=float(np.clip(rng.normal(mean, 0.05), 0, 1)),
-                                    method="token_support_v1", reference_based=False)],
-            answer_event_id="a", prompt=LINEAGE.prompt, generation_model="g", embedding_model="m", collection="c",
+            producer=PRODUCER,
+            occurred_at=START + timedelta(seconds=i),
+            request_id=str(uuid.uuid4()),
+            scores=[
+                EvaluationScore(
+                    name="faithfulness",
+                    value=float(np.clip(rng.normal(mean, 0.05), 0, 1)),
+                    method="token_support_v1",
+                    reference_based=False,
+                )
+            ],
+            answer_event_id="a",
+            prompt=LINEAGE.prompt,
+            generation_model="g",
+            embedding_model="m",
+            collection="c",
         )
         for i in range(start, start + count)
     ]
@@ -74,10 +94,16 @@ def feedback(start: int, negative_per_10: int, count: int) -> list[Event]:
     """``count`` feedback rows, ``negative_per_10`` of every 10 negative, one second apart."""
     return [
         FeedbackRecorded(
-            producer=PRODUCER, occurred_at=START + timedelta(seconds=i), request_id=str(uuid.uuid4()), feedback_event_id="f",
+            producer=PRODUCER,
+            occurred_at=START + timedelta(seconds=i),
+            request_id=str(uuid.uuid4()),
+            feedback_event_id="f",
             thumb="down" if i % 10 < negative_per_10 else "up",
             sentiment="negative" if i % 10 < negative_per_10 else "positive",
-            question="q", answer="a", answer_event_id="a", lineage=LINEAGE,
+            question="q",
+            answer="a",
+            answer_event_id="a",
+            lineage=LINEAGE,
         )
         for i in range(start, start + count)
     ]
@@ -85,8 +111,14 @@ def feedback(start: int, negative_per_10: int, count: int) -> list[Event]:
 
 def promotion(kind: str, at_s: float, version: str = "2") -> VersionPromoted:
     name = PROMPT if kind == "prompt" else "default"
-    return VersionPromoted(producer=PRODUCER, occurred_at=START + timedelta(seconds=at_s), kind=kind, name=name,
-                           version=version, reason="test")
+    return VersionPromoted(
+        producer=PRODUCER,
+        occurred_at=START + timedelta(seconds=at_s),
+        kind=kind,
+        name=name,
+        version=version,
+        reason="test",
+    )
 
 
 def detected(events: list[Event]) -> list[str]:
@@ -114,10 +146,18 @@ async def test_more_negative_feedback_raises_an_alert_and_a_steady_share_does_no
     assert alert.test == "fisher_exact" and alert.statistic > 0.4
 
 
-@pytest.mark.parametrize(("kind", "moves"), [
-    ("prompt", False), ("corpus", True), ("index", True), ("embedding_model", True),
-])
-async def test_only_a_corpus_index_or_model_promotion_moves_the_baseline(store: ChdbStore, kind: str, moves: bool) -> None:
+@pytest.mark.parametrize(
+    ("kind", "moves"),
+    [
+        ("prompt", False),
+        ("corpus", True),
+        ("index", True),
+        ("embedding_model", True),
+    ],
+)
+async def test_only_a_corpus_index_or_model_promotion_moves_the_baseline(
+    store: ChdbStore, kind: str, moves: bool
+) -> None:
     """Scores fall right after a promotion and stay low. After a prompt promotion that is a
     regression to report; after a new corpus, index or model it is the new normal."""
     rng = np.random.default_rng(1)
@@ -129,13 +169,19 @@ async def test_only_a_corpus_index_or_model_promotion_moves_the_baseline(store: 
     assert detected(after) == ([] if moves else ["evaluation.faithfulness"])
 
 
-@pytest.mark.parametrize(("promoted_at_s", "asks"), [
-    (None, False),  # no prompt was ever promoted
-    (-3600, False),  # promoted before the reference window began: not what changed
-    (100, True),  # promoted between the reference window and the fall
-])
+@pytest.mark.parametrize(
+    ("promoted_at_s", "asks"),
+    [
+        (None, False),  # no prompt was ever promoted
+        (-3600, False),  # promoted before the reference window began: not what changed
+        (100, True),  # promoted between the reference window and the fall
+    ],
+)
 async def test_a_prompt_rule_asks_for_a_rollback_only_after_a_prompt_change(
-    store: ChdbStore, tmp_path: Path, promoted_at_s: int | None, asks: bool,
+    store: ChdbStore,
+    tmp_path: Path,
+    promoted_at_s: int | None,
+    asks: bool,
 ) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(REGRESSION_POLICY)

@@ -102,16 +102,26 @@ class Handler(BaseHTTPRequestHandler):
                 state.released.wait(30)
             prompt_tokens = sum(len(message["content"].split()) for message in body["messages"])
             length = question.startswith("long")
-            self._reply(200, {
-                "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"  answer to {question}  "},
-                    "finish_reason": "length" if length else "stop",
-                }],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": body["max_tokens"] if length else 4,
-                          "total_tokens": prompt_tokens + 4},
-            })
+            self._reply(
+                200,
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": f"  answer to {question}  "},
+                            "finish_reason": "length" if length else "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": body["max_tokens"] if length else 4,
+                        "total_tokens": prompt_tokens + 4,
+                    },
+                },
+            )
         finally:
             with state.lock:
                 state.in_flight -= 1
@@ -152,12 +162,16 @@ def test_batch_is_sent_concurrently_and_usage_is_mapped(server: tuple[str, Serve
 
     assert [g.text for g in generations] == [f"answer to {q}" for q in questions]
     assert all(isinstance(g, Generation) for g in generations)
-    assert generations[0] == Generation(text="answer to together:3", input_tokens=5, output_tokens=4, finish_reason="stop")
+    assert generations[0] == Generation(
+        text="answer to together:3", input_tokens=5, output_tokens=4, finish_reason="stop"
+    )
     assert generations[3].finish_reason == "length" and generations[3].output_tokens == 16
     # The three "together" requests were answered only once all three were in flight.
     assert state.max_in_flight >= 3
     body = state.requests[0]
-    assert body["model"] == MODEL and body["max_tokens"] == 16 and body["temperature"] == 0.0 and body["stream"] is False
+    assert (
+        body["model"] == MODEL and body["max_tokens"] == 16 and body["temperature"] == 0.0 and body["stream"] is False
+    )
     assert {h["authorization"] for h in state.headers} == {f"Bearer {API_KEY}"}
     assert generator.model_name == MODEL
     assert generator.model_version == f"{MODEL}@{base_url.split('/')[2]}"
@@ -217,7 +231,9 @@ def test_timeout_is_retried_then_raised(server: tuple[str, ServerState]) -> None
 
 
 def test_unreachable_server_fails_warm_up() -> None:
-    generator = OpenAICompatibleGenerator("http://127.0.0.1:9/v1", MODEL, max_retries=1, retry_backoff_s=0.01, timeout_s=1)
+    generator = OpenAICompatibleGenerator(
+        "http://127.0.0.1:9/v1", MODEL, max_retries=1, retry_backoff_s=0.01, timeout_s=1
+    )
     with pytest.raises(GenerationBackendError, match="GET http://127.0.0.1:9/v1/models failed"):
         generator.warm_up()
 

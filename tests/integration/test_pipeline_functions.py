@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 
 
 @pytest.fixture(scope="module")
-def embedder():  # noqa: ANN201
+def embedder():
     embedder = EmbeddingSettings().embedder()
     embedder.warm_up()
     return embedder
@@ -36,37 +36,52 @@ def chunker() -> TokenChunker:
 
 
 @pytest.fixture
-def index(tmp_path: Path):  # noqa: ANN201
+def index(tmp_path: Path):
     index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
     index.open()
     yield index
     index.close()
 
 
-def _chunked(chunker: TokenChunker, document_id: str, content: str, content_type: str = "text/plain") -> DocumentChunked:
-    submitted = DocumentSubmitted(producer=PRODUCER, document_id=document_id, content=content, content_type=content_type, metadata={"team": "ops"})
+def _chunked(
+    chunker: TokenChunker, document_id: str, content: str, content_type: str = "text/plain"
+) -> DocumentChunked:
+    submitted = DocumentSubmitted(
+        producer=PRODUCER, document_id=document_id, content=content, content_type=content_type, metadata={"team": "ops"}
+    )
     settings = IngestionSettings()
-    event = ingest(chunker, ChunkerInfo(tokenizer="minilm", chunk_size=settings.chunk_size, overlap=settings.overlap), PRODUCER, submitted)
+    event = ingest(
+        chunker,
+        ChunkerInfo(tokenizer="minilm", chunk_size=settings.chunk_size, overlap=settings.overlap),
+        PRODUCER,
+        submitted,
+    )
     assert isinstance(event, DocumentChunked), event
     return event
 
 
-def test_embeddings_are_unit_vectors_with_model_info(embedder, chunker) -> None:  # noqa: ANN001
+def test_embeddings_are_unit_vectors_with_model_info(embedder, chunker) -> None:
     [embedded] = embed_documents(embedder, PRODUCER, [_chunked(chunker, "d", "Oxygen is a chemical element.")])
     vector = np.array(embedded.chunks[0].vector)
     assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-3
     assert embedded.embedding.name == "sentence-transformers/all-MiniLM-L6-v2" and embedded.embedding.dimension == 384
 
 
-def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) -> None:  # noqa: ANN001
+def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) -> None:
     old = embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")])
-    new = embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")])
+    new = embed_documents(
+        embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")]
+    )
     [first] = index.index(old)
     [again] = index.index(old)  # redelivery: same point ids, nothing added
     assert index.store.count(first.collection, "policy") == first.chunk_count
     [second] = index.index(new)
     assert second.superseded_chunks == first.chunk_count and again.superseded_chunks == 0
-    [query] = embed_queries(embedder, PRODUCER, [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")])
+    [query] = embed_queries(
+        embedder,
+        PRODUCER,
+        [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
+    )
     [retrieved] = index.retrieve([query])
     assert [c.document_version for c in retrieved.contexts] == [second.document_version]
     assert "30 days" in retrieved.contexts[0].text
@@ -76,38 +91,56 @@ class ReadAfterEveryWrite:
     """A vector store that runs ``read()`` after each of its writes returned: what a reader
     searching at that moment finds."""
 
-    def __init__(self, store, read) -> None:  # noqa: ANN001
+    def __init__(self, store, read) -> None:
         self._store, self._read = store, read
 
-    def upsert(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def upsert(self, *args, **kwargs):
         written = self._store.upsert(*args, **kwargs)
         self._read()
         return written
 
-    def delete_superseded(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def delete_superseded(self, *args, **kwargs):
         deleted = self._store.delete_superseded(*args, **kwargs)
         self._read()
         return deleted
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - searches and the rest go to the real store
+    def __getattr__(self, name: str):
         return getattr(self._store, name)
 
 
 def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
-    embedder, chunker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    embedder,
+    chunker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    [query] = embed_queries(embedder, PRODUCER, [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")])
+    [query] = embed_queries(
+        embedder,
+        PRODUCER,
+        [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
+    )
     seen: list[set[str]] = []
     open_store = RetrievalSettings.open_store
-    monkeypatch.setattr(RetrievalSettings, "open_store", lambda settings: ReadAfterEveryWrite(
-        open_store(settings), lambda: seen.append({c.document_version for c in index.retrieve([query])[0].contexts}),
-    ))
+    monkeypatch.setattr(
+        RetrievalSettings,
+        "open_store",
+        lambda settings: ReadAfterEveryWrite(
+            open_store(settings),
+            lambda: seen.append({c.document_version for c in index.retrieve([query])[0].contexts}),
+        ),
+    )
     index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
     index.open()
     try:
-        [old] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")]))
+        [old] = index.index(
+            embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 14 days.")])
+        )
         seen.clear()
-        [new] = index.index(embed_documents(embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")]))
+        [new] = index.index(
+            embed_documents(
+                embedder, PRODUCER, [_chunked(chunker, "policy", "Refunds are accepted within 30 days of delivery.")]
+            )
+        )
     finally:
         index.close()
     assert len(seen) >= 2, "the re-index wrote its points and deleted the superseded ones"
@@ -115,16 +148,26 @@ def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
     assert seen[-1] == {new.document_version}
 
 
-def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, corpus_rows: list[dict]) -> None:  # noqa: ANN001
+def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, corpus_rows: list[dict]) -> None:
     picked = [row for row in corpus_rows if row["title"] in {"Oxygen", "Normans"}][:40]
     documents = [
-        DocumentSubmitted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"], metadata={"title": row["title"]})
+        DocumentSubmitted(
+            producer=PRODUCER,
+            document_id=row["id"],
+            content=row["text"],
+            title=row["title"],
+            metadata={"title": row["title"]},
+        )
         for row in picked
     ]
     info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
     index.index(embed_documents(embedder, PRODUCER, [ingest(chunker, info, PRODUCER, d) for d in documents]))
-    question = QuerySubmitted(producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", filters={"title": "Normans"})
+    question = QuerySubmitted(
+        producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", filters={"title": "Normans"}
+    )
     [retrieved] = index.retrieve(embed_queries(embedder, PRODUCER, [question]))
     assert retrieved.contexts and all(c.title == "Normans" for c in retrieved.contexts)
-    assert retrieved.retrieval.mode == "hybrid" and retrieved.retrieval.collection == collection_name("default", retrieved.retrieval.embedding)
+    assert retrieved.retrieval.mode == "hybrid" and retrieved.retrieval.collection == collection_name(
+        "default", retrieved.retrieval.embedding
+    )
     assert len(retrieved.contexts) <= question.top_k

@@ -9,21 +9,31 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ragops_schemas import EVENT_TYPES, Topic
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.store import AnalyticsStore, StoreUnavailable
+from ragops_schemas import EVENT_TYPES, Topic
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.settings import SinkSettings
-from tests.integration.services import produce_raw, running
 from tests.helpers import example_bytes
+from tests.integration.services import produce_raw, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
-TYPED_TABLES = ("queries", "retrievals", "generations", "evaluations", "feedback", "documents", "dead_letters", "evaluation_runs", "dataset_examples")
+TYPED_TABLES = (
+    "queries",
+    "retrievals",
+    "generations",
+    "evaluations",
+    "feedback",
+    "documents",
+    "dead_letters",
+    "evaluation_runs",
+    "dataset_examples",
+)
 
 
-async def _produce_every_example(kafka) -> int:  # noqa: ANN001
+async def _produce_every_example(kafka) -> int:
     """Every golden example on its topic, plus one record that is not JSON; returns the record count."""
     records = 0
     for event_type in EVENT_TYPES:
@@ -40,7 +50,9 @@ def _counts(store: AnalyticsStore) -> dict[str, int]:
     return counts
 
 
-async def _sink_until(settings: SinkSettings, expected_events: int, writer: Writer | None = None, timeout_s: float = 60) -> None:
+async def _sink_until(
+    settings: SinkSettings, expected_events: int, writer: Writer | None = None, timeout_s: float = 60
+) -> None:
     """Run a sink until ClickHouse holds ``expected_events`` events."""
     async with running(create_app(settings, writer)):
         deadline = time.monotonic() + timeout_s
@@ -63,7 +75,9 @@ async def test_every_record_lands_and_a_replay_changes_nothing(kafka, tmp_path: 
         first = _counts(store)
         assert first["events"] == produced
         assert all(first[table] >= 1 for table in TYPED_TABLES), first
-        [(error, raw)] = store.query("SELECT parse_error, payload FROM events FINAL WHERE event_type = 'unparsable'").rows
+        [(error, raw)] = store.query(
+            "SELECT parse_error, payload FROM events FINAL WHERE event_type = 'unparsable'"
+        ).rows
         assert error and "not json" in raw
         assert store.query("SELECT input_tokens, output_tokens FROM generations FINAL").rows == [(312, 3)]
     finally:
@@ -74,7 +88,9 @@ async def test_every_record_lands_and_a_replay_changes_nothing(kafka, tmp_path: 
     store = ChdbStore(tmp_path / "clickhouse")
     try:
         assert _counts(store) == first
-        assert store.query("SELECT count() FROM events").rows[0][0] >= produced  # raw parts may hold both copies until merged
+        assert (
+            store.query("SELECT count() FROM events").rows[0][0] >= produced
+        )  # raw parts may hold both copies until merged
     finally:
         store.close()
 
@@ -94,12 +110,18 @@ class _Outage:
             raise StoreUnavailable("simulated outage")
         self.store.insert(table, data)
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - everything else goes to the real store
+    def __getattr__(self, name: str):
         return getattr(self.store, name)
 
 
 async def test_clickhouse_outage_loses_nothing(kafka, tmp_path: Path) -> None:
-    settings = SinkSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50, retry_initial_s=0.2, retry_max_s=0.5)
+    settings = SinkSettings(
+        kafka=kafka,
+        platform=PlatformSettings(data_dir=tmp_path),
+        batch_wait_ms=50,
+        retry_initial_s=0.2,
+        retry_max_s=0.5,
+    )
     outage: list[_Outage] = []
 
     class FlakyWriter(Writer):

@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.model]
 
 async def test_published_events_carry_their_traceparent_and_derived_events_continue_the_trace(kafka) -> None:
     async with PlatformClient(kafka, name="test") as client:
-        submitted = client.document("traced.md", "# Traced\n\nA document whose trace is followed.", content_type="text/markdown")
+        submitted = client.document(
+            "traced.md", "# Traced\n\nA document whose trace is followed.", content_type="text/markdown"
+        )
         await client.publish(submitted)
     [(sent, sent_headers)] = await read_records(kafka, DocumentSubmitted, 1)
     assert sent_headers["traceparent"].decode() == f"00-{submitted.trace_id}-{submitted.span_id}-01"

@@ -151,9 +151,7 @@ class TestVectorStoreContract:
 
     def test_redelivered_chunks_overwrite_instead_of_duplicating(self, filled: VectorStore) -> None:
         filled.upsert(COLLECTION, CHUNKS, MODEL)
-        edited = ChunkPoint(
-            "a1", "doc-a", "v1", "ragops an edited text", axis(0), {"title": "Animals"}
-        )
+        edited = ChunkPoint("a1", "doc-a", "v1", "ragops an edited text", axis(0), {"title": "Animals"})
         filled.upsert(COLLECTION, [edited], MODEL)
         assert filled.count(COLLECTION) == 5
         hits = filled.search(COLLECTION, vector=axis(0), text="", top_k=1, mode="dense")
@@ -168,9 +166,7 @@ class TestVectorStoreContract:
         with pytest.raises(ValueError, match="chunk 'x1': expected a vector of dimension 8"):
             filled.upsert(COLLECTION, [CHUNKS[0], bad], MODEL)
         with pytest.raises(ValueError, match="NaN"):
-            filled.upsert(
-                COLLECTION, [ChunkPoint("x2", "doc-x", "v1", "t", [float("nan")] * DIM, {})], MODEL
-            )
+            filled.upsert(COLLECTION, [ChunkPoint("x2", "doc-x", "v1", "t", [float("nan")] * DIM, {})], MODEL)
         assert filled.count(COLLECTION, document_id="doc-x") == 0
 
     def test_delete_superseded_removes_the_old_version_only(self, filled: VectorStore) -> None:
@@ -211,16 +207,12 @@ class TestVectorStoreContract:
 
     def test_sparse_search_finds_an_exact_rare_keyword(self, filled: VectorStore) -> None:
         # The vector points elsewhere: sparse mode must ignore it.
-        hits = filled.search(
-            COLLECTION, vector=axis(0), text=f"what is {RARE_WORD}?", top_k=5, mode="sparse"
-        )
+        hits = filled.search(COLLECTION, vector=axis(0), text=f"what is {RARE_WORD}?", top_k=5, mode="sparse")
         assert ids(hits) == ["b2"]
         assert hits[0].score > 0
 
     def test_sparse_search_with_only_stop_words_finds_nothing(self, filled: VectorStore) -> None:
-        assert (
-            filled.search(COLLECTION, vector=axis(0), text="the of", top_k=5, mode="sparse") == []
-        )
+        assert filled.search(COLLECTION, vector=axis(0), text="the of", top_k=5, mode="sparse") == []
 
     def test_hybrid_fuses_both_rankings_with_rrf(self, filled: VectorStore) -> None:
         # Dense ranks a1 first and b2 second; BM25 finds b2 only.
@@ -255,9 +247,7 @@ class TestVectorStoreContract:
         filters: dict[str, str | list[str]],
         expected: set[str],
     ) -> None:
-        hits = filled.search(
-            COLLECTION, vector=axis(0), text="ragops", top_k=10, mode=mode, filters=filters
-        )  # type: ignore[arg-type]
+        hits = filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=10, mode=mode, filters=filters)  # type: ignore[arg-type]
         assert set(ids(hits)) == expected
 
     @pytest.mark.parametrize(
@@ -270,29 +260,19 @@ class TestVectorStoreContract:
             filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=3, filters=filters)
 
     def test_score_threshold_applies_to_dense_similarity(self, filled: VectorStore) -> None:
-        dense = filled.search(
-            COLLECTION, vector=axis(0), text="", top_k=5, mode="dense", score_threshold=0.5
-        )
+        dense = filled.search(COLLECTION, vector=axis(0), text="", top_k=5, mode="dense", score_threshold=0.5)
         assert ids(dense) == ["a1"]
         # Hybrid: the threshold prunes dense candidates; BM25 candidates are kept.
-        hybrid = filled.search(
-            COLLECTION, vector=axis(0), text="kafka", top_k=5, score_threshold=0.5
-        )
+        hybrid = filled.search(COLLECTION, vector=axis(0), text="kafka", top_k=5, score_threshold=0.5)
         assert set(ids(hybrid)) == {"a1", "a2"}
         # Sparse scores are on no fixed scale: the threshold is ignored.
-        sparse = filled.search(
-            COLLECTION, vector=axis(0), text=RARE_WORD, top_k=5, mode="sparse", score_threshold=0.99
-        )
+        sparse = filled.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=5, mode="sparse", score_threshold=0.99)
         assert ids(sparse) == ["b2"]
 
     @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
     def test_top_k_is_respected(self, filled: VectorStore, mode: str) -> None:
-        assert (
-            len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=2, mode=mode)) == 2
-        )  # type: ignore[arg-type]
-        assert (
-            len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=50, mode=mode)) == 5
-        )  # type: ignore[arg-type]
+        assert len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=2, mode=mode)) == 2  # type: ignore[arg-type]
+        assert len(filled.search(COLLECTION, vector=axis(0), text="ragops", top_k=50, mode=mode)) == 5  # type: ignore[arg-type]
 
     def test_hits_carry_text_version_and_payload(self, filled: VectorStore) -> None:
         (hit,) = filled.search(COLLECTION, vector=axis(2), text="", top_k=1, mode="dense")
@@ -314,9 +294,7 @@ class TestVectorStoreContract:
             ({"vector": [1.0, 0.0]}, "dimension 8"),
         ],
     )
-    def test_invalid_search_arguments_are_refused(
-        self, filled: VectorStore, arguments: dict, message: str
-    ) -> None:
+    def test_invalid_search_arguments_are_refused(self, filled: VectorStore, arguments: dict, message: str) -> None:
         with pytest.raises(ValueError, match=message):
             filled.search(COLLECTION, **{"vector": axis(0), "text": "fox", "top_k": 3, **arguments})
 
@@ -360,9 +338,7 @@ class TestEdgeStore:
             store.optimize(COLLECTION)
             assert ids(store.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=4)) == before
             store.upsert(COLLECTION, CHUNKS[4:], MODEL)
-            assert ids(
-                store.search(COLLECTION, vector=axis(4), text="", top_k=1, mode="dense")
-            ) == ["c1"]
+            assert ids(store.search(COLLECTION, vector=axis(4), text="", top_k=1, mode="dense")) == ["c1"]
         finally:
             store.close()
 
@@ -404,9 +380,7 @@ class TestOpenStore:
         finally:
             store.close()
 
-    def test_with_url_opens_the_server_client(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_with_url_opens_the_server_client(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         # No server here: record what the client would be built with instead.
         built: dict[str, object] = {}
 

@@ -26,15 +26,25 @@ class FailingSecondFetch:
     async def getmany(self, timeout_ms: int, max_records: int) -> dict:
         self.fetches += 1
         if self.fetches == 1:
-            return {TopicPartition(TOPIC, 1): [_record(1, 5)], TopicPartition(TOPIC, 0): [_record(0, 10), _record(0, 11)]}
+            return {
+                TopicPartition(TOPIC, 1): [_record(1, 5)],
+                TopicPartition(TOPIC, 0): [_record(0, 10), _record(0, 11)],
+            }
         raise KafkaError("the broker went away")
 
 
 async def test_records_taken_before_a_failed_fetch_stay_in_the_batch() -> None:
     kafka = KafkaSettings()
     broker = make_broker(kafka, "test")
-    subscriber = EventSubscriber(broker, EventPublisher(broker, Producer(name="t", version="0"), []), DocumentSubmitted,
-                                 kafka=kafka, group_id="g", max_records=10, batch_wait_ms=5000)
+    subscriber = EventSubscriber(
+        broker,
+        EventPublisher(broker, Producer(name="t", version="0"), []),
+        DocumentSubmitted,
+        kafka=kafka,
+        group_id="g",
+        max_records=10,
+        batch_wait_ms=5000,
+    )
     message = SimpleNamespace(raw_message=(_record(0, 9), _record(0, 10)), consumer=FailingSecondFetch())
     with pytest.raises(KafkaError):
         await subscriber._top_up(message)  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ from bench.harness import Check, alternate, failed, result
 from bench.report import COLUMNS, cells, markdown, print_details, print_table
 from bench.stats import latency_summary, percentile, ratio, summary
 
-
 # --- statistics -----------------------------------------------------------------------------
 
 
@@ -26,8 +25,15 @@ def test_percentiles_interpolate_between_order_statistics() -> None:
 
 def test_summary_is_median_range_and_quartiles_of_the_samples() -> None:
     assert summary([3, 1, 2, 4], "events/s", rows=10) == {
-        "label": "events/s", "median": 2.5, "min": 1.0, "max": 4.0, "p25": 1.75, "p75": 3.25, "n": 4,
-        "samples": [3.0, 1.0, 2.0, 4.0], "rows": 10,
+        "label": "events/s",
+        "median": 2.5,
+        "min": 1.0,
+        "max": 4.0,
+        "p25": 1.75,
+        "p75": 3.25,
+        "n": 4,
+        "samples": [3.0, 1.0, 2.0, 4.0],
+        "rows": 10,
     }
     assert summary([1 / 3], "x")["median"] == 0.3333  # rounded for the report
     with pytest.raises(ValueError, match="latency: no samples"):
@@ -54,10 +60,11 @@ def test_an_unpaired_ratio_spreads_over_the_extreme_cross_ratios() -> None:
 async def test_sides_alternate_and_flip_their_order_every_round() -> None:
     order: list[tuple[str, int]] = []
 
-    def side(name: str):  # noqa: ANN202
+    def side(name: str):
         def measure(index: int) -> float:
             order.append((name, index))
             return float(index)
+
         return measure
 
     async def later(index: int) -> float:  # an async side counts alike
@@ -74,9 +81,17 @@ async def test_sides_alternate_and_flip_their_order_every_round() -> None:
 
 def _row(checks: list[Check], **overrides: object) -> dict:
     return result(
-        "P9", "Throughput | sink", unit="events/s", better="higher", goal=">= 2x",
-        ours={**summary([12000.4, 13000.0, 14000.0], "ours"), "p95": 13900.0}, baseline=summary([0.5, 1.25, 2.0], "base"),
-        ratio={"median": 10400.0, "min": 6000.0, "max": 28000.0}, checks=checks, notes=["a note"], sizes={"events": 1000},
+        "P9",
+        "Throughput | sink",
+        unit="events/s",
+        better="higher",
+        goal=">= 2x",
+        ours={**summary([12000.4, 13000.0, 14000.0], "ours"), "p95": 13900.0},
+        baseline=summary([0.5, 1.25, 2.0], "base"),
+        ratio={"median": 10400.0, "min": 6000.0, "max": 28000.0},
+        checks=checks,
+        notes=["a note"],
+        sizes={"events": 1000},
         **overrides,
     )
 
@@ -90,8 +105,13 @@ def test_the_verdict_is_pass_when_every_check_holds_miss_otherwise_error_when_th
 
 def test_cells_give_median_range_p95_n_and_the_ratio() -> None:
     assert cells(_row([Check("ok", True)])) == [
-        "P9 Throughput | sink", "events/s", "13,000 [12,000-14,000] p95 13,900 n=3", "1.25 [0.5-2] n=3",
-        "10400.00x [6000.00-28000.00]", ">= 2x", "PASS",
+        "P9 Throughput | sink",
+        "events/s",
+        "13,000 [12,000-14,000] p95 13,900 n=3",
+        "1.25 [0.5-2] n=3",
+        "10400.00x [6000.00-28000.00]",
+        ">= 2x",
+        "PASS",
     ]
     assert cells(failed("P9", "Throughput", "boom"))[2:5] == ["-", "-", "-"]
 

@@ -57,7 +57,9 @@ def test_malformed_devices_are_refused(gpus, device: str) -> None:
 
 
 @pytest.mark.parametrize("native", ["float32", "bfloat16"])
-def test_auto_dtype_is_bf16_on_a_gpu_and_the_native_choice_on_the_cpu(monkeypatch: pytest.MonkeyPatch, native: str) -> None:
+def test_auto_dtype_is_bf16_on_a_gpu_and_the_native_choice_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, native: str
+) -> None:
     monkeypatch.setattr(device_module, "native_compute_dtype", lambda: native)
     assert resolve_dtype("auto", torch.device("cpu")) == native
     assert resolve_dtype("auto", torch.device("cuda")) == "bfloat16"

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ragops_monitor import drift
 from ragops_monitor.alerts import AlertTracker
 
@@ -25,9 +26,7 @@ def random_unit_vectors(rng: np.random.Generator, n: int, dimension: int = DIMEN
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def mixture_sample(
-    rng: np.random.Generator, centers: np.ndarray, n: int, noise: float = 0.05
-) -> np.ndarray:
+def mixture_sample(rng: np.random.Generator, centers: np.ndarray, n: int, noise: float = 0.05) -> np.ndarray:
     """``n`` L2-normalised float32 rows, each a random center plus isotropic noise.
 
     With ``noise=0.05`` in 384-d a row has cosine ~0.7 with its center and ~0.5 with another
@@ -198,9 +197,7 @@ def test_embedding_detects_new_topics_mixed_into_current(topics: np.ndarray, new
     for seed in range(5):
         rng = np.random.default_rng(30 + seed)
         reference = mixture_sample(rng, topics[:8], 200)
-        current = np.vstack(
-            [mixture_sample(rng, topics[:8], 70), mixture_sample(rng, topics[8 : 8 + new_topics], 30)]
-        )
+        current = np.vstack([mixture_sample(rng, topics[:8], 70), mixture_sample(rng, topics[8 : 8 + new_topics], 30)])
         res = drift.embedding_drift(reference, current, seed=seed)
         assert res.drifted, res
         assert res.statistic > 0.55

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 
 from ragops.evaluate import spearman_vs_reference
-from ragops_shared.datasets import load_questions
 from ragops_schemas import AnswerEvaluated
+from ragops_shared.datasets import load_questions
 from tests.helpers import example
-
 
 
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:

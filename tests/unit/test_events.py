@@ -22,8 +22,13 @@ def test_keys_and_traceparent() -> None:
 def test_caused_continues_the_trace_with_a_new_span_and_id() -> None:
     query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?", tenant="acme")
     embedded = query.caused(
-        QueryEmbedded, PRODUCER, request_id="r-1", question="why?", top_k=5,
-        embedding={"name": "m", "version": "v", "dimension": 2}, vector=[0.6, 0.8],
+        QueryEmbedded,
+        PRODUCER,
+        request_id="r-1",
+        question="why?",
+        top_k=5,
+        embedding={"name": "m", "version": "v", "dimension": 2},
+        vector=[0.6, 0.8],
     )
     assert (embedded.trace_id, embedded.tenant) == (query.trace_id, "acme")
     assert embedded.span_id != query.span_id and embedded.event_id != query.event_id
@@ -50,10 +55,18 @@ def test_readers_tolerate_unknown_fields_and_events_are_frozen() -> None:
 
 def test_derived_ids_are_stable_per_cause_and_output_type() -> None:
     query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?")
-    fields = {"request_id": "r-1", "question": "why?", "top_k": 5, "embedding": {"name": "m", "version": "v", "dimension": 2}, "vector": [0.6, 0.8]}
+    fields = {
+        "request_id": "r-1",
+        "question": "why?",
+        "top_k": 5,
+        "embedding": {"name": "m", "version": "v", "dimension": 2},
+        "vector": [0.6, 0.8],
+    }
     first = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
     again = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
-    other = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?").caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
+    other = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?").caused(
+        QueryEmbedded, PRODUCER, derived_id=True, **fields
+    )
     assert first.event_id == again.event_id != other.event_id
     assert query.caused(QueryEmbedded, PRODUCER, **fields).event_id != first.event_id
 

@@ -115,11 +115,15 @@ def test_unparsable_event_id() -> None:
 
 
 def test_model_registration_id() -> None:
-    assert model_registration_id("all-MiniLM-L6-v2", "2e8a342051c5") == uuid.UUID("63864627-3155-57e8-9d7c-46f1034a257d")
+    assert model_registration_id("all-MiniLM-L6-v2", "2e8a342051c5") == uuid.UUID(
+        "63864627-3155-57e8-9d7c-46f1034a257d"
+    )
 
 
 def test_resubmission_event_id() -> None:
-    assert resubmission_event_id(CAUSE, "doc-1", content_hash("text")) == uuid.UUID("d3a86fb2-bdf0-5226-8005-f5f1dd906845")
+    assert resubmission_event_id(CAUSE, "doc-1", content_hash("text")) == uuid.UUID(
+        "d3a86fb2-bdf0-5226-8005-f5f1dd906845"
+    )
 
 
 def test_random_ids_have_their_formats() -> None:

@@ -85,7 +85,9 @@ def test_faithfulness_counts_content_tokens_with_repeats() -> None:
 
 @pytest.mark.parametrize("answer", ["", "  ", "The.", "it is"])
 def test_an_answer_without_content_scores_zero_faithfulness(answer: str) -> None:
-    scores = by_name(reference_free_scores("Who discovered oxygen?", answer, ["Scheele discovered oxygen."], FakeEmbed()))
+    scores = by_name(
+        reference_free_scores("Who discovered oxygen?", answer, ["Scheele discovered oxygen."], FakeEmbed())
+    )
     assert scores["faithfulness"].value == 0.0
 
 

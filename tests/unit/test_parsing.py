@@ -10,9 +10,8 @@ from ragops_ingestion.parsing import CONTENT_TYPES, DocumentParseError, ParsedDo
 from ragops_schemas.events import content_type_for
 
 
-
 def test_content_types() -> None:
-    assert CONTENT_TYPES == {"text/plain", "text/markdown", "text/html", "text/x-rst"}
+    assert {"text/plain", "text/markdown", "text/html", "text/x-rst"} == CONTENT_TYPES
 
 
 # --- plain text ---------------------------------------------------------------------------

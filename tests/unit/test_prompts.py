@@ -127,9 +127,14 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
 
     def request(version: int | None) -> ContextRetrieved:
         return ContextRetrieved(
-            producer=producer, request_id="r", question="q", prompt_version=version, contexts=[],
-            retrieval=RetrievalInfo(collection="c", mode="dense", top_k=1,
-                                    embedding=EmbeddingModelInfo(name="m", version="v", dimension=3)),
+            producer=producer,
+            request_id="r",
+            question="q",
+            prompt_version=version,
+            contexts=[],
+            retrieval=RetrievalInfo(
+                collection="c", mode="dense", top_k=1, embedding=EmbeddingModelInfo(name="m", version="v", dimension=3)
+            ),
         )
 
     latest = answerer.prompt_for(request(None)).version

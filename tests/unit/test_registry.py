@@ -13,12 +13,30 @@ def events() -> list:
     return [
         VersionRegistered(producer=P, occurred_at=T0, kind="prompt", name="rag-answer", version="1", uri="p/1"),
         VersionRegistered(producer=P, occurred_at=T0, kind="prompt", name="rag-answer", version="2", uri="p/2"),
-        VersionPromoted(producer=P, occurred_at=T0 + timedelta(seconds=1), kind="prompt", name="rag-answer", version="2",
-                        reason="better"),
-        VersionPromoted(producer=P, occurred_at=T0 + timedelta(seconds=2), kind="prompt", name="rag-answer", version="1",
-                        reason="rolled back"),
-        VersionRejected(producer=P, occurred_at=T0 + timedelta(seconds=3), kind="embedding_model", name="m", version="c",
-                        reason="worse"),
+        VersionPromoted(
+            producer=P,
+            occurred_at=T0 + timedelta(seconds=1),
+            kind="prompt",
+            name="rag-answer",
+            version="2",
+            reason="better",
+        ),
+        VersionPromoted(
+            producer=P,
+            occurred_at=T0 + timedelta(seconds=2),
+            kind="prompt",
+            name="rag-answer",
+            version="1",
+            reason="rolled back",
+        ),
+        VersionRejected(
+            producer=P,
+            occurred_at=T0 + timedelta(seconds=3),
+            kind="embedding_model",
+            name="m",
+            version="c",
+            reason="worse",
+        ),
     ]
 
 
@@ -41,7 +59,15 @@ def test_a_retired_version_takes_no_traffic_and_a_duplicate_changes_nothing() ->
     for event in history:
         assert registry.apply(event)
     assert not registry.apply(history[0]), "a redelivered event is not applied twice"
-    registry.apply(VersionRetired(producer=P, occurred_at=T0 + timedelta(seconds=9), kind="prompt", name="rag-answer",
-                                  version="1", reason="bad"))
+    registry.apply(
+        VersionRetired(
+            producer=P,
+            occurred_at=T0 + timedelta(seconds=9),
+            kind="prompt",
+            name="rag-answer",
+            version="1",
+            reason="bad",
+        )
+    )
     assert registry.is_retired("prompt", "rag-answer", "1")
     assert registry.alias("prompt", "rag-answer") is None, "callers fall back to their default"

@@ -14,7 +14,11 @@ from ragops_sink.settings import SinkSettings
 
 def _start(module: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", module], env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", module],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

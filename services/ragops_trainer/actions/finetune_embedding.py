@@ -25,8 +25,8 @@ from ragops_schemas import (
     VersionRegistered,
     VersionRejected,
 )
-from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.ids import dataset_version, holdout_bucket
+from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.registry import VersionState
 from ragops_shared.datasets import load_questions
 from ragops_trainer.actions import reindex
@@ -67,8 +67,12 @@ class Evaluation:
     p_value: float  # McNemar's exact test of the paired outcomes
 
     def metrics(self, questions: int) -> dict[str, float]:
-        return {"hit_rate@5_candidate": self.candidate_hit, "hit_rate@5_live": self.live_hit, "questions": float(questions),
-                "mcnemar_p_value": self.p_value}
+        return {
+            "hit_rate@5_candidate": self.candidate_hit,
+            "hit_rate@5_live": self.live_hit,
+            "questions": float(questions),
+            "mcnemar_p_value": self.p_value,
+        }
 
 
 def mcnemar_p_value(candidate: np.ndarray, live: np.ndarray) -> float:
@@ -80,7 +84,9 @@ def mcnemar_p_value(candidate: np.ndarray, live: np.ndarray) -> float:
     return 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
 
 
-def holdout_questions(settings: TrainerSettings, train: list[TrainingPair], documents: dict[str, DocumentChunked]) -> HeldOut:
+def holdout_questions(
+    settings: TrainerSettings, train: list[TrainingPair], documents: dict[str, DocumentChunked]
+) -> HeldOut:
     """Held-out (question, gold document ids): the configured question set minus the
     training questions, restricted to documents in the index."""
     assert settings.holdout is not None
@@ -130,8 +136,14 @@ async def train(ctx: TrainerContext, request: RetrainingRequested, live: Version
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     scratch = settings.models_dir / f".run-{request.event_id.hex[:12]}"
     result = await asyncio.to_thread(
-        finetune_embedding, Path(live.uri or ""), data.train, scratch, epochs=settings.epochs, batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate, max_seconds=settings.max_train_seconds,
+        finetune_embedding,
+        Path(live.uri or ""),
+        data.train,
+        scratch,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        max_seconds=settings.max_train_seconds,
         torch_threads=settings.platform.torch_threads,
     )
     version = weights_version(result.model_dir)
@@ -141,18 +153,41 @@ async def train(ctx: TrainerContext, request: RetrainingRequested, live: Version
     else:
         result.model_dir.rename(model_dir)
     name = settings.embedding_model_name
-    await ctx.publish(request.caused(
-        VersionRegistered, ctx.producer, derived_id="embedding_model", kind="embedding_model", name=name,
-        version=version, uri=str(model_dir), parent_version=live.ref.version, training_data=data.snapshot,
-        request_event_id=str(request.event_id),
-        metadata={"pairs": str(len(data.train)), "steps": str(result.steps), "seconds": f"{result.seconds:.1f}",
-                  "first_loss": f"{result.first_loss:.4f}", "last_loss": f"{result.last_loss:.4f}"},
-    ))
-    await ctx.publish(request.caused(
-        VersionPromoted, ctx.producer, derived_id="candidate", kind="embedding_model", name=name, version=version,
-        alias="candidate", uri=str(model_dir), request_event_id=str(request.event_id),
-        reason=f"fine-tuned on {len(data.train)} feedback pairs; evaluating against the live model",
-    ))
+    await ctx.publish(
+        request.caused(
+            VersionRegistered,
+            ctx.producer,
+            derived_id="embedding_model",
+            kind="embedding_model",
+            name=name,
+            version=version,
+            uri=str(model_dir),
+            parent_version=live.ref.version,
+            training_data=data.snapshot,
+            request_event_id=str(request.event_id),
+            metadata={
+                "pairs": str(len(data.train)),
+                "steps": str(result.steps),
+                "seconds": f"{result.seconds:.1f}",
+                "first_loss": f"{result.first_loss:.4f}",
+                "last_loss": f"{result.last_loss:.4f}",
+            },
+        )
+    )
+    await ctx.publish(
+        request.caused(
+            VersionPromoted,
+            ctx.producer,
+            derived_id="candidate",
+            kind="embedding_model",
+            name=name,
+            version=version,
+            alias="candidate",
+            uri=str(model_dir),
+            request_event_id=str(request.event_id),
+            reason=f"fine-tuned on {len(data.train)} feedback pairs; evaluating against the live model",
+        )
+    )
     return Candidate(version, model_dir)
 
 
@@ -162,13 +197,21 @@ async def evaluate(ctx: TrainerContext, live: VersionState, candidate: Candidate
 
     threads = ctx.settings.platform.torch_threads
     passages = [(document_id, chunk.text) for document_id, doc in data.documents.items() for chunk in doc.chunks]
-    live_hits = await asyncio.to_thread(hits_at_k, Path(live.uri or ""), passages, data.questions, k=5, torch_threads=threads)
-    candidate_hits = await asyncio.to_thread(hits_at_k, candidate.model_dir, passages, data.questions, k=5, torch_threads=threads)
+    live_hits = await asyncio.to_thread(
+        hits_at_k, Path(live.uri or ""), passages, data.questions, k=5, torch_threads=threads
+    )
+    candidate_hits = await asyncio.to_thread(
+        hits_at_k, candidate.model_dir, passages, data.questions, k=5, torch_threads=threads
+    )
     return Evaluation(float(candidate_hits.mean()), float(live_hits.mean()), mcnemar_p_value(candidate_hits, live_hits))
 
 
 async def decide(
-    ctx: TrainerContext, request: RetrainingRequested, live: VersionState, candidate: Candidate, data: TrainingData,
+    ctx: TrainerContext,
+    request: RetrainingRequested,
+    live: VersionState,
+    candidate: Candidate,
+    data: TrainingData,
     evaluation: Evaluation,
 ) -> None:
     """Publish the comparison; promote the candidate (once its index is built) if it beats
@@ -178,41 +221,82 @@ async def decide(
     promote = candidate_hit > live_hit + settings.min_improvement and (
         settings.promotion_alpha is None or p_value < settings.promotion_alpha
     )
-    await ctx.publish(request.caused(
-        CandidateEvaluated, ctx.producer, derived_id=True, request_event_id=str(request.event_id),
-        action=request.action, candidate=VersionRef(kind="embedding_model", name=name, version=candidate.version),
-        live=live.ref, metric="hit_rate@5", candidate_value=candidate_hit, live_value=live_hit,
-        questions=questions, p_value=p_value, decision="promote" if promote else "reject",
-    ))
+    await ctx.publish(
+        request.caused(
+            CandidateEvaluated,
+            ctx.producer,
+            derived_id=True,
+            request_event_id=str(request.event_id),
+            action=request.action,
+            candidate=VersionRef(kind="embedding_model", name=name, version=candidate.version),
+            live=live.ref,
+            metric="hit_rate@5",
+            candidate_value=candidate_hit,
+            live_value=live_hit,
+            questions=questions,
+            p_value=p_value,
+            decision="promote" if promote else "reject",
+        )
+    )
     if not promote:
-        await ctx.publish(request.caused(
-            VersionRejected, ctx.producer, derived_id="embedding_model", kind="embedding_model", name=name,
-            version=candidate.version, request_event_id=str(request.event_id), metrics=evaluation.metrics(questions),
-            reason=f"hit@5 {candidate_hit:.3f} does not beat the live model's {live_hit:.3f} "
-                   f"(+{settings.min_improvement:.3f} needed, McNemar p {p_value:.3f}"
-                   f"{'' if settings.promotion_alpha is None else f' vs {settings.promotion_alpha}'}) "
-                   f"on {questions} held-out questions",
-        ))
+        await ctx.publish(
+            request.caused(
+                VersionRejected,
+                ctx.producer,
+                derived_id="embedding_model",
+                kind="embedding_model",
+                name=name,
+                version=candidate.version,
+                request_event_id=str(request.event_id),
+                metrics=evaluation.metrics(questions),
+                reason=f"hit@5 {candidate_hit:.3f} does not beat the live model's {live_hit:.3f} "
+                f"(+{settings.min_improvement:.3f} needed, McNemar p {p_value:.3f}"
+                f"{'' if settings.promotion_alpha is None else f' vs {settings.promotion_alpha}'}) "
+                f"on {questions} held-out questions",
+            )
+        )
         return
     # Queries switch to the new model only once its index is complete.
     await reindex.run(ctx, request, embedding_version=candidate.version)
-    await ctx.publish(request.caused(
-        VersionPromoted, ctx.producer, derived_id="embedding_model", kind="embedding_model", name=name,
-        version=candidate.version, uri=str(candidate.model_dir), previous_version=live.ref.version,
-        request_event_id=str(request.event_id), metrics=evaluation.metrics(questions),
-        reason=f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {questions} held-out questions (McNemar p {p_value:.3f})",
-    ))
+    await ctx.publish(
+        request.caused(
+            VersionPromoted,
+            ctx.producer,
+            derived_id="embedding_model",
+            kind="embedding_model",
+            name=name,
+            version=candidate.version,
+            uri=str(candidate.model_dir),
+            previous_version=live.ref.version,
+            request_event_id=str(request.event_id),
+            metrics=evaluation.metrics(questions),
+            reason=f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {questions} held-out questions (McNemar p {p_value:.3f})",
+        )
+    )
 
 
 async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     live = ctx.live_model()
     data = await gather(ctx)
-    await ctx.publish(request.caused(
-        VersionRegistered, ctx.producer, derived_id="dataset", kind="dataset", name="feedback", version=data.snapshot,
-        request_event_id=str(request.event_id), metadata={"examples": str(len(data.examples)), "pairs": str(len(data.pairs))},
-    ))
-    await ctx.started(request, base_version=live.ref.version, training_data=data.snapshot, pairs=len(data.train),
-                      heldout_questions=len(data.questions))
+    await ctx.publish(
+        request.caused(
+            VersionRegistered,
+            ctx.producer,
+            derived_id="dataset",
+            kind="dataset",
+            name="feedback",
+            version=data.snapshot,
+            request_event_id=str(request.event_id),
+            metadata={"examples": str(len(data.examples)), "pairs": str(len(data.pairs))},
+        )
+    )
+    await ctx.started(
+        request,
+        base_version=live.ref.version,
+        training_data=data.snapshot,
+        pairs=len(data.train),
+        heldout_questions=len(data.questions),
+    )
     candidate = await train(ctx, request, live, data)
     evaluation = await evaluate(ctx, live, candidate, data)
     await decide(ctx, request, live, candidate, data, evaluation)

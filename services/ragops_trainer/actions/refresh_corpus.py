@@ -2,13 +2,10 @@
 new or changed since they were last submitted, wait until each is indexed (or rejected),
 then register and promote the corpus version."""
 
-
 from ragops_schemas import DocumentRejected, DocumentSubmitted, RetrainingRequested, VersionPromoted, VersionRegistered
 from ragops_schemas.ids import content_hash, corpus_version, resubmission_event_id
 from ragops_shared.datasets import load_corpus
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
-
-
 
 
 async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
@@ -25,22 +22,46 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     async with Arrivals(ctx.settings.kafka, None) as arrivals:
         for document in new:
             event = document.submitted(ctx.producer, ctx.settings.platform.tenant)
-            await ctx.publisher.publish(event.model_copy(update={
-                "event_id": resubmission_event_id(request.event_id, document.id, content_hash(document.text)),
-                "trace_id": request.trace_id,
-            }))
+            await ctx.publisher.publish(
+                event.model_copy(
+                    update={
+                        "event_id": resubmission_event_id(request.event_id, document.id, content_hash(document.text)),
+                        "trace_id": request.trace_id,
+                    }
+                )
+            )
         await arrivals.wait({doc.id for doc in new}, ctx.settings.build_timeout_s)
     rejected = sum(isinstance(arrivals.done[doc.id], DocumentRejected) for doc in new)
     submitted |= {doc.id: content_hash(doc.text) for doc in new}
     version = corpus_version(submitted)
     previous = ctx.registry.alias("corpus", ctx.settings.corpus)
-    await ctx.publish(request.caused(
-        VersionRegistered, ctx.producer, derived_id="corpus", kind="corpus", name=ctx.settings.corpus, version=version,
-        request_event_id=str(request.event_id), metadata={"documents": str(len(submitted)), "added": str(len(new))},
-    ))
-    await ctx.publish(request.caused(
-        VersionPromoted, ctx.producer, derived_id="corpus", kind="corpus", name=ctx.settings.corpus, version=version,
-        previous_version=previous.ref.version if previous else None, request_event_id=str(request.event_id),
-        reason=f"{len(new) - rejected} new or changed documents indexed from the sources ({request.reason})",
-        metrics={"added": float(len(new) - rejected), "rejected": float(rejected), "documents": float(len(submitted))},
-    ))
+    await ctx.publish(
+        request.caused(
+            VersionRegistered,
+            ctx.producer,
+            derived_id="corpus",
+            kind="corpus",
+            name=ctx.settings.corpus,
+            version=version,
+            request_event_id=str(request.event_id),
+            metadata={"documents": str(len(submitted)), "added": str(len(new))},
+        )
+    )
+    await ctx.publish(
+        request.caused(
+            VersionPromoted,
+            ctx.producer,
+            derived_id="corpus",
+            kind="corpus",
+            name=ctx.settings.corpus,
+            version=version,
+            previous_version=previous.ref.version if previous else None,
+            request_event_id=str(request.event_id),
+            reason=f"{len(new) - rejected} new or changed documents indexed from the sources ({request.reason})",
+            metrics={
+                "added": float(len(new) - rejected),
+                "rejected": float(rejected),
+                "documents": float(len(submitted)),
+            },
+        )
+    )

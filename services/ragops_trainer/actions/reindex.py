@@ -11,7 +11,9 @@ from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
 from ragops_trainer.pairs import latest_documents
 
 
-async def run(ctx: TrainerContext, request: RetrainingRequested, *, embedding_version: str | None = None) -> VersionPromoted:
+async def run(
+    ctx: TrainerContext, request: RetrainingRequested, *, embedding_version: str | None = None
+) -> VersionPromoted:
     """Rebuild the index of ``embedding_version`` (default: the request's target, else the
     live model) by replay and promote it. Returns the promotion."""
     name = ctx.settings.embedding_model_name
@@ -29,15 +31,28 @@ async def run(ctx: TrainerContext, request: RetrainingRequested, *, embedding_ve
     build_id = index_build_id(request.event_id)
     # The files travel with the replay: the embedding service need not have read the
     # registration yet (it checks that the files are that version).
-    build = IndexBuild(build_id=build_id, collection=index_build_collection(alias, build_id), embedding_version=version,
-                       embedding_uri=model.uri if model else None)
+    build = IndexBuild(
+        build_id=build_id,
+        collection=index_build_collection(alias, build_id),
+        embedding_version=version,
+        embedding_uri=model.uri if model else None,
+    )
     if request.action == "reindex":
         await ctx.started(request, embedding_version=version, documents=len(documents), build=build_id)
-    await ctx.publish(request.caused(
-        VersionRegistered, ctx.producer, derived_id=f"index:{build_id}", kind="index", name=alias, version=build_id,
-        uri=build.collection, parent_version=version, request_event_id=str(request.event_id),
-        metadata={"embedding_version": version, "documents": str(len(documents))},
-    ))
+    await ctx.publish(
+        request.caused(
+            VersionRegistered,
+            ctx.producer,
+            derived_id=f"index:{build_id}",
+            kind="index",
+            name=alias,
+            version=build_id,
+            uri=build.collection,
+            parent_version=version,
+            request_event_id=str(request.event_id),
+            metadata={"embedding_version": version, "documents": str(len(documents))},
+        )
+    )
     replayed: dict[str, str] = {}
     async with Arrivals(ctx.settings.kafka, build_id) as arrivals:
         # Two passes at most: documents that changed while the first one ran are replayed again.
@@ -46,21 +61,43 @@ async def run(ctx: TrainerContext, request: RetrainingRequested, *, embedding_ve
             if not pending:
                 break
             for document in pending:
-                await ctx.publisher.publish(document.caused(
-                    DocumentChunked, ctx.producer, derived_id=build_id, index_build=build,
-                    **document.model_dump(include={"document_id", "document_version", "title", "source", "metadata",
-                                                   "content_type", "chunker", "chunks"}),
-                ))
+                await ctx.publisher.publish(
+                    document.caused(
+                        DocumentChunked,
+                        ctx.producer,
+                        derived_id=build_id,
+                        index_build=build,
+                        **document.model_dump(
+                            include={
+                                "document_id",
+                                "document_version",
+                                "title",
+                                "source",
+                                "metadata",
+                                "content_type",
+                                "chunker",
+                                "chunks",
+                            }
+                        ),
+                    )
+                )
                 replayed[document.document_id] = document.document_version
                 arrivals.done.pop(document.document_id, None)
             await arrivals.wait({doc.document_id for doc in pending}, ctx.settings.build_timeout_s)
             documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
     previous = ctx.registry.alias("index", alias)
     promotion = request.caused(
-        VersionPromoted, ctx.producer, derived_id=f"index:{build_id}", kind="index", name=alias, version=build_id,
-        uri=build.collection, previous_version=previous.ref.version if previous else None,
+        VersionPromoted,
+        ctx.producer,
+        derived_id=f"index:{build_id}",
+        kind="index",
+        name=alias,
+        version=build_id,
+        uri=build.collection,
+        previous_version=previous.ref.version if previous else None,
         reason=f"re-indexed {len(replayed)} documents by replay ({request.reason})",
-        request_event_id=str(request.event_id), metrics={"documents": float(len(replayed))},
+        request_event_id=str(request.event_id),
+        metrics={"documents": float(len(replayed))},
     )
     await ctx.publish(promotion)
     return promotion

@@ -15,23 +15,38 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     rows = await asyncio.to_thread(queries.prompt_quality, ctx.analytics, name, metric)
     production = ctx.registry.alias("prompt", name)
     quality = {row.version: (row.mean, row.answers) for row in rows}
-    current = production.ref.version if production else (max(rows, key=lambda r: r.last_served).version if rows else None)
+    current = (
+        production.ref.version if production else (max(rows, key=lambda r: r.last_served).version if rows else None)
+    )
     if current is None or current not in quality:
         raise ActionRejected(f"no {metric} scores for prompt {name!r} in production yet")
     last_served = {row.version: row.last_served for row in rows}
     better = [
-        (last_served[version], mean, version) for version, (mean, n) in quality.items()
-        if version != current and n >= ctx.settings.min_answers and mean > quality[current][0]
+        (last_served[version], mean, version)
+        for version, (mean, n) in quality.items()
+        if version != current
+        and n >= ctx.settings.min_answers
+        and mean > quality[current][0]
         and not ctx.registry.is_retired("prompt", name, version)
     ]
     if not better:
-        raise ActionRejected(f"no earlier version of prompt {name!r} scored better {metric} than version {current} "
-                             f"({quality[current][0]:.3f}) over at least {ctx.settings.min_answers} answers")
+        raise ActionRejected(
+            f"no earlier version of prompt {name!r} scored better {metric} than version {current} "
+            f"({quality[current][0]:.3f}) over at least {ctx.settings.min_answers} answers"
+        )
     _, mean, version = max(better)  # the last version that served and was better
     await ctx.started(request, prompt=name, current_version=current)
-    await ctx.publish(request.caused(
-        VersionPromoted, ctx.producer, derived_id="prompt", kind="prompt", name=name, version=version,
-        previous_version=current, request_event_id=str(request.event_id),
-        reason=f"rolled back: version {version} scored {metric} {mean:.3f} vs {quality[current][0]:.3f} for {current}",
-        metrics={f"{metric}_restored": mean, f"{metric}_replaced": quality[current][0]},
-    ))
+    await ctx.publish(
+        request.caused(
+            VersionPromoted,
+            ctx.producer,
+            derived_id="prompt",
+            kind="prompt",
+            name=name,
+            version=version,
+            previous_version=current,
+            request_event_id=str(request.event_id),
+            reason=f"rolled back: version {version} scored {metric} {mean:.3f} vs {quality[current][0]:.3f} for {current}",
+            metrics={f"{metric}_restored": mean, f"{metric}_replaced": quality[current][0]},
+        )
+    )
