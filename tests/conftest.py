@@ -19,7 +19,7 @@ from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.settings import KafkaSettings
 
 if TYPE_CHECKING:
-    from ragops_shared.clickhouse import ChdbStore
+    from ragops_analytics.chdb_store import ChdbStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
