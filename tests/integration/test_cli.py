@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ragops.cli import app
 from ragops_schemas import DocumentSubmitted, Producer, Topic, VersionPromoted, VersionRegistered, VersionRetired
 from ragops_shared.embedded import EmbeddedKafka, create_topics
-from ragops_shared.registry import RegistryView
+from ragops_shared.registry_view import RegistryView
 from ragops_shared.settings import KafkaSettings
 from tests.integration.services import produce_raw, read_records
 
