@@ -7,6 +7,7 @@ not an error.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -61,16 +62,12 @@ def _end_tree(process: subprocess.Popen[bytes]) -> None:
     except psutil.NoSuchProcess:
         tree = []
     for member in reversed(tree):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(tree, timeout=15)
     for member in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-        except psutil.NoSuchProcess:
-            pass
     process.wait()
 
 

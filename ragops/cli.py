@@ -8,21 +8,28 @@ import signal
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar, get_args
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragops.client import PlatformClient, PlatformUnreachableError, RequestTimeoutError
+from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import QueryError, StoreUnavailable
-from ragops_schemas import AnswerGenerated, DocumentIndexed, DocumentSubmitted, RetrainingRequested, VersionRetired
+from ragops_schemas import (
+    AnswerGenerated,
+    DocumentIndexed,
+    DocumentSubmitted,
+    EvaluationRunCompleted,
+    MessageDeadLettered,
+    RetrainingRequested,
+    VersionRetired,
+)
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
@@ -38,8 +45,6 @@ T = TypeVar("T")
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-RetrainingActionName = StrEnum("RetrainingActionName", {value: value for value in get_args(RetrainingAction)})
-VersionKindName = StrEnum("VersionKindName", {value: value for value in get_args(VersionKind)})
 DataDir = Annotated[
     Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")
 ]
@@ -103,13 +108,15 @@ def up(
             with console.status("starting Kafka and the services (first start converts the generation model)..."):
                 platform.wait_ready()
             console.print(
-                f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}"
+                f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  "
+                f"gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}"
             )
             console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
             while True:
                 for name in platform.restart_exited(max_restarts):
                     console.print(
-                        f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), see {data_dir / 'logs' / (name + '.log')}"
+                        f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), "
+                        f"see {data_dir / 'logs' / (name + '.log')}"
                     )
                 time.sleep(1)
     except KeyboardInterrupt:
@@ -195,16 +202,18 @@ def ask(
     """Ask a question through Kafka and print the answer with its sources."""
     if any("=" not in item for item in filters):
         raise typer.BadParameter("--filter takes KEY=VALUE")
-    fields: dict[str, object] = {"top_k": top_k, "prompt_name": prompt_name, "prompt_version": prompt_version}
+    fields: QueryOptions = {"top_k": top_k, "prompt_name": prompt_name, "prompt_version": prompt_version}
     if filters:
-        fields["filters"] = dict(item.split("=", 1) for item in filters)
+        fields["filters"] = {key: value for key, _, value in (item.partition("=") for item in filters)}
 
     async def run() -> int:
         async with PlatformClient(_kafka(data_dir)) as client:
             [trace] = await client.ask([client.question(question, **fields)], timeout_s=timeout)
-        if not isinstance(trace.outcome, AnswerGenerated):
+        if isinstance(trace.outcome, MessageDeadLettered):
             console.print(f"[red]the request failed: {trace.outcome.reason}")
             return 1
+        # Not waiting for the evaluation, a request ends in its answer or its dead letter.
+        assert isinstance(trace.outcome, AnswerGenerated)
         if as_json:
             print(trace.outcome.model_dump_json(indent=2))
         else:
@@ -242,7 +251,7 @@ def sql(
 
 @app.command()
 def retrain(
-    action: Annotated[RetrainingActionName, typer.Argument(help="What the trainer should do.")],
+    action: Annotated[RetrainingAction, typer.Argument(help="What the trainer should do.")],
     reason: str = typer.Option(..., help="Why (recorded on the request and on any version it promotes)."),
     model_version: str | None = typer.Option(
         None, help="reindex: the embedding model version to build with (default: production)."
@@ -260,7 +269,7 @@ def retrain(
         async with PlatformClient(_kafka(data_dir)) as client:
             request = RetrainingRequested(
                 producer=client.producer,
-                action=action.value,
+                action=action,
                 reason=reason,
                 target=target,
                 requested_by="operator",
@@ -271,13 +280,14 @@ def retrain(
     request = _run(send())
     console.print(
         f"retraining requested: {request.action} (event {request.event_id}); follow it with "
-        f"ragops sql \"SELECT event_type, reason FROM training_steps FINAL WHERE request_event_id = '{request.event_id}'\""
+        'ragops sql "SELECT event_type, reason FROM training_steps FINAL '
+        f"WHERE request_event_id = '{request.event_id}'\""
     )
 
 
 @app.command()
 def retire(
-    kind: Annotated[VersionKindName, typer.Argument()],
+    kind: Annotated[VersionKind, typer.Argument()],
     name: Annotated[str, typer.Argument(help="e.g. rag-answer for a prompt.")],
     version: Annotated[str, typer.Argument()],
     reason: str = typer.Option(..., help="Why the version must take no more traffic."),
@@ -289,11 +299,11 @@ def retire(
     async def send() -> None:
         async with PlatformClient(_kafka(data_dir)) as client:
             await client.publish(
-                VersionRetired(producer=client.producer, kind=kind.value, name=name, version=version, reason=reason)
+                VersionRetired(producer=client.producer, kind=kind, name=name, version=version, reason=reason)
             )
 
     _run(send())
-    console.print(f"retired {kind.value} {name} version {version}")
+    console.print(f"retired {kind} {name} version {version}")
 
 
 @app.command(name="eval")
@@ -309,7 +319,7 @@ def evaluate(
     sample = load_questions(dataset, questions)
     run = run_id or evaluation_run_id("eval", datetime.now(UTC))
 
-    async def run_all():
+    async def run_all() -> tuple[list[QueryTrace], EvaluationRunCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             with progress_bar(console) as progress:
                 task = progress.add_task(f"evaluating {run}", total=len(sample))
@@ -329,7 +339,8 @@ def evaluate(
         "mean",
         "Spearman vs f1",
         title=f"{run}: {summary.answered}/{summary.questions} answered "
-        f"(prompt {summary.prompt.name if summary.prompt else '?'} v{summary.prompt.version if summary.prompt else '?'}, "
+        f"(prompt {summary.prompt.name if summary.prompt else '?'} "
+        f"v{summary.prompt.version if summary.prompt else '?'}, "
         f"{summary.generation_model}, {summary.collection})",
     )
     for metric, mean in summary.mean_scores.items():
@@ -348,7 +359,8 @@ def demo(
     questions_file: Path | None = typer.Option(
         None,
         exists=True,
-        help="JSONL questions with answers and context_ids [default: questions.jsonl; questions-all.jsonl with --drift].",
+        help="JSONL questions with answers and context_ids "
+        "[default: questions.jsonl; questions-all.jsonl with --drift].",
     ),
     concurrency: int = typer.Option(8, min=1, help="Questions in flight at once."),
     data_dir: Path = typer.Option(

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack, cast
 
 from aiokafka.errors import KafkaConnectionError
 
@@ -28,6 +28,7 @@ from ragops_schemas import (
     VersionRetired,
     utc_now,
 )
+from ragops_schemas.events import ContentType, EvaluationContext, Filters, MetadataValue
 from ragops_schemas.ids import new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
@@ -40,6 +41,26 @@ QUERY_OUTCOMES = (AnswerGenerated, MessageDeadLettered)
 # Waiting for the evaluation of the answer instead of the answer itself (offline runs).
 EVALUATED_OUTCOMES = (AnswerEvaluated, MessageDeadLettered)
 FEEDBACK_OUTCOMES = (FeedbackRecorded, MessageDeadLettered)
+QueryOutcome = AnswerGenerated | AnswerEvaluated | MessageDeadLettered
+
+
+class QueryOptions(TypedDict, total=False):
+    """The optional fields of :class:`QuerySubmitted` a caller may set (the schema's defaults apply otherwise)."""
+
+    top_k: int
+    filters: Filters
+    prompt_name: str | None
+    prompt_version: int | None
+    evaluation: EvaluationContext | None
+
+
+class DocumentOptions(TypedDict, total=False):
+    """The optional fields of :class:`DocumentSubmitted` a caller may set (the schema's defaults apply otherwise)."""
+
+    content_type: ContentType
+    title: str | None
+    source: str | None
+    metadata: dict[str, MetadataValue]
 
 
 class RequestTimeoutError(TimeoutError):
@@ -56,7 +77,7 @@ class QueryTrace:
 
     submitted: QuerySubmitted
     events: list[Event] = field(default_factory=list)
-    outcome: AnswerGenerated | AnswerEvaluated | MessageDeadLettered | None = None
+    outcome: QueryOutcome | None = None
 
     def first(self, event_type: type[Event]) -> Event | None:
         return next((event for event in self.events if isinstance(event, event_type)), None)
@@ -124,10 +145,10 @@ class PlatformClient:
         await self._watcher.stop()
         await self._broker.stop()
 
-    def question(self, text: str, **fields: object) -> QuerySubmitted:
+    def question(self, text: str, **fields: Unpack[QueryOptions]) -> QuerySubmitted:
         return QuerySubmitted(producer=self.producer, request_id=new_request_id(), question=text, **fields)
 
-    def document(self, document_id: str, content: str, **fields: object) -> DocumentSubmitted:
+    def document(self, document_id: str, content: str, **fields: Unpack[DocumentOptions]) -> DocumentSubmitted:
         return DocumentSubmitted(producer=self.producer, document_id=document_id, content=content, **fields)
 
     def expect(self, key: str, event_types: tuple[type[Event], ...]) -> "asyncio.Future[Event]":
@@ -177,8 +198,13 @@ class PlatformClient:
         Raises ``RequestTimeoutError`` after ``timeout_s`` for one."""
         outcomes = EVALUATED_OUTCOMES if until_evaluated else QUERY_OUTCOMES
         results = await self._gather(questions, outcomes, timeout_s, concurrency, on_done)
+        # The watcher resolves each request with an event of one of `outcomes` only.
         return [
-            QueryTrace(submitted=published, events=list(self._by_key.pop(published.key, [])), outcome=outcome)
+            QueryTrace(
+                submitted=published,
+                events=list(self._by_key.pop(published.key, [])),
+                outcome=cast(QueryOutcome, outcome),
+            )
             for published, outcome in results
         ]
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
@@ -109,7 +110,7 @@ async def wait_for_sink(
         await asyncio.sleep(1)
 
 
-def clickhouse_report(analytics: Reader, run_id: str) -> dict:
+def clickhouse_report(analytics: Reader, run_id: str) -> dict[str, Any]:
     """Every figure of the report, by SQL over what the sink stored."""
     indexed, rejected, chunks = queries.document_outcomes(analytics)
     ingest_s = queries.ingest_seconds(analytics)
@@ -153,7 +154,7 @@ async def run_workload(
     concurrency: int,
     console: Console,
     dataset: Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
     run_id = evaluation_run_id("demo", datetime.now(UTC))
     async with PlatformClient(kafka, name="demo") as client:
@@ -206,7 +207,7 @@ async def run_workload(
     }
 
 
-def print_report(report: dict, console: Console) -> None:
+def print_report(report: dict[str, Any], console: Console) -> None:
     table = Table(title="RAGOps demo (computed in ClickHouse from the events the sink stored)")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -247,7 +248,7 @@ def run_demo(
     report_path: Path,
     console: Console,
     env: dict[str, str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Start the embedded platform, run the workload, print and write the report."""
     sample = load_questions(questions_file, questions)
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
@@ -255,7 +256,8 @@ def run_demo(
             started = time.perf_counter()
             platform.wait_ready()
         console.print(
-            f"platform ready in {time.perf_counter() - started:.1f} s (broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})"
+            f"platform ready in {time.perf_counter() - started:.1f} s "
+            f"(broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})"
         )
         analytics = AnalyticsClient(sql_url=platform.sql_url)
         try:

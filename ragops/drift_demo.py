@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from rich.console import Console
@@ -33,6 +34,7 @@ from ragops_analytics import queries
 from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
 from ragops_monitor.replay import replay_alerts
 from ragops_monitor.settings import MonitorSettings
+from ragops_monitor.signals import Kind
 from ragops_schemas import (
     AnswerEvaluated,
     CandidateEvaluated,
@@ -57,6 +59,7 @@ MONITOR_ENV = {
     "RAGOPS_MONITOR_MIN_NEW": "10",
 }
 FINETUNE_OUTCOMES = (CandidateEvaluated, RetrainingRejected, TrainingFailed)
+E = TypeVar("E", bound=Event)
 
 
 def article(passage_id: str) -> str:
@@ -113,16 +116,16 @@ class Loop:
 
     events: list[Event] = field(default_factory=list)
 
-    def of(self, event_type: type[Event]) -> list[Event]:
+    def of(self, event_type: type[E]) -> list[E]:
         return [event for event in self.events if isinstance(event, event_type)]
 
     def promoted(self, kind: str) -> VersionPromoted | None:
-        return next((e for e in self.of(VersionPromoted) if e.kind == kind and e.alias == "production"), None)  # type: ignore[attr-defined]
+        return next((e for e in self.of(VersionPromoted) if e.kind == kind and e.alias == "production"), None)
 
-    def finetune_outcome(self) -> Event | None:
+    def finetune_outcome(self) -> CandidateEvaluated | RetrainingRejected | TrainingFailed | None:
         return next(
             (e for e in self.events if isinstance(e, FINETUNE_OUTCOMES) and e.action == "finetune_embedding"), None
-        )  # type: ignore[attr-defined]
+        )
 
     def finetune_settled(self) -> bool:
         outcome = self.finetune_outcome()
@@ -161,7 +164,7 @@ async def stream(
     return [Asked(q, phase, t, thumbs.get(t.submitted.request_id)) for q, t in zip(questions, traces, strict=True)]
 
 
-def quality(asked: Sequence[Asked]) -> dict[str, dict[str, float]]:
+def quality(asked: Sequence[Asked]) -> dict[str, dict[str, float | None]]:
     """Mean of every score and the thumbs-down rate per phase, with the number of questions."""
     by_phase: dict[str, list[Asked]] = defaultdict(list)
     for item in asked:
@@ -209,7 +212,7 @@ def null_false_alarms(
     sample = [questions[i] for i in rng.choice(len(questions), size=min(n, len(questions)), replace=False)]
     vectors = embedder.embed([q.question for q in sample])
     similarity = (vectors @ embedder.embed(list(passages)).T).max(axis=1).astype(np.float64)
-    streams: dict[str, tuple[str, np.ndarray, str]] = {
+    streams: dict[str, tuple[Kind, np.ndarray, str]] = {
         "query_embedding": ("embedding", vectors, "distinct questions"),
         "retrieval_top_similarity": ("numeric", similarity, "distinct questions"),
         "no_context_rate": (
@@ -231,24 +234,27 @@ def null_false_alarms(
         )
     results: dict[str, dict[str, int | str]] = {}
     for signal, (kind, values, source) in streams.items():
-        evaluations, alarms = replay_alerts(settings, signal, kind, values)  # type: ignore[arg-type]
+        evaluations, alarms = replay_alerts(settings, signal, kind, values)
         results[signal] = {"questions": len(values), "evaluations": evaluations, "alerts": alarms, "source": source}
     return results
 
 
-def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
-def corpus_rows(documents: Sequence[CorpusDocument]) -> list[dict]:
+def corpus_rows(documents: Sequence[CorpusDocument]) -> list[dict[str, Any]]:
     return [asdict(d) for d in documents]
 
 
 def monitor_settings(platform: EmbeddedPlatform) -> MonitorSettings:
     """The monitor's settings as the platform runs it (its ``RAGOPS_MONITOR_*`` environment)."""
     prefix = "RAGOPS_MONITOR_"
-    values = {key.removeprefix(prefix).lower(): value for key, value in platform.env.items() if key.startswith(prefix)}
+    # Strings as in the environment: pydantic parses each into its field's type.
+    values: dict[str, Any] = {
+        key.removeprefix(prefix).lower(): value for key, value in platform.env.items() if key.startswith(prefix)
+    }
     return MonitorSettings(analytics=AnalyticsSettings(sql_url=platform.sql_url), **values)
 
 
@@ -263,7 +269,7 @@ async def run_scenario(
     concurrency: int,
     null_questions: int,
     console: Console,
-) -> dict:
+) -> dict[str, Any]:
     kafka: KafkaSettings = platform.kafka_settings
     loop = Loop()
     watcher = EventWatcher(kafka, LIFECYCLE_EVENT_TYPES, client_id="ragops-drift-demo")
@@ -283,7 +289,8 @@ async def run_scenario(
                     client, before[start : start + 2 * concurrency], "before", concurrency=concurrency, seed=start
                 )
                 console.print(
-                    f"before the switch: {len(asked)}/{len(before)} questions, drift alerts {len(loop.of(DriftDetected))}"
+                    f"before the switch: {len(asked)}/{len(before)} questions, "
+                    f"drift alerts {len(loop.of(DriftDetected))}"
                 )
             switched_at = time.perf_counter()
             # The world changes: new articles reach the source; nobody ingests them.
@@ -306,7 +313,8 @@ async def run_scenario(
                 total += len(batch)
                 remaining_after -= len(batch) if phase == "after" else 0
                 console.print(
-                    f"after the switch [{phase}]: {total} questions; alerts {sorted({e.signal for e in loop.of(DriftDetected)})}; "
+                    f"after the switch [{phase}]: {total} questions; "
+                    f"alerts {sorted({e.signal for e in loop.of(DriftDetected)})}; "
                     f"steps {[type(e).__name__ for e in loop.events if not isinstance(e, DriftDetected)][-4:]}"
                 )
             timings["scenario_s"] = round(time.perf_counter() - started, 1)
@@ -315,23 +323,23 @@ async def run_scenario(
     return report(platform, scenario, asked, loop, timings, null_questions=null_questions, console=console)
 
 
-def detection(asked: Sequence[Asked], loop: Loop) -> dict:
+def detection(asked: Sequence[Asked], loop: Loop) -> dict[str, Any]:
     """Detection delay in questions: questions about the new half submitted before the first
     alert (per signal too)."""
     switched = [a for a in asked if a.phase != "before"]
     first_switched = switched[0].submitted_at if switched else None
     alerts = [e for e in loop.of(DriftDetected) if first_switched and e.occurred_at >= first_switched]
     false_alarms = [e for e in loop.of(DriftDetected) if first_switched is None or e.occurred_at < first_switched]
-    per_signal = {}
+    per_signal: dict[str, int] = {}
     for alert in alerts:
-        if alert.signal not in per_signal:  # type: ignore[attr-defined]
-            per_signal[alert.signal] = sum(a.submitted_at < alert.occurred_at for a in switched)  # type: ignore[attr-defined]
+        if alert.signal not in per_signal:
+            per_signal[alert.signal] = sum(a.submitted_at < alert.occurred_at for a in switched)
     return {
         "detected": bool(alerts),
         "detection_delay": min(per_signal.values()) if per_signal else None,
         "detection_delay_by_signal": per_signal,
         "live_false_alarms": len(false_alarms),
-        "live_false_alarm_signals": [e.signal for e in false_alarms],  # type: ignore[attr-defined]
+        "live_false_alarm_signals": [e.signal for e in false_alarms],
     }
 
 
@@ -344,7 +352,7 @@ def report(
     *,
     null_questions: int,
     console: Console,
-) -> dict:
+) -> dict[str, Any]:
     settings = monitor_settings(platform)
     with console.status(f"testing the monitor on {null_questions} questions from the unchanged distribution..."):
         null = null_false_alarms(
@@ -409,15 +417,15 @@ def report(
             if isinstance(evaluated, CandidateEvaluated)
             else {"decision": "not run", "reason": getattr(evaluated, "reason", "no fine-tune request within the run")}
         ),
-        "versions_promoted": [f"{e.kind}@{e.version}" for e in loop.of(VersionPromoted) if e.alias == "production"],  # type: ignore[attr-defined]
-        "versions_rejected": [f"{e.kind}@{e.version}" for e in loop.of(VersionRejected)],  # type: ignore[attr-defined]
+        "versions_promoted": [f"{e.kind}@{e.version}" for e in loop.of(VersionPromoted) if e.alias == "production"],
+        "versions_rejected": [f"{e.kind}@{e.version}" for e in loop.of(VersionRejected)],
         "loop_events": steps,
         "version_decisions_in_clickhouse": decisions,
         "timings_s": timings,
     }
 
 
-def print_drift_report(result: dict, console: Console) -> None:
+def print_drift_report(result: dict[str, Any], console: Console) -> None:
     table = Table(title="RAGOps drift scenario")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -436,7 +444,8 @@ def print_drift_report(result: dict, console: Console) -> None:
     if "hit_at_5_candidate" in finetune:
         table.add_row(
             "held-out hit@5 candidate / live",
-            f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} ({finetune['held_out_questions']} q, "
+            f"{finetune['hit_at_5_candidate']:.3f} / {finetune['hit_at_5_live']:.3f} "
+            f"({finetune['held_out_questions']} q, "
             f"McNemar p {finetune['mcnemar_p_value']:.3f})",
         )
     table.add_row("versions promoted", ", ".join(result["versions_promoted"]) or "-")
@@ -462,7 +471,7 @@ def run_drift_demo(
     max_questions: int = 800,
     concurrency: int = 8,
     null_questions: int = 2000,
-) -> dict:
+) -> dict[str, Any]:
     scenario = Scenario.split(corpus, questions_file)
     sources = data_dir / "sources" / "corpus.jsonl"
     holdout = data_dir / "sources" / "holdout.jsonl"

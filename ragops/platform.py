@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypedDict
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -29,6 +30,16 @@ CONSUMER_GROUPS = tuple(group for spec in SERVICE_SPECS for group in spec.consum
 # Services whose /health, /ready and /metrics are on the ops port (the gateway's are on its API port).
 _OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_setting == OPS_PORT_SETTING)
 STATE_FILE = "platform.json"
+
+
+class PlatformState(TypedDict):
+    """What ``platform.json`` records of a running platform: its addresses and process ids."""
+
+    bootstrap_servers: str
+    gateway_url: str
+    sql_url: str
+    ops_urls: dict[str, str]
+    pids: dict[str, int]
 
 
 class PlatformError(RuntimeError):
@@ -113,17 +124,14 @@ class EmbeddedPlatform:
 
     def _write_state(self) -> None:
         assert self.kafka is not None
-        (self.data_dir / STATE_FILE).write_text(
-            json.dumps(
-                {
-                    "bootstrap_servers": self.kafka.bootstrap_servers,
-                    "gateway_url": self.gateway_url,
-                    "sql_url": self.sql_url,
-                    "ops_urls": {service: self.ops_url(service) for service in SERVICES},
-                    "pids": {name: process.pid for name, process in self.processes.items()},
-                }
-            )
-        )
+        state: PlatformState = {
+            "bootstrap_servers": self.kafka.bootstrap_servers,
+            "gateway_url": self.gateway_url,
+            "sql_url": self.sql_url,
+            "ops_urls": {service: self.ops_url(service) for service in SERVICES},
+            "pids": {name: process.pid for name, process in self.processes.items()},
+        }
+        (self.data_dir / STATE_FILE).write_text(json.dumps(state))
 
     def restart_exited(self, max_restarts: int = 5) -> list[str]:
         """Start again every service whose process exited (a crash, an OOM kill), as a
@@ -140,7 +148,8 @@ class EmbeddedPlatform:
             self.restarts[name] = self.restarts.get(name, 0) + 1
             if self.restarts[name] > max_restarts:
                 raise PlatformError(
-                    f"{name} exited {self.restarts[name]} times (last status {process.returncode}), see {self.data_dir / 'logs' / (name + '.log')}"
+                    f"{name} exited {self.restarts[name]} times (last status {process.returncode}), "
+                    f"see {self.data_dir / 'logs' / (name + '.log')}"
                 )
             self._spawn(name)
             restarted.append(name)
@@ -218,8 +227,8 @@ class EmbeddedPlatform:
         self.stop()
 
 
-def running_platform(data_dir: Path) -> dict[str, str]:
-    """The broker and gateway of the platform ``ragops up`` runs with ``data_dir``.
+def running_platform(data_dir: Path) -> PlatformState:
+    """The broker, gateway and other addresses of the platform ``ragops up`` runs with ``data_dir``.
 
     Raises:
         PlatformError: no platform runs there.
@@ -229,7 +238,7 @@ def running_platform(data_dir: Path) -> dict[str, str]:
         raise PlatformError(
             f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)"
         )
-    found = json.loads(state.read_text())
+    found: PlatformState = json.loads(state.read_text())
     if not any(_alive(pid) for pid in found.get("pids", {}).values()):
         raise PlatformError(f"the platform recorded in {state} is not running any more (start one with `ragops up`)")
     return found

@@ -3,7 +3,7 @@ milliseconds, so each test gets fresh topics), and the environment the embedded 
 runs with (offline model loading, passive OpenMP threads)."""
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,11 +31,11 @@ def tansu(tmp_path: Path) -> Iterator[EmbeddedKafka]:
 
 
 @pytest.fixture
-async def kafka(tansu: EmbeddedKafka) -> AsyncIterator[KafkaSettings]:
+async def kafka(tansu: EmbeddedKafka) -> KafkaSettings:
     """Settings of a fresh broker with every platform topic created (3 partitions)."""
     settings = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     await create_topics(settings, TOPICS)
-    yield settings
+    return settings
 
 
 @pytest.fixture

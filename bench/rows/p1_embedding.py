@@ -120,10 +120,14 @@ def run(args: RowArgs) -> list[dict]:
             sizes=sizes,
             highlights=[
                 (
-                    f"{len(rows)} passages, {len(asked)} questions: mean cosine to fp32 {mean_cosine:.5f} (min {cosines.min():.5f}); "
+                    f"{len(rows)} passages, {len(asked)} questions: "
+                    f"mean cosine to fp32 {mean_cosine:.5f} (min {cosines.min():.5f}); "
                     f"hit@5 ours {hit_ours:.3f}, fp32 {hit_reference:.3f}"
                 ),
-                f"one pass over those passages (mixed lengths): ours {ours_corpus_rate:.1f}, fp32 {reference_corpus_rate:.1f} chunks/s",
+                (
+                    f"one pass over those passages (mixed lengths): "
+                    f"ours {ours_corpus_rate:.1f}, fp32 {reference_corpus_rate:.1f} chunks/s"
+                ),
             ],
             metrics={
                 "mean_cosine_to_fp32": round(mean_cosine, 6),

@@ -120,7 +120,8 @@ def run(args: RowArgs) -> list[dict]:
     if speedup["median"] < 4.0:
         notes.append(
             f"prefill is {prefill_share:.0%} of a batch's time ({percentile(prefill_s, 50):.1f} s of "
-            f"{percentile(batched_s, 50):.1f} s for {batch} prompts of ~{percentile(input_tokens, 50):.0f} tokens): it is "
+            f"{percentile(batched_s, 50):.1f} s for {batch} prompts of ~{percentile(input_tokens, 50):.0f} tokens): "
+            "it is "
             "compute-bound and already runs each prompt alone without padding, so batching saves nothing there and "
             "the sequential side pays the same; batching wins on the decode steps only (one (n, 1) step for all rows "
             "costs ~1.4x one row's, as each step reads every weight once). The fixed system prompt is ~40 of those "

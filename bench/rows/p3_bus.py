@@ -214,7 +214,8 @@ def run(args: RowArgs) -> list[dict]:
             sizes=sizes,
             highlights=[
                 (
-                    f"round trip p50/p95/p99 (ms): FastStream {ours['median']:.1f}/{ours['p95']:.1f}/{ours['p99']:.1f}, "
+                    f"round trip p50/p95/p99 (ms): "
+                    f"FastStream {ours['median']:.1f}/{ours['p95']:.1f}/{ours['p99']:.1f}, "
                     f"raw {baseline['median']:.1f}/{baseline['p95']:.1f}/{baseline['p99']:.1f}"
                 )
             ],

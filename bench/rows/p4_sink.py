@@ -180,9 +180,12 @@ def run(args: RowArgs) -> list[dict]:
         work_us = metrics["to_row_us_per_event"] + metrics["insert_us_per_event"]
         notes.append(
             f"measured per event: to_row {metrics['to_row_us_per_event']} us (parsing the whole payload for the "
-            f"envelope columns), chDB insert {metrics['insert_us_per_event']} us (the engine's insert plus the {metrics['materialized_views']} materialized views that fan events out into the typed tables); that work alone "
+            f"envelope columns), chDB insert {metrics['insert_us_per_event']} us (the engine's insert plus the "
+            f"{metrics['materialized_views']} materialized views that fan events out into the typed tables); "
+            "that work alone "
             f"caps the sink at ~{1e6 / work_us:,.0f} events/s even with a free consume, "
-            f"{1e6 / work_us / percentile(measured['baseline'], 50):.2f}x of raw. Closer needs a cheaper row than a JSON "
+            f"{1e6 / work_us / percentile(measured['baseline'], 50):.2f}x of raw. "
+            "Closer needs a cheaper row than a JSON "
             "parse per event (an envelope-only decoder) and fewer materialized views per insert"
         )
     return [
@@ -201,8 +204,10 @@ def run(args: RowArgs) -> list[dict]:
             metrics=metrics,
             highlights=[
                 (
-                    f"mean event {metrics['mean_event_bytes']} bytes; produced at {metrics['produced_events_per_s']:,} events/s; "
-                    f"sink cost per event: to_row {metrics['to_row_us_per_event']} us, chDB insert {metrics['insert_us_per_event']} us"
+                    f"mean event {metrics['mean_event_bytes']} bytes; "
+                    f"produced at {metrics['produced_events_per_s']:,} events/s; "
+                    f"sink cost per event: to_row {metrics['to_row_us_per_event']} us, "
+                    f"chDB insert {metrics['insert_us_per_event']} us"
                 )
             ],
         )

@@ -113,7 +113,8 @@ def run(args: RowArgs) -> list[dict]:
     checks = [Check(f"platform/embedder {share['median']:.2f}x >= 0.8x", share["median"] >= 0.8)]
     busiest = sorted(used.items(), key=lambda item: -item[1])
     cpu_line = (
-        f"CPU seconds per process during warm-up + {args.repeats} rounds ({wall:.0f} s wall, 2 cores = {2 * wall:.0f} CPU s): "
+        f"CPU seconds per process during warm-up + {args.repeats} rounds "
+        f"({wall:.0f} s wall, 2 cores = {2 * wall:.0f} CPU s): "
         + ", ".join(f"{name} {seconds:g}" for name, seconds in busiest)
     )
     notes = [

@@ -160,8 +160,9 @@ def memory_row(peaks: dict[str, float], sampled_peak: float, pss_at_peak: float)
     heaviest = sorted(peaks.items(), key=lambda kv: -kv[1])
     notes = [
         (
-            f"summed RSS at its peak {sampled_peak:,.0f} MiB, sum of per-process RSS peaks {upper:,.0f} MiB: both count the "
-            "pages shared by the processes (torch's and the tokenizers' libraries, the Python runtime) once per process, "
+            f"summed RSS at its peak {sampled_peak:,.0f} MiB, sum of per-process RSS peaks {upper:,.0f} MiB: "
+            "both count the pages shared by the processes (torch's and the tokenizers' libraries, "
+            "the Python runtime) once per process, "
             f"{sampled_peak - pss_at_peak:,.0f} MiB more than the machine holds"
         )
     ]

@@ -160,7 +160,8 @@ def run(args: RowArgs) -> list[dict]:
         for p, (r, c) in results.items()
     }
     highlights = [
-        f"{p} partitions: 1 replica {v['events_per_s_1']}, 2 replicas {v['events_per_s_2']} events/s ({v['ratio']:.2f}x); "
+        f"{p} partitions: 1 replica {v['events_per_s_1']}, "
+        f"2 replicas {v['events_per_s_2']} events/s ({v['ratio']:.2f}x); "
         f"CPU s per replica in the 2-replica rounds {v['replica_cpu_s']}"
         for p, v in ((p, others[f"{p}_partitions"]) for p in results)
     ]
@@ -168,7 +169,8 @@ def run(args: RowArgs) -> list[dict]:
     if speedup["median"] < 1.8:
         if default % 2:
             notes.append(
-                f"with {default} partitions per topic the group splits them {default - default // 2}+{default // 2}, so with "
+                f"with {default} partitions per topic the group splits them "
+                f"{default - default // 2}+{default // 2}, so with "
                 f"evenly spread keys one replica scores ~{default - default // 2}/{default} of the events: about "
                 f"{default / (default - default // 2):.2f}x at best. A partition "
                 "count that is a multiple of the replica count (KAFKA_PARTITIONS, a setting) lifts that bound (the "

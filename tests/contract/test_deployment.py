@@ -583,7 +583,8 @@ def promql_names(expr: str) -> tuple[set[str], set[str]]:
 
 def test_promql_names_finds_metrics_and_labels() -> None:
     names, labels = promql_names(
-        'histogram_quantile(0.95, sum by (app_name, le) (rate(foo_bucket{x=~"a.*", y!="b"}[$__rate_interval]))) / on (job) bar'
+        'histogram_quantile(0.95, sum by (app_name, le) (rate(foo_bucket{x=~"a.*", y!="b"}[$__rate_interval]))) '
+        "/ on (job) bar"
     )
     assert names == {"foo_bucket", "bar"}
     assert labels == {"app_name", "le", "x", "y", "job"}

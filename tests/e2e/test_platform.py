@@ -277,12 +277,14 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
         assert time.monotonic() < deadline, analytics.query("SELECT event_type, reason FROM training_steps FINAL").rows
         time.sleep(1)
         promoted = analytics.query(
-            "SELECT version, uri, reason FROM versions FINAL WHERE kind = 'index' AND event_type = 'registry.version_promoted'"
+            "SELECT version, uri, reason FROM versions FINAL "
+            "WHERE kind = 'index' AND event_type = 'registry.version_promoted'"
         ).rows
     build, collection, reason = promoted[0]
     assert "re-indexed" in reason and "e2e: rebuild by replay" in reason
     indexed, live = analytics.query(
-        "SELECT countIf(event_type = 'document.indexed'), countDistinctIf(document_id, event_type = 'document.chunked') "
+        "SELECT countIf(event_type = 'document.indexed'), "
+        "countDistinctIf(document_id, event_type = 'document.chunked') "
         "FROM events FINAL WHERE JSONExtractString(payload, 'index_build', 'build_id') = {build:String}",
         {"build": build},
     ).rows[0]
@@ -300,11 +302,7 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
 
 def _metric_total(text: str, name: str) -> float:
     """Sum of every sample of a Prometheus metric in text exposition format."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + "{", name + " ")))
 
 
 def test_every_service_serves_health_readiness_and_real_metrics(platform: EmbeddedPlatform) -> None:

@@ -92,7 +92,7 @@ async def _run(kafka, fail_first: bool) -> list[list[str]]:
         await produce_raw(
             kafka,
             Topic.DOCUMENT_SUBMITTED,
-            [(key, d.model_dump_json().encode()) for key, d in zip((first_key, second_key), sentinels)],
+            [(key, d.model_dump_json().encode()) for key, d in zip((first_key, second_key), sentinels, strict=True)],
         )
         while not {"sentinel-0", "sentinel-1"} <= {id_ for call in calls for id_ in call}:
             assert asyncio.get_running_loop().time() < deadline, calls

@@ -3,7 +3,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def broker(tansu: EmbeddedKafka) -> Iterator[KafkaSettings]:
+def broker(tansu: EmbeddedKafka) -> KafkaSettings:
     """A broker with every platform topic and no service: nothing answers."""
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, list(Topic)))
-    yield kafka
+    return kafka
 
 
 def ragops(kafka: KafkaSettings, *args: str):

@@ -245,8 +245,9 @@ class TestAnalyticsStore:
 
     def test_an_unparsable_record_is_kept_with_its_error(self, store: AnalyticsStore) -> None:
         broken = EventRow(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, "ragops.query.submitted.v1:2:7"), event_type="unparsable", schema_version=0,
-            topic="ragops.query.submitted.v1", partition=2, offset=7, message_key="k", occurred_at=RECEIVED, received_at=RECEIVED,
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, "ragops.query.submitted.v1:2:7"), event_type="unparsable",
+            schema_version=0, topic="ragops.query.submitted.v1", partition=2, offset=7, message_key="k",
+            occurred_at=RECEIVED, received_at=RECEIVED,
             producer="", producer_version="", tenant="", trace_id="", request_id="", document_id="",
             payload="not json {", parse_error="JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
         )  # fmt: skip

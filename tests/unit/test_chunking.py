@@ -1,6 +1,7 @@
 """Token-window chunking with the real all-MiniLM-L6-v2 tokenizer (chunk ids and document
 versions: tests/unit/test_ids.py)."""
 
+import itertools
 import re
 
 import pytest
@@ -45,7 +46,7 @@ def check_windows(chunks: list[TextChunk], source: str, tokenizer: Tokenizer, ch
     for chunk in chunks:
         assert chunk.text == source[chunk.char_start : chunk.char_end]
         assert chunk.token_count == count_tokens(tokenizer, chunk.text) <= chunk_size
-    for previous, following in zip(chunks, chunks[1:]):
+    for previous, following in itertools.pairwise(chunks):
         assert previous.char_start < following.char_start < previous.char_end
         shared = sum(following.char_start <= start < previous.char_end for start in token_starts)
         assert overlap <= shared < overlap + 10

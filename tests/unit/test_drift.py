@@ -264,7 +264,7 @@ def test_embedding_rejects_nan_and_unreachable_alpha() -> None:
     with pytest.raises(ValueError, match="current embeddings contain NaN"):
         drift.embedding_drift(reference, current)
     # 500 permutations give p >= 1/501 > 0.001: a drift could never be reported.
-    with pytest.raises(ValueError, match="n_permutations=500 can never give a p-value below alpha=0.001"):
+    with pytest.raises(ValueError, match=r"n_permutations=500 can never give a p-value below alpha=0.001"):
         drift.embedding_drift(reference, reference, n_permutations=500)
     with pytest.raises(ValueError, match="roc_auc_threshold"):
         drift.embedding_drift(reference, reference, roc_auc_threshold=1.5)

@@ -123,7 +123,7 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
 
     producer = Producer(name="test", version="0")
     registry = Registry()
-    answerer = Answerer(GenerationSettings(), None, producer, registry)  # type: ignore[arg-type] - no model call here
+    answerer = Answerer(GenerationSettings(), None, producer, registry)  # type: ignore[arg-type]  # no model call here
 
     def request(version: int | None) -> ContextRetrieved:
         return ContextRetrieved(
