@@ -254,7 +254,8 @@ def dataset_examples_since(reader: Reader, moment: datetime) -> int:
     return int(
         _one(
             reader,
-            "SELECT count() FROM dataset_examples FINAL WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
+            "SELECT count() FROM dataset_examples FINAL "
+            "WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
             {"since_ms": _ms(moment)},
         )[0]
     )
@@ -323,7 +324,8 @@ def document_outcomes(reader: Reader) -> tuple[int, int, int]:
     """(documents indexed, documents rejected, chunks indexed)."""
     indexed, rejected, chunks = _one(
         reader,
-        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') FROM documents FINAL",
+        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') "
+        "FROM documents FINAL",
     )
     return int(indexed), int(rejected), int(chunks)
 
@@ -343,7 +345,8 @@ def run_scores(reader: Reader, run_id: str) -> dict[str, float]:
     return {
         metric: float(mean)
         for metric, mean in reader.query(
-            "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} GROUP BY metric ORDER BY metric",
+            "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} "
+            "GROUP BY metric ORDER BY metric",
             {"run_id": run_id},
         ).rows
     }

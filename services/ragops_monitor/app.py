@@ -223,7 +223,8 @@ class Monitor:
                 requests += self._request(
                     pending.rule,
                     pending.detected,
-                    f"{pending.detected.signal} drifted ({pending.detected.test}); {added} dataset examples gathered since",
+                    f"{pending.detected.signal} drifted ({pending.detected.test}); "
+                    f"{added} dataset examples gathered since",
                 )
         return requests
 

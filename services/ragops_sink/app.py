@@ -123,7 +123,10 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
 
     @post
     async def sql(request: Request) -> AsgiResponse:
-        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its ``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
+        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` -> ``{"columns": [...], "rows": [[...]]}``.
+
+        ``parameters`` (optional) holds the values of the statement's ``{name:Type}`` placeholders; 400 on refusal.
+        """
         try:
             body = await request.json()
             statement, parameters = body["sql"], body.get("parameters") or {}
