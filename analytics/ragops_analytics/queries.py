@@ -50,7 +50,7 @@ COUNTED_TABLES = frozenset(
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 
 
-def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple:
+def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     return reader.query(sql, parameters).rows[0]
 
 
