@@ -398,7 +398,8 @@ def run_generation_usage(reader: Reader, run_id: str) -> tuple[float | None, flo
         "WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run_id:String})",
         {"run_id": run_id},
     )
-    return tuple(None if value is None else float(value) for value in (tokens_in, tokens_out, cost))  # type: ignore[return-value]
+    mean_in, mean_out, total_cost = (None if value is None else float(value) for value in (tokens_in, tokens_out, cost))
+    return mean_in, mean_out, total_cost
 
 
 def version_decisions(reader: Reader) -> list[dict[str, Any]]:
