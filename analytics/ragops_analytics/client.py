@@ -54,7 +54,8 @@ class AnalyticsClient:
             if self._server is None:
                 self._server = ServerStore(self.clickhouse_url)
             return self._server.query(statement, parameters)
-        assert self._http is not None and self.sql_url is not None
+        assert self._http is not None
+        assert self.sql_url is not None
         response = self._http.post(self.sql_url, json={"sql": statement, "parameters": dict(parameters or {})})
         if response.status_code != 200:
             raise QueryError(response.json().get("error", response.text))

@@ -50,7 +50,7 @@ COUNTED_TABLES = frozenset(
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 
 
-def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple:
+def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     return reader.query(sql, parameters).rows[0]
 
 
@@ -254,7 +254,8 @@ def dataset_examples_since(reader: Reader, moment: datetime) -> int:
     return int(
         _one(
             reader,
-            "SELECT count() FROM dataset_examples FINAL WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
+            "SELECT count() FROM dataset_examples FINAL "
+            "WHERE occurred_at > fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')",
             {"since_ms": _ms(moment)},
         )[0]
     )
@@ -323,7 +324,8 @@ def document_outcomes(reader: Reader) -> tuple[int, int, int]:
     """(documents indexed, documents rejected, chunks indexed)."""
     indexed, rejected, chunks = _one(
         reader,
-        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') FROM documents FINAL",
+        "SELECT countIf(status = 'indexed'), countIf(status = 'rejected'), sumIf(chunk_count, status = 'indexed') "
+        "FROM documents FINAL",
     )
     return int(indexed), int(rejected), int(chunks)
 
@@ -343,7 +345,8 @@ def run_scores(reader: Reader, run_id: str) -> dict[str, float]:
     return {
         metric: float(mean)
         for metric, mean in reader.query(
-            "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} GROUP BY metric ORDER BY metric",
+            "SELECT metric, avg(value) FROM evaluations FINAL WHERE run_id = {run_id:String} "
+            "GROUP BY metric ORDER BY metric",
             {"run_id": run_id},
         ).rows
     }
@@ -395,7 +398,8 @@ def run_generation_usage(reader: Reader, run_id: str) -> tuple[float | None, flo
         "WHERE request_id IN (SELECT request_id FROM queries FINAL WHERE run_id = {run_id:String})",
         {"run_id": run_id},
     )
-    return tuple(None if value is None else float(value) for value in (tokens_in, tokens_out, cost))  # type: ignore[return-value]
+    mean_in, mean_out, total_cost = (None if value is None else float(value) for value in (tokens_in, tokens_out, cost))
+    return mean_in, mean_out, total_cost
 
 
 def version_decisions(reader: Reader) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ class QueryResult:
     the sink's ``/sql`` endpoint, UUIDs and datetimes arrive as text)."""
 
     columns: list[str]
-    rows: list[tuple]
+    rows: list[tuple[Any, ...]]
 
 
 class StoreUnavailable(RuntimeError):

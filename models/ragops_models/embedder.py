@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from ragops_models.device import DtypeName, resolve_device, resolve_dtype
 from ragops_models.weights import weights_version
@@ -57,7 +57,7 @@ class Embedder:
         self.dtype = resolve_dtype(dtype, self.device)
         self.torch_threads = torch_threads
         self._model: torch.nn.Module | None = None
-        self._tokenizer = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
         self.info: EmbeddingModelInfo | None = None
 
@@ -84,22 +84,22 @@ class Embedder:
         Raises:
             RuntimeError: :meth:`warm_up` was not called.
         """
-        if self._model is None or self.info is None:
+        model, tokenizer = self._model, self._tokenizer
+        if model is None or tokenizer is None or self.info is None:
             raise RuntimeError("Embedder.warm_up() must run before embed()")
         output = np.empty((len(texts), self.info.dimension), dtype=np.float32)
         # Length-sorted batches waste little compute on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            output[index] = self._embed_batch([texts[i] for i in index])
+            output[index] = self._embed_batch(model, tokenizer, [texts[i] for i in index])
         return output
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+    def _embed_batch(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> np.ndarray:
+        tokens = tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        encoded = tokens.to(self.device)
         with torch.inference_mode():
-            hidden = self._model(**encoded).last_hidden_state.float()  # (batch, seq, dim)
+            hidden = model(**encoded).last_hidden_state.float()  # (batch, seq, dim)
         mask = encoded["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()

@@ -23,7 +23,7 @@ import structlog
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
-from transformers.utils import cached_file
+from transformers.utils.hub import cached_file
 
 from ragops_models.device import DtypeName, resolve_device, resolve_dtype
 from ragops_models.generation import Generation
@@ -49,8 +49,12 @@ class _GrowingLayer(DynamicLayer):
     cache changed from outside (rows selected, columns cut) is copied into a new buffer at
     the next step."""
 
+    # Set in __init__ (the base class's None stands for "not initialised yet").
+    keys: torch.Tensor
+    values: torch.Tensor
+
     def __init__(self, buffers: dict[str, torch.Tensor], length: int, room: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # transformers' CacheLayerMixin.__init__ is unannotated
         self.lazy_initialization(buffers["keys"], buffers["values"])
         self.keys, self.values = buffers["keys"][:, :, :length], buffers["values"][:, :, :length]
         self.room, self._buffers = room, buffers
@@ -84,7 +88,7 @@ class _RowSlot(DynamicLayer):
     no request holds a cache of its own."""
 
     def __init__(self, buffers: dict[str, torch.Tensor], row: int, start: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # transformers' CacheLayerMixin.__init__ is unannotated
         self.buffers, self.row, self.start = buffers, row, start
 
     def update(
@@ -249,13 +253,14 @@ class TransformersGenerator:
         # about half that (make bench, MEM). Same weights: the compute casts them anyway.
         cached = self._cache_dir / f"{gguf_path.stem}-{digest}-{self.dtype}"
         version = f"{gguf_file}@{digest}"
+        model: Any
         if cached.is_dir():
             model = AutoModelForCausalLM.from_pretrained(cached, dtype=self._torch_dtype)
             return model, AutoTokenizer.from_pretrained(cached), version
 
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
         log.info("gguf de-quantized", path=str(gguf_path), seconds=round(time.perf_counter() - started, 1))
         # save_pretrained refuses a model that still carries its GGUF quantizer, although the
         # weights in memory are already plain float tensors.
@@ -473,7 +478,8 @@ class TransformersGenerator:
             attention_mask=encoded["attention_mask"],
             generation_config=loaded.generation_config,
         )
-        return output[:, encoded["input_ids"].shape[1] :].tolist()
+        generated: list[list[int]] = output[:, encoded["input_ids"].shape[1] :].tolist()
+        return generated
 
     @staticmethod
     def _to_generation(tokens: list[int], input_tokens: int, loaded: _Loaded) -> Generation:

@@ -442,6 +442,10 @@ class DatasetExampleAdded(Event):
 # ------------------------------------------------------------------- dead letters
 
 
+DeadLetterErrorType = Literal["schema_validation", "processing", "rejected"]
+"""Why a record was dead-lettered (:attr:`MessageDeadLettered.error_type`)."""
+
+
 class MessageDeadLettered(Event):
     """A consumer could not process a record; the original bytes are kept so nothing is
     lost and the record can be replayed after a fix. Keyed like the original record."""
@@ -454,7 +458,7 @@ class MessageDeadLettered(Event):
     original_key: str | None = Field(description="Original key (UTF-8, invalid bytes replaced).")
     original_value_b64: str = Field(description="Original value bytes, base64.")
     consumer_group: str | None
-    error_type: Literal["schema_validation", "processing", "rejected"] = Field(
+    error_type: DeadLetterErrorType = Field(
         description="schema_validation: not a valid event; processing: its processing raised; "
         "rejected: valid, but refused by a rule (e.g. feedback for an unknown request)."
     )

@@ -13,7 +13,6 @@ re-index. The packaged (or configured) model is registered at start.
 import asyncio
 import threading
 from collections.abc import Sequence
-from functools import partial
 from itertools import groupby
 from pathlib import Path
 
@@ -48,7 +47,8 @@ log = structlog.get_logger(__name__)
 def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     """Vectors as lists (JSON-ready), with the model call's latency recorded."""
     with MODEL_LATENCY.labels(SERVICE, embedder.name).time():
-        return embedder.embed(texts).tolist()
+        vectors: list[list[float]] = embedder.embed(texts).tolist()
+    return vectors
 
 
 def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
@@ -203,7 +203,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
     @documents
     async def on_document_chunked(events: list[DocumentChunked]) -> None:
-        await documents.run(events, partial(asyncio.to_thread, embedders.documents, producer))
+        await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch))
 
     @queries
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:

@@ -10,7 +10,6 @@ Model inference runs in a worker thread."""
 
 import asyncio
 from collections.abc import Sequence
-from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
@@ -92,7 +91,9 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
 
     @answers
     async def on_answer_generated(events: list[AnswerGenerated]) -> None:
-        await answers.run(events, partial(asyncio.to_thread, evaluate, embedder, producer, settings.sample_rate))
+        await answers.run(
+            events, lambda batch: asyncio.to_thread(evaluate, embedder, producer, settings.sample_rate, batch)
+        )
 
     return service_app(SERVICE, __doc__ or "", broker, warm_up=[embedder.warm_up])
 

@@ -177,6 +177,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 status.HTTP_502_BAD_GATEWAY,
                 f"request {event.request_id} failed in {outcome.producer.name}: {outcome.reason}",
             )
+        assert isinstance(outcome, AnswerGenerated)  # the only other type the watcher was asked for
         return outcome
 
     return app

@@ -129,7 +129,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
 
     @retrieved
     async def on_context_retrieved(events: list[ContextRetrieved]) -> None:
-        await retrieved.run(events, partial(asyncio.to_thread, answerer.answer))
+        await retrieved.run(events, lambda batch: asyncio.to_thread(answerer.answer, batch))
 
     # The default prompt is loaded at start so a missing one fails the start, not each request.
     app = service_app(

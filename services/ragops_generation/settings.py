@@ -25,7 +25,10 @@ class GenerationSettings(BaseSettings):
     )
     model: str | None = Field(
         default=None,
-        description="HF causal-LM directory or id (transformers), or the served model name (openai); None = packaged SmolLM2-135M-Instruct.",
+        description=(
+            "HF causal-LM directory or id (transformers), or the served model name (openai); "
+            "None = packaged SmolLM2-135M-Instruct."
+        ),
     )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1."
@@ -61,7 +64,9 @@ class GenerationSettings(BaseSettings):
 
     def generator(self) -> Generator:
         if self.backend == "openai":
-            assert self.openai_base_url is not None and self.model is not None  # checked above
+            # Both checked by _openai_needs_a_server.
+            assert self.openai_base_url is not None
+            assert self.model is not None
             return OpenAICompatibleGenerator(
                 self.openai_base_url,
                 self.model,

@@ -8,7 +8,6 @@ the same chunk ids and a changed one a new version that supersedes the old chunk
 
 import asyncio
 from collections.abc import Sequence
-from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
@@ -81,7 +80,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
 
     @submitted
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
-        await submitted.run(events, partial(asyncio.to_thread, ingest_all, chunker, info, producer))
+        await submitted.run(events, lambda batch: asyncio.to_thread(ingest_all, chunker, info, producer, batch))
 
     return service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
 

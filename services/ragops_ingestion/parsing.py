@@ -19,7 +19,7 @@ import types
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ParserRejectedMarkup, ProcessingInstruction, Tag
 from docutils import nodes, utils as docutils_utils
@@ -280,10 +280,10 @@ class _SphinxDirective(Directive):
     final_argument_whitespace = True
     has_content = True
 
-    class _AnyOptions(dict[str, Callable[[str | None], str]]):
+    class _AnyOptions(dict[str, Callable[[str], str]]):
         """Accepts every option (each Sphinx directive has its own), value kept as text."""
 
-        def __missing__(self, name: str) -> Callable[[str | None], str]:
+        def __missing__(self, name: str) -> Callable[[str], str]:
             return directives.unchanged
 
         def __bool__(self) -> bool:
@@ -301,7 +301,7 @@ class _SphinxDirective(Directive):
             "literalinclude", "miscnews", "audit-event-table", "limited-api-list",
         }
     )  # fmt: skip
-    LABELS = {
+    LABELS: ClassVar[dict[str, str]] = {
         "versionadded": "New in version",
         "versionchanged": "Changed in version",
         "deprecated": "Deprecated since version",
@@ -353,6 +353,10 @@ class _SphinxDirective(Directive):
 for _name in _SphinxDirective.TEXT | _SphinxDirective.LITERAL | _SphinxDirective.IGNORED:
     directives.register_directive(_name, _SphinxDirective)
 
+# A role function as docutils calls it: options and content are optional, and it returns
+# nodes and messages (the stubs require all seven arguments and type both results as references).
+_RoleFunction = Callable[..., tuple[list[nodes.Node], list[nodes.system_message]]]
+
 # Sphinx's ``title <target>`` form of cross-reference roles.
 _EXPLICIT_TITLE = re.compile(r"^(.+?)\s*<[^<>]*>$", re.DOTALL)
 
@@ -390,7 +394,8 @@ def _interpreted_with_fallback(
         # With raw_enabled=False a raw-based role (".. role:: html(raw)") reports an error and
         # keeps its markup as text; drop it, as the disabled raw directive is dropped.
         return [], messages
-    role_nodes, role_messages = (role_fn or _literal_text_role)(role, rawsource, text, lineno, inliner)
+    role_function = cast("_RoleFunction | None", role_fn) or _literal_text_role
+    role_nodes, role_messages = role_function(role, rawsource, text, lineno, inliner)
     return role_nodes, messages + role_messages
 
 
@@ -428,11 +433,13 @@ def _extract_rst(content: str) -> _Extraction:
     except Exception as exc:  # docutils has no single base exception for parser failures
         raise DocumentParseError(f"reStructuredText could not be parsed: {exc!r}") from exc
     first_section = next(document.findall(nodes.section), None)
-    title = first_section.next_node(nodes.title).astext() if first_section else None
+    # A section always begins with its title.
+    heading = first_section.next_node(nodes.title) if first_section else None
+    title = heading.astext() if heading is not None else None
     return list(_rst_blocks(document)), title, problems
 
 
-def _rst_blocks(element: nodes.Element) -> Iterator[_Block]:
+def _rst_blocks(element: nodes.Node) -> Iterator[_Block]:
     for child in element.children:
         if isinstance(child, _RST_SKIPPED_NODES):
             continue

@@ -27,9 +27,10 @@ Signals:
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, TypedDict
 
 import structlog
 from faststream.asgi import AsgiFastStream
@@ -44,8 +45,9 @@ from ragops_monitor.settings import MonitorSettings
 from ragops_monitor.signals import run_test, signals
 from ragops_monitor.spec import SPEC
 from ragops_monitor.windows import Window, read_windows
-from ragops_schemas import DriftDetected, DriftRecovered, Producer, RetrainingRequested
+from ragops_schemas import DriftDetected, DriftRecovered, Event, Producer, RetrainingRequested
 from ragops_schemas.ids import new_alert_id
+from ragops_schemas.lifecycle import DriftWindow
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry_view import RegistryView
@@ -61,6 +63,19 @@ SIGNAL_CHECKS = Counter(
     "Signal checks by outcome: drifted, stable, or waiting for data.",
     ["signal", "outcome"],
 )
+
+
+class _TestFields(TypedDict):
+    """The fields DriftDetected and DriftRecovered share: one signal's test outcome."""
+
+    signal: str
+    test: str
+    statistic: float
+    threshold: float
+    threshold_on: Literal["p_value", "statistic"]
+    p_value: float | None
+    reference: DriftWindow
+    current: DriftWindow
 
 
 @dataclass
@@ -142,7 +157,7 @@ class Monitor:
         out += await self._release_pending()
         return out
 
-    def _fields(self, signal: str, result: TestResult, reference: Window, current: Window) -> dict[str, object]:
+    def _fields(self, signal: str, result: TestResult, reference: Window, current: Window) -> _TestFields:
         return {
             "signal": signal,
             "test": result.test,
@@ -223,7 +238,8 @@ class Monitor:
                 requests += self._request(
                     pending.rule,
                     pending.detected,
-                    f"{pending.detected.signal} drifted ({pending.detected.test}); {added} dataset examples gathered since",
+                    f"{pending.detected.signal} drifted ({pending.detected.test}); "
+                    f"{added} dataset examples gathered since",
                 )
         return requests
 
@@ -249,7 +265,7 @@ class Monitor:
             ]
 
 
-async def run_forever(monitor: Monitor, publish: Callable[[object], object], interval_s: float) -> None:
+async def run_forever(monitor: Monitor, publish: Callable[[Event], Awaitable[None]], interval_s: float) -> None:
     """The schedule: restore the open alerts once ClickHouse answers, then evaluate, publish,
     sleep; an error is logged and the next tick retries."""
     while True:

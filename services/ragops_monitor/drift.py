@@ -364,8 +364,9 @@ def _mmd_permutation_p_value(pooled: np.ndarray, n: int, n_permutations: int, se
         weights[rows, ref_idx] = 1.0 / n
         weights[rows, cur_idx] = -1.0 / m
         # w K w^T per row = mean K(ref,ref) + mean K(cur,cur) - 2 mean K(ref,cur).
-        values = np.einsum("bi,bi->b", weights @ kernel, weights)
-        return values[0] if single else values
+        values: np.ndarray = np.einsum("bi,bi->b", weights @ kernel, weights)
+        # The observed split gives a 0-d array, which scipy reads as the scalar statistic.
+        return values.reshape(()) if single else values
 
     result = stats.permutation_test(
         (np.arange(n), np.arange(n, total)),
@@ -430,7 +431,7 @@ def proportion_increase(
         if not 0 <= hits <= total:
             raise ValueError(f"{side}_hits must be in [0, {side}_total={total}], got {hits}")
 
-    table = [[cur_hits, cur_total - cur_hits], [ref_hits, ref_total - ref_hits]]
+    table = np.array([[cur_hits, cur_total - cur_hits], [ref_hits, ref_total - ref_hits]])
     p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
     return TestResult(
         test=FISHER_EXACT,

@@ -14,7 +14,6 @@ switches to a Qdrant server."""
 
 import asyncio
 from collections.abc import Sequence
-from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
@@ -230,11 +229,11 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
 
     @embedded
     async def on_chunks_embedded(events: list[ChunksEmbedded]) -> None:
-        await embedded.run(events, partial(asyncio.to_thread, index.index))
+        await embedded.run(events, lambda batch: asyncio.to_thread(index.index, batch))
 
     @queries
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:
-        await queries.run(events, partial(asyncio.to_thread, index.retrieve))
+        await queries.run(events, lambda batch: asyncio.to_thread(index.retrieve, batch))
 
     app = service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
     app.on_startup(registry.start)

@@ -235,7 +235,8 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
         raise ValueError(f"{what}: expected a vector of dimension {dimension}, got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"{what}: vector contains NaN or infinity")
-    return array.tolist()
+    values: list[float] = array.tolist()
+    return values
 
 
 def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:

@@ -121,9 +121,14 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         # The raw records, undecoded: the sink stores bytes as they are, valid or not.
         await writer.write(message.raw_message)
 
-    @post
+    # The route's description in the AsyncAPI document (one line there).
+    @post(
+        description=(
+            'Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its '
+            '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal.'
+        )
+    )
     async def sql(request: Request) -> AsgiResponse:
-        """Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its ``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal."""
         try:
             body = await request.json()
             statement, parameters = body["sql"], body.get("parameters") or {}

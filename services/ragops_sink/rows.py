@@ -85,7 +85,9 @@ def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
         payload: Mapping[str, Any] = orjson.loads(raw)
         if not isinstance(payload, dict):
             raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
-        producer = payload.get("producer") if isinstance(payload.get("producer"), dict) else {}
+        producer = payload.get("producer")
+        if not isinstance(producer, dict):
+            producer = {}
         return EventRow(
             event_id=uuid.UUID(str(payload["event_id"])),
             event_type=str(payload["event_type"]),

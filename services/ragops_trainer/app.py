@@ -39,6 +39,7 @@ from ragops_schemas import (
     VersionRegistered,
     VersionRejected,
 )
+from ragops_schemas.lifecycle import RetrainingAction, VersionKind
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -57,7 +58,7 @@ ACTIONS: dict[str, Callable[[TrainerContext, RetrainingRequested], Awaitable[obj
 }
 # The alias whose move ends a request of each action (a redelivered request with it on
 # record is not run again).
-FINAL_KIND = {
+FINAL_KIND: dict[RetrainingAction, VersionKind] = {
     "refresh_corpus": "corpus",
     "reindex": "index",
     "finetune_embedding": "embedding_model",
@@ -77,7 +78,9 @@ class Trainer:
         ended = await read_topics(
             self.context.settings.kafka, [RetrainingRejected, TrainingFailed], f"ragops-{SERVICE}-history"
         )
-        self.finished |= {event.request_event_id for event in ended}  # type: ignore[attr-defined]
+        self.finished |= {
+            event.request_event_id for event in ended if isinstance(event, (RetrainingRejected, TrainingFailed))
+        }
 
     def _done(self, request: RetrainingRequested) -> bool:
         if str(request.event_id) in self.finished:
@@ -86,7 +89,7 @@ class Trainer:
         return any(
             (state.promoted and state.promoted.request_event_id == str(request.event_id))
             or (state.rejected and state.rejected.request_event_id == str(request.event_id))
-            for state in self.context.registry.versions(kind)  # type: ignore[arg-type]
+            for state in self.context.registry.versions(kind)
         )
 
     async def handle(self, requests: Sequence[RetrainingRequested]) -> list[Event]:

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
 
 from ragops_models.embedder import Embedder
 from ragops_trainer.pairs import TrainingPair
@@ -267,7 +273,9 @@ def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[li
     return batches
 
 
-def _embed(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+def _embed(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+) -> torch.Tensor:
     """Mean pooling over the attention mask + L2 norm (the Embedder's recipe), with gradients.
     Returns float32 ``(len(texts), hidden_size)``."""
     encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
@@ -279,7 +287,7 @@ def _embed(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int)
 
 def _batch_loss(
     model: torch.nn.Module,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     batch: list[tuple[str, str]],
     positives: dict[str, set[str]],
     max_length: int,
@@ -302,7 +310,9 @@ def _batch_loss(
     return torch.nn.functional.cross_entropy(scores, targets)
 
 
-def _save_atomically(model: torch.nn.Module, tokenizer, base_model: Path, output_dir: Path) -> None:
+def _save_atomically(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, base_model: Path, output_dir: Path
+) -> None:
     """Save into a temporary sibling of ``output_dir``, then rename it into place."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))

@@ -14,10 +14,10 @@ import logging
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered, Producer
+from ragops_schemas.events import DeadLetterErrorType
 from ragops_shared.logs import event_context
 from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS
 from ragops_shared.settings import KafkaSettings
@@ -78,9 +79,9 @@ class EventPublisher:
 
     def __init__(self, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]]) -> None:
         self.producer = producer
+        declared: list[type[Event]] = [*events, MessageDeadLettered]
         self._publishers: dict[str, DefaultPublisher] = {
-            cls.TOPIC: broker.publisher(cls.TOPIC, schema=cls, title=f"{cls.TOPIC}:publish")
-            for cls in (*events, MessageDeadLettered)
+            cls.TOPIC: broker.publisher(cls.TOPIC, schema=cls, title=f"{cls.TOPIC}:publish") for cls in declared
         }
 
     async def publish(self, event: Event) -> None:
@@ -170,8 +171,11 @@ class EventSubscriber(Generic[E]):
             newest[record.topic, record.partition] = max(
                 record.offset, newest.get((record.topic, record.partition), -1)
             )
+        # A batch subscriber's consumer is the AIOKafkaConsumer (FastStream's protocol names
+        # only commit and seek).
+        consumer = cast(AIOKafkaConsumer, message.consumer)
         while len(message.raw_message) < self.max_records and (left_ms := int((deadline - loop.time()) * 1000)) > 0:
-            fetched = await message.consumer.getmany(
+            fetched = await consumer.getmany(
                 timeout_ms=left_ms, max_records=self.max_records - len(message.raw_message)
             )
             fresh = []
@@ -225,7 +229,7 @@ class EventSubscriber(Generic[E]):
                     reason = f"{type(error).__name__}: {error}"
                     await self._dead_letter(self._records[event.event_id], "processing", reason)
 
-    async def _dead_letter(self, record: ConsumerRecord, error_type: str, reason: str) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, error_type: DeadLetterErrorType, reason: str) -> None:
         DEAD_LETTERS.labels(self._publisher.producer.name, record.topic, error_type).inc()
         log.warning(
             "dead_lettering_record",

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ragops_schemas import DocumentSubmitted, Producer
 
@@ -24,7 +24,7 @@ class Question:
     context_ids: list[str]
 
 
-def read_jsonl(path: Path, build: Callable[[dict], T], kind: str) -> list[T]:
+def read_jsonl(path: Path, build: Callable[[dict[str, Any]], T], kind: str) -> list[T]:
     """``build(row)`` for every line of a JSON Lines file.
 
     Raises ``ValueError`` naming the file, the line and ``kind`` for a line that is not JSON

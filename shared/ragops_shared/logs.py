@@ -23,7 +23,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> s
         level: minimum level name (``DEBUG``...``ERROR``).
         fmt: ``json`` (production, machine-readable) or ``console`` (humans at a terminal).
     """
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -54,7 +54,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> s
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     # httpx logs every request at INFO: the monitor's SQL every few seconds would drown the rest.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-    return structlog.get_logger(service).bind(service=service)
+    return structlog.stdlib.get_logger(service).bind(service=service)
 
 
 def event_fields(event: Event) -> dict[str, str]:

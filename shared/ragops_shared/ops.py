@@ -10,7 +10,7 @@ letters, batch sizes and model latency/tokens below."""
 
 from collections.abc import Callable
 
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiResponse, HttpHandler, get
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
@@ -36,7 +36,7 @@ MODEL_TOKENS = Counter(
 )
 
 
-def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str, object]]:
+def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str, HttpHandler]]:
     """ASGI routes for a FastStream ``AsgiFastStream`` application.
 
     Args:

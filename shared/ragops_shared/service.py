@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol, TypeVar
 
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, HttpHandler
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import ValidationError
@@ -44,7 +44,7 @@ def service_app(
     *,
     warm_up: Sequence[Callable[[], object]] = (),
     close: Sequence[Callable[[], object]] = (),
-    routes: Sequence[tuple[str, object]] = (),
+    routes: Sequence[tuple[str, HttpHandler]] = (),
 ) -> AsgiFastStream:
     """The application of a service: its AsyncAPI document; heavy resources (models, stores)
     loaded in a worker thread before the broker starts consuming and released after it
@@ -115,5 +115,13 @@ def run_service(service: str, settings_type: Callable[[], S], create_app: Callab
     drained first)."""
     settings = load_settings(settings_type)
     configure_logging(service, settings.platform.log_level, settings.platform.log_format)
-    options = {"host": settings.platform.ops_host, "port": settings.platform.ops_port, "log_config": None}
-    asyncio.run(create_app(settings).run(run_extra_options=options))
+    app = create_app(settings)
+    asyncio.run(
+        app.run(
+            run_extra_options={
+                "host": settings.platform.ops_host,
+                "port": settings.platform.ops_port,
+                "log_config": None,
+            }
+        )
+    )

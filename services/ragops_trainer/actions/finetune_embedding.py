@@ -270,7 +270,10 @@ async def decide(
             previous_version=live.ref.version,
             request_event_id=str(request.event_id),
             metrics=evaluation.metrics(questions),
-            reason=f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {questions} held-out questions (McNemar p {p_value:.3f})",
+            reason=(
+                f"hit@5 {candidate_hit:.3f} > live {live_hit:.3f} on {questions} held-out questions "
+                f"(McNemar p {p_value:.3f})"
+            ),
         )
     )
 

@@ -14,7 +14,8 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     submitted: dict[str, str] = {}
     for event in await ctx.read([DocumentSubmitted], "submitted"):
-        submitted[event.document_id] = content_hash(event.content)  # type: ignore[attr-defined]
+        if isinstance(event, DocumentSubmitted):
+            submitted[event.document_id] = content_hash(event.content)
     new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
         raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")

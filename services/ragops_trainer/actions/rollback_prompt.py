@@ -46,7 +46,9 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
             version=version,
             previous_version=current,
             request_event_id=str(request.event_id),
-            reason=f"rolled back: version {version} scored {metric} {mean:.3f} vs {quality[current][0]:.3f} for {current}",
+            reason=(
+                f"rolled back: version {version} scored {metric} {mean:.3f} vs {quality[current][0]:.3f} for {current}"
+            ),
             metrics={f"{metric}_restored": mean, f"{metric}_replaced": quality[current][0]},
         )
     )
