@@ -129,6 +129,21 @@ class EmbeddedKafka:
             self._process.kill()
             self._process.wait()
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id (``None`` before :meth:`start`)."""
+        return self._process.pid if self._process is not None else None
+
+    def poll(self) -> int | None:
+        """The broker's exit status if its process has ended (as ``Popen.poll``), else ``None``.
+
+        Raises:
+            RuntimeError: :meth:`start` was never called.
+        """
+        if self._process is None:
+            raise RuntimeError("the broker was never started")
+        return self._process.poll()
+
     def __enter__(self) -> "EmbeddedKafka":
         return self.start()
 
