@@ -147,9 +147,10 @@ class EmbeddedPlatform:
         self._write_state()
         return self
 
-    def _start_broker(self) -> None:
+    def _start_broker(self) -> list[str]:
         """Start the broker (again: on the same port) and create the platform's topics, which
         a broker that keeps its log in memory has lost; existing topics are left as they are.
+        Returns the topics that were missing.
 
         Raises:
             RuntimeError: the broker did not listen (see :meth:`EmbeddedKafka.start`).
@@ -158,7 +159,7 @@ class EmbeddedPlatform:
         assert self.kafka is not None
         self.kafka.start()
         self._policies[BROKER].started(self.clock())
-        asyncio.run(create_topics(self.kafka_settings, TOPICS))
+        return asyncio.run(create_topics(self.kafka_settings, TOPICS))
 
     def _spawn(self, service: str) -> None:
         env = {**self._env, OPS_PORT_SETTING: str(self.ops_ports.get(service, 0))}
@@ -209,7 +210,7 @@ class EmbeddedPlatform:
             if name not in self._due and (code := process.poll()) is not None:
                 found.append(self._exited(name, code, now, "exited"))
         if self._due.get(BROKER, float("inf")) <= now:
-            self._restart_broker(now)
+            found += self._restart_broker(now)
         for name, due in list(self._due.items()):
             if name != BROKER and due <= now:
                 del self._due[name]
@@ -234,20 +235,43 @@ class EmbeddedPlatform:
         self._due[name] = now + delay
         return Exit(name, code, delay, policy.budget.used(now), reason)
 
-    def _restart_broker(self, now: float) -> None:
+    def _restart_broker(self, now: float) -> list[Exit]:
         assert self.kafka is not None
         del self._due[BROKER]
         try:
-            self._start_broker()
+            lost = self._start_broker()
         except (RuntimeError, TimeoutError):
             # Counted like a crash: the next try waits longer, and the budget bounds the tries.
             self.kafka.stop()
-            self._exited(BROKER, self.kafka.poll(), now, "did not come back")
-            return
+            return [self._exited(BROKER, self.kafka.poll(), now, "did not come back")]
         self.restarts[BROKER] = self.restarts.get(BROKER, 0) + 1
+        if lost:
+            return self._restart_after_lost_log(now)
         # Clients reconnect by themselves; the supervisor checks that each consumer group rejoins.
         self._rejoining = {name for name in self.processes if _GROUPS_OF[name] and name not in self._due}
         self._rejoin_deadline = self.clock() + self.supervisor.reconnect_grace_s
+        return []
+
+    def _restart_after_lost_log(self, now: float) -> list[Exit]:
+        """The broker came back without its topics (its log was in memory): every service is
+        started again at once. Their clients would reconnect, but readers without a group
+        (``EventWatcher``: the gateway's replies, the feedback's answers, the registry views)
+        keep positions past the end of the new, empty log and skip what is written there
+        until it grows past them (measured: the feedback service linked a feedback to the
+        answer read before the restart, not to the one published after it)."""
+        found = []
+        for name, process in self.processes.items():
+            if name in self._due:
+                continue  # already waiting for its own restart
+            process.kill()
+            process.wait()
+            self._spawn(name)
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            found.append(
+                Exit(name, process.returncode, 0.0, self._policies[name].budget.used(now), "lost its broker's log")
+            )
+        self._write_state()
+        return found
 
     def _check_rejoined(self, now: float) -> list[Exit]:
         stable = asyncio.run(self._stable_groups([group for name in self._rejoining for group in _GROUPS_OF[name]]))

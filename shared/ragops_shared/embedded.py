@@ -151,10 +151,10 @@ class EmbeddedKafka:
         self.stop()
 
 
-async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> None:
+async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> list[str]:
     """Create topics; existing ones are left as they are. A spec's ``partitions`` win over
     ``kafka.partitions`` (which a bare name gets). Retention is not set: the embedded broker
-    keeps records in memory until it stops.
+    keeps records in memory until it stops. Returns the names of the topics that were missing.
 
     Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
     """
@@ -179,7 +179,7 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str],
                 # Another process may have created them meanwhile.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(wanted)
-            return
+            return [topic.name for topic in wanted]
         except KafkaConnectionError:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s} s") from None
