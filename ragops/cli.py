@@ -19,6 +19,7 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops.supervision import SupervisorSettings
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_schemas import (
@@ -96,15 +97,23 @@ def _stop_on_sigterm() -> None:
 def up(
     data_dir: DataDir = Path(".ragops"),
     gateway_port: int = typer.Option(8080, help="HTTP gateway port."),
-    max_restarts: int = typer.Option(5, help="Restarts allowed per service before the platform gives up."),
+    max_restarts: int | None = typer.Option(
+        None,
+        help="Restarts allowed per service within the restart window "
+        "(default: RAGOPS_SUPERVISOR_BUDGET_RESTARTS, 5 in RAGOPS_SUPERVISOR_BUDGET_WINDOW_S=300).",
+    ),
 ) -> None:
     """Run the whole platform on the embedded default (Tansu, every service) until Ctrl-C.
 
-    A service whose process dies is started again (its consumer group resumes from its last
-    committed offset, so nothing is lost)."""
+    A service or broker whose process dies is started again after an exponential backoff
+    (its consumer groups resume from their last committed offsets); one that exits more
+    often than its restart budget allows stops the platform (README "Supervision")."""
     _stop_on_sigterm()
+    supervisor = SupervisorSettings()
+    if max_restarts is not None:
+        supervisor = supervisor.model_copy(update={"budget_restarts": max_restarts})
     try:
-        with EmbeddedPlatform(data_dir=data_dir, gateway_port=gateway_port) as platform:
+        with EmbeddedPlatform(data_dir=data_dir, gateway_port=gateway_port, supervisor=supervisor) as platform:
             with console.status("starting Kafka and the services (first start converts the generation model)..."):
                 platform.wait_ready()
             console.print(
@@ -113,12 +122,14 @@ def up(
             )
             console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
             while True:
-                for name in platform.restart_exited(max_restarts):
+                for gone in platform.supervise():
                     console.print(
-                        f"[yellow]{name} exited; restarted it (restart {platform.restarts[name]} of {max_restarts}), "
-                        f"see {data_dir / 'logs' / (name + '.log')}"
+                        f"[yellow]{gone.name} {gone.reason} (status {gone.code}); "
+                        f"restarting it in {gone.delay_s:.1f} s (restart {gone.used} of "
+                        f"{supervisor.budget_restarts} within {supervisor.budget_window_s:g} s), "
+                        f"see {data_dir / 'logs'}"
                     )
-                time.sleep(1)
+                time.sleep(supervisor.poll_interval_s)
     except KeyboardInterrupt:
         console.print("stopped.")
     except PlatformError as error:

@@ -9,16 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from ragops.specs import SERVICE_SPECS
+from ragops.supervision import RestartPolicy, SupervisorSettings
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import KafkaSettings, aiokafka_options
@@ -27,6 +29,9 @@ from ragops_shared.spec import OPS_PORT_SETTING
 SERVICES = tuple(spec.name for spec in SERVICE_SPECS)
 # Consumer groups that must have members before the platform takes traffic.
 CONSUMER_GROUPS = tuple(group for spec in SERVICE_SPECS for group in spec.consumer_groups)
+_GROUPS_OF = {spec.name: spec.consumer_groups for spec in SERVICE_SPECS}
+# The supervisor's name for the Kafka broker among the children it restarts.
+BROKER = "broker"
 # Services whose /health, /ready and /metrics are on the ops port (the gateway's are on its API port).
 _OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_setting == OPS_PORT_SETTING)
 STATE_FILE = "platform.json"
@@ -46,25 +51,54 @@ class PlatformError(RuntimeError):
     """A service process exited, or the platform did not become ready in time."""
 
 
+class Exit(NamedTuple):
+    """A child (a service or ``BROKER``) found dead by :meth:`EmbeddedPlatform.supervise`.
+
+    ``code``: its exit status (negative: the signal), ``None`` when the supervisor ended a
+    service that did not rejoin after a broker restart; ``delay_s``: seconds before its
+    restart; ``used``: restarts within the budget window so far, this one included."""
+
+    name: str
+    code: int | None
+    delay_s: float
+    used: int
+    reason: str
+
+
 @dataclass
 class EmbeddedPlatform:
     """Start with :meth:`start` (or ``with``); :meth:`wait_ready` blocks until every consumer
-    group has members and the gateway answers; :meth:`stop` ends everything.
+    group has members and the gateway answers; :meth:`supervise`, called every
+    ``supervisor.poll_interval_s``, restarts what died; :meth:`stop` ends everything.
 
     Args:
-        data_dir: stores, logs (``logs/<service>.log``) and ``platform.json``, which tells
-            ``ragops ingest``/``ask`` where the running platform's broker is.
+        data_dir: stores, logs (``logs/<service>.log``, ``logs/tansu.log``) and ``platform.json``,
+            which tells ``ragops ingest``/``ask`` where the running platform's broker is.
         env: extra environment for every service (settings such as ``RAGOPS_GENERATION_MODEL``).
+        services: the services to run (default: all, in start order).
+        supervisor: backoff, restart budget and reconnection grace of :meth:`supervise`.
+        clock: seconds on a monotonic clock, read by :meth:`supervise` (tests move it by hand).
     """
 
     data_dir: Path
     gateway_port: int | None = None
     ops_ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+    clock: Callable[[], float] = time.monotonic
     kafka: EmbeddedKafka | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Restarts done per child (services and BROKER) over the platform's life.
     restarts: dict[str, int] = field(default_factory=dict)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
+    _policies: dict[str, RestartPolicy] = field(default_factory=dict, repr=False)
+    # Dead children waiting for their restart: when it is due (on ``clock``).
+    _due: dict[str, float] = field(default_factory=dict, repr=False)
+    # After a broker restart: services whose consumer groups have not rejoined yet, and until when they may.
+    _rejoining: set[str] = field(default_factory=set, repr=False)
+    _rejoin_deadline: float = field(default=0.0, repr=False)
+    _failure: PlatformError | None = field(default=None, repr=False)
 
     @property
     def kafka_settings(self) -> KafkaSettings:
@@ -90,8 +124,9 @@ class EmbeddedPlatform:
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
         self.ops_ports = {service: free_port() for service in _OPS_PORT_SERVICES}
-        self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
-        asyncio.run(create_topics(self.kafka_settings, TOPICS))
+        self._policies = {name: RestartPolicy.from_settings(self.supervisor) for name in (BROKER, *self.services)}
+        self.kafka = EmbeddedKafka(log_path=self._log(BROKER))
+        self._start_broker()
         self._env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
@@ -107,20 +142,38 @@ class EmbeddedPlatform:
             "RAGOPS_ANALYTICS_SQL_URL": self.sql_url,
             **self.env,
         }
-        for service in SERVICES:
+        for service in self.services:
             self._spawn(service)
         self._write_state()
         return self
 
+    def _start_broker(self) -> list[str]:
+        """Start the broker (again: on the same port) and create the platform's topics, which
+        a broker that keeps its log in memory has lost; existing topics are left as they are.
+        Returns the topics that were missing.
+
+        Raises:
+            RuntimeError: the broker did not listen (see :meth:`EmbeddedKafka.start`).
+            TimeoutError: it listened but did not answer the Kafka protocol.
+        """
+        assert self.kafka is not None
+        self.kafka.start()
+        self._policies[BROKER].started(self.clock())
+        return asyncio.run(create_topics(self.kafka_settings, TOPICS))
+
     def _spawn(self, service: str) -> None:
         env = {**self._env, OPS_PORT_SETTING: str(self.ops_ports.get(service, 0))}
-        with open(self.data_dir / "logs" / f"{service}.log", "ab") as log:
+        with open(self._log(service), "ab") as log:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", f"ragops_{service}"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self._policies[service].started(self.clock())
+
+    def _log(self, name: str) -> Path:
+        return self.data_dir / "logs" / ("tansu.log" if name == BROKER else f"{name}.log")
 
     def _write_state(self) -> None:
         assert self.kafka is not None
@@ -128,43 +181,121 @@ class EmbeddedPlatform:
             "bootstrap_servers": self.kafka.bootstrap_servers,
             "gateway_url": self.gateway_url,
             "sql_url": self.sql_url,
-            "ops_urls": {service: self.ops_url(service) for service in SERVICES},
+            "ops_urls": {service: self.ops_url(service) for service in self.services},
             "pids": {name: process.pid for name, process in self.processes.items()},
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state))
 
-    def restart_exited(self, max_restarts: int = 5) -> list[str]:
-        """Start again every service whose process exited (a crash, an OOM kill), as a
-        Kubernetes Deployment would; Kafka keeps their input meanwhile and their consumer
-        groups resume from the last committed offsets. Returns the services restarted.
+    def supervise(self) -> list[Exit]:
+        """Look at every child once, as a Kubernetes kubelet would, without waiting for a
+        restart that is not due: schedule the restart of each child found dead (after its
+        backoff), start the children whose restart is due (the broker first, then its topics;
+        services resume from their groups' committed offsets), and after a broker restart
+        end the services whose consumer groups have not rejoined within
+        ``supervisor.reconnect_grace_s`` (they restart like a crash). Returns the exits
+        found by this call; :attr:`restarts` counts the restarts done.
 
         Raises:
-            PlatformError: a service exited more than ``max_restarts`` times.
+            PlatformError: a child exited beyond its restart budget (the message names it,
+                its last exit statuses and its log); stop the platform then.
         """
-        restarted = []
-        for name, process in list(self.processes.items()):
-            if process.poll() is None:
-                continue
-            self.restarts[name] = self.restarts.get(name, 0) + 1
-            if self.restarts[name] > max_restarts:
-                raise PlatformError(
-                    f"{name} exited {self.restarts[name]} times (last status {process.returncode}), "
-                    f"see {self.data_dir / 'logs' / (name + '.log')}"
-                )
+        if self._failure is not None:
+            raise self._failure
+        assert self.kafka is not None, "start() first"
+        now = self.clock()
+        found: list[Exit] = []
+        if BROKER not in self._due and (code := self.kafka.poll()) is not None:
+            found.append(self._exited(BROKER, code, now, "exited"))
+        for name, process in self.processes.items():
+            if name not in self._due and (code := process.poll()) is not None:
+                found.append(self._exited(name, code, now, "exited"))
+        if self._due.get(BROKER, float("inf")) <= now:
+            found += self._restart_broker(now)
+        for name, due in list(self._due.items()):
+            if name != BROKER and due <= now:
+                del self._due[name]
+                self._spawn(name)
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self._write_state()
+        if self._rejoining and BROKER not in self._due:
+            found += self._check_rejoined(now)
+        return found
+
+    def _exited(self, name: str, code: int | None, now: float, reason: str) -> Exit:
+        policy = self._policies[name]
+        delay = policy.exited(now, code)
+        if delay is None:
+            codes = ", ".join("ended by the supervisor" if c is None else str(c) for c in policy.exit_codes)
+            self._failure = PlatformError(
+                f"{name} {reason}, and it was restarted {policy.budget.max_restarts} times within "
+                f"{policy.budget.window_s:g} s already (the restart budget): the platform stops. "
+                f"Last exit statuses: {codes}; see {self._log(name)}"
+            )
+            raise self._failure
+        self._due[name] = now + delay
+        return Exit(name, code, delay, policy.budget.used(now), reason)
+
+    def _restart_broker(self, now: float) -> list[Exit]:
+        assert self.kafka is not None
+        del self._due[BROKER]
+        try:
+            lost = self._start_broker()
+        except (RuntimeError, TimeoutError):
+            # Counted like a crash: the next try waits longer, and the budget bounds the tries.
+            self.kafka.stop()
+            return [self._exited(BROKER, self.kafka.poll(), now, "did not come back")]
+        self.restarts[BROKER] = self.restarts.get(BROKER, 0) + 1
+        if lost:
+            return self._restart_after_lost_log(now)
+        # Clients reconnect by themselves; the supervisor checks that each consumer group rejoins.
+        self._rejoining = {name for name in self.processes if _GROUPS_OF[name] and name not in self._due}
+        self._rejoin_deadline = self.clock() + self.supervisor.reconnect_grace_s
+        return []
+
+    def _restart_after_lost_log(self, now: float) -> list[Exit]:
+        """The broker came back without its topics (its log was in memory): every service is
+        started again at once. Their clients would reconnect, but readers without a group
+        (``EventWatcher``: the gateway's replies, the feedback's answers, the registry views)
+        keep positions past the end of the new, empty log and skip what is written there
+        until it grows past them (measured: the feedback service linked a feedback to the
+        answer read before the restart, not to the one published after it)."""
+        found = []
+        for name, process in self.processes.items():
+            if name in self._due:
+                continue  # already waiting for its own restart
+            process.kill()
+            process.wait()
             self._spawn(name)
-            restarted.append(name)
-        if restarted:
-            self._write_state()
-        return restarted
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            found.append(
+                Exit(name, process.returncode, 0.0, self._policies[name].budget.used(now), "lost its broker's log")
+            )
+        self._write_state()
+        return found
+
+    def _check_rejoined(self, now: float) -> list[Exit]:
+        stable = asyncio.run(self._stable_groups([group for name in self._rejoining for group in _GROUPS_OF[name]]))
+        self._rejoining = {name for name in self._rejoining if not set(_GROUPS_OF[name]) <= stable}
+        if now < self._rejoin_deadline:
+            return []
+        found = []
+        for name in sorted(self._rejoining):
+            self.processes[name].kill()
+            self.processes[name].wait()
+            found.append(self._exited(name, None, now, "did not rejoin its consumer groups after the broker restart"))
+        self._rejoining = set()
+        return found
 
     def check(self) -> None:
-        """Raise :class:`PlatformError` naming any service process that has exited."""
+        """Raise :class:`PlatformError` naming every child (service or broker) that is not
+        running, or the supervisor's reason for giving up."""
+        if self._failure is not None:
+            raise self._failure
         dead = {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
+        if self.kafka is not None and (code := self.kafka.poll()) is not None:
+            dead[BROKER] = code
         if dead:
-            details = "; ".join(
-                f"{name} exited with {code}, see {self.data_dir / 'logs' / (name + '.log')}"
-                for name, code in dead.items()
-            )
+            details = "; ".join(f"{name} exited with {code}, see {self._log(name)}" for name, code in dead.items())
             raise PlatformError(details)
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
@@ -182,30 +313,40 @@ class EmbeddedPlatform:
         raise PlatformError(f"platform not ready within {timeout_s:g} s (logs in {self.data_dir / 'logs'})")
 
     def _gateway_ready(self) -> bool:
+        if "gateway" not in self.services:
+            return True
         try:
             return httpx.get(f"{self.gateway_url}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
     async def _groups_ready(self) -> bool:
-        admin = AIOKafkaAdminClient(**aiokafka_options(self.kafka_settings))
-        await admin.start()
+        groups = [group for name in self.services for group in _GROUPS_OF[name]]
+        return set(groups) <= await self._stable_groups(groups)
+
+    async def _stable_groups(self, groups: list[str]) -> set[str]:
+        """Those of ``groups`` that are ``Stable`` with members (those answered before Kafka
+        stopped answering, if it does)."""
+        admin = AIOKafkaAdminClient(**aiokafka_options(self.kafka_settings), request_timeout_ms=5000)
+        stable: set[str] = set()
         try:
-            for group in CONSUMER_GROUPS:
+            await admin.start()
+            for group in groups:
                 # One group per request: aiokafka cannot decode Tansu's DescribeGroups answer
                 # for several groups at once while members join.
                 [response] = await admin.describe_consumer_groups([group])
                 # DescribeGroups v2 rows: (error_code, group_id, state, protocol_type, protocol, members)
-                if not any(row[2] == "Stable" and row[5] for row in response.groups):
-                    return False
-            return True
+                if any(row[2] == "Stable" and row[5] for row in response.groups):
+                    stable.add(group)
         except KafkaError:
-            return False
+            pass  # the groups not answered count as not rejoined; asked again at the next look
         finally:
             await admin.close()
+        return stable
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM every service (they drain in-flight work), SIGKILL stragglers, stop Kafka."""
+        self._due.clear()
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -129,6 +129,21 @@ class EmbeddedKafka:
             self._process.kill()
             self._process.wait()
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id (``None`` before :meth:`start`)."""
+        return self._process.pid if self._process is not None else None
+
+    def poll(self) -> int | None:
+        """The broker's exit status if its process has ended (as ``Popen.poll``), else ``None``.
+
+        Raises:
+            RuntimeError: :meth:`start` was never called.
+        """
+        if self._process is None:
+            raise RuntimeError("the broker was never started")
+        return self._process.poll()
+
     def __enter__(self) -> "EmbeddedKafka":
         return self.start()
 
@@ -136,10 +151,10 @@ class EmbeddedKafka:
         self.stop()
 
 
-async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> None:
+async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> list[str]:
     """Create topics; existing ones are left as they are. A spec's ``partitions`` win over
     ``kafka.partitions`` (which a bare name gets). Retention is not set: the embedded broker
-    keeps records in memory until it stops.
+    keeps records in memory until it stops. Returns the names of the topics that were missing.
 
     Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
     """
@@ -164,7 +179,7 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str],
                 # Another process may have created them meanwhile.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(wanted)
-            return
+            return [topic.name for topic in wanted]
         except KafkaConnectionError:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s} s") from None
