@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
-from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, aiokafka_options
 from ragops_shared.spec import OPS_PORT_SETTING
 
 SERVICES = tuple(spec.name for spec in SERVICE_SPECS)
@@ -55,12 +55,16 @@ class EmbeddedPlatform:
         data_dir: stores, logs (``logs/<service>.log``) and ``platform.json``, which tells
             ``ragops ingest``/``ask`` where the running platform's broker is.
         env: extra environment for every service (settings such as ``RAGOPS_GENERATION_MODEL``).
+        broker_storage: ``durable`` keeps the broker's topics, events and committed offsets in
+            ``<data_dir>/broker`` across restarts; ``memory`` loses them when it stops.
+            Default: ``RAGOPS_BROKER_STORAGE`` (``durable``).
     """
 
     data_dir: Path
     gateway_port: int | None = None
     ops_ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    broker_storage: Literal["durable", "memory"] = field(default_factory=lambda: EmbeddedBrokerSettings().storage)
     kafka: EmbeddedKafka | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -90,7 +94,11 @@ class EmbeddedPlatform:
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
         self.ops_ports = {service: free_port() for service in _OPS_PORT_SERVICES}
-        self.kafka = EmbeddedKafka(log_path=logs / "tansu.log").start()
+        self.kafka = EmbeddedKafka(
+            log_path=logs / "tansu.log",
+            data_dir=self.data_dir / "broker" if self.broker_storage == "durable" else None,
+        ).start()
+        # Every start: a durable broker already has them (a no-op), a fresh one gets them.
         asyncio.run(create_topics(self.kafka_settings, TOPICS))
         self._env = {
             **os.environ,

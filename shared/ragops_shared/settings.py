@@ -59,6 +59,19 @@ class KafkaSettings(BaseSettings):
         return self
 
 
+class EmbeddedBrokerSettings(BaseSettings):
+    """How the embedded platform (``ragops up``, ``make demo``, ``make bench``) runs its broker
+    (env prefix ``RAGOPS_BROKER_``, e.g. ``RAGOPS_BROKER_STORAGE=memory``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_BROKER_", extra="ignore")
+
+    storage: Literal["durable", "memory"] = Field(
+        default="durable",
+        description="durable: the event log, topics and committed offsets survive a restart "
+        "(kept on disk under the data dir); memory: gone when the broker stops.",
+    )
+
+
 class PlatformSettings(BaseSettings):
     """Settings every service reads (env prefix ``RAGOPS_``)."""
 
