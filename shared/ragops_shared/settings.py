@@ -59,6 +59,22 @@ class KafkaSettings(BaseSettings):
         return self
 
 
+class EmbeddedBrokerSettings(BaseSettings):
+    """How the embedded platform (``ragops up``, ``make demo``, ``make bench``) runs its broker
+    (env prefix ``RAGOPS_BROKER_``, e.g. ``RAGOPS_BROKER_STORAGE=memory``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_BROKER_", extra="ignore")
+
+    # Memory by default for now: on its S3 engine Tansu 0.6 reports a stale latest offset
+    # (fetches, produce offsets and commits are right), which slows every reader that seeks
+    # to the end (reply waiting) and would mislead lag metrics.
+    storage: Literal["durable", "memory"] = Field(
+        default="memory",
+        description="durable: the event log, topics and committed offsets survive a restart "
+        "(kept on disk under the data dir); memory: gone when the broker stops.",
+    )
+
+
 class PlatformSettings(BaseSettings):
     """Settings every service reads (env prefix ``RAGOPS_``)."""
 
