@@ -71,7 +71,6 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     recorded = feedback.caused(
         FeedbackRecorded,
         producer,
-        derived_id=True,
         request_id=feedback.request_id,
         feedback_event_id=str(feedback.event_id),
         thumb=feedback.thumb,
@@ -91,7 +90,6 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     example = feedback.caused(
         DatasetExampleAdded,
         producer,
-        derived_id=True,
         dataset=dataset,
         example_id=example_id(dataset, answer.question, reference),
         question=answer.question,
