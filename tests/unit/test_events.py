@@ -2,9 +2,6 @@
 the content type of a submitted file from its name."""
 
 import json
-import os
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,23 +84,7 @@ def test_caused_refuses_a_field_the_output_does_not_have() -> None:
         query.caused(DocumentRejected, PRODUCER, derived_id="x", document_id="d", stage="ingestion", reason="r")
 
 
-@pytest.fixture
-def berlin() -> Iterator[None]:
-    """The host's zone set to Europe/Berlin (UTC+1 in January) for the test, then restored."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Berlin"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
-
-
-@pytest.mark.usefixtures("berlin")
+@pytest.mark.usefixtures("host_zone_berlin")
 def test_a_naive_occurred_at_is_utc_not_host_time() -> None:
     assert datetime(2026, 1, 1, 1, 30).astimezone(UTC).hour == 0, "the host zone is Berlin"
     built = QuerySubmitted(producer=PRODUCER, request_id="r", question="q", occurred_at=datetime(2026, 1, 1, 1, 30))
