@@ -3,6 +3,7 @@ milliseconds, so each test gets fresh topics), and the environment the embedded 
 runs with (offline model loading, passive OpenMP threads)."""
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,3 +65,20 @@ def corpus_rows(data_dir: Path) -> list[dict]:
     from tests.helpers import read_jsonl
 
     return read_jsonl(data_dir / "corpus.jsonl")
+
+
+@pytest.fixture
+def host_zone_berlin() -> Iterator[None]:
+    """The host's time zone set to Europe/Berlin (UTC+1 in January) for one test, then restored:
+    code that reads the host zone (``datetime.astimezone`` on a naive time) shows it."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

@@ -1,7 +1,9 @@
 """The envelope every event shares.
 
 ``event_id`` is the idempotency key: consumers and the ClickHouse sink de-duplicate on it,
-so a redelivered event never has a second effect. Trace context follows W3C Trace Context
+so a redelivered event never has a second effect: an event caused by another gets an id
+derived from its cause (:meth:`Event.caused`). Times are UTC; a time read or built without a
+zone is taken as UTC, never as the host's local time. Trace context follows W3C Trace Context
 (https://www.w3.org/TR/trace-context/): ``trace_id`` is 32 lowercase hex digits,
 ``span_id`` 16, and the same pair travels in the Kafka ``traceparent`` header.
 """
@@ -10,19 +12,29 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
 from ragops_schemas.ids import derived_event_id, new_event_id, new_span_id, new_trace_id
 from ragops_schemas.topics import Topic
 
 TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC. A naive datetime (no zone, e.g. ``2026-01-01T01:30:00`` in JSON) is taken
+    as UTC, never as the host's local time (what ``datetime.astimezone`` would assume)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 # Millisecond precision, always UTC with a "Z": what ClickHouse DateTime64(3) and every
-# JSON consumer can read without guessing a zone.
+# JSON consumer can read without guessing a zone. Validation converts to UTC (naive: taken as
+# UTC), so events compare and serialise alike whatever zone a producer used.
 UtcMillis = Annotated[
     datetime,
+    AfterValidator(as_utc),
     PlainSerializer(
-        lambda value: value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        lambda value: as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         return_type=str,
     ),
 ]
@@ -88,19 +100,27 @@ class Event(BaseModel):
         """W3C ``traceparent`` header value for this event's span (sampled)."""
         return f"00-{self.trace_id}-{self.span_id}-01"
 
-    def caused(self, event_type: type[E], producer: Producer, *, derived_id: bool | str = False, **fields: Any) -> E:
+    def caused(self, event_type: type[E], producer: Producer, *, scope: str = "", **fields: Any) -> E:
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
-        ``span_id``. Used by every service for its output event.
+        ``span_id``. Used by every service for its output events.
 
-        ``derived_id``: the output's ``event_id`` is :func:`ragops_schemas.ids.derived_event_id`
-        of the output type and this event's id, so processing the same event again yields the
-        same id and the sink (keyed on ids) keeps one copy. A string ``derived_id`` is a scope
-        added to the name, for one cause with several outputs of the same type (e.g. one per
-        index build). Otherwise the id is random."""
-        if derived_id:
-            scope = "" if derived_id is True else derived_id
-            fields["event_id"] = derived_event_id(event_type.__name__, self.event_id, scope)
-        return event_type(producer=producer, trace_id=self.trace_id, tenant=self.tenant, **fields)
+        The output's ``event_id`` is :func:`ragops_schemas.ids.derived_event_id` of the output
+        type, this event's id and ``scope``, so processing the same event again (a redelivery)
+        yields the same ids. ``scope`` is the output's identity when one cause yields several
+        outputs of one type (e.g. one per index build); empty when it yields one.
+
+        Raises ``TypeError`` for a keyword that is not a field of ``event_type``: events ignore
+        unknown fields when read, so a misspelled one would otherwise vanish silently."""
+        unknown = fields.keys() - event_type.model_fields.keys()
+        if unknown:
+            raise TypeError(f"{event_type.__name__} has no field(s) {sorted(unknown)}")
+        return event_type(
+            producer=producer,
+            trace_id=self.trace_id,
+            tenant=self.tenant,
+            event_id=derived_event_id(event_type.__name__, self.event_id, scope),
+            **fields,
+        )
 
 
 class DocumentEvent(Event):

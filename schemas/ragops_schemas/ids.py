@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 _DERIVED_EVENTS = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
 _POINTS = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
 _UNPARSABLE_RECORDS = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
+_DEAD_LETTERS = uuid.UUID("5f3c9a7e-8d21-4b0f-b6a4-3e7d2c1f9a58")
 
 
 def _sha256_hex(data: bytes, digits: int | None = None) -> str:
@@ -138,16 +139,32 @@ def holdout_bucket(question: str) -> int:
 
 
 def new_event_id() -> uuid.UUID:
-    """A random event id (UUID4), for events that have no derived id."""
+    """A random event id (UUID4), for an event that starts a chain and so has no cause to
+    derive it from: a submitted question or document, a drift detection, an operator's command."""
     return uuid.uuid4()
 
 
 def derived_event_id(event_type: str, cause_event_id: uuid.UUID, scope: str = "") -> uuid.UUID:
-    """Id of an event caused by another: UUID5 in a fixed namespace of ``<event_type>:<cause id>``,
-    plus ``:<scope>`` when given (one cause with several outputs of one type). Processing the
-    same event again yields the same id, so the sink (keyed on ids) keeps one copy."""
+    """Id of every event caused by another (:meth:`ragops_schemas.envelope.Event.caused`):
+    UUID5 in a fixed namespace of ``<event_type>:<cause id>``, plus ``:<scope>`` when given.
+
+    ``event_type`` is the output's class name (``AnswerGenerated``); ``scope`` is the output's
+    identity among the outputs of one type that one cause yields (an index build, a policy
+    rule), empty when there is one. Processing the same event again (a redelivery after the
+    outputs were published but before the offset was committed) yields the same ids, so
+    consumers and the sink (keyed on ids) keep one copy."""
     name = f"{event_type}:{cause_event_id}" + (f":{scope}" if scope else "")
     return uuid.uuid5(_DERIVED_EVENTS, name)
+
+
+def dead_letter_event_id(topic: str, partition: int, offset: int, consumer_group: str | None) -> uuid.UUID:
+    """Id of the dead letter of one Kafka record for one consumer group: UUID5 in a fixed
+    namespace of the JSON array ``[topic, partition, offset, consumer_group or ""]``.
+
+    A record redelivered to the same group and refused again gets the same id (one dead
+    letter); two groups that both refuse it publish two (each is a fact of its own). The JSON
+    array keeps the parts apart whatever characters a group id contains."""
+    return uuid.uuid5(_DEAD_LETTERS, json.dumps([topic, partition, offset, consumer_group or ""]))
 
 
 def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
@@ -157,8 +174,9 @@ def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
 
 
 def model_registration_id(name: str, version: str) -> uuid.UUID:
-    """Event id of the embedding service's registration of its default model: UUID5 in the URL
-    namespace of ``ragops:embedding_model:<name>:<version>``, the same on every start."""
+    """Event id of the embedding service's registration of its default model (it has no cause:
+    it is published at start): UUID5 in the URL namespace of
+    ``ragops:embedding_model:<name>:<version>``, the same on every start."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{name}:{version}")
 
 

@@ -32,6 +32,7 @@ from ragops_schemas import (
     QuerySubmitted,
     VersionPromoted,
     VersionRegistered,
+    utc_now,
 )
 from ragops_schemas.ids import model_registration_id
 from ragops_schemas.registry import Registry
@@ -140,11 +141,17 @@ class Embedders:
         return outputs
 
     def registration(self, producer: Producer) -> VersionRegistered:
-        """The default model's registration (same event id on every start: recorded once)."""
+        """The default model's registration, published at every start: the same event id
+        every time and, once the registry holds it, the first registration's ``occurred_at``,
+        so a restart republishes the same fact (the sink keeps one row) instead of a new one."""
         info = self.default.info
         assert info is not None  # warm_up ran
+        event_id = model_registration_id(info.name, info.version)
+        state = self.registry.get("embedding_model", info.name, info.version)
+        first = state.registered if state and state.registered and state.registered.event_id == event_id else None
         return VersionRegistered(
-            event_id=model_registration_id(info.name, info.version),
+            event_id=event_id,
+            occurred_at=first.occurred_at if first else utc_now(),
             producer=producer,
             kind="embedding_model",
             name=info.name,

@@ -54,7 +54,6 @@ def evaluate(
             answer.caused(
                 AnswerEvaluated,
                 producer,
-                derived_id=True,
                 request_id=answer.request_id,
                 answer_event_id=str(answer.event_id),
                 scores=[

@@ -5,13 +5,12 @@ evaluation and retraining.
 
 Refused (dead-lettered with ``error_type="rejected"`` and the reason): feedback for a
 request id the platform never answered, and feedback stamped in the future. A duplicate
-event id is accepted once: its outputs have ids derived from it, so a replay de-duplicates
-downstream too.
+event id is accepted once (the subscriber skips an id it handled; its outputs have ids
+derived from it, so a replay after a restart de-duplicates downstream too).
 
 The service knows the answers by reading ``AnswerGenerated`` from the beginning of the topic
 (a table keyed by request id, rebuilt at start), so it needs no database of its own."""
 
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
@@ -71,7 +70,6 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     recorded = feedback.caused(
         FeedbackRecorded,
         producer,
-        derived_id=True,
         request_id=feedback.request_id,
         feedback_event_id=str(feedback.event_id),
         thumb=feedback.thumb,
@@ -91,7 +89,6 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     example = feedback.caused(
         DatasetExampleAdded,
         producer,
-        derived_id=True,
         dataset=dataset,
         example_id=example_id(dataset, answer.question, reference),
         question=answer.question,
@@ -114,14 +111,11 @@ class FeedbackLinker:
         self.answers = answers
         self.watcher = watcher
         self.producer = producer
-        self._seen: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
         """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback."""
         outputs: list[Event] = []
         for feedback in events:
-            if feedback.event_id in self._seen:
-                continue  # a duplicate delivery: recorded once already
             if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
                 raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
             answer = self.answers.get(feedback.request_id)
@@ -130,10 +124,6 @@ class FeedbackLinker:
             if answer is None:
                 raise EventRejected(f"unknown request_id {feedback.request_id!r}: no answer was generated for it")
             outputs += record(feedback, answer, self.producer, self.settings.dataset)
-        for feedback in events:
-            self._seen[feedback.event_id] = None
-        while len(self._seen) > self.settings.max_answers:
-            self._seen.popitem(last=False)
         return outputs
 
 

@@ -218,7 +218,7 @@ class Monitor:
             detected.caused(
                 RetrainingRequested,
                 self.producer,
-                derived_id=rule.name,
+                scope=rule.name,
                 action=rule.action,
                 reason=reason,
                 rule=rule.name,

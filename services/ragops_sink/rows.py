@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 from aiokafka import ConsumerRecord
 
+from ragops_schemas.envelope import as_utc
 from ragops_schemas.ids import unparsable_event_id
 
 
@@ -96,7 +97,8 @@ def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
             partition=record.partition,
             offset=record.offset,
             message_key=key,
-            occurred_at=datetime.fromisoformat(str(payload["occurred_at"]).replace("Z", "+00:00")).astimezone(UTC),
+            # A time without a zone is UTC (as in the envelope), never the host's local time.
+            occurred_at=as_utc(datetime.fromisoformat(str(payload["occurred_at"]).replace("Z", "+00:00"))),
             received_at=received_at,
             producer=_text(producer.get("name")),
             producer_version=_text(producer.get("version")),

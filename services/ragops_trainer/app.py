@@ -108,15 +108,12 @@ class Trainer:
             await ACTIONS[request.action](context, request)
         except ActionRejected as reason:
             log.warning("retraining_request_rejected", action=request.action, reason=str(reason))
-            await context.publish(
-                request.caused(RetrainingRejected, producer, derived_id=True, reason=str(reason), **step)
-            )
+            await context.publish(request.caused(RetrainingRejected, producer, reason=str(reason), **step))
         except TimeoutError as error:  # a document wait, or the training bound (TrainingTimeout)
             await context.publish(
                 request.caused(
                     TrainingFailed,
                     producer,
-                    derived_id=True,
                     reason=f"ran out of time: {error}",
                     timed_out=True,
                     **step,
@@ -128,7 +125,6 @@ class Trainer:
                 request.caused(
                     TrainingFailed,
                     producer,
-                    derived_id=True,
                     reason=f"{type(error).__name__}: {error}",
                     **step,
                 )

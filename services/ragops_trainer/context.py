@@ -69,7 +69,6 @@ class TrainerContext:
             request.caused(
                 TrainingStarted,
                 self.producer,
-                derived_id=True,
                 request_event_id=str(request.event_id),
                 action=request.action,
                 inputs={key: str(value) for key, value in inputs.items()},

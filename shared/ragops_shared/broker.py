@@ -5,7 +5,9 @@ Delivery semantics: offsets are committed only after a batch was handled (``AckP
 ``NACK_ON_ERROR``: an infrastructure failure rewinds and redelivers the batch). A record
 that fails schema validation, or whose processing raises, becomes a
 ``MessageDeadLettered`` event with the original bytes and the reason; the rest of the batch
-goes on. Effects are idempotent downstream (deterministic ids), so redelivery is safe.
+goes on. Effects are idempotent downstream (deterministic ids), so redelivery is safe: a
+redelivered batch republishes the same event ids (derived from their causes), and a
+subscriber skips an event whose id it handled recently (a duplicate delivery).
 """
 
 import asyncio
@@ -13,6 +15,7 @@ import base64
 import logging
 import ssl
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -28,8 +31,9 @@ from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered, Producer
 from ragops_schemas.events import DeadLetterErrorType
+from ragops_schemas.ids import dead_letter_event_id
 from ragops_shared.logs import event_context
-from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS
+from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS, DUPLICATES
 from ragops_shared.settings import KafkaSettings
 
 E = TypeVar("E", bound=Event)
@@ -104,6 +108,13 @@ class EventSubscriber(Generic[E]):
     the batch fails, and dead-letters each event that still fails (``error_type="processing"``).
     Lines logged while one event is handled carry its ids (:func:`~ragops_shared.logs.event_context`).
 
+    De-duplication: an event whose ``event_id`` this subscriber handled (outputs published)
+    among its last ``remember_ids`` events, or that came earlier in the same batch, is skipped
+    (logged and counted in ``ragops_duplicate_records_total``; its offset is committed with
+    the batch): a duplicate delivery is not processed twice. Across a restart the memory is
+    gone; the outputs then get the same ids again (derived from the cause) and consumers and
+    the sink collapse them.
+
     ``batch_wait_ms`` > 0: a fetch that brought fewer than ``max_records`` records is topped
     up from the same consumer for up to that long before the handler runs, so requests that
     reached the broker a fetch apart still share one batch (a generation batch takes
@@ -122,15 +133,19 @@ class EventSubscriber(Generic[E]):
         max_records: int = 32,
         batch_wait_ms: int = 0,
         max_poll_interval_ms: int = 5 * 60 * 1000,
+        remember_ids: int = 10_000,
     ) -> None:
         self.event_type = event_type
         self.group_id = group_id
         self.max_records = max_records
         self.batch_wait_ms = batch_wait_ms
+        self.remember_ids = remember_ids
         self._publisher = publisher
         # Records of the batch being handled, by event id: FastStream handles one batch at a
         # time per subscriber, so this never mixes batches.
         self._records: dict[uuid.UUID, ConsumerRecord] = {}
+        # Ids of the events handled last, oldest first (about 100 bytes each).
+        self._handled: OrderedDict[uuid.UUID, None] = OrderedDict()
         self.subscriber = broker.subscriber(
             event_type.TOPIC,
             batch=True,
@@ -200,9 +215,26 @@ class EventSubscriber(Generic[E]):
             except ValidationError as error:
                 await self._dead_letter(record, "schema_validation", _validation_reason(error))
                 continue
+            if event.event_id in self._records or event.event_id in self._handled:
+                DUPLICATES.labels(self._publisher.producer.name, record.topic).inc()
+                log.info(
+                    "duplicate_event_skipped",
+                    event_id=str(event.event_id),
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                continue
             self._records[event.event_id] = record
             valid.append(event)
         return valid
+
+    def _remember(self, events: Sequence[E]) -> None:
+        """Mark ``events`` handled: their outputs are out."""
+        for event in events:
+            self._handled[event.event_id] = None
+        while len(self._handled) > self.remember_ids:
+            self._handled.popitem(last=False)
 
     async def run(self, events: Sequence[E], process: Callable[[Sequence[E]], Awaitable[Sequence[Event]]]) -> None:
         """Run ``process`` (events in, output events out) and publish its outputs.
@@ -213,6 +245,7 @@ class EventSubscriber(Generic[E]):
         if len(events) > 1:
             try:
                 await self._publisher.publish_all(await process(events))
+                self._remember(events)
                 return
             except Exception:  # noqa: BLE001 - isolate the failing event(s) one by one below
                 log.warning("batch_failed_retrying_one_by_one", size=len(events))
@@ -222,6 +255,7 @@ class EventSubscriber(Generic[E]):
             with event_context(event):
                 try:
                     await self._publisher.publish_all(await process([event]))
+                    self._remember([event])
                 except EventRejected as error:
                     await self._dead_letter(self._records[event.event_id], "rejected", str(error))
                 except Exception as error:
@@ -241,6 +275,8 @@ class EventSubscriber(Generic[E]):
         )
         await self._publisher.publish(
             MessageDeadLettered(
+                # Refused again on redelivery: the same letter, not a second one.
+                event_id=dead_letter_event_id(record.topic, record.partition, record.offset, self.group_id),
                 producer=self._publisher.producer,
                 original_topic=record.topic,
                 partition=record.partition,

@@ -6,7 +6,7 @@
 Kafka counters and handler latencies come from FastStream's Prometheus middleware
 (``faststream_received_messages_total``, ``faststream_published_messages_total``,
 ``faststream_received_processed_messages_duration_seconds``...); the platform adds dead
-letters, batch sizes and model latency/tokens below."""
+letters, skipped duplicates, batch sizes and model latency/tokens below."""
 
 from collections.abc import Callable
 
@@ -16,6 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram,
 
 DEAD_LETTERS = Counter(
     "ragops_dead_letters_total", "Records sent to the dead-letter topic.", ["service", "topic", "error_type"]
+)
+DUPLICATES = Counter(
+    "ragops_duplicate_records_total",
+    "Records skipped because an event with their event id was handled already (a redelivery).",
+    ["service", "topic"],
 )
 BATCH_RECORDS = Histogram(
     "ragops_batch_records",

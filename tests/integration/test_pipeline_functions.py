@@ -8,15 +8,17 @@ import pytest
 
 from ragops_embedding.app import embed_documents, embed_queries
 from ragops_embedding.settings import EmbeddingSettings
+from ragops_evaluation.app import evaluate
 from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.settings import IngestionSettings
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index, collection_name
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
+from ragops_schemas import AnswerGenerated, ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
+from ragops_schemas.ids import derived_event_id
 from ragops_shared.settings import PlatformSettings
-from tests.helpers import PRODUCER
+from tests.helpers import PRODUCER, example
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 
@@ -171,3 +173,54 @@ def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index
         "default", retrieved.retrieval.embedding
     )
     assert len(retrieved.contexts) <= question.top_k
+
+
+def test_a_redelivered_batch_gets_the_same_event_ids(embedder, chunker, index) -> None:
+    """Each service's function run twice on the same batch (a redelivery after its outputs
+    were published and before its offsets were committed): the outputs have the same ids,
+    one per cause and output type, so consumers and the sink keep one copy."""
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    documents = [
+        DocumentSubmitted(producer=PRODUCER, document_id=f"d{i}", content=f"Refund policy {i}: within {i} days.")
+        for i in range(3)
+    ]
+    questions = [QuerySubmitted(producer=PRODUCER, request_id=f"r{i}", question=f"Refunds {i}?") for i in range(3)]
+
+    def twice(process, batch):
+        first, again = process(batch), process(batch)
+        assert [e.event_id for e in first] == [e.event_id for e in again], process
+        assert len({e.event_id for e in first}) == len(batch), "one id per cause"
+        return first
+
+    chunked = twice(lambda batch: [ingest(chunker, info, PRODUCER, d) for d in batch], documents)
+    embedded = twice(lambda batch: embed_documents(embedder, PRODUCER, batch), chunked)
+    indexed = twice(index.index, embedded)
+    queries = twice(lambda batch: embed_queries(embedder, PRODUCER, batch), questions)
+    retrieved = twice(index.retrieve, queries)
+    model = example(AnswerGenerated)  # the generator's part: its own test (test_answerer)
+    answers = [
+        context.caused(
+            AnswerGenerated,
+            PRODUCER,
+            request_id=context.request_id,
+            question=context.question,
+            answer="Within the days the policy says.",
+            contexts=context.contexts,
+            generation=model.generation,
+            lineage=model.lineage,
+        )
+        for context in retrieved
+    ]
+    evaluated = twice(lambda batch: evaluate(embedder, PRODUCER, 1.0, batch), answers)
+    # The rule: a UUID5 of the output type and the cause's id.
+    for outputs, causes in [
+        (chunked, documents),
+        (embedded, chunked),
+        (indexed, embedded),
+        (queries, questions),
+        (retrieved, queries),
+        (evaluated, answers),
+    ]:
+        assert [e.event_id for e in outputs] == [
+            derived_event_id(type(e).__name__, cause.event_id) for e, cause in zip(outputs, causes, strict=True)
+        ]

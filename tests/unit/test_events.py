@@ -2,13 +2,15 @@
 the content type of a submitted file from its name."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from ragops_schemas import DocumentSubmitted, GenAIUsage, QueryEmbedded, QuerySubmitted
+from ragops_schemas import DocumentRejected, DocumentSubmitted, GenAIUsage, QueryEmbedded, QuerySubmitted
 from ragops_schemas.events import UnsupportedFileType, content_type_for
+from ragops_schemas.ids import derived_event_id
 from tests.helpers import PRODUCER
 
 
@@ -62,13 +64,39 @@ def test_derived_ids_are_stable_per_cause_and_output_type() -> None:
         "embedding": {"name": "m", "version": "v", "dimension": 2},
         "vector": [0.6, 0.8],
     }
-    first = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
-    again = query.caused(QueryEmbedded, PRODUCER, derived_id=True, **fields)
+    first = query.caused(QueryEmbedded, PRODUCER, **fields)
+    again = query.caused(QueryEmbedded, PRODUCER, **fields)
     other = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?").caused(
-        QueryEmbedded, PRODUCER, derived_id=True, **fields
+        QueryEmbedded, PRODUCER, **fields
     )
     assert first.event_id == again.event_id != other.event_id
-    assert query.caused(QueryEmbedded, PRODUCER, **fields).event_id != first.event_id
+    assert first.event_id == derived_event_id("QueryEmbedded", query.event_id)
+    assert query.caused(QueryEmbedded, PRODUCER, scope="part-2", **fields).event_id == derived_event_id(
+        "QueryEmbedded", query.event_id, "part-2"
+    )
+
+
+def test_caused_refuses_a_field_the_output_does_not_have() -> None:
+    # Events ignore unknown fields when read: without this a misspelled keyword (or the old
+    # ``derived_id``) would be dropped silently.
+    query = QuerySubmitted(producer=PRODUCER, request_id="r-1", question="why?")
+    with pytest.raises(TypeError, match="derived_id"):
+        query.caused(DocumentRejected, PRODUCER, derived_id="x", document_id="d", stage="ingestion", reason="r")
+
+
+@pytest.mark.usefixtures("host_zone_berlin")
+def test_a_naive_occurred_at_is_utc_not_host_time() -> None:
+    assert datetime(2026, 1, 1, 1, 30).astimezone(UTC).hour == 0, "the host zone is Berlin"
+    built = QuerySubmitted(producer=PRODUCER, request_id="r", question="q", occurred_at=datetime(2026, 1, 1, 1, 30))
+    assert json.loads(built.model_dump_json())["occurred_at"] == "2026-01-01T01:30:00.000Z"
+    assert built.occurred_at == datetime(2026, 1, 1, 1, 30, tzinfo=UTC)
+    payload = json.loads(built.model_dump_json()) | {"occurred_at": "2026-01-01T01:30:00"}
+    read = QuerySubmitted.model_validate_json(json.dumps(payload))
+    assert read.occurred_at == datetime(2026, 1, 1, 1, 30, tzinfo=UTC)
+    assert json.loads(read.model_dump_json())["occurred_at"] == "2026-01-01T01:30:00.000Z"
+    # A zoned time keeps its instant.
+    zoned = payload | {"occurred_at": "2026-01-01T02:30:00+01:00"}
+    assert QuerySubmitted.model_validate_json(json.dumps(zoned)).occurred_at == read.occurred_at
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,15 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from ragops_schemas.ids import (
     chunk_id,
     content_hash,
     corpus_version,
     dataset_file_hash,
     dataset_version,
+    dead_letter_event_id,
     derived_event_id,
     document_version,
     evaluation_run_id,
@@ -108,6 +111,39 @@ def test_holdout_bucket() -> None:
 def test_derived_event_id() -> None:
     assert derived_event_id("DocumentChunked", CAUSE) == uuid.UUID("436afc1d-ddab-5d35-90fa-82c7dc4478c5")
     assert derived_event_id("DocumentChunked", CAUSE, "b1") == uuid.UUID("8263accf-6e60-582b-8ddb-9fb396a87270")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "pinned"),
+    [
+        # The outputs of the query and document paths, evaluation and feedback: each is
+        # derived from its cause's id, so a redelivered cause gives the same id.
+        ("DocumentChunked", "436afc1d-ddab-5d35-90fa-82c7dc4478c5"),
+        ("ChunksEmbedded", "f56f8ee5-bf59-5470-a461-b42bbe2f6301"),
+        ("DocumentIndexed", "823ed1f2-ac92-540c-a931-249b327bda61"),
+        ("QueryEmbedded", "52b6ba33-c5e8-522c-81d4-a6fbea4c8adf"),
+        ("ContextRetrieved", "413c638a-24ad-5963-900b-ee1c1e8815cd"),
+        ("AnswerGenerated", "f2ddf8d9-9958-562c-ac98-7b900c4170e7"),
+        ("AnswerEvaluated", "b90c7e8c-fee2-5463-8f3c-b44245a72854"),
+        ("FeedbackRecorded", "4979a126-a2ef-5d1b-a2d3-0866af710df1"),
+        ("DatasetExampleAdded", "9402a886-2dba-5089-ac11-d5f6c8dbb58c"),
+    ],
+)
+def test_derived_event_id_of_each_output(event_type: str, pinned: str) -> None:
+    assert derived_event_id(event_type, CAUSE) == uuid.UUID(pinned)
+
+
+def test_dead_letter_event_id() -> None:
+    topic = "ragops.query.submitted.v1"
+    assert dead_letter_event_id(topic, 2, 17, "ragops-embedding-queries") == uuid.UUID(
+        "ae864c1d-3146-5f02-a584-b920077e2cca"
+    )
+    # No group (a consumer that commits nothing) counts as the empty group id.
+    assert dead_letter_event_id(topic, 2, 17, None) == uuid.UUID("e7ed1adb-a38e-5ba3-af79-f6820b315194")
+    assert dead_letter_event_id(topic, 2, 17, "") == dead_letter_event_id(topic, 2, 17, None)
+    # Each group's refusal is its own fact; each record its own letter.
+    assert dead_letter_event_id(topic, 2, 17, "other") != dead_letter_event_id(topic, 2, 17, None)
+    assert dead_letter_event_id(topic, 2, 18, None) != dead_letter_event_id(topic, 2, 17, None)
 
 
 def test_unparsable_event_id() -> None:

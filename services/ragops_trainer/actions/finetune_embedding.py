@@ -157,7 +157,7 @@ async def train(ctx: TrainerContext, request: RetrainingRequested, live: Version
         request.caused(
             VersionRegistered,
             ctx.producer,
-            derived_id="embedding_model",
+            scope="embedding_model",
             kind="embedding_model",
             name=name,
             version=version,
@@ -178,7 +178,7 @@ async def train(ctx: TrainerContext, request: RetrainingRequested, live: Version
         request.caused(
             VersionPromoted,
             ctx.producer,
-            derived_id="candidate",
+            scope="candidate",
             kind="embedding_model",
             name=name,
             version=version,
@@ -225,7 +225,6 @@ async def decide(
         request.caused(
             CandidateEvaluated,
             ctx.producer,
-            derived_id=True,
             request_event_id=str(request.event_id),
             action=request.action,
             candidate=VersionRef(kind="embedding_model", name=name, version=candidate.version),
@@ -243,7 +242,7 @@ async def decide(
             request.caused(
                 VersionRejected,
                 ctx.producer,
-                derived_id="embedding_model",
+                scope="embedding_model",
                 kind="embedding_model",
                 name=name,
                 version=candidate.version,
@@ -262,7 +261,7 @@ async def decide(
         request.caused(
             VersionPromoted,
             ctx.producer,
-            derived_id="embedding_model",
+            scope="embedding_model",
             kind="embedding_model",
             name=name,
             version=candidate.version,
@@ -285,7 +284,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         request.caused(
             VersionRegistered,
             ctx.producer,
-            derived_id="dataset",
+            scope="dataset",
             kind="dataset",
             name="feedback",
             version=data.snapshot,

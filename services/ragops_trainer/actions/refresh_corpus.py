@@ -40,7 +40,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         request.caused(
             VersionRegistered,
             ctx.producer,
-            derived_id="corpus",
+            scope="corpus",
             kind="corpus",
             name=ctx.settings.corpus,
             version=version,
@@ -52,7 +52,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         request.caused(
             VersionPromoted,
             ctx.producer,
-            derived_id="corpus",
+            scope="corpus",
             kind="corpus",
             name=ctx.settings.corpus,
             version=version,

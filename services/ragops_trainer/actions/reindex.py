@@ -43,7 +43,7 @@ async def run(
         request.caused(
             VersionRegistered,
             ctx.producer,
-            derived_id=f"index:{build_id}",
+            scope=f"index:{build_id}",
             kind="index",
             name=alias,
             version=build_id,
@@ -65,7 +65,7 @@ async def run(
                     document.caused(
                         DocumentChunked,
                         ctx.producer,
-                        derived_id=build_id,
+                        scope=build_id,
                         index_build=build,
                         **document.model_dump(
                             include={
@@ -89,7 +89,7 @@ async def run(
     promotion = request.caused(
         VersionPromoted,
         ctx.producer,
-        derived_id=f"index:{build_id}",
+        scope=f"index:{build_id}",
         kind="index",
         name=alias,
         version=build_id,

@@ -40,7 +40,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         request.caused(
             VersionPromoted,
             ctx.producer,
-            derived_id="prompt",
+            scope="prompt",
             kind="prompt",
             name=name,
             version=version,
