@@ -442,13 +442,17 @@ class DatasetExampleAdded(Event):
 # ------------------------------------------------------------------- dead letters
 
 
-DeadLetterErrorType = Literal["schema_validation", "processing", "rejected"]
+DeadLetterErrorType = Literal["schema_validation", "invalid_header", "processing", "transient", "rejected"]
 """Why a record was dead-lettered (:attr:`MessageDeadLettered.error_type`)."""
 
 
 class MessageDeadLettered(Event):
     """A consumer could not process a record; the original bytes are kept so nothing is
-    lost and the record can be replayed after a fix. Keyed like the original record."""
+    lost and the record can be replayed after a fix. Keyed like the original record.
+
+    A dead letter that would exceed the broker's message size is a *reference*:
+    ``truncated`` is true, ``original_value_b64`` holds only the value's first bytes and the
+    record itself is read back from ``original_topic``/``partition``/``offset``."""
 
     TOPIC = Topic.DEAD_LETTER
     event_type: Literal["message.dead_lettered"] = "message.dead_lettered"
@@ -456,13 +460,23 @@ class MessageDeadLettered(Event):
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
     original_key: str | None = Field(description="Original key (UTF-8, invalid bytes replaced).")
-    original_value_b64: str = Field(description="Original value bytes, base64.")
+    original_value_b64: str = Field(description="Original value bytes (its first bytes when truncated), base64.")
     consumer_group: str | None
     error_type: DeadLetterErrorType = Field(
-        description="schema_validation: not a valid event; processing: its processing raised; "
+        description="schema_validation: not a valid event; invalid_header: a header value is not UTF-8; "
+        "processing: its processing raised; transient: its processing kept failing with a transient "
+        "error (timeout, connection) through every retry; "
         "rejected: valid, but refused by a rule (e.g. feedback for an unknown request)."
     )
     reason: str
+    attempts: int = Field(default=1, ge=1, description="Times its processing was tried before it was given up.")
+    truncated: bool = Field(default=False, description="original_value_b64 holds only the value's first bytes.")
+    original_size: int | None = Field(default=None, ge=0, description="Original value size (bytes).")
+    original_headers: dict[str, str] | None = Field(
+        default=None,
+        description="Original headers, summarised: UTF-8 values up to 256 characters, "
+        "others as '<N bytes, not UTF-8>' or '<N bytes>'.",
+    )
 
     @property
     def key(self) -> bytes:

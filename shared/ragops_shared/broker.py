@@ -2,25 +2,29 @@
 bad records to the dead-letter topic, and keyed, traced publishing.
 
 Delivery semantics: offsets are committed only after a batch was handled (``AckPolicy``
-``NACK_ON_ERROR``: an infrastructure failure rewinds and redelivers the batch). A record
-that fails schema validation, or whose processing raises, becomes a
-``MessageDeadLettered`` event with the original bytes and the reason; the rest of the batch
-goes on. Effects are idempotent downstream (deterministic ids), so redelivery is safe: a
-redelivered batch republishes the same event ids (derived from their causes), and a
-subscriber skips an event whose id it handled recently (a duplicate delivery).
+``NACK_ON_ERROR``: an infrastructure failure rewinds and redelivers the batch). Every
+record ends somewhere: processed, or a ``MessageDeadLettered`` event with the original bytes
+(a reference when they would not fit) and the reason, while the rest of the batch goes on;
+a dead letter that cannot be published after bounded retries is parked in the error log
+(``ragops_dead_letters_parked_total``), never retried in a loop. Effects are idempotent
+downstream (deterministic ids), so redelivery is safe: a redelivered batch republishes the
+same event ids (derived from their causes), and a subscriber skips an event whose id it
+handled recently (a duplicate delivery).
 """
 
 import asyncio
-import base64
+import dataclasses
+import functools
 import logging
 import ssl
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -32,12 +36,26 @@ from pydantic import ValidationError
 from ragops_schemas import Event, MessageDeadLettered, Producer
 from ragops_schemas.events import DeadLetterErrorType
 from ragops_schemas.ids import dead_letter_event_id
+from ragops_shared.dead_letters import dead_letter_for, header_problem, reference_letter
 from ragops_shared.logs import event_context
-from ragops_shared.ops import BATCH_RECORDS, DEAD_LETTERS, DUPLICATES
+from ragops_shared.ops import (
+    BATCH_RECORDS,
+    DEAD_LETTERS,
+    DEAD_LETTERS_PARKED,
+    DUPLICATES,
+    ConsumerProgress,
+    track_consumer,
+)
+from ragops_shared.retry import Backoff, bisect, is_transient
 from ragops_shared.settings import KafkaSettings
 
 E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
+
+TRANSIENT_RETRY = Backoff(attempts=4, initial_s=0.5, max_s=10.0)
+"""A batch failing with a transient error is tried this often in place (about 3.5 s of waits)."""
+DEAD_LETTER_RETRY = Backoff(attempts=5, initial_s=0.5, max_s=10.0)
+"""A dead letter whose publish fails is tried this often (about 7.5 s of waits), then parked."""
 
 
 class EventRejected(Exception):
@@ -101,12 +119,18 @@ class EventPublisher:
 class EventSubscriber(Generic[E]):
     """A batch subscriber for one event type with dead-lettering.
 
-    The decoder validates each record of a fetched batch; invalid ones are published to the
-    dead-letter topic (``error_type="schema_validation"``) and dropped from the batch, so the
-    handler receives ``list[E]`` of valid events only (possibly empty).
-    :meth:`run` applies a function to the batch, falling back to one event at a time when
-    the batch fails, and dead-letters each event that still fails (``error_type="processing"``).
+    The decoder checks each record of a fetched batch: one with a header value that is not
+    UTF-8 (``error_type="invalid_header"``) or that fails validation
+    (``"schema_validation"``) is published to the dead-letter topic and dropped from the
+    batch, so the handler receives ``list[E]`` of valid events only (possibly empty). Headers
+    are never decoded before that: FastStream's parser would raise on such a header and the
+    whole batch would be skipped, unacknowledged and unprocessed.
+    :meth:`run` applies a function to the batch: a transient failure is retried in place
+    (``retry``), then a failing batch is bisected down to the events that fail, which are
+    dead-lettered (``"transient"``, ``"processing"`` or ``"rejected"``) while the rest goes on.
     Lines logged while one event is handled carry its ids (:func:`~ragops_shared.logs.event_context`).
+    Its progress (oldest unprocessed record, attempts of the current batch) feeds ``/health``,
+    ``/ready`` and the ``ragops_consumer_*`` gauges (:mod:`ragops_shared.ops`).
 
     De-duplication: an event whose ``event_id`` this subscriber handled (outputs published)
     among its last ``remember_ids`` events, or that came earlier in the same batch, is skipped
@@ -134,13 +158,23 @@ class EventSubscriber(Generic[E]):
         batch_wait_ms: int = 0,
         max_poll_interval_ms: int = 5 * 60 * 1000,
         remember_ids: int = 10_000,
+        retry: Backoff = TRANSIENT_RETRY,
+        dead_letter_retry: Backoff = DEAD_LETTER_RETRY,
     ) -> None:
         self.event_type = event_type
         self.group_id = group_id
         self.max_records = max_records
         self.batch_wait_ms = batch_wait_ms
         self.remember_ids = remember_ids
+        self.retry = retry
+        self.dead_letter_retry = dead_letter_retry
+        self._max_message_bytes = kafka.max_message_bytes
         self._publisher = publisher
+        # A handler may legitimately run up to max_poll_interval_ms (training): not stuck before.
+        self.progress = ConsumerProgress(
+            group_id or "no-group", event_type.TOPIC.value, max(kafka.stuck_after_s, max_poll_interval_ms / 1000)
+        )
+        track_consumer(broker, self.progress)
         # Records of the batch being handled, by event id: FastStream handles one batch at a
         # time per subscriber, so this never mixes batches.
         self._records: dict[uuid.UUID, ConsumerRecord] = {}
@@ -163,12 +197,21 @@ class EventSubscriber(Generic[E]):
             # another member and its batch is redelivered (long training runs raise it).
             max_poll_interval_ms=max_poll_interval_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
+            parser=_parse_readable,
             decoder=self._decode,
             title=f"{event_type.TOPIC}:{group_id or 'no-group'}",
         )
 
     def __call__(self, handler: Callable[..., Awaitable[Any]]) -> Any:
-        return self.subscriber(handler)
+        """Register ``handler``; its batch counts as handled (not pending) once it returned."""
+
+        @functools.wraps(handler)  # FastStream reads the handler's signature through the wrapper
+        async def handled(*args: Any, **kwargs: Any) -> Any:
+            result = await handler(*args, **kwargs)
+            self.progress.finished()
+            return result
+
+        return self.subscriber(handled)
 
     async def _top_up(self, message: KafkaMessage) -> None:
         """Append to ``message.raw_message`` what the subscriber's own consumer (idle while
@@ -205,11 +248,15 @@ class EventSubscriber(Generic[E]):
         self._records.clear()
         if self.batch_wait_ms and len(message.raw_message) < self.max_records:
             await self._top_up(message)
+        self.progress.started((record.topic, record.partition, record.offset) for record in message.raw_message)
         BATCH_RECORDS.labels(self._publisher.producer.name, self.event_type.TOPIC.value).observe(
             len(message.raw_message)
         )
         valid: list[E] = []
         for record in message.raw_message:
+            if (problem := header_problem(record)) is not None:
+                await self._dead_letter(record, "invalid_header", problem)
+                continue
             try:
                 event = self.event_type.model_validate_json(record.value or b"")
             except ValidationError as error:
@@ -239,32 +286,69 @@ class EventSubscriber(Generic[E]):
     async def run(self, events: Sequence[E], process: Callable[[Sequence[E]], Awaitable[Sequence[Event]]]) -> None:
         """Run ``process`` (events in, output events out) and publish its outputs.
 
-        Outputs are published only after ``process`` returned, so a retry of a single event
-        after a failed batch never publishes a partial batch twice.
-        """
-        if len(events) > 1:
-            try:
-                await self._publisher.publish_all(await process(events))
-                self._remember(events)
-                return
-            except Exception:  # noqa: BLE001 - isolate the failing event(s) one by one below
-                log.warning("batch_failed_retrying_one_by_one", size=len(events))
-        for event in events:
-            # One event at a time, so every line logged for it (by ``process`` too, in its
-            # threads) carries its ids; a batch of one takes this path at once.
-            with event_context(event):
-                try:
-                    await self._publisher.publish_all(await process([event]))
-                    self._remember([event])
-                except EventRejected as error:
-                    await self._dead_letter(self._records[event.event_id], "rejected", str(error))
-                except Exception as error:
-                    log.exception("processing_failed")
-                    reason = f"{type(error).__name__}: {error}"
-                    await self._dead_letter(self._records[event.event_id], "processing", reason)
+        A transient failure (:func:`~ragops_shared.retry.is_transient`) of the whole batch is
+        retried in place after the delays of ``retry`` (the partition's order holds: nothing
+        after the batch runs first). A batch that still fails is bisected: halves that
+        succeed publish their outputs, single events that fail are dead-lettered with their
+        attempts. Every path ends; a batch of n events with k failing ones costs at most
+        ``retry.attempts + 2·k·log2(n)`` calls of ``process``.
 
-    async def _dead_letter(self, record: ConsumerRecord, error_type: DeadLetterErrorType, reason: str) -> None:
-        DEAD_LETTERS.labels(self._publisher.producer.name, record.topic, error_type).inc()
+        Outputs are published only after ``process`` returned for a slice, so a retried slice
+        never publishes a partial result twice.
+        """
+        if not events:
+            return
+        tried: Counter[uuid.UUID] = Counter()
+
+        async def attempt(batch: Sequence[E]) -> None:
+            tried.update(event.event_id for event in batch)
+            if len(batch) > 1:
+                await self._publisher.publish_all(await process(batch))
+            else:
+                # One event alone: every line logged for it (by ``process`` too, in its
+                # threads) carries its ids.
+                with event_context(batch[0]):
+                    await self._publisher.publish_all(await process(batch))
+            # Only once its outputs are out is an event handled (a redelivery may skip it).
+            self._remember(batch)
+
+        async def give_up(event: E, error: Exception) -> None:
+            with event_context(event):
+                if isinstance(error, EventRejected):
+                    await self._dead_letter(self._records[event.event_id], "rejected", str(error))
+                    return
+                log.error("processing_failed", exc_info=error, attempts=tried[event.event_id])
+                await self._dead_letter(
+                    self._records[event.event_id],
+                    "transient" if is_transient(error) else "processing",
+                    f"{type(error).__name__}: {error}",
+                    attempts=tried[event.event_id],
+                )
+
+        for delay in [*self.retry.delays(), None]:
+            try:
+                await attempt(events)
+                return
+            except Exception as error:  # noqa: BLE001 - retried if transient, else isolated below
+                failure = error
+            if delay is None or not is_transient(failure):
+                break
+            log.warning("batch_failed_transiently_retrying", size=len(events), retry_in_s=delay, error=repr(failure))
+            self.progress.retried()
+            await asyncio.sleep(delay)
+        if len(events) > 1:
+            log.warning("batch_failed_bisecting", size=len(events), error=repr(failure))
+        await bisect(events, failure, attempt, give_up)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, error_type: DeadLetterErrorType, reason: str, attempts: int = 1
+    ) -> None:
+        """Publish the record's dead letter (a reference if the copy would not fit), retrying
+        a failed publish after the delays of ``dead_letter_retry``; when every try failed,
+        park it: an error log line with the reference and ``ragops_dead_letters_parked_total``.
+        Returns in bounded time either way, so the batch goes on."""
+        service = self._publisher.producer.name
+        DEAD_LETTERS.labels(service, record.topic, error_type).inc()
         log.warning(
             "dead_lettering_record",
             topic=record.topic,
@@ -272,22 +356,66 @@ class EventSubscriber(Generic[E]):
             offset=record.offset,
             error_type=error_type,
             reason=reason,
+            attempts=attempts,
         )
-        await self._publisher.publish(
-            MessageDeadLettered(
-                # Refused again on redelivery: the same letter, not a second one.
-                event_id=dead_letter_event_id(record.topic, record.partition, record.offset, self.group_id),
-                producer=self._publisher.producer,
-                original_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                original_key=record.key.decode(errors="replace") if record.key is not None else None,
-                original_value_b64=base64.b64encode(record.value or b"").decode(),
-                consumer_group=self.group_id,
-                error_type=error_type,
-                reason=reason,
+        letter = dead_letter_for(
+            record,
+            # Refused again on redelivery: the same letter, not a second one.
+            event_id=dead_letter_event_id(record.topic, record.partition, record.offset, self.group_id),
+            producer=self._publisher.producer,
+            consumer_group=self.group_id,
+            error_type=error_type,
+            reason=reason,
+            attempts=attempts,
+            max_bytes=self._max_message_bytes,
+        )
+        for delay in [*self.dead_letter_retry.delays(), None]:
+            try:
+                await self._publisher.publish(letter)
+                return
+            except Exception as error:  # noqa: BLE001 - whatever the cause: retried, then parked
+                failure = error
+            if isinstance(failure, MessageSizeTooLargeError | RecordTooLargeError) and not letter.truncated:
+                # The broker's limit is below the producer's (a topic's max.message.bytes).
+                letter = reference_letter(letter, record.value or b"")
+            if delay is None:
+                break
+            log.warning(
+                "dead_letter_publish_failed_retrying", offset=record.offset, retry_in_s=delay, error=repr(failure)
             )
-        )
+            await asyncio.sleep(delay)
+        DEAD_LETTERS_PARKED.labels(service, record.topic).inc()
+        parked = letter if letter.truncated else reference_letter(letter, record.value or b"")
+        log.error("dead_letter_parked", dead_letter=parked.model_dump(mode="json"), error=repr(failure))
+
+
+async def _parse_readable(
+    records: tuple[ConsumerRecord, ...], parse: Callable[[tuple[ConsumerRecord, ...]], Awaitable[KafkaMessage]]
+) -> KafkaMessage:
+    """FastStream's batch parser (``parse``) decodes every header value as UTF-8 before any
+    handler, decoder or acknowledgement exists: one unreadable value raises there and the
+    whole batch is skipped. It parses copies whose unreadable (or null) values are emptied;
+    the message keeps the original records, which the decoder checks one by one."""
+    readable = tuple(
+        record
+        if header_problem(record) is None and all(value is not None for _, value in record.headers)
+        # Only the emptied headers change; the decoder never sees this copy.
+        else dataclasses.replace(record, headers=[(name, _readable(value)) for name, value in record.headers])
+        for record in records
+    )
+    message = await parse(readable)
+    message.raw_message = records
+    return message
+
+
+def _readable(value: bytes | None) -> bytes:
+    if value is None:
+        return b""
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return b""
+    return value
 
 
 def _validation_reason(error: ValidationError) -> str:

@@ -38,6 +38,9 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     # Embedded chunk batches of long documents exceed Kafka's 1 MiB default.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # A consumer whose oldest unprocessed record waits longer than this (or than its
+    # max_poll_interval_ms, whichever is longer) is stuck: /health and /ready answer 503.
+    stuck_after_s: float = Field(default=300.0, gt=0)
     # Tansu (the embedded broker) does not implement InitProducerId, so idempotent producers
     # cannot start there; turn it on against Apache Kafka. Consumers de-duplicate anyway
     # (event ids, deterministic point ids), so a retried produce has no second effect.

@@ -34,11 +34,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from pydantic_settings import BaseSettings
 
 from ragops.specs import SERVICE_SPECS
 from ragops_analytics.client import AnalyticsSettings
 from ragops_schemas.topics import TOPICS, Topic
+from ragops_shared import ops  # noqa: F401 - registers the platform's metrics the alert rules read
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
@@ -50,6 +52,7 @@ BASE = K8S / "base"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 KAFKA_EXPORTER = "kafka-exporter:9308"
 # Series of danielqsj/kafka-exporter the dashboards may read, with their labels.
 EXPORTER_METRICS = {"kafka_consumergroup_lag": {"consumergroup", "topic", "partition"}}
@@ -457,6 +460,25 @@ def test_prometheus_scrapes_every_service_and_the_exporter() -> None:
     assert KAFKA_EXPORTER in targets
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert len(jobs) == len(set(jobs)), "duplicate job names"
+
+
+def test_prometheus_loads_the_consumer_alerts_on_metrics_the_services_export() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    mount = "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"
+    assert mount in compose()["services"]["prometheus"]["volumes"]
+    rules = [rule for group in yaml.safe_load(PROMETHEUS_ALERTS.read_text())["groups"] for rule in group["rules"]]
+    assert {rule["alert"] for rule in rules} == {
+        "RagopsConsumerStuck",
+        "RagopsConsumerBatchRetrying",
+        "RagopsDeadLetterParked",
+    }
+    # ragops_shared.ops registers them on import; a counter's series carries "_total".
+    exported = {metric.name + ("_total" if metric.type == "counter" else "") for metric in REGISTRY.collect()}
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
+        series = set(re.findall(r"\b(ragops_[a-z_]+)\b", rule["expr"]))
+        assert series and series <= exported, f"{rule['alert']} reads series no service exports: {series - exported}"
 
 
 # ---- Grafana -----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """EventSubscriber on a real broker: in a batch with one event whose processing fails, the
-failing event is dead-lettered with its original bytes and every other event's output is
+failing event is found by bisection and dead-lettered with its original bytes and every other event's output is
 published exactly once."""
 
 import base64
@@ -63,5 +63,7 @@ async def test_a_failing_event_is_isolated_and_dead_lettered(kafka) -> None:
     [letter] = [e for e in seen if isinstance(e, MessageDeadLettered)]
     assert letter.error_type == "processing" and "cannot handle poison" in letter.reason
     assert DocumentSubmitted.model_validate_json(base64.b64decode(letter.original_value_b64)).document_id == "d3"
-    assert calls[0] == 8 and calls[1:9] == [1] * 8, "the batch failed once, then each event ran alone"
-    assert calls[9:] == [1], "then the sentinel alone"
+    # Bisection: [d0-d3] fails, [d0 d1] passes, [d2 d3] fails, d2 passes, d3 fails alone, [d4-d7] passes.
+    assert calls[:7] == [8, 4, 2, 2, 1, 1, 4], "the batch failed once, then halves down to the poison"
+    assert calls[7:] == [1], "then the sentinel alone"
+    assert letter.attempts == 4, "the whole batch, its half, its quarter, then alone"
