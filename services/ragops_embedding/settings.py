@@ -10,6 +10,9 @@ from ragops_models.device import DeviceName, DtypeName
 from ragops_models.embedder import Embedder
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
+PART_BYTES = 4 * 1024 * 1024
+"""Default budget of one ChunksEmbedded event: a quarter of the broker's 16 MiB limit."""
+
 
 class EmbeddingSettings(BaseSettings):
     """Env prefix ``RAGOPS_EMBEDDING_``."""
@@ -25,6 +28,9 @@ class EmbeddingSettings(BaseSettings):
         default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N."
     )
     document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
+    part_bytes: int = Field(
+        default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per ChunksEmbedded event (one part)."
+    )
     query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
     # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
     # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).

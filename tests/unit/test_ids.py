@@ -19,6 +19,7 @@ from ragops_schemas.ids import (
     index_build_collection,
     index_build_id,
     index_name,
+    indexed_version_event_id,
     model_registration_id,
     new_alert_id,
     new_document_id,
@@ -26,6 +27,7 @@ from ragops_schemas.ids import (
     new_request_id,
     new_span_id,
     new_trace_id,
+    part_event_id,
     point_id,
     prompt_hash,
     resubmission_event_id,
@@ -108,6 +110,17 @@ def test_holdout_bucket() -> None:
 def test_derived_event_id() -> None:
     assert derived_event_id("DocumentChunked", CAUSE) == uuid.UUID("436afc1d-ddab-5d35-90fa-82c7dc4478c5")
     assert derived_event_id("DocumentChunked", CAUSE, "b1") == uuid.UUID("8263accf-6e60-582b-8ddb-9fb396a87270")
+
+
+def test_part_event_id() -> None:
+    assert part_event_id("DocumentChunked", CAUSE, 2, 3) == uuid.UUID("2c659563-0079-5e7d-a7ca-5c00b87c6a1a")
+    assert part_event_id("DocumentChunked", CAUSE, 1, 1) == derived_event_id("DocumentChunked", CAUSE)
+
+
+def test_indexed_version_event_id() -> None:
+    collection = "default__all-MiniLM-L6-v2__2e8a342051c5"
+    expected = uuid.UUID("08b381f5-67c4-53b8-8eab-951cd8b0f5f1")
+    assert indexed_version_event_id("doc-1", "5d41402abc4b2a76", collection) == expected
 
 
 def test_unparsable_event_id() -> None:

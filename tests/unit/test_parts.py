@@ -1,0 +1,119 @@
+"""Large results travel small: vectors as base64 of float32, and events split into numbered
+parts by their serialised bytes (issue 12, item 8b)."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from ragops_schemas import ChunksEmbedded, EmbeddedChunk
+from ragops_schemas.events import decode_vector, encode_vector
+from ragops_schemas.ids import chunk_id, part_event_id
+from ragops_shared.parts import PartTooLarge, serialised_size, split_by_bytes
+from tests.helpers import PRODUCER, example
+
+DIMENSION = 384
+
+
+def _unit_vector(rng: np.random.Generator) -> list[float]:
+    vector = rng.standard_normal(DIMENSION).astype(np.float32)
+    values: list[float] = (vector / np.linalg.norm(vector)).tolist()
+    return values
+
+
+def _chunk(index: int, text: str, vector: list[float]) -> EmbeddedChunk:
+    return EmbeddedChunk(
+        chunk_id=chunk_id("doc", text),
+        index=index,
+        text=text,
+        token_count=len(text.split()),
+        char_start=0,
+        char_end=len(text),
+        vector=vector,
+    )
+
+
+def test_a_vector_round_trips_exactly_through_its_base64_encoding() -> None:
+    vector = _unit_vector(np.random.default_rng(0))
+    encoded = encode_vector(vector)
+    assert isinstance(encoded, str) and len(encoded) == 4 * (DIMENSION * 4 // 3) == 2048
+    assert decode_vector(encoded) == vector  # float32 values survive bit for bit
+    chunk = _chunk(0, "text", vector)
+    wire = json.loads(chunk.model_dump_json())
+    assert wire["vector"] == encoded
+    assert EmbeddedChunk.model_validate_json(chunk.model_dump_json()).vector == vector
+    assert chunk.model_dump()["vector"] == vector  # Python dumps keep the list
+
+
+def test_json_number_vectors_are_still_read() -> None:
+    """Events written before the encoding (the golden example among them) stay valid."""
+    assert example(ChunksEmbedded).chunks[0].vector == [0.5, 0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("bad", ["not base64!", "AAAAAAA="])  # not base64; 5 bytes, not float32s
+def test_a_malformed_vector_string_is_a_validation_error(bad: str) -> None:
+    with pytest.raises(ValidationError, match="vector"):
+        _chunk(0, "text", bad)  # type: ignore[arg-type]
+
+
+def test_a_vector_takes_a_quarter_of_its_json_number_bytes() -> None:
+    chunk = _chunk(0, "word " * 150, _unit_vector(np.random.default_rng(1)))
+    as_numbers = len(json.dumps(chunk.model_dump()).encode())
+    compact = serialised_size(chunk)
+    assert compact < 0.45 * as_numbers, (compact, as_numbers)
+
+
+def _event(chunks: list[EmbeddedChunk], part: int, parts: int) -> ChunksEmbedded:
+    event = example(ChunksEmbedded)
+    return event.caused(
+        ChunksEmbedded,
+        PRODUCER,
+        event_id=part_event_id("ChunksEmbedded", event.event_id, part, parts),
+        document_id="doc",
+        document_version="v1",
+        embedding={"name": "m", "version": "v", "dimension": DIMENSION},
+        chunks=chunks,
+        part=part,
+        parts=parts,
+        chunk_total=len(chunks) if parts > 1 else None,
+    )
+
+
+def test_parts_are_each_within_the_budget_and_keep_every_item_in_order() -> None:
+    rng = np.random.default_rng(2)
+    words = random.Random(2)
+    chunks = [
+        _chunk(i, " ".join(words.choice(["alpha", "beta", "gamma"]) for _ in range(words.randint(5, 400))), v)
+        for i, v in enumerate(_unit_vector(rng) for _ in range(300))
+    ]
+    budget = 64 * 1024
+    parts = split_by_bytes(_event, chunks, budget)
+    sizes = [serialised_size(part) for part in parts]
+    assert len(parts) > 1 and max(sizes) <= budget, sizes
+    assert [p.part for p in parts] == list(range(1, len(parts) + 1)) and {p.parts for p in parts} == {len(parts)}
+    assert [c for p in parts for c in p.chunks] == chunks
+    # Greedy: a part and the first chunk of the next would not have fitted together.
+    for part, following in zip(parts, parts[1:], strict=False):
+        assert serialised_size(part) + serialised_size(following.chunks[0]) + 1 > budget
+    assert len({p.event_id for p in parts}) == len(parts)
+
+
+def test_an_event_that_fits_is_one_part_with_the_unsplit_id() -> None:
+    chunks = [_chunk(0, "short", _unit_vector(np.random.default_rng(3)))]
+    [whole] = split_by_bytes(_event, chunks, 64 * 1024)
+    assert (whole.part, whole.parts, whole.chunk_total) == (1, 1, None)
+    assert whole.event_id == part_event_id("ChunksEmbedded", example(ChunksEmbedded).event_id, 1, 1)
+
+
+def test_an_item_larger_than_the_budget_alone_is_refused() -> None:
+    vector = _unit_vector(np.random.default_rng(4))
+    chunks = [_chunk(0, "short", vector), _chunk(1, "long " * 20_000, vector)]
+    with pytest.raises(PartTooLarge, match="item 1 alone"):
+        split_by_bytes(_event, chunks, 64 * 1024)
+
+
+def test_a_part_number_cannot_pass_the_number_of_parts() -> None:
+    with pytest.raises(ValidationError, match="part 3 of 2"):
+        _event([_chunk(0, "short", [1.0] * DIMENSION)], 3, 2)
