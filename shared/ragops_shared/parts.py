@@ -11,6 +11,10 @@ from typing import TypeVar
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+RECORD_OVERHEAD_BYTES = 4096
+"""Room a record needs beyond its value under the broker's ``max.message.bytes``: the key (a
+document or request id, at most 512 bytes), the headers and the record batch's framing."""
+
 T = TypeVar("T", bound=BaseModel)
 E = TypeVar("E", bound=BaseModel)
 

@@ -117,3 +117,22 @@ def test_an_item_larger_than_the_budget_alone_is_refused() -> None:
 def test_a_part_number_cannot_pass_the_number_of_parts() -> None:
     with pytest.raises(ValidationError, match="part 3 of 2"):
         _event([_chunk(0, "short", [1.0] * DIMENSION)], 3, 2)
+
+
+def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
+    """A re-index replays each part (each under the budget); the fine-tune reads all chunks."""
+    from ragops_schemas import DocumentChunked
+    from ragops_trainer.pairs import latest_documents, latest_parts
+
+    def chunked(version: str, part: int, parts: int, text: str) -> DocumentChunked:
+        event = example(DocumentChunked)
+        chunk = event.chunks[0].model_copy(update={"chunk_id": chunk_id("doc", text), "text": text})
+        return event.model_copy(
+            update={"document_id": "doc", "document_version": version, "chunks": [chunk], "part": part, "parts": parts}
+        )
+
+    old = chunked("v1", 1, 1, "old")
+    first, second = chunked("v2", 1, 2, "new one"), chunked("v2", 2, 2, "new two")
+    # Same occurred_at (the golden example's): the later in the log is the newer.
+    assert latest_parts([old, second, first]) == {"doc": [first, second]}
+    assert [c.text for c in latest_documents([old, first, second])["doc"].chunks] == ["new one", "new two"]
