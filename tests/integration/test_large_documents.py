@@ -97,7 +97,9 @@ def test_a_3_mb_document_travels_in_parts_under_the_budget_and_is_indexed_once(
     index.close()
 
 
-def test_a_redelivered_part_of_an_incomplete_version_completes_nothing(embedder, chunker, corpus_rows, tmp_path) -> None:
+def test_a_redelivered_part_of_an_incomplete_version_completes_nothing(
+    embedder, chunker, corpus_rows: list[dict], tmp_path: Path
+) -> None:
     index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
     index.open()
     chunked = ingest(chunker, INFO, PRODUCER, _submitted(_document(corpus_rows, 3 * MB // 2)), part_bytes=256 * 1024)

@@ -1,6 +1,7 @@
 """Large results travel small: vectors as base64 of float32, and events split into numbered
 parts by their serialised bytes (issue 12, item 8b)."""
 
+import itertools
 import json
 import random
 
@@ -95,7 +96,7 @@ def test_parts_are_each_within_the_budget_and_keep_every_item_in_order() -> None
     assert [p.part for p in parts] == list(range(1, len(parts) + 1)) and {p.parts for p in parts} == {len(parts)}
     assert [c for p in parts for c in p.chunks] == chunks
     # Greedy: a part and the first chunk of the next would not have fitted together.
-    for part, following in zip(parts, parts[1:], strict=False):
+    for part, following in itertools.pairwise(parts):
         assert serialised_size(part) + serialised_size(following.chunks[0]) + 1 > budget
     assert len({p.event_id for p in parts}) == len(parts)
 
