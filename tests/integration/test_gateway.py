@@ -72,7 +72,7 @@ def test_invalid_document_gets_422(gateway) -> None:
     [
         ({"max_document_bytes": 1024}, "x" * 1025),  # the content limit
         # The event, with its envelope and the record's framing, passes the broker's limit.
-        ({"kafka": {"max_message_bytes": 16 * 1024}}, "x" * 12 * 1024),
+        ({"kafka": {"max_message_bytes": 16 * 1024}}, "x" * 20 * 1024),
     ],
 )
 def test_a_document_too_large_gets_413(tansu, limits: dict, content: str) -> None:
