@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_models.device import DeviceName, DtypeName
 from ragops_models.embedder import Embedder
+from ragops_shared.parts import check_budget
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 PART_BYTES = 4 * 1024 * 1024
@@ -39,6 +40,11 @@ class EmbeddingSettings(BaseSettings):
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _parts_fit_the_broker(self) -> "EmbeddingSettings":
+        check_budget(self.part_bytes, self.kafka.max_message_bytes, "RAGOPS_EMBEDDING_PART_BYTES")
+        return self
 
     def embedder(self, directory: Path | None = None) -> Embedder:
         """The configured model, or another version of it in ``directory`` (same name)."""

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME
+from ragops_shared.parts import check_budget
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 PART_BYTES = 1024 * 1024
@@ -34,3 +35,8 @@ class IngestionSettings(BaseSettings):
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _parts_fit_the_broker(self) -> "IngestionSettings":
+        check_budget(self.part_bytes, self.kafka.max_message_bytes, "RAGOPS_INGESTION_PART_BYTES")
+        return self

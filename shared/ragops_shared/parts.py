@@ -24,6 +24,16 @@ class PartTooLarge(ValueError):
     The message says the sizes."""
 
 
+def check_budget(part_bytes: int, max_message_bytes: int, setting: str) -> None:
+    """Raise ``ValueError`` (naming ``setting``) unless a part of ``part_bytes`` leaves the
+    record room under the broker's ``max_message_bytes`` (:data:`RECORD_OVERHEAD_BYTES`)."""
+    if part_bytes > max_message_bytes - RECORD_OVERHEAD_BYTES:
+        raise ValueError(
+            f"{setting}={part_bytes} leaves no room under KAFKA_MAX_MESSAGE_BYTES={max_message_bytes} "
+            f"(at most {max_message_bytes - RECORD_OVERHEAD_BYTES})"
+        )
+
+
 def serialised_size(model: BaseModel) -> int:
     """Bytes of ``model`` as the publisher sends it (pydantic's JSON, UTF-8)."""
     return len(to_json(model))

@@ -137,3 +137,11 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
     # Same occurred_at (the golden example's): the later in the log is the newer.
     assert latest_parts([old, second, first]) == {"doc": [first, second]}
     assert [c.text for c in latest_documents([old, first, second])["doc"].chunks] == ["new one", "new two"]
+
+
+def test_a_part_budget_must_leave_the_record_room_under_the_broker_limit() -> None:
+    from ragops_ingestion.settings import IngestionSettings
+    from ragops_shared.settings import KafkaSettings
+
+    with pytest.raises(ValidationError, match="RAGOPS_INGESTION_PART_BYTES=1048576 leaves no room"):
+        IngestionSettings(kafka=KafkaSettings(max_message_bytes=1024 * 1024))
