@@ -10,10 +10,22 @@ Compatibility rule for rolling deploys: new fields are optional with a default; 
 retyping a field needs a new class and a ``.v2`` topic (see ``schemas/README.md``).
 """
 
+import base64
+import binascii
+import struct
 from pathlib import PurePath
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
@@ -85,10 +97,54 @@ class Chunk(_Part):
     char_end: int = Field(ge=0)
 
 
+def encode_vector(vector: list[float]) -> str:
+    """A vector as it travels: base64 (RFC 4648, padded) of its values as little-endian
+    float32, 4 bytes each (a 384-d vector: 2,048 characters, against about 7,700 as JSON
+    numbers). Raises ``OverflowError`` for a value outside the float32 range."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def decode_vector(value: object) -> object:
+    """The inverse of :func:`encode_vector` for a string (a list of float32 values as Python
+    floats); anything else is left to ``list[float]`` validation, so JSON arrays of numbers
+    (what writers sent before the encoding) are still read. Raises ``ValueError`` for a
+    string that is not base64 of a whole number of float32 values."""
+    if not isinstance(value, str):
+        return value
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"vector: not base64 ({error})") from None
+    if len(raw) % 4:
+        raise ValueError(f"vector: {len(raw)} bytes is not a whole number of float32 values")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+CompactVector = Annotated[
+    list[float],
+    BeforeValidator(decode_vector),
+    # JSON only: in Python (``model_dump()``) a vector stays a list of floats.
+    PlainSerializer(encode_vector, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "description": "What writers send: base64 of the values as little-endian float32.",
+                },
+                {"type": "array", "items": {"type": "number"}, "description": "Also read: JSON numbers."},
+            ]
+        }
+    ),
+]
+"""A dense vector, sent compactly (see :func:`encode_vector`) and read as ``list[float]``."""
+
+
 class EmbeddedChunk(Chunk):
     """A chunk with its dense vector: float32 values, L2-normalised, length = dimension."""
 
-    vector: list[float]
+    vector: CompactVector
 
 
 class IndexBuild(_Part):
@@ -114,6 +170,24 @@ class ChunkerInfo(_Part):
 
 # ----------------------------------------------------------------- document flow
 
+# A document version whose event would pass the byte budget of one record travels as
+# numbered parts, each with a share of the chunks (see ragops_shared.parts).
+_PART = "This event's place (1-based) among the parts of a version split by size."
+_PARTS = "How many parts the version was split into; 1 = the whole version in this event."
+_CHUNK_TOTAL = (
+    "Distinct chunk ids of the whole version over all its parts (the points it has once indexed); "
+    "None = this event's chunks."
+)
+
+
+_Split = TypeVar("_Split", "DocumentChunked", "ChunksEmbedded")
+
+
+def _check_part(event: _Split) -> _Split:
+    if event.part > event.parts:
+        raise ValueError(f"part {event.part} of {event.parts}: a part number cannot pass the number of parts")
+    return event
+
 
 class DocumentSubmitted(DocumentEvent):
     """A producer submitted a document (new, or a new version of an existing id)."""
@@ -128,7 +202,9 @@ class DocumentSubmitted(DocumentEvent):
 
 
 class DocumentChunked(DocumentEvent):
-    """Ingestion parsed a document and split it into chunks."""
+    """Ingestion parsed a document and split it into chunks. A version whose event would pass
+    ingestion's byte budget is published as ``parts`` events, ``part`` 1..parts, each with a
+    run of its chunks in order."""
 
     TOPIC = Topic.DOCUMENT_CHUNKED
     event_type: Literal["document.chunked"] = "document.chunked"
@@ -140,10 +216,18 @@ class DocumentChunked(DocumentEvent):
     chunker: ChunkerInfo
     chunks: list[Chunk] = Field(min_length=1)
     index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
+    part: int = Field(default=1, ge=1, description=_PART)
+    parts: int = Field(default=1, ge=1, description=_PARTS)
+    chunk_total: int | None = Field(default=None, ge=1, description=_CHUNK_TOTAL)
+
+    check_part_within_parts = model_validator(mode="after")(_check_part)
 
 
 class ChunksEmbedded(DocumentEvent):
-    """The embedding service computed one vector per chunk of a document version."""
+    """The embedding service computed one vector per chunk of a document version: one event per
+    ``DocumentChunked`` part (same ``part``/``parts``), or several with those numbers when the
+    part's vectors would pass the embedding service's byte budget. The indexer counts the
+    version's points against ``chunk_total`` to know when it is complete."""
 
     TOPIC = Topic.CHUNKS_EMBEDDED
     event_type: Literal["document.chunks_embedded"] = "document.chunks_embedded"
@@ -154,6 +238,16 @@ class ChunksEmbedded(DocumentEvent):
     embedding: EmbeddingModelInfo
     chunks: list[EmbeddedChunk] = Field(min_length=1)
     index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
+    part: int = Field(default=1, ge=1, description=_PART)
+    parts: int = Field(default=1, ge=1, description=_PARTS)
+    chunk_total: int | None = Field(default=None, ge=1, description=_CHUNK_TOTAL)
+
+    check_part_within_parts = model_validator(mode="after")(_check_part)
+
+    @property
+    def version_chunks(self) -> int:
+        """Distinct chunk ids of the whole document version: the points it has once indexed."""
+        return self.chunk_total or len({chunk.chunk_id for chunk in self.chunks})
 
 
 class DocumentIndexed(DocumentEvent):

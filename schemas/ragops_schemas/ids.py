@@ -23,6 +23,7 @@ _DERIVED_EVENTS = uuid.UUID("0b8f5a52-3c1e-4f53-9a55-2f6f1d1c7e01")
 _POINTS = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
 _UNPARSABLE_RECORDS = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
 _DEAD_LETTERS = uuid.UUID("5f3c9a7e-8d21-4b0f-b6a4-3e7d2c1f9a58")
+_INDEXED_VERSIONS = uuid.UUID("3c5e7a90-1b2d-4f6e-8a0c-2e4f6a8c0b1d")
 
 
 def _sha256_hex(data: bytes, digits: int | None = None) -> str:
@@ -165,6 +166,27 @@ def dead_letter_event_id(topic: str, partition: int, offset: int, consumer_group
     letter); two groups that both refuse it publish two (each is a fact of its own). The JSON
     array keeps the parts apart whatever characters a group id contains."""
     return uuid.uuid5(_DEAD_LETTERS, json.dumps([topic, partition, offset, consumer_group or ""]))
+
+
+def part_scope(part: int, parts: int) -> str:
+    """The ``scope`` of part ``part`` of ``parts`` (1-based) of an output split by size, for
+    :func:`derived_event_id` (``Event.caused(scope=...)``): ``part:<part>/<parts>``, or empty
+    for an output in one part (1 of 1), whose id is then the same as if it had never been split."""
+    return f"part:{part}/{parts}" if parts > 1 else ""
+
+
+def part_event_id(event_type: str, cause_event_id: uuid.UUID, part: int, parts: int) -> uuid.UUID:
+    """Id of part ``part`` of ``parts`` of an output split by size: :func:`derived_event_id`
+    with :func:`part_scope`."""
+    return derived_event_id(event_type, cause_event_id, part_scope(part, parts))
+
+
+def indexed_version_event_id(document_id: str, document_version: str, collection: str) -> uuid.UUID:
+    """Id of the ``DocumentIndexed`` of a document version in a collection: UUID5 in a fixed
+    namespace of the JSON array ``[document_id, document_version, collection]``. A version
+    split into parts is complete after whichever part arrives last, and again after any
+    redelivered part: each time the same id, so it is recorded once."""
+    return uuid.uuid5(_INDEXED_VERSIONS, json.dumps([document_id, document_version, collection]))
 
 
 def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:

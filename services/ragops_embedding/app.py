@@ -1,6 +1,10 @@
 """The embedding service: one model, two callers. Consumes ``DocumentChunked`` and
 ``QuerySubmitted``; publishes ``ChunksEmbedded`` and ``QueryEmbedded``.
 
+Vectors travel as base64 of little-endian float32 (``EmbeddedChunk.vector``), and a
+document part whose vectors would pass ``RAGOPS_EMBEDDING_PART_BYTES`` of JSON is published
+as several ``ChunksEmbedded``, so no record comes near the broker's message size limit.
+
 Each subscriber fetches a batch of records and embeds all their texts in one call, so
 concurrent requests share forward passes (micro-batching across messages). Inference runs
 in a worker thread, never on the event loop.
@@ -19,13 +23,14 @@ from pathlib import Path
 import structlog
 from faststream.asgi import AsgiFastStream
 
-from ragops_embedding.settings import EmbeddingSettings
+from ragops_embedding.settings import PART_BYTES, EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
     EmbeddedChunk,
+    EmbeddingModelInfo,
     Event,
     Producer,
     QueryEmbedded,
@@ -34,10 +39,11 @@ from ragops_schemas import (
     VersionRegistered,
     utc_now,
 )
-from ragops_schemas.ids import model_registration_id
+from ragops_schemas.ids import model_registration_id, part_scope
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY
+from ragops_shared.parts import split_by_bytes
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -52,25 +58,56 @@ def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     return vectors
 
 
-def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
-    """Embed every chunk of every event in one call; one ``ChunksEmbedded`` per document."""
-    texts = [chunk.text for event in events for chunk in event.chunks]
-    vectors = iter(_embed(embedder, texts))
-    return [
-        event.caused(
+def embed_documents(
+    embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked], part_bytes: int = PART_BYTES
+) -> list[ChunksEmbedded]:
+    """Embed the distinct chunk texts of all events in one call; one ``ChunksEmbedded`` per document
+    part, with its ``part``/``parts``, or several with the same numbers when its vectors
+    would pass ``part_bytes`` of JSON (ids derived from the part and their place in it).
+
+    Raises:
+        PartTooLarge: a chunk with its vector passes ``part_bytes`` alone.
+    """
+    # A text repeated (boilerplate, a repeated section) is embedded once: same text, same vector.
+    texts = list(dict.fromkeys(chunk.text for event in events for chunk in event.chunks))
+    vectors = dict(zip(texts, _embed(embedder, texts), strict=True))
+    outputs: list[ChunksEmbedded] = []
+    for event in events:
+        chunks = [EmbeddedChunk(**chunk.model_dump(), vector=vectors[chunk.text]) for chunk in event.chunks]
+        outputs += _embedded_parts(embedder.info, producer, event, chunks, part_bytes)
+    return outputs
+
+
+def _embedded_parts(
+    info: EmbeddingModelInfo | None,
+    producer: Producer,
+    event: DocumentChunked,
+    chunks: list[EmbeddedChunk],
+    part_bytes: int,
+) -> list[ChunksEmbedded]:
+    distinct = len({chunk.chunk_id for chunk in chunks})
+
+    def embedded(part_chunks: list[EmbeddedChunk], split: int, splits: int) -> ChunksEmbedded:
+        return event.caused(
             ChunksEmbedded,
             producer,
+            scope=part_scope(split, splits),
             document_id=event.document_id,
             document_version=event.document_version,
             title=event.title,
             source=event.source,
             metadata=event.metadata,
-            embedding=embedder.info,
+            embedding=info,
             index_build=event.index_build,
-            chunks=[EmbeddedChunk(**chunk.model_dump(), vector=next(vectors)) for chunk in event.chunks],
+            chunks=part_chunks,
+            part=event.part,
+            parts=event.parts,
+            # Split further here: the indexer needs the version's total (that of this part
+            # alone when the document came whole).
+            chunk_total=event.chunk_total or (distinct if splits > 1 else None),
         )
-        for event in events
-    ]
+
+    return split_by_bytes(embedded, chunks, part_bytes)
 
 
 class Embedders:
@@ -137,7 +174,7 @@ class Embedders:
         outputs: list[ChunksEmbedded] = []
         for build, group in groupby(events, key=lambda event: event.index_build):
             embedder = self.version(build.embedding_version, build.embedding_uri) if build else self.production
-            outputs += embed_documents(embedder, producer, list(group))
+            outputs += embed_documents(embedder, producer, list(group), self.settings.part_bytes)
         return outputs
 
     def registration(self, producer: Producer) -> VersionRegistered:

@@ -2,13 +2,17 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from ragops_models.device import DeviceName, DtypeName
 from ragops_models.embedder import Embedder
+from ragops_shared.parts import check_budget
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+PART_BYTES = 4 * 1024 * 1024
+"""Default budget of one ChunksEmbedded event: a quarter of the broker's 16 MiB limit."""
 
 
 class EmbeddingSettings(BaseSettings):
@@ -25,6 +29,9 @@ class EmbeddingSettings(BaseSettings):
         default="auto", description="auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:N."
     )
     document_batch_records: int = Field(default=8, gt=0, description="DocumentChunked records per fetch.")
+    part_bytes: int = Field(
+        default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per ChunksEmbedded event (one part)."
+    )
     query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
     # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
     # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
@@ -33,6 +40,11 @@ class EmbeddingSettings(BaseSettings):
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _parts_fit_the_broker(self) -> "EmbeddingSettings":
+        check_budget(self.part_bytes, self.kafka.max_message_bytes, "RAGOPS_EMBEDDING_PART_BYTES")
+        return self
 
     def embedder(self, directory: Path | None = None) -> Embedder:
         """The configured model, or another version of it in ``directory`` (same name)."""

@@ -32,6 +32,7 @@ from ragops_schemas.events import ContentType, Filters, MetadataValue, require_f
 from ragops_schemas.ids import new_document_id, new_request_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging, event_fields
+from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
 from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
@@ -139,6 +140,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             document_id=document.document_id or new_document_id(),
         )
         _log_as(event)
+        # Refused at the door: a record the broker would refuse, or content ingestion would reject.
+        size, event_size = len(event.content.encode()), serialised_size(event)
+        max_event_bytes = settings.kafka.max_message_bytes - RECORD_OVERHEAD_BYTES
+        if size > settings.max_document_bytes or event_size > max_event_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"content of {size} bytes ({event_size} as an event): the limits are {settings.max_document_bytes} "
+                f"bytes of content and {max_event_bytes} bytes per event",
+            )
         await publisher.publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 

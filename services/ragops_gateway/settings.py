@@ -16,5 +16,11 @@ class GatewaySettings(BaseSettings):
     port: int = Field(default=SPEC.port, ge=0, le=65535)
     default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
     max_timeout_s: float = Field(default=300.0, gt=0)
+    max_document_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="POST /v1/documents refuses larger content (UTF-8 bytes) with 413; keep it at most "
+        "RAGOPS_INGESTION_MAX_DOCUMENT_BYTES.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -1,7 +1,9 @@
 """The ingestion service: consumes ``DocumentSubmitted``; parses (text, Markdown, HTML,
 reST), splits into token windows of the embedding model's tokenizer and publishes
 ``DocumentChunked``, or ``DocumentRejected`` with the reason when the document is empty,
-unparsable or of an unsupported type (reported, never skipped silently).
+unparsable, of an unsupported type or too large (reported, never skipped silently). A
+document whose chunks pass ``RAGOPS_INGESTION_PART_BYTES`` of JSON is published in numbered
+parts (``part``/``parts``), so no record comes near the broker's message size limit.
 
 The document version is a hash of the parsed text, so an unchanged re-submission yields
 the same chunk ids and a changed one a new version that supersedes the old chunks."""
@@ -13,53 +15,98 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
-from ragops_ingestion.settings import IngestionSettings
+from ragops_ingestion.settings import MAX_DOCUMENT_BYTES, PART_BYTES, IngestionSettings
 from ragops_ingestion.spec import SPEC
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
-from ragops_schemas.ids import chunk_id, document_version
+from ragops_schemas.ids import chunk_id, document_version, part_scope
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.parts import PartTooLarge, split_by_bytes
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
 
 
-def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitted: DocumentSubmitted) -> Event:
-    """Parse and chunk one document: ``DocumentChunked``, or ``DocumentRejected`` with the reason."""
+def ingest(
+    chunker: TokenChunker,
+    info: ChunkerInfo,
+    producer: Producer,
+    submitted: DocumentSubmitted,
+    *,
+    part_bytes: int = PART_BYTES,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
+) -> list[Event]:
+    """Parse and chunk one document: its ``DocumentChunked`` in as many parts as keep each
+    under ``part_bytes`` of JSON (ids derived from the submission and the part number), or one
+    ``DocumentRejected`` with the reason: unparsable, content above ``max_document_bytes``
+    (UTF-8), or a chunk too large for any part."""
+
+    def rejected(reason: str) -> list[Event]:
+        return [
+            submitted.caused(
+                DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=reason
+            )
+        ]
+
+    size = len(submitted.content.encode())
+    if size > max_document_bytes:
+        return rejected(
+            f"content of {size} bytes is above the limit of {max_document_bytes} bytes "
+            "(RAGOPS_INGESTION_MAX_DOCUMENT_BYTES)"
+        )
     try:
         parsed = parse(submitted.content, submitted.content_type)
     except DocumentParseError as error:
-        return submitted.caused(
-            DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=str(error)
+        return rejected(str(error))
+    chunks = [
+        Chunk(
+            chunk_id=chunk_id(submitted.document_id, piece.text),
+            index=piece.index,
+            text=piece.text,
+            token_count=piece.token_count,
+            char_start=piece.char_start,
+            char_end=piece.char_end,
         )
-    return submitted.caused(
-        DocumentChunked,
-        producer,
-        document_id=submitted.document_id,
-        document_version=document_version(parsed.text),
-        title=submitted.title or parsed.title,
-        source=submitted.source,
-        metadata=submitted.metadata,
-        content_type=submitted.content_type,
-        chunker=info,
-        chunks=[
-            Chunk(
-                chunk_id=chunk_id(submitted.document_id, piece.text),
-                index=piece.index,
-                text=piece.text,
-                token_count=piece.token_count,
-                char_start=piece.char_start,
-                char_end=piece.char_end,
-            )
-            for piece in chunker.chunk(parsed.text)
-        ],
-    )
+        for piece in chunker.chunk(parsed.text)
+    ]
+    version = document_version(parsed.text)
+    distinct = len({chunk.chunk_id for chunk in chunks})
+
+    def part_event(part_chunks: list[Chunk], part: int, parts: int) -> DocumentChunked:
+        return submitted.caused(
+            DocumentChunked,
+            producer,
+            scope=part_scope(part, parts),
+            document_id=submitted.document_id,
+            document_version=version,
+            title=submitted.title or parsed.title,
+            source=submitted.source,
+            metadata=submitted.metadata,
+            content_type=submitted.content_type,
+            chunker=info,
+            chunks=part_chunks,
+            part=part,
+            parts=parts,
+            chunk_total=distinct if parts > 1 else None,
+        )
+
+    try:
+        return list(split_by_bytes(part_event, chunks, part_bytes))
+    except PartTooLarge as error:
+        return rejected(f"a chunk does not fit an event of {part_bytes} bytes: {error}")
 
 
 def ingest_all(
-    chunker: TokenChunker, info: ChunkerInfo, producer: Producer, events: Sequence[DocumentSubmitted]
+    chunker: TokenChunker,
+    info: ChunkerInfo,
+    producer: Producer,
+    events: Sequence[DocumentSubmitted],
+    *,
+    part_bytes: int = PART_BYTES,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> list[Event]:
-    return [ingest(chunker, info, producer, event) for event in events]
+    limits = {"part_bytes": part_bytes, "max_document_bytes": max_document_bytes}
+    return [output for event in events for output in ingest(chunker, info, producer, event, **limits)]
 
 
 def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
@@ -80,7 +127,18 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
 
     @submitted
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
-        await submitted.run(events, lambda batch: asyncio.to_thread(ingest_all, chunker, info, producer, batch))
+        await submitted.run(
+            events,
+            lambda batch: asyncio.to_thread(
+                ingest_all,
+                chunker,
+                info,
+                producer,
+                batch,
+                part_bytes=settings.part_bytes,
+                max_document_bytes=settings.max_document_bytes,
+            ),
+        )
 
     return service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
 

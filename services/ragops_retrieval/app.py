@@ -1,7 +1,7 @@
 """The indexer/retrieval service: owns the vector collections.
 
-Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors, delete
-the chunks of older versions of the document -> ``DocumentIndexed``.
+Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors; once every
+part of a document version is in, delete the chunks of its older versions -> ``DocumentIndexed``.
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -30,7 +30,7 @@ from ragops_schemas import (
     RetrievalInfo,
     RetrievedChunk,
 )
-from ragops_schemas.ids import index_name
+from ragops_schemas.ids import index_name, indexed_version_event_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
@@ -100,10 +100,17 @@ class Index:
         return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
 
     def index(self, events: Sequence[ChunksEmbedded]) -> list[DocumentIndexed]:
-        """Upsert each document version's chunks, then delete its superseded chunks.
+        """Upsert each event's chunks; once a document version is complete in a collection,
+        delete its superseded chunks there; one ``DocumentIndexed`` per version completed in
+        the event's first collection.
 
-        Upsert before delete: a reader sees the old or the new version, never neither.
-        Deterministic point ids make a redelivered event overwrite, not duplicate.
+        A version split into parts is complete when the collection holds a point of this
+        version for each of its distinct chunks (``ChunksEmbedded.version_chunks``): the count
+        lives in the store, so it survives restarts, and parts may arrive in any order or
+        twice. Upsert before delete, and delete only once complete: a reader sees the old or
+        the new version, never neither. Deterministic point ids make a redelivered event
+        overwrite, not duplicate; a redelivered part of a complete version publishes the same
+        ``DocumentIndexed`` id again (nothing left to delete), so it is recorded once.
         """
         indexed = []
         for event in events:
@@ -124,10 +131,18 @@ class Index:
                 for chunk in event.chunks
             ]
             collections = self._targets(event)
+            complete = []
             superseded = 0
             for collection in collections:
                 self.store.upsert(collection, points, event.embedding.version)
-                superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
+                if self._complete(collection, event):
+                    complete.append(collection)
+                    superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
+            if collections[0] not in complete:
+                continue
+            # One id per (document, version, collection), whichever part completed it: a
+            # redelivered part completes it again under the same id (recorded once).
+            version_id = indexed_version_event_id(event.document_id, event.document_version, collections[0])
             indexed.append(
                 event.caused(
                     DocumentIndexed,
@@ -135,13 +150,20 @@ class Index:
                     document_id=event.document_id,
                     document_version=event.document_version,
                     collection=collections[0],
-                    chunk_count=len(points),
+                    chunk_count=event.version_chunks,
                     superseded_chunks=superseded,
                     embedding=event.embedding,
                     index_build=event.index_build,
-                )
+                ).model_copy(update={"event_id": version_id})
             )
         return indexed
+
+    def _complete(self, collection: str, event: ChunksEmbedded) -> bool:
+        """Whether ``collection`` holds every chunk of the event's document version."""
+        if event.chunk_total is None:  # the whole version in this one event, just written
+            return True
+        held = self.store.count(collection, event.document_id, document_version=event.document_version)
+        return held >= event.chunk_total
 
     def retrieve(self, events: Sequence[QueryEmbedded]) -> list[ContextRetrieved]:
         """Search each query's collection with its vector, text, filters and ``top_k``."""

@@ -122,10 +122,12 @@ class QdrantClientStore(PlannedStore):
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         return [(point.payload or {}, point.score) for point in _run_query(self._client, collection, plan)]
 
-    def count(self, collection: str, document_id: str | None = None) -> int:
+    def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
         """See :meth:`VectorStore.count`."""
         self._dimension(collection)  # raises UnknownCollectionError
-        query_filter = None if document_id is None else _filter(document_conditions(document_id))
+        query_filter = (
+            None if document_id is None else _filter(document_conditions(document_id, version=document_version))
+        )
         return self._client.count(collection, count_filter=query_filter, exact=True).count
 
     def close(self) -> None:

@@ -164,8 +164,9 @@ class VectorStore(Protocol):
         """
         ...
 
-    def count(self, collection: str, document_id: str | None = None) -> int:
-        """Number of points in ``collection``, or of ``document_id`` only, counted exactly."""
+    def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
+        """Number of points in ``collection``, or of ``document_id`` only (and of its
+        ``document_version`` only, when given), counted exactly."""
         ...
 
     def close(self) -> None:
@@ -330,10 +331,16 @@ class Conditions:
     must_not: tuple[FieldMatch, ...] = ()
 
 
-def document_conditions(document_id: str, *, except_version: str | None = None) -> Conditions:
-    """Points of ``document_id``, without those of ``except_version`` when it is given."""
+def document_conditions(
+    document_id: str, *, version: str | None = None, except_version: str | None = None
+) -> Conditions:
+    """Points of ``document_id``: of ``version`` only, and without those of ``except_version``,
+    when they are given."""
+    must: tuple[FieldMatch, ...] = (FieldMatch("document_id", (document_id,)),)
+    if version is not None:
+        must += (FieldMatch("document_version", (version,)),)
     must_not = () if except_version is None else (FieldMatch("document_version", (except_version,)),)
-    return Conditions(must=(FieldMatch("document_id", (document_id,)),), must_not=must_not)
+    return Conditions(must=must, must_not=must_not)
 
 
 def conditions_from_filters(

@@ -16,15 +16,35 @@ class TrainingPair:
     passage: str
 
 
-def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
-    """The latest live ``DocumentChunked`` per document id (replays of builds excluded)."""
+def latest_parts(events: Sequence[Event]) -> dict[str, list[DocumentChunked]]:
+    """The parts of the latest live version of each document id, in part order (replays of
+    builds excluded): one event for a document that came whole. The latest event decides the
+    version; of a part retained twice (a version submitted again), the later one is kept."""
+    live = [e for e in events if isinstance(e, DocumentChunked) and e.index_build is None]
     latest: dict[str, DocumentChunked] = {}
-    for event in events:
-        if isinstance(event, DocumentChunked) and event.index_build is None:
-            known = latest.get(event.document_id)
-            if known is None or known.occurred_at <= event.occurred_at:
-                latest[event.document_id] = event
-    return latest
+    for event in live:
+        known = latest.get(event.document_id)
+        if known is None or known.occurred_at <= event.occurred_at:
+            latest[event.document_id] = event
+    parts: dict[str, dict[int, DocumentChunked]] = {}
+    for event in live:
+        newest = latest[event.document_id]
+        if (event.document_version, event.parts) == (newest.document_version, newest.parts):
+            kept = parts.setdefault(event.document_id, {}).get(event.part)
+            if kept is None or kept.occurred_at <= event.occurred_at:
+                parts[event.document_id][event.part] = event
+    return {document_id: [by_number[n] for n in sorted(by_number)] for document_id, by_number in parts.items()}
+
+
+def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
+    """The latest live version of each document id with the chunks of all its parts, as one
+    event (an in-memory view, never published: it may be larger than a record may be)."""
+    return {
+        document_id: parts[0].model_copy(
+            update={"chunks": [c for p in parts for c in p.chunks], "part": 1, "parts": 1, "chunk_total": None}
+        )
+        for document_id, parts in latest_parts(events).items()
+    }
 
 
 def training_pairs(

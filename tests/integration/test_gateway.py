@@ -67,6 +67,22 @@ def test_invalid_document_gets_422(gateway) -> None:
     assert "content_type" in response.json()["detail"][0]["loc"]
 
 
+@pytest.mark.parametrize(
+    ("limits", "content"),
+    [
+        ({"max_document_bytes": 1024}, "x" * 1025),  # the content limit
+        # The event, with its envelope and the record's framing, passes the broker's limit.
+        ({"kafka": {"max_message_bytes": 16 * 1024}}, "x" * 20 * 1024),
+    ],
+)
+def test_a_document_too_large_gets_413(tansu, limits: dict, content: str) -> None:
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers, **limits.pop("kafka", {}))
+    asyncio.run(create_topics(kafka, TOPICS))
+    with TestClient(create_app(GatewaySettings(kafka=kafka, **limits))) as client:
+        response = client.post("/v1/documents", json={"content": content})
+    assert response.status_code == 413 and "the limits are" in response.json()["detail"]
+
+
 def test_accepted_document_is_on_its_topic(gateway) -> None:
     client, kafka = gateway
     response = client.post(

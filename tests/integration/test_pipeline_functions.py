@@ -52,7 +52,7 @@ def _chunked(
         producer=PRODUCER, document_id=document_id, content=content, content_type=content_type, metadata={"team": "ops"}
     )
     settings = IngestionSettings()
-    event = ingest(
+    [event] = ingest(
         chunker,
         ChunkerInfo(tokenizer="minilm", chunk_size=settings.chunk_size, overlap=settings.overlap),
         PRODUCER,
@@ -163,7 +163,8 @@ def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index
         for row in picked
     ]
     info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
-    index.index(embed_documents(embedder, PRODUCER, [ingest(chunker, info, PRODUCER, d) for d in documents]))
+    chunked = [event for d in documents for event in ingest(chunker, info, PRODUCER, d)]
+    index.index(embed_documents(embedder, PRODUCER, chunked))
     question = QuerySubmitted(
         producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", filters={"title": "Normans"}
     )

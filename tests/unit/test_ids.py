@@ -22,6 +22,7 @@ from ragops_schemas.ids import (
     index_build_collection,
     index_build_id,
     index_name,
+    indexed_version_event_id,
     model_registration_id,
     new_alert_id,
     new_document_id,
@@ -29,6 +30,7 @@ from ragops_schemas.ids import (
     new_request_id,
     new_span_id,
     new_trace_id,
+    part_event_id,
     point_id,
     prompt_hash,
     resubmission_event_id,
@@ -144,6 +146,17 @@ def test_dead_letter_event_id() -> None:
     # Each group's refusal is its own fact; each record its own letter.
     assert dead_letter_event_id(topic, 2, 17, "other") != dead_letter_event_id(topic, 2, 17, None)
     assert dead_letter_event_id(topic, 2, 18, None) != dead_letter_event_id(topic, 2, 17, None)
+
+
+def test_part_event_id() -> None:
+    assert part_event_id("DocumentChunked", CAUSE, 2, 3) == uuid.UUID("2c659563-0079-5e7d-a7ca-5c00b87c6a1a")
+    assert part_event_id("DocumentChunked", CAUSE, 1, 1) == derived_event_id("DocumentChunked", CAUSE)
+
+
+def test_indexed_version_event_id() -> None:
+    collection = "default__all-MiniLM-L6-v2__2e8a342051c5"
+    expected = uuid.UUID("08b381f5-67c4-53b8-8eab-951cd8b0f5f1")
+    assert indexed_version_event_id("doc-1", "5d41402abc4b2a76", collection) == expected
 
 
 def test_unparsable_event_id() -> None:

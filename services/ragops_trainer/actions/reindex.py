@@ -1,14 +1,15 @@
 """``reindex``: rebuild the index by replay. The latest retained ``DocumentChunked`` of every
-document is published again with an ``index_build`` target, so the embedding service embeds
-it (with the build's model version) and the indexer writes a new collection beside the live
-one; when every document is indexed, the build is promoted (the retrieval service switches
-to it in one step). The fine-tune runs it too, for its candidate model."""
+document (each of its parts, when it came in parts) is published again with an
+``index_build`` target, so the embedding service embeds it (with the build's model version)
+and the indexer writes a new collection beside the live one; when every document is indexed,
+the build is promoted (the retrieval service switches to it in one step). The fine-tune runs
+it too, for its candidate model."""
 
 from ragops_schemas import DocumentChunked, RetrainingRequested, VersionPromoted, VersionRegistered
 from ragops_schemas.events import IndexBuild
 from ragops_schemas.ids import index_build_collection, index_build_id, index_name
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
-from ragops_trainer.pairs import latest_documents
+from ragops_trainer.pairs import latest_parts
 
 
 async def run(
@@ -24,7 +25,7 @@ async def run(
         embedding_version = target.version
     version = embedding_version or ctx.live_model().ref.version
     model = ctx.registry.get("embedding_model", name, version)
-    documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
+    documents = latest_parts(await ctx.read([DocumentChunked], "chunks"))
     if not documents:
         raise ActionRejected("nothing to re-index: no retained DocumentChunked events")
     alias = index_name(ctx.settings.corpus, name, version)
@@ -57,34 +58,42 @@ async def run(
     async with Arrivals(ctx.settings.kafka, build_id) as arrivals:
         # Two passes at most: documents that changed while the first one ran are replayed again.
         for _ in range(2):
-            pending = [doc for doc in documents.values() if replayed.get(doc.document_id) != doc.document_version]
+            pending = [
+                parts[0]
+                for parts in documents.values()
+                if replayed.get(parts[0].document_id) != parts[0].document_version
+            ]
             if not pending:
                 break
             for document in pending:
-                await ctx.publisher.publish(
-                    document.caused(
-                        DocumentChunked,
-                        ctx.producer,
-                        scope=build_id,
-                        index_build=build,
-                        **document.model_dump(
-                            include={
-                                "document_id",
-                                "document_version",
-                                "title",
-                                "source",
-                                "metadata",
-                                "content_type",
-                                "chunker",
-                                "chunks",
-                            }
-                        ),
+                for part in documents[document.document_id]:
+                    await ctx.publisher.publish(
+                        part.caused(
+                            DocumentChunked,
+                            ctx.producer,
+                            scope=build_id,
+                            index_build=build,
+                            **part.model_dump(
+                                include={
+                                    "document_id",
+                                    "document_version",
+                                    "title",
+                                    "source",
+                                    "metadata",
+                                    "content_type",
+                                    "chunker",
+                                    "chunks",
+                                    "part",
+                                    "parts",
+                                    "chunk_total",
+                                }
+                            ),
+                        )
                     )
-                )
                 replayed[document.document_id] = document.document_version
                 arrivals.done.pop(document.document_id, None)
             await arrivals.wait({doc.document_id for doc in pending}, ctx.settings.build_timeout_s)
-            documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
+            documents = latest_parts(await ctx.read([DocumentChunked], "chunks"))
     previous = ctx.registry.alias("index", alias)
     promotion = request.caused(
         VersionPromoted,
