@@ -70,9 +70,7 @@ class ChdbStore:
         names = ", ".join(f"`{name}`" for name in data.column_names)
         # Python(data) names the local variable `data`: chDB looks it up in the caller's
         # frames, which is why the Arrow table is not passed on under another name.
-        self._run(
-            self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, write_error
-        )
+        self._run(self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, write_error)
 
     def close(self) -> None:
         with self._lock:
