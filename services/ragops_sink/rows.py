@@ -102,9 +102,9 @@ def _valid_row(record: ConsumerRecord, key: str, raw: bytes, received_at: dateti
     """The row of a record that holds a valid event of its topic.
 
     Raises:
-        ValueError: not a valid event (pydantic's ValidationError is one), on another topic
-            than its type's, or a value that does not fit its column.
-        UnicodeDecodeError: not UTF-8.
+        ValueError: not a valid event (pydantic's ValidationError is one; so is
+            UnicodeDecodeError, not UTF-8), on another topic than its type's, or a value that
+            does not fit its column.
     """
     event = _EVENTS.validate_json(raw)
     if record.topic != event.TOPIC:
@@ -178,7 +178,8 @@ def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
     raw = record.value or b""
     try:
         return _valid_row(record, key, raw, received_at)
-    except (ValueError, UnicodeDecodeError) as error:
+    # TypeError too: a schema validator that trips over an odd value must not stop the sink.
+    except (ValueError, TypeError) as error:
         # The Kafka timestamp in ms (-1 when the producer set none).
         at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp >= 0 else received_at
         reason = f"{type(error).__name__}: {error}"
