@@ -1,14 +1,14 @@
 """The embedded engine: chDB on a directory of this process."""
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ragops_analytics.guard import ensure_read_only
-from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
+from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable, write_error
 
 __all__ = ["ChdbStore"]
 
@@ -48,7 +48,9 @@ class ChdbStore:
             raise StoreUnavailable(f"cannot open chDB at {self.path}: {error}") from error
         self._closed = False
 
-    def _run(self, session: Any, sql: str, parameters: Mapping[str, Any] | None, error: type[Exception]) -> QueryResult:
+    def _run(
+        self, session: Any, sql: str, parameters: Mapping[str, Any] | None, error: Callable[[str], Exception]
+    ) -> QueryResult:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable(f"the chDB store at {self.path} is closed")
@@ -59,7 +61,7 @@ class ChdbStore:
         return _rows(result)
 
     def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        return self._run(self._admin, sql, parameters, StoreUnavailable)
+        return self._run(self._admin, sql, parameters, write_error)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         return self._run(self._reader, ensure_read_only(sql), parameters, QueryError)
@@ -68,9 +70,7 @@ class ChdbStore:
         names = ", ".join(f"`{name}`" for name in data.column_names)
         # Python(data) names the local variable `data`: chDB looks it up in the caller's
         # frames, which is why the Arrow table is not passed on under another name.
-        self._run(
-            self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, StoreUnavailable
-        )
+        self._run(self._admin, f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(data)", None, write_error)
 
     def close(self) -> None:
         with self._lock:

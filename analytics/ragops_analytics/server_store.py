@@ -6,7 +6,7 @@ from typing import Any
 import pyarrow as pa
 
 from ragops_analytics.guard import ensure_read_only
-from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
+from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable, write_error
 
 __all__ = ["ServerStore"]
 
@@ -52,8 +52,10 @@ class ServerStore:
     def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         try:
             result = self._open_client().query(sql, parameters=dict(parameters or {}))
-        except self._errors as error:
+        except self._transport_errors as error:
             raise StoreUnavailable(str(error)) from error
+        except self._errors as error:
+            raise write_error(str(error)) from error
         return _rows(result)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
@@ -69,8 +71,10 @@ class ServerStore:
     def insert(self, table: str, data: pa.Table) -> None:
         try:
             self._open_client().insert_arrow(table, data)
-        except self._errors as error:
+        except self._transport_errors as error:
             raise StoreUnavailable(f"insert into {table} failed: {error}") from error
+        except self._errors as error:
+            raise write_error(f"insert into {table} failed: {error}") from error
 
     def close(self) -> None:
         self._closed = True

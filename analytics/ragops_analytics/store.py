@@ -8,6 +8,7 @@ analyst path (:meth:`Reader.query`), which accepts one read-only statement
 side, never by formatting text into the SQL.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,16 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-__all__ = ["AnalyticsStore", "QueryError", "QueryResult", "Reader", "StoreUnavailable", "open_store"]
+__all__ = [
+    "AnalyticsStore",
+    "DataRejected",
+    "QueryError",
+    "QueryResult",
+    "Reader",
+    "StoreUnavailable",
+    "open_store",
+    "write_error",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,71 @@ class StoreUnavailable(RuntimeError):
     """The engine or server cannot be reached, is closed, or refused a write or an admin
     statement. Writers retry: the batch has not been stored (or only partly, and a
     replay of the same events de-duplicates)."""
+
+
+class DataRejected(RuntimeError):
+    """The engine refused what a write carried (a value it cannot parse, convert or store,
+    ClickHouse error ``code``): the same rows fail again however often they are retried, so
+    a writer isolates them instead of waiting. An insert refused by a materialized view may
+    already be stored in its source table."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ClickHouse error codes (``SELECT errorCodeToName(code)``) that say the engine or server
+# cannot take writes now, whatever the rows: resources, network, replication, and a schema
+# or permission not (yet) in place (a migration running in another replica, an operator's
+# fix). Writers wait these out. Every other coded error is the engine's verdict on the
+# statement's data.
+_OUTAGE_CODES = frozenset(
+    {
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        60,  # UNKNOWN_TABLE
+        81,  # UNKNOWN_DATABASE
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY
+        173,  # CANNOT_ALLOCATE_MEMORY
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        218,  # TABLE_IS_DROPPED
+        225,  # NO_ZOOKEEPER
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        243,  # NOT_ENOUGH_SPACE
+        252,  # TOO_MANY_PARTS
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        285,  # TOO_FEW_LIVE_REPLICAS
+        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        394,  # QUERY_WAS_CANCELLED
+        425,  # SYSTEM_ERROR
+        439,  # CANNOT_SCHEDULE_TASK
+        473,  # DEADLOCK_AVOIDED
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+        999,  # KEEPER_EXCEPTION
+        1000,  # POCO_EXCEPTION
+    }
+)
+_ERROR_CODE = re.compile(r"\bCode: (\d+)\.")
+
+
+def write_error(message: str) -> StoreUnavailable | DataRejected:
+    """The error a failed write or admin statement raises, from the engine's message.
+
+    ``Code: <n>.`` in ``message`` (chDB and clickhouse-connect both carry ClickHouse's text)
+    with a code outside the outage codes above -> :class:`DataRejected`; an outage code, or
+    no code at all (a connection refused or reset, a closed session) ->
+    :class:`StoreUnavailable`."""
+    match = _ERROR_CODE.search(message)
+    if match is None or int(match.group(1)) in _OUTAGE_CODES:
+        return StoreUnavailable(message)
+    return DataRejected(message, int(match.group(1)))
 
 
 class QueryError(RuntimeError):
@@ -53,12 +128,13 @@ class AnalyticsStore(Reader, Protocol):
     """Where the platform keeps every event for analysts (chDB or a ClickHouse server)."""
 
     def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run one statement on the admin (writable) path. Raises :class:`StoreUnavailable`."""
+        """Run one statement on the admin (writable) path. Raises :class:`StoreUnavailable`,
+        :class:`DataRejected` (see :func:`write_error`)."""
         ...
 
     def insert(self, table: str, data: pa.Table) -> None:
         """Insert an Arrow table whose column names are ``table``'s, as one batch.
-        Raises :class:`StoreUnavailable`."""
+        Raises :class:`StoreUnavailable`, :class:`DataRejected` (see :func:`write_error`)."""
         ...
 
     def close(self) -> None:

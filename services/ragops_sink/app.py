@@ -5,9 +5,11 @@ typed tables analysts query (see the README's Analytics section).
 - Batches are bounded by size (``batch_records``) and time (``batch_wait_ms``).
 - Offsets are committed only after the batch is written. While ClickHouse is unavailable the
   sink retries with exponential backoff and consumes nothing more; nothing is lost.
-- Idempotent: ``events`` and the typed tables are ReplacingMergeTree keyed on the event, so
+- Idempotent: ``events`` and the typed tables are ReplacingMergeTree keyed on the event id, so
   replaying topics from the beginning leaves the same rows.
-- A record that is not a valid JSON event is stored as ``unparsable`` with the error.
+- A record that is not a valid event of its topic (its type's schema, envelope included), or
+  whose values ClickHouse refuses, is stored as ``unparsable`` with the error, keyed on its
+  (topic, partition, offset): it never replaces a valid event's row nor stops the sink.
 
 Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` on
 the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
@@ -17,6 +19,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pyarrow as pa
 import structlog
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -25,11 +28,11 @@ from faststream.kafka.annotations import KafkaMessage
 
 from ragops_analytics import queries
 from ragops_analytics.guard import ReadOnlyViolation
-from ragops_analytics.store import AnalyticsStore, StoreUnavailable, open_store
+from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
 from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker
 from ragops_shared.service import run_service, service_app
-from ragops_sink.rows import events_to_arrow, to_row
+from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, set_prices, set_retention
 from ragops_sink.settings import SinkSettings
 from ragops_sink.spec import SPEC
@@ -68,23 +71,57 @@ class Writer:
             self._store = None
 
     async def write(self, records: Sequence[ConsumerRecord]) -> None:
-        """Insert the records, retrying with exponential backoff until ClickHouse takes them.
+        """Store the records: each valid event as its row, anything else as an ``unparsable`` row.
 
         Never returns without having written: the caller commits offsets only afterwards.
-        A shutdown cancels the wait, and the uncommitted batch is read again at next start.
+        While ClickHouse is unavailable it waits with exponential backoff; a batch that
+        ClickHouse refuses for its data (:class:`DataRejected`) is halved until the refused
+        records are found, and each of those is stored as ``unparsable`` with the engine's
+        error, so one record can neither stop the sink nor take valid ones with it. A
+        shutdown cancels the wait, and the uncommitted batch is read again at next start.
         """
         received_at = datetime.now(UTC)
         # Parsing thousands of records is CPU work: off the event loop, like the insert.
-        batch = await asyncio.to_thread(lambda: events_to_arrow([to_row(record, received_at) for record in records]))
+        rows = await asyncio.to_thread(lambda: [to_row(record, received_at) for record in records])
+        pending = [rows]
+        while pending:
+            part = pending.pop()
+            try:
+                await self._insert(part)
+            except (DataRejected, pa.ArrowException) as error:
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    pending += [part[middle:], part[:middle]]  # the first half is inserted first
+                    continue
+                [row] = part
+                log.warning(
+                    "clickhouse_rejected_record", topic=row.topic, partition=row.partition, offset=row.offset,
+                    error=str(error),
+                )  # fmt: skip
+                # A refusal of this row too would not be about the record: wait it out.
+                await self._insert([rejected(row, f"{type(error).__name__}: {error}")], refusal_is_outage=True)
+
+    async def _insert(self, rows: Sequence[EventRow], *, refusal_is_outage: bool = False) -> None:
+        """Insert ``rows`` as one batch, waiting out outages (and refusals too, when
+        ``refusal_is_outage``) with exponential backoff.
+
+        Raises:
+            DataRejected, pyarrow.ArrowException: the rows cannot be stored as they are.
+        """
         delay = self.settings.retry_initial_s
         while True:
             try:
-                await asyncio.to_thread(queries.insert_events, self.store, batch)
+                await asyncio.to_thread(lambda: queries.insert_events(self.store, events_to_arrow(rows)))
                 return
             except StoreUnavailable as error:
-                log.warning("clickhouse_unavailable_retrying", rows=batch.num_rows, retry_in_s=delay, error=str(error))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
+                unavailable: Exception = error
+            except DataRejected as error:
+                if not refusal_is_outage:
+                    raise
+                unavailable = error
+            log.warning("clickhouse_unavailable_retrying", rows=len(rows), retry_in_s=delay, error=str(unavailable))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.retry_max_s)
 
 
 async def _undecoded(message: KafkaMessage) -> tuple[ConsumerRecord, ...]:

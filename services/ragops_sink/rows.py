@@ -1,18 +1,19 @@
 """Kafka records to ``events`` rows: the envelope fields become columns, the JSON payload is
-kept whole, and a record that is not a JSON event is kept too (``event_type='unparsable'``
-with the error), never dropped. Rows travel to ClickHouse as one Arrow table per batch."""
+kept whole, and a record that is not a valid event is kept too (``event_type='unparsable'``
+with the error, under its own key), never dropped. Rows travel to ClickHouse as one Arrow
+table per batch."""
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Union
 
-import orjson
 import pyarrow as pa
 from aiokafka import ConsumerRecord
+from pydantic import Field, TypeAdapter
 
-from ragops_schemas.envelope import as_utc
+from ragops_schemas import EVENT_TYPES, Event
 from ragops_schemas.ids import unparsable_event_id
 
 
@@ -76,56 +77,120 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+# One validator for every event type, dispatched on event_type in pydantic's core: each record
+# is parsed once, by the same models (and the same rules) as the services that consume it.
+# A union built from a tuple is a runtime type form, which mypy cannot read: hence Any.
+_EVENT_UNION: Any = Annotated[Union[EVENT_TYPES], Field(discriminator="event_type")]  # noqa: UP007
+_EVENTS: TypeAdapter[Event] = TypeAdapter(_EVENT_UNION)
+# What each column can hold: a value outside it is refused here, not by an overflow in the
+# Arrow conversion of a whole batch (which would fail that batch for ever).
+_UINT16, _UINT32, _UINT64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64(3)'s range
+_LATEST = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+def _unfit(partition: int, offset: int) -> str:
+    """Why a record's partition or offset cannot be stored ('' when both fit)."""
+    if not 0 <= partition <= _UINT32:
+        return f"partition {partition} is outside UInt32"
+    if not 0 <= offset <= _UINT64:
+        return f"offset {offset} is outside UInt64"
+    return ""
+
+
+def _valid_row(record: ConsumerRecord, key: str, raw: bytes, received_at: datetime) -> EventRow:
+    """The row of a record that holds a valid event of its topic.
+
+    Raises:
+        ValueError: not a valid event (pydantic's ValidationError is one; so is
+            UnicodeDecodeError, not UTF-8), on another topic than its type's, or a value that
+            does not fit its column.
+    """
+    event = _EVENTS.validate_json(raw)
+    if record.topic != event.TOPIC:
+        raise ValueError(f"a {event.event_type} event belongs on {event.TOPIC}, not on {record.topic}")
+    # Naive datetimes (the schema lets them through) are UTC, never the host's zone.
+    occurred_at = event.occurred_at.replace(tzinfo=event.occurred_at.tzinfo or UTC).astimezone(UTC)
+    if not _EARLIEST <= occurred_at <= _LATEST:
+        raise ValueError(f"occurred_at {occurred_at.isoformat()} is outside DateTime64(3) (1900-2299)")
+    if not 0 <= event.schema_version <= _UINT16:
+        raise ValueError(f"schema_version {event.schema_version} is outside UInt16")
+    if reason := _unfit(record.partition, record.offset):
+        raise ValueError(reason)
+    return EventRow(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        message_key=key,
+        occurred_at=occurred_at,
+        received_at=received_at,
+        producer=event.producer.name,
+        producer_version=event.producer.version,
+        tenant=event.tenant,
+        trace_id=event.trace_id,
+        # Fields of some event types only; read from the instance dict, since pydantic's
+        # attribute lookup of a missing field costs more than the rest of the row.
+        request_id=_text(vars(event).get("request_id")),
+        document_id=_text(vars(event).get("document_id")),
+        payload=raw.decode(),
+        parse_error="",
+    )
+
+
+def _unparsable(
+    topic: str, partition: int, offset: int, key: str, payload: str, at: datetime, received_at: datetime, reason: str
+) -> EventRow:
+    """The row of a record that is not a storable event, keyed on its place in Kafka. A
+    partition or offset that does not fit its column is stored as 0 (``reason`` says so);
+    ``at`` outside DateTime64(3) becomes ``received_at``."""
+    return EventRow(
+        event_id=unparsable_event_id(topic, partition, offset),
+        event_type="unparsable",
+        schema_version=0,
+        topic=topic,
+        partition=partition if 0 <= partition <= _UINT32 else 0,
+        offset=offset if 0 <= offset <= _UINT64 else 0,
+        message_key=key,
+        occurred_at=at if _EARLIEST <= at <= _LATEST else received_at,
+        received_at=received_at,
+        producer="",
+        producer_version="",
+        tenant="",
+        trace_id="",
+        request_id="",
+        document_id="",
+        payload=payload,
+        parse_error=reason,
+    )
+
+
 def to_row(record: ConsumerRecord, received_at: datetime) -> EventRow:
-    """One ``events`` row for one Kafka record (any topic, any content)."""
+    """One ``events`` row for one Kafka record (any topic, any content).
+
+    A valid event of the record's topic (its type's schema, envelope included) becomes its
+    row, keyed on its ``event_id``. Anything else (not JSON, not an event, an unknown type,
+    a payload its schema refuses, a value outside its column) becomes an ``unparsable`` row
+    keyed on (topic, partition, offset), so it can never replace a valid event's row."""
     key = record.key.decode(errors="replace") if record.key is not None else ""
     raw = record.value or b""
     try:
-        # orjson: the sink parses every record of every topic, and json.loads was a third of
-        # its time per event (make bench, row P4).
-        payload: Mapping[str, Any] = orjson.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
-        producer = payload.get("producer")
-        if not isinstance(producer, dict):
-            producer = {}
-        return EventRow(
-            event_id=uuid.UUID(str(payload["event_id"])),
-            event_type=str(payload["event_type"]),
-            schema_version=int(payload.get("schema_version", 1)),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            message_key=key,
-            # A time without a zone is UTC (as in the envelope), never the host's local time.
-            occurred_at=as_utc(datetime.fromisoformat(str(payload["occurred_at"]).replace("Z", "+00:00"))),
-            received_at=received_at,
-            producer=_text(producer.get("name")),
-            producer_version=_text(producer.get("version")),
-            tenant=_text(payload.get("tenant")) or "default",
-            trace_id=_text(payload.get("trace_id")),
-            request_id=_text(payload.get("request_id")),
-            document_id=_text(payload.get("document_id")),
-            payload=raw.decode(),
-            parse_error="",
+        return _valid_row(record, key, raw, received_at)
+    # TypeError too: a schema validator that trips over an odd value must not stop the sink.
+    except (ValueError, TypeError) as error:
+        # The Kafka timestamp in ms (-1 when the producer set none).
+        at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp >= 0 else received_at
+        reason = f"{type(error).__name__}: {error}"
+        return _unparsable(
+            record.topic, record.partition, record.offset, key, raw.decode(errors="replace"), at, received_at, reason
         )
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-        return EventRow(
-            event_id=unparsable_event_id(record.topic, record.partition, record.offset),
-            event_type="unparsable",
-            schema_version=0,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            message_key=key,
-            occurred_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-            received_at=received_at,
-            producer="",
-            producer_version="",
-            tenant="",
-            trace_id="",
-            request_id="",
-            document_id="",
-            payload=raw.decode(errors="replace"),
-            parse_error=f"{type(error).__name__}: {error}",
-        )
+
+
+def rejected(row: EventRow, reason: str) -> EventRow:
+    """The ``unparsable`` row that stands for ``row`` when ClickHouse refused to store it
+    (``reason``: the engine's error)."""
+    return _unparsable(
+        row.topic, row.partition, row.offset, row.message_key, row.payload, row.occurred_at, row.received_at, reason
+    )

@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.server_store import ServerStore
-from ragops_analytics.store import AnalyticsStore, QueryError, StoreUnavailable
+from ragops_analytics.store import AnalyticsStore, DataRejected, QueryError, StoreUnavailable
 from ragops_sink.rows import EventRow, events_to_arrow
 from ragops_sink.schema import discover_migrations, migrate, migrate_down, set_prices, set_retention
 from tests.helpers import EXAMPLES
@@ -242,6 +243,49 @@ class TestAnalyticsStore:
         assert one(store, "SELECT sum(n) AS n FROM quality_by_day")["n"] == 3
         # The copy kept is the latest delivery (the ReplacingMergeTree version column).
         assert one(store, "SELECT max(received_at) AS at FROM events FINAL")["at"] == RECEIVED + timedelta(hours=1)
+
+    def test_one_event_id_is_one_row_whatever_its_occurred_at(self, store: AnalyticsStore) -> None:
+        # A service that publishes again after a restart keeps the event id but stamps a new
+        # occurred_at, here in another month.
+        first = golden_rows()
+        again = [
+            replace(row, occurred_at=row.occurred_at + timedelta(days=40), received_at=RECEIVED + timedelta(hours=1))
+            for row in first
+        ]
+        insert(store, first)
+        insert(store, again)
+        assert count(store, "events") == len(first)
+        for table, expected in TYPED_TABLES.items():
+            assert count(store, table) == expected, table
+        # The latest delivery is the copy kept, in `events` and in the typed tables.
+        assert store.query("SELECT occurred_at FROM generations FINAL").rows == [
+            (datetime(2026, 11, 29, 9, 0, 0, 123000, tzinfo=UTC) + timedelta(days=40),)
+        ]
+
+    def test_migration_5_keeps_the_rows_and_keys_every_table_on_the_event_id(self, store: AnalyticsStore) -> None:
+        migrate_down(store, to=4)
+        rows = golden_rows()
+        insert(store, rows)
+        assert migrate(store) == ["0005_event_id_keys"]
+        assert count(store, "events") == len(rows)
+        for table, expected in TYPED_TABLES.items():
+            assert count(store, table) == expected, table
+        tables = store.query("SELECT name, sorting_key FROM system.tables WHERE database = currentDatabase()").rows
+        keys = {name: key for name, key in tables if name in queries.COUNTED_TABLES}
+        assert keys.keys() == queries.COUNTED_TABLES
+        assert all(key.endswith("event_id") and "occurred_at" not in key for key in keys.values()), keys
+        insert(store, golden_rows(received_at=RECEIVED + timedelta(hours=1)))  # the views write again
+        assert count(store, "generations") == 1
+
+    def test_a_value_the_engine_refuses_is_a_data_error_not_an_outage(self, store: AnalyticsStore) -> None:
+        with pytest.raises(DataRejected) as refused:
+            store.execute("INSERT INTO events (event_id) SELECT toUUID('not a uuid')")
+        assert refused.value.code == 376  # CANNOT_PARSE_UUID
+        # A table that is not there (yet) is the store's state, not the rows': wait, do not isolate.
+        with pytest.raises(StoreUnavailable):
+            store.execute("INSERT INTO no_such_table SELECT 1")
+        with pytest.raises(StoreUnavailable):
+            store.insert("no_such_table", events_to_arrow(golden_rows()[:1]))
 
     def test_an_unparsable_record_is_kept_with_its_error(self, store: AnalyticsStore) -> None:
         broken = EventRow(
