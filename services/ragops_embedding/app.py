@@ -5,6 +5,11 @@ Each subscriber fetches a batch of records and embeds all their texts in one cal
 concurrent requests share forward passes (micro-batching across messages). Inference runs
 in a worker thread, never on the event loop.
 
+Chunks of a changed document whose text an indexed version already had are not embedded
+again: the service reads what the live index holds from the ``DocumentIndexed`` topic
+(:mod:`ragops_shared.indexed_view`) and sends them as ``reused_chunks``, counted in
+``ragops_chunks_reused_total``.
+
 Which model version embeds is the version registry's decision: the ``production`` alias of
 the model for queries and live documents, the build's version for the replayed chunks of a
 re-index. The packaged (or configured) model is registered at start.
@@ -12,7 +17,7 @@ re-index. The packaged (or configured) model is registered at start.
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 from pathlib import Path
 
@@ -23,8 +28,10 @@ from ragops_embedding.settings import EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
+    Chunk,
     ChunksEmbedded,
     DocumentChunked,
+    DocumentIndexed,
     EmbeddedChunk,
     Event,
     Producer,
@@ -36,7 +43,8 @@ from ragops_schemas import (
 from ragops_schemas.ids import model_registration_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.ops import MODEL_LATENCY
+from ragops_shared.indexed_view import IndexedDocuments
+from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -51,25 +59,52 @@ def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     return vectors
 
 
-def embed_documents(embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
-    """Embed every chunk of every event in one call; one ``ChunksEmbedded`` per document."""
-    texts = [chunk.text for event in events for chunk in event.chunks]
-    vectors = iter(_embed(embedder, texts))
-    return [
-        event.caused(
-            ChunksEmbedded,
-            producer,
-            document_id=event.document_id,
-            document_version=event.document_version,
-            title=event.title,
-            source=event.source,
-            metadata=event.metadata,
-            embedding=embedder.info,
-            index_build=event.index_build,
-            chunks=[EmbeddedChunk(**chunk.model_dump(), vector=next(vectors)) for chunk in event.chunks],
+def embed_documents(
+    embedder: Embedder,
+    producer: Producer,
+    events: Sequence[DocumentChunked],
+    indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+) -> list[ChunksEmbedded]:
+    """Embed every chunk of every event in one call; one ``ChunksEmbedded`` per document.
+
+    ``indexed(document_id)`` is the document's latest live ``DocumentIndexed``: the chunks of
+    a live event that it lists, indexed by this embedder's version, already have their point
+    (chunk ids are content hashes), so they travel as ``reused_chunks``, without a vector.
+    Replayed chunks of an index build are always embedded: the build's collection is new."""
+    split = [_split_reused(embedder, event, indexed) for event in events]
+    texts = [chunk.text for fresh, _ in split for chunk in fresh]
+    vectors = iter(_embed(embedder, texts) if texts else [])
+    outputs = []
+    for event, (fresh, reused) in zip(events, split, strict=True):
+        CHUNKS_REUSED.labels(SERVICE).inc(len(reused))
+        outputs.append(
+            event.caused(
+                ChunksEmbedded,
+                producer,
+                document_id=event.document_id,
+                document_version=event.document_version,
+                title=event.title,
+                source=event.source,
+                metadata=event.metadata,
+                embedding=embedder.info,
+                index_build=event.index_build,
+                chunks=[EmbeddedChunk(**chunk.model_dump(), vector=next(vectors)) for chunk in fresh],
+                reused_chunks=reused,
+            )
         )
-        for event in events
-    ]
+    return outputs
+
+
+def _split_reused(
+    embedder: Embedder, event: DocumentChunked, indexed: Callable[[str], DocumentIndexed | None]
+) -> tuple[list[Chunk], list[Chunk]]:
+    """(chunks to embed, chunks whose point for ``embedder``'s version the live index holds)."""
+    previous = None if event.index_build is not None else indexed(event.document_id)
+    info = embedder.info
+    if previous is None or info is None or previous.embedding.version != info.version:
+        return list(event.chunks), []
+    have = set(previous.chunk_ids)
+    return [c for c in event.chunks if c.chunk_id not in have], [c for c in event.chunks if c.chunk_id in have]
 
 
 class Embedders:
@@ -131,12 +166,18 @@ class Embedders:
         if isinstance(event, VersionPromoted) and event.kind == "embedding_model" and event.name == self.default.name:
             asyncio.get_running_loop().create_task(asyncio.to_thread(self.follow_registry))
 
-    def documents(self, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
-        """Live documents with the production model; an index build's with the build's."""
+    def documents(
+        self,
+        producer: Producer,
+        events: Sequence[DocumentChunked],
+        indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+    ) -> list[ChunksEmbedded]:
+        """Live documents with the production model, their already indexed chunks reused
+        (see :func:`embed_documents`); an index build's with the build's model."""
         outputs: list[ChunksEmbedded] = []
         for build, group in groupby(events, key=lambda event: event.index_build):
             embedder = self.version(build.embedding_version, build.embedding_uri) if build else self.production
-            outputs += embed_documents(embedder, producer, list(group))
+            outputs += embed_documents(embedder, producer, list(group), indexed)
         return outputs
 
     def registration(self, producer: Producer) -> VersionRegistered:
@@ -183,6 +224,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
+    indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     documents = EventSubscriber(
         broker,
         publisher,
@@ -203,7 +245,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
     @documents
     async def on_document_chunked(events: list[DocumentChunked]) -> None:
-        await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch))
+        await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch, indexed.get))
 
     @queries
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:
@@ -215,6 +257,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def load_models() -> None:
         # The registry first: the production version it names is the one warm-up loads.
         await registry.start()
+        await indexed.start()
         await asyncio.to_thread(embedders.warm_up)
 
     @app.after_startup
@@ -222,6 +265,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         await publisher.publish(embedders.registration(producer))
 
     app.after_shutdown(registry.stop)
+    app.after_shutdown(indexed.stop)
     return app
 
 

@@ -4,7 +4,11 @@ reST), splits into token windows of the embedding model's tokenizer and publishe
 unparsable or of an unsupported type (reported, never skipped silently).
 
 The document version is a hash of the parsed text, so an unchanged re-submission yields
-the same chunk ids and a changed one a new version that supersedes the old chunks."""
+the same chunk ids and a changed one a new version that supersedes the old chunks. A
+re-submission of the version (and chunks) already indexed is a no-op: the service knows
+what is indexed from the ``DocumentIndexed`` topic (:mod:`ragops_shared.indexed_view`) and
+acknowledges it at once with a ``DocumentIndexed`` marked ``unchanged``, so nothing is
+embedded or written again and the caller still gets its outcome."""
 
 import asyncio
 from collections.abc import Sequence
@@ -16,57 +20,104 @@ from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_ingestion.settings import IngestionSettings
 from ragops_ingestion.spec import SPEC
 from ragops_models.defaults import default_embedding_model_dir
-from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
+from ragops_schemas import (
+    Chunk,
+    ChunkerInfo,
+    DocumentChunked,
+    DocumentIndexed,
+    DocumentRejected,
+    DocumentSubmitted,
+    Event,
+    Producer,
+)
 from ragops_schemas.ids import chunk_id, document_version
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.indexed_view import IndexedDocuments
+from ragops_shared.ops import DOCUMENTS_UNCHANGED
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
 
 
-def ingest(chunker: TokenChunker, info: ChunkerInfo, producer: Producer, submitted: DocumentSubmitted) -> Event:
-    """Parse and chunk one document: ``DocumentChunked``, or ``DocumentRejected`` with the reason."""
+def ingest(
+    chunker: TokenChunker,
+    info: ChunkerInfo,
+    producer: Producer,
+    submitted: DocumentSubmitted,
+    indexed: DocumentIndexed | None = None,
+) -> Event:
+    """Parse and chunk one document: ``DocumentChunked``, or ``DocumentRejected`` with the
+    reason; or, when ``indexed`` (the document's latest live ``DocumentIndexed``) holds the
+    same version with the same chunks, that event again marked ``unchanged`` (its id derived
+    from the submission, so a redelivered submission is acknowledged once)."""
     try:
         parsed = parse(submitted.content, submitted.content_type)
     except DocumentParseError as error:
         return submitted.caused(
             DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=str(error)
         )
+    version = document_version(parsed.text)
+    chunks = [
+        Chunk(
+            chunk_id=chunk_id(submitted.document_id, piece.text),
+            index=piece.index,
+            text=piece.text,
+            token_count=piece.token_count,
+            char_start=piece.char_start,
+            char_end=piece.char_end,
+        )
+        for piece in chunker.chunk(parsed.text)
+    ]
+    # Same chunks too: a changed chunker (size, overlap, tokenizer) must re-index the text.
+    if (
+        indexed is not None
+        and indexed.document_version == version
+        and indexed.chunk_ids == [c.chunk_id for c in chunks]
+    ):
+        DOCUMENTS_UNCHANGED.labels(SERVICE).inc()
+        return submitted.caused(
+            DocumentIndexed,
+            producer,
+            derived_id=True,
+            **indexed.model_dump(include=_INDEXED_FACTS),
+            superseded_chunks=0,
+            reused_chunks=len(chunks),
+            unchanged=True,
+        )
     return submitted.caused(
         DocumentChunked,
         producer,
         document_id=submitted.document_id,
-        document_version=document_version(parsed.text),
+        document_version=version,
         title=submitted.title or parsed.title,
         source=submitted.source,
         metadata=submitted.metadata,
         content_type=submitted.content_type,
         chunker=info,
-        chunks=[
-            Chunk(
-                chunk_id=chunk_id(submitted.document_id, piece.text),
-                index=piece.index,
-                text=piece.text,
-                token_count=piece.token_count,
-                char_start=piece.char_start,
-                char_end=piece.char_end,
-            )
-            for piece in chunker.chunk(parsed.text)
-        ],
+        chunks=chunks,
     )
 
 
+# What an unchanged re-submission's acknowledgement repeats from the indexing it refers to.
+_INDEXED_FACTS = {"document_id", "document_version", "collection", "chunk_count", "embedding", "chunk_ids"}
+
+
 def ingest_all(
-    chunker: TokenChunker, info: ChunkerInfo, producer: Producer, events: Sequence[DocumentSubmitted]
+    chunker: TokenChunker,
+    info: ChunkerInfo,
+    producer: Producer,
+    indexed: IndexedDocuments,
+    events: Sequence[DocumentSubmitted],
 ) -> list[Event]:
-    return [ingest(chunker, info, producer, event) for event in events]
+    return [ingest(chunker, info, producer, event, indexed.get(event.document_id)) for event in events]
 
 
 def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     settings = settings or IngestionSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected])
+    publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected, DocumentIndexed])
+    indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
@@ -80,9 +131,15 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
 
     @submitted
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
-        await submitted.run(events, lambda batch: asyncio.to_thread(ingest_all, chunker, info, producer, batch))
+        await submitted.run(
+            events, lambda batch: asyncio.to_thread(ingest_all, chunker, info, producer, indexed, batch)
+        )
 
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
+    app = service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
+    # Before the subscriber consumes: a re-submission is recognised from the first record on.
+    app.on_startup(indexed.start)
+    app.after_shutdown(indexed.stop)
+    return app
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """The indexer/retrieval service: owns the vector collections.
 
-Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors, delete
-the chunks of older versions of the document -> ``DocumentIndexed``.
+Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors, relabel
+the reused chunks (already indexed for an earlier version), delete the chunks of older
+versions of the document -> ``DocumentIndexed`` (with the version's chunk ids).
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -21,6 +22,7 @@ from ragops_retrieval.settings import RetrievalSettings
 from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
 from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
+    Chunk,
     ChunksEmbedded,
     ContextRetrieved,
     DocumentIndexed,
@@ -32,7 +34,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.ids import index_name
 from ragops_schemas.registry import Registry
-from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -100,48 +102,63 @@ class Index:
         return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
 
     def index(self, events: Sequence[ChunksEmbedded]) -> list[DocumentIndexed]:
-        """Upsert each document version's chunks, then delete its superseded chunks.
+        """Upsert each document version's chunks, relabel its reused chunks (points of an
+        earlier version with the same text: they take this version's payload, vectors
+        untouched), then delete its superseded chunks.
 
         Upsert before delete: a reader sees the old or the new version, never neither.
         Deterministic point ids make a redelivered event overwrite, not duplicate.
+
+        Raises :class:`EventRejected`, with nothing written, when a reused chunk has no point
+        in the live collection (a newer version superseded it after the embedding service
+        looked): the document must be submitted again. A build in progress may lack one (it
+        has not replayed the document yet): its replay brings the whole document later.
         """
-        indexed = []
-        for event in events:
-            points = [
-                ChunkPoint(
-                    chunk_id=chunk.chunk_id,
-                    document_id=event.document_id,
-                    document_version=event.document_version,
-                    text=chunk.text,
-                    vector=chunk.vector,
-                    payload={
-                        "title": event.title,
-                        "source": event.source,
-                        "metadata": event.metadata,
-                        "chunk_index": chunk.index,
-                    },
-                )
-                for chunk in event.chunks
-            ]
-            collections = self._targets(event)
-            superseded = 0
-            for collection in collections:
-                self.store.upsert(collection, points, event.embedding.version)
-                superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
-            indexed.append(
-                event.caused(
-                    DocumentIndexed,
-                    self.producer,
-                    document_id=event.document_id,
-                    document_version=event.document_version,
-                    collection=collections[0],
-                    chunk_count=len(points),
-                    superseded_chunks=superseded,
-                    embedding=event.embedding,
-                    index_build=event.index_build,
-                )
+        return [self._index_one(event) for event in events]
+
+    def _index_one(self, event: ChunksEmbedded) -> DocumentIndexed:
+        def point(chunk: Chunk, vector: Sequence[float]) -> ChunkPoint:
+            return ChunkPoint(
+                chunk_id=chunk.chunk_id,
+                document_id=event.document_id,
+                document_version=event.document_version,
+                text=chunk.text,
+                vector=vector,
+                payload={
+                    "title": event.title,
+                    "source": event.source,
+                    "metadata": event.metadata,
+                    "chunk_index": chunk.index,
+                },
             )
-        return indexed
+
+        points = [point(chunk, chunk.vector) for chunk in event.chunks]
+        reused = [point(chunk, ()) for chunk in event.reused_chunks]
+        collections = self._targets(event)
+        superseded = 0
+        for number, collection in enumerate(collections):
+            # First, and all or nothing: a live collection that lost a reused point is left untouched.
+            missing = self.store.relabel(collection, reused, event.embedding.version) if reused else []
+            if missing and number == 0:
+                raise EventRejected(
+                    f"{len(missing)} chunks reused from an earlier version of {event.document_id!r} are no longer "
+                    f"in {collection} (superseded meanwhile); submit the document again to embed them"
+                )
+            self.store.upsert(collection, points, event.embedding.version)
+            superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
+        return event.caused(
+            DocumentIndexed,
+            self.producer,
+            document_id=event.document_id,
+            document_version=event.document_version,
+            collection=collections[0],
+            chunk_count=len(points) + len(reused),
+            superseded_chunks=superseded,
+            embedding=event.embedding,
+            index_build=event.index_build,
+            chunk_ids=[c.chunk_id for c in sorted([*event.chunks, *event.reused_chunks], key=lambda c: c.index)],
+            reused_chunks=len(reused),
+        )
 
     def retrieve(self, events: Sequence[QueryEmbedded]) -> list[ContextRetrieved]:
         """Search each query's collection with its vector, text, filters and ``top_k``."""

@@ -31,6 +31,7 @@ from ragops_retrieval.store import (
     UnknownCollectionError,
     document_conditions,
     index_fields,
+    payloads_by_point_id,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -118,6 +119,21 @@ class QdrantClientStore(PlannedStore):
         for start in range(0, len(structs), _UPSERT_BATCH):
             self._client.upsert(collection, structs[start : start + _UPSERT_BATCH], wait=True)
         return len(structs)
+
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """See :meth:`VectorStore.relabel`."""
+        self._dimension(collection)  # raises UnknownCollectionError
+        wanted = payloads_by_point_id(points, model_version)
+        records = self._client.retrieve(collection, list(wanted), with_payload=False, with_vectors=False)
+        found = {str(record.id) for record in records}
+        missing = [chunk for point, (chunk, _) in wanted.items() if point not in found]
+        if not missing and wanted:
+            operations: list[models.UpdateOperation] = [
+                models.SetPayloadOperation(set_payload=models.SetPayload(payload=payload, points=[point]))
+                for point, (_, payload) in wanted.items()
+            ]
+            self._client.batch_update_points(collection, operations, wait=True)
+        return missing
 
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         return [(point.payload or {}, point.score) for point in _run_query(self._client, collection, plan)]

@@ -59,6 +59,7 @@ from ragops_retrieval.store import (
     UnknownCollectionError,
     document_conditions,
     index_fields,
+    payloads_by_point_id,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -125,6 +126,18 @@ class EdgeStore(PlannedStore):
             with self._lock:
                 self._open(collection).shard.update(operation)
         return len(prepared)
+
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """See :meth:`VectorStore.relabel`."""
+        wanted = payloads_by_point_id(points, model_version)
+        with self._lock:
+            shard = self._open(collection).shard
+            found = {str(record.id) for record in shard.retrieve(list(wanted), with_payload=False, with_vector=False)}
+            missing = [chunk for point, (chunk, _) in wanted.items() if point not in found]
+            if not missing:
+                for point, (_, payload) in wanted.items():
+                    shard.update(UpdateOperation.set_payload([point], payload))
+        return missing
 
     def _dimension(self, collection: str) -> int:
         with self._lock:

@@ -126,6 +126,16 @@ class VectorStore(Protocol):
         """
         ...
 
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """Rewrite the payload of each point of ``points`` that ``collection`` holds for
+        ``model_version``, keeping its vectors (``point.vector`` is ignored): how a chunk of
+        an earlier document version joins a new version without being embedded again.
+
+        All or nothing: returns the chunk ids that have no point there, and then writes
+        nothing; ``[]`` when every payload was rewritten.
+        """
+        ...
+
     def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
         """Delete the points of ``document_id`` whose ``document_version != keep_version``.
 
@@ -309,6 +319,13 @@ def prepare_points(points: Sequence[ChunkPoint], model_version: str, dimension: 
         )
         for point in points
     ]
+
+
+def payloads_by_point_id(points: Sequence[ChunkPoint], model_version: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Point id -> (chunk id, payload) of ``points``, for :meth:`VectorStore.relabel`.
+
+    Raises ``ValueError`` if a ``metadata`` payload is not a mapping."""
+    return {point_id(p.chunk_id, model_version): (p.chunk_id, build_payload(p, model_version)) for p in points}
 
 
 @dataclass(frozen=True)

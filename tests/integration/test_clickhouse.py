@@ -243,6 +243,18 @@ class TestAnalyticsStore:
         # The copy kept is the latest delivery (the ReplacingMergeTree version column).
         assert one(store, "SELECT max(received_at) AS at FROM events FINAL")["at"] == RECEIVED + timedelta(hours=1)
 
+    def test_an_unchanged_resubmission_adds_no_indexed_row(self, store: AnalyticsStore) -> None:
+        indexed = json.loads((EXAMPLES / "DocumentIndexed.json").read_text())
+        acks = [
+            indexed
+            | {"event_id": str(uuid.uuid4()), "occurred_at": f"2026-11-29T1{hour}:00:00.000Z", "unchanged": True}
+            for hour in (1, 2)
+        ]
+        insert(store, [row_from_json(json.dumps(e), offset=i) for i, e in enumerate([indexed, *acks])])
+        statuses = store.query("SELECT status, count() FROM documents FINAL GROUP BY status ORDER BY status").rows
+        assert [tuple(row) for row in statuses] == [("indexed", 1), ("unchanged", 2)]
+        assert queries.document_outcomes(store) == (1, 0, indexed["chunk_count"])
+
     def test_an_unparsable_record_is_kept_with_its_error(self, store: AnalyticsStore) -> None:
         broken = EventRow(
             event_id=uuid.uuid5(uuid.NAMESPACE_URL, "ragops.query.submitted.v1:2:7"), event_type="unparsable",
