@@ -120,6 +120,12 @@ class EventWatcher:
             await asyncio.sleep(0.01)
         return True
 
+    @property
+    def read_to_end(self) -> bool:
+        """True once a fetch came back empty: every record that existed when :meth:`start`
+        returned has been read (with ``from_beginning``, the topics' whole history)."""
+        return self._idle_since > float("-inf")
+
     def forget(self, key: str) -> None:
         """Stop waiting for ``key`` (after a timeout), so the table does not grow."""
         self._waiting.pop(key.encode(), None)
