@@ -186,10 +186,10 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     @app.on_startup
     async def read_answers() -> None:
         await watcher.start()
-        # Feedback that arrives while the history is still being read waits for it (see
-        # FeedbackLinker), so a long replay delays linking but never refuses known answers.
-        if not await watcher.caught_up(timeout_s=settings.replay_wait_s):
-            log.warning("answers_still_replaying", waited_s=settings.replay_wait_s)
+        # Within the startup probe's budget (120 s); feedback that arrives while a longer
+        # history is still being read waits for it (FeedbackLinker), never refused meanwhile.
+        if not await watcher.caught_up(timeout_s=60):
+            log.warning("answers_still_replaying", waited_s=60)
 
     @app.after_shutdown
     async def stop_reading() -> None:

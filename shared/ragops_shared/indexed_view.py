@@ -5,11 +5,17 @@ every event), like :mod:`ragops_shared.registry_view` for the registry.
 Ingestion asks it whether a submitted version is already indexed (then the submission is a
 no-op); the embedding service asks it which chunks of a changed document already have a
 point for the production model (then only the others are embedded). The indexer stays the
-authority: it checks that reused points still exist before it relies on them."""
+authority for reused chunks: it checks that their points still exist before it relies on
+them. An unchanged acknowledgement trusts the topic: an index whose files were removed behind
+the platform's back is rebuilt by a re-index, not by submitting the documents again."""
+
+import structlog
 
 from ragops_schemas import DocumentIndexed, Event
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.watch import EventWatcher
+
+log = structlog.get_logger(__name__)
 
 
 class IndexedDocuments:
@@ -34,12 +40,13 @@ class IndexedDocuments:
         return self._latest.get(document_id)
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        """Start reading and wait until the topic's history is read. Raises ``TimeoutError``
-        if that takes longer than ``timeout_s`` and ``LookupError`` if the topic does not exist."""
+        """Start reading and wait up to ``timeout_s`` for the topic's history to be read;
+        a longer history goes on being read in the background (meanwhile a re-submission is
+        processed in full: slower, never wrong). Raises ``LookupError`` if the topic does not
+        exist."""
         await self._watcher.start()
         if not await self._watcher.caught_up(timeout_s):
-            await self._watcher.stop()
-            raise TimeoutError(f"the indexed documents were not read within {timeout_s:.0f} s")
+            log.warning("indexed_documents_still_reading", waited_s=timeout_s, documents=len(self._latest))
 
     async def stop(self) -> None:
         await self._watcher.stop()
