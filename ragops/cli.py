@@ -6,7 +6,7 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -27,6 +27,7 @@ from ragops_schemas import (
     DocumentIndexed,
     DocumentSubmitted,
     EvaluationRunCompleted,
+    Event,
     MessageDeadLettered,
     RetrainingRequested,
     VersionRetired,
@@ -161,6 +162,20 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
     return documents
 
 
+def ingest_summary(outcomes: Sequence[Event]) -> str:
+    """One line for ``ragops ingest``: documents indexed now (with their chunks, and the chunks
+    reused instead of embedded again), documents unchanged (already indexed: nothing done),
+    documents that failed."""
+    indexed = [o for o in outcomes if isinstance(o, DocumentIndexed) and not o.unchanged]
+    unchanged = sum(isinstance(o, DocumentIndexed) and o.unchanged for o in outcomes)
+    reused = sum(o.reused_chunks for o in indexed)
+    return (
+        f"{len(indexed)} documents indexed ({sum(o.chunk_count for o in indexed)} chunks"
+        f"{f', {reused} reused' if reused else ''}), {unchanged} unchanged, "
+        f"{len(outcomes) - len(indexed) - unchanged} failed"
+    )
+
+
 @app.command()
 def ingest(
     path: Annotated[
@@ -186,10 +201,7 @@ def ingest(
             if not isinstance(outcome, DocumentIndexed):
                 failed += 1
                 console.print(f"[red]{document.document_id}: {outcome.event_type}: {getattr(outcome, 'reason', '')}")
-        indexed = [o for o in outcomes if isinstance(o, DocumentIndexed)]
-        console.print(
-            f"{len(indexed)} documents indexed ({sum(o.chunk_count for o in indexed)} chunks), {failed} failed"
-        )
+        console.print(ingest_summary(outcomes))
         return 1 if failed else 0
 
     raise typer.Exit(_run(run()))

@@ -160,7 +160,7 @@ class PlatformClient:
         latency is measured from) and wait for its outcome. Returns (published, outcome)."""
         event = event.model_copy(update={"occurred_at": utc_now()})
         key = event.key.decode()
-        outcome = self._watcher.expect(key, outcomes)
+        outcome = self._watcher.expect(key, outcomes, trace_id=event.trace_id)
         await self._publisher.publish(event)
         try:
             return event, await asyncio.wait_for(outcome, timeout_s)

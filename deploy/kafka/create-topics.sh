@@ -70,6 +70,7 @@ retention_of() {
   case "$1" in
     ragops.document.submitted.v1) echo -1 ;;
     ragops.document.chunked.v1) echo -1 ;;
+    ragops.document.indexed.v1) echo -1 ;;
     ragops.dataset.example-added.v1) echo -1 ;;
     ragops.registry.version-registered.v1) echo -1 ;;
     ragops.registry.version-promoted.v1) echo -1 ;;

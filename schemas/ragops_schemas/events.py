@@ -236,7 +236,12 @@ class ChunksEmbedded(DocumentEvent):
     source: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     embedding: EmbeddingModelInfo
-    chunks: list[EmbeddedChunk] = Field(min_length=1)
+    chunks: list[EmbeddedChunk] = Field(description="Chunks embedded now, with their vectors.")
+    reused_chunks: list[Chunk] = Field(
+        default_factory=list,
+        description="Chunks of this version whose points for `embedding.version` were already indexed "
+        "(an earlier version of the document had the same text): not embedded again, no vector.",
+    )
     index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
     part: int = Field(default=1, ge=1, description=_PART)
     parts: int = Field(default=1, ge=1, description=_PARTS)
@@ -247,7 +252,13 @@ class ChunksEmbedded(DocumentEvent):
     @property
     def version_chunks(self) -> int:
         """Distinct chunk ids of the whole document version: the points it has once indexed."""
-        return self.chunk_total or len({chunk.chunk_id for chunk in self.chunks})
+        return self.chunk_total or len({chunk.chunk_id for chunk in [*self.chunks, *self.reused_chunks]})
+
+    @model_validator(mode="after")
+    def _has_chunks(self) -> "ChunksEmbedded":
+        if not self.chunks and not self.reused_chunks:
+            raise ValueError("a document version needs at least one chunk, embedded or reused")
+        return self
 
 
 class DocumentIndexed(DocumentEvent):
@@ -261,6 +272,22 @@ class DocumentIndexed(DocumentEvent):
     superseded_chunks: int = Field(ge=0, description="Chunks of older versions deleted.")
     embedding: EmbeddingModelInfo
     index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
+    chunk_ids: list[str] = Field(
+        default_factory=list,
+        description="Distinct ids of the version's chunks, ordered by chunk index (empty on events from "
+        "before this field).",
+    )
+    reused_chunks: int = Field(
+        default=0,
+        ge=0,
+        description="Chunks whose points were already indexed for this model version: not embedded (of a "
+        "version in parts: those of the part that completed it).",
+    )
+    unchanged: bool = Field(
+        default=False,
+        description="True: a re-submission of the version already indexed, acknowledged by ingestion; "
+        "nothing was embedded or written (the other fields repeat the indexing it refers to).",
+    )
 
 
 class DocumentRejected(DocumentEvent):

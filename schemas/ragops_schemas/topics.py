@@ -99,7 +99,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     # chunks of every document: a document whose chunks expired would drop out of every rebuilt index.
     TopicSpec(Topic.DOCUMENT_CHUNKED, _DOCUMENT, Retention.FOREVER),
     TopicSpec(Topic.CHUNKS_EMBEDDED, _DOCUMENT),
-    TopicSpec(Topic.DOCUMENT_INDEXED, _DOCUMENT),
+    # Ingestion and embedding read it from the start to know what the live index holds (an
+    # unchanged re-submission is a no-op, a changed one embeds only its new chunks): an expired
+    # record would make its document's next re-submission embed everything again.
+    TopicSpec(Topic.DOCUMENT_INDEXED, _DOCUMENT, Retention.FOREVER),
     TopicSpec(Topic.DOCUMENT_REJECTED, _DOCUMENT),
     TopicSpec(Topic.QUERY_SUBMITTED, _REQUEST),
     TopicSpec(Topic.QUERY_EMBEDDED, _REQUEST),

@@ -9,6 +9,11 @@ Each subscriber fetches a batch of records and embeds all their texts in one cal
 concurrent requests share forward passes (micro-batching across messages). Inference runs
 in a worker thread, never on the event loop.
 
+Chunks of a changed document whose text an indexed version already had are not embedded
+again: the service reads what the live index holds from the ``DocumentIndexed`` topic
+(:mod:`ragops_shared.indexed_view`) and sends them as ``reused_chunks``, counted in
+``ragops_chunks_reused_total``.
+
 Which model version embeds is the version registry's decision: the ``production`` alias of
 the model for queries and live documents, the build's version for the replayed chunks of a
 re-index. The packaged (or configured) model is registered at start.
@@ -16,7 +21,7 @@ re-index. The packaged (or configured) model is registered at start.
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 from pathlib import Path
 
@@ -27,8 +32,10 @@ from ragops_embedding.settings import PART_BYTES, EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
+    Chunk,
     ChunksEmbedded,
     DocumentChunked,
+    DocumentIndexed,
     EmbeddedChunk,
     EmbeddingModelInfo,
     Event,
@@ -42,7 +49,8 @@ from ragops_schemas import (
 from ragops_schemas.ids import model_registration_id, part_scope
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
-from ragops_shared.ops import MODEL_LATENCY
+from ragops_shared.indexed_view import IndexedDocuments
+from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
 from ragops_shared.parts import split_by_bytes
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -59,35 +67,65 @@ def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
 
 
 def embed_documents(
-    embedder: Embedder, producer: Producer, events: Sequence[DocumentChunked], part_bytes: int = PART_BYTES
+    embedder: Embedder,
+    producer: Producer,
+    events: Sequence[DocumentChunked],
+    indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+    part_bytes: int = PART_BYTES,
 ) -> list[ChunksEmbedded]:
-    """Embed the distinct chunk texts of all events in one call; one ``ChunksEmbedded`` per document
-    part, with its ``part``/``parts``, or several with the same numbers when its vectors
-    would pass ``part_bytes`` of JSON (ids derived from the part and their place in it).
+    """Embed the distinct new chunk texts of all events in one call; one ``ChunksEmbedded`` per
+    document part, with its ``part``/``parts``, or several with the same numbers when its
+    vectors would pass ``part_bytes`` of JSON (ids derived from the part and their place in it).
+
+    ``indexed(document_id)`` is the document's latest live ``DocumentIndexed``: the chunks of
+    a live event that it lists, indexed by this embedder's version, already have their point
+    (chunk ids are content hashes), so they travel as ``reused_chunks``, without a vector.
+    Replayed chunks of an index build are always embedded: the build's collection is new.
 
     Raises:
         PartTooLarge: a chunk with its vector passes ``part_bytes`` alone.
     """
+    have = [_indexed_chunk_ids(embedder, event, indexed) for event in events]
     # A text repeated (boilerplate, a repeated section) is embedded once: same text, same vector.
-    texts = list(dict.fromkeys(chunk.text for event in events for chunk in event.chunks))
-    vectors = dict(zip(texts, _embed(embedder, texts), strict=True))
+    fresh = [
+        chunk for event, ids in zip(events, have, strict=True) for chunk in event.chunks if chunk.chunk_id not in ids
+    ]
+    texts = list(dict.fromkeys(chunk.text for chunk in fresh))
+    vectors = dict(zip(texts, _embed(embedder, texts) if texts else [], strict=True))
     outputs: list[ChunksEmbedded] = []
-    for event in events:
-        chunks = [EmbeddedChunk(**chunk.model_dump(), vector=vectors[chunk.text]) for chunk in event.chunks]
-        outputs += _embedded_parts(embedder.info, producer, event, chunks, part_bytes)
+    for event, ids in zip(events, have, strict=True):
+        items = [
+            chunk if chunk.chunk_id in ids else EmbeddedChunk(**chunk.model_dump(), vector=vectors[chunk.text])
+            for chunk in event.chunks
+        ]
+        CHUNKS_REUSED.labels(SERVICE).inc(len(items) - sum(isinstance(item, EmbeddedChunk) for item in items))
+        outputs += _embedded_parts(embedder.info, producer, event, items, part_bytes)
     return outputs
+
+
+def _indexed_chunk_ids(
+    embedder: Embedder, event: DocumentChunked, indexed: Callable[[str], DocumentIndexed | None]
+) -> set[str]:
+    """Ids of the event's chunks whose point for ``embedder``'s version the live index holds."""
+    previous = None if event.index_build is not None else indexed(event.document_id)
+    info = embedder.info
+    if previous is None or info is None or previous.embedding.version != info.version:
+        return set()
+    return set(previous.chunk_ids)
 
 
 def _embedded_parts(
     info: EmbeddingModelInfo | None,
     producer: Producer,
     event: DocumentChunked,
-    chunks: list[EmbeddedChunk],
+    items: list[Chunk],
     part_bytes: int,
 ) -> list[ChunksEmbedded]:
-    distinct = len({chunk.chunk_id for chunk in chunks})
+    """``items``: the part's chunks in order, an ``EmbeddedChunk`` for each embedded now and a
+    plain ``Chunk`` for each reused."""
+    distinct = len({chunk.chunk_id for chunk in items})
 
-    def embedded(part_chunks: list[EmbeddedChunk], split: int, splits: int) -> ChunksEmbedded:
+    def embedded(part_items: list[Chunk], split: int, splits: int) -> ChunksEmbedded:
         return event.caused(
             ChunksEmbedded,
             producer,
@@ -99,7 +137,8 @@ def _embedded_parts(
             metadata=event.metadata,
             embedding=info,
             index_build=event.index_build,
-            chunks=part_chunks,
+            chunks=[item for item in part_items if isinstance(item, EmbeddedChunk)],
+            reused_chunks=[item for item in part_items if not isinstance(item, EmbeddedChunk)],
             part=event.part,
             parts=event.parts,
             # Split further here: the indexer needs the version's total (that of this part
@@ -107,7 +146,7 @@ def _embedded_parts(
             chunk_total=event.chunk_total or (distinct if splits > 1 else None),
         )
 
-    return split_by_bytes(embedded, chunks, part_bytes)
+    return split_by_bytes(embedded, items, part_bytes)
 
 
 class Embedders:
@@ -169,12 +208,18 @@ class Embedders:
         if isinstance(event, VersionPromoted) and event.kind == "embedding_model" and event.name == self.default.name:
             asyncio.get_running_loop().create_task(asyncio.to_thread(self.follow_registry))
 
-    def documents(self, producer: Producer, events: Sequence[DocumentChunked]) -> list[ChunksEmbedded]:
-        """Live documents with the production model; an index build's with the build's."""
+    def documents(
+        self,
+        producer: Producer,
+        events: Sequence[DocumentChunked],
+        indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+    ) -> list[ChunksEmbedded]:
+        """Live documents with the production model, their already indexed chunks reused
+        (see :func:`embed_documents`); an index build's with the build's model."""
         outputs: list[ChunksEmbedded] = []
         for build, group in groupby(events, key=lambda event: event.index_build):
             embedder = self.version(build.embedding_version, build.embedding_uri) if build else self.production
-            outputs += embed_documents(embedder, producer, list(group), self.settings.part_bytes)
+            outputs += embed_documents(embedder, producer, list(group), indexed, self.settings.part_bytes)
         return outputs
 
     def registration(self, producer: Producer) -> VersionRegistered:
@@ -227,6 +272,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
+    indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     documents = EventSubscriber(
         broker,
         publisher,
@@ -247,7 +293,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
     @documents
     async def on_document_chunked(events: list[DocumentChunked]) -> None:
-        await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch))
+        await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch, indexed.get))
 
     @queries
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:
@@ -259,6 +305,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def load_models() -> None:
         # The registry first: the production version it names is the one warm-up loads.
         await registry.start()
+        await indexed.start()
         await asyncio.to_thread(embedders.warm_up)
 
     @app.after_startup
@@ -266,6 +313,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         await publisher.publish(embedders.registration(producer))
 
     app.after_shutdown(registry.stop)
+    app.after_shutdown(indexed.stop)
     return app
 
 

@@ -9,12 +9,17 @@ event id is accepted once (the subscriber skips an id it handled; its outputs ha
 derived from it, so a replay after a restart de-duplicates downstream too).
 
 The service knows the answers by reading ``AnswerGenerated`` from the beginning of the topic
-(a table keyed by request id, rebuilt at start), so it needs no database of its own."""
+(a table keyed by request id, rebuilt at start), so it needs no database of its own: after a
+restart, feedback on an answer given before it is linked as soon as the topic has been read
+again. Until then a request id not read yet is never refused as unknown: the feedback waits
+for the replay (``replay_wait_s``), and is dead-lettered as a processing error, replayable,
+if the replay takes longer."""
 
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
 
+import structlog
 from faststream.asgi import AsgiFastStream
 
 from ragops_feedback.settings import FeedbackSettings
@@ -34,6 +39,7 @@ from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.watch import EventWatcher
 
 SERVICE = SPEC.name
+log = structlog.get_logger(__name__)
 
 
 def sentiment(feedback: FeedbackSubmitted) -> str:
@@ -113,18 +119,32 @@ class FeedbackLinker:
         self.producer = producer
 
     async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
-        """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback."""
+        """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback and
+        ``TimeoutError`` when the answers could not be read in time (see :meth:`_wait_for_answer`)."""
         outputs: list[Event] = []
         for feedback in events:
             if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
                 raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
-            answer = self.answers.get(feedback.request_id)
-            if answer is None and await self.watcher.caught_up(self.settings.unknown_wait_s):
-                answer = self.answers.get(feedback.request_id)
-            if answer is None:
-                raise EventRejected(f"unknown request_id {feedback.request_id!r}: no answer was generated for it")
+            answer = self.answers.get(feedback.request_id) or await self._wait_for_answer(feedback.request_id)
             outputs += record(feedback, answer, self.producer, self.settings.dataset)
         return outputs
+
+    async def _wait_for_answer(self, request_id: str) -> AnswerGenerated:
+        """The answer once every answer published so far has been read; waits up to
+        ``replay_wait_s`` while the topic's history is still being read (after a start), else
+        up to ``unknown_wait_s`` (an answer still in flight).
+
+        Raises :class:`EventRejected` when it is not there once read, ``TimeoutError`` when
+        the history could not be read in time (not the feedback's fault: not a rejection)."""
+        replaying = not self.watcher.read_to_end
+        wait_s = self.settings.replay_wait_s if replaying else self.settings.unknown_wait_s
+        caught_up = await self.watcher.caught_up(wait_s)
+        answer = self.answers.get(request_id)
+        if answer is not None:
+            return answer
+        if replaying and not caught_up:
+            raise TimeoutError(f"the answers were not read from the topic's start within {wait_s:g} s")
+        raise EventRejected(f"unknown request_id {request_id!r}: no answer was generated for it")
 
 
 def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
@@ -156,7 +176,10 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     @app.on_startup
     async def read_answers() -> None:
         await watcher.start()
-        await watcher.caught_up(timeout_s=60)
+        # Within the startup probe's budget (120 s); feedback that arrives while a longer
+        # history is still being read waits for it (FeedbackLinker), never refused meanwhile.
+        if not await watcher.caught_up(timeout_s=60):
+            log.warning("answers_still_replaying", waited_s=60)
 
     @app.after_shutdown
     async def stop_reading() -> None:

@@ -6,7 +6,11 @@ document whose chunks pass ``RAGOPS_INGESTION_PART_BYTES`` of JSON is published 
 parts (``part``/``parts``), so no record comes near the broker's message size limit.
 
 The document version is a hash of the parsed text, so an unchanged re-submission yields
-the same chunk ids and a changed one a new version that supersedes the old chunks."""
+the same chunk ids and a changed one a new version that supersedes the old chunks. A
+re-submission of the version (and chunks) already indexed is a no-op: the service knows
+what is indexed from the ``DocumentIndexed`` topic (:mod:`ragops_shared.indexed_view`) and
+acknowledges it at once with a ``DocumentIndexed`` marked ``unchanged``, so nothing is
+embedded or written again and the caller still gets its outcome."""
 
 import asyncio
 from collections.abc import Sequence
@@ -18,9 +22,20 @@ from ragops_ingestion.parsing import DocumentParseError, parse
 from ragops_ingestion.settings import MAX_DOCUMENT_BYTES, PART_BYTES, IngestionSettings
 from ragops_ingestion.spec import SPEC
 from ragops_models.defaults import default_embedding_model_dir
-from ragops_schemas import Chunk, ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, Producer
+from ragops_schemas import (
+    Chunk,
+    ChunkerInfo,
+    DocumentChunked,
+    DocumentIndexed,
+    DocumentRejected,
+    DocumentSubmitted,
+    Event,
+    Producer,
+)
 from ragops_schemas.ids import chunk_id, document_version, part_scope
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.indexed_view import IndexedDocuments
+from ragops_shared.ops import DOCUMENTS_UNCHANGED
 from ragops_shared.parts import PartTooLarge, split_by_bytes
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -32,6 +47,7 @@ def ingest(
     info: ChunkerInfo,
     producer: Producer,
     submitted: DocumentSubmitted,
+    indexed: DocumentIndexed | None = None,
     *,
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
@@ -39,7 +55,10 @@ def ingest(
     """Parse and chunk one document: its ``DocumentChunked`` in as many parts as keep each
     under ``part_bytes`` of JSON (ids derived from the submission and the part number), or one
     ``DocumentRejected`` with the reason: unparsable, content above ``max_document_bytes``
-    (UTF-8), or a chunk too large for any part."""
+    (UTF-8), or a chunk too large for any part. When ``indexed`` (the document's latest live
+    ``DocumentIndexed``) holds the same version with the same chunks: that event again, marked
+    ``unchanged`` (its id derived from the submission, so a redelivered submission is
+    acknowledged once)."""
 
     def rejected(reason: str) -> list[Event]:
         return [
@@ -70,6 +89,24 @@ def ingest(
         for piece in chunker.chunk(parsed.text)
     ]
     version = document_version(parsed.text)
+    # Same chunks too: a changed chunker (size, overlap, tokenizer) must re-index the text.
+    # Compared as sets: a version indexed in parts lists its ids as the store orders them.
+    if (
+        indexed is not None
+        and indexed.document_version == version
+        and set(indexed.chunk_ids) == {c.chunk_id for c in chunks}
+    ):
+        DOCUMENTS_UNCHANGED.labels(SERVICE).inc()
+        return [
+            submitted.caused(
+                DocumentIndexed,
+                producer,
+                **indexed.model_dump(include=_INDEXED_FACTS),
+                superseded_chunks=0,
+                reused_chunks=len(chunks),
+                unchanged=True,
+            )
+        ]
     distinct = len({chunk.chunk_id for chunk in chunks})
 
     def part_event(part_chunks: list[Chunk], part: int, parts: int) -> DocumentChunked:
@@ -96,24 +133,34 @@ def ingest(
         return rejected(f"a chunk does not fit an event of {part_bytes} bytes: {error}")
 
 
+# What an unchanged re-submission's acknowledgement repeats from the indexing it refers to.
+_INDEXED_FACTS = {"document_id", "document_version", "collection", "chunk_count", "embedding", "chunk_ids"}
+
+
 def ingest_all(
     chunker: TokenChunker,
     info: ChunkerInfo,
     producer: Producer,
+    indexed: IndexedDocuments,
     events: Sequence[DocumentSubmitted],
     *,
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> list[Event]:
     limits = {"part_bytes": part_bytes, "max_document_bytes": max_document_bytes}
-    return [output for event in events for output in ingest(chunker, info, producer, event, **limits)]
+    return [
+        output
+        for event in events
+        for output in ingest(chunker, info, producer, event, indexed.get(event.document_id), **limits)
+    ]
 
 
 def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     settings = settings or IngestionSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected])
+    publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected, DocumentIndexed])
+    indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
@@ -134,13 +181,18 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
                 chunker,
                 info,
                 producer,
+                indexed,
                 batch,
                 part_bytes=settings.part_bytes,
                 max_document_bytes=settings.max_document_bytes,
             ),
         )
 
-    return service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
+    app = service_app(SERVICE, __doc__ or "", broker, warm_up=[chunker.warm_up])
+    # Before the subscriber consumes: a re-submission is recognised from the first record on.
+    app.on_startup(indexed.start)
+    app.after_shutdown(indexed.stop)
+    return app
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """The indexer/retrieval service: owns the vector collections.
 
-Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors; once every
-part of a document version is in, delete the chunks of its older versions -> ``DocumentIndexed``.
+Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors, relabel
+the reused chunks (already indexed for an earlier version); once every part of a document
+version is in, delete the chunks of its older versions -> ``DocumentIndexed`` (with the
+version's chunk ids).
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -21,6 +23,7 @@ from ragops_retrieval.settings import RetrievalSettings
 from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
 from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
+    Chunk,
     ChunksEmbedded,
     ContextRetrieved,
     DocumentIndexed,
@@ -32,7 +35,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.ids import index_name, indexed_version_event_id
 from ragops_schemas.registry import Registry
-from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -100,63 +103,83 @@ class Index:
         return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
 
     def index(self, events: Sequence[ChunksEmbedded]) -> list[DocumentIndexed]:
-        """Upsert each event's chunks; once a document version is complete in a collection,
-        delete its superseded chunks there; one ``DocumentIndexed`` per version completed in
-        the event's first collection.
+        """Upsert each event's chunks and relabel its reused chunks (points of an earlier
+        version with the same text: they take this version's payload, vectors untouched);
+        once a document version is complete in a collection, delete its superseded chunks
+        there; one ``DocumentIndexed`` per version completed in the event's first collection.
 
         A version split into parts is complete when the collection holds a point of this
         version for each of its distinct chunks (``ChunksEmbedded.version_chunks``): the count
         lives in the store, so it survives restarts, and parts may arrive in any order or
-        twice. Upsert before delete, and delete only once complete: a reader sees the old or
-        the new version, never neither. Deterministic point ids make a redelivered event
-        overwrite, not duplicate; a redelivered part of a complete version publishes the same
+        twice; the version's chunk ids are then read from the store too. Upsert before
+        delete, and delete only once complete: a reader sees the old or the new version,
+        never neither. Deterministic point ids make a redelivered event overwrite, not
+        duplicate; a redelivered part of a complete version publishes the same
         ``DocumentIndexed`` id again (nothing left to delete), so it is recorded once.
+
+        Raises :class:`EventRejected`, with nothing written, when a reused chunk has no point
+        in the live collection (a newer version superseded it after the embedding service
+        looked): the document must be submitted again. A build in progress may lack one (it
+        has not replayed the document yet): its replay brings the whole document later.
         """
-        indexed = []
-        for event in events:
-            points = [
-                ChunkPoint(
-                    chunk_id=chunk.chunk_id,
-                    document_id=event.document_id,
-                    document_version=event.document_version,
-                    text=chunk.text,
-                    vector=chunk.vector,
-                    payload={
-                        "title": event.title,
-                        "source": event.source,
-                        "metadata": event.metadata,
-                        "chunk_index": chunk.index,
-                    },
-                )
-                for chunk in event.chunks
-            ]
-            collections = self._targets(event)
-            complete = []
-            superseded = 0
-            for collection in collections:
-                self.store.upsert(collection, points, event.embedding.version)
-                if self._complete(collection, event):
-                    complete.append(collection)
-                    superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
-            if collections[0] not in complete:
-                continue
-            # One id per (document, version, collection), whichever part completed it: a
-            # redelivered part completes it again under the same id (recorded once).
-            version_id = indexed_version_event_id(event.document_id, event.document_version, collections[0])
-            indexed.append(
-                event.caused(
-                    DocumentIndexed,
-                    self.producer,
-                    document_id=event.document_id,
-                    document_version=event.document_version,
-                    collection=collections[0],
-                    chunk_count=event.version_chunks,
-                    superseded_chunks=superseded,
-                    embedding=event.embedding,
-                    index_build=event.index_build,
-                ).model_copy(update={"event_id": version_id})
+        return [indexed for event in events if (indexed := self._index_one(event)) is not None]
+
+    def _index_one(self, event: ChunksEmbedded) -> DocumentIndexed | None:
+        def point(chunk: Chunk, vector: Sequence[float]) -> ChunkPoint:
+            return ChunkPoint(
+                chunk_id=chunk.chunk_id,
+                document_id=event.document_id,
+                document_version=event.document_version,
+                text=chunk.text,
+                vector=vector,
+                payload={
+                    "title": event.title,
+                    "source": event.source,
+                    "metadata": event.metadata,
+                    "chunk_index": chunk.index,
+                },
             )
-        return indexed
+
+        points = [point(chunk, chunk.vector) for chunk in event.chunks]
+        reused = [point(chunk, ()) for chunk in event.reused_chunks]
+        collections = self._targets(event)
+        complete = []
+        superseded = 0
+        for number, collection in enumerate(collections):
+            # First, and all or nothing: a live collection that lost a reused point is left untouched.
+            missing = self.store.relabel(collection, reused, event.embedding.version) if reused else []
+            if missing and number == 0:
+                raise EventRejected(
+                    f"{len(missing)} chunks reused from an earlier version of {event.document_id!r} are no longer "
+                    f"in {collection} (superseded meanwhile); submit the document again to embed them"
+                )
+            self.store.upsert(collection, points, event.embedding.version)
+            if self._complete(collection, event):
+                complete.append(collection)
+                superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
+        if collections[0] not in complete:
+            return None
+        if event.chunk_total is None:  # the whole version in this event
+            ordered = sorted([*event.chunks, *event.reused_chunks], key=lambda chunk: chunk.index)
+            chunk_ids = list(dict.fromkeys(chunk.chunk_id for chunk in ordered))
+        else:  # earlier parts wrote the rest: the store holds them all
+            chunk_ids = self.store.chunk_ids(collections[0], event.document_id, event.document_version)
+        # One id per (document, version, collection), whichever part completed it: a
+        # redelivered part completes it again under the same id (recorded once).
+        version_id = indexed_version_event_id(event.document_id, event.document_version, collections[0])
+        return event.caused(
+            DocumentIndexed,
+            self.producer,
+            document_id=event.document_id,
+            document_version=event.document_version,
+            collection=collections[0],
+            chunk_count=event.version_chunks,
+            superseded_chunks=superseded,
+            embedding=event.embedding,
+            index_build=event.index_build,
+            chunk_ids=chunk_ids,
+            reused_chunks=len({chunk.chunk_id for chunk in event.reused_chunks}),
+        ).model_copy(update={"event_id": version_id})
 
     def _complete(self, collection: str, event: ChunksEmbedded) -> bool:
         """Whether ``collection`` holds every chunk of the event's document version."""

@@ -31,6 +31,8 @@ from ragops_retrieval.store import (
     UnknownCollectionError,
     document_conditions,
     index_fields,
+    ordered_chunk_ids,
+    payloads_by_point_id,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -40,6 +42,7 @@ from ragops_retrieval.store import (
 # far below the server's 32 MB default limit.
 _UPSERT_BATCH = 256
 _HTTP_CONFLICT = 409
+_SCROLL_PAGE = 1024  # points per scroll call when listing a document version's chunks
 
 
 class QdrantClientStore(PlannedStore):
@@ -119,6 +122,21 @@ class QdrantClientStore(PlannedStore):
             self._client.upsert(collection, structs[start : start + _UPSERT_BATCH], wait=True)
         return len(structs)
 
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """See :meth:`VectorStore.relabel`."""
+        self._dimension(collection)  # raises UnknownCollectionError
+        wanted = payloads_by_point_id(points, model_version)
+        records = self._client.retrieve(collection, list(wanted), with_payload=False, with_vectors=False)
+        found = {str(record.id) for record in records}
+        missing = [chunk for point, (chunk, _) in wanted.items() if point not in found]
+        if not missing and wanted:
+            operations: list[models.UpdateOperation] = [
+                models.SetPayloadOperation(set_payload=models.SetPayload(payload=payload, points=[point]))
+                for point, (_, payload) in wanted.items()
+            ]
+            self._client.batch_update_points(collection, operations, wait=True)
+        return missing
+
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         return [(point.payload or {}, point.score) for point in _run_query(self._client, collection, plan)]
 
@@ -129,6 +147,25 @@ class QdrantClientStore(PlannedStore):
             None if document_id is None else _filter(document_conditions(document_id, version=document_version))
         )
         return self._client.count(collection, count_filter=query_filter, exact=True).count
+
+    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+        """See :meth:`VectorStore.chunk_ids`."""
+        self._dimension(collection)  # raises UnknownCollectionError
+        query_filter = _filter(document_conditions(document_id, version=document_version))
+        payloads: list[Mapping[str, Any]] = []
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                collection,
+                scroll_filter=query_filter,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=["chunk_id", "chunk_index"],
+                with_vectors=False,
+            )
+            payloads += [record.payload or {} for record in records]
+            if offset is None:
+                return ordered_chunk_ids(payloads)
 
     def close(self) -> None:
         """Close the client's connections (local mode: release its files)."""

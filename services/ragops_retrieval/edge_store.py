@@ -42,6 +42,7 @@ from qdrant_edge import (
     Prefetch,
     Query,
     QueryRequest,
+    ScrollRequest,
     SparseVector,
     UpdateOperation,
 )
@@ -59,6 +60,8 @@ from ragops_retrieval.store import (
     UnknownCollectionError,
     document_conditions,
     index_fields,
+    ordered_chunk_ids,
+    payloads_by_point_id,
     prepare_points,
     validate_collection_name,
     validate_dimension,
@@ -66,6 +69,7 @@ from ragops_retrieval.store import (
 
 # Written by Edge into every shard directory: the shard's vector configuration.
 _EDGE_CONFIG_FILE = "edge_config.json"
+_SCROLL_PAGE = 1024  # points per scroll call when listing a document version's chunks
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,18 @@ class EdgeStore(PlannedStore):
                 self._open(collection).shard.update(operation)
         return len(prepared)
 
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """See :meth:`VectorStore.relabel`."""
+        wanted = payloads_by_point_id(points, model_version)
+        with self._lock:
+            shard = self._open(collection).shard
+            found = {str(record.id) for record in shard.retrieve(list(wanted), with_payload=False, with_vector=False)}
+            missing = [chunk for point, (chunk, _) in wanted.items() if point not in found]
+            if not missing:
+                for point, (_, payload) in wanted.items():
+                    shard.update(UpdateOperation.set_payload([point], payload))
+        return missing
+
     def _dimension(self, collection: str) -> int:
         with self._lock:
             return self._open(collection).dimension
@@ -143,6 +159,26 @@ class EdgeStore(PlannedStore):
         )
         with self._lock:
             return self._open(collection).shard.count(CountRequest(exact=True, filter=query_filter))
+
+    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+        """See :meth:`VectorStore.chunk_ids`."""
+        query_filter = _filter(document_conditions(document_id, version=document_version))
+        payloads: list[Mapping[str, Any]] = []
+        offset = None
+        with self._lock:
+            shard = self._open(collection).shard
+            while True:
+                request = ScrollRequest(
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=query_filter,
+                    with_payload=["chunk_id", "chunk_index"],
+                    with_vector=False,
+                )
+                records, offset = shard.scroll(request)
+                payloads += [record.payload or {} for record in records]
+                if offset is None:
+                    return ordered_chunk_ids(payloads)
 
     def optimize(self, collection: str) -> bool:
         """Build HNSW indexes and merge segments of ``collection``; blocks until done.

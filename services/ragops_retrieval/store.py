@@ -18,7 +18,7 @@ adapter maps onto its own client types.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -126,6 +126,16 @@ class VectorStore(Protocol):
         """
         ...
 
+    def relabel(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> list[str]:
+        """Rewrite the payload of each point of ``points`` that ``collection`` holds for
+        ``model_version``, keeping its vectors (``point.vector`` is ignored): how a chunk of
+        an earlier document version joins a new version without being embedded again.
+
+        All or nothing: returns the chunk ids that have no point there, and then writes
+        nothing; ``[]`` when every payload was rewritten.
+        """
+        ...
+
     def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
         """Delete the points of ``document_id`` whose ``document_version != keep_version``.
 
@@ -167,6 +177,11 @@ class VectorStore(Protocol):
     def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
         """Number of points in ``collection``, or of ``document_id`` only (and of its
         ``document_version`` only, when given), counted exactly."""
+        ...
+
+    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+        """Chunk ids of the points of ``document_id`` at ``document_version``, ordered by
+        their ``chunk_index`` payload field (points without one last, by chunk id)."""
         ...
 
     def close(self) -> None:
@@ -310,6 +325,13 @@ def prepare_points(points: Sequence[ChunkPoint], model_version: str, dimension: 
         )
         for point in points
     ]
+
+
+def payloads_by_point_id(points: Sequence[ChunkPoint], model_version: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Point id -> (chunk id, payload) of ``points``, for :meth:`VectorStore.relabel`.
+
+    Raises ``ValueError`` if a ``metadata`` payload is not a mapping."""
+    return {point_id(p.chunk_id, model_version): (p.chunk_id, build_payload(p, model_version)) for p in points}
 
 
 @dataclass(frozen=True)
@@ -468,3 +490,12 @@ class PlannedStore:
             score_threshold=score_threshold,
         )
         return [hit_from_payload(payload, score) for payload, score in self._query(collection, plan)]
+
+
+def ordered_chunk_ids(payloads: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ``chunk_id`` of each payload, ordered by ``chunk_index`` (missing: last), then chunk id."""
+    keyed = sorted(
+        (payload.get("chunk_index") is None, payload.get("chunk_index") or 0, payload["chunk_id"])
+        for payload in payloads
+    )
+    return [chunk for _, _, chunk in keyed]

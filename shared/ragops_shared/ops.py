@@ -14,7 +14,8 @@ Kafka being unreachable does not make ``/health`` fail: a restart would not brin
 Kafka counters and handler latencies come from FastStream's Prometheus middleware
 (``faststream_received_messages_total``, ``faststream_published_messages_total``,
 ``faststream_received_processed_messages_duration_seconds``...); the platform adds dead
-letters, skipped duplicates, batch sizes and model latency/tokens below."""
+letters, skipped duplicates, batch sizes, model latency/tokens and the work skipped for unchanged
+input below."""
 
 import json
 import time
@@ -59,6 +60,16 @@ MODEL_LATENCY = Histogram(
     "Wall time of one model call on a batch (s).",
     ["service", "model"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+DOCUMENTS_UNCHANGED = Counter(
+    "ragops_documents_unchanged_total",
+    "Submitted documents whose version was already indexed: acknowledged, nothing re-embedded.",
+    ["service"],
+)
+CHUNKS_REUSED = Counter(
+    "ragops_chunks_reused_total",
+    "Chunks of changed documents not embedded again: a point for their id and model version existed.",
+    ["service"],
 )
 MODEL_TOKENS = Counter(
     "ragops_model_tokens_total",

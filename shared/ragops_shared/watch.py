@@ -12,11 +12,22 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from ragops_schemas import Event
+from ragops_schemas import Event, MessageDeadLettered
 from ragops_shared.logs import event_context
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 log = structlog.get_logger(__name__)
+
+
+# (event types, trace id or None, the future) of one caller waiting for a key.
+_Waiting = tuple[tuple[type[Event], ...], str | None, "asyncio.Future[Event]"]
+
+
+def _answers(waiting: _Waiting, event: Event) -> bool:
+    event_types, trace_id, _ = waiting
+    if not isinstance(event, event_types):
+        return False
+    return trace_id is None or event.trace_id == trace_id or isinstance(event, MessageDeadLettered)
 
 
 class WatcherStopped(ConnectionError):
@@ -49,7 +60,7 @@ class EventWatcher:
         self.from_beginning = from_beginning
         self.client_id = client_id
         self._types = {cls.TOPIC.value: cls for cls in event_types}
-        self._waiting: dict[bytes, list[tuple[tuple[type[Event], ...], asyncio.Future[Event]]]] = defaultdict(list)
+        self._waiting: dict[bytes, list[_Waiting]] = defaultdict(list)
         self._listeners: list[Callable[[Event], None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +101,7 @@ class EventWatcher:
     async def stop(self) -> None:
         """Stop reading; whoever still waits gets :class:`WatcherStopped` at once."""
         for waiting in self._waiting.values():
-            for _, future in waiting:
+            for _, _, future in waiting:
                 if not future.done():
                     future.set_exception(WatcherStopped("stopped before the reply arrived (shutting down)"))
         self._waiting.clear()
@@ -101,10 +112,17 @@ class EventWatcher:
             await self._consumer.stop()
         self._task = self._consumer = None
 
-    def expect(self, key: str, event_types: tuple[type[Event], ...]) -> "asyncio.Future[Event]":
-        """A future resolved with the first event keyed ``key`` (UTF-8) of one of ``event_types``."""
+    def expect(
+        self, key: str, event_types: tuple[type[Event], ...], trace_id: str | None = None
+    ) -> "asyncio.Future[Event]":
+        """A future resolved with the first event keyed ``key`` (UTF-8) of one of ``event_types``.
+
+        With ``trace_id``, only an event of that trace resolves it, or a dead letter (which
+        starts a trace of its own): an outcome of an earlier request with the same key is not
+        taken for this one's (Tansu may hand a watcher started at the end the last records
+        before it)."""
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._waiting[key.encode()].append((event_types, future))
+        self._waiting[key.encode()].append((event_types, trace_id, future))
         return future
 
     async def caught_up(self, timeout_s: float) -> bool:
@@ -119,6 +137,12 @@ class EventWatcher:
                 return False
             await asyncio.sleep(0.01)
         return True
+
+    @property
+    def read_to_end(self) -> bool:
+        """True once a fetch came back empty: every record that existed when :meth:`start`
+        returned has been read (with ``from_beginning``, the topics' whole history)."""
+        return self._idle_since > float("-inf")
 
     def forget(self, key: str) -> None:
         """Stop waiting for ``key`` (after a timeout), so the table does not grow."""
@@ -156,9 +180,9 @@ class EventWatcher:
             for listener in self._listeners:
                 listener(event)
         waiting = self._waiting.get(key or b"", [])
-        for entry in [entry for entry in waiting if isinstance(event, entry[0])]:
+        for entry in [entry for entry in waiting if _answers(entry, event)]:
             waiting.remove(entry)
-            if not entry[1].done():
-                entry[1].set_result(event)
+            if not entry[2].done():
+                entry[2].set_result(event)
         if not waiting:
             self._waiting.pop(key or b"", None)

@@ -43,6 +43,7 @@ def test_topic_retention_stays_as_deployed() -> None:
     assert {spec.topic for spec in TOPICS if spec.retention is Retention.FOREVER} == {
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_CHUNKED,
+        Topic.DOCUMENT_INDEXED,
         Topic.DATASET_EXAMPLE_ADDED,
         Topic.VERSION_REGISTERED,
         Topic.VERSION_PROMOTED,
@@ -62,7 +63,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
 @pytest.mark.parametrize(
     ("service", "consumes", "publishes"),
     [
-        ("ingestion", {Topic.DOCUMENT_SUBMITTED}, {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED}),
+        (
+            "ingestion",
+            {Topic.DOCUMENT_SUBMITTED},
+            {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED},
+        ),
         (
             "embedding",
             {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},

@@ -266,7 +266,7 @@ class TestAnalyticsStore:
         migrate_down(store, to=4)
         rows = golden_rows()
         insert(store, rows)
-        assert migrate(store) == ["0005_event_id_keys"]
+        assert migrate(store) == ["0005_event_id_keys", "0006_unchanged_documents"]
         assert count(store, "events") == len(rows)
         for table, expected in TYPED_TABLES.items():
             assert count(store, table) == expected, table
@@ -286,6 +286,18 @@ class TestAnalyticsStore:
             store.execute("INSERT INTO no_such_table SELECT 1")
         with pytest.raises(StoreUnavailable):
             store.insert("no_such_table", events_to_arrow(golden_rows()[:1]))
+
+    def test_an_unchanged_resubmission_adds_no_indexed_row(self, store: AnalyticsStore) -> None:
+        indexed = json.loads((EXAMPLES / "DocumentIndexed.json").read_text())
+        acks = [
+            indexed
+            | {"event_id": str(uuid.uuid4()), "occurred_at": f"2026-11-29T1{hour}:00:00.000Z", "unchanged": True}
+            for hour in (1, 2)
+        ]
+        insert(store, [row_from_json(json.dumps(e), offset=i) for i, e in enumerate([indexed, *acks])])
+        statuses = store.query("SELECT status, count() FROM documents FINAL GROUP BY status ORDER BY status").rows
+        assert [tuple(row) for row in statuses] == [("indexed", 1), ("unchanged", 2)]
+        assert queries.document_outcomes(store) == (1, 0, indexed["chunk_count"])
 
     def test_an_unparsable_record_is_kept_with_its_error(self, store: AnalyticsStore) -> None:
         broken = EventRow(

@@ -84,3 +84,25 @@ async def test_feedback_outcomes(kafka) -> None:
     assert letters["range"].error_type == "schema_validation" and "rating" in letters["range"].reason
     assert letters["utf8"].error_type == "schema_validation"
     assert any(letter.error_type == "rejected" and "future" in letter.reason for letter in letters.values())
+
+
+async def test_feedback_on_an_answer_given_before_a_restart_is_recorded(kafka) -> None:
+    answer = example(AnswerGenerated).model_copy(update={"occurred_at": utc_now()})
+    before = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="up")
+    after = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, rating=2, comment="outdated")
+    settings = FeedbackSettings(kafka=kafka, unknown_wait_s=0)
+
+    async with watching(kafka, [FeedbackRecorded, MessageDeadLettered]) as seen:
+        await produce_raw(kafka, Topic.ANSWER_GENERATED, [(answer.key, answer.model_dump_json().encode())])
+        async with running(create_app(settings)):
+            await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(before.key, before.model_dump_json().encode())])
+            await wait_for(seen, lambda events: len(events) >= 1)
+        # A new process: its table of answers is rebuilt from the topic, the group resumes.
+        async with running(create_app(settings)):
+            await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(after.key, after.model_dump_json().encode())])
+            await wait_for(seen, lambda events: len(events) >= 2)
+
+    assert [(type(e).__name__, getattr(e, "feedback_event_id", None)) for e in seen] == [
+        ("FeedbackRecorded", str(before.event_id)),
+        ("FeedbackRecorded", str(after.event_id)),
+    ]

@@ -17,7 +17,7 @@ from ragops_ingestion.settings import IngestionSettings
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRejected, DocumentSubmitted
 from ragops_shared.parts import serialised_size
 from ragops_shared.settings import PlatformSettings
 from tests.helpers import PRODUCER
@@ -107,6 +107,39 @@ def test_a_redelivered_part_of_an_incomplete_version_completes_nothing(
     assert len(embedded) >= 3
     assert index.index([embedded[1], embedded[1], embedded[0]]) == []
     assert len(index.index(embedded[2:])) == 1
+    index.close()
+
+
+def test_a_document_in_parts_is_a_no_op_unchanged_and_reuses_its_indexed_chunks_changed(
+    embedder, chunker, corpus_rows: list[dict], tmp_path: Path
+) -> None:
+    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
+    index.open()
+    content = _document(corpus_rows, MB)
+    limits = {"part_bytes": 256 * 1024}
+    chunked = ingest(chunker, INFO, PRODUCER, _submitted(content), **limits)
+    assert len(chunked) > 1
+    [first] = index.index(embed_documents(embedder, PRODUCER, chunked))
+    # Completed by its last part, the version still lists every chunk id (read from the store).
+    distinct = {chunk.chunk_id for event in chunked for chunk in event.chunks}
+    assert len(first.chunk_ids) == len(distinct) == first.chunk_count and set(first.chunk_ids) == distinct
+
+    [ack] = ingest(chunker, INFO, PRODUCER, _submitted(content), first, **limits)
+    assert isinstance(ack, DocumentIndexed) and ack.unchanged and ack.event_id != first.event_id
+
+    # A sentence added at the end: each part embeds only the chunks the index does not hold.
+    edited = f"{content}\n\nA closing sentence that no earlier version of the document had."
+    rechunked = ingest(chunker, INFO, PRODUCER, _submitted(edited), first, **limits)
+    assert len(rechunked) > 1 and all(isinstance(event, DocumentChunked) for event in rechunked)
+    embedded = embed_documents(embedder, PRODUCER, rechunked, lambda _: first)
+    fresh = {chunk.chunk_id for event in embedded for chunk in event.chunks}
+    assert fresh and not fresh & distinct and all(event.reused_chunks for event in embedded[:-1])
+    [second] = index.index(embedded)
+    new_distinct = {chunk.chunk_id for event in rechunked for chunk in event.chunks}
+    assert set(second.chunk_ids) == new_distinct and len(second.chunk_ids) == second.chunk_count
+    assert index.store.count(second.collection, "big") == len(new_distinct)
+    [again] = ingest(chunker, INFO, PRODUCER, _submitted(edited), second, **limits)
+    assert isinstance(again, DocumentIndexed) and again.unchanged
     index.close()
 
 

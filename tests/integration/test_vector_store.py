@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,31 @@ class TestVectorStoreContract:
         with pytest.raises(ValueError, match="NaN"):
             filled.upsert(COLLECTION, [ChunkPoint("x2", "doc-x", "v1", "t", [float("nan")] * DIM, {})], MODEL)
         assert filled.count(COLLECTION, document_id="doc-x") == 0
+
+    def test_relabel_moves_existing_points_to_a_new_version_keeping_their_vectors(self, filled: VectorStore) -> None:
+        reused = chunk("a2", "doc-a", "Kafka brokers store records in partitions", [], version="v2", **DOC_A)
+        assert filled.relabel(COLLECTION, [reused], MODEL) == []
+        assert filled.delete_superseded(COLLECTION, "doc-a", keep_version="v2") == 1, "a1 of v1 only"
+        [hit] = filled.search(COLLECTION, vector=axis(1), text="", top_k=1, mode="dense")
+        assert (hit.chunk_id, hit.document_version, hit.payload["page"]) == ("a2", "v2", 1)
+        assert hit.score == pytest.approx(1.0), "the stored vector is kept"
+
+    def test_chunk_ids_lists_a_document_version_in_chunk_index_order(self, filled: VectorStore) -> None:
+        # More points than one scroll page, written out of order; chunk_index decides the order.
+        points = [
+            replace(chunk(f"n{i:04d}", "doc-n", f"text {i}", axis(i % DIM), **DOC_A), payload={"chunk_index": i})
+            for i in reversed(range(1500))
+        ]
+        filled.upsert(COLLECTION, points, MODEL)
+        assert filled.chunk_ids(COLLECTION, "doc-n", "v1") == [f"n{i:04d}" for i in range(1500)]
+        assert filled.chunk_ids(COLLECTION, "doc-a", "v1") == ["a1", "a2"], "no chunk_index: by chunk id"
+        assert filled.chunk_ids(COLLECTION, "doc-a", "v2") == []
+
+    def test_relabel_is_all_or_nothing(self, filled: VectorStore) -> None:
+        relabelled = [chunk(chunk_id, "doc-a", "text", [], version="v2", **DOC_A) for chunk_id in ("a1", "gone", "a2")]
+        assert filled.relabel(COLLECTION, relabelled, MODEL) == ["gone"]
+        assert filled.relabel(COLLECTION, relabelled[:1], "another-model") == ["a1"], "points are per model version"
+        assert filled.delete_superseded(COLLECTION, "doc-a", keep_version="v1") == 0, "nothing was relabelled"
 
     def test_delete_superseded_removes_the_old_version_only(self, filled: VectorStore) -> None:
         new_version = [

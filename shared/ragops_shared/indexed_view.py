@@ -1,0 +1,52 @@
+"""What the live index holds, as the indexer announced it: the latest ``DocumentIndexed`` of
+each document, read from the start of the topic (no consumer group: every replica needs
+every event), like :mod:`ragops_shared.registry_view` for the registry.
+
+Ingestion asks it whether a submitted version is already indexed (then the submission is a
+no-op); the embedding service asks it which chunks of a changed document already have a
+point for the production model (then only the others are embedded). The indexer stays the
+authority for reused chunks: it checks that their points still exist before it relies on
+them. An unchanged acknowledgement trusts the topic: an index whose files were removed behind
+the platform's back is rebuilt by a re-index, not by submitting the documents again."""
+
+import structlog
+
+from ragops_schemas import DocumentIndexed, Event
+from ragops_shared.settings import KafkaSettings
+from ragops_shared.watch import EventWatcher
+
+log = structlog.get_logger(__name__)
+
+
+class IndexedDocuments:
+    """``get(document_id)`` is the latest live ``DocumentIndexed`` of a document (``None``
+    when none was read); events of index builds (``index_build`` set) are not the live
+    index and are ignored. Current up to what was published before :meth:`start` returned;
+    later events arrive within ``KafkaSettings.fetch_max_wait_ms``.
+
+    Memory: one event per document (its chunk ids included, ~40 bytes per chunk)."""
+
+    def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
+        self._latest: dict[str, DocumentIndexed] = {}
+        self._watcher = EventWatcher(kafka, [DocumentIndexed], client_id=client_id, from_beginning=True)
+        self._watcher.listen(self.apply)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in (the watcher calls this; tests may too)."""
+        if isinstance(event, DocumentIndexed) and event.index_build is None:
+            self._latest[event.document_id] = event
+
+    def get(self, document_id: str) -> DocumentIndexed | None:
+        return self._latest.get(document_id)
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        """Start reading and wait up to ``timeout_s`` for the topic's history to be read;
+        a longer history goes on being read in the background (meanwhile a re-submission is
+        processed in full: slower, never wrong). Raises ``LookupError`` if the topic does not
+        exist."""
+        await self._watcher.start()
+        if not await self._watcher.caught_up(timeout_s):
+            log.warning("indexed_documents_still_reading", waited_s=timeout_s, documents=len(self._latest))
+
+    async def stop(self) -> None:
+        await self._watcher.stop()
