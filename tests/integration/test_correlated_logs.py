@@ -93,7 +93,7 @@ async def test_lines_logged_for_an_event_carry_its_ids_and_only_its_lines_do(kaf
             "processing",
             "processing_failed",
             "dead_lettering_record",
-            "batch_failed_retrying_one_by_one",
+            "batch_failed_bisecting",
             "batch_handled",
         }
     ]
@@ -109,7 +109,7 @@ async def test_lines_logged_for_an_event_carry_its_ids_and_only_its_lines_do(kaf
     unbound = [
         line
         for line in mine
-        if line["event"] in {"batch_failed_retrying_one_by_one", "batch_handled"}
+        if line["event"] in {"batch_failed_bisecting", "batch_handled"}
         or line.get("questions") == ["poison", "fine"]
     ]
     assert len(unbound) == 3 and all(ids_of(line) == (None, None, None) for line in unbound), unbound
