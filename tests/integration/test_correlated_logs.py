@@ -109,8 +109,7 @@ async def test_lines_logged_for_an_event_carry_its_ids_and_only_its_lines_do(kaf
     unbound = [
         line
         for line in mine
-        if line["event"] in {"batch_failed_bisecting", "batch_handled"}
-        or line.get("questions") == ["poison", "fine"]
+        if line["event"] in {"batch_failed_bisecting", "batch_handled"} or line.get("questions") == ["poison", "fine"]
     ]
     assert len(unbound) == 3 and all(ids_of(line) == (None, None, None) for line in unbound), unbound
     # The good event, handled right after the poison one, carries none of its ids.
