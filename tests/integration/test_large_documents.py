@@ -12,9 +12,7 @@ import pytest
 from ragops_embedding.app import embed_documents
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_ingestion.app import ingest
-from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.settings import IngestionSettings
-from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRejected, DocumentSubmitted
@@ -26,20 +24,6 @@ pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 
 INFO = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
 MB = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    embedder = EmbeddingSettings().embedder()
-    embedder.warm_up()
-    return embedder
-
-
-@pytest.fixture(scope="module")
-def chunker() -> TokenChunker:
-    chunker = TokenChunker(default_embedding_model_dir(), INFO.chunk_size, INFO.overlap)
-    chunker.warm_up()
-    return chunker
 
 
 def _document(corpus_rows: list[dict], size: int) -> str:

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 
 from ragops_embedding.app import embed_documents, embed_queries
-from ragops_embedding.settings import EmbeddingSettings
 from ragops_evaluation.app import evaluate
 from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.settings import IngestionSettings
-from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index, collection_name
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import AnswerGenerated, ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
@@ -21,28 +19,6 @@ from ragops_shared.settings import PlatformSettings
 from tests.helpers import PRODUCER, example
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    embedder = EmbeddingSettings().embedder()
-    embedder.warm_up()
-    return embedder
-
-
-@pytest.fixture(scope="module")
-def chunker() -> TokenChunker:
-    chunker = TokenChunker(default_embedding_model_dir(), 200, 32)
-    chunker.warm_up()
-    return chunker
-
-
-@pytest.fixture
-def index(tmp_path: Path):
-    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
-    index.open()
-    yield index
-    index.close()
 
 
 def _chunked(

@@ -2,47 +2,19 @@
 embedding model and Qdrant Edge: a re-submitted version is acknowledged without embedding,
 a one-sentence change embeds only the chunks whose text changed."""
 
-from pathlib import Path
-
 import pytest
 
 from ragops_embedding.app import embed_documents
-from ragops_embedding.settings import EmbeddingSettings
 from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_models.defaults import default_embedding_model_dir
-from ragops_retrieval.app import Index
-from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentSubmitted
 from ragops_shared.broker import EventRejected
 from ragops_shared.ops import CHUNKS_REUSED, DOCUMENTS_UNCHANGED
-from ragops_shared.settings import PlatformSettings
 from tests.helpers import PRODUCER
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 INFO = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    embedder = EmbeddingSettings().embedder()
-    embedder.warm_up()
-    return embedder
-
-
-@pytest.fixture(scope="module")
-def chunker() -> TokenChunker:
-    chunker = TokenChunker(default_embedding_model_dir(), INFO.chunk_size, INFO.overlap)
-    chunker.warm_up()
-    return chunker
-
-
-@pytest.fixture
-def index(tmp_path: Path):
-    index = Index(RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path)), PRODUCER)
-    index.open()
-    yield index
-    index.close()
 
 
 @pytest.fixture
