@@ -16,6 +16,7 @@ the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
 
 import asyncio
 import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -33,7 +34,7 @@ from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker
 from ragops_shared.service import run_service, service_app
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
-from ragops_sink.schema import migrate, set_prices, set_retention
+from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
 from ragops_sink.settings import SinkSettings
 from ragops_sink.spec import SPEC
 
@@ -42,11 +43,13 @@ log = structlog.get_logger(__name__)
 
 
 class Writer:
-    """Writes batches of records; ``open()`` opens the store and applies migrations."""
+    """Writes batches of records; ``open()`` opens the store and applies migrations (or,
+    with ``migrations="require"``, waits until a migration Job has applied them)."""
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
         self._store: AnalyticsStore | None = None
+        self._closing = threading.Event()
 
     @property
     def store(self) -> AnalyticsStore:
@@ -58,14 +61,30 @@ class Writer:
         return open_store(url=self.settings.clickhouse_url, path=self.settings.platform.data_dir / "clickhouse")
 
     def open(self) -> None:
+        """Open the store and bring its schema up to date; blocks (in the warm-up thread)
+        while migrations are required and pending.
+
+        Raises:
+            StoreUnavailable: ClickHouse did not answer.
+            RuntimeError: :meth:`close` was called while waiting for migrations.
+        """
         store = self.connect()
-        applied = migrate(store)
+        applied = migrate(store) if self.settings.migrations == "apply" else []
+        while pending := pending_migrations(store):
+            log.warning(
+                "clickhouse_migrations_pending", pending=[m.name for m in pending],
+                retry_in_s=self.settings.migrations_poll_s,
+            )  # fmt: skip
+            if self._closing.wait(self.settings.migrations_poll_s):
+                store.close()
+                raise RuntimeError("the sink stopped while waiting for the migration Job")
         set_retention(store, self.settings.retention_days)
         set_prices(store, self.settings.prices_usd_per_million)
         log.info("clickhouse_ready", migrations_applied=applied)
         self._store = store
 
     def close(self) -> None:
+        self._closing.set()
         if self._store is not None:
             self._store.close()
             self._store = None

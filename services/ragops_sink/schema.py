@@ -54,19 +54,23 @@ def discover_migrations() -> list[Migration]:
     return [found[version] for version in sorted(found)]
 
 
+def pending_migrations(store: AnalyticsStore) -> list[Migration]:
+    """The migrations not applied yet, in version order. Raises StoreUnavailable."""
+    applied = queries.applied_migrations(store)
+    return [migration for migration in discover_migrations() if migration.version not in applied]
+
+
 def migrate(store: AnalyticsStore) -> list[str]:
     """Apply the pending up-migrations in order; return the names applied (``[]`` when up
     to date). Raises StoreUnavailable."""
-    applied = queries.applied_migrations(store)
     done = []
-    for migration in discover_migrations():
-        if migration.version not in applied:
-            # Statements use IF [NOT] EXISTS, so a migration interrupted half-way is
-            # simply applied again from its first statement at the next start.
-            for statement in migration.up:
-                store.execute(statement)
-            queries.record_migration(store, migration.version, migration.name, applied=True)
-            done.append(migration.name)
+    for migration in pending_migrations(store):
+        # Statements use IF [NOT] EXISTS, so a migration interrupted half-way is
+        # simply applied again from its first statement at the next start.
+        for statement in migration.up:
+            store.execute(statement)
+        queries.record_migration(store, migration.version, migration.name, applied=True)
+        done.append(migration.name)
     return done
 
 

@@ -1,5 +1,7 @@
 """Settings of the sink service (env prefix ``RAGOPS_SINK_``)."""
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,6 +26,17 @@ class SinkSettings(BaseSettings):
     batch_wait_ms: int = Field(default=500, ge=0, description="Longest wait to fill a batch (ms).")
     retry_initial_s: float = Field(default=0.5, gt=0, description="First backoff while ClickHouse is unavailable.")
     retry_max_s: float = Field(default=30.0, gt=0, description="Backoff cap.")
+    # One embedded sink may migrate at start; several sink replicas on one ClickHouse server
+    # must not (a table rebuild such as 0005 loses the rows another sink inserts meanwhile),
+    # so in a cluster a one-off Job migrates and the sinks wait for it (k8s/base/sink-migrate-job.yaml).
+    migrations: Literal["apply", "require"] = Field(
+        default="apply",
+        description="apply: the sink applies pending migrations at start; require: it waits, "
+        "not ready, until `python -m ragops_sink.migrate` (a one-off Job) has applied them.",
+    )
+    migrations_poll_s: float = Field(
+        default=10.0, gt=0, description="How often a sink that requires migrations looks again (s)."
+    )
     retention_days: int | None = Field(default=None, gt=0, description="TTL of raw events; None keeps them.")
     prices_usd_per_million: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"SmolLM2-135M-Instruct": (0.0, 0.0)},

@@ -355,6 +355,25 @@ def test_k8s_single_replica_services_stay_single() -> None:
             assert f"ragops-{service}" not in {r["name"] for r in kustomization.get("replicas", [])}, (overlay, service)
 
 
+def test_one_job_migrates_clickhouse_and_the_sinks_wait_for_it() -> None:
+    # Sink replicas scale on lag (up to maxReplicaCount), so none of them may migrate.
+    assert configmap()["RAGOPS_SINK_MIGRATIONS"] == "require"
+    job = base_resources()[("Job", "ragops-sink-migrate")]
+    pod = job["spec"]["template"]["spec"]
+    [migrate] = pod["containers"]
+    sink = container("sink")
+    assert migrate["command"] == ["python", "-m", "ragops_sink.migrate"]
+    assert migrate["image"] == sink["image"]
+    assert migrate["envFrom"] == sink["envFrom"]
+    clickhouse = [e for e in sink["env"] if e["name"] == "RAGOPS_SINK_CLICKHOUSE_URL"]
+    assert [e for e in migrate["env"] if e["name"] == "RAGOPS_SINK_CLICKHOUSE_URL"] == clickhouse
+    assert pod["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] >= 1
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    security = migrate["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+
+
 def test_overlays_only_patch_resources_the_base_has() -> None:
     images = {container(s)["image"].rsplit(":", 1)[0] for s in SERVICES}
     for overlay in ("dev", "prod"):
