@@ -6,7 +6,7 @@ from typing import Any
 import pyarrow as pa
 
 from ragops_analytics.guard import ensure_read_only
-from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable, write_error
+from ragops_analytics.store import QueryError, QueryLimits, QueryResult, StoreUnavailable, write_error
 
 __all__ = ["ServerStore"]
 
@@ -18,19 +18,23 @@ class ServerStore:
     One client serves every statement: it keeps a pool of HTTP connections, so a statement
     does not pay a new connection. Parameters travel to the server beside the statement
     (clickhouse-connect sends ``{name:Type}`` placeholders' values as ``param_<name>``), never
-    formatted into it. Analyst queries carry ``readonly=1`` as a request setting, so the
-    server refuses writes, DDL and table functions even if
-    :func:`~ragops_analytics.guard.ensure_read_only` missed something.
+    formatted into it. Analyst queries carry ``readonly=1`` and the analyst ``limits`` as
+    request settings, so the server refuses writes, DDL and table functions even if
+    :func:`~ragops_analytics.guard.ensure_read_only` missed something, and stops a query
+    over a limit. In production connect analysts as a dedicated user whose settings
+    profile is read-only with these limits and whose grants cover only the platform's
+    tables: then no request setting can lift them.
 
     Raises:
         StoreUnavailable: the server cannot be reached or refuses the credentials.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: QueryLimits | None = None) -> None:
         import clickhouse_connect
         from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
         self.url = url
+        self.limits = limits or QueryLimits()
         # No session id: requests are then independent, so threads can share the client.
         try:
             self._client = clickhouse_connect.get_client(dsn=url, tz_mode="schema", autogenerate_session_id=False)
@@ -61,7 +65,9 @@ class ServerStore:
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         statement = ensure_read_only(sql)
         try:
-            result = self._open_client().query(statement, parameters=dict(parameters or {}), settings={"readonly": 1})
+            result = self._open_client().query(
+                statement, parameters=dict(parameters or {}), settings=self.limits.settings()
+            )
         except self._transport_errors as error:
             raise StoreUnavailable(str(error)) from error
         except self._errors as error:

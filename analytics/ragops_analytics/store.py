@@ -2,9 +2,9 @@
 
 Two paths reach an engine: the admin path (:meth:`AnalyticsStore.execute`,
 :meth:`AnalyticsStore.insert`: migrations, retention, prices, the sink's inserts) and the
-analyst path (:meth:`Reader.query`), which accepts one read-only statement
+analyst path (:meth:`Reader.query`), which accepts one allowed read-only statement
 (:func:`ragops_analytics.guard.ensure_read_only`) and also runs it with ClickHouse's
-``readonly=1``. Parameters fill ClickHouse's ``{name:Type}`` placeholders on the engine
+``readonly=1`` and the :class:`QueryLimits`. Parameters fill ClickHouse's ``{name:Type}`` placeholders on the engine
 side, never by formatting text into the SQL.
 """
 
@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AnalyticsStore",
     "DataRejected",
     "QueryError",
+    "QueryLimits",
     "QueryResult",
     "Reader",
     "StoreUnavailable",
@@ -36,6 +39,34 @@ class QueryResult:
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
+
+
+class QueryLimits(BaseSettings):
+    """Limits the engine applies to every analyst query (env prefix ``RAGOPS_ANALYST_``), as
+    ClickHouse settings beside ``readonly=1``: a query over one of them fails with the
+    engine's error (a :class:`QueryError`) instead of running on. Sized so that the README's
+    examples, the dashboards and the platform's own queries run; a cross join of two large
+    tables does not."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_ANALYST_", extra="ignore")
+
+    # Below AnalyticsSettings.timeout_s (60 s): the engine stops the query before the
+    # client stops waiting for it.
+    max_execution_time_s: int = Field(default=30, gt=0, description="Longest run of one query (s).")
+    max_memory_bytes: int = Field(default=1 << 30, gt=0, description="Most memory one query may use (bytes).")
+    max_rows_to_read: int = Field(default=200_000_000, gt=0, description="Most rows one query may read.")
+    max_result_rows: int = Field(default=1_000_000, gt=0, description="Most rows one result may hold.")
+
+    def settings(self) -> dict[str, int | str]:
+        """The ClickHouse settings of an analyst query, ``readonly=1`` included."""
+        return {
+            "readonly": 1,
+            "max_execution_time": self.max_execution_time_s,
+            "max_memory_usage": self.max_memory_bytes,
+            "max_rows_to_read": self.max_rows_to_read,
+            "max_result_rows": self.max_result_rows,
+            "result_overflow_mode": "throw",
+        }
 
 
 class StoreUnavailable(RuntimeError):
@@ -118,7 +149,8 @@ class Reader(Protocol):
     """Anything that runs read-only SQL: a store, or a client of one in another process."""
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run one read-only statement; ``parameters`` fill ``{name:Type}`` placeholders.
+        """Run one allowed read-only statement under the analyst limits; ``parameters`` fill
+        ``{name:Type}`` placeholders.
         Raises :class:`~ragops_analytics.guard.ReadOnlyViolation`, :class:`QueryError`,
         :class:`StoreUnavailable`."""
         ...
@@ -142,9 +174,10 @@ class AnalyticsStore(Reader, Protocol):
         ...
 
 
-def open_store(*, url: str | None, path: Path) -> AnalyticsStore:
+def open_store(*, url: str | None, path: Path, limits: QueryLimits | None = None) -> AnalyticsStore:
     """A :class:`~ragops_analytics.server_store.ServerStore` on ``url`` when given, else a
-    :class:`~ragops_analytics.chdb_store.ChdbStore` on ``path``.
+    :class:`~ragops_analytics.chdb_store.ChdbStore` on ``path``; analyst queries run under
+    ``limits`` (default: :class:`QueryLimits` from the environment).
 
     Raises:
         StoreUnavailable: the engine or server cannot be opened.
@@ -153,7 +186,7 @@ def open_store(*, url: str | None, path: Path) -> AnalyticsStore:
     if url:
         from ragops_analytics.server_store import ServerStore
 
-        return ServerStore(url)
+        return ServerStore(url, limits)
     from ragops_analytics.chdb_store import ChdbStore
 
-    return ChdbStore(path)
+    return ChdbStore(path, limits)
