@@ -250,7 +250,12 @@ def ask(
 
 @app.command()
 def sql(
-    statement: Annotated[str, typer.Argument(help="One read-only statement: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN.")],
+    statement: Annotated[
+        str,
+        typer.Argument(
+            help="One read-only statement over the platform's tables: SELECT (WITH ... SELECT) or DESCRIBE."
+        ),
+    ],
     data_dir: DataDir = Path(".ragops"),
     as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
 ) -> None:

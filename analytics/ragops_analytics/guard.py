@@ -203,7 +203,9 @@ def ensure_read_only(sql: str) -> str:
             raise ReadOnlyViolation(f"{table} is not one of the platform's tables or views")
         return f"DESCRIBE TABLE {table}"
     try:
-        statements = [s for s in sqlglot.parse(text, dialect=_DIALECT) if s is not None]
+        parsed = sqlglot.parse(text, dialect=_DIALECT)
+        # A comment after the last ";" parses as an empty Semicolon statement.
+        statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     except SqlglotError as error:
         raise ReadOnlyViolation(f"not a statement analyst SQL accepts: {str(error).splitlines()[0]}") from None
     if not statements:
