@@ -280,8 +280,8 @@ class DocumentIndexed(DocumentEvent):
     reused_chunks: int = Field(
         default=0,
         ge=0,
-        description="Chunks whose points were already indexed for this model version: not embedded (of a "
-        "version in parts: those of the part that completed it).",
+        description="Distinct chunks whose points were already indexed for this model version: not embedded "
+        "(of a version in parts: over all its parts).",
     )
     unchanged: bool = Field(
         default=False,
@@ -291,13 +291,29 @@ class DocumentIndexed(DocumentEvent):
 
 
 class DocumentRejected(DocumentEvent):
-    """A document could not be ingested (empty, unparsable, unsupported); it is reported,
-    never skipped silently."""
+    """A document could not be ingested (empty, unparsable, unsupported), or a part of its
+    chunked version was dead-lettered by the embedding service or the indexer: the version
+    ends here, reported, never left incomplete. The indexer then withdraws the points that
+    version's other parts wrote (see ``document_version``)."""
 
     TOPIC = Topic.DOCUMENT_REJECTED
     event_type: Literal["document.rejected"] = "document.rejected"
     stage: Literal["ingestion", "embedding", "indexing"]
     reason: str
+    document_version: str | None = Field(
+        default=None,
+        description="The version refused after it was chunked (stage embedding or indexing); None = "
+        "refused before it had one.",
+    )
+    embedding: EmbeddingModelInfo | None = Field(
+        default=None, description="The model whose collection holds the version's points, when known."
+    )
+    chunk_total: int | None = Field(
+        default=None,
+        ge=1,
+        description="Distinct chunk ids of the refused version: a collection that holds them all indexed "
+        "the version completely (an earlier submission) and keeps it.",
+    )
 
 
 # -------------------------------------------------------------------- query flow

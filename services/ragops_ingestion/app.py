@@ -103,7 +103,7 @@ def ingest(
                 producer,
                 **indexed.model_dump(include=_INDEXED_FACTS),
                 superseded_chunks=0,
-                reused_chunks=len(chunks),
+                reused_chunks=len({chunk.chunk_id for chunk in chunks}),
                 unchanged=True,
             )
         ]
