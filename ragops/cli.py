@@ -35,8 +35,9 @@ from ragops_schemas import (
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
+from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.datasets import load_questions
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 app = typer.Typer(
     help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -69,7 +70,7 @@ def _run(work: Coroutine[object, object, T]) -> T:
     """Run a client coroutine; an unreachable platform or a timeout is a red line and exit 2."""
     try:
         return asyncio.run(work)
-    except (PlatformUnreachableError, RequestTimeoutError) as error:
+    except (PlatformUnreachableError, RequestTimeoutError, ContentTooLarge) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(2) from None
 
@@ -190,7 +191,7 @@ def ingest(
     """Submit documents through Kafka and wait until each is indexed or rejected."""
 
     async def run() -> int:
-        async with PlatformClient(_kafka(data_dir)) as client:
+        async with PlatformClient(_kafka(data_dir), platform=PlatformSettings(data_dir=data_dir)) as client:
             documents = _documents(client, path)
             with progress_bar(console) as progress:
                 task = progress.add_task("ingesting", total=len(documents))

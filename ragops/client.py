@@ -30,9 +30,10 @@ from ragops_schemas import (
 )
 from ragops_schemas.events import ContentType, EvaluationContext, Filters, MetadataValue
 from ragops_schemas.ids import new_request_id
+from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 
 E = TypeVar("E", bound=Event)
@@ -91,8 +92,13 @@ class QueryTrace:
 class PlatformClient:
     """``async with PlatformClient(kafka) as client:`` then :meth:`ingest` / :meth:`ask`."""
 
-    def __init__(self, kafka: KafkaSettings, name: str = "cli") -> None:
+    def __init__(self, kafka: KafkaSettings, name: str = "cli", platform: PlatformSettings | None = None) -> None:
+        """``platform``: where content above its ``inline_content_bytes`` is left (its blob
+        store, the one ingestion reads); default: ``RAGOPS_*`` from the environment."""
         self.kafka = kafka
+        platform = platform or PlatformSettings()
+        self._blobs = open_blob_store(platform)
+        self._inline_content_bytes = platform.inline_content_bytes
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
         self._publisher = EventPublisher(
@@ -178,10 +184,17 @@ class PlatformClient:
     ) -> list[tuple[DocumentSubmitted, Event]]:
         """Submit documents and wait for each one's outcome (``DocumentIndexed``,
         ``DocumentRejected`` or ``MessageDeadLettered``), at most ``concurrency`` in flight.
-        Returns (the event as published, its outcome) per document, in input order.
+        Content too large to travel in its event is left in the blob store and sent by
+        reference (:func:`~ragops_shared.blobs.check_in`). Returns (the event as published,
+        its outcome) per document, in input order.
 
-        Raises ``RequestTimeoutError`` when one takes longer than ``timeout_s``."""
-        return await self._gather(documents, DOCUMENT_OUTCOMES, timeout_s, concurrency, on_done)
+        Raises ``RequestTimeoutError`` when one takes longer than ``timeout_s``;
+        :class:`~ragops_shared.blobs.ContentTooLarge` (before anything is sent) when a
+        document is too large to travel inline and no blob store is configured."""
+        outgoing = await asyncio.to_thread(
+            lambda: [check_in(document, self._blobs, self._inline_content_bytes) for document in documents]
+        )
+        return await self._gather(outgoing, DOCUMENT_OUTCOMES, timeout_s, concurrency, on_done)
 
     async def ask(
         self,

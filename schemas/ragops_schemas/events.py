@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
+from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.topics import Topic
@@ -189,16 +190,47 @@ def _check_part(event: _Split) -> _Split:
     return event
 
 
+class ContentRef(_Part):
+    """A document's content left in the blob store instead of travelling in its event (the
+    claim-check pattern): the store's key is the content's digest, which the reader checks."""
+
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the content's UTF-8 bytes, 64 lowercase hex digits "
+        "(ragops_schemas.ids.blob_digest): its key in the blob store.",
+    )
+    size: int = Field(ge=0, description="Bytes of the content (UTF-8).")
+
+
 class DocumentSubmitted(DocumentEvent):
-    """A producer submitted a document (new, or a new version of an existing id)."""
+    """A producer submitted a document (new, or a new version of an existing id). Content
+    above the producer's inline limit travels by reference (``content_ref``): the producer
+    stored it in the blob store, and ingestion reads it from there."""
 
     TOPIC = Topic.DOCUMENT_SUBMITTED
     event_type: Literal["document.submitted"] = "document.submitted"
-    content: str = Field(description="Raw document content in `content_type` (UTF-8).")
+    content: str = Field(
+        default="", description="Raw document content in `content_type` (UTF-8); empty when `content_ref` is set."
+    )
+    content_ref: ContentRef | None = Field(
+        default=None, description="Where the content is when it is too large to travel in the event (claim check)."
+    )
     content_type: ContentType = "text/plain"
     title: str | None = None
     source: str | None = Field(default=None, description="Where the document came from (URL or path).")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Filterable string attributes.")
+
+    @model_validator(mode="after")
+    def _content_or_reference(self) -> "DocumentSubmitted":
+        if self.content_ref is not None and self.content:
+            raise ValueError("content and content_ref are exclusive: a referenced document carries no content")
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        """:func:`ragops_schemas.ids.content_hash` of the content, inline or referenced (the
+        first 16 digits of its reference's digest: the same SHA-256)."""
+        return self.content_ref.sha256[:16] if self.content_ref is not None else content_hash(self.content)
 
 
 class DocumentChunked(DocumentEvent):
@@ -280,8 +312,8 @@ class DocumentIndexed(DocumentEvent):
     reused_chunks: int = Field(
         default=0,
         ge=0,
-        description="Chunks whose points were already indexed for this model version: not embedded (of a "
-        "version in parts: those of the part that completed it).",
+        description="Distinct chunks whose points were already indexed for this model version: not embedded "
+        "(of a version in parts: over all its parts).",
     )
     unchanged: bool = Field(
         default=False,
@@ -291,13 +323,29 @@ class DocumentIndexed(DocumentEvent):
 
 
 class DocumentRejected(DocumentEvent):
-    """A document could not be ingested (empty, unparsable, unsupported); it is reported,
-    never skipped silently."""
+    """A document could not be ingested (empty, unparsable, unsupported), or a part of its
+    chunked version was dead-lettered by the embedding service or the indexer: the version
+    ends here, reported, never left incomplete. The indexer then withdraws the points that
+    version's other parts wrote (see ``document_version``)."""
 
     TOPIC = Topic.DOCUMENT_REJECTED
     event_type: Literal["document.rejected"] = "document.rejected"
     stage: Literal["ingestion", "embedding", "indexing"]
     reason: str
+    document_version: str | None = Field(
+        default=None,
+        description="The version refused after it was chunked (stage embedding or indexing); None = "
+        "refused before it had one.",
+    )
+    embedding: EmbeddingModelInfo | None = Field(
+        default=None, description="The model whose collection holds the version's points, when known."
+    )
+    chunk_total: int | None = Field(
+        default=None,
+        ge=1,
+        description="Distinct chunk ids of the refused version: a collection that holds them all indexed "
+        "the version completely (an earlier submission) and keeps it.",
+    )
 
 
 # -------------------------------------------------------------------- query flow

@@ -39,6 +39,13 @@ def content_hash(text: str) -> str:
     return _sha256_hex(text.encode(), 16)
 
 
+def blob_digest(data: bytes) -> str:
+    """Key of a blob in the content-addressed blob store (a document's content left there
+    instead of travelling in its event): the whole SHA-256 of ``data``, 64 hex digits. Of a
+    text's UTF-8 bytes, its first 16 digits are :func:`content_hash` of the text."""
+    return _sha256_hex(data)
+
+
 def document_version(parsed_text: str) -> str:
     """Version of a document: :func:`content_hash` of its parsed text, so unchanged content keeps
     its version and any change gives a new one."""

@@ -14,6 +14,9 @@ again: the service reads what the live index holds from the ``DocumentIndexed`` 
 (:mod:`ragops_shared.indexed_view`) and sends them as ``reused_chunks``, counted in
 ``ragops_chunks_reused_total``.
 
+A ``DocumentChunked`` it dead-letters ends its document version with a ``DocumentRejected``
+(stage ``embedding``): the indexer withdraws the points of the version's other parts.
+
 Which model version embeds is the version registry's decision: the ``production`` alias of
 the model for queries and live documents, the build's version for the replayed chunks of a
 re-index. The packaged (or configured) model is registered at start.
@@ -36,6 +39,7 @@ from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
     DocumentIndexed,
+    DocumentRejected,
     EmbeddedChunk,
     EmbeddingModelInfo,
     Event,
@@ -51,7 +55,7 @@ from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
-from ragops_shared.parts import split_by_bytes
+from ragops_shared.parts import refused_version, split_by_bytes
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -98,7 +102,8 @@ def embed_documents(
             chunk if chunk.chunk_id in ids else EmbeddedChunk(**chunk.model_dump(), vector=vectors[chunk.text])
             for chunk in event.chunks
         ]
-        CHUNKS_REUSED.labels(SERVICE).inc(len(items) - sum(isinstance(item, EmbeddedChunk) for item in items))
+        # Distinct ids: a chunk text repeated in the part is one point, reused once.
+        CHUNKS_REUSED.labels(SERVICE).inc(len({item.chunk_id for item in items if not isinstance(item, EmbeddedChunk)}))
         outputs += _embedded_parts(embedder.info, producer, event, items, part_bytes)
     return outputs
 
@@ -268,7 +273,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     settings = settings or EmbeddingSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [ChunksEmbedded, QueryEmbedded, VersionRegistered])
+    publisher = EventPublisher(broker, producer, [ChunksEmbedded, QueryEmbedded, VersionRegistered, DocumentRejected])
     registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
@@ -280,6 +285,8 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         kafka=settings.kafka,
         group_id=DOCUMENTS_GROUP,
         max_records=settings.document_batch_records,
+        # A refused part ends its version: rejected, and what its other parts wrote withdrawn.
+        on_refused=lambda event, reason: refused_version(event, producer, reason, embedders.production.info),
     )
     queries = EventSubscriber(
         broker,

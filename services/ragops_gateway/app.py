@@ -1,5 +1,7 @@
 """The HTTP gateway, for producers that do not speak Kafka. It publishes events and owns no
-state: ``POST /v1/documents`` -> ``DocumentSubmitted``; ``POST /v1/queries`` ->
+state: ``POST /v1/documents`` -> ``DocumentSubmitted`` (content above
+``RAGOPS_INLINE_CONTENT_BYTES`` left in the blob store and sent by reference; 413 when it
+cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES``); ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
 ``FeedbackSubmitted``. ``GET /health`` is liveness, ``GET /ready`` readiness (Kafka
@@ -30,6 +32,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
 from ragops_schemas.ids import new_document_id, new_request_id
+from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
@@ -101,6 +104,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted])
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
+    blobs = open_blob_store(settings.platform)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -140,14 +144,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             document_id=document.document_id or new_document_id(),
         )
         _log_as(event)
-        # Refused at the door: a record the broker would refuse, or content ingestion would reject.
-        size, event_size = len(event.content.encode()), serialised_size(event)
-        max_event_bytes = settings.kafka.max_message_bytes - RECORD_OVERHEAD_BYTES
-        if size > settings.max_document_bytes or event_size > max_event_bytes:
+        # Refused at the door: content ingestion would reject, or a record the broker would refuse.
+        size = len(event.content.encode())
+        if size > settings.max_document_bytes:
             raise HTTPException(
                 status.HTTP_413_CONTENT_TOO_LARGE,
-                f"content of {size} bytes ({event_size} as an event): the limits are {settings.max_document_bytes} "
-                f"bytes of content and {max_event_bytes} bytes per event",
+                f"content of {size} bytes: the limit is {settings.max_document_bytes} bytes of content",
+            )
+        try:
+            # Large content travels by reference (claim check); blob writes block: a worker thread.
+            event = await asyncio.to_thread(check_in, event, blobs, settings.platform.inline_content_bytes)
+        except ContentTooLarge as error:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
+        except OSError as error:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"the blob store cannot be written: {error}"
+            ) from None
+        event_size, max_event_bytes = serialised_size(event), settings.kafka.max_message_bytes - RECORD_OVERHEAD_BYTES
+        if event_size > max_event_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"content of {size} bytes is {event_size} bytes as an event: the limit is {max_event_bytes} bytes",
             )
         await publisher.publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)

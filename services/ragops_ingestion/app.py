@@ -4,6 +4,9 @@ reST), splits into token windows of the embedding model's tokenizer and publishe
 unparsable, of an unsupported type or too large (reported, never skipped silently). A
 document whose chunks pass ``RAGOPS_INGESTION_PART_BYTES`` of JSON is published in numbered
 parts (``part``/``parts``), so no record comes near the broker's message size limit.
+Content too large to travel in its ``DocumentSubmitted`` arrives by reference
+(``content_ref``) and is read from the blob store (:mod:`ragops_shared.blobs`), its digest
+verified; a missing or corrupt blob is dead-lettered with the reason.
 
 The document version is a hash of the parsed text, so an unchanged re-submission yields
 the same chunk ids and a changed one a new version that supersedes the old chunks. A
@@ -33,7 +36,8 @@ from ragops_schemas import (
     Producer,
 )
 from ragops_schemas.ids import chunk_id, document_version, part_scope
-from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.blobs import BlobStore, BlobUnavailable, check_out, open_blob_store
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.ops import DOCUMENTS_UNCHANGED
 from ragops_shared.parts import PartTooLarge, split_by_bytes
@@ -51,14 +55,19 @@ def ingest(
     *,
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    blobs: BlobStore | None = None,
 ) -> list[Event]:
-    """Parse and chunk one document: its ``DocumentChunked`` in as many parts as keep each
+    """Parse and chunk one document (its content inline, or checked out of ``blobs`` by its
+    reference and verified): its ``DocumentChunked`` in as many parts as keep each
     under ``part_bytes`` of JSON (ids derived from the submission and the part number), or one
     ``DocumentRejected`` with the reason: unparsable, content above ``max_document_bytes``
     (UTF-8), or a chunk too large for any part. When ``indexed`` (the document's latest live
     ``DocumentIndexed``) holds the same version with the same chunks: that event again, marked
     ``unchanged`` (its id derived from the submission, so a redelivered submission is
-    acknowledged once)."""
+    acknowledged once).
+
+    Raises:
+        EventRejected: the content's blob is missing, corrupt or not UTF-8 (dead-lettered)."""
 
     def rejected(reason: str) -> list[Event]:
         return [
@@ -67,14 +76,20 @@ def ingest(
             )
         ]
 
-    size = len(submitted.content.encode())
+    ref = submitted.content_ref
+    size = ref.size if ref is not None else len(submitted.content.encode())
     if size > max_document_bytes:
         return rejected(
             f"content of {size} bytes is above the limit of {max_document_bytes} bytes "
             "(RAGOPS_INGESTION_MAX_DOCUMENT_BYTES)"
         )
     try:
-        parsed = parse(submitted.content, submitted.content_type)
+        content = check_out(submitted, blobs)
+    except BlobUnavailable as error:
+        # Dead-lettered with the reason, once: reading the same missing blob again cannot help.
+        raise EventRejected(str(error)) from None
+    try:
+        parsed = parse(content, submitted.content_type)
     except DocumentParseError as error:
         return rejected(str(error))
     chunks = [
@@ -103,7 +118,7 @@ def ingest(
                 producer,
                 **indexed.model_dump(include=_INDEXED_FACTS),
                 superseded_chunks=0,
-                reused_chunks=len(chunks),
+                reused_chunks=len({chunk.chunk_id for chunk in chunks}),
                 unchanged=True,
             )
         ]
@@ -146,12 +161,21 @@ def ingest_all(
     *,
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    blobs: BlobStore | None = None,
 ) -> list[Event]:
-    limits = {"part_bytes": part_bytes, "max_document_bytes": max_document_bytes}
     return [
         output
         for event in events
-        for output in ingest(chunker, info, producer, event, indexed.get(event.document_id), **limits)
+        for output in ingest(
+            chunker,
+            info,
+            producer,
+            event,
+            indexed.get(event.document_id),
+            part_bytes=part_bytes,
+            max_document_bytes=max_document_bytes,
+            blobs=blobs,
+        )
     ]
 
 
@@ -161,6 +185,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected, DocumentIndexed])
     indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
+    blobs = open_blob_store(settings.platform)
     chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
     info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
     submitted = EventSubscriber(
@@ -185,6 +210,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
                 batch,
                 part_bytes=settings.part_bytes,
                 max_document_bytes=settings.max_document_bytes,
+                blobs=blobs,
             ),
         )
 

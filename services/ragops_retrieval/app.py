@@ -3,7 +3,10 @@
 Indexer (group ``ragops-indexer``): ``ChunksEmbedded`` -> upsert the chunk vectors, relabel
 the reused chunks (already indexed for an earlier version); once every part of a document
 version is in, delete the chunks of its older versions -> ``DocumentIndexed`` (with the
-version's chunk ids).
+version's chunk ids). A part it dead-letters ends its version with ``DocumentRejected``.
+Withdrawals (group ``ragops-indexer-withdrawals``): ``DocumentRejected`` of a version whose
+part was dead-lettered -> its points written by the other parts are deleted, so an
+incomplete version is never served for good.
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -15,19 +18,23 @@ runs in-process by default (one process owns its files); ``RAGOPS_RETRIEVAL_QDRA
 switches to a Qdrant server."""
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
+import structlog
 from faststream.asgi import AsgiFastStream
 
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC
+from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC, WITHDRAWALS_GROUP
 from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
     Chunk,
     ChunksEmbedded,
     ContextRetrieved,
     DocumentIndexed,
+    DocumentRejected,
     EmbeddingModelInfo,
+    IndexBuild,
     Producer,
     QueryEmbedded,
     RetrievalInfo,
@@ -36,10 +43,12 @@ from ragops_schemas import (
 from ragops_schemas.ids import index_name, indexed_version_event_id
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
+from ragops_shared.parts import refused_version
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
+log = structlog.get_logger(__name__)
 
 
 def collection_name(corpus: str, embedding: EmbeddingModelInfo) -> str:
@@ -59,6 +68,13 @@ class Index:
         self.registry = registry or Registry()
         self._store: VectorStore | None = None
         self._ready: set[str] = set()
+        # Submissions whose version was rejected after it was chunked, as (document id,
+        # version, trace id): a part of one that arrives later writes nothing. The trace is the
+        # submission's, so submitting the same content again indexes it.
+        self._withdrawn: set[tuple[str, str, str]] = set()
+        # Indexing and withdrawing run in two subscribers' threads: one at a time, so a part
+        # is either written before its version is withdrawn (and withdrawn) or dropped.
+        self._writing = threading.Lock()
 
     def open(self) -> None:
         if self._store is None:
@@ -88,19 +104,19 @@ class Index:
         promoted = self.registry.alias("index", alias)
         return self._ensure(promoted.uri if promoted and promoted.uri else alias, embedding.dimension)
 
-    def _targets(self, event: ChunksEmbedded) -> list[str]:
-        """Where a document goes: a replayed one into its build's collection only; a live one
-        into the live collection and into every build of the same model still in progress,
-        so a build that started before the document arrived does not miss it."""
-        if event.index_build is not None:
-            return [self._ensure(event.index_build.collection, event.embedding.dimension)]
-        live = self._collection(event.embedding)
+    def _targets(self, embedding: EmbeddingModelInfo, build: IndexBuild | None = None) -> list[str]:
+        """Where a document goes: a replayed one (``build``) into its build's collection only;
+        a live one into the live collection and into every build of the same model still in
+        progress, so a build that started before the document arrived does not miss it."""
+        if build is not None:
+            return [self._ensure(build.collection, embedding.dimension)]
+        live = self._collection(embedding)
         building = [
             state.uri
-            for state in self.registry.versions("index", collection_name(self.settings.corpus, event.embedding))
+            for state in self.registry.versions("index", collection_name(self.settings.corpus, embedding))
             if state.uri and state.uri != live and not (state.promoted or state.rejected or state.retired)
         ]
-        return [live, *(self._ensure(uri, event.embedding.dimension) for uri in building)]
+        return [live, *(self._ensure(uri, embedding.dimension) for uri in building)]
 
     def index(self, events: Sequence[ChunksEmbedded]) -> list[DocumentIndexed]:
         """Upsert each event's chunks and relabel its reused chunks (points of an earlier
@@ -122,9 +138,48 @@ class Index:
         looked): the document must be submitted again. A build in progress may lack one (it
         has not replayed the document yet): its replay brings the whole document later.
         """
-        return [indexed for event in events if (indexed := self._index_one(event)) is not None]
+        with self._writing:
+            return [indexed for event in events if (indexed := self._index_one(event)) is not None]
+
+    def withdraw(self, events: Sequence[DocumentRejected]) -> list[DocumentIndexed]:
+        """End the versions that ``events`` reject after they were chunked (a part
+        dead-lettered): in every collection a live part goes to (the live one, builds in
+        progress), delete the points their other parts wrote (:meth:`VectorStore.withdraw`:
+        chunks reused from the previous version stay, so readers find that version's text),
+        unless the collection holds all ``chunk_total`` chunks of the version (indexed whole
+        by an earlier submission: it stays); and drop any part of the same submission that
+        arrives later. Rejections of other stages (nothing indexed) are ignored. Returns
+        ``[]``: the rejection is the version's outcome."""
+        with self._writing:
+            for event in events:
+                if event.document_version is None or event.embedding is None or event.stage == "ingestion":
+                    continue
+                self._withdrawn.add((event.document_id, event.document_version, event.trace_id))
+                for collection in self._targets(event.embedding):
+                    held = self.store.count(collection, event.document_id, document_version=event.document_version)
+                    if event.chunk_total is not None and held >= event.chunk_total:
+                        continue
+                    deleted = self.store.withdraw(collection, event.document_id, event.document_version)
+                    log.warning(
+                        "document_version_withdrawn",
+                        document_id=event.document_id,
+                        document_version=event.document_version,
+                        collection=collection,
+                        deleted_points=deleted,
+                        reason=event.reason,
+                    )
+        return []
 
     def _index_one(self, event: ChunksEmbedded) -> DocumentIndexed | None:
+        if (event.document_id, event.document_version, event.trace_id) in self._withdrawn:
+            log.warning(
+                "part_of_rejected_version_dropped",
+                document_id=event.document_id,
+                document_version=event.document_version,
+                part=event.part,
+            )
+            return None
+
         def point(chunk: Chunk, vector: Sequence[float]) -> ChunkPoint:
             return ChunkPoint(
                 chunk_id=chunk.chunk_id,
@@ -142,7 +197,7 @@ class Index:
 
         points = [point(chunk, chunk.vector) for chunk in event.chunks]
         reused = [point(chunk, ()) for chunk in event.reused_chunks]
-        collections = self._targets(event)
+        collections = self._targets(event.embedding, event.index_build)
         complete = []
         superseded = 0
         for number, collection in enumerate(collections):
@@ -162,8 +217,16 @@ class Index:
         if event.chunk_total is None:  # the whole version in this event
             ordered = sorted([*event.chunks, *event.reused_chunks], key=lambda chunk: chunk.index)
             chunk_ids = list(dict.fromkeys(chunk.chunk_id for chunk in ordered))
-        else:  # earlier parts wrote the rest: the store holds them all
+            reused_count = len({chunk.chunk_id for chunk in event.reused_chunks})
+        else:  # earlier parts wrote the rest: the store holds them all, and knows which it embedded
             chunk_ids = self.store.chunk_ids(collections[0], event.document_id, event.document_version)
+            embedded = self.store.count(
+                collections[0],
+                event.document_id,
+                document_version=event.document_version,
+                embedded_for=event.document_version,
+            )
+            reused_count = len(chunk_ids) - embedded
         # One id per (document, version, collection), whichever part completed it: a
         # redelivered part completes it again under the same id (recorded once).
         version_id = indexed_version_event_id(event.document_id, event.document_version, collections[0])
@@ -178,7 +241,7 @@ class Index:
             embedding=event.embedding,
             index_build=event.index_build,
             chunk_ids=chunk_ids,
-            reused_chunks=len({chunk.chunk_id for chunk in event.reused_chunks}),
+            reused_chunks=reused_count,
         ).model_copy(update={"event_id": version_id})
 
     def _complete(self, collection: str, event: ChunksEmbedded) -> bool:
@@ -252,13 +315,22 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     settings = settings or RetrievalSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved])
+    publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved, DocumentRejected])
     embedded = EventSubscriber(
         broker,
         publisher,
         ChunksEmbedded,
         kafka=settings.kafka,
         group_id=INDEXER_GROUP,
+        max_records=settings.index_batch_records,
+        on_refused=lambda event, reason: refused_version(event, producer, reason),
+    )
+    rejected = EventSubscriber(
+        broker,
+        publisher,
+        DocumentRejected,
+        kafka=settings.kafka,
+        group_id=WITHDRAWALS_GROUP,
         max_records=settings.index_batch_records,
     )
     queries = EventSubscriber(
@@ -275,6 +347,10 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     @embedded
     async def on_chunks_embedded(events: list[ChunksEmbedded]) -> None:
         await embedded.run(events, lambda batch: asyncio.to_thread(index.index, batch))
+
+    @rejected
+    async def on_document_rejected(events: list[DocumentRejected]) -> None:
+        await rejected.run(events, lambda batch: asyncio.to_thread(index.withdraw, batch))
 
     @queries
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:

@@ -140,11 +140,20 @@ class QdrantClientStore(PlannedStore):
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         return [(point.payload or {}, point.score) for point in _run_query(self._client, collection, plan)]
 
-    def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
+    def count(
+        self,
+        collection: str,
+        document_id: str | None = None,
+        *,
+        document_version: str | None = None,
+        embedded_for: str | None = None,
+    ) -> int:
         """See :meth:`VectorStore.count`."""
         self._dimension(collection)  # raises UnknownCollectionError
         query_filter = (
-            None if document_id is None else _filter(document_conditions(document_id, version=document_version))
+            None
+            if document_id is None
+            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
         )
         return self._client.count(collection, count_filter=query_filter, exact=True).count
 

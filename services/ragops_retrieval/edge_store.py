@@ -152,10 +152,19 @@ class EdgeStore(PlannedStore):
             scored = self._open(collection).shard.query(request)
         return [(point.payload or {}, point.score) for point in scored]
 
-    def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
+    def count(
+        self,
+        collection: str,
+        document_id: str | None = None,
+        *,
+        document_version: str | None = None,
+        embedded_for: str | None = None,
+    ) -> int:
         """See :meth:`VectorStore.count`."""
         query_filter = (
-            None if document_id is None else _filter(document_conditions(document_id, version=document_version))
+            None
+            if document_id is None
+            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
         )
         with self._lock:
             return self._open(collection).shard.count(CountRequest(exact=True, filter=query_filter))

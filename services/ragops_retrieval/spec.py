@@ -6,10 +6,12 @@ INDEXER_GROUP = "ragops-indexer"
 """Writes ``ChunksEmbedded`` into the vector store."""
 QUERIES_GROUP = "ragops-retrieval"
 """Answers ``QueryEmbedded`` with ``ContextRetrieved``."""
+WITHDRAWALS_GROUP = "ragops-indexer-withdrawals"
+"""Withdraws the points of a version rejected after its first parts were indexed (``DocumentRejected``)."""
 
 SPEC = ServiceSpec(
     name="retrieval",
     image=Image.LIGHT,
     scaling=Scaling.LAG,
-    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP),
+    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP),
 )

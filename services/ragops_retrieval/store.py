@@ -46,6 +46,11 @@ TOP_LEVEL_FILTER_KEYS = frozenset({"document_id", "title", "source"})
 
 METADATA_FIELD = "metadata"
 
+EMBEDDED_FOR_FIELD = "embedded_for"
+"""Payload field: the document version whose upsert wrote the point's vector. A relabel (a
+later version reusing the chunk) leaves it, so the points a version reused are those whose
+``document_version`` differs from it."""
+
 SearchMode = Literal["hybrid", "dense", "sparse"]
 
 # Collection names become directory names in EdgeStore: no separators, no leading dot.
@@ -147,6 +152,12 @@ class VectorStore(Protocol):
         """Delete every point of ``document_id``; return the number deleted."""
         ...
 
+    def withdraw(self, collection: str, document_id: str, document_version: str) -> int:
+        """Delete the points of ``document_id`` at ``document_version`` that were embedded for
+        it (:data:`EMBEDDED_FOR_FIELD`), keeping the chunks it reused from an earlier version
+        (the earlier version's own text, still served); return the number deleted."""
+        ...
+
     def search(
         self,
         collection: str,
@@ -174,9 +185,17 @@ class VectorStore(Protocol):
         """
         ...
 
-    def count(self, collection: str, document_id: str | None = None, *, document_version: str | None = None) -> int:
+    def count(
+        self,
+        collection: str,
+        document_id: str | None = None,
+        *,
+        document_version: str | None = None,
+        embedded_for: str | None = None,
+    ) -> int:
         """Number of points in ``collection``, or of ``document_id`` only (and of its
-        ``document_version`` only, when given), counted exactly."""
+        ``document_version`` only, and only those embedded for ``embedded_for``
+        (:data:`EMBEDDED_FOR_FIELD`), when given), counted exactly."""
         ...
 
     def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
@@ -280,6 +299,7 @@ def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
         "document_version": point.document_version,
         "text": point.text,
         "model_version": model_version,
+        EMBEDDED_FOR_FIELD: point.document_version,
     }
 
 
@@ -290,6 +310,7 @@ def hit_from_payload(payload: Mapping[str, Any], score: float) -> SearchHit:
     """Turn a stored payload (as written by :func:`build_payload`) and its score into a hit."""
     rest = dict(payload)
     chunk_id, document_id, document_version, text = (rest.pop(name) for name in _HIT_FIELDS)
+    rest.pop(EMBEDDED_FOR_FIELD, None)  # the store's bookkeeping, not the chunk's
     return SearchHit(
         chunk_id=chunk_id,
         document_id=document_id,
@@ -328,10 +349,17 @@ def prepare_points(points: Sequence[ChunkPoint], model_version: str, dimension: 
 
 
 def payloads_by_point_id(points: Sequence[ChunkPoint], model_version: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Point id -> (chunk id, payload) of ``points``, for :meth:`VectorStore.relabel`.
+    """Point id -> (chunk id, payload) of ``points``, for :meth:`VectorStore.relabel`: without
+    :data:`EMBEDDED_FOR_FIELD`, which a relabel keeps (payloads are merged).
 
     Raises ``ValueError`` if a ``metadata`` payload is not a mapping."""
-    return {point_id(p.chunk_id, model_version): (p.chunk_id, build_payload(p, model_version)) for p in points}
+    return {
+        point_id(p.chunk_id, model_version): (
+            p.chunk_id,
+            {k: v for k, v in build_payload(p, model_version).items() if k != EMBEDDED_FOR_FIELD},
+        )
+        for p in points
+    }
 
 
 @dataclass(frozen=True)
@@ -354,13 +382,19 @@ class Conditions:
 
 
 def document_conditions(
-    document_id: str, *, version: str | None = None, except_version: str | None = None
+    document_id: str,
+    *,
+    version: str | None = None,
+    except_version: str | None = None,
+    embedded_for: str | None = None,
 ) -> Conditions:
-    """Points of ``document_id``: of ``version`` only, and without those of ``except_version``,
-    when they are given."""
+    """Points of ``document_id``: of ``version`` only, without those of ``except_version``,
+    and embedded for ``embedded_for`` only, when they are given."""
     must: tuple[FieldMatch, ...] = (FieldMatch("document_id", (document_id,)),)
     if version is not None:
         must += (FieldMatch("document_version", (version,)),)
+    if embedded_for is not None:
+        must += (FieldMatch(EMBEDDED_FOR_FIELD, (embedded_for,)),)
     must_not = () if except_version is None else (FieldMatch("document_version", (except_version,)),)
     return Conditions(must=must, must_not=must_not)
 
@@ -467,6 +501,11 @@ class PlannedStore:
     def delete_document(self, collection: str, document_id: str) -> int:
         """See :meth:`VectorStore.delete_document`."""
         return self._delete(collection, document_conditions(document_id))
+
+    def withdraw(self, collection: str, document_id: str, document_version: str) -> int:
+        """See :meth:`VectorStore.withdraw`."""
+        conditions = document_conditions(document_id, version=document_version, embedded_for=document_version)
+        return self._delete(collection, conditions)
 
     def search(
         self,

@@ -144,6 +144,11 @@ class EventSubscriber(Generic[E]):
     reached the broker a fetch apart still share one batch (a generation batch takes
     seconds; a request one fetch late would otherwise wait for all of it). The records taken
     belong to the batch: its commit covers them and a nack rewinds to them.
+
+    ``on_refused(event, reason)``: the events a valid event still owes its producer when it
+    is dead-lettered by :meth:`run` (e.g. a ``DocumentRejected`` for a refused part of a
+    document, so the version ends somewhere); published after its dead letter, with ids
+    derived from the event (a redelivered refusal publishes the same ids).
     """
 
     def __init__(
@@ -160,8 +165,10 @@ class EventSubscriber(Generic[E]):
         remember_ids: int = 10_000,
         retry: Backoff = TRANSIENT_RETRY,
         dead_letter_retry: Backoff = DEAD_LETTER_RETRY,
+        on_refused: Callable[[E, str], Sequence[Event]] | None = None,
     ) -> None:
         self.event_type = event_type
+        self.on_refused = on_refused
         self.group_id = group_id
         self.max_records = max_records
         self.batch_wait_ms = batch_wait_ms
@@ -315,15 +322,18 @@ class EventSubscriber(Generic[E]):
         async def give_up(event: E, error: Exception) -> None:
             with event_context(event):
                 if isinstance(error, EventRejected):
-                    await self._dead_letter(self._records[event.event_id], "rejected", str(error))
-                    return
-                log.error("processing_failed", exc_info=error, attempts=tried[event.event_id])
-                await self._dead_letter(
-                    self._records[event.event_id],
-                    "transient" if is_transient(error) else "processing",
-                    f"{type(error).__name__}: {error}",
-                    attempts=tried[event.event_id],
-                )
+                    reason = str(error)
+                    await self._dead_letter(self._records[event.event_id], "rejected", reason)
+                else:
+                    log.error("processing_failed", exc_info=error, attempts=tried[event.event_id])
+                    reason = f"{type(error).__name__}: {error}"
+                    await self._dead_letter(
+                        self._records[event.event_id],
+                        "transient" if is_transient(error) else "processing",
+                        reason,
+                        attempts=tried[event.event_id],
+                    )
+                await self._publish_refusal(event, reason)
 
         for delay in [*self.retry.delays(), None]:
             try:
@@ -339,6 +349,24 @@ class EventSubscriber(Generic[E]):
         if len(events) > 1:
             log.warning("batch_failed_bisecting", size=len(events), error=repr(failure))
         await bisect(events, failure, attempt, give_up)
+
+    async def _publish_refusal(self, event: E, reason: str) -> None:
+        """Publish ``on_refused``'s events for a dead-lettered ``event``, retried like a dead
+        letter; one that still fails is logged as an error (its dead letter is out: the
+        refusal is recorded, only its consequence is missing) and the batch goes on."""
+        if self.on_refused is None:
+            return
+        outcomes = self.on_refused(event, reason)
+        for delay in [*self.dead_letter_retry.delays(), None]:
+            try:
+                await self._publisher.publish_all(outcomes)
+                return
+            except Exception as error:  # noqa: BLE001 - whatever the cause: retried, then logged
+                failure = error
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+        log.error("refusal_outcome_not_published", outcomes=[o.event_type for o in outcomes], error=repr(failure))
 
     async def _dead_letter(
         self, record: ConsumerRecord, error_type: DeadLetterErrorType, reason: str, attempts: int = 1

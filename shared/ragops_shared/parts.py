@@ -11,6 +11,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+from ragops_schemas import ChunksEmbedded, DocumentChunked, DocumentRejected, EmbeddingModelInfo, Producer
+
 RECORD_OVERHEAD_BYTES = 4096
 """Room a record needs beyond its value under the broker's ``max.message.bytes``: the key (a
 document or request id, at most 512 bytes), the headers and the record batch's framing."""
@@ -72,3 +74,35 @@ def split_by_bytes(make: Callable[[list[T], int, int], E], items: Sequence[T], b
         used += cost
     groups.append(group)
     return [make(group, part, len(groups)) for part, group in enumerate(groups, 1)]
+
+
+def refused_version(
+    event: DocumentChunked | ChunksEmbedded,
+    producer: Producer,
+    reason: str,
+    embedding: EmbeddingModelInfo | None = None,
+) -> list[DocumentRejected]:
+    """What a dead-lettered part of a document version owes: the version's ``DocumentRejected``
+    (stage ``embedding`` for a ``DocumentChunked``, ``indexing`` for a ``ChunksEmbedded``),
+    with the version, its model (``embedding``, else the event's) and its chunk total, so the
+    indexer withdraws what the other parts wrote and the producer learns the outcome. Its id
+    is derived from the refused event's. An index build's part owes nothing here: the build
+    is not served, and its run judges it. ``reason`` is the dead letter's."""
+    if event.index_build is not None:
+        return []
+    if isinstance(event, ChunksEmbedded):
+        stage, embedding, total = "indexing", event.embedding, event.version_chunks
+    else:
+        stage, total = "embedding", event.chunk_total or len({chunk.chunk_id for chunk in event.chunks})
+    return [
+        event.caused(
+            DocumentRejected,
+            producer,
+            document_id=event.document_id,
+            stage=stage,
+            reason=f"part {event.part} of {event.parts} was dead-lettered: {reason}",
+            document_version=event.document_version,
+            embedding=embedding,
+            chunk_total=total,
+        )
+    ]

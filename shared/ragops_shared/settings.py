@@ -99,6 +99,16 @@ class PlatformSettings(BaseSettings):
     ops_port: int = Field(
         default=OPS_PORT, ge=0, le=65535, description="Port of the /health, /ready, /metrics HTTP server."
     )
+    blob_store: Literal["directory", "none"] = Field(
+        default="directory",
+        description="Where document content above inline_content_bytes is left (claim check): directory = "
+        "<data_dir>/blobs, shared by the processes of one machine; none = such content is refused.",
+    )
+    inline_content_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="A DocumentSubmitted whose content (UTF-8) is larger travels by reference to the blob store.",
+    )
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

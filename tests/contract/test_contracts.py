@@ -71,9 +71,13 @@ def test_event_types_are_past_tense_and_unique() -> None:
         (
             "embedding",
             {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},
-            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED},
+            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED, Topic.DOCUMENT_REJECTED},
         ),
-        ("retrieval", {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED}, {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED}),
+        (
+            "retrieval",
+            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED},
+            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED},
+        ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),

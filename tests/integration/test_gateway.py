@@ -3,6 +3,7 @@ validated (422 with the field at fault), accepted documents reach their topic, a
 question nobody answers gets a clear 504 instead of a hang."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -12,17 +13,18 @@ from ragops_gateway.app import create_app
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import DocumentSubmitted, Topic
 from ragops_schemas.topics import TOPICS
+from ragops_shared.blobs import check_out, open_blob_store
 from ragops_shared.embedded import create_topics
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def gateway(tansu):
+def gateway(tansu, tmp_path: Path):
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
-    with TestClient(create_app(GatewaySettings(kafka=kafka))) as client:
+    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path)))) as client:
         yield client, kafka
 
 
@@ -68,19 +70,37 @@ def test_invalid_document_gets_422(gateway) -> None:
 
 
 @pytest.mark.parametrize(
-    ("limits", "content"),
+    ("limits", "content", "message"),
     [
-        ({"max_document_bytes": 1024}, "x" * 1025),  # the content limit
+        ({"max_document_bytes": 1024}, "x" * 1025, "the limit is 1024 bytes of content"),
         # The event, with its envelope and the record's framing, passes the broker's limit.
-        ({"kafka": {"max_message_bytes": 16 * 1024}}, "x" * 20 * 1024),
+        ({"kafka": {"max_message_bytes": 16 * 1024}}, "x" * 20 * 1024, "bytes as an event: the limit is"),
+        # Too large to travel inline, and no blob store to leave it in.
+        ({"platform": {"inline_content_bytes": 1024, "blob_store": "none"}}, "x" * 2048, "no blob store"),
     ],
 )
-def test_a_document_too_large_gets_413(tansu, limits: dict, content: str) -> None:
+def test_a_document_too_large_gets_413(tansu, tmp_path: Path, limits: dict, content: str, message: str) -> None:
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers, **limits.pop("kafka", {}))
+    platform = PlatformSettings(data_dir=tmp_path, **limits.pop("platform", {}))
     asyncio.run(create_topics(kafka, TOPICS))
-    with TestClient(create_app(GatewaySettings(kafka=kafka, **limits))) as client:
+    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=platform, **limits))) as client:
         response = client.post("/v1/documents", json={"content": content})
-    assert response.status_code == 413 and "the limits are" in response.json()["detail"]
+    assert response.status_code == 413 and message in response.json()["detail"]
+
+
+def test_a_large_document_travels_by_reference_to_its_blob(tansu, tmp_path: Path) -> None:
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers, max_message_bytes=64 * 1024)
+    asyncio.run(create_topics(kafka, TOPICS))
+    platform = PlatformSettings(data_dir=tmp_path, inline_content_bytes=16 * 1024)
+    content = "A paragraph of a long manual. " * 10_000  # 300 kB: above the broker's limit here
+    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=platform))) as client:
+        response = client.post("/v1/documents", json={"document_id": "manual", "content": content})
+    assert response.status_code == 202
+    value = asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED))
+    event = DocumentSubmitted.model_validate_json(value)
+    assert len(value) < 4096 and event.content == "" and event.content_ref is not None
+    assert event.content_ref.size == len(content.encode())
+    assert check_out(event, open_blob_store(platform)) == content
 
 
 def test_accepted_document_is_on_its_topic(gateway) -> None:

@@ -178,6 +178,18 @@ class TestVectorStoreContract:
         assert (hit.chunk_id, hit.document_version, hit.payload["page"]) == ("a2", "v2", 1)
         assert hit.score == pytest.approx(1.0), "the stored vector is kept"
 
+    def test_withdraw_deletes_what_a_version_embedded_and_keeps_what_it_reused(self, filled: VectorStore) -> None:
+        reused = chunk("a2", "doc-a", "Kafka brokers store records in partitions", [], version="v2", **DOC_A)
+        fresh = chunk("a3", "doc-a", "A brand new paragraph", axis(5), version="v2", **DOC_A)
+        assert filled.relabel(COLLECTION, [reused], MODEL) == []
+        filled.upsert(COLLECTION, [fresh], MODEL)
+        assert filled.count(COLLECTION, "doc-a", document_version="v2") == 2
+        assert filled.count(COLLECTION, "doc-a", document_version="v2", embedded_for="v2") == 1, "a3 only"
+        assert filled.withdraw(COLLECTION, "doc-a", "v2") == 1
+        assert sorted(filled.chunk_ids(COLLECTION, "doc-a", "v2")) == ["a2"], "the reused chunk stays"
+        [hit] = filled.search(COLLECTION, vector=axis(1), text="", top_k=1, mode="dense")
+        assert hit.chunk_id == "a2" and "embedded_for" not in hit.payload
+
     def test_chunk_ids_lists_a_document_version_in_chunk_index_order(self, filled: VectorStore) -> None:
         # More points than one scroll page, written out of order; chunk_index decides the order.
         points = [

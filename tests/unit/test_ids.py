@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ragops_schemas.ids import (
+    blob_digest,
     chunk_id,
     content_hash,
     corpus_version,
@@ -58,6 +59,12 @@ def test_document_version_changes_with_content() -> None:
 
 def test_content_hash() -> None:
     assert content_hash("text") == "982d9e3eb996f559"
+
+
+def test_blob_digest() -> None:
+    digest = blob_digest(b"text")
+    assert digest == "982d9e3eb996f559e633f4d194def3761d909f5a3b647d1a851fead67c32c9d1"
+    assert digest[:16] == content_hash("text")
 
 
 def test_point_id() -> None:

@@ -15,7 +15,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     submitted: dict[str, str] = {}
     for event in await ctx.read([DocumentSubmitted], "submitted"):
         if isinstance(event, DocumentSubmitted):
-            submitted[event.document_id] = content_hash(event.content)
+            submitted[event.document_id] = event.content_hash
     new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
         raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
