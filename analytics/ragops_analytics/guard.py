@@ -94,7 +94,7 @@ _SELECT_CLAUSES = frozenset(
 )
 # Function nodes that the generator prints as syntax rather than ``name(...)``: operators
 # (AND, =, NOT, unary minus, ...) and CASE.
-_SYNTAX_FUNCTIONS = (exp.Binary, exp.Connector, exp.Unary, exp.Case, exp.If)
+_SYNTAX_FUNCTIONS = (exp.Binary, exp.Connector, exp.Unary, exp.Case, exp.If, exp.Array)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\(")
 _DESCRIBE = re.compile(r"(?i)\s*(?:DESCRIBE|DESC)\s+(?:TABLE\s+)?(`?)([A-Za-z_][A-Za-z0-9_]*)\1\s*;?\s*")
 

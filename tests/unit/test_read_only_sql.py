@@ -1,7 +1,11 @@
 """ensure_read_only: the analyst path's allow-list (no engine needed)."""
 
+import ast
+from pathlib import Path
+
 import pytest
 
+from ragops_analytics import queries
 from ragops_analytics.guard import ReadOnlyViolation, allowed_function, ensure_read_only, split_statements
 
 
@@ -164,3 +168,32 @@ def test_read_only_violation_is_a_value_error() -> None:
 def test_split_statements_ends_statements_at_a_semicolon_ending_a_line() -> None:
     sql = "-- header\nCREATE TABLE a (x String DEFAULT ';');\n\n-- note\nDROP TABLE b;\n-- trailing comment\n"
     assert split_statements(sql) == ["-- header\nCREATE TABLE a (x String DEFAULT ';')", "-- note\nDROP TABLE b"]
+
+
+def _reader_statements() -> list[str]:
+    """Every SELECT literal of queries.py, except those it runs through ``execute`` (the
+    sink's own path) and parts of f-strings (row_count checks its table first): the
+    platform's readers (demo, monitor, CLI) go through the analyst path, so each must pass
+    the guard."""
+    tree = ast.parse(Path(queries.__file__).read_text())
+    executed = {
+        id(argument)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "execute"
+        for argument in node.args
+    } | {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.lstrip().upper().startswith(("SELECT", "WITH"))
+        and id(node) not in executed
+    ]
+
+
+def test_the_platforms_own_read_queries_pass_the_guard() -> None:
+    statements = _reader_statements()
+    assert len(statements) >= 10
+    for sql in statements:
+        ensure_read_only(sql)
