@@ -1,18 +1,22 @@
 """The NetworkPolicies of k8s/base/network-policies.yaml: the namespace denies everything in and
 out, then every workload gets exactly the flows it needs, derived from what it is configured to
-reach (its Kafka user, its ClickHouse or Qdrant settings, its ports), and no rule opens to all."""
+reach (its Kafka user, its ClickHouse or Qdrant settings, its ports), and no rule opens to all.
+The prod overlay reaches ClickHouse and Qdrant over TLS only, every client with the CA."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import yaml
 
 from ragops.specs import SERVICE_SPECS
 from ragops_shared.spec import OPS_PORT, ServiceSpec
-from tests.contract.test_deployment import base_resources
+from tests.contract.test_deployment import K8S, base_resources
 
 SPECS = {spec.name: spec for spec in SERVICE_SPECS}
+PROD = K8S / "overlays" / "prod"
 
 
 def policies() -> dict[str, dict[str, Any]]:
@@ -100,3 +104,50 @@ def test_each_service_takes_traffic_on_its_port_only(spec: ServiceSpec) -> None:
         for peer in rule["from"]
     }
     assert sources == ({"monitoring", "ingress-nginx"} if spec.name == "gateway" else {"monitoring"})
+
+
+# ---- production: ClickHouse and Qdrant over TLS ---------------------------------------------------
+
+
+def prod_patches() -> list[tuple[dict[str, Any], Any]]:
+    """The prod overlay's patches: (its kustomization entry, the patch document)."""
+    kustomization = yaml.safe_load((PROD / "kustomization.yaml").read_text())
+    return [
+        (entry, yaml.safe_load((PROD / entry["path"]).read_text() if "path" in entry else entry["patch"]))
+        for entry in kustomization["patches"]
+    ]
+
+
+def test_the_prod_overlay_reaches_clickhouse_and_qdrant_over_tls_only() -> None:
+    [configmap] = [doc for _, doc in prod_patches() if isinstance(doc, dict) and doc["kind"] == "ConfigMap"]
+    base = base_resources()[("ConfigMap", "ragops-config")]["data"]
+    urls = {key for key, value in base.items() if str(value).startswith("http://")}
+    assert urls, "the base names the Qdrant server by URL"
+    assert all(configmap["data"][key].startswith("https://") for key in urls), "every server URL is https"
+    [ports] = [
+        doc[0]["value"] for entry, doc in prod_patches() if entry.get("target", {}).get("name") == "ragops-clickhouse"
+    ]
+    assert ports == [{"protocol": "TCP", "port": 8443}], "ClickHouse over HTTPS only"
+
+
+def test_every_clickhouse_and_qdrant_client_mounts_the_ca_in_prod() -> None:
+    patched: set[str] = set()
+    for entry, doc in prod_patches():
+        if entry.get("path") == "tls-ca.yaml":
+            target = entry["target"]
+            patched |= {
+                name
+                for (kind, name) in base_resources()
+                if kind == target["kind"] and re.fullmatch(target["name"], name)
+            }
+            [mount] = [op["value"] for op in doc if op["path"].endswith("volumeMounts/-")]
+            [volume] = [op["value"] for op in doc if op["path"].endswith("volumes/-")]
+            ca = f"{mount['mountPath']}/{volume['secret']['items'][0]['path']}"
+    clients = selected_by("ragops-clickhouse") | selected_by("ragops-qdrant")
+    assert patched == clients
+    assert f"?ca_cert={ca}" in (PROD / "tls.yaml").read_text(), "the ClickHouse URL the README asks for"
+    [retrieval] = [
+        doc for _, doc in prod_patches() if isinstance(doc, dict) and doc["metadata"]["name"] == "ragops-retrieval"
+    ]
+    [env] = retrieval["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == {"name": "SSL_CERT_FILE", "value": ca}, "qdrant-client (httpx) verifies the server with the CA"
