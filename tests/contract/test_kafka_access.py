@@ -9,9 +9,11 @@ How a declaration is held to the code (offline, no broker):
   the AsyncAPI ``send`` channels are exactly the topics it can write; no service package opens
   a producer of its own;
 - group reads: every ``EventSubscriber`` is an AsyncAPI ``receive`` channel named after its group;
-- reads without a group (the watchers and views that fold a topic): every event class a
-  service's code names, and the topics of the shared views it uses (``RegistryView``,
-  ``IndexedDocuments``), are declared; a declared topic its code never names is an error too.
+- reads without a group (the watchers and views that fold a topic): the event classes named in
+  the arguments of its reading calls (``EventWatcher``, ``read_topics``, ``ctx.read``,
+  ``EventSubscriber``) and the topics of the shared views it uses (``RegistryView``,
+  ``IndexedDocuments``) are declared reads; every other event class its code names is a
+  declared read or write; a declared read its code never makes is an error too.
 
 The end-to-end run checks the same over real traffic (``tests/e2e/test_platform.py``: every
 event's ``producer`` is a declared writer of its topic).
@@ -42,6 +44,8 @@ SHARED_VIEWS = {
     "RegistryView": ("registry_view", frozenset(REGISTRY_TOPICS)),
     "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED})),
 }
+# The calls that read topics, whose event-class arguments are reads.
+READERS = {"EventWatcher", "EventSubscriber", "read_topics", "read"}
 # The registry topics and who may write each: the trainer (its fine-tunes, re-indexes and
 # prompt rollbacks), the embedding service (it registers its packaged default model at start)
 # and, until operator commands go through the gateway, the CLI's `ragops retire`.
@@ -78,12 +82,15 @@ def groups_of(service: str) -> set[str]:
     }
 
 
+def _trees(package: Path) -> list[ast.AST]:
+    return [ast.parse(path.read_text()) for path in package.rglob("*.py") if "tests" not in path.parts]
+
+
 def _names(package: Path) -> set[str]:
+    """Every name a package's code uses (variables, attributes, imports)."""
     names: set[str] = set()
-    for path in package.rglob("*.py"):
-        if "tests" in path.parts:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
+    for tree in _trees(package):
+        for node in ast.walk(tree):
             if isinstance(node, ast.Name):
                 names.add(node.id)
             elif isinstance(node, ast.Attribute):
@@ -93,13 +100,36 @@ def _names(package: Path) -> set[str]:
     return names
 
 
-def code_topics(spec: ServiceSpec) -> set[Topic]:
-    """The topics a service's code names: its event classes and the shared views it uses."""
-    names = _names(ROOT / "services" / spec.module)
+def _read_names(package: Path) -> set[str]:
+    """The names in the arguments of every call that reads topics: the watchers, the trainer's
+    ``read_topics``/``ctx.read`` and the subscribers."""
+    names: set[str] = set()
+    for tree in _trees(package):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                called = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                if called in READERS:
+                    for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
+                        names |= {n.id for n in ast.walk(argument) if isinstance(n, ast.Name)}
+    return names
+
+
+def _topics(names: set[str]) -> set[Topic]:
     topics = {EVENTS_BY_NAME[name].TOPIC for name in names & EVENTS_BY_NAME.keys()}
     for view, (_, read) in SHARED_VIEWS.items():
         topics |= read if view in names else set()
     return topics
+
+
+def code_topics(spec: ServiceSpec) -> set[Topic]:
+    """The topics a service's code names: its event classes and the shared views it uses."""
+    return _topics(_names(ROOT / "services" / spec.module))
+
+
+def code_reads(spec: ServiceSpec) -> set[Topic]:
+    """The topics a service's code reads: the event classes its reading calls name, and the shared views."""
+    package = ROOT / "services" / spec.module
+    return _topics(_read_names(package) | (_names(package) & SHARED_VIEWS.keys()))
 
 
 @pytest.mark.parametrize("spec", SERVICE_SPECS, ids=lambda spec: spec.name)
@@ -120,8 +150,10 @@ def test_a_service_declares_every_topic_its_code_names_and_nothing_else(spec: Se
     named = code_topics(spec)
     declared = set(spec.reads) | set(spec.writes)
     assert named <= declared, f"{spec.name}'s code reads or writes undeclared {sorted(named - declared)}"
+    read = code_reads(spec)
+    assert read <= set(spec.reads), f"{spec.name}'s code reads undeclared {sorted(read - set(spec.reads))}"
     subscribed = {topic for topic, _ in channels(spec.name)["receive"]}
-    unused = set(spec.reads) - named - subscribed
+    unused = set(spec.reads) - read - subscribed
     assert not unused, f"{spec.name} declares reads its code never makes: {sorted(unused)}"
 
 
