@@ -66,7 +66,7 @@ check-schemas: install
 # Offline checks of docker-compose.yml (Compose spec) and k8s/ (Kubernetes schemas, probes,
 # limits, securityContext, settings names); also part of `make test`.
 check-deploy: install
-	$(BIN)/pytest tests/contract/test_deployment.py $(ARGS)
+	$(BIN)/pytest tests/contract/test_deployment.py tests/contract/test_kafka_access.py tests/contract/test_network_policies.py $(ARGS)
 
 k8s-validate: install
 	$(BIN)/pytest tests/contract/test_deployment.py -k "k8s or base or hardened or configmap or keda or strimzi or overlays" $(ARGS)

@@ -43,6 +43,26 @@ QUERY_OUTCOMES = (AnswerGenerated, MessageDeadLettered)
 EVALUATED_OUTCOMES = (AnswerEvaluated, MessageDeadLettered)
 FEEDBACK_OUTCOMES = (FeedbackRecorded, MessageDeadLettered)
 QueryOutcome = AnswerGenerated | AnswerEvaluated | MessageDeadLettered
+# What a client publishes and watches: the Kafka user of the CLI (``ragops-operator``,
+# k8s/dependencies/kafka-users.yaml) may write and read exactly these topics (and the dead letters).
+PUBLISHES: tuple[type[Event], ...] = (
+    DocumentSubmitted,
+    QuerySubmitted,
+    FeedbackSubmitted,
+    EvaluationRunCompleted,
+    RetrainingRequested,
+    VersionRetired,
+)
+WATCHES: tuple[type[Event], ...] = (
+    DocumentIndexed,
+    DocumentRejected,
+    QueryEmbedded,
+    ContextRetrieved,
+    AnswerGenerated,
+    AnswerEvaluated,
+    FeedbackRecorded,
+    MessageDeadLettered,
+)
 
 
 class QueryOptions(TypedDict, total=False):
@@ -101,32 +121,8 @@ class PlatformClient:
         self._inline_content_bytes = platform.inline_content_bytes
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
-        self._publisher = EventPublisher(
-            self._broker,
-            self.producer,
-            [
-                DocumentSubmitted,
-                QuerySubmitted,
-                FeedbackSubmitted,
-                EvaluationRunCompleted,
-                RetrainingRequested,
-                VersionRetired,
-            ],
-        )
-        self._watcher = EventWatcher(
-            kafka,
-            [
-                DocumentIndexed,
-                DocumentRejected,
-                QueryEmbedded,
-                ContextRetrieved,
-                AnswerGenerated,
-                AnswerEvaluated,
-                FeedbackRecorded,
-                MessageDeadLettered,
-            ],
-            client_id=f"ragops-{name}-watcher",
-        )
+        self._publisher = EventPublisher(self._broker, self.producer, PUBLISHES)
+        self._watcher = EventWatcher(kafka, WATCHES, client_id=f"ragops-{name}-watcher")
         # The query events of requests in flight, for stage latencies from their timestamps.
         self._by_key: dict[bytes, list[Event]] = defaultdict(list)
         self._watcher.listen(self._record)

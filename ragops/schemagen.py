@@ -4,7 +4,9 @@
 - ``schemas/asyncapi/<service>.json``: AsyncAPI 3.0 of every service (FastStream),
 - ``schemas/openapi/gateway.json``: OpenAPI of the HTTP gateway (FastAPI),
 - the topic lists of ``deploy/kafka/create-topics.sh`` and ``k8s/dependencies/kafka-topics.yaml``
-  (:mod:`ragops.kafka_topics`).
+  (:mod:`ragops.kafka_topics`);
+- the Strimzi ``KafkaUser`` of every service, the CLI and KEDA, ``k8s/dependencies/kafka-users.yaml``
+  (:mod:`ragops.kafka_users`).
 
 ``python -m ragops.schemagen --check`` exits 1 and names the stale files instead of
 writing them (the contract tests run the same comparison)."""
@@ -14,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ragops import kafka_topics
+from ragops import kafka_topics, kafka_users
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES
 
@@ -62,7 +64,7 @@ def render() -> dict[Path, str]:
         )
         if service.name == "gateway":
             files[ROOT / "openapi" / "gateway.json"] = _dump(app.openapi())
-    return files | kafka_topics.render()
+    return files | kafka_topics.render() | kafka_users.render()
 
 
 def stale() -> list[Path]:

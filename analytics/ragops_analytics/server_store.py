@@ -14,7 +14,9 @@ __all__ = ["ServerStore"]
 class ServerStore:
     """A ClickHouse server through clickhouse-connect (HTTP), safe to share between threads.
 
-    ``url`` is ``http[s]://user:password@host:8123/database``; the database must exist.
+    ``url`` is ``http://user:password@host:8123/database`` or, over TLS,
+    ``https://user:password@host:8443/database`` (``?ca_cert=<path>`` for a private CA); the
+    database must exist.
     One client serves every statement: it keeps a pool of HTTP connections, so a statement
     does not pay a new connection. Parameters travel to the server beside the statement
     (clickhouse-connect sends ``{name:Type}`` placeholders' values as ``param_<name>``), never
@@ -37,7 +39,11 @@ class ServerStore:
         self.limits = limits or QueryLimits()
         # No session id: requests are then independent, so threads can share the client.
         try:
-            self._client = clickhouse_connect.get_client(dsn=url, tz_mode="schema", autogenerate_session_id=False)
+            # clickhouse-connect takes TLS from the port (8443, 443) or `secure`, never from the
+            # DSN's scheme: https://…:8123 or an https URL without a port would go out in clear.
+            self._client = clickhouse_connect.get_client(
+                dsn=url, secure=url.startswith("https://"), tz_mode="schema", autogenerate_session_id=False
+            )
         except ClickHouseError as error:
             raise StoreUnavailable(f"cannot connect to ClickHouse: {error}") from error
         # OperationalError: the request did not get through (network, server busy). Any

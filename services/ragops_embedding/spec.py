@@ -1,6 +1,7 @@
 """Deployment facts of the embedding service (see :class:`ragops_shared.spec.ServiceSpec`)."""
 
-from ragops_shared.spec import Image, Scaling, ServiceSpec
+from ragops_schemas.topics import Topic
+from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 
 DOCUMENTS_GROUP = "ragops-embedding-documents"
 """Embeds ``DocumentChunked`` in large batches."""
@@ -12,4 +13,14 @@ SPEC = ServiceSpec(
     image=Image.MODEL,
     scaling=Scaling.LAG,
     consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP),
+    # The indexed-documents view: chunks the live index already holds are not embedded again.
+    reads=(Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED, Topic.DOCUMENT_INDEXED, *REGISTRY_TOPICS),
+    # Registers the packaged default model at start.
+    writes=(
+        Topic.CHUNKS_EMBEDDED,
+        Topic.QUERY_EMBEDDED,
+        Topic.DOCUMENT_REJECTED,
+        Topic.VERSION_REGISTERED,
+        Topic.DEAD_LETTER,
+    ),
 )

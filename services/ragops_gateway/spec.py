@@ -3,6 +3,7 @@
 Stateless HTTP (every replica watches the answer topic itself), so scaled on CPU; its API
 port also serves ``/health``, ``/ready`` and ``/metrics``."""
 
+from ragops_schemas.topics import Topic
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 SPEC = ServiceSpec(
@@ -11,5 +12,8 @@ SPEC = ServiceSpec(
     scaling=Scaling.CPU,
     port=8080,
     port_setting="RAGOPS_GATEWAY_PORT",
+    # Its replies: the answers and the dead letters of its requests.
+    reads=(Topic.ANSWER_GENERATED, Topic.DEAD_LETTER),
+    writes=(Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED, Topic.DEAD_LETTER),
     exposed=True,
 )

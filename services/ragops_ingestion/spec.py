@@ -1,5 +1,14 @@
 """Deployment facts of the ingestion service (see :class:`ragops_shared.spec.ServiceSpec`)."""
 
+from ragops_schemas.topics import Topic
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
-SPEC = ServiceSpec(name="ingestion", image=Image.LIGHT, scaling=Scaling.LAG, consumer_groups=("ragops-ingestion",))
+SPEC = ServiceSpec(
+    name="ingestion",
+    image=Image.LIGHT,
+    scaling=Scaling.LAG,
+    consumer_groups=("ragops-ingestion",),
+    # The indexed-documents view: what the live index holds.
+    reads=(Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_INDEXED),
+    writes=(Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED, Topic.DEAD_LETTER),
+)

@@ -3,6 +3,13 @@
 One replica, never scaled: it has no consumer group and keeps its open drift alerts in memory,
 so a second replica would raise every alert twice."""
 
-from ragops_shared.spec import Image, Scaling, ServiceSpec
+from ragops_schemas.topics import Topic
+from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 
-SPEC = ServiceSpec(name="monitor", image=Image.LIGHT, scaling=Scaling.SINGLE)
+SPEC = ServiceSpec(
+    name="monitor",
+    image=Image.LIGHT,
+    scaling=Scaling.SINGLE,
+    reads=REGISTRY_TOPICS,
+    writes=(Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED, Topic.DEAD_LETTER),
+)

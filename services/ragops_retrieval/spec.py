@@ -1,6 +1,7 @@
 """Deployment facts of the retrieval service (see :class:`ragops_shared.spec.ServiceSpec`)."""
 
-from ragops_shared.spec import Image, Scaling, ServiceSpec
+from ragops_schemas.topics import Topic
+from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 
 INDEXER_GROUP = "ragops-indexer"
 """Writes ``ChunksEmbedded`` into the vector store."""
@@ -14,4 +15,6 @@ SPEC = ServiceSpec(
     image=Image.LIGHT,
     scaling=Scaling.LAG,
     consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP),
+    reads=(Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, *REGISTRY_TOPICS),
+    writes=(Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REJECTED, Topic.CONTEXT_RETRIEVED, Topic.DEAD_LETTER),
 )

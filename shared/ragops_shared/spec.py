@@ -9,10 +9,17 @@ and replica policies.
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ragops_schemas.lifecycle import REGISTRY_EVENT_TYPES
+from ragops_schemas.topics import Topic
+
 OPS_PORT = 8000
 """Port of the ``/health``, ``/ready`` and ``/metrics`` server in containers."""
 OPS_PORT_SETTING = "RAGOPS_OPS_PORT"
 """The environment variable that sets it (:class:`ragops_shared.settings.PlatformSettings` ``ops_port``)."""
+
+
+REGISTRY_TOPICS: tuple[Topic, ...] = tuple(event.TOPIC for event in REGISTRY_EVENT_TYPES)
+"""The version registry's topics, which every :class:`~ragops_shared.registry_view.RegistryView` reads."""
 
 
 class Image(StrEnum):
@@ -46,6 +53,13 @@ class ServiceSpec:
         scaling: its replica policy.
         consumer_groups: the Kafka consumer groups it joins; the embedded platform takes
             traffic once each has a member, and every group of a ``LAG`` service has a KEDA trigger.
+        reads: every topic it reads, with a consumer group or without one (the views that
+            fold a topic from its start, the watchers that wait for replies).
+        writes: every topic it publishes to, the dead-letter topic included where it
+            dead-letters what it cannot process (every consumer but the sink). Its Kafka user may read and write exactly
+            these topics and join exactly ``consumer_groups`` (the generated Strimzi
+            ``KafkaUser`` ``ragops-<name>``); the contract tests check both lists against its
+            AsyncAPI document and its code.
         port: container port of its HTTP server, which serves ``/health``, ``/ready`` and
             ``/metrics`` (and its API, if it has one).
         port_setting: the environment variable that sets ``port``.
@@ -57,6 +71,8 @@ class ServiceSpec:
     image: Image
     scaling: Scaling
     consumer_groups: tuple[str, ...] = ()
+    reads: tuple[Topic, ...] = ()
+    writes: tuple[Topic, ...] = ()
     port: int = OPS_PORT
     port_setting: str = OPS_PORT_SETTING
     exposed: bool = False

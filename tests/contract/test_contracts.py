@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragops import kafka_topics
+from ragops import kafka_topics, kafka_users
 from ragops.schemagen import ROOT, render, stale
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES, Topic
@@ -135,5 +135,6 @@ def test_generation_writes_the_files_it_checks(tmp_path: Path) -> None:
     files = render()
     assert all(text.endswith("\n") for text in files.values())
     assert all(json.loads(text) for path, text in files.items() if path.suffix == ".json")
-    # events, services, gateway OpenAPI, the two topic files of the deployments
-    assert len(files) == len(EVENT_TYPES) + len(SERVICE_SPECS) + 1 + len(kafka_topics.render())
+    # events, services, gateway OpenAPI, the two topic files and the Kafka users of the deployments
+    expected = len(EVENT_TYPES) + len(SERVICE_SPECS) + 1 + len(kafka_topics.render()) + len(kafka_users.render())
+    assert len(files) == expected

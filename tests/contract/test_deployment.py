@@ -220,6 +220,9 @@ def test_every_k8s_yaml_parses_and_names_its_kind() -> None:
     documents = k8s_documents()
     assert len(documents) > 30
     for path, document in documents:
+        if isinstance(document, list):  # an overlay's JSON 6902 patch (its kustomization names the targets)
+            assert path.parent.parent.name == "overlays" and all({"op", "path"} <= op.keys() for op in document), path
+            continue
         assert isinstance(document, dict), path
         if path.parent.name in {"base", "dependencies"} or path.name == "kustomization.yaml":
             assert document.get("apiVersion") and document.get("kind"), path
@@ -389,7 +392,15 @@ def test_overlays_only_patch_resources_the_base_has() -> None:
             else:
                 document = yaml.safe_load(patch["patch"])
             if "target" in patch:
-                assert any(kind == patch["target"]["kind"] for kind, _ in base_resources()), patch
+                target = patch["target"]
+                matches = [
+                    name
+                    for kind, name in base_resources()
+                    if kind == target["kind"] and re.fullmatch(target.get("name", ".*"), name)
+                ]
+                assert matches, patch
+                if isinstance(document, list):  # a JSON 6902 patch: the target names its resources
+                    continue
             else:
                 assert (document["kind"], document["metadata"]["name"]) in base_resources(), patch
             if document["kind"] == "ConfigMap":

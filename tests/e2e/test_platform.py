@@ -8,15 +8,18 @@ test that needs more (a dead letter, a retraining request) makes it itself."""
 import asyncio
 import json
 import time
+from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ragops.client import PlatformClient
+from ragops.client import PUBLISHES, PlatformClient
 from ragops.demo import run_workload
 from ragops.platform import EmbeddedPlatform
+from ragops.specs import SERVICE_SPECS
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import QueryError
 from ragops_schemas import (
@@ -29,6 +32,7 @@ from ragops_schemas import (
     Topic,
 )
 from ragops_shared.datasets import Question
+from ragops_shared.settings import KafkaSettings, aiokafka_options
 from tests.helpers import read_jsonl
 from tests.integration.services import produce_raw
 
@@ -347,6 +351,58 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
         assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
         embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
         assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken query above
+
+
+async def _producers_by_topic(kafka: KafkaSettings) -> dict[Topic, set[str]]:
+    """The ``producer.name`` of every event on every platform topic, from its start to its
+    current end (records without one, such as the tests' raw broken records, are left out)."""
+    consumer = AIOKafkaConsumer(
+        **aiokafka_options(kafka),
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+    await consumer.start()
+    found: dict[Topic, set[str]] = defaultdict(set)
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(t.value, p) for t in Topic for p in consumer.partitions_for_topic(t.value) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {partition for partition in partitions if ends[partition] > 0}
+        async with asyncio.timeout(120):
+            while remaining:
+                for partition, records in (await consumer.getmany(timeout_ms=1000)).items():
+                    for record in records:
+                        try:
+                            found[Topic(partition.topic)].add(json.loads(record.value)["producer"]["name"])
+                        except (ValueError, TypeError, KeyError):
+                            continue
+                remaining = {
+                    partition for partition in remaining if await consumer.position(partition) < ends[partition]
+                }
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_every_event_comes_from_a_declared_writer_of_its_topic(platform: EmbeddedPlatform) -> None:
+    """The writes each service declares (``ServiceSpec.writes``, which its generated KafkaUser
+    grants, k8s/dependencies/kafka-users.yaml) and the clients' (``ragops.client.PUBLISHES``,
+    the user ragops-operator), held to real traffic: every event the run produced so far names
+    a producer that declares its topic."""
+    producers = asyncio.run(_producers_by_topic(platform.kafka_settings))
+    services = {spec.name: set(spec.writes) for spec in SERVICE_SPECS}
+    clients = {event.TOPIC for event in PUBLISHES}
+    assert {"ingestion", "embedding", "retrieval", "generation"} <= set().union(*producers.values()), "traffic seen"
+    undeclared = {
+        (name, topic.value)
+        for topic, names in producers.items()
+        for name in names
+        if topic not in services.get(name, clients)
+    }
+    assert not undeclared, f"(producer, topic) outside the declared writes: {sorted(undeclared)}"
 
 
 def test_a_dead_service_is_restarted_and_nothing_is_lost(platform: EmbeddedPlatform) -> None:

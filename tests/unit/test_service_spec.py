@@ -24,7 +24,7 @@ def test_names_and_consumer_groups_are_unique() -> None:
     groups = [group for spec in SERVICE_SPECS for group in spec.consumer_groups]
     assert len(set(names)) == len(names)
     assert len(set(groups)) == len(groups)
-    assert all(group.startswith("ragops-") for group in groups), "the KafkaUser's ACL grants ragops-* groups"
+    assert all(group.startswith("ragops-") for group in groups), "groups are named after the platform (ragops-*)"
 
 
 def test_services_scaled_on_lag_have_a_group_to_scale_on() -> None:
