@@ -88,9 +88,7 @@ async def test_a_registry_reader_applies_only_its_owners_signed_promotions(
         for event in refused.values():
             await publisher.publish(event)
         await produce_raw(kafka, Topic.VERSION_PROMOTED.value, [(b"embedding_model/m", b'{"kind": "embedding_model"')])
-        view = RegistryView(
-            kafka, client_id="test-registry", verifier=verifier_for(platform), dead_letters=publisher
-        )
+        view = RegistryView(kafka, client_id="test-registry", verifier=verifier_for(platform), dead_letters=publisher)
         await view.start()
         try:
             await wait_for(letters, lambda seen: len(seen) >= len(refused) + 1)
@@ -115,15 +113,15 @@ async def test_a_promotion_to_etc_is_refused_and_the_embedding_service_keeps_ser
     trainer = signer_for(platform, "trainer")
     # Signed by the trainer, which may promote: only its location is wrong.
     etc = trainer.sign(promotion("etc", "/etc", name=DEFAULT_EMBEDDING_MODEL_NAME))
-    pinned = promotion("forever", "/etc", name=DEFAULT_EMBEDDING_MODEL_NAME, occurred_at=datetime(9999, 1, 1, tzinfo=UTC))
+    year_9999 = datetime(9999, 1, 1, tzinfo=UTC)
+    pinned = promotion("forever", "/etc", name=DEFAULT_EMBEDDING_MODEL_NAME, occurred_at=year_9999)
     await publisher.publish(etc)
     await publisher.publish(pinned)
     settings = EmbeddingSettings(kafka=kafka, platform=platform)
-    async with watching(kafka, [MessageDeadLettered, QueryEmbedded]) as seen:
-        async with running(embedding_app(settings)):
-            await publisher.publish(QuerySubmitted(producer=PRODUCER, request_id="q1", question="Where is the Rhine?"))
-            await wait_for(seen, lambda events: any(isinstance(e, QueryEmbedded) for e in events))
-            await wait_for(seen, lambda events: sum(isinstance(e, MessageDeadLettered) for e in events) >= 2)
+    async with watching(kafka, [MessageDeadLettered, QueryEmbedded]) as seen, running(embedding_app(settings)):
+        await publisher.publish(QuerySubmitted(producer=PRODUCER, request_id="q1", question="Where is the Rhine?"))
+        await wait_for(seen, lambda events: any(isinstance(e, QueryEmbedded) for e in events))
+        await wait_for(seen, lambda events: sum(isinstance(e, MessageDeadLettered) for e in events) >= 2)
     [embedded] = [e for e in seen if isinstance(e, QueryEmbedded)]
     assert embedded.embedding.version not in {"etc", "forever"}, "the live version keeps serving"
     letters = [e for e in seen if isinstance(e, MessageDeadLettered)]
