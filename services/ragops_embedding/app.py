@@ -342,6 +342,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def register_default_model() -> None:
         await publisher.publish(embedders.registration(producer))
 
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     app.after_shutdown(indexed.stop)
     return app

@@ -149,6 +149,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         ],
     )
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     return app
 

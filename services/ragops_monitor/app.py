@@ -301,6 +301,7 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     task: dict[str, asyncio.Task[None]] = {}
 
     @app.after_startup

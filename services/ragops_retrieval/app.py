@@ -365,6 +365,7 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
 
     app = service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     return app
 

@@ -179,6 +179,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
 
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.on_startup(trainer.restore)
     app.after_shutdown(registry.stop)
     if analytics is not None:

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from ragops_schemas import Event
+from ragops_schemas.events import DeadLetterErrorType
 from ragops_schemas.lifecycle import REGISTRY_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, dead_letter, validation_reason
@@ -42,7 +43,8 @@ class RegistryView:
     A record that is not a valid registry event, or that ``verifier`` refuses, is never
     applied: it is logged, counted (``ragops_control_events_refused_total``) and, with
     ``dead_letters`` (the service's publisher), dead-lettered with the reason
-    (``error_type`` ``schema_validation`` or ``unverified``); the view goes on."""
+    (``error_type`` ``schema_validation`` or ``unverified``) from :meth:`send_dead_letters`
+    on; the view goes on."""
 
     def __init__(
         self,
@@ -59,6 +61,9 @@ class RegistryView:
         self._dead_letters = dead_letters
         self._max_message_bytes = kafka.max_message_bytes
         self._client_id = client_id
+        # Refused records whose dead letters wait for send_dead_letters, and those being sent.
+        self._refused: list[tuple[ConsumerRecord, DeadLetterErrorType, str]] = []
+        self._sending = False
         self._letters: set[asyncio.Task[None]] = set()
         self._watcher = EventWatcher(
             kafka,
@@ -83,23 +88,36 @@ class RegistryView:
 
     def _refuse(self, record: ConsumerRecord, code: str, reason: str) -> None:
         CONTROL_EVENTS_REFUSED.labels(self._client_id, record.topic, code).inc()
-        if self._dead_letters is None:
-            log.warning(
-                "control_event_refused", topic=record.topic, partition=record.partition, offset=record.offset,
-                reason=reason,
-            )  # fmt: skip
-            return
-        letter = dead_letter(
-            self._dead_letters,
-            record,
-            "schema_validation" if code == "schema_validation" else "unverified",
-            reason,
-            consumer_group=REGISTRY_READERS,
-            max_bytes=self._max_message_bytes,
+        log.warning(
+            "control_event_refused", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
         )
-        task = asyncio.get_running_loop().create_task(letter, name=f"{self._client_id}-dead-letter")
-        self._letters.add(task)
-        task.add_done_callback(self._letters.discard)
+        if self._dead_letters is not None:
+            self._refused.append((record, "schema_validation" if code == "schema_validation" else "unverified", reason))
+            if self._sending:
+                self._send()
+
+    async def send_dead_letters(self) -> None:
+        """Publish the dead letters of the records refused so far, and of later ones as they
+        are refused. Call it once the service's broker runs (FastStream's ``after_startup``):
+        :meth:`start` reads the history before, when its publishers cannot publish yet."""
+        self._sending = True
+        self._send()
+
+    def _send(self) -> None:
+        assert self._dead_letters is not None
+        for record, error_type, reason in self._refused:
+            letter = dead_letter(
+                self._dead_letters,
+                record,
+                error_type,
+                reason,
+                consumer_group=REGISTRY_READERS,
+                max_bytes=self._max_message_bytes,
+            )
+            task = asyncio.get_running_loop().create_task(letter, name=f"{self._client_id}-dead-letter")
+            self._letters.add(task)
+            task.add_done_callback(self._letters.discard)
+        self._refused.clear()
 
     def _apply(self, event: Event) -> None:
         if self.registry.apply(event) and self.on_change is not None:

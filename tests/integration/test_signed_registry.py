@@ -90,6 +90,7 @@ async def test_a_registry_reader_applies_only_its_owners_signed_promotions(
         await produce_raw(kafka, Topic.VERSION_PROMOTED.value, [(b"embedding_model/m", b'{"kind": "embedding_model"')])
         view = RegistryView(kafka, client_id="test-registry", verifier=verifier_for(platform), dead_letters=publisher)
         await view.start()
+        await view.send_dead_letters()
         try:
             await wait_for(letters, lambda seen: len(seen) >= len(refused) + 1)
         finally:
