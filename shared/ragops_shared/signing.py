@@ -264,3 +264,22 @@ def verifier_for(platform: PlatformSettings, model_dirs: Sequence[Path] = ()) ->
         max_clock_skew_s=settings.max_clock_skew_s,
         model_dirs=[platform.data_dir / "models", *settings.model_dirs, *model_dirs],
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m ragops_shared.signing DIRECTORY``: create the key pairs and the trust file
+    of :func:`embedded_keys` in ``DIRECTORY`` (kept if they exist) and print where they are:
+    the keys of a deployment (docker compose's one-shot ``signing-keys``; Kubernetes Secrets)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        raise SystemExit("usage: python -m ragops_shared.signing DIRECTORY")
+    trust = embedded_keys(Path(args[0]))
+    print(f"trust list: {trust}")
+    for owner in DEFAULT_ALLOWED:
+        print(f"private key of {owner}: {trust.parent / f'{owner}.pem'}")
+
+
+if __name__ == "__main__":
+    main()
