@@ -104,10 +104,12 @@ class RegistryView:
         self._send()
 
     def _send(self) -> None:
-        assert self._dead_letters is not None
+        publisher = self._dead_letters
+        if publisher is None:  # a view without a publisher logs and counts only
+            return
         for record, error_type, reason in self._refused:
             letter = dead_letter(
-                self._dead_letters,
+                publisher,
                 record,
                 error_type,
                 reason,

@@ -73,8 +73,9 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
     ``*Settings`` class of the package ``ragops_<service>.app`` imports (nested settings
-    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings, SigningSettings and AnalyticsSettings (the ClickHouse
-    that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
+    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings, SigningSettings
+    and AnalyticsSettings (the ClickHouse that the monitor and the trainer read, env prefix
+    RAGOPS_ANALYTICS_)."""
     classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, SigningSettings, AnalyticsSettings}
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
