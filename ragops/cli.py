@@ -38,6 +38,7 @@ from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.datasets import load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.signing import signer_for
 
 app = typer.Typer(
     help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -326,7 +327,11 @@ def retire(
     prompt version get the production one)."""
 
     async def send() -> None:
-        async with PlatformClient(_kafka(data_dir)) as client:
+        # An operator's command: signed with the operator key (RAGOPS_SIGNING_KEY_FILE, else the embedded one).
+        platform = PlatformSettings(data_dir=data_dir)
+        async with PlatformClient(
+            _kafka(data_dir), platform=platform, signer=signer_for(platform, "operator")
+        ) as client:
             await client.publish(
                 VersionRetired(producer=client.producer, kind=kind, name=name, version=version, reason=reason)
             )

@@ -34,6 +34,7 @@ from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.signing import Signer
 from ragops_shared.watch import EventWatcher
 
 E = TypeVar("E", bound=Event)
@@ -112,16 +113,23 @@ class QueryTrace:
 class PlatformClient:
     """``async with PlatformClient(kafka) as client:`` then :meth:`ingest` / :meth:`ask`."""
 
-    def __init__(self, kafka: KafkaSettings, name: str = "cli", platform: PlatformSettings | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        name: str = "cli",
+        platform: PlatformSettings | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         """``platform``: where content above its ``inline_content_bytes`` is left (its blob
-        store, the one ingestion reads); default: ``RAGOPS_*`` from the environment."""
+        store, the one ingestion reads); default: ``RAGOPS_*`` from the environment.
+        ``signer``: signs the control events published (operator commands such as retire)."""
         self.kafka = kafka
         platform = platform or PlatformSettings()
         self._blobs = open_blob_store(platform)
         self._inline_content_bytes = platform.inline_content_bytes
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
-        self._publisher = EventPublisher(self._broker, self.producer, PUBLISHES)
+        self._publisher = EventPublisher(self._broker, self.producer, PUBLISHES, signer=signer)
         self._watcher = EventWatcher(kafka, WATCHES, client_id=f"ragops-{name}-watcher")
         # The query events of requests in flight, for stage latencies from their timestamps.
         self._by_key: dict[bytes, list[Event]] = defaultdict(list)

@@ -55,3 +55,12 @@ def default_generation_model() -> tuple[Path, str]:
     if not (folder / _DEFAULT_GGUF_FILE).is_file():
         raise FileNotFoundError(f"{folder / _DEFAULT_GGUF_FILE} is missing")
     return folder, _DEFAULT_GGUF_FILE
+
+
+def shipped_model_dirs() -> list[Path]:
+    """Where the shipped default models lie, for a registry reader's verifier (their versions
+    are registered with these paths): the default embedding model's directory, if installed."""
+    try:
+        return [default_embedding_model_dir()]
+    except RuntimeError:
+        return []

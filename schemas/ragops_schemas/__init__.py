@@ -10,12 +10,22 @@ from ragops_schemas.envelope import (
     Event as Event,
     Producer as Producer,
     RequestEvent as RequestEvent,
+    Signature as Signature,
+    SignedEvent as SignedEvent,
     utc_now as utc_now,
 )
 from ragops_schemas.events import *  # noqa: F403 - the event classes are this package's API
 from ragops_schemas.events import EVENT_TYPES as EVENT_TYPES
 from ragops_schemas.topics import Topic as Topic
 
-__all__ = ["DocumentEvent", "EVENT_TYPES", "Event", "Producer", "RequestEvent", "Topic", "utc_now"] + [
-    cls.__name__ for cls in EVENT_TYPES
-]
+__all__ = [
+    "DocumentEvent",
+    "EVENT_TYPES",
+    "Event",
+    "Producer",
+    "RequestEvent",
+    "Signature",
+    "SignedEvent",
+    "Topic",
+    "utc_now",
+] + [cls.__name__ for cls in EVENT_TYPES]

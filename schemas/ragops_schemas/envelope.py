@@ -8,6 +8,7 @@ zone is taken as UTC, never as the host's local time. Trace context follows W3C 
 ``span_id`` 16, and the same pair travels in the Kafka ``traceparent`` header.
 """
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
@@ -121,6 +122,36 @@ class Event(BaseModel):
             event_id=derived_event_id(event_type.__name__, self.event_id, scope),
             **fields,
         )
+
+
+class Signature(BaseModel):
+    """An Ed25519 signature of an event by the key ``key_id`` (see :class:`SignedEvent`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Fingerprint of the public key: the first 16 hex digits of its SHA-256.",
+    )
+    value: str = Field(min_length=1, max_length=128, description="The 64-byte signature, base64 (standard alphabet).")
+
+
+class SignedEvent(Event):
+    """A control event (the version registry, and in time approvals and policies): signed by
+    its owner and verified by every reader before it is applied (:mod:`ragops_shared.signing`).
+
+    The signature covers :meth:`signed_bytes`, every field but ``signature`` itself as the
+    reader's schema sees it. A field a reader does not know is not covered, so a producer that
+    adds a field to a control event is deployed after its readers (their check fails until then)."""
+
+    signature: Signature | None = Field(default=None, description="The owner's signature; None: unsigned (refused).")
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes a signature covers: the JSON-mode model dump without
+        ``signature``, as UTF-8 JSON with sorted keys, no whitespace and no ASCII escaping."""
+        payload = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class DocumentEvent(Event):

@@ -611,7 +611,9 @@ class DatasetExampleAdded(Event):
 # ------------------------------------------------------------------- dead letters
 
 
-DeadLetterErrorType = Literal["schema_validation", "invalid_header", "processing", "transient", "rejected"]
+DeadLetterErrorType = Literal[
+    "schema_validation", "invalid_header", "processing", "transient", "rejected", "unverified"
+]
 """Why a record was dead-lettered (:attr:`MessageDeadLettered.error_type`)."""
 
 
@@ -635,7 +637,10 @@ class MessageDeadLettered(Event):
         description="schema_validation: not a valid event; invalid_header: a header value is not UTF-8; "
         "processing: its processing raised; transient: its processing kept failing with a transient "
         "error (timeout, connection) through every retry; "
-        "rejected: valid, but refused by a rule (e.g. feedback for an unknown request)."
+        "rejected: valid, but refused by a rule (e.g. feedback for an unknown request); "
+        "unverified: a control event whose signature, signer, time or location does not check out "
+        "(the reason starts with its code: unsigned, unknown_key, bad_signature, signer_not_allowed, "
+        "future_dated, location_refused)."
     )
     reason: str
     attempts: int = Field(default=1, ge=1, description="Times its processing was tried before it was given up.")

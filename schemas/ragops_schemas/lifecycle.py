@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragops_schemas.envelope import Event, UtcMillis
+from ragops_schemas.envelope import Event, SignedEvent, UtcMillis
 from ragops_schemas.topics import Topic
 
 VersionKind = Literal["embedding_model", "index", "prompt", "corpus", "dataset"]
@@ -155,7 +155,7 @@ class CandidateEvaluated(_TrainingStep):
     decision: Literal["promote", "reject"]
 
 
-class _VersionEvent(Event):
+class _VersionEvent(SignedEvent):
     kind: VersionKind
     name: str
     version: str

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import structlog
 from faststream.asgi import AsgiFastStream
+from prometheus_client import Counter
 
 from ragops_embedding.settings import PART_BYTES, EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
+from ragops_models.defaults import shipped_model_dirs
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
     Chunk,
@@ -58,8 +60,13 @@ from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
 from ragops_shared.parts import refused_version, split_by_bytes
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.signing import signer_for, verifier_for
 
 SERVICE = SPEC.name
+PROMOTED_MODEL_LOAD_FAILURES = Counter(
+    "ragops_promoted_model_load_failures_total",
+    "Promotions of an embedding model whose files did not load: the version in use kept serving.",
+)
 log = structlog.get_logger(__name__)
 
 
@@ -189,8 +196,13 @@ class Embedders:
                     raise EventRejected(
                         f"unknown embedding model version {version!r} of {self.default.name} (files: {uri})"
                     )
-                embedder = self.settings.embedder(Path(uri))
-                loaded = embedder.warm_up().version
+                try:
+                    embedder = self.settings.embedder(Path(uri))
+                    loaded = embedder.warm_up().version
+                except Exception as error:
+                    raise EventRejected(
+                        f"{uri} does not load as embedding model version {version}: {error!r}"
+                    ) from error
                 if loaded != version:
                     raise EventRejected(f"{uri} holds embedding model version {loaded}, not {version}")
                 self._loaded[version] = embedder
@@ -206,6 +218,7 @@ class Embedders:
             self.production = self.default if state is None else self.version(state.ref.version)
         except EventRejected as error:
             # Keep serving with the version in use: its index exists, the promoted one's files do not.
+            PROMOTED_MODEL_LOAD_FAILURES.inc()
             log.error("production_embedding_model_load_failed", error=str(error))
 
     def on_registry_change(self, event: Event) -> None:
@@ -273,8 +286,18 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     settings = settings or EmbeddingSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [ChunksEmbedded, QueryEmbedded, VersionRegistered, DocumentRejected])
-    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    publisher = EventPublisher(
+        broker,
+        producer,
+        [ChunksEmbedded, QueryEmbedded, VersionRegistered, DocumentRejected],
+        signer=signer_for(settings.platform, SERVICE),
+    )
+    registry = RegistryView(
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-registry",
+        verifier=verifier_for(settings.platform, shipped_model_dirs()),
+        dead_letters=publisher,
+    )
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
     indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
@@ -319,6 +342,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def register_default_model() -> None:
         await publisher.publish(embedders.registration(producer))
 
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     app.after_shutdown(indexed.stop)
     return app

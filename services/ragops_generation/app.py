@@ -15,6 +15,7 @@ from faststream.asgi import AsgiFastStream
 from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_generation.settings import GenerationSettings
 from ragops_generation.spec import SPEC
+from ragops_models.defaults import shipped_model_dirs
 from ragops_models.generation import Generation, Generator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_schemas.registry import Registry
@@ -22,6 +23,7 @@ from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.signing import verifier_for
 
 SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
@@ -115,7 +117,12 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [AnswerGenerated])
-    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    registry = RegistryView(
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-registry",
+        verifier=verifier_for(settings.platform, shipped_model_dirs()),
+        dead_letters=publisher,
+    )
     answerer = Answerer(settings, settings.generator(), producer, registry.registry)
     retrieved = EventSubscriber(
         broker,
@@ -142,6 +149,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         ],
     )
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     return app
 

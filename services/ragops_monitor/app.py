@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from ragops_analytics import queries
 from ragops_analytics.store import Reader
+from ragops_models.defaults import shipped_model_dirs
 from ragops_monitor.alerts import AlertTracker
 from ragops_monitor.drift import TestResult
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
@@ -52,6 +53,7 @@ from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.signing import verifier_for
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -289,11 +291,17 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
     publisher = EventPublisher(broker, producer, [DriftDetected, DriftRecovered, RetrainingRequested])
-    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    registry = RegistryView(
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-registry",
+        verifier=verifier_for(settings.platform, shipped_model_dirs()),
+        dead_letters=publisher,
+    )
     analytics = settings.analytics.client()
     monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     task: dict[str, asyncio.Task[None]] = {}
 
     @app.after_startup

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import structlog
 from faststream.asgi import AsgiFastStream
 
+from ragops_models.defaults import shipped_model_dirs
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC, WITHDRAWALS_GROUP
 from ragops_retrieval.store import ChunkPoint, VectorStore
@@ -46,6 +47,7 @@ from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber,
 from ragops_shared.parts import refused_version
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.signing import verifier_for
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -341,7 +343,12 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
         group_id=QUERIES_GROUP,
         max_records=settings.query_batch_records,
     )
-    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    registry = RegistryView(
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-registry",
+        verifier=verifier_for(settings.platform, shipped_model_dirs()),
+        dead_letters=publisher,
+    )
     index = Index(settings, producer, registry.registry)
 
     @embedded
@@ -358,6 +365,7 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
 
     app = service_app(SERVICE, __doc__ or "", broker, warm_up=[index.open], close=[index.close])
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     return app
 

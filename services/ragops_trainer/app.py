@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from faststream.asgi import AsgiFastStream
 
+from ragops_models.defaults import shipped_model_dirs
 from ragops_schemas import (
     CandidateEvaluated,
     DocumentChunked,
@@ -43,6 +44,7 @@ from ragops_schemas.lifecycle import RetrainingAction, VersionKind
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.signing import signer_for, verifier_for
 from ragops_trainer.actions import finetune_embedding, refresh_corpus, reindex, rollback_prompt
 from ragops_trainer.context import SERVICE, ActionRejected, TrainerContext, read_topics
 from ragops_trainer.settings import TrainerSettings
@@ -150,8 +152,14 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
             DocumentChunked,
             DocumentSubmitted,
         ],
+        signer=signer_for(settings.platform, SERVICE),
     )
-    registry = RegistryView(settings.kafka, client_id=f"ragops-{SERVICE}-registry")
+    registry = RegistryView(
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-registry",
+        verifier=verifier_for(settings.platform, shipped_model_dirs()),
+        dead_letters=publisher,
+    )
     analytics = settings.analytics.client() if settings.analytics.configured else None
     trainer = Trainer(TrainerContext(settings, publisher, registry.registry, analytics))
     requests = EventSubscriber(
@@ -171,6 +179,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
 
     app = service_app(SERVICE, __doc__ or "", broker)
     app.on_startup(registry.start)
+    app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.on_startup(trainer.restore)
     app.after_shutdown(registry.stop)
     if analytics is not None:

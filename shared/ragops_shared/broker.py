@@ -33,7 +33,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from ragops_schemas import Event, MessageDeadLettered, Producer
+from ragops_schemas import Event, MessageDeadLettered, Producer, SignedEvent
 from ragops_schemas.events import DeadLetterErrorType
 from ragops_schemas.ids import dead_letter_event_id
 from ragops_shared.dead_letters import dead_letter_for, header_problem, reference_letter
@@ -48,6 +48,7 @@ from ragops_shared.ops import (
 )
 from ragops_shared.retry import Backoff, bisect, is_transient
 from ragops_shared.settings import KafkaSettings
+from ragops_shared.signing import Signer
 
 E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
@@ -97,10 +98,15 @@ def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
 class EventPublisher:
     """Publishes events to their topic, keyed by document or request id, with the
     W3C ``traceparent`` header. One per service; registered publishers appear in AsyncAPI.
-    Every service may dead-letter, so ``MessageDeadLettered`` is always declared."""
+    Every service may dead-letter, so ``MessageDeadLettered`` is always declared. With a
+    ``signer``, every control event (:class:`~ragops_schemas.SignedEvent`) is signed as it is
+    published; without one it leaves unsigned and its readers refuse it."""
 
-    def __init__(self, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]]) -> None:
+    def __init__(
+        self, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]], signer: Signer | None = None
+    ) -> None:
         self.producer = producer
+        self.signer = signer
         declared: list[type[Event]] = [*events, MessageDeadLettered]
         self._publishers: dict[str, DefaultPublisher] = {
             cls.TOPIC: broker.publisher(cls.TOPIC, schema=cls, title=f"{cls.TOPIC}:publish") for cls in declared
@@ -108,6 +114,8 @@ class EventPublisher:
 
     async def publish(self, event: Event) -> None:
         """Publish one event. Raises ``KeyError`` if the service did not declare its type."""
+        if self.signer is not None and isinstance(event, SignedEvent):
+            event = self.signer.sign(event)
         await self._publishers[event.TOPIC].publish(
             event, key=event.key, headers={"traceparent": event.traceparent, "event_type": event.event_type}
         )
@@ -267,7 +275,7 @@ class EventSubscriber(Generic[E]):
             try:
                 event = self.event_type.model_validate_json(record.value or b"")
             except ValidationError as error:
-                await self._dead_letter(record, "schema_validation", _validation_reason(error))
+                await self._dead_letter(record, "schema_validation", validation_reason(error))
                 continue
             if event.event_id in self._records or event.event_id in self._handled:
                 DUPLICATES.labels(self._publisher.producer.name, record.topic).inc()
@@ -371,50 +379,72 @@ class EventSubscriber(Generic[E]):
     async def _dead_letter(
         self, record: ConsumerRecord, error_type: DeadLetterErrorType, reason: str, attempts: int = 1
     ) -> None:
-        """Publish the record's dead letter (a reference if the copy would not fit), retrying
-        a failed publish after the delays of ``dead_letter_retry``; when every try failed,
-        park it: an error log line with the reference and ``ragops_dead_letters_parked_total``.
-        Returns in bounded time either way, so the batch goes on."""
-        service = self._publisher.producer.name
-        DEAD_LETTERS.labels(service, record.topic, error_type).inc()
-        log.warning(
-            "dead_lettering_record",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error_type=error_type,
-            reason=reason,
-            attempts=attempts,
-        )
-        letter = dead_letter_for(
+        await dead_letter(
+            self._publisher,
             record,
-            # Refused again on redelivery: the same letter, not a second one.
-            event_id=dead_letter_event_id(record.topic, record.partition, record.offset, self.group_id),
-            producer=self._publisher.producer,
+            error_type,
+            reason,
             consumer_group=self.group_id,
-            error_type=error_type,
-            reason=reason,
-            attempts=attempts,
             max_bytes=self._max_message_bytes,
+            retry=self.dead_letter_retry,
+            attempts=attempts,
         )
-        for delay in [*self.dead_letter_retry.delays(), None]:
-            try:
-                await self._publisher.publish(letter)
-                return
-            except Exception as error:  # noqa: BLE001 - whatever the cause: retried, then parked
-                failure = error
-            if isinstance(failure, MessageSizeTooLargeError | RecordTooLargeError) and not letter.truncated:
-                # The broker's limit is below the producer's (a topic's max.message.bytes).
-                letter = reference_letter(letter, record.value or b"")
-            if delay is None:
-                break
-            log.warning(
-                "dead_letter_publish_failed_retrying", offset=record.offset, retry_in_s=delay, error=repr(failure)
-            )
-            await asyncio.sleep(delay)
-        DEAD_LETTERS_PARKED.labels(service, record.topic).inc()
-        parked = letter if letter.truncated else reference_letter(letter, record.value or b"")
-        log.error("dead_letter_parked", dead_letter=parked.model_dump(mode="json"), error=repr(failure))
+
+
+async def dead_letter(
+    publisher: EventPublisher,
+    record: ConsumerRecord,
+    error_type: DeadLetterErrorType,
+    reason: str,
+    *,
+    consumer_group: str | None,
+    max_bytes: int,
+    retry: Backoff = DEAD_LETTER_RETRY,
+    attempts: int = 1,
+) -> None:
+    """Publish the record's dead letter (a reference if the copy would not fit in
+    ``max_bytes``), its id derived from the record's position and ``consumer_group``,
+    retrying a failed publish after the delays of ``retry``; when every try failed, park it:
+    an error log line with the reference and ``ragops_dead_letters_parked_total``. Returns in
+    bounded time either way, so the batch goes on."""
+    service = publisher.producer.name
+    DEAD_LETTERS.labels(service, record.topic, error_type).inc()
+    log.warning(
+        "dead_lettering_record",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error_type=error_type,
+        reason=reason,
+        attempts=attempts,
+    )
+    letter = dead_letter_for(
+        record,
+        # Refused again on redelivery: the same letter, not a second one.
+        event_id=dead_letter_event_id(record.topic, record.partition, record.offset, consumer_group),
+        producer=publisher.producer,
+        consumer_group=consumer_group,
+        error_type=error_type,
+        reason=reason,
+        attempts=attempts,
+        max_bytes=max_bytes,
+    )
+    for delay in [*retry.delays(), None]:
+        try:
+            await publisher.publish(letter)
+            return
+        except Exception as error:  # noqa: BLE001 - whatever the cause: retried, then parked
+            failure = error
+        if isinstance(failure, MessageSizeTooLargeError | RecordTooLargeError) and not letter.truncated:
+            # The broker's limit is below the producer's (a topic's max.message.bytes).
+            letter = reference_letter(letter, record.value or b"")
+        if delay is None:
+            break
+        log.warning("dead_letter_publish_failed_retrying", offset=record.offset, retry_in_s=delay, error=repr(failure))
+        await asyncio.sleep(delay)
+    DEAD_LETTERS_PARKED.labels(service, record.topic).inc()
+    parked = letter if letter.truncated else reference_letter(letter, record.value or b"")
+    log.error("dead_letter_parked", dead_letter=parked.model_dump(mode="json"), error=repr(failure))
 
 
 async def _parse_readable(
@@ -446,7 +476,7 @@ def _readable(value: bytes | None) -> bytes:
     return value
 
 
-def _validation_reason(error: ValidationError) -> str:
+def validation_reason(error: ValidationError) -> str:
     """A short, human-readable reason: the first errors with their field paths."""
     parts = [
         f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"

@@ -1,33 +1,125 @@
 """A live view of the version registry for a service: reads the registry topics from
 their start (no consumer group: every replica needs every event) and folds them into a
-:class:`ragops_schemas.registry.Registry`."""
+:class:`ragops_schemas.registry.Registry`, once each event passed the service's
+:class:`~ragops_shared.signing.Verifier`."""
 
+import asyncio
 from collections.abc import Callable
 
+import structlog
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter
+from pydantic import ValidationError
+
 from ragops_schemas import Event
+from ragops_schemas.events import DeadLetterErrorType
 from ragops_schemas.lifecycle import REGISTRY_EVENT_TYPES
 from ragops_schemas.registry import Registry
+from ragops_shared.broker import EventPublisher, dead_letter, validation_reason
 from ragops_shared.settings import KafkaSettings
+from ragops_shared.signing import ControlEventRefused, Verifier
 from ragops_shared.watch import EventWatcher
+
+log = structlog.get_logger(__name__)
+
+REGISTRY_READERS = "ragops-registry-readers"
+"""The ``consumer_group`` of a refused registry record's dead letter: every replica of every
+service refuses it alike and publishes the same letter (one id), which the sink keeps once."""
+
+CONTROL_EVENTS_REFUSED = Counter(
+    "ragops_control_events_refused_total",
+    "Registry records a reader refused to apply, by code (schema_validation, unsigned, unknown_key, "
+    "bad_signature, signer_not_allowed, future_dated, location_refused).",
+    ["reader", "topic", "code"],
+)
 
 
 class RegistryView:
     """``registry`` is current once :meth:`start` returned (it waits until the topics were
     read to their end). ``on_change`` runs on the event loop for every event that changed it.
     Later events arrive within ``KafkaSettings.registry_fetch_max_wait_ms`` (500 ms) on the
-    embedded broker, which answers a fetch only when its wait expires."""
+    embedded broker, which answers a fetch only when its wait expires.
 
-    def __init__(self, kafka: KafkaSettings, client_id: str, on_change: Callable[[Event], None] | None = None) -> None:
+    A record that is not a valid registry event, or that ``verifier`` refuses, is never
+    applied: it is logged, counted (``ragops_control_events_refused_total``) and, with
+    ``dead_letters`` (the service's publisher), dead-lettered with the reason
+    (``error_type`` ``schema_validation`` or ``unverified``) from :meth:`send_dead_letters`
+    on; the view goes on."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        client_id: str,
+        *,
+        verifier: Verifier,
+        dead_letters: EventPublisher | None = None,
+        on_change: Callable[[Event], None] | None = None,
+    ) -> None:
         self.registry = Registry()
         self.on_change = on_change
+        self.verifier = verifier
+        self._dead_letters = dead_letters
+        self._max_message_bytes = kafka.max_message_bytes
+        self._client_id = client_id
+        # Refused records whose dead letters wait for send_dead_letters, and those being sent.
+        self._refused: list[tuple[ConsumerRecord, DeadLetterErrorType, str]] = []
+        self._sending = False
+        self._letters: set[asyncio.Task[None]] = set()
         self._watcher = EventWatcher(
             kafka,
             REGISTRY_EVENT_TYPES,
             client_id=client_id,
             from_beginning=True,
             fetch_max_wait_ms=kafka.registry_fetch_max_wait_ms,
+            admit=self._admit,
         )
         self._watcher.listen(self._apply)
+
+    def _admit(self, record: ConsumerRecord, event: Event | ValidationError) -> bool:
+        if isinstance(event, ValidationError):
+            self._refuse(record, "schema_validation", validation_reason(event))
+            return False
+        try:
+            self.verifier.check(event)
+        except ControlEventRefused as refusal:
+            self._refuse(record, refusal.code, str(refusal))
+            return False
+        return True
+
+    def _refuse(self, record: ConsumerRecord, code: str, reason: str) -> None:
+        CONTROL_EVENTS_REFUSED.labels(self._client_id, record.topic, code).inc()
+        log.warning(
+            "control_event_refused", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
+        )
+        if self._dead_letters is not None:
+            self._refused.append((record, "schema_validation" if code == "schema_validation" else "unverified", reason))
+            if self._sending:
+                self._send()
+
+    async def send_dead_letters(self) -> None:
+        """Publish the dead letters of the records refused so far, and of later ones as they
+        are refused. Call it once the service's broker runs (FastStream's ``after_startup``):
+        :meth:`start` reads the history before, when its publishers cannot publish yet."""
+        self._sending = True
+        self._send()
+
+    def _send(self) -> None:
+        publisher = self._dead_letters
+        if publisher is None:  # a view without a publisher logs and counts only
+            return
+        for record, error_type, reason in self._refused:
+            letter = dead_letter(
+                publisher,
+                record,
+                error_type,
+                reason,
+                consumer_group=REGISTRY_READERS,
+                max_bytes=self._max_message_bytes,
+            )
+            task = asyncio.get_running_loop().create_task(letter, name=f"{self._client_id}-dead-letter")
+            self._letters.add(task)
+            task.add_done_callback(self._letters.discard)
+        self._refused.clear()
 
     def _apply(self, event: Event) -> None:
         if self.registry.apply(event) and self.on_change is not None:
@@ -46,4 +138,6 @@ class RegistryView:
         return await self._watcher.caught_up(timeout_s)
 
     async def stop(self) -> None:
+        """Stop reading; dead letters still being published are finished (bounded retries)."""
         await self._watcher.stop()
+        await asyncio.gather(*self._letters)

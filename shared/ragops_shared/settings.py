@@ -78,6 +78,31 @@ class EmbeddedBrokerSettings(BaseSettings):
     )
 
 
+class SigningSettings(BaseSettings):
+    """Keys of signed control events (env prefix ``RAGOPS_SIGNING_``; see :mod:`ragops_shared.signing`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_SIGNING_", extra="ignore")
+
+    key_file: Path | None = Field(
+        default=None,
+        description="This process's Ed25519 private key (PEM, PKCS#8), for the services that publish control "
+        "events; unset: the embedded key of its owner under <data_dir>/keys (not in production).",
+    )
+    trust_file: Path | None = Field(
+        default=None,
+        description="The trusted public keys and the event types each owner may sign (JSON); unset: "
+        "<data_dir>/keys/trust.json, created on first use (not in production).",
+    )
+    max_clock_skew_s: float = Field(
+        default=300.0, ge=0, description="A control event dated further ahead of this reader's clock is refused."
+    )
+    model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Where model files named by registry events may lie, besides <data_dir>/models and the "
+        "shipped default models.",
+    )
+
+
 class PlatformSettings(BaseSettings):
     """Settings every service reads (env prefix ``RAGOPS_``)."""
 
@@ -109,6 +134,7 @@ class PlatformSettings(BaseSettings):
         gt=0,
         description="A DocumentSubmitted whose content (UTF-8) is larger travels by reference to the blob store.",
     )
+    signing: SigningSettings = Field(default_factory=SigningSettings)
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered
@@ -51,7 +51,11 @@ class EventWatcher:
         *,
         from_beginning: bool = False,
         fetch_max_wait_ms: int | None = None,
+        admit: Callable[[ConsumerRecord, Event | ValidationError], bool] | None = None,
     ) -> None:
+        """``admit``: called with each record read and its event (or why it is not one)
+        before anyone sees it; False drops it (``admit`` accounts for it). Without it, records
+        that do not validate are logged and skipped."""
         self.kafka = kafka
         # How long the broker may hold an empty fetch (default: the platform's); longer for
         # topics that change rarely, so their readers do not keep the broker busy.
@@ -59,6 +63,7 @@ class EventWatcher:
         # From the beginning: rebuild a view of a topic (a table of the latest event per key).
         self.from_beginning = from_beginning
         self.client_id = client_id
+        self._admit = admit
         self._types = {cls.TOPIC.value: cls for cls in event_types}
         self._waiting: dict[bytes, list[_Waiting]] = defaultdict(list)
         self._listeners: list[Callable[[Event], None]] = []
@@ -167,13 +172,19 @@ class EventWatcher:
                 self._idle_since = fetch_started
             for records in batches.values():
                 for record in records:
-                    self._dispatch(record.topic, record.key, record.value)
+                    self._dispatch(record)
 
-    def _dispatch(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _dispatch(self, record: ConsumerRecord) -> None:
+        key = record.key
         try:
-            event = self._types[topic].model_validate_json(value or b"")
+            event = self._types[record.topic].model_validate_json(record.value or b"")
         except ValidationError as error:
-            log.warning("invalid_record_skipped", topic=topic, error=str(error).splitlines()[0])
+            if self._admit is None:
+                log.warning("invalid_record_skipped", topic=record.topic, error=str(error).splitlines()[0])
+            else:
+                self._admit(record, error)
+            return
+        if self._admit is not None and not self._admit(record, event):
             return
         # Lines logged by a listener, or by the tasks and threads it starts, carry the event's ids.
         with event_context(event):

@@ -41,7 +41,7 @@ from ragops.specs import SERVICE_SPECS
 from ragops_analytics.client import AnalyticsSettings
 from ragops_schemas.topics import TOPICS, Topic
 from ragops_shared import ops  # noqa: F401 - registers the platform's metrics the alert rules read
-from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings, SigningSettings
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,9 +73,10 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
     ``*Settings`` class of the package ``ragops_<service>.app`` imports (nested settings
-    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings and AnalyticsSettings (the ClickHouse
-    that the monitor and the trainer read, env prefix RAGOPS_ANALYTICS_)."""
-    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, AnalyticsSettings}
+    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings, SigningSettings
+    and AnalyticsSettings (the ClickHouse that the monitor and the trainer read, env prefix
+    RAGOPS_ANALYTICS_)."""
+    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, SigningSettings, AnalyticsSettings}
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
         classes |= {
@@ -281,6 +282,23 @@ def test_every_service_has_a_hardened_deployment_and_a_pdb(service: ServiceSpec)
         assert main["livenessProbe"]["httpGet"]["port"] == "http"
         svc = base_resources()[("Service", f"ragops-{service.name}")]
         assert svc["spec"]["selector"] == selector
+
+
+def test_registry_readers_mount_the_trust_list_and_the_signing_owners_their_key() -> None:
+    trust = Path(configmap()["RAGOPS_SIGNING_TRUST_FILE"])
+    readers = {s for s in SERVICES if "RegistryView(" in (ROOT / "services" / f"ragops_{s}" / "app.py").read_text()}
+    assert readers == {"embedding", "generation", "monitor", "retrieval", "trainer"}
+    for service in readers:
+        pod = deployment(service)["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m["name"] for m in container(service)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[mounts[str(trust.parent)]]["configMap"]["name"] == "ragops-signing-trust", service
+        env = {e["name"]: e.get("value") for e in container(service)["env"]}
+        if service in {"embedding", "trainer"}:  # they publish registry events: each its own Secret
+            key = Path(env["RAGOPS_SIGNING_KEY_FILE"])
+            assert volumes[mounts[str(key.parent)]]["secret"]["secretName"] == f"ragops-signing-{service}"
+        else:
+            assert "RAGOPS_SIGNING_KEY_FILE" not in env, service
 
 
 def test_configmap_holds_only_real_settings() -> None:

@@ -26,6 +26,7 @@ from ragops_schemas import (
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES, VersionRef
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.settings import KafkaSettings
+from ragops_shared.signing import signer_for
 from ragops_trainer.app import create_app
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 from ragops_trainer.settings import TrainerSettings
@@ -107,8 +108,11 @@ async def test_requests_the_trainer_cannot_act_on_are_rejected_with_the_reason(
 ) -> None:
     settings = TrainerSettings(kafka=kafka, min_pairs=5, platform={"data_dir": tmp_path})
     broker = make_broker(kafka, "test-producer")
-    publisher = EventPublisher(
-        broker, P, [RetrainingRequested, VersionRegistered, DocumentChunked, DatasetExampleAdded]
+    publisher = EventPublisher(  # signs the registration as the embedding service would
+        broker,
+        P,
+        [RetrainingRequested, VersionRegistered, DocumentChunked, DatasetExampleAdded],
+        signer=signer_for(settings.platform, "embedding"),
     )
     await broker.start()
     try:
@@ -119,7 +123,7 @@ async def test_requests_the_trainer_cannot_act_on_are_rejected_with_the_reason(
                 kind="embedding_model",
                 name=settings.embedding_model_name,
                 version="base",
-                uri=str(tmp_path),
+                uri=str(tmp_path / "models" / "base"),
             )
         )
         await publisher.publish(chunked("rhine", "v1", "It ends in the North Sea."))
@@ -182,8 +186,11 @@ async def test_a_fine_tune_that_runs_out_of_time_fails_and_promotes_nothing(
         platform={"data_dir": tmp_path},
     )
     broker = make_broker(kafka, "test-producer")
-    publisher = EventPublisher(
-        broker, P, [RetrainingRequested, VersionRegistered, DocumentChunked, DatasetExampleAdded]
+    publisher = EventPublisher(  # signs the registration as the embedding service would
+        broker,
+        P,
+        [RetrainingRequested, VersionRegistered, DocumentChunked, DatasetExampleAdded],
+        signer=signer_for(settings.platform, "embedding"),
     )
     await broker.start()
     try:

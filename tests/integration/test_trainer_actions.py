@@ -51,7 +51,8 @@ from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.signing import embedded_keys, signer_for
 from ragops_trainer.app import Trainer, create_app
 from ragops_trainer.context import TrainerContext
 from ragops_trainer.settings import TrainerSettings
@@ -75,11 +76,12 @@ PUBLISHED = [*LIFECYCLE_EVENT_TYPES, DocumentChunked, DatasetExampleAdded]
 
 
 @pytest.fixture
-async def publisher(kafka: KafkaSettings) -> AsyncIterator[EventPublisher]:
+async def publisher(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[EventPublisher]:
     broker = make_broker(kafka, "test-producer")
     await broker.start()
     try:
-        yield EventPublisher(broker, P, PUBLISHED)
+        # Signs the live model's registration as the embedding service would (tmp_path's embedded keys).
+        yield EventPublisher(broker, P, PUBLISHED, signer=signer_for(PlatformSettings(data_dir=tmp_path), "embedding"))
     finally:
         await broker.stop()
 
@@ -278,11 +280,19 @@ async def seed_feedback(
 
 @asynccontextmanager
 async def indexer(kafka: KafkaSettings, data_dir: Path) -> AsyncIterator[None]:
-    """The real embedding and retrieval services, which build the index a promotion waits for."""
+    """The real embedding and retrieval services, which build the index a promotion waits for.
+    Their data lives in ``data_dir``; they trust the keys of, and load models from, its parent
+    (the trainer's data directory)."""
     from ragops_embedding.app import EmbeddingSettings, create_app as embedding_app
     from ragops_retrieval.app import RetrievalSettings, create_app as retrieval_app
 
-    platform = {"data_dir": data_dir, "torch_threads": 2}
+    trainer_dir = data_dir.parent
+    signing = {
+        "key_file": trainer_dir / "keys" / "embedding.pem",
+        "trust_file": embedded_keys(trainer_dir / "keys"),
+        "model_dirs": [trainer_dir / "models"],
+    }
+    platform = {"data_dir": data_dir, "torch_threads": 2, "signing": signing}
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(embedding_app(EmbeddingSettings(kafka=kafka, platform=platform))))
         await stack.enter_async_context(running(retrieval_app(RetrievalSettings(kafka=kafka, platform=platform))))
@@ -299,8 +309,9 @@ async def test_a_crash_mid_run_ends_in_training_failed_and_the_next_request_is_s
     article,
 ) -> None:
     documents, held_out = article
-    broken = tmp_path / "no-model"  # the live model's files are gone: training breaks after it started
-    broken.mkdir()
+    # The live model's files are gone: training breaks after it started.
+    broken = tmp_path / "models" / "no-model"
+    broken.mkdir(parents=True)
     await seed_feedback(publisher, documents, held_out, broken)
     finetune, after = request("finetune_embedding"), request("rollback_prompt")
     async with (
