@@ -26,7 +26,9 @@ from ragops_shared.settings import KafkaSettings, aiokafka_options
 log = structlog.get_logger(__name__)
 
 
-async def end_offsets(kafka: KafkaSettings, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(
+    kafka: KafkaSettings, partitions: Sequence[TopicPartition], timeout_s: float = 30.0
+) -> dict[TopicPartition, int]:
     """The offset the next record of each partition will get (its high watermark), as the
     partition's leader reports it in a fetch response, not in ListOffsets (see the module's
     docstring). Costs one short-lived connection and at most one record batch per partition:
@@ -35,6 +37,7 @@ async def end_offsets(kafka: KafkaSettings, partitions: Sequence[TopicPartition]
 
     Raises:
         KafkaError: the cluster did not answer (aiokafka's errors).
+        TimeoutError: a partition's leader did not answer a fetch within ``timeout_s``.
     """
     probe = AIOKafkaConsumer(
         **aiokafka_options(kafka),
@@ -49,9 +52,10 @@ async def end_offsets(kafka: KafkaSettings, partitions: Sequence[TopicPartition]
     await probe.start()
     try:
         probe.assign(list(partitions))
-        await probe.seek_to_end(*partitions)  # a lower bound: fetch from there
-        while missing := [partition for partition in partitions if probe.highwater(partition) is None]:
-            await probe.getmany(*missing, timeout_ms=100)
+        async with asyncio.timeout(timeout_s):
+            await probe.seek_to_end(*partitions)  # a lower bound: fetch from there
+            while missing := [partition for partition in partitions if probe.highwater(partition) is None]:
+                await probe.getmany(*missing, timeout_ms=100)
         return {partition: probe.highwater(partition) for partition in partitions}
     finally:
         await probe.stop()
