@@ -22,6 +22,7 @@ from bench import BENCH_ENV
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
 from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, aiokafka_options
+from ragops_shared.watch import end_offsets
 
 
 @asynccontextmanager
@@ -65,7 +66,8 @@ async def produce(kafka: KafkaSettings, records: Sequence[tuple[str, bytes, byte
 
 async def tail(kafka: KafkaSettings, topics: Iterable[str]) -> AIOKafkaConsumer:
     """A started consumer without a group, on every partition of ``topics`` from their current
-    end (how a caller waits for replies), with the platform's fetch wait."""
+    end as :class:`EventWatcher` finds it (how a caller waits for replies), with the platform's
+    fetch wait."""
     consumer = AIOKafkaConsumer(
         **aiokafka_options(kafka), enable_auto_commit=False, fetch_max_wait_ms=kafka.fetch_max_wait_ms
     )
@@ -75,7 +77,8 @@ async def tail(kafka: KafkaSettings, topics: Iterable[str]) -> AIOKafkaConsumer:
         TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])
     ]
     consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
+    for partition, end in (await end_offsets(kafka, partitions)).items():
+        consumer.seek(partition, end)
     return consumer
 
 

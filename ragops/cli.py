@@ -123,7 +123,12 @@ def up(
                 f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  "
                 f"gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}"
             )
-            console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
+            if platform.broker_storage == "durable":
+                console.print(
+                    f"Kafka keeps its log in {data_dir / 'broker'}: a restart loses no event. Ctrl-C to stop."
+                )
+            else:
+                console.print("Kafka storage is in memory: events are gone when the platform stops. Ctrl-C to stop.")
             while True:
                 for gone in platform.supervise():
                     console.print(

@@ -31,6 +31,7 @@ from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
 from ragops_schemas.ids import evaluation_run_id
 from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.watch import end_offsets
 
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
 
@@ -74,26 +75,22 @@ def simulated_feedback(
 
 
 async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
-    """Records in each platform topic, counted by reading every topic from the beginning
-    until a fetch finds nothing more (Tansu's end offsets undercount multi-record batches)."""
-    consumer = AIOKafkaConsumer(
-        **aiokafka_options(kafka),
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    """Records in each platform topic: each partition's high watermark (from a fetch, see
+    :func:`end_offsets`: Tansu's latest offsets are short) less its log start offset. Not by
+    reading the topics: a read ended by the first empty fetch came back empty on a loaded
+    machine with the durable broker, whose first fetch of a long log takes longer."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(kafka), group_id=None, enable_auto_commit=False)
     await consumer.start()
-    counts = {topic.value: 0 for topic in Topic}
     try:
         await consumer.topics()
         partitions = [TopicPartition(topic, p) for topic in Topic for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        while batches := await consumer.getmany(timeout_ms=500, max_records=10_000):
-            for partition, records in batches.items():
-                counts[partition.topic] += len(records)
+        starts = await consumer.beginning_offsets(partitions)
     finally:
         await consumer.stop()
+    ends = await end_offsets(kafka, partitions)
+    counts = {topic.value: 0 for topic in Topic}
+    for partition in partitions:
+        counts[partition.topic] += ends[partition] - starts[partition]
     return counts
 
 

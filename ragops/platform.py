@@ -246,39 +246,19 @@ class EmbeddedPlatform:
         assert self.kafka is not None
         del self._due[BROKER]
         try:
-            lost = self._start_broker()
+            self._start_broker()
         except (RuntimeError, TimeoutError):
             # Counted like a crash: the next try waits longer, and the budget bounds the tries.
             self.kafka.stop()
             return [self._exited(BROKER, self.kafka.poll(), now, "did not come back")]
         self.restarts[BROKER] = self.restarts.get(BROKER, 0) + 1
-        if lost:
-            return self._restart_after_lost_log(now)
-        # Clients reconnect by themselves; the supervisor checks that each consumer group rejoins.
+        # Clients reconnect by themselves, also to a broker that lost its log (memory): consumer
+        # groups rejoin and, their committed offsets gone, start at the new log's beginning;
+        # readers without a group (EventWatcher) find their position past the new end and read
+        # it from its beginning. The supervisor checks that each consumer group rejoins.
         self._rejoining = {name for name in self.processes if _GROUPS_OF[name] and name not in self._due}
         self._rejoin_deadline = self.clock() + self.supervisor.reconnect_grace_s
         return []
-
-    def _restart_after_lost_log(self, now: float) -> list[Exit]:
-        """The broker came back without its topics (its log was in memory): every service is
-        started again at once. Their clients would reconnect, but readers without a group
-        (``EventWatcher``: the gateway's replies, the feedback's answers, the registry views)
-        keep positions past the end of the new, empty log and skip what is written there
-        until it grows past them (measured: the feedback service linked a feedback to the
-        answer read before the restart, not to the one published after it)."""
-        found = []
-        for name, process in self.processes.items():
-            if name in self._due:
-                continue  # already waiting for its own restart
-            process.kill()
-            process.wait()
-            self._spawn(name)
-            self.restarts[name] = self.restarts.get(name, 0) + 1
-            found.append(
-                Exit(name, process.returncode, 0.0, self._policies[name].budget.used(now), "lost its broker's log")
-            )
-        self._write_state()
-        return found
 
     def _check_rejoined(self, now: float) -> list[Exit]:
         stable = asyncio.run(self._stable_groups([group for name in self._rejoining for group in _GROUPS_OF[name]]))

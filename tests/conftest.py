@@ -1,5 +1,6 @@
-"""Fixtures for the real components: a Tansu broker per test that needs one (it starts in
-milliseconds, so each test gets fresh topics), and the environment the embedded default
+"""Fixtures for the real components: a Tansu broker per test that needs one (in memory by
+default: it starts in milliseconds, so each test gets fresh topics; the platform's default,
+durable, where a test asks for it), and the environment the embedded default
 runs with (offline model loading, passive OpenMP threads)."""
 
 import os
@@ -26,8 +27,12 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[EmbeddedKafka]:
-    with EmbeddedKafka(log_path=tmp_path / "tansu.log") as broker:
+def tansu(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    """A broker with its log in memory (starts in milliseconds), or durable (on disk, through
+    SeaweedFS: seconds) for a test parametrized ``indirect`` with ``"durable"``."""
+    storage = getattr(request, "param", "memory")
+    data_dir = tmp_path / "broker" if storage == "durable" else None
+    with EmbeddedKafka(log_path=tmp_path / "tansu.log", data_dir=data_dir) as broker:
         yield broker
 
 

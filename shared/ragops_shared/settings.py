@@ -68,11 +68,11 @@ class EmbeddedBrokerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGOPS_BROKER_", extra="ignore")
 
-    # Memory by default for now: on its S3 engine Tansu 0.6 reports a stale latest offset
-    # (fetches, produce offsets and commits are right), which slows every reader that seeks
-    # to the end (reply waiting) and would mislead lag metrics.
+    # Durable by default: a restart of the broker or of `ragops up` loses no event. (Readers
+    # that start at the end take it from a fetch's high watermark: Tansu's latest offset is
+    # short, see ragops_shared.watch.)
     storage: Literal["durable", "memory"] = Field(
-        default="memory",
+        default="durable",
         description="durable: the event log, topics and committed offsets survive a restart "
         "(kept on disk under the data dir); memory: gone when the broker stops.",
     )

@@ -2,7 +2,14 @@
 callers (the gateway, the CLI, the demo) wait for the event that answers them.
 
 Every instance reads every partition, so any number of gateway replicas each see every
-answer; no offsets are committed (a reply that arrives while no one waits is not needed)."""
+answer; no offsets are committed (a reply that arrives while no one waits is not needed).
+
+Two things a reader without a group cannot take from the broker on trust (both measured on
+Tansu 0.6): its *latest* offset (ListOffsets, ``seek_to_end``, ``end_offsets``) is the base
+offset of the last batch + 1 in memory and can stay many batches behind on the S3 engine, so
+:func:`end_offsets` takes the high watermark of a fetch instead; and after a broker lost its
+log a fetch past the new end answers an empty batch, not ``OFFSET_OUT_OF_RANGE``, so the
+watcher compares its position with the high watermark itself."""
 
 import asyncio
 from collections import defaultdict
@@ -17,6 +24,41 @@ from ragops_shared.logs import event_context
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 log = structlog.get_logger(__name__)
+
+
+async def end_offsets(
+    kafka: KafkaSettings, partitions: Sequence[TopicPartition], timeout_s: float = 30.0
+) -> dict[TopicPartition, int]:
+    """The offset the next record of each partition will get (its high watermark), as the
+    partition's leader reports it in a fetch response, not in ListOffsets (see the module's
+    docstring). Costs one short-lived connection and at most one record batch per partition:
+    the fetch starts at the broker's (possibly short) latest offset and asks for one byte,
+    which a broker answers with the first whole batch there.
+
+    Raises:
+        KafkaError: the cluster did not answer (aiokafka's errors).
+        TimeoutError: a partition's leader did not answer a fetch within ``timeout_s``.
+    """
+    probe = AIOKafkaConsumer(
+        **aiokafka_options(kafka),
+        client_id="ragops-end-offsets",
+        group_id=None,
+        enable_auto_commit=False,
+        # An empty partition holds the fetch this long before answering its high watermark.
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=1,
+        fetch_max_bytes=1,
+    )
+    await probe.start()
+    try:
+        probe.assign(list(partitions))
+        async with asyncio.timeout(timeout_s):
+            await probe.seek_to_end(*partitions)  # a lower bound: fetch from there
+            while missing := [partition for partition in partitions if probe.highwater(partition) is None]:
+                await probe.getmany(*missing, timeout_ms=100)
+        return {partition: probe.highwater(partition) for partition in partitions}
+    finally:
+        await probe.stop()
 
 
 # (event types, trace id or None, the future) of one caller waiting for a key.
@@ -41,6 +83,10 @@ class EventWatcher:
     Register with :meth:`expect` *before* publishing the request, then await the future.
     Records that do not validate are logged and skipped: this is a reader, not a consumer
     that owns the topic (the owning services dead-letter them).
+
+    It survives a broker restart: its client reconnects, and a partition whose log is now
+    shorter than its position (a broker that kept its log in memory, a recreated topic) is
+    read again from its beginning, so what is published after the restart is not skipped.
     """
 
     def __init__(
@@ -83,6 +129,9 @@ class EventWatcher:
             enable_auto_commit=False,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=self.kafka.max_message_bytes,
+            # A broker that answers OFFSET_OUT_OF_RANGE (Kafka, after its log was lost or
+            # truncated): read the new log from its start rather than skip to its end.
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
@@ -94,9 +143,14 @@ class EventWatcher:
                     raise LookupError(f"topic {topic} does not exist on {self.kafka.bootstrap_servers}")
                 partitions += [TopicPartition(topic, number) for number in numbers]
             consumer.assign(partitions)
-            await (consumer.seek_to_beginning if self.from_beginning else consumer.seek_to_end)(*partitions)
-            for partition in partitions:  # resolve now, so a reply published later is never missed
-                await consumer.position(partition)
+            if self.from_beginning:
+                await consumer.seek_to_beginning(*partitions)
+                for partition in partitions:  # resolve now, so a record published later is never missed
+                    await consumer.position(partition)
+            else:
+                # Fixed before returning, so a reply published later is never missed.
+                for partition, end in (await end_offsets(self.kafka, partitions)).items():
+                    consumer.seek(partition, end)
         except BaseException:
             await consumer.stop()
             raise
@@ -124,8 +178,7 @@ class EventWatcher:
 
         With ``trace_id``, only an event of that trace resolves it, or a dead letter (which
         starts a trace of its own): an outcome of an earlier request with the same key is not
-        taken for this one's (Tansu may hand a watcher started at the end the last records
-        before it)."""
+        taken for this one's (one redelivered, or read again after a broker lost its log)."""
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._waiting[key.encode()].append((event_types, trace_id, future))
         return future
@@ -168,11 +221,31 @@ class EventWatcher:
         while True:
             fetch_started = loop.time()
             batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+            await self._reread_lost_logs()
             if not batches:
                 self._idle_since = fetch_started
             for records in batches.values():
                 for record in records:
                     self._dispatch(record)
+
+    async def _reread_lost_logs(self) -> None:
+        """Seek to the beginning of every partition whose high watermark is below the position:
+        its log was lost (Tansu answers such a fetch with no records and no error)."""
+        assert self._consumer is not None
+        for partition in self._consumer.assignment():
+            highwater = self._consumer.highwater(partition)
+            if highwater is None:
+                continue
+            position = await self._consumer.position(partition)
+            if highwater < position:
+                log.warning(
+                    "log_lost_reading_from_beginning",
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    position=position,
+                    highwater=highwater,
+                )
+                await self._consumer.seek_to_beginning(partition)
 
     def _dispatch(self, record: ConsumerRecord) -> None:
         key = record.key
