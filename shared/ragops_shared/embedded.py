@@ -133,6 +133,11 @@ class EmbeddedObjectStore:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def poll(self) -> int | None:
+        """Its exit status if the process has ended (as ``Popen.poll``); ``None`` while it
+        runs or before :meth:`start`."""
+        return self._process.poll() if self._process else None
+
     def start(self, timeout_s: float = 60.0) -> "EmbeddedObjectStore":
         """Start SeaweedFS and wait until an object can be written to :attr:`BUCKET`
         (created if missing; the volume server takes a moment to offer writable volumes).
@@ -263,6 +268,11 @@ class EmbeddedKafka:
                 object store gets twice that).
         """
         if self.store is not None:
+            if self.store.poll() is not None:
+                # A broker that outlived its store answers from what it held in memory and
+                # loses what it writes after the store is back (measured: a record produced
+                # then was never read): both start again, the broker after its store.
+                _end(self._process, timeout_s)
             # Before the broker's own check: a broker left running needs its store back.
             self.store.start(2 * timeout_s)
             storage = f"s3://{self.store.BUCKET}/"
@@ -323,13 +333,17 @@ class EmbeddedKafka:
         return self._process.pid if self._process is not None else None
 
     def poll(self) -> int | None:
-        """The broker's exit status if its process has ended (as ``Popen.poll``), else ``None``.
+        """The exit status of the broker, or (when durable) of its object store, if either
+        has ended (as ``Popen.poll``), else ``None``: a broker whose store is gone cannot
+        keep its log, so the two are watched and restarted (:meth:`start`) as one.
 
         Raises:
             RuntimeError: :meth:`start` was never called.
         """
         if self._process is None:
             raise RuntimeError("the broker was never started")
+        if self.store is not None and (code := self.store.poll()) is not None:
+            return code
         return self._process.poll()
 
     def __enter__(self) -> "EmbeddedKafka":

@@ -7,6 +7,7 @@ The first test moves the supervisor's clock by hand, so no delay is waited for."
 import asyncio
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -129,4 +130,41 @@ def test_a_killed_broker_is_restarted_with_its_topics_and_the_services_go_on(tmp
         after = asyncio.run(after_restart())
         assert after.answer == "after", "the service read the answer published after the broker restart"
         assert platform.restarts == {BROKER: 1}, "the service was not restarted"
+        platform.check()
+
+
+def test_a_killed_object_store_of_the_durable_broker_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The durable broker's log lives in SeaweedFS: after ``kill -9`` of ``weed`` the
+    supervisor sees it (as the broker's exit) and starts it again on the same folder and
+    port, then the broker after it; the service goes on with the log it had."""
+    supervisor = SupervisorSettings(backoff_initial_s=0, backoff_jitter=0)
+    with EmbeddedPlatform(
+        data_dir=tmp_path, services=("feedback",), supervisor=supervisor, broker_storage="durable"
+    ) as platform:
+        platform.wait_ready(timeout_s=120)
+        request_id = f"req-{uuid.uuid4()}"
+        assert asyncio.run(_feedback_on(platform, _answer(request_id, "before"))).answer == "before"
+
+        assert platform.kafka is not None
+        pids = platform.kafka.pids
+        os.kill(pids["weed"], signal.SIGKILL)
+        exits = []
+        deadline = time.monotonic() + 120
+        while platform.restarts.get(BROKER, 0) == 0:
+            assert time.monotonic() < deadline, "the supervisor never noticed the object store's death"
+            exits += platform.supervise()
+            time.sleep(0.05)
+        assert [(gone.name, gone.code) for gone in exits] == [(BROKER, -signal.SIGKILL)]
+        assert platform.kafka.pids["weed"] != pids["weed"], "the object store was started again"
+        assert platform.kafka.pids["tansu"] != pids["tansu"], "the broker was started again after its store"
+
+        async def after_restart() -> FeedbackRecorded:
+            supervising = asyncio.create_task(_supervising(platform))
+            try:
+                return await _feedback_on(platform, _answer(request_id, "after"))
+            finally:
+                supervising.cancel()
+
+        assert asyncio.run(after_restart()).answer == "after"
+        assert platform.restarts == {BROKER: 1}, "no service was restarted"
         platform.check()
