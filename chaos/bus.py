@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Union
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import Field, TypeAdapter
 
@@ -125,19 +124,23 @@ class BusReader:
                 await asyncio.wait_for(self._emptied.wait(), left)
 
 
-async def committed_offsets(kafka: KafkaSettings, groups: tuple[str, ...]) -> dict[str, dict[tuple[str, int], int]]:
-    """Group -> (topic, partition) -> committed offset (groups not answered are left out)."""
-    admin = AIOKafkaAdminClient(**aiokafka_options(kafka), request_timeout_ms=10_000)
+async def committed_offsets(
+    kafka: KafkaSettings, groups: tuple[str, ...], partitions: list[tuple[str, int]]
+) -> dict[str, dict[tuple[str, int], int]]:
+    """Group -> (topic, partition) -> committed offset, for those of ``partitions`` the group
+    has committed on (groups not answered are left out). Asked through a consumer of each
+    group that joins nothing: aiokafka's admin client cannot decode Tansu's OffsetFetch answer."""
     found: dict[str, dict[tuple[str, int], int]] = {}
-    try:
-        await admin.start()
-        for group in groups:
-            offsets = await admin.list_consumer_group_offsets(group)
-            found[group] = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-    except KafkaError:
-        pass
-    finally:
-        await admin.close()
+    for group in groups:
+        consumer = AIOKafkaConsumer(**aiokafka_options(kafka), group_id=group, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            offsets = {place: await consumer.committed(TopicPartition(*place)) for place in partitions}
+            found[group] = {place: offset for place, offset in offsets.items() if offset is not None}
+        except KafkaError:
+            pass
+        finally:
+            await consumer.stop()
     return found
 
 

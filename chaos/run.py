@@ -245,7 +245,7 @@ async def drain(chaos: Chaos, analytics: AnalyticsClient, tags: list[str], timeo
     sink_topics = [spec.topic.value for spec in TOPICS if spec.sink]
     while True:
         asked = time.monotonic()
-        committed = await bus.committed_offsets(chaos.platform.kafka_settings, CONSUMER_GROUPS)
+        committed = await bus.committed_offsets(chaos.platform.kafka_settings, CONSUMER_GROUPS, list(chaos.reader.ends))
         await chaos.reader.settled(after=asked)
         records = list(chaos.reader.records)
         lags = {group: checks.lag(committed.get(group, {}), chaos.reader.ends) for group in CONSUMER_GROUPS}
