@@ -8,7 +8,6 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Union
@@ -66,12 +65,10 @@ def summarise(record: ConsumerRecord) -> Seen:
 class BusReader:
     """Reads every platform topic from offset 0 for as long as :meth:`run` runs, keeping a
     :class:`~chaos.checks.Seen` per record (``records``), the end of each partition read so
-    far (``ends``: last offset + 1) and when a fetch last came back empty. ``on_record`` is
-    called with each record as it is read."""
+    far (``ends``: last offset + 1) and when a fetch last came back empty."""
 
-    def __init__(self, kafka: KafkaSettings, on_record: Callable[[Seen], None] | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
-        self.on_record = on_record
         self.records: list[Seen] = []
         self.ends: dict[tuple[str, int], int] = {}
         self.empty_fetch_at = 0.0
@@ -109,10 +106,7 @@ class BusReader:
         if record.offset < self.ends.get(place, 0):
             return  # read again after a reconnection
         self.ends[place] = record.offset + 1
-        seen = summarise(record)
-        self.records.append(seen)
-        if self.on_record is not None:
-            self.on_record(seen)
+        self.records.append(summarise(record))
 
     async def settled(self, after: float, timeout_s: float = 60.0) -> None:
         """Wait until a fetch that began after ``after`` (monotonic s) found nothing new: every
@@ -122,6 +116,35 @@ class BusReader:
             self._emptied.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), left)
+
+
+async def first_new_record(
+    kafka: KafkaSettings, topic: str, positions: dict[int, int], timeout_s: float
+) -> ConsumerRecord | None:
+    """The first record written to ``topic`` past ``positions`` (partition -> offset), read
+    with 10 ms fetch waits so that it is seen within milliseconds of its publication; ``None``
+    when none comes within ``timeout_s``."""
+    consumer = AIOKafkaConsumer(
+        **aiokafka_options(kafka),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, positions.get(partition.partition, 0))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=50)).values():
+                return records[0]
+        return None
+    finally:
+        await consumer.stop()
 
 
 async def committed_offsets(

@@ -14,7 +14,6 @@
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from ragops.client import PlatformClient
 from ragops.platform import CONSUMER_GROUPS, SERVICES, EmbeddedPlatform, Exit, PlatformError
 from ragops_analytics import queries
 from ragops_analytics.client import AnalyticsClient
-from ragops_schemas.topics import TOPICS
+from ragops_schemas.topics import TOPICS, Topic
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -98,14 +97,12 @@ class Chaos:
         self.done: list[dict[str, Any]] = []
         self.poison: list[checks.Poison] = []
         self.extra_tags: list[str] = []
-        self._armed = False
-        self._killed = asyncio.Event()
         self.targeted: dict[str, Any] = {}
         self._stop = threading.Event()
         self.calls: list[checks.Call] = []
         self.load_done = False
         self.t0 = 0.0
-        self.reader = bus.BusReader(platform.kafka_settings, on_record=self._on_record)
+        self.reader = bus.BusReader(platform.kafka_settings)
 
     # ------------------------------------------------------------------ supervision
 
@@ -126,13 +123,23 @@ class Chaos:
     def _pid(self, service: str) -> int:
         return self.platform.processes[service].pid
 
-    def _on_record(self, seen: checks.Seen) -> None:
-        # Runs in the reader's task: the kill lands while generation's batch is uncommitted.
-        if self._armed and seen.event_type == "query.answer_generated":
-            self._armed = False
-            os.kill(self._pid("generation"), signal.SIGKILL)
-            self.targeted = {"request_id": seen.request_id, "answer_event_id": seen.event_id}
-            self._killed.set()
+    async def kill_in_publish_window(self, question: str) -> dict[str, Any]:
+        """``kill -9`` generation the moment an answer of its appears on the answer topic:
+        its consumer commits only after publishing its batch's answers, so the batch is
+        redelivered to its next start, which must republish the same answers under the
+        same event ids. Asks a question itself when the load has none in flight."""
+        topic = Topic.ANSWER_GENERATED.value
+        positions = {p: end for (t, p), end in self.reader.ends.items() if t == topic}
+        asking = asyncio.create_task(self.ask_one(f"t{len(self.done)}", question)) if self.load_done else None
+        answer = await bus.first_new_record(self.platform.kafka_settings, topic, positions, timeout_s=180)
+        if answer is None:
+            return {"missed": "no answer within 180 s"}
+        os.kill(self._pid("generation"), signal.SIGKILL)
+        seen = bus.summarise(answer)
+        self.targeted = {"request_id": seen.request_id, "answer_event_id": seen.event_id}
+        if asking is not None:
+            await asyncio.gather(asking, return_exceptions=True)
+        return dict(self.targeted)
 
     async def fault(self, action: str, question: str) -> None:
         started = time.monotonic()
@@ -140,16 +147,7 @@ class Chaos:
         if action.startswith("kill:"):
             os.kill(self._pid(action.removeprefix("kill:")), signal.SIGKILL)
         elif action == TARGETED:
-            self._killed.clear()
-            self._armed = True
-            if self.load_done:  # no question in flight: ask one, so an answer comes
-                asking = asyncio.create_task(self.ask_one(f"t{len(self.done)}", question))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._killed.wait(), 180)
-            detail = dict(self.targeted) or {"missed": "no answer within 180 s"}
-            self._armed = False
-            if self.load_done:
-                await asyncio.gather(asking, return_exceptions=True)
+            detail = await self.kill_in_publish_window(question)
         elif action == BROKER:
             assert self.platform.kafka is not None
             os.kill(self.platform.kafka.pid or 0, signal.SIGKILL)
