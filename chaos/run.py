@@ -57,7 +57,7 @@ class Options:
     sink_stop_s: float = 20.0
     poison_rounds: int = 2
     oversized_mib: float = 15.0
-    interval_s: float = 12.0
+    interval_s: float = 20.0
     drain_timeout_s: float = 300.0
     data: Path = DATA
     report: Path = Path("chaos-report.json")
@@ -137,6 +137,19 @@ class Chaos:
         os.kill(self._pid("generation"), signal.SIGKILL)
         seen = bus.summarise(answer)
         self.targeted = {"request_id": seen.request_id, "answer_event_id": seen.event_id}
+        # In the window when generation's group had not committed past the answer's cause yet.
+        cause = next(
+            (
+                (r.topic, r.partition, r.offset)
+                for r in reversed(self.reader.records)
+                if r.topic == Topic.CONTEXT_RETRIEVED and r.request_id == seen.request_id
+            ),
+            None,
+        )
+        if cause is not None:
+            group = "ragops-generation"
+            committed = await bus.committed_offsets(self.platform.kafka_settings, (group,), [cause[:2]])
+            self.targeted["cause_uncommitted_at_kill"] = committed.get(group, {}).get(cause[:2], 0) <= cause[2]
         if asking is not None:
             await asyncio.gather(asking, return_exceptions=True)
         return dict(self.targeted)
