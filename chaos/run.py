@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -47,7 +48,7 @@ POISON = "poison"
 class Options:
     """A chaos run's parameters (the command line's, see :func:`parse`)."""
 
-    questions: int = 160
+    questions: int = 120
     concurrency: int = 8
     documents: int = 40
     seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**32))
@@ -465,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     options, data_dir = parse(argv)
     # The harness's own clients lose the broker on purpose: their reconnection warnings are noise.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # A SIGTERM (a time limit) unwinds like Ctrl-C, so the platform is stopped: its broker runs
+    # in a session of its own and would outlive the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="ragops-chaos-") as temporary:
         report = run_chaos(options, data_dir or Path(temporary))
     options.report.write_text(json.dumps(report, indent=2, default=str))
