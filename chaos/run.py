@@ -251,8 +251,9 @@ async def _ingest(platform: EmbeddedPlatform, documents: list[CorpusDocument]) -
 
 
 async def drain(chaos: Chaos, analytics: AnalyticsClient, tags: list[str], timeout_s: float) -> dict[str, Any]:
-    """Wait (up to ``timeout_s``) until no group has lag, no request is unaccounted for and
-    ClickHouse equals Kafka; return the figures as they are then."""
+    """Wait (up to ``timeout_s``) until no group has lag, no request is unaccounted for,
+    ClickHouse equals Kafka and every service is ready (one killed last may still be
+    starting); return the figures as they are then."""
     deadline = time.monotonic() + timeout_s
     sink_topics = [spec.topic.value for spec in TOPICS if spec.sink]
     while True:
@@ -270,11 +271,16 @@ async def drain(chaos: Chaos, analytics: AnalyticsClient, tags: list[str], timeo
         store = checks.compare_store(records, [(t, checks.row_key(e, i, p, o)) for t, e, i, p, o in rows], sink_topics)
         places = [(p.topic, p.partition, p.offset) for p in chaos.poison]
         requests = checks.request_figures(records, tags, answers, ignore=places)
+        ready = await asyncio.to_thread(_ready, chaos.platform)
         settled = (
-            not any(lags.values()) and store.equal and not requests.lost and len(committed) == len(CONSUMER_GROUPS)
+            not any(lags.values())
+            and store.equal
+            and not requests.lost
+            and len(committed) == len(CONSUMER_GROUPS)
+            and all(code == 200 for code in ready.values())
         )
         if settled or time.monotonic() > deadline:
-            return {"lags": lags, "store": store, "requests": requests, "records": records}
+            return {"lags": lags, "store": store, "requests": requests, "records": records, "ready": ready}
         await asyncio.sleep(3)
 
 
@@ -310,7 +316,6 @@ def run_chaos(options: Options, data_dir: Path) -> dict[str, Any]:
             chaos.stop_supervising()
             supervisor.join()
             analytics.close()
-        report["ready"] = _ready(platform)
         report["restarts"] = dict(platform.restarts)
         report["exits"] = [f"{e.name}: {e.code} ({e.reason})" for e in chaos.exits]
         report["supervisor_error"] = chaos.supervisor_error
@@ -370,6 +375,7 @@ def figures(chaos: Chaos, calls: list[checks.Call], drained: dict[str, Any]) -> 
             "extra": {t: [list(k) for k in keys[:5]] for t, keys in store.extra.items()},
         },
         "lag": drained["lags"],
+        "ready": drained["ready"],
         "targeted_generation_kill": {
             **chaos.targeted,
             "copies_of_that_answer_in_kafka": answers.count(target) if target else 0,
