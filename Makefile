@@ -13,7 +13,7 @@ LOCK := requirements.lock
 SOURCE_PATH := .:schemas:shared:models:analytics:services
 ARGS ?=
 
-.PHONY: install lock lint demo test bench schemas check-schemas check-deploy k8s-validate compose-validate up clean
+.PHONY: install lock lint demo test bench chaos schemas check-schemas check-deploy k8s-validate compose-validate up clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ test: install
 bench: install
 	$(BIN)/python -m bench $(ARGS)
 
+# Kills services, the broker and the sink under load and injects poison records, then checks that
+# nothing was lost, doubled or left stuck (chaos/, chaos-report.json); under 15 minutes here.
+chaos: install
+	$(BIN)/python -m chaos $(ARGS)
+
 schemas: install
 	$(BIN)/python -m ragops.schemagen
 
@@ -79,4 +84,4 @@ up: install
 	$(BIN)/ragops up $(ARGS)
 
 clean:
-	rm -rf .ragops demo-report.json .pytest_cache
+	rm -rf .ragops demo-report.json chaos-report.json .pytest_cache

@@ -423,3 +423,18 @@ def version_decisions(reader: Reader) -> list[dict[str, Any]]:
     ``version``, ``decision``, ``action``, ``rule``, ``reason``."""
     result = reader.query("SELECT kind, version, decision, action, rule, reason FROM version_decisions")
     return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+# ------------------------------------------------------------------------- the chaos harness
+
+
+def stored_keys(reader: Reader) -> list[tuple[str, str, str, int, int]]:
+    """Every ``events`` row, each once: (topic, event_type, event_id, partition, offset)."""
+    rows = reader.query("SELECT topic, event_type, toString(event_id), partition, offset FROM events FINAL").rows
+    return [(str(topic), str(kind), str(event_id), int(p), int(o)) for topic, kind, event_id, p, o in rows]
+
+
+def answer_rows_per_request(reader: Reader) -> dict[str, int]:
+    """Request id -> its rows in ``generations`` (each answer event once)."""
+    rows = reader.query("SELECT request_id, count() FROM generations FINAL GROUP BY request_id").rows
+    return {str(request_id): int(n) for request_id, n in rows}

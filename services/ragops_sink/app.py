@@ -31,7 +31,7 @@ from ragops_analytics import queries
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
 from ragops_schemas.topics import TOPICS
-from ragops_shared.broker import make_broker
+from ragops_shared.broker import make_broker, parse_readable
 from ragops_shared.service import run_service, service_app
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
@@ -168,6 +168,8 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"all-topics:{SPEC.group}",
         description="Every record of every platform topic, stored raw.",
+        # A header value that is not UTF-8 must not drop the fetched batch (headers are not stored).
+        parser=parse_readable,
         # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
         # the JSON of every record: half the sink's time per event (make bench, P4), for
         # bodies this handler never reads.

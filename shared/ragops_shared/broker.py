@@ -212,7 +212,7 @@ class EventSubscriber(Generic[E]):
             # another member and its batch is redelivered (long training runs raise it).
             max_poll_interval_ms=max_poll_interval_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
-            parser=_parse_readable,
+            parser=parse_readable,
             decoder=self._decode,
             title=f"{event_type.TOPIC}:{group_id or 'no-group'}",
         )
@@ -447,7 +447,7 @@ async def dead_letter(
     log.error("dead_letter_parked", dead_letter=parked.model_dump(mode="json"), error=repr(failure))
 
 
-async def _parse_readable(
+async def parse_readable(
     records: tuple[ConsumerRecord, ...], parse: Callable[[tuple[ConsumerRecord, ...]], Awaitable[KafkaMessage]]
 ) -> KafkaMessage:
     """FastStream's batch parser (``parse``) decodes every header value as UTF-8 before any

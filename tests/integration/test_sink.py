@@ -137,3 +137,41 @@ async def test_clickhouse_outage_loses_nothing(kafka, tmp_path: Path) -> None:
         assert queries.row_count(store, "events") == produced
     finally:
         store.close()
+
+
+async def test_a_record_with_an_unreadable_header_is_stored_with_its_whole_batch(kafka, tmp_path: Path) -> None:
+    """FastStream's batch parser decodes header values before the sink's decoder runs: a
+    non-UTF-8 value there used to drop the whole fetched batch and move past it (found by
+    ``make chaos``: the sink stored none of the poison round's records)."""
+    from aiokafka import AIOKafkaProducer
+
+    from ragops_schemas import DocumentSubmitted, Producer
+
+    def document(name: str) -> DocumentSubmitted:
+        return DocumentSubmitted(producer=Producer(name="t", version="0"), document_id=name, content="text")
+
+    batch = [document("before"), document("bad-header"), document("after")]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for event in batch:
+            headers = [("traceparent", b"\xff\xfe00")] if event.document_id == "bad-header" else []
+            await producer.send_and_wait(event.TOPIC, event.model_dump_json().encode(), key=b"one", headers=headers)
+    finally:
+        await producer.stop()
+    sentinel = document("sentinel")
+    settings = SinkSettings(
+        kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50, group_id="ragops-sink-headers"
+    )
+    async with running(create_app(settings)):
+        await produce_raw(kafka, sentinel.TOPIC, [(b"one", sentinel.model_dump_json().encode())])
+        probe = ChdbStore(tmp_path / "clickhouse")
+        try:
+            deadline = time.monotonic() + 60
+            while not (stored := queries.event_payload(probe, str(sentinel.event_id))):
+                assert time.monotonic() < deadline, "the sentinel was never stored"
+                await asyncio.sleep(0.2)
+            missing = [e.document_id for e in batch if queries.event_payload(probe, str(e.event_id)) is None]
+        finally:
+            probe.close()
+    assert stored and missing == []
