@@ -157,7 +157,8 @@ class SignedEvent(Event):
 class DocumentEvent(Event):
     """An event about one document; keyed by ``document_id``."""
 
-    document_id: str = Field(min_length=1, max_length=512, examples=["Normans-p000"])
+    # No control characters: the id is a record key and appears in logs and file names.
+    document_id: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["Normans-p000"])
 
     @property
     def key(self) -> bytes:

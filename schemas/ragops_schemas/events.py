@@ -34,7 +34,24 @@ from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.topics import Topic
 
 ContentType = Literal["text/plain", "text/markdown", "text/html", "text/x-rst"]
+# Bounds on the free-form fields a producer writes. They keep every event derived from a
+# document (its parts repeat title, source and metadata) and from a question far below the
+# broker's message size: at most ~0.2 MB of title, source and metadata per event.
+MAX_TITLE_CHARS = 1024
+MAX_SOURCE_CHARS = 2048
+MAX_METADATA_KEYS = 64
+MAX_FILTERS = 32
+MAX_FILTER_VALUES = 100
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
+"""Filterable string attributes of a document: at most 64 keys of 1-128 characters, values
+of at most 1024 characters."""
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
+Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)]
+PromptName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
+"""A prompt template's folder name: a letter or digit, then letters, digits, ``_`` or ``-``
+(at most 128 characters): never a path."""
 
 _SUFFIX_CONTENT_TYPES: dict[str, ContentType] = {
     ".txt": "text/plain",
@@ -216,9 +233,9 @@ class DocumentSubmitted(DocumentEvent):
         default=None, description="Where the content is when it is too large to travel in the event (claim check)."
     )
     content_type: ContentType = "text/plain"
-    title: str | None = None
-    source: str | None = Field(default=None, description="Where the document came from (URL or path).")
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Filterable string attributes.")
+    title: Title | None = None
+    source: Source | None = Field(default=None, description="Where the document came from (URL or path).")
+    metadata: Metadata = Field(default_factory=dict, description="Filterable string attributes.")
 
     @model_validator(mode="after")
     def _content_or_reference(self) -> "DocumentSubmitted":
@@ -241,9 +258,9 @@ class DocumentChunked(DocumentEvent):
     TOPIC = Topic.DOCUMENT_CHUNKED
     event_type: Literal["document.chunked"] = "document.chunked"
     document_version: str = Field(description="Hash of the parsed text: same content, same version.")
-    title: str | None = None
-    source: str | None = None
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    title: Title | None = None
+    source: Source | None = None
+    metadata: Metadata = Field(default_factory=dict)
     content_type: ContentType
     chunker: ChunkerInfo
     chunks: list[Chunk] = Field(min_length=1)
@@ -264,9 +281,9 @@ class ChunksEmbedded(DocumentEvent):
     TOPIC = Topic.CHUNKS_EMBEDDED
     event_type: Literal["document.chunks_embedded"] = "document.chunks_embedded"
     document_version: str
-    title: str | None = None
-    source: str | None = None
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    title: Title | None = None
+    source: Source | None = None
+    metadata: Metadata = Field(default_factory=dict)
     embedding: EmbeddingModelInfo
     chunks: list[EmbeddedChunk] = Field(description="Chunks embedded now, with their vectors.")
     reused_chunks: list[Chunk] = Field(
@@ -350,7 +367,13 @@ class DocumentRejected(DocumentEvent):
 
 # -------------------------------------------------------------------- query flow
 
-Filters = dict[str, str | list[str]]
+FilterValue = Annotated[str, StringConstraints(max_length=1024)]
+Filters = Annotated[
+    dict[MetadataKey, FilterValue | Annotated[list[FilterValue], Field(max_length=MAX_FILTER_VALUES)]],
+    Field(max_length=MAX_FILTERS),
+]
+"""Payload filters: at most 32 keys (as metadata keys), each a value (exact match) or a list
+of at most 100 values (any of), values of at most 1024 characters."""
 
 
 class EvaluationContext(_Part):
@@ -371,7 +394,7 @@ class QuerySubmitted(RequestEvent):
     question: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(default=5, ge=1, le=100, description="Chunks to retrieve.")
     filters: Filters = Field(default_factory=dict, description="Payload filters: value = exact match, list = any of.")
-    prompt_name: str | None = Field(default=None, description="Prompt template; None = the service default.")
+    prompt_name: PromptName | None = Field(default=None, description="Prompt template; None = the service default.")
     prompt_version: int | None = Field(default=None, description="Pinned prompt version; None = the latest.")
     evaluation: EvaluationContext | None = None
 
@@ -384,7 +407,7 @@ class QueryEmbedded(RequestEvent):
     question: str
     top_k: int = Field(ge=1, le=100)
     filters: Filters = Field(default_factory=dict)
-    prompt_name: str | None = None
+    prompt_name: PromptName | None = None
     prompt_version: int | None = None
     evaluation: EvaluationContext | None = None
     embedding: EmbeddingModelInfo
@@ -422,7 +445,7 @@ class ContextRetrieved(RequestEvent):
     event_type: Literal["query.context_retrieved"] = "query.context_retrieved"
     question: str
     filters: Filters = Field(default_factory=dict)
-    prompt_name: str | None = None
+    prompt_name: PromptName | None = None
     prompt_version: int | None = None
     evaluation: EvaluationContext | None = None
     retrieval: RetrievalInfo

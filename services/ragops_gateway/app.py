@@ -11,14 +11,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Annotated, Literal
 
 import structlog
 import uvicorn
-from fastapi import FastAPI, HTTPException, status
-from fastapi.responses import PlainTextResponse
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
@@ -30,8 +33,16 @@ from ragops_schemas import (
     MessageDeadLettered,
     QuerySubmitted,
 )
-from ragops_schemas.events import ContentType, Filters, MetadataValue, require_feedback_content
-from ragops_schemas.ids import new_document_id, new_request_id
+from ragops_schemas.events import (
+    ContentType,
+    Filters,
+    Metadata,
+    PromptName,
+    Source,
+    Title,
+    require_feedback_content,
+)
+from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.logs import configure_logging, event_fields
@@ -40,6 +51,11 @@ from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = SPEC.name
+log = structlog.get_logger(__name__)
+
+# Ids a caller chooses travel as record keys and into log lines: printable, bounded.
+DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
+CallerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _log_as(event: Event) -> None:
@@ -49,15 +65,37 @@ def _log_as(event: Event) -> None:
     structlog.contextvars.bind_contextvars(**event_fields(event))
 
 
+def _trace_id() -> str:
+    """The correlation id of this HTTP request: its event's trace id once :func:`_log_as`
+    bound it, else a new one, bound now so that the log lines that follow carry it too."""
+    bound = structlog.contextvars.get_contextvars().get("trace_id")
+    if isinstance(bound, str):
+        return bound
+    trace_id = new_trace_id()
+    structlog.contextvars.bind_contextvars(trace_id=trace_id)
+    return trace_id
+
+
+def _error(status_code: int, detail: object) -> JSONResponse:
+    """An error response: ``{"detail": ..., "trace_id": ...}``; the trace id finds the
+    details (backend errors, addresses, paths) in the gateway's log, never in the body."""
+    return JSONResponse({"detail": detail, "trace_id": _trace_id()}, status_code=status_code)
+
+
+def _cut(part: int | str) -> int | str:
+    """A field location's part as a response may repeat it: a key longer than 64 characters cut."""
+    return part if isinstance(part, int) or len(part) <= 64 else f"{part[:64]}… <{len(part)} characters>"
+
+
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    document_id: str | None = Field(default=None, min_length=1, max_length=512, description="None = a new UUID.")
-    content: str = Field(min_length=1)
+    document_id: DocumentId | None = Field(default=None, description="None = a new UUID.")
+    content: str = Field(min_length=1, description="At most RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES (UTF-8), else 413.")
     content_type: ContentType = "text/plain"
-    title: str | None = None
-    source: str | None = None
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    title: Title | None = None
+    source: Source | None = None
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):
@@ -68,12 +106,12 @@ class Accepted(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=128, description="The request the answer belongs to.")
+    request_id: CallerId = Field(description="The request the answer belongs to.")
     thumb: Literal["up", "down"] | None = None
     rating: int | None = Field(default=None, ge=1, le=5)
     comment: str | None = Field(default=None, max_length=4000)
     corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
-    user_id: str | None = Field(default=None, max_length=256)
+    user_id: Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
 
     @model_validator(mode="after")
     def _says_something(self) -> "FeedbackIn":
@@ -92,7 +130,7 @@ class QueryIn(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(default=5, ge=1, le=100)
     filters: Filters = Field(default_factory=dict)
-    prompt_name: str | None = None
+    prompt_name: PromptName | None = None
     prompt_version: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
 
@@ -120,6 +158,36 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="RAGOps gateway", description=__doc__, lifespan=lifespan)
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, error.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # Where and why, without the input (a megabyte of title would come back whole) or
+        # the context (exception objects); a location names a dict key: cut too.
+        fields = [
+            {"loc": [_cut(part) for part in found["loc"]], "msg": found["msg"], "type": found["type"]}
+            for found in error.errors()
+        ]
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, fields)
+
+    @app.exception_handler(Exception)
+    async def failed(_: Request, error: Exception) -> JSONResponse:
+        log.error("request_failed", exc_info=error)
+        return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+    async def publish(event: Event) -> None:
+        """Publish ``event``; 503 when the broker does not take it within
+        ``publish_timeout_s`` (it may still arrive later: a resubmission is harmless)."""
+        try:
+            await asyncio.wait_for(publisher.publish(event), settings.publish_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.error("publish_failed", error=repr(error))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the event broker cannot take the request now; try again later"
+            ) from None
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -157,8 +225,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except ContentTooLarge as error:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
         except OSError as error:
+            log.error("blob_store_write_failed", error=repr(error))
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"the blob store cannot be written: {error}"
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the document store cannot take the content now; try again later"
             ) from None
         event_size, max_event_bytes = serialised_size(event), settings.kafka.max_message_bytes - RECORD_OVERHEAD_BYTES
         if event_size > max_event_bytes:
@@ -166,7 +235,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 status.HTTP_413_CONTENT_TOO_LARGE,
                 f"content of {size} bytes is {event_size} bytes as an event: the limit is {max_event_bytes} bytes",
             )
-        await publisher.publish(event)
+        await publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
@@ -175,7 +244,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         dead-lettered there with the reason (the gateway holds no state to check it)."""
         event = FeedbackSubmitted(producer=producer, tenant=settings.platform.tenant, **feedback.model_dump())
         _log_as(event)
-        await publisher.publish(event)
+        await publish(event)
         return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
 
     @app.post("/v1/queries")
@@ -189,20 +258,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         _log_as(event)
         reply = watcher.expect(event.request_id, (AnswerGenerated, MessageDeadLettered))
-        await publisher.publish(event)
+        try:
+            await publish(event)
+        except HTTPException:
+            watcher.forget(event.request_id)
+            raise
         try:
             outcome = await asyncio.wait_for(reply, timeout_s)
         except WatcherStopped as error:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"request {event.request_id}: {error}") from None
+            log.warning("answer_watch_stopped", error=repr(error))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"request {event.request_id}: the gateway is stopping"
+            ) from None
         except TimeoutError:
             watcher.forget(event.request_id)
             raise HTTPException(
                 status.HTTP_504_GATEWAY_TIMEOUT, f"no answer for request {event.request_id} within {timeout_s:g} s"
             ) from None
         if isinstance(outcome, MessageDeadLettered):
+            # The reason can quote a backend's answer, a file path or an address: logged only.
+            log.warning("request_dead_lettered", failed_in=outcome.producer.name, reason=outcome.reason)
             raise HTTPException(
                 status.HTTP_502_BAD_GATEWAY,
-                f"request {event.request_id} failed in {outcome.producer.name}: {outcome.reason}",
+                f"request {event.request_id} failed in {outcome.producer.name} ({outcome.error_type})",
             )
         assert isinstance(outcome, AnswerGenerated)  # the only other type the watcher was asked for
         return outcome

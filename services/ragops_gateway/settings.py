@@ -16,6 +16,9 @@ class GatewaySettings(BaseSettings):
     port: int = Field(default=SPEC.port, ge=0, le=65535)
     default_timeout_s: float = Field(default=60.0, gt=0, description="How long POST /v1/queries waits by default.")
     max_timeout_s: float = Field(default=300.0, gt=0)
+    publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request whose event the broker has not taken by then gets 503."
+    )
     max_document_bytes: int = Field(
         default=8 * 1024 * 1024,
         gt=0,

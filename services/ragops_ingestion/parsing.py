@@ -28,6 +28,8 @@ from docutils.parsers.rst import Directive, Parser, directives, roles, states
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from ragops_schemas.events import MAX_TITLE_CHARS
+
 
 class DocumentParseError(ValueError):
     """A document cannot be turned into text; the message says why (unsupported content
@@ -41,7 +43,8 @@ class ParsedDocument:
     Attributes:
         text: clean plain text (see the module docstring), never empty.
         title: the HTML ``<title>`` (else the first ``<h1>``), the first Markdown heading or
-            the first reST section title, whitespace collapsed; None when there is none.
+            the first reST section title, whitespace collapsed, cut to ``MAX_TITLE_CHARS``
+            (1024) characters; None when there is none.
     """
 
     text: str
@@ -75,7 +78,8 @@ def parse(content: str, content_type: str) -> ParsedDocument:
         detail = f": {'; '.join(problems[:3])}" if problems else ""
         raise DocumentParseError(f"document is empty after parsing ({media_type}){detail}")
     title = " ".join(_clean_characters(title).split()) if title else ""
-    return ParsedDocument(text=text, title=title or None)
+    # A heading can be a whole paragraph; the events that carry the title bound it.
+    return ParsedDocument(text=text, title=title[:MAX_TITLE_CHARS] or None)
 
 
 # --- shared text clean-up ---------------------------------------------------------------

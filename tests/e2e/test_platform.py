@@ -136,7 +136,8 @@ def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
 
         unknown_prompt = http.post("/v1/queries", json={"question": "Anything?", "prompt_name": "no-such-prompt"})
         assert unknown_prompt.status_code == 502
-        assert "generation" in unknown_prompt.json()["detail"] and "no-such-prompt" in unknown_prompt.json()["detail"]
+        # Where it failed and a trace id; the reason (it may quote paths or backends) is in the log only.
+        assert "generation" in unknown_prompt.json()["detail"] and unknown_prompt.json()["trace_id"]
 
     async def dead_letter_of_broken_record() -> MessageDeadLettered:
         async with PlatformClient(platform.kafka_settings, name="e2e-dlq") as client:
