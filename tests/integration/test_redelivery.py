@@ -9,10 +9,13 @@ from aiokafka import AIOKafkaConsumer
 from ragops_embedding.app import create_app as embedding_app
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_feedback.app import record
+from ragops_generation.app import create_app as generation_app
+from ragops_generation.settings import GenerationSettings
 from ragops_ingestion.app import create_app as ingestion_app
 from ragops_ingestion.settings import IngestionSettings
 from ragops_schemas import (
     AnswerGenerated,
+    ContextRetrieved,
     DocumentChunked,
     DocumentRejected,
     DocumentSubmitted,
@@ -76,13 +79,36 @@ async def test_a_batch_redelivered_after_publishing_republishes_the_same_ids(
 
 @pytest.mark.kafka
 @pytest.mark.model
+async def test_generation_killed_between_publishing_and_committing_answers_again_under_the_same_id(
+    kafka, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publish-then-commit window of generation, made certain: the first process never
+    commits, so the restarted one gets the same retrieval again; its answer has the first
+    answer's id, so ClickHouse and the consumers see one answer."""
+    retrieved = example(ContextRetrieved)
+    settings = GenerationSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path))
+    async with watching(kafka, [AnswerGenerated]) as seen:
+        await produce_raw(kafka, Topic.CONTEXT_RETRIEVED, [(retrieved.key, retrieved.model_dump_json().encode())])
+        with monkeypatch.context() as crash:
+            crash.setattr(AIOKafkaConsumer, "commit", _no_commit)
+            async with running(generation_app(settings)):
+                await wait_for(seen, lambda events: len(events) >= 1, timeout_s=300)
+        async with running(generation_app(settings)):
+            await wait_for(seen, lambda events: len(events) >= 2, timeout_s=300)
+    first, again = seen
+    assert first.request_id == again.request_id == retrieved.request_id
+    assert first.event_id == again.event_id == derived_event_id("AnswerGenerated", retrieved.event_id)
+
+
+@pytest.mark.kafka
+@pytest.mark.model
 async def test_a_restarted_embedding_service_republishes_the_same_registration(kafka, tmp_path) -> None:
     settings = EmbeddingSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path))
     async with watching(kafka, [VersionRegistered]) as seen:
         async with running(embedding_app(settings)):
             await wait_for(seen, lambda events: len(events) >= 1)
         async with running(embedding_app(settings)):
-            await wait_for(seen, lambda events: len(events) >= 2)
+            await wait_for(seen, lambda events: len(events) >= 2, timeout_s=300)
     first, again = seen
     assert isinstance(first, VersionRegistered) and isinstance(again, VersionRegistered)
     assert (again.event_id, again.occurred_at) == (first.event_id, first.occurred_at)
