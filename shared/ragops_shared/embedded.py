@@ -24,11 +24,14 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from ragops_schemas.topics import TopicSpec
 from ragops_shared.settings import KafkaSettings, aiokafka_options
+
+log = structlog.get_logger(__name__)
 
 
 def tansu_binary() -> Path:
@@ -97,6 +100,13 @@ def _free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+def _tail(path: Path, offset: int, limit: int = 2000) -> str:
+    """The last ``limit`` characters a process wrote to ``path`` after byte ``offset``."""
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read().decode("utf-8", "replace")[-limit:]
+
+
 def _end(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``; nothing if it has already exited."""
     if process is None or process.poll() is not None:
@@ -138,18 +148,35 @@ class EmbeddedObjectStore:
         runs or before :meth:`start`."""
         return self._process.poll() if self._process else None
 
-    def start(self, timeout_s: float = 60.0) -> "EmbeddedObjectStore":
+    def start(self, timeout_s: float = 60.0, attempts: int = 3) -> "EmbeddedObjectStore":
         """Start SeaweedFS and wait until an object can be written to :attr:`BUCKET`
         (created if missing; the volume server takes a moment to offer writable volumes).
 
-        Does nothing while it runs: two servers on one folder would corrupt it.
+        Does nothing while it runs: two servers on one folder would corrupt it. A ``weed``
+        that exits before serving is started again on fresh ports, up to ``attempts`` times:
+        its seven ports are drawn free but bound later, and one taken meanwhile makes it exit
+        with status 255 (the likeliest cause of the one such exit CI saw in hundreds of starts).
 
         Raises:
-            RuntimeError: the process exited, or no write succeeded within ``timeout_s``.
+            RuntimeError: every attempt exited before serving (the message ends with the
+                last lines of its output), or no write succeeded within ``timeout_s``.
         """
         if self._process is not None and self._process.poll() is None:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.s3_port = free_port()
+            logged_from = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
+            self._launch()
+            status = self._wait_until_writable(timeout_s)
+            if status is None:
+                return self
+            log.warning("object_store_exited_early", status=status, attempt=attempt, log=str(self.log_path))
+        output = _tail(self.log_path, logged_from) if self.log_path else "(no log kept)"
+        raise RuntimeError(f"weed exited with status {status} before serving S3 ({attempts} attempts): {output}")
+
+    def _launch(self) -> None:
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = _free_ports(7)
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
         self._process = subprocess.Popen(
@@ -185,13 +212,22 @@ class EmbeddedObjectStore:
             cwd=self.data_dir,
             start_new_session=True,
         )
+
+    def _wait_until_writable(self, timeout_s: float) -> int | None:
+        """``None`` once a write succeeds; the exit status if ``weed`` exits first.
+
+        Raises:
+            RuntimeError: no write succeeded within ``timeout_s`` (the process is stopped).
+        """
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
         with httpx.Client(base_url=self.endpoint, timeout=2.0) as http:
             while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"weed exited with status {self._process.returncode} before serving S3")
+                status = self._process.poll()
+                if status is not None:
+                    return status
                 if self._writable(http):
-                    return self
+                    return None
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"SeaweedFS did not take writes at {self.endpoint} within {timeout_s} s")

@@ -5,6 +5,7 @@ committed offset."""
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ragops_schemas.topics import TOPICS
-from ragops_shared.embedded import EmbeddedKafka, create_topics
+from ragops_shared.embedded import EmbeddedKafka, EmbeddedObjectStore, create_topics
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 pytestmark = pytest.mark.kafka
@@ -96,3 +97,24 @@ async def test_topics_records_and_committed_offsets_survive_a_broker_restart(tmp
         assert await _read(kafka, group=GROUP) == RECORDS[COMMITTED:], "resumes after the committed offset"
     finally:
         broker.stop()
+
+
+def test_an_object_store_that_exits_before_serving_is_started_again_on_fresh_ports(tmp_path: Path) -> None:
+    """Its S3 port is taken by someone else between drawing and binding: the first ``weed``
+    exits, the second gets another port and serves; with no attempt left, the error carries
+    what ``weed`` printed."""
+    store = EmbeddedObjectStore(tmp_path / "store", tmp_path / "seaweedfs.log")
+    taken = store.s3_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            store.start()
+            assert store.s3_port != taken and store.poll() is None
+        finally:
+            store.stop()
+
+        again = EmbeddedObjectStore(tmp_path / "again", tmp_path / "again.log")
+        again.s3_port = taken
+        with pytest.raises(RuntimeError, match=r"weed exited with status \d+ before serving S3 \(1 attempts\): .+"):
+            again.start(attempts=1)
