@@ -103,6 +103,24 @@ class SigningSettings(BaseSettings):
     )
 
 
+class AuthSettings(BaseSettings):
+    """Env prefix ``RAGOPS_AUTH_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_AUTH_", extra="ignore")
+
+    api_keys_file: Path | None = Field(
+        default=None, description="The API key file (hashes only); default <data_dir>/auth/api-keys.json."
+    )
+    oidc_issuer: str | None = Field(default=None, description="Expected `iss` of people's JWTs; unset = no JWTs.")
+    oidc_audience: str = Field(default="ragops", description="Expected `aud` of people's JWTs.")
+    oidc_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL (https in production).")
+    oidc_jwks_file: Path | None = Field(default=None, description="A JWKS JSON file instead of the URL.")
+    oidc_algorithms: list[str] = Field(default=["RS256", "ES256", "EdDSA"], description="Allowed JWT algorithms.")
+    tenant_claim: str = "ragops_tenant"
+    roles_claim: str = "ragops_roles"
+    leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/iat/nbf.")
+
+
 class PlatformSettings(BaseSettings):
     """Settings every service reads (env prefix ``RAGOPS_``)."""
 
@@ -135,6 +153,7 @@ class PlatformSettings(BaseSettings):
         description="A DocumentSubmitted whose content (UTF-8) is larger travels by reference to the blob store.",
     )
     signing: SigningSettings = Field(default_factory=SigningSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

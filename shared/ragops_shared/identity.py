@@ -1,0 +1,309 @@
+"""Who is calling: API keys for services and products, OIDC/JWT bearer tokens for people,
+each mapped to a :class:`Principal` (subject, tenant, roles).
+
+An HTTP call carries ``Authorization: Bearer <credential>``. A credential that starts with
+``rgk_`` is an API key, anything else is a JWT.
+
+API keys (``rgk_<key_id>_<secret>``, 256 random bits of secret) live in a JSON file
+(``RAGOPS_AUTH_API_KEYS_FILE``, default ``<data_dir>/auth/api-keys.json``, mode 0600) that
+holds only the SHA-256 of each secret: a high-entropy random secret needs no slow password
+hash (OWASP Password Storage Cheat Sheet: slow hashes are for low-entropy passwords), and a
+leaked file gives no usable key. The file is re-read when it changes, so a key created or
+revoked with ``ragops keys`` (or a re-mounted Kubernetes Secret) takes effect without a
+restart.
+
+JWTs are verified with PyJWT against the issuer's JWKS (``RAGOPS_AUTH_OIDC_JWKS_URL``, or
+a local file): signature with an asymmetric algorithm from an allow-list, ``iss``, ``aud``,
+``exp`` and ``iat`` required; the tenant and roles come from claims (``ragops_tenant``,
+``ragops_roles`` by default), never from a request body (RFC 7519, RFC 8725 "JWT Best
+Current Practices").
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import jwt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ragops_shared.settings import AuthSettings
+
+KEY_PREFIX = "rgk_"
+# A tenant name travels in events, ClickHouse rows, Qdrant payloads and log lines.
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_KEY_TOKEN = re.compile(r"^rgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+
+
+class Role(StrEnum):
+    """What a principal may do; each route allows an explicit set (README "Roles")."""
+
+    PRODUCER = "producer"  # submit documents and questions
+    PRODUCT = "product"  # send user feedback
+    ANALYST = "analyst"  # read-only SQL and reports on its tenant
+    REVIEWER = "reviewer"  # judge answers (human review)
+    OPERATOR = "operator"  # request retraining, retirements, promotions, experiments
+    APPROVER = "approver"  # approve or reject another person's change
+    AUDITOR = "auditor"  # read the audit log
+    MONITORING = "monitoring"  # scrape /metrics
+    ADMIN = "admin"  # API keys, roles, tenants
+
+
+class Unauthenticated(Exception):
+    """No credential, or one that is malformed, unknown, revoked, expired or badly signed (401)."""
+
+
+class Forbidden(Exception):
+    """A valid credential without a role the action allows (403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    Attributes:
+        subject: ``key:<key_id>`` for an API key, the token's ``sub`` for a person.
+        tenant: the tenant every object it creates or reads belongs to.
+        roles: what it may do.
+        kind: ``api_key`` (a service or product) or ``person`` (OIDC).
+        name: a label for logs and the audit trail (the key's name, the token's ``sub``).
+    """
+
+    subject: str
+    tenant: str
+    roles: frozenset[Role]
+    kind: Literal["api_key", "person"]
+    name: str
+
+    def allowed(self, roles: frozenset[Role]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+def authorize(principal: Principal, allowed: frozenset[Role]) -> None:
+    """Raises:
+    Forbidden: ``principal`` holds none of ``allowed``."""
+    if not principal.allowed(allowed):
+        raise Forbidden(f"{principal.subject} lacks a role allowed here: {', '.join(sorted(allowed))}")
+
+
+class ApiKey(BaseModel):
+    """One API key as stored: never the secret, only its SHA-256."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    name: str = Field(min_length=1, max_length=128)
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    roles: tuple[Role, ...] = Field(min_length=1)
+    secret_sha256: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, roles: tuple[Role, ...]) -> tuple[Role, ...]:
+        return tuple(sorted(set(roles)))
+
+    def principal(self) -> Principal:
+        return Principal(
+            subject=f"key:{self.key_id}",
+            tenant=self.tenant,
+            roles=frozenset(self.roles),
+            kind="api_key",
+            name=self.name,
+        )
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyStore:
+    """The API key file: create, list, revoke, and authenticate a presented key.
+
+    Writers take an exclusive ``flock`` on ``<file>.lock`` and replace the file atomically,
+    so two ``ragops keys`` commands never lose each other's key and a reader never sees half
+    a file. Readers keep the parsed file until its modification time or size changes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._keys: dict[str, ApiKey] = {}
+
+    def keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        return sorted(self._load().values(), key=lambda key: key.created_at)
+
+    def create(self, name: str, tenant: str, roles: list[Role]) -> tuple[ApiKey, str]:
+        """A new key; returns it and the credential, which is shown once and never stored.
+
+        Raises:
+            pydantic.ValidationError: a bad tenant name, no role, or a name over 128 characters.
+        """
+        key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        key = ApiKey(
+            key_id=key_id,
+            name=name,
+            tenant=tenant,
+            roles=tuple(roles),
+            secret_sha256=_sha256(secret),
+            created_at=datetime.now(UTC),
+        )
+        with self._locked() as keys:
+            keys[key_id] = key
+        return key, f"{KEY_PREFIX}{key_id}_{secret}"
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Mark ``key_id`` revoked (kept in the file for the record). Idempotent.
+
+        Raises:
+            KeyError: no such key.
+        """
+        with self._locked() as keys:
+            key = keys[key_id]
+            if key.revoked_at is None:
+                key = keys[key_id] = key.model_copy(update={"revoked_at": datetime.now(UTC)})
+        return key
+
+    def authenticate(self, credential: str) -> Principal:
+        """Raises:
+        Unauthenticated: malformed, unknown or revoked (one message for all: nothing tells
+        a guesser which)."""
+        match = _KEY_TOKEN.match(credential)
+        key = self._load().get(match.group(1)) if match else None
+        # Compared in constant time even for an unknown id, so timing tells nothing either.
+        presented = _sha256(match.group(2)) if match else ""
+        if key is None or not hmac.compare_digest(presented, key.secret_sha256) or key.revoked_at is not None:
+            raise Unauthenticated("invalid API key")
+        return key.principal()
+
+    def _load(self) -> dict[str, ApiKey]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._seen, self._keys = None, {}
+            return self._keys
+        if self._seen != (stat.st_mtime_ns, stat.st_size):
+            self._keys = self._parse(self.path.read_bytes())
+            self._seen = (stat.st_mtime_ns, stat.st_size)
+        return self._keys
+
+    @staticmethod
+    def _parse(data: bytes) -> dict[str, ApiKey]:
+        keys = [ApiKey.model_validate(found) for found in json.loads(data or b'{"keys": []}')["keys"]]
+        return {key.key_id: key for key in keys}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, ApiKey]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            keys = self._parse(self.path.read_bytes()) if self.path.exists() else {}
+            yield keys
+            document = {"keys": [key.model_dump(mode="json") for key in keys.values()]}
+            temporary = self.path.with_name(self.path.name + ".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(document, file, indent=1)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+            self._seen = None
+
+
+class JwtVerifier:
+    """People's bearer tokens, verified with PyJWT against the issuer's JWKS."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        if settings.oidc_issuer is None:
+            raise ValueError("RAGOPS_AUTH_OIDC_ISSUER is not set")
+        self.settings = settings
+        self._client = jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True) if settings.oidc_jwks_url else None
+        self._file_keys = (
+            jwt.PyJWKSet.from_json(settings.oidc_jwks_file.read_text()) if settings.oidc_jwks_file else None
+        )
+        if self._client is None and self._file_keys is None:
+            raise ValueError("set RAGOPS_AUTH_OIDC_JWKS_URL or RAGOPS_AUTH_OIDC_JWKS_FILE with the issuer")
+
+    def authenticate(self, token: str) -> Principal:
+        """Blocks on the first fetch of the JWKS (call from a worker thread).
+
+        Raises:
+            Unauthenticated: bad signature, algorithm, issuer, audience, expiry, or a missing
+                or malformed tenant or roles claim.
+        """
+        settings = self.settings
+        try:
+            key = self._signing_key(token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=settings.oidc_algorithms,
+                audience=settings.oidc_audience,
+                issuer=settings.oidc_issuer,
+                leeway=settings.leeway_s,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except (jwt.PyJWTError, KeyError) as error:
+            raise Unauthenticated(f"invalid token: {error}") from None
+        tenant, roles = claims.get(settings.tenant_claim), claims.get(settings.roles_claim)
+        if not isinstance(tenant, str) or not re.match(TENANT_PATTERN, tenant):
+            raise Unauthenticated(f"invalid token: no valid {settings.tenant_claim!r} claim")
+        if not isinstance(roles, list) or not all(role in Role._value2member_map_ for role in roles) or not roles:
+            raise Unauthenticated(f"invalid token: no valid {settings.roles_claim!r} claim")
+        subject = str(claims["sub"])
+        return Principal(
+            subject=f"person:{subject}", tenant=tenant, roles=frozenset(map(Role, roles)), kind="person", name=subject
+        )
+
+    def _signing_key(self, token: str) -> jwt.PyJWK:
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token)
+        assert self._file_keys is not None
+        kid = jwt.get_unverified_header(token).get("kid")
+        return self._file_keys[kid] if kid else self._file_keys.keys[0]
+
+
+class Authenticator:
+    """An ``Authorization`` header to a :class:`Principal`."""
+
+    def __init__(self, keys: ApiKeyStore, people: JwtVerifier | None = None) -> None:
+        self.keys = keys
+        self.people = people
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """Blocks when a JWKS must be fetched (call from a worker thread).
+
+        Raises:
+            Unauthenticated: no ``Bearer`` credential, or one that does not verify.
+        """
+        scheme, _, credential = (authorization or "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthenticated("missing bearer credential")
+        if credential.startswith(KEY_PREFIX):
+            return self.keys.authenticate(credential)
+        if self.people is None:
+            raise Unauthenticated("invalid API key")
+        return self.people.authenticate(credential)
+
+
+def api_keys_file(settings: AuthSettings, data_dir: Path) -> Path:
+    return settings.api_keys_file or data_dir / "auth" / "api-keys.json"
+
+
+def authenticator_for(settings: AuthSettings, data_dir: Path) -> Authenticator:
+    """The authenticator the settings describe (JWTs only when an issuer is configured)."""
+    people = JwtVerifier(settings) if settings.oidc_issuer else None
+    return Authenticator(ApiKeyStore(api_keys_file(settings, data_dir)), people)
