@@ -56,6 +56,7 @@ class Role(StrEnum):
     APPROVER = "approver"  # approve or reject another person's change
     AUDITOR = "auditor"  # read the audit log
     MONITORING = "monitoring"  # scrape /metrics
+    PLATFORM = "platform"  # a platform service reading across tenants (the monitor); never a person's
     ADMIN = "admin"  # API keys, roles, tenants
 
 
