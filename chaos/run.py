@@ -193,7 +193,7 @@ class Chaos:
     # ------------------------------------------------------------------------ load
 
     async def ask_one(self, tag: str, question: str) -> None:
-        async with httpx.AsyncClient(base_url=self.platform.gateway_url, timeout=360) as http:
+        async with httpx.AsyncClient(base_url=self.platform.gateway_url, auth=self.platform.auth, timeout=360) as http:
             self.calls.append(await _ask(http, tag, question, time.monotonic()))
 
     async def load(self, questions: list[Question], started: asyncio.Event) -> None:
@@ -206,7 +206,7 @@ class Chaos:
                 started.set()
                 self.calls.append(await _ask(http, f"q{index:04d}", question.question, began))
 
-        async with httpx.AsyncClient(base_url=self.platform.gateway_url, timeout=360) as http:
+        async with httpx.AsyncClient(base_url=self.platform.gateway_url, auth=self.platform.auth, timeout=360) as http:
             await asyncio.gather(*(one(http, i, q) for i, q in enumerate(questions)))
         self.load_done = True
 
@@ -307,7 +307,7 @@ def run_chaos(options: Options, data_dir: Path) -> dict[str, Any]:
         chaos = Chaos(platform, options)
         supervisor = threading.Thread(target=chaos.supervise, name="supervisor", daemon=True)
         supervisor.start()
-        analytics = AnalyticsClient(sql_url=platform.sql_url)
+        analytics = platform.analytics()
         try:
             indexed = asyncio.run(_ingest(platform, documents))
             print(f"{indexed} passages ingested; asking {len(questions)} questions", flush=True)

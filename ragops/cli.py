@@ -11,17 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
+from ragops.credentials import bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
 from ragops_analytics.client import AnalyticsClient
-from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
 from ragops_schemas import (
     AnswerGenerated,
     DocumentIndexed,
@@ -54,17 +56,39 @@ DataDir = Annotated[
 ]
 
 
-def _analytics(data_dir: Path) -> AnalyticsClient:
-    """ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running platform's sink."""
+def _query(data_dir: Path, statement: str) -> QueryResult:
+    """One read-only statement on the ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is
+    set, else through the running platform's gateway (``POST /v1/sql``) with the credential of
+    :func:`ragops.credentials.api_key` (an ``analyst`` sees its tenant's rows).
+
+    Raises:
+        QueryError: the statement was refused (its reason), or the credential was (401, 403).
+        StoreUnavailable: the server or the gateway cannot be reached.
+        typer.BadParameter: no platform runs in ``data_dir``, or there is no credential.
+    """
     from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
     if url:
-        return AnalyticsClient(clickhouse_url=url)
+        analytics = AnalyticsClient(clickhouse_url=url)
+        try:
+            return analytics.query(statement)
+        finally:
+            analytics.close()
     try:
-        return AnalyticsClient(sql_url=running_platform(data_dir)["sql_url"])
-    except PlatformError as error:
-        raise typer.BadParameter(str(error)) from None
+        gateway, auth = running_platform(data_dir)["gateway_url"], bearer(data_dir)
+    except (PlatformError, FileNotFoundError) as error:
+        raise typer.BadParameter(f"{error} (set RAGOPS_API_KEY, or run `ragops up` with this --data-dir)") from None
+    try:
+        with httpx.Client(base_url=gateway, auth=auth, timeout=120) as http:
+            response = http.post("/v1/sql", json={"sql": statement})
+    except httpx.HTTPError as error:
+        raise StoreUnavailable(f"the gateway at {gateway} did not answer: {error}") from None
+    if response.status_code != 200:
+        json_body = response.headers.get("content-type", "").startswith("application/json")
+        raise QueryError(f"{response.status_code}: {response.json().get('detail') if json_body else response.text}")
+    body = response.json()
+    return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
 
 
 def _run(work: Coroutine[object, object, T]) -> T:
@@ -122,6 +146,11 @@ def up(
             console.print(
                 f"[green]RAGOps is up.[/] Kafka: {platform.kafka_settings.bootstrap_servers}  "
                 f"gateway: {platform.gateway_url}  logs: {data_dir / 'logs'}"
+            )
+            assert platform.keys is not None
+            console.print(
+                f"Admin API key (every role but platform): {platform.keys.admin_file} "
+                "(the CLI presents it; RAGOPS_API_KEY overrides it)."
             )
             if platform.broker_storage == "durable":
                 console.print(
@@ -267,14 +296,11 @@ def sql(
     as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
 ) -> None:
     """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
-    analytics = _analytics(data_dir)
     try:
-        result = analytics.query(statement)
+        result = _query(data_dir, statement)
     except (QueryError, StoreUnavailable, ValueError) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None
-    finally:
-        analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return

@@ -24,7 +24,6 @@ from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
-from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import Reader
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
@@ -256,7 +255,7 @@ def run_demo(
             f"platform ready in {time.perf_counter() - started:.1f} s "
             f"(broker {platform.kafka_settings.bootstrap_servers}, gateway {platform.gateway_url})"
         )
-        analytics = AnalyticsClient(sql_url=platform.sql_url)
+        analytics = platform.analytics()
         try:
             report = asyncio.run(
                 run_workload(

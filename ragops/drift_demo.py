@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -31,7 +32,7 @@ from ragops.client import PlatformClient, QueryTrace
 from ragops.demo import simulated_feedback
 from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
-from ragops_analytics.client import AnalyticsClient, AnalyticsSettings
+from ragops_analytics.client import AnalyticsSettings
 from ragops_monitor.replay import replay_alerts
 from ragops_monitor.settings import MonitorSettings
 from ragops_monitor.signals import Kind
@@ -255,7 +256,9 @@ def monitor_settings(platform: EmbeddedPlatform) -> MonitorSettings:
     values: dict[str, Any] = {
         key.removeprefix(prefix).lower(): value for key, value in platform.env.items() if key.startswith(prefix)
     }
-    return MonitorSettings(analytics=AnalyticsSettings(sql_url=platform.sql_url), **values)
+    assert platform.keys is not None, "start the platform first"
+    analytics = AnalyticsSettings(sql_url=platform.sql_url, api_key=SecretStr(platform.keys.platform))
+    return MonitorSettings(analytics=analytics, **values)
 
 
 async def run_scenario(
@@ -393,7 +396,7 @@ def report(
         }
         for e in loop.events
     ]
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
     try:
         decisions = queries.version_decisions(analytics)
     finally:

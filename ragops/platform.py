@@ -19,11 +19,13 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from ragops.credentials import EmbeddedKeys, bearer_of, bootstrap_keys
 from ragops.specs import SERVICE_SPECS
 from ragops.supervision import RestartPolicy, SupervisorSettings
+from ragops_analytics.client import AnalyticsClient
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
-from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, aiokafka_options
+from ragops_shared.settings import EmbeddedBrokerSettings, KafkaSettings, PlatformSettings, aiokafka_options
 from ragops_shared.spec import OPS_PORT_SETTING
 
 SERVICES = tuple(spec.name for spec in SERVICE_SPECS)
@@ -81,6 +83,11 @@ class EmbeddedPlatform:
         broker_storage: ``durable`` keeps the broker's topics, events and committed offsets in
             ``<data_dir>/broker`` across restarts; ``memory`` loses them when it stops.
             Default: ``RAGOPS_BROKER_STORAGE`` (``durable``).
+
+    Every HTTP route but ``/health`` and ``/ready`` asks for a credential: :meth:`start` creates
+    (once per ``data_dir``) the admin and platform keys, :attr:`keys`
+    (:func:`ragops.credentials.bootstrap_keys`); the services present the platform key to each
+    other, :attr:`auth` and :meth:`analytics` present them for the caller.
     """
 
     data_dir: Path
@@ -92,6 +99,7 @@ class EmbeddedPlatform:
     clock: Callable[[], float] = time.monotonic
     broker_storage: Literal["durable", "memory"] = field(default_factory=lambda: EmbeddedBrokerSettings().storage)
     kafka: EmbeddedKafka | None = None
+    keys: EmbeddedKeys | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Restarts done per child (services and BROKER) over the platform's life.
     restarts: dict[str, int] = field(default_factory=dict)
@@ -118,12 +126,24 @@ class EmbeddedPlatform:
         """The sink's read-only SQL endpoint (the process that owns the embedded ClickHouse)."""
         return f"http://127.0.0.1:{self.ops_ports['sink']}/sql"
 
+    @property
+    def auth(self) -> httpx.Auth:
+        """The admin key as ``Authorization: Bearer`` for an httpx client (every role but ``platform``)."""
+        assert self.keys is not None, "start() first"
+        return bearer_of(self.keys.admin)
+
+    def analytics(self) -> AnalyticsClient:
+        """A reader of the sink's ``/sql`` with the platform key: every tenant's rows, as the monitor sees them."""
+        assert self.keys is not None, "start() first"
+        return AnalyticsClient(sql_url=self.sql_url, api_key=self.keys.platform)
+
     def ops_url(self, service: str) -> str:
         """Where ``service`` serves ``/health``, ``/ready`` and ``/metrics``."""
         return self.gateway_url if service == "gateway" else f"http://127.0.0.1:{self.ops_ports[service]}"
 
     def start(self) -> "EmbeddedPlatform":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.keys = bootstrap_keys(PlatformSettings(data_dir=self.data_dir.resolve()))
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.gateway_port = self.gateway_port or free_port()
@@ -147,6 +167,8 @@ class EmbeddedPlatform:
             "TOKENIZERS_PARALLELISM": "false",
             # The monitor and the trainer read ClickHouse through the sink, which owns it.
             "RAGOPS_ANALYTICS_SQL_URL": self.sql_url,
+            "RAGOPS_ANALYTICS_API_KEY": self.keys.platform,
+            "RAGOPS_AUTH_API_KEYS_FILE": str(self.keys.api_keys_file),
             **self.env,
         }
         for service in self.services:

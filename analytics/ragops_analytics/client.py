@@ -24,20 +24,28 @@ class AnalyticsClient:
         sql_url: the sink's ``/sql`` endpoint (embedded default), or
         clickhouse_url: a ClickHouse server (``http://user:pass@host:8123/db``).
         timeout_s: seconds to wait for the sink's answer.
+        api_key: the credential presented to ``sql_url`` as ``Authorization: Bearer <api_key>``
+            (the sink allows the ``analyst`` and ``platform`` roles); a server has its own users.
 
     One connection pool serves every statement (an ``httpx.Client``, or the server store's
     clickhouse-connect client, opened at the first query); :meth:`close` releases it.
     """
 
     def __init__(
-        self, *, sql_url: str | None = None, clickhouse_url: str | None = None, timeout_s: float = 60.0
+        self,
+        *,
+        sql_url: str | None = None,
+        clickhouse_url: str | None = None,
+        timeout_s: float = 60.0,
+        api_key: str | None = None,
     ) -> None:
         if (sql_url is None) == (clickhouse_url is None):
             raise ValueError("give exactly one of sql_url (embedded) or clickhouse_url (server)")
         self.sql_url = sql_url
         self.clickhouse_url = clickhouse_url
         self.timeout_s = timeout_s
-        self._http = httpx.Client(timeout=timeout_s) if sql_url is not None else None
+        headers = {"authorization": f"Bearer {api_key}"} if api_key is not None else None
+        self._http = httpx.Client(timeout=timeout_s, headers=headers) if sql_url is not None else None
         self._server: ServerStore | None = None
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
@@ -58,7 +66,11 @@ class AnalyticsClient:
         assert self.sql_url is not None
         response = self._http.post(self.sql_url, json={"sql": statement, "parameters": dict(parameters or {})})
         if response.status_code != 200:
-            raise QueryError(response.json().get("error", response.text))
+            # The sink's own refusals say {"error": ...}; its guard's (401, 403) {"detail": ...}.
+            refused = response.json()
+            raise QueryError(
+                f"{response.status_code}: {refused.get('error') or refused.get('detail') or response.text}"
+            )
         body = response.json()
         return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
 
@@ -80,6 +92,9 @@ class AnalyticsSettings(BaseSettings):
     sql_url: str | None = Field(default=None, description="The sink's read-only SQL endpoint (embedded default).")
     clickhouse_url: SecretStr | None = Field(default=None, description="ClickHouse server URL (may hold a password).")
     timeout_s: float = Field(default=60.0, gt=0)
+    api_key: SecretStr | None = Field(
+        default=None, description="API key presented to the sink's SQL endpoint (a `platform` key for the monitor)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "AnalyticsSettings":
@@ -94,4 +109,5 @@ class AnalyticsSettings(BaseSettings):
     def client(self) -> AnalyticsClient:
         """Raises ``ValueError`` when neither URL is set."""
         server = self.clickhouse_url.get_secret_value() if self.clickhouse_url else None
-        return AnalyticsClient(sql_url=self.sql_url, clickhouse_url=server, timeout_s=self.timeout_s)
+        key = self.api_key.get_secret_value() if self.api_key else None
+        return AnalyticsClient(sql_url=self.sql_url, clickhouse_url=server, timeout_s=self.timeout_s, api_key=key)

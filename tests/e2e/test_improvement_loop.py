@@ -16,7 +16,6 @@ from rich.console import Console
 
 from ragops.drift_demo import Scenario, corpus_rows, run_scenario, write_jsonl
 from ragops.platform import EmbeddedPlatform
-from ragops_analytics.client import AnalyticsClient
 from ragops_shared.datasets import load_corpus, load_questions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.clickhouse, pytest.mark.model, pytest.mark.slow]
@@ -90,7 +89,7 @@ def test_drift_is_detected_and_the_trainer_closes_the_loop(data_dir: Path, tmp_p
         (tmp_path / "drift-report.json").write_text(
             json.dumps(report, indent=2, default=str)
         )  # for a failure's post-mortem
-        analytics = AnalyticsClient(sql_url=platform.sql_url)
+        analytics = platform.analytics()
         decisions = analytics.query(
             "SELECT kind, decision, action, rule FROM version_decisions ORDER BY decided_at"
         ).rows

@@ -20,7 +20,6 @@ from ragops.client import PUBLISHES, PlatformClient
 from ragops.demo import run_workload
 from ragops.platform import EmbeddedPlatform
 from ragops.specs import SERVICE_SPECS
-from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import QueryError
 from ragops_schemas import (
     AnswerGenerated,
@@ -66,7 +65,7 @@ def workload(
     slice_ = [row for row in corpus_rows if row["title"] == ARTICLE][:12]
     corpus.write_text("".join(json.dumps(row) + "\n" for row in slice_))
     questions = _questions(data_dir, {row["id"] for row in slice_}, 6)
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
     report = asyncio.run(
         run_workload(platform.kafka_settings, analytics, corpus, questions, concurrency=3, console=Console(quiet=True))
     )
@@ -75,7 +74,7 @@ def workload(
 
 def test_documents_in_answers_out(platform: EmbeddedPlatform, workload: dict) -> None:
     report, slice_, questions = workload["report"], workload["slice"], workload["questions"]
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
 
     # Every figure below was computed by SQL in ClickHouse from what the sink stored.
     assert report["events_match"], report["events_per_topic"]
@@ -126,7 +125,7 @@ def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> Non
 
 
 def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
-    with httpx.Client(base_url=platform.gateway_url, timeout=120) as http:
+    with httpx.Client(base_url=platform.gateway_url, auth=platform.auth, timeout=120) as http:
         answered = http.post(
             "/v1/queries", json={"question": "Who was the duke in the battle of Hastings?", "top_k": 3}
         )
@@ -185,7 +184,7 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
     )
     assert isinstance(late, MessageDeadLettered) and late.error_type == "rejected" and "future" in late.reason
 
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
     deadline = time.monotonic() + 60
     letters = "SELECT count() FROM events WHERE event_type = 'message.dead_lettered' AND message_key = {key:String}"
     while analytics.query(letters, {"key": request_id}).rows[0][0] < 1:
@@ -197,14 +196,14 @@ def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
     )
     assert analytics.query(recorded_count, {"request_id": request_id}).rows[0][0] == 1
 
-    with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
+    with httpx.Client(base_url=platform.gateway_url, auth=platform.auth, timeout=30) as http:
         assert http.post("/v1/feedback", json={"request_id": "r", "rating": 6}).status_code == 422
         assert http.post("/v1/feedback", json={"request_id": "r"}).status_code == 422
         assert http.post("/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
 
 
 def test_analysts_sql_is_read_only(platform: EmbeddedPlatform) -> None:
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
     assert analytics.query("SELECT count() FROM events").rows[0][0] > 0
     for view in (
         "quality_by_day",
@@ -278,7 +277,7 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
     where = ["--data-dir", str(platform.data_dir)]
     requested = runner.invoke(app, ["retrain", "reindex", "--reason", "e2e: rebuild by replay", *where])
     assert requested.exit_code == 0, requested.output
-    analytics = AnalyticsClient(sql_url=platform.sql_url)
+    analytics = platform.analytics()
     deadline = time.monotonic() + 180
     promoted = []
     while not promoted:
@@ -327,7 +326,7 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
 
     letters = asyncio.run(dead_letters_of_broken_records())
     assert [letter.consumer_group for letter in letters] == ["ragops-trainer", "ragops-embedding-queries"]
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(auth=platform.auth, timeout=10) as http:
         assert (
             http.post(f"{platform.gateway_url}/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
         )
