@@ -146,6 +146,10 @@ class ApiKeyStore:
         """Every key, revoked ones included, oldest first."""
         return sorted(self._load().values(), key=lambda key: key.created_at)
 
+    def find(self, key_id: str) -> ApiKey | None:
+        """The key ``key_id`` (revoked or not), ``None`` if there is none."""
+        return self._load().get(key_id)
+
     def create(self, name: str, tenant: str, roles: list[Role]) -> tuple[ApiKey, str]:
         """A new key; returns it and the credential, which is shown once and never stored.
 
