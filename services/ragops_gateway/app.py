@@ -416,7 +416,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         wanted: KeyIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/admin/keys"))]
     ) -> KeyCreated:
         """A new key of the admin's tenant; the credential is in this answer only."""
-        key, credential = await asyncio.to_thread(keys.create, wanted.name, principal.tenant, wanted.roles)
+        async with _key_file_writable():
+            key, credential = await asyncio.to_thread(keys.create, wanted.name, principal.tenant, wanted.roles)
         log.info("api_key_created", key_id=key.key_id, tenant=key.tenant, roles=list(key.roles), by=principal.subject)
         return KeyCreated(key=KeyOut.of(key), api_key=credential)
 
@@ -426,7 +427,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> KeyOut:
         """Revoke a key of the admin's tenant (idempotent). 404 for an unknown key and for
         another tenant's, alike: nothing tells whether it exists."""
-        key = await asyncio.to_thread(_revoke_within, keys, key_id, principal.tenant)
+        async with _key_file_writable():
+            key = await asyncio.to_thread(_revoke_within, keys, key_id, principal.tenant)
         if key is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such key")
         log.info("api_key_revoked", key_id=key.key_id, tenant=key.tenant, by=principal.subject)
@@ -434,6 +436,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     _check_route_roles(app.routes)
     return app
+
+
+@asynccontextmanager
+async def _key_file_writable() -> AsyncIterator[None]:
+    """503 when the key file cannot be written: in Kubernetes it is a read-only Secret, changed
+    with ``ragops keys`` (the path stays in the log)."""
+    try:
+        yield
+    except OSError as error:
+        log.error("api_key_file_not_writable", error=repr(error))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "API keys cannot be changed here; use `ragops keys` on the key file"
+        ) from None
 
 
 def _revoke_within(store: ApiKeyStore, key_id: str, tenant: str) -> ApiKey | None:

@@ -215,6 +215,18 @@ def test_an_admin_sees_and_revokes_only_its_tenants_keys(platform: Platform) -> 
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
 
 
+def test_a_key_file_that_cannot_be_written_gets_503_with_no_path(platform: Platform) -> None:
+    admin = {"authorization": platform.credentials["admin"]}
+    lock = platform.keys.path.with_name(platform.keys.path.name + ".lock")
+    lock.unlink()
+    lock.mkdir()  # no write can take the lock now: a read-only Secret, as far as writes go
+    created = platform.gateway.post("/v1/admin/keys", json={"name": "bot", "roles": ["producer"]}, headers=admin)
+    revoked = platform.gateway.delete(f"/v1/admin/keys/{platform.target_key_id}", headers=admin)
+    for response in (created, revoked):
+        assert response.status_code == 503 and str(platform.keys.path.parent) not in response.text
+    assert platform.keys.find(platform.target_key_id).revoked_at is None
+
+
 def test_sql_through_the_gateway_refuses_with_the_reason_and_hides_the_backend(platform: Platform, tmp_path) -> None:
     analyst = {"authorization": platform.credentials["analyst"]}
     refused = platform.gateway.post("/v1/sql", json={"sql": "SELECT file('/etc/passwd')"}, headers=analyst)
