@@ -25,7 +25,8 @@
 # Every distribution comes at its requirements.lock version (`make lock`, the lock `make install`
 # and CI install), so an image holds the versions the tests ran with; deploy/docker/requirements.py
 # picks which of them an image needs. Nothing is downloaded at run time: HF_HUB_OFFLINE=1.
-# /var/lib/ragops/keys (owned by uid 10001, empty) takes the volume of signing keys in docker-compose.yml.
+# /var/lib/ragops/keys (owned by uid 10001, empty) takes the volume of signing keys in docker-compose.yml,
+# /var/lib/ragops/auth (likewise) the volume of API keys.
 # /var/lib/ragops/models (owned by uid 10001, empty) is where docker-compose.yml mounts the
 # volume of fine-tuned embedding models (trainer: read-write, embedding: read-only; both with
 # RAGOPS_DATA_DIR=/var/lib/ragops): a new named volume takes this directory's owner, so the
@@ -48,8 +49,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RAGOPS_CACHE_DIR=/opt/ragops/cache
 RUN groupadd --system --gid 10001 ragops \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ragops \
- && mkdir -p /var/cache/ragops /opt/ragops/cache /var/lib/ragops/models /var/lib/ragops/keys \
- && chown 10001:10001 /var/cache/ragops /opt/ragops/cache /var/lib/ragops /var/lib/ragops/models /var/lib/ragops/keys
+ && mkdir -p /var/cache/ragops /opt/ragops/cache /var/lib/ragops/models /var/lib/ragops/keys /var/lib/ragops/auth \
+ && chown 10001:10001 /var/cache/ragops /opt/ragops/cache /var/lib/ragops /var/lib/ragops/models /var/lib/ragops/keys \
+    /var/lib/ragops/auth
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS build

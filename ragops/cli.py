@@ -20,6 +20,7 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.credentials import bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
+from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
 from ragops_analytics.client import AnalyticsClient
@@ -45,6 +46,7 @@ from ragops_shared.signing import signer_for
 app = typer.Typer(
     help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False
 )
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 T = TypeVar("T")
 # aiokafka logs every failed reconnect; the CLI reports the outcome once instead.

@@ -1,11 +1,12 @@
 """What many tests share: the producer stamped on the events they make, the golden examples
-in ``schemas/examples`` (one valid event per type) and JSONL reading."""
+in ``schemas/examples`` (one valid event per type), JSONL reading and API keys for HTTP calls."""
 
 import json
 from pathlib import Path
 from typing import TypeVar
 
 from ragops_schemas import Event, Producer
+from ragops_shared.identity import ApiKeyStore, Role
 
 E = TypeVar("E", bound=Event)
 
@@ -27,3 +28,10 @@ def read_jsonl(path: Path) -> list[dict]:
     """Every line of a JSONL file, parsed."""
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines]
+
+
+def bearer(data_dir: Path, *roles: Role, tenant: str = "default") -> dict[str, str]:
+    """``Authorization`` headers with a new API key holding ``roles``, created in the key file a
+    service with ``PlatformSettings(data_dir=data_dir)`` reads (``<data_dir>/auth/api-keys.json``)."""
+    _, credential = ApiKeyStore(data_dir / "auth" / "api-keys.json").create("test", tenant, list(roles))
+    return {"authorization": f"Bearer {credential}"}

@@ -4,24 +4,33 @@ state: ``POST /v1/documents`` -> ``DocumentSubmitted`` (content above
 cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES``); ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
-``FeedbackSubmitted``. ``GET /health`` is liveness, ``GET /ready`` readiness (Kafka
-reachable, answer topics watched), ``GET /metrics`` Prometheus metrics."""
+``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
+caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
+the API keys of the admin's tenant. ``GET /health`` is liveness, ``GET /ready`` readiness
+(Kafka reachable, answer topics watched), ``GET /metrics`` Prometheus metrics.
+
+Every route but the probes needs ``Authorization: Bearer <API key or JWT>`` and one of the
+roles :data:`ROUTE_ROLES` names for it (401 without a valid credential, 403 without the
+role); the envelope's ``tenant`` is the caller's, never the body's."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+import httpx
 import structlog
 import uvicorn
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
@@ -43,8 +52,10 @@ from ragops_schemas.events import (
     require_feedback_content,
 )
 from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
+from ragops_shared.access import Refusal, guard_for, log_refusal
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
 from ragops_shared.service import asyncapi, load_settings, producer_for
@@ -56,6 +67,26 @@ log = structlog.get_logger(__name__)
 # Ids a caller chooses travel as record keys and into log lines: printable, bounded.
 DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
 CallerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+# Who may call what (README "Roles"): exact allow-lists, one entry per route; no role implies
+# another (admin is not everything). A route missing here makes create_app fail.
+ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
+    ("POST", "/v1/documents"): frozenset({Role.PRODUCER}),
+    ("POST", "/v1/queries"): frozenset({Role.PRODUCER}),
+    ("POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
+    ("POST", "/v1/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+    ("GET", "/metrics"): frozenset({Role.MONITORING}),
+    ("GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
+    ("POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),
+    ("DELETE", "/v1/admin/keys/{key_id}"): frozenset({Role.ADMIN}),
+}
+# Open on purpose: the kubelet's liveness and readiness probes carry no credential.
+OPEN_ROUTES = frozenset({("GET", "/health"), ("GET", "/ready")})
+
+
+async def on_refused(refusal: Refusal) -> None:
+    """Every call the gateway refuses (401/403): the one hook for the audit trail."""
+    await log_refusal(refusal)
 
 
 def _log_as(event: Event) -> None:
@@ -124,6 +155,52 @@ class FeedbackAccepted(BaseModel):
     event_id: uuid.UUID
 
 
+class SqlIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=100_000, description="One read-only statement.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Values of its {name:Type} placeholders.")
+
+
+class SqlResult(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    roles: list[Role] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _within_a_tenant(self) -> "KeyIn":
+        # platform reads across tenants: a tenant's admin cannot hand it out (the CLI can).
+        if Role.PLATFORM in self.roles:
+            raise ValueError("the platform role is given with `ragops keys create` only")
+        return self
+
+
+class KeyOut(BaseModel):
+    """An API key as listed: never its secret nor the secret's hash."""
+
+    key_id: str
+    name: str
+    tenant: str
+    roles: list[Role]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "KeyOut":
+        return cls(**key.model_dump(exclude={"secret_sha256"}))
+
+
+class KeyCreated(BaseModel):
+    key: KeyOut
+    api_key: str = Field(description="The credential: shown this once, never stored.")
+
+
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +220,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
+    guard = guard_for(settings.platform, on_refused)
+    keys = guard.authenticator.keys
+    analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
+
+    def caller(method: str, path: str) -> Callable[[Request], Awaitable[Principal]]:
+        return guard.dependency(*ROUTE_ROLES[method, path])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -155,8 +238,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             state["ready"] = False
             await watcher.stop()
             await broker.stop()
+            await analytics.aclose()
 
-    app = FastAPI(title="RAGOps gateway", description=__doc__, lifespan=lifespan)
+    # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
+    # OpenAPI document is published as schemas/openapi/gateway.json).
+    app = FastAPI(
+        title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
 
     @app.exception_handler(StarletteHTTPException)
@@ -199,15 +287,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Kafka is not reachable (yet)")
         return {"status": "ready"}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(caller("GET", "/metrics"))])
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
-    async def submit_document(document: DocumentIn) -> Accepted:
+    async def submit_document(
+        document: DocumentIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/documents"))]
+    ) -> Accepted:
         event = DocumentSubmitted(
             producer=producer,
-            tenant=settings.platform.tenant,
+            tenant=principal.tenant,
             **document.model_dump(exclude={"document_id"}),
             document_id=document.document_id or new_document_id(),
         )
@@ -239,20 +329,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
-    async def send_feedback(feedback: FeedbackIn) -> FeedbackAccepted:
+    async def send_feedback(
+        feedback: FeedbackIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/feedback"))]
+    ) -> FeedbackAccepted:
         """Accepted for validation by the feedback service: an unknown request id is
         dead-lettered there with the reason (the gateway holds no state to check it)."""
-        event = FeedbackSubmitted(producer=producer, tenant=settings.platform.tenant, **feedback.model_dump())
+        event = FeedbackSubmitted(producer=producer, tenant=principal.tenant, **feedback.model_dump())
         _log_as(event)
         await publish(event)
         return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
 
     @app.post("/v1/queries")
-    async def ask(query: QueryIn) -> AnswerGenerated:
+    async def ask(
+        query: QueryIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/queries"))]
+    ) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
             producer=producer,
-            tenant=settings.platform.tenant,
+            tenant=principal.tenant,
             request_id=new_request_id(),
             **query.model_dump(exclude={"timeout_s"}),
         )
@@ -285,7 +379,106 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         assert isinstance(outcome, AnswerGenerated)  # the only other type the watcher was asked for
         return outcome
 
+    @app.post("/v1/sql", dependencies=[Depends(caller("POST", "/v1/sql"))])
+    async def sql(query: SqlIn, request: Request) -> SqlResult:
+        """One read-only statement, answered by the analytics SQL endpoint on the caller's own
+        credential (it sees what the caller may see). 400: refused or failed statement, with
+        the engine's reason; 503: no endpoint configured, or it does not answer."""
+        if settings.analytics.sql_url is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics SQL is not available here")
+        try:
+            response = await analytics.post(
+                settings.analytics.sql_url,
+                json=query.model_dump(),
+                headers={"authorization": request.headers["authorization"]},
+            )
+        except httpx.HTTPError as error:
+            log.error("analytics_sql_unreachable", error=repr(error))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "analytics SQL cannot answer now; try again later"
+            ) from None
+        if response.status_code in (400, 422):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, _sql_refusal(response))
+        if response.status_code != 200:
+            # 401/403 there (a key file out of step) or a failure: the caller learns nothing about the backend.
+            log.error("analytics_sql_failed", status=response.status_code, body=response.text[:1000])
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics SQL cannot answer now; try again later")
+        return SqlResult.model_validate(response.json())
+
+    @app.get("/v1/admin/keys")
+    async def list_keys(principal: Annotated[Principal, Depends(caller("GET", "/v1/admin/keys"))]) -> list[KeyOut]:
+        """The API keys of the admin's tenant, revoked ones included, oldest first."""
+        found = await asyncio.to_thread(keys.keys)
+        return [KeyOut.of(key) for key in found if key.tenant == principal.tenant]
+
+    @app.post("/v1/admin/keys", status_code=status.HTTP_201_CREATED)
+    async def create_key(
+        wanted: KeyIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/admin/keys"))]
+    ) -> KeyCreated:
+        """A new key of the admin's tenant; the credential is in this answer only."""
+        async with _key_file_writable():
+            key, credential = await asyncio.to_thread(keys.create, wanted.name, principal.tenant, wanted.roles)
+        log.info("api_key_created", key_id=key.key_id, tenant=key.tenant, roles=list(key.roles), by=principal.subject)
+        return KeyCreated(key=KeyOut.of(key), api_key=credential)
+
+    @app.delete("/v1/admin/keys/{key_id}")
+    async def revoke_key(
+        key_id: str, principal: Annotated[Principal, Depends(caller("DELETE", "/v1/admin/keys/{key_id}"))]
+    ) -> KeyOut:
+        """Revoke a key of the admin's tenant (idempotent). 404 for an unknown key and for
+        another tenant's, alike: nothing tells whether it exists."""
+        async with _key_file_writable():
+            key = await asyncio.to_thread(_revoke_within, keys, key_id, principal.tenant)
+        if key is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such key")
+        log.info("api_key_revoked", key_id=key.key_id, tenant=key.tenant, by=principal.subject)
+        return KeyOut.of(key)
+
+    _check_route_roles(app.routes)
     return app
+
+
+@asynccontextmanager
+async def _key_file_writable() -> AsyncIterator[None]:
+    """503 when the key file cannot be written: in Kubernetes it is a read-only Secret, changed
+    with ``ragops keys`` (the path stays in the log)."""
+    try:
+        yield
+    except OSError as error:
+        log.error("api_key_file_not_writable", error=repr(error))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "API keys cannot be changed here; use `ragops keys` on the key file"
+        ) from None
+
+
+def _revoke_within(store: ApiKeyStore, key_id: str, tenant: str) -> ApiKey | None:
+    """``key_id`` revoked if it belongs to ``tenant``; ``None`` when it does not exist or is another tenant's."""
+    key = store.find(key_id)
+    return store.revoke(key_id) if key is not None and key.tenant == tenant else None
+
+
+def _sql_refusal(response: httpx.Response) -> str:
+    """The reason the analytics endpoint gave for refusing a statement."""
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return "the statement was refused"
+
+
+def _check_route_roles(routes: list[BaseRoute]) -> None:
+    """Every route is in :data:`ROUTE_ROLES` or :data:`OPEN_ROUTES`, and every entry is a route.
+
+    Raises:
+        RuntimeError: a route without an entry (it would be served unguarded) or an entry
+            without a route.
+    """
+    served = {(method, route.path) for route in routes if isinstance(route, Route) for method in route.methods or ()}
+    served -= {("HEAD", path) for _, path in served}
+    listed = set(ROUTE_ROLES) | OPEN_ROUTES
+    if served != listed:
+        raise RuntimeError(
+            f"routes without roles: {sorted(served - listed)}; roles without routes: {sorted(listed - served)}"
+        )
 
 
 def main() -> None:

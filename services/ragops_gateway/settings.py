@@ -3,6 +3,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_analytics.client import AnalyticsSettings
 from ragops_gateway.spec import SPEC
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -24,6 +25,10 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="POST /v1/documents refuses larger content (UTF-8 bytes) with 413; keep it at most "
         "RAGOPS_INGESTION_MAX_DOCUMENT_BYTES.",
+    )
+    analytics: AnalyticsSettings = Field(
+        default_factory=AnalyticsSettings,
+        description="POST /v1/sql forwards to RAGOPS_ANALYTICS_SQL_URL (the sink's /sql); unset = 503.",
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

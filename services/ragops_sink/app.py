@@ -12,13 +12,15 @@ typed tables analysts query (see the README's Analytics section).
   (topic, partition, offset): it never replaces a valid event's row nor stops the sink.
 
 Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` on
-the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
+the service's HTTP port, so ``ragops sql`` can query while the platform runs; only callers with
+the ``analyst`` or ``platform`` role."""
 
 import asyncio
 import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import structlog
@@ -31,7 +33,9 @@ from ragops_analytics import queries
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
 from ragops_schemas.topics import TOPICS
+from ragops_shared.access import guard_for, principal_of
 from ragops_shared.broker import make_broker, parse_readable
+from ragops_shared.identity import Role
 from ragops_shared.service import run_service, service_app
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
@@ -151,6 +155,7 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     settings = settings or SinkSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     writer = writer or Writer(settings)
+    guard = guard_for(settings.platform)
 
     @broker.subscriber(
         *(spec.topic for spec in TOPICS if spec.sink),
@@ -186,7 +191,11 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal.'
         )
     )
-    async def sql(request: Request) -> AsgiResponse:
+    async def sql(scope: Any, request: Request) -> AsgiResponse:
+        # Who asks (guard.protect admitted them): the one place where the statement is to be
+        # confined to principal.tenant's rows (tenant isolation, issue 13).
+        principal = principal_of(scope)
+        log.debug("analyst_sql", subject=principal.subject, tenant=principal.tenant)
         try:
             body = await request.json()
             statement, parameters = body["sql"], body.get("parameters") or {}
@@ -205,7 +214,13 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         return AsgiResponse(body.encode(), 200, headers={"content-type": "application/json"})
 
     return service_app(
-        SERVICE, __doc__ or "", broker, warm_up=[writer.open], close=[writer.close], routes=[("/sql", sql)]
+        SERVICE,
+        __doc__ or "",
+        broker,
+        guard=guard,
+        warm_up=[writer.open],
+        close=[writer.close],
+        routes=[("/sql", guard.protect(sql, Role.ANALYST, Role.PLATFORM))],
     )
 
 

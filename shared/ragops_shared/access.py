@@ -10,17 +10,29 @@ answer goes out.
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import structlog
 from fastapi import HTTPException, Request, status
 from faststream._internal.basic_types import LoggerProto
 from faststream._internal.di.config import FastDependsConfig
 from faststream.asgi import AsgiResponse, HttpHandler
 from faststream.asgi.types import Receive, Scope, Send
 
-from ragops_shared.identity import Authenticator, Forbidden, Principal, Role, Unauthenticated, authorize
+from ragops_shared.identity import (
+    Authenticator,
+    Forbidden,
+    Principal,
+    Role,
+    Unauthenticated,
+    authenticator_for,
+    authorize,
+)
+from ragops_shared.settings import PlatformSettings
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,14 +56,22 @@ class Refusal:
 OnRefused = Callable[[Refusal], Awaitable[None]]
 
 
-async def _ignore(_: Refusal) -> None:
-    return None
+async def log_refusal(refusal: Refusal) -> None:
+    """A structured warning ``request_refused`` (status, method, path, subject, reason)."""
+    log.warning(
+        "request_refused",
+        status=refusal.status,
+        method=refusal.method,
+        path=refusal.path,
+        subject=refusal.principal.subject if refusal.principal else None,
+        reason=refusal.reason,
+    )
 
 
 class Guard:
     """Authenticates and authorizes one call against the roles a route allows."""
 
-    def __init__(self, authenticator: Authenticator, on_refused: OnRefused = _ignore) -> None:
+    def __init__(self, authenticator: Authenticator, on_refused: OnRefused = log_refusal) -> None:
         self.authenticator = authenticator
         self.on_refused = on_refused
 
@@ -138,3 +158,20 @@ def _refuse(code: int, detail: str, headers: dict[str, str]) -> AsgiResponse:
     return AsgiResponse(
         json.dumps({"detail": detail}).encode(), code, headers={"content-type": "application/json", **headers}
     )
+
+
+def guard_for(platform: PlatformSettings, on_refused: OnRefused = log_refusal) -> Guard:
+    """The guard of a service: API keys from ``RAGOPS_AUTH_API_KEYS_FILE`` (or
+    ``<data_dir>/auth/api-keys.json``), JWTs when an issuer is configured."""
+    return Guard(authenticator_for(platform.auth, platform.data_dir), on_refused)
+
+
+def principal_of(scope: Mapping[str, Any]) -> Principal:
+    """The caller :meth:`Guard.protect` admitted, from a FastStream ASGI handler's ``scope``.
+
+    Raises:
+        KeyError: the handler is not behind :meth:`Guard.protect`.
+    """
+    principal = scope["state"]["principal"]
+    assert isinstance(principal, Principal)
+    return principal

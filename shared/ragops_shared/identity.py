@@ -139,12 +139,16 @@ class ApiKeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
         self._keys: dict[str, ApiKey] = {}
 
     def keys(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         return sorted(self._load().values(), key=lambda key: key.created_at)
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """The key ``key_id`` (revoked or not), ``None`` if there is none."""
+        return self._load().get(key_id)
 
     def create(self, name: str, tenant: str, roles: list[Role]) -> tuple[ApiKey, str]:
         """A new key; returns it and the credential, which is shown once and never stored.
@@ -195,9 +199,12 @@ class ApiKeyStore:
         except FileNotFoundError:
             self._seen, self._keys = None, {}
             return self._keys
-        if self._seen != (stat.st_mtime_ns, stat.st_size):
+        # Every write replaces the file (a new inode): a change within the clock's resolution
+        # that keeps the size (a revocation of another key) is seen too.
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._seen != seen:
             self._keys = self._parse(self.path.read_bytes())
-            self._seen = (stat.st_mtime_ns, stat.st_size)
+            self._seen = seen
         return self._keys
 
     @staticmethod
@@ -221,6 +228,11 @@ class ApiKeyStore:
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)
             self._seen = None
+
+
+def _is_role(value: object) -> bool:
+    """A claim value naming a :class:`Role` (a list or object in a claim is not one)."""
+    return isinstance(value, str) and value in Role._value2member_map_
 
 
 class JwtVerifier:
@@ -259,9 +271,10 @@ class JwtVerifier:
         except (jwt.PyJWTError, KeyError) as error:
             raise Unauthenticated(f"invalid token: {error}") from None
         tenant, roles = claims.get(settings.tenant_claim), claims.get(settings.roles_claim)
-        if not isinstance(tenant, str) or not re.match(TENANT_PATTERN, tenant):
+        # fullmatch: re.match's "$" also matches before a final newline.
+        if not isinstance(tenant, str) or not re.fullmatch(TENANT_PATTERN, tenant):
             raise Unauthenticated(f"invalid token: no valid {settings.tenant_claim!r} claim")
-        if not isinstance(roles, list) or not all(role in Role._value2member_map_ for role in roles) or not roles:
+        if not isinstance(roles, list) or not roles or not all(_is_role(role) for role in roles):
             raise Unauthenticated(f"invalid token: no valid {settings.roles_claim!r} claim")
         subject = str(claims["sub"])
         return Principal(

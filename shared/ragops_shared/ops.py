@@ -2,7 +2,8 @@
 (``RAGOPS_OPS_HOST``/``RAGOPS_OPS_PORT``): ``GET /health`` (liveness: the process serves and
 no consumer is stuck), ``GET /ready`` (readiness: models/stores loaded, the Kafka cluster
 answers a ping, no consumer is stuck; the body reports each consumer's progress) and
-``GET /metrics`` (Prometheus text format).
+``GET /metrics`` (Prometheus text format, for the ``monitoring`` role only: the probes stay
+open because the kubelet calls them without a credential).
 
 A consumer is *stuck* when a batch has stayed unprocessed longer than its threshold
 (``KAFKA_STUCK_AFTER_S``, at least the consumer's ``max_poll_interval_ms``): a handler that
@@ -25,6 +26,9 @@ from collections.abc import Callable, Iterable
 from faststream.asgi import AsgiResponse, HttpHandler, get
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+from ragops_shared.access import Guard
+from ragops_shared.identity import Role
 
 DEAD_LETTERS = Counter(
     "ragops_dead_letters_total", "Records sent to the dead-letter topic.", ["service", "topic", "error_type"]
@@ -149,16 +153,17 @@ def consumers_of(broker: KafkaBroker) -> list[ConsumerProgress]:
     return list(_CONSUMERS.get(broker, ()))
 
 
-def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str, HttpHandler]]:
+def ops_routes(broker: KafkaBroker, ready: Callable[[], bool], guard: Guard) -> list[tuple[str, HttpHandler]]:
     """ASGI routes for a FastStream ``AsgiFastStream`` application.
 
     ``/health``: 200 ``{"status": "ok"}``, or 503 ``{"status": "stuck", "consumers": [...]}``.
     ``/ready``: 503 ``{"status": "loading" | "kafka unreachable" | "stuck", ...}`` or 200
     ``{"status": "ready", "consumers": [...]}``; each consumer as
-    :meth:`ConsumerProgress.report`.
+    :meth:`ConsumerProgress.report`. ``/metrics``: 401/403 unless the caller has ``monitoring``.
 
     Args:
         ready: whether the service finished loading what it needs (models, stores).
+        guard: who may read ``/metrics``.
     """
 
     def respond(status: int, body: dict[str, object] | bytes, content_type: str = "application/json") -> AsgiResponse:
@@ -189,4 +194,5 @@ def ops_routes(broker: KafkaBroker, ready: Callable[[], bool]) -> list[tuple[str
     async def metrics(scope: object) -> AsgiResponse:
         return respond(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
 
-    return [("/health", health), ("/ready", readiness), ("/metrics", metrics)]
+    # /health and /ready stay open: the kubelet's probes carry no credential.
+    return [("/health", health), ("/ready", readiness), ("/metrics", guard.protect(metrics, Role.MONITORING))]

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from ragops_schemas import Producer
+from ragops_shared.access import Guard
 from ragops_shared.logs import configure_logging
 from ragops_shared.ops import ops_routes
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -42,17 +43,19 @@ def service_app(
     description: str,
     broker: KafkaBroker,
     *,
+    guard: Guard,
     warm_up: Sequence[Callable[[], object]] = (),
     close: Sequence[Callable[[], object]] = (),
     routes: Sequence[tuple[str, HttpHandler]] = (),
 ) -> AsgiFastStream:
     """The application of a service: its AsyncAPI document; heavy resources (models, stores)
     loaded in a worker thread before the broker starts consuming and released after it
-    stopped; ``/health``, ``/ready`` and ``/metrics`` (plus ``routes``) on its HTTP port."""
+    stopped; ``/health``, ``/ready`` and ``/metrics`` (plus ``routes``) on its HTTP port,
+    ``/metrics`` behind ``guard`` (``routes`` protect themselves with it)."""
     loaded = {"ready": False}
     app = AsgiFastStream(
         broker,
-        asgi_routes=[*ops_routes(broker, lambda: loaded["ready"]), *routes],
+        asgi_routes=[*ops_routes(broker, lambda: loaded["ready"], guard), *routes],
         specification=asyncapi(service, description),
     )
 

@@ -41,7 +41,7 @@ from ragops.specs import SERVICE_SPECS
 from ragops_analytics.client import AnalyticsSettings
 from ragops_schemas.topics import TOPICS, Topic
 from ragops_shared import ops  # noqa: F401 - registers the platform's metrics the alert rules read
-from ragops_shared.settings import KafkaSettings, PlatformSettings, SigningSettings
+from ragops_shared.settings import AuthSettings, KafkaSettings, PlatformSettings, SigningSettings
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +73,16 @@ THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAI
 def setting_names() -> frozenset[str]:
     """Every environment variable some service's settings read: env prefix + field name of each
     ``*Settings`` class of the package ``ragops_<service>.app`` imports (nested settings
-    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings, SigningSettings
-    and AnalyticsSettings (the ClickHouse that the monitor and the trainer read, env prefix
-    RAGOPS_ANALYTICS_)."""
-    classes: set[type[BaseSettings]] = {KafkaSettings, PlatformSettings, SigningSettings, AnalyticsSettings}
+    excluded: they read their own prefix), plus KafkaSettings, PlatformSettings, SigningSettings,
+    AuthSettings (RAGOPS_AUTH_) and AnalyticsSettings (the ClickHouse that the monitor and the
+    trainer read, env prefix RAGOPS_ANALYTICS_)."""
+    classes: set[type[BaseSettings]] = {
+        KafkaSettings,
+        PlatformSettings,
+        SigningSettings,
+        AuthSettings,
+        AnalyticsSettings,
+    }
     for service in SERVICES:
         module = importlib.import_module(f"ragops_{service}.app")
         classes |= {
@@ -301,6 +307,21 @@ def test_registry_readers_mount_the_trust_list_and_the_signing_owners_their_key(
             assert "RAGOPS_SIGNING_KEY_FILE" not in env, service
 
 
+def test_every_service_mounts_the_api_keys_its_routes_check() -> None:
+    """/metrics of every service (and the gateway's API, the sink's /sql) want an API key: the
+    key file of the Secret ragops-api-keys, where RAGOPS_AUTH_API_KEYS_FILE says."""
+    key_file = Path(configmap()["RAGOPS_AUTH_API_KEYS_FILE"])
+    for service in SERVICES:
+        pod = deployment(service)["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m for m in container(service)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mount = mounts[str(key_file.parent)]
+        assert mount["readOnly"] is True, service
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == "ragops-api-keys", service
+        assert [item["path"] for item in secret["items"]] == [key_file.name], service
+
+
 def test_configmap_holds_only_real_settings() -> None:
     data = configmap()
     assert all(isinstance(value, str) for value in data.values()), "ConfigMap values must be strings"
@@ -508,6 +529,21 @@ def test_prometheus_scrapes_every_service_and_the_exporter() -> None:
     assert KAFKA_EXPORTER in targets
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert len(jobs) == len(set(jobs)), "duplicate job names"
+
+
+def test_compose_services_read_the_api_keys_and_prometheus_scrapes_with_its_token() -> None:
+    services = compose()["services"]
+    key_file = Path(services["gateway"]["environment"]["RAGOPS_AUTH_API_KEYS_FILE"])
+    for service in SERVICES:
+        assert services[service]["environment"]["RAGOPS_AUTH_API_KEYS_FILE"] == str(key_file), service
+        assert any(v.startswith(f"api-keys:{key_file.parent}") for v in services[service]["volumes"]), service
+        assert services[service]["depends_on"]["api-keys"]["condition"] == "service_completed_successfully"
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    tokens = {job["job_name"]: job.get("authorization", {}).get("credentials_file") for job in config["scrape_configs"]}
+    token = Path(tokens["gateway"])
+    assert {tokens[service] for service in SERVICES} == {str(token)}
+    assert f"api-keys:{token.parent}:ro" in services["prometheus"]["volumes"]
+    assert token.name in " ".join(services["api-keys"]["command"])
 
 
 def test_prometheus_loads_the_consumer_alerts_on_metrics_the_services_export() -> None:

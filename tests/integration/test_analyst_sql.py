@@ -15,10 +15,12 @@ from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import QueryError, QueryLimits
+from ragops_shared.identity import Role
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.schema import migrate
 from ragops_sink.settings import SinkSettings
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.clickhouse
 FUNCTIONS = Path(__file__).resolve().parents[2] / "analytics" / "ragops_analytics" / "sql_functions.tsv"
@@ -104,7 +106,7 @@ def sink_sql(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
     writer.open()
     try:
         transport = httpx.ASGITransport(app=create_app(settings, writer))
-        yield httpx.AsyncClient(transport=transport, base_url="http://sink")
+        yield httpx.AsyncClient(transport=transport, base_url="http://sink", headers=bearer(tmp_path, Role.ANALYST))
     finally:
         writer.close()
 

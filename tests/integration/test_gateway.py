@@ -17,16 +17,21 @@ from ragops_schemas import DocumentSubmitted, Topic
 from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import check_out, open_blob_store
 from ragops_shared.embedded import create_topics
+from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.kafka
+# The roles of every route these tests call (test_access_matrix checks each role alone).
+ROLES = (Role.PRODUCER, Role.PRODUCT, Role.MONITORING)
 
 
 @pytest.fixture
 def gateway(tansu, tmp_path: Path):
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
-    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path)))) as client:
+    settings = GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path))
+    with TestClient(create_app(settings), headers=bearer(tmp_path, *ROLES)) as client:
         yield client, kafka
 
 
@@ -85,7 +90,9 @@ def test_a_document_too_large_gets_413(tansu, tmp_path: Path, limits: dict, cont
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers, **limits.pop("kafka", {}))
     platform = PlatformSettings(data_dir=tmp_path, **limits.pop("platform", {}))
     asyncio.run(create_topics(kafka, TOPICS))
-    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=platform, **limits))) as client:
+    with TestClient(
+        create_app(GatewaySettings(kafka=kafka, platform=platform, **limits)), headers=bearer(tmp_path, *ROLES)
+    ) as client:
         response = client.post("/v1/documents", json={"content": content})
     assert response.status_code == 413 and message in response.json()["detail"]
 
@@ -95,7 +102,9 @@ def test_a_large_document_travels_by_reference_to_its_blob(tansu, tmp_path: Path
     asyncio.run(create_topics(kafka, TOPICS))
     platform = PlatformSettings(data_dir=tmp_path, inline_content_bytes=16 * 1024)
     content = "A paragraph of a long manual. " * 10_000  # 300 kB: above the broker's limit here
-    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=platform))) as client:
+    with TestClient(
+        create_app(GatewaySettings(kafka=kafka, platform=platform)), headers=bearer(tmp_path, *ROLES)
+    ) as client:
         response = client.post("/v1/documents", json={"document_id": "manual", "content": content})
     assert response.status_code == 202
     value = asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED))
@@ -120,6 +129,17 @@ def test_accepted_document_is_on_its_topic(gateway) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'faststream_published_messages_total{app_name="ragops-gateway"' in metrics.text
+
+
+def test_the_envelope_tenant_is_the_callers_not_the_settings(tansu, tmp_path: Path) -> None:
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    asyncio.run(create_topics(kafka, TOPICS))
+    settings = GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path, tenant="default"))
+    with TestClient(create_app(settings), headers=bearer(tmp_path, Role.PRODUCER, tenant="acme")) as client:
+        response = client.post("/v1/documents", json={"content": "x", "metadata": {"tenant": "other"}})
+    assert response.status_code == 202
+    event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
+    assert event.tenant == "acme"
 
 
 def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:
@@ -169,7 +189,10 @@ def test_an_unreachable_broker_gets_503_with_no_address(tansu, tmp_path: Path) -
     # Known, left for a later change: the gateway's stop after the broker came back is
     # sometimes cancelled while aiokafka flushes the records that waited; the answers above
     # are what this test checks.
-    with contextlib.suppress(CancelledError), TestClient(create_app(settings)) as client:
+    with (
+        contextlib.suppress(CancelledError),
+        TestClient(create_app(settings), headers=bearer(tmp_path, *ROLES)) as client,
+    ):
         tansu.stop()
         responses = [
             client.post("/v1/documents", json={"content": "x"}),
@@ -190,7 +213,9 @@ def test_a_blob_store_failure_gets_503_with_no_path(tansu, tmp_path: Path) -> No
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
     platform = PlatformSettings(data_dir=tmp_path, inline_content_bytes=1024)
-    with TestClient(create_app(GatewaySettings(kafka=kafka, platform=platform))) as client:
+    with TestClient(
+        create_app(GatewaySettings(kafka=kafka, platform=platform)), headers=bearer(tmp_path, *ROLES)
+    ) as client:
         (tmp_path / "blobs").write_text("a file where the store's folder should be")
         response = client.post("/v1/documents", json={"content": "y" * 4096})
     assert response.status_code == 503 and str(tmp_path) not in response.text and response.json()["trace_id"]

@@ -2,6 +2,7 @@
 Kafka does not answer, 200 otherwise (a service's ops routes and the gateway)."""
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
@@ -9,18 +10,24 @@ from fastapi.testclient import TestClient
 
 from ragops_gateway.app import GatewaySettings, create_app
 from ragops_schemas import Topic
+from ragops_shared.access import guard_for
 from ragops_shared.broker import make_broker
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.service import service_app
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
 from tests.integration.services import running
 
 pytestmark = pytest.mark.kafka
 
 
-async def test_a_service_is_ready_only_once_loaded_and_while_kafka_answers(tansu: EmbeddedKafka) -> None:
+async def test_a_service_is_ready_only_once_loaded_and_while_kafka_answers(
+    tansu: EmbeddedKafka, tmp_path: Path
+) -> None:
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
-    app = service_app("test-service", "A service with nothing to consume.", make_broker(kafka, "test-service"))
+    guard = guard_for(PlatformSettings(data_dir=tmp_path))
+    app = service_app(
+        "test-service", "A service with nothing to consume.", make_broker(kafka, "test-service"), guard=guard
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http:
         loading = await http.get("/ready")
         assert (loading.status_code, loading.json()) == (503, {"status": "loading"})

@@ -5,6 +5,7 @@ its dead letter parked) and the consumer never spins on one. Fetches are counted
 import asyncio
 import base64
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,11 +14,12 @@ from faststream import FastStream
 from prometheus_client import REGISTRY
 
 from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Producer, Topic
+from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.dead_letters import REFERENCE_PREFIX_BYTES
 from ragops_shared.retry import Backoff
 from ragops_shared.service import service_app
-from ragops_shared.settings import KafkaSettings
+from ragops_shared.settings import KafkaSettings, PlatformSettings
 from tests.integration.services import produce_raw, running, wait_for, watching
 
 pytestmark = pytest.mark.kafka
@@ -182,7 +184,7 @@ async def test_a_persistent_transient_failure_is_isolated_and_dead_lettered_with
     assert "TimeoutError" in letter.reason
 
 
-async def test_a_stuck_consumer_fails_liveness_until_it_moves_again(kafka) -> None:
+async def test_a_stuck_consumer_fails_liveness_until_it_moves_again(kafka, tmp_path: Path) -> None:
     release = asyncio.Event()
     quick = kafka.model_copy(update={"stuck_after_s": 1.0})
     broker = make_broker(quick, "test-stuck")
@@ -199,7 +201,8 @@ async def test_a_stuck_consumer_fails_liveness_until_it_moves_again(kafka) -> No
     async def hang(events: list[DocumentSubmitted]) -> None:
         await release.wait()
 
-    app = service_app("test-stuck", "A service whose handler hangs.", broker)
+    guard = guard_for(PlatformSettings(data_dir=tmp_path))
+    app = service_app("test-stuck", "A service whose handler hangs.", broker, guard=guard)
     await produce_raw(kafka, TOPIC, [(KEY, _document("x"))])
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http,

@@ -1,0 +1,244 @@
+"""Route x role x tenant: the real gateway (on a real broker) and the real sink (on chDB, serving
+HTTP on a local port so the gateway's ``POST /v1/sql`` reaches it) called on every route with
+every principal. Each role alone, a key of another tenant, a revoked key, no header and garbage:
+the allowed set of each route is exactly the documented one (README "Roles"), a refusal is 401
+without a valid credential and 403 without the role, and a refusal's body says nothing more.
+
+The routes come from the applications themselves: a route added without an entry in
+:data:`EXPECTED` fails here."""
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from faststream.asgi import AsgiFastStream
+
+from ragops_analytics.client import AnalyticsSettings
+from ragops_gateway.app import create_app as create_gateway
+from ragops_gateway.settings import GatewaySettings
+from ragops_schemas.topics import TOPICS
+from ragops_shared.embedded import EmbeddedKafka, create_topics
+from ragops_shared.identity import ApiKeyStore, Role
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_sink.app import Writer, create_app as create_sink
+from ragops_sink.settings import SinkSettings
+
+pytestmark = pytest.mark.kafka
+
+OPEN = None  # a probe: anyone, no credential needed
+# (application, method, path) -> the roles allowed: exact, no role implies another.
+EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
+    ("gateway", "GET", "/health"): OPEN,
+    ("gateway", "GET", "/ready"): OPEN,
+    ("gateway", "GET", "/metrics"): frozenset({Role.MONITORING}),
+    ("gateway", "POST", "/v1/documents"): frozenset({Role.PRODUCER}),
+    ("gateway", "POST", "/v1/queries"): frozenset({Role.PRODUCER}),
+    ("gateway", "POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
+    ("gateway", "POST", "/v1/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+    ("gateway", "GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
+    ("gateway", "POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),
+    ("gateway", "DELETE", "/v1/admin/keys/{key_id}"): frozenset({Role.ADMIN}),
+    ("sink", "GET", "/health"): OPEN,
+    ("sink", "GET", "/ready"): OPEN,
+    ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
+    ("sink", "POST", "/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+}
+BODIES = {
+    "/v1/documents": {"content": "a document"},
+    "/v1/queries": {"question": "anyone?", "timeout_s": 0.2},
+    "/v1/feedback": {"request_id": "r-1", "thumb": "up"},
+    "/v1/sql": {"sql": "SELECT 1 AS one"},
+    "/sql": {"sql": "SELECT 1 AS one"},
+    "/v1/admin/keys": {"name": "made-by-admin", "roles": ["producer"]},
+}
+TENANT, OTHER_TENANT = "acme", "globex"
+
+
+@dataclass
+class Platform:
+    gateway: TestClient
+    sink: httpx.Client
+    sink_app: AsgiFastStream
+    keys: ApiKeyStore
+    credentials: dict[str, str | None]  # principal -> Authorization header (None: no header)
+    target_key_id: str  # a key of TENANT that DELETE /v1/admin/keys/{key_id} revokes
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+@pytest.fixture
+def platform(tansu: EmbeddedKafka, tmp_path: Path) -> Iterator[Platform]:
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    asyncio.run(create_topics(kafka, TOPICS))
+    data = PlatformSettings(data_dir=tmp_path)  # both read <tmp_path>/auth/api-keys.json
+    keys = ApiKeyStore(tmp_path / "auth" / "api-keys.json")
+    credentials: dict[str, str | None] = {
+        role.value: f"Bearer {keys.create(role.value, TENANT, [role])[1]}" for role in Role
+    }
+    credentials[f"{OTHER_TENANT} admin"] = f"Bearer {keys.create('x', OTHER_TENANT, [Role.ADMIN])[1]}"
+    revoked, revoked_credential = keys.create("revoked", TENANT, list(Role))
+    keys.revoke(revoked.key_id)
+    credentials |= {
+        "revoked key of every role": f"Bearer {revoked_credential}",
+        "no header": None,
+        "garbage bearer": "Bearer garbage",
+        "garbage key": "Bearer rgk_0123456789abcdef_" + "A" * 43,
+        "basic auth": "Basic YWRtaW46YWRtaW4=",
+    }
+    target, _ = keys.create("target", TENANT, [Role.PRODUCER])
+
+    sink_settings = SinkSettings(platform=data)
+    writer = Writer(sink_settings)
+    writer.open()
+    # The sink's HTTP routes on a real port, its consumer not started (lifespan off).
+    sock = _free_socket()
+    sink_app = create_sink(sink_settings, writer)
+    server = uvicorn.Server(uvicorn.Config(sink_app, lifespan="off", log_config=None))
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    serving.start()
+    sink_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = GatewaySettings(
+        kafka=kafka, platform=data, analytics=AnalyticsSettings(sql_url=f"{sink_url}/sql"), default_timeout_s=1
+    )
+    try:
+        with TestClient(create_gateway(settings)) as gateway, httpx.Client(base_url=sink_url) as sink:
+            yield Platform(gateway, sink, sink_app, keys, credentials, target.key_id)
+    finally:
+        server.should_exit = True
+        serving.join()
+        sock.close()
+        writer.close()
+
+
+def _routes(platform: Platform) -> set[tuple[str, str, str]]:
+    """Every (application, method, path) the two applications serve (HEAD is GET without a body)."""
+    gateway = {
+        ("gateway", method, route.path)
+        for route in platform.gateway.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    sink = {("sink", method, path) for path, handler in platform.sink_app.routes for method in handler.methods}
+    return {route for route in gateway | sink if route[1] != "HEAD"}
+
+
+def _call(platform: Platform, app: str, method: str, path: str, authorization: str | None) -> httpx.Response:
+    client = platform.gateway if app == "gateway" else platform.sink
+    url = path.replace("{key_id}", platform.target_key_id)
+    headers = {"authorization": authorization} if authorization is not None else {}
+    return client.request(method, url, json=BODIES.get(path), headers=headers)
+
+
+def _outcome(status: int) -> str:
+    return str(status) if status in (401, 403) else "allowed"
+
+
+def _expected(allowed: frozenset[Role] | None, principal: str) -> str:
+    if allowed is OPEN:
+        return "allowed"
+    if principal in Role._value2member_map_:
+        return "allowed" if Role(principal) in allowed else "403"
+    if principal.startswith(OTHER_TENANT):
+        return "allowed" if Role.ADMIN in allowed else "403"
+    return "401"  # revoked, none, garbage
+
+
+def test_every_route_allows_exactly_its_roles(platform: Platform) -> None:
+    assert _routes(platform) == set(EXPECTED), "a route without an entry in EXPECTED (or an entry without a route)"
+    observed, wanted, refusals = {}, {}, {}
+    for (app, method, path), allowed in EXPECTED.items():
+        for principal, authorization in platform.credentials.items():
+            response = _call(platform, app, method, path, authorization)
+            observed[app, method, path, principal] = _outcome(response.status_code)
+            wanted[app, method, path, principal] = _expected(allowed, principal)
+            if response.status_code in (401, 403):
+                refusals.setdefault((app, response.status_code), set()).add(response.json()["detail"])
+            if (principal, path) in {("analyst", "/v1/sql"), ("platform", "/v1/sql"), ("analyst", "/sql")}:
+                assert response.json() == {"columns": ["one"], "rows": [[1]]}, "answered on the caller's credential"
+    assert observed == wanted
+    # One body per kind of refusal: nothing tells which check failed, or why.
+    assert refusals == {
+        ("gateway", 401): {"authentication required"},
+        ("gateway", 403): {"not allowed"},
+        ("sink", 401): {"authentication required"},
+        ("sink", 403): {"not allowed"},
+    }
+
+
+def _without_trace(response: httpx.Response) -> dict[str, object]:
+    return {name: value for name, value in response.json().items() if name != "trace_id"}
+
+
+def test_an_admin_sees_and_revokes_only_its_tenants_keys(platform: Platform) -> None:
+    ours, theirs = platform.credentials["admin"], platform.credentials[f"{OTHER_TENANT} admin"]
+    stored = platform.keys.keys()
+    their_key_id = next(key.key_id for key in stored if key.tenant == OTHER_TENANT)
+    listed = platform.gateway.get("/v1/admin/keys", headers={"authorization": ours})
+    assert listed.status_code == 200
+    assert {key["tenant"] for key in listed.json()} == {TENANT} and their_key_id not in listed.text
+    assert "secret" not in listed.text and platform.keys.find(platform.target_key_id).secret_sha256 not in listed.text
+
+    # Another tenant's key answers exactly like one that does not exist, and stays valid.
+    other = platform.gateway.delete(f"/v1/admin/keys/{their_key_id}", headers={"authorization": ours})
+    unknown = platform.gateway.delete(f"/v1/admin/keys/{'0' * 16}", headers={"authorization": ours})
+    assert (other.status_code, _without_trace(other)) == (unknown.status_code, _without_trace(unknown))
+    assert other.status_code == 404 and other.headers.keys() == unknown.headers.keys()
+    assert platform.keys.find(their_key_id).revoked_at is None
+    assert platform.gateway.delete(f"/v1/admin/keys/{platform.target_key_id}", headers={"authorization": theirs})
+    assert platform.keys.find(platform.target_key_id).revoked_at is None
+
+    # A key an admin creates is of the admin's tenant; no body names another one.
+    created = platform.gateway.post(
+        "/v1/admin/keys", json={"name": "bot", "roles": ["producer"]}, headers={"authorization": theirs}
+    )
+    assert created.status_code == 201 and created.json()["key"]["tenant"] == OTHER_TENANT
+    assert platform.keys.authenticate(created.json()["api_key"]).tenant == OTHER_TENANT
+    smuggled = {"name": "bot", "roles": ["producer"], "tenant": TENANT}
+    assert platform.gateway.post("/v1/admin/keys", json=smuggled, headers={"authorization": theirs}).status_code == 422
+    cross = {"name": "bot", "roles": ["platform"]}
+    assert platform.gateway.post("/v1/admin/keys", json=cross, headers={"authorization": ours}).status_code == 422
+
+    revoked = platform.gateway.delete(f"/v1/admin/keys/{platform.target_key_id}", headers={"authorization": ours})
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+
+
+def test_a_key_file_that_cannot_be_written_gets_503_with_no_path(platform: Platform) -> None:
+    admin = {"authorization": platform.credentials["admin"]}
+    lock = platform.keys.path.with_name(platform.keys.path.name + ".lock")
+    lock.unlink()
+    lock.mkdir()  # no write can take the lock now: a read-only Secret, as far as writes go
+    created = platform.gateway.post("/v1/admin/keys", json={"name": "bot", "roles": ["producer"]}, headers=admin)
+    revoked = platform.gateway.delete(f"/v1/admin/keys/{platform.target_key_id}", headers=admin)
+    for response in (created, revoked):
+        assert response.status_code == 503 and str(platform.keys.path.parent) not in response.text
+    assert platform.keys.find(platform.target_key_id).revoked_at is None
+
+
+def test_sql_through_the_gateway_refuses_with_the_reason_and_hides_the_backend(platform: Platform, tmp_path) -> None:
+    analyst = {"authorization": platform.credentials["analyst"]}
+    refused = platform.gateway.post("/v1/sql", json={"sql": "SELECT file('/etc/passwd')"}, headers=analyst)
+    assert refused.status_code == 400 and "file" in refused.json()["detail"]
+    assert str(platform.sink.base_url.port) not in refused.text
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    settings = GatewaySettings(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        platform=PlatformSettings(data_dir=tmp_path),
+        analytics=AnalyticsSettings(sql_url=f"http://127.0.0.1:{port}/sql"),
+    )
+    down = TestClient(create_gateway(settings)).post("/v1/sql", json={"sql": "SELECT 1"}, headers=analyst)
+    assert down.status_code == 503 and str(port) not in down.text and "127.0.0.1" not in down.text
