@@ -13,6 +13,7 @@ Tables read with ``FINAL``: replays of an event are stored twice until ClickHous
 copies, and ``FINAL`` counts them once before that.
 """
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -480,6 +481,13 @@ _AUDIT_SELECT = "SELECT " + ", ".join(
 )
 
 
+def _listed(name: str) -> str:
+    """The values of parameter ``name``, a JSON array of strings, as the right side of ``IN``.
+    An ``Array(String)`` parameter would need ClickHouse's literal syntax on chDB and a Python
+    list on a server: one JSON text reads the same on both."""
+    return f"(SELECT arrayJoin(JSONExtract({{{name}:String}}, 'Array(String)')))"
+
+
 def insert_audit(store: AnalyticsStore, data: pa.Table) -> None:
     """Append ``audit_log`` rows (an Arrow table with its columns); an empty batch is a no-op."""
     if data.num_rows:
@@ -489,9 +497,9 @@ def insert_audit(store: AnalyticsStore, data: pa.Table) -> None:
 def audited_ids(store: AnalyticsStore, chains: Sequence[str], ids: Sequence[str]) -> set[str]:
     """Which of ``ids`` (audit ids, UUID text) the chains ``chains`` already hold (admin path)."""
     rows = store.execute(
-        "SELECT DISTINCT toString(audit_id) FROM audit_log "
-        "WHERE chain IN {chains:Array(String)} AND toString(audit_id) IN {ids:Array(String)}",
-        {"chains": list(chains), "ids": list(ids)},
+        f"SELECT DISTINCT toString(audit_id) FROM audit_log WHERE chain IN {_listed('chains')} "
+        f"AND toString(audit_id) IN {_listed('ids')}",
+        {"chains": json.dumps(list(chains)), "ids": json.dumps(list(ids))},
     ).rows
     return {str(row[0]) for row in rows}
 
@@ -499,8 +507,8 @@ def audited_ids(store: AnalyticsStore, chains: Sequence[str], ids: Sequence[str]
 def audit_heads(store: AnalyticsStore, chains: Sequence[str]) -> dict[str, tuple[int, str]]:
     """Chain -> (its last seq, that row's hash) for those of ``chains`` that hold rows (admin path)."""
     rows = store.execute(
-        "SELECT chain, max(seq), argMax(hash, seq) FROM audit_log WHERE chain IN {chains:Array(String)} GROUP BY chain",
-        {"chains": list(chains)},
+        f"SELECT chain, max(seq), argMax(hash, seq) FROM audit_log WHERE chain IN {_listed('chains')} GROUP BY chain",
+        {"chains": json.dumps(list(chains))},
     ).rows
     return {str(chain): (int(seq), str(digest)) for chain, seq, digest in rows}
 
