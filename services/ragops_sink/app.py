@@ -19,7 +19,7 @@ the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -178,50 +178,50 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     writer = writer or Writer(settings)
 
-    @broker.subscriber(
+    def batches(
+        *topics: str, group: str, title: str, description: str
+    ) -> Callable[[Callable[[KafkaMessage], Awaitable[None]]], object]:
+        """A subscriber to raw record batches of ``topics`` in consumer group ``group``."""
+        return broker.subscriber(
+            *topics,
+            batch=True,
+            group_id=group,
+            max_records=settings.batch_records,
+            # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
+            # broker from answering 45 partitions every 25 ms.
+            batch_timeout_ms=settings.batch_wait_ms,
+            fetch_max_wait_ms=settings.batch_wait_ms,
+            max_partition_fetch_bytes=settings.kafka.max_message_bytes,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka.session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=title,
+            description=description,
+            # A header value that is not UTF-8 must not drop the fetched batch (headers are not stored).
+            parser=parse_readable,
+            # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
+            # the JSON of every record: half the sink's time per event (make bench, P4), for
+            # bodies these handlers never read.
+            decoder=_undecoded,
+        )
+
+    @batches(
         *(spec.topic for spec in TOPICS if spec.sink),
-        batch=True,
-        group_id=settings.group_id,
-        max_records=settings.batch_records,
-        # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
-        # broker from answering 45 partitions every 25 ms.
-        batch_timeout_ms=settings.batch_wait_ms,
-        fetch_max_wait_ms=settings.batch_wait_ms,
-        max_partition_fetch_bytes=settings.kafka.max_message_bytes,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        group=settings.group_id,
         title=f"all-topics:{EVENTS_GROUP}",
         description="Every record of every platform topic, stored raw.",
-        # A header value that is not UTF-8 must not drop the fetched batch (headers are not stored).
-        parser=parse_readable,
-        # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
-        # the JSON of every record: half the sink's time per event (make bench, P4), for
-        # bodies this handler never reads.
-        decoder=_undecoded,
     )
     async def on_records(message: KafkaMessage) -> None:
         # The raw records, undecoded: the sink stores bytes as they are, valid or not.
         await writer.write(message.raw_message)
 
     # Its own group: the audit log keeps its own pace (and positions) beside the raw events.
-    @broker.subscriber(
+    @batches(
         *AUDITED_TOPICS,
-        batch=True,
-        group_id=settings.audit_group_id,
-        max_records=settings.batch_records,
-        batch_timeout_ms=settings.batch_wait_ms,
-        fetch_max_wait_ms=settings.batch_wait_ms,
-        max_partition_fetch_bytes=settings.kafka.max_message_bytes,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        group=settings.audit_group_id,
         title=AUDIT_GROUP,
         description="Refusals, admin actions, answers, registry events and retraining requests: the audit log.",
-        parser=parse_readable,
-        decoder=_undecoded,
     )
     async def on_audited(message: KafkaMessage) -> None:
         await writer.audit(message.raw_message)
