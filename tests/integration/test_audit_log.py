@@ -3,6 +3,7 @@ refused call, an answer), a redelivered event once, the chains check out; a row 
 ClickHouse afterwards is found by `ragops audit verify`, which names its chain and seq."""
 
 import asyncio
+import json
 import time
 import uuid
 from pathlib import Path
@@ -93,6 +94,11 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
         intact = audit.verify(store)
         assert intact.intact and (intact.rows, intact.chains) == (3, 2)
         monkeypatch.setattr(ragops.cli, "_analytics", lambda _: _Unclosed(store))
+        listed = CliRunner().invoke(
+            ragops.cli.app, ["audit", "--action", "auth.refused", "--since", "2000-01-01", "--json"]
+        )
+        assert listed.exit_code == 0, listed.output
+        assert [json.loads(line)["audit_id"] for line in listed.stdout.splitlines()] == [str(refusal.event_id)]
         verified = CliRunner().invoke(ragops.cli.app, ["audit", "verify"])
         assert verified.exit_code == 0 and "3 entries in 2 chains" in verified.output, verified.output
 
