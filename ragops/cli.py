@@ -1,6 +1,7 @@
 """``ragops``: run the embedded platform, feed it documents and questions, run the demo."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,6 +24,7 @@ from ragops.evaluate import file_sha256, run_evaluation
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
+from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
 from ragops_schemas import (
@@ -310,6 +312,79 @@ def sql(
     for row in result.rows:
         table.add_row(*(str(value) for value in row))
     Console().print(table)
+
+
+audit_app = typer.Typer(
+    help="The audit log: who did what, in which tenant; hash-chained, so an edited or deleted row shows.",
+    invoke_without_command=True,
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _since(value: str | None) -> datetime | None:
+    """An ISO-8601 time (``2026-12-01``, ``2026-12-01T09:00:00Z``...); without a zone, UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit_app.callback()
+def audit_log(
+    context: typer.Context,
+    since: str | None = typer.Option(None, help="Entries at or after this ISO-8601 time (UTC if no zone)."),
+    actor: str | None = typer.Option(None, help="Entries of this actor (its id, e.g. key:<id>, or its name)."),
+    action: str | None = typer.Option(None, help="Entries of this action, e.g. auth.refused, answer.generated."),
+    tenant: str | None = typer.Option(None, help="Entries of this tenant."),
+    limit: int = typer.Option(100, min=1, max=100_000, help="Most entries shown, newest first."),
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per entry, every column."),
+) -> None:
+    """List audit entries, newest first (`ragops audit verify` checks the chains)."""
+    if context.invoked_subcommand is not None:
+        return
+    analytics = _analytics(data_dir)
+    try:
+        rows = audit.entries(analytics, since=_since(since), actor=actor, action=action, tenant=tenant, limit=limit)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(1) from None
+    finally:
+        analytics.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
+        return
+    table = Table("occurred (UTC)", "tenant", "actor", "action", "target", "outcome", "reason")
+    for row in rows:
+        occurred = row.occurred.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        table.add_row(occurred, row.tenant, row.actor_id, row.action, row.target, row.outcome, row.reason)
+    Console().print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: str | None = typer.Option(None, help="Check this tenant's chains only."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Check every audit chain: exit 0 with the counts when intact, 1 naming the first chain and
+    seq that does not check out (a row edited, deleted, inserted or moved)."""
+    analytics = _analytics(data_dir)
+    try:
+        verification = audit.verify(analytics, tenant)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from None
+    finally:
+        analytics.close()
+    if verification.broken is not None:
+        broken = verification.broken
+        console.print(f"[red]audit log broken: chain {broken.chain} at seq {broken.seq}: {broken.problem}")
+        raise typer.Exit(1)
+    print(f"audit log intact: {verification.rows} entries in {verification.chains} chains")
 
 
 @app.command()

@@ -13,8 +13,9 @@ Tables read with ``FINAL``: replays of an event are stored twice until ClickHous
 copies, and ``FINAL`` counts them once before that.
 """
 
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from ragops_analytics.store import AnalyticsStore, Reader
 EVENTS = "events"
 """The raw log the sink writes: one row per Kafka record, valid event or not."""
 MODEL_PRICES = "model_prices"
+AUDIT_LOG = "audit_log"
+"""The hash-chained, append-only audit log (``ragops_analytics.audit``)."""
 MIGRATION_LEDGER = "schema_migrations"
 COUNTED_TABLES = frozenset(
     {
@@ -50,6 +53,7 @@ COUNTED_TABLES = frozenset(
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 ANALYST_TABLES = COUNTED_TABLES | {
     MODEL_PRICES,
+    AUDIT_LOG,
     "version_decisions",
     "quality_by_day",
     "quality_by_prompt_version",
@@ -438,3 +442,109 @@ def answer_rows_per_request(reader: Reader) -> dict[str, int]:
     """Request id -> its rows in ``generations`` (each answer event once)."""
     rows = reader.query("SELECT request_id, count() FROM generations FINAL GROUP BY request_id").rows
     return {str(request_id): int(n) for request_id, n in rows}
+
+
+# ------------------------------------------------------------------------- the audit log
+
+AUDIT_COLUMNS = (
+    "tenant",
+    "chain",
+    "seq",
+    "audit_id",
+    "occurred_at",
+    "recorded_at",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target",
+    "outcome",
+    "before",
+    "after",
+    "reason",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "prev_hash",
+    "hash",
+)
+"""The columns of ``audit_log`` in the order the audit readers return them."""
+# Ids as text and times as integer milliseconds: the same values from every engine and from
+# the sink's /sql (JSON), which is what the hash covers.
+_AUDIT_SELECT = "SELECT " + ", ".join(
+    {
+        "audit_id": "toString(audit_id)",
+        "occurred_at": "toUnixTimestamp64Milli(occurred_at)",
+        "recorded_at": "toUnixTimestamp64Milli(recorded_at)",
+    }.get(column, column)
+    for column in AUDIT_COLUMNS
+)
+
+
+def _listed(name: str) -> str:
+    """The values of parameter ``name``, a JSON array of strings, as the right side of ``IN``.
+    An ``Array(String)`` parameter would need ClickHouse's literal syntax on chDB and a Python
+    list on a server: one JSON text reads the same on both."""
+    return f"(SELECT arrayJoin(JSONExtract({{{name}:String}}, 'Array(String)')))"
+
+
+def insert_audit(store: AnalyticsStore, data: pa.Table) -> None:
+    """Append ``audit_log`` rows (an Arrow table with its columns); an empty batch is a no-op."""
+    if data.num_rows:
+        store.insert(AUDIT_LOG, data)
+
+
+def audited_ids(store: AnalyticsStore, chains: Sequence[str], ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` (audit ids, UUID text) the chains ``chains`` already hold (admin path)."""
+    rows = store.execute(
+        f"SELECT DISTINCT toString(audit_id) FROM audit_log WHERE chain IN {_listed('chains')} "
+        f"AND toString(audit_id) IN {_listed('ids')}",
+        {"chains": json.dumps(list(chains)), "ids": json.dumps(list(ids))},
+    ).rows
+    return {str(row[0]) for row in rows}
+
+
+def audit_heads(store: AnalyticsStore, chains: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Chain -> (its last seq, that row's hash) for those of ``chains`` that hold rows (admin path)."""
+    rows = store.execute(
+        f"SELECT chain, max(seq), argMax(hash, seq) FROM audit_log WHERE chain IN {_listed('chains')} GROUP BY chain",
+        {"chains": json.dumps(list(chains))},
+    ).rows
+    return {str(chain): (int(seq), str(digest)) for chain, seq, digest in rows}
+
+
+def audit_chain_page(
+    reader: Reader, *, tenant: str | None, after_chain: str, after_seq: int, size: int
+) -> list[tuple[Any, ...]]:
+    """The next ``size`` rows (:data:`AUDIT_COLUMNS`) in (chain, seq) order after
+    (``after_chain``, ``after_seq``), of ``tenant``'s chains (None: every tenant's)."""
+    return reader.query(
+        f"{_AUDIT_SELECT} FROM audit_log "
+        "WHERE ({tenant:String} = '' OR tenant = {tenant:String}) "
+        "AND (chain, seq) > ({after_chain:String}, {after_seq:UInt64}) "
+        "ORDER BY chain, seq LIMIT {size:UInt32}",
+        {"tenant": tenant or "", "after_chain": after_chain, "after_seq": after_seq, "size": size},
+    ).rows
+
+
+def audit_entries(
+    reader: Reader, *, since: datetime | None, actor: str | None, action: str | None, tenant: str | None, limit: int
+) -> list[tuple[Any, ...]]:
+    """The newest ``limit`` rows (:data:`AUDIT_COLUMNS`) that occurred at or after ``since``,
+    of actor ``actor`` (its id or its name), action ``action`` and tenant ``tenant`` (None: any),
+    newest first."""
+    return reader.query(
+        f"{_AUDIT_SELECT} FROM audit_log "
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({actor:String} = '' OR actor_id = {actor:String} OR actor_name = {actor:String}) "
+        "AND ({action:String} = '' OR action = {action:String}) "
+        "AND ({tenant:String} = '' OR tenant = {tenant:String}) "
+        "ORDER BY occurred_at DESC, chain DESC, seq DESC LIMIT {limit:UInt32}",
+        {
+            "since_ms": _ms(since) if since is not None else 0,
+            "actor": actor or "",
+            "action": action or "",
+            "tenant": tenant or "",
+            "limit": limit,
+        },
+    ).rows

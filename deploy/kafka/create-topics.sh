@@ -63,6 +63,7 @@ TOPICS=(
   ragops.registry.version-promoted.v1
   ragops.registry.version-rejected.v1
   ragops.registry.version-retired.v1
+  ragops.audit.recorded.v1
   ragops.dead-letter.v1
 )
 
@@ -76,6 +77,7 @@ retention_of() {
     ragops.registry.version-promoted.v1) echo -1 ;;
     ragops.registry.version-rejected.v1) echo -1 ;;
     ragops.registry.version-retired.v1) echo -1 ;;
+    ragops.audit.recorded.v1) echo -1 ;;
     ragops.dead-letter.v1) echo "$DEAD_LETTER_RETENTION_MS" ;;
     *) echo "$TOPIC_RETENTION_MS" ;;
   esac

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
 from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
@@ -697,4 +698,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FeedbackRecorded,
     DatasetExampleAdded,
     MessageDeadLettered,
+    AuditRecorded,
 )

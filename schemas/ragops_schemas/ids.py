@@ -216,6 +216,34 @@ def resubmission_event_id(request_event_id: uuid.UUID, document_id: str, content
     return uuid.uuid5(request_event_id, f"{document_id}:{content_hash}")
 
 
+# ---- the audit log ---------------------------------------------------------------------------
+
+AUDIT_GENESIS = "0" * 64
+"""The ``prev_hash`` of the first entry of every audit chain."""
+
+
+def canonical_json(value: object) -> str:
+    """``value`` as canonical JSON text: keys sorted, no whitespace (``,`` and ``:``), non-ASCII
+    characters as themselves (not ``\\u`` escapes), integers as integers. Raises ``TypeError``
+    for a value JSON cannot hold."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_chain(tenant: str, topic: str, partition: int) -> str:
+    """The audit chain an entry belongs to: ``<tenant>/<topic>/<partition>`` of the Kafka record
+    it came from. One partition has one consumer at a time, so each chain has one writer."""
+    return f"{tenant}/{topic}/{partition}"
+
+
+def audit_hash(prev_hash: str, content: Mapping[str, object]) -> str:
+    """The hash of an audit entry: the SHA-256 (64 hex digits) of the UTF-8 bytes of
+    ``prev_hash`` (the hash of the chain's previous entry, :data:`AUDIT_GENESIS` for the first)
+    followed by :func:`canonical_json` of ``content`` (every stored field of the entry but its
+    hashes; times as integer milliseconds since the epoch, JSON states as their text). Changing
+    any field, or the entry before it, changes the hash."""
+    return _sha256_hex((prev_hash + canonical_json(content)).encode())
+
+
 # ---- random ids ------------------------------------------------------------------------------
 
 

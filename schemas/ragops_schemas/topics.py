@@ -39,6 +39,7 @@ class Topic(StrEnum):
     VERSION_PROMOTED = "ragops.registry.version-promoted.v1"
     VERSION_REJECTED = "ragops.registry.version-rejected.v1"
     VERSION_RETIRED = "ragops.registry.version-retired.v1"
+    AUDIT_RECORDED = "ragops.audit.recorded.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -128,6 +129,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.VERSION_PROMOTED, _VERSION, Retention.FOREVER),
     TopicSpec(Topic.VERSION_REJECTED, _VERSION, Retention.FOREVER),
     TopicSpec(Topic.VERSION_RETIRED, _VERSION, Retention.FOREVER),
+    # Refusals and admin actions: the sink appends them to the audit log, which can be rebuilt
+    # (and its chains checked again) from the whole topic.
+    TopicSpec(Topic.AUDIT_RECORDED, ("tenant",), Retention.FOREVER),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

@@ -1,6 +1,8 @@
 """The sink: consumes every platform topic (the dead-letter topic included) and writes every
 record to ClickHouse's ``events`` table in batches; materialized views fan them out into the
-typed tables analysts query (see the README's Analytics section).
+typed tables analysts query (see the README's Analytics section). A second subscriber, in its
+own consumer group, appends the audited events to the hash-chained ``audit_log``
+(:mod:`ragops_sink.audit`).
 
 - Batches are bounded by size (``batch_records``) and time (``batch_wait_ms``).
 - Offsets are committed only after the batch is written. While ClickHouse is unavailable the
@@ -18,7 +20,7 @@ the ``analyst`` or ``platform`` role."""
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,18 +31,20 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
 
-from ragops_analytics import queries
+from ragops_analytics import audit, queries
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
+from ragops_schemas import utc_now
 from ragops_schemas.topics import TOPICS
 from ragops_shared.access import guard_for, principal_of
 from ragops_shared.broker import make_broker, parse_readable
 from ragops_shared.identity import Role
 from ragops_shared.service import run_service, service_app
+from ragops_sink.audit import AUDITED_TOPICS, audit_entries
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
 from ragops_sink.settings import SinkSettings
-from ragops_sink.spec import SPEC
+from ragops_sink.spec import AUDIT_GROUP, EVENTS_GROUP, SPEC
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -131,10 +135,21 @@ class Writer:
         Raises:
             DataRejected, pyarrow.ArrowException: the rows cannot be stored as they are.
         """
+        await self.until_stored(
+            lambda: queries.insert_events(self.store, events_to_arrow(rows)), len(rows), refusal_is_outage
+        )
+
+    async def until_stored(self, write: Callable[[], object], rows: int, refusal_is_outage: bool) -> None:
+        """Run ``write`` in a worker thread until it returns, waiting out outages (and
+        refusals too, when ``refusal_is_outage``) with exponential backoff; ``rows`` is for the log.
+
+        Raises:
+            DataRejected: ClickHouse refused the data (unless ``refusal_is_outage``).
+        """
         delay = self.settings.retry_initial_s
         while True:
             try:
-                await asyncio.to_thread(lambda: queries.insert_events(self.store, events_to_arrow(rows)))
+                await asyncio.to_thread(write)
                 return
             except StoreUnavailable as error:
                 unavailable: Exception = error
@@ -142,9 +157,20 @@ class Writer:
                 if not refusal_is_outage:
                     raise
                 unavailable = error
-            log.warning("clickhouse_unavailable_retrying", rows=len(rows), retry_in_s=delay, error=str(unavailable))
+            log.warning("clickhouse_unavailable_retrying", rows=rows, retry_in_s=delay, error=str(unavailable))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.retry_max_s)
+
+    async def audit(self, records: Sequence[ConsumerRecord]) -> None:
+        """Append the audit entries of ``records`` to the audit log (see :mod:`ragops_sink.audit`).
+
+        Never returns without having appended them: a refusal is waited out like an outage,
+        since an audit entry left out would leave a hole no one could see (entries are bounded
+        by their schema, so ClickHouse has no reason to refuse one). A redelivered batch
+        appends only what is not there yet."""
+        entries = await asyncio.to_thread(audit_entries, records)
+        if entries:
+            await self.until_stored(lambda: audit.append(self.store, entries, utc_now()), len(entries), True)
 
 
 async def _undecoded(message: KafkaMessage) -> tuple[ConsumerRecord, ...]:
@@ -157,32 +183,53 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     writer = writer or Writer(settings)
     guard = guard_for(settings.platform)
 
-    @broker.subscriber(
+    def batches(
+        *topics: str, group: str, title: str, description: str
+    ) -> Callable[[Callable[[KafkaMessage], Awaitable[None]]], object]:
+        """A subscriber to raw record batches of ``topics`` in consumer group ``group``."""
+        return broker.subscriber(
+            *topics,
+            batch=True,
+            group_id=group,
+            max_records=settings.batch_records,
+            # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
+            # broker from answering 45 partitions every 25 ms.
+            batch_timeout_ms=settings.batch_wait_ms,
+            fetch_max_wait_ms=settings.batch_wait_ms,
+            max_partition_fetch_bytes=settings.kafka.max_message_bytes,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka.session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=title,
+            description=description,
+            # A header value that is not UTF-8 must not drop the fetched batch (headers are not stored).
+            parser=parse_readable,
+            # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
+            # the JSON of every record: half the sink's time per event (make bench, P4), for
+            # bodies these handlers never read.
+            decoder=_undecoded,
+        )
+
+    @batches(
         *(spec.topic for spec in TOPICS if spec.sink),
-        batch=True,
-        group_id=settings.group_id,
-        max_records=settings.batch_records,
-        # Latency does not matter here, broker CPU does: long fetch waits keep the embedded
-        # broker from answering 45 partitions every 25 ms.
-        batch_timeout_ms=settings.batch_wait_ms,
-        fetch_max_wait_ms=settings.batch_wait_ms,
-        max_partition_fetch_bytes=settings.kafka.max_message_bytes,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"all-topics:{SPEC.group}",
+        group=settings.group_id,
+        title=f"all-topics:{EVENTS_GROUP}",
         description="Every record of every platform topic, stored raw.",
-        # A header value that is not UTF-8 must not drop the fetched batch (headers are not stored).
-        parser=parse_readable,
-        # FastStream's own batch decoder builds a message object (with a uuid4) and decodes
-        # the JSON of every record: half the sink's time per event (make bench, P4), for
-        # bodies this handler never reads.
-        decoder=_undecoded,
     )
     async def on_records(message: KafkaMessage) -> None:
         # The raw records, undecoded: the sink stores bytes as they are, valid or not.
         await writer.write(message.raw_message)
+
+    # Its own group: the audit log keeps its own pace (and positions) beside the raw events.
+    @batches(
+        *AUDITED_TOPICS,
+        group=settings.audit_group_id,
+        title=AUDIT_GROUP,
+        description="Refusals, admin actions, answers, registry events and retraining requests: the audit log.",
+    )
+    async def on_audited(message: KafkaMessage) -> None:
+        await writer.audit(message.raw_message)
 
     # The route's description in the AsyncAPI document (one line there).
     @post(

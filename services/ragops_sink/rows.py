@@ -89,6 +89,19 @@ _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64(3)'s range
 _LATEST = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 
 
+def event_of(topic: str, raw: bytes) -> Event:
+    """The event a record of ``topic`` holds, parsed by its type's model.
+
+    Raises:
+        ValueError: not a valid event (pydantic's ValidationError is one; so is
+            UnicodeDecodeError, not UTF-8), or an event of another topic than ``topic``.
+    """
+    event = _EVENTS.validate_json(raw)
+    if topic != event.TOPIC:
+        raise ValueError(f"a {event.event_type} event belongs on {event.TOPIC}, not on {topic}")
+    return event
+
+
 def _unfit(partition: int, offset: int) -> str:
     """Why a record's partition or offset cannot be stored ('' when both fit)."""
     if not 0 <= partition <= _UINT32:
@@ -106,9 +119,7 @@ def _valid_row(record: ConsumerRecord, key: str, raw: bytes, received_at: dateti
             UnicodeDecodeError, not UTF-8), on another topic than its type's, or a value that
             does not fit its column.
     """
-    event = _EVENTS.validate_json(raw)
-    if record.topic != event.TOPIC:
-        raise ValueError(f"a {event.event_type} event belongs on {event.TOPIC}, not on {record.topic}")
+    event = event_of(record.topic, raw)
     # Naive datetimes (the schema lets them through) are UTC, never the host's zone.
     occurred_at = event.occurred_at.replace(tzinfo=event.occurred_at.tzinfo or UTC).astimezone(UTC)
     if not _EARLIEST <= occurred_at <= _LATEST:

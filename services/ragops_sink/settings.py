@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_sink.spec import SPEC
+from ragops_sink.spec import AUDIT_GROUP, EVENTS_GROUP
 
 
 class SinkSettings(BaseSettings):
@@ -15,7 +15,11 @@ class SinkSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_SINK_", extra="ignore")
 
     group_id: str = Field(
-        default=SPEC.group, description="Consumer group; a new one replays every topic from the start."
+        default=EVENTS_GROUP, description="Consumer group; a new one replays every topic from the start."
+    )
+    audit_group_id: str = Field(
+        default=AUDIT_GROUP,
+        description="Consumer group of the audit log; a new one reads it all again, appending nothing twice.",
     )
     clickhouse_url: str | None = Field(
         default=None, description="ClickHouse server (http://user:pass@host:8123/db); None = embedded chDB."

@@ -6,11 +6,16 @@ monitor and the trainer."""
 from ragops_schemas.topics import TOPICS
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
+EVENTS_GROUP = "ragops-sink"
+"""Stores every record of every topic in ``events``."""
+AUDIT_GROUP = "ragops-sink-audit"
+"""Appends the audited events to ``audit_log``."""
+
 SPEC = ServiceSpec(
     name="sink",
     image=Image.LIGHT,
     scaling=Scaling.LAG,
-    consumer_groups=("ragops-sink",),
+    consumer_groups=(EVENTS_GROUP, AUDIT_GROUP),
     # Writes nothing: a record it cannot parse is stored as ``unparsable``, not dead-lettered.
     reads=tuple(spec.topic for spec in TOPICS if spec.sink),
     exposed=True,

@@ -49,6 +49,7 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.VERSION_PROMOTED,
         Topic.VERSION_REJECTED,
         Topic.VERSION_RETIRED,
+        Topic.AUDIT_RECORDED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)

@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ragops_schemas.ids import (
+    AUDIT_GENESIS,
+    audit_chain,
+    audit_hash,
     blob_digest,
+    canonical_json,
     chunk_id,
     content_hash,
     corpus_version,
@@ -189,3 +193,11 @@ def test_random_ids_have_their_formats() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", new_trace_id())
     assert re.fullmatch(r"[0-9a-f]{16}", new_span_id())
     assert new_request_id() != new_request_id()
+
+
+def test_audit_chain_and_hash() -> None:
+    assert audit_chain("acme", "ragops.audit.recorded.v1", 2) == "acme/ragops.audit.recorded.v1/2"
+    assert canonical_json({"b": [1, "é"], "a": None}) == '{"a":null,"b":[1,"é"]}'
+    # SHA-256 of the 64 zeros of the genesis, then the canonical JSON: `printf %s ... | sha256sum`.
+    content = {"seq": 1, "target": "POST /v1/documents", "tenant": "acme", "reason": "ü"}
+    assert audit_hash(AUDIT_GENESIS, content) == "af00c8b5b5323803cb05a1de1c67a3d544ff435b925e51d0e1152600d6bb3b07"

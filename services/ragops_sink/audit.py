@@ -1,0 +1,156 @@
+"""Audit entries from Kafka records: the sink's audit subscriber (its own consumer group)
+reads :data:`AUDITED_TOPICS` and appends one entry per audited event to the hash-chained
+``audit_log`` (:mod:`ragops_analytics.audit`).
+
+What is audited (:func:`audit_entry`): every ``AuditRecorded`` as it says (refused calls,
+admin actions); every ``AnswerGenerated`` (``answer.generated`` by the generation service,
+target the request id, ``after`` the model, prompt and retrieval it used: the full lineage is
+the source event, ``events`` row ``event_id = audit_id``); every version registry event
+(``registry.version_*``, outcome ``signed`` or ``unsigned``, the signer's key in ``after``:
+readers apply only those their trust list verifies, and dead-letter the others); every
+``RetrainingRequested``. A record that is not a valid event is not audited here: the sink's
+main subscriber stores it as ``unparsable`` (and this one logs it).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+
+from ragops_analytics.audit import AuditEntry, millis
+from ragops_schemas import AnswerGenerated, Event, RetrainingRequested, SignedEvent
+from ragops_schemas.audit import MAX_STATE_BYTES, MAX_TARGET_CHARS, AuditRecorded
+from ragops_schemas.ids import canonical_json
+from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
+from ragops_schemas.topics import Topic
+from ragops_sink.rows import event_of
+
+log = structlog.get_logger(__name__)
+
+AUDITED_TOPICS: tuple[Topic, ...] = (
+    Topic.AUDIT_RECORDED,
+    Topic.ANSWER_GENERATED,
+    Topic.VERSION_REGISTERED,
+    Topic.VERSION_PROMOTED,
+    Topic.VERSION_REJECTED,
+    Topic.VERSION_RETIRED,
+    Topic.RETRAINING_REQUESTED,
+)
+"""The topics whose events the audit log records."""
+
+
+def _state(value: dict[str, Any] | None) -> str:
+    """A state as stored: canonical JSON text, '' for none; one too large for an entry is
+    replaced by a note (its source event keeps it whole)."""
+    if value is None:
+        return ""
+    text = canonical_json(value)
+    if len(text.encode()) > MAX_STATE_BYTES:
+        return canonical_json({"omitted": f"more than {MAX_STATE_BYTES} bytes: see the source event"})
+    return text
+
+
+def _signed(event: SignedEvent) -> dict[str, Any]:
+    return {"signed_by": event.signature.key_id if event.signature else None}
+
+
+def _what(event: Event) -> tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None, str] | None:
+    """(action, target, outcome, before, after, reason) of an audited event; None otherwise."""
+    if isinstance(event, AnswerGenerated):
+        lineage, generation = event.lineage, event.generation
+        after: dict[str, Any] = {
+            "model": lineage.generation_model,
+            "model_version": lineage.generation_model_version,
+            "prompt": {"name": lineage.prompt.name, "version": lineage.prompt.version, "sha256": lineage.prompt.sha256},
+            "embedding": {"name": lineage.embedding.name, "version": lineage.embedding.version},
+            "collection": lineage.collection,
+            "retrieval_mode": lineage.retrieval_mode,
+            "variant": lineage.variant,
+            "chunks": len(lineage.chunk_ids),
+            "documents": len(lineage.document_versions),
+            "input_tokens": generation.usage.input_tokens,
+            "output_tokens": generation.usage.output_tokens,
+        }
+        outcome = "answered" if event.answer else "no_answer"
+        return "answer.generated", event.request_id, outcome, None, after, ",".join(generation.finish_reasons)
+    if isinstance(event, (VersionRegistered, VersionPromoted, VersionRejected, VersionRetired)):
+        target = f"{event.kind}/{event.name}@{event.version}"
+        outcome = "signed" if event.signature else "unsigned"
+        action = event.event_type  # registry.version_<verb>
+        if isinstance(event, VersionRegistered):
+            after = {"uri": event.uri, "parent_version": event.parent_version, "training_data": event.training_data}
+            return action, target, outcome, None, {**after, **_signed(event)}, ""
+        if isinstance(event, VersionPromoted):
+            before = {"alias": event.alias, "version": event.previous_version}
+            after = {"alias": event.alias, "version": event.version, "uri": event.uri, "metrics": event.metrics}
+            return action, target, outcome, before, {**after, **_signed(event)}, event.reason
+        if isinstance(event, VersionRejected):
+            return action, target, outcome, None, {"metrics": event.metrics, **_signed(event)}, event.reason
+        return action, target, outcome, None, _signed(event), event.reason
+    if isinstance(event, RetrainingRequested):
+        target = event.action if event.target is None else f"{event.action} {event.target.kind}/{event.target.name}"
+        after = {
+            "action": event.action,
+            "rule": event.rule,
+            "evidence": len(event.evidence),
+            "requested_by": event.requested_by,
+        }
+        return "retraining.requested", target, "requested", None, after, event.reason
+    return None
+
+
+def audit_entry(event: Event, topic: str, partition: int, offset: int) -> AuditEntry | None:
+    """The audit entry of ``event``, read at ``offset`` of ``topic``'s ``partition``; None
+    for an event that is not audited. Its ``audit_id`` is the event's id (so a redelivery is
+    recognised), its tenant the envelope's, its time ``occurred_at``."""
+    if isinstance(event, AuditRecorded):
+        actor = event.actor
+        what: tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None, str] | None = (
+            event.action, event.target, event.outcome, event.before, event.after, event.reason,
+        )  # fmt: skip
+        kind, actor_id, name = actor.kind, actor.id, actor.name
+    else:
+        what = _what(event)
+        # A platform event's actor is the service that produced it.
+        kind, actor_id, name = "service", event.producer.name, f"{event.producer.name} {event.producer.version}"
+    if what is None:
+        return None
+    action, target, outcome, before, after, reason = what
+    return AuditEntry(
+        audit_id=event.event_id,
+        tenant=event.tenant,
+        occurred_at_ms=millis(event.occurred_at),
+        actor_kind=kind,
+        actor_id=actor_id,
+        actor_name=name,
+        action=action,
+        target=target[:MAX_TARGET_CHARS],
+        outcome=outcome,
+        before=_state(before),
+        after=_state(after),
+        reason=reason,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+    )
+
+
+def audit_entries(records: Sequence[ConsumerRecord]) -> list[AuditEntry]:
+    """The entries of a batch of records, in (chain, offset) order. A record that is not a
+    valid event of its topic is logged and left out (the main subscriber stores it as
+    ``unparsable``)."""
+    found = []
+    for record in records:
+        try:
+            event = event_of(record.topic, record.value or b"")
+        except (ValueError, TypeError) as error:
+            log.warning(
+                "audit_record_unparsable", topic=record.topic, partition=record.partition, offset=record.offset,
+                error=f"{type(error).__name__}: {error}",
+            )  # fmt: skip
+            continue
+        entry = audit_entry(event, record.topic, record.partition, record.offset)
+        if entry is not None:
+            found.append(entry)
+    return sorted(found, key=lambda entry: (entry.chain, entry.source_offset))

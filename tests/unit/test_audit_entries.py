@@ -1,0 +1,131 @@
+"""What the audit log records (ragops_sink.audit.audit_entry) and the AuditRecorded of a refused
+call (ragops_shared.audit.refused_call): plain functions, no Kafka, no ClickHouse."""
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from ragops_schemas import AnswerGenerated, QuerySubmitted, RetrainingRequested, Topic, VersionPromoted
+from ragops_schemas.audit import MAX_STATE_BYTES, AuditRecorded
+from ragops_shared.access import Refusal
+from ragops_shared.audit import refused_call
+from ragops_shared.identity import Principal, Role
+from ragops_shared.signing import Signer
+from ragops_sink.audit import AUDITED_TOPICS, audit_entry
+from tests.helpers import PRODUCER, example
+
+KEY = Principal(
+    subject="key:3f9a0c1b2d4e5f60", tenant="acme", roles=frozenset({Role.PRODUCER}), kind="api_key", name="bot"
+)
+
+
+def test_an_answer_is_audited_with_its_model_prompt_and_retrieval() -> None:
+    answer = example(AnswerGenerated)
+    entry = audit_entry(answer, Topic.ANSWER_GENERATED, 2, 41)
+    assert entry is not None
+    assert (entry.audit_id, entry.tenant, entry.chain) == (
+        answer.event_id,
+        "default",
+        "default/ragops.query.answer-generated.v1/2",
+    )
+    assert (entry.actor_kind, entry.actor_id) == ("service", "generation")
+    assert (entry.action, entry.target, entry.outcome, entry.before) == (
+        "answer.generated",
+        answer.request_id,
+        "answered",
+        "",
+    )
+    after = json.loads(entry.after)
+    assert after["model"] == answer.lineage.generation_model
+    assert after["prompt"]["sha256"] == answer.lineage.prompt.sha256
+    assert after["embedding"]["version"] == answer.lineage.embedding.version
+    assert entry.after == json.dumps(after, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert "question" not in after  # the question and answer stay in the event, not in the audit trail
+
+
+def test_a_promotion_is_audited_with_the_alias_before_and_after_and_its_signer() -> None:
+    promotion = example(VersionPromoted)
+    entry = audit_entry(promotion, Topic.VERSION_PROMOTED, 0, 7)
+    assert entry is not None and entry.action == "registry.version_promoted"
+    assert entry.target == f"embedding_model/{promotion.name}@{promotion.version}"
+    assert (entry.outcome, entry.reason) == ("unsigned", promotion.reason)
+    assert json.loads(entry.before) == {"alias": "production", "version": promotion.previous_version}
+    assert json.loads(entry.after)["version"] == promotion.version
+
+    signer = Signer(Ed25519PrivateKey.generate())
+    signed = audit_entry(signer.sign(promotion), Topic.VERSION_PROMOTED, 0, 7)
+    assert signed is not None and signed.outcome == "signed"
+    assert json.loads(signed.after)["signed_by"] == signer.key_id
+
+
+def test_a_retraining_request_is_audited() -> None:
+    request = example(RetrainingRequested)
+    entry = audit_entry(request, Topic.RETRAINING_REQUESTED, 1, 0)
+    assert entry is not None
+    assert (entry.action, entry.actor_id, entry.outcome, entry.reason) == (
+        "retraining.requested",
+        "monitor",
+        "requested",
+        request.reason,
+    )
+
+
+def test_an_audit_event_is_recorded_as_it_says() -> None:
+    recorded = example(AuditRecorded)
+    entry = audit_entry(recorded, Topic.AUDIT_RECORDED, 0, 3)
+    assert entry is not None
+    assert (entry.tenant, entry.actor_kind, entry.actor_id, entry.actor_name) == (
+        "acme",
+        "api_key",
+        "key:3f9a0c1b2d4e5f60",
+        "support-bot",
+    )
+    assert (entry.action, entry.target, entry.outcome, entry.reason) == (
+        recorded.action,
+        recorded.target,
+        recorded.outcome,
+        recorded.reason,
+    )
+
+
+def test_other_events_are_not_audited_and_audited_topics_are_read() -> None:
+    assert audit_entry(example(QuerySubmitted), Topic.QUERY_SUBMITTED, 0, 0) is None
+    assert {AnswerGenerated.TOPIC, AuditRecorded.TOPIC, VersionPromoted.TOPIC} <= set(AUDITED_TOPICS)
+
+
+def test_a_refused_call_names_the_principal_and_its_tenant() -> None:
+    refused = refused_call(
+        Refusal(403, "POST", "/v1/retrain", "key:3f9a0c1b2d4e5f60 lacks a role", KEY), PRODUCER, tenant="default"
+    )
+    assert (refused.tenant, refused.key) == ("acme", b"acme")
+    assert (refused.actor.kind, refused.actor.id, refused.actor.name) == ("api_key", KEY.subject, "bot")
+    assert (refused.action, refused.target, refused.outcome) == ("auth.refused", "POST /v1/retrain", "refused")
+    assert refused.reason == "403: key:3f9a0c1b2d4e5f60 lacks a role"
+
+
+def test_an_anonymous_refusal_is_in_the_services_tenant() -> None:
+    refused = refused_call(Refusal(401, "GET", "/v1/documents", "no credential", None), PRODUCER, tenant="default")
+    assert (refused.tenant, refused.actor.kind, refused.actor.id) == ("default", "anonymous", "anonymous")
+    assert refused.reason.startswith("401: ")
+    assert AuditRecorded.model_validate_json(refused.model_dump_json()) == refused
+
+
+def test_audit_events_are_bounded() -> None:
+    fields = {"producer": PRODUCER, "actor": {"kind": "service", "id": "gateway"}, "outcome": "applied"}
+    with pytest.raises(ValidationError):
+        AuditRecorded(**fields, target="t", action="Key Created")  # dotted lowercase only
+    with pytest.raises(ValidationError):
+        AuditRecorded(**fields, target="t", action="key.created", after={"blob": "x" * MAX_STATE_BYTES})
+    with pytest.raises(ValidationError):
+        AuditRecorded(**fields, action="key.created", target="t" * 2000)
+    assert AuditRecorded(**fields, target="t", action="key.created", after={"roles": ["producer"]}).after == {
+        "roles": ["producer"]
+    }
+
+
+def test_a_state_too_large_for_an_entry_is_replaced_by_a_note() -> None:
+    promotion = example(VersionPromoted).model_copy(update={"metrics": {f"m{i}": float(i) for i in range(2000)}})
+    entry = audit_entry(promotion, Topic.VERSION_PROMOTED, 0, 0)
+    assert entry is not None and "omitted" in json.loads(entry.after)
