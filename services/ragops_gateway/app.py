@@ -40,8 +40,10 @@ from ragops_schemas import (
     Event,
     FeedbackSubmitted,
     MessageDeadLettered,
+    Producer,
     QuerySubmitted,
 )
+from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.events import (
     ContentType,
     Filters,
@@ -53,6 +55,7 @@ from ragops_schemas.events import (
 )
 from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
 from ragops_shared.access import Refusal, guard_for, log_refusal
+from ragops_shared.audit import actor_of, refused_call
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
@@ -84,9 +87,17 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
 OPEN_ROUTES = frozenset({("GET", "/health"), ("GET", "/ready")})
 
 
-async def on_refused(refusal: Refusal) -> None:
-    """Every call the gateway refuses (401/403): the one hook for the audit trail."""
-    await log_refusal(refusal)
+def _key_change(action: str, key: ApiKey, principal: Principal, producer: Producer) -> AuditRecorded:
+    """The audit entry of an admin's change to an API key (never its secret or hash)."""
+    return AuditRecorded(
+        producer=producer,
+        tenant=key.tenant,
+        actor=actor_of(principal),
+        action=action,
+        target=f"key:{key.key_id}",
+        outcome="applied",
+        after={"name": key.name, "roles": list(key.roles), "revoked": key.revoked_at is not None},
+    )
 
 
 def _log_as(event: Event) -> None:
@@ -216,10 +227,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted])
+    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, AuditRecorded])
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
+
+    async def audit(entry: AuditRecorded) -> None:
+        """Publish an audit entry; one the broker does not take is logged whole (the log is
+        then its only record) and the call it describes goes on."""
+        try:
+            await asyncio.wait_for(publisher.publish(entry), settings.publish_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.error("audit_publish_failed", error=repr(error), entry=entry.model_dump(mode="json"))
+
+    async def on_refused(refusal: Refusal) -> None:
+        """Every call the gateway refuses (401/403): logged, and audited (``auth.refused``)."""
+        await log_refusal(refusal)
+        await audit(refused_call(refusal, producer, tenant=settings.platform.tenant))
+
     guard = guard_for(settings.platform, on_refused)
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
@@ -419,6 +444,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with _key_file_writable():
             key, credential = await asyncio.to_thread(keys.create, wanted.name, principal.tenant, wanted.roles)
         log.info("api_key_created", key_id=key.key_id, tenant=key.tenant, roles=list(key.roles), by=principal.subject)
+        await audit(_key_change("key.created", key, principal, producer))
         return KeyCreated(key=KeyOut.of(key), api_key=credential)
 
     @app.delete("/v1/admin/keys/{key_id}")
@@ -432,6 +458,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if key is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such key")
         log.info("api_key_revoked", key_id=key.key_id, tenant=key.tenant, by=principal.subject)
+        await audit(_key_change("key.revoked", key, principal, producer))
         return KeyOut.of(key)
 
     _check_route_roles(app.routes)

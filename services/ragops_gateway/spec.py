@@ -14,6 +14,13 @@ SPEC = ServiceSpec(
     port_setting="RAGOPS_GATEWAY_PORT",
     # Its replies: the answers and the dead letters of its requests.
     reads=(Topic.ANSWER_GENERATED, Topic.DEAD_LETTER),
-    writes=(Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED, Topic.DEAD_LETTER),
+    writes=(
+        Topic.DOCUMENT_SUBMITTED,
+        Topic.QUERY_SUBMITTED,
+        Topic.FEEDBACK_SUBMITTED,
+        Topic.DEAD_LETTER,
+        # The audit trail of what callers did and of every refused call.
+        Topic.AUDIT_RECORDED,
+    ),
     exposed=True,
 )

@@ -5,9 +5,15 @@ refused at the door (:class:`~ragops_shared.access.Refusal`, 401 or 403) into th
 from ragops_schemas import Producer
 from ragops_schemas.audit import MAX_ACTOR_CHARS, MAX_REASON_CHARS, MAX_TARGET_CHARS, Actor, AuditRecorded
 from ragops_shared.access import Refusal
+from ragops_shared.identity import Principal
 
 ANONYMOUS = Actor(kind="anonymous", id="anonymous", name="")
 """The actor of a call without a valid credential."""
+
+
+def actor_of(principal: Principal) -> Actor:
+    """The audit trail's actor for an authenticated caller (a person or an API key)."""
+    return Actor(kind=principal.kind, id=principal.subject[:MAX_ACTOR_CHARS], name=principal.name[:MAX_ACTOR_CHARS])
 
 
 def refused_call(refusal: Refusal, producer: Producer, *, tenant: str) -> AuditRecorded:
@@ -18,11 +24,7 @@ def refused_call(refusal: Refusal, producer: Producer, *, tenant: str) -> AuditR
     ``PlatformSettings.tenant``); a principal's refusal is in the principal's tenant, so each
     tenant's auditors see the refusals of its own credentials."""
     principal = refusal.principal
-    actor = (
-        ANONYMOUS
-        if principal is None
-        else Actor(kind=principal.kind, id=principal.subject[:MAX_ACTOR_CHARS], name=principal.name[:MAX_ACTOR_CHARS])
-    )
+    actor = ANONYMOUS if principal is None else actor_of(principal)
     return AuditRecorded(
         producer=producer,
         tenant=tenant if principal is None else principal.tenant,

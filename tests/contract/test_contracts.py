@@ -99,7 +99,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.DOCUMENT_SUBMITTED,
             },
         ),
-        ("gateway", set(), {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}),
+        (
+            "gateway",
+            set(),
+            {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED, Topic.AUDIT_RECORDED},
+        ),
     ],
 )
 def test_asyncapi_lists_the_service_channels(service: str, consumes: set[Topic], publishes: set[Topic]) -> None:

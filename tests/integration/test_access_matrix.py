@@ -24,10 +24,13 @@ from faststream.asgi import AsgiFastStream
 from ragops_analytics.client import AnalyticsSettings
 from ragops_gateway.app import create_app as create_gateway
 from ragops_gateway.settings import GatewaySettings
+from ragops_schemas import Event
+from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.watch import EventWatcher
 from ragops_sink.app import Writer, create_app as create_sink
 from ragops_sink.settings import SinkSettings
 
@@ -70,6 +73,7 @@ class Platform:
     keys: ApiKeyStore
     credentials: dict[str, str | None]  # principal -> Authorization header (None: no header)
     target_key_id: str  # a key of TENANT that DELETE /v1/admin/keys/{key_id} revokes
+    kafka: KafkaSettings
 
 
 def _free_socket() -> socket.socket:
@@ -115,7 +119,7 @@ def platform(tansu: EmbeddedKafka, tmp_path: Path) -> Iterator[Platform]:
     )
     try:
         with TestClient(create_gateway(settings)) as gateway, httpx.Client(base_url=sink_url) as sink:
-            yield Platform(gateway, sink, sink_app, keys, credentials, target.key_id)
+            yield Platform(gateway, sink, sink_app, keys, credentials, target.key_id, kafka)
     finally:
         server.should_exit = True
         serving.join()
@@ -242,3 +246,55 @@ def test_sql_through_the_gateway_refuses_with_the_reason_and_hides_the_backend(p
     )
     down = TestClient(create_gateway(settings)).post("/v1/sql", json={"sql": "SELECT 1"}, headers=analyst)
     assert down.status_code == 503 and str(port) not in down.text and "127.0.0.1" not in down.text
+
+
+async def _audited(kafka: KafkaSettings, count: int) -> list[AuditRecorded]:
+    """The first ``count`` entries of the audit topic, read from its beginning."""
+    seen: list[Event] = []
+    enough = asyncio.Event()
+
+    def collect(event: Event) -> None:
+        seen.append(event)
+        if len(seen) >= count:
+            enough.set()
+
+    watcher = EventWatcher(kafka, [AuditRecorded], client_id="test-audit-reader", from_beginning=True)
+    watcher.listen(collect)
+    await watcher.start()
+    try:
+        await asyncio.wait_for(enough.wait(), 60)
+    finally:
+        await watcher.stop()
+    return [entry for entry in seen if isinstance(entry, AuditRecorded)]
+
+
+def test_refused_calls_and_key_changes_are_audited_with_their_actor(platform: Platform) -> None:
+    """401 and 403 at the gateway, and an admin's key creation, each become an
+    ``AuditRecorded``: a refusal in the caller's tenant (an anonymous one in the
+    gateway's), the key change with the admin as actor and never the secret."""
+    product, admin = platform.credentials["product"], platform.credentials["admin"]
+    assert platform.gateway.post("/v1/documents", json=BODIES["/v1/documents"], headers={"authorization": product})
+    assert platform.gateway.get("/metrics").status_code == 401
+    created = platform.gateway.post(
+        "/v1/admin/keys", json={"name": "audited", "roles": ["producer"]}, headers={"authorization": admin}
+    )
+    assert created.status_code == 201
+
+    # Keyed by tenant: entries of different tenants arrive in any order.
+    entries = {(entry.action, entry.target): entry for entry in asyncio.run(_audited(platform.kafka, 3))}
+    key_target = f"key:{created.json()['key']['key_id']}"
+    assert set(entries) == {
+        ("auth.refused", "POST /v1/documents"),
+        ("auth.refused", "GET /metrics"),
+        ("key.created", key_target),
+    }
+    forbidden, anonymous = entries["auth.refused", "POST /v1/documents"], entries["auth.refused", "GET /metrics"]
+    key_created = entries["key.created", key_target]
+    assert (forbidden.action, forbidden.outcome, forbidden.tenant) == ("auth.refused", "refused", TENANT)
+    assert forbidden.actor.kind == "api_key" and forbidden.target == "POST /v1/documents"
+    assert forbidden.reason.startswith("403")
+    assert (anonymous.actor.kind, anonymous.tenant, anonymous.target) == ("anonymous", "default", "GET /metrics")
+    assert anonymous.reason.startswith("401")
+    assert (key_created.action, key_created.tenant, key_created.outcome) == ("key.created", TENANT, "applied")
+    assert key_created.actor.name == "admin" and key_created.target == f"key:{created.json()['key']['key_id']}"
+    assert created.json()["api_key"] not in key_created.model_dump_json()
