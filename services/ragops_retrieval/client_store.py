@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ragops_retrieval.sparse import SparseTerms
+from ragops_schemas.ids import DEFAULT_TENANT
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
@@ -147,20 +148,25 @@ class QdrantClientStore(PlannedStore):
         *,
         document_version: str | None = None,
         embedded_for: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """See :meth:`VectorStore.count`."""
         self._dimension(collection)  # raises UnknownCollectionError
         query_filter = (
             None
             if document_id is None
-            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
+            else _filter(
+                document_conditions(document_id, tenant=tenant, version=document_version, embedded_for=embedded_for)
+            )
         )
         return self._client.count(collection, count_filter=query_filter, exact=True).count
 
-    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+    def chunk_ids(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[str]:
         """See :meth:`VectorStore.chunk_ids`."""
         self._dimension(collection)  # raises UnknownCollectionError
-        query_filter = _filter(document_conditions(document_id, version=document_version))
+        query_filter = _filter(document_conditions(document_id, tenant=tenant, version=document_version))
         payloads: list[Mapping[str, Any]] = []
         offset: models.ExtendedPointId | None = None
         while True:
@@ -215,10 +221,16 @@ def _sparse(terms: SparseTerms) -> models.SparseVector:
     return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
 
 
-def _match(match: FieldMatch) -> models.FieldCondition:
-    if len(match.values) == 1:
-        return models.FieldCondition(key=match.key, match=models.MatchValue(value=match.values[0]))
-    return models.FieldCondition(key=match.key, match=models.MatchAny(any=list(match.values)))
+def _match(match: FieldMatch) -> models.FieldCondition | models.Filter:
+    value: models.MatchValue | models.MatchAny = (
+        models.MatchValue(value=match.values[0]) if len(match.values) == 1 else models.MatchAny(any=list(match.values))
+    )
+    condition = models.FieldCondition(key=match.key, match=value)
+    if match.or_missing:
+        return models.Filter(
+            should=[condition, models.IsEmptyCondition(is_empty=models.PayloadField(key=match.key))]
+        )
+    return condition
 
 
 def _filter(conditions: Conditions) -> models.Filter:
@@ -229,7 +241,7 @@ def _filter(conditions: Conditions) -> models.Filter:
 
 
 def _run_query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
-    points = None if plan.conditions is None else _filter(plan.conditions)
+    points = _filter(plan.conditions)
     sparse = None if plan.sparse is None else _sparse(plan.sparse)
     if plan.dense is not None and sparse is not None:
         # The filter goes on each prefetch: fusion only ranks what the prefetches return.

@@ -33,6 +33,7 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
+    IsEmptyCondition,
     Fusion,
     MatchAny,
     MatchValue,
@@ -48,6 +49,7 @@ from qdrant_edge import (
 )
 
 from ragops_retrieval.sparse import SparseTerms
+from ragops_schemas.ids import DEFAULT_TENANT
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     RRF_K,
@@ -159,19 +161,24 @@ class EdgeStore(PlannedStore):
         *,
         document_version: str | None = None,
         embedded_for: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """See :meth:`VectorStore.count`."""
         query_filter = (
             None
             if document_id is None
-            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
+            else _filter(
+                document_conditions(document_id, tenant=tenant, version=document_version, embedded_for=embedded_for)
+            )
         )
         with self._lock:
             return self._open(collection).shard.count(CountRequest(exact=True, filter=query_filter))
 
-    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+    def chunk_ids(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[str]:
         """See :meth:`VectorStore.chunk_ids`."""
-        query_filter = _filter(document_conditions(document_id, version=document_version))
+        query_filter = _filter(document_conditions(document_id, tenant=tenant, version=document_version))
         payloads: list[Mapping[str, Any]] = []
         offset = None
         with self._lock:
@@ -268,10 +275,12 @@ def _sparse(terms: SparseTerms) -> SparseVector:
     return SparseVector(list(terms.indices), list(terms.values))
 
 
-def _match(match: FieldMatch) -> FieldCondition:
-    if len(match.values) == 1:
-        return FieldCondition(key=match.key, match=MatchValue(match.values[0]))
-    return FieldCondition(key=match.key, match=MatchAny(list(match.values)))
+def _match(match: FieldMatch) -> FieldCondition | Filter:
+    value = MatchValue(match.values[0]) if len(match.values) == 1 else MatchAny(list(match.values))
+    condition = FieldCondition(key=match.key, match=value)
+    if match.or_missing:
+        return Filter(should=[condition, IsEmptyCondition(key=match.key)])
+    return condition
 
 
 def _filter(conditions: Conditions) -> Filter:
@@ -282,7 +291,7 @@ def _filter(conditions: Conditions) -> Filter:
 
 
 def _query_request(plan: SearchPlan) -> QueryRequest:
-    points = None if plan.conditions is None else _filter(plan.conditions)
+    points = _filter(plan.conditions)
     dense = None if plan.dense is None else Query.Nearest(plan.dense, using=DENSE_VECTOR)
     sparse = None if plan.sparse is None else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)
     if dense is not None and sparse is not None:
