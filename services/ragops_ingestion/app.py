@@ -62,9 +62,9 @@ def ingest(
     under ``part_bytes`` of JSON (ids derived from the submission and the part number), or one
     ``DocumentRejected`` with the reason: unparsable, content above ``max_document_bytes``
     (UTF-8), or a chunk too large for any part. Chunk ids name the submission's tenant. When
-    ``indexed`` (the latest live ``DocumentIndexed`` of the tenant's document) holds the same version with the same chunks: that event again, marked
-    ``unchanged`` (its id derived from the submission, so a redelivered submission is
-    acknowledged once).
+    ``indexed`` (the latest live ``DocumentIndexed`` of the tenant's document) holds the same
+    version with the same chunks: that event again, marked ``unchanged`` (its id derived from
+    the submission, so a redelivered submission is acknowledged once).
 
     Raises:
         EventRejected: the content's blob is missing, corrupt or not UTF-8 (dead-lettered)."""

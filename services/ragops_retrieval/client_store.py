@@ -20,7 +20,6 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ragops_retrieval.sparse import SparseTerms
-from ragops_schemas.ids import DEFAULT_TENANT
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
@@ -38,6 +37,7 @@ from ragops_retrieval.store import (
     validate_collection_name,
     validate_dimension,
 )
+from ragops_schemas.ids import DEFAULT_TENANT
 
 # Points per upsert request: keeps a request of 384-d vectors and ~2 KB texts near 1.5 MB,
 # far below the server's 32 MB default limit.
@@ -227,9 +227,7 @@ def _match(match: FieldMatch) -> models.FieldCondition | models.Filter:
     )
     condition = models.FieldCondition(key=match.key, match=value)
     if match.or_missing:
-        return models.Filter(
-            should=[condition, models.IsEmptyCondition(is_empty=models.PayloadField(key=match.key))]
-        )
+        return models.Filter(should=[condition, models.IsEmptyCondition(is_empty=models.PayloadField(key=match.key))])
     return condition
 
 

@@ -33,8 +33,8 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
-    IsEmptyCondition,
     Fusion,
+    IsEmptyCondition,
     MatchAny,
     MatchValue,
     Modifier,
@@ -49,7 +49,6 @@ from qdrant_edge import (
 )
 
 from ragops_retrieval.sparse import SparseTerms
-from ragops_schemas.ids import DEFAULT_TENANT
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     RRF_K,
@@ -68,6 +67,7 @@ from ragops_retrieval.store import (
     validate_collection_name,
     validate_dimension,
 )
+from ragops_schemas.ids import DEFAULT_TENANT
 
 # Written by Edge into every shard directory: the shard's vector configuration.
 _EDGE_CONFIG_FILE = "edge_config.json"

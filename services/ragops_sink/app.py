@@ -17,8 +17,9 @@ the service's HTTP port, so ``ragops sql`` can query while the platform runs."""
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import structlog
@@ -32,6 +33,7 @@ from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
 from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import make_broker, parse_readable
+from ragops_shared.identity import Role
 from ragops_shared.service import run_service, service_app
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
@@ -183,7 +185,9 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     @post(
         description=(
             'Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its '
-            '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal.'
+            '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal. '
+            "A tenant's caller reads its tenant's rows only; a platform caller every row, or those "
+            'of ``"tenant"``.'
         )
     )
     async def sql(request: Request) -> AsgiResponse:
@@ -192,7 +196,9 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             statement, parameters = body["sql"], body.get("parameters") or {}
             if not isinstance(parameters, dict):
                 raise TypeError("parameters must be an object of placeholder values")
-            result = await asyncio.to_thread(writer.store.query, statement, parameters)
+            result = await asyncio.to_thread(
+                writer.store.query, statement, parameters, tenant=_reader_tenant(request, body)
+            )
         except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
             return AsgiResponse(
                 json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"}
@@ -207,6 +213,20 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     return service_app(
         SERVICE, __doc__ or "", broker, warm_up=[writer.open], close=[writer.close], routes=[("/sql", sql)]
     )
+
+
+def _reader_tenant(request: Request, body: Mapping[str, Any]) -> str | None:
+    """Whose rows a ``/sql`` caller sees: a tenant's caller its own tenant's, whatever it asks; a
+    platform service (:attr:`Role.PLATFORM`) every row, or the tenant it names in ``"tenant"``
+    (acting for a tenant's caller); so does any caller while no guard stands before the route
+    (no principal in the ASGI scope)."""
+    principal = request._scope.get("state", {}).get("principal")  # set by ragops_shared.access
+    if principal is not None and Role.PLATFORM not in principal.roles:
+        return str(principal.tenant)
+    asked = body.get("tenant")
+    if asked is not None and not isinstance(asked, str):
+        raise TypeError("tenant must be a string")
+    return asked
 
 
 def main() -> None:

@@ -127,7 +127,9 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
 
     def chunked(version: str, part: int, parts: int, text: str) -> DocumentChunked:
         event = example(DocumentChunked)
-        chunk = event.chunks[0].model_copy(update={"chunk_id": chunk_id("doc", text, tenant=DEFAULT_TENANT), "text": text})
+        chunk = event.chunks[0].model_copy(
+            update={"chunk_id": chunk_id("doc", text, tenant=DEFAULT_TENANT), "text": text}
+        )
         return event.model_copy(
             update={"document_id": "doc", "document_version": version, "chunks": [chunk], "part": part, "parts": parts}
         )
