@@ -137,8 +137,14 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
     old = chunked("v1", 1, 1, "old")
     first, second = chunked("v2", 1, 2, "new one"), chunked("v2", 2, 2, "new two")
     # Same occurred_at (the golden example's): the later in the log is the newer.
-    assert latest_parts([old, second, first]) == {"doc": [first, second]}
+    assert latest_parts([old, second, first]) == {(DEFAULT_TENANT, "doc"): [first, second]}
     assert [c.text for c in latest_documents([old, first, second])["doc"].chunks] == ["new one", "new two"]
+    # Another tenant's "doc" is another document: a re-index replays both.
+    theirs = old.model_copy(update={"tenant": "acme"})
+    assert latest_parts([old, second, first, theirs]) == {
+        (DEFAULT_TENANT, "doc"): [first, second],
+        ("acme", "doc"): [theirs],
+    }
 
 
 def test_a_part_budget_must_leave_the_record_room_under_the_broker_limit() -> None:
