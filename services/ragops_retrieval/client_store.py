@@ -23,6 +23,7 @@ from ragops_retrieval.sparse import SparseTerms
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     ChunkPoint,
     Conditions,
     FieldMatch,
@@ -106,6 +107,9 @@ class QdrantClientStore(PlannedStore):
         for name in self._index_fields:
             if name not in info.payload_schema:
                 self._client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD, wait=True)
+        untenanted = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=TENANT_FIELD))])
+        if self._client.count(collection, count_filter=untenanted, exact=True).count:
+            self._client.set_payload(collection, {TENANT_FIELD: DEFAULT_TENANT}, untenanted, wait=True)
         self._dimensions[collection] = dimension
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
@@ -221,14 +225,10 @@ def _sparse(terms: SparseTerms) -> models.SparseVector:
     return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
 
 
-def _match(match: FieldMatch) -> models.FieldCondition | models.Filter:
-    value: models.MatchValue | models.MatchAny = (
-        models.MatchValue(value=match.values[0]) if len(match.values) == 1 else models.MatchAny(any=list(match.values))
-    )
-    condition = models.FieldCondition(key=match.key, match=value)
-    if match.or_missing:
-        return models.Filter(should=[condition, models.IsEmptyCondition(is_empty=models.PayloadField(key=match.key))])
-    return condition
+def _match(match: FieldMatch) -> models.FieldCondition:
+    if len(match.values) == 1:
+        return models.FieldCondition(key=match.key, match=models.MatchValue(value=match.values[0]))
+    return models.FieldCondition(key=match.key, match=models.MatchAny(any=list(match.values)))
 
 
 def _filter(conditions: Conditions) -> models.Filter:

@@ -53,6 +53,7 @@ from ragops_retrieval.store import (
     DENSE_VECTOR,
     RRF_K,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     ChunkPoint,
     Conditions,
     FieldMatch,
@@ -117,6 +118,9 @@ class EdgeStore(PlannedStore):
             for name in self._index_fields:
                 if name not in indexed:
                     opened.shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword))
+            untenanted = Filter(must=[IsEmptyCondition(key=TENANT_FIELD)])
+            if opened.shard.count(CountRequest(exact=True, filter=untenanted)):
+                opened.shard.update(UpdateOperation.set_payload_by_filter(untenanted, {TENANT_FIELD: DEFAULT_TENANT}))
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
         """See :meth:`VectorStore.upsert`."""
@@ -275,12 +279,10 @@ def _sparse(terms: SparseTerms) -> SparseVector:
     return SparseVector(list(terms.indices), list(terms.values))
 
 
-def _match(match: FieldMatch) -> FieldCondition | Filter:
-    value = MatchValue(match.values[0]) if len(match.values) == 1 else MatchAny(list(match.values))
-    condition = FieldCondition(key=match.key, match=value)
-    if match.or_missing:
-        return Filter(should=[condition, IsEmptyCondition(key=match.key)])
-    return condition
+def _match(match: FieldMatch) -> FieldCondition:
+    if len(match.values) == 1:
+        return FieldCondition(key=match.key, match=MatchValue(match.values[0]))
+    return FieldCondition(key=match.key, match=MatchAny(list(match.values)))
 
 
 def _filter(conditions: Conditions) -> Filter:

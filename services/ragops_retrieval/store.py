@@ -18,7 +18,9 @@ Tenants share collections: every point carries its tenant (payload ``tenant``), 
 search and every document-scoped read or delete has a must-condition on it (in hybrid mode
 on each prefetch), so a tenant never sees, counts or deletes another's chunks. A document id
 is unique per tenant only, so every document-scoped call names the tenant. Points written
-before points named a tenant belong to :data:`~ragops_schemas.ids.DEFAULT_TENANT`.
+before points named a tenant belong to :data:`~ragops_schemas.ids.DEFAULT_TENANT`:
+:meth:`VectorStore.ensure_collection` writes it into them (once; the filter is then a plain
+keyword match for every tenant).
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ class VectorStore(Protocol):
         """Create ``collection`` for ``dimension``-long dense vectors unless it exists.
 
         Idempotent. Also creates keyword payload indexes on :data:`INDEXED_FIELDS` and on
-        ``metadata.<key>`` for each metadata key the store was configured to index.
+        ``metadata.<key>`` for each metadata key the store was configured to index, and gives
+        points without a :data:`TENANT_FIELD` (written before points named one)
+        :data:`~ragops_schemas.ids.DEFAULT_TENANT`.
         Raises ``ValueError`` when the collection exists with another dimension or
         without the expected named vectors, or when ``dimension < 1``.
         """
@@ -386,21 +390,18 @@ def payloads_by_point_id(points: Sequence[ChunkPoint], model_version: str) -> di
 
 @dataclass(frozen=True)
 class FieldMatch:
-    """Payload field ``key`` (a JSON path) equals one of ``values``, or, with ``or_missing``,
-    the point has no such field (used in ``must`` only).
+    """Payload field ``key`` (a JSON path) equals one of ``values``.
 
     One value is an exact match, several mean any of them.
     """
 
     key: str
     values: tuple[str, ...]
-    or_missing: bool = False
 
 
 def tenant_match(tenant: str) -> FieldMatch:
-    """The points of ``tenant``: those whose :data:`TENANT_FIELD` is ``tenant`` and, for
-    :data:`~ragops_schemas.ids.DEFAULT_TENANT`, also those written before points named a tenant."""
-    return FieldMatch(TENANT_FIELD, (tenant,), or_missing=tenant == DEFAULT_TENANT)
+    """The points of ``tenant`` (:data:`TENANT_FIELD`)."""
+    return FieldMatch(TENANT_FIELD, (tenant,))
 
 
 @dataclass(frozen=True)

@@ -486,6 +486,7 @@ class TestTenants:
 
     def test_points_written_before_tenants_belong_to_the_default_tenant(self, filled: VectorStore) -> None:
         _forget_tenants(filled)
+        filled.ensure_collection(COLLECTION, DIM)  # as at the next start
         search = {"vector": axis(0), "text": "ragops fox", "top_k": 10}
         assert len(filled.search(COLLECTION, **search)) == len(CHUNKS)
         assert filled.search(COLLECTION, **search, tenant="globex") == []
