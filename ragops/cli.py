@@ -7,10 +7,10 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -60,39 +60,48 @@ DataDir = Annotated[
 ]
 
 
-def _query(data_dir: Path, statement: str) -> QueryResult:
-    """One read-only statement on the ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is
-    set, else through the running platform's gateway (``POST /v1/sql``) with the credential of
-    :func:`ragops.credentials.api_key` (an ``analyst`` sees its tenant's rows).
+class _GatewayReader:
+    """Read-only SQL through the running platform's gateway (``POST /v1/sql``) with the CLI's
+    credential (:func:`ragops.credentials.api_key`): an ``analyst`` sees its tenant's rows.
+    A :class:`~ragops_analytics.store.Reader`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        try:
+            self.url, auth = running_platform(data_dir)["gateway_url"], bearer(data_dir)
+        except (PlatformError, FileNotFoundError) as error:
+            raise typer.BadParameter(f"{error} (set RAGOPS_API_KEY, or run `ragops up` with this --data-dir)") from None
+        self._http = httpx.Client(base_url=self.url, auth=auth, timeout=120)
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
+        """Raises:
+        QueryError: the statement was refused (its reason), or the credential was (401, 403).
+        StoreUnavailable: the gateway cannot be reached."""
+        # The credential decides the tenant: the gateway takes no tenant from a body.
+        try:
+            response = self._http.post("/v1/sql", json={"sql": sql, "parameters": dict(parameters or {})})
+        except httpx.HTTPError as error:
+            raise StoreUnavailable(f"the gateway at {self.url} did not answer: {error}") from None
+        if response.status_code != 200:
+            json_body = response.headers.get("content-type", "").startswith("application/json")
+            raise QueryError(f"{response.status_code}: {response.json().get('detail') if json_body else response.text}")
+        body = response.json()
+        return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _analytics(data_dir: Path) -> AnalyticsClient | _GatewayReader:
+    """The ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running
+    platform's gateway with the CLI's credential.
 
     Raises:
-        QueryError: the statement was refused (its reason), or the credential was (401, 403).
-        StoreUnavailable: the server or the gateway cannot be reached.
         typer.BadParameter: no platform runs in ``data_dir``, or there is no credential.
     """
     from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
-    if url:
-        analytics = AnalyticsClient(clickhouse_url=url)
-        try:
-            return analytics.query(statement)
-        finally:
-            analytics.close()
-    try:
-        gateway, auth = running_platform(data_dir)["gateway_url"], bearer(data_dir)
-    except (PlatformError, FileNotFoundError) as error:
-        raise typer.BadParameter(f"{error} (set RAGOPS_API_KEY, or run `ragops up` with this --data-dir)") from None
-    try:
-        with httpx.Client(base_url=gateway, auth=auth, timeout=120) as http:
-            response = http.post("/v1/sql", json={"sql": statement})
-    except httpx.HTTPError as error:
-        raise StoreUnavailable(f"the gateway at {gateway} did not answer: {error}") from None
-    if response.status_code != 200:
-        json_body = response.headers.get("content-type", "").startswith("application/json")
-        raise QueryError(f"{response.status_code}: {response.json().get('detail') if json_body else response.text}")
-    body = response.json()
-    return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
+    return AnalyticsClient(clickhouse_url=url) if url else _GatewayReader(data_dir)
 
 
 def _run(work: Coroutine[object, object, T]) -> T:
@@ -300,11 +309,14 @@ def sql(
     as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
 ) -> None:
     """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    analytics = _analytics(data_dir)
     try:
-        result = _query(data_dir, statement)
+        result = analytics.query(statement)
     except (QueryError, StoreUnavailable, ValueError) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None
+    finally:
+        analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return

@@ -48,9 +48,11 @@ class AnalyticsClient:
         self._http = httpx.Client(timeout=timeout_s, headers=headers) if sql_url is not None else None
         self._server: ServerStore | None = None
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
         """Run one read-only statement; ``parameters`` (JSON values: text, numbers) fill its
-        ``{name:Type}`` placeholders.
+        ``{name:Type}`` placeholders. ``tenant``: only that tenant's rows (on the embedded
+        default the sink restricts the statement, to the credential's tenant for a tenant's
+        caller whatever is asked, and to ``tenant`` for a platform caller).
 
         Raises:
             ReadOnlyViolation: not one read-only statement (checked before sending).
@@ -61,10 +63,13 @@ class AnalyticsClient:
         if self.clickhouse_url is not None:
             if self._server is None:
                 self._server = ServerStore(self.clickhouse_url)
-            return self._server.query(statement, parameters)
+            return self._server.query(statement, parameters, tenant=tenant)
         assert self._http is not None
         assert self.sql_url is not None
-        response = self._http.post(self.sql_url, json={"sql": statement, "parameters": dict(parameters or {})})
+        body: dict[str, Any] = {"sql": statement, "parameters": dict(parameters or {})}
+        if tenant is not None:
+            body["tenant"] = tenant
+        response = self._http.post(self.sql_url, json=body)
         if response.status_code != 200:
             # The sink's own refusals say {"error": ...}; its guard's (401, 403) {"detail": ...}.
             refused = response.json()

@@ -29,6 +29,18 @@ requests with ``DESCRIBE url(...)`` and stalled the sink with ``system.numbers``
 
 The input is NFKC-normalised first (full-width ``ｆｉｌｅ`` becomes ``file``, and is then
 refused like it); string literals are normalised too.
+
+For a tenant's caller (``tenant=`` given) the checked statement is then restricted to the
+tenant's rows on the syntax tree: every reference to a platform table, wherever it is (``FROM``,
+joins, subqueries, ``IN (SELECT ...)``, common table expressions, ``UNION`` branches), becomes
+``(SELECT * FROM <table> AS __ragops_rows WHERE __ragops_rows.tenant = '<tenant>') AS <alias>``
+(the table's alias, or its name, so the rest of the query reads it as before; ``FINAL`` stays
+on the table). Only :data:`~ragops_analytics.queries.TENANT_TABLES` may be read so (the views
+and ``model_prices`` have no tenant column); a common table expression may not take a platform
+table's name (it would hide a real reference from the rewrite), and no identifier may start
+with ``__ragops`` (a ``WITH 'x' AS tenant`` alias is visible in subqueries in ClickHouse, and
+without the new analyzer it may take a column's place: the filter names its column qualified
+by an alias the caller cannot write).
 """
 
 import re
@@ -40,7 +52,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from ragops_analytics.queries import ANALYST_TABLES
+from ragops_analytics.queries import ANALYST_TABLES, TENANT_COLUMN, TENANT_TABLES
+from ragops_shared.identity import TENANT_PATTERN
 
 __all__ = ["ReadOnlyViolation", "allowed_function", "ensure_read_only", "split_statements"]
 
@@ -182,9 +195,11 @@ def _check_select(statement: exp.Expression) -> None:
             _check_function(node)
 
 
-def ensure_read_only(sql: str) -> str:
+def ensure_read_only(sql: str, tenant: str | None = None) -> str:
     """The statement to send to the engine for the analyst's ``sql``: one allowed read-only
-    statement, regenerated from its syntax tree (no comments, no trailing ``;``).
+    statement, regenerated from its syntax tree (no comments, no trailing ``;``); for a
+    ``tenant`` (``None``: a platform caller, every row), restricted to that tenant's rows
+    (see the module's docstring).
 
     Accepts ``SELECT`` (with ``WITH``, subqueries, joins, ``UNION``/``INTERSECT``/``EXCEPT``,
     ``{name:Type}`` placeholders) over :data:`~ragops_analytics.queries.ANALYST_TABLES` and
@@ -194,13 +209,19 @@ def ensure_read_only(sql: str) -> str:
     Raises:
         ReadOnlyViolation: empty input, a syntax error, several statements, anything but the
             above (writes, DDL, SHOW, EXPLAIN, SET, SETTINGS, FORMAT, INTO, table functions,
-            functions outside the allow-list, other databases or tables).
+            functions outside the allow-list, other databases or tables), and for a tenant a
+            table without a tenant column or a name the restriction reserves.
+        ValueError: ``tenant`` is not a valid tenant name.
     """
+    if tenant is not None and not re.match(TENANT_PATTERN, tenant):
+        raise ValueError(f"invalid tenant {tenant!r}")
     text = unicodedata.normalize("NFKC", sql)
     if describe := _DESCRIBE.fullmatch(text):
         table = describe.group(2)
         if table not in ANALYST_TABLES:
             raise ReadOnlyViolation(f"{table} is not one of the platform's tables or views")
+        if tenant is not None:
+            _check_tenant_table(table)
         return f"DESCRIBE TABLE {table}"
     try:
         parsed = sqlglot.parse(text, dialect=_DIALECT)
@@ -218,7 +239,45 @@ def ensure_read_only(sql: str) -> str:
             f"{statement.key.upper()} is not accepted: analyst SQL is SELECT (or WITH ... SELECT) and DESCRIBE"
         )
     _check_select(statement)
+    if tenant is not None:
+        statement = _restrict_to_tenant(statement, tenant)
     return statement.sql(dialect=_DIALECT, comments=False)
+
+
+_ROWS_ALIAS = "__ragops_rows"
+
+
+def _check_tenant_table(name: str) -> None:
+    if name not in TENANT_TABLES:
+        raise ReadOnlyViolation(f"{name} has no tenant column: only platform callers may read it")
+
+
+def _restrict_to_tenant(statement: exp.Expression, tenant: str) -> exp.Expression:
+    """``statement`` (already checked) with every platform table reference replaced by a
+    subquery of the tenant's rows under the reference's alias. Raises :class:`ReadOnlyViolation`."""
+    for identifier in statement.find_all(exp.Identifier):
+        if identifier.name.lower().startswith("__ragops"):
+            raise ReadOnlyViolation(f"the name {identifier.name} is reserved")
+    ctes = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
+    if shadowing := sorted(ctes & ANALYST_TABLES):
+        raise ReadOnlyViolation(f"a common table expression may not be named {shadowing[0]}, a platform table")
+    statement = statement.copy()
+    for table in list(statement.find_all(exp.Table)):
+        if table.name in ctes:
+            continue
+        _check_tenant_table(table.name)
+        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
+        inner = exp.Table(this=table.this.copy(), alias=exp.TableAlias(this=exp.to_identifier(_ROWS_ALIAS)))
+        # FINAL wraps the table in the tree: it goes inside, with the table.
+        target = table.parent if isinstance(table.parent, exp.Final) else table
+        source = exp.Final(this=inner) if target is not table else inner
+        rows = (
+            exp.select("*")
+            .from_(source)
+            .where(exp.column(TENANT_COLUMN, table=_ROWS_ALIAS).eq(exp.Literal.string(tenant)))
+        )
+        target.replace(exp.Subquery(this=rows, alias=alias.copy()))
+    return statement
 
 
 # ------------------------------------------------------------------------ SQL files

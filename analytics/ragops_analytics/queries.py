@@ -51,6 +51,13 @@ COUNTED_TABLES = frozenset(
     }
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
+TENANT_COLUMN = "tenant"
+TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG}
+"""The analyst tables with a :data:`TENANT_COLUMN` (the tenant of the event each row records, or of
+the audit entry): the
+only ones a tenant's analyst may read, each restricted to the tenant's rows. The views and
+``model_prices`` have none and are read by platform callers only. A test checks this against
+the migrated schema."""
 ANALYST_TABLES = COUNTED_TABLES | {
     MODEL_PRICES,
     AUDIT_LOG,

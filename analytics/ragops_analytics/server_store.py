@@ -68,8 +68,8 @@ class ServerStore:
             raise write_error(str(error)) from error
         return _rows(result)
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        statement = ensure_read_only(sql)
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
+        statement = ensure_read_only(sql, tenant)
         try:
             result = self._open_client().query(
                 statement, parameters=dict(parameters or {}), settings=self.limits.settings()

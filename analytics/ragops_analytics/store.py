@@ -3,7 +3,8 @@
 Two paths reach an engine: the admin path (:meth:`AnalyticsStore.execute`,
 :meth:`AnalyticsStore.insert`: migrations, retention, prices, the sink's inserts) and the
 analyst path (:meth:`Reader.query`), which accepts one allowed read-only statement
-(:func:`ragops_analytics.guard.ensure_read_only`) and also runs it with ClickHouse's
+(:func:`ragops_analytics.guard.ensure_read_only`, restricted to one tenant's rows for a
+tenant's caller) and also runs it with ClickHouse's
 ``readonly=1`` and the :class:`QueryLimits`. Parameters fill ClickHouse's ``{name:Type}`` placeholders on the engine
 side, never by formatting text into the SQL.
 """
@@ -148,9 +149,11 @@ class QueryError(RuntimeError):
 class Reader(Protocol):
     """Anything that runs read-only SQL: a store, or a client of one in another process."""
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
         """Run one allowed read-only statement under the analyst limits; ``parameters`` fill
-        ``{name:Type}`` placeholders.
+        ``{name:Type}`` placeholders. With ``tenant`` it sees that tenant's rows only, of the
+        tables that have a tenant column (others are refused); ``None`` (platform services):
+        every row (:func:`~ragops_analytics.guard.ensure_read_only`).
         Raises :class:`~ragops_analytics.guard.ReadOnlyViolation`, :class:`QueryError`,
         :class:`StoreUnavailable`."""
         ...

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
-from ragops_schemas.ids import derived_event_id, new_event_id, new_span_id, new_trace_id
+from ragops_schemas.ids import DEFAULT_TENANT, derived_event_id, new_event_id, new_span_id, new_trace_id
 from ragops_schemas.topics import Topic
 
 TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -81,7 +81,7 @@ class Event(BaseModel):
     producer: Producer
     trace_id: TraceId = Field(default_factory=new_trace_id)
     span_id: SpanId = Field(default_factory=new_span_id)
-    tenant: str = Field(default="default", min_length=1, max_length=128)
+    tenant: str = Field(default=DEFAULT_TENANT, min_length=1, max_length=128)
 
     @field_validator("schema_version")
     @classmethod

@@ -25,6 +25,11 @@ _UNPARSABLE_RECORDS = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
 _DEAD_LETTERS = uuid.UUID("5f3c9a7e-8d21-4b0f-b6a4-3e7d2c1f9a58")
 _INDEXED_VERSIONS = uuid.UUID("3c5e7a90-1b2d-4f6e-8a0c-2e4f6a8c0b1d")
 
+DEFAULT_TENANT = "default"
+"""The tenant of an event whose sender names none (the envelope's default), and of every id
+derived before ids named tenants: its ids keep the rule they had, so an index built then
+stays valid; every other tenant's ids name the tenant."""
+
 
 def _sha256_hex(data: bytes, digits: int | None = None) -> str:
     return hashlib.sha256(data).hexdigest()[:digits]
@@ -52,11 +57,17 @@ def document_version(parsed_text: str) -> str:
     return content_hash(parsed_text)
 
 
-def chunk_id(document_id: str, text: str) -> str:
-    """Content-hash id of a chunk: the first 32 hex digits of the SHA-256 of ``document_id``,
-    a NUL byte and ``text`` (UTF-8). Re-ingesting unchanged content gives the same ids;
-    identical chunk texts within one document share one id."""
-    return _sha256_hex(f"{document_id}\0{text}".encode(), 32)
+def chunk_id(document_id: str, text: str, *, tenant: str) -> str:
+    """Content-hash id of a chunk of a tenant's document: the first 32 hex digits of the
+    SHA-256 of ``document_id``, a NUL byte and ``text`` (UTF-8) for :data:`DEFAULT_TENANT`;
+    for any other tenant, of the JSON array ``[tenant, document_id, text]`` (JSON escapes NUL,
+    so the two forms never hash the same input). Re-ingesting unchanged content gives the
+    same ids; identical chunk texts within one document share one id; two tenants' documents
+    with the same id never share one (a document id is unique per tenant, and the point id
+    derives from the chunk id)."""
+    if tenant == DEFAULT_TENANT:
+        return _sha256_hex(f"{document_id}\0{text}".encode(), 32)
+    return _sha256_hex(json.dumps([tenant, document_id, text]).encode(), 32)
 
 
 def point_id(chunk_id: str, model_version: str) -> str:
@@ -188,12 +199,15 @@ def part_event_id(event_type: str, cause_event_id: uuid.UUID, part: int, parts: 
     return derived_event_id(event_type, cause_event_id, part_scope(part, parts))
 
 
-def indexed_version_event_id(document_id: str, document_version: str, collection: str) -> uuid.UUID:
-    """Id of the ``DocumentIndexed`` of a document version in a collection: UUID5 in a fixed
-    namespace of the JSON array ``[document_id, document_version, collection]``. A version
-    split into parts is complete after whichever part arrives last, and again after any
-    redelivered part: each time the same id, so it is recorded once."""
-    return uuid.uuid5(_INDEXED_VERSIONS, json.dumps([document_id, document_version, collection]))
+def indexed_version_event_id(document_id: str, document_version: str, collection: str, *, tenant: str) -> uuid.UUID:
+    """Id of the ``DocumentIndexed`` of a tenant's document version in a collection: UUID5 in
+    a fixed namespace of the JSON array ``[document_id, document_version, collection]``, with
+    ``tenant`` appended unless it is :data:`DEFAULT_TENANT` (two tenants indexing the same
+    content under the same document id get two ids). A version split into parts is complete
+    after whichever part arrives last, and again after any redelivered part: each time the
+    same id, so it is recorded once."""
+    parts = [document_id, document_version, collection] + ([] if tenant == DEFAULT_TENANT else [tenant])
+    return uuid.uuid5(_INDEXED_VERSIONS, json.dumps(parts))
 
 
 def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:

@@ -82,14 +82,14 @@ def embed_documents(
     embedder: Embedder,
     producer: Producer,
     events: Sequence[DocumentChunked],
-    indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+    indexed: Callable[[str, str], DocumentIndexed | None] = lambda _tenant, _document: None,
     part_bytes: int = PART_BYTES,
 ) -> list[ChunksEmbedded]:
     """Embed the distinct new chunk texts of all events in one call; one ``ChunksEmbedded`` per
     document part, with its ``part``/``parts``, or several with the same numbers when its
     vectors would pass ``part_bytes`` of JSON (ids derived from the part and their place in it).
 
-    ``indexed(document_id)`` is the document's latest live ``DocumentIndexed``: the chunks of
+    ``indexed(tenant, document_id)`` is the tenant's document's latest live ``DocumentIndexed``: the chunks of
     a live event that it lists, indexed by this embedder's version, already have their point
     (chunk ids are content hashes), so they travel as ``reused_chunks``, without a vector.
     Replayed chunks of an index build are always embedded: the build's collection is new.
@@ -117,10 +117,10 @@ def embed_documents(
 
 
 def _indexed_chunk_ids(
-    embedder: Embedder, event: DocumentChunked, indexed: Callable[[str], DocumentIndexed | None]
+    embedder: Embedder, event: DocumentChunked, indexed: Callable[[str, str], DocumentIndexed | None]
 ) -> set[str]:
     """Ids of the event's chunks whose point for ``embedder``'s version the live index holds."""
-    previous = None if event.index_build is not None else indexed(event.document_id)
+    previous = None if event.index_build is not None else indexed(event.tenant, event.document_id)
     info = embedder.info
     if previous is None or info is None or previous.embedding.version != info.version:
         return set()
@@ -231,7 +231,7 @@ class Embedders:
         self,
         producer: Producer,
         events: Sequence[DocumentChunked],
-        indexed: Callable[[str], DocumentIndexed | None] = lambda _: None,
+        indexed: Callable[[str, str], DocumentIndexed | None] = lambda _tenant, _document: None,
     ) -> list[ChunksEmbedded]:
         """Live documents with the production model, their already indexed chunks reused
         (see :func:`embed_documents`); an index build's with the build's model."""

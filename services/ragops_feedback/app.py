@@ -4,12 +4,14 @@ A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for
 evaluation and retraining.
 
 Refused (dead-lettered with ``error_type="rejected"`` and the reason): feedback for a
-request id the platform never answered, and feedback stamped in the future. A duplicate
+request id the platform never answered for the feedback's tenant (another tenant's request id
+is refused exactly like an unknown one, with the same reason, so it reveals nothing), and
+feedback stamped in the future. A duplicate
 event id is accepted once (the subscriber skips an id it handled; its outputs have ids
 derived from it, so a replay after a restart de-duplicates downstream too).
 
 The service knows the answers by reading ``AnswerGenerated`` from the beginning of the topic
-(a table keyed by request id, rebuilt at start), so it needs no database of its own: after a
+(a table keyed by tenant and request id, rebuilt at start), so it needs no database of its own: after a
 restart, feedback on an answer given before it is linked as soon as the topic has been read
 again. Until then a request id not read yet is never refused as unknown: the feedback waits
 for the replay (``replay_wait_s``), and is dead-lettered as a processing error, replayable,
@@ -54,21 +56,23 @@ def sentiment(feedback: FeedbackSubmitted) -> str:
 
 
 class AnswerLog:
-    """The latest ``AnswerGenerated`` per request id, bounded (least recently added dropped)."""
+    """The latest ``AnswerGenerated`` per (tenant, request id), bounded (least recently added
+    dropped): a tenant's feedback finds its own tenant's answers only."""
 
     def __init__(self, max_answers: int) -> None:
         self.max_answers = max_answers
-        self._answers: OrderedDict[str, AnswerGenerated] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, str], AnswerGenerated] = OrderedDict()
 
     def add(self, event: Event) -> None:
         if isinstance(event, AnswerGenerated):
-            self._answers[event.request_id] = event
-            self._answers.move_to_end(event.request_id)
+            key = (event.tenant, event.request_id)
+            self._answers[key] = event
+            self._answers.move_to_end(key)
             while len(self._answers) > self.max_answers:
                 self._answers.popitem(last=False)
 
-    def get(self, request_id: str) -> AnswerGenerated | None:
-        return self._answers.get(request_id)
+    def get(self, tenant: str, request_id: str) -> AnswerGenerated | None:
+        return self._answers.get((tenant, request_id))
 
 
 def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
@@ -126,12 +130,13 @@ class FeedbackLinker:
         for feedback in events:
             if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
                 raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
-            answer = self.answers.get(feedback.request_id) or await self._wait_for_answer(feedback.request_id)
+            answer = self.answers.get(feedback.tenant, feedback.request_id) or await self._wait_for_answer(feedback)
             outputs += record(feedback, answer, self.producer, self.settings.dataset)
         return outputs
 
-    async def _wait_for_answer(self, request_id: str) -> AnswerGenerated:
-        """The answer once every answer published so far has been read; waits up to
+    async def _wait_for_answer(self, feedback: FeedbackSubmitted) -> AnswerGenerated:
+        """The answer of the feedback's tenant and request id once every answer published so
+        far has been read; waits up to
         ``replay_wait_s`` while the topic's history is still being read (after a start), else
         up to ``unknown_wait_s`` (an answer still in flight).
 
@@ -140,12 +145,13 @@ class FeedbackLinker:
         replaying = not self.watcher.read_to_end
         wait_s = self.settings.replay_wait_s if replaying else self.settings.unknown_wait_s
         caught_up = await self.watcher.caught_up(wait_s)
-        answer = self.answers.get(request_id)
+        answer = self.answers.get(feedback.tenant, feedback.request_id)
         if answer is not None:
             return answer
         if replaying and not caught_up:
             raise TimeoutError(f"the answers were not read from the topic's start within {wait_s:g} s")
-        raise EventRejected(f"unknown request_id {request_id!r}: no answer was generated for it")
+        # The same words whether the id is unknown or another tenant's: nothing is revealed.
+        raise EventRejected(f"unknown request_id {feedback.request_id!r}: no answer was generated for it")
 
 
 def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:

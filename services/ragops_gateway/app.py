@@ -77,7 +77,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/documents"): frozenset({Role.PRODUCER}),
     ("POST", "/v1/queries"): frozenset({Role.PRODUCER}),
     ("POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
-    ("POST", "/v1/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+    ("POST", "/v1/sql"): frozenset({Role.ANALYST, Role.AUDITOR, Role.PLATFORM}),
     ("GET", "/metrics"): frozenset({Role.MONITORING}),
     ("GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),

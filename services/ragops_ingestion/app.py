@@ -62,10 +62,10 @@ def ingest(
     reference and verified): its ``DocumentChunked`` in as many parts as keep each
     under ``part_bytes`` of JSON (ids derived from the submission and the part number), or one
     ``DocumentRejected`` with the reason: unparsable, content above ``max_document_bytes``
-    (UTF-8), or a chunk too large for any part. When ``indexed`` (the document's latest live
-    ``DocumentIndexed``) holds the same version with the same chunks: that event again, marked
-    ``unchanged`` (its id derived from the submission, so a redelivered submission is
-    acknowledged once).
+    (UTF-8), or a chunk too large for any part. Chunk ids name the submission's tenant. When
+    ``indexed`` (the latest live ``DocumentIndexed`` of the tenant's document) holds the same
+    version with the same chunks: that event again, marked ``unchanged`` (its id derived from
+    the submission, so a redelivered submission is acknowledged once).
 
     Raises:
         EventRejected: the content's blob is missing, corrupt or not UTF-8 (dead-lettered)."""
@@ -95,7 +95,7 @@ def ingest(
         return rejected(str(error))
     chunks = [
         Chunk(
-            chunk_id=chunk_id(submitted.document_id, piece.text),
+            chunk_id=chunk_id(submitted.document_id, piece.text, tenant=submitted.tenant),
             index=piece.index,
             text=piece.text,
             token_count=piece.token_count,
@@ -172,7 +172,7 @@ def ingest_all(
             info,
             producer,
             event,
-            indexed.get(event.document_id),
+            indexed.get(event.tenant, event.document_id),
             part_bytes=part_bytes,
             max_document_bytes=max_document_bytes,
             blobs=blobs,

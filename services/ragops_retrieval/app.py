@@ -11,7 +11,10 @@ Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dens
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
 One collection per (corpus, embedding model version): a query is searched in the
-collection of the model that embedded it, so vectors of two models never mix. A re-index
+collection of the model that embedded it, so vectors of two models never mix. Tenants share
+the collections: every point carries its event's ``tenant``, a query finds only its own
+tenant's chunks, and a document id is unique per tenant (indexing, superseding and
+withdrawing one tenant's document never touch another's of the same id). A re-index
 builds a new collection beside the live one (replayed events carry ``index_build``); the
 registry's ``production`` alias of the index then switches searches to it in one step. Qdrant Edge
 runs in-process by default (one process owns its files); ``RAGOPS_RETRIEVAL_QDRANT_URL``
@@ -71,10 +74,10 @@ class Index:
         self.registry = registry or Registry()
         self._store: VectorStore | None = None
         self._ready: set[str] = set()
-        # Submissions whose version was rejected after it was chunked, as (document id,
-        # version, trace id): a part of one that arrives later writes nothing. The trace is the
-        # submission's, so submitting the same content again indexes it.
-        self._withdrawn: set[tuple[str, str, str]] = set()
+        # Submissions whose version was rejected after it was chunked, as (tenant, document
+        # id, version, trace id): a part of one that arrives later writes nothing. The trace is
+        # the submission's, so submitting the same content again indexes it.
+        self._withdrawn: set[tuple[str, str, str, str]] = set()
         # Indexing and withdrawing run in two subscribers' threads: one at a time, so a part
         # is either written before its version is withdrawn (and withdrawn) or dropped.
         self._writing = threading.Lock()
@@ -157,14 +160,19 @@ class Index:
             for event in events:
                 if event.document_version is None or event.embedding is None or event.stage == "ingestion":
                     continue
-                self._withdrawn.add((event.document_id, event.document_version, event.trace_id))
+                self._withdrawn.add((event.tenant, event.document_id, event.document_version, event.trace_id))
                 for collection in self._targets(event.embedding):
-                    held = self.store.count(collection, event.document_id, document_version=event.document_version)
+                    held = self.store.count(
+                        collection, event.document_id, document_version=event.document_version, tenant=event.tenant
+                    )
                     if event.chunk_total is not None and held >= event.chunk_total:
                         continue
-                    deleted = self.store.withdraw(collection, event.document_id, event.document_version)
+                    deleted = self.store.withdraw(
+                        collection, event.document_id, event.document_version, tenant=event.tenant
+                    )
                     log.warning(
                         "document_version_withdrawn",
+                        tenant=event.tenant,
                         document_id=event.document_id,
                         document_version=event.document_version,
                         collection=collection,
@@ -174,7 +182,7 @@ class Index:
         return []
 
     def _index_one(self, event: ChunksEmbedded) -> DocumentIndexed | None:
-        if (event.document_id, event.document_version, event.trace_id) in self._withdrawn:
+        if (event.tenant, event.document_id, event.document_version, event.trace_id) in self._withdrawn:
             log.warning(
                 "part_of_rejected_version_dropped",
                 document_id=event.document_id,
@@ -196,6 +204,7 @@ class Index:
                     "metadata": event.metadata,
                     "chunk_index": chunk.index,
                 },
+                tenant=event.tenant,
             )
 
         points = [point(chunk, chunk.vector) for chunk in event.chunks]
@@ -214,7 +223,9 @@ class Index:
             self.store.upsert(collection, points, event.embedding.version)
             if self._complete(collection, event):
                 complete.append(collection)
-                superseded += self.store.delete_superseded(collection, event.document_id, event.document_version)
+                superseded += self.store.delete_superseded(
+                    collection, event.document_id, event.document_version, tenant=event.tenant
+                )
         if collections[0] not in complete:
             return None
         if event.chunk_total is None:  # the whole version in this event
@@ -222,17 +233,22 @@ class Index:
             chunk_ids = list(dict.fromkeys(chunk.chunk_id for chunk in ordered))
             reused_count = len({chunk.chunk_id for chunk in event.reused_chunks})
         else:  # earlier parts wrote the rest: the store holds them all, and knows which it embedded
-            chunk_ids = self.store.chunk_ids(collections[0], event.document_id, event.document_version)
+            chunk_ids = self.store.chunk_ids(
+                collections[0], event.document_id, event.document_version, tenant=event.tenant
+            )
             embedded = self.store.count(
                 collections[0],
                 event.document_id,
                 document_version=event.document_version,
                 embedded_for=event.document_version,
+                tenant=event.tenant,
             )
             reused_count = len(chunk_ids) - embedded
         # One id per (document, version, collection), whichever part completed it: a
         # redelivered part completes it again under the same id (recorded once).
-        version_id = indexed_version_event_id(event.document_id, event.document_version, collections[0])
+        version_id = indexed_version_event_id(
+            event.document_id, event.document_version, collections[0], tenant=event.tenant
+        )
         return event.caused(
             DocumentIndexed,
             self.producer,
@@ -251,11 +267,14 @@ class Index:
         """Whether ``collection`` holds every chunk of the event's document version."""
         if event.chunk_total is None:  # the whole version in this one event, just written
             return True
-        held = self.store.count(collection, event.document_id, document_version=event.document_version)
+        held = self.store.count(
+            collection, event.document_id, document_version=event.document_version, tenant=event.tenant
+        )
         return held >= event.chunk_total
 
     def retrieve(self, events: Sequence[QueryEmbedded]) -> list[ContextRetrieved]:
-        """Search each query's collection with its vector, text, filters and ``top_k``."""
+        """Search each query's collection with its vector, text, filters and ``top_k``, among
+        the chunks of the query's tenant only."""
         results = []
         for event in events:
             collection = self._collection(event.embedding)
@@ -267,6 +286,7 @@ class Index:
                 filters=event.filters or None,
                 mode=self.settings.mode,
                 score_threshold=self.settings.score_threshold,
+                tenant=event.tenant,
             )
             nearest = (
                 hits
@@ -278,6 +298,7 @@ class Index:
                     top_k=1,
                     filters=event.filters or None,
                     mode="dense",
+                    tenant=event.tenant,
                 )
             )
             results.append(

@@ -23,6 +23,7 @@ from ragops_retrieval.sparse import SparseTerms
 from ragops_retrieval.store import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     ChunkPoint,
     Conditions,
     FieldMatch,
@@ -37,6 +38,7 @@ from ragops_retrieval.store import (
     validate_collection_name,
     validate_dimension,
 )
+from ragops_schemas.ids import DEFAULT_TENANT
 
 # Points per upsert request: keeps a request of 384-d vectors and ~2 KB texts near 1.5 MB,
 # far below the server's 32 MB default limit.
@@ -105,6 +107,9 @@ class QdrantClientStore(PlannedStore):
         for name in self._index_fields:
             if name not in info.payload_schema:
                 self._client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD, wait=True)
+        untenanted = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=TENANT_FIELD))])
+        if self._client.count(collection, count_filter=untenanted, exact=True).count:
+            self._client.set_payload(collection, {TENANT_FIELD: DEFAULT_TENANT}, untenanted, wait=True)
         self._dimensions[collection] = dimension
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
@@ -147,20 +152,25 @@ class QdrantClientStore(PlannedStore):
         *,
         document_version: str | None = None,
         embedded_for: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """See :meth:`VectorStore.count`."""
         self._dimension(collection)  # raises UnknownCollectionError
         query_filter = (
             None
             if document_id is None
-            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
+            else _filter(
+                document_conditions(document_id, tenant=tenant, version=document_version, embedded_for=embedded_for)
+            )
         )
         return self._client.count(collection, count_filter=query_filter, exact=True).count
 
-    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+    def chunk_ids(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[str]:
         """See :meth:`VectorStore.chunk_ids`."""
         self._dimension(collection)  # raises UnknownCollectionError
-        query_filter = _filter(document_conditions(document_id, version=document_version))
+        query_filter = _filter(document_conditions(document_id, tenant=tenant, version=document_version))
         payloads: list[Mapping[str, Any]] = []
         offset: models.ExtendedPointId | None = None
         while True:
@@ -229,7 +239,7 @@ def _filter(conditions: Conditions) -> models.Filter:
 
 
 def _run_query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
-    points = None if plan.conditions is None else _filter(plan.conditions)
+    points = _filter(plan.conditions)
     sparse = None if plan.sparse is None else _sparse(plan.sparse)
     if plan.dense is not None and sparse is not None:
         # The filter goes on each prefetch: fusion only ranks what the prefetches return.

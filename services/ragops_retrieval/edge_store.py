@@ -34,6 +34,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     Fusion,
+    IsEmptyCondition,
     MatchAny,
     MatchValue,
     Modifier,
@@ -52,6 +53,7 @@ from ragops_retrieval.store import (
     DENSE_VECTOR,
     RRF_K,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     ChunkPoint,
     Conditions,
     FieldMatch,
@@ -66,6 +68,7 @@ from ragops_retrieval.store import (
     validate_collection_name,
     validate_dimension,
 )
+from ragops_schemas.ids import DEFAULT_TENANT
 
 # Written by Edge into every shard directory: the shard's vector configuration.
 _EDGE_CONFIG_FILE = "edge_config.json"
@@ -115,6 +118,9 @@ class EdgeStore(PlannedStore):
             for name in self._index_fields:
                 if name not in indexed:
                     opened.shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword))
+            untenanted = Filter(must=[IsEmptyCondition(key=TENANT_FIELD)])
+            if opened.shard.count(CountRequest(exact=True, filter=untenanted)):
+                opened.shard.update(UpdateOperation.set_payload_by_filter(untenanted, {TENANT_FIELD: DEFAULT_TENANT}))
 
     def upsert(self, collection: str, points: Sequence[ChunkPoint], model_version: str) -> int:
         """See :meth:`VectorStore.upsert`."""
@@ -159,19 +165,24 @@ class EdgeStore(PlannedStore):
         *,
         document_version: str | None = None,
         embedded_for: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """See :meth:`VectorStore.count`."""
         query_filter = (
             None
             if document_id is None
-            else _filter(document_conditions(document_id, version=document_version, embedded_for=embedded_for))
+            else _filter(
+                document_conditions(document_id, tenant=tenant, version=document_version, embedded_for=embedded_for)
+            )
         )
         with self._lock:
             return self._open(collection).shard.count(CountRequest(exact=True, filter=query_filter))
 
-    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
+    def chunk_ids(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[str]:
         """See :meth:`VectorStore.chunk_ids`."""
-        query_filter = _filter(document_conditions(document_id, version=document_version))
+        query_filter = _filter(document_conditions(document_id, tenant=tenant, version=document_version))
         payloads: list[Mapping[str, Any]] = []
         offset = None
         with self._lock:
@@ -282,7 +293,7 @@ def _filter(conditions: Conditions) -> Filter:
 
 
 def _query_request(plan: SearchPlan) -> QueryRequest:
-    points = None if plan.conditions is None else _filter(plan.conditions)
+    points = _filter(plan.conditions)
     dense = None if plan.dense is None else Query.Nearest(plan.dense, using=DENSE_VECTOR)
     sparse = None if plan.sparse is None else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)
     if dense is not None and sparse is not None:

@@ -10,9 +10,17 @@ Two adapters implement :class:`VectorStore`: :class:`~ragops_retrieval.edge_stor
 (Qdrant Edge, in-process, the embedded default) and
 :class:`~ragops_retrieval.client_store.QdrantClientStore` (a Qdrant server through
 ``qdrant-client``). Everything that does not depend on the engine lives here, once:
-validation, payload layout, point ids, and the translation of user filters and search
+validation, payload layout, point ids, tenant isolation, and the translation of user filters and search
 requests into neutral structures (:class:`Conditions`, :class:`SearchPlan`) that each
 adapter maps onto its own client types.
+
+Tenants share collections: every point carries its tenant (payload ``tenant``), and every
+search and every document-scoped read or delete has a must-condition on it (in hybrid mode
+on each prefetch), so a tenant never sees, counts or deletes another's chunks. A document id
+is unique per tenant only, so every document-scoped call names the tenant. Points written
+before points named a tenant belong to :data:`~ragops_schemas.ids.DEFAULT_TENANT`:
+:meth:`VectorStore.ensure_collection` writes it into them (once; the filter is then a plain
+keyword match for every tenant).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ragops_retrieval.sparse import SparseTerms, embed_document, embed_query
-from ragops_schemas.ids import point_id
+from ragops_schemas.ids import DEFAULT_TENANT, point_id
 
 DENSE_VECTOR = "dense"
 """Name of the dense (embedding) vector in every collection."""
@@ -38,7 +46,10 @@ RRF_K = 2
 ``1 / (RRF_K + r)``. Qdrant server and qdrant-client use 2 for ``Fusion.RRF``; Edge needs
 it spelt out, so it is fixed here to keep fused scores identical in both adapters."""
 
-INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source")
+TENANT_FIELD = "tenant"
+"""Payload field: the tenant the chunk belongs to."""
+
+INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source", TENANT_FIELD)
 """Top-level payload fields that get a keyword index: the ones deletes and filters use."""
 
 TOP_LEVEL_FILTER_KEYS = frozenset({"document_id", "title", "source"})
@@ -71,7 +82,8 @@ class ChunkPoint:
     ``vector`` is the chunk's dense embedding, L2-normalised, of the collection's
     dimension. ``payload`` holds the extra fields stored with the chunk: ``title`` and
     ``source`` (strings), ``metadata`` (``dict[str, str]``) and anything else
-    JSON-serialisable.
+    JSON-serialisable. ``tenant`` is the tenant the chunk belongs to (its chunk id names it,
+    :func:`ragops_schemas.ids.chunk_id`).
     """
 
     chunk_id: str
@@ -80,6 +92,7 @@ class ChunkPoint:
     text: str
     vector: Sequence[float]
     payload: Mapping[str, Any] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,9 @@ class VectorStore(Protocol):
         """Create ``collection`` for ``dimension``-long dense vectors unless it exists.
 
         Idempotent. Also creates keyword payload indexes on :data:`INDEXED_FIELDS` and on
-        ``metadata.<key>`` for each metadata key the store was configured to index.
+        ``metadata.<key>`` for each metadata key the store was configured to index, and gives
+        points without a :data:`TENANT_FIELD` (written before points named one)
+        :data:`~ragops_schemas.ids.DEFAULT_TENANT`.
         Raises ``ValueError`` when the collection exists with another dimension or
         without the expected named vectors, or when ``dimension < 1``.
         """
@@ -141,21 +156,25 @@ class VectorStore(Protocol):
         """
         ...
 
-    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
-        """Delete the points of ``document_id`` whose ``document_version != keep_version``.
+    def delete_superseded(
+        self, collection: str, document_id: str, keep_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> int:
+        """Delete the points of ``tenant``'s ``document_id`` whose ``document_version != keep_version``.
 
         Returns the number of points deleted.
         """
         ...
 
-    def delete_document(self, collection: str, document_id: str) -> int:
-        """Delete every point of ``document_id``; return the number deleted."""
+    def delete_document(self, collection: str, document_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Delete every point of ``tenant``'s ``document_id``; return the number deleted."""
         ...
 
-    def withdraw(self, collection: str, document_id: str, document_version: str) -> int:
-        """Delete the points of ``document_id`` at ``document_version`` that were embedded for
-        it (:data:`EMBEDDED_FOR_FIELD`), keeping the chunks it reused from an earlier version
-        (the earlier version's own text, still served); return the number deleted."""
+    def withdraw(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> int:
+        """Delete the points of ``tenant``'s ``document_id`` at ``document_version`` that were
+        embedded for it (:data:`EMBEDDED_FOR_FIELD`), keeping the chunks it reused from an
+        earlier version (the earlier version's own text, still served); return the number deleted."""
         ...
 
     def search(
@@ -168,8 +187,10 @@ class VectorStore(Protocol):
         filters: Mapping[str, str | Sequence[str]] | None = None,
         mode: SearchMode = "hybrid",
         score_threshold: float | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
-        """Return at most ``top_k`` chunks, best first.
+        """Return at most ``top_k`` chunks of ``tenant``, best first (no other tenant's chunk
+        is ever a candidate, whatever the filters).
 
         ``vector`` is the query embedding (used in dense and hybrid mode), ``text`` the
         query text (BM25, used in sparse and hybrid mode). Hybrid fuses a dense and a BM25
@@ -192,14 +213,17 @@ class VectorStore(Protocol):
         *,
         document_version: str | None = None,
         embedded_for: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
-        """Number of points in ``collection``, or of ``document_id`` only (and of its
+        """Number of points in ``collection`` (all tenants'), or of ``tenant``'s ``document_id`` only (and of its
         ``document_version`` only, and only those embedded for ``embedded_for``
         (:data:`EMBEDDED_FOR_FIELD`), when given), counted exactly."""
         ...
 
-    def chunk_ids(self, collection: str, document_id: str, document_version: str) -> list[str]:
-        """Chunk ids of the points of ``document_id`` at ``document_version``, ordered by
+    def chunk_ids(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[str]:
+        """Chunk ids of the points of ``tenant``'s ``document_id`` at ``document_version``, ordered by
         their ``chunk_index`` payload field (points without one last, by chunk id)."""
         ...
 
@@ -277,8 +301,8 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
 def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
     """The payload stored with ``point``.
 
-    ``point.payload`` plus ``chunk_id``, ``document_id``, ``document_version``, ``text``
-    and ``model_version``, which win over same-named extra fields so a payload cannot
+    ``point.payload`` plus ``chunk_id``, ``document_id``, ``document_version``, ``text``,
+    ``model_version`` and ``tenant``, which win over same-named extra fields so a payload cannot
     disguise a chunk as another document's; ``title`` and ``source`` default to ``""``
     and ``metadata`` to ``{}`` so filters and indexes always find a field of one type.
     Raises ``ValueError`` if ``metadata`` is not a mapping.
@@ -299,6 +323,7 @@ def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
         "document_version": point.document_version,
         "text": point.text,
         "model_version": model_version,
+        TENANT_FIELD: point.tenant,
         EMBEDDED_FOR_FIELD: point.document_version,
     }
 
@@ -311,6 +336,7 @@ def hit_from_payload(payload: Mapping[str, Any], score: float) -> SearchHit:
     rest = dict(payload)
     chunk_id, document_id, document_version, text = (rest.pop(name) for name in _HIT_FIELDS)
     rest.pop(EMBEDDED_FOR_FIELD, None)  # the store's bookkeeping, not the chunk's
+    rest.pop(TENANT_FIELD, None)  # always the searching tenant
     return SearchHit(
         chunk_id=chunk_id,
         document_id=document_id,
@@ -373,6 +399,11 @@ class FieldMatch:
     values: tuple[str, ...]
 
 
+def tenant_match(tenant: str) -> FieldMatch:
+    """The points of ``tenant`` (:data:`TENANT_FIELD`)."""
+    return FieldMatch(TENANT_FIELD, (tenant,))
+
+
 @dataclass(frozen=True)
 class Conditions:
     """A conjunction: every ``must`` match holds and no ``must_not`` match does."""
@@ -384,13 +415,14 @@ class Conditions:
 def document_conditions(
     document_id: str,
     *,
+    tenant: str,
     version: str | None = None,
     except_version: str | None = None,
     embedded_for: str | None = None,
 ) -> Conditions:
-    """Points of ``document_id``: of ``version`` only, without those of ``except_version``,
-    and embedded for ``embedded_for`` only, when they are given."""
-    must: tuple[FieldMatch, ...] = (FieldMatch("document_id", (document_id,)),)
+    """Points of ``tenant``'s ``document_id``: of ``version`` only, without those of
+    ``except_version``, and embedded for ``embedded_for`` only, when they are given."""
+    must: tuple[FieldMatch, ...] = (tenant_match(tenant), FieldMatch("document_id", (document_id,)))
     if version is not None:
         must += (FieldMatch("document_version", (version,)),)
     if embedded_for is not None:
@@ -399,20 +431,16 @@ def document_conditions(
     return Conditions(must=must, must_not=must_not)
 
 
-def conditions_from_filters(
-    filters: Mapping[str, str | Sequence[str]] | None,
-) -> Conditions | None:
-    """Translate user filters into :class:`Conditions`; ``None`` when there are none.
+def conditions_from_filters(filters: Mapping[str, str | Sequence[str]] | None, *, tenant: str) -> Conditions:
+    """Translate user filters into :class:`Conditions`, always restricted to ``tenant``'s points.
 
     ``document_id``, ``title`` and ``source`` match top-level payload fields; any other key
     ``k`` matches ``metadata.k``. A string value is an exact match, a list or tuple of
     strings matches any of them. Raises ``ValueError`` for a key that is not a plain name,
     a value that is neither, or an empty list (which could only match nothing).
     """
-    if not filters:
-        return None
-    matches = []
-    for key, value in filters.items():
+    matches = [tenant_match(tenant)]
+    for key, value in (filters or {}).items():
         path = key if key in TOP_LEVEL_FILTER_KEYS else _metadata_path(key)
         if isinstance(value, str):
             values: tuple[str, ...] = (value,)
@@ -443,7 +471,7 @@ class SearchPlan:
 
     dense: list[float] | None
     sparse: SparseTerms | None
-    conditions: Conditions | None
+    conditions: Conditions
     limit: int
     prefetch_limit: int
     score_threshold: float | None
@@ -458,6 +486,7 @@ def plan_search(
     filters: Mapping[str, str | Sequence[str]] | None,
     mode: str,
     score_threshold: float | None,
+    tenant: str,
 ) -> SearchPlan:
     """Validate the arguments of :meth:`VectorStore.search` and turn them into a plan.
 
@@ -470,7 +499,7 @@ def plan_search(
     return SearchPlan(
         dense=None if mode == "sparse" else dense_vector(vector, dimension, what="query"),
         sparse=None if mode == "dense" else embed_query(text),
-        conditions=conditions_from_filters(filters),
+        conditions=conditions_from_filters(filters, tenant=tenant),
         limit=top_k,
         # Each list must be deeper than top_k: a chunk ranked modestly by both retrievers
         # should be able to outrank one that only a single retriever found.
@@ -494,17 +523,23 @@ class PlannedStore:
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         raise NotImplementedError
 
-    def delete_superseded(self, collection: str, document_id: str, keep_version: str) -> int:
+    def delete_superseded(
+        self, collection: str, document_id: str, keep_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> int:
         """See :meth:`VectorStore.delete_superseded`."""
-        return self._delete(collection, document_conditions(document_id, except_version=keep_version))
+        return self._delete(collection, document_conditions(document_id, tenant=tenant, except_version=keep_version))
 
-    def delete_document(self, collection: str, document_id: str) -> int:
+    def delete_document(self, collection: str, document_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
         """See :meth:`VectorStore.delete_document`."""
-        return self._delete(collection, document_conditions(document_id))
+        return self._delete(collection, document_conditions(document_id, tenant=tenant))
 
-    def withdraw(self, collection: str, document_id: str, document_version: str) -> int:
+    def withdraw(
+        self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
+    ) -> int:
         """See :meth:`VectorStore.withdraw`."""
-        conditions = document_conditions(document_id, version=document_version, embedded_for=document_version)
+        conditions = document_conditions(
+            document_id, tenant=tenant, version=document_version, embedded_for=document_version
+        )
         return self._delete(collection, conditions)
 
     def search(
@@ -517,6 +552,7 @@ class PlannedStore:
         filters: Mapping[str, str | Sequence[str]] | None = None,
         mode: SearchMode = "hybrid",
         score_threshold: float | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
         """See :meth:`VectorStore.search`."""
         plan = plan_search(
@@ -527,6 +563,7 @@ class PlannedStore:
             filters=filters,
             mode=mode,
             score_threshold=score_threshold,
+            tenant=tenant,
         )
         return [hit_from_payload(payload, score) for payload, score in self._query(collection, plan)]
 

@@ -20,7 +20,7 @@ the ``analyst`` or ``platform`` role."""
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from ragops_schemas import utc_now
 from ragops_schemas.topics import TOPICS
 from ragops_shared.access import guard_for, principal_of
 from ragops_shared.broker import make_broker, parse_readable
-from ragops_shared.identity import Role
+from ragops_shared.identity import Principal, Role
 from ragops_shared.service import run_service, service_app
 from ragops_sink.audit import AUDITED_TOPICS, audit_entries
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
@@ -235,12 +235,13 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     @post(
         description=(
             'Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its '
-            '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal.'
+            '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal. '
+            "A tenant's caller reads its tenant's rows only; a platform caller every row, or those "
+            'of ``"tenant"``.'
         )
     )
     async def sql(scope: Any, request: Request) -> AsgiResponse:
-        # Who asks (guard.protect admitted them): the one place where the statement is to be
-        # confined to principal.tenant's rows (tenant isolation, issue 13).
+        # Who asks (guard.protect admitted them) decides whose rows the statement reads.
         principal = principal_of(scope)
         log.debug("analyst_sql", subject=principal.subject, tenant=principal.tenant)
         try:
@@ -248,7 +249,9 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             statement, parameters = body["sql"], body.get("parameters") or {}
             if not isinstance(parameters, dict):
                 raise TypeError("parameters must be an object of placeholder values")
-            result = await asyncio.to_thread(writer.store.query, statement, parameters)
+            result = await asyncio.to_thread(
+                writer.store.query, statement, parameters, tenant=_reader_tenant(principal, body)
+            )
         except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
             return AsgiResponse(
                 json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"}
@@ -267,8 +270,20 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         guard=guard,
         warm_up=[writer.open],
         close=[writer.close],
-        routes=[("/sql", guard.protect(sql, Role.ANALYST, Role.PLATFORM))],
+        routes=[("/sql", guard.protect(sql, Role.ANALYST, Role.AUDITOR, Role.PLATFORM))],
     )
+
+
+def _reader_tenant(principal: Principal, body: Mapping[str, Any]) -> str | None:
+    """Whose rows a ``/sql`` caller sees: a tenant's caller its own tenant's, whatever it asks; a
+    platform service (:attr:`Role.PLATFORM`) every row, or the tenant it names in ``"tenant"``
+    (acting for a tenant's caller)."""
+    if Role.PLATFORM not in principal.roles:
+        return principal.tenant
+    asked = body.get("tenant")
+    if asked is not None and not isinstance(asked, str):
+        raise TypeError("tenant must be a string")
+    return asked
 
 
 def main() -> None:

@@ -99,12 +99,12 @@ class TrainerContext:
 
 
 class Arrivals:
-    """Waits for one outcome event per document id (``DocumentIndexed`` of a build, or of
-    live traffic, or ``DocumentRejected``), watching from before the requests are published."""
+    """Waits for one outcome event per (tenant, document id) (``DocumentIndexed`` of a build,
+    or of live traffic, or ``DocumentRejected``), watching from before the requests are published."""
 
     def __init__(self, kafka: KafkaSettings, build_id: str | None) -> None:
         self.build_id = build_id
-        self.done: dict[str, Event] = {}
+        self.done: dict[tuple[str, str], Event] = {}
         self._changed = asyncio.Event()
         self._watcher = EventWatcher(kafka, [DocumentIndexed, DocumentRejected], client_id=f"ragops-{SERVICE}-arrivals")
         self._watcher.listen(self._seen)
@@ -116,7 +116,7 @@ class Arrivals:
                 return
         elif not isinstance(event, DocumentRejected):
             return
-        self.done[event.document_id] = event
+        self.done[event.tenant, event.document_id] = event
         self._changed.set()
 
     async def __aenter__(self) -> "Arrivals":
@@ -126,7 +126,7 @@ class Arrivals:
     async def __aexit__(self, *_: object) -> None:
         await self._watcher.stop()
 
-    async def wait(self, document_ids: set[str], timeout_s: float) -> None:
+    async def wait(self, document_ids: set[tuple[str, str]], timeout_s: float) -> None:
         """Raises ``TimeoutError`` naming how many documents did not arrive in time."""
         async with asyncio.timeout(timeout_s):
             while not document_ids <= self.done.keys():

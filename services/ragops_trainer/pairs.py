@@ -16,34 +16,39 @@ class TrainingPair:
     passage: str
 
 
-def latest_parts(events: Sequence[Event]) -> dict[str, list[DocumentChunked]]:
-    """The parts of the latest live version of each document id, in part order (replays of
-    builds excluded): one event for a document that came whole. The latest event decides the
-    version; of a part retained twice (a version submitted again), the later one is kept."""
+def latest_parts(events: Sequence[Event]) -> dict[tuple[str, str], list[DocumentChunked]]:
+    """The parts of the latest live version of each document, by (tenant, document id) (a
+    document id is unique per tenant), in part order (replays of builds excluded): one event
+    for a document that came whole. The latest event decides the version; of a part retained
+    twice (a version submitted again), the later one is kept."""
     live = [e for e in events if isinstance(e, DocumentChunked) and e.index_build is None]
-    latest: dict[str, DocumentChunked] = {}
+    latest: dict[tuple[str, str], DocumentChunked] = {}
     for event in live:
-        known = latest.get(event.document_id)
+        known = latest.get((event.tenant, event.document_id))
         if known is None or known.occurred_at <= event.occurred_at:
-            latest[event.document_id] = event
-    parts: dict[str, dict[int, DocumentChunked]] = {}
+            latest[event.tenant, event.document_id] = event
+    parts: dict[tuple[str, str], dict[int, DocumentChunked]] = {}
     for event in live:
-        newest = latest[event.document_id]
+        key = (event.tenant, event.document_id)
+        newest = latest[key]
         if (event.document_version, event.parts) == (newest.document_version, newest.parts):
-            kept = parts.setdefault(event.document_id, {}).get(event.part)
+            kept = parts.setdefault(key, {}).get(event.part)
             if kept is None or kept.occurred_at <= event.occurred_at:
-                parts[event.document_id][event.part] = event
-    return {document_id: [by_number[n] for n in sorted(by_number)] for document_id, by_number in parts.items()}
+                parts[key][event.part] = event
+    return {key: [by_number[n] for n in sorted(by_number)] for key, by_number in parts.items()}
 
 
 def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
     """The latest live version of each document id with the chunks of all its parts, as one
-    event (an in-memory view, never published: it may be larger than a record may be)."""
+    event (an in-memory view, never published: it may be larger than a record may be). The
+    fine-tune learns one model from every tenant's documents, keyed as the feedback dataset
+    and the held-out questions name them, by document id: of two tenants' documents with one
+    id, the later read is kept."""
     return {
         document_id: parts[0].model_copy(
             update={"chunks": [c for p in parts for c in p.chunks], "part": 1, "parts": 1, "chunk_total": None}
         )
-        for document_id, parts in latest_parts(events).items()
+        for (_, document_id), parts in latest_parts(events).items()
     }
 
 

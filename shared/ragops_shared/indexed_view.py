@@ -19,25 +19,26 @@ log = structlog.get_logger(__name__)
 
 
 class IndexedDocuments:
-    """``get(document_id)`` is the latest live ``DocumentIndexed`` of a document (``None``
-    when none was read); events of index builds (``index_build`` set) are not the live
+    """``get(tenant, document_id)`` is the latest live ``DocumentIndexed`` of a tenant's
+    document (``None`` when none was read; a document id is unique per tenant, so another
+    tenant's document of the same id is another document); events of index builds (``index_build`` set) are not the live
     index and are ignored. Current up to what was published before :meth:`start` returned;
     later events arrive within ``KafkaSettings.fetch_max_wait_ms``.
 
     Memory: one event per document (its chunk ids included, ~40 bytes per chunk)."""
 
     def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
-        self._latest: dict[str, DocumentIndexed] = {}
+        self._latest: dict[tuple[str, str], DocumentIndexed] = {}
         self._watcher = EventWatcher(kafka, [DocumentIndexed], client_id=client_id, from_beginning=True)
         self._watcher.listen(self.apply)
 
     def apply(self, event: Event) -> None:
         """Fold one event in (the watcher calls this; tests may too)."""
         if isinstance(event, DocumentIndexed) and event.index_build is None:
-            self._latest[event.document_id] = event
+            self._latest[event.tenant, event.document_id] = event
 
-    def get(self, document_id: str) -> DocumentIndexed | None:
-        return self._latest.get(document_id)
+    def get(self, tenant: str, document_id: str) -> DocumentIndexed | None:
+        return self._latest.get((tenant, document_id))
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Start reading and wait up to ``timeout_s`` for the topic's history to be read;

@@ -45,14 +45,14 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "POST", "/v1/documents"): frozenset({Role.PRODUCER}),
     ("gateway", "POST", "/v1/queries"): frozenset({Role.PRODUCER}),
     ("gateway", "POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
-    ("gateway", "POST", "/v1/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+    ("gateway", "POST", "/v1/sql"): frozenset({Role.ANALYST, Role.AUDITOR, Role.PLATFORM}),
     ("gateway", "GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("gateway", "POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("gateway", "DELETE", "/v1/admin/keys/{key_id}"): frozenset({Role.ADMIN}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
-    ("sink", "POST", "/sql"): frozenset({Role.ANALYST, Role.PLATFORM}),
+    ("sink", "POST", "/sql"): frozenset({Role.ANALYST, Role.AUDITOR, Role.PLATFORM}),
 }
 BODIES = {
     "/v1/documents": {"content": "a document"},

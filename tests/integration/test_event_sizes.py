@@ -116,6 +116,6 @@ def test_every_event_of_the_largest_document_fits_the_broker(embedder, chunker, 
         chunk_count=most_chunks,
         superseded_chunks=most_chunks,
         embedding=embedded[0].embedding,
-        chunk_ids=[chunk_id(submitted.document_id, str(n)) for n in range(most_chunks)],
+        chunk_ids=[chunk_id(submitted.document_id, str(n), tenant=submitted.tenant) for n in range(most_chunks)],
     )
     _assert_fits(indexed)

@@ -106,3 +106,40 @@ async def test_feedback_on_an_answer_given_before_a_restart_is_recorded(kafka) -
         ("FeedbackRecorded", str(before.event_id)),
         ("FeedbackRecorded", str(after.event_id)),
     ]
+
+
+async def test_feedback_links_only_to_an_answer_of_its_own_tenant(kafka) -> None:
+    """Feedback naming another tenant's request id is dead-lettered exactly like feedback on a
+    request id nobody asked (same error type, same reason): it reveals nothing; two tenants'
+    answers under the same request id are two answers."""
+    base = example(AnswerGenerated).model_copy(update={"occurred_at": utc_now()})
+    acme = base.model_copy(update={"tenant": "acme", "request_id": "acme-only", "event_id": uuid.uuid4()})
+    acme_shared = base.model_copy(update={"tenant": "acme", "request_id": "shared", "event_id": uuid.uuid4()})
+    globex_shared = base.model_copy(
+        update={"tenant": "globex", "request_id": "shared", "event_id": uuid.uuid4(), "answer": "Globex's answer"}
+    )
+    prying = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="acme-only", thumb="down")
+    unknown = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="never-asked", thumb="down")
+    own = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="shared", thumb="up")
+
+    async with watching(kafka, [FeedbackRecorded, MessageDeadLettered]) as seen:
+        answers = [acme, acme_shared, globex_shared]
+        await produce_raw(kafka, Topic.ANSWER_GENERATED, [(a.key, a.model_dump_json().encode()) for a in answers])
+        feedback = [prying, unknown, own]
+        await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(f.key, f.model_dump_json().encode()) for f in feedback])
+        async with running(create_app(FeedbackSettings(kafka=kafka, unknown_wait_s=1))):
+            await wait_for(seen, lambda events: len(events) >= 3)
+
+    [recorded] = [e for e in seen if isinstance(e, FeedbackRecorded)]
+    assert recorded.feedback_event_id == str(own.event_id)
+    assert (recorded.tenant, recorded.answer_event_id, recorded.answer) == (
+        "globex",
+        str(globex_shared.event_id),
+        "Globex's answer",
+    )
+    letters = {e.original_key: e for e in seen if isinstance(e, MessageDeadLettered)}
+    assert set(letters) == {"acme-only", "never-asked"}
+    assert letters["acme-only"].error_type == letters["never-asked"].error_type == "rejected"
+    assert letters["acme-only"].reason.replace("acme-only", "X") == letters["never-asked"].reason.replace(
+        "never-asked", "X"
+    )

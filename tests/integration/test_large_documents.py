@@ -115,7 +115,7 @@ def test_a_document_in_parts_is_a_no_op_unchanged_and_reuses_its_indexed_chunks_
     edited = f"{content}\n\nA closing sentence that no earlier version of the document had."
     rechunked = ingest(chunker, INFO, PRODUCER, _submitted(edited), first, **limits)
     assert len(rechunked) > 1 and all(isinstance(event, DocumentChunked) for event in rechunked)
-    embedded = embed_documents(embedder, PRODUCER, rechunked, lambda _: first)
+    embedded = embed_documents(embedder, PRODUCER, rechunked, lambda *_: first)
     fresh = {chunk.chunk_id for event in embedded for chunk in event.chunks}
     assert fresh and not fresh & distinct and all(event.reused_chunks for event in embedded[:-1])
     [second] = index.index(embedded)

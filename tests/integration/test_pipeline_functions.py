@@ -203,5 +203,5 @@ def test_a_redelivered_batch_gets_the_same_event_ids(embedder, chunker, index) -
         ]
     # A version may be completed by whichever of its parts arrives last: its id is the version's.
     assert [e.event_id for e in indexed] == [
-        indexed_version_event_id(e.document_id, e.document_version, e.collection) for e in indexed
+        indexed_version_event_id(e.document_id, e.document_version, e.collection, tenant=e.tenant) for e in indexed
     ]

@@ -57,7 +57,7 @@ def test_a_version_with_a_dead_lettered_part_is_withdrawn_and_its_late_parts_dro
     # A sentence changed in the middle: most chunks are reused, a few embedded again.
     edited = content.replace(". ", ". An edited sentence no version had before. ", 1)
     chunked = _chunked(chunker, edited, old)
-    embedded = embed_documents(embedder, PRODUCER, chunked, lambda _: old)
+    embedded = embed_documents(embedder, PRODUCER, chunked, lambda *_: old)
     version = chunked[0].document_version
     # Part 2 is dead-lettered by the embedding service; the others reach the indexer.
     late = embedded[2:]
@@ -80,7 +80,7 @@ def test_a_version_with_a_dead_lettered_part_is_withdrawn_and_its_late_parts_dro
     assert index.store.count(collection, "doc") == old.chunk_count
 
     # The same content submitted again (a new submission: a new trace) is indexed in full.
-    again = embed_documents(embedder, PRODUCER, _chunked(chunker, edited, old), lambda _: old)
+    again = embed_documents(embedder, PRODUCER, _chunked(chunker, edited, old), lambda *_: old)
     assert again[0].trace_id != rejection.trace_id
     [indexed] = index.index(again)
     assert indexed.document_version == version and index.store.count(collection, "doc") == indexed.chunk_count
@@ -108,7 +108,7 @@ def test_reused_chunks_of_a_version_in_parts_are_summed_over_its_parts_once(
     [old] = index.index(embed_documents(embedder, PRODUCER, _chunked(chunker, content)))
     edited = content.replace(". ", ". An edited sentence no version had before. ", 1)
     chunked = _chunked(chunker, edited, old)
-    embedded = embed_documents(embedder, PRODUCER, chunked, lambda _: old)
+    embedded = embed_documents(embedder, PRODUCER, chunked, lambda *_: old)
     # Redelivered parts must not count twice.
     [second] = index.index([*embedded, embedded[0]])[:1]
     new_ids = {chunk.chunk_id for part in chunked for chunk in part.chunks}

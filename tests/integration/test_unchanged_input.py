@@ -34,7 +34,7 @@ def _metric(counter, service: str) -> float:
 def _index(chunker, embedder, index, content: str, indexed: DocumentIndexed | None = None) -> DocumentIndexed:
     [chunked] = ingest(chunker, INFO, PRODUCER, _submitted(content), indexed)
     assert isinstance(chunked, DocumentChunked), chunked
-    [done] = index.index(embed_documents(embedder, PRODUCER, [chunked], lambda _: indexed))
+    [done] = index.index(embed_documents(embedder, PRODUCER, [chunked], lambda *_: indexed))
     return done
 
 
@@ -77,7 +77,7 @@ def test_a_one_sentence_change_embeds_only_the_changed_chunks(chunker, embedder,
 
     [chunked] = ingest(chunker, INFO, PRODUCER, _submitted(edited), first)
     assert isinstance(chunked, DocumentChunked) and chunked.document_version != first.document_version
-    [embedded] = embed_documents(embedder, PRODUCER, [chunked], lambda _: first)
+    [embedded] = embed_documents(embedder, PRODUCER, [chunked], lambda *_: first)
     assert 1 <= len(embedded.chunks) <= 2 and len(embedded.chunks) + len(embedded.reused_chunks) == first.chunk_count
     assert not {c.chunk_id for c in embedded.chunks} & set(first.chunk_ids)
     assert _metric(CHUNKS_REUSED, "embedding") == reused_before + len(embedded.reused_chunks)
@@ -101,7 +101,7 @@ def test_a_reused_chunk_gone_from_the_index_is_refused_with_nothing_written(chun
     _index(chunker, embedder, index, "Something else entirely.", first)
     [stale] = ingest(chunker, INFO, PRODUCER, _submitted(article.replace("Normans", "Normanz", 1)), None)
     assert isinstance(stale, DocumentChunked)
-    [embedded] = embed_documents(embedder, PRODUCER, [stale], lambda _: first)
+    [embedded] = embed_documents(embedder, PRODUCER, [stale], lambda *_: first)
     assert embedded.reused_chunks
     with pytest.raises(EventRejected, match="submit the document again"):
         index.index([embedded])

@@ -440,3 +440,55 @@ class TestOpenStore:
             QdrantClientStore()
         with pytest.raises(ValueError, match="exactly one"):
             QdrantClientStore(path=tmp_path, location=":memory:")
+
+
+def _forget_tenants(store: VectorStore) -> None:
+    """Remove the tenant field from every point, as points written before they named one."""
+    if isinstance(store, EdgeStore):
+        from qdrant_edge import Filter, UpdateOperation
+
+        store._open(COLLECTION).shard.update(UpdateOperation.delete_payload_by_filter(Filter(), ["tenant"]))
+    else:
+        from qdrant_client import models
+
+        store._client.delete_payload(COLLECTION, ["tenant"], models.Filter(), wait=True)
+
+
+class TestTenants:
+    """Two tenants' documents with the same id in one collection: every read, count and
+    delete stays within the tenant it names."""
+
+    @pytest.fixture
+    def shared(self, filled: VectorStore) -> VectorStore:
+        # Globex's doc-a: same document id, other chunks (chunk ids name the tenant).
+        theirs = [replace(point, chunk_id=f"globex-{point.chunk_id}", tenant="globex") for point in CHUNKS[:2]]
+        filled.upsert(COLLECTION, theirs, MODEL)
+        return filled
+
+    @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+    def test_a_search_returns_the_searching_tenants_chunks_only(self, shared: VectorStore, mode: str) -> None:
+        search = {"vector": axis(0), "text": "ragops fox", "top_k": 10, "mode": mode}
+        assert set(ids(shared.search(COLLECTION, **search, tenant="globex"))) == {"globex-a1", "globex-a2"}
+        filtered = shared.search(COLLECTION, **search, filters={"document_id": "doc-a"}, tenant="globex")
+        assert set(ids(filtered)) == {"globex-a1", "globex-a2"}
+        assert not any(hit.startswith("globex-") for hit in ids(shared.search(COLLECTION, **search)))
+        assert shared.search(COLLECTION, **search, tenant="initech") == []
+
+    def test_counts_lists_and_deletes_stay_within_the_tenant(self, shared: VectorStore) -> None:
+        assert shared.count(COLLECTION, "doc-a", tenant="globex") == 2
+        assert shared.chunk_ids(COLLECTION, "doc-a", "v1", tenant="globex") == ["globex-a1", "globex-a2"]
+        assert shared.delete_superseded(COLLECTION, "doc-a", "v2", tenant="globex") == 2
+        assert shared.count(COLLECTION, "doc-a") == 2, "the default tenant's doc-a went with globex's"
+        shared.upsert(COLLECTION, [replace(CHUNKS[0], chunk_id="globex-a1", tenant="globex")], MODEL)
+        assert shared.withdraw(COLLECTION, "doc-a", "v1", tenant="globex") == 1
+        assert shared.delete_document(COLLECTION, "doc-a", tenant="globex") == 0
+        assert shared.count(COLLECTION, "doc-a") == 2
+
+    def test_points_written_before_tenants_belong_to_the_default_tenant(self, filled: VectorStore) -> None:
+        _forget_tenants(filled)
+        filled.ensure_collection(COLLECTION, DIM)  # as at the next start
+        search = {"vector": axis(0), "text": "ragops fox", "top_k": 10}
+        assert len(filled.search(COLLECTION, **search)) == len(CHUNKS)
+        assert filled.search(COLLECTION, **search, tenant="globex") == []
+        assert filled.count(COLLECTION, "doc-a") == 2
+        assert filled.count(COLLECTION, "doc-a", tenant="globex") == 0

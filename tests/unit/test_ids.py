@@ -9,6 +9,7 @@ import pytest
 
 from ragops_schemas.ids import (
     AUDIT_GENESIS,
+    DEFAULT_TENANT,
     audit_chain,
     audit_hash,
     blob_digest,
@@ -47,12 +48,22 @@ CAUSE = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 def test_chunk_id_is_a_content_hash() -> None:
-    first = chunk_id("doc-1", "some text")
+    first = chunk_id("doc-1", "some text", tenant=DEFAULT_TENANT)
+    # The default tenant's ids are those of before ids named tenants: an index built then stays valid.
     assert first == "580ffe2ca4adb249558e05d36a3ca47c"
-    assert chunk_id("doc-2", "some text") != first
-    assert chunk_id("doc-1", "some text.") != first
+    assert chunk_id("doc-2", "some text", tenant=DEFAULT_TENANT) != first
+    assert chunk_id("doc-1", "some text.", tenant=DEFAULT_TENANT) != first
     # The separator keeps (id, text) pairs that concatenate alike apart.
-    assert chunk_id("doc-1", "0text") != chunk_id("doc-10", "text")
+    assert chunk_id("doc-1", "0text", tenant=DEFAULT_TENANT) != chunk_id("doc-10", "text", tenant=DEFAULT_TENANT)
+
+
+def test_chunk_id_names_the_tenant() -> None:
+    """The same document id and text in two tenants: two chunks, two points."""
+    acme = chunk_id("doc-1", "some text", tenant="acme")
+    assert acme == "85e73e3dd709e35b8cb54641c3ebb350"
+    assert acme != chunk_id("doc-1", "some text", tenant=DEFAULT_TENANT)
+    assert acme != chunk_id("doc-1", "some text", tenant="globex")
+    assert chunk_id("doc-1", "x", tenant="a\u0000b") != chunk_id("b\u0000doc-1", "x", tenant="a")
 
 
 def test_document_version_changes_with_content() -> None:
@@ -167,7 +178,9 @@ def test_part_event_id() -> None:
 def test_indexed_version_event_id() -> None:
     collection = "default__all-MiniLM-L6-v2__2e8a342051c5"
     expected = uuid.UUID("08b381f5-67c4-53b8-8eab-951cd8b0f5f1")
-    assert indexed_version_event_id("doc-1", "5d41402abc4b2a76", collection) == expected
+    assert indexed_version_event_id("doc-1", "5d41402abc4b2a76", collection, tenant=DEFAULT_TENANT) == expected
+    acme = indexed_version_event_id("doc-1", "5d41402abc4b2a76", collection, tenant="acme")
+    assert acme == uuid.UUID("365c7074-34da-5653-b3ec-b3bd48dc01de")
 
 
 def test_unparsable_event_id() -> None:

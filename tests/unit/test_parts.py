@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ragops_schemas import ChunksEmbedded, EmbeddedChunk
 from ragops_schemas.events import decode_vector, encode_vector
-from ragops_schemas.ids import chunk_id, part_event_id, part_scope
+from ragops_schemas.ids import DEFAULT_TENANT, chunk_id, part_event_id, part_scope
 from ragops_shared.parts import PartTooLarge, serialised_size, split_by_bytes
 from tests.helpers import PRODUCER, example
 
@@ -26,7 +26,7 @@ def _unit_vector(rng: np.random.Generator) -> list[float]:
 
 def _chunk(index: int, text: str, vector: list[float]) -> EmbeddedChunk:
     return EmbeddedChunk(
-        chunk_id=chunk_id("doc", text),
+        chunk_id=chunk_id("doc", text, tenant=DEFAULT_TENANT),
         index=index,
         text=text,
         token_count=len(text.split()),
@@ -127,7 +127,9 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
 
     def chunked(version: str, part: int, parts: int, text: str) -> DocumentChunked:
         event = example(DocumentChunked)
-        chunk = event.chunks[0].model_copy(update={"chunk_id": chunk_id("doc", text), "text": text})
+        chunk = event.chunks[0].model_copy(
+            update={"chunk_id": chunk_id("doc", text, tenant=DEFAULT_TENANT), "text": text}
+        )
         return event.model_copy(
             update={"document_id": "doc", "document_version": version, "chunks": [chunk], "part": part, "parts": parts}
         )
@@ -135,8 +137,14 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
     old = chunked("v1", 1, 1, "old")
     first, second = chunked("v2", 1, 2, "new one"), chunked("v2", 2, 2, "new two")
     # Same occurred_at (the golden example's): the later in the log is the newer.
-    assert latest_parts([old, second, first]) == {"doc": [first, second]}
+    assert latest_parts([old, second, first]) == {(DEFAULT_TENANT, "doc"): [first, second]}
     assert [c.text for c in latest_documents([old, first, second])["doc"].chunks] == ["new one", "new two"]
+    # Another tenant's "doc" is another document: a re-index replays both.
+    theirs = old.model_copy(update={"tenant": "acme"})
+    assert latest_parts([old, second, first, theirs]) == {
+        (DEFAULT_TENANT, "doc"): [first, second],
+        ("acme", "doc"): [theirs],
+    }
 
 
 def test_a_part_budget_must_leave_the_record_room_under_the_broker_limit() -> None:

@@ -12,9 +12,11 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     if not ctx.settings.sources:
         raise ActionRejected("no corpus sources configured (RAGOPS_TRAINER_SOURCES)")
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
+    tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
     submitted: dict[str, str] = {}
     for event in await ctx.read([DocumentSubmitted], "submitted"):
-        if isinstance(event, DocumentSubmitted):
+        # Another tenant's document of the same id is another document.
+        if isinstance(event, DocumentSubmitted) and event.tenant == tenant:
             submitted[event.document_id] = event.content_hash
     new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
@@ -22,7 +24,7 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     await ctx.started(request, sources=",".join(map(str, ctx.settings.sources)), new_documents=len(new))
     async with Arrivals(ctx.settings.kafka, None) as arrivals:
         for document in new:
-            event = document.submitted(ctx.producer, ctx.settings.platform.tenant)
+            event = document.submitted(ctx.producer, tenant)
             await ctx.publisher.publish(
                 event.model_copy(
                     update={
@@ -31,8 +33,8 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
                     }
                 )
             )
-        await arrivals.wait({doc.id for doc in new}, ctx.settings.build_timeout_s)
-    rejected = sum(isinstance(arrivals.done[doc.id], DocumentRejected) for doc in new)
+        await arrivals.wait({(tenant, doc.id) for doc in new}, ctx.settings.build_timeout_s)
+    rejected = sum(isinstance(arrivals.done[tenant, doc.id], DocumentRejected) for doc in new)
     submitted |= {doc.id: content_hash(doc.text) for doc in new}
     version = corpus_version(submitted)
     previous = ctx.registry.alias("corpus", ctx.settings.corpus)

@@ -54,19 +54,15 @@ async def run(
             metadata={"embedding_version": version, "documents": str(len(documents))},
         )
     )
-    replayed: dict[str, str] = {}
+    replayed: dict[tuple[str, str], str] = {}  # (tenant, document id) -> version replayed
     async with Arrivals(ctx.settings.kafka, build_id) as arrivals:
         # Two passes at most: documents that changed while the first one ran are replayed again.
         for _ in range(2):
-            pending = [
-                parts[0]
-                for parts in documents.values()
-                if replayed.get(parts[0].document_id) != parts[0].document_version
-            ]
+            pending = [key for key, parts in documents.items() if replayed.get(key) != parts[0].document_version]
             if not pending:
                 break
-            for document in pending:
-                for part in documents[document.document_id]:
+            for key in pending:
+                for part in documents[key]:
                     await ctx.publisher.publish(
                         part.caused(
                             DocumentChunked,
@@ -90,9 +86,9 @@ async def run(
                             ),
                         )
                     )
-                replayed[document.document_id] = document.document_version
-                arrivals.done.pop(document.document_id, None)
-            await arrivals.wait({doc.document_id for doc in pending}, ctx.settings.build_timeout_s)
+                replayed[key] = documents[key][0].document_version
+                arrivals.done.pop(key, None)
+            await arrivals.wait(set(pending), ctx.settings.build_timeout_s)
             documents = latest_parts(await ctx.read([DocumentChunked], "chunks"))
     previous = ctx.registry.alias("index", alias)
     promotion = request.caused(
