@@ -39,6 +39,9 @@ class Topic(StrEnum):
     VERSION_PROMOTED = "ragops.registry.version-promoted.v1"
     VERSION_REJECTED = "ragops.registry.version-rejected.v1"
     VERSION_RETIRED = "ragops.registry.version-retired.v1"
+    CHANGE_REQUESTED = "ragops.control.change-requested.v1"
+    CHANGE_APPROVED = "ragops.control.change-approved.v1"
+    CHANGE_REJECTED = "ragops.control.change-rejected.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -90,6 +93,7 @@ _DOCUMENT = ("document_id",)
 _REQUEST = ("request_id",)
 _TRAINING_RUN = ("request_event_id",)
 _VERSION = ("kind", "name")
+_CHANGE = ("change_id",)
 
 TOPICS: tuple[TopicSpec, ...] = (
     # The trainer's corpus refresh compares the sources with every document submitted so far,
@@ -128,6 +132,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.VERSION_PROMOTED, _VERSION, Retention.FOREVER),
     TopicSpec(Topic.VERSION_REJECTED, _VERSION, Retention.FOREVER),
     TopicSpec(Topic.VERSION_RETIRED, _VERSION, Retention.FOREVER),
+    # Four-eyes changes: every gateway replica folds them from their start into its book of
+    # changes (a pending request must outlive any retention), and they are the record of who
+    # asked for and who approved each change.
+    TopicSpec(Topic.CHANGE_REQUESTED, _CHANGE, Retention.FOREVER),
+    TopicSpec(Topic.CHANGE_APPROVED, _CHANGE, Retention.FOREVER),
+    TopicSpec(Topic.CHANGE_REJECTED, _CHANGE, Retention.FOREVER),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

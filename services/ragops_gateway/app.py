@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragops_gateway.changes import ControlPlane, changes_router
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -43,8 +44,10 @@ from ragops_schemas.events import (
     require_feedback_content,
 )
 from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
+from ragops_shared.access import Guard
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.identity import authenticator_for
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
 from ragops_shared.service import asyncapi, load_settings, producer_for
@@ -143,21 +146,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
+    guard = Guard(authenticator_for(settings.platform.auth, settings.platform.data_dir))
+    control = ControlPlane(settings, broker, producer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await broker.start()
         await watcher.start()
+        await control.start()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
+            await control.stop()
             await watcher.stop()
             await broker.stop()
 
     app = FastAPI(title="RAGOps gateway", description=__doc__, lifespan=lifespan)
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+    app.include_router(changes_router(guard, control))
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

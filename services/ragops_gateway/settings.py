@@ -4,6 +4,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_gateway.spec import SPEC
+from ragops_schemas.changes import ChangeKind
+from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 
@@ -24,6 +26,14 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="POST /v1/documents refuses larger content (UTF-8 bytes) with 413; keep it at most "
         "RAGOPS_INGESTION_MAX_DOCUMENT_BYTES.",
+    )
+    approver_roles: dict[ChangeKind, list[Role]] = Field(
+        default_factory=lambda: {kind: [Role.APPROVER] for kind in ("promote", "retire", "retrain")},
+        description="Who may approve or reject each kind of change (JSON); a kind left out cannot be approved. "
+        "Never the principal that requested it.",
+    )
+    change_ttl_s: float | None = Field(
+        default=7 * 24 * 3600.0, gt=0, description="A change not decided within this is expired (None: never)."
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -40,6 +40,7 @@ from ragops_schemas import (
     VersionRegistered,
     VersionRejected,
 )
+from ragops_schemas.changes import ChangeRequested
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
@@ -149,6 +150,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
             VersionRegistered,
             VersionPromoted,
             VersionRejected,
+            ChangeRequested,
             DocumentChunked,
             DocumentSubmitted,
         ],

@@ -33,6 +33,8 @@ SPEC = ServiceSpec(
         Topic.VERSION_REGISTERED,
         Topic.VERSION_PROMOTED,
         Topic.VERSION_REJECTED,
+        # Its production promotions, when they need a person's approval (RAGOPS_TRAINER_PROMOTION).
+        Topic.CHANGE_REQUESTED,
         # A corpus refresh re-submits documents; a re-index re-publishes their chunks.
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_CHUNKED,
