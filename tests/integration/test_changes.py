@@ -26,7 +26,7 @@ from ragops.cli import app
 from ragops_gateway.app import create_app
 from ragops_gateway.changes import CHANGE_READERS
 from ragops_gateway.settings import GatewaySettings
-from ragops_schemas import MessageDeadLettered, Topic, VersionRetired
+from ragops_schemas import MessageDeadLettered, Producer, Topic, VersionPromoted, VersionRetired
 from ragops_schemas.changes import Actor, ChangeApproved, ChangeRequested, RetireChange
 from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.topics import TOPICS
@@ -37,6 +37,7 @@ from ragops_shared.registry_view import REGISTRY_READERS, RegistryView
 from ragops_shared.settings import AuthSettings, KafkaSettings, PlatformSettings
 from ragops_shared.signing import Signer, signer_for, verifier_for
 from ragops_shared.watch import end_offsets
+from ragops_trainer.context import promotion_request
 from tests.helpers import PRODUCER
 from tests.integration.services import read_records, wait_for, watching
 
@@ -246,3 +247,42 @@ def test_the_cli_requests_lists_and_decides_changes_through_the_gateway(tansu: E
     [(retired, _)] = asyncio.run(read_records(settings.kafka, VersionRetired, 1))
     assert (retired.name, retired.version) == ("rag-answer", "1")
     assert published(settings.kafka, Topic.VERSION_PROMOTED) == 0, "the rejected promotion never happened"
+
+
+def test_a_trainer_promotion_under_approval_moves_the_alias_once_a_person_approves(gateway: Gateway) -> None:
+    promotion = VersionPromoted(
+        producer=PRODUCER, tenant="acme", kind="prompt", name="rag-answer", version="2", reason="scored better"
+    )
+    requested = signer_for(gateway.platform, "trainer").sign(
+        promotion_request(promotion, Producer(name="trainer", version="0"))
+    )
+
+    async def publish() -> None:
+        broker = make_broker(gateway.kafka, "test-trainer")
+        await broker.start()
+        try:
+            await EventPublisher(broker, PRODUCER, [ChangeRequested]).publish(requested)
+        finally:
+            await broker.stop()
+
+    asyncio.run(publish())
+    deadline = time.monotonic() + 30
+    while not (listed := gateway.call("bob", "GET", "/v1/changes?state=pending").json()):
+        assert time.monotonic() < deadline, "the gateway never read the trainer's request"
+        time.sleep(0.1)
+    assert [(c["change_id"], c["requested_by"]["subject"]) for c in listed] == [
+        (requested.change_id, "service:trainer")
+    ]
+    assert published(gateway.kafka, Topic.VERSION_PROMOTED) == 0
+
+    approved = gateway.call("alice", "POST", f"/v1/changes/{requested.change_id}/approve", {"reason": "ok"})
+    assert approved.status_code == 200, approved.text
+
+    async def folded() -> RegistryView:
+        view = RegistryView(gateway.kafka, client_id="test-registry", verifier=verifier_for(gateway.platform))
+        await view.start()
+        await view.stop()
+        return view
+
+    state = asyncio.run(folded()).registry.alias("prompt", "rag-answer")
+    assert state is not None and state.ref.version == "2", "the gateway's signed promotion was verified and applied"

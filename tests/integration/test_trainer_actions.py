@@ -47,6 +47,8 @@ from ragops_schemas import (
     VersionRegistered,
     VersionRejected,
 )
+from ragops_schemas.changes import ChangeRequested, PromoteChange
+from ragops_schemas.ids import change_id
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
@@ -72,7 +74,7 @@ def store(chdb_store: ChdbStore) -> ChdbStore:
 
 
 # Declared before the broker starts; the lifecycle events also serve a Trainer driven directly.
-PUBLISHED = [*LIFECYCLE_EVENT_TYPES, DocumentChunked, DatasetExampleAdded]
+PUBLISHED = [*LIFECYCLE_EVENT_TYPES, ChangeRequested, DocumentChunked, DatasetExampleAdded]
 
 
 @pytest.fixture
@@ -129,18 +131,12 @@ def scored(version: int, mean: float, count: int, start: datetime, rng: np.rando
     ]
 
 
-@pytest.mark.kafka
-@pytest.mark.clickhouse
-async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over_enough_answers(
-    kafka: KafkaSettings,
-    publisher: EventPublisher,
-    store: ChdbStore,
-    tmp_path: Path,
-) -> None:
+def prompt_history(store: ChdbStore) -> Registry:
+    """Answers of four prompt versions in ``store``: versions 1 and 2 served well, 2 the later;
+    version 3 scored best but on too few answers; version 4 is in production (the registry
+    returned) and scores worst."""
     rng = np.random.default_rng(0)
     day = datetime(2026, 11, 1, tzinfo=UTC)
-    # Versions 1 and 2 served well, 2 the later; version 3 scored best but on too few
-    # answers; version 4 is in production and scores worst.
     save(
         store,
         scored(1, 0.85, 40, day, rng)
@@ -160,6 +156,18 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
             reason="a new prompt",
         )
     )
+    return registry
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over_enough_answers(
+    kafka: KafkaSettings,
+    publisher: EventPublisher,
+    store: ChdbStore,
+    tmp_path: Path,
+) -> None:
+    registry = prompt_history(store)
     settings = TrainerSettings(kafka=kafka, min_answers=30, platform={"data_dir": tmp_path})
     trainer = Trainer(TrainerContext(settings, publisher, registry, store))
     rollback = request("rollback_prompt")
@@ -181,6 +189,40 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
     assert promoted.alias == "production" and promoted.request_event_id == str(rollback.event_id)
     assert promoted.metrics["faithfulness_restored"] > 0.75 and promoted.metrics["faithfulness_replaced"] < 0.55
     assert registry.alias("prompt", "rag-answer").ref.version == "2", "the trainer's own registry moved too"
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+async def test_under_the_approval_policy_the_trainer_requests_its_promotion_and_moves_nothing(
+    kafka: KafkaSettings,
+    publisher: EventPublisher,
+    store: ChdbStore,
+    tmp_path: Path,
+) -> None:
+    registry = prompt_history(store)
+    settings = TrainerSettings(kafka=kafka, min_answers=30, promotion="approval", platform={"data_dir": tmp_path})
+    trainer = Trainer(TrainerContext(settings, publisher, registry, store))
+    rollback = request("rollback_prompt")
+    async with watching(kafka, [*LIFECYCLE_EVENT_TYPES, ChangeRequested]) as seen:
+        await trainer.handle([rollback])
+        await wait_for(
+            seen,
+            lambda events: any(isinstance(e, ChangeRequested | RetrainingRejected | TrainingFailed) for e in events),
+        )
+    assert not [e for e in seen if isinstance(e, VersionPromoted | RetrainingRejected | TrainingFailed)], seen
+    [requested] = [e for e in seen if isinstance(e, ChangeRequested)]
+    change = requested.change
+    assert isinstance(change, PromoteChange)
+    assert (change.version.kind, change.version.name, change.version.version, change.previous_version) == (
+        "prompt",
+        "rag-answer",
+        "2",
+        "4",
+    )
+    assert change.alias == "production" and change.request_event_id == str(rollback.event_id)
+    assert (requested.requested_by.subject, requested.requested_by.kind) == (f"service:{P.name}", "service")
+    assert requested.change_id == change_id(requested.event_id)
+    assert registry.alias("prompt", "rag-answer").ref.version == "4", "nothing moves before a person approves"
 
 
 # ------------------------------------------------------------------------ fine-tune
