@@ -18,6 +18,7 @@ SPEC = ServiceSpec(
         # Which requests already ended (restart), and the arrivals of a re-index's documents.
         Topic.RETRAINING_REJECTED,
         Topic.TRAINING_FAILED,
+        Topic.CHANGE_REQUESTED,
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_REJECTED,
         # The histories its actions rebuild from: the corpus, the chunks, the feedback dataset.

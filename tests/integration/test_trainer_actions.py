@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiokafka import TopicPartition
 
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
@@ -41,6 +42,7 @@ from ragops_schemas import (
     PromptRef,
     RetrainingRejected,
     RetrainingRequested,
+    Topic,
     TrainingFailed,
     TrainingStarted,
     VersionPromoted,
@@ -55,6 +57,7 @@ from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.signing import embedded_keys, signer_for
+from ragops_shared.watch import end_offsets
 from ragops_trainer.app import Trainer, create_app
 from ragops_trainer.context import TrainerContext
 from ragops_trainer.settings import TrainerSettings
@@ -223,6 +226,14 @@ async def test_under_the_approval_policy_the_trainer_requests_its_promotion_and_
     assert (requested.requested_by.subject, requested.requested_by.kind) == (f"service:{P.name}", "service")
     assert requested.change_id == change_id(requested.event_id)
     assert registry.alias("prompt", "rag-answer").ref.version == "4", "nothing moves before a person approves"
+
+    # Restarted, the trainer finds the request answered (its promotion awaits a person) and
+    # does not run it again when it is redelivered.
+    restarted = Trainer(TrainerContext(settings, publisher, registry, store))
+    await restarted.restore()
+    await restarted.handle([rollback])
+    started = [TopicPartition(Topic.TRAINING_STARTED.value, partition) for partition in range(3)]
+    assert sum((await end_offsets(kafka, started)).values()) == 1, "the rollback ran once"
 
 
 # ------------------------------------------------------------------------ fine-tune
