@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragops_gateway.changes import ControlPlane, changes_router
+from ragops_gateway.changes import ControlPlane, changes_router, control_publisher
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -46,7 +46,7 @@ from ragops_schemas.events import (
 from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
 from ragops_shared.access import Guard
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
-from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.broker import make_broker
 from ragops_shared.identity import authenticator_for
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
@@ -142,12 +142,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted])
+    publisher = control_publisher(settings, broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted])
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     guard = Guard(authenticator_for(settings.platform.auth, settings.platform.data_dir))
-    control = ControlPlane(settings, broker, producer)
+    control = ControlPlane(settings, publisher)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ signed with the gateway's key.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -224,15 +224,24 @@ def effect_of(requested: ChangeRequested, approved: ChangeApproved, producer: Pr
     )
 
 
+def control_publisher(
+    settings: GatewaySettings, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]]
+) -> EventPublisher:
+    """The gateway's one publisher: ``events`` and :data:`PUBLISHES`, control events signed with
+    the gateway's key (``RAGOPS_SIGNING_KEY_FILE``, else the embedded one). Build it before the
+    broker starts (it declares publishers)."""
+    return EventPublisher(broker, producer, [*events, *PUBLISHES], signer=signer_for(settings.platform, SPEC.name))
+
+
 class ControlPlane:
-    """The gateway's publisher of change events and effects (signed with the gateway's key)
-    and its view of the book. Build it before the broker starts (it declares publishers);
+    """The gateway's book of changes and how it publishes: ``publisher`` declares
+    :data:`PUBLISHES` and signs with the gateway's key (:func:`control_publisher`).
     :meth:`start` once the broker runs."""
 
-    def __init__(self, settings: GatewaySettings, broker: KafkaBroker, producer: Producer) -> None:
+    def __init__(self, settings: GatewaySettings, publisher: EventPublisher) -> None:
         self.settings = settings
-        self.producer = producer
-        self.publisher = EventPublisher(broker, producer, PUBLISHES, signer=signer_for(settings.platform, SPEC.name))
+        self.producer = publisher.producer
+        self.publisher = publisher
         self.book = ChangeBook()
         # Every replica folds every change event from the start; one not validly signed by an
         # owner allowed to sign it is dead-lettered as CHANGE_READERS and never folded.
