@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
@@ -34,16 +35,14 @@ from ragops_schemas import (
     EvaluationRunCompleted,
     Event,
     MessageDeadLettered,
-    RetrainingRequested,
-    VersionRetired,
 )
+from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.datasets import load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_shared.signing import signer_for
 
 app = typer.Typer(
     help="RAGOps: an event-driven RAG platform over Kafka.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -60,17 +59,34 @@ DataDir = Annotated[
 ]
 
 
+class GatewayAddress(BaseSettings):
+    """Env prefix ``RAGOPS_``: ``RAGOPS_GATEWAY_URL``, a gateway other than the one `ragops up` runs."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_", extra="ignore")
+
+    gateway_url: str | None = None
+
+
+def _gateway(data_dir: Path, timeout_s: float = 30.0) -> httpx.Client:
+    """A client of the running platform's gateway (``RAGOPS_GATEWAY_URL`` if set), with the
+    CLI's credential (:mod:`ragops.credentials`)."""
+    url = GatewayAddress().gateway_url
+    try:
+        url = url or running_platform(data_dir)["gateway_url"]
+        auth = bearer(data_dir)
+    except (PlatformError, FileNotFoundError) as error:
+        raise typer.BadParameter(f"{error} (or set RAGOPS_GATEWAY_URL and RAGOPS_API_KEY)") from None
+    return httpx.Client(base_url=url, auth=auth, timeout=timeout_s)
+
+
 class _GatewayReader:
     """Read-only SQL through the running platform's gateway (``POST /v1/sql``) with the CLI's
     credential (:func:`ragops.credentials.api_key`): an ``analyst`` sees its tenant's rows.
     A :class:`~ragops_analytics.store.Reader`."""
 
     def __init__(self, data_dir: Path) -> None:
-        try:
-            self.url, auth = running_platform(data_dir)["gateway_url"], bearer(data_dir)
-        except (PlatformError, FileNotFoundError) as error:
-            raise typer.BadParameter(f"{error} (set RAGOPS_API_KEY, or run `ragops up` with this --data-dir)") from None
-        self._http = httpx.Client(base_url=self.url, auth=auth, timeout=120)
+        self._http = _gateway(data_dir, timeout_s=120)
+        self.url = str(self._http.base_url)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
         """Raises:
@@ -399,6 +415,35 @@ def audit_verify(
     print(f"audit log intact: {verification.rows} entries in {verification.chains} chains")
 
 
+def _call(data_dir: Path, method: str, path: str, body: dict[str, object] | None = None) -> object:
+    """The gateway's JSON answer; a refusal is a red line with its detail and exit 1, an
+    unreachable gateway exit 2."""
+    try:
+        with _gateway(data_dir) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as error:
+        console.print(f"[red]the gateway cannot be reached: {error}")
+        raise typer.Exit(2) from None
+    if response.is_error:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}: {detail}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _request_change(data_dir: Path, change: dict[str, object], reason: str) -> None:
+    answer = _call(data_dir, "POST", "/v1/changes", {"change": change, "reason": reason})
+    assert isinstance(answer, dict)
+    console.print(
+        f"change {answer['change_id']} requested ({change['kind']}); it takes effect once another person "
+        f"approves it: ragops changes approve {answer['change_id']} --reason ..."
+    )
+    print(answer["change_id"])
+
+
 @app.command()
 def retrain(
     action: Annotated[RetrainingAction, typer.Argument(help="What the trainer should do.")],
@@ -408,31 +453,15 @@ def retrain(
     ),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
-    """Ask the trainer to act, as an operator (the monitor's policy sends the same request)."""
+    """Request retraining (a four-eyes change: the trainer acts once another person approves
+    it); prints the change id. The monitor's policy asks the trainer directly."""
     target = None
     if model_version is not None:
         from ragops_embedding.settings import EmbeddingSettings
 
         target = VersionRef(kind="embedding_model", name=EmbeddingSettings().embedder().name, version=model_version)
-
-    async def send() -> RetrainingRequested:
-        async with PlatformClient(_kafka(data_dir)) as client:
-            request = RetrainingRequested(
-                producer=client.producer,
-                action=action,
-                reason=reason,
-                target=target,
-                requested_by="operator",
-            )
-            await client.publish(request)
-            return request
-
-    request = _run(send())
-    console.print(
-        f"retraining requested: {request.action} (event {request.event_id}); follow it with "
-        'ragops sql "SELECT event_type, reason FROM training_steps FINAL '
-        f"WHERE request_event_id = '{request.event_id}'\""
-    )
+    change = RetrainChange(action=action, target=target)
+    _request_change(data_dir, change.model_dump(mode="json"), reason)
 
 
 @app.command()
@@ -443,21 +472,82 @@ def retire(
     reason: str = typer.Option(..., help="Why the version must take no more traffic."),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
-    """Retire a version: from now on it takes no new traffic (requests pinned to a retired
-    prompt version get the production one)."""
+    """Request a retirement (a four-eyes change): once another person approves it, the version
+    takes no new traffic (requests pinned to a retired prompt version get the production one)."""
+    change = RetireChange(version=VersionRef(kind=kind, name=name, version=version))
+    _request_change(data_dir, change.model_dump(mode="json"), reason)
 
-    async def send() -> None:
-        # An operator's command: signed with the operator key (RAGOPS_SIGNING_KEY_FILE, else the embedded one).
-        platform = PlatformSettings(data_dir=data_dir)
-        async with PlatformClient(
-            _kafka(data_dir), platform=platform, signer=signer_for(platform, "operator")
-        ) as client:
-            await client.publish(
-                VersionRetired(producer=client.producer, kind=kind, name=name, version=version, reason=reason)
-            )
 
-    _run(send())
-    console.print(f"retired {kind} {name} version {version}")
+@app.command()
+def promote(
+    kind: Annotated[VersionKind, typer.Argument()],
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    reason: str = typer.Option(..., help="Why this version should serve."),
+    alias: str = typer.Option("production", help="The alias to point at the version."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Request a promotion (a four-eyes change): once another person approves it, ``alias``
+    points at the version."""
+    change = PromoteChange(version=VersionRef(kind=kind, name=name, version=version), alias=alias)
+    _request_change(data_dir, change.model_dump(mode="json"), reason)
+
+
+changes = typer.Typer(help="Four-eyes changes: list them, approve or reject another person's.", no_args_is_help=True)
+app.add_typer(changes, name="changes")
+
+
+@changes.command(name="list")
+def list_changes(
+    data_dir: DataDir = Path(".ragops"),
+    status: str | None = typer.Option(None, help="Only those pending, approved, rejected or expired."),
+    as_json: bool = typer.Option(False, "--json", help="Print the changes as JSON."),
+) -> None:
+    """Your tenant's changes, oldest first."""
+    found = _call(data_dir, "GET", "/v1/changes" + (f"?state={status}" if status else ""))
+    assert isinstance(found, list)
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("change", "status", "kind", "what", "requested by", "reason", "decided by")
+    for change in found:
+        what = change["change"].get("version") or {"kind": change["change"].get("action")}
+        table.add_row(
+            change["change_id"],
+            change["status"],
+            change["change"]["kind"],
+            " ".join(str(value) for value in what.values() if value),
+            change["requested_by"]["name"],
+            change["reason"],
+            (change.get("decided_by") or {}).get("name", ""),
+        )
+    Console().print(table)
+
+
+def _decide(change_id: str, verdict: str, reason: str, data_dir: Path) -> None:
+    answer = _call(data_dir, "POST", f"/v1/changes/{change_id}/{verdict}", {"reason": reason})
+    assert isinstance(answer, dict)
+    console.print(f"change {change_id}: {answer['status']}")
+
+
+@changes.command()
+def approve(
+    change_id: Annotated[str, typer.Argument()],
+    reason: str = typer.Option(..., help="Why (recorded with the approval)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Approve another person's pending change: it takes effect now."""
+    _decide(change_id, "approve", reason, data_dir)
+
+
+@changes.command()
+def reject(
+    change_id: Annotated[str, typer.Argument()],
+    reason: str = typer.Option(..., help="Why (recorded with the rejection)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Reject another person's pending change: it never takes effect."""
+    _decide(change_id, "reject", reason, data_dir)
 
 
 @app.command(name="eval")

@@ -24,8 +24,6 @@ from ragops_schemas import (
     MessageDeadLettered,
     QueryEmbedded,
     QuerySubmitted,
-    RetrainingRequested,
-    VersionRetired,
     utc_now,
 )
 from ragops_schemas.events import ContentType, EvaluationContext, Filters, MetadataValue
@@ -34,7 +32,6 @@ from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_shared.signing import Signer
 from ragops_shared.watch import EventWatcher
 
 E = TypeVar("E", bound=Event)
@@ -46,13 +43,12 @@ FEEDBACK_OUTCOMES = (FeedbackRecorded, MessageDeadLettered)
 QueryOutcome = AnswerGenerated | AnswerEvaluated | MessageDeadLettered
 # What a client publishes and watches: the Kafka user of the CLI (``ragops-operator``,
 # k8s/dependencies/kafka-users.yaml) may write and read exactly these topics (and the dead letters).
+# No control event: retraining, retirements and promotions are four-eyes changes at the gateway.
 PUBLISHES: tuple[type[Event], ...] = (
     DocumentSubmitted,
     QuerySubmitted,
     FeedbackSubmitted,
     EvaluationRunCompleted,
-    RetrainingRequested,
-    VersionRetired,
 )
 WATCHES: tuple[type[Event], ...] = (
     DocumentIndexed,
@@ -118,18 +114,16 @@ class PlatformClient:
         kafka: KafkaSettings,
         name: str = "cli",
         platform: PlatformSettings | None = None,
-        signer: Signer | None = None,
     ) -> None:
         """``platform``: where content above its ``inline_content_bytes`` is left (its blob
-        store, the one ingestion reads); default: ``RAGOPS_*`` from the environment.
-        ``signer``: signs the control events published (operator commands such as retire)."""
+        store, the one ingestion reads); default: ``RAGOPS_*`` from the environment."""
         self.kafka = kafka
         platform = platform or PlatformSettings()
         self._blobs = open_blob_store(platform)
         self._inline_content_bytes = platform.inline_content_bytes
         self.producer = producer_for(name)
         self._broker = make_broker(kafka, f"ragops-{name}")
-        self._publisher = EventPublisher(self._broker, self.producer, PUBLISHES, signer=signer)
+        self._publisher = EventPublisher(self._broker, self.producer, PUBLISHES)
         self._watcher = EventWatcher(kafka, WATCHES, client_id=f"ragops-{name}-watcher")
         # The query events of requests in flight, for stage latencies from their timestamps.
         self._by_key: dict[bytes, list[Event]] = defaultdict(list)

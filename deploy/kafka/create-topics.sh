@@ -64,6 +64,9 @@ TOPICS=(
   ragops.registry.version-rejected.v1
   ragops.registry.version-retired.v1
   ragops.audit.recorded.v1
+  ragops.control.change-requested.v1
+  ragops.control.change-approved.v1
+  ragops.control.change-rejected.v1
   ragops.dead-letter.v1
 )
 
@@ -78,6 +81,9 @@ retention_of() {
     ragops.registry.version-rejected.v1) echo -1 ;;
     ragops.registry.version-retired.v1) echo -1 ;;
     ragops.audit.recorded.v1) echo -1 ;;
+    ragops.control.change-requested.v1) echo -1 ;;
+    ragops.control.change-approved.v1) echo -1 ;;
+    ragops.control.change-rejected.v1) echo -1 ;;
     ragops.dead-letter.v1) echo "$DEAD_LETTER_RETENTION_MS" ;;
     *) echo "$TOPIC_RETENTION_MS" ;;
   esac

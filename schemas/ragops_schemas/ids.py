@@ -258,6 +258,13 @@ def audit_hash(prev_hash: str, content: Mapping[str, object]) -> str:
     return _sha256_hex((prev_hash + canonical_json(content)).encode())
 
 
+def change_id(requested_event_id: uuid.UUID) -> str:
+    """Id of a four-eyes change: ``chg-`` and the first 20 hex digits of the SHA-256 of its
+    ``ChangeRequested``'s event id (36-character UUID text). A trainer's request is derived from
+    the retraining request that caused it, so a redelivered one names the same change."""
+    return f"chg-{_sha256_hex(str(requested_event_id).encode(), 20)}"
+
+
 # ---- random ids ------------------------------------------------------------------------------
 
 

@@ -40,6 +40,9 @@ class Topic(StrEnum):
     VERSION_REJECTED = "ragops.registry.version-rejected.v1"
     VERSION_RETIRED = "ragops.registry.version-retired.v1"
     AUDIT_RECORDED = "ragops.audit.recorded.v1"
+    CHANGE_REQUESTED = "ragops.control.change-requested.v1"
+    CHANGE_APPROVED = "ragops.control.change-approved.v1"
+    CHANGE_REJECTED = "ragops.control.change-rejected.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -91,6 +94,7 @@ _DOCUMENT = ("document_id",)
 _REQUEST = ("request_id",)
 _TRAINING_RUN = ("request_event_id",)
 _VERSION = ("kind", "name")
+_CHANGE = ("change_id",)
 
 TOPICS: tuple[TopicSpec, ...] = (
     # The trainer's corpus refresh compares the sources with every document submitted so far,
@@ -132,6 +136,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Refusals and admin actions: the sink appends them to the audit log, which can be rebuilt
     # (and its chains checked again) from the whole topic.
     TopicSpec(Topic.AUDIT_RECORDED, ("tenant",), Retention.FOREVER),
+    # Four-eyes changes: every gateway replica folds them from their start into its book of
+    # changes (a pending request must outlive any retention), and they are the record of who
+    # asked for and who approved each change.
+    TopicSpec(Topic.CHANGE_REQUESTED, _CHANGE, Retention.FOREVER),
+    TopicSpec(Topic.CHANGE_APPROVED, _CHANGE, Retention.FOREVER),
+    TopicSpec(Topic.CHANGE_REJECTED, _CHANGE, Retention.FOREVER),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -57,7 +58,7 @@ from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
 from ragops_shared.access import Refusal, guard_for, log_refusal
 from ragops_shared.audit import actor_of, refused_call
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
-from ragops_shared.broker import EventPublisher, make_broker
+from ragops_shared.broker import make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
 from ragops_shared.logs import configure_logging, event_fields
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
@@ -82,7 +83,14 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("DELETE", "/v1/admin/keys/{key_id}"): frozenset({Role.ADMIN}),
+    ("POST", "/v1/changes"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/changes"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    # Who may decide: every role RAGOPS_GATEWAY_APPROVER_ROLES names for some kind (see
+    # route_roles), checked again against the change's own kind; never its requester.
+    ("POST", "/v1/changes/{change}/approve"): frozenset({Role.APPROVER}),
+    ("POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
 }
+DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
 OPEN_ROUTES = frozenset({("GET", "/health"), ("GET", "/ready")})
 
@@ -227,10 +235,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, AuditRecorded])
+    publisher = control_publisher(
+        settings, broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, AuditRecorded]
+    )
     watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
+    control = ControlPlane(settings, publisher)
 
     async def audit(entry: AuditRecorded) -> None:
         """Publish an audit entry; one the broker does not take is logged whole (the log is
@@ -249,18 +260,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
 
+    roles = route_roles(settings)
+
     def caller(method: str, path: str) -> Callable[[Request], Awaitable[Principal]]:
-        return guard.dependency(*ROUTE_ROLES[method, path])
+        return guard.dependency(*roles[method, path])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await broker.start()
         await watcher.start()
+        await control.start()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
+            await control.stop()
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
@@ -271,6 +286,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+    add_change_routes(app, caller, control)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -490,6 +506,13 @@ def _sql_refusal(response: httpx.Response) -> str:
         return str(response.json()["error"])
     except (ValueError, KeyError, TypeError):
         return "the statement was refused"
+
+
+def route_roles(settings: GatewaySettings) -> dict[tuple[str, str], frozenset[Role]]:
+    """:data:`ROUTE_ROLES` as configured: the decision routes admit the roles
+    ``settings.approver_roles`` names (by default exactly :data:`ROUTE_ROLES`')."""
+    deciders = frozenset[Role]().union(*settings.approver_roles.values())
+    return ROUTE_ROLES | dict.fromkeys(DECISION_ROUTES, deciders)
 
 
 def _check_route_roles(routes: list[BaseRoute]) -> None:

@@ -5,6 +5,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.client import AnalyticsSettings
 from ragops_gateway.spec import SPEC
+from ragops_schemas.changes import ChangeKind
+from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 
@@ -29,6 +31,14 @@ class GatewaySettings(BaseSettings):
     analytics: AnalyticsSettings = Field(
         default_factory=AnalyticsSettings,
         description="POST /v1/sql forwards to RAGOPS_ANALYTICS_SQL_URL (the sink's /sql); unset = 503.",
+    )
+    approver_roles: dict[ChangeKind, list[Role]] = Field(
+        default_factory=lambda: {kind: [Role.APPROVER] for kind in ("promote", "retire", "retrain")},
+        description="Who may approve or reject each kind of change (JSON); a kind left out cannot be approved. "
+        "Never the principal that requested it.",
+    )
+    change_ttl_s: float | None = Field(
+        default=7 * 24 * 3600.0, gt=0, description="A change not decided within this is expired (None: never)."
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

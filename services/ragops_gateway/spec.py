@@ -6,14 +6,16 @@ port also serves ``/health``, ``/ready`` and ``/metrics``."""
 from ragops_schemas.topics import Topic
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
+CHANGE_TOPICS = (Topic.CHANGE_REQUESTED, Topic.CHANGE_APPROVED, Topic.CHANGE_REJECTED)
+
 SPEC = ServiceSpec(
     name="gateway",
     image=Image.LIGHT,
     scaling=Scaling.CPU,
     port=8080,
     port_setting="RAGOPS_GATEWAY_PORT",
-    # Its replies: the answers and the dead letters of its requests.
-    reads=(Topic.ANSWER_GENERATED, Topic.DEAD_LETTER),
+    # Its replies: the answers and the dead letters of its requests; the book of changes.
+    reads=(Topic.ANSWER_GENERATED, Topic.DEAD_LETTER, *CHANGE_TOPICS),
     writes=(
         Topic.DOCUMENT_SUBMITTED,
         Topic.QUERY_SUBMITTED,
@@ -21,6 +23,11 @@ SPEC = ServiceSpec(
         Topic.DEAD_LETTER,
         # The audit trail of what callers did and of every refused call.
         Topic.AUDIT_RECORDED,
+        # The control plane: change events, and the effects of approved changes.
+        *CHANGE_TOPICS,
+        Topic.VERSION_PROMOTED,
+        Topic.VERSION_RETIRED,
+        Topic.RETRAINING_REQUESTED,
     ),
     exposed=True,
 )

@@ -21,6 +21,7 @@ from aiokafka import ConsumerRecord
 from ragops_analytics.audit import AuditEntry, millis
 from ragops_schemas import AnswerGenerated, Event, RetrainingRequested, SignedEvent
 from ragops_schemas.audit import MAX_STATE_BYTES, MAX_TARGET_CHARS, AuditRecorded
+from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_schemas.ids import canonical_json
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.topics import Topic
@@ -36,6 +37,9 @@ AUDITED_TOPICS: tuple[Topic, ...] = (
     Topic.VERSION_REJECTED,
     Topic.VERSION_RETIRED,
     Topic.RETRAINING_REQUESTED,
+    Topic.CHANGE_REQUESTED,
+    Topic.CHANGE_APPROVED,
+    Topic.CHANGE_REJECTED,
 )
 """The topics whose events the audit log records."""
 
@@ -97,6 +101,12 @@ def _what(event: Event) -> tuple[str, str, str, dict[str, Any] | None, dict[str,
             "requested_by": event.requested_by,
         }
         return "retraining.requested", target, "requested", None, after, event.reason
+    if isinstance(event, ChangeRequested):
+        after = {"change": event.change.model_dump(mode="json"), **_signed(event)}
+        return event.event_type, event.change_id, "requested", None, after, event.reason
+    if isinstance(event, (ChangeApproved, ChangeRejected)):
+        outcome = "approved" if isinstance(event, ChangeApproved) else "rejected"
+        return event.event_type, event.change_id, outcome, None, _signed(event), event.reason
     return None
 
 
@@ -110,6 +120,10 @@ def audit_entry(event: Event, topic: str, partition: int, offset: int) -> AuditE
             event.action, event.target, event.outcome, event.before, event.after, event.reason,
         )  # fmt: skip
         kind, actor_id, name = actor.kind, actor.id, actor.name
+    elif isinstance(event, (ChangeRequested, ChangeApproved, ChangeRejected)):
+        # A change's actor is who asked for or decided it, as the gateway authenticated them.
+        who = event.requested_by if isinstance(event, ChangeRequested) else event.decided_by
+        what, (kind, actor_id, name) = _what(event), (who.kind, who.subject, who.name)
     else:
         what = _what(event)
         # A platform event's actor is the service that produced it.

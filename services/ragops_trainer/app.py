@@ -18,7 +18,9 @@ request at a time, and reports every step as an event.
 
 A request it cannot act on ends in ``RetrainingRejected``; a run that breaks or runs out of
 time in ``TrainingFailed``. Nothing is promoted half-way: the live versions serve until a
-``VersionPromoted``. A redelivered request whose outcome is already on record is skipped.
+``VersionPromoted``. With ``RAGOPS_TRAINER_PROMOTION=approval`` a production promotion is a
+``ChangeRequested`` instead, which a person approves at the gateway (four eyes). A redelivered
+request whose outcome (or final promotion request) is already on record is skipped.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +42,7 @@ from ragops_schemas import (
     VersionRegistered,
     VersionRejected,
 )
+from ragops_schemas.changes import ChangeRequested, PromoteChange
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind
 from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
@@ -75,20 +78,29 @@ class Trainer:
     def __init__(self, context: TrainerContext) -> None:
         self.context = context
         self.finished: set[str] = set()
+        # (request event id, version kind) of the promotions it asked a person to approve.
+        self.requested: set[tuple[str, str]] = set()
 
     async def restore(self) -> None:
-        """Requests already answered (rejected, failed) before a restart."""
+        """Requests already answered (rejected, failed, or their final promotion requested
+        under the approval policy) before a restart."""
         ended = await read_topics(
-            self.context.settings.kafka, [RetrainingRejected, TrainingFailed], f"ragops-{SERVICE}-history"
+            self.context.settings.kafka,
+            [RetrainingRejected, TrainingFailed, ChangeRequested],
+            f"ragops-{SERVICE}-history",
         )
-        self.finished |= {
-            event.request_event_id for event in ended if isinstance(event, (RetrainingRejected, TrainingFailed))
-        }
+        for event in ended:
+            if isinstance(event, RetrainingRejected | TrainingFailed):
+                self.finished.add(event.request_event_id)
+            elif isinstance(event, ChangeRequested) and isinstance(event.change, PromoteChange):
+                change = event.change
+                if change.request_event_id is not None:
+                    self.requested.add((change.request_event_id, change.version.kind))
 
     def _done(self, request: RetrainingRequested) -> bool:
-        if str(request.event_id) in self.finished:
-            return True
         kind = FINAL_KIND[request.action]
+        if str(request.event_id) in self.finished or (str(request.event_id), kind) in self.requested:
+            return True
         return any(
             (state.promoted and state.promoted.request_event_id == str(request.event_id))
             or (state.rejected and state.rejected.request_event_id == str(request.event_id))
@@ -150,6 +162,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
             VersionRegistered,
             VersionPromoted,
             VersionRejected,
+            ChangeRequested,
             DocumentChunked,
             DocumentSubmitted,
         ],

@@ -13,7 +13,10 @@ from ragops_schemas import (
     Producer,
     RetrainingRequested,
     TrainingStarted,
+    VersionPromoted,
 )
+from ragops_schemas.changes import Actor, ChangeRequested, PromoteChange
+from ragops_schemas.ids import change_id, derived_event_id
 from ragops_schemas.registry import Registry, VersionState
 from ragops_shared.broker import EventPublisher
 from ragops_shared.settings import KafkaSettings
@@ -22,6 +25,31 @@ from ragops_trainer.settings import TrainerSettings
 from ragops_trainer.spec import SPEC
 
 SERVICE = SPEC.name
+
+
+def promotion_request(promotion: VersionPromoted, producer: Producer) -> ChangeRequested:
+    """The four-eyes request of ``promotion`` (``RAGOPS_TRAINER_PROMOTION=approval``): the same
+    effect, asked for by the trainer; its ids derive from the promotion's (itself derived from
+    the retraining request), so a redelivered request asks for the same change. It does not
+    expire: a person decides it."""
+    event_id = derived_event_id(ChangeRequested.__name__, promotion.event_id)
+    return ChangeRequested(
+        event_id=event_id,
+        producer=producer,
+        trace_id=promotion.trace_id,
+        tenant=promotion.tenant,
+        change_id=change_id(event_id),
+        change=PromoteChange(
+            version=promotion.ref,
+            alias=promotion.alias,
+            uri=promotion.uri,
+            previous_version=promotion.previous_version,
+            request_event_id=promotion.request_event_id,
+            metrics=promotion.metrics,
+        ),
+        requested_by=Actor(subject=f"service:{producer.name}", name=producer.name, kind="service"),
+        reason=promotion.reason,
+    )
 
 
 class ActionRejected(Exception):
@@ -61,6 +89,11 @@ class TrainerContext:
         self.producer = self.publisher.producer
 
     async def publish(self, event: Event) -> None:
+        """Publish ``event``; under ``promotion=approval`` a production promotion is requested
+        instead (:func:`promotion_request`) and moves nothing until a person approves it."""
+        if isinstance(event, VersionPromoted) and event.alias == "production" and self.settings.promotion == "approval":
+            await self.publisher.publish(promotion_request(event, self.producer))
+            return
         await self.publisher.publish(event)
         self.registry.apply(event)  # our own registry events count at once, not when read back
 

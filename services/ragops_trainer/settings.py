@@ -1,6 +1,7 @@
 """The trainer's settings (env prefix ``RAGOPS_TRAINER_``)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,11 @@ class TrainerSettings(BaseSettings):
         gt=0,
         lt=1,
         description="Also require McNemar's exact test p-value below this (None: a higher hit@5 is enough).",
+    )
+    promotion: Literal["automatic", "approval"] = Field(
+        default="automatic",
+        description="approval: a production promotion becomes a ChangeRequested that a person with an "
+        "approving role approves at the gateway (four eyes); automatic: the trainer promotes itself.",
     )
     build_timeout_s: float = Field(default=1800.0, gt=0, description="Wait for replayed or refreshed documents (s).")
     quality_metric: str = Field(default="faithfulness", pattern=r"^[a-z_@0-9]+$")

@@ -18,6 +18,7 @@ SPEC = ServiceSpec(
         # Which requests already ended (restart), and the arrivals of a re-index's documents.
         Topic.RETRAINING_REJECTED,
         Topic.TRAINING_FAILED,
+        Topic.CHANGE_REQUESTED,
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_REJECTED,
         # The histories its actions rebuild from: the corpus, the chunks, the feedback dataset.
@@ -33,6 +34,8 @@ SPEC = ServiceSpec(
         Topic.VERSION_REGISTERED,
         Topic.VERSION_PROMOTED,
         Topic.VERSION_REJECTED,
+        # Its production promotions, when they need a person's approval (RAGOPS_TRAINER_PROMOTION).
+        Topic.CHANGE_REQUESTED,
         # A corpus refresh re-submits documents; a re-index re-publishes their chunks.
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_CHUNKED,

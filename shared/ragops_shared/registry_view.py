@@ -1,10 +1,11 @@
-"""A live view of the version registry for a service: reads the registry topics from
-their start (no consumer group: every replica needs every event) and folds them into a
-:class:`ragops_schemas.registry.Registry`, once each event passed the service's
-:class:`~ragops_shared.signing.Verifier`."""
+"""Live views of control events for a service: :class:`ControlView` reads control topics
+from their start (no consumer group: every replica needs every event) and folds each event
+that passed the service's :class:`~ragops_shared.signing.Verifier` into its state;
+:class:`RegistryView` is the one over the version registry
+(:class:`ragops_schemas.registry.Registry`)."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiokafka import ConsumerRecord
@@ -28,34 +29,39 @@ service refuses it alike and publishes the same letter (one id), which the sink 
 
 CONTROL_EVENTS_REFUSED = Counter(
     "ragops_control_events_refused_total",
-    "Registry records a reader refused to apply, by code (schema_validation, unsigned, unknown_key, "
+    "Control records (registry, changes) a reader refused to apply, by code (schema_validation, unsigned, unknown_key, "
     "bad_signature, signer_not_allowed, future_dated, location_refused).",
     ["reader", "topic", "code"],
 )
 
 
-class RegistryView:
-    """``registry`` is current once :meth:`start` returned (it waits until the topics were
-    read to their end). ``on_change`` runs on the event loop for every event that changed it.
+class ControlView:
+    """Folds the control events of ``event_types`` with ``fold`` (True: the event changed the
+    state), which is current once :meth:`start` returned (it waits until the topics were read
+    to their end). ``on_change`` runs on the event loop for every event that changed it.
     Later events arrive within ``KafkaSettings.registry_fetch_max_wait_ms`` (500 ms) on the
     embedded broker, which answers a fetch only when its wait expires.
 
-    A record that is not a valid registry event, or that ``verifier`` refuses, is never
-    applied: it is logged, counted (``ragops_control_events_refused_total``) and, with
-    ``dead_letters`` (the service's publisher), dead-lettered with the reason
-    (``error_type`` ``schema_validation`` or ``unverified``) from :meth:`send_dead_letters`
-    on; the view goes on."""
+    A record that is not a valid event of its topic, or that ``verifier`` refuses, is never
+    folded: it is logged, counted (``ragops_control_events_refused_total``) and, with
+    ``dead_letters`` (the service's publisher), dead-lettered with the reason (``error_type``
+    ``schema_validation`` or ``unverified``, ``consumer_group`` ``readers``) from
+    :meth:`send_dead_letters` on; the view goes on."""
 
     def __init__(
         self,
         kafka: KafkaSettings,
         client_id: str,
+        event_types: Sequence[type[Event]],
+        fold: Callable[[Event], bool],
         *,
         verifier: Verifier,
+        readers: str,
         dead_letters: EventPublisher | None = None,
         on_change: Callable[[Event], None] | None = None,
     ) -> None:
-        self.registry = Registry()
+        self._fold = fold
+        self._readers = readers
         self.on_change = on_change
         self.verifier = verifier
         self._dead_letters = dead_letters
@@ -67,7 +73,7 @@ class RegistryView:
         self._letters: set[asyncio.Task[None]] = set()
         self._watcher = EventWatcher(
             kafka,
-            REGISTRY_EVENT_TYPES,
+            event_types,
             client_id=client_id,
             from_beginning=True,
             fetch_max_wait_ms=kafka.registry_fetch_max_wait_ms,
@@ -113,7 +119,7 @@ class RegistryView:
                 record,
                 error_type,
                 reason,
-                consumer_group=REGISTRY_READERS,
+                consumer_group=self._readers,
                 max_bytes=self._max_message_bytes,
             )
             task = asyncio.get_running_loop().create_task(letter, name=f"{self._client_id}-dead-letter")
@@ -122,22 +128,48 @@ class RegistryView:
         self._refused.clear()
 
     def _apply(self, event: Event) -> None:
-        if self.registry.apply(event) and self.on_change is not None:
+        if self._fold(event) and self.on_change is not None:
             self.on_change(event)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start reading. Raises ``TimeoutError`` if the history is not read in ``timeout_s``
-        and ``LookupError`` if a registry topic does not exist."""
+        and ``LookupError`` if a topic does not exist."""
         await self._watcher.start()
         if not await self._watcher.caught_up(timeout_s):
             await self._watcher.stop()
-            raise TimeoutError(f"the version registry was not read within {timeout_s:.0f} s")
+            raise TimeoutError(f"{self._client_id}: the history was not read within {timeout_s:.0f} s")
 
     async def caught_up(self, timeout_s: float) -> bool:
-        """True once every registry event published before this call has been folded in."""
+        """True once every event published before this call has been folded in."""
         return await self._watcher.caught_up(timeout_s)
 
     async def stop(self) -> None:
         """Stop reading; dead letters still being published are finished (bounded retries)."""
         await self._watcher.stop()
         await asyncio.gather(*self._letters)
+
+
+class RegistryView(ControlView):
+    """The version registry (``registry``), as a :class:`ControlView` of the registry topics
+    whose refused records are dead-lettered as :data:`REGISTRY_READERS`."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        client_id: str,
+        *,
+        verifier: Verifier,
+        dead_letters: EventPublisher | None = None,
+        on_change: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.registry = Registry()
+        super().__init__(
+            kafka,
+            client_id,
+            REGISTRY_EVENT_TYPES,
+            self.registry.apply,
+            verifier=verifier,
+            readers=REGISTRY_READERS,
+            dead_letters=dead_letters,
+            on_change=on_change,
+        )

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ragops_schemas import Event, Signature, SignedEvent, utc_now
+from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_shared.settings import PlatformSettings
 
@@ -49,11 +50,18 @@ _REGISTERED = VersionRegistered.model_fields["event_type"].default
 _PROMOTED = VersionPromoted.model_fields["event_type"].default
 _REJECTED = VersionRejected.model_fields["event_type"].default
 _RETIRED = VersionRetired.model_fields["event_type"].default
+_CHANGE_REQUESTED = ChangeRequested.model_fields["event_type"].default
+_CHANGE_DECIDED = frozenset(event.model_fields["event_type"].default for event in (ChangeApproved, ChangeRejected))
 
 DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
-    "trainer": frozenset({_REGISTERED, _PROMOTED, _REJECTED}),
+    # With RAGOPS_TRAINER_PROMOTION=approval it requests its promotions instead of making them.
+    "trainer": frozenset({_REGISTERED, _PROMOTED, _REJECTED, _CHANGE_REQUESTED}),
     "embedding": frozenset({_REGISTERED}),  # its default model, registered at every start
-    "operator": frozenset({_REGISTERED, _PROMOTED, _RETIRED}),
+    # People's promotions and retirements pass the four-eyes control plane, not this key.
+    "operator": frozenset({_REGISTERED}),
+    # The control plane: records people's change requests and decisions, and applies an
+    # approved change (ragops_gateway.changes).
+    "gateway": frozenset({_PROMOTED, _RETIRED, _CHANGE_REQUESTED, *_CHANGE_DECIDED}),
 }
 """Which control event types each owner may sign: the embedded trust list's ``allow``."""
 
@@ -210,15 +218,27 @@ class Verifier:
                 raise ControlEventRefused("location_refused", f"{uri!r} is not a relative name for a {kind}")
 
 
+def _current(trust: Path) -> bool:
+    """True when ``trust`` exists and allows exactly :data:`DEFAULT_ALLOWED` (a key directory
+    made by an earlier release lacks a newer owner, or allows an owner what it no longer may)."""
+    try:
+        allowed = json.loads(trust.read_bytes())["allow"]
+    except FileNotFoundError:
+        return False
+    return {owner: frozenset(types) for owner, types in allowed.items()} == DEFAULT_ALLOWED
+
+
 def embedded_keys(directory: Path) -> Path:
     """Create, once, a private key per owner of :data:`DEFAULT_ALLOWED` in ``directory``
-    (``<owner>.pem``, mode 0600) and their trust file (``trust.json``); returns its path.
-    Processes starting together take turns (a lock file), so they all get the same keys."""
+    (``<owner>.pem``, mode 0600) and their trust file (``trust.json``); returns its path. A
+    trust file that allows other than :data:`DEFAULT_ALLOWED` is rewritten (existing keys
+    kept, missing owners' keys created). Processes starting together take turns (a lock
+    file), so they all get the same keys."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     trust = directory / "trust.json"
     with (directory / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if trust.exists():
+        if _current(trust):
             return trust
         public_keys = {}
         for owner in DEFAULT_ALLOWED:

@@ -50,6 +50,9 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.VERSION_REJECTED,
         Topic.VERSION_RETIRED,
         Topic.AUDIT_RECORDED,
+        Topic.CHANGE_REQUESTED,
+        Topic.CHANGE_APPROVED,
+        Topic.CHANGE_REJECTED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
@@ -95,6 +98,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.VERSION_REGISTERED,
                 Topic.VERSION_PROMOTED,
                 Topic.VERSION_REJECTED,
+                Topic.CHANGE_REQUESTED,  # its promotions, under RAGOPS_TRAINER_PROMOTION=approval
                 Topic.DOCUMENT_CHUNKED,
                 Topic.DOCUMENT_SUBMITTED,
             },
@@ -102,7 +106,19 @@ def test_event_types_are_past_tense_and_unique() -> None:
         (
             "gateway",
             set(),
-            {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED, Topic.AUDIT_RECORDED},
+            {
+                Topic.DOCUMENT_SUBMITTED,
+                Topic.QUERY_SUBMITTED,
+                Topic.FEEDBACK_SUBMITTED,
+                Topic.AUDIT_RECORDED,
+                # The control plane: change events and the effects of approved changes.
+                Topic.CHANGE_REQUESTED,
+                Topic.CHANGE_APPROVED,
+                Topic.CHANGE_REJECTED,
+                Topic.VERSION_PROMOTED,
+                Topic.VERSION_RETIRED,
+                Topic.RETRAINING_REQUESTED,
+            },
         ),
     ],
 )

@@ -292,15 +292,20 @@ def test_every_service_has_a_hardened_deployment_and_a_pdb(service: ServiceSpec)
 
 def test_registry_readers_mount_the_trust_list_and_the_signing_owners_their_key() -> None:
     trust = Path(configmap()["RAGOPS_SIGNING_TRUST_FILE"])
-    readers = {s for s in SERVICES if "RegistryView(" in (ROOT / "services" / f"ragops_{s}" / "app.py").read_text()}
-    assert readers == {"embedding", "generation", "monitor", "retrieval", "trainer"}
+    readers = {
+        s
+        for s in SERVICES
+        for path in (ROOT / "services" / f"ragops_{s}").glob("*.py")
+        if "RegistryView(" in path.read_text() or "ControlView(" in path.read_text()
+    }
+    assert readers == {"embedding", "generation", "monitor", "retrieval", "trainer", "gateway"}
     for service in readers:
         pod = deployment(service)["spec"]["template"]["spec"]
         mounts = {m["mountPath"]: m["name"] for m in container(service)["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes[mounts[str(trust.parent)]]["configMap"]["name"] == "ragops-signing-trust", service
         env = {e["name"]: e.get("value") for e in container(service)["env"]}
-        if service in {"embedding", "trainer"}:  # they publish registry events: each its own Secret
+        if service in {"embedding", "trainer", "gateway"}:  # they publish control events: each its own Secret
             key = Path(env["RAGOPS_SIGNING_KEY_FILE"])
             assert volumes[mounts[str(key.parent)]]["secret"]["secretName"] == f"ragops-signing-{service}"
         else:

@@ -45,15 +45,20 @@ SHARED_VIEWS = {
     "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED})),
 }
 # The calls that read topics, whose event-class arguments are reads.
-READERS = {"EventWatcher", "EventSubscriber", "read_topics", "read"}
-# The registry topics and who may write each: the trainer (its fine-tunes, re-indexes and
-# prompt rollbacks), the embedding service (it registers its packaged default model at start)
-# and, until operator commands go through the gateway, the CLI's `ragops retire`.
+READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "read"}
+# The control topics and who may write each: the trainer (its fine-tunes, re-indexes and
+# prompt rollbacks, or their requests when promotions need approval), the embedding service
+# (it registers its packaged default model at start) and the gateway's four-eyes control
+# plane (people's requests, the decisions, and the effects of approved changes). The CLI's
+# operator user writes none: its commands go through the gateway.
 REGISTRY_WRITERS = {
     Topic.VERSION_REGISTERED: {"ragops-trainer", "ragops-embedding"},
-    Topic.VERSION_PROMOTED: {"ragops-trainer"},
+    Topic.VERSION_PROMOTED: {"ragops-trainer", "ragops-gateway"},
     Topic.VERSION_REJECTED: {"ragops-trainer"},
-    Topic.VERSION_RETIRED: {kafka_users.OPERATOR},
+    Topic.VERSION_RETIRED: {"ragops-gateway"},
+    Topic.CHANGE_REQUESTED: {"ragops-trainer", "ragops-gateway"},
+    Topic.CHANGE_APPROVED: {"ragops-gateway"},
+    Topic.CHANGE_REJECTED: {"ragops-gateway"},
 }
 
 

@@ -272,11 +272,23 @@ def test_an_operator_reindex_builds_a_new_collection_and_switches_queries_to_it(
     from typer.testing import CliRunner
 
     from ragops.cli import app
+    from ragops_shared.identity import ApiKeyStore, Role
 
     runner = CliRunner()
     where = ["--data-dir", str(platform.data_dir)]
-    requested = runner.invoke(app, ["retrain", "reindex", "--reason", "e2e: rebuild by replay", *where])
+    # A person's retraining request is a four-eyes change: one operator asks, another person approves.
+    keys = ApiKeyStore(platform.data_dir / "auth" / "api-keys.json")
+    operator = keys.create("e2e-operator", "default", [Role.OPERATOR])[1]
+    approver = keys.create("e2e-approver", "default", [Role.APPROVER])[1]
+    requested = runner.invoke(
+        app, ["retrain", "reindex", "--reason", "e2e: rebuild by replay", *where], env={"RAGOPS_API_KEY": operator}
+    )
     assert requested.exit_code == 0, requested.output
+    change = requested.stdout.strip().splitlines()[-1]
+    approved = runner.invoke(
+        app, ["changes", "approve", change, "--reason", "e2e", *where], env={"RAGOPS_API_KEY": approver}
+    )
+    assert approved.exit_code == 0, approved.output
     analytics = platform.analytics()
     deadline = time.monotonic() + 180
     promoted = []

@@ -49,6 +49,10 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "GET", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("gateway", "POST", "/v1/admin/keys"): frozenset({Role.ADMIN}),
     ("gateway", "DELETE", "/v1/admin/keys/{key_id}"): frozenset({Role.ADMIN}),
+    ("gateway", "POST", "/v1/changes"): frozenset({Role.OPERATOR}),
+    ("gateway", "GET", "/v1/changes"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    ("gateway", "POST", "/v1/changes/{change}/approve"): frozenset({Role.APPROVER}),
+    ("gateway", "POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -61,6 +65,9 @@ BODIES = {
     "/v1/sql": {"sql": "SELECT 1 AS one"},
     "/sql": {"sql": "SELECT 1 AS one"},
     "/v1/admin/keys": {"name": "made-by-admin", "roles": ["producer"]},
+    "/v1/changes": {"change": {"kind": "retrain", "action": "reindex"}, "reason": "matrix"},
+    "/v1/changes/{change}/approve": {"reason": "matrix"},
+    "/v1/changes/{change}/reject": {"reason": "matrix"},
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 
@@ -141,7 +148,8 @@ def _routes(platform: Platform) -> set[tuple[str, str, str]]:
 
 def _call(platform: Platform, app: str, method: str, path: str, authorization: str | None) -> httpx.Response:
     client = platform.gateway if app == "gateway" else platform.sink
-    url = path.replace("{key_id}", platform.target_key_id)
+    # An unknown change: past the guard it is 404, the same for every caller allowed to decide.
+    url = path.replace("{key_id}", platform.target_key_id).replace("{change}", "chg-unknown")
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)
 

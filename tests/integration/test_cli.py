@@ -9,12 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ragops.cli import app
-from ragops_schemas import DocumentSubmitted, Producer, Topic, VersionPromoted, VersionRegistered, VersionRetired
+from ragops_schemas import DocumentSubmitted, Topic
 from ragops_shared.embedded import EmbeddedKafka, create_topics
-from ragops_shared.registry_view import RegistryView
-from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_shared.signing import signer_for, verifier_for
-from tests.integration.services import produce_raw, read_records
+from ragops_shared.settings import KafkaSettings
+from tests.integration.services import read_records
 
 pytestmark = pytest.mark.kafka
 
@@ -82,40 +80,3 @@ def test_ingest_of_a_jsonl_corpus_submits_one_document_per_row(broker: KafkaSett
         event = submitted[row["id"]]
         assert (event.content, event.title, event.content_type) == (row["text"], row.get("title"), "text/plain")
     assert submitted["Oxygen-p0001"].source == "squad"
-
-
-def test_retire_publishes_the_version_and_the_registry_then_resolves_nothing_for_it(
-    broker: KafkaSettings, tmp_path: Path
-) -> None:
-    producer = Producer(name="test", version="0")
-    platform = PlatformSettings(data_dir=tmp_path)  # the CLI's --data-dir: its embedded keys
-    operator = signer_for(platform, "operator")
-    prompt = {"producer": producer, "kind": "prompt", "name": "rag-answer", "version": "1"}
-    history = [
-        operator.sign(VersionRegistered(**prompt, uri="prompts/rag-answer/1")),
-        operator.sign(VersionPromoted(**prompt, reason="first")),
-    ]
-    asyncio.run(
-        produce_raw(broker, Topic.VERSION_REGISTERED, [(history[0].key, history[0].model_dump_json().encode())])
-    )
-    asyncio.run(produce_raw(broker, Topic.VERSION_PROMOTED, [(history[1].key, history[1].model_dump_json().encode())]))
-
-    retired = ragops(
-        broker, "retire", "prompt", "rag-answer", "1", "--reason", "leaks the context", "--data-dir", str(tmp_path)
-    )
-    assert retired.exit_code == 0, retired.output
-    assert "retired prompt rag-answer version 1" in retired.output
-
-    [(event, _)] = asyncio.run(read_records(broker, VersionRetired, 1))
-    assert (event.kind, event.name, event.version, event.reason) == ("prompt", "rag-answer", "1", "leaks the context")
-    assert event.signature is not None and event.signature.key_id == operator.key_id, "signed with the operator key"
-
-    async def folded() -> RegistryView:
-        view = RegistryView(broker, client_id="test-registry", verifier=verifier_for(platform))
-        await view.start()
-        await view.stop()
-        return view
-
-    registry = asyncio.run(folded()).registry
-    assert registry.is_retired("prompt", "rag-answer", "1")
-    assert registry.alias("prompt", "rag-answer") is None, "the retired production version resolves nothing"

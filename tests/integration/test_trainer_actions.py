@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiokafka import TopicPartition
 
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
@@ -41,18 +42,22 @@ from ragops_schemas import (
     PromptRef,
     RetrainingRejected,
     RetrainingRequested,
+    Topic,
     TrainingFailed,
     TrainingStarted,
     VersionPromoted,
     VersionRegistered,
     VersionRejected,
 )
+from ragops_schemas.changes import ChangeRequested, PromoteChange
+from ragops_schemas.ids import change_id
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.signing import embedded_keys, signer_for
+from ragops_shared.watch import end_offsets
 from ragops_trainer.app import Trainer, create_app
 from ragops_trainer.context import TrainerContext
 from ragops_trainer.settings import TrainerSettings
@@ -72,7 +77,7 @@ def store(chdb_store: ChdbStore) -> ChdbStore:
 
 
 # Declared before the broker starts; the lifecycle events also serve a Trainer driven directly.
-PUBLISHED = [*LIFECYCLE_EVENT_TYPES, DocumentChunked, DatasetExampleAdded]
+PUBLISHED = [*LIFECYCLE_EVENT_TYPES, ChangeRequested, DocumentChunked, DatasetExampleAdded]
 
 
 @pytest.fixture
@@ -129,18 +134,12 @@ def scored(version: int, mean: float, count: int, start: datetime, rng: np.rando
     ]
 
 
-@pytest.mark.kafka
-@pytest.mark.clickhouse
-async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over_enough_answers(
-    kafka: KafkaSettings,
-    publisher: EventPublisher,
-    store: ChdbStore,
-    tmp_path: Path,
-) -> None:
+def prompt_history(store: ChdbStore) -> Registry:
+    """Answers of four prompt versions in ``store``: versions 1 and 2 served well, 2 the later;
+    version 3 scored best but on too few answers; version 4 is in production (the registry
+    returned) and scores worst."""
     rng = np.random.default_rng(0)
     day = datetime(2026, 11, 1, tzinfo=UTC)
-    # Versions 1 and 2 served well, 2 the later; version 3 scored best but on too few
-    # answers; version 4 is in production and scores worst.
     save(
         store,
         scored(1, 0.85, 40, day, rng)
@@ -160,6 +159,18 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
             reason="a new prompt",
         )
     )
+    return registry
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over_enough_answers(
+    kafka: KafkaSettings,
+    publisher: EventPublisher,
+    store: ChdbStore,
+    tmp_path: Path,
+) -> None:
+    registry = prompt_history(store)
     settings = TrainerSettings(kafka=kafka, min_answers=30, platform={"data_dir": tmp_path})
     trainer = Trainer(TrainerContext(settings, publisher, registry, store))
     rollback = request("rollback_prompt")
@@ -181,6 +192,48 @@ async def test_rollback_promotes_the_last_earlier_prompt_that_scored_better_over
     assert promoted.alias == "production" and promoted.request_event_id == str(rollback.event_id)
     assert promoted.metrics["faithfulness_restored"] > 0.75 and promoted.metrics["faithfulness_replaced"] < 0.55
     assert registry.alias("prompt", "rag-answer").ref.version == "2", "the trainer's own registry moved too"
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+async def test_under_the_approval_policy_the_trainer_requests_its_promotion_and_moves_nothing(
+    kafka: KafkaSettings,
+    publisher: EventPublisher,
+    store: ChdbStore,
+    tmp_path: Path,
+) -> None:
+    registry = prompt_history(store)
+    settings = TrainerSettings(kafka=kafka, min_answers=30, promotion="approval", platform={"data_dir": tmp_path})
+    trainer = Trainer(TrainerContext(settings, publisher, registry, store))
+    rollback = request("rollback_prompt")
+    async with watching(kafka, [*LIFECYCLE_EVENT_TYPES, ChangeRequested]) as seen:
+        await trainer.handle([rollback])
+        await wait_for(
+            seen,
+            lambda events: any(isinstance(e, ChangeRequested | RetrainingRejected | TrainingFailed) for e in events),
+        )
+    assert not [e for e in seen if isinstance(e, VersionPromoted | RetrainingRejected | TrainingFailed)], seen
+    [requested] = [e for e in seen if isinstance(e, ChangeRequested)]
+    change = requested.change
+    assert isinstance(change, PromoteChange)
+    assert (change.version.kind, change.version.name, change.version.version, change.previous_version) == (
+        "prompt",
+        "rag-answer",
+        "2",
+        "4",
+    )
+    assert change.alias == "production" and change.request_event_id == str(rollback.event_id)
+    assert (requested.requested_by.subject, requested.requested_by.kind) == (f"service:{P.name}", "service")
+    assert requested.change_id == change_id(requested.event_id)
+    assert registry.alias("prompt", "rag-answer").ref.version == "4", "nothing moves before a person approves"
+
+    # Restarted, the trainer finds the request answered (its promotion awaits a person) and
+    # does not run it again when it is redelivered.
+    restarted = Trainer(TrainerContext(settings, publisher, registry, store))
+    await restarted.restore()
+    await restarted.handle([rollback])
+    started = [TopicPartition(Topic.TRAINING_STARTED.value, partition) for partition in range(3)]
+    assert sum((await end_offsets(kafka, started)).values()) == 1, "the rollback ran once"
 
 
 # ------------------------------------------------------------------------ fine-tune

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ragops_schemas import AnswerGenerated, QuerySubmitted, RetrainingRequested, Topic, VersionPromoted
 from ragops_schemas.audit import MAX_STATE_BYTES, AuditRecorded
+from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_shared.access import Refusal
 from ragops_shared.audit import refused_call
 from ragops_shared.identity import Principal, Role
@@ -70,6 +71,19 @@ def test_a_retraining_request_is_audited() -> None:
         "requested",
         request.reason,
     )
+
+
+@pytest.mark.parametrize("kind", [ChangeRequested, ChangeApproved, ChangeRejected])
+def test_a_change_is_audited_with_the_person_who_asked_for_or_decided_it(kind: type) -> None:
+    change = example(kind)
+    who = change.requested_by if kind is ChangeRequested else change.decided_by
+    entry = audit_entry(change, kind.TOPIC, 0, 7)
+    assert entry is not None
+    assert (entry.action, entry.target, entry.reason) == (change.event_type, change.change_id, change.reason)
+    assert (entry.actor_kind, entry.actor_id, entry.actor_name) == (who.kind, who.subject, who.name)
+    assert entry.outcome == {ChangeRequested: "requested", ChangeApproved: "approved", ChangeRejected: "rejected"}[kind]
+    if kind is ChangeRequested:
+        assert json.loads(entry.after)["change"] == change.change.model_dump(mode="json")
 
 
 def test_an_audit_event_is_recorded_as_it_says() -> None:

@@ -14,6 +14,7 @@ from ragops_schemas.ids import (
     audit_hash,
     blob_digest,
     canonical_json,
+    change_id,
     chunk_id,
     content_hash,
     corpus_version,
@@ -197,6 +198,10 @@ def test_resubmission_event_id() -> None:
     assert resubmission_event_id(CAUSE, "doc-1", content_hash("text")) == uuid.UUID(
         "d3a86fb2-bdf0-5226-8005-f5f1dd906845"
     )
+
+
+def test_change_id() -> None:
+    assert change_id(uuid.UUID("5a1d0c2e-7f3b-4c89-9a4b-5c6d7e8f9a07")) == "chg-3ff50c9884055ee78266"
 
 
 def test_random_ids_have_their_formats() -> None:

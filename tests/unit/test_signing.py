@@ -2,6 +2,7 @@
 refuses a registry event (forged, unsigned, tampered, signed by an owner not allowed for its
 type, future-dated, pointing outside the models directories)."""
 
+import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ragops_schemas import VersionPromoted, VersionRegistered, VersionRetired
 from ragops_shared.settings import PlatformSettings, SigningSettings
 from ragops_shared.signing import (
+    DEFAULT_ALLOWED,
     ControlEventRefused,
     Signer,
     TrustStore,
@@ -105,7 +107,10 @@ def test_an_owner_signs_only_the_types_it_is_allowed(platform: PlatformSettings,
     assert refusal(verifier, signer_for(platform, "embedding").sign(promotion(platform))) == "signer_not_allowed"
     retired = VersionRetired(producer=PRODUCER, occurred_at=NOW, kind="prompt", name="p", version="1", reason="x")
     assert refusal(verifier, signer_for(platform, "trainer").sign(retired)) == "signer_not_allowed"
-    verifier.check(signer_for(platform, "operator").sign(retired))
+    # People's retirements and promotions pass the four-eyes control plane: not the operator key.
+    assert refusal(verifier, signer_for(platform, "operator").sign(retired)) == "signer_not_allowed"
+    assert refusal(verifier, signer_for(platform, "operator").sign(promotion(platform))) == "signer_not_allowed"
+    verifier.check(signer_for(platform, "gateway").sign(retired))
 
 
 def test_a_promotion_dated_beyond_the_clock_skew_is_refused(platform: PlatformSettings, verifier: Verifier) -> None:
@@ -142,10 +147,29 @@ def test_embedded_keys_are_created_once_private_to_their_user(tmp_path: Path) ->
     trust = embedded_keys(tmp_path / "keys")
     first = TrustStore.load(trust)
     assert embedded_keys(tmp_path / "keys") == trust
-    assert {key.owner for key in TrustStore.load(trust).keys.values()} == {"trainer", "embedding", "operator"}
+    owners = {"trainer", "embedding", "operator", "gateway"}
+    assert {key.owner for key in TrustStore.load(trust).keys.values()} == owners
     assert TrustStore.load(trust).keys.keys() == first.keys.keys()
-    for owner in ("trainer", "embedding", "operator"):
+    for owner in owners:
         assert stat.S_IMODE(os.stat(tmp_path / "keys" / f"{owner}.pem").st_mode) == 0o600
+
+
+def test_embedded_keys_of_an_earlier_release_gain_the_new_owners(tmp_path: Path) -> None:
+    """A key directory whose trust file predates the gateway's key (and still lets the operator
+    key retire): its keys are kept, the gateway's is added and the allow-list brought current."""
+    trust = embedded_keys(tmp_path / "keys")
+    before = TrustStore.load(trust)
+    (tmp_path / "keys" / "gateway.pem").unlink()
+    document = json.loads(trust.read_text())
+    document["keys"] = [key for key in document["keys"] if key["owner"] != "gateway"]
+    document["allow"] = {"trainer": ["registry.version_promoted"], "operator": ["registry.version_retired"]}
+    trust.write_text(json.dumps(document))
+    after = TrustStore.load(embedded_keys(tmp_path / "keys"))
+    assert {key.owner for key in after.keys.values()} == {"trainer", "embedding", "operator", "gateway"}
+    assert {k: key.owner for k, key in before.keys.items() if key.owner != "gateway"}.items() <= {
+        k: key.owner for k, key in after.keys.items()
+    }.items()
+    assert {owner: frozenset(types) for owner, types in after.allowed.items()} == DEFAULT_ALLOWED
 
 
 def test_configured_files_replace_the_embedded_keys(platform: PlatformSettings, tmp_path: Path) -> None:

@@ -1,0 +1,129 @@
+"""Four-eyes changes (schema version 1): a change to what the platform serves is requested by
+one principal and takes effect only once a different one, holding a role allowed to approve
+it, approves it.
+
+``ChangeRequested`` (the exact effect asked for, who asked, why) -> ``ChangeApproved`` or
+``ChangeRejected``. The first decision of a change counts (earliest ``occurred_at``, then
+``event_id``); on approval the gateway publishes the effect (``VersionPromoted``,
+``VersionRetired``, ``RetrainingRequested``) signed with its own key. All three are control
+events (signed, verified by every reader) keyed by ``change_id``; their topics are read from
+the start by every gateway replica (the book of changes).
+
+The effect is a tagged union on ``kind``: a new kind of change (a prompt publication, a
+policy change) is a new member, and readers that do not know it refuse the record (dead
+letter) rather than apply something they cannot check.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragops_schemas.envelope import SignedEvent, UtcMillis
+from ragops_schemas.lifecycle import RetrainingAction, VersionRef
+from ragops_schemas.topics import Topic
+
+ChangeKind = Literal["promote", "retire", "retrain"]
+Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+ChangeId = Annotated[str, Field(pattern=r"^chg-[0-9a-f]{20}$", examples=["chg-3f1c0a9b2e4d5c6f7a80"])]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Actor(_Part):
+    """Who requested or decided a change, as the gateway authenticated it (never from a body)."""
+
+    subject: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Stable identity: key:<key_id> for an API key, person:<sub> for a person, "
+        "service:<name> for a platform service.",
+        examples=["person:alice", "key:1a2b3c4d5e6f7a8b", "service:trainer"],
+    )
+    name: str = Field(min_length=1, max_length=256, description="A label for people (key name, token sub).")
+    kind: Literal["person", "api_key", "service"]
+
+
+class PromoteChange(_Part):
+    """Point ``alias`` at ``version`` (becomes a ``VersionPromoted``)."""
+
+    kind: Literal["promote"] = "promote"
+    version: VersionRef
+    alias: str = Field(default="production", min_length=1, max_length=128)
+    uri: str | None = Field(default=None, description="Where the artifact lives (repeated from its registration).")
+    previous_version: str | None = None
+    request_event_id: str | None = Field(default=None, description="The retraining request that produced it.")
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RetireChange(_Part):
+    """``version`` takes no new traffic (becomes a ``VersionRetired``)."""
+
+    kind: Literal["retire"] = "retire"
+    version: VersionRef
+
+
+class RetrainChange(_Part):
+    """Ask the trainer to act (becomes a ``RetrainingRequested``)."""
+
+    kind: Literal["retrain"] = "retrain"
+    action: RetrainingAction
+    target: VersionRef | None = Field(default=None, description="Version to act on; None = production.")
+
+
+Change = Annotated[PromoteChange | RetireChange | RetrainChange, Field(discriminator="kind")]
+
+
+class _ChangeEvent(SignedEvent):
+    change_id: ChangeId = Field(description="ragops_schemas.ids.change_id of the request's event id.")
+
+    @property
+    def key(self) -> bytes:
+        return self.change_id.encode()
+
+
+class ChangeRequested(_ChangeEvent):
+    """A change asked for; nothing happens until it is approved."""
+
+    TOPIC = Topic.CHANGE_REQUESTED
+    event_type: Literal["change.requested"] = "change.requested"
+    change: Change
+    requested_by: Actor
+    reason: Reason
+    expires_at: UtcMillis | None = Field(default=None, description="Not decidable after this (None: never expires).")
+
+
+class _ChangeDecision(_ChangeEvent):
+    decided_by: Actor
+    reason: Reason
+
+
+class ChangeApproved(_ChangeDecision):
+    """A different principal with an approving role approved the change: its effect follows."""
+
+    TOPIC = Topic.CHANGE_APPROVED
+    event_type: Literal["change.approved"] = "change.approved"
+
+
+class ChangeRejected(_ChangeDecision):
+    """The change was refused: it never takes effect."""
+
+    TOPIC = Topic.CHANGE_REJECTED
+    event_type: Literal["change.rejected"] = "change.rejected"
+
+
+CHANGE_EVENT_TYPES: tuple[type[SignedEvent], ...] = (ChangeRequested, ChangeApproved, ChangeRejected)
+
+__all__ = [
+    "CHANGE_EVENT_TYPES",
+    "Actor",
+    "Change",
+    "ChangeApproved",
+    "ChangeKind",
+    "ChangeRejected",
+    "ChangeRequested",
+    "PromoteChange",
+    "RetireChange",
+    "RetrainChange",
+]
