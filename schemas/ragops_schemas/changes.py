@@ -31,7 +31,7 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-class Actor(_Part):
+class ChangeActor(_Part):
     """Who requested or decided a change, as the gateway authenticated it (never from a body)."""
 
     subject: str = Field(
@@ -89,13 +89,13 @@ class ChangeRequested(_ChangeEvent):
     TOPIC = Topic.CHANGE_REQUESTED
     event_type: Literal["change.requested"] = "change.requested"
     change: Change
-    requested_by: Actor
+    requested_by: ChangeActor
     reason: Reason
     expires_at: UtcMillis | None = Field(default=None, description="Not decidable after this (None: never expires).")
 
 
 class _ChangeDecision(_ChangeEvent):
-    decided_by: Actor
+    decided_by: ChangeActor
     reason: Reason
 
 
@@ -117,8 +117,8 @@ CHANGE_EVENT_TYPES: tuple[type[SignedEvent], ...] = (ChangeRequested, ChangeAppr
 
 __all__ = [
     "CHANGE_EVENT_TYPES",
-    "Actor",
     "Change",
+    "ChangeActor",
     "ChangeApproved",
     "ChangeKind",
     "ChangeRejected",

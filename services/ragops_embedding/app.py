@@ -54,7 +54,6 @@ from ragops_schemas import (
 )
 from ragops_schemas.ids import model_registration_id, part_scope
 from ragops_schemas.registry import Registry
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
@@ -330,7 +329,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def on_query_submitted(events: list[QuerySubmitted]) -> None:
         await queries.run(events, lambda batch: asyncio.to_thread(embed_queries, embedders.production, producer, batch))
 
-    app = service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform))
+    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
 
     @app.on_startup
     async def load_models() -> None:

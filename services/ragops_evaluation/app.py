@@ -20,7 +20,6 @@ from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embeddi
 from ragops_models.embedder import Embedder
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_schemas.ids import sample_fraction
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 
@@ -95,7 +94,7 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
             events, lambda batch: asyncio.to_thread(evaluate, embedder, producer, settings.sample_rate, batch)
         )
 
-    return service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform), warm_up=[embedder.warm_up])
+    return service_app(SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[embedder.warm_up])
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ from ragops_schemas import (
     utc_now,
 )
 from ragops_schemas.ids import example_id
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.watch import EventWatcher
@@ -178,7 +177,7 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
         await submitted.run(events, linker.link)
 
-    app = service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform))
+    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
 
     @app.on_startup
     async def read_answers() -> None:

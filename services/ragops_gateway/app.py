@@ -55,8 +55,8 @@ from ragops_schemas.events import (
     require_feedback_content,
 )
 from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
-from ragops_shared.access import Refusal, guard_for, log_refusal
-from ragops_shared.audit import actor_of, refused_call
+from ragops_shared.access import guard_for
+from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
@@ -244,19 +244,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     control = ControlPlane(settings, publisher)
 
     async def audit(entry: AuditRecorded) -> None:
-        """Publish an audit entry; one the broker does not take is logged whole (the log is
-        then its only record) and the call it describes goes on."""
-        try:
-            await asyncio.wait_for(publisher.publish(entry), settings.publish_timeout_s)
-        except (KafkaError, OSError, TimeoutError) as error:
-            log.error("audit_publish_failed", error=repr(error), entry=entry.model_dump(mode="json"))
+        await publish_entry(publisher, entry, settings.publish_timeout_s)
 
-    async def on_refused(refusal: Refusal) -> None:
-        """Every call the gateway refuses (401/403): logged, and audited (``auth.refused``)."""
-        await log_refusal(refusal)
-        await audit(refused_call(refusal, producer, tenant=settings.platform.tenant))
-
-    guard = guard_for(settings.platform, on_refused)
+    # Every call the gateway refuses (401/403): logged, and audited (``auth.refused``).
+    guard = guard_for(
+        settings.platform,
+        audited_refusals(publisher, tenant=settings.platform.tenant, timeout_s=settings.publish_timeout_s),
+    )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
 

@@ -37,8 +37,8 @@ from ragops_gateway.spec import SPEC
 from ragops_schemas import Event, Producer, RetrainingRequested, VersionPromoted, VersionRetired, utc_now
 from ragops_schemas.changes import (
     CHANGE_EVENT_TYPES,
-    Actor,
     Change,
+    ChangeActor,
     ChangeApproved,
     ChangeKind,
     ChangeRejected,
@@ -130,9 +130,9 @@ class ChangeBook:
         return sorted(records, key=lambda record: record.requested.occurred_at)
 
 
-def actor(principal: Principal) -> Actor:
+def actor(principal: Principal) -> ChangeActor:
     """Who a principal is, as change events record it."""
-    return Actor(subject=principal.subject, name=principal.name, kind=principal.kind)
+    return ChangeActor(subject=principal.subject, name=principal.name, kind=principal.kind)
 
 
 def request_change(
@@ -290,10 +290,10 @@ class ChangeOut(BaseModel):
     status: Status
     change: Change
     reason: str
-    requested_by: Actor
+    requested_by: ChangeActor
     requested_at: datetime
     expires_at: datetime | None
-    decided_by: Actor | None = None
+    decided_by: ChangeActor | None = None
     decision_reason: str | None = None
     decided_at: datetime | None = None
 

@@ -19,7 +19,6 @@ from ragops_models.defaults import shipped_model_dirs
 from ragops_models.generation import Generation, Generator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_schemas.registry import Registry
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.registry_view import RegistryView
@@ -144,7 +143,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         SERVICE,
         __doc__ or "",
         broker,
-        guard=guard_for(settings.platform),
+        platform=settings.platform,
         warm_up=[
             answerer.generator.warm_up,
             partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),

@@ -36,7 +36,6 @@ from ragops_schemas import (
     Producer,
 )
 from ragops_schemas.ids import chunk_id, document_version, part_scope
-from ragops_shared.access import guard_for
 from ragops_shared.blobs import BlobStore, BlobUnavailable, check_out, open_blob_store
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.indexed_view import IndexedDocuments
@@ -215,7 +214,7 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
             ),
         )
 
-    app = service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform), warm_up=[chunker.warm_up])
+    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[chunker.warm_up])
     # Before the subscriber consumes: a re-submission is recognised from the first record on.
     app.on_startup(indexed.start)
     app.after_shutdown(indexed.stop)

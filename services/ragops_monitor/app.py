@@ -50,7 +50,6 @@ from ragops_schemas import DriftDetected, DriftRecovered, Event, Producer, Retra
 from ragops_schemas.ids import new_alert_id
 from ragops_schemas.lifecycle import DriftWindow
 from ragops_schemas.registry import Registry
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -300,7 +299,7 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     )
     analytics = settings.analytics.client()
     monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
-    app = service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform))
+    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
     app.on_startup(registry.start)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     task: dict[str, asyncio.Task[None]] = {}

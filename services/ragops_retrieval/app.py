@@ -46,7 +46,6 @@ from ragops_schemas import (
 )
 from ragops_schemas.ids import index_name, indexed_version_event_id
 from ragops_schemas.registry import Registry
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.parts import refused_version
 from ragops_shared.registry_view import RegistryView
@@ -386,7 +385,7 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
         await queries.run(events, lambda batch: asyncio.to_thread(index.retrieve, batch))
 
     app = service_app(
-        SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform), warm_up=[index.open], close=[index.close]
+        SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[index.open], close=[index.close]
     )
     app.on_startup(registry.start)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them

@@ -36,7 +36,7 @@ from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
 from ragops_schemas import utc_now
 from ragops_schemas.topics import TOPICS
-from ragops_shared.access import guard_for, principal_of
+from ragops_shared.access import principal_of
 from ragops_shared.broker import make_broker, parse_readable
 from ragops_shared.identity import Principal, Role
 from ragops_shared.service import run_service, service_app
@@ -181,7 +181,6 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     settings = settings or SinkSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     writer = writer or Writer(settings)
-    guard = guard_for(settings.platform)
 
     def batches(
         *topics: str, group: str, title: str, description: str
@@ -241,7 +240,7 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         )
     )
     async def sql(scope: Any, request: Request) -> AsgiResponse:
-        # Who asks (guard.protect admitted them) decides whose rows the statement reads.
+        # Who asks (the service's guard admitted them) decides whose rows the statement reads.
         principal = principal_of(scope)
         log.debug("analyst_sql", subject=principal.subject, tenant=principal.tenant)
         try:
@@ -267,10 +266,10 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         SERVICE,
         __doc__ or "",
         broker,
-        guard=guard,
+        platform=settings.platform,
         warm_up=[writer.open],
         close=[writer.close],
-        routes=[("/sql", guard.protect(sql, Role.ANALYST, Role.AUDITOR, Role.PLATFORM))],
+        routes=[("/sql", sql, (Role.ANALYST, Role.AUDITOR, Role.PLATFORM))],
     )
 
 

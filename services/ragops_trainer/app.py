@@ -44,7 +44,6 @@ from ragops_schemas import (
 )
 from ragops_schemas.changes import ChangeRequested, PromoteChange
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -191,7 +190,7 @@ def create_app(settings: TrainerSettings | None = None) -> AsgiFastStream:
     async def on_retraining_requested(events: list[RetrainingRequested]) -> None:
         await requests.run(events, trainer.handle)
 
-    app = service_app(SERVICE, __doc__ or "", broker, guard=guard_for(settings.platform))
+    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
     app.on_startup(registry.start)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.on_startup(trainer.restore)

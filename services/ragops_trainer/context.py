@@ -15,7 +15,7 @@ from ragops_schemas import (
     TrainingStarted,
     VersionPromoted,
 )
-from ragops_schemas.changes import Actor, ChangeRequested, PromoteChange
+from ragops_schemas.changes import ChangeActor, ChangeRequested, PromoteChange
 from ragops_schemas.ids import change_id, derived_event_id
 from ragops_schemas.registry import Registry, VersionState
 from ragops_shared.broker import EventPublisher
@@ -47,7 +47,7 @@ def promotion_request(promotion: VersionPromoted, producer: Producer) -> ChangeR
             request_event_id=promotion.request_event_id,
             metrics=promotion.metrics,
         ),
-        requested_by=Actor(subject=f"service:{producer.name}", name=producer.name, kind="service"),
+        requested_by=ChangeActor(subject=f"service:{producer.name}", name=producer.name, kind="service"),
         reason=promotion.reason,
     )
 

@@ -100,14 +100,21 @@ class EventPublisher:
     W3C ``traceparent`` header. One per service; registered publishers appear in AsyncAPI.
     Every service may dead-letter, so ``MessageDeadLettered`` is always declared. With a
     ``signer``, every control event (:class:`~ragops_schemas.SignedEvent`) is signed as it is
-    published; without one it leaves unsigned and its readers refuse it."""
+    published; without one it leaves unsigned and its readers refuse it. ``dead_letters=False``:
+    only ``events`` (a publisher beside the service's own, e.g. its guard's audit entries)."""
 
     def __init__(
-        self, broker: KafkaBroker, producer: Producer, events: Sequence[type[Event]], signer: Signer | None = None
+        self,
+        broker: KafkaBroker,
+        producer: Producer,
+        events: Sequence[type[Event]],
+        signer: Signer | None = None,
+        *,
+        dead_letters: bool = True,
     ) -> None:
         self.producer = producer
         self.signer = signer
-        declared: list[type[Event]] = [*events, MessageDeadLettered]
+        declared: list[type[Event]] = [*events, *([MessageDeadLettered] if dead_letters else [])]
         self._publishers: dict[str, DefaultPublisher] = {
             cls.TOPIC: broker.publisher(cls.TOPIC, schema=cls, title=f"{cls.TOPIC}:publish") for cls in declared
         }

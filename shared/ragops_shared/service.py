@@ -14,7 +14,11 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from ragops_schemas import Producer
-from ragops_shared.access import Guard
+from ragops_schemas.audit import AuditRecorded
+from ragops_shared.access import guard_for
+from ragops_shared.audit import audited_refusals
+from ragops_shared.broker import EventPublisher
+from ragops_shared.identity import Role
 from ragops_shared.logs import configure_logging
 from ragops_shared.ops import ops_routes
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -43,19 +47,33 @@ def service_app(
     description: str,
     broker: KafkaBroker,
     *,
-    guard: Guard,
+    platform: PlatformSettings,
     warm_up: Sequence[Callable[[], object]] = (),
     close: Sequence[Callable[[], object]] = (),
-    routes: Sequence[tuple[str, HttpHandler]] = (),
+    routes: Sequence[tuple[str, HttpHandler, Sequence[Role]]] = (),
 ) -> AsgiFastStream:
     """The application of a service: its AsyncAPI document; heavy resources (models, stores)
     loaded in a worker thread before the broker starts consuming and released after it
-    stopped; ``/health``, ``/ready`` and ``/metrics`` (plus ``routes``) on its HTTP port,
-    ``/metrics`` behind ``guard`` (``routes`` protect themselves with it)."""
+    stopped; ``/health``, ``/ready`` and ``/metrics`` on its HTTP port, plus ``routes``
+    (path, handler, the roles it allows).
+
+    ``/metrics`` and ``routes`` are behind the service's guard (:func:`~ragops_shared.access.guard_for`
+    on ``platform``; a handler finds its caller with :func:`~ragops_shared.access.principal_of`).
+    Each call it refuses (401/403) is logged and audited: the service publishes its
+    ``auth.refused`` ``AuditRecorded`` (an anonymous one in ``platform.tenant``), waiting at
+    most ``platform.auth.refusal_audit_timeout_s`` before logging the entry instead."""
+    audit = EventPublisher(broker, producer_for(service), [AuditRecorded], dead_letters=False)
+    guard = guard_for(
+        platform,
+        audited_refusals(audit, tenant=platform.tenant, timeout_s=platform.auth.refusal_audit_timeout_s),
+    )
     loaded = {"ready": False}
     app = AsgiFastStream(
         broker,
-        asgi_routes=[*ops_routes(broker, lambda: loaded["ready"], guard), *routes],
+        asgi_routes=[
+            *ops_routes(broker, lambda: loaded["ready"], guard),
+            *((path, guard.protect(handler, *roles)) for path, handler, roles in routes),
+        ],
         specification=asyncapi(service, description),
     )
 

@@ -119,6 +119,12 @@ class AuthSettings(BaseSettings):
     tenant_claim: str = "ragops_tenant"
     roles_claim: str = "ragops_roles"
     leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/iat/nbf.")
+    refusal_audit_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a refused call (401/403) waits for the broker to take its audit entry; "
+        "after that the entry is logged whole instead and the refusal answered.",
+    )
 
 
 class PlatformSettings(BaseSettings):

@@ -56,7 +56,9 @@ class ServiceSpec:
         reads: every topic it reads, with a consumer group or without one (the views that
             fold a topic from its start, the watchers that wait for replies).
         writes: every topic it publishes to, the dead-letter topic included where it
-            dead-letters what it cannot process (every consumer but the sink). Its Kafka user may read and write exactly
+            dead-letters what it cannot process (every consumer but the sink); the audit topic
+            is always added (every service audits the calls its HTTP port refuses,
+            :func:`ragops_shared.service.service_app`). Its Kafka user may read and write exactly
             these topics and join exactly ``consumer_groups`` (the generated Strimzi
             ``KafkaUser`` ``ragops-<name>``); the contract tests check both lists against its
             AsyncAPI document and its code.
@@ -76,6 +78,10 @@ class ServiceSpec:
     port: int = OPS_PORT
     port_setting: str = OPS_PORT_SETTING
     exposed: bool = False
+
+    def __post_init__(self) -> None:
+        if Topic.AUDIT_RECORDED not in self.writes:
+            object.__setattr__(self, "writes", (*self.writes, Topic.AUDIT_RECORDED))
 
     @property
     def module(self) -> str:

@@ -27,7 +27,7 @@ from ragops_gateway.app import create_app
 from ragops_gateway.changes import CHANGE_READERS
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import MessageDeadLettered, Producer, Topic, VersionPromoted, VersionRetired
-from ragops_schemas.changes import Actor, ChangeApproved, ChangeRequested, RetireChange
+from ragops_schemas.changes import ChangeActor, ChangeApproved, ChangeRequested, RetireChange
 from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.topics import TOPICS
 from ragops_shared.broker import EventPublisher, make_broker
@@ -137,7 +137,7 @@ def test_forged_approvals_and_retirements_are_dead_lettered_and_never_applied(ga
     requested = gateway.call("alice", "POST", "/v1/changes", {**RETIRE, "reason": "leaks the context"})
     change = requested.json()["change_id"]
     forger = Signer(Ed25519PrivateKey.generate())
-    bob = Actor(subject="key:0000000000000000", name="bob", kind="api_key")
+    bob = ChangeActor(subject="key:0000000000000000", name="bob", kind="api_key")
     forged_approval = forger.sign(
         ChangeApproved(producer=PRODUCER, tenant="acme", change_id=change, decided_by=bob, reason="forged")
     )

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from ragops_gateway.app import GatewaySettings, create_app
 from ragops_schemas import Topic
-from ragops_shared.access import guard_for
 from ragops_shared.broker import make_broker
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.service import service_app
@@ -24,9 +23,9 @@ async def test_a_service_is_ready_only_once_loaded_and_while_kafka_answers(
     tansu: EmbeddedKafka, tmp_path: Path
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
-    guard = guard_for(PlatformSettings(data_dir=tmp_path))
+    platform = PlatformSettings(data_dir=tmp_path)
     app = service_app(
-        "test-service", "A service with nothing to consume.", make_broker(kafka, "test-service"), guard=guard
+        "test-service", "A service with nothing to consume.", make_broker(kafka, "test-service"), platform=platform
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http:
         loading = await http.get("/ready")

@@ -14,7 +14,6 @@ from faststream import FastStream
 from prometheus_client import REGISTRY
 
 from ragops_schemas import DocumentRejected, DocumentSubmitted, Event, MessageDeadLettered, Producer, Topic
-from ragops_shared.access import guard_for
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.dead_letters import REFERENCE_PREFIX_BYTES
 from ragops_shared.retry import Backoff
@@ -201,8 +200,8 @@ async def test_a_stuck_consumer_fails_liveness_until_it_moves_again(kafka, tmp_p
     async def hang(events: list[DocumentSubmitted]) -> None:
         await release.wait()
 
-    guard = guard_for(PlatformSettings(data_dir=tmp_path))
-    app = service_app("test-stuck", "A service whose handler hangs.", broker, guard=guard)
+    platform = PlatformSettings(data_dir=tmp_path)
+    app = service_app("test-stuck", "A service whose handler hangs.", broker, platform=platform)
     await produce_raw(kafka, TOPIC, [(KEY, _document("x"))])
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http,
