@@ -37,6 +37,11 @@ BROKER = "broker"
 # Services whose /health, /ready and /metrics are on the ops port (the gateway's are on its API port).
 _OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_setting == OPS_PORT_SETTING)
 STATE_FILE = "platform.json"
+ANALYTICS_READERS = frozenset({"monitor", "trainer"})
+"""The services that read ClickHouse (the sink's ``/sql``) on their own credential: the only
+ones given the platform key, which reads every tenant's rows (the gateway's ``POST /v1/sql``
+presents its caller's credential instead)."""
+_PLATFORM_KEY = "RAGOPS_ANALYTICS_API_KEY"
 
 
 class PlatformState(TypedDict):
@@ -86,8 +91,9 @@ class EmbeddedPlatform:
 
     Every HTTP route but ``/health`` and ``/ready`` asks for a credential: :meth:`start` creates
     (once per ``data_dir``) the admin and platform keys, :attr:`keys`
-    (:func:`ragops.credentials.bootstrap_keys`); the services present the platform key to each
-    other, :attr:`auth` and :meth:`analytics` present them for the caller.
+    (:func:`ragops.credentials.bootstrap_keys`); the services of :data:`ANALYTICS_READERS`
+    present the platform key to the sink's ``/sql`` (no other service gets it), :attr:`auth`
+    and :meth:`analytics` present them for the caller.
     """
 
     data_dir: Path
@@ -167,7 +173,6 @@ class EmbeddedPlatform:
             "TOKENIZERS_PARALLELISM": "false",
             # The monitor and the trainer read ClickHouse through the sink, which owns it.
             "RAGOPS_ANALYTICS_SQL_URL": self.sql_url,
-            "RAGOPS_ANALYTICS_API_KEY": self.keys.platform,
             "RAGOPS_AUTH_API_KEYS_FILE": str(self.keys.api_keys_file),
             **self.env,
         }
@@ -191,7 +196,13 @@ class EmbeddedPlatform:
         return asyncio.run(create_topics(self.kafka_settings, TOPICS))
 
     def _spawn(self, service: str) -> None:
+        assert self.keys is not None, "start() first"
         env = {**self._env, OPS_PORT_SETTING: str(self.ops_ports.get(service, 0))}
+        if service in ANALYTICS_READERS:
+            env[_PLATFORM_KEY] = self.env.get(_PLATFORM_KEY, self.keys.platform)
+        else:
+            # Nor one inherited: a service that does not read analytics never holds a cross-tenant key.
+            env.pop(_PLATFORM_KEY, None)
         with open(self._log(service), "ab") as log:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", f"ragops_{service}"],

@@ -40,6 +40,7 @@ from ragops_shared.access import principal_of
 from ragops_shared.broker import make_broker, parse_readable
 from ragops_shared.identity import Principal, Role
 from ragops_shared.service import run_service, service_app
+from ragops_shared.signing import Verifier, verifier_for
 from ragops_sink.audit import AUDITED_TOPICS, audit_entries
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
@@ -161,14 +162,15 @@ class Writer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.retry_max_s)
 
-    async def audit(self, records: Sequence[ConsumerRecord]) -> None:
-        """Append the audit entries of ``records`` to the audit log (see :mod:`ragops_sink.audit`).
+    async def audit(self, records: Sequence[ConsumerRecord], verifier: Verifier) -> None:
+        """Append the audit entries of ``records`` to the audit log (see :mod:`ragops_sink.audit`),
+        the signatures of signed events checked with ``verifier``.
 
         Never returns without having appended them: a refusal is waited out like an outage,
         since an audit entry left out would leave a hole no one could see (entries are bounded
         by their schema, so ClickHouse has no reason to refuse one). A redelivered batch
         appends only what is not there yet."""
-        entries = await asyncio.to_thread(audit_entries, records)
+        entries = await asyncio.to_thread(audit_entries, records, verifier)
         if entries:
             await self.until_stored(lambda: audit.append(self.store, entries, utc_now()), len(entries), True)
 
@@ -181,6 +183,8 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     settings = settings or SinkSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     writer = writer or Writer(settings)
+    # The trust list every registry reader checks: the audit log says which events it verifies.
+    verifier = verifier_for(settings.platform)
 
     def batches(
         *topics: str, group: str, title: str, description: str
@@ -228,7 +232,7 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
         description="Refusals, admin actions, answers, registry events and retraining requests: the audit log.",
     )
     async def on_audited(message: KafkaMessage) -> None:
-        await writer.audit(message.raw_message)
+        await writer.audit(message.raw_message, verifier)
 
     # The route's description in the AsyncAPI document (one line there).
     @post(

@@ -6,9 +6,14 @@ What is audited (:func:`audit_entry`): every ``AuditRecorded`` as it says (refus
 admin actions); every ``AnswerGenerated`` (``answer.generated`` by the generation service,
 target the request id, ``after`` the model, prompt and retrieval it used: the full lineage is
 the source event, ``events`` row ``event_id = audit_id``); every version registry event
-(``registry.version_*``, outcome ``signed`` or ``unsigned``, the signer's key in ``after``:
-readers apply only those their trust list verifies, and dead-letter the others); every
-``RetrainingRequested``. A record that is not a valid event is not audited here: the sink's
+(``registry.version_*``) and change (``change.*``), its signature checked against the
+platform's trust list as every reader does (:meth:`ragops_shared.signing.Verifier.signer`):
+the outcome of a version event is ``signed`` only when it verifies, else the refusal's code
+(``unsigned``, ``unknown_key``, ``bad_signature``, ``signer_not_allowed``, ``future_dated``),
+and so is that of a change that does not verify (readers dead-letter those, and apply nothing);
+``after`` names the key it claims (``signed_by``) and the owner whose trusted key made it
+(``signer``, None when it does not verify): who vouched for a change a service asked for in a
+person's name; every ``RetrainingRequested``. A record that is not a valid event is not audited here: the sink's
 main subscriber stores it as ``unparsable`` (and this one logs it).
 """
 
@@ -25,6 +30,7 @@ from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequest
 from ragops_schemas.ids import canonical_json
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.topics import Topic
+from ragops_shared.signing import ControlEventRefused, Verifier
 from ragops_sink.rows import event_of
 
 log = structlog.get_logger(__name__)
@@ -55,11 +61,20 @@ def _state(value: dict[str, Any] | None) -> str:
     return text
 
 
-def _signed(event: SignedEvent) -> dict[str, Any]:
-    return {"signed_by": event.signature.key_id if event.signature else None}
+def _signature(event: SignedEvent, verifier: Verifier) -> tuple[str | None, dict[str, Any]]:
+    """(the code of the verifier's refusal, None when the signature verifies; the signature's
+    part of ``after``: the key id it claims and the owner who made it, None unless verified)."""
+    claimed = event.signature.key_id if event.signature else None
+    try:
+        owner = verifier.signer(event)
+    except ControlEventRefused as refused:
+        return refused.code, {"signed_by": claimed, "signer": None}
+    return None, {"signed_by": claimed, "signer": owner}
 
 
-def _what(event: Event) -> tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None, str] | None:
+def _what(
+    event: Event, verifier: Verifier
+) -> tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None, str] | None:
     """(action, target, outcome, before, after, reason) of an audited event; None otherwise."""
     if isinstance(event, AnswerGenerated):
         lineage, generation = event.lineage, event.generation
@@ -80,18 +95,19 @@ def _what(event: Event) -> tuple[str, str, str, dict[str, Any] | None, dict[str,
         return "answer.generated", event.request_id, outcome, None, after, ",".join(generation.finish_reasons)
     if isinstance(event, (VersionRegistered, VersionPromoted, VersionRejected, VersionRetired)):
         target = f"{event.kind}/{event.name}@{event.version}"
-        outcome = "signed" if event.signature else "unsigned"
+        refusal, signed = _signature(event, verifier)
+        outcome = refusal or "signed"
         action = event.event_type  # registry.version_<verb>
         if isinstance(event, VersionRegistered):
             after = {"uri": event.uri, "parent_version": event.parent_version, "training_data": event.training_data}
-            return action, target, outcome, None, {**after, **_signed(event)}, ""
+            return action, target, outcome, None, {**after, **signed}, ""
         if isinstance(event, VersionPromoted):
             before = {"alias": event.alias, "version": event.previous_version}
             after = {"alias": event.alias, "version": event.version, "uri": event.uri, "metrics": event.metrics}
-            return action, target, outcome, before, {**after, **_signed(event)}, event.reason
+            return action, target, outcome, before, {**after, **signed}, event.reason
         if isinstance(event, VersionRejected):
-            return action, target, outcome, None, {"metrics": event.metrics, **_signed(event)}, event.reason
-        return action, target, outcome, None, _signed(event), event.reason
+            return action, target, outcome, None, {"metrics": event.metrics, **signed}, event.reason
+        return action, target, outcome, None, signed, event.reason
     if isinstance(event, RetrainingRequested):
         target = event.action if event.target is None else f"{event.action} {event.target.kind}/{event.target.name}"
         after = {
@@ -102,18 +118,21 @@ def _what(event: Event) -> tuple[str, str, str, dict[str, Any] | None, dict[str,
         }
         return "retraining.requested", target, "requested", None, after, event.reason
     if isinstance(event, ChangeRequested):
-        after = {"change": event.change.model_dump(mode="json"), **_signed(event)}
-        return event.event_type, event.change_id, "requested", None, after, event.reason
+        refusal, signed = _signature(event, verifier)
+        after = {"change": event.change.model_dump(mode="json"), **signed}
+        return event.event_type, event.change_id, refusal or "requested", None, after, event.reason
     if isinstance(event, (ChangeApproved, ChangeRejected)):
-        outcome = "approved" if isinstance(event, ChangeApproved) else "rejected"
-        return event.event_type, event.change_id, outcome, None, _signed(event), event.reason
+        refusal, signed = _signature(event, verifier)
+        outcome = refusal or ("approved" if isinstance(event, ChangeApproved) else "rejected")
+        return event.event_type, event.change_id, outcome, None, signed, event.reason
     return None
 
 
-def audit_entry(event: Event, topic: str, partition: int, offset: int) -> AuditEntry | None:
+def audit_entry(event: Event, topic: str, partition: int, offset: int, verifier: Verifier) -> AuditEntry | None:
     """The audit entry of ``event``, read at ``offset`` of ``topic``'s ``partition``; None
     for an event that is not audited. Its ``audit_id`` is the event's id (so a redelivery is
-    recognised), its tenant the envelope's, its time ``occurred_at``."""
+    recognised), its tenant the envelope's, its time ``occurred_at``; ``verifier`` checks
+    the signature of a signed event (see the module's docstring)."""
     if isinstance(event, AuditRecorded):
         actor = event.actor
         what: tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None, str] | None = (
@@ -123,9 +142,9 @@ def audit_entry(event: Event, topic: str, partition: int, offset: int) -> AuditE
     elif isinstance(event, (ChangeRequested, ChangeApproved, ChangeRejected)):
         # A change's actor is who asked for or decided it, as the gateway authenticated them.
         who = event.requested_by if isinstance(event, ChangeRequested) else event.decided_by
-        what, (kind, actor_id, name) = _what(event), (who.kind, who.subject, who.name)
+        what, (kind, actor_id, name) = _what(event, verifier), (who.kind, who.subject, who.name)
     else:
-        what = _what(event)
+        what = _what(event, verifier)
         # A platform event's actor is the service that produced it.
         kind, actor_id, name = "service", event.producer.name, f"{event.producer.name} {event.producer.version}"
     if what is None:
@@ -150,10 +169,10 @@ def audit_entry(event: Event, topic: str, partition: int, offset: int) -> AuditE
     )
 
 
-def audit_entries(records: Sequence[ConsumerRecord]) -> list[AuditEntry]:
-    """The entries of a batch of records, in (chain, offset) order. A record that is not a
-    valid event of its topic is logged and left out (the main subscriber stores it as
-    ``unparsable``)."""
+def audit_entries(records: Sequence[ConsumerRecord], verifier: Verifier) -> list[AuditEntry]:
+    """The entries of a batch of records, in (chain, offset) order; ``verifier`` checks the
+    signed events'. A record that is not a valid event of its topic is logged and left out
+    (the main subscriber stores it as ``unparsable``)."""
     found = []
     for record in records:
         try:
@@ -164,7 +183,7 @@ def audit_entries(records: Sequence[ConsumerRecord]) -> list[AuditEntry]:
                 error=f"{type(error).__name__}: {error}",
             )  # fmt: skip
             continue
-        entry = audit_entry(event, record.topic, record.partition, record.offset)
+        entry = audit_entry(event, record.topic, record.partition, record.offset, verifier)
         if entry is not None:
             found.append(entry)
     return sorted(found, key=lambda entry: (entry.chain, entry.source_offset))

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,13 +196,13 @@ class ApiKeyStore:
 
     def _load(self) -> dict[str, ApiKey]:
         try:
-            stat = self.path.stat()
+            status = self.path.stat()
         except FileNotFoundError:
             self._seen, self._keys = None, {}
             return self._keys
         # Every write replaces the file (a new inode): a change within the clock's resolution
         # that keeps the size (a revocation of another key) is seen too.
-        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        seen = (status.st_ino, status.st_mtime_ns, status.st_size)
         if self._seen != seen:
             self._keys = self._parse(self.path.read_bytes())
             self._seen = seen
@@ -214,14 +215,32 @@ class ApiKeyStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, ApiKey]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+        """The keys, to change in the ``with`` block, written back when it ends; the file's
+        folder is created with mode 0700.
+
+        Raises:
+            PermissionError: the folder is writable by its group or others (who could swap the
+                file, or plant a link where this writes).
+            OSError: the lock file is a symbolic link (``ELOOP``), or a temporary file appeared
+                between the removal of a stale one and its creation (``EEXIST``).
+        """
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if folder.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise PermissionError(f"{folder} is writable by its group or others: no API keys are written there")
+        # No link is followed: one planted at either name would have this write wherever it points.
+        lock_descriptor = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600
+        )
+        with os.fdopen(lock_descriptor, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             keys = self._parse(self.path.read_bytes()) if self.path.exists() else {}
             yield keys
             document = {"keys": [key.model_dump(mode="json") for key in keys.values()]}
             temporary = self.path.with_name(self.path.name + ".tmp")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # One left by a writer that died mid-write (or a link put there) is removed, not reused.
+            temporary.unlink(missing_ok=True)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(descriptor, "w") as file:
                 json.dump(document, file, indent=1)
                 file.flush()

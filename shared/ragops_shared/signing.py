@@ -174,6 +174,17 @@ class Verifier:
         raise :class:`ControlEventRefused` otherwise."""
         if not isinstance(event, SignedEvent):
             return
+        self.signer(event)
+        self._check_location(event)
+
+    def signer(self, event: SignedEvent) -> str:
+        """The owner whose trusted key signed ``event``, which that owner may sign and which is
+        not dated ahead of this reader's clock (where its artifacts lie is not looked at).
+
+        Raises:
+            ControlEventRefused: ``unsigned``, ``unknown_key``, ``bad_signature``,
+                ``signer_not_allowed`` or ``future_dated``.
+        """
         if event.signature is None:
             raise ControlEventRefused("unsigned", f"{event.event_type} carries no signature")
         trusted = self.trust.keys.get(event.signature.key_id)
@@ -195,7 +206,7 @@ class Verifier:
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{self.max_clock_skew.total_seconds():.0f} s ahead of this reader's clock",
             )
-        self._check_location(event)
+        return trusted.owner
 
     def _check_location(self, event: SignedEvent) -> None:
         uri = getattr(event, "uri", None)

@@ -1,6 +1,7 @@
 """The audit log on a real broker and chDB: the sink appends one entry per audited event (a
-refused call, an answer), a redelivered event once, the chains check out; a row edited in
-ClickHouse afterwards is found by `ragops audit verify`, which names its chain and seq."""
+refused call, an answer, registry events whose signatures it checks), a redelivered event
+once, the chains check out; a row edited in ClickHouse afterwards is found by `ragops audit
+verify`, which names its chain and seq."""
 
 import asyncio
 import json
@@ -9,17 +10,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 import ragops.cli
 from ragops_analytics import audit
 from ragops_analytics.chdb_store import ChdbStore
-from ragops_schemas import AnswerGenerated, Topic, utc_now
+from ragops_schemas import AnswerGenerated, Topic, VersionPromoted, utc_now
 from ragops_schemas.ids import audit_chain
 from ragops_shared.access import Refusal
 from ragops_shared.audit import refused_call
 from ragops_shared.identity import Principal, Role
 from ragops_shared.settings import PlatformSettings
+from ragops_shared.signing import Signer, signer_for, verifier_for
 from ragops_sink.app import create_app
 from ragops_sink.audit import audit_entry
 from ragops_sink.settings import SinkSettings
@@ -49,6 +52,10 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
     # A second answer to the same request (same key, so the same partition, after the redelivery).
     later = answer.model_copy(update={"event_id": uuid.uuid4()})
     settings = SinkSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50)
+    # Two promotions, one signed with the platform's gateway key, one with a key no one trusts.
+    promotion = example(VersionPromoted)
+    trusted = signer_for(settings.platform, "gateway").sign(promotion)
+    stranger = Signer(Ed25519PrivateKey.generate()).sign(promotion.model_copy(update={"event_id": uuid.uuid4()}))
 
     async with running(create_app(settings)):
         probe = ChdbStore(tmp_path / "clickhouse")  # a second session on the sink's path, same process
@@ -64,13 +71,29 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
             )
             await _until_audited(probe, str(later.event_id))
             await _until_audited(probe, str(refusal.event_id))
+            await produce_raw(
+                kafka,
+                Topic.VERSION_PROMOTED,
+                [(event.key, event.model_dump_json().encode()) for event in (trusted, stranger)],
+            )
+            await _until_audited(probe, str(stranger.event_id))
+            await _until_audited(probe, str(trusted.event_id))
         finally:
             probe.close()
 
     store = ChdbStore(tmp_path / "clickhouse")
     try:
         rows = {row.audit_id: row for row in audit.entries(store, limit=100)}
-        assert set(rows) == {str(refusal.event_id), str(answer.event_id), str(later.event_id)}  # the redelivery: once
+        assert set(rows) == {  # the redelivery: once
+            str(refusal.event_id),
+            str(answer.event_id),
+            str(later.event_id),
+            str(trusted.event_id),
+            str(stranger.event_id),
+        }
+        # The sink checks signatures with the platform's trust list: a key id is only a claim.
+        assert (rows[str(trusted.event_id)].outcome, rows[str(stranger.event_id)].outcome) == ("signed", "unknown_key")
+        assert json.loads(rows[str(trusted.event_id)].after)["signer"] == "gateway"
         denied = rows[str(refusal.event_id)]
         assert (denied.tenant, denied.actor_id, denied.action, denied.outcome, denied.target) == (
             "acme",
@@ -92,7 +115,7 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
         ]
 
         intact = audit.verify(store)
-        assert intact.intact and (intact.rows, intact.chains) == (3, 2)
+        assert intact.intact and (intact.rows, intact.chains) == (5, 3)
         monkeypatch.setattr(ragops.cli, "_analytics", lambda _: _Unclosed(store))
         listed = CliRunner().invoke(
             ragops.cli.app, ["audit", "--action", "auth.refused", "--since", "2000-01-01", "--json"]
@@ -100,7 +123,7 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
         assert listed.exit_code == 0, listed.output
         assert [json.loads(line)["audit_id"] for line in listed.stdout.splitlines()] == [str(refusal.event_id)]
         verified = CliRunner().invoke(ragops.cli.app, ["audit", "verify"])
-        assert verified.exit_code == 0 and "3 entries in 2 chains" in verified.output, verified.output
+        assert verified.exit_code == 0 and "5 entries in 3 chains" in verified.output, verified.output
 
         # Someone with write access to ClickHouse rewrites what the first answer used.
         store.execute(
@@ -136,14 +159,15 @@ class _Unclosed:
         return None
 
 
-def test_append_reads_the_heads_from_the_table_and_skips_what_is_there(chdb_store: ChdbStore) -> None:
+def test_append_reads_the_heads_from_the_table_and_skips_what_is_there(chdb_store: ChdbStore, tmp_path: Path) -> None:
     """Each batch continues its chains from the rows stored (no state kept between batches); a
     batch that repeats stored entries, or one entry twice, appends each once."""
     answer = example(AnswerGenerated)
+    verifier = verifier_for(PlatformSettings(data_dir=tmp_path))
     entries = [
         entry
         for offset, event in enumerate([answer, answer.model_copy(update={"event_id": uuid.uuid4()})])
-        if (entry := audit_entry(event, Topic.ANSWER_GENERATED, 1, offset)) is not None
+        if (entry := audit_entry(event, Topic.ANSWER_GENERATED, 1, offset, verifier)) is not None
     ]
     assert len(audit.append(chdb_store, entries[:1], utc_now())) == 1
     appended = audit.append(chdb_store, [entries[0], entries[1], entries[1]], utc_now())

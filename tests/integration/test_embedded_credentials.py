@@ -1,11 +1,12 @@
 """The embedded platform's own credentials: the admin and platform keys its first start
-creates (and a restart keeps), the platform key its services get, and the callers that
+creates (and a restart keeps), the platform key only its analytics readers get, and the callers that
 present them: the analytics client (the monitor's reads of the sink's ``/sql``) and
 ``ragops sql`` (through the gateway's ``POST /v1/sql``)."""
 
 import json
 import os
 import stat
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from ragops.cli import app as cli
 from ragops.credentials import EmbeddedKeys, bootstrap_keys
-from ragops.platform import STATE_FILE, EmbeddedPlatform
+from ragops.platform import ANALYTICS_READERS, SERVICES, STATE_FILE, EmbeddedPlatform
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.store import QueryError
 from ragops_shared.access import Guard
@@ -26,15 +27,35 @@ from ragops_shared.embedded import free_port
 from ragops_shared.identity import ApiKeyStore, Principal, Role, authenticator_for
 from ragops_shared.settings import AuthSettings, PlatformSettings
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _environ(process: subprocess.Popen[bytes]) -> list[str]:
+    """What a service process was started with: its environment, as the kernel holds it."""
+    return Path(f"/proc/{process.pid}/environ").read_bytes().decode().split("\0")
+
+
+def test_the_analytics_readers_are_the_services_that_read_analytics_on_their_own_credential() -> None:
+    readers = {
+        service
+        for service in SERVICES
+        for path in (ROOT / "services" / f"ragops_{service}").glob("*.py")
+        if "analytics.client()" in path.read_text()
+    }
+    assert readers == ANALYTICS_READERS == {"monitor", "trainer"}
+
 
 @pytest.mark.kafka
-def test_the_first_start_creates_the_admin_and_platform_keys_and_a_restart_keeps_them(tmp_path: Path) -> None:
+def test_the_first_start_creates_the_admin_and_platform_keys_and_a_restart_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ApiKeyStore(tmp_path / "auth" / "api-keys.json")
-    with EmbeddedPlatform(data_dir=tmp_path, services=("feedback",), broker_storage="memory") as platform:
+    # A key in the shell that starts the platform is not handed down either.
+    monkeypatch.setenv("RAGOPS_ANALYTICS_API_KEY", "inherited")
+    with EmbeddedPlatform(data_dir=tmp_path, services=("feedback", "monitor"), broker_storage="memory") as platform:
         assert platform.keys is not None
         first = platform.keys
-        # What the service process was started with (its environment, as the kernel holds it).
-        environ = Path(f"/proc/{platform.processes['feedback'].pid}/environ").read_bytes().decode().split("\0")
+        environ, reader = _environ(platform.processes["feedback"]), _environ(platform.processes["monitor"])
 
     assert stat.S_IMODE((tmp_path / "auth").stat().st_mode) == 0o700
     for path in (tmp_path / "auth" / "admin.key", tmp_path / "auth" / "platform.key"):
@@ -47,9 +68,13 @@ def test_the_first_start_creates_the_admin_and_platform_keys_and_a_restart_keeps
     admin, service = store.authenticate(first.admin), store.authenticate(first.platform)
     assert (admin.tenant, admin.roles) == ("default", frozenset(Role) - {Role.PLATFORM})
     assert (service.tenant, service.roles) == ("default", {Role.PLATFORM, Role.MONITORING})
-    assert f"RAGOPS_ANALYTICS_API_KEY={first.platform}" in environ
+    assert f"RAGOPS_ANALYTICS_API_KEY={first.platform}" in reader
+    assert not [line for line in environ if line.startswith("RAGOPS_ANALYTICS_API_KEY=")], (
+        "a service that does not read analytics has no platform key"
+    )
+    assert first.platform not in "".join(environ)
     assert f"RAGOPS_AUTH_API_KEYS_FILE={store.path.resolve()}" in environ
-    assert first.admin not in "".join(environ), "the services never get the admin key"
+    assert first.admin not in "".join(environ + reader), "the services never get the admin key"
 
     with EmbeddedPlatform(data_dir=tmp_path, services=(), broker_storage="memory") as again:
         assert again.keys == first

@@ -102,6 +102,36 @@ def test_a_same_size_change_within_the_clocks_resolution_is_seen(store: ApiKeySt
     assert store.authenticate(credential).tenant == "acmf"
 
 
+def test_a_link_planted_at_the_temporary_or_lock_file_is_not_followed(store: ApiKeyStore, tmp_path: Path) -> None:
+    """Whoever could put a link where the writer puts its temporary file (the path is known)
+    would have it write, with the writer's rights, wherever the link points."""
+    store.create("first", "acme", [Role.PRODUCER])
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    temporary = store.path.with_name(store.path.name + ".tmp")
+    temporary.symlink_to(victim)
+    key, credential = store.create("second", "acme", [Role.PRODUCER])
+    assert victim.read_text() == "untouched"
+    assert not temporary.is_symlink() and not temporary.exists()
+    assert ApiKeyStore(store.path).authenticate(credential).subject == f"key:{key.key_id}"
+
+    lock = store.path.with_name(store.path.name + ".lock")
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(OSError):
+        store.create("third", "acme", [Role.PRODUCER])
+    assert victim.read_text() == "untouched" and len(ApiKeyStore(store.path).keys()) == 2
+
+
+def test_keys_are_not_written_in_a_folder_others_may_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by its group or others"):
+        ApiKeyStore(shared / "api-keys.json").create("bot", "acme", [Role.PRODUCER])
+    assert list(shared.iterdir()) == []
+
+
 def _create_many(path: Path, writer: int, count: int) -> list[str]:
     store = ApiKeyStore(path)
     return [store.create(f"writer-{writer}-{n}", "acme", [Role.PRODUCER])[0].key_id for n in range(count)]
