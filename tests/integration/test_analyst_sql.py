@@ -43,11 +43,22 @@ PURE_OTHER = (
     "isConstant", "materialize", "neighbor", "parseTimeDelta", "runningDifference",
     "runningDifferenceStartingWithFirstValue", "toTypeName", "transform", "visibleWidth",
 )  # fmt: skip
+# Left out of the categories above: the function forms of IN. Their second argument may be a
+# bare table name (`globalIn(('x', 1), audit_log)` reads audit_log), which the parser takes
+# for a column, so neither the table allow-list nor a tenant's restriction would see it
+# (issue 13 review). The `x IN (SELECT ...)` operator stays, checked and restricted.
+SET_MEMBERSHIP = tuple(
+    f"{name}{suffix}"
+    for name in ("in", "notIn", "nullIn", "notNullIn", "globalIn", "globalNotIn", "globalNullIn", "globalNotNullIn")
+    for suffix in ("", "IgnoreSet")
+)
 
 
 def engine_function_list(store: ChdbStore) -> str:
     """sql_functions.tsv as the engine's system.functions gives it: ``name<TAB>flags`` (a:
-    aggregate, i: case-insensitive), an alias taking its target's category."""
+    aggregate, i: case-insensitive), an alias taking its target's category; without
+    :data:`SET_MEMBERSHIP` (in any letter case)."""
+    excluded = {name.lower() for name in SET_MEMBERSHIP}
     rows = store.execute(
         "SELECT f.name, if(f.alias_to = '', f.categories, t.categories), f.is_aggregate, f.case_insensitive "
         "FROM system.functions AS f LEFT JOIN system.functions AS t ON t.name = f.alias_to ORDER BY f.name"
@@ -55,12 +66,13 @@ def engine_function_list(store: ChdbStore) -> str:
     lines = [
         f"{name}\t{'a' if aggregate else ''}{'i' if insensitive else ''}"
         for name, category, aggregate, insensitive in rows
-        if category in SAFE_CATEGORIES or name in PURE_OTHER
+        if (category in SAFE_CATEGORIES or name in PURE_OTHER) and name.lower() not in excluded
     ]
     header = (
         "# Functions analyst SQL may call (ragops_analytics.guard): name<TAB>flags (a: aggregate,\n"
         "# i: case-insensitive). Generated from chDB's system.functions by\n"
-        "# tests/integration/test_analyst_sql.py (safe categories + reviewed pure functions);\n"
+        "# tests/integration/test_analyst_sql.py (safe categories + reviewed pure functions,\n"
+        "# less the function forms of IN, which can name a table);\n"
         "# regenerate with RAGOPS_WRITE_SQL_FUNCTIONS=1 when chDB is upgraded, and review the diff.\n"
     )
     return header + "\n".join(lines) + "\n"
