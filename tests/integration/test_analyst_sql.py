@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
@@ -130,6 +131,36 @@ async def test_the_sinks_sql_endpoint_refuses_the_reviews_attacks(sink_sql: http
     assert "root:" not in response.text and "PATH=" not in response.text
     allowed = await sink_sql.post("/sql", json={"sql": "SELECT count() FROM events FINAL"})
     assert (allowed.status_code, json.loads(allowed.text)["rows"]) == (200, [[0]])
+
+
+async def test_the_sinks_sql_endpoint_lets_auditors_and_platform_callers_read_the_audit_log(
+    sink_sql: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    audit = {"sql": "SELECT count() FROM audit_log"}
+    refused = await sink_sql.post("/sql", json=audit)  # an analyst
+    assert refused.status_code == 400 and refused.json()["error"] == "audit_log is readable by auditors only"
+    for roles in ([Role.AUDITOR], [Role.PLATFORM], [Role.ANALYST, Role.AUDITOR]):
+        answered = await sink_sql.post("/sql", json=audit, headers=bearer(tmp_path, *roles))
+        assert (answered.status_code, answered.json()["rows"]) == (200, [[0]]), roles
+
+
+async def test_the_sinks_sql_endpoint_tells_the_gist_of_an_engine_error_and_logs_the_rest(
+    sink_sql: httpx.AsyncClient,
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with capture_logs() as logs:
+        failed = await sink_sql.post(
+            "/sql",
+            json={"sql": "SELECT no_such_column FROM events"},  # the analyst's tenant: rewritten
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+    assert failed.status_code == 422
+    assert failed.json() == {
+        "error": "UNKNOWN_IDENTIFIER: Unknown expression identifier `no_such_column`.",
+        "trace_id": trace_id,
+    }
+    [logged] = [entry for entry in logs if entry["event"] == "analyst_sql_failed"]
+    assert logged["trace_id"] == trace_id and "__ragops_rows" in logged["error"], "the full error is in the log"
 
 
 @pytest.fixture
