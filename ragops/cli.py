@@ -88,11 +88,14 @@ class _GatewayReader:
         self._http = _gateway(data_dir, timeout_s=120)
         self.url = str(self._http.base_url)
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
+    ) -> QueryResult:
         """Raises:
         QueryError: the statement was refused (its reason), or the credential was (401, 403).
         StoreUnavailable: the gateway cannot be reached."""
-        # The credential decides the tenant: the gateway takes no tenant from a body.
+        # The credential decides the tenant and whether audit_log is readable: the gateway
+        # takes neither from a body.
         try:
             response = self._http.post("/v1/sql", json={"sql": sql, "parameters": dict(parameters or {})})
         except httpx.HTTPError as error:

@@ -75,8 +75,10 @@ class ChdbStore:
     def execute(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         return self._run(self._admin, self._admin_lock, sql, parameters, write_error)
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
-        statement = ensure_read_only(sql, tenant)
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
+    ) -> QueryResult:
+        statement = ensure_read_only(sql, tenant, audit=audit)
         return self._run(self._reader, self._reader_lock, statement, parameters, QueryError)
 
     def insert(self, table: str, data: pa.Table) -> None:

@@ -48,22 +48,27 @@ class AnalyticsClient:
         self._http = httpx.Client(timeout=timeout_s, headers=headers) if sql_url is not None else None
         self._server: ServerStore | None = None
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
+    ) -> QueryResult:
         """Run one read-only statement; ``parameters`` (JSON values: text, numbers) fill its
         ``{name:Type}`` placeholders. ``tenant``: only that tenant's rows (on the embedded
         default the sink restricts the statement, to the credential's tenant for a tenant's
-        caller whatever is asked, and to ``tenant`` for a platform caller).
+        caller whatever is asked, and to ``tenant`` for a platform caller). ``audit``: may read
+        ``audit_log`` (a server only: the sink decides that from the credential's roles).
 
         Raises:
             ReadOnlyViolation: not one read-only statement (checked before sending).
             QueryError: ClickHouse (or the sink) refused the statement, with its message.
             StoreUnavailable: the server cannot be reached.
         """
-        statement = ensure_read_only(sql)
+        # Checked here to fail early; which tables the caller may read is decided where the
+        # data is: by the sink from the credential's roles, by the server store from `audit`.
+        statement = ensure_read_only(sql, audit=True)
         if self.clickhouse_url is not None:
             if self._server is None:
                 self._server = ServerStore(self.clickhouse_url)
-            return self._server.query(statement, parameters, tenant=tenant)
+            return self._server.query(statement, parameters, tenant=tenant, audit=audit)
         assert self._http is not None
         assert self.sql_url is not None
         body: dict[str, Any] = {"sql": statement, "parameters": dict(parameters or {})}

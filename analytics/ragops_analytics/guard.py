@@ -25,7 +25,17 @@ requests with ``DESCRIBE url(...)`` and stalled the sink with ``system.numbers``
   ``getSetting``, ``hostName``, ``catboostEvaluate`` are all outside it;
 - no ``SETTINGS`` (the engine's limits must hold), ``FORMAT``, ``INTO`` (``INTO OUTFILE``
   would write with this process's rights; ``INTO TABLE`` is a write), no ``IN <table>``
-  shorthand, one statement.
+  shorthand, one statement. The function forms of ``IN`` (``in``, ``globalIn``, ``notNullIn``,
+  ...) are outside the allow-list for the same reason: their second argument may be a bare
+  table name, which the parser reads as a column, so no rule on tables would see it;
+- ``{name:Type}`` placeholders only as values: ClickHouse substitutes a ``{name:Identifier}``
+  placeholder as a name (``x IN {t:Identifier}`` reads table ``t``, chosen by a parameter the
+  guard never sees), so that type is refused, and so is any placeholder where a table, alias
+  or column name goes;
+- a common table expression may not take a platform table's name (it would hide a real
+  reference, in another scope, from the rules on tables);
+- ``audit_log`` only for a caller that may read the audit log (``audit=True``: auditors and
+  platform services, decided by the sink from the caller's roles).
 
 The input is NFKC-normalised first (full-width ``ｆｉｌｅ`` becomes ``file``, and is then
 refused like it); string literals are normalised too.
@@ -36,8 +46,7 @@ joins, subqueries, ``IN (SELECT ...)``, common table expressions, ``UNION`` bran
 ``(SELECT * FROM <table> AS __ragops_rows WHERE __ragops_rows.tenant = '<tenant>') AS <alias>``
 (the table's alias, or its name, so the rest of the query reads it as before; ``FINAL`` stays
 on the table). Only :data:`~ragops_analytics.queries.TENANT_TABLES` may be read so (the views
-and ``model_prices`` have no tenant column); a common table expression may not take a platform
-table's name (it would hide a real reference from the rewrite), and no identifier may start
+and ``model_prices`` have no tenant column), and no identifier may start
 with ``__ragops`` (a ``WITH 'x' AS tenant`` alias is visible in subqueries in ClickHouse, and
 without the new analyzer it may take a column's place: the filter names its column qualified
 by an alias the caller cannot write).
@@ -52,7 +61,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from ragops_analytics.queries import ANALYST_TABLES, TENANT_COLUMN, TENANT_TABLES
+from ragops_analytics.queries import ANALYST_TABLES, AUDIT_LOG, TENANT_COLUMN, TENANT_TABLES
 from ragops_shared.identity import TENANT_PATTERN
 
 __all__ = ["ReadOnlyViolation", "allowed_function", "ensure_read_only", "split_statements"]
@@ -163,18 +172,42 @@ def _check_function(node: exp.Func) -> None:
         raise ReadOnlyViolation(f"function {name}() is not allowed in analyst SQL")
 
 
-def _check_table(node: exp.Table, ctes: set[str]) -> None:
+def _check_readable(name: str, audit: bool) -> None:
+    if name not in ANALYST_TABLES:
+        raise ReadOnlyViolation(f"{name} is not one of the platform's tables or views")
+    if name == AUDIT_LOG and not audit:
+        raise ReadOnlyViolation(f"{name} is readable by auditors only")
+
+
+def _check_table(node: exp.Table, ctes: set[str], audit: bool) -> None:
     if not isinstance(node.this, exp.Identifier):
         name = node.this.sql(dialect=_DIALECT, comments=False)[:60]
         raise ReadOnlyViolation(f"table functions are not allowed in analyst SQL: {name}")
     if node.args.get("db") or node.args.get("catalog"):
         raise ReadOnlyViolation(f"only the platform's own tables may be read, not {node.sql(dialect=_DIALECT)}")
-    if node.name not in ANALYST_TABLES and node.name not in ctes:
-        raise ReadOnlyViolation(f"{node.name} is not one of the platform's tables or views")
+    if node.name not in ctes:
+        _check_readable(node.name, audit)
 
 
-def _check_select(statement: exp.Expression) -> None:
+# Where a placeholder would stand for a name rather than a value.
+_NAME_PLACES = (exp.Table, exp.TableAlias, exp.Column, exp.Dot, exp.CTE)
+
+
+def _check_placeholder(node: exp.Placeholder) -> None:
+    # sqlglot keeps a {name:Type} placeholder's type as a DataType, except Identifier (in
+    # any letter case, as ClickHouse reads it), which stays a bare name.
+    if not isinstance(node.args.get("kind"), exp.DataType):
+        raise ReadOnlyViolation(
+            f"placeholder {node.sql(dialect=_DIALECT)} is not allowed: analyst SQL takes parameters as values only"
+        )
+    if isinstance(node.parent, _NAME_PLACES) or node.arg_key == "alias":
+        raise ReadOnlyViolation(f"placeholder {node.sql(dialect=_DIALECT)} may not stand for a name")
+
+
+def _check_select(statement: exp.Expression, audit: bool) -> None:
     ctes = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
+    if shadowing := sorted(ctes & ANALYST_TABLES):
+        raise ReadOnlyViolation(f"a common table expression may not be named {shadowing[0]}, a platform table")
     for node in statement.walk():
         if isinstance(node, exp.Select):
             refused = sorted(key for key, value in node.args.items() if value and key not in _SELECT_CLAUSES)
@@ -188,29 +221,34 @@ def _check_select(statement: exp.Expression) -> None:
         elif isinstance(node, (exp.DML, exp.DDL, exp.Command, exp.Into, exp.Values, exp.Set)):
             raise ReadOnlyViolation(f"{node.key.upper()} is not allowed in analyst SQL")
         elif isinstance(node, exp.Table):
-            _check_table(node, ctes)
+            _check_table(node, ctes, audit)
+        elif isinstance(node, exp.Placeholder):
+            _check_placeholder(node)
         elif isinstance(node, exp.In) and isinstance(node.args.get("field"), (exp.Column, exp.Table)):
             raise ReadOnlyViolation("IN <table> is not allowed in analyst SQL: use IN (SELECT ...)")
         elif isinstance(node, exp.Func):
             _check_function(node)
 
 
-def ensure_read_only(sql: str, tenant: str | None = None) -> str:
+def ensure_read_only(sql: str, tenant: str | None = None, *, audit: bool = False) -> str:
     """The statement to send to the engine for the analyst's ``sql``: one allowed read-only
     statement, regenerated from its syntax tree (no comments, no trailing ``;``); for a
     ``tenant`` (``None``: a platform caller, every row), restricted to that tenant's rows
-    (see the module's docstring).
+    (see the module's docstring). ``audit``: whether the caller may read ``audit_log``
+    (auditors and platform services).
 
     Accepts ``SELECT`` (with ``WITH``, subqueries, joins, ``UNION``/``INTERSECT``/``EXCEPT``,
-    ``{name:Type}`` placeholders) over :data:`~ragops_analytics.queries.ANALYST_TABLES` and
-    common table expressions, calling only allowed functions (:func:`allowed_function`), and
-    ``DESCRIBE [TABLE] <analyst table>``.
+    ``{name:Type}`` placeholders as values) over :data:`~ragops_analytics.queries.ANALYST_TABLES`
+    (less ``audit_log`` without ``audit``) and common table expressions, calling only allowed
+    functions (:func:`allowed_function`), and ``DESCRIBE [TABLE] <analyst table>``.
 
     Raises:
         ReadOnlyViolation: empty input, a syntax error, several statements, anything but the
             above (writes, DDL, SHOW, EXPLAIN, SET, SETTINGS, FORMAT, INTO, table functions,
-            functions outside the allow-list, other databases or tables), and for a tenant a
-            table without a tenant column or a name the restriction reserves.
+            functions outside the allow-list, ``Identifier`` placeholders or placeholders for
+            names, other databases or tables, ``audit_log`` without ``audit``, a common table
+            expression named like a platform table), and for a tenant a table without a
+            tenant column or a name the restriction reserves.
         ValueError: ``tenant`` is not a valid tenant name.
     """
     if tenant is not None and not re.match(TENANT_PATTERN, tenant):
@@ -218,8 +256,7 @@ def ensure_read_only(sql: str, tenant: str | None = None) -> str:
     text = unicodedata.normalize("NFKC", sql)
     if describe := _DESCRIBE.fullmatch(text):
         table = describe.group(2)
-        if table not in ANALYST_TABLES:
-            raise ReadOnlyViolation(f"{table} is not one of the platform's tables or views")
+        _check_readable(table, audit)
         if tenant is not None:
             _check_tenant_table(table)
         return f"DESCRIBE TABLE {table}"
@@ -238,7 +275,7 @@ def ensure_read_only(sql: str, tenant: str | None = None) -> str:
         raise ReadOnlyViolation(
             f"{statement.key.upper()} is not accepted: analyst SQL is SELECT (or WITH ... SELECT) and DESCRIBE"
         )
-    _check_select(statement)
+    _check_select(statement, audit)
     if tenant is not None:
         statement = _restrict_to_tenant(statement, tenant)
     return statement.sql(dialect=_DIALECT, comments=False)
@@ -259,8 +296,6 @@ def _restrict_to_tenant(statement: exp.Expression, tenant: str) -> exp.Expressio
         if identifier.name.lower().startswith("__ragops"):
             raise ReadOnlyViolation(f"the name {identifier.name} is reserved")
     ctes = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
-    if shadowing := sorted(ctes & ANALYST_TABLES):
-        raise ReadOnlyViolation(f"a common table expression may not be named {shadowing[0]}, a platform table")
     statement = statement.copy()
     for table in list(statement.find_all(exp.Table)):
         if table.name in ctes:

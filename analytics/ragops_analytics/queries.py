@@ -531,6 +531,7 @@ def audit_chain_page(
         "AND (chain, seq) > ({after_chain:String}, {after_seq:UInt64}) "
         "ORDER BY chain, seq LIMIT {size:UInt32}",
         {"tenant": tenant or "", "after_chain": after_chain, "after_seq": after_seq, "size": size},
+        audit=True,
     ).rows
 
 
@@ -554,4 +555,5 @@ def audit_entries(
             "tenant": tenant or "",
             "limit": limit,
         },
+        audit=True,
     ).rows

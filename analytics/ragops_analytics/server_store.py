@@ -68,8 +68,10 @@ class ServerStore:
             raise write_error(str(error)) from error
         return _rows(result)
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
-        statement = ensure_read_only(sql, tenant)
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
+    ) -> QueryResult:
+        statement = ensure_read_only(sql, tenant, audit=audit)
         try:
             result = self._open_client().query(
                 statement, parameters=dict(parameters or {}), settings=self.limits.settings()

@@ -20,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "ERROR_LIMIT",
     "AnalyticsStore",
     "DataRejected",
     "QueryError",
@@ -28,6 +29,7 @@ __all__ = [
     "Reader",
     "StoreUnavailable",
     "open_store",
+    "public_error",
     "write_error",
 ]
 
@@ -146,14 +148,48 @@ class QueryError(RuntimeError):
     setting changed in read-only mode...). Retrying the same SQL will not help."""
 
 
+# ClickHouse's error line: "Code: 47. DB::Exception: <what>. (UNKNOWN_IDENTIFIER) (version ...)".
+_ENGINE_ERROR = re.compile(r"Code: (\d+)\. DB::\w*Exception: (.*?)(?: \(([A-Z][A-Z0-9_]*)\))?(?: \(version .*\))?$")
+# What an engine's message may carry that is not the caller's business: the statement as it
+# ran (rewritten for the tenant: "In scope SELECT ...", a syntax error's excerpt), file paths,
+# URLs (a server's, credentials included).
+_STATEMENT_ECHO = re.compile(r",?\s*(?:In scope |while processing query|\(line \d+, col \d+\)).*$")
+_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*|(?<![\w.])(?:~|\.\.?)?/[^\s,;:'\"()]+")
+ERROR_LIMIT = 300
+"""The longest error text :func:`public_error` returns (characters)."""
+
+
+def public_error(message: str) -> str:
+    """What a caller of the analyst path may be told of an engine's (or endpoint's) error
+    ``message``: ClickHouse's error name and the first line of its text
+    (``UNKNOWN_IDENTIFIER: Unknown expression identifier `x`.``), without the statement it
+    echoes, paths or URLs (each becomes ``<…>``), at most :data:`ERROR_LIMIT` characters. A
+    message without ClickHouse's error line is reduced the same way from its first line. The
+    full message belongs in the operator's log."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    engine = next((match for line in lines if (match := _ENGINE_ERROR.search(line))), None)
+    if engine is not None:
+        code, text, name = engine.groups()
+        text = f"{name or f'code {code}'}: {text}"
+    else:
+        text = lines[0] if lines else "the statement failed"
+    text = _ADDRESS.sub("<…>", _STATEMENT_ECHO.sub("", text))
+    return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 1] + "…"
+
+
 class Reader(Protocol):
     """Anything that runs read-only SQL: a store, or a client of one in another process."""
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None) -> QueryResult:
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
+    ) -> QueryResult:
         """Run one allowed read-only statement under the analyst limits; ``parameters`` fill
         ``{name:Type}`` placeholders. With ``tenant`` it sees that tenant's rows only, of the
         tables that have a tenant column (others are refused); ``None`` (platform services):
-        every row (:func:`~ragops_analytics.guard.ensure_read_only`).
+        every row. ``audit``: the caller may read ``audit_log`` (auditors and platform
+        services; :func:`~ragops_analytics.guard.ensure_read_only`). A reader that sends the
+        statement to an endpoint which knows the caller (the sink, the gateway) leaves both
+        to that endpoint.
         Raises :class:`~ragops_analytics.guard.ReadOnlyViolation`, :class:`QueryError`,
         :class:`StoreUnavailable`."""
         ...

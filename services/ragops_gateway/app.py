@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
@@ -54,7 +55,7 @@ from ragops_schemas.events import (
     Title,
     require_feedback_content,
 )
-from ragops_schemas.ids import new_document_id, new_request_id, new_trace_id
+from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
@@ -418,14 +419,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def sql(query: SqlIn, request: Request) -> SqlResult:
         """One read-only statement, answered by the analytics SQL endpoint on the caller's own
         credential (it sees what the caller may see). 400: refused or failed statement, with
-        the engine's reason; 503: no endpoint configured, or it does not answer."""
+        the engine's reason (its error name and first line: the full error is in the endpoint's
+        log under this request's trace id); 503: no endpoint configured, or it does not answer."""
         if settings.analytics.sql_url is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics SQL is not available here")
         try:
             response = await analytics.post(
                 settings.analytics.sql_url,
                 json=query.model_dump(),
-                headers={"authorization": request.headers["authorization"]},
+                headers={
+                    "authorization": request.headers["authorization"],
+                    # The endpoint logs a failed statement under this request's trace id.
+                    "traceparent": f"00-{_trace_id()}-{new_span_id()}-01",
+                },
             )
         except httpx.HTTPError as error:
             log.error("analytics_sql_unreachable", error=repr(error))
@@ -495,9 +501,11 @@ def _revoke_within(store: ApiKeyStore, key_id: str, tenant: str) -> ApiKey | Non
 
 
 def _sql_refusal(response: httpx.Response) -> str:
-    """The reason the analytics endpoint gave for refusing a statement."""
+    """The reason the analytics endpoint gave for refusing a statement, as a caller may see it
+    (:func:`~ragops_analytics.store.public_error`: whatever the endpoint sent, bounded, no
+    paths or addresses)."""
     try:
-        return str(response.json()["error"])
+        return public_error(str(response.json()["error"]))
     except (ValueError, KeyError, TypeError):
         return "the statement was refused"
 

@@ -15,10 +15,12 @@ own consumer group, appends the audited events to the hash-chained ``audit_log``
 
 Embedded mode (chDB, which one process owns) also serves read-only SQL at ``POST /sql`` on
 the service's HTTP port, so ``ragops sql`` can query while the platform runs; only callers with
-the ``analyst`` or ``platform`` role."""
+the ``analyst``, ``auditor`` or ``platform`` role, and ``audit_log`` for auditors and platform
+services only."""
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,8 +35,9 @@ from faststream.kafka.annotations import KafkaMessage
 
 from ragops_analytics import audit, queries
 from ragops_analytics.guard import ReadOnlyViolation
-from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store
+from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store, public_error
 from ragops_schemas import utc_now
+from ragops_schemas.ids import new_trace_id
 from ragops_schemas.topics import TOPICS
 from ragops_shared.access import principal_of
 from ragops_shared.broker import make_broker, parse_readable
@@ -240,7 +243,8 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             'Read-only SQL: ``{"sql": "SELECT ...", "parameters": {...}}`` (optional values of its '
             '``{name:Type}`` placeholders) -> ``{"columns": [...], "rows": [[...]]}``; 400 on refusal. '
             "A tenant's caller reads its tenant's rows only; a platform caller every row, or those "
-            'of ``"tenant"``.'
+            'of ``"tenant"``; ``audit_log`` is for auditors and platform callers. 422: the engine refused it '
+            '(``{"error": <its error name and first line>, "trace_id": ...}``, the full error in the log).'
         )
     )
     async def sql(scope: Any, request: Request) -> AsgiResponse:
@@ -253,16 +257,23 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             if not isinstance(parameters, dict):
                 raise TypeError("parameters must be an object of placeholder values")
             result = await asyncio.to_thread(
-                writer.store.query, statement, parameters, tenant=_reader_tenant(principal, body)
+                writer.store.query,
+                statement,
+                parameters,
+                tenant=_reader_tenant(principal, body),
+                audit=_reads_audit_log(principal),
             )
         except (ReadOnlyViolation, KeyError, TypeError, ValueError) as error:
             return AsgiResponse(
                 json.dumps({"error": str(error)}).encode(), 400, headers={"content-type": "application/json"}
             )
         except Exception as error:  # noqa: BLE001 - ClickHouse's own error, e.g. unknown table, goes back to the analyst
-            return AsgiResponse(
-                json.dumps({"error": str(error)}).encode(), 422, headers={"content-type": "application/json"}
-            )
+            # Its full text can hold the statement as rewritten, paths and addresses: the
+            # caller gets its gist, the log the rest, found by the trace id.
+            trace_id = _trace_id(request.headers.get("traceparent"))
+            log.warning("analyst_sql_failed", trace_id=trace_id, subject=principal.subject, error=str(error))
+            refused = {"error": public_error(str(error)), "trace_id": trace_id}
+            return AsgiResponse(json.dumps(refused).encode(), 422, headers={"content-type": "application/json"})
         body = json.dumps({"columns": result.columns, "rows": result.rows}, default=str)
         return AsgiResponse(body.encode(), 200, headers={"content-type": "application/json"})
 
@@ -287,6 +298,22 @@ def _reader_tenant(principal: Principal, body: Mapping[str, Any]) -> str | None:
     if asked is not None and not isinstance(asked, str):
         raise TypeError("tenant must be a string")
     return asked
+
+
+def _reads_audit_log(principal: Principal) -> bool:
+    """Whether a ``/sql`` caller may read ``audit_log``: auditors (of their tenant's rows) and
+    platform services; an analyst may not."""
+    return principal.allowed(frozenset({Role.AUDITOR, Role.PLATFORM}))
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _trace_id(traceparent: str | None) -> str:
+    """The trace id of the W3C ``traceparent`` a caller sent (the gateway sends its request's),
+    else a new one."""
+    match = _TRACEPARENT.fullmatch(traceparent or "")
+    return match.group(1) if match else new_trace_id()
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from faststream.asgi import AsgiFastStream
+from structlog.testing import capture_logs
 
 from ragops_analytics.client import AnalyticsSettings
 from ragops_gateway.app import create_app as create_gateway
@@ -254,6 +255,31 @@ def test_sql_through_the_gateway_refuses_with_the_reason_and_hides_the_backend(p
     )
     down = TestClient(create_gateway(settings)).post("/v1/sql", json={"sql": "SELECT 1"}, headers=analyst)
     assert down.status_code == 503 and str(port) not in down.text and "127.0.0.1" not in down.text
+
+
+def test_sql_through_the_gateway_reads_the_audit_log_for_auditors_only(platform: Platform) -> None:
+    audit = {"sql": "SELECT count() FROM audit_log"}
+    answers = {
+        role: platform.gateway.post("/v1/sql", json=audit, headers={"authorization": platform.credentials[role]})
+        for role in ("analyst", "auditor", "platform")
+    }
+    assert {role: answer.status_code for role, answer in answers.items()} == {
+        "analyst": 400,
+        "auditor": 200,
+        "platform": 200,
+    }
+    assert answers["analyst"].json()["detail"] == "audit_log is readable by auditors only"
+
+
+def test_sql_through_the_gateway_tells_an_engine_errors_gist_and_the_sink_logs_the_rest(platform: Platform) -> None:
+    analyst = {"authorization": platform.credentials["analyst"]}
+    with capture_logs() as logs:
+        failed = platform.gateway.post("/v1/sql", json={"sql": "SELECT no_such_column FROM events"}, headers=analyst)
+    assert failed.status_code == 400
+    assert failed.json()["detail"] == "UNKNOWN_IDENTIFIER: Unknown expression identifier `no_such_column`."
+    # The statement as rewritten for the tenant stays in the sink's log, under the gateway's trace id.
+    [logged] = [entry for entry in logs if entry["event"] == "analyst_sql_failed"]
+    assert logged["trace_id"] == failed.json()["trace_id"] and "__ragops_rows" in logged["error"]
 
 
 async def _audited(kafka: KafkaSettings, count: int) -> list[AuditRecorded]:

@@ -39,7 +39,9 @@ KEY = Principal(
 async def _until_audited(probe: ChdbStore, audit_id: str, timeout_s: float = 60) -> None:
     """Wait until the audit log holds ``audit_id``."""
     deadline = time.monotonic() + timeout_s
-    while not probe.query("SELECT 1 FROM audit_log WHERE toString(audit_id) = {id:String}", {"id": audit_id}).rows:
+    while not probe.query(
+        "SELECT 1 FROM audit_log WHERE toString(audit_id) = {id:String}", {"id": audit_id}, audit=True
+    ).rows:
         assert time.monotonic() < deadline, f"{audit_id} was not audited in time"
         await asyncio.sleep(0.2)
 

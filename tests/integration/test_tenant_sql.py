@@ -113,6 +113,10 @@ def test_describe_shows_a_tenant_the_columns_of_its_tables(shared: ChdbStore) ->
         ("WITH events AS (SELECT 1 AS x) SELECT * FROM events", "may not be named events"),
         ("SELECT count() FROM events AS __ragops_rows", "reserved"),
         ("WITH 'globex' AS `__ragops_rows.tenant` SELECT count() FROM events", "reserved"),
+        # Names the rewrite never sees: a function form of IN's set, a parameter substituted as a name.
+        ("SELECT globalIn(tenant, documents) FROM events", r"globalIn\(\) is not allowed"),
+        ("SELECT count() FROM events WHERE event_type IN {t:Identifier}", "placeholder"),
+        ("SELECT count() FROM audit_log", "auditors only"),
     ],
 )
 def test_what_a_tenant_may_not_read_is_refused(shared: ChdbStore, sql: str, refusal: str) -> None:

@@ -141,6 +141,65 @@ def test_refuses(sql: str) -> None:
         ensure_read_only(sql)
 
 
+# The function forms of IN take a bare table name as their set, which parses as a column.
+IN_FUNCTIONS = [
+    f"{name}{suffix}"
+    for name in ("in", "notIn", "nullIn", "notNullIn", "globalIn", "globalNotIn", "globalNullIn", "globalNotNullIn")
+    for suffix in ("", "IgnoreSet")
+]
+
+
+@pytest.mark.parametrize("name", IN_FUNCTIONS)
+def test_the_function_forms_of_in_are_refused(name: str) -> None:
+    assert not allowed_function(name)
+    with pytest.raises(ReadOnlyViolation, match=rf"function {name}\(\) is not allowed"):
+        ensure_read_only(f"SELECT `{name}`(('other', 'secret'), audit_log) FROM queries", tenant="acme")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # ClickHouse substitutes an Identifier parameter as a name: a table the guard never sees.
+        "SELECT * FROM queries WHERE request_id IN {t:Identifier}",
+        "SELECT * FROM queries WHERE request_id IN ({t:Identifier})",
+        "SELECT * FROM queries WHERE request_id IN {t:identifier}",
+        "SELECT {c:Identifier} FROM queries",
+        "SELECT {t:Identifier}.tenant FROM queries",
+        "SELECT count() FROM queries GROUP BY {c:Identifier}",
+        # Any placeholder where a name goes.
+        "SELECT * FROM queries AS {a:String}",
+        "SELECT request_id AS {a:String} FROM queries",
+        "WITH {a:String} AS x SELECT x",
+    ],
+)
+def test_placeholders_stand_for_values_only(sql: str) -> None:
+    for tenant in (None, "acme"):
+        with pytest.raises(ReadOnlyViolation, match="placeholder"):
+            ensure_read_only(sql, tenant)
+
+
+def test_the_audit_log_is_for_callers_that_may_audit() -> None:
+    for sql in (
+        "SELECT count() FROM audit_log",
+        "DESCRIBE audit_log",
+        "SELECT 1 WHERE 1 IN (SELECT seq FROM audit_log)",
+    ):
+        with pytest.raises(ReadOnlyViolation, match="audit_log is readable by auditors only"):
+            ensure_read_only(sql)
+        with pytest.raises(ReadOnlyViolation, match="auditors only"):
+            ensure_read_only(sql, "acme")
+        ensure_read_only(sql, audit=True)
+    assert "__ragops_rows.tenant = 'acme'" in ensure_read_only("SELECT * FROM audit_log", "acme", audit=True)
+
+
+def test_a_common_table_expression_may_not_take_a_platform_tables_name() -> None:
+    # In another scope the name reads the real table: the CTE would hide it from the rules on tables.
+    sql = "SELECT * FROM (WITH audit_log AS (SELECT 1) SELECT * FROM audit_log) UNION ALL SELECT seq FROM audit_log"
+    for tenant in (None, "acme"):
+        with pytest.raises(ReadOnlyViolation, match="may not be named audit_log"):
+            ensure_read_only(sql, tenant)
+
+
 def test_the_refusal_says_what_was_refused() -> None:
     with pytest.raises(ReadOnlyViolation, match=r"function file\(\) is not allowed"):
         ensure_read_only("SELECT file('/etc/passwd')")

@@ -1,8 +1,9 @@
-"""Which engine errors a writer waits out (outages) and which it isolates (data errors)."""
+"""Which engine errors a writer waits out (outages) and which it isolates (data errors); what an
+analyst is told of an engine error."""
 
 import pytest
 
-from ragops_analytics.store import DataRejected, StoreUnavailable, write_error
+from ragops_analytics.store import ERROR_LIMIT, DataRejected, StoreUnavailable, public_error, write_error
 
 
 @pytest.mark.parametrize(
@@ -26,3 +27,37 @@ from ragops_analytics.store import DataRejected, StoreUnavailable, write_error
 def test_write_error_tells_data_errors_from_outages(message: str, expected: type[Exception]) -> None:
     error = write_error(message)
     assert type(error) is expected and str(error) == message
+
+
+@pytest.mark.parametrize(
+    ("message", "told"),
+    [
+        # The tenant's rewritten statement echoed back ("In scope ..."), chDB's form.
+        (
+            "Code: 47. DB::Exception: Unknown expression identifier `nosuch`. In scope SELECT nosuch FROM (SELECT * "
+            "FROM events AS __ragops_rows WHERE __ragops_rows.tenant = 'acme') AS events. (UNKNOWN_IDENTIFIER)",
+            "UNKNOWN_IDENTIFIER: Unknown expression identifier `nosuch`.",
+        ),
+        # A server's, through clickhouse-connect: its URL (credentials included), the version, a stack trace.
+        (
+            "HTTPDriver for http://analyst:pw@ch.internal:8123 received ClickHouse error code 62\n Code: 62. "
+            "DB::Exception: Syntax error: failed at position 8 (FROM) (line 1, col 8): FROM (SELECT * FROM events). "
+            "Expected one of: ... (SYNTAX_ERROR) (version 24.8.1.1 (official build))\nStack trace:\n0. /usr/bin/x",
+            "SYNTAX_ERROR: Syntax error: failed at position 8 (FROM)",
+        ),
+        (
+            "Code: 400. DB::ErrnoException: Cannot stat file /var/lib/ragops/x: , errno: 2 (in file/uri "
+            "/var/lib/ragops/x). (CANNOT_STAT)",
+            "CANNOT_STAT: Cannot stat file <…>: , errno: 2 (in file/uri <…>).",
+        ),
+        ("the sink at https://sink.internal:8080/sql failed\nTraceback ...", "the sink at <…> failed"),
+        ("", "the statement failed"),
+    ],
+)
+def test_public_error_keeps_the_gist_and_drops_statements_paths_and_addresses(message: str, told: str) -> None:
+    assert public_error(message) == told
+
+
+def test_public_error_is_bounded() -> None:
+    told = public_error("Code: 6. DB::Exception: " + "x" * 10_000 + ". (CANNOT_PARSE_TEXT)")
+    assert len(told) == ERROR_LIMIT and told.startswith("CANNOT_PARSE_TEXT: xxx") and told.endswith("…")
