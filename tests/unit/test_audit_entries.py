@@ -18,7 +18,12 @@ from ragops_sink.audit import AUDITED_TOPICS, audit_entry
 from tests.helpers import PRODUCER, example
 
 KEY = Principal(
-    subject="key:3f9a0c1b2d4e5f60", tenant="acme", roles=frozenset({Role.PRODUCER}), kind="api_key", name="bot"
+    subject="key:3f9a0c1b2d4e5f60",
+    tenant="acme",
+    roles=frozenset({Role.PRODUCER}),
+    kind="api_key",
+    name="bot",
+    owner="key:3f9a0c1b2d4e5f60",
 )
 
 
