@@ -30,29 +30,39 @@ def create(
     name: Annotated[str, typer.Option(help="Who holds it (a service, a product).")],
     tenant: Annotated[str, typer.Option(help="The tenant everything it does belongs to.")],
     role: Annotated[list[Role], typer.Option(help="A role it has (repeat for several).")],
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="The person who answers for it (person:<sub>): four eyes are two owners, so a key "
+            "never approves its owner's changes. Default: the key itself."
+        ),
+    ] = None,
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
     """Create a key and print it, once: only its hash is stored."""
     store = _store(data_dir)
     try:
-        key, credential = store.create(name, tenant, role)
+        key, credential = store.create(name, tenant, role, owner)
     except ValidationError as error:
         for problem in error.errors(include_url=False):
             console.print(f"[red]invalid {'.'.join(map(str, problem['loc']))}: {problem['msg']}")
         raise typer.Exit(2) from None
-    console.print(f"created key {key.key_id} ({key.name}, tenant {key.tenant}) in {store.path}; it is shown once:")
+    console.print(
+        f"created key {key.key_id} ({key.name}, tenant {key.tenant}, owner {key.owner}) in {store.path}; "
+        "it is shown once:"
+    )
     print(credential)
 
 
 @app.command(name="list")
 def list_keys(data_dir: DataDir = Path(".ragops")) -> None:
     """Every key, revoked ones included, oldest first (never a secret)."""
-    table = Table("key id", "name", "tenant", "roles", "created", "revoked")
+    table = Table("key id", "name", "tenant", "roles", "owner", "created", "revoked")
     stored = _store(data_dir).keys()
     for key in stored:
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
         created = key.created_at.isoformat(timespec="seconds")
-        table.add_row(key.key_id, key.name, key.tenant, ",".join(key.roles), created, revoked)
+        table.add_row(key.key_id, key.name, key.tenant, ",".join(key.roles), key.owner, created, revoked)
     Console(width=200).print(table)
 
 

@@ -43,6 +43,21 @@ class ChangeActor(_Part):
     )
     name: str = Field(min_length=1, max_length=256, description="A label for people (key name, token sub).")
     kind: Literal["person", "api_key", "service"]
+    # Left out of the record when empty, so an event signed before owners keeps its signed bytes.
+    owner: str = Field(
+        default="",
+        max_length=256,
+        exclude_if=lambda owner: not owner,
+        description="Who answers for it: the person's own subject, an API key's owner (person:<sub>, "
+        "or key:<key_id> for a key owned by itself or the key that created it). Empty (events before "
+        "owners): the subject itself (see accountable). Four eyes are two owners.",
+        examples=["person:alice", "key:1a2b3c4d5e6f7a8b"],
+    )
+
+    @property
+    def accountable(self) -> str:
+        """Who answers for what this actor did: its owner, else its subject."""
+        return self.owner or self.subject
 
 
 class PromoteChange(_Part):

@@ -208,6 +208,7 @@ class KeyOut(BaseModel):
     name: str
     tenant: str
     roles: list[Role]
+    owner: str = Field(description="Who answers for it (person:<sub> or key:<key_id>); never chosen in a body.")
     created_at: datetime
     revoked_at: datetime | None
 
@@ -456,9 +457,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def create_key(
         wanted: KeyIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/admin/keys"))]
     ) -> KeyCreated:
-        """A new key of the admin's tenant; the credential is in this answer only."""
+        """A new key of the admin's tenant, owned by the admin's owner (so it never approves the
+        admin's own changes); the credential is in this answer only."""
         async with _key_file_writable():
-            key, credential = await asyncio.to_thread(keys.create, wanted.name, principal.tenant, wanted.roles)
+            key, credential = await asyncio.to_thread(
+                keys.create, wanted.name, principal.tenant, wanted.roles, principal.owner
+            )
         log.info("api_key_created", key_id=key.key_id, tenant=key.tenant, roles=list(key.roles), by=principal.subject)
         await audit(_key_change("key.created", key, principal, producer))
         return KeyCreated(key=KeyOut.of(key), api_key=credential)

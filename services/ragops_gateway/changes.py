@@ -15,7 +15,11 @@ publishes with the gateway's key) and :func:`add_change_routes` (the HTTP API):
 - ``POST /v1/changes/{change_id}/approve`` and ``/reject`` (the roles configured in
   ``RAGOPS_GATEWAY_APPROVER_ROLES``): ``{"reason": ...}``.
 
-Another tenant's change answers exactly like an unknown one (404). An approval publishes
+Only principals of the platform's tenant (``RAGOPS_TENANT``, ``default``) request or decide
+changes (403 otherwise): an approved change moves what every tenant is served. The decider's
+owner is never the requester's (a person's own subject, an API key's owner): two credentials of
+one person are one pair of eyes. Another tenant's change answers exactly like an unknown one
+(404). An approval publishes
 ``ChangeApproved`` and, once the gateway has read it back as the change's decision, the effect,
 signed with the gateway's key.
 """
@@ -132,7 +136,14 @@ class ChangeBook:
 
 def actor(principal: Principal) -> ChangeActor:
     """Who a principal is, as change events record it."""
-    return ChangeActor(subject=principal.subject, name=principal.name, kind=principal.kind)
+    return ChangeActor(subject=principal.subject, name=principal.name, kind=principal.kind, owner=principal.owner)
+
+
+def _on_the_platform(principal: Principal, platform_tenant: str) -> None:
+    """Raises ``ChangeRefused`` 403 unless ``principal`` is of the platform's tenant: an approved
+    change moves what every tenant is served (the registry, the trainer)."""
+    if principal.tenant != platform_tenant:
+        raise ChangeRefused(403, f"changes are requested and decided in the platform's tenant ({platform_tenant})")
 
 
 def request_change(
@@ -141,10 +152,16 @@ def request_change(
     reason: str,
     producer: Producer,
     *,
+    platform_tenant: str,
     ttl: timedelta | None,
     now: datetime,
 ) -> ChangeRequested:
-    """The request of ``change`` by ``principal``, in its tenant; it expires after ``ttl``."""
+    """The request of ``change`` by ``principal``, in its tenant; it expires after ``ttl``.
+
+    Raises:
+        ChangeRefused: 403 ``principal`` is not of ``platform_tenant``.
+    """
+    _on_the_platform(principal, platform_tenant)
     event_id = new_event_id()
     return ChangeRequested(
         event_id=event_id,
@@ -167,16 +184,19 @@ def decide(
     approve: bool,
     reason: str,
     approver_roles: Mapping[ChangeKind, frozenset[Role]],
+    platform_tenant: str,
     producer: Producer,
     now: datetime,
 ) -> Decision:
     """``principal``'s decision on ``change``.
 
     Raises:
-        ChangeRefused: 404 the change is unknown or another tenant's; 403 ``principal``
-            requested it, or holds no role allowed to decide its kind; 409 it is decided or
-            expired.
+        ChangeRefused: 403 ``principal`` is not of ``platform_tenant``; 404 the change is
+            unknown or another tenant's; 403 ``principal`` or another credential of the same
+            owner requested it, or ``principal`` holds no role allowed to decide its kind; 409
+            it is decided or expired.
     """
+    _on_the_platform(principal, platform_tenant)
     record = book.get(change, principal.tenant)
     if record is None:
         raise ChangeRefused(404, f"no change {change}")
@@ -184,7 +204,8 @@ def decide(
     kind = requested.change.kind
     if not principal.allowed(approver_roles.get(kind, frozenset())):
         raise ChangeRefused(403, f"{principal.subject} holds no role that may decide a {kind} change")
-    if principal.subject == requested.requested_by.subject:
+    # Two credentials (a person's token and a key they own, a key an admin minted) are one pair of eyes.
+    if principal.subject == requested.requested_by.subject or principal.owner == requested.requested_by.accountable:
         raise ChangeRefused(403, "a change is decided by someone other than who requested it")
     state = record.status(now)
     if state != "pending":
@@ -327,6 +348,7 @@ def add_change_routes(
     book = plane.book
     approver_roles = {kind: frozenset(roles) for kind, roles in settings.approver_roles.items()}
     ttl = None if settings.change_ttl_s is None else timedelta(seconds=settings.change_ttl_s)
+    platform = settings.platform.tenant
     Operator = Annotated[Principal, Depends(caller("POST", "/v1/changes"))]
     Reader = Annotated[Principal, Depends(caller("GET", "/v1/changes"))]
     Approver = Annotated[Principal, Depends(caller("POST", "/v1/changes/{change}/approve"))]
@@ -335,7 +357,13 @@ def add_change_routes(
     @app.post("/v1/changes", status_code=status.HTTP_202_ACCEPTED, tags=["changes"])
     async def request(body: ChangeIn, principal: Operator) -> ChangeOut:
         """Record a change request; nothing takes effect until someone else approves it."""
-        requested = request_change(principal, body.change, body.reason, plane.producer, ttl=ttl, now=clock())
+        try:
+            requested = request_change(
+                principal, body.change, body.reason, plane.producer, platform_tenant=platform, ttl=ttl, now=clock()
+            )
+        except ChangeRefused as refusal:
+            log.warning("change_request_refused", by=principal.subject, reason=str(refusal))
+            raise HTTPException(refusal.status_code, str(refusal)) from None
         await plane.publish(requested)
         book.apply(requested)  # this replica lists it at once; the others when they read it
         log.info("change_requested", change_id=requested.change_id, kind=body.change.kind, by=principal.subject)
@@ -357,6 +385,7 @@ def add_change_routes(
                 approve=approve,
                 reason=body.reason,
                 approver_roles=approver_roles,
+                platform_tenant=platform,
                 producer=plane.producer,
                 now=clock(),
             )

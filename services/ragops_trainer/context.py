@@ -27,17 +27,18 @@ from ragops_trainer.spec import SPEC
 SERVICE = SPEC.name
 
 
-def promotion_request(promotion: VersionPromoted, producer: Producer) -> ChangeRequested:
+def promotion_request(promotion: VersionPromoted, producer: Producer, platform_tenant: str) -> ChangeRequested:
     """The four-eyes request of ``promotion`` (``RAGOPS_TRAINER_PROMOTION=approval``): the same
-    effect, asked for by the trainer; its ids derive from the promotion's (itself derived from
-    the retraining request), so a redelivered request asks for the same change. It does not
-    expire: a person decides it."""
+    effect, asked for by the trainer in ``platform_tenant`` (the only one whose people decide
+    changes: a promotion moves every tenant); its ids derive from the promotion's (itself
+    derived from the retraining request), so a redelivered request asks for the same change. It
+    does not expire: a person decides it."""
     event_id = derived_event_id(ChangeRequested.__name__, promotion.event_id)
     return ChangeRequested(
         event_id=event_id,
         producer=producer,
         trace_id=promotion.trace_id,
-        tenant=promotion.tenant,
+        tenant=platform_tenant,
         change_id=change_id(event_id),
         change=PromoteChange(
             version=promotion.ref,
@@ -92,7 +93,7 @@ class TrainerContext:
         """Publish ``event``; under ``promotion=approval`` a production promotion is requested
         instead (:func:`promotion_request`) and moves nothing until a person approves it."""
         if isinstance(event, VersionPromoted) and event.alias == "production" and self.settings.promotion == "approval":
-            await self.publisher.publish(promotion_request(event, self.producer))
+            await self.publisher.publish(promotion_request(event, self.producer, self.settings.platform.tenant))
             return
         await self.publisher.publish(event)
         self.registry.apply(event)  # our own registry events count at once, not when read back

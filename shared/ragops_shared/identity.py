@@ -33,16 +33,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jwt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragops_shared.settings import AuthSettings
 
 KEY_PREFIX = "rgk_"
 # A tenant name travels in events, ClickHouse rows, Qdrant payloads and log lines.
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# Who answers for a key: a person (a token's sub) or a key (itself, or the key that created it).
+OWNER_PATTERN = r"^(person|key):[^\x00-\x20\x7f]+$"
 _KEY_TOKEN = re.compile(r"^rgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 
@@ -74,11 +76,13 @@ class Principal:
     """An authenticated caller.
 
     Attributes:
-        subject: ``key:<key_id>`` for an API key, the token's ``sub`` for a person.
+        subject: ``key:<key_id>`` for an API key, ``person:<sub>`` for a person (its token's ``sub``).
         tenant: the tenant every object it creates or reads belongs to.
         roles: what it may do.
         kind: ``api_key`` (a service or product) or ``person`` (OIDC).
         name: a label for logs and the audit trail (the key's name, the token's ``sub``).
+        owner: who answers for it: a person's own subject; a key's owner
+            (:attr:`ApiKey.owner`). Four eyes are two owners, not two credentials.
     """
 
     subject: str
@@ -86,6 +90,7 @@ class Principal:
     roles: frozenset[Role]
     kind: Literal["api_key", "person"]
     name: str
+    owner: str
 
     def allowed(self, roles: frozenset[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
@@ -99,7 +104,12 @@ def authorize(principal: Principal, allowed: frozenset[Role]) -> None:
 
 
 class ApiKey(BaseModel):
-    """One API key as stored: never the secret, only its SHA-256."""
+    """One API key as stored: never the secret, only its SHA-256.
+
+    ``owner`` is who answers for the key (``person:<sub>`` or ``key:<key_id>``): the
+    ``--owner`` of ``ragops keys create``, else the key itself; a key an admin creates over
+    HTTP is its creator's owner's. A key file written before owners reads as owned by each key.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -107,9 +117,18 @@ class ApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     tenant: str = Field(pattern=TENANT_PATTERN)
     roles: tuple[Role, ...] = Field(min_length=1)
+    owner: str = Field(pattern=OWNER_PATTERN, max_length=256)
     secret_sha256: str
     created_at: datetime
     revoked_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _owned_by_itself(cls, data: Any) -> Any:
+        # A key file written before owners: each key answers for itself.
+        if isinstance(data, dict) and "owner" not in data and "key_id" in data:
+            return {**data, "owner": f"key:{data['key_id']}"}
+        return data
 
     @field_validator("roles")
     @classmethod
@@ -123,6 +142,7 @@ class ApiKey(BaseModel):
             roles=frozenset(self.roles),
             kind="api_key",
             name=self.name,
+            owner=self.owner,
         )
 
 
@@ -151,11 +171,13 @@ class ApiKeyStore:
         """The key ``key_id`` (revoked or not), ``None`` if there is none."""
         return self._load().get(key_id)
 
-    def create(self, name: str, tenant: str, roles: list[Role]) -> tuple[ApiKey, str]:
+    def create(self, name: str, tenant: str, roles: list[Role], owner: str | None = None) -> tuple[ApiKey, str]:
         """A new key; returns it and the credential, which is shown once and never stored.
+        ``owner`` (``person:<sub>`` or ``key:<key_id>``) answers for it; None: the key itself.
 
         Raises:
-            pydantic.ValidationError: a bad tenant name, no role, or a name over 128 characters.
+            pydantic.ValidationError: a bad tenant name or owner, no role, or a name over 128
+                characters.
         """
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         key = ApiKey(
@@ -163,6 +185,7 @@ class ApiKeyStore:
             name=name,
             tenant=tenant,
             roles=tuple(roles),
+            owner=owner or f"key:{key_id}",
             secret_sha256=_sha256(secret),
             created_at=datetime.now(UTC),
         )
@@ -272,8 +295,8 @@ class JwtVerifier:
         """Blocks on the first fetch of the JWKS (call from a worker thread).
 
         Raises:
-            Unauthenticated: bad signature, algorithm, issuer, audience, expiry, or a missing
-                or malformed tenant or roles claim.
+            Unauthenticated: bad signature, algorithm, issuer, audience, expiry, a missing
+                or malformed tenant or roles claim, or a ``platform`` role (never a person's).
         """
         settings = self.settings
         try:
@@ -295,9 +318,17 @@ class JwtVerifier:
             raise Unauthenticated(f"invalid token: no valid {settings.tenant_claim!r} claim")
         if not isinstance(roles, list) or not roles or not all(_is_role(role) for role in roles):
             raise Unauthenticated(f"invalid token: no valid {settings.roles_claim!r} claim")
-        subject = str(claims["sub"])
+        # platform reads across tenants: only the platform's own keys hold it, never an issuer's word.
+        if Role.PLATFORM in roles:
+            raise Unauthenticated(f"invalid token: {settings.roles_claim!r} names the platform role")
+        subject = f"person:{claims['sub']}"
         return Principal(
-            subject=f"person:{subject}", tenant=tenant, roles=frozenset(map(Role, roles)), kind="person", name=subject
+            subject=subject,
+            tenant=tenant,
+            roles=frozenset(map(Role, roles)),
+            kind="person",
+            name=str(claims["sub"]),
+            owner=subject,
         )
 
     def _signing_key(self, token: str) -> jwt.PyJWK:

@@ -95,7 +95,8 @@ def _free_socket() -> socket.socket:
 def platform(tansu: EmbeddedKafka, tmp_path: Path) -> Iterator[Platform]:
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
-    data = PlatformSettings(data_dir=tmp_path)  # both read <tmp_path>/auth/api-keys.json
+    # Both read <tmp_path>/auth/api-keys.json; TENANT is the platform's (only its people request changes).
+    data = PlatformSettings(data_dir=tmp_path, tenant=TENANT)
     keys = ApiKeyStore(tmp_path / "auth" / "api-keys.json")
     credentials: dict[str, str | None] = {
         role.value: f"Bearer {keys.create(role.value, TENANT, [role])[1]}" for role in Role
@@ -327,7 +328,7 @@ def test_refused_calls_and_key_changes_are_audited_with_their_actor(platform: Pl
     assert (forbidden.action, forbidden.outcome, forbidden.tenant) == ("auth.refused", "refused", TENANT)
     assert forbidden.actor.kind == "api_key" and forbidden.target == "POST /v1/documents"
     assert forbidden.reason.startswith("403")
-    assert (anonymous.actor.kind, anonymous.tenant, anonymous.target) == ("anonymous", "default", "GET /metrics")
+    assert (anonymous.actor.kind, anonymous.tenant, anonymous.target) == ("anonymous", TENANT, "GET /metrics")
     assert anonymous.reason.startswith("401")
     assert (key_created.action, key_created.tenant, key_created.outcome) == ("key.created", TENANT, "applied")
     assert key_created.actor.name == "admin" and key_created.target == f"key:{created.json()['key']['key_id']}"

@@ -32,7 +32,12 @@ from tests.integration.services import produce_raw, running
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 KEY = Principal(
-    subject="key:3f9a0c1b2d4e5f60", tenant="acme", roles=frozenset({Role.ANALYST}), kind="api_key", name="bi"
+    subject="key:3f9a0c1b2d4e5f60",
+    tenant="acme",
+    roles=frozenset({Role.ANALYST}),
+    kind="api_key",
+    name="bi",
+    owner="key:3f9a0c1b2d4e5f60",
 )
 
 

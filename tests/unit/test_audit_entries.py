@@ -25,7 +25,12 @@ VERIFIER = Verifier(
     model_dirs=[],
 )
 KEY = Principal(
-    subject="key:3f9a0c1b2d4e5f60", tenant="acme", roles=frozenset({Role.PRODUCER}), kind="api_key", name="bot"
+    subject="key:3f9a0c1b2d4e5f60",
+    tenant="acme",
+    roles=frozenset({Role.PRODUCER}),
+    kind="api_key",
+    name="bot",
+    owner="key:3f9a0c1b2d4e5f60",
 )
 
 

@@ -1,6 +1,7 @@
-"""The four-eyes rules without Kafka: who may decide a change (not who requested it, only an
-allowed role, only in its tenant), that it is decided once and not after it expired, that the
-first decision counts whatever order the book reads them in, and what an approval publishes."""
+"""The four-eyes rules without Kafka: who may decide a change (not who requested it, nor another
+credential of the same owner, only an allowed role, only in the platform's tenant), that it is
+decided once and not after it expired, that the first decision counts whatever order the book
+reads them in, and what an approval publishes."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from ragops_schemas.changes import (
     ChangeApproved,
     ChangeKind,
     ChangeRejected,
+    ChangeRequested,
     PromoteChange,
     RetireChange,
     RetrainChange,
@@ -35,11 +37,24 @@ ROLES: dict[ChangeKind, frozenset[Role]] = {
     "retire": frozenset({Role.APPROVER}),
     "retrain": frozenset({Role.ADMIN}),
 }
+PLATFORM = "acme"  # the platform's tenant in these tests (RAGOPS_TENANT)
 RETIRE = RetireChange(version=VersionRef(kind="prompt", name="rag-answer", version="1"))
 
 
-def person(name: str, *roles: Role, tenant: str = "acme") -> Principal:
-    return Principal(subject=f"person:{name}", tenant=tenant, roles=frozenset(roles), kind="person", name=name)
+def person(name: str, *roles: Role, tenant: str = PLATFORM) -> Principal:
+    return Principal(
+        subject=f"person:{name}",
+        tenant=tenant,
+        roles=frozenset(roles),
+        kind="person",
+        name=name,
+        owner=f"person:{name}",
+    )
+
+
+def key(key_id: str, owner: str, *roles: Role) -> Principal:
+    subject = f"key:{key_id:0>16}"
+    return Principal(subject=subject, tenant=PLATFORM, roles=frozenset(roles), kind="api_key", name=key_id, owner=owner)
 
 
 ALICE = person("alice", Role.OPERATOR, Role.APPROVER)
@@ -50,7 +65,7 @@ def booked(
     change: Change = RETIRE, by: Principal = ALICE, ttl: timedelta | None = timedelta(days=1)
 ) -> tuple[ChangeBook, str]:
     book = ChangeBook()
-    requested = request_change(by, change, "leaks the context", PRODUCER, ttl=ttl, now=NOW)
+    requested = request_change(by, change, "leaks the context", PRODUCER, platform_tenant=PLATFORM, ttl=ttl, now=NOW)
     assert book.apply(requested)
     return book, requested.change_id
 
@@ -58,7 +73,17 @@ def booked(
 def decision(
     book: ChangeBook, change: str, who: Principal, *, approve: bool = True, now: datetime = NOW
 ) -> ChangeApproved | ChangeRejected:
-    return decide(book, change, who, approve=approve, reason="ok", approver_roles=ROLES, producer=PRODUCER, now=now)
+    return decide(
+        book,
+        change,
+        who,
+        approve=approve,
+        reason="ok",
+        approver_roles=ROLES,
+        platform_tenant=PLATFORM,
+        producer=PRODUCER,
+        now=now,
+    )
 
 
 def approval(book: ChangeBook, change: str, who: Principal) -> ChangeApproved:
@@ -95,6 +120,44 @@ def test_the_requester_cannot_decide_their_own_change() -> None:
     assert refused(book, change, person("alice", Role.APPROVER))[0] == 403
 
 
+def test_one_owner_with_two_credentials_is_one_pair_of_eyes() -> None:
+    forbidden = (403, "a change is decided by someone other than who requested it")
+    book, change = booked()
+    assert refused(book, change, key("a11ce", "person:alice", Role.APPROVER)) == forbidden, "alice's key"
+    # An admin's key asks; a key the admin minted over HTTP (owned by the admin key) decides.
+    admin = key("ad", "key:00000000000000ad", Role.OPERATOR, Role.ADMIN)
+    minted = key("b0b", admin.owner, Role.APPROVER)
+    book, change = booked(by=admin)
+    record = book.get(change, PLATFORM)
+    assert record is not None and record.requested.requested_by.owner == admin.owner
+    assert refused(book, change, minted) == forbidden
+    assert isinstance(decision(book, change, key("ca1", "person:carol", Role.APPROVER)), ChangeApproved)
+
+
+def test_a_request_recorded_before_owners_answers_to_its_subject() -> None:
+    book, change = booked()
+    record = book.get(change, PLATFORM)
+    assert record is not None
+    written = record.requested.model_dump(mode="json")
+    del written["requested_by"]["owner"]  # as the gateway wrote it before owners
+    old = ChangeRequested.model_validate(written)
+    assert old.model_dump(mode="json") == written, "its signed bytes are unchanged: the signature still holds"
+    assert old.requested_by.accountable == "person:alice"
+    before_owners = ChangeBook()
+    before_owners.apply(old)
+    assert refused(before_owners, change, key("a11ce", "person:alice", Role.APPROVER))[0] == 403
+
+
+def test_only_the_platforms_tenant_requests_or_decides_changes() -> None:
+    book, change = booked()
+    globex = person("carol", Role.OPERATOR, Role.APPROVER, tenant="globex")
+    with pytest.raises(ChangeRefused) as caught:
+        request_change(globex, RETIRE, "x", PRODUCER, platform_tenant=PLATFORM, ttl=None, now=NOW)
+    assert caught.value.status_code == 403 and PLATFORM in str(caught.value)
+    assert refused(book, change, globex)[0] == 403
+    assert refused(book, "chg-00000000000000000000", globex)[0] == 403, "alike: nothing reveals it exists"
+
+
 def test_a_decider_needs_a_role_allowed_for_the_kind() -> None:
     book, change = booked()
     assert refused(book, change, person("carol", Role.OPERATOR, Role.ADMIN))[0] == 403
@@ -103,12 +166,9 @@ def test_a_decider_needs_a_role_allowed_for_the_kind() -> None:
     assert isinstance(decision(retrain_book, retrain, person("dana", Role.ADMIN)), ChangeApproved)
 
 
-def test_another_tenants_change_is_unknown() -> None:
+def test_an_unknown_change_is_not_found_and_the_book_keeps_tenants_apart() -> None:
     book, change = booked()
-    other_tenant = refused(book, change, person("bob", Role.APPROVER, tenant="globex"))
-    unknown = refused(book, "chg-00000000000000000000", BOB)
-    assert other_tenant == (404, f"no change {change}")
-    assert unknown[0] == 404
+    assert refused(book, "chg-00000000000000000000", BOB) == (404, "no change chg-00000000000000000000")
     assert book.get(change, "globex") is None and book.of_tenant("globex") == []
 
 

@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
 
 from ragops_shared.identity import (
     ApiKeyStore,
@@ -48,9 +49,31 @@ def test_a_created_key_authenticates_as_its_principal(store: ApiKeyStore) -> Non
     key, credential = store.create("ingest-bot", "acme", [Role.PRODUCER, Role.PRODUCT, Role.PRODUCER])
     assert key.roles == (Role.PRODUCER, Role.PRODUCT)
     assert store.authenticate(credential) == Principal(
-        f"key:{key.key_id}", "acme", frozenset({Role.PRODUCER, Role.PRODUCT}), "api_key", "ingest-bot"
+        f"key:{key.key_id}",
+        "acme",
+        frozenset({Role.PRODUCER, Role.PRODUCT}),
+        "api_key",
+        "ingest-bot",
+        f"key:{key.key_id}",
     )
     assert store.keys() == [store.find(key.key_id)]
+
+
+def test_a_key_answers_to_its_owner_else_to_itself(store: ApiKeyStore) -> None:
+    own, own_credential = store.create("bot", "acme", [Role.PRODUCER])
+    owned, owned_credential = store.create("alice-bot", "acme", [Role.APPROVER], owner="person:alice")
+    assert store.authenticate(own_credential).owner == f"key:{own.key_id}" == own.owner
+    assert store.authenticate(owned_credential).owner == "person:alice" == owned.owner
+    with pytest.raises(ValidationError):
+        store.create("bot", "acme", [Role.PRODUCER], owner="alice")
+
+
+def test_a_key_file_written_before_owners_reads_each_key_as_its_own_owner(store: ApiKeyStore) -> None:
+    key, credential = store.create("bot", "acme", [Role.PRODUCER])
+    document = json.loads(store.path.read_text())
+    del document["keys"][0]["owner"]
+    store.path.write_text(json.dumps(document))
+    assert ApiKeyStore(store.path).authenticate(credential).owner == f"key:{key.key_id}"
 
 
 def test_only_the_hash_is_at_rest_in_a_file_only_its_owner_reads(store: ApiKeyStore) -> None:
@@ -248,7 +271,7 @@ def verifier(request: pytest.FixtureRequest, issuer: Issuer, tmp_path: Path) -> 
 
 def test_a_valid_token_is_a_person_of_its_tenant_with_its_roles(verifier: JwtVerifier, issuer: Issuer) -> None:
     assert verifier.authenticate(issuer.token()) == Principal(
-        "person:alice", "acme", frozenset({Role.ANALYST, Role.APPROVER}), "person", "alice"
+        "person:alice", "acme", frozenset({Role.ANALYST, Role.APPROVER}), "person", "alice", "person:alice"
     )
 
 
@@ -271,6 +294,9 @@ BAD_TOKENS = {
     "unknown role": lambda issuer: issuer.token(ragops_roles=["analyst", "root"]),
     "roles not a list": lambda issuer: issuer.token(ragops_roles="admin"),
     "a role not text": lambda issuer: issuer.token(ragops_roles=[{"admin": True}]),
+    "platform role (a platform key's, never a person's)": lambda issuer: issuer.token(
+        ragops_roles=["analyst", "platform"]
+    ),
     "garbage": lambda issuer: "not-a-token",
 }
 

@@ -52,3 +52,17 @@ def test_a_bad_tenant_or_role_is_refused_and_nothing_is_stored(tmp_path: Path) -
     bad_role = ragops("create", "--name", "x", "--tenant", "acme", "--role", "root", "--data-dir", str(tmp_path))
     assert bad_role.exit_code == 2
     assert ApiKeyStore(tmp_path / "auth" / "api-keys.json").keys() == []
+
+
+def test_a_key_answers_to_the_owner_given_else_to_itself(tmp_path: Path) -> None:
+    args = ["--tenant", "default", "--role", "approver", "--data-dir", str(tmp_path)]
+    owned = ragops("create", "--name", "alice-bot", "--owner", "person:alice", *args)
+    own = ragops("create", "--name", "ci", *args)
+    assert owned.exit_code == own.exit_code == 0, owned.output + own.output
+    store = ApiKeyStore(tmp_path / "auth" / "api-keys.json")
+    assert store.authenticate(owned.stdout.strip()).owner == "person:alice"
+    itself = store.authenticate(own.stdout.strip())
+    assert itself.owner == itself.subject
+    assert "person:alice" in ragops("list", "--data-dir", str(tmp_path)).output
+    bad = ragops("create", "--name", "x", "--owner", "alice", *args)
+    assert bad.exit_code == 2 and "owner" in bad.output
