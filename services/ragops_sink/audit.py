@@ -119,12 +119,13 @@ def _what(
         return "retraining.requested", target, "requested", None, after, event.reason
     if isinstance(event, ChangeRequested):
         refusal, signed = _signature(event, verifier)
-        after = {"change": event.change.model_dump(mode="json"), **signed}
+        after = {"change": event.change.model_dump(mode="json"), "owner": event.requested_by.accountable, **signed}
         return event.event_type, event.change_id, refusal or "requested", None, after, event.reason
     if isinstance(event, (ChangeApproved, ChangeRejected)):
         refusal, signed = _signature(event, verifier)
         outcome = refusal or ("approved" if isinstance(event, ChangeApproved) else "rejected")
-        return event.event_type, event.change_id, outcome, None, signed, event.reason
+        after = {"owner": event.decided_by.accountable, **signed}
+        return event.event_type, event.change_id, outcome, None, after, event.reason
     return None
 
 

@@ -136,6 +136,7 @@ def test_a_change_is_audited_with_the_person_who_asked_for_or_decided_it(kind: t
     assert (entry.action, entry.target, entry.reason) == (change.event_type, change.change_id, change.reason)
     assert (entry.actor_kind, entry.actor_id, entry.actor_name) == (who.kind, who.subject, who.name)
     assert entry.outcome == {ChangeRequested: "requested", ChangeApproved: "approved", ChangeRejected: "rejected"}[kind]
+    assert json.loads(entry.after)["owner"] == who.accountable, "four eyes are two owners: the record shows them"
     if kind is ChangeRequested:
         assert json.loads(entry.after)["change"] == change.change.model_dump(mode="json")
 
