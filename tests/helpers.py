@@ -1,9 +1,12 @@
 """What many tests share: the producer stamped on the events they make, the golden examples
-in ``schemas/examples`` (one valid event per type), JSONL reading and API keys for HTTP calls."""
+in ``schemas/examples`` (one valid event per type), JSONL reading, events as fetched Kafka
+records and API keys for HTTP calls."""
 
 import json
 from pathlib import Path
 from typing import TypeVar
+
+from aiokafka import ConsumerRecord
 
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
@@ -35,3 +38,20 @@ def bearer(data_dir: Path, *roles: Role, tenant: str = "default") -> dict[str, s
     service with ``PlatformSettings(data_dir=data_dir)`` reads (``<data_dir>/auth/api-keys.json``)."""
     _, credential = ApiKeyStore(data_dir / "auth" / "api-keys.json").create("test", tenant, list(roles))
     return {"authorization": f"Bearer {credential}"}
+
+
+def record_of(event: Event, offset: int, partition: int = 0) -> ConsumerRecord:
+    """``event`` as a consumer fetches it from its topic: JSON value, its key, no headers."""
+    return ConsumerRecord(
+        topic=event.TOPIC.value,
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=event.key,
+        value=event.model_dump_json(by_alias=True).encode(),
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=0,
+        headers=(),
+    )

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aiokafka import ConsumerRecord
 
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.client import AnalyticsSettings
@@ -31,7 +30,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.registry import Registry
 from ragops_sink.rows import events_to_arrow, to_row
-from tests.helpers import PRODUCER
+from tests.helpers import PRODUCER, record_of
 
 pytestmark = pytest.mark.clickhouse
 
@@ -40,25 +39,7 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def save(store: ChdbStore, events: Sequence[Event]) -> None:
-    rows = [
-        to_row(
-            ConsumerRecord(
-                topic=event.TOPIC.value,
-                partition=0,
-                offset=i,
-                timestamp=0,
-                timestamp_type=0,
-                key=event.key,
-                value=event.model_dump_json(by_alias=True).encode(),
-                checksum=None,
-                serialized_key_size=0,
-                serialized_value_size=0,
-                headers=(),
-            ),
-            datetime.now(UTC),
-        )
-        for i, event in enumerate(events)
-    ]
+    rows = [to_row(record_of(event, i), datetime.now(UTC)) for i, event in enumerate(events)]
     insert_events(store, events_to_arrow(rows))
 
 

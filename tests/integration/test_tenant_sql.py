@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
@@ -22,7 +21,7 @@ from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
-from tests.helpers import bearer, example
+from tests.helpers import bearer, example, record_of
 
 pytestmark = pytest.mark.clickhouse
 TENANTS = ("acme", "globex")
@@ -38,22 +37,7 @@ def _events() -> list[Event]:
 
 
 def _save(store: ChdbStore, events: Sequence[Event]) -> None:
-    def record(offset: int, event: Event) -> ConsumerRecord:
-        return ConsumerRecord(
-            topic=event.TOPIC.value,
-            partition=0,
-            offset=offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=event.key,
-            value=event.model_dump_json(by_alias=True).encode(),
-            checksum=None,
-            serialized_key_size=0,
-            serialized_value_size=0,
-            headers=(),
-        )
-
-    rows = [to_row(record(offset, event), datetime.now(UTC)) for offset, event in enumerate(events)]
+    rows = [to_row(record_of(event, offset), datetime.now(UTC)) for offset, event in enumerate(events)]
     queries.insert_events(store, events_to_arrow(rows))
 
 
