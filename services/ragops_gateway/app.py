@@ -1,7 +1,8 @@
 """The HTTP gateway, for producers that do not speak Kafka. It publishes events and owns no
 state: ``POST /v1/documents`` -> ``DocumentSubmitted`` (content above
 ``RAGOPS_INLINE_CONTENT_BYTES`` left in the blob store and sent by reference; 413 when it
-cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES``); ``POST /v1/queries`` ->
+cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES`` or the tenant's own limit in
+``RAGOPS_GATEWAY_TENANT_LIMITS``); ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
 ``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
@@ -11,7 +12,9 @@ the API keys of the admin's tenant. ``GET /health`` is liveness, ``GET /ready`` 
 
 Every route but the probes needs ``Authorization: Bearer <API key or JWT>`` and one of the
 roles :data:`ROUTE_ROLES` names for it (401 without a valid credential, 403 without the
-role); the envelope's ``tenant`` is the caller's, never the body's."""
+role); the envelope's ``tenant`` is the caller's, never the body's. A tenant over its rate on
+documents, queries or feedback (``RAGOPS_GATEWAY_RATE``, ``RAGOPS_GATEWAY_TENANT_LIMITS``)
+gets 429 with ``Retry-After`` (seconds): counted per replica (:mod:`ragops_gateway.limits`)."""
 
 import asyncio
 import uuid
@@ -34,7 +37,8 @@ from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
-from ragops_gateway.settings import GatewaySettings
+from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
     AnswerGenerated,
@@ -142,7 +146,10 @@ class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: DocumentId | None = Field(default=None, description="None = a new UUID.")
-    content: str = Field(min_length=1, description="At most RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES (UTF-8), else 413.")
+    content: str = Field(
+        min_length=1,
+        description="At most RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES (UTF-8), or the tenant's own lower limit, else 413.",
+    )
     content_type: ContentType = "text/plain"
     title: Title | None = None
     source: Source | None = None
@@ -261,6 +268,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     def caller(method: str, path: str) -> Callable[[Request], Awaitable[Principal]]:
         return guard.dependency(*roles[method, path])
 
+    buckets = TokenBuckets(settings.rate_of)
+
+    def limited(route: RouteClass) -> Callable[[Principal], Awaitable[Principal]]:
+        """The caller of ``POST /v1/<route>``, once its tenant had a token for the route; 429 else."""
+        allowed = caller("POST", f"/v1/{route}")
+
+        async def within_rate(principal: Annotated[Principal, Depends(allowed)]) -> Principal:
+            retry_after = buckets.take(principal.tenant, route)
+            if retry_after:
+                RATE_LIMITED.labels(tenant=principal.tenant, route=route).inc()
+                log.info("rate_limited", tenant=principal.tenant, route=route, retry_after_s=retry_after)
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"tenant {principal.tenant} is over its rate for {route}; retry after {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
+            return principal
+
+        return within_rate
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await broker.start()
@@ -286,7 +313,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _error(error.status_code, error.detail)
+        response = _error(error.status_code, error.detail)
+        response.headers.update(error.headers or {})  # Retry-After, WWW-Authenticate
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -330,7 +359,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
     async def submit_document(
-        document: DocumentIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/documents"))]
+        document: DocumentIn, principal: Annotated[Principal, Depends(limited("documents"))]
     ) -> Accepted:
         event = DocumentSubmitted(
             producer=producer,
@@ -340,11 +369,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         _log_as(event)
         # Refused at the door: content ingestion would reject, or a record the broker would refuse.
-        size = len(event.content.encode())
-        if size > settings.max_document_bytes:
+        size, limit = len(event.content.encode()), settings.max_document_bytes_of(principal.tenant)
+        if size > limit:
             raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE,
-                f"content of {size} bytes: the limit is {settings.max_document_bytes} bytes of content",
+                status.HTTP_413_CONTENT_TOO_LARGE, f"content of {size} bytes: the limit is {limit} bytes of content"
             )
         try:
             # Large content travels by reference (claim check); blob writes block: a worker thread.
@@ -367,7 +395,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
     async def send_feedback(
-        feedback: FeedbackIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/feedback"))]
+        feedback: FeedbackIn, principal: Annotated[Principal, Depends(limited("feedback"))]
     ) -> FeedbackAccepted:
         """Accepted for validation by the feedback service: an unknown request id is
         dead-lettered there with the reason (the gateway holds no state to check it)."""
@@ -377,9 +405,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
 
     @app.post("/v1/queries")
-    async def ask(
-        query: QueryIn, principal: Annotated[Principal, Depends(caller("POST", "/v1/queries"))]
-    ) -> AnswerGenerated:
+    async def ask(query: QueryIn, principal: Annotated[Principal, Depends(limited("queries"))]) -> AnswerGenerated:
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
             producer=producer,

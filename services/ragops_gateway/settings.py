@@ -1,6 +1,8 @@
 """Settings of the gateway service (env prefix ``RAGOPS_GATEWAY_``)."""
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.client import AnalyticsSettings
@@ -8,6 +10,31 @@ from ragops_gateway.spec import SPEC
 from ragops_schemas.changes import ChangeKind
 from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+# The routes a tenant's rate is counted on, each apart: POST /v1/documents, /v1/queries, /v1/feedback.
+RouteClass = Literal["documents", "queries", "feedback"]
+
+
+class Rate(BaseModel):
+    """A token bucket: at most ``burst`` requests at once, ``rate`` more a second after that."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, description="Requests a second, on average.")
+    burst: int = Field(ge=1, description="Requests at once (the bucket's size).")
+
+
+class TenantLimits(BaseModel):
+    """One tenant's own limits; what it leaves out is the gateway's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: Rate | None = None
+    queries: Rate | None = None
+    feedback: Rate | None = None
+    max_document_bytes: int | None = Field(
+        default=None, gt=0, description="At most RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES: an override only lowers it."
+    )
 
 
 class GatewaySettings(BaseSettings):
@@ -26,7 +53,17 @@ class GatewaySettings(BaseSettings):
         default=8 * 1024 * 1024,
         gt=0,
         description="POST /v1/documents refuses larger content (UTF-8 bytes) with 413; keep it at most "
-        "RAGOPS_INGESTION_MAX_DOCUMENT_BYTES.",
+        "RAGOPS_INGESTION_MAX_DOCUMENT_BYTES. The default of every tenant, and the ceiling of its override.",
+    )
+    rate: Rate = Field(
+        default=Rate(rate=50.0, burst=100),
+        description="Every tenant's rate on each of POST /v1/documents, /v1/queries, /v1/feedback (JSON "
+        '{"rate": requests/s, "burst": requests}); over it: 429 with Retry-After. Per replica, in memory.',
+    )
+    tenant_limits: dict[str, TenantLimits] = Field(
+        default_factory=dict,
+        description='Per-tenant overrides (JSON): {"<tenant>": {"documents": {"rate": 1, "burst": 5}, '
+        '"queries": ..., "feedback": ..., "max_document_bytes": 100000}}.',
     )
     analytics: AnalyticsSettings = Field(
         default_factory=AnalyticsSettings,
@@ -42,3 +79,24 @@ class GatewaySettings(BaseSettings):
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _overrides_only_lower_the_size(self) -> "GatewaySettings":
+        for tenant, limits in self.tenant_limits.items():
+            if limits.max_document_bytes is not None and limits.max_document_bytes > self.max_document_bytes:
+                raise ValueError(
+                    f"RAGOPS_GATEWAY_TENANT_LIMITS: {tenant}'s max_document_bytes {limits.max_document_bytes} is above "
+                    f"RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES ({self.max_document_bytes})"
+                )
+        return self
+
+    def rate_of(self, tenant: str, route: RouteClass) -> Rate:
+        """``tenant``'s rate on ``route``: its override, else :attr:`rate`."""
+        limits = self.tenant_limits.get(tenant)
+        return (getattr(limits, route) if limits is not None else None) or self.rate
+
+    def max_document_bytes_of(self, tenant: str) -> int:
+        """The most content bytes (UTF-8) ``tenant`` may send in one document."""
+        limits = self.tenant_limits.get(tenant)
+        own = limits.max_document_bytes if limits is not None else None
+        return own if own is not None else self.max_document_bytes
