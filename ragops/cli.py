@@ -7,10 +7,10 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import httpx
 import typer
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
-from ragops.credentials import bearer
+from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.keys import app as keys_app
@@ -27,7 +27,7 @@ from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
-from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
+from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_schemas import (
     AnswerGenerated,
     DocumentIndexed,
@@ -67,52 +67,31 @@ class GatewayAddress(BaseSettings):
     gateway_url: str | None = None
 
 
-def _gateway(data_dir: Path, timeout_s: float = 30.0) -> httpx.Client:
-    """A client of the running platform's gateway (``RAGOPS_GATEWAY_URL`` if set), with the
-    CLI's credential (:mod:`ragops.credentials`)."""
-    url = GatewayAddress().gateway_url
+def _gateway_url(data_dir: Path) -> str:
+    """The running platform's gateway (``RAGOPS_GATEWAY_URL`` if set).
+
+    Raises:
+        typer.BadParameter: no platform runs in ``data_dir`` and none is configured.
+    """
     try:
-        url = url or running_platform(data_dir)["gateway_url"]
-        auth = bearer(data_dir)
-    except (PlatformError, FileNotFoundError) as error:
+        return GatewayAddress().gateway_url or running_platform(data_dir)["gateway_url"]
+    except PlatformError as error:
         raise typer.BadParameter(f"{error} (or set RAGOPS_GATEWAY_URL and RAGOPS_API_KEY)") from None
-    return httpx.Client(base_url=url, auth=auth, timeout=timeout_s)
 
 
-class _GatewayReader:
-    """Read-only SQL through the running platform's gateway (``POST /v1/sql``) with the CLI's
-    credential (:func:`ragops.credentials.api_key`): an ``analyst`` sees its tenant's rows.
-    A :class:`~ragops_analytics.store.Reader`."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._http = _gateway(data_dir, timeout_s=120)
-        self.url = str(self._http.base_url)
-
-    def query(
-        self, sql: str, parameters: Mapping[str, Any] | None = None, *, tenant: str | None = None, audit: bool = False
-    ) -> QueryResult:
-        """Raises:
-        QueryError: the statement was refused (its reason), or the credential was (401, 403).
-        StoreUnavailable: the gateway cannot be reached."""
-        # The credential decides the tenant and whether audit_log is readable: the gateway
-        # takes neither from a body.
-        try:
-            response = self._http.post("/v1/sql", json={"sql": sql, "parameters": dict(parameters or {})})
-        except httpx.HTTPError as error:
-            raise StoreUnavailable(f"the gateway at {self.url} did not answer: {error}") from None
-        if response.status_code != 200:
-            json_body = response.headers.get("content-type", "").startswith("application/json")
-            raise QueryError(f"{response.status_code}: {response.json().get('detail') if json_body else response.text}")
-        body = response.json()
-        return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
-
-    def close(self) -> None:
-        self._http.close()
+def _gateway(data_dir: Path) -> httpx.Client:
+    """A client of the gateway with the CLI's credential (:mod:`ragops.credentials`)."""
+    url = _gateway_url(data_dir)
+    try:
+        return httpx.Client(base_url=url, auth=bearer(data_dir), timeout=30.0)
+    except FileNotFoundError as error:
+        raise typer.BadParameter(f"{error} (or set RAGOPS_GATEWAY_URL and RAGOPS_API_KEY)") from None
 
 
-def _analytics(data_dir: Path) -> AnalyticsClient | _GatewayReader:
+def _analytics(data_dir: Path) -> AnalyticsClient:
     """The ClickHouse server if ``RAGOPS_SINK_CLICKHOUSE_URL`` is set, else the running
-    platform's gateway with the CLI's credential.
+    platform's gateway (``POST /v1/sql``) with the CLI's credential: the credential decides
+    the tenant and whether ``audit_log`` is readable, never the request.
 
     Raises:
         typer.BadParameter: no platform runs in ``data_dir``, or there is no credential.
@@ -120,7 +99,14 @@ def _analytics(data_dir: Path) -> AnalyticsClient | _GatewayReader:
     from ragops_sink.settings import SinkSettings
 
     url = SinkSettings().clickhouse_url
-    return AnalyticsClient(clickhouse_url=url) if url else _GatewayReader(data_dir)
+    if url:
+        return AnalyticsClient(clickhouse_url=url)
+    gateway = _gateway_url(data_dir)
+    try:
+        key = api_key(data_dir)
+    except FileNotFoundError as error:
+        raise typer.BadParameter(f"{error} (or set RAGOPS_API_KEY)") from None
+    return AnalyticsClient(sql_url=f"{gateway}/v1/sql", api_key=key, timeout_s=120)
 
 
 def _run(work: Coroutine[object, object, T]) -> T:

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.guard import ensure_read_only
 from ragops_analytics.server_store import ServerStore
-from ragops_analytics.store import QueryError, QueryResult
+from ragops_analytics.store import QueryError, QueryResult, StoreUnavailable
 
 __all__ = ["AnalyticsClient", "AnalyticsSettings"]
 
@@ -21,7 +21,8 @@ class AnalyticsClient:
     :class:`~ragops_analytics.store.Reader`, safe to share between threads.
 
     Args:
-        sql_url: the sink's ``/sql`` endpoint (embedded default), or
+        sql_url: an SQL endpoint speaking ``{"sql", "parameters"}`` -> ``{"columns", "rows"}``:
+            the sink's ``/sql`` (embedded default) or the gateway's ``/v1/sql``; or
         clickhouse_url: a ClickHouse server (``http://user:pass@host:8123/db``).
         timeout_s: seconds to wait for the sink's answer.
         api_key: the credential presented to ``sql_url`` as ``Authorization: Bearer <api_key>``
@@ -60,7 +61,7 @@ class AnalyticsClient:
         Raises:
             ReadOnlyViolation: not one read-only statement (checked before sending).
             QueryError: ClickHouse (or the sink) refused the statement, with its message.
-            StoreUnavailable: the server cannot be reached.
+            StoreUnavailable: the server (or the SQL endpoint) cannot be reached.
         """
         # Checked here to fail early; which tables the caller may read is decided where the
         # data is: by the sink from the credential's roles, by the server store from `audit`.
@@ -74,13 +75,19 @@ class AnalyticsClient:
         body: dict[str, Any] = {"sql": statement, "parameters": dict(parameters or {})}
         if tenant is not None:
             body["tenant"] = tenant
-        response = self._http.post(self.sql_url, json=body)
+        try:
+            response = self._http.post(self.sql_url, json=body)
+        except httpx.HTTPError as error:
+            raise StoreUnavailable(f"{self.sql_url} did not answer: {error}") from None
         if response.status_code != 200:
-            # The sink's own refusals say {"error": ...}; its guard's (401, 403) {"detail": ...}.
-            refused = response.json()
-            raise QueryError(
-                f"{response.status_code}: {refused.get('error') or refused.get('detail') or response.text}"
-            )
+            # The sink's own refusals say {"error": ...}; a guard's (401, 403) and the
+            # gateway's {"detail": ...}; anything else is passed on as text.
+            try:
+                refused = response.json()
+                reason = refused.get("error") or refused.get("detail") or response.text
+            except (ValueError, AttributeError):
+                reason = response.text
+            raise QueryError(f"{response.status_code}: {reason}")
         body = response.json()
         return QueryResult(columns=body["columns"], rows=[tuple(row) for row in body["rows"]])
 

@@ -162,8 +162,12 @@ def test_ragops_sql_asks_the_gateway_with_the_admin_key(server: str, keys: Embed
         "rows": [[admin.subject, "default", "SELECT 1"]],
     }
 
-    refused = runner.invoke(cli, ["sql", "DROP TABLE answers", "--data-dir", str(tmp_path)], env=env)
+    # A refusal of the endpoint reaches the user with its status; a statement that is not
+    # read-only never leaves the CLI.
+    refused = runner.invoke(cli, ["sql", "DESCRIBE events", "--data-dir", str(tmp_path)], env=env)
     assert refused.exit_code == 1 and "400: only SELECT" in refused.output
+    dropped = runner.invoke(cli, ["sql", "DROP TABLE answers", "--data-dir", str(tmp_path)], env=env)
+    assert dropped.exit_code == 1 and "DROP is not accepted" in dropped.output
 
     # RAGOPS_API_KEY wins over the admin key: a revoked one is refused.
     other, credential = ApiKeyStore(keys.api_keys_file).create("someone", "default", [Role.ANALYST])

@@ -1,8 +1,11 @@
 """Which engine errors a writer waits out (outages) and which it isolates (data errors); what an
 analyst is told of an engine error."""
 
+import socket
+
 import pytest
 
+from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.store import ERROR_LIMIT, DataRejected, StoreUnavailable, public_error, write_error
 
 
@@ -61,3 +64,15 @@ def test_public_error_keeps_the_gist_and_drops_statements_paths_and_addresses(me
 def test_public_error_is_bounded() -> None:
     told = public_error("Code: 6. DB::Exception: " + "x" * 10_000 + ". (CANNOT_PARSE_TEXT)")
     assert len(told) == ERROR_LIMIT and told.startswith("CANNOT_PARSE_TEXT: xxx") and told.endswith("…")
+
+
+def test_an_sql_endpoint_that_does_not_answer_is_unavailable_not_a_crash() -> None:
+    """The CLI and the monitor read through an SQL endpoint: nothing listening there is an
+    outage (StoreUnavailable), which they report, not an httpx error."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        client = AnalyticsClient(sql_url=f"http://127.0.0.1:{port}/v1/sql", api_key="rgk_x")
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            client.query("SELECT 1")
+        client.close()
