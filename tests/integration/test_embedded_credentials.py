@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,9 +31,17 @@ from ragops_shared.settings import AuthSettings, PlatformSettings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _environ(process: subprocess.Popen[bytes]) -> list[str]:
-    """What a service process was started with: its environment, as the kernel holds it."""
-    return Path(f"/proc/{process.pid}/environ").read_bytes().decode().split("\0")
+def _environ(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> list[str]:
+    """What a service process was started with: its environment, as the kernel holds it.
+
+    Read once the process has executed its program: until then (a busy machine takes a
+    while) the kernel shows an empty environment."""
+    deadline = time.monotonic() + timeout_s
+    while not (environ := Path(f"/proc/{process.pid}/environ").read_bytes()):
+        assert process.poll() is None, f"the service exited with status {process.returncode}"
+        assert time.monotonic() < deadline, "the service never started its program"
+        time.sleep(0.05)
+    return environ.decode().split("\0")
 
 
 def test_the_analytics_readers_are_the_services_that_read_analytics_on_their_own_credential() -> None:
