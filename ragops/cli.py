@@ -208,7 +208,8 @@ def _documents(client: PlatformClient, path: Path) -> list[DocumentSubmitted]:
         documents.append(
             client.document(
                 document_id,
-                file.read_text(encoding="utf-8", errors="replace"),
+                # utf-8-sig: a byte order mark is an encoding signature, not text.
+                file.read_text(encoding="utf-8-sig", errors="replace"),
                 content_type=content_type,
                 source=str(file.resolve()),
             )

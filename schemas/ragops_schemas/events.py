@@ -187,6 +187,9 @@ class ChunkerInfo(_Part):
     tokenizer: str
     chunk_size: int = Field(gt=0, description="Maximum tokens per chunk.")
     overlap: int = Field(ge=0, description="Tokens shared by consecutive chunks.")
+    max_chars: int | None = Field(
+        default=None, gt=0, description="Maximum characters per chunk; None = not bounded (events from before it)."
+    )
 
 
 # ----------------------------------------------------------------- document flow
@@ -271,6 +274,13 @@ class DocumentChunked(DocumentEvent):
     part: int = Field(default=1, ge=1, description=_PART)
     parts: int = Field(default=1, ge=1, description=_PARTS)
     chunk_total: int | None = Field(default=None, ge=1, description=_CHUNK_TOTAL)
+    mixed_script_words: int = Field(
+        default=0,
+        ge=0,
+        description="Words of the document's parsed text (every part: the whole document's count) that mix "
+        "Latin, Cyrillic or Greek letters, such as 'paypal' with a Cyrillic 'a': look-alike spellings "
+        "(ragops_shared.text.mixed_script_words), flagged, not folded.",
+    )
 
     check_part_within_parts = model_validator(mode="after")(_check_part)
 

@@ -17,6 +17,9 @@ again: the service reads what the live index holds from the ``DocumentIndexed`` 
 A ``DocumentChunked`` it dead-letters ends its document version with a ``DocumentRejected``
 (stage ``embedding``): the indexer withdraws the points of the version's other parts.
 
+A question is embedded as :func:`ragops_shared.text.normalise` makes it, the normalisation
+its documents had.
+
 Which model version embeds is the version registry's decision: the ``production`` alias of
 the model for queries and live documents, the build's version for the replayed chunks of a
 re-index. The packaged (or configured) model is registered at start.
@@ -61,6 +64,7 @@ from ragops_shared.parts import refused_version, split_by_bytes
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import signer_for, verifier_for
+from ragops_shared.text import normalise
 
 SERVICE = SPEC.name
 PROMOTED_MODEL_LOAD_FAILURES = Counter(
@@ -262,8 +266,9 @@ class Embedders:
 
 
 def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
-    """Embed the questions of a batch of queries in one call."""
-    vectors = _embed(embedder, [event.question for event in events])
+    """Embed the questions of a batch of queries in one call, each normalised as documents are
+    (:func:`ragops_shared.text.normalise`); the events carry the questions as asked."""
+    vectors = _embed(embedder, [normalise(event.question) for event in events])
     return [
         event.caused(
             QueryEmbedded,

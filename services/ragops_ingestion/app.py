@@ -42,6 +42,7 @@ from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.ops import DOCUMENTS_UNCHANGED
 from ragops_shared.parts import PartTooLarge, split_by_bytes
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.text import mixed_script_words, normalise
 
 SERVICE = SPEC.name
 
@@ -103,6 +104,9 @@ def ingest(
         )
         for piece in chunker.chunk(parsed.text)
     ]
+    if not chunks:
+        # A tokenizer may drop every character of a text the parser kept.
+        return rejected(f"document is empty after chunking: its {len(parsed.text)} characters have no tokens")
     version = document_version(parsed.text)
     # Same chunks too: a changed chunker (size, overlap, tokenizer) must re-index the text.
     # Compared as sets: a version indexed in parts lists its ids as the store orders them.
@@ -123,6 +127,7 @@ def ingest(
             )
         ]
     distinct = len({chunk.chunk_id for chunk in chunks})
+    mixed_scripts = mixed_script_words(parsed.text)
 
     def part_event(part_chunks: list[Chunk], part: int, parts: int) -> DocumentChunked:
         return submitted.caused(
@@ -131,7 +136,7 @@ def ingest(
             scope=part_scope(part, parts),
             document_id=submitted.document_id,
             document_version=version,
-            title=submitted.title or parsed.title,
+            title=normalise(submitted.title) if submitted.title else parsed.title,
             source=submitted.source,
             metadata=submitted.metadata,
             content_type=submitted.content_type,
@@ -140,6 +145,7 @@ def ingest(
             part=part,
             parts=parts,
             chunk_total=distinct if parts > 1 else None,
+            mixed_script_words=mixed_scripts,
         )
 
     try:
@@ -186,8 +192,18 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected, DocumentIndexed])
     indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     blobs = open_blob_store(settings.platform)
-    chunker = TokenChunker(settings.tokenizer or default_embedding_model_dir(), settings.chunk_size, settings.overlap)
-    info = ChunkerInfo(tokenizer=settings.tokenizer_name, chunk_size=settings.chunk_size, overlap=settings.overlap)
+    chunker = TokenChunker(
+        settings.tokenizer or default_embedding_model_dir(),
+        settings.chunk_size,
+        settings.overlap,
+        settings.max_chunk_chars,
+    )
+    info = ChunkerInfo(
+        tokenizer=settings.tokenizer_name,
+        chunk_size=settings.chunk_size,
+        overlap=settings.overlap,
+        max_chars=settings.max_chunk_chars,
+    )
     submitted = EventSubscriber(
         broker,
         publisher,

@@ -5,9 +5,13 @@ Documents come from outside the platform, so every parser is configured never to
 the ingestion host: reST ``include``/``raw`` (and Sphinx ``literalinclude``) never read
 files or emit raw markup, docutils reads no configuration files and writes nothing to
 stderr, HTML is only tokenised (scripts are dropped, never run), and raw HTML inside
-Markdown is dropped.
+Markdown is dropped. Text a browser would not show (HTML ``hidden``, ``aria-hidden="true"``,
+inline ``display: none`` or ``visibility: hidden``) is dropped too: it is a channel for
+instructions planted for the model, which the reader of the page never sees.
 
-Output text: NFC unicode, no control characters, one block (paragraph, heading, list item,
+Output text: normalised by :func:`ragops_shared.text.normalise` (NFKC, no format characters
+such as zero-width spaces, soft hyphens or a byte order mark), the one normalisation that
+queries get too; no control characters, one block (paragraph, heading, list item,
 table row, code block) per paragraph, paragraphs separated by one blank line. Prose
 blocks have their whitespace collapsed to single spaces; code blocks keep their lines and
 indentation (trailing spaces removed).
@@ -16,7 +20,6 @@ indentation (trailing spaces removed).
 import io
 import re
 import types
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -29,6 +32,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ragops_schemas.events import MAX_TITLE_CHARS
+from ragops_shared.text import normalise
 
 
 class DocumentParseError(ValueError):
@@ -60,7 +64,9 @@ def parse(content: str, content_type: str) -> ParsedDocument:
 
     Raises:
         DocumentParseError: unsupported content type; markup the parser gives up on; the
-            document has no text once markup, scripts and comments are removed.
+            document has no text once markup, scripts and comments are removed, or its
+            text has no letter or digit (punctuation, symbols or invisible characters only):
+            either way the message says it is empty.
     """
     media_type = content_type.split(";", 1)[0].strip().lower()
     extractor = _EXTRACTORS.get(media_type)
@@ -77,6 +83,11 @@ def parse(content: str, content_type: str) -> ParsedDocument:
     if not text:
         detail = f": {'; '.join(problems[:3])}" if problems else ""
         raise DocumentParseError(f"document is empty after parsing ({media_type}){detail}")
+    if not any(character.isalnum() for character in text):
+        # A chunk of "!!! ---" matches nothing a reader asks and only dilutes search.
+        raise DocumentParseError(
+            f"document is empty after parsing ({media_type}): no letter or digit, only punctuation or symbols"
+        )
     title = " ".join(_clean_characters(title).split()) if title else ""
     # A heading can be a whole paragraph; the events that carry the title bound it.
     return ParsedDocument(text=text, title=title[:MAX_TITLE_CHARS] or None)
@@ -90,8 +101,9 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _clean_characters(text: str) -> str:
-    """NFC, every line-break convention as ``\\n``, control characters removed."""
-    unified = "\n".join(unicodedata.normalize("NFC", text).splitlines())
+    """:func:`~ragops_shared.text.normalise`, every line-break convention as ``\\n``, control
+    characters removed."""
+    unified = "\n".join(normalise(text).splitlines())
     return _CONTROL_CHARACTERS.sub("", unified)
 
 
@@ -191,11 +203,34 @@ _HTML_BLOCK_TAGS = frozenset(
 )  # fmt: skip
 
 
+# Inline CSS that hides an element (CSS 2.1 and CSS Display 3: "display: none" removes the
+# box, "visibility: hidden" or "collapse" leaves it invisible); CSS comments are removed
+# first, so "display:/**/none" is caught too.
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_CSS_HIDING = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))\b", re.IGNORECASE)
+
+
+def _html_hidden(element: Tag) -> bool:
+    """Whether a browser shows ``element`` and its content to no one: the ``hidden`` attribute
+    (HTML Living Standard), ``aria-hidden="true"`` (WAI-ARIA; hidden from assistive
+    technology, and the usual way to hide a planted text from a screen reader's user too) or
+    hiding inline CSS. Style sheets are not evaluated: hiding by class is not seen."""
+    style = element.get("style")
+    return (
+        element.has_attr("hidden")
+        or str(element.get("aria-hidden", "")).strip().lower() == "true"
+        or (isinstance(style, str) and _CSS_HIDING.search(_CSS_COMMENT.sub("", style)) is not None)
+    )
+
+
 def _extract_html(content: str) -> _Extraction:
     try:
         soup = BeautifulSoup(content, "html.parser")
     except ParserRejectedMarkup as exc:
         raise DocumentParseError(f"HTML could not be parsed: {exc}") from exc
+    # First: a hidden first <h1> is no title either.
+    for element in soup.find_all(_html_hidden):
+        element.decompose()
     title_tag = soup.find("title")
     title = title_tag.get_text() if title_tag else None
     if not (title and title.strip()):

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_ingestion.chunking import MAX_CHUNK_CHARS
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME
 from ragops_shared.parts import check_budget
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -26,6 +27,12 @@ class IngestionSettings(BaseSettings):
     tokenizer_name: str = DEFAULT_EMBEDDING_MODEL_NAME
     chunk_size: int = Field(default=200, gt=0, description="Maximum tokens per chunk (the model reads 256).")
     overlap: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")
+    max_chunk_chars: int = Field(
+        default=MAX_CHUNK_CHARS,
+        gt=0,
+        description="Maximum characters per chunk: bounds what an unbroken run (one [UNK] token) brings "
+        "into a prompt; 2000 is above every 200-token chunk of the development corpora (at most 1,291).",
+    )
     batch_records: int = Field(default=16, gt=0, description="DocumentSubmitted records per fetch.")
     part_bytes: int = Field(
         default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per DocumentChunked event (one part)."

@@ -7,6 +7,10 @@ downloaded. The vectors carry term frequencies only; the collection's sparse vec
 declared with the IDF modifier, so the engine (Edge, server or qdrant-client's local
 mode) weighs each term by its inverse document frequency over the whole collection at
 query time.
+
+Both sides read text through :func:`ragops_shared.text.normalise`, the normalisation that
+ingestion gives documents: a query with a zero-width space or a soft hyphen in a word, or a
+chunk indexed before ingestion normalised, still meets the word.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from qdrant_edge import Bm25, Bm25Config
+
+from ragops_shared.text import normalise
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,11 @@ def _model() -> Bm25:
 
 def embed_document(text: str) -> SparseTerms:
     """BM25 term-frequency weights of a chunk's text, to store with the chunk."""
-    vector = _model().embed_document(text)
+    vector = _model().embed_document(normalise(text))
     return SparseTerms(tuple(vector.indices), tuple(vector.values))
 
 
 def embed_query(text: str) -> SparseTerms:
     """Weights of a query's text: 1.0 for each distinct token, IDF is applied by the engine."""
-    vector = _model().embed_query(text)
+    vector = _model().embed_query(normalise(text))
     return SparseTerms(tuple(vector.indices), tuple(vector.values))

@@ -113,7 +113,8 @@ def check_in(event: DocumentSubmitted, store: BlobStore | None, inline_max_bytes
 
 
 def check_out(event: DocumentSubmitted, store: BlobStore | None) -> str:
-    """The content of ``event``: inline, or read from ``store`` and verified.
+    """The content of ``event``: inline, or read from ``store`` and verified (decoded as
+    UTF-8 without a leading byte order mark: an encoding signature, not text).
 
     Raises:
         BlobUnavailable: the blob is missing or corrupt, not UTF-8, or there is no store."""
@@ -127,6 +128,6 @@ def check_out(event: DocumentSubmitted, store: BlobStore | None) -> str:
     ref = event.content_ref
     data = store.get(ref)
     try:
-        return data.decode()
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise BlobUnavailable(f"blob {ref.sha256} is not UTF-8 ({error.reason} at {error.start})") from None

@@ -30,7 +30,8 @@ def read_jsonl(path: Path, build: Callable[[dict[str, Any]], T], kind: str) -> l
     Raises ``ValueError`` naming the file, the line and ``kind`` for a line that is not JSON
     or lacks what ``build`` reads (``KeyError``/``TypeError``)."""
     built = []
-    with path.open(encoding="utf-8") as lines:
+    # utf-8-sig: a file saved with a byte order mark would fail its first line as JSON.
+    with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, 1):
             try:
                 built.append(build(json.loads(line)))

@@ -12,7 +12,9 @@ import pytest
 from ragops_embedding.app import embed_documents
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_ingestion.app import ingest
+from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.settings import IngestionSettings
+from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRejected, DocumentSubmitted
@@ -133,7 +135,10 @@ def test_a_document_above_the_limit_is_rejected_with_the_reason(chunker) -> None
     assert "2048 bytes is above the limit of 1024 bytes" in rejected.reason
 
 
-def test_a_chunk_that_fits_no_part_is_rejected_with_the_reason(chunker) -> None:
-    # One "word" longer than a window is split by characters: a 100 kB chunk.
-    [rejected] = ingest(chunker, INFO, PRODUCER, _submitted("y" * 200_000), part_bytes=64 * 1024)
+def test_a_chunk_that_fits_no_part_is_rejected_with_the_reason() -> None:
+    # One "word" (one [UNK] token) of 200,000 characters, which a chunker bounded to 300,000
+    # characters keeps whole: a 200 kB chunk.
+    unbounded = TokenChunker(default_embedding_model_dir(), 200, 32, max_chars=300_000)
+    unbounded.warm_up()
+    [rejected] = ingest(unbounded, INFO, PRODUCER, _submitted("y" * 200_000), part_bytes=64 * 1024)
     assert isinstance(rejected, DocumentRejected) and "does not fit an event of 65536 bytes" in rejected.reason
