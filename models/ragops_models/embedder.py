@@ -58,6 +58,7 @@ class Embedder:
         self.torch_threads = torch_threads
         self._model: torch.nn.Module | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._counter: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
         self.info: EmbeddingModelInfo | None = None
 
@@ -67,6 +68,10 @@ class Embedder:
             if self.info is None:
                 torch.set_num_threads(self.torch_threads)
                 self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+                # A second instance, always called without truncation: a transformers fast
+                # tokenizer sets truncation on its shared Rust tokenizer at each call, so
+                # counting with the embedding instance could untruncate a concurrent batch.
+                self._counter = AutoTokenizer.from_pretrained(self.model_path)
                 model = AutoModel.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype))
                 self._model = model.to(self.device).eval()
                 self.info = EmbeddingModelInfo(
@@ -94,6 +99,24 @@ class Embedder:
             index = order[start : start + self.batch_size]
             output[index] = self._embed_batch(model, tokenizer, [texts[i] for i in index])
         return output
+
+    def input_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the model would read it whole, special tokens included
+        (``[CLS]`` and ``[SEP]`` for a BERT model). :meth:`embed` reads the first
+        ``max_length`` of them: a text with more is truncated.
+
+        Raises:
+            RuntimeError: :meth:`warm_up` was not called.
+        """
+        if self._counter is None:
+            raise RuntimeError("Embedder.warm_up() must run before input_tokens()")
+        if not texts:
+            return []
+        # verbose=False: no warning for texts longer than the model's maximum, counted here.
+        encoded = self._counter(
+            texts, truncation=False, return_attention_mask=False, return_token_type_ids=False, verbose=False
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def _embed_batch(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> np.ndarray:
         tokens = tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")

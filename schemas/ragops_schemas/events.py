@@ -162,10 +162,22 @@ CompactVector = Annotated[
 """A dense vector, sent compactly (see :func:`encode_vector`) and read as ``list[float]``."""
 
 
+_INPUT_TOKENS = (
+    "Tokens of the text as the embedding model would read it whole, special tokens included; "
+    "None = not reported (events from before this field)."
+)
+_TRUNCATED = (
+    "True: the text had more input tokens than the model reads (its max_length) and only its beginning "
+    "was embedded; None = not reported (events from before this field)."
+)
+
+
 class EmbeddedChunk(Chunk):
     """A chunk with its dense vector: float32 values, L2-normalised, length = dimension."""
 
     vector: CompactVector
+    input_tokens: int | None = Field(default=None, ge=0, description=_INPUT_TOKENS)
+    truncated: bool | None = Field(default=None, description=_TRUNCATED)
 
 
 class IndexBuild(_Part):
@@ -304,6 +316,9 @@ class ChunksEmbedded(DocumentEvent):
         description="Chunks of this version whose points for `embedding.version` were already indexed "
         "(an earlier version of the document had the same text): not embedded again, no vector.",
     )
+    truncated_chunks: int = Field(
+        default=0, ge=0, description="Chunks of `chunks` whose text the model read only in part (`truncated`)."
+    )
     index_build: IndexBuild | None = Field(default=None, description="Set on replayed events of a re-index.")
     part: int = Field(default=1, ge=1, description=_PART)
     parts: int = Field(default=1, ge=1, description=_PARTS)
@@ -425,6 +440,8 @@ class QueryEmbedded(RequestEvent):
     evaluation: EvaluationContext | None = None
     embedding: EmbeddingModelInfo
     vector: list[float]
+    input_tokens: int | None = Field(default=None, ge=0, description=_INPUT_TOKENS)
+    truncated: bool | None = Field(default=None, description=_TRUNCATED)
 
 
 class RetrievedChunk(_Part):

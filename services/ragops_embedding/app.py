@@ -17,8 +17,10 @@ again: the service reads what the live index holds from the ``DocumentIndexed`` 
 A ``DocumentChunked`` it dead-letters ends its document version with a ``DocumentRejected``
 (stage ``embedding``): the indexer withdraws the points of the version's other parts.
 
-A question is embedded as :func:`ragops_shared.text.normalise` makes it, the normalisation
-its documents had.
+A text longer than the model reads (``RAGOPS_EMBEDDING_MAX_LENGTH`` tokens) is embedded from
+its beginning only: each chunk and query carries its ``input_tokens`` and a ``truncated``
+flag, and ``ragops_embedding_truncated_texts_total`` counts them. A question is embedded as
+:func:`ragops_shared.text.normalise` makes it, the normalisation its documents had.
 
 Which model version embeds is the version registry's decision: the ``production`` alias of
 the model for queries and live documents, the build's version for the replayed chunks of a
@@ -28,8 +30,10 @@ re-index. The packaged (or configured) model is registered at start.
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
+from typing import Literal
 
 import structlog
 from faststream.asgi import AsgiFastStream
@@ -71,14 +75,34 @@ PROMOTED_MODEL_LOAD_FAILURES = Counter(
     "ragops_promoted_model_load_failures_total",
     "Promotions of an embedding model whose files did not load: the version in use kept serving.",
 )
+TRUNCATED_TEXTS = Counter(
+    "ragops_embedding_truncated_texts_total",
+    "Texts (document chunks or queries) with more tokens than the embedding model reads: embedded from "
+    "their beginning only.",
+    ["kind"],
+)
 log = structlog.get_logger(__name__)
 
 
-def _embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
-    """Vectors as lists (JSON-ready), with the model call's latency recorded."""
+@dataclass(frozen=True)
+class _Embedded:
+    """A text's vector (a list: JSON-ready) and its input tokens (special tokens included)."""
+
+    vector: list[float]
+    input_tokens: int
+    truncated: bool
+
+
+def _embed(embedder: Embedder, texts: list[str], kind: Literal["chunk", "query"]) -> list[_Embedded]:
+    """Each text embedded, the model call's latency recorded and its truncated texts counted."""
     with MODEL_LATENCY.labels(SERVICE, embedder.name).time():
         vectors: list[list[float]] = embedder.embed(texts).tolist()
-    return vectors
+    tokens = embedder.input_tokens(texts)
+    embedded = [
+        _Embedded(vector, count, count > embedder.max_length) for vector, count in zip(vectors, tokens, strict=True)
+    ]
+    TRUNCATED_TEXTS.labels(kind).inc(sum(item.truncated for item in embedded))
+    return embedded
 
 
 def embed_documents(
@@ -106,11 +130,18 @@ def embed_documents(
         chunk for event, ids in zip(events, have, strict=True) for chunk in event.chunks if chunk.chunk_id not in ids
     ]
     texts = list(dict.fromkeys(chunk.text for chunk in fresh))
-    vectors = dict(zip(texts, _embed(embedder, texts) if texts else [], strict=True))
+    embedded = dict(zip(texts, _embed(embedder, texts, "chunk") if texts else [], strict=True))
     outputs: list[ChunksEmbedded] = []
     for event, ids in zip(events, have, strict=True):
         items = [
-            chunk if chunk.chunk_id in ids else EmbeddedChunk(**chunk.model_dump(), vector=vectors[chunk.text])
+            chunk
+            if chunk.chunk_id in ids
+            else EmbeddedChunk(
+                **chunk.model_dump(),
+                vector=embedded[chunk.text].vector,
+                input_tokens=embedded[chunk.text].input_tokens,
+                truncated=embedded[chunk.text].truncated,
+            )
             for chunk in event.chunks
         ]
         # Distinct ids: a chunk text repeated in the part is one point, reused once.
@@ -142,6 +173,7 @@ def _embedded_parts(
     distinct = len({chunk.chunk_id for chunk in items})
 
     def embedded(part_items: list[Chunk], split: int, splits: int) -> ChunksEmbedded:
+        chunks = [item for item in part_items if isinstance(item, EmbeddedChunk)]
         return event.caused(
             ChunksEmbedded,
             producer,
@@ -153,8 +185,9 @@ def _embedded_parts(
             metadata=event.metadata,
             embedding=info,
             index_build=event.index_build,
-            chunks=[item for item in part_items if isinstance(item, EmbeddedChunk)],
+            chunks=chunks,
             reused_chunks=[item for item in part_items if not isinstance(item, EmbeddedChunk)],
+            truncated_chunks=sum(bool(chunk.truncated) for chunk in chunks),
             part=event.part,
             parts=event.parts,
             # Split further here: the indexer needs the version's total (that of this part
@@ -268,7 +301,7 @@ class Embedders:
 def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
     """Embed the questions of a batch of queries in one call, each normalised as documents are
     (:func:`ragops_shared.text.normalise`); the events carry the questions as asked."""
-    vectors = _embed(embedder, [normalise(event.question) for event in events])
+    embedded = _embed(embedder, [normalise(event.question) for event in events], "query")
     return [
         event.caused(
             QueryEmbedded,
@@ -281,9 +314,11 @@ def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[Query
             prompt_version=event.prompt_version,
             evaluation=event.evaluation,
             embedding=embedder.info,
-            vector=vector,
+            vector=item.vector,
+            input_tokens=item.input_tokens,
+            truncated=item.truncated,
         )
-        for event, vector in zip(events, vectors, strict=True)
+        for event, item in zip(events, embedded, strict=True)
     ]
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
-from ragops_embedding.app import embed_queries
+from ragops_embedding.app import embed_documents, embed_queries
 from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import parse
@@ -16,6 +17,7 @@ from ragops_models.defaults import default_embedding_model_dir
 from ragops_models.embedder import Embedder
 from ragops_retrieval.sparse import embed_document, embed_query
 from ragops_schemas import (
+    Chunk,
     ChunkerInfo,
     DocumentChunked,
     DocumentRejected,
@@ -185,3 +187,42 @@ def test_windows_bounded_in_characters_cover_the_text_and_move_on(max_chars: int
     # Each window moves on by at least half of the previous one: no run of near-duplicates.
     assert all(b.char_start > a.char_start for a, b in itertools.pairwise(chunks))
     assert len(chunks) <= 2 * len(text) / max_chars + 2 * len(text.split()) / 50 + 2
+
+
+# --- 6. truncation by the embedding model, reported ---------------------------------------------
+
+
+def _truncated_total(kind: str) -> float:
+    return REGISTRY.get_sample_value("ragops_embedding_truncated_texts_total", {"kind": kind}) or 0.0
+
+
+def test_a_query_longer_than_the_model_reads_is_reported_truncated(embedder: Embedder) -> None:
+    # 574 words of one token each, plus the model's [CLS] and [SEP]: 576 input tokens.
+    long, short = ("word " * 574).strip(), "a short question"
+    before = _truncated_total("query")
+    embedded = embed_queries(
+        embedder,
+        PRODUCER,
+        [QuerySubmitted(producer=PRODUCER, request_id=f"r{i}", question=q) for i, q in enumerate([long, short])],
+    )
+    assert [(e.input_tokens, e.truncated) for e in embedded] == [(576, True), (5, False)]
+    assert embedder.max_length == 256
+    assert _truncated_total("query") == before + 1
+
+
+def test_a_chunk_longer_than_the_model_reads_is_reported_truncated(chunker: TokenChunker, embedder: Embedder) -> None:
+    event = _chunked(chunker, "A short chunk.")
+    long = ("word " * 574).strip()
+    event = event.model_copy(
+        update={
+            "chunks": [
+                *event.chunks,
+                Chunk(chunk_id="c-long", index=1, text=long, token_count=574, char_start=15, char_end=15 + len(long)),
+            ]
+        }
+    )
+    before = _truncated_total("chunk")
+    [embedded] = embed_documents(embedder, PRODUCER, [event])
+    assert [(c.input_tokens, c.truncated) for c in embedded.chunks] == [(6, False), (576, True)]
+    assert embedded.truncated_chunks == 1
+    assert _truncated_total("chunk") == before + 1
