@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from ragops_embedding.app import embed_documents, embed_queries
 from ragops_ingestion.app import ingest
-from ragops_ingestion.chunking import TokenChunker
+from ragops_ingestion.chunking import TextChunk, TokenChunker
 from ragops_ingestion.parsing import parse
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_models.embedder import Embedder
@@ -27,6 +27,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.events import ContentType
 from ragops_shared.blobs import DirectoryBlobStore, check_out
+from ragops_shared.datasets import CorpusDocument, load_corpus
 from tests.helpers import PRODUCER
 
 pytestmark = [pytest.mark.model]
@@ -76,6 +77,12 @@ def test_a_blob_with_a_bom_is_read_without_it(tmp_path: Path) -> None:
     ref = store.put(b"\xef\xbb\xbf" + MARKDOWN.encode())
     submitted = DocumentSubmitted(producer=PRODUCER, document_id="d", content_ref=ref, content_type="text/markdown")
     assert check_out(submitted, store) == MARKDOWN
+
+
+def test_a_corpus_file_with_a_bom_loads(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "d1", "text": "Refunds."}\n')
+    assert load_corpus(path) == [CorpusDocument(id="d1", text="Refunds.")]
 
 
 # --- 2. text hidden in HTML --------------------------------------------------------------------
@@ -159,6 +166,18 @@ def test_a_document_with_no_words_is_rejected_as_empty(
     event = _ingest(chunker, content, content_type)
     assert isinstance(event, DocumentRejected), event
     assert event.stage == "ingestion" and "empty" in event.reason
+
+
+class _NoTokens(TokenChunker):
+    """A tokenizer that drops every character (a configured one may drop some)."""
+
+    def chunk(self, text: str) -> list[TextChunk]:
+        return []
+
+
+def test_a_text_without_tokens_is_rejected_not_raised() -> None:
+    event = _ingest(_NoTokens("unused"), "Refunds.")
+    assert isinstance(event, DocumentRejected) and "empty after chunking" in event.reason
 
 
 # --- 5. chunks bounded in characters ------------------------------------------------------------
