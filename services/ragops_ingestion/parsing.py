@@ -211,10 +211,10 @@ _CSS_HIDING = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:h
 
 
 def _html_hidden(element: Tag) -> bool:
-    """Whether a browser shows ``element`` and its content to no one: the ``hidden`` attribute
-    (HTML Living Standard), ``aria-hidden="true"`` (WAI-ARIA; hidden from assistive
-    technology, and the usual way to hide a planted text from a screen reader's user too) or
-    hiding inline CSS. Style sheets are not evaluated: hiding by class is not seen."""
+    """Whether ``element`` and its content are kept from the page's readers: the ``hidden``
+    attribute (HTML Living Standard: not rendered), ``aria-hidden="true"`` (WAI-ARIA: removed
+    from what screen readers read; planted text pairs it with visual hiding) or hiding inline
+    CSS. Style sheets are not evaluated: hiding by a class or an off-screen position is not seen."""
     style = element.get("style")
     return (
         element.has_attr("hidden")
