@@ -44,7 +44,8 @@ def test_ingest_of_a_folder_submits_each_supported_file_by_its_path(broker: Kafk
     }
     for path, (content, _) in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+        # The Markdown file as some editors save it, with a byte order mark: not content.
+        path.write_text(content, encoding="utf-8-sig" if path.suffix == ".md" else "utf-8")
     (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.7")  # no parser: skipped with a note
 
     ingested = ragops(broker, "ingest", str(tmp_path), "--timeout", "2")
