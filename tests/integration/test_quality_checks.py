@@ -15,10 +15,19 @@ from ragops_analytics.chdb_store import ChdbStore
 from ragops_ingestion.app import ingest
 from ragops_ingestion.quality import QualityGate, QualityRules, SeenDocuments, encoding_damage
 from ragops_ingestion.settings import DEFAULT_QUALITY_POLICY, IngestionSettings, QualityAction
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentRejected, DocumentSubmitted, Event, QualityCheck
+from ragops_schemas import (
+    ChunkerInfo,
+    DocumentChunked,
+    DocumentRejected,
+    DocumentSubmitted,
+    Event,
+    QualityCheck,
+    Topic,
+)
 from ragops_shared.settings import KafkaSettings
 from ragops_sink.rows import events_to_arrow, to_row
 from tests.helpers import PRODUCER, record_of
+from tests.integration.services import produce_raw
 
 pytestmark = pytest.mark.model
 INFO = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
@@ -181,6 +190,25 @@ def test_the_documents_seen_are_rebuilt_from_the_chunked_parts(chunker, words_30
         assert chunked(submit(chunker, quality, "copy", words_300)).quality.duplicate_of == "normans"
         near = chunked(submit(chunker, quality, "edited", edited, part_bytes=1_000_000)).quality
         assert near.near_duplicate_of == "long"
+
+
+@pytest.mark.kafka
+async def test_a_starting_replica_reads_the_documents_seen_from_the_topic(kafka, chunker, words_300) -> None:
+    events = submit(chunker, gate(), "first", words_300, part_bytes=2000)
+    assert len(events) > 1
+    await produce_raw(
+        kafka, Topic.DOCUMENT_CHUNKED, [(event.key, event.model_dump_json().encode()) for event in events]
+    )
+    seen = SeenDocuments(kafka, "test-seen", threshold=0.8)
+    await seen.start()
+    try:
+        restarted = QualityGate(gate().rules, seen)
+        copy = chunked(submit(chunker, restarted, "copy", words_300, part_bytes=1_000_000)).quality
+        assert copy.duplicate_of == "first"
+        edited = chunked(submit(chunker, restarted, "edited", words_300.replace("Normandy", "Normandie", 1))).quality
+        assert edited.near_duplicate_of == "first"
+    finally:
+        await seen.stop()
 
 
 def test_the_policy_setting_merges_over_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
