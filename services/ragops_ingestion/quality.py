@@ -16,15 +16,16 @@ The checks (:data:`ragops_schemas.QualityCheck`):
   replacement characters;
 - ``pii``: the redaction step upstream replaced entities (its counts, taken as given).
 
-Near duplicates, the parameters and why: shingles are 5 consecutive words (lower-cased ``\\w+``
-tokens), short enough that one changed sentence of a 300-word text changes ~20 of ~300
-shingles (Jaccard ~0.88) and long enough that unrelated texts of one language share almost
-none (common 5-word runs are rare, unlike 2- or 3-word ones); 128 permutations estimate a
-Jaccard of 0.88 within ~±0.03 (one standard error, sqrt(J(1-J)/128)); the default threshold
-0.8 sits between the two with margin. The LSH has 16 bands of 8 rows (:data:`LSH_BANDS`), not
-datasketch's tuning for 0.8 (9 of 13, which finds a pair at 0.88 with probability 0.85 and
-one at 0.8 with 0.40): with 16x8 a pair at 0.88 is a candidate with probability >0.999, at
-0.8 with 0.95, at 0.5 with 0.06; each candidate is then kept only if its estimated
+Near duplicates, the parameters and why: shingles are 5 consecutive words (lower-cased ``\w+``
+tokens), short enough that one changed sentence of 15-25 words in a 300-word text changes
+20-30 of ~300 shingles (Jaccard 0.84-0.88; the test's is 0.84) and long enough that
+unrelated texts of one language share almost none (common 5-word runs are rare, unlike 2- or
+3-word ones). 128 permutations estimate a Jaccard of 0.84 within ±0.03 (one standard error,
+sqrt(J(1-J)/128)); the default threshold 0.8 sits below with that margin (a pair at 0.84 is
+flagged ~9 times in 10, at 0.88 nearly always). The LSH has 16 bands of 8 rows
+(:data:`LSH_BANDS`), not datasketch's tuning for 0.8 (9 of 13, which makes a pair at 0.84 a
+candidate with probability 0.63): with 16x8 a pair at 0.84 is a candidate with probability
+0.99, at 0.8 with 0.95, at 0.5 with 0.06; each candidate is then kept only if its estimated
 similarity reaches the threshold, so the extra candidates cost a comparison, not a false flag. The
 shingles come from the chunks (the union of each chunk's shingles; chunks overlap, so few
 straddle a boundary) so the signature computed when a document is ingested is the one
