@@ -16,7 +16,7 @@ The checks (:data:`ragops_schemas.QualityCheck`):
   replacement characters;
 - ``pii``: the redaction step upstream replaced entities (its counts, taken as given).
 
-Near duplicates, the parameters and why: shingles are 5 consecutive words (lower-cased ``\w+``
+Near duplicates, the parameters and why: shingles are 5 consecutive words (lower-cased ``\\w+``
 tokens), short enough that one changed sentence of 15-25 words in a 300-word text changes
 20-30 of ~300 shingles (Jaccard 0.84-0.88; the test's is 0.84) and long enough that
 unrelated texts of one language share almost none (common 5-word runs are rare, unlike 2- or
