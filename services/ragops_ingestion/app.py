@@ -13,7 +13,13 @@ the same chunk ids and a changed one a new version that supersedes the old chunk
 re-submission of the version (and chunks) already indexed is a no-op: the service knows
 what is indexed from the ``DocumentIndexed`` topic (:mod:`ragops_shared.indexed_view`) and
 acknowledges it at once with a ``DocumentIndexed`` marked ``unchanged``, so nothing is
-embedded or written again and the caller still gets its outcome."""
+embedded or written again and the caller still gets its outcome.
+
+A changed version passes the data-quality checks (:mod:`ragops_ingestion.quality`: near-empty,
+exact and near duplicates, language, encoding damage, PII counts) under the policy
+``RAGOPS_INGESTION_QUALITY_POLICY``: a check set to ``reject`` ends it in ``DocumentRejected``
+naming the check; the findings and warnings travel on its ``DocumentChunked`` (``quality``).
+The documents already seen are read from the ``DocumentChunked`` topic at start."""
 
 import asyncio
 from collections.abc import Sequence
@@ -22,6 +28,7 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.parsing import DocumentParseError, parse
+from ragops_ingestion.quality import QualityGate, QualityRules, SeenDocuments, warm_up_quality
 from ragops_ingestion.settings import MAX_DOCUMENT_BYTES, PART_BYTES, IngestionSettings
 from ragops_ingestion.spec import SPEC
 from ragops_models.defaults import default_embedding_model_dir
@@ -34,6 +41,7 @@ from ragops_schemas import (
     DocumentSubmitted,
     Event,
     Producer,
+    QualityCheck,
 )
 from ragops_schemas.ids import chunk_id, document_version, part_scope
 from ragops_shared.blobs import BlobStore, BlobUnavailable, check_out, open_blob_store
@@ -57,6 +65,7 @@ def ingest(
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
     blobs: BlobStore | None = None,
+    quality: QualityGate | None = None,
 ) -> list[Event]:
     """Parse and chunk one document (its content inline, or checked out of ``blobs`` by its
     reference and verified): its ``DocumentChunked`` in as many parts as keep each
@@ -65,15 +74,22 @@ def ingest(
     (UTF-8), or a chunk too large for any part. Chunk ids name the submission's tenant. When
     ``indexed`` (the latest live ``DocumentIndexed`` of the tenant's document) holds the same
     version with the same chunks: that event again, marked ``unchanged`` (its id derived from
-    the submission, so a redelivered submission is acknowledged once).
+    the submission, so a redelivered submission is acknowledged once). A changed version
+    passes ``quality``'s checks first (:mod:`ragops_ingestion.quality`; None = unchecked):
+    ``DocumentRejected`` naming the check that rejects it, or its findings on every part.
 
     Raises:
         EventRejected: the content's blob is missing, corrupt or not UTF-8 (dead-lettered)."""
 
-    def rejected(reason: str) -> list[Event]:
+    def rejected(reason: str, check: QualityCheck | None = None) -> list[Event]:
         return [
             submitted.caused(
-                DocumentRejected, producer, document_id=submitted.document_id, stage="ingestion", reason=reason
+                DocumentRejected,
+                producer,
+                document_id=submitted.document_id,
+                stage="ingestion",
+                reason=reason,
+                check=check,
             )
         ]
 
@@ -126,6 +142,19 @@ def ingest(
                 unchanged=True,
             )
         ]
+    assessment = None
+    if quality is not None:
+        assessment = quality.assess(
+            tenant=submitted.tenant,
+            document_id=submitted.document_id,
+            version=version,
+            text=parsed.text,
+            chunks=[chunk.text for chunk in chunks],
+            # The redaction step's counts travel on DocumentRedacted; an event without them has none.
+            redactions=getattr(submitted, "redactions", None),
+        )
+        if assessment.rejected is not None:
+            return rejected(assessment.rejected[1], assessment.rejected[0])
     distinct = len({chunk.chunk_id for chunk in chunks})
     mixed_scripts = mixed_script_words(parsed.text)
 
@@ -146,12 +175,16 @@ def ingest(
             parts=parts,
             chunk_total=distinct if parts > 1 else None,
             mixed_script_words=mixed_scripts,
+            quality=assessment.quality if assessment else None,
         )
 
     try:
-        return list(split_by_bytes(part_event, chunks, part_bytes))
+        events: list[Event] = list(split_by_bytes(part_event, chunks, part_bytes))
     except PartTooLarge as error:
         return rejected(f"a chunk does not fit an event of {part_bytes} bytes: {error}")
+    if quality is not None and assessment is not None:
+        quality.admit(submitted.tenant, submitted.document_id, version, assessment)
+    return events
 
 
 # What an unchanged re-submission's acknowledgement repeats from the indexing it refers to.
@@ -168,6 +201,7 @@ def ingest_all(
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
     blobs: BlobStore | None = None,
+    quality: QualityGate | None = None,
 ) -> list[Event]:
     return [
         output
@@ -192,6 +226,13 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     publisher = EventPublisher(broker, producer, [DocumentChunked, DocumentRejected, DocumentIndexed])
     indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
     blobs = open_blob_store(settings.platform)
+    seen = SeenDocuments(
+        settings.kafka, client_id=f"ragops-{SERVICE}-seen", threshold=settings.quality_near_duplicate_threshold
+    )
+    quality = QualityGate(
+        QualityRules(settings.quality_policy, settings.quality_min_word_chars, tuple(settings.quality_languages)),
+        seen,
+    )
     chunker = TokenChunker(
         settings.tokenizer or default_embedding_model_dir(),
         settings.chunk_size,
@@ -227,13 +268,18 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
                 part_bytes=settings.part_bytes,
                 max_document_bytes=settings.max_document_bytes,
                 blobs=blobs,
+                quality=quality,
             ),
         )
 
-    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[chunker.warm_up])
+    app = service_app(
+        SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[chunker.warm_up, warm_up_quality]
+    )
     # Before the subscriber consumes: a re-submission is recognised from the first record on.
     app.on_startup(indexed.start)
+    app.on_startup(seen.start)
     app.after_shutdown(indexed.stop)
+    app.after_shutdown(seen.stop)
     return app
 
 

@@ -8,7 +8,8 @@ SPEC = ServiceSpec(
     image=Image.LIGHT,
     scaling=Scaling.LAG,
     consumer_groups=("ragops-ingestion",),
-    # The indexed-documents view: what the live index holds.
-    reads=(Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_INDEXED),
+    # The indexed-documents view: what the live index holds; the documents seen by the
+    # data-quality checks (duplicates): its own DocumentChunked, read from the beginning.
+    reads=(Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_CHUNKED),
     writes=(Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED, Topic.DEAD_LETTER),
 )

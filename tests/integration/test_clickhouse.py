@@ -49,6 +49,7 @@ VIEWS = [
     "cost_per_request",
     "cost_per_day",
     "dead_letters_by_reason",
+    "document_quality",
 ]
 RECEIVED = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
