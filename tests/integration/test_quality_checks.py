@@ -235,7 +235,7 @@ def test_the_view_shows_what_the_sink_stored(chunker, chdb_store: ChdbStore, wor
         *submit(chunker, quality, "first", words_300),
         *submit(chunker, quality, "copy", words_300),
         *submit(chunker, quality, "de", GERMAN),
-        *submit(chunker, quality, "empty", "..."),
+        *submit(chunker, quality, "empty", "Hi there."),
     ]
     # What the sink does with the records of a batch.
     rows = [to_row(record_of(event, offset), datetime.now(UTC)) for offset, event in enumerate(events)]
