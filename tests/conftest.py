@@ -46,12 +46,15 @@ async def kafka(tansu: EmbeddedKafka) -> KafkaSettings:
 
 @pytest.fixture
 def chdb_store(tmp_path: Path) -> Iterator["ChdbStore"]:
-    """A migrated, empty chDB store in the test's folder; closed after the test."""
+    """A migrated, empty chDB store in the test's folder, with no TTL (tests store rows of fixed
+    dates: tests.helpers.KEEP_ROWS); closed after the test."""
     from ragops_analytics.chdb_store import ChdbStore
-    from ragops_sink.schema import migrate
+    from ragops_sink.schema import migrate, set_retention
+    from tests.helpers import KEEP_ROWS
 
     store = ChdbStore(tmp_path / "clickhouse")
     migrate(store)
+    set_retention(store, KEEP_ROWS)
     yield store
     store.close()
 

@@ -90,9 +90,9 @@ class Writer:
             if self._closing.wait(self.settings.migrations_poll_s):
                 store.close()
                 raise RuntimeError("the sink stopped while waiting for the migration Job")
-        set_retention(store, self.settings.retention_days)
+        retention_changed = set_retention(store, self.settings.retention_days)
         set_prices(store, self.settings.prices_usd_per_million)
-        log.info("clickhouse_ready", migrations_applied=applied)
+        log.info("clickhouse_ready", migrations_applied=applied, retention_changed=retention_changed)
         self._store = store
 
     def close(self) -> None:
