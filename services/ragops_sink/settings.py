@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.queries import DEFAULT_RETENTION_DAYS
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_sink.schema import MAX_DAYS
 from ragops_sink.spec import AUDIT_GROUP, EVENTS_GROUP
 
 
@@ -60,8 +61,8 @@ class SinkSettings(BaseSettings):
         unknown = sorted(set(days) - set(DEFAULT_RETENTION_DAYS))
         if unknown:
             raise ValueError(f"no retention for {unknown}: tables are {sorted(DEFAULT_RETENTION_DAYS)}")
-        if any(value is not None and value < 1 for value in days.values()):
-            raise ValueError("retention is a whole number of days >= 1, or null to keep rows")
+        if any(value is not None and not 1 <= value <= MAX_DAYS for value in days.values()):
+            raise ValueError(f"retention is a whole number of days in 1..{MAX_DAYS}, or null to keep rows")
         return {**DEFAULT_RETENTION_DAYS, **days}
 
     @model_validator(mode="after")
