@@ -58,6 +58,14 @@ def test_exceptions_are_logged_by_type_and_frames_without_messages(json_lines) -
     assert EMAIL not in json_lines.getvalue()
 
 
+def test_access_lines_that_quote_paths_are_not_logged(json_lines) -> None:
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/1.1" %d', "10.0.0.1", "DELETE", f"/v1/subjects/{EMAIL}", 202
+    )
+    logging.getLogger("uvicorn.error").warning("still logged")
+    assert [line["event"] for line in logged(json_lines)] == ["still logged"]
+
+
 def test_validation_reasons_name_fields_not_values() -> None:
     with pytest.raises(ValidationError) as caught:
         SinkSettings(retention_days={EMAIL: 3})  # a validator whose message quotes the input
