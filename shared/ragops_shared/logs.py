@@ -107,13 +107,14 @@ def without_literals(text: str) -> str:
     return _QUOTED.sub("'…'", text)
 
 
-def _chain(error: BaseException) -> list[str]:
+def _chain(error: BaseException, seen: frozenset[int] = frozenset()) -> list[str]:
     """The frames and exception types of ``error``'s traceback, its causes first, as
-    :mod:`traceback` prints them but with each exception's message left out."""
+    :mod:`traceback` prints them but with each exception's message left out (``seen``: the
+    ids of the exceptions printed after it, so a cycle of causes ends)."""
     lines: list[str] = []
     cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    if cause is not None:
-        lines += _chain(cause)
+    if cause is not None and id(cause) not in seen | {id(error)}:
+        lines += _chain(cause, seen | {id(error)})
         lines.append(
             "\nThe above exception was the direct cause of the following exception:\n\n"
             if error.__cause__ is not None
