@@ -24,8 +24,15 @@ STRIMZI_CLUSTER = "ragops-kafka"
 STRIMZI_REPLICAS = 3
 MIN_INSYNC_REPLICAS = 2
 
-# The script's variable for each retention that an operator may change; FOREVER is fixed.
-_SCRIPT_RETENTION = {Retention.EVENTS: "TOPIC_RETENTION_MS", Retention.DEAD_LETTERS: "DEAD_LETTER_RETENTION_MS"}
+# The script's variable for each retention that an operator may change (FOREVER is fixed): the
+# names docker-compose.yml and .env.example pass for these two, <NAME>_RETENTION_MS for any other
+# Retention, so a new one reaches the script without an edit here.
+_SCRIPT_NAMES = {Retention.EVENTS: "TOPIC_RETENTION_MS", Retention.DEAD_LETTERS: "DEAD_LETTER_RETENTION_MS"}
+_SCRIPT_RETENTION = {
+    retention: _SCRIPT_NAMES.get(retention, f"{retention.name}_RETENTION_MS")
+    for retention in Retention
+    if retention is not Retention.FOREVER
+}
 
 
 def _script_retention(retention: Retention) -> str:

@@ -3,6 +3,8 @@ default: it starts in milliseconds, so each test gets fresh topics; the platform
 durable, where a test asks for it), and the environment the embedded default
 runs with (offline model loading, passive OpenMP threads)."""
 
+import io
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 
 # Same environment as `ragops up` gives its services (see ragops/platform.py).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics
+from ragops_shared.logs import configure_logging
 from ragops_shared.settings import KafkaSettings
 
 if TYPE_CHECKING:
@@ -45,13 +49,35 @@ async def kafka(tansu: EmbeddedKafka) -> KafkaSettings:
 
 
 @pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """The JSON lines every logger writes while the test runs, through the services' own
+    logging configuration; the logging set-up before it comes back afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, structlog.get_config()
+    configure_logging("test")
+    # Loggers that cached this configuration would keep writing to the test's stream.
+    structlog.configure(cache_logger_on_first_use=False)
+    lines = io.StringIO()
+    root.handlers[0].setStream(lines)  # type: ignore[attr-defined]
+    try:
+        yield lines
+    finally:
+        root.handlers[:], level, config = saved
+        root.setLevel(level)
+        structlog.configure(**config)
+
+
+@pytest.fixture
 def chdb_store(tmp_path: Path) -> Iterator["ChdbStore"]:
-    """A migrated, empty chDB store in the test's folder; closed after the test."""
+    """A migrated, empty chDB store in the test's folder, with no TTL (tests store rows of fixed
+    dates: tests.helpers.KEEP_ROWS); closed after the test."""
     from ragops_analytics.chdb_store import ChdbStore
-    from ragops_sink.schema import migrate
+    from ragops_sink.schema import migrate, set_retention
+    from tests.helpers import KEEP_ROWS
 
     store = ChdbStore(tmp_path / "clickhouse")
     migrate(store)
+    set_retention(store, KEEP_ROWS)
     yield store
     store.close()
 

@@ -1,6 +1,6 @@
 """What many tests share: the producer stamped on the events they make, the golden examples
 in ``schemas/examples`` (one valid event per type), JSONL reading, events as fetched Kafka
-records and API keys for HTTP calls."""
+records, API keys for HTTP calls and a ClickHouse retention that keeps every row."""
 
 import json
 from pathlib import Path
@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
+from ragops_analytics.queries import RETAINED_TABLES
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
 
@@ -15,6 +16,9 @@ E = TypeVar("E", bound=Event)
 
 PRODUCER = Producer(name="test", version="0")
 EXAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "examples"
+KEEP_ROWS: dict[str, int | None] = dict.fromkeys(RETAINED_TABLES)
+"""A sink retention (``SinkSettings.retention_days``, ``set_retention``) with no TTL: the golden
+examples carry fixed dates, which a TTL would drop at insert once the calendar passes them."""
 
 
 def example_bytes(event_type: type[Event]) -> bytes:

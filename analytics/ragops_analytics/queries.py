@@ -14,10 +14,12 @@ copies, and ``FINAL`` counts them once before that.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -76,6 +78,31 @@ ANALYST_TABLES = COUNTED_TABLES | {
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the
 migration ledger. A test checks this against the migrated schema."""
+RETAINED_TABLES = COUNTED_TABLES | {AUDIT_LOG}
+"""The tables with a retention TTL setting (each has ``occurred_at``, which its TTL counts from)."""
+DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
+    {
+        # Content or user ids: a TTL by default (README, "Retention": why each value).
+        "events": 90,
+        "queries": 90,
+        "generations": 90,
+        "query_vectors": 90,
+        "feedback": 180,
+        "dataset_examples": 365,
+        "dead_letters": 30,
+        AUDIT_LOG: 2557,
+        # Ids, scores and lineage only: kept until an operator sets a TTL.
+        "retrievals": None,
+        "evaluations": None,
+        "documents": None,
+        "evaluation_runs": None,
+        "drift": None,
+        "training_steps": None,
+        "versions": None,
+    }
+)
+"""Days each of :data:`RETAINED_TABLES` keeps a row after its ``occurred_at`` (None: forever):
+what migration 0009 sets, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
 
 
 def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
@@ -140,21 +167,52 @@ def record_migration(store: AnalyticsStore, version: int, name: str, *, applied:
     store.insert(MIGRATION_LEDGER, pa.table(row, schema=_LEDGER_SCHEMA))
 
 
-def set_events_retention(store: AnalyticsStore, days: int | None) -> None:
-    """Keep raw events ``days`` whole days (>= 1, checked by the caller) after ``occurred_at``,
-    or forever (None). A no-op when ``events`` already has this TTL: changing a TTL rewrites
-    the table's parts in a background mutation, too costly to repeat at every start."""
-    engine = store.execute(
-        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
+_TTL = re.compile(r"TTL toDateTime\(occurred_at\) \+ toIntervalDay\((\d+)\)")
+"""The TTL the platform sets, as ClickHouse prints it in ``system.tables.engine_full``."""
+
+
+def _engine(store: AnalyticsStore, table: str) -> str:
+    if table not in RETAINED_TABLES:
+        raise ValueError(f"not a retained table: {table!r}")
+    rows = store.execute(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {table:String}",
+        {"table": table},
     ).rows
-    current = engine[0][0] if engine else ""
-    # occurred_at rather than received_at: a replay of old events must not revive them.
-    # A TTL is part of the table's definition: it cannot be a query parameter.
-    ttl = f"toDateTime(occurred_at) + toIntervalDay({int(days)})" if days is not None else None
-    if ttl is not None and f"TTL {ttl}" not in current:
-        store.execute(f"ALTER TABLE events MODIFY TTL {ttl}")
-    elif ttl is None and " TTL " in current:
-        store.execute("ALTER TABLE events REMOVE TTL")
+    return str(rows[0][0]) if rows else ""
+
+
+def table_retention(store: AnalyticsStore, table: str) -> int | None:
+    """The days ``table`` (one of :data:`RETAINED_TABLES`) keeps rows, as its TTL says (None:
+    no TTL, or one the platform did not set).
+
+    Raises:
+        ValueError: ``table`` is not one of them.
+    """
+    found = _TTL.search(_engine(store, table))
+    return int(found.group(1)) if found else None
+
+
+def set_table_retention(store: AnalyticsStore, table: str, days: int | None) -> bool:
+    """Keep the rows of ``table`` (one of :data:`RETAINED_TABLES`) ``days`` whole days (>= 1,
+    checked by the caller) after ``occurred_at``, or forever (None); True when the TTL changed.
+    A no-op when ``table`` already has this TTL: changing a TTL rewrites the table's parts
+    in a mutation, too costly to repeat at every start.
+
+    Raises:
+        ValueError: ``table`` is not one of them.
+    """
+    engine = _engine(store, table)
+    found = _TTL.search(engine)
+    if days is not None and (found is None or int(found.group(1)) != days):
+        # occurred_at rather than received_at: a replay of old events must not revive them.
+        # A TTL is part of the table's definition, not a query parameter; the table is one of
+        # RETAINED_TABLES, so formatting its name in is safe.
+        store.execute(f"ALTER TABLE {table} MODIFY TTL toDateTime(occurred_at) + toIntervalDay({int(days)})")
+        return True
+    if days is None and " TTL " in engine:
+        store.execute(f"ALTER TABLE {table} REMOVE TTL")
+        return True
+    return False
 
 
 def insert_prices(store: AnalyticsStore, prices: Mapping[str, tuple[float, float]]) -> None:

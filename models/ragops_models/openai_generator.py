@@ -254,7 +254,8 @@ class OpenAICompatibleGenerator:
                     method=method,
                     url=url,
                     status=response.status_code,
-                    body=response.text[:_ERROR_BODY_CHARS],
+                    # Not the body: a server's error can quote the prompt (questions, contexts).
+                    body_chars=len(response.text),
                     retry_in_s=backoff,
                 )
             time.sleep(backoff)

@@ -77,8 +77,8 @@ class TopicSpec:
         topic: its name.
         key: the event fields its records are keyed by (joined with ``/``, UTF-8): one
             document's, request's or version's events stay ordered on one partition.
-        retention: how long Kafka keeps its records (deployments; the embedded broker keeps
-            its own defaults).
+        retention: how long Kafka keeps its records (the deployments' ``retention.ms``; the
+            embedded broker stores it too but deletes nothing).
         partitions: None = the deployment's default (:data:`DEFAULT_PARTITIONS`).
         sink: the sink stores its records in ClickHouse.
     """

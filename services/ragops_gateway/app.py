@@ -65,7 +65,7 @@ from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
 from ragops_shared.broker import make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
-from ragops_shared.logs import configure_logging, event_fields
+from ragops_shared.logs import configure_logging, event_fields, without_literals
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
 from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
@@ -433,8 +433,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 status.HTTP_504_GATEWAY_TIMEOUT, f"no answer for request {event.request_id} within {timeout_s:g} s"
             ) from None
         if isinstance(outcome, MessageDeadLettered):
-            # The reason can quote a backend's answer, a file path or an address: logged only.
-            log.warning("request_dead_lettered", failed_in=outcome.producer.name, reason=outcome.reason)
+            # The reason can quote a backend's answer, a file path, an address or the question: it
+            # stays in the dead letter, which this id finds (the dead_letters table, the topic).
+            log.warning(
+                "request_dead_lettered",
+                failed_in=outcome.producer.name,
+                error_type=outcome.error_type,
+                dead_letter_id=str(outcome.event_id),
+            )
             raise HTTPException(
                 status.HTTP_502_BAD_GATEWAY,
                 f"request {event.request_id} failed in {outcome.producer.name} ({outcome.error_type})",
@@ -469,7 +475,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, _sql_refusal(response))
         if response.status_code != 200:
             # 401/403 there (a key file out of step) or a failure: the caller learns nothing about the backend.
-            log.error("analytics_sql_failed", status=response.status_code, body=response.text[:1000])
+            log.error("analytics_sql_failed", status=response.status_code, body=without_literals(response.text[:1000]))
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics SQL cannot answer now; try again later")
         return SqlResult.model_validate(response.json())
 

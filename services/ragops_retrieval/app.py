@@ -176,7 +176,7 @@ class Index:
                         document_version=event.document_version,
                         collection=collection,
                         deleted_points=deleted,
-                        reason=event.reason,
+                        stage=event.stage,  # not the reason, which can quote the document
                     )
         return []
 

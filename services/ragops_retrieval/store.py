@@ -80,10 +80,10 @@ class ChunkPoint:
     """One chunk to index.
 
     ``vector`` is the chunk's dense embedding, L2-normalised, of the collection's
-    dimension. ``payload`` holds the extra fields stored with the chunk: ``title`` and
-    ``source`` (strings), ``metadata`` (``dict[str, str]``) and anything else
-    JSON-serialisable. ``tenant`` is the tenant the chunk belongs to (its chunk id names it,
-    :func:`ragops_schemas.ids.chunk_id`).
+    dimension. ``payload`` holds the extra fields stored with the chunk, only those of
+    :data:`EXTRA_PAYLOAD_FIELDS`: ``title`` and ``source`` (strings), ``metadata``
+    (``dict[str, str]``) and ``chunk_index`` (int). ``tenant`` is the tenant the chunk
+    belongs to (its chunk id names it, :func:`ragops_schemas.ids.chunk_id`).
     """
 
     chunk_id: str
@@ -103,7 +103,7 @@ class SearchHit:
     (unbounded, non-negative) in sparse mode, and the Reciprocal Rank Fusion score (at
     most ``2 / RRF_K``) in hybrid mode. ``payload`` is the stored payload without the
     fields lifted into attributes: ``title``, ``source``, ``metadata``, ``model_version``
-    and any extra field given at upsert.
+    and ``chunk_index`` when given at upsert.
     """
 
     chunk_id: str
@@ -298,16 +298,39 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
     return values
 
 
-def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
-    """The payload stored with ``point``.
+EXTRA_PAYLOAD_FIELDS = frozenset({"title", "source", METADATA_FIELD, "chunk_index"})
+"""The fields a :class:`ChunkPoint`'s ``payload`` may carry (see :func:`build_payload`)."""
 
-    ``point.payload`` plus ``chunk_id``, ``document_id``, ``document_version``, ``text``,
-    ``model_version`` and ``tenant``, which win over same-named extra fields so a payload cannot
-    disguise a chunk as another document's; ``title`` and ``source`` default to ``""``
-    and ``metadata`` to ``{}`` so filters and indexes always find a field of one type.
-    Raises ``ValueError`` if ``metadata`` is not a mapping.
+
+def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
+    """The payload stored with ``point``: only what retrieval and generation read, since a
+    payload is a copy of the document that retention and erasure must reach too.
+
+    - ``chunk_id``, ``document_id``, ``document_version``: the hit's identity (contexts,
+      citations, supersede and withdraw deletes, a subject's erasure by document);
+    - ``text``: the generator's context and the BM25 terms' source;
+    - ``model_version``: which embedding model wrote the vector (a point id is per model);
+    - ``tenant``: every search and delete is restricted to the caller's tenant;
+    - ``embedded_for``: the version whose upsert wrote the vector (reused-chunk bookkeeping);
+    - ``title``, ``source``: citations in the answer and top-level filters (default ``""``);
+    - ``metadata`` (``dict[str, str]``, default ``{}``): a query's filters may name any key
+      (README, "filters"), so the document's metadata is kept whole;
+    - ``chunk_index``: the chunk's position, which orders :meth:`VectorStore.chunk_ids`.
+
+    The fields computed here win over same-named ``point.payload`` fields, so a payload cannot
+    disguise a chunk as another document's.
+
+    Raises:
+        ValueError: ``point.payload`` holds a field outside :data:`EXTRA_PAYLOAD_FIELDS` (no
+            free copy of event data reaches the index), or ``metadata`` is not a mapping.
     """
     extra = dict(point.payload)
+    unknown = sorted(set(extra) - EXTRA_PAYLOAD_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"chunk {point.chunk_id!r}: payload fields {unknown} are not stored "
+            f"(only {sorted(EXTRA_PAYLOAD_FIELDS)}: what retrieval and generation read)"
+        )
     metadata = extra.get(METADATA_FIELD) or {}
     if not isinstance(metadata, Mapping):
         raise ValueError(

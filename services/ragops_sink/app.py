@@ -42,6 +42,7 @@ from ragops_schemas.topics import TOPICS
 from ragops_shared.access import principal_of
 from ragops_shared.broker import make_broker, parse_readable
 from ragops_shared.identity import Principal, Role
+from ragops_shared.logs import without_literals
 from ragops_shared.service import run_service, service_app
 from ragops_shared.signing import Verifier, verifier_for
 from ragops_sink.audit import AUDITED_TOPICS, audit_entries
@@ -90,9 +91,9 @@ class Writer:
             if self._closing.wait(self.settings.migrations_poll_s):
                 store.close()
                 raise RuntimeError("the sink stopped while waiting for the migration Job")
-        set_retention(store, self.settings.retention_days)
+        retention_changed = set_retention(store, self.settings.retention_days)
         set_prices(store, self.settings.prices_usd_per_million)
-        log.info("clickhouse_ready", migrations_applied=applied)
+        log.info("clickhouse_ready", migrations_applied=applied, retention_changed=retention_changed)
         self._store = store
 
     def close(self) -> None:
@@ -127,7 +128,7 @@ class Writer:
                 [row] = part
                 log.warning(
                     "clickhouse_rejected_record", topic=row.topic, partition=row.partition, offset=row.offset,
-                    error=str(error),
+                    error=without_literals(str(error)),
                 )  # fmt: skip
                 # A refusal of this row too would not be about the record: wait it out.
                 await self._insert([rejected(row, f"{type(error).__name__}: {error}")], refusal_is_outage=True)
@@ -269,9 +270,12 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
             )
         except Exception as error:  # noqa: BLE001 - ClickHouse's own error, e.g. unknown table, goes back to the analyst
             # Its full text can hold the statement as rewritten, paths and addresses: the
-            # caller gets its gist, the log the rest, found by the trace id.
+            # caller gets its gist, the log the rest, found by the trace id, with the
+            # statement's literals (a user id, a question) masked.
             trace_id = _trace_id(request.headers.get("traceparent"))
-            log.warning("analyst_sql_failed", trace_id=trace_id, subject=principal.subject, error=str(error))
+            log.warning(
+                "analyst_sql_failed", trace_id=trace_id, subject=principal.subject, error=without_literals(str(error))
+            )
             refused = {"error": public_error(str(error)), "trace_id": trace_id}
             return AsgiResponse(json.dumps(refused).encode(), 422, headers={"content-type": "application/json"})
         body = json.dumps({"columns": result.columns, "rows": result.rows}, default=str)

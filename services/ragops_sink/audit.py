@@ -30,6 +30,7 @@ from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequest
 from ragops_schemas.ids import canonical_json
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.topics import Topic
+from ragops_shared.logs import error_summary
 from ragops_shared.signing import ControlEventRefused, Verifier
 from ragops_sink.rows import event_of
 
@@ -181,7 +182,7 @@ def audit_entries(records: Sequence[ConsumerRecord], verifier: Verifier) -> list
         except (ValueError, TypeError) as error:
             log.warning(
                 "audit_record_unparsable", topic=record.topic, partition=record.partition, offset=record.offset,
-                error=f"{type(error).__name__}: {error}",
+                error=error_summary(error),
             )  # fmt: skip
             continue
         entry = audit_entry(event, record.topic, record.partition, record.offset, verifier)

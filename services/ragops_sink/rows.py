@@ -13,8 +13,9 @@ import pyarrow as pa
 from aiokafka import ConsumerRecord
 from pydantic import Field, TypeAdapter
 
-from ragops_schemas import EVENT_TYPES, Event
+from ragops_schemas import EVENT_TYPES, Event, MessageDeadLettered
 from ragops_schemas.ids import unparsable_event_id
+from ragops_schemas.topics import TOPICS
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,23 @@ _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64(3)'s range
 _LATEST = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 
 
+UNKEPT_TOPICS = frozenset(spec.topic.value for spec in TOPICS if not spec.sink)
+"""Topics whose records the sink does not keep (``TopicSpec.sink`` False: the intake topics,
+whose raw text only the privacy service reads)."""
+WITHHELD = "withheld: the sink does not keep this topic's records; the dead-letter topic holds the letter"
+"""The reason stored for a dead letter of one of :data:`UNKEPT_TOPICS`."""
+
+
+def stored_payload(event: Event, raw: bytes) -> str:
+    """The JSON the sink stores for ``event`` (its record's value ``raw``): as produced, but a
+    dead letter of a topic the sink does not keep loses its copy of the record's value and its
+    reason (which can quote the value): the sink must not keep through a dead letter what it
+    does not keep from the topic itself. The dead-letter topic keeps the whole letter."""
+    if isinstance(event, MessageDeadLettered) and event.original_topic in UNKEPT_TOPICS:
+        return event.model_copy(update={"original_value_b64": "", "reason": WITHHELD}).model_dump_json(by_alias=True)
+    return raw.decode()
+
+
 def event_of(topic: str, raw: bytes) -> Event:
     """The event a record of ``topic`` holds, parsed by its type's model.
 
@@ -146,7 +164,7 @@ def _valid_row(record: ConsumerRecord, key: str, raw: bytes, received_at: dateti
         # attribute lookup of a missing field costs more than the rest of the row.
         request_id=_text(vars(event).get("request_id")),
         document_id=_text(vars(event).get("document_id")),
-        payload=raw.decode(),
+        payload=stored_payload(event, raw),
         parse_error="",
     )
 

@@ -1,7 +1,7 @@
 """The sink's ClickHouse schema: the numbered migrations in ``ragops_sink/migrations``
 (``NNNN_<name>.up.sql`` / ``.down.sql``; they create the raw ``events`` table, the typed
-tables fed from it by materialized views, and the analyst views), the retention of raw
-events and the model prices of the cost views. The sink applies them at start; both
+tables fed from it by materialized views, and the analyst views), the retention of each
+table and the model prices of the cost views. The sink applies them at start; both
 engines run the same SQL."""
 
 import re
@@ -88,17 +88,29 @@ def migrate_down(store: AnalyticsStore, to: int = 0) -> list[str]:
     return done
 
 
-def set_retention(store: AnalyticsStore, days: int | None) -> None:
-    """Keep raw events ``days`` days after ``occurred_at`` (None: forever); a no-op when
-    that is already the table's TTL.
+MAX_DAYS = 18_250
+"""The longest TTL (50 years): the TTL is a DateTime, which ends in 2106, and a later expiry
+wraps round to the past and deletes the rows at once."""
+
+
+def set_retention(store: AnalyticsStore, days: Mapping[str, int | None]) -> list[str]:
+    """Give each table of ``days`` (table -> days after ``occurred_at``, None: forever; the
+    tables of ``queries.RETAINED_TABLES``) that TTL; return the tables whose TTL changed.
+    Tables already at their value are left alone (a changed TTL rewrites the table's parts).
 
     Raises:
-        ValueError: ``days`` is not a whole number >= 1.
-        StoreUnavailable: the ALTER failed.
+        ValueError: an unknown table, or days that are not a whole number in 1..MAX_DAYS
+            (nothing is changed then).
+        StoreUnavailable: an ALTER failed.
     """
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
-        raise ValueError(f"retention must be a whole number of days >= 1 or None, not {days!r}")
-    queries.set_events_retention(store, days)
+    for table, value in days.items():
+        if table not in queries.RETAINED_TABLES:
+            raise ValueError(f"no retention for {table!r}: one of {sorted(queries.RETAINED_TABLES)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS):
+            raise ValueError(
+                f"retention of {table} must be a whole number of days in 1..{MAX_DAYS} or None, not {value!r}"
+            )
+    return [table for table, value in days.items() if queries.set_table_retention(store, table, value)]
 
 
 def set_prices(store: AnalyticsStore, prices: Mapping[str, tuple[float, float]]) -> None:

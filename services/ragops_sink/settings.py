@@ -2,10 +2,12 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_analytics.queries import DEFAULT_RETENTION_DAYS
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_sink.schema import MAX_DAYS
 from ragops_sink.spec import AUDIT_GROUP, EVENTS_GROUP
 
 
@@ -41,13 +43,27 @@ class SinkSettings(BaseSettings):
     migrations_poll_s: float = Field(
         default=10.0, gt=0, description="How often a sink that requires migrations looks again (s)."
     )
-    retention_days: int | None = Field(default=None, gt=0, description="TTL of raw events; None keeps them.")
+    retention_days: dict[str, int | None] = Field(
+        default_factory=lambda: dict(DEFAULT_RETENTION_DAYS),
+        description="Table -> days a row is kept after its occurred_at (None: forever), as JSON; "
+        "tables not named keep their default (README, Retention).",
+    )
     prices_usd_per_million: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"SmolLM2-135M-Instruct": (0.0, 0.0)},
         description="gen_ai.request.model -> (input, output) USD per million tokens, for the cost views.",
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @field_validator("retention_days", mode="after")
+    @classmethod
+    def _retention_over_defaults(cls, days: dict[str, int | None]) -> dict[str, int | None]:
+        unknown = sorted(set(days) - set(DEFAULT_RETENTION_DAYS))
+        if unknown:
+            raise ValueError(f"no retention for {unknown}: tables are {sorted(DEFAULT_RETENTION_DAYS)}")
+        if any(value is not None and not 1 <= value <= MAX_DAYS for value in days.values()):
+            raise ValueError(f"retention is a whole number of days in 1..{MAX_DAYS}, or null to keep rows")
+        return {**DEFAULT_RETENTION_DAYS, **days}
 
     @model_validator(mode="after")
     def _server_in_production(self) -> "SinkSettings":

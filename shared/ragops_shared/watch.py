@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from ragops_schemas import Event, MessageDeadLettered
-from ragops_shared.logs import event_context
+from ragops_shared.logs import error_summary, event_context
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 
 log = structlog.get_logger(__name__)
@@ -253,7 +253,7 @@ class EventWatcher:
             event = self._types[record.topic].model_validate_json(record.value or b"")
         except ValidationError as error:
             if self._admit is None:
-                log.warning("invalid_record_skipped", topic=record.topic, error=str(error).splitlines()[0])
+                log.warning("invalid_record_skipped", topic=record.topic, error=error_summary(error))
             else:
                 self._admit(record, error)
             return

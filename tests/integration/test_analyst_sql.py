@@ -21,7 +21,7 @@ from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.schema import migrate
 from ragops_sink.settings import SinkSettings
-from tests.helpers import bearer
+from tests.helpers import KEEP_ROWS, bearer
 
 pytestmark = pytest.mark.clickhouse
 FUNCTIONS = Path(__file__).resolve().parents[2] / "analytics" / "ragops_analytics" / "sql_functions.tsv"
@@ -114,7 +114,7 @@ ATTACKS = [
 @pytest.fixture
 def sink_sql(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
     """The sink's ASGI app (its /sql route, no broker started) on a migrated chDB."""
-    settings = SinkSettings(platform=PlatformSettings(data_dir=tmp_path))
+    settings = SinkSettings(retention_days=KEEP_ROWS, platform=PlatformSettings(data_dir=tmp_path))
     writer = Writer(settings)
     writer.open()
     try:

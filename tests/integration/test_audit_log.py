@@ -26,7 +26,7 @@ from ragops_shared.signing import Signer, signer_for, verifier_for
 from ragops_sink.app import create_app
 from ragops_sink.audit import audit_entry
 from ragops_sink.settings import SinkSettings
-from tests.helpers import PRODUCER, example
+from tests.helpers import KEEP_ROWS, PRODUCER, example
 from tests.integration.services import produce_raw, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -58,7 +58,9 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
     answer = example(AnswerGenerated)
     # A second answer to the same request (same key, so the same partition, after the redelivery).
     later = answer.model_copy(update={"event_id": uuid.uuid4()})
-    settings = SinkSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50)
+    settings = SinkSettings(
+        retention_days=KEEP_ROWS, kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50
+    )
     # Two promotions, one signed with the platform's gateway key, one with a key no one trusts.
     promotion = example(VersionPromoted)
     trusted = signer_for(settings.platform, "gateway").sign(promotion)

@@ -26,7 +26,7 @@ from ragops_analytics.server_store import ServerStore
 from ragops_analytics.store import AnalyticsStore, DataRejected, QueryError, StoreUnavailable
 from ragops_sink.rows import EventRow, events_to_arrow
 from ragops_sink.schema import discover_migrations, migrate, migrate_down, set_prices, set_retention
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, KEEP_ROWS
 
 pytestmark = pytest.mark.clickhouse
 
@@ -101,7 +101,7 @@ def one(store: AnalyticsStore, sql: str) -> dict:
 
 @pytest.fixture(params=["chdb", "server-adapter-on-chdb", "server"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsStore]:
-    """A migrated, empty store of each kind.
+    """A migrated, empty store of each kind, with no TTL (the golden rows have fixed dates).
 
     ``server-adapter-on-chdb`` runs ServerStore's code (clickhouse-connect's insert, query
     and settings calls) on the engine clickhouse-connect embeds for a ``chdb://`` DSN, so
@@ -120,6 +120,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsS
         migrate_down(opened)  # a scratch database left over by an interrupted run
     try:
         migrate(opened)
+        set_retention(opened, KEEP_ROWS)
         yield opened
     finally:
         opened.close()  # twice after test_a_closed_store_is_unavailable: a no-op
@@ -374,16 +375,17 @@ class TestAnalyticsStore:
         def create() -> str:
             return store.execute("SHOW CREATE TABLE events").rows[0][0]
 
-        set_retention(store, None)  # no TTL yet: nothing to remove, and no error
-        set_retention(store, 30)
-        set_retention(store, 30)
+        assert set_retention(store, {"events": None}) == []  # no TTL: nothing to remove, and no error
+        assert set_retention(store, {"events": 30}) == ["events"]
+        assert set_retention(store, {"events": 30}) == []
         assert "TTL toDateTime(occurred_at) + toIntervalDay(30)" in create()
-        set_retention(store, 7)
+        set_retention(store, {"events": 7})
         assert "toIntervalDay(7)" in create()
-        set_retention(store, None)
+        assert queries.table_retention(store, "events") == 7
+        set_retention(store, {"events": None})
         assert "TTL" not in create()
         with pytest.raises(ValueError, match="days"):
-            set_retention(store, 0)
+            set_retention(store, {"events": 0})
 
     def test_set_prices_prices_each_request(self, store: AnalyticsStore) -> None:
         insert(store, golden_rows())

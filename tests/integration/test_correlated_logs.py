@@ -4,10 +4,8 @@ line logged while EventSubscriber handles one event, or an EventWatcher listener
 carries that event's trace, event and request ids, and no line after it carries them."""
 
 import asyncio
-import io
 import json
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import structlog
@@ -15,7 +13,6 @@ from faststream import FastStream
 
 from ragops_schemas import Event, Producer, QuerySubmitted, Topic
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
-from ragops_shared.logs import configure_logging
 from ragops_shared.watch import EventWatcher
 from tests.integration.services import produce_raw, running
 
@@ -23,25 +20,6 @@ pytestmark = pytest.mark.kafka
 PRODUCER = Producer(name="test", version="0")
 IDS = ("trace_id", "event_id", "request_id")
 log = structlog.get_logger("test")
-
-
-@pytest.fixture
-def json_lines() -> Iterator[io.StringIO]:
-    """The JSON lines every logger writes while the test runs; the logging set-up before
-    it comes back afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, structlog.get_config()
-    configure_logging("test")
-    # Loggers that cached this configuration would keep writing to the test's stream.
-    structlog.configure(cache_logger_on_first_use=False)
-    lines = io.StringIO()
-    root.handlers[0].setStream(lines)  # type: ignore[attr-defined]
-    try:
-        yield lines
-    finally:
-        root.handlers[:], level, config = saved
-        root.setLevel(level)
-        structlog.configure(**config)
 
 
 def ids_of(line: dict) -> tuple:

@@ -16,7 +16,7 @@ from ragops_schemas import EVENT_TYPES, Topic
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.settings import SinkSettings
-from tests.helpers import example_bytes
+from tests.helpers import KEEP_ROWS, example_bytes
 from tests.integration.services import produce_raw, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -67,7 +67,9 @@ async def _sink_until(
 
 async def test_every_record_lands_and_a_replay_changes_nothing(kafka, tmp_path: Path) -> None:
     produced = await _produce_every_example(kafka)
-    settings = SinkSettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50)
+    settings = SinkSettings(
+        retention_days=KEEP_ROWS, kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50
+    )
     await _sink_until(settings, produced)
 
     store = ChdbStore(tmp_path / "clickhouse")
@@ -116,6 +118,7 @@ class _Outage:
 
 async def test_clickhouse_outage_loses_nothing(kafka, tmp_path: Path) -> None:
     settings = SinkSettings(
+        retention_days=KEEP_ROWS,
         kafka=kafka,
         platform=PlatformSettings(data_dir=tmp_path),
         batch_wait_ms=50,
@@ -161,7 +164,11 @@ async def test_a_record_with_an_unreadable_header_is_stored_with_its_whole_batch
         await producer.stop()
     sentinel = document("sentinel")
     settings = SinkSettings(
-        kafka=kafka, platform=PlatformSettings(data_dir=tmp_path), batch_wait_ms=50, group_id="ragops-sink-headers"
+        retention_days=KEEP_ROWS,
+        kafka=kafka,
+        platform=PlatformSettings(data_dir=tmp_path),
+        batch_wait_ms=50,
+        group_id="ragops-sink-headers",
     )
     async with running(create_app(settings)):
         await produce_raw(kafka, sentinel.TOPIC, [(b"one", sentinel.model_dump_json().encode())])

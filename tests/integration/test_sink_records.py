@@ -20,7 +20,7 @@ from ragops_schemas.ids import unparsable_event_id
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer
 from ragops_sink.settings import SinkSettings
-from tests.helpers import example_bytes
+from tests.helpers import KEEP_ROWS, example_bytes
 
 pytestmark = pytest.mark.clickhouse
 
@@ -40,7 +40,9 @@ def fresh(event_type: type[Event], offset: int, topic: str | None = None, **chan
 
 @pytest.fixture
 def writer(tmp_path: Path) -> Iterator[Writer]:
-    opened = Writer(SinkSettings(platform=PlatformSettings(data_dir=tmp_path), retry_initial_s=0.01))
+    opened = Writer(
+        SinkSettings(retention_days=KEEP_ROWS, platform=PlatformSettings(data_dir=tmp_path), retry_initial_s=0.01)
+    )
     opened.open()
     yield opened
     opened.close()
@@ -161,7 +163,9 @@ async def test_a_refused_record_is_isolated_and_stored_as_unparsable(tmp_path: P
             refusing.append(_Refuses(super().connect(), marker="Who refuses?", stubborn=stubborn))
             return refusing[0]
 
-    settings = SinkSettings(platform=PlatformSettings(data_dir=tmp_path), retry_initial_s=0.01)
+    settings = SinkSettings(
+        retention_days=KEEP_ROWS, platform=PlatformSettings(data_dir=tmp_path), retry_initial_s=0.01
+    )
     writer = RefusingWriter(settings)
     writer.open()
     try:

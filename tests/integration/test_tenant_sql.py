@@ -21,7 +21,7 @@ from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
-from tests.helpers import bearer, example, record_of
+from tests.helpers import KEEP_ROWS, bearer, example, record_of
 
 pytestmark = pytest.mark.clickhouse
 TENANTS = ("acme", "globex")
@@ -115,7 +115,7 @@ def test_an_invalid_tenant_name_is_refused() -> None:
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[tuple[Path, Any]]:
-    settings = SinkSettings(platform=PlatformSettings(data_dir=tmp_path))
+    settings = SinkSettings(retention_days=KEEP_ROWS, platform=PlatformSettings(data_dir=tmp_path))
     writer = Writer(settings)
     writer.open()
     try:

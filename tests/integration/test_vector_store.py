@@ -19,6 +19,7 @@ import pytest
 from ragops_retrieval.client_store import QdrantClientStore
 from ragops_retrieval.edge_store import EdgeStore
 from ragops_retrieval.store import (
+    EXTRA_PAYLOAD_FIELDS,
     RRF_K,
     ChunkPoint,
     SearchHit,
@@ -68,7 +69,7 @@ def chunk(
         # Every text shares the word "ragops" so sparse searches can match all chunks.
         text=f"ragops {text}",
         vector=vector,
-        payload={"title": title, "source": source, "metadata": metadata, "page": 1},
+        payload={"title": title, "source": source, "metadata": metadata},
     )
 
 
@@ -158,6 +159,16 @@ class TestVectorStoreContract:
         hits = filled.search(COLLECTION, vector=axis(0), text="", top_k=1, mode="dense")
         assert hits[0].text == "ragops an edited text"
 
+    def test_a_payload_holds_only_what_retrieval_reads(self, filled: VectorStore) -> None:
+        """A free copy of event data (an author's e-mail, say) never reaches the index: a field
+        outside EXTRA_PAYLOAD_FIELDS is refused before anything is written."""
+        leaky = ChunkPoint("x1", "doc-x", "v1", "ragops text", axis(0), {"author_email": "jane.doe@example.com"})
+        with pytest.raises(ValueError, match="author_email"):
+            filled.upsert(COLLECTION, [CHUNKS[0], leaky], MODEL)
+        assert filled.count(COLLECTION, document_id="doc-x") == 0
+        [hit] = filled.search(COLLECTION, vector=axis(0), text="", top_k=1, mode="dense")
+        assert set(hit.payload) <= EXTRA_PAYLOAD_FIELDS | {"model_version"}
+
     def test_another_model_version_is_another_point(self, filled: VectorStore) -> None:
         filled.upsert(COLLECTION, CHUNKS, "test-model-v2")
         assert filled.count(COLLECTION) == 10
@@ -175,7 +186,7 @@ class TestVectorStoreContract:
         assert filled.relabel(COLLECTION, [reused], MODEL) == []
         assert filled.delete_superseded(COLLECTION, "doc-a", keep_version="v2") == 1, "a1 of v1 only"
         [hit] = filled.search(COLLECTION, vector=axis(1), text="", top_k=1, mode="dense")
-        assert (hit.chunk_id, hit.document_version, hit.payload["page"]) == ("a2", "v2", 1)
+        assert (hit.chunk_id, hit.document_version, hit.payload["title"]) == ("a2", "v2", "Animals")
         assert hit.score == pytest.approx(1.0), "the stored vector is kept"
 
     def test_withdraw_deletes_what_a_version_embedded_and_keeps_what_it_reused(self, filled: VectorStore) -> None:
@@ -321,7 +332,6 @@ class TestVectorStoreContract:
             "source": "docs",
             "metadata": {"lang": "de", "team": "infra"},
             "model_version": MODEL,
-            "page": 1,
         }
 
     @pytest.mark.parametrize(
