@@ -1,10 +1,18 @@
 """``refresh_corpus``: submit the documents of the configured sources (JSONL corpora) that are
-new or changed since they were last submitted, wait until each is indexed (or rejected),
+new or changed since they were last submitted (never one deleted since), wait until each is indexed (or rejected),
 then register and promote the corpus version."""
 
-from ragops_schemas import DocumentRejected, DocumentSubmitted, RetrainingRequested, VersionPromoted, VersionRegistered
+from ragops_schemas import (
+    DocumentDeleted,
+    DocumentRejected,
+    DocumentSubmitted,
+    RetrainingRequested,
+    VersionPromoted,
+    VersionRegistered,
+)
 from ragops_schemas.ids import content_hash, corpus_version, resubmission_event_id
 from ragops_shared.datasets import load_corpus
+from ragops_shared.deletions import deleted_documents
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
 
 
@@ -13,14 +21,25 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         raise ActionRejected("no corpus sources configured (RAGOPS_TRAINER_SOURCES)")
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
+    history = await ctx.read([DocumentSubmitted, DocumentDeleted], "submitted")
+    # A document deleted since its last submission stays deleted: the sources do not bring it back.
+    deleted = {
+        document_id
+        for owner, document_id in deleted_documents(
+            e for e in history if isinstance(e, DocumentSubmitted | DocumentDeleted)
+        )
+        if owner == tenant
+    }
     submitted: dict[str, str] = {}
-    for event in await ctx.read([DocumentSubmitted], "submitted"):
+    for event in history:
         # Another tenant's document of the same id is another document.
-        if isinstance(event, DocumentSubmitted) and event.tenant == tenant:
+        if isinstance(event, DocumentSubmitted) and event.tenant == tenant and event.document_id not in deleted:
             submitted[event.document_id] = event.content_hash
-    new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
+    new = [doc for doc in documents if doc.id not in deleted and submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
-        raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
+        raise ActionRejected(
+            f"the sources hold nothing new ({len(documents)} documents: submitted already or deleted since)"
+        )
     await ctx.started(request, sources=",".join(map(str, ctx.settings.sources)), new_documents=len(new))
     async with Arrivals(ctx.settings.kafka, None) as arrivals:
         for document in new:
