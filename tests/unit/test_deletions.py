@@ -16,9 +16,11 @@ from ragops_schemas import (
     EmbeddingModelInfo,
 )
 from ragops_schemas.events import IndexBuild
+from ragops_shared.datasets import CorpusDocument
 from ragops_shared.deletions import deleted_documents
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.settings import KafkaSettings
+from ragops_trainer.actions.refresh_corpus import to_submit
 from ragops_trainer.pairs import latest_parts
 from tests.helpers import PRODUCER
 
@@ -85,6 +87,23 @@ def test_same_time_the_later_read_wins() -> None:
 def test_the_re_index_replays_no_deleted_document() -> None:
     events = [chunked("a", 0), chunked("b", 0), deleted("a", 1), chunked("c", 0), deleted("c", 1), chunked("c", 2)]
     assert sorted(latest_parts(events)) == [("acme", "b"), ("acme", "c")]
+
+
+def test_the_corpus_refresh_does_not_bring_a_deleted_document_back() -> None:
+    sources = [CorpusDocument(id=name, text="text") for name in ("kept", "gone", "back", "changed")]
+    history = [
+        submitted("kept", 0),
+        submitted("gone", 0),
+        deleted("gone", 1),
+        submitted("back", 0),
+        deleted("back", 1),
+        submitted("back", 2),  # submitted again after its deletion
+        submitted("changed", 0).model_copy(update={"content": "older text"}),
+        deleted("kept", 1, tenant="globex"),  # another tenant's deletion
+    ]
+    new, corpus = to_submit(sources, history, "acme")
+    assert [doc.id for doc in new] == ["changed"]
+    assert set(corpus) == {"kept", "back", "changed"}, "the corpus version leaves the deleted document out"
 
 
 def indexed(document_id: str, minutes: int, tenant: str = "acme") -> DocumentIndexed:
