@@ -457,23 +457,41 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         build, replays skip it, no later answer cites it; submitting it again makes it live
         again. Idempotent in effect: deleting a document that is not indexed (or deleted
         already) removes nothing. It never touches another tenant's document of the same id,
-        and says nothing about whether one exists."""
+        and says nothing about whether one exists. Audited (``document.deleted``, its actor)."""
         event = DocumentDeleted(producer=producer, tenant=principal.tenant, document_id=document_id)
         _log_as(event)
+        removal = None
         if wait_s is None:
             await publish(event)
-            return DeletionAccepted(document_id=document_id, event_id=event.event_id)
-        removal = await outcome_of(
-            event,
-            document_id,
-            DocumentRemoved,
-            min(wait_s, settings.max_timeout_s),
-            what=f"document {document_id}",
-            awaited="removal",
+        else:
+            outcome = await outcome_of(
+                event,
+                document_id,
+                DocumentRemoved,
+                min(wait_s, settings.max_timeout_s),
+                what=f"document {document_id}",
+                awaited="removal",
+            )
+            assert isinstance(outcome, DocumentRemoved)  # the only other type outcome_of returns
+            removal = outcome
+            response.status_code = status.HTTP_200_OK
+        # Who deleted what: the deletion event names no one.
+        await audit(
+            event.caused(
+                AuditRecorded,
+                producer,
+                actor=actor_of(principal),
+                action="document.deleted",
+                target=f"document:{document_id}",
+                outcome="accepted" if removal is None else "applied",
+                after=None if removal is None else {"removed_points": removal.total_removed},
+            )
         )
-        assert isinstance(removal, DocumentRemoved)  # the only other type outcome_of returns
-        response.status_code = status.HTTP_200_OK
-        return DeletionAccepted(document_id=document_id, event_id=event.event_id, removed_points=removal.removed_points)
+        return DeletionAccepted(
+            document_id=document_id,
+            event_id=event.event_id,
+            removed_points=None if removal is None else removal.removed_points,
+        )
 
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
     async def send_feedback(

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from ragops_gateway.app import create_app
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import DocumentDeleted, DocumentSubmitted, Topic
+from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import check_out, open_blob_store
 from ragops_shared.embedded import create_topics
@@ -146,6 +147,14 @@ def test_a_deletion_names_the_callers_tenant_and_any_document_id(tansu, tmp_path
         response.json()["event_id"],
     )
     assert response.json()["removed_points"] is None, "not waited for"
+    audited = AuditRecorded.model_validate_json(asyncio.run(_read_one(kafka, Topic.AUDIT_RECORDED)))
+    assert (audited.tenant, audited.action, audited.target, audited.outcome, audited.actor.kind) == (
+        "acme",
+        "document.deleted",
+        "document:handbook/intro page.md",
+        "accepted",
+        "api_key",
+    )
 
 
 def test_the_envelope_tenant_is_the_callers_not_the_settings(tansu, tmp_path: Path) -> None:
