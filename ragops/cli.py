@@ -11,6 +11,7 @@ from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -405,12 +406,14 @@ def audit_verify(
     print(f"audit log intact: {verification.rows} entries in {verification.chains} chains")
 
 
-def _call(data_dir: Path, method: str, path: str, body: dict[str, object] | None = None) -> object:
-    """The gateway's JSON answer; a refusal is a red line with its detail and exit 1, an
-    unreachable gateway exit 2."""
+def _call(
+    data_dir: Path, method: str, path: str, body: dict[str, object] | None = None, *, timeout_s: float = 30.0
+) -> object:
+    """The gateway's JSON answer (within ``timeout_s`` seconds); a refusal is a red line with
+    its detail and exit 1, an unreachable gateway exit 2."""
     try:
         with _gateway(data_dir) as client:
-            response = client.request(method, path, json=body)
+            response = client.request(method, path, json=body, timeout=timeout_s)
     except httpx.HTTPError as error:
         console.print(f"[red]the gateway cannot be reached: {error}")
         raise typer.Exit(2) from None
@@ -432,6 +435,28 @@ def _request_change(data_dir: Path, change: dict[str, object], reason: str) -> N
         f"approves it: ragops changes approve {answer['change_id']} --reason ..."
     )
     print(answer["change_id"])
+
+
+@app.command(name="delete-document")
+def delete_document(
+    document_id: Annotated[str, typer.Argument(help="The document's id (of the credential's tenant).")],
+    wait: float = typer.Option(
+        30.0, min=0, help="Seconds to wait for its removal from the index; 0: return once the deletion is accepted."
+    ),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Delete a document through the gateway: its chunks leave every index build, replays skip
+    it and no later answer cites it (submitting it again brings it back). Prints the points
+    removed per collection (after --wait), or the deletion's event id."""
+    path = f"/v1/documents/{quote(document_id, safe='')}" + (f"?wait_s={wait:g}" if wait else "")
+    answer = _call(data_dir, "DELETE", path, timeout_s=wait + 30.0)
+    assert isinstance(answer, dict)
+    removed = answer.get("removed_points")
+    if removed is None:
+        console.print(f"deletion of {document_id} accepted (event {answer['event_id']})")
+    else:
+        console.print(f"{document_id}: {sum(removed.values())} points removed from {len(removed)} collections")
+    print(json.dumps(answer))
 
 
 @app.command()

@@ -418,6 +418,18 @@ def document_outcomes(reader: Reader) -> tuple[int, int, int]:
     return int(indexed), int(rejected), int(chunks)
 
 
+def document_states(reader: Reader, tenant: str) -> dict[str, str]:
+    """Each document of ``tenant`` -> the status of its latest row in ``documents`` (by
+    ``occurred_at``): ``indexed`` or ``unchanged`` (live), ``rejected`` (its latest version
+    refused), ``deleted`` (removed from the index: a deletion is its latest fact)."""
+    rows = reader.query(
+        "SELECT document_id, argMax(status, occurred_at) FROM documents FINAL "
+        "WHERE tenant = {tenant:String} GROUP BY document_id",
+        {"tenant": tenant},
+    ).rows
+    return {str(document_id): str(state) for document_id, state in rows}
+
+
 def ingest_seconds(reader: Reader) -> float | None:
     """Seconds from the first document submitted to the last one indexed (None when none)."""
     seconds = _one(

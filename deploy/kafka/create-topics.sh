@@ -43,6 +43,8 @@ TOPICS=(
   ragops.document.chunks-embedded.v1
   ragops.document.indexed.v1
   ragops.document.rejected.v1
+  ragops.document.deleted.v1
+  ragops.document.removed.v1
   ragops.query.submitted.v1
   ragops.query.embedded.v1
   ragops.query.context-retrieved.v1
@@ -75,6 +77,8 @@ retention_of() {
     ragops.document.submitted.v1) echo -1 ;;
     ragops.document.chunked.v1) echo -1 ;;
     ragops.document.indexed.v1) echo -1 ;;
+    ragops.document.deleted.v1) echo -1 ;;
+    ragops.document.removed.v1) echo -1 ;;
     ragops.dataset.example-added.v1) echo -1 ;;
     ragops.registry.version-registered.v1) echo -1 ;;
     ragops.registry.version-promoted.v1) echo -1 ;;

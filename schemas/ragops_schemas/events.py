@@ -437,6 +437,39 @@ class DocumentRejected(DocumentEvent):
     )
 
 
+class DocumentDeleted(DocumentEvent):
+    """A producer (or the gateway, ``DELETE /v1/documents/{id}``) deleted a tenant's document:
+    the indexer removes its points from every index build (-> :class:`DocumentRemoved`), and
+    replays skip it while this is its latest fact (:mod:`ragops_shared.deletions`). Submitting
+    the document again later makes it live again."""
+
+    TOPIC = Topic.DOCUMENT_DELETED
+    event_type: Literal["document.deleted"] = "document.deleted"
+    reason: str | None = Field(
+        default=None, max_length=1024, description="Why, as the producer says it (no personal data)."
+    )
+
+
+class DocumentRemoved(DocumentEvent):
+    """The indexer removed a deleted document's points (the outcome of one
+    :class:`DocumentDeleted`, whose id it derives from: a redelivered deletion is recorded
+    once). Zero points everywhere: the document was not indexed (or was removed already)."""
+
+    TOPIC = Topic.DOCUMENT_REMOVED
+    event_type: Literal["document.removed"] = "document.removed"
+    deletion_event_id: str = Field(description="The DocumentDeleted this removal carries out.")
+    removed_points: dict[str, int] = Field(
+        default_factory=dict,
+        description="Points removed per collection (every index build of the corpus: the live ones, builds "
+        "in progress and earlier builds), zeros included.",
+    )
+
+    @property
+    def total_removed(self) -> int:
+        """Points removed over every collection."""
+        return sum(self.removed_points.values())
+
+
 # -------------------------------------------------------------------- query flow
 
 FilterValue = Annotated[str, StringConstraints(max_length=1024)]
@@ -762,6 +795,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChunksEmbedded,
     DocumentIndexed,
     DocumentRejected,
+    DocumentDeleted,
+    DocumentRemoved,
     QuerySubmitted,
     QueryEmbedded,
     ContextRetrieved,

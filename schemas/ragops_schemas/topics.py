@@ -19,6 +19,8 @@ class Topic(StrEnum):
     CHUNKS_EMBEDDED = "ragops.document.chunks-embedded.v1"
     DOCUMENT_INDEXED = "ragops.document.indexed.v1"
     DOCUMENT_REJECTED = "ragops.document.rejected.v1"
+    DOCUMENT_DELETED = "ragops.document.deleted.v1"
+    DOCUMENT_REMOVED = "ragops.document.removed.v1"
     QUERY_SUBMITTED = "ragops.query.submitted.v1"
     QUERY_EMBEDDED = "ragops.query.embedded.v1"
     CONTEXT_RETRIEVED = "ragops.query.context-retrieved.v1"
@@ -109,6 +111,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     # record would make its document's next re-submission embed everything again.
     TopicSpec(Topic.DOCUMENT_INDEXED, _DOCUMENT, Retention.FOREVER),
     TopicSpec(Topic.DOCUMENT_REJECTED, _DOCUMENT),
+    # Replays (corpus refresh, re-index, fine-tune) and rebuilt indexes skip a document whose
+    # latest fact is a deletion: an expired deletion would bring the document back.
+    TopicSpec(Topic.DOCUMENT_DELETED, _DOCUMENT, Retention.FOREVER),
+    # Ingestion and embedding read it from the start beside DOCUMENT_INDEXED (kept as long):
+    # an expired removal would leave a deleted document "indexed" in their view, and its
+    # re-submission would be answered unchanged instead of indexed again.
+    TopicSpec(Topic.DOCUMENT_REMOVED, _DOCUMENT, Retention.FOREVER),
     TopicSpec(Topic.QUERY_SUBMITTED, _REQUEST),
     TopicSpec(Topic.QUERY_EMBEDDED, _REQUEST),
     TopicSpec(Topic.CONTEXT_RETRIEVED, _REQUEST),

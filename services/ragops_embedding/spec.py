@@ -14,7 +14,13 @@ SPEC = ServiceSpec(
     scaling=Scaling.LAG,
     consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP),
     # The indexed-documents view: chunks the live index already holds are not embedded again.
-    reads=(Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED, Topic.DOCUMENT_INDEXED, *REGISTRY_TOPICS),
+    reads=(
+        Topic.DOCUMENT_CHUNKED,
+        Topic.QUERY_SUBMITTED,
+        Topic.DOCUMENT_INDEXED,
+        Topic.DOCUMENT_REMOVED,
+        *REGISTRY_TOPICS,
+    ),
     # Registers the packaged default model at start.
     writes=(
         Topic.CHUNKS_EMBEDDED,

@@ -2,7 +2,8 @@
 state: ``POST /v1/documents`` -> ``DocumentSubmitted`` (content above
 ``RAGOPS_INLINE_CONTENT_BYTES`` left in the blob store and sent by reference; 413 when it
 cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES`` or the tenant's own limit in
-``RAGOPS_GATEWAY_TENANT_LIMITS``); ``POST /v1/queries`` ->
+``RAGOPS_GATEWAY_TENANT_LIMITS``); ``DELETE /v1/documents/{id}`` -> ``DocumentDeleted`` (of
+the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
 ``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
@@ -27,7 +28,7 @@ import httpx
 import structlog
 import uvicorn
 from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -42,6 +43,8 @@ from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
     AnswerGenerated,
+    DocumentDeleted,
+    DocumentRemoved,
     DocumentSubmitted,
     Event,
     FeedbackSubmitted,
@@ -81,6 +84,8 @@ CallerId = Annotated[str, StringConstraints(min_length=1, max_length=128, patter
 # another (admin is not everything). A route missing here makes create_app fail.
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/documents"): frozenset({Role.PRODUCER}),
+    # Deleting a document of the caller's tenant: who submits documents, and the tenant's admin.
+    ("DELETE", "/v1/documents/{document_id:path}"): frozenset({Role.PRODUCER, Role.ADMIN}),
     ("POST", "/v1/queries"): frozenset({Role.PRODUCER}),
     ("POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
     ("POST", "/v1/sql"): frozenset({Role.ANALYST, Role.AUDITOR, Role.PLATFORM}),
@@ -159,6 +164,16 @@ class DocumentIn(BaseModel):
 class Accepted(BaseModel):
     document_id: str
     event_id: uuid.UUID
+
+
+class DeletionAccepted(BaseModel):
+    document_id: str
+    event_id: uuid.UUID = Field(description="The DocumentDeleted event's id.")
+    removed_points: dict[str, int] | None = Field(
+        default=None,
+        description="Points removed per collection (the indexer's DocumentRemoved) when the call waited for "
+        "it (wait_s); None: accepted, not waited for.",
+    )
 
 
 class FeedbackIn(BaseModel):
@@ -245,9 +260,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
     publisher = control_publisher(
-        settings, broker, producer, [DocumentSubmitted, QuerySubmitted, FeedbackSubmitted, AuditRecorded]
+        settings,
+        broker,
+        producer,
+        [DocumentSubmitted, DocumentDeleted, QuerySubmitted, FeedbackSubmitted, AuditRecorded],
     )
-    watcher = EventWatcher(settings.kafka, [AnswerGenerated, MessageDeadLettered], client_id=f"ragops-{SERVICE}")
+    watcher = EventWatcher(
+        settings.kafka, [AnswerGenerated, DocumentRemoved, MessageDeadLettered], client_id=f"ragops-{SERVICE}"
+    )
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     control = ControlPlane(settings, publisher)
@@ -393,6 +413,92 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await publish(event)
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
+    async def outcome_of(
+        event: Event, key: str, expected: type[Event], timeout_s: float, *, what: str, awaited: str
+    ) -> Event:
+        """Publish ``event`` and wait for the event of type ``expected`` of its trace keyed
+        ``key`` (``what`` names the request in errors, ``awaited`` the outcome). 503 when the
+        gateway stops meanwhile, 504 after ``timeout_s``, 502 when the request was dead-lettered."""
+        reply = watcher.expect(key, (expected, MessageDeadLettered), trace_id=event.trace_id)
+        try:
+            await publish(event)
+        except HTTPException:
+            watcher.forget(key)
+            raise
+        try:
+            outcome = await asyncio.wait_for(reply, timeout_s)
+        except WatcherStopped as error:
+            log.warning("outcome_watch_stopped", error_type=type(error).__name__)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what}: the gateway is stopping") from None
+        except TimeoutError:
+            watcher.forget(key)
+            raise HTTPException(
+                status.HTTP_504_GATEWAY_TIMEOUT, f"no {awaited} for {what} within {timeout_s:g} s"
+            ) from None
+        if isinstance(outcome, MessageDeadLettered):
+            # The reason can quote a backend's answer, a file path, an address or the question: it
+            # stays in the dead letter, which this id finds (the dead_letters table, the topic).
+            log.warning(
+                "request_dead_lettered",
+                failed_in=outcome.producer.name,
+                error_type=outcome.error_type,
+                dead_letter_id=str(outcome.event_id),
+            )
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY, f"{what} failed in {outcome.producer.name} ({outcome.error_type})"
+            )
+        return outcome
+
+    @app.delete("/v1/documents/{document_id:path}", status_code=status.HTTP_202_ACCEPTED)
+    async def delete_document(
+        document_id: DocumentId,
+        principal: Annotated[Principal, Depends(caller("DELETE", "/v1/documents/{document_id:path}"))],
+        response: Response,
+        wait_s: Annotated[
+            float | None,
+            Query(gt=0, description="Seconds to wait for the removal from the index (200 then); none: 202 at once."),
+        ] = None,
+    ) -> DeletionAccepted:
+        """Delete the caller's tenant's document ``document_id``: its points leave every index
+        build, replays skip it, no later answer cites it; submitting it again makes it live
+        again. Idempotent in effect: deleting a document that is not indexed (or deleted
+        already) removes nothing. It never touches another tenant's document of the same id,
+        and says nothing about whether one exists. Audited (``document.deleted``, its actor)."""
+        event = DocumentDeleted(producer=producer, tenant=principal.tenant, document_id=document_id)
+        _log_as(event)
+        removal = None
+        if wait_s is None:
+            await publish(event)
+        else:
+            outcome = await outcome_of(
+                event,
+                document_id,
+                DocumentRemoved,
+                min(wait_s, settings.max_timeout_s),
+                what=f"document {document_id}",
+                awaited="removal",
+            )
+            assert isinstance(outcome, DocumentRemoved)  # the only other type outcome_of returns
+            removal = outcome
+            response.status_code = status.HTTP_200_OK
+        # Who deleted what: the deletion event names no one.
+        await audit(
+            event.caused(
+                AuditRecorded,
+                producer,
+                actor=actor_of(principal),
+                action="document.deleted",
+                target=f"document:{document_id}",
+                outcome="accepted" if removal is None else "applied",
+                after=None if removal is None else {"removed_points": removal.total_removed},
+            )
+        )
+        return DeletionAccepted(
+            document_id=document_id,
+            event_id=event.event_id,
+            removed_points=None if removal is None else removal.removed_points,
+        )
+
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
     async def send_feedback(
         feedback: FeedbackIn, principal: Annotated[Principal, Depends(limited("feedback"))]
@@ -414,37 +520,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             **query.model_dump(exclude={"timeout_s"}),
         )
         _log_as(event)
-        reply = watcher.expect(event.request_id, (AnswerGenerated, MessageDeadLettered))
-        try:
-            await publish(event)
-        except HTTPException:
-            watcher.forget(event.request_id)
-            raise
-        try:
-            outcome = await asyncio.wait_for(reply, timeout_s)
-        except WatcherStopped as error:
-            log.warning("answer_watch_stopped", error=repr(error))
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"request {event.request_id}: the gateway is stopping"
-            ) from None
-        except TimeoutError:
-            watcher.forget(event.request_id)
-            raise HTTPException(
-                status.HTTP_504_GATEWAY_TIMEOUT, f"no answer for request {event.request_id} within {timeout_s:g} s"
-            ) from None
-        if isinstance(outcome, MessageDeadLettered):
-            # The reason can quote a backend's answer, a file path, an address or the question: it
-            # stays in the dead letter, which this id finds (the dead_letters table, the topic).
-            log.warning(
-                "request_dead_lettered",
-                failed_in=outcome.producer.name,
-                error_type=outcome.error_type,
-                dead_letter_id=str(outcome.event_id),
-            )
-            raise HTTPException(
-                status.HTTP_502_BAD_GATEWAY,
-                f"request {event.request_id} failed in {outcome.producer.name} ({outcome.error_type})",
-            )
+        outcome = await outcome_of(
+            event, event.request_id, AnswerGenerated, timeout_s, what=f"request {event.request_id}", awaited="answer"
+        )
         assert isinstance(outcome, AnswerGenerated)  # the only other type the watcher was asked for
         return outcome
 

@@ -14,10 +14,12 @@ SPEC = ServiceSpec(
     scaling=Scaling.CPU,
     port=8080,
     port_setting="RAGOPS_GATEWAY_PORT",
-    # Its replies: the answers and the dead letters of its requests; the book of changes.
-    reads=(Topic.ANSWER_GENERATED, Topic.DEAD_LETTER, *CHANGE_TOPICS),
+    # Its replies: the answers, the removals of deleted documents and the dead letters of its
+    # requests; the book of changes.
+    reads=(Topic.ANSWER_GENERATED, Topic.DOCUMENT_REMOVED, Topic.DEAD_LETTER, *CHANGE_TOPICS),
     writes=(
         Topic.DOCUMENT_SUBMITTED,
+        Topic.DOCUMENT_DELETED,
         Topic.QUERY_SUBMITTED,
         Topic.FEEDBACK_SUBMITTED,
         Topic.DEAD_LETTER,

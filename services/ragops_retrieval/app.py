@@ -7,6 +7,9 @@ version's chunk ids). A part it dead-letters ends its version with ``DocumentRej
 Withdrawals (group ``ragops-indexer-withdrawals``): ``DocumentRejected`` of a version whose
 part was dead-lettered -> its points written by the other parts are deleted, so an
 incomplete version is never served for good.
+Deletions (group ``ragops-indexer-deletions``): ``DocumentDeleted`` -> the tenant's document
+removed from every collection of the corpus (live indexes, builds in progress, earlier
+builds) -> ``DocumentRemoved`` with the points removed per collection.
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -29,14 +32,16 @@ from faststream.asgi import AsgiFastStream
 
 from ragops_models.defaults import shipped_model_dirs
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_retrieval.spec import INDEXER_GROUP, QUERIES_GROUP, SPEC, WITHDRAWALS_GROUP
+from ragops_retrieval.spec import DELETIONS_GROUP, INDEXER_GROUP, QUERIES_GROUP, SPEC, WITHDRAWALS_GROUP
 from ragops_retrieval.store import ChunkPoint, VectorStore
 from ragops_schemas import (
     Chunk,
     ChunksEmbedded,
     ContextRetrieved,
+    DocumentDeleted,
     DocumentIndexed,
     DocumentRejected,
+    DocumentRemoved,
     EmbeddingModelInfo,
     IndexBuild,
     Producer,
@@ -179,6 +184,41 @@ class Index:
                         stage=event.stage,  # not the reason, which can quote the document
                     )
         return []
+
+    def remove(self, events: Sequence[DocumentDeleted]) -> list[DocumentRemoved]:
+        """Delete each event's document (its tenant's only) from every collection of the
+        corpus: the live collection of every embedding model version, builds in progress
+        and earlier builds (one of them may be promoted again). One ``DocumentRemoved`` per
+        deletion with the points removed per collection; its id derives from the deletion's,
+        so a redelivered deletion (nothing left to remove) is recorded once.
+
+        A part of a version submitted before the deletion that reaches the indexer after it
+        is indexed (Kafka orders a document's events per topic, not across topics)."""
+        with self._writing:
+            collections = [name for name in self.store.collections() if name.startswith(f"{self.settings.corpus}__")]
+            removed = []
+            for event in events:
+                points = {
+                    collection: self.store.delete_document(collection, event.document_id, tenant=event.tenant)
+                    for collection in collections
+                }
+                log.info(
+                    "document_removed",
+                    tenant=event.tenant,
+                    document_id=event.document_id,
+                    removed_points=sum(points.values()),
+                    collections=len(points),
+                )
+                removed.append(
+                    event.caused(
+                        DocumentRemoved,
+                        self.producer,
+                        document_id=event.document_id,
+                        deletion_event_id=str(event.event_id),
+                        removed_points=points,
+                    )
+                )
+            return removed
 
     def _index_one(self, event: ChunksEmbedded) -> DocumentIndexed | None:
         if (event.tenant, event.document_id, event.document_version, event.trace_id) in self._withdrawn:
@@ -338,7 +378,7 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     settings = settings or RetrievalSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved, DocumentRejected])
+    publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved, DocumentRejected, DocumentRemoved])
     embedded = EventSubscriber(
         broker,
         publisher,
@@ -354,6 +394,14 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
         DocumentRejected,
         kafka=settings.kafka,
         group_id=WITHDRAWALS_GROUP,
+        max_records=settings.index_batch_records,
+    )
+    deleted = EventSubscriber(
+        broker,
+        publisher,
+        DocumentDeleted,
+        kafka=settings.kafka,
+        group_id=DELETIONS_GROUP,
         max_records=settings.index_batch_records,
     )
     queries = EventSubscriber(
@@ -379,6 +427,10 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     @rejected
     async def on_document_rejected(events: list[DocumentRejected]) -> None:
         await rejected.run(events, lambda batch: asyncio.to_thread(index.withdraw, batch))
+
+    @deleted
+    async def on_document_deleted(events: list[DocumentDeleted]) -> None:
+        await deleted.run(events, lambda batch: asyncio.to_thread(index.remove, batch))
 
     @queries
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:

@@ -186,6 +186,10 @@ class QdrantClientStore(PlannedStore):
             if offset is None:
                 return ordered_chunk_ids(payloads)
 
+    def collections(self) -> list[str]:
+        """See :meth:`VectorStore.collections`."""
+        return sorted(found.name for found in self._client.get_collections().collections)
+
     def close(self) -> None:
         """Close the client's connections (local mode: release its files)."""
         self._client.close()

@@ -200,6 +200,13 @@ class EdgeStore(PlannedStore):
                 if offset is None:
                     return ordered_chunk_ids(payloads)
 
+    def collections(self) -> list[str]:
+        """See :meth:`VectorStore.collections`: the shard directories under ``path`` (and any
+        opened in this process)."""
+        with self._lock:
+            on_disk = {entry.parent.name for entry in self._root.glob(f"*/{_EDGE_CONFIG_FILE}")}
+            return sorted(on_disk | self._collections.keys())
+
     def optimize(self, collection: str) -> bool:
         """Build HNSW indexes and merge segments of ``collection``; blocks until done.
 

@@ -9,12 +9,26 @@ QUERIES_GROUP = "ragops-retrieval"
 """Answers ``QueryEmbedded`` with ``ContextRetrieved``."""
 WITHDRAWALS_GROUP = "ragops-indexer-withdrawals"
 """Withdraws the points of a version rejected after its first parts were indexed (``DocumentRejected``)."""
+DELETIONS_GROUP = "ragops-indexer-deletions"
+"""Removes deleted documents from every collection (``DocumentDeleted`` -> ``DocumentRemoved``)."""
 
 SPEC = ServiceSpec(
     name="retrieval",
     image=Image.LIGHT,
     scaling=Scaling.LAG,
-    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP),
-    reads=(Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, *REGISTRY_TOPICS),
-    writes=(Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REJECTED, Topic.CONTEXT_RETRIEVED, Topic.DEAD_LETTER),
+    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP, DELETIONS_GROUP),
+    reads=(
+        Topic.CHUNKS_EMBEDDED,
+        Topic.QUERY_EMBEDDED,
+        Topic.DOCUMENT_REJECTED,
+        Topic.DOCUMENT_DELETED,
+        *REGISTRY_TOPICS,
+    ),
+    writes=(
+        Topic.DOCUMENT_INDEXED,
+        Topic.DOCUMENT_REJECTED,
+        Topic.DOCUMENT_REMOVED,
+        Topic.CONTEXT_RETRIEVED,
+        Topic.DEAD_LETTER,
+    ),
 )

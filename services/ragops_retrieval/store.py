@@ -169,6 +169,10 @@ class VectorStore(Protocol):
         """Delete every point of ``tenant``'s ``document_id``; return the number deleted."""
         ...
 
+    def collections(self) -> list[str]:
+        """Names of every collection the store holds, sorted."""
+        ...
+
     def withdraw(
         self, collection: str, document_id: str, document_version: str, *, tenant: str = DEFAULT_TENANT
     ) -> int:

@@ -5,7 +5,8 @@ free of torch, so the trainer imports torch only when it trains."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragops_schemas import DatasetExampleAdded, DocumentChunked, Event
+from ragops_schemas import DatasetExampleAdded, DocumentChunked, DocumentDeleted, Event
+from ragops_shared.deletions import deleted_documents
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,15 @@ def latest_parts(events: Sequence[Event]) -> dict[tuple[str, str], list[Document
     """The parts of the latest live version of each document, by (tenant, document id) (a
     document id is unique per tenant), in part order (replays of builds excluded): one event
     for a document that came whole. The latest event decides the version; of a part retained
-    twice (a version submitted again), the later one is kept."""
-    live = [e for e in events if isinstance(e, DocumentChunked) and e.index_build is None]
+    twice (a version submitted again), the later one is kept. A document whose latest fact in
+    ``events`` is a ``DocumentDeleted`` is left out (:func:`~ragops_shared.deletions.deleted_documents`):
+    pass the deletions with the chunks, or a replay brings deleted documents back."""
+    deleted = deleted_documents(e for e in events if isinstance(e, DocumentChunked | DocumentDeleted))
+    live = [
+        e
+        for e in events
+        if isinstance(e, DocumentChunked) and e.index_build is None and (e.tenant, e.document_id) not in deleted
+    ]
     latest: dict[tuple[str, str], DocumentChunked] = {}
     for event in live:
         known = latest.get((event.tenant, event.document_id))

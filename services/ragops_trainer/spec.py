@@ -25,6 +25,8 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_CHUNKED,
         Topic.DATASET_EXAMPLE_ADDED,
+        # Documents deleted: the replays skip them.
+        Topic.DOCUMENT_DELETED,
     ),
     writes=(
         Topic.RETRAINING_REJECTED,

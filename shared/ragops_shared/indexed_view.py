@@ -1,6 +1,7 @@
 """What the live index holds, as the indexer announced it: the latest ``DocumentIndexed`` of
-each document, read from the start of the topic (no consumer group: every replica needs
-every event), like :mod:`ragops_shared.registry_view` for the registry.
+each document unless a ``DocumentRemoved`` (a deletion carried out) came after it, read from
+the start of both topics (no consumer group: every replica needs every event), like
+:mod:`ragops_shared.registry_view` for the registry.
 
 Ingestion asks it whether a submitted version is already indexed (then the submission is a
 no-op); the embedding service asks it which chunks of a changed document already have a
@@ -9,9 +10,11 @@ authority for reused chunks: it checks that their points still exist before it r
 them. An unchanged acknowledgement trusts the topic: an index whose files were removed behind
 the platform's back is rebuilt by a re-index, not by submitting the documents again."""
 
+from datetime import datetime
+
 import structlog
 
-from ragops_schemas import DocumentIndexed, Event
+from ragops_schemas import DocumentIndexed, DocumentRemoved, Event
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.watch import EventWatcher
 
@@ -23,19 +26,37 @@ class IndexedDocuments:
     document (``None`` when none was read; a document id is unique per tenant, so another
     tenant's document of the same id is another document); events of index builds (``index_build`` set) are not the live
     index and are ignored. Current up to what was published before :meth:`start` returned;
-    later events arrive within ``KafkaSettings.fetch_max_wait_ms``.
+    later events arrive within ``KafkaSettings.fetch_max_wait_ms``. A document removed (deleted)
+    after its latest indexing is not indexed: its re-submission is indexed again.
 
-    Memory: one event per document (its chunk ids included, ~40 bytes per chunk)."""
+    The two topics share no offsets: an indexing and a removal of one document are ordered by
+    ``occurred_at`` (both stamped by the indexer, one after the other), whichever is read first.
+
+    Memory: one event per document (its chunk ids included, ~40 bytes per chunk), and one time
+    per removed document."""
 
     def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
         self._latest: dict[tuple[str, str], DocumentIndexed] = {}
-        self._watcher = EventWatcher(kafka, [DocumentIndexed], client_id=client_id, from_beginning=True)
+        self._removed: dict[tuple[str, str], datetime] = {}
+        self._watcher = EventWatcher(
+            kafka, [DocumentIndexed, DocumentRemoved], client_id=client_id, from_beginning=True
+        )
         self._watcher.listen(self.apply)
 
     def apply(self, event: Event) -> None:
         """Fold one event in (the watcher calls this; tests may too)."""
         if isinstance(event, DocumentIndexed) and event.index_build is None:
-            self._latest[event.tenant, event.document_id] = event
+            key = (event.tenant, event.document_id)
+            removed = self._removed.get(key)
+            # One topic, one key: read in offset order, so the last read is the latest.
+            if removed is None or removed < event.occurred_at:
+                self._latest[key] = event
+        elif isinstance(event, DocumentRemoved):
+            key = (event.tenant, event.document_id)
+            self._removed[key] = max(event.occurred_at, self._removed.get(key, event.occurred_at))
+            indexed = self._latest.get(key)
+            if indexed is not None and indexed.occurred_at <= event.occurred_at:
+                del self._latest[key]
 
     def get(self, tenant: str, document_id: str) -> DocumentIndexed | None:
         return self._latest.get((tenant, document_id))

@@ -44,6 +44,8 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_CHUNKED,
         Topic.DOCUMENT_INDEXED,
+        Topic.DOCUMENT_DELETED,
+        Topic.DOCUMENT_REMOVED,
         Topic.DATASET_EXAMPLE_ADDED,
         Topic.VERSION_REGISTERED,
         Topic.VERSION_PROMOTED,
@@ -79,8 +81,8 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         (
             "retrieval",
-            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED},
-            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED},
+            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_DELETED},
+            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_REMOVED},
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
@@ -108,6 +110,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
             set(),
             {
                 Topic.DOCUMENT_SUBMITTED,
+                Topic.DOCUMENT_DELETED,
                 Topic.QUERY_SUBMITTED,
                 Topic.FEEDBACK_SUBMITTED,
                 Topic.AUDIT_RECORDED,  # also its key changes and four-eyes decisions

@@ -42,7 +42,7 @@ EVENTS_BY_NAME = {event.__name__: event for event in EVENT_TYPES}
 # The shared readers a service may use, and the topics each one reads.
 SHARED_VIEWS = {
     "RegistryView": ("registry_view", frozenset(REGISTRY_TOPICS)),
-    "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED})),
+    "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED})),
 }
 # The calls that read topics, whose event-class arguments are reads.
 READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "read"}

@@ -44,6 +44,7 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "GET", "/ready"): OPEN,
     ("gateway", "GET", "/metrics"): frozenset({Role.MONITORING}),
     ("gateway", "POST", "/v1/documents"): frozenset({Role.PRODUCER}),
+    ("gateway", "DELETE", "/v1/documents/{document_id:path}"): frozenset({Role.PRODUCER, Role.ADMIN}),
     ("gateway", "POST", "/v1/queries"): frozenset({Role.PRODUCER}),
     ("gateway", "POST", "/v1/feedback"): frozenset({Role.PRODUCT}),
     ("gateway", "POST", "/v1/sql"): frozenset({Role.ANALYST, Role.AUDITOR, Role.PLATFORM}),
@@ -151,7 +152,11 @@ def _routes(platform: Platform) -> set[tuple[str, str, str]]:
 def _call(platform: Platform, app: str, method: str, path: str, authorization: str | None) -> httpx.Response:
     client = platform.gateway if app == "gateway" else platform.sink
     # An unknown change: past the guard it is 404, the same for every caller allowed to decide.
-    url = path.replace("{key_id}", platform.target_key_id).replace("{change}", "chg-unknown")
+    url = (
+        path.replace("{key_id}", platform.target_key_id)
+        .replace("{change}", "chg-unknown")
+        .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
+    )
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)
 

@@ -36,7 +36,7 @@ TYPED_TABLES = {  # rows each table gets from the golden examples
     "generations": 1,
     "evaluations": 3,  # one per score
     "feedback": 1,
-    "documents": 2,  # indexed + rejected
+    "documents": 3,  # indexed + rejected + deleted (removed)
     "dead_letters": 1,
     "evaluation_runs": 1,
     "dataset_examples": 1,
@@ -205,9 +205,13 @@ class TestAnalyticsStore:
 
         documents = store.query("SELECT document_id, status, chunk_count, stage, reason FROM documents ORDER BY status")
         assert documents.rows == [
+            ("Normans-p000", "deleted", 0, "", ""),
             ("Normans-p000", "indexed", 1, "", ""),
             ("empty.html", "rejected", 0, "ingestion", "document is empty after parsing text/html"),
         ]
+        assert one(store, "SELECT superseded_chunks FROM documents WHERE status = 'deleted'") == {
+            "superseded_chunks": 6
+        }, "the points removed over every collection"
 
         dead = one(
             store, "SELECT original_topic, partition, offset, consumer_group, error_type, producer FROM dead_letters"
@@ -301,6 +305,16 @@ class TestAnalyticsStore:
         statuses = store.query("SELECT status, count() FROM documents FINAL GROUP BY status ORDER BY status").rows
         assert [tuple(row) for row in statuses] == [("indexed", 1), ("unchanged", 2)]
         assert queries.document_outcomes(store) == (1, 0, indexed["chunk_count"])
+
+    def test_a_deleted_document_shows_as_deleted_until_it_is_indexed_again(self, store: AnalyticsStore) -> None:
+        indexed = json.loads((EXAMPLES / "DocumentIndexed.json").read_text())
+        removed = json.loads((EXAMPLES / "DocumentRemoved.json").read_text())
+        again = indexed | {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-29T12:00:00.000Z"}
+        insert(store, [row_from_json(json.dumps(e), offset=i) for i, e in enumerate([indexed, removed])])
+        assert queries.document_states(store, "default") == {"Normans-p000": "deleted"}
+        assert queries.document_states(store, "globex") == {}
+        insert(store, [row_from_json(json.dumps(again), offset=2)])
+        assert queries.document_states(store, "default") == {"Normans-p000": "indexed"}
 
     def test_an_unparsable_record_is_kept_with_its_error(self, store: AnalyticsStore) -> None:
         broken = EventRow(

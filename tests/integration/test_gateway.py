@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from ragops_gateway.app import create_app
 from ragops_gateway.settings import GatewaySettings
-from ragops_schemas import DocumentSubmitted, Topic
+from ragops_schemas import DocumentDeleted, DocumentSubmitted, Topic
+from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import check_out, open_blob_store
 from ragops_shared.embedded import create_topics
@@ -129,6 +130,31 @@ def test_accepted_document_is_on_its_topic(gateway) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'faststream_published_messages_total{app_name="ragops-gateway"' in metrics.text
+
+
+def test_a_deletion_names_the_callers_tenant_and_any_document_id(tansu, tmp_path: Path) -> None:
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    asyncio.run(create_topics(kafka, TOPICS))
+    settings = GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path, tenant="default"))
+    with TestClient(create_app(settings), headers=bearer(tmp_path, Role.PRODUCER, tenant="acme")) as client:
+        # Ids are often paths: sent escaped, or as they are.
+        response = client.delete("/v1/documents/handbook%2Fintro%20page.md", params={"tenant": "globex"})
+    assert response.status_code == 202, response.text
+    event = DocumentDeleted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_DELETED)))
+    assert (event.tenant, event.document_id, str(event.event_id)) == (
+        "acme",
+        "handbook/intro page.md",
+        response.json()["event_id"],
+    )
+    assert response.json()["removed_points"] is None, "not waited for"
+    audited = AuditRecorded.model_validate_json(asyncio.run(_read_one(kafka, Topic.AUDIT_RECORDED)))
+    assert (audited.tenant, audited.action, audited.target, audited.outcome, audited.actor.kind) == (
+        "acme",
+        "document.deleted",
+        "document:handbook/intro page.md",
+        "accepted",
+        "api_key",
+    )
 
 
 def test_the_envelope_tenant_is_the_callers_not_the_settings(tansu, tmp_path: Path) -> None:

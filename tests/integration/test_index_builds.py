@@ -2,7 +2,7 @@
 arrives from live traffic during a build is written to the live collection and to the build
 (the replay started before it and will not carry it), a replayed one to the build only, and
 once the build is promoted live documents go to it alone; a build abandoned unpromoted
-takes none."""
+takes none. A deleted document leaves every collection: live, in progress and earlier builds."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +13,7 @@ from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import (
     ChunksEmbedded,
+    DocumentDeleted,
     EmbeddedChunk,
     EmbeddingModelInfo,
     Producer,
@@ -21,7 +22,7 @@ from ragops_schemas import (
     VersionRejected,
 )
 from ragops_schemas.events import IndexBuild
-from ragops_schemas.ids import index_name
+from ragops_schemas.ids import derived_event_id, index_name
 from ragops_schemas.registry import Registry
 from ragops_shared.settings import PlatformSettings
 
@@ -122,3 +123,34 @@ def test_a_build_that_ended_without_promotion_takes_no_more_documents(index: Ind
     registry.apply(VersionRejected(producer=P, kind="index", name=LIVE, version=BUILD.build_id, reason="abandoned"))
     index.index([embedded("later")])
     assert holds(index, "later") == [LIVE]
+
+
+def test_a_deleted_document_leaves_every_build_and_only_its_tenants_points(index: Index, registry: Registry) -> None:
+    retired = IndexBuild(build_id="b0", collection=f"{LIVE}__b0", embedding_version=MODEL.version)
+    index.index([embedded("gone", retired)])  # an earlier build: it may be promoted again
+    index.index([embedded("gone")])
+    registry.apply(
+        VersionRegistered(
+            producer=P, kind="index", name=LIVE, version=BUILD.build_id, uri=BUILD.collection, parent_version="v1"
+        )
+    )
+    index.index([embedded("gone", BUILD)])  # replayed into the build in progress
+    index.index([embedded("kept")])
+    mine = embedded("gone")  # chunk ids are per tenant (ragops_schemas.ids.chunk_id): globex's is its own
+    other = mine.model_copy(
+        update={"tenant": "globex", "chunks": [mine.chunks[0].model_copy(update={"chunk_id": "globex-gone-0"})]}
+    )
+    index.index([other])
+    assert holds(index, "gone") == [LIVE, BUILD.collection]
+
+    deletion = DocumentDeleted(producer=P, document_id="gone")
+    [removed] = index.remove([deletion])
+    assert removed.removed_points == {LIVE: 1, retired.collection: 1, BUILD.collection: 1}
+    assert removed.event_id == derived_event_id("DocumentRemoved", deletion.event_id), "derived from the deletion"
+    assert holds(index, "gone") == [] and index.store.count(retired.collection, "gone") == 0
+    assert holds(index, "kept") == [LIVE, BUILD.collection], "other documents stay"
+    assert index.store.count(LIVE, "gone", tenant="globex") == 1, "another tenant's document of the same id"
+
+    # A redelivered deletion removes nothing more and is the same fact (recorded once).
+    [again] = index.remove([deletion])
+    assert again.event_id == removed.event_id and again.total_removed == 0

@@ -247,6 +247,10 @@ class TestVectorStoreContract:
         assert filled.count(COLLECTION) == 3
         assert filled.delete_document(COLLECTION, "doc-a") == 0
 
+    def test_collections_lists_every_collection(self, filled: VectorStore) -> None:
+        filled.ensure_collection("another", 4)
+        assert filled.collections() == sorted([COLLECTION, "another"])
+
     def test_dense_search_returns_the_nearest_first(self, filled: VectorStore) -> None:
         hits = filled.search(COLLECTION, vector=axis(0), text="", top_k=5, mode="dense")
         assert ids(hits)[:2] == ["a1", "b2"]

@@ -20,6 +20,7 @@ from ragops_schemas import (
     CandidateEvaluated,
     DatasetExampleAdded,
     DocumentChunked,
+    DocumentDeleted,
     RetrainingRequested,
     VersionPromoted,
     VersionRegistered,
@@ -105,7 +106,7 @@ async def gather(ctx: TrainerContext) -> TrainingData:
     Raises :class:`ActionRejected` when there are too few of either."""
     settings = ctx.settings
     examples = [e for e in await ctx.read([DatasetExampleAdded], "examples") if isinstance(e, DatasetExampleAdded)]
-    documents = latest_documents(await ctx.read([DocumentChunked], "chunks"))
+    documents = latest_documents(await ctx.read([DocumentChunked, DocumentDeleted], "chunks"))
     pairs = training_pairs(examples, documents)
     if len(pairs) < settings.min_pairs:
         raise ActionRejected(

@@ -1,11 +1,41 @@
 """``refresh_corpus``: submit the documents of the configured sources (JSONL corpora) that are
-new or changed since they were last submitted, wait until each is indexed (or rejected),
-then register and promote the corpus version."""
+new or changed since they were last submitted (never one deleted since), wait until each is
+indexed (or rejected), then register and promote the corpus version."""
 
-from ragops_schemas import DocumentRejected, DocumentSubmitted, RetrainingRequested, VersionPromoted, VersionRegistered
+from collections.abc import Sequence
+
+from ragops_schemas import (
+    DocumentDeleted,
+    DocumentRejected,
+    DocumentSubmitted,
+    Event,
+    RetrainingRequested,
+    VersionPromoted,
+    VersionRegistered,
+)
 from ragops_schemas.ids import content_hash, corpus_version, resubmission_event_id
-from ragops_shared.datasets import load_corpus
+from ragops_shared.datasets import CorpusDocument, load_corpus
+from ragops_shared.deletions import deleted_documents
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
+
+
+def to_submit(
+    documents: Sequence[CorpusDocument], history: Sequence[Event], tenant: str
+) -> tuple[list[CorpusDocument], dict[str, str]]:
+    """The source ``documents`` to submit for ``tenant`` (new, or changed since their last
+    submission; never one whose latest fact in ``history`` is a deletion: the sources do not
+    bring a deleted document back), and the corpus so far (document id -> content hash of its
+    latest submission, deleted documents left out). ``history``: the retained submissions and
+    deletions, any tenant's (another tenant's document of the same id is another document)."""
+    facts = [e for e in history if isinstance(e, DocumentSubmitted | DocumentDeleted) and e.tenant == tenant]
+    deleted = {document_id for _, document_id in deleted_documents(facts)}
+    submitted = {
+        e.document_id: e.content_hash
+        for e in facts
+        if isinstance(e, DocumentSubmitted) and e.document_id not in deleted
+    }
+    new = [doc for doc in documents if doc.id not in deleted and submitted.get(doc.id) != content_hash(doc.text)]
+    return new, submitted
 
 
 async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
@@ -13,14 +43,11 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         raise ActionRejected("no corpus sources configured (RAGOPS_TRAINER_SOURCES)")
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
-    submitted: dict[str, str] = {}
-    for event in await ctx.read([DocumentSubmitted], "submitted"):
-        # Another tenant's document of the same id is another document.
-        if isinstance(event, DocumentSubmitted) and event.tenant == tenant:
-            submitted[event.document_id] = event.content_hash
-    new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
+    new, submitted = to_submit(documents, await ctx.read([DocumentSubmitted, DocumentDeleted], "submitted"), tenant)
     if not new:
-        raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
+        raise ActionRejected(
+            f"the sources hold nothing new ({len(documents)} documents: submitted already or deleted since)"
+        )
     await ctx.started(request, sources=",".join(map(str, ctx.settings.sources)), new_documents=len(new))
     async with Arrivals(ctx.settings.kafka, None) as arrivals:
         for document in new:
