@@ -5,16 +5,16 @@ Detection runs without any trained NER model (none can be downloaded into the im
 analyzer gets Presidio's ``NoOpNlpEngine`` and only self-contained recognizers, each of which
 checks what its pattern found:
 
-- ``EMAIL_ADDRESS``: Presidio's pattern with a practical local part (letters, digits, ``._%+-``,
-  so ``https://x.org/?u=ann@example.com`` yields ``ann@example.com``); the domain must end in
+- ``EMAIL_ADDRESS``: Presidio's pattern with a practical local part (letters, digits, ``._%+-``
+  and an inner ``'``, so ``https://x.org/?u=ann@example.com`` yields ``ann@example.com``); the domain must end in
   a public suffix (tldextract's bundled list, read offline);
 - ``PHONE_NUMBER``: Google's libphonenumber (``phonenumbers``) ``PhoneNumberMatcher`` at
   leniency VALID, for the policy's regions: a number must be valid for its country, in its
   international form or in a national form of one of the regions; a match glued to letters of
   an identifier (``ORD-2024-001234``) is dropped;
 - ``CREDIT_CARD``: Presidio's card pattern and the Luhn checksum;
-- ``IBAN_CODE``: Presidio's pattern, the ISO 13616 mod-97 check digits and the country's
-  length and format;
+- ``IBAN_CODE``: Presidio's pattern (in any case), the ISO 13616 mod-97 check digits and the
+  country's length and format;
 - ``IP_ADDRESS``: Presidio's IPv4/IPv6 patterns, parsed by ``ipaddress``;
 - the policy's extra types: its regexes and deny-list terms (both matched case-insensitively,
   Presidio's default).
@@ -82,6 +82,18 @@ DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "NL", "IN")
 
 _LANGUAGE = "en"
 
+# libphonenumber's STRICT_GROUPING: a valid number whose digits, where grouped at all, are
+# grouped as its country writes them; VALID (Presidio's default) also takes any grouping, so an
+# ISBN (0-306-40615-2) or an order number (2024-001234) would be a phone number.
+_PHONE_LENIENCY = phonenumbers.Leniency.STRICT_GROUPING
+
+# Presidio's card pattern ("All Credit Cards (weak)", validated by Luhn) plus the Mastercard
+# 2-series (2221-2720) that it predates.
+_CARD = (
+    r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(2[2-7]\d{2})|(6\d{3})|(1\d{3})|(3\d{3}))"
+    r"[- ]?(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b"
+)
+
 
 def _known_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
     unknown = sorted(set(regions) - phonenumbers.SUPPORTED_REGIONS)
@@ -144,6 +156,16 @@ class Redaction:
     counts: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Detection:
+    """A span of personal data: ``text[start:end]`` is of type ``entity``; ``score`` is Presidio's (0-1)."""
+
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
 # tldextract fetches the Public Suffix List over HTTP on first use unless told not to; the
 # services run without internet, so the list bundled with tldextract is what is read.
 _OFFLINE_SUFFIXES = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
@@ -153,7 +175,7 @@ class _EmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer with the practical local part and an offline suffix list."""
 
     def __init__(self) -> None:
-        pattern = r"(?<![\w.%+-])[\w%+-](?:[\w.%+-]*[\w%+-])?@\w+(?:-+\w+)*(?:\.\w+(?:-+\w+)*)+\b"
+        pattern = r"(?<![\w.%+-])[\w%+-](?:[\w.%+'-]*[\w%+-])?@\w+(?:-+\w+)*(?:\.\w+(?:-+\w+)*)+\b"
         super().__init__(patterns=[Pattern("Email (practical local part)", pattern, 0.5)])
 
     def validate_result(self, pattern_text: str) -> bool:
@@ -163,6 +185,25 @@ class _EmailRecognizer(EmailRecognizer):
 # A phone match is part of an identifier when the run of identifier characters around it holds
 # a letter or '#' outside the match (ORD-2024-001234, INV/2024/0042, #2024-001234).
 _ID_CHARS = re.compile(r"[\w#/-]")
+
+
+def _hides(one: Detection, other: Detection) -> bool:
+    """Whether ``other`` is left out for ``one`` (as Presidio's anonymizer would): it lies
+    inside ``one``'s longer span (digits of an IBAN that pass Luhn or make a phone number), or
+    has the same span and a lower score (an IPv4 address that is also a valid phone number)."""
+    if one is other or not (one.start <= other.start and other.end <= one.end):
+        return False
+    if (one.start, one.end) != (other.start, other.end):
+        return True
+    return one.score > other.score or (one.score == other.score and one.entity < other.entity)
+
+
+# A dotted or dashed day.month.year that libphonenumber reads as a number (3.10.2014).
+_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
+
+
+def _not_a_phone_number(text: str, start: int, end: int) -> bool:
+    return _DATE.fullmatch(text[start:end]) is not None or _inside_identifier(text, start, end)
 
 
 def _inside_identifier(text: str, start: int, end: int) -> bool:
@@ -238,9 +279,11 @@ class Redactor:
     def _recognizers(policy: RedactionPolicy) -> list[EntityRecognizer]:
         recognizers: list[EntityRecognizer] = [
             _EmailRecognizer(),
-            PhoneRecognizer(supported_regions=policy.phone_regions),
-            CreditCardRecognizer(),
-            IbanRecognizer(),
+            PhoneRecognizer(supported_regions=policy.phone_regions, leniency=_PHONE_LENIENCY),
+            CreditCardRecognizer(patterns=[Pattern("Card numbers (Presidio's and Mastercard 2-series)", _CARD, 0.3)]),
+            # Case-insensitive: an IBAN written in lower case is still one (its check digits are
+            # computed on the upper-case form).
+            IbanRecognizer(regex_flags=re.DOTALL | re.MULTILINE | re.IGNORECASE),
             IpRecognizer(),
         ]
         for entity, regexes in policy.patterns.items():
@@ -261,19 +304,16 @@ class Redactor:
         overlapping another of that type merge; of two types, a contained span is dropped and a
         partly overlapping one is cut back by the higher-scoring one (Presidio's
         ``REMOVE_INTERSECTIONS``), so no character is replaced twice and none is left visible."""
-        if not text.strip():
-            return Redaction(text=text, counts={})
-        found = [
-            AnonymizerInput(entity_type=result.entity_type, start=result.start, end=result.end, score=result.score)
-            for result in self._analyzer.analyze(text, language=_LANGUAGE, entities=list(self.entities))
-            if not (result.entity_type == "PHONE_NUMBER" and _inside_identifier(text, result.start, result.end))
+        spans = [
+            AnonymizerInput(entity_type=span.entity, start=span.start, end=span.end, score=span.score)
+            for span in self.detect(text)
         ]
-        if not found:
+        if not spans:
             return Redaction(text=text, counts={})
         operators = {entity: self._operator(entity, tenant) for entity in self.entities}
         result = self._anonymizer.anonymize(
             text,
-            found,
+            spans,
             operators,
             conflict_resolution=ConflictResolutionStrategy.REMOVE_INTERSECTIONS,
             # Merging two e-mails separated by a space into one span would miscount them.
@@ -281,6 +321,18 @@ class Redactor:
         )
         counts = Counter(item.entity_type for item in result.items)
         return Redaction(text=result.text, counts=dict(sorted(counts.items())))
+
+    def detect(self, text: str) -> list[Detection]:
+        """Every span of personal data found in ``text`` (offsets in characters), possibly
+        overlapping, in Presidio's order; what :meth:`redact` replaces."""
+        if not text.strip():
+            return []
+        found = [
+            Detection(entity=result.entity_type, start=result.start, end=result.end, score=result.score)
+            for result in self._analyzer.analyze(text, language=_LANGUAGE, entities=list(self.entities))
+            if not (result.entity_type == "PHONE_NUMBER" and _not_a_phone_number(text, result.start, result.end))
+        ]
+        return [span for span in found if not any(_hides(other, span) for other in found)]
 
     def pseudonym(self, value: str, *, tenant: str) -> str:
         """16 hex digits: the keyed per-tenant pseudonym of ``value`` (a user or subject id),
