@@ -10,8 +10,9 @@ checks what its pattern found:
   a public suffix (tldextract's bundled list, read offline);
 - ``PHONE_NUMBER``: Google's libphonenumber (``phonenumbers``) ``PhoneNumberMatcher`` at
   leniency VALID, for the policy's regions: a number must be valid for its country, in its
-  international form or in a national form of one of the regions; a match glued to letters of
-  an identifier (``ORD-2024-001234``) is dropped;
+  international form or in a national form of one of the regions, digits grouped as that
+  country groups them; a match of fewer than 7 digits, a dotted date or one glued to letters
+  of an identifier (``ORD-2024-001234``) is dropped;
 - ``CREDIT_CARD``: Presidio's card pattern and the Luhn checksum;
 - ``IBAN_CODE``: Presidio's pattern (in any case), the ISO 13616 mod-97 check digits and the
   country's length and format;
@@ -202,8 +203,18 @@ def _hides(one: Detection, other: Detection) -> bool:
 _DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
 
 
+# Fewer digits than any number one can dial from outside its local area: libphonenumber takes
+# some four-digit strings for German pager numbers (1649, 1685: years in any history text).
+_MIN_PHONE_DIGITS = 7
+
+
 def _not_a_phone_number(text: str, start: int, end: int) -> bool:
-    return _DATE.fullmatch(text[start:end]) is not None or _inside_identifier(text, start, end)
+    value = text[start:end]
+    return (
+        sum(char.isdigit() for char in value) < _MIN_PHONE_DIGITS
+        or _DATE.fullmatch(value) is not None
+        or _inside_identifier(text, start, end)
+    )
 
 
 def _inside_identifier(text: str, start: int, end: int) -> bool:

@@ -205,7 +205,11 @@ IPV6_TEMPLATES = (
 )
 
 NEGATIVES: tuple[tuple[str, Callable[[random.Random], str], tuple[str, ...]], ...] = (
-    ("year", lambda r: str(r.randint(1950, 2030)), ("The policy changed in {}.", "Revenue for fiscal {} was flat.")),
+    (
+        "year",
+        lambda r: r.choice((str(r.randint(1000, 2099)), f"{r.randint(1000, 2099)}–{r.randint(10, 99)}")),
+        ("The policy changed in {}.", "Revenue for fiscal {} was flat.", "The plague returned in {} and again later."),
+    ),
     (
         "price",
         lambda r: r.choice(("${:,}.{:02d}", "€{:,}.{:02d}", "{:,}.{:02d} EUR")).format(
