@@ -71,7 +71,8 @@ SCORE_THRESHOLD = 0.4
 """Lowest Presidio score kept. Every recognizer here validates what it finds, and a result
 that fails validation is dropped by the recognizer itself (cards: Luhn, IBANs: mod 97, e-mail:
 public suffix, IPs: ``ipaddress``); what survives scores 1.0 (checksummed types, e-mail, the
-policy's patterns and deny lists), 0.6 (IPs) or 0.4 (phone numbers: valid for their country
+policy's patterns and deny lists), 0.6 (IPs), 0.5 (an IBAN in lower case, whose check digits
+Presidio validates but not its upper-case format) or 0.4 (phone numbers: valid for their country
 per libphonenumber, which has no checksum to raise it). 0.4 keeps all of those and drops only
 Presidio's 0.1 pattern for the bare IPv6 ``::``. With no NLP model the context words of the
 recognizers cannot raise a score, so no lower threshold would gain anything."""
@@ -130,7 +131,9 @@ class RedactionPolicy(BaseModel):
     modes: dict[str, Mode] = Field(default_factory=dict, description="Entity type -> mode.")
     default_mode: Mode = Field(default="type", description="Mode of every type not in ``modes``.")
     patterns: Annotated[dict[str, list[str]], AfterValidator(_compilable)] = Field(
-        default_factory=dict, description="Extra entity type -> regexes (Python ``re``, case-insensitive)."
+        default_factory=dict,
+        description="Extra entity type -> regexes (Python ``re`` syntax, run by Presidio with the "
+        "``regex`` module, case-insensitive).",
     )
     deny_lists: dict[str, list[str]] = Field(
         default_factory=dict, description="Extra entity type -> literal terms (whole words, case-insensitive)."
