@@ -27,6 +27,7 @@ card prefix is taken for a card.
 """
 
 import ipaddress
+import logging
 import re
 import unicodedata
 from collections import Counter
@@ -96,6 +97,21 @@ _CARD = (
     r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(2[2-7]\d{2})|(6\d{3})|(1\d{3})|(3\d{3}))"
     r"[- ]?(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b"
 )
+
+
+class _WithoutValues(logging.Filter):
+    """Keeps the template of a Presidio log message and drops its arguments: the IBAN
+    recognizer logs a candidate it cannot validate ("Failed to validate text %s") at ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = str(record.msg), None
+        return True
+
+
+# WARNING: with no NLP model the analyzer logs "Skipping context extraction" at INFO per call.
+_PRESIDIO_LOG = logging.getLogger("presidio-analyzer")
+_PRESIDIO_LOG.setLevel(logging.WARNING)
+_PRESIDIO_LOG.addFilter(_WithoutValues())
 
 
 def _known_regions(regions: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """The redaction engine (ragops_privacy.redaction): modes, pseudonyms, deny lists, the policy's
 patterns, overlapping detections, and texts with nothing or nothing but personal data."""
 
+import logging
 import re
 
 import pytest
@@ -147,3 +148,13 @@ def test_phone_regions_decide_national_numbers() -> None:
     assert only_us.redact("appelez le +33 6 12 34 56 78", tenant="acme").counts == {"PHONE_NUMBER": 1}
     with_fr = Redactor(RedactionPolicy(phone_regions=("US", "FR")), KEY)
     assert with_fr.redact("appelez le 06 12 34 56 78", tenant="acme").counts == {"PHONE_NUMBER": 1}
+
+
+def test_presidio_logs_no_value_and_nothing_per_call(redactor: Redactor, caplog: pytest.LogCaptureFixture) -> None:
+    # An IBAN with a Kelvin sign (U+212A) matches Presidio's case-insensitive pattern but fails
+    # its validation, which logs the candidate at ERROR.
+    with caplog.at_level(logging.DEBUG):
+        redactor.redact("pay to GB82 \u212aEST 1234 5698 7654 32 or alice@example.com", tenant="acme")
+    logged = [record.getMessage() for record in caplog.records]
+    assert not any("1234" in message or "alice" in message for message in logged), logged
+    assert not any("context extraction" in message for message in logged), logged
