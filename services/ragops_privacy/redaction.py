@@ -203,11 +203,6 @@ class _EmailRecognizer(EmailRecognizer):
         return _OFFLINE_SUFFIXES(pattern_text.rsplit("@", 1)[1]).fqdn != ""
 
 
-# A phone match is part of an identifier when the run of identifier characters around it holds
-# a letter or '#' outside the match (ORD-2024-001234, INV/2024/0042, #2024-001234).
-_ID_CHARS = re.compile(r"[\w#/-]")
-
-
 def _hides(one: Detection, other: Detection) -> bool:
     """Whether ``other`` is left out for ``one`` (as Presidio's anonymizer would): it lies
     inside ``one``'s longer span (digits of an IBAN that pass Luhn or make a phone number), or
@@ -260,6 +255,11 @@ def _not_a_phone_number(text: str, start: int, end: int) -> bool:
         or _DATE.fullmatch(value) is not None
         or _inside_identifier(text, start, end)
     )
+
+
+# A phone match is part of an identifier when the run of identifier characters around it holds
+# a letter or '#' outside the match (ORD-2024-001234, INV/2024/0042, #2024-001234).
+_ID_CHARS = re.compile(r"[\w#/-]")
 
 
 def _inside_identifier(text: str, start: int, end: int) -> bool:
