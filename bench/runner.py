@@ -36,6 +36,7 @@ ROWS: dict[str, tuple[str, str, int]] = {
     "P5": ("p5_ingest", "ingest end to end", 420),
     "P6": ("p6_query", "query path and memory", 420),
     "P7": ("p7_scaleout", "scale-out (evaluation)", 420),
+    "P8": ("p8_redaction", "redaction", 240),
 }
 
 

@@ -40,6 +40,7 @@ from ragops_schemas.ids import (
     part_event_id,
     point_id,
     prompt_hash,
+    pseudonym,
     resubmission_event_id,
     sample_fraction,
     unparsable_event_id,
@@ -75,6 +76,14 @@ def test_document_version_changes_with_content() -> None:
 
 def test_content_hash() -> None:
     assert content_hash("text") == "982d9e3eb996f559"
+
+
+def test_pseudonym_is_a_keyed_per_tenant_hash() -> None:
+    key = b"0123456789abcdef"
+    value = pseudonym(key, "alice@example.com", tenant="acme")
+    assert value == "95dca96638ca42cb"  # HMAC-SHA256(key, b"acme\x00alice@example.com"), 64 bits
+    assert pseudonym(key, "alice@example.com", tenant="globex") != value
+    assert pseudonym(b"another key of 16", "alice@example.com", tenant="acme") != value
 
 
 def test_blob_digest() -> None:
