@@ -31,6 +31,8 @@ from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.changes import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.changes import CHANGE_EVENT_TYPES
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
+from ragops_schemas.erasure import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.erasure import ERASURE_EVENT_TYPES
 from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
@@ -686,6 +688,7 @@ class MessageDeadLettered(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     *LIFECYCLE_EVENT_TYPES,
     *CHANGE_EVENT_TYPES,
+    *ERASURE_EVENT_TYPES,
     DocumentSubmitted,
     DocumentChunked,
     ChunksEmbedded,
