@@ -241,6 +241,11 @@ class DocumentSubmitted(DocumentEvent):
     title: Title | None = None
     source: Source | None = Field(default=None, description="Where the document came from (URL or path).")
     metadata: Metadata = Field(default_factory=dict, description="Filterable string attributes.")
+    subject_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The data subject the document is about (whom an erasure of that subject removes it for).",
+    )
 
     @model_validator(mode="after")
     def _content_or_reference(self) -> "DocumentSubmitted":

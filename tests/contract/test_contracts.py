@@ -88,7 +88,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
-        ("sink", {spec.topic for spec in TOPICS if spec.sink}, set()),
+        (
+            "sink",
+            {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},
+            {Topic.SUBJECT_ERASURE_APPLIED, Topic.DEAD_LETTER},  # an erasure request it cannot apply
+        ),
         ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
         (
             "trainer",
