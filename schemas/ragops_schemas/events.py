@@ -271,6 +271,9 @@ class DocumentChunked(DocumentEvent):
     title: Title | None = None
     source: Source | None = None
     metadata: Metadata = Field(default_factory=dict)
+    subject_id: str | None = Field(
+        default=None, max_length=256, description="The data subject the document is about (from its submission)."
+    )
     content_type: ContentType
     chunker: ChunkerInfo
     chunks: list[Chunk] = Field(min_length=1)
@@ -294,6 +297,9 @@ class ChunksEmbedded(DocumentEvent):
     title: Title | None = None
     source: Source | None = None
     metadata: Metadata = Field(default_factory=dict)
+    subject_id: str | None = Field(
+        default=None, max_length=256, description="The data subject the document is about (from its submission)."
+    )
     embedding: EmbeddingModelInfo
     chunks: list[EmbeddedChunk] = Field(description="Chunks embedded now, with their vectors.")
     reused_chunks: list[Chunk] = Field(

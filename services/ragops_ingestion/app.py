@@ -134,6 +134,7 @@ def ingest(
             title=submitted.title or parsed.title,
             source=submitted.source,
             metadata=submitted.metadata,
+            subject_id=submitted.subject_id,
             content_type=submitted.content_type,
             chunker=info,
             chunks=part_chunks,

@@ -9,12 +9,26 @@ QUERIES_GROUP = "ragops-retrieval"
 """Answers ``QueryEmbedded`` with ``ContextRetrieved``."""
 WITHDRAWALS_GROUP = "ragops-indexer-withdrawals"
 """Withdraws the points of a version rejected after its first parts were indexed (``DocumentRejected``)."""
+ERASURE_GROUP = "ragops-indexer-erasure"
+"""Deletes the points of a data subject's documents from every collection (``ErasureRequested``)."""
 
 SPEC = ServiceSpec(
     name="retrieval",
     image=Image.LIGHT,
     scaling=Scaling.LAG,
-    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP),
-    reads=(Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, *REGISTRY_TOPICS),
-    writes=(Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REJECTED, Topic.CONTEXT_RETRIEVED, Topic.DEAD_LETTER),
+    consumer_groups=(INDEXER_GROUP, QUERIES_GROUP, WITHDRAWALS_GROUP, ERASURE_GROUP),
+    reads=(
+        Topic.CHUNKS_EMBEDDED,
+        Topic.QUERY_EMBEDDED,
+        Topic.DOCUMENT_REJECTED,
+        Topic.ERASURE_REQUESTED,
+        *REGISTRY_TOPICS,
+    ),
+    writes=(
+        Topic.DOCUMENT_INDEXED,
+        Topic.DOCUMENT_REJECTED,
+        Topic.CONTEXT_RETRIEVED,
+        Topic.SUBJECT_ERASURE_APPLIED,
+        Topic.DEAD_LETTER,
+    ),
 )

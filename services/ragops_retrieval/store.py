@@ -49,7 +49,10 @@ it spelt out, so it is fixed here to keep fused scores identical in both adapter
 TENANT_FIELD = "tenant"
 """Payload field: the tenant the chunk belongs to."""
 
-INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source", TENANT_FIELD)
+SUBJECT_FIELD = "subject_id"
+"""Payload field: the data subject a document is about (absent when none was named)."""
+
+INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source", TENANT_FIELD, SUBJECT_FIELD)
 """Top-level payload fields that get a keyword index: the ones deletes and filters use."""
 
 TOP_LEVEL_FILTER_KEYS = frozenset({"document_id", "title", "source"})
@@ -225,6 +228,19 @@ class VectorStore(Protocol):
     ) -> list[str]:
         """Chunk ids of the points of ``tenant``'s ``document_id`` at ``document_version``, ordered by
         their ``chunk_index`` payload field (points without one last, by chunk id)."""
+        ...
+
+    def collections(self) -> list[str]:
+        """Every collection of the store, sorted: the live indexes and every index build."""
+        ...
+
+    def delete_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """Delete every point of ``tenant``'s documents about ``subject_id`` (payload
+        :data:`SUBJECT_FIELD`); return the number deleted."""
+        ...
+
+    def count_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """Number of points of ``tenant``'s documents about ``subject_id``, counted exactly."""
         ...
 
     def close(self) -> None:
@@ -431,6 +447,11 @@ def document_conditions(
     return Conditions(must=must, must_not=must_not)
 
 
+def subject_conditions(subject_id: str, *, tenant: str) -> Conditions:
+    """Points of ``tenant``'s documents about ``subject_id`` (:data:`SUBJECT_FIELD`)."""
+    return Conditions(must=(tenant_match(tenant), FieldMatch(SUBJECT_FIELD, (subject_id,))))
+
+
 def conditions_from_filters(filters: Mapping[str, str | Sequence[str]] | None, *, tenant: str) -> Conditions:
     """Translate user filters into :class:`Conditions`, always restricted to ``tenant``'s points.
 
@@ -509,16 +530,28 @@ def plan_search(
 
 
 class PlannedStore:
-    """What both adapters share: the deletes and the search, written once over three
+    """What both adapters share: the deletes and the search, written once over four
     engine primitives each adapter provides: ``_dimension(collection)`` (raises
-    :class:`UnknownCollectionError`), ``_delete(collection, conditions) -> int`` and
-    ``_query(collection, plan) -> [(payload, score)]``, best first."""
+    :class:`UnknownCollectionError`), ``_delete(collection, conditions) -> int``,
+    ``_count(collection, conditions) -> int`` and ``_query(collection, plan) -> [(payload,
+    score)]``, best first."""
 
     def _dimension(self, collection: str) -> int:
         raise NotImplementedError
 
     def _delete(self, collection: str, conditions: Conditions) -> int:
         raise NotImplementedError
+
+    def _count(self, collection: str, conditions: Conditions) -> int:
+        raise NotImplementedError
+
+    def delete_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """See :meth:`VectorStore.delete_subject`."""
+        return self._delete(collection, subject_conditions(subject_id, tenant=tenant))
+
+    def count_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """See :meth:`VectorStore.count_subject`."""
+        return self._count(collection, subject_conditions(subject_id, tenant=tenant))
 
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         raise NotImplementedError

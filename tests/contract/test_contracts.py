@@ -82,8 +82,8 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         (
             "retrieval",
-            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED},
-            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED},
+            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, Topic.ERASURE_REQUESTED},
+            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED, Topic.SUBJECT_ERASURE_APPLIED},
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
