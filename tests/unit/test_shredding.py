@@ -111,3 +111,32 @@ def test_a_damaged_key_file_is_an_unavailable_store(tmp_path: Path, shredder: Sh
     (tmp_path / "keys" / "subjects" / f"{subject_key_id('acme', 'user-1')}.key").write_bytes(b"short")
     with pytest.raises(KeyStoreUnavailable):
         shredder.open(token)
+
+
+def test_the_trainer_skips_and_counts_the_examples_of_an_erased_user(shredder: Shredder) -> None:
+    from ragops_schemas import DatasetExampleAdded, Producer
+    from ragops_trainer.pairs import readable_examples
+
+    def added(question: str, answer: str) -> DatasetExampleAdded:
+        return DatasetExampleAdded(
+            producer=Producer(name="feedback", version="0"),
+            tenant="acme",
+            dataset="feedback",
+            example_id=question,
+            question=question,
+            reference_answer=answer,
+            reference_context_ids=[],
+            source="correction",
+            request_id="r",
+            feedback_event_id="f",
+        )
+
+    examples = [
+        added(shredder.seal("q1", "acme", "erased"), shredder.seal("a1", "acme", "erased")),
+        added(shredder.seal("q2", "acme", "kept"), shredder.seal("a2", "acme", "kept")),
+        added("q3 written before sealing", "a3"),
+    ]
+    shredder.forget("acme", "erased")
+    readable, erased = readable_examples(examples, shredder)
+    assert erased == 1
+    assert [(e.question, e.reference_answer) for e in readable] == [("q2", "a2"), ("q3 written before sealing", "a3")]
