@@ -19,21 +19,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragops_schemas.changes import ChangeActor
+from ragops_schemas.changes import ChangeActor, ErasureId, SubjectId
 from ragops_schemas.envelope import Event, SignedEvent
 from ragops_schemas.topics import Topic
 
-ErasureId = Annotated[str, Field(pattern=r"^era-[0-9a-f]{20}$", examples=["era-5d41402abc4b2a76b971"])]
-SubjectId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=256,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="The data subject's id as the platform stored it (user_id, subject_id).",
-        examples=["user-1842"],
-    ),
-]
 StoreName = Annotated[
     str,
     Field(
