@@ -508,6 +508,50 @@ def promote(
     _request_change(data_dir, change.model_dump(mode="json"), reason)
 
 
+@app.command()
+def erase(
+    subject: str = typer.Option(..., "--subject", help="The data subject's id (a user_id, a document's subject_id)."),
+    reason: str = typer.Option("", help="Why (a ticket, the subject's request): recorded on the request."),
+    key: str | None = typer.Option(
+        None, help="Idempotency key: the same key names the same erasure (run it again to finish a failed one)."
+    ),
+    wait: float = typer.Option(120.0, min=0, help="Seconds to wait for every store's report (0: do not wait)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the erasure's state as JSON."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Erase a data subject of your tenant (admin) from ClickHouse, every vector index and the
+    kept topics (its sealing key is deleted), through the gateway; prints the counts per store.
+    Where erasures need approval, prints the change that another person approves. Exit 1 when
+    the erasure is not complete (run it again with the same --key), 2 when waiting timed out."""
+    body: dict[str, object] = {"subject": subject, "reason": reason, **({"key": key} if key else {})}
+    answer = _call(data_dir, "POST", "/v1/erasures", body)
+    assert isinstance(answer, dict)
+    deadline = time.monotonic() + wait
+    while answer["state"] == "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.5)  # the gateway folds the stores' reports as they come
+        answer = _call(data_dir, "GET", f"/v1/erasures/{answer['erasure_id']}")
+        assert isinstance(answer, dict)
+    if as_json:
+        print(json.dumps(answer))
+    else:
+        if answer["state"] == "awaiting_approval":
+            console.print(
+                f"erasure {answer['erasure_id']} awaits approval: ragops changes approve {answer['change_id']} "
+                "--reason ..."
+            )
+        table = Table("store", "deleted", "left", "complete", "reason")
+        for store, done in answer["stores"].items():
+            deleted = ", ".join(f"{where} {count}" for where, count in done["deleted"].items()) or "0"
+            left = sum(done["remaining"].values())
+            table.add_row(store, deleted, str(left), "yes" if done["complete"] else "no", done["reason"])
+        console.print(table)
+        console.print(f"erasure {answer['erasure_id']}: {answer['state']}")
+    if answer["state"] == "incomplete":
+        raise typer.Exit(1)
+    if answer["state"] == "in_progress" and wait:
+        raise typer.Exit(2)
+
+
 changes = typer.Typer(help="Four-eyes changes: list them, approve or reject another person's.", no_args_is_help=True)
 app.add_typer(changes, name="changes")
 

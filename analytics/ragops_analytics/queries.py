@@ -238,6 +238,71 @@ def insert_prices(store: AnalyticsStore, prices: Mapping[str, tuple[float, float
     store.insert(MODEL_PRICES, data)
 
 
+# ---------------------------------------------------------------- erasure of a data subject
+
+ERASABLE_TABLES: dict[str, tuple[str, ...]] = {
+    "queries": ("request_id",),
+    "retrievals": ("request_id",),
+    "generations": ("request_id",),
+    "evaluations": ("request_id",),
+    "feedback": ("request_id",),
+    "dataset_examples": ("request_id",),
+    "query_vectors": ("request_id",),
+    "documents": ("document_id",),
+    # Last: its rows are how a retried erasure finds the subject's requests and documents again.
+    "events": ("request_id", "document_id", "message_key"),
+}
+"""The tables that hold a data subject's rows, in the order they are erased, with the columns
+that name the subject's requests or documents (``message_key``: the record's key, which for
+a dead letter is the key of the record it could not process)."""
+
+
+def subject_keys(store: AnalyticsStore, tenant: str, subject: str) -> tuple[list[str], list[str]]:
+    """The request ids and document ids of ``subject`` in ``tenant`` (admin path): requests
+    whose events carry ``user_id`` = subject (questions, feedback), documents whose events
+    carry ``subject_id`` = subject."""
+    found = store.execute(
+        "SELECT DISTINCT request_id, document_id FROM events WHERE tenant = {tenant:String} "
+        "AND (request_id != '' AND JSONExtractString(payload, 'user_id') = {subject:String} "
+        "OR document_id != '' AND JSONExtractString(payload, 'subject_id') = {subject:String})",
+        {"tenant": tenant, "subject": subject},
+    ).rows
+    return sorted({str(r) for r, _ in found if r}), sorted({str(d) for _, d in found if d})
+
+
+def _subject_condition(table: str) -> str:
+    columns = ERASABLE_TABLES[table]
+    keys = [f"{column} IN {_listed('requests')}" for column in columns if column in ("request_id", "message_key")]
+    keys += [f"{column} IN {_listed('documents')}" for column in columns if column in ("document_id", "message_key")]
+    return f"tenant = {{tenant:String}} AND ({' OR '.join(keys)})"
+
+
+def _subject_parameters(tenant: str, requests: Sequence[str], documents: Sequence[str]) -> dict[str, str]:
+    return {"tenant": tenant, "requests": json.dumps(list(requests)), "documents": json.dumps(list(documents))}
+
+
+def subject_rows(
+    store: AnalyticsStore, tenant: str, requests: Sequence[str], documents: Sequence[str]
+) -> dict[str, int]:
+    """Rows (every stored copy, not FINAL) of each of :data:`ERASABLE_TABLES` that belong to the
+    requests ``requests`` or the documents ``documents`` of ``tenant`` (admin path)."""
+    parameters = _subject_parameters(tenant, requests, documents)
+    return {
+        table: int(
+            store.execute(f"SELECT count() FROM {table} WHERE {_subject_condition(table)}", parameters).rows[0][0]
+        )
+        for table in ERASABLE_TABLES
+    }
+
+
+def delete_subject_rows(store: AnalyticsStore, tenant: str, requests: Sequence[str], documents: Sequence[str]) -> None:
+    """Delete those rows from each of :data:`ERASABLE_TABLES`, in order, with ClickHouse's
+    lightweight ``DELETE FROM`` (rows hidden at once, removed from disk at the next merges)."""
+    parameters = _subject_parameters(tenant, requests, documents)
+    for table in ERASABLE_TABLES:
+        store.execute(f"DELETE FROM {table} WHERE {_subject_condition(table)}", parameters)
+
+
 # ------------------------------------------------------------------------------ counts
 
 

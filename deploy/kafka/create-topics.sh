@@ -69,6 +69,9 @@ TOPICS=(
   ragops.control.change-requested.v1
   ragops.control.change-approved.v1
   ragops.control.change-rejected.v1
+  ragops.privacy.erasure-requested.v1
+  ragops.privacy.subject-erasure-applied.v1
+  ragops.privacy.subject-erased.v1
   ragops.dead-letter.v1
 )
 
@@ -88,6 +91,9 @@ retention_of() {
     ragops.control.change-requested.v1) echo -1 ;;
     ragops.control.change-approved.v1) echo -1 ;;
     ragops.control.change-rejected.v1) echo -1 ;;
+    ragops.privacy.erasure-requested.v1) echo -1 ;;
+    ragops.privacy.subject-erasure-applied.v1) echo -1 ;;
+    ragops.privacy.subject-erased.v1) echo -1 ;;
     ragops.dead-letter.v1) echo "$DEAD_LETTER_RETENTION_MS" ;;
     *) echo "$TOPIC_RETENTION_MS" ;;
   esac

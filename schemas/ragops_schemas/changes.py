@@ -5,7 +5,7 @@ it, approves it.
 ``ChangeRequested`` (the exact effect asked for, who asked, why) -> ``ChangeApproved`` or
 ``ChangeRejected``. The first decision of a change counts (earliest ``occurred_at``, then
 ``event_id``); on approval the gateway publishes the effect (``VersionPromoted``,
-``VersionRetired``, ``RetrainingRequested``) signed with its own key. All three are control
+``VersionRetired``, ``RetrainingRequested``, ``ErasureRequested``) signed with its own key. All three are control
 events (signed, verified by every reader) keyed by ``change_id``; their topics are read from
 the start by every gateway replica (the book of changes).
 
@@ -22,8 +22,20 @@ from ragops_schemas.envelope import SignedEvent, UtcMillis
 from ragops_schemas.lifecycle import RetrainingAction, VersionRef
 from ragops_schemas.topics import Topic
 
-ChangeKind = Literal["promote", "retire", "retrain"]
+ChangeKind = Literal["promote", "retire", "retrain", "erase_subject"]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+# Erasure ids and subjects (ragops_schemas.erasure): here, as an erasure can be a change.
+ErasureId = Annotated[str, Field(pattern=r"^era-[0-9a-f]{20}$", examples=["era-5d41402abc4b2a76b971"])]
+SubjectId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The data subject's id as the platform stored it (user_id, subject_id).",
+        examples=["user-1842"],
+    ),
+]
 ChangeId = Annotated[str, Field(pattern=r"^chg-[0-9a-f]{20}$", examples=["chg-3f1c0a9b2e4d5c6f7a80"])]
 
 
@@ -87,7 +99,16 @@ class RetrainChange(_Part):
     target: VersionRef | None = Field(default=None, description="Version to act on; None = production.")
 
 
-Change = Annotated[PromoteChange | RetireChange | RetrainChange, Field(discriminator="kind")]
+class EraseSubjectChange(_Part):
+    """Erase a data subject in the requester's tenant (becomes an ``ErasureRequested``): asked
+    for at ``POST /v1/erasures`` where erasures need approval, decided within that tenant."""
+
+    kind: Literal["erase_subject"] = "erase_subject"
+    subject: SubjectId
+    erasure_id: ErasureId
+
+
+Change = Annotated[PromoteChange | RetireChange | RetrainChange | EraseSubjectChange, Field(discriminator="kind")]
 
 
 class _ChangeEvent(SignedEvent):
@@ -138,6 +159,7 @@ __all__ = [
     "ChangeKind",
     "ChangeRejected",
     "ChangeRequested",
+    "EraseSubjectChange",
     "PromoteChange",
     "RetireChange",
     "RetrainChange",

@@ -31,6 +31,8 @@ from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.changes import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.changes import CHANGE_EVENT_TYPES
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
+from ragops_schemas.erasure import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.erasure import ERASURE_EVENT_TYPES
 from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
@@ -292,6 +294,11 @@ class DocumentSubmitted(DocumentEvent):
     title: Title | None = None
     source: Source | None = Field(default=None, description="Where the document came from (URL or path).")
     metadata: Metadata = Field(default_factory=dict, description="Filterable string attributes.")
+    subject_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The data subject the document is about (whom an erasure of that subject removes it for).",
+    )
 
     @model_validator(mode="after")
     def _content_or_reference(self) -> "DocumentSubmitted":
@@ -317,6 +324,9 @@ class DocumentChunked(DocumentEvent):
     title: Title | None = None
     source: Source | None = None
     metadata: Metadata = Field(default_factory=dict)
+    subject_id: str | None = Field(
+        default=None, max_length=256, description="The data subject the document is about (from its submission)."
+    )
     content_type: ContentType
     chunker: ChunkerInfo
     chunks: list[Chunk] = Field(min_length=1)
@@ -350,6 +360,9 @@ class ChunksEmbedded(DocumentEvent):
     title: Title | None = None
     source: Source | None = None
     metadata: Metadata = Field(default_factory=dict)
+    subject_id: str | None = Field(
+        default=None, max_length=256, description="The data subject the document is about (from its submission)."
+    )
     embedding: EmbeddingModelInfo
     chunks: list[EmbeddedChunk] = Field(description="Chunks embedded now, with their vectors.")
     reused_chunks: list[Chunk] = Field(
@@ -790,6 +803,7 @@ class MessageDeadLettered(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     *LIFECYCLE_EVENT_TYPES,
     *CHANGE_EVENT_TYPES,
+    *ERASURE_EVENT_TYPES,
     DocumentSubmitted,
     DocumentChunked,
     ChunksEmbedded,

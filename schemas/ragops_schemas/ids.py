@@ -282,6 +282,20 @@ def pseudonym(key: bytes, value: str, *, tenant: str) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:16]
 
 
+def subject_key_id(tenant: str, subject: str) -> str:
+    """Id of a data subject's sealing key (crypto-shredding): the first 32 hex digits of the
+    SHA-256 of the JSON array ``["subject-key", tenant, subject]``. It names the key in sealed
+    values and the key store's file, so neither shows the subject id itself."""
+    return _sha256_hex(json.dumps(["subject-key", tenant, subject]).encode(), 32)
+
+
+def erasure_id(tenant: str, subject: str, request_key: str) -> str:
+    """Id of an erasure of a data subject: ``era-`` and the first 20 hex digits of the SHA-256 of
+    the JSON array ``[tenant, subject, request_key]``, where ``request_key`` is the client's
+    idempotency key (a retry with the same key names the same erasure) or the request's time."""
+    return f"era-{_sha256_hex(json.dumps([tenant, subject, request_key]).encode(), 20)}"
+
+
 # ---- random ids ------------------------------------------------------------------------------
 
 

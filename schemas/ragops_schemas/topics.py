@@ -45,6 +45,9 @@ class Topic(StrEnum):
     CHANGE_REQUESTED = "ragops.control.change-requested.v1"
     CHANGE_APPROVED = "ragops.control.change-approved.v1"
     CHANGE_REJECTED = "ragops.control.change-rejected.v1"
+    ERASURE_REQUESTED = "ragops.privacy.erasure-requested.v1"
+    SUBJECT_ERASURE_APPLIED = "ragops.privacy.subject-erasure-applied.v1"
+    SUBJECT_ERASED = "ragops.privacy.subject-erased.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -97,6 +100,7 @@ _REQUEST = ("request_id",)
 _TRAINING_RUN = ("request_event_id",)
 _VERSION = ("kind", "name")
 _CHANGE = ("change_id",)
+_ERASURE = ("erasure_id",)
 
 TOPICS: tuple[TopicSpec, ...] = (
     # The trainer's corpus refresh compares the sources with every document submitted so far,
@@ -151,6 +155,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.CHANGE_REQUESTED, _CHANGE, Retention.FOREVER),
     TopicSpec(Topic.CHANGE_APPROVED, _CHANGE, Retention.FOREVER),
     TopicSpec(Topic.CHANGE_REJECTED, _CHANGE, Retention.FOREVER),
+    # Erasures of data subjects: the record of what was erased at whose request, and the proof
+    # (counts per store). The request names the subject, so the sink does not copy it into
+    # ClickHouse (where it would outlive the erasure); the reports name only the erasure id.
+    TopicSpec(Topic.ERASURE_REQUESTED, _ERASURE, Retention.FOREVER, sink=False),
+    TopicSpec(Topic.SUBJECT_ERASURE_APPLIED, _ERASURE, Retention.FOREVER),
+    TopicSpec(Topic.SUBJECT_ERASED, _ERASURE, Retention.FOREVER),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

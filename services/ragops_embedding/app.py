@@ -183,6 +183,7 @@ def _embedded_parts(
             title=event.title,
             source=event.source,
             metadata=event.metadata,
+            subject_id=event.subject_id,
             embedding=info,
             index_build=event.index_build,
             chunks=chunks,

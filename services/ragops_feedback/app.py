@@ -1,7 +1,11 @@
 """The feedback service: consumes ``FeedbackSubmitted`` from products, validates it, links it
 to the answer it is about (and that answer's lineage) and publishes ``FeedbackRecorded``.
 A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for later
-evaluation and retraining.
+evaluation and retraining. Its topic is kept forever, so when the feedback names its user
+(``user_id``) the example's question and reference answer are sealed with that user's key
+(:mod:`ragops_shared.shredding`): erasing the user deletes the key and the example reads as
+erased in every replay. A key store that cannot be reached fails the feedback (retried, then
+dead-lettered), never lets the text out in the clear.
 
 Refused (dead-lettered with ``error_type="rejected"`` and the reason): feedback for a
 request id the platform never answered for the feedback's tenant (another tenant's request id
@@ -17,6 +21,7 @@ again. Until then a request id not read yet is never refused as unknown: the fee
 for the replay (``replay_wait_s``), and is dead-lettered as a processing error, replayable,
 if the replay takes longer."""
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
@@ -38,6 +43,7 @@ from ragops_schemas import (
 from ragops_schemas.ids import example_id
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
+from ragops_shared.shredding import FileKeyStore, Shredder
 from ragops_shared.watch import EventWatcher
 
 SERVICE = SPEC.name
@@ -74,8 +80,14 @@ class AnswerLog:
         return self._answers.get((tenant, request_id))
 
 
-def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
-    """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer."""
+def record(
+    feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str, shredder: Shredder
+) -> list[Event]:
+    """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer,
+    its question and reference answer sealed for the feedback's ``user_id`` when it has one (its
+    ``example_id`` is of the plain texts, so the same example twice is still one). Blocking
+    (the key store): run it in a thread. Raises
+    :class:`~ragops_shared.shredding.KeyStoreUnavailable`."""
     mood = sentiment(feedback)
     recorded = feedback.caused(
         FeedbackRecorded,
@@ -96,13 +108,17 @@ def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Produ
     reference = feedback.corrected_answer or (answer.answer if mood == "positive" and answer.answer.strip() else None)
     if reference is None:
         return [recorded]
+
+    def kept(text: str) -> str:
+        return text if feedback.user_id is None else shredder.seal(text, feedback.tenant, feedback.user_id)
+
     example = feedback.caused(
         DatasetExampleAdded,
         producer,
         dataset=dataset,
         example_id=example_id(dataset, answer.question, reference),
-        question=answer.question,
-        reference_answer=reference,
+        question=kept(answer.question),
+        reference_answer=kept(reference),
         reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
         source="correction" if feedback.corrected_answer else "positive_feedback",
         request_id=feedback.request_id,
@@ -115,12 +131,18 @@ class FeedbackLinker:
     """Validates feedback against the answers read so far and links it to them."""
 
     def __init__(
-        self, settings: FeedbackSettings, answers: AnswerLog, watcher: EventWatcher, producer: Producer
+        self,
+        settings: FeedbackSettings,
+        answers: AnswerLog,
+        watcher: EventWatcher,
+        producer: Producer,
+        shredder: Shredder,
     ) -> None:
         self.settings = settings
         self.answers = answers
         self.watcher = watcher
         self.producer = producer
+        self.shredder = shredder
 
     async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
         """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback and
@@ -130,7 +152,9 @@ class FeedbackLinker:
             if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
                 raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
             answer = self.answers.get(feedback.tenant, feedback.request_id) or await self._wait_for_answer(feedback)
-            outputs += record(feedback, answer, self.producer, self.settings.dataset)
+            outputs += await asyncio.to_thread(
+                record, feedback, answer, self.producer, self.settings.dataset, self.shredder
+            )
         return outputs
 
     async def _wait_for_answer(self, feedback: FeedbackSubmitted) -> AnswerGenerated:
@@ -163,7 +187,10 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
         settings.kafka, [AnswerGenerated], client_id=f"ragops-{SERVICE}-answers", from_beginning=True
     )
     watcher.listen(answers.add)
-    linker = FeedbackLinker(settings, answers, watcher, producer)
+    # Production: a KMS- or Vault-backed SubjectKeyStore; the file store needs a volume shared
+    # with the privacy service (which forgets keys) and the trainer (which opens them).
+    shredder = Shredder(FileKeyStore.under(settings.platform.data_dir))
+    linker = FeedbackLinker(settings, answers, watcher, producer, shredder)
     submitted = EventSubscriber(
         broker,
         publisher,

@@ -8,8 +8,10 @@ the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; 
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
 ``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
-the API keys of the admin's tenant. ``GET /health`` is liveness, ``GET /ready`` readiness
-(Kafka reachable, answer topics watched), ``GET /metrics`` Prometheus metrics.
+the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
+erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`). ``GET /health``
+is liveness, ``GET /ready`` readiness (Kafka reachable, answer topics watched), ``GET /metrics``
+Prometheus metrics.
 
 Every route but the probes needs ``Authorization: Bearer <API key or JWT>`` and one of the
 roles :data:`ROUTE_ROLES` names for it (401 without a valid credential, 403 without the
@@ -38,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
+from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
@@ -53,6 +56,7 @@ from ragops_schemas import (
     QuerySubmitted,
 )
 from ragops_schemas.audit import AuditRecorded
+from ragops_schemas.erasure import ErasureRequested, SubjectErased, SubjectErasureApplied
 from ragops_schemas.events import (
     ContentType,
     Filters,
@@ -99,6 +103,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # route_roles), checked again against the change's own kind; never its requester.
     ("POST", "/v1/changes/{change}/approve"): frozenset({Role.APPROVER}),
     ("POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
+    # Erasure of a data subject of the caller's tenant (ragops_gateway.erasures).
+    ("POST", "/v1/erasures"): frozenset({Role.ADMIN}),
+    ("GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -271,6 +278,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     control = ControlPlane(settings, publisher)
+    erasures = ErasureView()
+    # Every erasure from the start: GET /v1/erasures/{id} answers on any replica.
+    erasure_watcher = EventWatcher(
+        settings.kafka,
+        [ErasureRequested, SubjectErasureApplied, SubjectErased],
+        client_id=f"ragops-{SERVICE}-erasures",
+        from_beginning=True,
+    )
+    erasure_watcher.listen(erasures.apply)
 
     async def audit(entry: AuditRecorded) -> None:
         await publish_entry(publisher, entry, settings.publish_timeout_s)
@@ -313,11 +329,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await broker.start()
         await watcher.start()
         await control.start()
+        await erasure_watcher.start()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
+            await erasure_watcher.stop()
             await control.stop()
             await watcher.stop()
             await broker.stop()
@@ -330,6 +348,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
     add_change_routes(app, caller, control)
+    add_erasure_routes(app, caller, control, erasures, audit)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

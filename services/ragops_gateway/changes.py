@@ -16,7 +16,10 @@ publishes with the gateway's key) and :func:`add_change_routes` (the HTTP API):
   ``RAGOPS_GATEWAY_APPROVER_ROLES``): ``{"reason": ...}``.
 
 Only principals of the platform's tenant (``RAGOPS_TENANT``, ``default``) request or decide
-changes (403 otherwise): an approved change moves what every tenant is served. The decider's
+changes (403 otherwise): an approved change moves what every tenant is served. The exception is
+an ``erase_subject`` change (requested at ``POST /v1/erasures`` where erasures need approval,
+never at ``POST /v1/changes``): it erases a subject of its own tenant, so it is requested and
+decided within that tenant. The decider's
 owner is never the requester's (a person's own subject, an API key's owner): two credentials of
 one person are one pair of eyes. Another tenant's change answers exactly like an unknown one
 (404). An approval publishes
@@ -38,7 +41,15 @@ from pydantic import BaseModel, ConfigDict
 
 from ragops_gateway.settings import GatewaySettings
 from ragops_gateway.spec import SPEC
-from ragops_schemas import Event, Producer, RetrainingRequested, VersionPromoted, VersionRetired, utc_now
+from ragops_schemas import (
+    ErasureRequested,
+    Event,
+    Producer,
+    RetrainingRequested,
+    VersionPromoted,
+    VersionRetired,
+    utc_now,
+)
 from ragops_schemas.changes import (
     CHANGE_EVENT_TYPES,
     Change,
@@ -47,6 +58,7 @@ from ragops_schemas.changes import (
     ChangeKind,
     ChangeRejected,
     ChangeRequested,
+    EraseSubjectChange,
     PromoteChange,
     Reason,
     RetireChange,
@@ -64,7 +76,13 @@ CHANGE_READERS = "ragops-change-readers"
 
 Decision = ChangeApproved | ChangeRejected
 Status = Literal["pending", "approved", "rejected", "expired"]
-PUBLISHES: tuple[type[Event], ...] = (*CHANGE_EVENT_TYPES, VersionPromoted, VersionRetired, RetrainingRequested)
+PUBLISHES: tuple[type[Event], ...] = (
+    *CHANGE_EVENT_TYPES,
+    VersionPromoted,
+    VersionRetired,
+    RetrainingRequested,
+    ErasureRequested,
+)
 """What the control plane publishes: the change events and the effects of approved changes."""
 
 
@@ -139,10 +157,11 @@ def actor(principal: Principal) -> ChangeActor:
     return ChangeActor(subject=principal.subject, name=principal.name, kind=principal.kind, owner=principal.owner)
 
 
-def _on_the_platform(principal: Principal, platform_tenant: str) -> None:
+def _on_the_platform(principal: Principal, platform_tenant: str, kind: ChangeKind) -> None:
     """Raises ``ChangeRefused`` 403 unless ``principal`` is of the platform's tenant: an approved
-    change moves what every tenant is served (the registry, the trainer)."""
-    if principal.tenant != platform_tenant:
+    change moves what every tenant is served (the registry, the trainer). An erasure stays in
+    its tenant: any tenant's principals request and decide their own."""
+    if kind != "erase_subject" and principal.tenant != platform_tenant:
         raise ChangeRefused(403, f"changes are requested and decided in the platform's tenant ({platform_tenant})")
 
 
@@ -161,7 +180,7 @@ def request_change(
     Raises:
         ChangeRefused: 403 ``principal`` is not of ``platform_tenant``.
     """
-    _on_the_platform(principal, platform_tenant)
+    _on_the_platform(principal, platform_tenant, change.kind)
     event_id = new_event_id()
     return ChangeRequested(
         event_id=event_id,
@@ -196,8 +215,8 @@ def decide(
             owner requested it, or ``principal`` holds no role allowed to decide its kind; 409
             it is decided or expired.
     """
-    _on_the_platform(principal, platform_tenant)
     record = book.get(change, principal.tenant)
+    _on_the_platform(principal, platform_tenant, record.requested.change.kind if record else "promote")
     if record is None:
         raise ChangeRefused(404, f"no change {change}")
     requested = record.requested
@@ -234,6 +253,15 @@ def effect_of(requested: ChangeRequested, approved: ChangeApproved, producer: Pr
         )
     if isinstance(change, RetireChange):
         return approved.caused(VersionRetired, producer, **change.version.model_dump(), reason=why)
+    if isinstance(change, EraseSubjectChange):
+        return approved.caused(
+            ErasureRequested,
+            producer,
+            erasure_id=change.erasure_id,
+            subject=change.subject,
+            requested_by=requested.requested_by,
+            reason=why,
+        )
     return approved.caused(
         RetrainingRequested,
         producer,
@@ -357,6 +385,8 @@ def add_change_routes(
     @app.post("/v1/changes", status_code=status.HTTP_202_ACCEPTED, tags=["changes"])
     async def request(body: ChangeIn, principal: Operator) -> ChangeOut:
         """Record a change request; nothing takes effect until someone else approves it."""
+        if isinstance(body.change, EraseSubjectChange):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "an erasure is requested at POST /v1/erasures")
         try:
             requested = request_change(
                 principal, body.change, body.reason, plane.producer, platform_tenant=platform, ttl=ttl, now=clock()

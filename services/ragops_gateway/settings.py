@@ -70,9 +70,16 @@ class GatewaySettings(BaseSettings):
         description="POST /v1/sql forwards to RAGOPS_ANALYTICS_SQL_URL (the sink's /sql); unset = 503.",
     )
     approver_roles: dict[ChangeKind, list[Role]] = Field(
-        default_factory=lambda: {kind: [Role.APPROVER] for kind in ("promote", "retire", "retrain")},
+        default_factory=lambda: {kind: [Role.APPROVER] for kind in ("promote", "retire", "retrain", "erase_subject")},
         description="Who may approve or reject each kind of change (JSON); a kind left out cannot be approved. "
         "Never the principal that requested it.",
+    )
+    erasure_approval: bool = Field(
+        default=False,
+        description="true: POST /v1/erasures records an erase_subject change that another person of the tenant "
+        "with an approving role approves (four eyes) before anything is erased; false (default): the admin's "
+        "request is published at once. An erasure is owed within a legal deadline, only removes data, and is "
+        "signed, audited and proven by its counts; deployments whose policy wants two people turn this on.",
     )
     change_ttl_s: float | None = Field(
         default=7 * 24 * 3600.0, gt=0, description="A change not decided within this is expired (None: never)."

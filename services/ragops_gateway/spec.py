@@ -7,6 +7,7 @@ from ragops_schemas.topics import Topic
 from ragops_shared.spec import Image, Scaling, ServiceSpec
 
 CHANGE_TOPICS = (Topic.CHANGE_REQUESTED, Topic.CHANGE_APPROVED, Topic.CHANGE_REJECTED)
+ERASURE_TOPICS = (Topic.ERASURE_REQUESTED, Topic.SUBJECT_ERASURE_APPLIED, Topic.SUBJECT_ERASED)
 
 SPEC = ServiceSpec(
     name="gateway",
@@ -15,8 +16,8 @@ SPEC = ServiceSpec(
     port=8080,
     port_setting="RAGOPS_GATEWAY_PORT",
     # Its replies: the answers, the removals of deleted documents and the dead letters of its
-    # requests; the book of changes.
-    reads=(Topic.ANSWER_GENERATED, Topic.DOCUMENT_REMOVED, Topic.DEAD_LETTER, *CHANGE_TOPICS),
+    # requests; the book of changes; the erasures and their proof (GET /v1/erasures/{id}).
+    reads=(Topic.ANSWER_GENERATED, Topic.DOCUMENT_REMOVED, Topic.DEAD_LETTER, *CHANGE_TOPICS, *ERASURE_TOPICS),
     writes=(
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_DELETED,
@@ -30,6 +31,7 @@ SPEC = ServiceSpec(
         Topic.VERSION_PROMOTED,
         Topic.VERSION_RETIRED,
         Topic.RETRAINING_REQUESTED,
+        Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
     ),
     exposed=True,
 )

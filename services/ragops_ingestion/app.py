@@ -168,6 +168,7 @@ def ingest(
             title=normalise(submitted.title) if submitted.title else parsed.title,
             source=submitted.source,
             metadata=submitted.metadata,
+            subject_id=submitted.subject_id,
             content_type=submitted.content_type,
             chunker=info,
             chunks=part_chunks,

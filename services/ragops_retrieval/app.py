@@ -10,6 +10,9 @@ incomplete version is never served for good.
 Deletions (group ``ragops-indexer-deletions``): ``DocumentDeleted`` -> the tenant's document
 removed from every collection of the corpus (live indexes, builds in progress, earlier
 builds) -> ``DocumentRemoved`` with the points removed per collection.
+Erasures (group ``ragops-indexer-erasure``): ``ErasureRequested`` -> the points of the
+subject's documents are deleted from every collection -> ``SubjectErasureApplied``
+(:mod:`ragops_retrieval.erasure`).
 Retrieval (group ``ragops-retrieval``): ``QueryEmbedded`` -> hybrid search (dense + BM25,
 fused by Reciprocal Rank Fusion) -> ``ContextRetrieved``.
 
@@ -31,9 +34,17 @@ import structlog
 from faststream.asgi import AsgiFastStream
 
 from ragops_models.defaults import shipped_model_dirs
+from ragops_retrieval.erasure import erase_subject
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_retrieval.spec import DELETIONS_GROUP, INDEXER_GROUP, QUERIES_GROUP, SPEC, WITHDRAWALS_GROUP
-from ragops_retrieval.store import ChunkPoint, VectorStore
+from ragops_retrieval.spec import (
+    DELETIONS_GROUP,
+    ERASURE_GROUP,
+    INDEXER_GROUP,
+    QUERIES_GROUP,
+    SPEC,
+    WITHDRAWALS_GROUP,
+)
+from ragops_retrieval.store import SUBJECT_FIELD, ChunkPoint, VectorStore
 from ragops_schemas import (
     Chunk,
     ChunksEmbedded,
@@ -43,15 +54,18 @@ from ragops_schemas import (
     DocumentRejected,
     DocumentRemoved,
     EmbeddingModelInfo,
+    ErasureRequested,
+    Event,
     IndexBuild,
     Producer,
     QueryEmbedded,
     RetrievalInfo,
     RetrievedChunk,
+    SubjectErasureApplied,
 )
 from ragops_schemas.ids import index_name, indexed_version_event_id
 from ragops_schemas.registry import Registry
-from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
+from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker, require_verified
 from ragops_shared.parts import refused_version
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
@@ -242,6 +256,8 @@ class Index:
                     "source": event.source,
                     "metadata": event.metadata,
                     "chunk_index": chunk.index,
+                    # Whom the document is about: an erasure of that subject deletes its points.
+                    **({SUBJECT_FIELD: event.subject_id} if event.subject_id else {}),
                 },
                 tenant=event.tenant,
             )
@@ -378,7 +394,11 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     settings = settings or RetrievalSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentIndexed, ContextRetrieved, DocumentRejected, DocumentRemoved])
+    publisher = EventPublisher(
+        broker,
+        producer,
+        [DocumentIndexed, ContextRetrieved, DocumentRejected, DocumentRemoved, SubjectErasureApplied],
+    )
     embedded = EventSubscriber(
         broker,
         publisher,
@@ -412,11 +432,12 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
         group_id=QUERIES_GROUP,
         max_records=settings.query_batch_records,
     )
+    erasures = EventSubscriber(
+        broker, publisher, ErasureRequested, kafka=settings.kafka, group_id=ERASURE_GROUP, max_records=8
+    )
+    verifier = verifier_for(settings.platform, shipped_model_dirs())
     registry = RegistryView(
-        settings.kafka,
-        client_id=f"ragops-{SERVICE}-registry",
-        verifier=verifier_for(settings.platform, shipped_model_dirs()),
-        dead_letters=publisher,
+        settings.kafka, client_id=f"ragops-{SERVICE}-registry", verifier=verifier, dead_letters=publisher
     )
     index = Index(settings, producer, registry.registry)
 
@@ -435,6 +456,17 @@ def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:
     @queries
     async def on_query_embedded(events: list[QueryEmbedded]) -> None:
         await queries.run(events, lambda batch: asyncio.to_thread(index.retrieve, batch))
+
+    async def erase(requests: Sequence[ErasureRequested]) -> list[Event]:
+        reports: list[Event] = []
+        for request in requests:
+            require_verified(verifier, request)
+            reports.append(await asyncio.to_thread(erase_subject, index.store, request, producer))
+        return reports
+
+    @erasures
+    async def on_erasure_requested(requests: list[ErasureRequested]) -> None:
+        await erasures.run(requests, erase)
 
     app = service_app(
         SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[index.open], close=[index.close]

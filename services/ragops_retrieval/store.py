@@ -49,7 +49,10 @@ it spelt out, so it is fixed here to keep fused scores identical in both adapter
 TENANT_FIELD = "tenant"
 """Payload field: the tenant the chunk belongs to."""
 
-INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source", TENANT_FIELD)
+SUBJECT_FIELD = "subject_id"
+"""Payload field: the data subject a document is about (absent when none was named)."""
+
+INDEXED_FIELDS = ("document_id", "document_version", "chunk_id", "title", "source", TENANT_FIELD, SUBJECT_FIELD)
 """Top-level payload fields that get a keyword index: the ones deletes and filters use."""
 
 TOP_LEVEL_FILTER_KEYS = frozenset({"document_id", "title", "source"})
@@ -231,6 +234,19 @@ class VectorStore(Protocol):
         their ``chunk_index`` payload field (points without one last, by chunk id)."""
         ...
 
+    def collections(self) -> list[str]:
+        """Every collection of the store, sorted: the live indexes and every index build."""
+        ...
+
+    def delete_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """Delete every point of ``tenant``'s documents about ``subject_id`` (payload
+        :data:`SUBJECT_FIELD`); return the number deleted."""
+        ...
+
+    def count_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """Number of points of ``tenant``'s documents about ``subject_id``, counted exactly."""
+        ...
+
     def close(self) -> None:
         """Flush and release the engine; the store is unusable afterwards."""
         ...
@@ -302,7 +318,7 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
     return values
 
 
-EXTRA_PAYLOAD_FIELDS = frozenset({"title", "source", METADATA_FIELD, "chunk_index"})
+EXTRA_PAYLOAD_FIELDS = frozenset({"title", "source", METADATA_FIELD, "chunk_index", SUBJECT_FIELD})
 """The fields a :class:`ChunkPoint`'s ``payload`` may carry (see :func:`build_payload`)."""
 
 
@@ -319,7 +335,9 @@ def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
     - ``title``, ``source``: citations in the answer and top-level filters (default ``""``);
     - ``metadata`` (``dict[str, str]``, default ``{}``): a query's filters may name any key
       (README, "filters"), so the document's metadata is kept whole;
-    - ``chunk_index``: the chunk's position, which orders :meth:`VectorStore.chunk_ids`.
+    - ``chunk_index``: the chunk's position, which orders :meth:`VectorStore.chunk_ids`;
+    - ``subject_id`` (only when the document names one): whom the document is about, so an
+      erasure of that data subject finds its points.
 
     The fields computed here win over same-named ``point.payload`` fields, so a payload cannot
     disguise a chunk as another document's.
@@ -458,6 +476,11 @@ def document_conditions(
     return Conditions(must=must, must_not=must_not)
 
 
+def subject_conditions(subject_id: str, *, tenant: str) -> Conditions:
+    """Points of ``tenant``'s documents about ``subject_id`` (:data:`SUBJECT_FIELD`)."""
+    return Conditions(must=(tenant_match(tenant), FieldMatch(SUBJECT_FIELD, (subject_id,))))
+
+
 def conditions_from_filters(filters: Mapping[str, str | Sequence[str]] | None, *, tenant: str) -> Conditions:
     """Translate user filters into :class:`Conditions`, always restricted to ``tenant``'s points.
 
@@ -536,16 +559,28 @@ def plan_search(
 
 
 class PlannedStore:
-    """What both adapters share: the deletes and the search, written once over three
+    """What both adapters share: the deletes and the search, written once over four
     engine primitives each adapter provides: ``_dimension(collection)`` (raises
-    :class:`UnknownCollectionError`), ``_delete(collection, conditions) -> int`` and
-    ``_query(collection, plan) -> [(payload, score)]``, best first."""
+    :class:`UnknownCollectionError`), ``_delete(collection, conditions) -> int``,
+    ``_count(collection, conditions) -> int`` and ``_query(collection, plan) -> [(payload,
+    score)]``, best first."""
 
     def _dimension(self, collection: str) -> int:
         raise NotImplementedError
 
     def _delete(self, collection: str, conditions: Conditions) -> int:
         raise NotImplementedError
+
+    def _count(self, collection: str, conditions: Conditions) -> int:
+        raise NotImplementedError
+
+    def delete_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """See :meth:`VectorStore.delete_subject`."""
+        return self._delete(collection, subject_conditions(subject_id, tenant=tenant))
+
+    def count_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
+        """See :meth:`VectorStore.count_subject`."""
+        return self._count(collection, subject_conditions(subject_id, tenant=tenant))
 
     def _query(self, collection: str, plan: SearchPlan) -> list[tuple[Mapping[str, Any], float]]:
         raise NotImplementedError

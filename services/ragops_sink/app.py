@@ -2,7 +2,8 @@
 record to ClickHouse's ``events`` table in batches; materialized views fan them out into the
 typed tables analysts query (see the README's Analytics section). A second subscriber, in its
 own consumer group, appends the audited events to the hash-chained ``audit_log``
-(:mod:`ragops_sink.audit`).
+(:mod:`ragops_sink.audit`); a third erases a data subject's rows for each ``ErasureRequested``
+and reports (:mod:`ragops_sink.erasure`).
 
 - Batches are bounded by size (``batch_records``) and time (``batch_wait_ms``).
 - Offsets are committed only after the batch is written. While ClickHouse is unavailable the
@@ -36,20 +37,22 @@ from faststream.kafka.annotations import KafkaMessage
 from ragops_analytics import audit, queries
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store, public_error
-from ragops_schemas import utc_now
+from ragops_schemas import Event, utc_now
+from ragops_schemas.erasure import ErasureRequested, SubjectErasureApplied
 from ragops_schemas.ids import new_trace_id
 from ragops_schemas.topics import TOPICS
 from ragops_shared.access import principal_of
-from ragops_shared.broker import make_broker, parse_readable
+from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker, parse_readable, require_verified
 from ragops_shared.identity import Principal, Role
 from ragops_shared.logs import without_literals
-from ragops_shared.service import run_service, service_app
+from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import Verifier, verifier_for
 from ragops_sink.audit import AUDITED_TOPICS, audit_entries
+from ragops_sink.erasure import erase_subject
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
 from ragops_sink.settings import SinkSettings
-from ragops_sink.spec import AUDIT_GROUP, EVENTS_GROUP, SPEC
+from ragops_sink.spec import AUDIT_GROUP, ERASURE_GROUP, EVENTS_GROUP, SPEC
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -237,6 +240,22 @@ def create_app(settings: SinkSettings | None = None, writer: Writer | None = Non
     )
     async def on_audited(message: KafkaMessage) -> None:
         await writer.audit(message.raw_message, verifier)
+
+    publisher = EventPublisher(broker, producer_for(SERVICE), [SubjectErasureApplied])
+    erasures = EventSubscriber(
+        broker, publisher, ErasureRequested, kafka=settings.kafka, group_id=ERASURE_GROUP, max_records=8
+    )
+
+    async def erase(requests: Sequence[ErasureRequested]) -> list[Event]:
+        reports: list[Event] = []
+        for request in requests:
+            require_verified(verifier, request)
+            reports.append(await asyncio.to_thread(erase_subject, writer.store, request, publisher.producer))
+        return reports
+
+    @erasures
+    async def on_erasure_requested(requests: list[ErasureRequested]) -> None:
+        await erasures.run(requests, erase)
 
     # The route's description in the AsyncAPI document (one line there).
     @post(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ragops_schemas import DatasetExampleAdded, DocumentChunked, DocumentDeleted, Event
 from ragops_shared.deletions import deleted_documents
+from ragops_shared.shredding import Shredder
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,26 @@ def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
         )
         for (_, document_id), parts in latest_parts(events).items()
     }
+
+
+def readable_examples(
+    examples: Sequence[DatasetExampleAdded], shredder: Shredder
+) -> tuple[list[DatasetExampleAdded], int]:
+    """The examples with their question and reference answer opened (a sealed value: the text
+    sealed for its user; anything else as written), and how many were skipped because their
+    user was erased (the key is gone). Blocking (the key store): run it in a thread.
+
+    Raises :class:`~ragops_shared.shredding.KeyStoreUnavailable` (the data cannot be told from
+    erased: the action fails rather than train on less) and
+    :class:`~ragops_shared.shredding.InvalidToken` for a tampered value."""
+    readable, erased = [], 0
+    for example in examples:
+        question, answer = shredder.reveal(example.question), shredder.reveal(example.reference_answer)
+        if question is None or answer is None:
+            erased += 1
+            continue
+        readable.append(example.model_copy(update={"question": question, "reference_answer": answer}))
+    return readable, erased
 
 
 def training_pairs(

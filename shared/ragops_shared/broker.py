@@ -48,7 +48,7 @@ from ragops_shared.ops import (
 )
 from ragops_shared.retry import Backoff, bisect, is_transient
 from ragops_shared.settings import KafkaSettings
-from ragops_shared.signing import Signer
+from ragops_shared.signing import ControlEventRefused, Signer, Verifier
 
 E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
@@ -63,6 +63,16 @@ class EventRejected(Exception):
     """Raised by a service's processing function for a valid event that a business rule
     refuses (an unknown request id, a timestamp in the future): dead-lettered at once with
     ``error_type="rejected"`` and this message as the reason, never retried."""
+
+
+def require_verified(verifier: Verifier, event: Event) -> None:
+    """Return if ``event`` may be applied (:meth:`Verifier.check`); raise :class:`EventRejected`
+    with the refusal (``"<code>: <detail>"``) as its reason otherwise, for a consumer whose
+    effect must not follow a forged or unsigned control event (an erasure)."""
+    try:
+        verifier.check(event)
+    except ControlEventRefused as refused:
+        raise EventRejected(str(refused)) from None
 
 
 def _security(kafka: KafkaSettings) -> BaseSecurity | None:

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ragops_schemas import Event, Signature, SignedEvent, utc_now
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
+from ragops_schemas.erasure import ErasureRequested
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_shared.settings import PlatformSettings
 
@@ -51,6 +52,7 @@ _PROMOTED = VersionPromoted.model_fields["event_type"].default
 _REJECTED = VersionRejected.model_fields["event_type"].default
 _RETIRED = VersionRetired.model_fields["event_type"].default
 _CHANGE_REQUESTED = ChangeRequested.model_fields["event_type"].default
+_ERASURE_REQUESTED = ErasureRequested.model_fields["event_type"].default
 _CHANGE_DECIDED = frozenset(event.model_fields["event_type"].default for event in (ChangeApproved, ChangeRejected))
 
 DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
@@ -60,8 +62,8 @@ DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
     # People's promotions and retirements pass the four-eyes control plane, not this key.
     "operator": frozenset({_REGISTERED}),
     # The control plane: records people's change requests and decisions, and applies an
-    # approved change (ragops_gateway.changes).
-    "gateway": frozenset({_PROMOTED, _RETIRED, _CHANGE_REQUESTED, *_CHANGE_DECIDED}),
+    # approved change (ragops_gateway.changes); asks the stores to erase a data subject.
+    "gateway": frozenset({_PROMOTED, _RETIRED, _CHANGE_REQUESTED, *_CHANGE_DECIDED, _ERASURE_REQUESTED}),
 }
 """Which control event types each owner may sign: the embedded trust list's ``allow``."""
 

@@ -55,6 +55,9 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.CHANGE_REQUESTED,
         Topic.CHANGE_APPROVED,
         Topic.CHANGE_REJECTED,
+        Topic.ERASURE_REQUESTED,
+        Topic.SUBJECT_ERASURE_APPLIED,
+        Topic.SUBJECT_ERASED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
@@ -81,13 +84,29 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         (
             "retrieval",
-            {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_DELETED},
-            {Topic.DOCUMENT_INDEXED, Topic.CONTEXT_RETRIEVED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_REMOVED},
+            {
+                Topic.CHUNKS_EMBEDDED,
+                Topic.QUERY_EMBEDDED,
+                Topic.DOCUMENT_REJECTED,
+                Topic.DOCUMENT_DELETED,
+                Topic.ERASURE_REQUESTED,
+            },
+            {
+                Topic.DOCUMENT_INDEXED,
+                Topic.CONTEXT_RETRIEVED,
+                Topic.DOCUMENT_REJECTED,
+                Topic.DOCUMENT_REMOVED,
+                Topic.SUBJECT_ERASURE_APPLIED,
+            },
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
         ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
-        ("sink", {spec.topic for spec in TOPICS if spec.sink}, set()),
+        (
+            "sink",
+            {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},
+            {Topic.SUBJECT_ERASURE_APPLIED, Topic.DEAD_LETTER},  # an erasure request it cannot apply
+        ),
         ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
         (
             "trainer",
@@ -121,6 +140,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.VERSION_PROMOTED,
                 Topic.VERSION_RETIRED,
                 Topic.RETRAINING_REQUESTED,
+                Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
             },
         ),
     ],

@@ -27,6 +27,7 @@ from ragops_gateway.app import create_app as create_gateway
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import Event
 from ragops_schemas.audit import AuditRecorded
+from ragops_schemas.ids import erasure_id
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.identity import ApiKeyStore, Role
@@ -55,6 +56,8 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "GET", "/v1/changes"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
     ("gateway", "POST", "/v1/changes/{change}/approve"): frozenset({Role.APPROVER}),
     ("gateway", "POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
+    ("gateway", "POST", "/v1/erasures"): frozenset({Role.ADMIN}),
+    ("gateway", "GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -70,6 +73,7 @@ BODIES = {
     "/v1/changes": {"change": {"kind": "retrain", "action": "reindex"}, "reason": "matrix"},
     "/v1/changes/{change}/approve": {"reason": "matrix"},
     "/v1/changes/{change}/reject": {"reason": "matrix"},
+    "/v1/erasures": {"subject": "matrix-subject", "key": "matrix"},
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 
@@ -156,6 +160,7 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         path.replace("{key_id}", platform.target_key_id)
         .replace("{change}", "chg-unknown")
         .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
+        .replace("{erasure_id}", "era-00000000000000000000")
     )
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)
@@ -232,6 +237,28 @@ def test_an_admin_sees_and_revokes_only_its_tenants_keys(platform: Platform) -> 
 
     revoked = platform.gateway.delete(f"/v1/admin/keys/{platform.target_key_id}", headers={"authorization": ours})
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+
+
+def test_an_admin_erases_in_its_own_tenant_only(platform: Platform) -> None:
+    ours = {"authorization": platform.credentials["admin"]}
+    theirs = {"authorization": platform.credentials[f"{OTHER_TENANT} admin"]}
+    asked = platform.gateway.post("/v1/erasures", json={"subject": "user-1", "key": "ticket-1"}, headers=ours)
+    assert asked.status_code == 202 and asked.json()["state"] == "in_progress"
+    erasure = asked.json()["erasure_id"]
+    assert erasure == erasure_id(TENANT, "user-1", "ticket-1")  # the tenant of the credential
+    assert "user-1" not in asked.text
+    mine = platform.gateway.get(f"/v1/erasures/{erasure}", headers=ours)
+    assert mine.status_code == 200 and mine.json()["state"] == "in_progress"
+    # Another tenant's erasure answers exactly like one that does not exist.
+    other = platform.gateway.get(f"/v1/erasures/{erasure}", headers=theirs)
+    unknown = platform.gateway.get("/v1/erasures/era-00000000000000000000", headers=theirs)
+    assert other.status_code == unknown.status_code == 404
+    assert _without_trace(other) == {"detail": f"no erasure {erasure}"}
+    # No body names a tenant; a malformed subject is refused.
+    smuggled = {"subject": "user-1", "tenant": OTHER_TENANT}
+    assert platform.gateway.post("/v1/erasures", json=smuggled, headers=ours).status_code == 422
+    assert platform.gateway.post("/v1/erasures", json={"subject": ""}, headers=ours).status_code == 422
+    assert platform.gateway.post("/v1/erasures", json={"subject": "a\nb"}, headers=ours).status_code == 422
 
 
 def test_a_key_file_that_cannot_be_written_gets_503_with_no_path(platform: Platform) -> None:

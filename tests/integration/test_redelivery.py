@@ -26,6 +26,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.ids import dead_letter_event_id, derived_event_id
 from ragops_shared.settings import PlatformSettings
+from ragops_shared.shredding import FileKeyStore, Shredder
 from tests.helpers import PRODUCER, example
 from tests.integration.services import produce_raw, running, wait_for, watching
 
@@ -117,10 +118,11 @@ async def test_a_restarted_embedding_service_republishes_the_same_registration(k
     )
 
 
-def test_feedback_recorded_again_gets_the_same_ids() -> None:
+def test_feedback_recorded_again_gets_the_same_ids(tmp_path) -> None:
     answer = example(AnswerGenerated)
     feedback = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="X")
-    first, again = record(feedback, answer, PRODUCER, "feedback"), record(feedback, answer, PRODUCER, "feedback")
+    shredder = Shredder(FileKeyStore.under(tmp_path))
+    first, again = (record(feedback, answer, PRODUCER, "feedback", shredder) for _ in range(2))
     assert [e.event_id for e in first] == [e.event_id for e in again]
     assert [e.event_id for e in first] == [
         derived_event_id("FeedbackRecorded", feedback.event_id),

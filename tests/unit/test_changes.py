@@ -237,3 +237,31 @@ def test_an_approval_publishes_the_exact_effect_requested() -> None:
     retrain = effect_of(record.requested, approval(book, change, person("dana", Role.ADMIN)), PRODUCER)
     assert isinstance(retrain, RetrainingRequested)
     assert (retrain.action, retrain.target, retrain.requested_by) == ("reindex", model, "person:alice")
+
+
+def test_an_erasure_change_stays_in_its_tenant_and_approved_becomes_an_erasure_request() -> None:
+    from ragops_schemas.changes import EraseSubjectChange
+    from ragops_schemas.erasure import ErasureRequested
+    from ragops_schemas.ids import erasure_id
+
+    roles = {**ROLES, "erase_subject": frozenset({Role.APPROVER})}
+    change = EraseSubjectChange(subject="user-1", erasure_id=erasure_id("globex", "user-1", "t"))
+    admin, approver = person("gina", Role.ADMIN, tenant="globex"), person("gus", Role.APPROVER, tenant="globex")
+    book = ChangeBook()
+    requested = request_change(admin, change, "user asked", PRODUCER, platform_tenant=PLATFORM, ttl=None, now=NOW)
+    assert requested.tenant == "globex"  # not the platform's: an erasure is its tenant's own
+    book.apply(requested)
+    # The platform's approver does not see it; the requester may not approve it.
+    with pytest.raises(ChangeRefused, match="no change"):
+        decide(book, requested.change_id, BOB, approve=True, reason="ok", approver_roles=roles,
+               platform_tenant=PLATFORM, producer=PRODUCER, now=NOW)  # fmt: skip
+    with pytest.raises(ChangeRefused, match="holds no role"):
+        decide(book, requested.change_id, admin, approve=True, reason="ok", approver_roles=roles,
+               platform_tenant=PLATFORM, producer=PRODUCER, now=NOW)  # fmt: skip
+    approved = decide(book, requested.change_id, approver, approve=True, reason="ok", approver_roles=roles,
+                      platform_tenant=PLATFORM, producer=PRODUCER, now=NOW)  # fmt: skip
+    assert isinstance(approved, ChangeApproved)
+    effect = effect_of(requested, approved, PRODUCER)
+    assert isinstance(effect, ErasureRequested)
+    assert (effect.tenant, effect.subject, effect.erasure_id) == ("globex", "user-1", change.erasure_id)
+    assert effect.requested_by.subject == "person:gina"

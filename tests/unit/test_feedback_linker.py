@@ -1,12 +1,17 @@
 """The feedback service's linking rule while its table of answers is being rebuilt after a
-start: a request whose answer has not been read yet is waited for, not refused."""
+start: a request whose answer has not been read yet is waited for, not refused. And the
+dataset examples of a user's feedback: sealed with the user's key, unreadable once forgotten."""
+
+from pathlib import Path
 
 import pytest
 
-from ragops_feedback.app import AnswerLog, FeedbackLinker
+from ragops_feedback.app import AnswerLog, FeedbackLinker, record
 from ragops_feedback.settings import FeedbackSettings
-from ragops_schemas import AnswerGenerated, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas import AnswerGenerated, DatasetExampleAdded, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas.ids import example_id
 from ragops_shared.broker import EventRejected
+from ragops_shared.shredding import FileKeyStore, KeyStoreUnavailable, Shredder, is_sealed
 from tests.helpers import example
 
 PRODUCT = Producer(name="product", version="1")
@@ -29,9 +34,12 @@ class Replay:
         return self.read_to_end
 
 
-def _linker(history: list[AnswerGenerated], takes_s: float) -> FeedbackLinker:
+def _linker(history: list[AnswerGenerated], takes_s: float, shredder: Shredder | None = None) -> FeedbackLinker:
     answers = AnswerLog(max_answers=10)
-    return FeedbackLinker(SETTINGS, answers, Replay(answers, history, takes_s), PRODUCT)  # type: ignore[arg-type]
+    replay = Replay(answers, history, takes_s)
+    # No sealing needed: feedback without a user id is kept as it is.
+    shredder = shredder or Shredder(FileKeyStore(Path("/nonexistent/keys")))
+    return FeedbackLinker(SETTINGS, answers, replay, PRODUCT, shredder)  # type: ignore[arg-type]
 
 
 def _feedback(request_id: str) -> FeedbackSubmitted:
@@ -55,3 +63,41 @@ async def test_a_replay_longer_than_its_bound_is_an_error_not_a_refusal() -> Non
     answer = example(AnswerGenerated)
     with pytest.raises(TimeoutError, match="not read from the topic's start within 240 s"):
         await _linker([answer], takes_s=600).link([_feedback(answer.request_id)])
+
+
+def _correction(answer: AnswerGenerated, user_id: str | None) -> FeedbackSubmitted:
+    return FeedbackSubmitted(
+        producer=PRODUCT, request_id=answer.request_id, corrected_answer="Normandy, France", user_id=user_id
+    )
+
+
+def test_a_users_dataset_example_is_sealed_and_reads_as_erased_once_forgotten(tmp_path: Path) -> None:
+    shredder = Shredder(FileKeyStore.under(tmp_path))
+    answer = example(AnswerGenerated)
+    [_, added] = record(_correction(answer, "user-7"), answer, PRODUCT, "feedback", shredder)
+    assert isinstance(added, DatasetExampleAdded)
+    assert is_sealed(added.question) and is_sealed(added.reference_answer)
+    assert answer.question not in added.model_dump_json() and "Normandy" not in added.model_dump_json()
+    assert (shredder.open(added.question), shredder.open(added.reference_answer)) == (
+        answer.question,
+        "Normandy, France",
+    )
+    # The id is of the plain texts: the same example sent twice is still one.
+    assert added.example_id == example_id("feedback", answer.question, "Normandy, France")
+    shredder.forget(answer.tenant, "user-7")
+    assert shredder.open(added.question) is None and shredder.open(added.reference_answer) is None
+
+
+def test_an_example_without_a_user_is_kept_as_it_is(tmp_path: Path) -> None:
+    answer = example(AnswerGenerated)
+    [_, added] = record(_correction(answer, None), answer, PRODUCT, "feedback", Shredder(FileKeyStore.under(tmp_path)))
+    assert isinstance(added, DatasetExampleAdded)
+    assert (added.question, added.reference_answer) == (answer.question, "Normandy, France")
+
+
+async def test_a_key_store_that_is_unavailable_fails_the_feedback_never_writes_plaintext(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    answer = example(AnswerGenerated)
+    linker = _linker([answer], takes_s=0, shredder=Shredder(FileKeyStore(tmp_path / "file" / "keys")))
+    with pytest.raises(KeyStoreUnavailable):
+        await linker.link([_correction(answer, "user-7").model_copy(update={"occurred_at": utc_now()})])

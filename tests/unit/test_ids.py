@@ -23,6 +23,7 @@ from ragops_schemas.ids import (
     dead_letter_event_id,
     derived_event_id,
     document_version,
+    erasure_id,
     evaluation_run_id,
     example_id,
     holdout_bucket,
@@ -43,6 +44,7 @@ from ragops_schemas.ids import (
     pseudonym,
     resubmission_event_id,
     sample_fraction,
+    subject_key_id,
     unparsable_event_id,
 )
 
@@ -228,3 +230,14 @@ def test_audit_chain_and_hash() -> None:
     # SHA-256 of the 64 zeros of the genesis, then the canonical JSON: `printf %s ... | sha256sum`.
     content = {"seq": 1, "target": "POST /v1/documents", "tenant": "acme", "reason": "ü"}
     assert audit_hash(AUDIT_GENESIS, content) == "af00c8b5b5323803cb05a1de1c67a3d544ff435b925e51d0e1152600d6bb3b07"
+
+
+def test_subject_key_id() -> None:
+    assert subject_key_id("acme", "user-1") == subject_key_id("acme", "user-1")
+    assert subject_key_id("acme", "user-1") != subject_key_id("other", "user-1")
+    assert len(subject_key_id("acme", "user-1")) == 32
+
+
+def test_erasure_id() -> None:
+    assert erasure_id("default", "user-1842", "ticket-4711") == "era-161a6d14502c11adca6c"
+    assert erasure_id("default", "user-1842", "ticket-4711") != erasure_id("other", "user-1842", "ticket-4711")

@@ -30,9 +30,10 @@ from ragops_schemas.ids import dataset_version, holdout_bucket
 from ragops_schemas.lifecycle import VersionRef
 from ragops_schemas.registry import VersionState
 from ragops_shared.datasets import load_questions
+from ragops_shared.shredding import FileKeyStore, Shredder
 from ragops_trainer.actions import reindex
 from ragops_trainer.context import ActionRejected, TrainerContext
-from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
+from ragops_trainer.pairs import TrainingPair, latest_documents, readable_examples, training_pairs
 from ragops_trainer.settings import TrainerSettings
 
 HeldOut = list[tuple[str, set[str]]]
@@ -43,7 +44,8 @@ HeldOut = list[tuple[str, set[str]]]
 class TrainingData:
     """What one fine-tune learns from and is judged on."""
 
-    examples: list[DatasetExampleAdded]
+    examples: list[DatasetExampleAdded]  # readable ones, opened
+    erased: int  # examples skipped: their user was erased
     documents: dict[str, DocumentChunked]  # the latest live version of each document
     pairs: list[TrainingPair]  # every usable pair
     train: list[TrainingPair]  # the pairs trained on
@@ -105,12 +107,17 @@ async def gather(ctx: TrainerContext) -> TrainingData:
     """The pairs and held-out questions from the retained dataset examples and documents.
     Raises :class:`ActionRejected` when there are too few of either."""
     settings = ctx.settings
-    examples = [e for e in await ctx.read([DatasetExampleAdded], "examples") if isinstance(e, DatasetExampleAdded)]
+    retained = [e for e in await ctx.read([DatasetExampleAdded], "examples") if isinstance(e, DatasetExampleAdded)]
+    # Production: a KMS- or Vault-backed key store; the file store is on the volume the
+    # feedback and privacy services share.
+    shredder = Shredder(FileKeyStore.under(settings.platform.data_dir))
+    examples, erased = await asyncio.to_thread(readable_examples, retained, shredder)
     documents = latest_documents(await ctx.read([DocumentChunked, DocumentDeleted], "chunks"))
     pairs = training_pairs(examples, documents)
     if len(pairs) < settings.min_pairs:
         raise ActionRejected(
-            f"too little data: {len(pairs)} usable (question, passage) pairs from {len(examples)} dataset examples; "
+            f"too little data: {len(pairs)} usable (question, passage) pairs from {len(examples)} dataset examples "
+            f"({erased} more skipped: their users were erased); "
             f"{settings.min_pairs} needed (RAGOPS_TRAINER_MIN_PAIRS)"
         )
     snapshot = dataset_version(e.example_id for e in examples)
@@ -123,7 +130,7 @@ async def gather(ctx: TrainerContext) -> TrainingData:
         questions = [(p.question, {by_passage[p.passage]}) for p in held]
     if len(questions) < 10:
         raise ActionRejected(f"too few held-out questions to compare models: {len(questions)} (10 needed)")
-    return TrainingData(examples, documents, pairs, train, questions, snapshot)
+    return TrainingData(examples, erased, documents, pairs, train, questions, snapshot)
 
 
 async def train(ctx: TrainerContext, request: RetrainingRequested, live: VersionState, data: TrainingData) -> Candidate:
@@ -290,7 +297,11 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
             name="feedback",
             version=data.snapshot,
             request_event_id=str(request.event_id),
-            metadata={"examples": str(len(data.examples)), "pairs": str(len(data.pairs))},
+            metadata={
+                "examples": str(len(data.examples)),
+                "erased_examples": str(data.erased),
+                "pairs": str(len(data.pairs)),
+            },
         )
     )
     await ctx.started(

@@ -76,6 +76,7 @@ async def run(
                                     "title",
                                     "source",
                                     "metadata",
+                                    "subject_id",
                                     "content_type",
                                     "chunker",
                                     "chunks",
