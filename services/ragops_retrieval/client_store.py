@@ -194,10 +194,6 @@ class QdrantClientStore(PlannedStore):
         """Close the client's connections (local mode: release its files)."""
         self._client.close()
 
-    def collections(self) -> list[str]:
-        """See :meth:`VectorStore.collections`."""
-        return sorted(collection.name for collection in self._client.get_collections().collections)
-
     def _count(self, collection: str, conditions: Conditions) -> int:
         self._dimension(collection)  # raises UnknownCollectionError
         return self._client.count(collection, count_filter=_filter(conditions), exact=True).count

@@ -228,12 +228,6 @@ class EdgeStore(PlannedStore):
             self._collections.clear()
             self._closed = True
 
-    def collections(self) -> list[str]:
-        """See :meth:`VectorStore.collections`."""
-        with self._lock:
-            on_disk = {d.name for d in self._root.iterdir() if (d / _EDGE_CONFIG_FILE).is_file()}
-            return sorted(on_disk | self._collections.keys())
-
     def _count(self, collection: str, conditions: Conditions) -> int:
         with self._lock:
             return self._open(collection).shard.count(CountRequest(exact=True, filter=_filter(conditions)))

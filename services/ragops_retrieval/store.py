@@ -234,10 +234,6 @@ class VectorStore(Protocol):
         their ``chunk_index`` payload field (points without one last, by chunk id)."""
         ...
 
-    def collections(self) -> list[str]:
-        """Every collection of the store, sorted: the live indexes and every index build."""
-        ...
-
     def delete_subject(self, collection: str, subject_id: str, *, tenant: str) -> int:
         """Delete every point of ``tenant``'s documents about ``subject_id`` (payload
         :data:`SUBJECT_FIELD`); return the number deleted."""

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from faststream import FastStream
-from ragops_privacy.erasure import OUTPUTS, ErasureSettings, register
 
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_feedback.app import record
+from ragops_privacy.erasure import OUTPUTS, ErasureSettings, register
 from ragops_retrieval.app import create_app as create_retrieval
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_retrieval.store import SUBJECT_FIELD, ChunkPoint

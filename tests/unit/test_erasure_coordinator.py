@@ -5,8 +5,8 @@ store that never reports, an unavailable key store)."""
 from pathlib import Path
 
 import pytest
-from ragops_privacy.erasure import ErasureLedger, conclude, forget_subject, summarize
 
+from ragops_privacy.erasure import ErasureLedger, conclude, forget_subject, summarize
 from ragops_schemas import Producer
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.erasure import ErasureRequested, SubjectErasureApplied
