@@ -123,8 +123,9 @@ async def test_an_erasure_leaves_nothing_of_the_subject_and_proves_it(kafka: Kaf
     ):
         await publisher.publish_all(kept)
         probe = ChdbStore(tmp_path / "clickhouse")  # a second session on the sink's path, same process
-        for _ in range(600):  # the sink writes every event it is sent: 5 per user
-            if queries.subject_rows(probe, TENANT, ["r-subject", "r-other"], [])["events"] == len(kept):
+        for _ in range(600):  # the sink writes every event it is sent (5 per user) and its typed rows
+            stored = queries.subject_rows(probe, TENANT, ["r-subject", "r-other"], [])
+            if stored["events"] == len(kept) and stored["feedback"] == stored["dataset_examples"] == 2:
                 break
             await asyncio.sleep(0.1)
         before = queries.subject_rows(probe, TENANT, ["r-subject"], [])
