@@ -210,9 +210,10 @@ class PiiPlanter:
     def _new(self, kind: PiiKind, carrier: Carrier, target: str) -> PlantedValue:
         while True:
             value = _GENERATORS[kind](self._rng)
-            # Distinct also case-blind and without separators: the scan matches those forms too.
+            # Distinct also case-blind and without separators, which the scan matches too, and
+            # not inside another (the same number with and without its country code).
             key = "".join(char for char in value.lower() if char.isalnum())
-            if key not in self._seen:
+            if not any(key in seen or seen in key for seen in self._seen):
                 self._seen.add(key)
                 break
         planted = PlantedValue(f"{kind}-{len(self.planted)}", kind, value, carrier, target)

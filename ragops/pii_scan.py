@@ -106,18 +106,16 @@ def search_forms(planted: PlantedValue) -> set[str]:
 
 
 class Finder:
-    """Which planted values a text holds, in any of their :func:`search_forms`.
-
-    Raises ``ValueError`` for two planted values with a form in common (a find could not say which)."""
+    """Which planted values a text holds, in any of their :func:`search_forms`. A form two
+    values share (the same number planted in two formats) names both."""
 
     def __init__(self, planted: Sequence[PlantedValue]) -> None:
-        owner: dict[str, str] = {}
+        owners: dict[str, set[str]] = {}
         for value in planted:
             for form in search_forms(value):
-                if owner.setdefault(form.lower(), value.ident) != value.ident:
-                    raise ValueError(f"{value.ident} and {owner[form.lower()]} share a searched form")
-        self._owners = list(owner.values())
-        self.needles: tuple[str, ...] = tuple(owner)
+                owners.setdefault(form.lower(), set()).add(value.ident)
+        self._owners = list(owners.values())
+        self.needles: tuple[str, ...] = tuple(owners)
         """Every form, lower-cased: for a store that searches itself."""
         self._automaton = ahocorasick_rs.AhoCorasick(self.needles) if self.needles else None
 
@@ -125,10 +123,10 @@ class Finder:
         """The idents of the planted values ``text`` holds."""
         if self._automaton is None:
             return set()
-        return {
-            self._owners[needle]
-            for needle, _, _ in self._automaton.find_matches_as_indexes(text.lower(), overlapping=True)
-        }
+        found: set[str] = set()
+        for needle, _, _ in self._automaton.find_matches_as_indexes(text.lower(), overlapping=True):
+            found |= self._owners[needle]
+        return found
 
 
 def holds_text(column_type: str) -> bool:
