@@ -239,10 +239,14 @@ def rows_containing(
         return []
     texts = [f"toString({_quoted(column)})" for column in columns]
     groups = [needles[i : i + _MULTI_SEARCH_NEEDLES] for i in range(0, len(needles), _MULTI_SEARCH_NEEDLES)]
-    # One JSON text per group, as _listed does: the same parameter reads alike on chDB and a server.
+    # One search per group over all the columns at once: each search costs its needles' set-up
+    # (measured: ~0.1 s per call for 255 needles, whatever the rows), so one per column would
+    # make a scan of twenty tables take half a minute. A match across two columns is possible,
+    # so the caller confirms each column. One JSON text per group, as _listed does: the same
+    # parameter reads alike on chDB and a server.
+    joined = "concatWithSeparator('\\n', " + ", ".join(f"ifNull({text}, '')" for text in texts) + ")"
     condition = " OR ".join(
-        f"multiSearchAnyCaseInsensitive({text}, JSONExtract({{needles{i}:String}}, 'Array(String)'))"
-        for text in texts
+        f"multiSearchAnyCaseInsensitive({joined}, JSONExtract({{needles{i}:String}}, 'Array(String)'))"
         for i in range(len(groups))
     )
     parameters = {f"needles{i}": json.dumps(list(group)) for i, group in enumerate(groups)}
