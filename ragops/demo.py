@@ -282,8 +282,8 @@ def print_planted_data_report(pii: dict[str, Any], console: Console) -> None:
     for store in KEPT_STORES:
         found = pii["found"][store]
         table.add_row(store, f"[red]{found}" if found else "0")
-    for store in APART:
-        table.add_row(f"{store} (apart: not kept by the sink)", str(pii["found_apart"][store]))
+    for store, why in zip(APART, ("short-lived, read by the redaction step", "kept for replay"), strict=True):
+        table.add_row(f"{store} (apart: {why})", str(pii["found_apart"][store]))
     console.print(table)
     for leak in pii["leaks"]:
         console.print(f"[red]leak: {leak['store']} {leak['location']}: {leak['values']} planted values")
