@@ -287,6 +287,11 @@ def print_planted_data_report(pii: dict[str, Any], console: Console) -> None:
     console.print(table)
     for leak in pii["leaks"]:
         console.print(f"[red]leak: {leak['store']} {leak['location']}: {leak['values']} planted values")
+    if pii["reached"] < pii["planted"]["values"]:
+        console.print(
+            f"[yellow]only {pii['reached']} of {pii['planted']['values']} planted values were found anywhere, "
+            "intake topics included: the others never reached a store the scan reads"
+        )
 
 
 def run_demo(

@@ -9,7 +9,7 @@ short time by design (finding the planted values there shows they reached the pl
 the dead-letter topic, which keeps records that could not be processed for a replay.
 
 A value is found in any of these forms, ASCII case-blind (:func:`search_forms`): as planted,
-digits only (phone and card numbers), without spaces (IBANs), and base64-encoded at any byte
+URL-encoded, digits only (phone and card numbers), without spaces (IBANs), and base64-encoded at any byte
 alignment (a dead letter carries its record in base64). Matching is Aho-Corasick over all
 forms at once (``ahocorasick-rs``); ClickHouse searches its own columns
 (``multiSearchAnyCaseInsensitive``) and hands back only the rows to confirm.
@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import ahocorasick_rs
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -90,10 +91,11 @@ def _base64_forms(form: bytes) -> set[str]:
 
 
 def search_forms(planted: PlantedValue) -> set[str]:
-    """The texts searched for ``planted`` (matched case-blind): the value, digits only for phone
-    and card numbers, without spaces for IBANs, and each of those base64-encoded."""
+    """The texts searched for ``planted`` (matched case-blind): the value, URL-encoded (a logged
+    query string), digits only for phone and card numbers, without spaces for IBANs, and each
+    of those base64-encoded."""
     value = planted.value
-    plain = {value}
+    plain = {value, quote(value, safe="")}
     if planted.kind in ("phone", "card"):
         plain.add("".join(char for char in value if char.isdigit()))
     elif planted.kind == "iban":
@@ -275,7 +277,9 @@ def scan_data_dir(data_dir: Path, finder: Finder, store: AnalyticsStore) -> tupl
 def summary(planted: Sequence[PlantedValue], findings: Sequence[Finding], **extra: Any) -> dict[str, Any]:
     """The report: what was planted (counts by kind and carrier), the distinct planted values
     found per store (:data:`KEPT_STORES`, then :data:`APART`), every finding of a kept store
-    (``leaks``) and of the stores apart, and ``clean``: no planted value in a kept store.
+    (``leaks``) and of the stores apart, ``clean``: no planted value in a kept store, and
+    ``reached``: how many planted values were found in some store, those apart included (fewer
+    than planted: some never reached the platform, or the scan missed where they went).
     ``extra`` is added as it is (timings, files not read)."""
     found = {store: set[str]() for store in (*KEPT_STORES, *APART)}
     for finding in findings:
@@ -295,6 +299,7 @@ def summary(planted: Sequence[PlantedValue], findings: Sequence[Finding], **extr
         return counts
 
     leaks = listed(KEPT_STORES)
+    reached = set().union(*found.values())
     return {
         "planted": {
             "values": len(planted),
@@ -309,5 +314,7 @@ def summary(planted: Sequence[PlantedValue], findings: Sequence[Finding], **extr
         "leaks": leaks,
         "apart": listed(APART),
         "clean": not leaks,
+        # Planted values found anywhere, intake included: all of them, or the scan proved little.
+        "reached": len(reached & {value.ident for value in planted}),
         **extra,
     }

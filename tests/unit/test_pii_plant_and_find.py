@@ -153,6 +153,7 @@ IP = PlantedValue("ip-4", "ip", "203.0.113.7", "document", "d3")
         ("E.164 +442079460958 and card 4111111111111111", {"phone-1", "card-2"}),
         ("iban=de89370400440532013000", {"iban-3"}),  # compact, lower-cased
         ("login from 203.0.113.7:443", {"ip-4"}),
+        ("GET /v1/search?q=Jane.Doe42%40Example.org&tel=%2B44%2020%207946%200958", {"email-0", "phone-1"}),
         ("Jane.Doe42@Example.org, 203.0.113.7", {"email-0", "ip-4"}),
         # Years, prices, order numbers, other addresses: nothing.
         ("In 1973 the price rose to US$12; order 4111-1111 and 203.0.113.8 and jane.doe4@example.org", set()),
@@ -228,6 +229,7 @@ def test_the_summary_counts_distinct_values_per_store_and_is_clean_only_without_
     apart = [Finding("intake_topics", Topic.QUERY_SUBMITTED, frozenset({"email-0", "phone-1"}))]
     clean = summary(planted, apart)
     assert clean["clean"] and clean["leaks"] == [] and clean["found"]["clickhouse"] == 0
+    assert clean["reached"] == 2  # card-2 was found nowhere
     assert clean["found_apart"] == {"intake_topics": 2, "dead_letter_topic": 0}
     assert clean["planted"]["by_carrier"] == {"document": 1, "question": 1, "feedback": 1}
     leaked = summary(
@@ -239,4 +241,5 @@ def test_the_summary_counts_distinct_values_per_store_and_is_clean_only_without_
         ],
     )
     assert not leaked["clean"] and leaked["found"]["clickhouse"] == 2 and len(leaked["leaks"]) == 2
+    assert leaked["reached"] == 3
     assert "4111" not in str(leaked)  # idents, never values
