@@ -699,7 +699,7 @@ def demo(
                 null_questions=null_questions,
             )
         else:
-            run_demo(
+            figures = run_demo(
                 data_dir=data_dir,
                 corpus=corpus,
                 questions_file=questions_file or DATA / "questions.jsonl",
@@ -708,6 +708,9 @@ def demo(
                 report_path=report or Path("demo-report.json"),
                 console=console,
             )
+            if not figures["pii"]["clean"]:
+                console.print("[red]planted personal data was kept (see the leaks above and the report's pii.leaks)")
+                raise typer.Exit(1)
     except PlatformError as error:
         console.print(f"[red]{error}")
         raise typer.Exit(1) from None

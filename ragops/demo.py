@@ -4,7 +4,13 @@ It ingests the corpus through Kafka, asks a seeded sample of questions through K
 producer service would (tagged as an evaluation run, with their reference answers and gold
 passages), sends simulated user feedback, and then prints a report computed by SQL in
 ClickHouse from the events the sink stored, after checking that ClickHouse holds exactly
-as many events per topic as Kafka received."""
+as many events per topic as Kafka received.
+
+Synthetic personal data is planted in 50 documents, a share of the questions and of the
+feedback comments (:mod:`ragops.pii_plant`); after the run every store is searched for it
+(:mod:`ragops.pii_scan`: the topics while the broker runs, ClickHouse, Qdrant, the logs and
+every other file once the platform has stopped). A planted value found in any of them is a
+leak: the report lists where, and the demo fails."""
 
 import asyncio
 import json
@@ -22,9 +28,11 @@ from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import file_sha256, run_evaluation
+from ragops.pii_plant import PiiPlanter, PlantedValue
+from ragops.pii_scan import APART, KEPT_STORES, Finder, Finding, scan_data_dir, scan_topics, summary
 from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
-from ragops_analytics.store import Reader
+from ragops_analytics.store import Reader, open_store
 from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
 from ragops_schemas.ids import evaluation_run_id
@@ -150,11 +158,17 @@ async def run_workload(
     concurrency: int,
     console: Console,
     dataset: Path | None = None,
+    planter: PiiPlanter | None = None,
 ) -> dict[str, Any]:
-    """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report."""
+    """Ingest ``corpus``, run the questions as an evaluation run, send feedback, and report.
+    With a ``planter``, its personal data goes into documents, questions and feedback comments
+    (``planter.planted`` lists it afterwards)."""
     run_id = evaluation_run_id("demo", datetime.now(UTC))
     async with PlatformClient(kafka, name="demo") as client:
         documents = corpus_submissions(corpus, client)
+        if planter is not None:
+            documents = planter.documents(documents)
+            questions = planter.questions(questions)
         with progress_bar(console) as progress:
             task = progress.add_task("ingesting passages", total=len(documents))
             await client.ingest(documents, on_done=lambda _: progress.advance(task))
@@ -171,7 +185,8 @@ async def run_workload(
                 on_done=lambda _: progress.advance(task),
             )
             wall_s = time.perf_counter() - started
-        recorded = await client.send_feedback(simulated_feedback(client, questions, traces))
+        feedback = simulated_feedback(client, questions, traces)
+        recorded = await client.send_feedback(planter.feedback(feedback) if planter is not None else feedback)
     with console.status("waiting for the sink to store every event..."):
         produced, stored = await wait_for_sink(kafka, analytics)
     report = await asyncio.to_thread(clickhouse_report, analytics, run_id)
@@ -234,6 +249,51 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"[red]events per topic differ: {report['events_per_topic']}")
 
 
+def planted_data_report(
+    data_dir: Path, planted: Sequence[PlantedValue], finder: Finder, in_topics: Sequence[Finding], topics_s: float
+) -> dict[str, Any]:
+    """:func:`ragops.pii_scan.summary` of ``in_topics`` (what the scan of the topics found while
+    the broker ran, in ``topics_s`` seconds) and of the stores of the stopped platform in
+    ``data_dir`` (its embedded ClickHouse, Qdrant, logs and other files).
+
+    Raises:
+        StoreUnavailable: the embedded ClickHouse cannot be opened (a process still owns it).
+    """
+    started = time.perf_counter()
+    store = open_store(url=None, path=data_dir / "clickhouse")  # where the embedded sink keeps it
+    try:
+        stored, not_read = scan_data_dir(data_dir, finder, store)
+    finally:
+        store.close()
+    seconds = {"topics": round(topics_s, 1), "stores": round(time.perf_counter() - started, 1)}
+    return summary(planted, [*in_topics, *stored], files_not_read=not_read, scan_seconds=seconds)
+
+
+def print_planted_data_report(pii: dict[str, Any], console: Console) -> None:
+    table = Table(title="Planted personal data found after the run (0 expected in every kept store)")
+    table.add_column("store")
+    table.add_column("planted values found", justify="right")
+    carriers = pii["planted"]["carriers"]
+    table.add_row(
+        "planted",
+        f"{pii['planted']['values']} in {carriers.get('document', 0)} documents, "
+        f"{carriers.get('question', 0)} questions, {carriers.get('feedback', 0)} feedback comments",
+    )
+    for store in KEPT_STORES:
+        found = pii["found"][store]
+        table.add_row(store, f"[red]{found}" if found else "0")
+    for store, why in zip(APART, ("short-lived, read by the redaction step", "kept for replay"), strict=True):
+        table.add_row(f"{store} (apart: {why})", str(pii["found_apart"][store]))
+    console.print(table)
+    for leak in pii["leaks"]:
+        console.print(f"[red]leak: {leak['store']} {leak['location']}: {leak['values']} planted values")
+    if pii["reached"] < pii["planted"]["values"]:
+        console.print(
+            f"[yellow]only {pii['reached']} of {pii['planted']['values']} planted values were found anywhere, "
+            "intake topics included: the others never reached a store the scan reads"
+        )
+
+
 def run_demo(
     *,
     data_dir: Path,
@@ -245,8 +305,10 @@ def run_demo(
     console: Console,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start the embedded platform, run the workload, print and write the report."""
+    """Start the embedded platform, run the workload with planted personal data, search every
+    store for it, print and write the report (``report["pii"]["clean"]``: none was found)."""
     sample = load_questions(questions_file, questions)
+    planter = PiiPlanter()
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
         with console.status("starting the platform (Kafka and 10 services, models)..."):
             started = time.perf_counter()
@@ -266,12 +328,22 @@ def run_demo(
                     concurrency=concurrency,
                     console=console,
                     dataset=questions_file,
+                    planter=planter,
                 )
             )
         finally:
             analytics.close()
+        finder = Finder(planter.planted)
+        with console.status("searching every topic for the planted personal data..."):
+            started = time.perf_counter()
+            in_topics = asyncio.run(scan_topics(platform.kafka_settings, finder))
+            topics_s = time.perf_counter() - started
         platform.check()
+    # The platform has stopped: its ClickHouse and Qdrant can be opened by this process.
+    with console.status("searching ClickHouse, Qdrant, the logs and files for the planted personal data..."):
+        report["pii"] = planted_data_report(data_dir, planter.planted, finder, in_topics, topics_s)
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print_report(report, console)
+    print_planted_data_report(report["pii"], console)
     console.print(f"report written to {report_path}")
     return report

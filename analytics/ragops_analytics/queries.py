@@ -329,6 +329,57 @@ def materialized_views(store: AnalyticsStore) -> int:
     )
 
 
+def stored_columns(store: AnalyticsStore) -> dict[str, list[tuple[str, str]]]:
+    """Every table of the current database that stores rows (materialized views' inner tables
+    included, views left out: they store none) -> its columns as ``(name, ClickHouse type)``,
+    in table order; on the admin path, since analysts do not read ``system`` tables."""
+    rows = store.execute(
+        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() AND table IN "
+        "(SELECT name FROM system.tables WHERE database = currentDatabase() AND engine NOT LIKE '%View') "
+        "ORDER BY table, position"
+    ).rows
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, name, type_ in rows:
+        columns.setdefault(str(table), []).append((str(name), str(type_)))
+    return columns
+
+
+_MULTI_SEARCH_NEEDLES = 255
+"""Most needles one ``multiSearch*`` call takes (ClickHouse: fewer than 2^8)."""
+
+
+def _quoted(name: str) -> str:
+    """An identifier the engine reported, back-quoted (a name such as ``.inner_id.<uuid>`` needs it)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def rows_containing(
+    store: AnalyticsStore, table: str, columns: Sequence[str], needles: Sequence[str]
+) -> list[tuple[str | None, ...]]:
+    """The rows of ``table`` (a name :func:`stored_columns` reported) in which the text of one
+    of ``columns`` (``toString``: maps, arrays and tuples as ClickHouse writes them) holds one
+    of ``needles`` (ASCII case-blind substrings): each row as its columns' texts (None for
+    NULL), every copy of a replayed event included (no ``FINAL``: a copy not merged yet is
+    still stored). On the admin path; no needles or no columns, no rows."""
+    if not needles or not columns:
+        return []
+    texts = [f"toString({_quoted(column)})" for column in columns]
+    groups = [needles[i : i + _MULTI_SEARCH_NEEDLES] for i in range(0, len(needles), _MULTI_SEARCH_NEEDLES)]
+    # One search per group over all the columns at once: each search costs its needles' set-up
+    # (measured: ~0.1 s per call for 255 needles, whatever the rows), so one per column would
+    # make a scan of twenty tables take half a minute. A match across two columns is possible,
+    # so the caller confirms each column. One JSON text per group, as _listed does: the same
+    # parameter reads alike on chDB and a server.
+    joined = "concatWithSeparator('\\n', " + ", ".join(f"ifNull({text}, '')" for text in texts) + ")"
+    condition = " OR ".join(
+        f"multiSearchAnyCaseInsensitive({joined}, JSONExtract({{needles{i}:String}}, 'Array(String)'))"
+        for i in range(len(groups))
+    )
+    parameters = {f"needles{i}": json.dumps(list(group)) for i, group in enumerate(groups)}
+    result = store.execute(f"SELECT {', '.join(texts)} FROM {_quoted(table)} WHERE {condition}", parameters)
+    return [tuple(None if value is None else str(value) for value in row) for row in result.rows]
+
+
 def events_per_topic(reader: Reader) -> dict[str, int]:
     """Events stored per Kafka topic, each event once."""
     return {topic: int(n) for topic, n in reader.query("SELECT topic, count() FROM events FINAL GROUP BY topic").rows}
