@@ -25,7 +25,11 @@ STRIMZI_REPLICAS = 3
 MIN_INSYNC_REPLICAS = 2
 
 # The script's variable for each retention that an operator may change; FOREVER is fixed.
-_SCRIPT_RETENTION = {Retention.EVENTS: "TOPIC_RETENTION_MS", Retention.DEAD_LETTERS: "DEAD_LETTER_RETENTION_MS"}
+_SCRIPT_RETENTION = {
+    Retention.EVENTS: "TOPIC_RETENTION_MS",
+    Retention.DEAD_LETTERS: "DEAD_LETTER_RETENTION_MS",
+    Retention.INTAKE: "INTAKE_RETENTION_MS",
+}
 
 
 def _script_retention(retention: Retention) -> str:

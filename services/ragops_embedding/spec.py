@@ -6,7 +6,7 @@ from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 DOCUMENTS_GROUP = "ragops-embedding-documents"
 """Embeds ``DocumentChunked`` in large batches."""
 QUERIES_GROUP = "ragops-embedding-queries"
-"""Embeds ``QuerySubmitted`` in small batches, so queries never wait behind a document backlog."""
+"""Embeds ``QueryRedacted`` in small batches, so queries never wait behind a document backlog."""
 
 SPEC = ServiceSpec(
     name="embedding",
@@ -14,7 +14,7 @@ SPEC = ServiceSpec(
     scaling=Scaling.LAG,
     consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP),
     # The indexed-documents view: chunks the live index already holds are not embedded again.
-    reads=(Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED, Topic.DOCUMENT_INDEXED, *REGISTRY_TOPICS),
+    reads=(Topic.DOCUMENT_CHUNKED, Topic.QUERY_REDACTED, Topic.DOCUMENT_INDEXED, *REGISTRY_TOPICS),
     # Registers the packaged default model at start.
     writes=(
         Topic.CHUNKS_EMBEDDED,

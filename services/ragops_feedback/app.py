@@ -1,4 +1,5 @@
-"""The feedback service: consumes ``FeedbackSubmitted`` from products, validates it, links it
+"""The feedback service: consumes ``FeedbackRedacted`` (products' feedback, its personal data
+replaced by the privacy service), validates it, links it
 to the answer it is about (and that answer's lineage) and publishes ``FeedbackRecorded``.
 A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for later
 evaluation and retraining.
@@ -31,7 +32,7 @@ from ragops_schemas import (
     DatasetExampleAdded,
     Event,
     FeedbackRecorded,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     Producer,
     utc_now,
 )
@@ -44,7 +45,7 @@ SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
-def sentiment(feedback: FeedbackSubmitted) -> str:
+def sentiment(feedback: FeedbackRedacted) -> str:
     """positive/negative/neutral: the thumb if given, else the rating (>= 4 positive,
     <= 2 negative), else a correction counts as negative and a comment alone as neutral."""
     if feedback.thumb is not None:
@@ -74,7 +75,7 @@ class AnswerLog:
         return self._answers.get((tenant, request_id))
 
 
-def record(feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
+def record(feedback: FeedbackRedacted, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
     """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer."""
     mood = sentiment(feedback)
     recorded = feedback.caused(
@@ -122,7 +123,7 @@ class FeedbackLinker:
         self.watcher = watcher
         self.producer = producer
 
-    async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
+    async def link(self, events: Sequence[FeedbackRedacted]) -> list[Event]:
         """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback and
         ``TimeoutError`` when the answers could not be read in time (see :meth:`_wait_for_answer`)."""
         outputs: list[Event] = []
@@ -133,7 +134,7 @@ class FeedbackLinker:
             outputs += record(feedback, answer, self.producer, self.settings.dataset)
         return outputs
 
-    async def _wait_for_answer(self, feedback: FeedbackSubmitted) -> AnswerGenerated:
+    async def _wait_for_answer(self, feedback: FeedbackRedacted) -> AnswerGenerated:
         """The answer of the feedback's tenant and request id once every answer published so
         far has been read; waits up to
         ``replay_wait_s`` while the topic's history is still being read (after a start), else
@@ -167,14 +168,14 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     submitted = EventSubscriber(
         broker,
         publisher,
-        FeedbackSubmitted,
+        FeedbackRedacted,
         kafka=settings.kafka,
         group_id=SPEC.group,
         max_records=settings.batch_records,
     )
 
     @submitted
-    async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
+    async def on_feedback_redacted(events: list[FeedbackRedacted]) -> None:
         await submitted.run(events, linker.link)
 
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)

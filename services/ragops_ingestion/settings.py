@@ -26,7 +26,7 @@ class IngestionSettings(BaseSettings):
     tokenizer_name: str = DEFAULT_EMBEDDING_MODEL_NAME
     chunk_size: int = Field(default=200, gt=0, description="Maximum tokens per chunk (the model reads 256).")
     overlap: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")
-    batch_records: int = Field(default=16, gt=0, description="DocumentSubmitted records per fetch.")
+    batch_records: int = Field(default=16, gt=0, description="DocumentRedacted records per fetch.")
     part_bytes: int = Field(
         default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per DocumentChunked event (one part)."
     )

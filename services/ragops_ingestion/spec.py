@@ -9,6 +9,6 @@ SPEC = ServiceSpec(
     scaling=Scaling.LAG,
     consumer_groups=("ragops-ingestion",),
     # The indexed-documents view: what the live index holds.
-    reads=(Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_INDEXED),
+    reads=(Topic.DOCUMENT_REDACTED, Topic.DOCUMENT_INDEXED),
     writes=(Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED, Topic.DEAD_LETTER),
 )

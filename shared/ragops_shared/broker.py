@@ -298,6 +298,11 @@ class EventSubscriber(Generic[E]):
             valid.append(event)
         return valid
 
+    def handled(self, event: E) -> bool:
+        """True once ``event``'s outputs are published (among the last ``remember_ids``
+        events handled): after :meth:`run`, False means it was dead-lettered."""
+        return event.event_id in self._handled
+
     def _remember(self, events: Sequence[E]) -> None:
         """Mark ``events`` handled: their outputs are out."""
         for event in events:

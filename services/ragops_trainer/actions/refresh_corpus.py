@@ -2,7 +2,7 @@
 new or changed since they were last submitted, wait until each is indexed (or rejected),
 then register and promote the corpus version."""
 
-from ragops_schemas import DocumentRejected, DocumentSubmitted, RetrainingRequested, VersionPromoted, VersionRegistered
+from ragops_schemas import DocumentRedacted, DocumentRejected, RetrainingRequested, VersionPromoted, VersionRegistered
 from ragops_schemas.ids import content_hash, corpus_version, resubmission_event_id
 from ragops_shared.datasets import load_corpus
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
@@ -14,10 +14,12 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
     submitted: dict[str, str] = {}
-    for event in await ctx.read([DocumentSubmitted], "submitted"):
+    # The redacted history: the intake topic keeps a day; each redaction names the hash of the
+    # content as it was submitted, what the sources hold.
+    for event in await ctx.read([DocumentRedacted], "submitted"):
         # Another tenant's document of the same id is another document.
-        if isinstance(event, DocumentSubmitted) and event.tenant == tenant:
-            submitted[event.document_id] = event.content_hash
+        if isinstance(event, DocumentRedacted) and event.tenant == tenant:
+            submitted[event.document_id] = event.submitted_hash
     new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
         raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
