@@ -4,6 +4,7 @@
 import fcntl
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import structlog
@@ -24,14 +25,14 @@ def pseudonym_key(settings: PrivacySettings) -> bytes:
     Raises:
         ValueError: the key file holds fewer than :data:`KEY_BYTES` bytes.
         OSError: it cannot be read (or the embedded one created)."""
-    path = settings.pseudonym_key_file or _embedded(settings.platform.data_dir / PSEUDONYM_KEY_FILE)
+    path = settings.pseudonym_key_file or _created_once(settings.platform.data_dir / PSEUDONYM_KEY_FILE)
     key = path.read_bytes()
     if len(key) < KEY_BYTES:
         raise ValueError(f"the pseudonym key {path} holds {len(key)} bytes: at least {KEY_BYTES} are needed")
     return key
 
 
-def _embedded(path: Path) -> Path:
+def _created_once(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with (path.parent / ".pseudonym.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -41,3 +42,13 @@ def _embedded(path: Path) -> Path:
                 file.write(secrets.token_bytes(KEY_BYTES))
             log.warning("pseudonym_key_created", path=str(path))
     return path
+
+
+def main() -> None:
+    """``python -m ragops_privacy.keys PATH``: create the key file ``PATH`` once (mode 0600);
+    an existing one is kept (a new key would change every pseudonym)."""
+    _created_once(Path(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
