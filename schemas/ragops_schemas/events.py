@@ -284,11 +284,18 @@ class DocumentRedacted(DocumentContent):
     TOPIC = Topic.DOCUMENT_REDACTED
     event_type: Literal["document.redacted"] = "document.redacted"
     redactions: Redactions = Field(default_factory=dict, description=REDACTIONS_DESCRIPTION)
-    submitted_hash: str = Field(
+    submitted_hash: str | None = Field(
+        default=None,
         pattern=r"^[0-9a-f]{16}$",
-        description="content_hash of the content as submitted, before redaction (ragops_schemas.ids.content_hash): "
-        "what the trainer's corpus refresh compares its sources with.",
+        description="content_hash of the content as submitted, when redaction changed it "
+        "(ragops_schemas.ids.content_hash); None: the content is as submitted. What the trainer's corpus "
+        "refresh compares its sources with.",
     )
+
+    @property
+    def submitted_content_hash(self) -> str:
+        """:func:`ragops_schemas.ids.content_hash` of the content as it was submitted."""
+        return self.submitted_hash or self.content_hash
 
 
 class DocumentChunked(DocumentEvent):

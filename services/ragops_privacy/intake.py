@@ -144,7 +144,7 @@ class IntakeRedactor:
             title=title,
             subject_id=redacting.subject(submitted.subject_id),
             redactions=dict(redacting.counts),
-            submitted_hash=submitted.content_hash,
+            submitted_hash=submitted.content_hash if text != content else None,
         )
         try:
             event = check_in(event, blobs, inline_max_bytes)

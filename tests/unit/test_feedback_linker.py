@@ -5,7 +5,7 @@ import pytest
 
 from ragops_feedback.app import AnswerLog, FeedbackLinker
 from ragops_feedback.settings import FeedbackSettings
-from ragops_schemas import AnswerGenerated, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas import AnswerGenerated, FeedbackRecorded, FeedbackRedacted, Producer, utc_now
 from ragops_shared.broker import EventRejected
 from tests.helpers import example
 
@@ -34,8 +34,8 @@ def _linker(history: list[AnswerGenerated], takes_s: float) -> FeedbackLinker:
     return FeedbackLinker(SETTINGS, answers, Replay(answers, history, takes_s), PRODUCT)  # type: ignore[arg-type]
 
 
-def _feedback(request_id: str) -> FeedbackSubmitted:
-    return FeedbackSubmitted(producer=PRODUCT, request_id=request_id, thumb="up", occurred_at=utc_now())
+def _feedback(request_id: str) -> FeedbackRedacted:
+    return FeedbackRedacted(producer=PRODUCT, request_id=request_id, thumb="up", occurred_at=utc_now())
 
 
 async def test_feedback_on_an_answer_not_read_yet_waits_for_the_replay() -> None:

@@ -14,12 +14,12 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
     submitted: dict[str, str] = {}
-    # The redacted history: the intake topic keeps a day; each redaction names the hash of the
-    # content as it was submitted, what the sources hold.
+    # The redacted history (the intake topic keeps a day), by the hash of each content as it was
+    # submitted: what the sources hold.
     for event in await ctx.read([DocumentRedacted], "submitted"):
         # Another tenant's document of the same id is another document.
         if isinstance(event, DocumentRedacted) and event.tenant == tenant:
-            submitted[event.document_id] = event.submitted_hash
+            submitted[event.document_id] = event.submitted_content_hash
     new = [doc for doc in documents if submitted.get(doc.id) != content_hash(doc.text)]
     if not new:
         raise ActionRejected(f"the sources hold nothing new ({len(documents)} documents, all submitted already)")
