@@ -4,8 +4,6 @@ supervisor, schema generation and the contract tests read. A new service adds it
 
 Only the ``spec`` modules are imported: no app, model or torch."""
 
-from ragops_privacy.spec import SPEC as PRIVACY
-
 from ragops_embedding.spec import SPEC as EMBEDDING
 from ragops_evaluation.spec import SPEC as EVALUATION
 from ragops_feedback.spec import SPEC as FEEDBACK
@@ -13,6 +11,7 @@ from ragops_gateway.spec import SPEC as GATEWAY
 from ragops_generation.spec import SPEC as GENERATION
 from ragops_ingestion.spec import SPEC as INGESTION
 from ragops_monitor.spec import SPEC as MONITOR
+from ragops_privacy.spec import SPEC as PRIVACY
 from ragops_retrieval.spec import SPEC as RETRIEVAL
 from ragops_shared.spec import ServiceSpec
 from ragops_sink.spec import SPEC as SINK

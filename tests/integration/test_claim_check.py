@@ -1,20 +1,20 @@
 """Claim check (issue 12, item 8): a document of several MiB travels by reference through
 the real broker: the client leaves its content in the blob store, the ``DocumentSubmitted``
 record carries only its digest and size, the privacy service checks it out, verifies and
-redacts it, and ingestion checks the redacted content out and chunks it in parts. A missing or corrupt blob is dead-lettered once with the reason, and the
-stream goes on."""
+redacts it, and ingestion checks the redacted content out and chunks it in parts. A missing
+or corrupt blob is dead-lettered once with the reason, and the stream goes on."""
 
 import asyncio
 import contextlib
 from pathlib import Path
 
 import pytest
-from ragops_privacy.app import create_app as privacy_app
-from ragops_privacy.settings import PrivacySettings
 
 from ragops.client import PlatformClient
 from ragops_ingestion.app import create_app
 from ragops_ingestion.settings import IngestionSettings
+from ragops_privacy.app import create_app as privacy_app
+from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import DocumentChunked, DocumentSubmitted, MessageDeadLettered
 from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.settings import PlatformSettings

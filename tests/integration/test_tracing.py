@@ -3,11 +3,11 @@ Kafka header naming its own ``trace_id`` and ``span_id``, and the event a servic
 from it continues the same trace in a new span."""
 
 import pytest
-from ragops_privacy.app import create_app as privacy_app
-from ragops_privacy.settings import PrivacySettings
 
 from ragops.client import PlatformClient
 from ragops_ingestion.app import IngestionSettings, create_app
+from ragops_privacy.app import create_app as privacy_app
+from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import DocumentChunked, DocumentRedacted, DocumentSubmitted
 from ragops_shared.settings import PlatformSettings
 from tests.integration.services import read_records, running
