@@ -16,6 +16,7 @@ gets that dead letter (keyed like the record)."""
 import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import TypeVar
 
 import structlog
 from faststream.asgi import AsgiFastStream
@@ -28,6 +29,7 @@ from ragops_privacy.spec import DOCUMENTS_GROUP, FEEDBACK_GROUP, QUERIES_GROUP, 
 from ragops_schemas import (
     DocumentRedacted,
     DocumentSubmitted,
+    Event,
     FeedbackRedacted,
     FeedbackSubmitted,
     QueryRedacted,
@@ -39,6 +41,7 @@ from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
+E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
 
 
@@ -60,18 +63,14 @@ def create_app(settings: PrivacySettings | None = None) -> AsgiFastStream:
     intake = IntakeRedactor(Redactor(settings.policy, pseudonym_key(settings)), settings.policy, producer)
     inline_max_bytes = settings.platform.inline_content_bytes
 
-    def subscriber(event_type: type, group: str, max_records: int) -> EventSubscriber:
+    def subscriber(event_type: type[E], group: str, max_records: int) -> EventSubscriber[E]:
         return EventSubscriber(
             broker, publisher, event_type, kafka=settings.kafka, group_id=group, max_records=max_records
         )
 
-    documents: EventSubscriber[DocumentSubmitted] = subscriber(
-        DocumentSubmitted, DOCUMENTS_GROUP, settings.document_batch_records
-    )
-    queries: EventSubscriber[QuerySubmitted] = subscriber(QuerySubmitted, QUERIES_GROUP, settings.query_batch_records)
-    feedback: EventSubscriber[FeedbackSubmitted] = subscriber(
-        FeedbackSubmitted, FEEDBACK_GROUP, settings.feedback_batch_records
-    )
+    documents = subscriber(DocumentSubmitted, DOCUMENTS_GROUP, settings.document_batch_records)
+    queries = subscriber(QuerySubmitted, QUERIES_GROUP, settings.query_batch_records)
+    feedback = subscriber(FeedbackSubmitted, FEEDBACK_GROUP, settings.feedback_batch_records)
 
     @documents
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
