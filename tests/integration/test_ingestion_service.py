@@ -77,6 +77,8 @@ async def test_a_re_ingested_folder_embeds_only_what_changed(kafka, tmp_path, co
     from ragops.client import PlatformClient
     from ragops_embedding.app import create_app as embedding_app
     from ragops_embedding.settings import EmbeddingSettings
+    from ragops_privacy.app import create_app as privacy_app
+    from ragops_privacy.settings import PrivacySettings
     from ragops_retrieval.app import create_app as retrieval_app
     from ragops_retrieval.settings import RetrievalSettings
 
@@ -90,6 +92,7 @@ async def test_a_re_ingested_folder_embeds_only_what_changed(kafka, tmp_path, co
 
     def front(kafka):  # ingestion and embedding: their views of the index are read at start
         return (
+            privacy_app(PrivacySettings(kafka=kafka, platform=platform)),
             create_app(IngestionSettings(kafka=kafka)),
             embedding_app(EmbeddingSettings(kafka=kafka, platform=platform)),
         )
