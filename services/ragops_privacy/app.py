@@ -64,8 +64,16 @@ def create_app(settings: PrivacySettings | None = None) -> AsgiFastStream:
     inline_max_bytes = settings.platform.inline_content_bytes
 
     def subscriber(event_type: type[E], group: str, max_records: int) -> EventSubscriber[E]:
+        # A dead letter of a raw record copies none of its bytes: the dead-letter topic is kept
+        # and sunk; the record stays on its intake topic (a day) to be read back from there.
         return EventSubscriber(
-            broker, publisher, event_type, kafka=settings.kafka, group_id=group, max_records=max_records
+            broker,
+            publisher,
+            event_type,
+            kafka=settings.kafka,
+            group_id=group,
+            max_records=max_records,
+            keep_values=False,
         )
 
     documents = subscriber(DocumentSubmitted, DOCUMENTS_GROUP, settings.document_batch_records)

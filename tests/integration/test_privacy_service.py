@@ -82,6 +82,7 @@ async def test_intake_records_come_out_redacted_once_and_a_broken_one_is_dead_le
     [letter] = [e for e in seen if isinstance(e, MessageDeadLettered)]
     assert letter.original_key == "q-broken" and letter.consumer_group == "ragops-privacy-queries"
     assert letter.error_type == "schema_validation"
+    assert letter.truncated and letter.original_value_b64 == "" and letter.original_size == 2, "no raw bytes kept"
 
 
 def _checked_in(event, platform: PlatformSettings):
