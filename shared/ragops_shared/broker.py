@@ -424,9 +424,10 @@ async def dead_letter(
 ) -> None:
     """Publish the record's dead letter (a reference if the copy would not fit in
     ``max_bytes``, or with ``keep_value=False``: see :func:`dead_letter_for`), its id derived
-    from the record's position and ``consumer_group``, retrying a failed publish after the delays of ``retry``; when every try failed, park it:
-    an error log line with the reference and ``ragops_dead_letters_parked_total``. Returns in
-    bounded time either way, so the batch goes on."""
+    from the record's position and ``consumer_group``, retrying a failed publish after the
+    delays of ``retry``; when every try failed, park it: an error log line with the reference
+    and ``ragops_dead_letters_parked_total``. Returns in bounded time either way, so the batch
+    goes on."""
     service = publisher.producer.name
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     log.warning(
