@@ -364,8 +364,8 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
         generation = http.get(f"{platform.ops_url('generation')}/metrics").text
         assert _metric_total(generation, "ragops_model_tokens_total") > 0
         assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
-        embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
-        assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken query above
+        privacy = http.get(f"{platform.ops_url('privacy')}/metrics").text
+        assert _metric_total(privacy, "ragops_dead_letters_total") >= 1  # the broken query above
 
 
 async def _producers_by_topic(kafka: KafkaSettings) -> dict[Topic, set[str]]:
