@@ -44,7 +44,9 @@ def test_a_crashing_service_is_restarted_with_growing_delays_until_its_window_bu
         budget_restarts=2,
         budget_window_s=100,
     )
-    with EmbeddedPlatform(data_dir=tmp_path, services=("privacy", "feedback"), supervisor=supervisor, clock=clock) as platform:
+    with EmbeddedPlatform(
+        data_dir=tmp_path, services=("privacy", "feedback"), supervisor=supervisor, clock=clock
+    ) as platform:
 
         def kill_feedback() -> None:
             process = platform.processes["feedback"]
