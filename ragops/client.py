@@ -70,6 +70,7 @@ class QueryOptions(TypedDict, total=False):
     prompt_name: str | None
     prompt_version: int | None
     evaluation: EvaluationContext | None
+    user_id: str | None
 
 
 class DocumentOptions(TypedDict, total=False):
@@ -79,6 +80,7 @@ class DocumentOptions(TypedDict, total=False):
     title: str | None
     source: str | None
     metadata: dict[str, MetadataValue]
+    subject_id: str | None
 
 
 class RequestTimeoutError(TimeoutError):

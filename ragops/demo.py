@@ -34,8 +34,9 @@ from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
 from ragops_analytics.store import Reader, open_store
 from ragops_evaluation.metrics import contains_answer
-from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Topic
+from ragops_schemas import DocumentSubmitted, FeedbackSubmitted
 from ragops_schemas.ids import evaluation_run_id
+from ragops_schemas.topics import TOPICS
 from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 from ragops_shared.watch import end_offsets
@@ -81,8 +82,12 @@ def simulated_feedback(
     return feedback
 
 
+# The topics the sink keeps: not the intake topics (raw text, redacted into others).
+_SUNK = [spec.topic for spec in TOPICS if spec.sink]
+
+
 async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
-    """Records in each platform topic: each partition's high watermark (from a fetch, see
+    """Records in each topic the sink keeps: each partition's high watermark (from a fetch, see
     :func:`end_offsets`: Tansu's latest offsets are short) less its log start offset. Not by
     reading the topics: a read ended by the first empty fetch came back empty on a loaded
     machine with the durable broker, whose first fetch of a long log takes longer."""
@@ -90,12 +95,12 @@ async def produced_per_topic(kafka: KafkaSettings) -> dict[str, int]:
     await consumer.start()
     try:
         await consumer.topics()
-        partitions = [TopicPartition(topic, p) for topic in Topic for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [TopicPartition(topic, p) for topic in _SUNK for p in consumer.partitions_for_topic(topic) or ()]
         starts = await consumer.beginning_offsets(partitions)
     finally:
         await consumer.stop()
     ends = await end_offsets(kafka, partitions)
-    counts = {topic.value: 0 for topic in Topic}
+    counts = {topic.value: 0 for topic in _SUNK}
     for partition in partitions:
         counts[partition.topic] += ends[partition] - starts[partition]
     return counts

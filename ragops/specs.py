@@ -11,12 +11,14 @@ from ragops_gateway.spec import SPEC as GATEWAY
 from ragops_generation.spec import SPEC as GENERATION
 from ragops_ingestion.spec import SPEC as INGESTION
 from ragops_monitor.spec import SPEC as MONITOR
+from ragops_privacy.spec import SPEC as PRIVACY
 from ragops_retrieval.spec import SPEC as RETRIEVAL
 from ragops_shared.spec import ServiceSpec
 from ragops_sink.spec import SPEC as SINK
 from ragops_trainer.spec import SPEC as TRAINER
 
 SERVICE_SPECS: tuple[ServiceSpec, ...] = (
+    PRIVACY,
     INGESTION,
     EMBEDDING,
     RETRIEVAL,

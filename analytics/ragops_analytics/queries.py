@@ -52,6 +52,7 @@ COUNTED_TABLES = frozenset(
         "drift",
         "training_steps",
         "versions",
+        "pii_redactions",
     }
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
@@ -547,10 +548,11 @@ def document_states(reader: Reader, tenant: str) -> dict[str, str]:
 
 
 def ingest_seconds(reader: Reader) -> float | None:
-    """Seconds from the first document submitted to the last one indexed (None when none)."""
+    """Seconds from the first document submitted to the last one indexed (None when none); a
+    redacted document keeps its submission's time."""
     seconds = _one(
         reader,
-        "SELECT dateDiff('millisecond', minIf(occurred_at, event_type = 'document.submitted'), "
+        "SELECT dateDiff('millisecond', minIf(occurred_at, event_type = 'document.redacted'), "
         "maxIf(occurred_at, event_type = 'document.indexed')) / 1000 FROM events FINAL",
     )[0]
     return None if seconds is None else float(seconds)
@@ -576,7 +578,7 @@ def run_latency(reader: Reader, run_id: str) -> list[tuple[str, float, float, in
         """
         WITH stamps AS (
             SELECT request_id,
-                   minIf(occurred_at, event_type = 'query.submitted') AS submitted,
+                   minIf(occurred_at, event_type = 'query.redacted') AS submitted,
                    minIf(occurred_at, event_type = 'query.embedded') AS embedded,
                    minIf(occurred_at, event_type = 'query.context_retrieved') AS retrieved,
                    minIf(occurred_at, event_type = 'query.answer_generated') AS answered
@@ -594,6 +596,18 @@ def run_latency(reader: Reader, run_id: str) -> list[tuple[str, float, float, in
         {"run_id": run_id},
     ).rows
     return [(stage, float(p50), float(p95), int(n)) for stage, p50, p95, n in rows]
+
+
+def redaction_counts(reader: Reader) -> dict[tuple[str, str], int]:
+    """Personal data replaced before anything was kept: values replaced per (kind, entity type),
+    kind ``document``, ``query`` or ``feedback`` (the counts only, never the values)."""
+    return {
+        (kind, entity): int(n)
+        for kind, entity, n in reader.query(
+            "SELECT kind, entity_type, sum(count) FROM pii_redactions FINAL GROUP BY kind, entity_type "
+            "ORDER BY kind, entity_type"
+        ).rows
+    }
 
 
 def feedback_counts(reader: Reader) -> tuple[int, int, int, int]:

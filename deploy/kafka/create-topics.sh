@@ -36,9 +36,11 @@ TOPIC_PARTITIONS="${TOPIC_PARTITIONS:-3}"
 TOPIC_MAX_MESSAGE_BYTES="${TOPIC_MAX_MESSAGE_BYTES:-16777216}"
 TOPIC_RETENTION_MS="${TOPIC_RETENTION_MS:-604800000}"
 DEAD_LETTER_RETENTION_MS="${DEAD_LETTER_RETENTION_MS:-2592000000}"
+INTAKE_RETENTION_MS="${INTAKE_RETENTION_MS:-86400000}"
 
 TOPICS=(
   ragops.document.submitted.v1
+  ragops.document.redacted.v1
   ragops.document.chunked.v1
   ragops.document.chunks-embedded.v1
   ragops.document.indexed.v1
@@ -46,11 +48,13 @@ TOPICS=(
   ragops.document.deleted.v1
   ragops.document.removed.v1
   ragops.query.submitted.v1
+  ragops.query.redacted.v1
   ragops.query.embedded.v1
   ragops.query.context-retrieved.v1
   ragops.query.answer-generated.v1
   ragops.query.answer-evaluated.v1
   ragops.feedback.submitted.v1
+  ragops.feedback.redacted.v1
   ragops.feedback.recorded.v1
   ragops.dataset.example-added.v1
   ragops.evaluation.run-completed.v1
@@ -77,11 +81,14 @@ TOPICS=(
 
 retention_of() {
   case "$1" in
-    ragops.document.submitted.v1) echo -1 ;;
+    ragops.document.submitted.v1) echo "$INTAKE_RETENTION_MS" ;;
+    ragops.document.redacted.v1) echo -1 ;;
     ragops.document.chunked.v1) echo -1 ;;
     ragops.document.indexed.v1) echo -1 ;;
     ragops.document.deleted.v1) echo -1 ;;
     ragops.document.removed.v1) echo -1 ;;
+    ragops.query.submitted.v1) echo "$INTAKE_RETENTION_MS" ;;
+    ragops.feedback.submitted.v1) echo "$INTAKE_RETENTION_MS" ;;
     ragops.dataset.example-added.v1) echo -1 ;;
     ragops.registry.version-registered.v1) echo -1 ;;
     ragops.registry.version-promoted.v1) echo -1 ;;

@@ -1,8 +1,8 @@
 """Events of the document and query flows (schema version 1).
 
-Document flow: ``DocumentSubmitted`` -> ingestion -> ``DocumentChunked`` (or
+Document flow: ``DocumentSubmitted`` -> privacy -> ``DocumentRedacted`` -> ingestion -> ``DocumentChunked`` (or
 ``DocumentRejected``) -> embedding -> ``ChunksEmbedded`` -> indexer -> ``DocumentIndexed``.
-Query flow: ``QuerySubmitted`` -> embedding -> ``QueryEmbedded`` -> retrieval ->
+Query flow: ``QuerySubmitted`` -> privacy -> ``QueryRedacted`` -> embedding -> ``QueryEmbedded`` -> retrieval ->
 ``ContextRetrieved`` -> generation -> ``AnswerGenerated``. Anything a consumer cannot
 process becomes a ``MessageDeadLettered`` on the dead-letter topic.
 
@@ -54,6 +54,16 @@ Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_META
 of at most 1024 characters."""
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)]
+SubjectId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A data subject's id as a producer names it: 1-256 characters, no control characters."""
+UserId = Annotated[str, StringConstraints(max_length=256)]
+"""A user's id as a product sends it: at most 256 characters."""
+Redactions = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Annotated[int, Field(ge=1)]]
+"""Entity type -> how many values of it were replaced (types with none are left out)."""
+REDACTIONS_DESCRIPTION = (
+    "Personal data replaced, per entity type (Presidio's names, e.g. EMAIL_ADDRESS, PHONE_NUMBER): how "
+    "many values; never the values. Empty: none found."
+)
 PromptName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
 """A prompt template's folder name: a letter or digit, then letters, digits, ``_`` or ``-``
 (at most 128 characters): never a path."""
@@ -277,15 +287,15 @@ class DocumentQuality(_Part):
     )
 
 
-class DocumentSubmitted(DocumentEvent):
-    """A producer submitted a document (new, or a new version of an existing id). Content
-    above the producer's inline limit travels by reference (``content_ref``): the producer
-    stored it in the blob store, and ingestion reads it from there."""
+class DocumentContent(DocumentEvent):
+    """The fields of a document as its producer sent it: shared by :class:`DocumentSubmitted`
+    (raw, on the intake topic) and :class:`DocumentRedacted` (its personal data replaced). Content
+    above the producer's inline limit travels by reference (``content_ref``) to the blob store."""
 
-    TOPIC = Topic.DOCUMENT_SUBMITTED
-    event_type: Literal["document.submitted"] = "document.submitted"
+    # Declared here so each subclass's Literal keeps its place in the JSON, after the key.
+    event_type: str
     content: str = Field(
-        default="", description="Raw document content in `content_type` (UTF-8); empty when `content_ref` is set."
+        default="", description="Document content in `content_type` (UTF-8); empty when `content_ref` is set."
     )
     content_ref: ContentRef | None = Field(
         default=None, description="Where the content is when it is too large to travel in the event (claim check)."
@@ -294,14 +304,14 @@ class DocumentSubmitted(DocumentEvent):
     title: Title | None = None
     source: Source | None = Field(default=None, description="Where the document came from (URL or path).")
     metadata: Metadata = Field(default_factory=dict, description="Filterable string attributes.")
-    subject_id: str | None = Field(
+    subject_id: SubjectId | None = Field(
         default=None,
-        max_length=256,
-        description="The data subject the document is about (whom an erasure of that subject removes it for).",
+        description="The data subject the document is about (at most 256 characters), if the producer knows "
+        "one: what an erasure of that subject finds the document by.",
     )
 
     @model_validator(mode="after")
-    def _content_or_reference(self) -> "DocumentSubmitted":
+    def _content_or_reference(self) -> "DocumentContent":
         if self.content_ref is not None and self.content:
             raise ValueError("content and content_ref are exclusive: a referenced document carries no content")
         return self
@@ -311,6 +321,36 @@ class DocumentSubmitted(DocumentEvent):
         """:func:`ragops_schemas.ids.content_hash` of the content, inline or referenced (the
         first 16 digits of its reference's digest: the same SHA-256)."""
         return self.content_ref.sha256[:16] if self.content_ref is not None else content_hash(self.content)
+
+
+class DocumentSubmitted(DocumentContent):
+    """A producer submitted a document (new, or a new version of an existing id), raw: on the
+    intake topic, read only by the privacy service, which publishes its :class:`DocumentRedacted`."""
+
+    TOPIC = Topic.DOCUMENT_SUBMITTED
+    event_type: Literal["document.submitted"] = "document.submitted"
+
+
+class DocumentRedacted(DocumentContent):
+    """A submitted document with its personal data replaced (content and title): what ingestion
+    chunks and the trainer's corpus refresh replays. Its id is derived from the submission's,
+    ``occurred_at`` is the submission's (the fact is the submission: latencies count from it)."""
+
+    TOPIC = Topic.DOCUMENT_REDACTED
+    event_type: Literal["document.redacted"] = "document.redacted"
+    redactions: Redactions = Field(default_factory=dict, description=REDACTIONS_DESCRIPTION)
+    submitted_hash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="content_hash of the content as submitted, when redaction changed it "
+        "(ragops_schemas.ids.content_hash); None: the content is as submitted. What the trainer's corpus "
+        "refresh compares its sources with.",
+    )
+
+    @property
+    def submitted_content_hash(self) -> str:
+        """:func:`ragops_schemas.ids.content_hash` of the content as it was submitted."""
+        return self.submitted_hash or self.content_hash
 
 
 class DocumentChunked(DocumentEvent):
@@ -504,17 +544,41 @@ class EvaluationContext(_Part):
     reference_context_ids: list[str] = Field(default_factory=list, description="Document ids holding the answer.")
 
 
-class QuerySubmitted(RequestEvent):
-    """A user or producer service asked a question."""
+class QueryContent(RequestEvent):
+    """The fields of a question as its producer sent it: shared by :class:`QuerySubmitted` (raw,
+    on the intake topic) and :class:`QueryRedacted` (its personal data replaced)."""
 
-    TOPIC = Topic.QUERY_SUBMITTED
-    event_type: Literal["query.submitted"] = "query.submitted"
+    # Declared here so each subclass's Literal keeps its place in the JSON, after the key.
+    event_type: str
     question: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(default=5, ge=1, le=100, description="Chunks to retrieve.")
     filters: Filters = Field(default_factory=dict, description="Payload filters: value = exact match, list = any of.")
     prompt_name: PromptName | None = Field(default=None, description="Prompt template; None = the service default.")
     prompt_version: int | None = Field(default=None, description="Pinned prompt version; None = the latest.")
     evaluation: EvaluationContext | None = None
+    user_id: UserId | None = Field(
+        default=None,
+        description="Who asked (at most 256 characters), if the product sends one; the privacy service "
+        "replaces it with a keyed pseudonym where configured.",
+    )
+
+
+class QuerySubmitted(QueryContent):
+    """A user or producer service asked a question, raw: on the intake topic, read only by the
+    privacy service, which publishes its :class:`QueryRedacted`."""
+
+    TOPIC = Topic.QUERY_SUBMITTED
+    event_type: Literal["query.submitted"] = "query.submitted"
+
+
+class QueryRedacted(QueryContent):
+    """A question with its personal data replaced (and its user id pseudonymized where
+    configured): what the embedding service embeds. Its id is derived from the submission's,
+    ``occurred_at`` is the submission's (the fact is the question: latencies count from it)."""
+
+    TOPIC = Topic.QUERY_REDACTED
+    event_type: Literal["query.redacted"] = "query.redacted"
+    redactions: Redactions = Field(default_factory=dict, description=REDACTIONS_DESCRIPTION)
 
 
 class QueryEmbedded(RequestEvent):
@@ -693,23 +757,44 @@ def require_feedback_content(thumb: object, rating: object, comment: str | None,
         raise ValueError("feedback needs at least one of thumb, rating, comment, corrected_answer")
 
 
-class FeedbackSubmitted(RequestEvent):
-    """A product sent a user's feedback on an answer (``request_id`` of the answer)."""
+class FeedbackContent(RequestEvent):
+    """The fields of feedback as its producer sent it (``request_id`` of the answer): shared
+    by :class:`FeedbackSubmitted` (raw, on the intake topic) and :class:`FeedbackRedacted`."""
 
-    TOPIC = Topic.FEEDBACK_SUBMITTED
-    event_type: Literal["feedback.submitted"] = "feedback.submitted"
+    # Declared here so each subclass's Literal keeps its place in the JSON, after the key.
+    event_type: str
     thumb: Literal["up", "down"] | None = None
     rating: int | None = Field(default=None, ge=1, le=5, description="1 (worst) to 5 (best).")
     comment: str | None = Field(default=None, max_length=4000)
     corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
-    user_id: str | None = Field(
-        default=None, max_length=256, description="Pseudonymous user id, if the product sends one."
+    user_id: UserId | None = Field(
+        default=None,
+        description="Who gave it (at most 256 characters), if the product sends one; the privacy service "
+        "replaces it with a keyed pseudonym where configured.",
     )
 
     @model_validator(mode="after")
-    def _says_something(self) -> "FeedbackSubmitted":
+    def _says_something(self) -> "FeedbackContent":
         require_feedback_content(self.thumb, self.rating, self.comment, self.corrected_answer)
         return self
+
+
+class FeedbackSubmitted(FeedbackContent):
+    """A product sent a user's feedback on an answer, raw: on the intake topic, read only by
+    the privacy service, which publishes its :class:`FeedbackRedacted`."""
+
+    TOPIC = Topic.FEEDBACK_SUBMITTED
+    event_type: Literal["feedback.submitted"] = "feedback.submitted"
+
+
+class FeedbackRedacted(FeedbackContent):
+    """Feedback with its personal data replaced (comment and correction; the user id
+    pseudonymized where configured): what the feedback service links to its answer. Its id is
+    derived from the submission's, ``occurred_at`` is the submission's."""
+
+    TOPIC = Topic.FEEDBACK_REDACTED
+    event_type: Literal["feedback.redacted"] = "feedback.redacted"
+    redactions: Redactions = Field(default_factory=dict, description=REDACTIONS_DESCRIPTION)
 
 
 class FeedbackRecorded(RequestEvent):
@@ -805,6 +890,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     *CHANGE_EVENT_TYPES,
     *ERASURE_EVENT_TYPES,
     DocumentSubmitted,
+    DocumentRedacted,
     DocumentChunked,
     ChunksEmbedded,
     DocumentIndexed,
@@ -812,12 +898,14 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DocumentDeleted,
     DocumentRemoved,
     QuerySubmitted,
+    QueryRedacted,
     QueryEmbedded,
     ContextRetrieved,
     AnswerGenerated,
     AnswerEvaluated,
     EvaluationRunCompleted,
     FeedbackSubmitted,
+    FeedbackRedacted,
     FeedbackRecorded,
     DatasetExampleAdded,
     MessageDeadLettered,

@@ -15,6 +15,7 @@ class Topic(StrEnum):
     one partition."""
 
     DOCUMENT_SUBMITTED = "ragops.document.submitted.v1"
+    DOCUMENT_REDACTED = "ragops.document.redacted.v1"
     DOCUMENT_CHUNKED = "ragops.document.chunked.v1"
     CHUNKS_EMBEDDED = "ragops.document.chunks-embedded.v1"
     DOCUMENT_INDEXED = "ragops.document.indexed.v1"
@@ -22,11 +23,13 @@ class Topic(StrEnum):
     DOCUMENT_DELETED = "ragops.document.deleted.v1"
     DOCUMENT_REMOVED = "ragops.document.removed.v1"
     QUERY_SUBMITTED = "ragops.query.submitted.v1"
+    QUERY_REDACTED = "ragops.query.redacted.v1"
     QUERY_EMBEDDED = "ragops.query.embedded.v1"
     CONTEXT_RETRIEVED = "ragops.query.context-retrieved.v1"
     ANSWER_GENERATED = "ragops.query.answer-generated.v1"
     ANSWER_EVALUATED = "ragops.query.answer-evaluated.v1"
     FEEDBACK_SUBMITTED = "ragops.feedback.submitted.v1"
+    FEEDBACK_REDACTED = "ragops.feedback.redacted.v1"
     FEEDBACK_RECORDED = "ragops.feedback.recorded.v1"
     DATASET_EXAMPLE_ADDED = "ragops.dataset.example-added.v1"
     EVALUATION_RUN_COMPLETED = "ragops.evaluation.run-completed.v1"
@@ -70,6 +73,12 @@ class Retention(IntEnum):
     answer topic, so feedback on an answer older than this is refused."""
     DEAD_LETTERS = 30 * _DAY_MS
     """30 days to look into and replay what could not be processed."""
+    INTAKE = 1 * _DAY_MS
+    """1 day. What producers send, before the privacy service redacted it (the intake topics):
+    raw text with personal data, read once by that service and by nothing that keeps it. A
+    day covers an outage of the privacy service over a night; a record it has not read by
+    then is lost (its producer got no outcome). Long enough to recover, short enough that the
+    raw text does not become a second, unredacted history."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class TopicSpec:
         retention: how long Kafka keeps its records (the deployments' ``retention.ms``; the
             embedded broker stores it too but deletes nothing).
         partitions: None = the deployment's default (:data:`DEFAULT_PARTITIONS`).
-        sink: the sink stores its records in ClickHouse.
+        sink: the sink stores its records in ClickHouse (never an intake topic: raw text
+            with personal data).
     """
 
     topic: Topic
@@ -103,9 +113,11 @@ _CHANGE = ("change_id",)
 _ERASURE = ("erasure_id",)
 
 TOPICS: tuple[TopicSpec, ...] = (
-    # The trainer's corpus refresh compares the sources with every document submitted so far,
-    # so only new or changed ones are sent again.
-    TopicSpec(Topic.DOCUMENT_SUBMITTED, _DOCUMENT, Retention.FOREVER),
+    # Intake: what producers send, raw; only the privacy service reads it (and redacts it).
+    TopicSpec(Topic.DOCUMENT_SUBMITTED, _DOCUMENT, Retention.INTAKE, sink=False),
+    # The trainer's corpus refresh compares the sources with every document submitted so far
+    # (as redacted), so only new or changed ones are sent again.
+    TopicSpec(Topic.DOCUMENT_REDACTED, _DOCUMENT, Retention.FOREVER),
     # The trainer's re-index (and the index build after a fine-tune) re-publishes the latest
     # chunks of every document: a document whose chunks expired would drop out of every rebuilt index.
     TopicSpec(Topic.DOCUMENT_CHUNKED, _DOCUMENT, Retention.FOREVER),
@@ -122,12 +134,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     # an expired removal would leave a deleted document "indexed" in their view, and its
     # re-submission would be answered unchanged instead of indexed again.
     TopicSpec(Topic.DOCUMENT_REMOVED, _DOCUMENT, Retention.FOREVER),
-    TopicSpec(Topic.QUERY_SUBMITTED, _REQUEST),
+    TopicSpec(Topic.QUERY_SUBMITTED, _REQUEST, Retention.INTAKE, sink=False),
+    TopicSpec(Topic.QUERY_REDACTED, _REQUEST),
     TopicSpec(Topic.QUERY_EMBEDDED, _REQUEST),
     TopicSpec(Topic.CONTEXT_RETRIEVED, _REQUEST),
     TopicSpec(Topic.ANSWER_GENERATED, _REQUEST),
     TopicSpec(Topic.ANSWER_EVALUATED, _REQUEST),
-    TopicSpec(Topic.FEEDBACK_SUBMITTED, _REQUEST),
+    TopicSpec(Topic.FEEDBACK_SUBMITTED, _REQUEST, Retention.INTAKE, sink=False),
+    TopicSpec(Topic.FEEDBACK_REDACTED, _REQUEST),
     TopicSpec(Topic.FEEDBACK_RECORDED, _REQUEST),
     # The trainer's fine-tuning data (the feedback dataset): with 7 days it would only ever
     # train on last week's feedback, and a registered training-data snapshot could not be read back.

@@ -1,5 +1,5 @@
 """The embedding service: one model, two callers. Consumes ``DocumentChunked`` and
-``QuerySubmitted``; publishes ``ChunksEmbedded`` and ``QueryEmbedded``.
+``QueryRedacted``; publishes ``ChunksEmbedded`` and ``QueryEmbedded``.
 
 Vectors travel as base64 of little-endian float32 (``EmbeddedChunk.vector``), and a
 document part whose vectors would pass ``RAGOPS_EMBEDDING_PART_BYTES`` of JSON is published
@@ -54,7 +54,7 @@ from ragops_schemas import (
     Event,
     Producer,
     QueryEmbedded,
-    QuerySubmitted,
+    QueryRedacted,
     VersionPromoted,
     VersionRegistered,
     utc_now,
@@ -299,7 +299,7 @@ class Embedders:
         )
 
 
-def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QuerySubmitted]) -> list[QueryEmbedded]:
+def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QueryRedacted]) -> list[QueryEmbedded]:
     """Embed the questions of a batch of queries in one call, each normalised as documents are
     (:func:`ragops_shared.text.normalise`); the events carry the questions as asked."""
     embedded = _embed(embedder, [normalise(event.question) for event in events], "query")
@@ -355,7 +355,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     queries = EventSubscriber(
         broker,
         publisher,
-        QuerySubmitted,
+        QueryRedacted,
         kafka=settings.kafka,
         group_id=QUERIES_GROUP,
         max_records=settings.query_batch_records,
@@ -367,7 +367,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         await documents.run(events, lambda batch: asyncio.to_thread(embedders.documents, producer, batch, indexed.get))
 
     @queries
-    async def on_query_submitted(events: list[QuerySubmitted]) -> None:
+    async def on_query_redacted(events: list[QueryRedacted]) -> None:
         await queries.run(events, lambda batch: asyncio.to_thread(embed_queries, embedders.production, producer, batch))
 
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)

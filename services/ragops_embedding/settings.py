@@ -32,7 +32,7 @@ class EmbeddingSettings(BaseSettings):
     part_bytes: int = Field(
         default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per ChunksEmbedded event (one part)."
     )
-    query_batch_records: int = Field(default=32, gt=0, description="QuerySubmitted records per fetch.")
+    query_batch_records: int = Field(default=32, gt=0, description="QueryRedacted records per fetch.")
     # 0: a query embeds in ~40 ms, so waiting for more costs about what batching saves; the
     # fetch already gathers the queries of one fetch wait (KAFKA_FETCH_MAX_WAIT_MS).
     query_batch_wait_ms: int = Field(

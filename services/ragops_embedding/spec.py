@@ -6,7 +6,7 @@ from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 DOCUMENTS_GROUP = "ragops-embedding-documents"
 """Embeds ``DocumentChunked`` in large batches."""
 QUERIES_GROUP = "ragops-embedding-queries"
-"""Embeds ``QuerySubmitted`` in small batches, so queries never wait behind a document backlog."""
+"""Embeds ``QueryRedacted`` in small batches, so queries never wait behind a document backlog."""
 
 SPEC = ServiceSpec(
     name="embedding",
@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
     # The indexed-documents view: chunks the live index already holds are not embedded again.
     reads=(
         Topic.DOCUMENT_CHUNKED,
-        Topic.QUERY_SUBMITTED,
+        Topic.QUERY_REDACTED,
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_REMOVED,
         *REGISTRY_TOPICS,

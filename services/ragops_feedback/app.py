@@ -1,4 +1,5 @@
-"""The feedback service: consumes ``FeedbackSubmitted`` from products, validates it, links it
+"""The feedback service: consumes ``FeedbackRedacted`` (products' feedback, its personal data
+replaced by the privacy service), validates it, links it
 to the answer it is about (and that answer's lineage) and publishes ``FeedbackRecorded``.
 A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for later
 evaluation and retraining. Its topic is kept forever, so when the feedback names its user
@@ -36,7 +37,7 @@ from ragops_schemas import (
     DatasetExampleAdded,
     Event,
     FeedbackRecorded,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     Producer,
     utc_now,
 )
@@ -50,7 +51,7 @@ SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
 
 
-def sentiment(feedback: FeedbackSubmitted) -> str:
+def sentiment(feedback: FeedbackRedacted) -> str:
     """positive/negative/neutral: the thumb if given, else the rating (>= 4 positive,
     <= 2 negative), else a correction counts as negative and a comment alone as neutral."""
     if feedback.thumb is not None:
@@ -81,7 +82,7 @@ class AnswerLog:
 
 
 def record(
-    feedback: FeedbackSubmitted, answer: AnswerGenerated, producer: Producer, dataset: str, shredder: Shredder
+    feedback: FeedbackRedacted, answer: AnswerGenerated, producer: Producer, dataset: str, shredder: Shredder
 ) -> list[Event]:
     """``FeedbackRecorded``, plus a ``DatasetExampleAdded`` for a correction or a liked answer,
     its question and reference answer sealed for the feedback's ``user_id`` when it has one (its
@@ -144,7 +145,7 @@ class FeedbackLinker:
         self.producer = producer
         self.shredder = shredder
 
-    async def link(self, events: Sequence[FeedbackSubmitted]) -> list[Event]:
+    async def link(self, events: Sequence[FeedbackRedacted]) -> list[Event]:
         """Outputs for a batch. Raises :class:`EventRejected` for a refused feedback and
         ``TimeoutError`` when the answers could not be read in time (see :meth:`_wait_for_answer`)."""
         outputs: list[Event] = []
@@ -157,7 +158,7 @@ class FeedbackLinker:
             )
         return outputs
 
-    async def _wait_for_answer(self, feedback: FeedbackSubmitted) -> AnswerGenerated:
+    async def _wait_for_answer(self, feedback: FeedbackRedacted) -> AnswerGenerated:
         """The answer of the feedback's tenant and request id once every answer published so
         far has been read; waits up to
         ``replay_wait_s`` while the topic's history is still being read (after a start), else
@@ -194,14 +195,14 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
     submitted = EventSubscriber(
         broker,
         publisher,
-        FeedbackSubmitted,
+        FeedbackRedacted,
         kafka=settings.kafka,
         group_id=SPEC.group,
         max_records=settings.batch_records,
     )
 
     @submitted
-    async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
+    async def on_feedback_redacted(events: list[FeedbackRedacted]) -> None:
         await submitted.run(events, linker.link)
 
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)

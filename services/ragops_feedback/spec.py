@@ -9,6 +9,6 @@ SPEC = ServiceSpec(
     scaling=Scaling.LAG,
     consumer_groups=("ragops-feedback",),
     # The answers, from the start of their topic: feedback links to them.
-    reads=(Topic.FEEDBACK_SUBMITTED, Topic.ANSWER_GENERATED),
+    reads=(Topic.FEEDBACK_REDACTED, Topic.ANSWER_GENERATED),
     writes=(Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED, Topic.DEAD_LETTER),
 )

@@ -63,7 +63,9 @@ from ragops_schemas.events import (
     Metadata,
     PromptName,
     Source,
+    SubjectId,
     Title,
+    UserId,
     require_feedback_content,
 )
 from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
@@ -166,6 +168,7 @@ class DocumentIn(BaseModel):
     title: Title | None = None
     source: Source | None = None
     metadata: Metadata = Field(default_factory=dict)
+    subject_id: SubjectId | None = Field(default=None, description="The data subject the document is about.")
 
 
 class Accepted(BaseModel):
@@ -259,6 +262,7 @@ class QueryIn(BaseModel):
     filters: Filters = Field(default_factory=dict)
     prompt_name: PromptName | None = None
     prompt_version: int | None = Field(default=None, ge=1)
+    user_id: UserId | None = Field(default=None, description="Who asks; pseudonymized before it is kept.")
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
 
 

@@ -13,6 +13,7 @@ Every replica folds the erasure topics from their start (:class:`ErasureView`); 
 never kept there nor returned, only tenant, ids, counts and states.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -29,6 +30,7 @@ from ragops_schemas.erasure import ErasureRequested, StoreErasure, SubjectErased
 from ragops_schemas.ids import erasure_id
 from ragops_shared.audit import actor_of
 from ragops_shared.identity import Principal
+from ragops_shared.pseudonyms import pseudonym_key, subject_pseudonym
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +136,14 @@ def add_erasure_routes(
     docstring) behind the guards ``caller`` gives (the gateway's route table)."""
     settings = plane.settings
     ttl = None if settings.change_ttl_s is None else timedelta(seconds=settings.change_ttl_s)
+
+    def stored_subject(tenant: str, subject: str) -> str:
+        """``subject`` as the stores hold it (blocking: the key file)."""
+        if not settings.pseudonymized_ids:
+            return subject
+        key = pseudonym_key(settings.pseudonym_key_file, settings.platform.data_dir)
+        return subject_pseudonym(key, subject, tenant=tenant)
+
     Requester = Annotated[Principal, Depends(caller("POST", "/v1/erasures"))]
     Reader = Annotated[Principal, Depends(caller("GET", "/v1/erasures/{erasure_id}"))]
 
@@ -142,8 +152,10 @@ def add_erasure_routes(
         """Erase a data subject of the caller's tenant from every store (or ask for approval first)."""
         now = clock()
         erasure = erasure_id(principal.tenant, body.subject, body.key or now.isoformat())
+        # The stores hold what the privacy service wrote: the subject's pseudonym, where it makes them.
+        subject = await asyncio.to_thread(stored_subject, principal.tenant, body.subject)
         if settings.erasure_approval:
-            change = EraseSubjectChange(subject=body.subject, erasure_id=erasure)
+            change = EraseSubjectChange(subject=subject, erasure_id=erasure)
             reason = body.reason or f"erasure {erasure}"
             requested = request_change(
                 principal, change, reason, plane.producer, platform_tenant=settings.platform.tenant, ttl=ttl, now=now
@@ -156,7 +168,7 @@ def add_erasure_routes(
                 producer=plane.producer,
                 tenant=principal.tenant,
                 erasure_id=erasure,
-                subject=body.subject,
+                subject=subject,
                 requested_by=actor(principal),
                 reason=body.reason,
             )

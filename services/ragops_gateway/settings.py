@@ -1,5 +1,6 @@
 """Settings of the gateway service (env prefix ``RAGOPS_GATEWAY_``)."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -80,6 +81,17 @@ class GatewaySettings(BaseSettings):
         "with an approving role approves (four eyes) before anything is erased; false (default): the admin's "
         "request is published at once. An erasure is owed within a legal deadline, only removes data, and is "
         "signed, audited and proven by its counts; deployments whose policy wants two people turn this on.",
+    )
+    pseudonymized_ids: bool = Field(
+        default=True,
+        description="Whether the privacy service pseudonymizes user and subject ids (its RAGOPS_PRIVACY_POLICY "
+        "pseudonymize_user_ids, default true): an erasure then looks for the subject's pseudonym, the id the "
+        "stores hold. Keep the two equal.",
+    )
+    pseudonym_key_file: Path | None = Field(
+        default=None,
+        description="The privacy service's pseudonym key (the same file as RAGOPS_PRIVACY_PSEUDONYM_KEY_FILE); "
+        "unset: the embedded <data_dir>/keys/pseudonym.key.",
     )
     change_ttl_s: float | None = Field(
         default=7 * 24 * 3600.0, gt=0, description="A change not decided within this is expired (None: never)."

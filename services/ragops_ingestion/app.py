@@ -1,10 +1,11 @@
-"""The ingestion service: consumes ``DocumentSubmitted``; parses (text, Markdown, HTML,
+"""The ingestion service: consumes ``DocumentRedacted`` (a submitted document, its personal
+data replaced by the privacy service); parses (text, Markdown, HTML,
 reST), splits into token windows of the embedding model's tokenizer and publishes
 ``DocumentChunked``, or ``DocumentRejected`` with the reason when the document is empty,
 unparsable, of an unsupported type or too large (reported, never skipped silently). A
 document whose chunks pass ``RAGOPS_INGESTION_PART_BYTES`` of JSON is published in numbered
 parts (``part``/``parts``), so no record comes near the broker's message size limit.
-Content too large to travel in its ``DocumentSubmitted`` arrives by reference
+Content too large to travel in its event arrives by reference
 (``content_ref``) and is read from the blob store (:mod:`ragops_shared.blobs`), its digest
 verified; a missing or corrupt blob is dead-lettered with the reason.
 
@@ -37,8 +38,8 @@ from ragops_schemas import (
     ChunkerInfo,
     DocumentChunked,
     DocumentIndexed,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
     Event,
     Producer,
     QualityCheck,
@@ -59,7 +60,7 @@ def ingest(
     chunker: TokenChunker,
     info: ChunkerInfo,
     producer: Producer,
-    submitted: DocumentSubmitted,
+    submitted: DocumentRedacted,
     indexed: DocumentIndexed | None = None,
     *,
     part_bytes: int = PART_BYTES,
@@ -150,8 +151,7 @@ def ingest(
             version=version,
             text=parsed.text,
             chunks=[chunk.text for chunk in chunks],
-            # The redaction step's counts travel on DocumentRedacted; an event without them has none.
-            redactions=getattr(submitted, "redactions", None),
+            redactions=submitted.redactions,
         )
         if assessment.rejected is not None:
             return rejected(assessment.rejected[1], assessment.rejected[0])
@@ -197,7 +197,7 @@ def ingest_all(
     info: ChunkerInfo,
     producer: Producer,
     indexed: IndexedDocuments,
-    events: Sequence[DocumentSubmitted],
+    events: Sequence[DocumentRedacted],
     *,
     part_bytes: int = PART_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
@@ -249,14 +249,14 @@ def create_app(settings: IngestionSettings | None = None) -> AsgiFastStream:
     submitted = EventSubscriber(
         broker,
         publisher,
-        DocumentSubmitted,
+        DocumentRedacted,
         kafka=settings.kafka,
         group_id=SPEC.group,
         max_records=settings.batch_records,
     )
 
     @submitted
-    async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
+    async def on_document_redacted(events: list[DocumentRedacted]) -> None:
         await submitted.run(
             events,
             lambda batch: asyncio.to_thread(

@@ -52,7 +52,7 @@ class IngestionSettings(BaseSettings):
         description="Maximum characters per chunk: bounds what an unbroken run (one [UNK] token) brings "
         "into a prompt; 2000 is above every 200-token chunk of the development corpora (at most 1,291).",
     )
-    batch_records: int = Field(default=16, gt=0, description="DocumentSubmitted records per fetch.")
+    batch_records: int = Field(default=16, gt=0, description="DocumentRedacted records per fetch.")
     part_bytes: int = Field(
         default=PART_BYTES, ge=64 * 1024, description="Most bytes of JSON per DocumentChunked event (one part)."
     )

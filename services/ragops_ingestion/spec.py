@@ -11,6 +11,6 @@ SPEC = ServiceSpec(
     # The indexed-documents view: what the live index holds (and what was removed from it); the
     # documents seen by the data-quality checks (duplicates): its own DocumentChunked, read from
     # the beginning.
-    reads=(Topic.DOCUMENT_SUBMITTED, Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED, Topic.DOCUMENT_CHUNKED),
+    reads=(Topic.DOCUMENT_REDACTED, Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED, Topic.DOCUMENT_CHUNKED),
     writes=(Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED, Topic.DEAD_LETTER),
 )

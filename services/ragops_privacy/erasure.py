@@ -32,6 +32,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_privacy.spec import COORDINATOR_GROUP, KEYS_GROUP
 from ragops_schemas import Event, Producer
 from ragops_schemas.erasure import ErasureRequested, StoreErasure, SubjectErased, SubjectErasureApplied
 from ragops_schemas.ids import subject_key_id
@@ -46,10 +47,6 @@ KEYS_STORE = "keys"
 KEYS_TABLE = "subject_keys"
 STORES = ("clickhouse", "vectors", KEYS_STORE)
 """The stores an erasure waits for by default: the sink, the indexer, the key store."""
-KEYS_GROUP = "ragops-privacy-erasure-keys"
-"""Forgets the subject's key for each ErasureRequested."""
-COORDINATOR_GROUP = "ragops-privacy-erasure"
-"""Concludes erasures from the stores' reports."""
 INPUTS: tuple[type[Event], ...] = (ErasureRequested, SubjectErasureApplied)
 OUTPUTS: tuple[type[Event], ...] = (SubjectErasureApplied, SubjectErased)
 

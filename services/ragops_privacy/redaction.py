@@ -58,6 +58,7 @@ from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorCon
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ragops_schemas import ids
+from ragops_shared.pseudonyms import subject_pseudonym
 
 Mode = Literal["mask", "type", "pseudonym"]
 
@@ -394,7 +395,7 @@ class Redactor:
         """16 hex digits: the keyed per-tenant pseudonym of ``value`` (a user or subject id),
         NFKC-normalised and stripped (ids are case-sensitive); the rule of
         :func:`ragops_schemas.ids.pseudonym`, as in ``pseudonym`` mode."""
-        return ids.pseudonym(self._key, unicodedata.normalize("NFKC", value).strip(), tenant=tenant)
+        return subject_pseudonym(self._key, value, tenant=tenant)
 
     def _operator(self, entity: str, tenant: str) -> OperatorConfig:
         mode = self.policy.mode(entity)

@@ -22,7 +22,7 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_REJECTED,
         # The histories its actions rebuild from: the corpus, the chunks, the feedback dataset.
-        Topic.DOCUMENT_SUBMITTED,
+        Topic.DOCUMENT_REDACTED,
         Topic.DOCUMENT_CHUNKED,
         Topic.DATASET_EXAMPLE_ADDED,
         # Documents deleted: the replays skip them.

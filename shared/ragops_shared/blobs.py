@@ -3,7 +3,9 @@ is stored once in a content-addressed blob store, and the event carries a refere
 SHA-256 and size, :class:`~ragops_schemas.events.ContentRef`) instead.
 
 Whoever produces ``DocumentSubmitted`` (the gateway, the CLI and client) checks content in
-(:func:`check_in`); ingestion checks it out (:func:`check_out`), verifying the digest. The
+(:func:`check_in`); the privacy service checks it out (:func:`check_out`), verifying the
+digest, checks the redacted content in again and deletes the raw blob; ingestion checks the
+redacted content out. The
 store is an interface (:class:`BlobStore`): the embedded default is a directory under the
 data dir (:class:`DirectoryBlobStore`), shared by the processes of one machine; a deployment
 whose producers and ingestion run on different machines needs a shared store (an object
@@ -13,10 +15,9 @@ producer instead of sending an event the broker would refuse."""
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from ragops_schemas import DocumentSubmitted
-from ragops_schemas.events import ContentRef
+from ragops_schemas.events import ContentRef, DocumentContent
 from ragops_schemas.ids import blob_digest
 from ragops_shared.settings import PlatformSettings
 
@@ -43,6 +44,11 @@ class BlobStore(Protocol):
 
         Raises:
             BlobUnavailable: missing, or not the bytes the reference names."""
+        ...
+
+    def delete(self, ref: ContentRef) -> None:
+        """Remove the blob of ``ref`` (idempotent: a missing one is no error). Raises
+        ``OSError`` when the store cannot be written."""
         ...
 
 
@@ -84,6 +90,9 @@ class DirectoryBlobStore:
             )
         return data
 
+    def delete(self, ref: ContentRef) -> None:
+        (self.root / ref.sha256).unlink(missing_ok=True)
+
 
 def open_blob_store(platform: PlatformSettings) -> BlobStore | None:
     """The store ``RAGOPS_BLOB_STORE`` names: ``directory`` (``<RAGOPS_DATA_DIR>/blobs``) or
@@ -93,7 +102,10 @@ def open_blob_store(platform: PlatformSettings) -> BlobStore | None:
     return DirectoryBlobStore(platform.data_dir / "blobs")
 
 
-def check_in(event: DocumentSubmitted, store: BlobStore | None, inline_max_bytes: int) -> DocumentSubmitted:
+D = TypeVar("D", bound=DocumentContent)
+
+
+def check_in(event: D, store: BlobStore | None, inline_max_bytes: int) -> D:
     """``event`` as it may travel: unchanged when its content is at most ``inline_max_bytes``
     (UTF-8) or already a reference; else with the content put in ``store`` and replaced by
     its ``content_ref``.
@@ -112,7 +124,7 @@ def check_in(event: DocumentSubmitted, store: BlobStore | None, inline_max_bytes
     return event.model_copy(update={"content": "", "content_ref": store.put(data)})
 
 
-def check_out(event: DocumentSubmitted, store: BlobStore | None) -> str:
+def check_out(event: DocumentContent, store: BlobStore | None) -> str:
     """The content of ``event``: inline, or read from ``store`` and verified (decoded as
     UTF-8 without a leading byte order mark: an encoding signature, not text).
 

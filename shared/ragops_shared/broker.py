@@ -174,6 +174,10 @@ class EventSubscriber(Generic[E]):
     is dead-lettered by :meth:`run` (e.g. a ``DocumentRejected`` for a refused part of a
     document, so the version ends somewhere); published after its dead letter, with ids
     derived from the event (a redelivered refusal publishes the same ids).
+
+    ``keep_values=False``: its dead letters are references that copy none of the record's
+    bytes (records of personal data not yet redacted: the dead-letter topic is kept and sunk);
+    the record is read back from its topic, partition and offset while its topic keeps it.
     """
 
     def __init__(
@@ -191,8 +195,10 @@ class EventSubscriber(Generic[E]):
         retry: Backoff = TRANSIENT_RETRY,
         dead_letter_retry: Backoff = DEAD_LETTER_RETRY,
         on_refused: Callable[[E, str], Sequence[Event]] | None = None,
+        keep_values: bool = True,
     ) -> None:
         self.event_type = event_type
+        self.keep_values = keep_values
         self.on_refused = on_refused
         self.group_id = group_id
         self.max_records = max_records
@@ -308,6 +314,11 @@ class EventSubscriber(Generic[E]):
             valid.append(event)
         return valid
 
+    def handled(self, event: E) -> bool:
+        """True once ``event``'s outputs are published (among the last ``remember_ids``
+        events handled): after :meth:`run`, False means it was dead-lettered."""
+        return event.event_id in self._handled
+
     def _remember(self, events: Sequence[E]) -> None:
         """Mark ``events`` handled: their outputs are out."""
         for event in events:
@@ -407,6 +418,7 @@ class EventSubscriber(Generic[E]):
             max_bytes=self._max_message_bytes,
             retry=self.dead_letter_retry,
             attempts=attempts,
+            keep_value=self.keep_values,
         )
 
 
@@ -420,12 +432,14 @@ async def dead_letter(
     max_bytes: int,
     retry: Backoff = DEAD_LETTER_RETRY,
     attempts: int = 1,
+    keep_value: bool = True,
 ) -> None:
     """Publish the record's dead letter (a reference if the copy would not fit in
-    ``max_bytes``), its id derived from the record's position and ``consumer_group``,
-    retrying a failed publish after the delays of ``retry``; when every try failed, park it:
-    an error log line with the reference and ``ragops_dead_letters_parked_total``. Returns in
-    bounded time either way, so the batch goes on."""
+    ``max_bytes``, or with ``keep_value=False``: see :func:`dead_letter_for`), its id derived
+    from the record's position and ``consumer_group``, retrying a failed publish after the
+    delays of ``retry``; when every try failed, park it: an error log line with the reference
+    and ``ragops_dead_letters_parked_total``. Returns in bounded time either way, so the batch
+    goes on."""
     service = publisher.producer.name
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     # Refused again on redelivery: the same letter, not a second one.
@@ -449,6 +463,7 @@ async def dead_letter(
         reason=reason,
         attempts=attempts,
         max_bytes=max_bytes,
+        keep_value=keep_value,
     )
     for delay in [*retry.delays(), None]:
         try:

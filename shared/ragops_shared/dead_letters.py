@@ -62,10 +62,13 @@ def dead_letter_for(
     reason: str,
     attempts: int = 1,
     max_bytes: int,
+    keep_value: bool = True,
 ) -> MessageDeadLettered:
     """The dead letter of ``record``: a full copy of its value when the letter's JSON fits in
     ``max_bytes`` (less room for framing), else :func:`reference_letter`. ``event_id`` is the
-    letter's idempotency key (derived from the record's position and the consumer group)."""
+    letter's idempotency key (derived from the record's position and the consumer group).
+    ``keep_value=False``: always a reference with none of the value's bytes (a record of
+    personal data not yet redacted, which the kept dead-letter topic must not copy)."""
     value = record.value or b""
     letter = MessageDeadLettered(
         event_id=event_id,
@@ -82,19 +85,23 @@ def dead_letter_for(
         original_size=len(value),
         original_headers=headers_summary(record),
     )
+    if not keep_value:
+        return reference_letter(letter, value, prefix_bytes=0)
     return letter if fits(letter, max_bytes) else reference_letter(letter, value)
 
 
-def reference_letter(letter: MessageDeadLettered, value: bytes) -> MessageDeadLettered:
-    """``letter`` as a reference to its record: the value cut to its first
-    :data:`REFERENCE_PREFIX_BYTES`, the reason to :data:`REFERENCE_REASON_CHARS` characters,
-    ``truncated`` set; topic, partition, offset and size say where the whole record is."""
+def reference_letter(
+    letter: MessageDeadLettered, value: bytes, *, prefix_bytes: int = REFERENCE_PREFIX_BYTES
+) -> MessageDeadLettered:
+    """``letter`` as a reference to its record: the value cut to its first ``prefix_bytes``,
+    the reason to :data:`REFERENCE_REASON_CHARS` characters, ``truncated`` set; topic,
+    partition, offset and size say where the whole record is."""
     reason = letter.reason
     if len(reason) > REFERENCE_REASON_CHARS:
         reason = f"{reason[:REFERENCE_REASON_CHARS]}… <{len(letter.reason)} characters>"
     return letter.model_copy(
         update={
-            "original_value_b64": base64.b64encode(value[:REFERENCE_PREFIX_BYTES]).decode(),
+            "original_value_b64": base64.b64encode(value[:prefix_bytes]).decode(),
             "reason": reason,
             "truncated": True,
             "original_size": len(value),

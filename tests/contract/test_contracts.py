@@ -41,7 +41,7 @@ def test_topic_retention_stays_as_deployed() -> None:
     """The deployments' retention, pinned: a history kept for less loses the state that its
     readers rebuild from its start."""
     assert {spec.topic for spec in TOPICS if spec.retention is Retention.FOREVER} == {
-        Topic.DOCUMENT_SUBMITTED,
+        Topic.DOCUMENT_REDACTED,
         Topic.DOCUMENT_CHUNKED,
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_DELETED,
@@ -61,6 +61,31 @@ def test_topic_retention_stays_as_deployed() -> None:
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
+    assert Retention.INTAKE == 86_400_000
+
+
+INTAKE_TOPICS = {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}
+
+
+ERASURE_FLOW = {Topic.ERASURE_REQUESTED, Topic.SUBJECT_ERASURE_APPLIED}
+"""What the privacy service reads of an erasure: the request (its key store's part) and every
+store's report (it concludes the erasure)."""
+
+
+def test_raw_text_stays_on_the_intake_topics() -> None:
+    """What producers send is kept a day, never by the sink, and read by the privacy service
+    only; only it writes the redacted topics, which every other reader reads instead."""
+    assert {spec.topic for spec in TOPICS if spec.retention is Retention.INTAKE} == INTAKE_TOPICS
+    # And the erasure requests, which name the subject they erase.
+    assert {spec.topic for spec in TOPICS if not spec.sink} == INTAKE_TOPICS | {Topic.ERASURE_REQUESTED}
+    redacted = {Topic.DOCUMENT_REDACTED, Topic.QUERY_REDACTED, Topic.FEEDBACK_REDACTED}
+    for spec in SERVICE_SPECS:
+        if spec.name == "privacy":
+            assert set(spec.reads) == INTAKE_TOPICS | ERASURE_FLOW
+            assert redacted <= set(spec.writes)
+        else:
+            assert not INTAKE_TOPICS & set(spec.reads), spec.name
+            assert not redacted & set(spec.writes), spec.name
 
 
 def test_event_types_are_past_tense_and_unique() -> None:
@@ -73,13 +98,24 @@ def test_event_types_are_past_tense_and_unique() -> None:
     ("service", "consumes", "publishes"),
     [
         (
+            "privacy",
+            INTAKE_TOPICS | ERASURE_FLOW,
+            {
+                Topic.DOCUMENT_REDACTED,
+                Topic.QUERY_REDACTED,
+                Topic.FEEDBACK_REDACTED,
+                Topic.SUBJECT_ERASURE_APPLIED,
+                Topic.SUBJECT_ERASED,
+            },
+        ),
+        (
             "ingestion",
-            {Topic.DOCUMENT_SUBMITTED},
+            {Topic.DOCUMENT_REDACTED},
             {Topic.DOCUMENT_CHUNKED, Topic.DOCUMENT_REJECTED, Topic.DOCUMENT_INDEXED},
         ),
         (
             "embedding",
-            {Topic.DOCUMENT_CHUNKED, Topic.QUERY_SUBMITTED},
+            {Topic.DOCUMENT_CHUNKED, Topic.QUERY_REDACTED},
             {Topic.CHUNKS_EMBEDDED, Topic.QUERY_EMBEDDED, Topic.VERSION_REGISTERED, Topic.DOCUMENT_REJECTED},
         ),
         (
@@ -101,7 +137,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
-        ("feedback", {Topic.FEEDBACK_SUBMITTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
+        ("feedback", {Topic.FEEDBACK_REDACTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
         (
             "sink",
             {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},

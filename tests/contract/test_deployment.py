@@ -298,8 +298,8 @@ def test_registry_readers_mount_the_trust_list_and_the_signing_owners_their_key(
         for path in (ROOT / "services" / f"ragops_{s}").glob("*.py")
         if "verifier_for(" in path.read_text()
     }
-    # The sink checks them for the audit log.
-    assert readers == {"embedding", "generation", "monitor", "retrieval", "trainer", "gateway", "sink"}
+    # The sink checks them for the audit log; the sink, the indexer and privacy apply only signed erasures.
+    assert readers == {"embedding", "generation", "monitor", "retrieval", "trainer", "gateway", "sink", "privacy"}
     for service in readers:
         pod = deployment(service)["spec"]["template"]["spec"]
         mounts = {m["mountPath"]: m["name"] for m in container(service)["volumeMounts"]}

@@ -224,6 +224,26 @@ def test_registry_topics_are_written_only_by_their_owners() -> None:
         assert writers == owners, topic
 
 
+INTAKE = {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}
+REDACTED = {Topic.DOCUMENT_REDACTED, Topic.QUERY_REDACTED, Topic.FEEDBACK_REDACTED}
+
+
+def test_raw_text_is_read_by_the_privacy_service_only_and_the_redacted_topics_written_by_it_only() -> None:
+    """Producers (the gateway, the CLI's operator, the trainer's corpus refresh) may write the
+    intake topics and no redacted one; nobody but ``ragops-privacy`` reads the intake topics
+    (the sink neither) or writes a redacted topic."""
+    found = {name: grants(user) for name, user in users().items()}
+    for topic in INTAKE:
+        readers = {name for name, granted in found.items() if "Read" in granted.get(("topic", topic.value), ())}
+        assert readers == {"ragops-privacy"}, topic
+    for topic in REDACTED:
+        writers = {name for name, granted in found.items() if "Write" in granted.get(("topic", topic.value), ())}
+        assert writers == {"ragops-privacy"}, topic
+    for producer in ("ragops-gateway", kafka_users.OPERATOR, "ragops-trainer"):
+        written = {topic for topic in Topic if "Write" in found[producer].get(("topic", topic.value), ())}
+        assert not written & REDACTED and written & INTAKE, producer
+
+
 def test_the_operator_user_reads_and_writes_exactly_the_clients_topics() -> None:
     expected = {("topic", event.TOPIC.value): {"Describe", "Write"} for event in PUBLISHES}
     for event in WATCHES:

@@ -107,7 +107,7 @@ def test_versions_rejections_and_dead_letters(platform: EmbeddedPlatform) -> Non
             empty = client.document("blank.rst", "   \n", content_type="text/x-rst")
             [(_, v1)] = await client.ingest([first])
             [(_, v2), (_, rejected)] = await client.ingest([changed, empty])
-            # A record no schema accepts: dead-lettered by the embedding service; the stream goes on.
+            # A record no schema accepts: dead-lettered by the privacy service; the stream goes on.
             await produce_raw(platform.kafka_settings, Topic.QUERY_SUBMITTED, [(b"broken", b'{"question": 42}')])
             [trace] = await client.ask(
                 [client.question("When does the office open on Mondays?", filters={"document_id": "handbook"})]
@@ -145,7 +145,7 @@ def test_gateway_round_trip_and_failures(platform: EmbeddedPlatform) -> None:
             return await asyncio.wait_for(waiting, 60)
 
     letter = asyncio.run(dead_letter_of_broken_record())
-    assert letter.original_topic == Topic.QUERY_SUBMITTED and letter.consumer_group == "ragops-embedding-queries"
+    assert letter.original_topic == Topic.QUERY_SUBMITTED and letter.consumer_group == "ragops-privacy-queries"
 
 
 def test_feedback_outcomes(platform: EmbeddedPlatform) -> None:
@@ -329,7 +329,7 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
 
     async def dead_letters_of_broken_records() -> list[MessageDeadLettered]:
         """The workload reached every consumer but the trainer; a broken record to the trainer
-        and one to the embedding service (dead-lettered: counted) reach the rest."""
+        and one to the privacy service (dead-lettered: counted) reach the rest."""
         async with PlatformClient(platform.kafka_settings, name="e2e-metrics") as client:
             waiting = [client.expect(key, (MessageDeadLettered,)) for key in ("broken-training", "broken-query")]
             await produce_raw(platform.kafka_settings, Topic.RETRAINING_REQUESTED, [(b"broken-training", b"{}")])
@@ -337,7 +337,7 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
             return [await asyncio.wait_for(future, 60) for future in waiting]
 
     letters = asyncio.run(dead_letters_of_broken_records())
-    assert [letter.consumer_group for letter in letters] == ["ragops-trainer", "ragops-embedding-queries"]
+    assert [letter.consumer_group for letter in letters] == ["ragops-trainer", "ragops-privacy-queries"]
     with httpx.Client(auth=platform.auth, timeout=10) as http:
         assert (
             http.post(f"{platform.gateway_url}/v1/feedback", json={"request_id": "r", "thumb": "up"}).status_code == 202
@@ -364,8 +364,8 @@ def test_every_service_serves_health_readiness_and_real_metrics(platform: Embedd
         generation = http.get(f"{platform.ops_url('generation')}/metrics").text
         assert _metric_total(generation, "ragops_model_tokens_total") > 0
         assert _metric_total(generation, "ragops_model_latency_seconds_count") > 0
-        embedding = http.get(f"{platform.ops_url('embedding')}/metrics").text
-        assert _metric_total(embedding, "ragops_dead_letters_total") >= 1  # the broken query above
+        privacy = http.get(f"{platform.ops_url('privacy')}/metrics").text
+        assert _metric_total(privacy, "ragops_dead_letters_total") >= 1  # the broken query above
 
 
 async def _producers_by_topic(kafka: KafkaSettings) -> dict[Topic, set[str]]:

@@ -1,8 +1,8 @@
 """Claim check (issue 12, item 8): a document of several MiB travels by reference through
 the real broker: the client leaves its content in the blob store, the ``DocumentSubmitted``
-record carries only its digest and size, and ingestion checks it out, verifies it and chunks
-it in parts. A missing or corrupt blob is dead-lettered once with the reason, and the
-stream goes on."""
+record carries only its digest and size, the privacy service checks it out, verifies and
+redacts it, and ingestion checks the redacted content out and chunks it in parts. A missing
+or corrupt blob is dead-lettered once with the reason, and the stream goes on."""
 
 import asyncio
 import contextlib
@@ -13,6 +13,8 @@ import pytest
 from ragops.client import PlatformClient
 from ragops_ingestion.app import create_app
 from ragops_ingestion.settings import IngestionSettings
+from ragops_privacy.app import create_app as privacy_app
+from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import DocumentChunked, DocumentSubmitted, MessageDeadLettered
 from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.settings import PlatformSettings
@@ -41,6 +43,7 @@ async def test_a_document_of_several_mib_travels_by_reference_and_is_chunked(
     assert len(content.encode()) > 5 * MIB > 4 * platform.inline_content_bytes
     async with (
         watching(kafka, [DocumentChunked, MessageDeadLettered]) as seen,
+        running(privacy_app(PrivacySettings(kafka=kafka, platform=platform))),
         running(create_app(IngestionSettings(kafka=kafka, platform=platform))),
         PlatformClient(kafka, "test", platform) as client,
     ):
@@ -80,6 +83,7 @@ async def test_a_missing_or_corrupt_blob_is_dead_lettered_once_and_the_stream_go
 
     async with (
         watching(kafka, [DocumentChunked, MessageDeadLettered]) as seen,
+        running(privacy_app(PrivacySettings(kafka=kafka, platform=platform))),
         running(create_app(IngestionSettings(kafka=kafka, platform=platform))),
         PlatformClient(kafka, "test", platform) as client,
     ):

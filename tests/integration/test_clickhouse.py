@@ -178,12 +178,18 @@ class TestAnalyticsStore:
             ("faithfulness", 1.0, "token_support_v1", False, "run-2026-11-29-a", 2),
         ]
 
-        query = one(store, "SELECT question, top_k, prompt_name, prompt_version FROM queries")
+        query = one(store, "SELECT question, top_k, prompt_name, prompt_version, redactions FROM queries")
         assert query == {
-            "question": "In what country is Normandy located?",
+            "question": "In what country is Normandy located? Reply to <EMAIL_ADDRESS>.",
             "top_k": 5,
             "prompt_name": "",
             "prompt_version": 0,
+            "redactions": {"EMAIL_ADDRESS": 1},
+        }
+        assert queries.redaction_counts(store) == {
+            ("document", "EMAIL_ADDRESS"): 1,
+            ("feedback", "PHONE_NUMBER"): 1,
+            ("query", "EMAIL_ADDRESS"): 1,
         }
 
         retrieval = one(
@@ -343,7 +349,7 @@ class TestAnalyticsStore:
 
     def test_latency_by_stage(self, store: AnalyticsStore) -> None:
         start = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
-        stages = [("QuerySubmitted", 0), ("QueryEmbedded", 10), ("ContextRetrieved", 30), ("AnswerGenerated", 100)]
+        stages = [("QueryRedacted", 0), ("QueryEmbedded", 10), ("ContextRetrieved", 30), ("AnswerGenerated", 100)]
         rows = []
         for offset, (name, ms) in enumerate(stages):
             event = json.loads((EXAMPLES / f"{name}.json").read_text())

@@ -12,7 +12,7 @@ from ragops_schemas import (
     AnswerGenerated,
     DatasetExampleAdded,
     FeedbackRecorded,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     MessageDeadLettered,
     Producer,
     Topic,
@@ -28,10 +28,10 @@ PRODUCER = Producer(name="product", version="1")
 async def test_feedback_outcomes(kafka) -> None:
     answer = example(AnswerGenerated)
     answer = answer.model_copy(update={"occurred_at": utc_now()})
-    good = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="France")
-    liked = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, rating=5)
-    unknown = FeedbackSubmitted(producer=PRODUCER, request_id="no-such-request", thumb="up")
-    future = FeedbackSubmitted(
+    good = FeedbackRedacted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="France")
+    liked = FeedbackRedacted(producer=PRODUCER, request_id=answer.request_id, rating=5)
+    unknown = FeedbackRedacted(producer=PRODUCER, request_id="no-such-request", thumb="up")
+    future = FeedbackRedacted(
         producer=PRODUCER, request_id=answer.request_id, thumb="up", occurred_at=utc_now() + timedelta(hours=1)
     )
     out_of_range = json.loads(liked.model_dump_json()) | {"rating": 9, "event_id": str(uuid.uuid4())}
@@ -46,7 +46,7 @@ async def test_feedback_outcomes(kafka) -> None:
         await produce_raw(kafka, Topic.ANSWER_GENERATED, [(answer.key, answer.model_dump_json().encode())])
         await produce_raw(
             kafka,
-            Topic.FEEDBACK_SUBMITTED,
+            Topic.FEEDBACK_REDACTED,
             [
                 (good.key, good.model_dump_json().encode()),
                 (good.key, good.model_dump_json().encode()),  # the same event delivered twice
@@ -88,18 +88,18 @@ async def test_feedback_outcomes(kafka) -> None:
 
 async def test_feedback_on_an_answer_given_before_a_restart_is_recorded(kafka) -> None:
     answer = example(AnswerGenerated).model_copy(update={"occurred_at": utc_now()})
-    before = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="up")
-    after = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, rating=2, comment="outdated")
+    before = FeedbackRedacted(producer=PRODUCER, request_id=answer.request_id, thumb="up")
+    after = FeedbackRedacted(producer=PRODUCER, request_id=answer.request_id, rating=2, comment="outdated")
     settings = FeedbackSettings(kafka=kafka, unknown_wait_s=0)
 
     async with watching(kafka, [FeedbackRecorded, MessageDeadLettered]) as seen:
         await produce_raw(kafka, Topic.ANSWER_GENERATED, [(answer.key, answer.model_dump_json().encode())])
         async with running(create_app(settings)):
-            await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(before.key, before.model_dump_json().encode())])
+            await produce_raw(kafka, Topic.FEEDBACK_REDACTED, [(before.key, before.model_dump_json().encode())])
             await wait_for(seen, lambda events: len(events) >= 1)
         # A new process: its table of answers is rebuilt from the topic, the group resumes.
         async with running(create_app(settings)):
-            await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(after.key, after.model_dump_json().encode())])
+            await produce_raw(kafka, Topic.FEEDBACK_REDACTED, [(after.key, after.model_dump_json().encode())])
             await wait_for(seen, lambda events: len(events) >= 2)
 
     assert [(type(e).__name__, getattr(e, "feedback_event_id", None)) for e in seen] == [
@@ -118,15 +118,15 @@ async def test_feedback_links_only_to_an_answer_of_its_own_tenant(kafka) -> None
     globex_shared = base.model_copy(
         update={"tenant": "globex", "request_id": "shared", "event_id": uuid.uuid4(), "answer": "Globex's answer"}
     )
-    prying = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="acme-only", thumb="down")
-    unknown = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="never-asked", thumb="down")
-    own = FeedbackSubmitted(producer=PRODUCER, tenant="globex", request_id="shared", thumb="up")
+    prying = FeedbackRedacted(producer=PRODUCER, tenant="globex", request_id="acme-only", thumb="down")
+    unknown = FeedbackRedacted(producer=PRODUCER, tenant="globex", request_id="never-asked", thumb="down")
+    own = FeedbackRedacted(producer=PRODUCER, tenant="globex", request_id="shared", thumb="up")
 
     async with watching(kafka, [FeedbackRecorded, MessageDeadLettered]) as seen:
         answers = [acme, acme_shared, globex_shared]
         await produce_raw(kafka, Topic.ANSWER_GENERATED, [(a.key, a.model_dump_json().encode()) for a in answers])
         feedback = [prying, unknown, own]
-        await produce_raw(kafka, Topic.FEEDBACK_SUBMITTED, [(f.key, f.model_dump_json().encode()) for f in feedback])
+        await produce_raw(kafka, Topic.FEEDBACK_REDACTED, [(f.key, f.model_dump_json().encode()) for f in feedback])
         async with running(create_app(FeedbackSettings(kafka=kafka, unknown_wait_s=1))):
             await wait_for(seen, lambda events: len(events) >= 3)
 

@@ -118,14 +118,16 @@ def test_a_large_document_travels_by_reference_to_its_blob(tansu, tmp_path: Path
 def test_accepted_document_is_on_its_topic(gateway) -> None:
     client, kafka = gateway
     response = client.post(
-        "/v1/documents", json={"document_id": "guide.md", "content": "# Guide", "content_type": "text/markdown"}
+        "/v1/documents",
+        json={"document_id": "guide.md", "content": "# Guide", "content_type": "text/markdown", "subject_id": "jane"},
     )
     assert response.status_code == 202
     event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
-    assert (event.document_id, event.content_type, str(event.event_id)) == (
+    assert (event.document_id, event.content_type, str(event.event_id), event.subject_id) == (
         "guide.md",
         "text/markdown",
         response.json()["event_id"],
+        "jane",
     )
     metrics = client.get("/metrics")
     assert metrics.status_code == 200

@@ -13,8 +13,8 @@ from ragops_schemas import (
     ChunksEmbedded,
     DocumentChunked,
     DocumentIndexed,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
     MessageDeadLettered,
     Topic,
 )
@@ -27,10 +27,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.model]
 async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka) -> None:
     not_json = b"\xff\xfe definitely not json"
     no_producer = b'{"document_id": "d0", "content": "text"}'
-    valid = DocumentSubmitted(
+    valid = DocumentRedacted(
         producer=PRODUCER, document_id="doc-1", content="# Title\n\nSome *markdown* text.", content_type="text/markdown"
     )
-    empty = DocumentSubmitted(
+    empty = DocumentRedacted(
         producer=PRODUCER,
         document_id="doc-empty",
         content="<html><script>x()</script></html>",
@@ -40,7 +40,7 @@ async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka) -> No
     async with watching(kafka, [DocumentChunked, DocumentRejected, MessageDeadLettered]) as seen:
         await produce_raw(
             kafka,
-            Topic.DOCUMENT_SUBMITTED,
+            Topic.DOCUMENT_REDACTED,
             [
                 (b"bad-1", not_json),
                 (b"d0", no_producer),
@@ -54,7 +54,7 @@ async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka) -> No
     letters = {letter.original_key: letter for letter in seen if isinstance(letter, MessageDeadLettered)}
     assert set(letters) == {"bad-1", "d0"}
     assert base64.b64decode(letters["bad-1"].original_value_b64) == not_json
-    assert letters["bad-1"].original_topic == Topic.DOCUMENT_SUBMITTED
+    assert letters["bad-1"].original_topic == Topic.DOCUMENT_REDACTED
     assert letters["bad-1"].error_type == "schema_validation"
     assert letters["bad-1"].consumer_group == "ragops-ingestion"
     assert "producer" in letters["d0"].reason and "Field required" in letters["d0"].reason
@@ -77,6 +77,8 @@ async def test_a_re_ingested_folder_embeds_only_what_changed(kafka, tmp_path, co
     from ragops.client import PlatformClient
     from ragops_embedding.app import create_app as embedding_app
     from ragops_embedding.settings import EmbeddingSettings
+    from ragops_privacy.app import create_app as privacy_app
+    from ragops_privacy.settings import PrivacySettings
     from ragops_retrieval.app import create_app as retrieval_app
     from ragops_retrieval.settings import RetrievalSettings
 
@@ -90,6 +92,7 @@ async def test_a_re_ingested_folder_embeds_only_what_changed(kafka, tmp_path, co
 
     def front(kafka):  # ingestion and embedding: their views of the index are read at start
         return (
+            privacy_app(PrivacySettings(kafka=kafka, platform=platform)),
             create_app(IngestionSettings(kafka=kafka)),
             embedding_app(EmbeddingSettings(kafka=kafka, platform=platform)),
         )

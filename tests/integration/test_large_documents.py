@@ -17,7 +17,7 @@ from ragops_ingestion.settings import IngestionSettings
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRejected, DocumentSubmitted
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRedacted, DocumentRejected
 from ragops_shared.parts import serialised_size
 from ragops_shared.settings import PlatformSettings
 from tests.helpers import PRODUCER
@@ -33,8 +33,8 @@ def _document(corpus_rows: list[dict], size: int) -> str:
     return "\n\n".join([block] * (size // len(block.encode()) + 1))
 
 
-def _submitted(content: str, document_id: str = "big") -> DocumentSubmitted:
-    return DocumentSubmitted(producer=PRODUCER, document_id=document_id, content=content, metadata={"team": "ops"})
+def _submitted(content: str, document_id: str = "big") -> DocumentRedacted:
+    return DocumentRedacted(producer=PRODUCER, document_id=document_id, content=content, metadata={"team": "ops"})
 
 
 def test_a_3_mb_document_travels_in_parts_under_the_budget_and_is_indexed_once(

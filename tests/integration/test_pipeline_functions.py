@@ -13,7 +13,7 @@ from ragops_ingestion.chunking import TokenChunker
 from ragops_ingestion.settings import IngestionSettings
 from ragops_retrieval.app import Index, collection_name
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_schemas import AnswerGenerated, ChunkerInfo, DocumentChunked, DocumentSubmitted, QuerySubmitted
+from ragops_schemas import AnswerGenerated, ChunkerInfo, DocumentChunked, DocumentRedacted, QueryRedacted
 from ragops_schemas.ids import derived_event_id, indexed_version_event_id
 from ragops_shared.settings import PlatformSettings
 from tests.helpers import PRODUCER, example
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 def _chunked(
     chunker: TokenChunker, document_id: str, content: str, content_type: str = "text/plain"
 ) -> DocumentChunked:
-    submitted = DocumentSubmitted(
+    submitted = DocumentRedacted(
         producer=PRODUCER, document_id=document_id, content=content, content_type=content_type, metadata={"team": "ops"}
     )
     settings = IngestionSettings()
@@ -58,7 +58,7 @@ def test_a_changed_document_supersedes_its_old_chunks(embedder, chunker, index) 
     [query] = embed_queries(
         embedder,
         PRODUCER,
-        [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
+        [QueryRedacted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
     )
     [retrieved] = index.retrieve([query])
     assert [c.document_version for c in retrieved.contexts] == [second.document_version]
@@ -95,7 +95,7 @@ def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
     [query] = embed_queries(
         embedder,
         PRODUCER,
-        [QuerySubmitted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
+        [QueryRedacted(producer=PRODUCER, request_id="r", question="How long do I have for a refund?")],
     )
     seen: list[set[str]] = []
     open_store = RetrievalSettings.open_store
@@ -129,7 +129,7 @@ def test_a_reader_finds_the_old_or_the_new_version_between_any_two_writes(
 def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index, corpus_rows: list[dict]) -> None:
     picked = [row for row in corpus_rows if row["title"] in {"Oxygen", "Normans"}][:40]
     documents = [
-        DocumentSubmitted(
+        DocumentRedacted(
             producer=PRODUCER,
             document_id=row["id"],
             content=row["text"],
@@ -141,7 +141,7 @@ def test_hybrid_retrieval_with_filters_on_real_passages(embedder, chunker, index
     info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
     chunked = [event for d in documents for event in ingest(chunker, info, PRODUCER, d)]
     index.index(embed_documents(embedder, PRODUCER, chunked))
-    question = QuerySubmitted(
+    question = QueryRedacted(
         producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", filters={"title": "Normans"}
     )
     [retrieved] = index.retrieve(embed_queries(embedder, PRODUCER, [question]))
@@ -158,10 +158,10 @@ def test_a_redelivered_batch_gets_the_same_event_ids(embedder, chunker, index) -
     one per cause and output type, so consumers and the sink keep one copy."""
     info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
     documents = [
-        DocumentSubmitted(producer=PRODUCER, document_id=f"d{i}", content=f"Refund policy {i}: within {i} days.")
+        DocumentRedacted(producer=PRODUCER, document_id=f"d{i}", content=f"Refund policy {i}: within {i} days.")
         for i in range(3)
     ]
-    questions = [QuerySubmitted(producer=PRODUCER, request_id=f"r{i}", question=f"Refunds {i}?") for i in range(3)]
+    questions = [QueryRedacted(producer=PRODUCER, request_id=f"r{i}", question=f"Refunds {i}?") for i in range(3)]
 
     def twice(process, batch):
         first, again = process(batch), process(batch)

@@ -17,9 +17,9 @@ from ragops_schemas import (
     AnswerGenerated,
     ContextRetrieved,
     DocumentChunked,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     MessageDeadLettered,
     Topic,
     VersionRegistered,
@@ -40,8 +40,8 @@ async def _no_commit(self: AIOKafkaConsumer, offsets: object = None) -> None:
 async def test_a_batch_redelivered_after_publishing_republishes_the_same_ids(
     kafka, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    valid = DocumentSubmitted(producer=PRODUCER, document_id="doc-1", content="Refunds within 30 days.")
-    empty = DocumentSubmitted(
+    valid = DocumentRedacted(producer=PRODUCER, document_id="doc-1", content="Refunds within 30 days.")
+    empty = DocumentRedacted(
         producer=PRODUCER, document_id="doc-empty", content="<html></html>", content_type="text/html"
     )
     records = [
@@ -50,7 +50,7 @@ async def test_a_batch_redelivered_after_publishing_republishes_the_same_ids(
         (b"bad", b"not json"),
     ]
     async with watching(kafka, [DocumentChunked, DocumentRejected, MessageDeadLettered]) as seen:
-        await produce_raw(kafka, Topic.DOCUMENT_SUBMITTED, records)
+        await produce_raw(kafka, Topic.DOCUMENT_REDACTED, records)
         with monkeypatch.context() as crash:
             crash.setattr(AIOKafkaConsumer, "commit", _no_commit)
             async with running(ingestion_app(IngestionSettings(kafka=kafka))):
@@ -120,7 +120,7 @@ async def test_a_restarted_embedding_service_republishes_the_same_registration(k
 
 def test_feedback_recorded_again_gets_the_same_ids(tmp_path) -> None:
     answer = example(AnswerGenerated)
-    feedback = FeedbackSubmitted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="X")
+    feedback = FeedbackRedacted(producer=PRODUCER, request_id=answer.request_id, thumb="down", corrected_answer="X")
     shredder = Shredder(FileKeyStore.under(tmp_path))
     first, again = (record(feedback, answer, PRODUCER, "feedback", shredder) for _ in range(2))
     assert [e.event_id for e in first] == [e.event_id for e in again]

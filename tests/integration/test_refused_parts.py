@@ -17,8 +17,8 @@ from ragops_schemas import (
     ChunkerInfo,
     DocumentChunked,
     DocumentIndexed,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
     EmbeddingModelInfo,
     Event,
     MessageDeadLettered,
@@ -39,7 +39,7 @@ def _content(corpus_rows: list[dict], passages: int = 40) -> str:
 
 
 def _chunked(chunker, content: str, previous: DocumentIndexed | None = None) -> list[DocumentChunked]:
-    submitted = DocumentSubmitted(producer=PRODUCER, document_id="doc", content=content)
+    submitted = DocumentRedacted(producer=PRODUCER, document_id="doc", content=content)
     parts = ingest(chunker, INFO, PRODUCER, submitted, previous, part_bytes=PART_BYTES)
     assert len(parts) >= 3 and all(isinstance(part, DocumentChunked) for part in parts)
     return parts  # type: ignore[return-value]
@@ -128,7 +128,7 @@ def test_reused_chunks_of_a_version_in_parts_are_summed_over_its_parts_once(
         chunker,
         INFO,
         PRODUCER,
-        DocumentSubmitted(producer=PRODUCER, document_id="doc", content=f"{edited}\n\n{edited}"),
+        DocumentRedacted(producer=PRODUCER, document_id="doc", content=f"{edited}\n\n{edited}"),
         whole,
         part_bytes=PART_BYTES,
     )

@@ -18,7 +18,7 @@ from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME
 from ragops_schemas import (
     MessageDeadLettered,
     QueryEmbedded,
-    QuerySubmitted,
+    QueryRedacted,
     Topic,
     VersionPromoted,
     VersionRegistered,
@@ -39,7 +39,7 @@ async def publisher(kafka: KafkaSettings) -> AsyncIterator[EventPublisher]:
     broker = make_broker(kafka, "test-producer")
     await broker.start()
     try:
-        yield EventPublisher(broker, PRODUCER, [VersionPromoted, VersionRegistered, QuerySubmitted])
+        yield EventPublisher(broker, PRODUCER, [VersionPromoted, VersionRegistered, QueryRedacted])
     finally:
         await broker.stop()
 
@@ -120,7 +120,7 @@ async def test_a_promotion_to_etc_is_refused_and_the_embedding_service_keeps_ser
     await publisher.publish(pinned)
     settings = EmbeddingSettings(kafka=kafka, platform=platform)
     async with watching(kafka, [MessageDeadLettered, QueryEmbedded]) as seen, running(embedding_app(settings)):
-        await publisher.publish(QuerySubmitted(producer=PRODUCER, request_id="q1", question="Where is the Rhine?"))
+        await publisher.publish(QueryRedacted(producer=PRODUCER, request_id="q1", question="Where is the Rhine?"))
         await wait_for(seen, lambda events: any(isinstance(e, QueryEmbedded) for e in events))
         await wait_for(seen, lambda events: sum(isinstance(e, MessageDeadLettered) for e in events) >= 2)
     [embedded] = [e for e in seen if isinstance(e, QueryEmbedded)]

@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 
 from ragops_analytics import queries
 from ragops_analytics.store import AnalyticsStore, DataRejected
-from ragops_schemas import Event, QuerySubmitted, VersionRegistered
+from ragops_schemas import Event, QueryRedacted, VersionRegistered
 from ragops_schemas.ids import unparsable_event_id
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer
@@ -53,28 +53,30 @@ def rows(store: AnalyticsStore, sql: str) -> list[tuple[Any, ...]]:
 
 
 async def test_a_broken_record_with_a_valid_events_id_replaces_nothing(writer: Writer) -> None:
-    valid = record(QuerySubmitted, 0)
+    valid = record(QueryRedacted, 0)
     await writer.write([valid])
     # The same id and occurred_at on a payload its schema refuses (top_k is not a number),
     # delivered later with another question.
-    await writer.write([record(QuerySubmitted, 1, question="Who owns Normandy?", top_k="many")])
+    await writer.write([record(QueryRedacted, 1, question="Who owns Normandy?", top_k="many")])
 
     store = writer.store
     assert rows(store, "SELECT event_type, offset, parse_error = '' FROM events FINAL ORDER BY offset") == [
-        ("query.submitted", 0, True),
+        ("query.redacted", 0, True),
         ("unparsable", 1, False),
     ]
-    assert rows(store, "SELECT question, top_k FROM queries FINAL") == [("In what country is Normandy located?", 5)]
+    assert rows(store, "SELECT question, top_k FROM queries FINAL") == [
+        ("In what country is Normandy located? Reply to <EMAIL_ADDRESS>.", 5)
+    ]
     [(event_id, reason)] = rows(store, "SELECT event_id, parse_error FROM events FINAL WHERE event_type = 'unparsable'")
-    assert event_id == unparsable_event_id(QuerySubmitted.TOPIC, 0, 1)
+    assert event_id == unparsable_event_id(QueryRedacted.TOPIC, 0, 1)
     assert "top_k" in reason
 
 
 async def test_a_valid_event_on_another_topic_is_unparsable(writer: Writer) -> None:
-    moved = fresh(QuerySubmitted, 3, topic=VersionRegistered.TOPIC)
-    await writer.write([record(QuerySubmitted, 0), moved])
+    moved = fresh(QueryRedacted, 3, topic=VersionRegistered.TOPIC)
+    await writer.write([record(QueryRedacted, 0), moved])
     assert rows(writer.store, "SELECT event_type, topic FROM events FINAL ORDER BY event_type") == [
-        ("query.submitted", QuerySubmitted.TOPIC),
+        ("query.redacted", QueryRedacted.TOPIC),
         ("unparsable", VersionRegistered.TOPIC),
     ]
     assert queries.row_count(writer.store, "queries") == 1
@@ -90,12 +92,12 @@ async def test_a_valid_event_on_another_topic_is_unparsable(writer: Writer) -> N
 async def test_a_value_outside_its_column_is_unparsable_and_the_batch_goes_in(
     writer: Writer, misfit: dict[str, Any], reason: str
 ) -> None:
-    batch = [fresh(QuerySubmitted, 0), fresh(QuerySubmitted, 1, **misfit), fresh(QuerySubmitted, 2)]
+    batch = [fresh(QueryRedacted, 0), fresh(QueryRedacted, 1, **misfit), fresh(QueryRedacted, 2)]
     await writer.write(batch)  # returns: the batch is stored and its offsets can be committed
     assert rows(writer.store, "SELECT offset, event_type FROM events FINAL ORDER BY offset") == [
-        (0, "query.submitted"),
+        (0, "query.redacted"),
         (1, "unparsable"),
-        (2, "query.submitted"),
+        (2, "query.redacted"),
     ]
     [(error,)] = rows(writer.store, "SELECT parse_error FROM events FINAL WHERE event_type = 'unparsable'")
     assert reason in error
@@ -103,8 +105,8 @@ async def test_a_value_outside_its_column_is_unparsable_and_the_batch_goes_in(
 
 
 async def test_a_negative_offset_is_unparsable(writer: Writer) -> None:
-    broken = fresh(QuerySubmitted, -5)
-    await writer.write([fresh(QuerySubmitted, 0), broken])
+    broken = fresh(QueryRedacted, -5)
+    await writer.write([fresh(QueryRedacted, 0), broken])
     [(offset, error)] = rows(
         writer.store, "SELECT offset, parse_error FROM events FINAL WHERE event_type = 'unparsable'"
     )
@@ -169,8 +171,8 @@ async def test_a_refused_record_is_isolated_and_stored_as_unparsable(tmp_path: P
     writer = RefusingWriter(settings)
     writer.open()
     try:
-        batch = [fresh(QuerySubmitted, offset) for offset in range(64)]
-        batch[37] = fresh(QuerySubmitted, 37, question="Who refuses?")
+        batch = [fresh(QueryRedacted, offset) for offset in range(64)]
+        batch[37] = fresh(QueryRedacted, 37, question="Who refuses?")
         await writer.write(batch)
         store = writer.store
         assert queries.row_count(store, "queries") == 63

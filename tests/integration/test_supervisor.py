@@ -44,7 +44,9 @@ def test_a_crashing_service_is_restarted_with_growing_delays_until_its_window_bu
         budget_restarts=2,
         budget_window_s=100,
     )
-    with EmbeddedPlatform(data_dir=tmp_path, services=("feedback",), supervisor=supervisor, clock=clock) as platform:
+    with EmbeddedPlatform(
+        data_dir=tmp_path, services=("privacy", "feedback"), supervisor=supervisor, clock=clock
+    ) as platform:
 
         def kill_feedback() -> None:
             process = platform.processes["feedback"]
@@ -105,7 +107,7 @@ def test_a_killed_broker_is_restarted_with_its_topics_and_the_services_go_on(tmp
     to) reads a lost log again from the new beginning."""
     supervisor = SupervisorSettings(backoff_initial_s=0, backoff_jitter=0)
     with EmbeddedPlatform(
-        data_dir=tmp_path, services=("feedback",), supervisor=supervisor, broker_storage=storage
+        data_dir=tmp_path, services=("privacy", "feedback"), supervisor=supervisor, broker_storage=storage
     ) as platform:
         platform.wait_ready(timeout_s=120)
         request_id = f"req-{uuid.uuid4()}"
@@ -140,7 +142,7 @@ def test_a_killed_object_store_of_the_durable_broker_is_restarted_and_nothing_is
     port, then the broker after it; the service goes on with the log it had."""
     supervisor = SupervisorSettings(backoff_initial_s=0, backoff_jitter=0)
     with EmbeddedPlatform(
-        data_dir=tmp_path, services=("feedback",), supervisor=supervisor, broker_storage="durable"
+        data_dir=tmp_path, services=("privacy", "feedback"), supervisor=supervisor, broker_storage="durable"
     ) as platform:
         platform.wait_ready(timeout_s=120)
         request_id = f"req-{uuid.uuid4()}"

@@ -14,9 +14,9 @@ from ragops_schemas import (
     ChunkerInfo,
     DocumentChunked,
     DocumentIndexed,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
-    QuerySubmitted,
+    QueryRedacted,
 )
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.settings import KafkaSettings
@@ -37,7 +37,7 @@ class Pipeline:
         self.indexed = IndexedDocuments(KafkaSettings(), client_id="test")
 
     def submit(self, tenant: str, content: str, document_id: str = "handbook") -> DocumentIndexed:
-        submitted = DocumentSubmitted(producer=PRODUCER, tenant=tenant, document_id=document_id, content=content)
+        submitted = DocumentRedacted(producer=PRODUCER, tenant=tenant, document_id=document_id, content=content)
         [output] = ingest(self.chunker, INFO, PRODUCER, submitted, self.indexed.get(tenant, document_id))
         if isinstance(output, DocumentChunked):
             [output] = self.index.index(embed_documents(self.embedder, PRODUCER, [output], self.indexed.get))
@@ -49,7 +49,7 @@ class Pipeline:
     def ask(self, tenant: str, question: str, mode: str = "hybrid") -> list[str]:
         """The texts of the chunks retrieved for ``tenant``'s question."""
         self.index.settings.mode = mode  # type: ignore[assignment]
-        query = QuerySubmitted(producer=PRODUCER, tenant=tenant, request_id=f"{tenant}-1", question=question)
+        query = QueryRedacted(producer=PRODUCER, tenant=tenant, request_id=f"{tenant}-1", question=question)
         [retrieved] = self.index.retrieve(embed_queries(self.embedder, PRODUCER, [query]))
         assert retrieved.tenant == tenant
         return [context.text for context in retrieved.contexts]

@@ -15,7 +15,7 @@ import pytest
 from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.guard import ReadOnlyViolation, ensure_read_only
-from ragops_schemas import AnswerGenerated, DocumentIndexed, Event, FeedbackRecorded, QuerySubmitted
+from ragops_schemas import AnswerGenerated, DocumentIndexed, Event, FeedbackRecorded, QueryRedacted
 from ragops_shared.identity import Role
 from ragops_shared.settings import PlatformSettings
 from ragops_sink.app import Writer, create_app
@@ -32,7 +32,7 @@ def _events() -> list[Event]:
     return [
         example(kind).model_copy(update={"tenant": tenant, "event_id": uuid.uuid4()})
         for tenant in TENANTS
-        for kind in (QuerySubmitted, AnswerGenerated, FeedbackRecorded, DocumentIndexed)
+        for kind in (QueryRedacted, AnswerGenerated, FeedbackRecorded, DocumentIndexed)
     ]
 
 

@@ -8,7 +8,7 @@ from ragops_embedding.app import embed_documents
 from ragops_ingestion.app import ingest
 from ragops_ingestion.chunking import TokenChunker
 from ragops_models.defaults import default_embedding_model_dir
-from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentSubmitted
+from ragops_schemas import ChunkerInfo, DocumentChunked, DocumentIndexed, DocumentRedacted
 from ragops_shared.broker import EventRejected
 from ragops_shared.ops import CHUNKS_REUSED, DOCUMENTS_UNCHANGED
 from tests.helpers import PRODUCER
@@ -23,8 +23,8 @@ def article(corpus_rows: list[dict]) -> str:
     return "\n\n".join(row["text"] for row in corpus_rows if row["title"] == "Normans")
 
 
-def _submitted(content: str) -> DocumentSubmitted:
-    return DocumentSubmitted(producer=PRODUCER, document_id="normans", content=content)
+def _submitted(content: str) -> DocumentRedacted:
+    return DocumentRedacted(producer=PRODUCER, document_id="normans", content=content)
 
 
 def _metric(counter, service: str) -> float:

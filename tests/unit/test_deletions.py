@@ -11,8 +11,8 @@ from ragops_schemas import (
     DocumentDeleted,
     DocumentEvent,
     DocumentIndexed,
+    DocumentRedacted,
     DocumentRemoved,
-    DocumentSubmitted,
     EmbeddingModelInfo,
 )
 from ragops_schemas.events import IndexBuild
@@ -32,8 +32,8 @@ def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def submitted(document_id: str, minutes: int, tenant: str = "acme") -> DocumentSubmitted:
-    return DocumentSubmitted(
+def submitted(document_id: str, minutes: int, tenant: str = "acme") -> DocumentRedacted:
+    return DocumentRedacted(
         producer=PRODUCER, tenant=tenant, document_id=document_id, content="text", occurred_at=at(minutes)
     )
 

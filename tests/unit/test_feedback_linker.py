@@ -8,7 +8,7 @@ import pytest
 
 from ragops_feedback.app import AnswerLog, FeedbackLinker, record
 from ragops_feedback.settings import FeedbackSettings
-from ragops_schemas import AnswerGenerated, DatasetExampleAdded, FeedbackRecorded, FeedbackSubmitted, Producer, utc_now
+from ragops_schemas import AnswerGenerated, DatasetExampleAdded, FeedbackRecorded, FeedbackRedacted, Producer, utc_now
 from ragops_schemas.ids import example_id
 from ragops_shared.broker import EventRejected
 from ragops_shared.shredding import FileKeyStore, KeyStoreUnavailable, Shredder, is_sealed
@@ -42,8 +42,8 @@ def _linker(history: list[AnswerGenerated], takes_s: float, shredder: Shredder |
     return FeedbackLinker(SETTINGS, answers, replay, PRODUCT, shredder)  # type: ignore[arg-type]
 
 
-def _feedback(request_id: str) -> FeedbackSubmitted:
-    return FeedbackSubmitted(producer=PRODUCT, request_id=request_id, thumb="up", occurred_at=utc_now())
+def _feedback(request_id: str) -> FeedbackRedacted:
+    return FeedbackRedacted(producer=PRODUCT, request_id=request_id, thumb="up", occurred_at=utc_now())
 
 
 async def test_feedback_on_an_answer_not_read_yet_waits_for_the_replay() -> None:
@@ -65,8 +65,8 @@ async def test_a_replay_longer_than_its_bound_is_an_error_not_a_refusal() -> Non
         await _linker([answer], takes_s=600).link([_feedback(answer.request_id)])
 
 
-def _correction(answer: AnswerGenerated, user_id: str | None) -> FeedbackSubmitted:
-    return FeedbackSubmitted(
+def _correction(answer: AnswerGenerated, user_id: str | None) -> FeedbackRedacted:
+    return FeedbackRedacted(
         producer=PRODUCT, request_id=answer.request_id, corrected_answer="Normandy, France", user_id=user_id
     )
 

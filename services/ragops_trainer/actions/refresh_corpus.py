@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from ragops_schemas import (
     DocumentDeleted,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
     Event,
     RetrainingRequested,
     VersionPromoted,
@@ -27,12 +27,12 @@ def to_submit(
     bring a deleted document back), and the corpus so far (document id -> content hash of its
     latest submission, deleted documents left out). ``history``: the retained submissions and
     deletions, any tenant's (another tenant's document of the same id is another document)."""
-    facts = [e for e in history if isinstance(e, DocumentSubmitted | DocumentDeleted) and e.tenant == tenant]
+    facts = [e for e in history if isinstance(e, DocumentRedacted | DocumentDeleted) and e.tenant == tenant]
     deleted = {document_id for _, document_id in deleted_documents(facts)}
     submitted = {
-        e.document_id: e.content_hash
+        e.document_id: e.submitted_content_hash
         for e in facts
-        if isinstance(e, DocumentSubmitted) and e.document_id not in deleted
+        if isinstance(e, DocumentRedacted) and e.document_id not in deleted
     }
     new = [doc for doc in documents if doc.id not in deleted and submitted.get(doc.id) != content_hash(doc.text)]
     return new, submitted
@@ -43,7 +43,9 @@ async def run(ctx: TrainerContext, request: RetrainingRequested) -> None:
         raise ActionRejected("no corpus sources configured (RAGOPS_TRAINER_SOURCES)")
     documents = [document for source in ctx.settings.sources for document in load_corpus(source)]
     tenant = ctx.settings.platform.tenant  # the sources' documents are this tenant's
-    new, submitted = to_submit(documents, await ctx.read([DocumentSubmitted, DocumentDeleted], "submitted"), tenant)
+    # The redacted history (the intake topic keeps a day), by the hash of each content as it was
+    # submitted: what the sources hold.
+    new, submitted = to_submit(documents, await ctx.read([DocumentRedacted, DocumentDeleted], "submitted"), tenant)
     if not new:
         raise ActionRejected(
             f"the sources hold nothing new ({len(documents)} documents: submitted already or deleted since)"

@@ -1,0 +1,3 @@
+from ragops_privacy.app import main
+
+main()

@@ -1,0 +1,163 @@
+"""What the privacy service makes of one intake record: the same fields with their personal
+data replaced (:class:`~ragops_privacy.redaction.Redactor`), counted per entity type, and
+subject ids pseudonymized where the policy says so. Plain functions, blocking (the redactor
+is CPU work): the service calls them in a worker thread.
+
+Redacted fields: a document's content and title (not its source or metadata: filters match
+them exactly), a question, a feedback comment and correction. Subject ids (``user_id``,
+``subject_id``) become the tenant's keyed pseudonym, the same value wherever the same id
+appears, so analysts can still count distinct users and an erasure finds them."""
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ragops_privacy.redaction import RedactionPolicy, Redactor
+from ragops_schemas import (
+    DocumentRedacted,
+    DocumentSubmitted,
+    Event,
+    FeedbackRedacted,
+    FeedbackSubmitted,
+    Producer,
+    QueryRedacted,
+    QuerySubmitted,
+)
+from ragops_schemas.events import ContentRef
+from ragops_shared.blobs import BlobStore, BlobUnavailable, ContentTooLarge, check_in, check_out
+from ragops_shared.broker import EventRejected, validation_reason
+
+R = TypeVar("R", bound=Event)
+
+
+class _Redacting:
+    """One record's redaction: the texts it replaced, and the counts they add up to."""
+
+    def __init__(self, redactor: Redactor, pseudonymize: bool, tenant: str) -> None:
+        self.redactor = redactor
+        self.pseudonymize = pseudonymize
+        self.tenant = tenant
+        self.counts: Counter[str] = Counter()
+
+    def text(self, value: str) -> str:
+        redaction = self.redactor.redact(value, tenant=self.tenant)
+        self.counts.update({kind: n for kind, n in redaction.counts.items() if n > 0})
+        return redaction.text
+
+    def optional(self, value: str | None) -> str | None:
+        return None if value is None else self.text(value)
+
+    def subject(self, value: str | None) -> str | None:
+        if value is None or not self.pseudonymize:
+            return value
+        return self.redactor.pseudonym(value, tenant=self.tenant)
+
+
+def _redacted(submitted: Event, redacted_type: type[R], producer: Producer, **changes: Any) -> R:
+    """``submitted``'s own fields (not the envelope's) with ``changes``, as ``redacted_type``:
+    its id derived from the submission, its ``occurred_at`` the submission's.
+
+    Raises:
+        EventRejected: the redacted fields break the schema (e.g. a question that type tokens
+            made longer than its limit)."""
+    envelope = set(Event.model_fields) | {"event_type"}
+    carried = {name: getattr(submitted, name) for name in type(submitted).model_fields if name not in envelope}
+    try:
+        return submitted.caused(redacted_type, producer, occurred_at=submitted.occurred_at, **{**carried, **changes})
+    except ValidationError as error:
+        raise EventRejected(f"the redacted {redacted_type.__name__} is not valid: {validation_reason(error)}") from None
+
+
+class IntakeRedactor:
+    """Redacts intake records into their ``*Redacted`` events, published by ``producer``."""
+
+    def __init__(self, redactor: Redactor, policy: RedactionPolicy, producer: Producer) -> None:
+        self.redactor = redactor
+        self.pseudonymize = policy.pseudonymize_user_ids
+        self.producer = producer
+
+    def _redacting(self, submitted: Event) -> _Redacting:
+        return _Redacting(self.redactor, self.pseudonymize, submitted.tenant)
+
+    def query(self, submitted: QuerySubmitted) -> QueryRedacted:
+        """The question redacted, its user id pseudonymized where configured.
+
+        Raises:
+            EventRejected: the redacted question passes the schema's limit."""
+        redacting = self._redacting(submitted)
+        question = redacting.text(submitted.question)
+        return _redacted(
+            submitted,
+            QueryRedacted,
+            self.producer,
+            question=question,
+            user_id=redacting.subject(submitted.user_id),
+            redactions=dict(redacting.counts),
+        )
+
+    def feedback(self, submitted: FeedbackSubmitted) -> FeedbackRedacted:
+        """The comment and the corrected answer redacted, the user id pseudonymized where configured.
+
+        Raises:
+            EventRejected: a redacted text passes the schema's limit."""
+        redacting = self._redacting(submitted)
+        comment = redacting.optional(submitted.comment)
+        corrected = redacting.optional(submitted.corrected_answer)
+        return _redacted(
+            submitted,
+            FeedbackRedacted,
+            self.producer,
+            comment=comment,
+            corrected_answer=corrected,
+            user_id=redacting.subject(submitted.user_id),
+            redactions=dict(redacting.counts),
+        )
+
+    def document(
+        self, submitted: DocumentSubmitted, blobs: BlobStore | None, inline_max_bytes: int
+    ) -> "RedactedDocument":
+        """The content (inline, or checked out of ``blobs`` and verified) and the title
+        redacted, the subject id pseudonymized where configured; redacted content above
+        ``inline_max_bytes`` (UTF-8) is checked into ``blobs`` as a new blob.
+
+        Raises:
+            EventRejected: the raw blob is missing, corrupt or not UTF-8; the redacted content
+                is too large to travel and there is no blob store; a redacted field breaks the schema.
+            OSError: the blob store could not be written (transient: retried)."""
+        try:
+            content = check_out(submitted, blobs)
+        except BlobUnavailable as error:
+            # Also what a redelivery finds when the raw blob was deleted after its redaction was
+            # published: that redaction is out already (same event id), the record still ends here.
+            raise EventRejected(str(error)) from None
+        redacting = self._redacting(submitted)
+        text = redacting.text(content)
+        title = redacting.optional(submitted.title)
+        event = _redacted(
+            submitted,
+            DocumentRedacted,
+            self.producer,
+            content=text,
+            content_ref=None,
+            title=title,
+            subject_id=redacting.subject(submitted.subject_id),
+            redactions=dict(redacting.counts),
+            submitted_hash=submitted.content_hash if text != content else None,
+        )
+        try:
+            event = check_in(event, blobs, inline_max_bytes)
+        except ContentTooLarge as error:
+            raise EventRejected(str(error)) from None
+        raw = submitted.content_ref
+        return RedactedDocument(event, raw if raw is not None and raw != event.content_ref else None)
+
+
+@dataclass(frozen=True)
+class RedactedDocument:
+    """A document's redaction: its event, and the raw content's blob to delete once that
+    event is published (None: the content was inline, or the redacted content is the same blob)."""
+
+    event: DocumentRedacted
+    raw_blob: ContentRef | None

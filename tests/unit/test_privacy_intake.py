@@ -1,0 +1,142 @@
+"""The privacy service's redaction of intake records, without Kafka: what each ``*Redacted``
+event keeps of its submission (ids, trace, tenant, time), what it replaces (the texts, the
+subject ids) and what a document sent by claim check leaves in the blob store."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ragops_privacy.intake import IntakeRedactor
+from ragops_privacy.keys import pseudonym_key
+from ragops_privacy.redaction import RedactionPolicy, Redactor
+from ragops_privacy.settings import PrivacySettings
+from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, QueryRedacted, QuerySubmitted
+from ragops_schemas.ids import content_hash, derived_event_id
+from ragops_shared.blobs import DirectoryBlobStore, check_in
+from ragops_shared.broker import EventRejected
+from ragops_shared.pseudonyms import KEY_BYTES
+from ragops_shared.settings import PlatformSettings
+from tests.helpers import PRODUCER
+
+ADDRESS = "jane.doe@example.com"
+KEY = b"k" * 32
+PRIVACY = PRODUCER.model_copy(update={"name": "privacy"})
+
+
+def intake(policy: RedactionPolicy | None = None) -> IntakeRedactor:
+    policy = policy or RedactionPolicy()
+    return IntakeRedactor(Redactor(policy, KEY), policy, PRIVACY)
+
+
+def test_a_redacted_question_keeps_its_identity_and_loses_the_address() -> None:
+    submitted = QuerySubmitted(
+        producer=PRODUCER,
+        tenant="acme",
+        request_id="r-1",
+        question=f"Can {ADDRESS} get a refund?",
+        top_k=3,
+        user_id="jane",
+    )
+    redacted = intake().query(submitted)
+    assert isinstance(redacted, QueryRedacted)
+    assert redacted.question == "Can <EMAIL_ADDRESS> get a refund?" and ADDRESS not in redacted.model_dump_json()
+    assert redacted.redactions == {"EMAIL_ADDRESS": 1}
+    assert redacted.event_id == derived_event_id("QueryRedacted", submitted.event_id, "")
+    assert (redacted.request_id, redacted.tenant, redacted.trace_id, redacted.top_k) == (
+        "r-1",
+        "acme",
+        submitted.trace_id,
+        3,
+    )
+    assert redacted.occurred_at == submitted.occurred_at and redacted.producer.name == "privacy"
+    assert redacted.user_id not in {None, "jane"}
+    again = intake().query(submitted)
+    assert (again.event_id, again.question, again.user_id) == (
+        redacted.event_id,
+        redacted.question,
+        redacted.user_id,
+    ), "a redelivery yields the same event"
+
+
+def test_user_ids_become_one_pseudonym_per_tenant_unless_the_policy_keeps_them() -> None:
+    def user_of(tenant: str, policy: RedactionPolicy | None = None) -> str | None:
+        asked = QuerySubmitted(producer=PRODUCER, tenant=tenant, request_id="r", question="Hello?", user_id="jane")
+        return intake(policy).query(asked).user_id
+
+    assert user_of("acme") == user_of("acme") != user_of("globex")
+    assert user_of("acme", RedactionPolicy(pseudonymize_user_ids=False)) == "jane"
+    rated = FeedbackSubmitted(producer=PRODUCER, tenant="acme", request_id="r", thumb="up", user_id="jane")
+    assert intake().feedback(rated).user_id == user_of("acme"), "the same subject, the same pseudonym"
+
+
+def test_feedback_comment_and_correction_are_redacted_and_counted() -> None:
+    submitted = FeedbackSubmitted(
+        producer=PRODUCER, request_id="r", thumb="down", comment=f"Mail {ADDRESS}", corrected_answer=f"Ask {ADDRESS}"
+    )
+    redacted = intake().feedback(submitted)
+    assert (redacted.comment, redacted.corrected_answer) == ("Mail <EMAIL_ADDRESS>", "Ask <EMAIL_ADDRESS>")
+    assert redacted.redactions == {"EMAIL_ADDRESS": 2} and redacted.thumb == "down"
+
+
+def test_a_question_that_redaction_makes_too_long_is_rejected_with_the_reason() -> None:
+    long = QuerySubmitted(producer=PRODUCER, request_id="r", question="x" * 3990 + " a@b.co")
+    with pytest.raises(EventRejected, match="question"):
+        intake().query(long)
+
+
+def test_a_document_by_claim_check_gets_a_redacted_blob_and_names_its_raw_one(tmp_path: Path) -> None:
+    blobs = DirectoryBlobStore(tmp_path)
+    content = f"Contact {ADDRESS} for refunds. " * 100
+    submitted = check_in(
+        DocumentSubmitted(
+            producer=PRODUCER, document_id="d", content=content, title=f"By {ADDRESS}", subject_id="jane"
+        ),
+        blobs,
+        1024,
+    )
+    assert submitted.content_ref is not None
+    result = intake().document(submitted, blobs, 1024)
+    event = result.event
+    assert event.content_ref is not None and event.content_ref != submitted.content_ref
+    assert ADDRESS not in blobs.get(event.content_ref).decode() and ADDRESS not in event.model_dump_json()
+    assert event.title == "By <EMAIL_ADDRESS>" and event.redactions == {"EMAIL_ADDRESS": 101}
+    assert result.raw_blob == submitted.content_ref, "the raw blob is deleted once the event is out"
+    assert event.submitted_content_hash == content_hash(content) != event.content_hash
+    assert event.subject_id not in {None, "jane"}
+
+
+def test_a_document_without_personal_data_keeps_its_blob_and_its_hash(tmp_path: Path) -> None:
+    blobs = DirectoryBlobStore(tmp_path)
+    submitted = check_in(DocumentSubmitted(producer=PRODUCER, document_id="d", content="Plain. " * 500), blobs, 1024)
+    result = intake().document(submitted, blobs, 1024)
+    assert result.event.content_ref == submitted.content_ref and result.raw_blob is None
+    assert result.event.submitted_hash is None and result.event.submitted_content_hash == submitted.content_hash
+
+
+def test_a_missing_raw_blob_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    blobs = DirectoryBlobStore(tmp_path)
+    submitted = check_in(DocumentSubmitted(producer=PRODUCER, document_id="d", content="x" * 2000), blobs, 1024)
+    assert submitted.content_ref is not None
+    blobs.delete(submitted.content_ref)
+    blobs.delete(submitted.content_ref)  # idempotent
+    with pytest.raises(EventRejected, match="is not in"):
+        intake().document(submitted, blobs, 1024)
+
+
+def test_the_embedded_pseudonym_key_is_created_once_and_private(tmp_path: Path) -> None:
+    settings = PrivacySettings(platform=PlatformSettings(data_dir=tmp_path))
+    key = pseudonym_key(settings)
+    path = tmp_path / "keys" / "pseudonym.key"
+    assert len(key) == KEY_BYTES and pseudonym_key(settings) == key
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    short = tmp_path / "short.key"
+    short.write_bytes(b"too short")
+    with pytest.raises(ValueError, match="at least"):
+        pseudonym_key(PrivacySettings(pseudonym_key_file=short))
+
+
+def test_production_needs_a_pseudonym_key_file() -> None:
+    with pytest.raises(ValueError, match="RAGOPS_PRIVACY_PSEUDONYM_KEY_FILE"):
+        PrivacySettings(platform=PlatformSettings(environment="production"))
