@@ -33,7 +33,7 @@ from qdrant_edge import EdgeShard, ScrollRequest
 from ragops.pii_plant import PlantedValue
 from ragops_analytics import queries
 from ragops_analytics.store import AnalyticsStore
-from ragops_schemas.topics import TOPICS, Topic, TopicSpec
+from ragops_schemas.topics import TOPICS, Retention, Topic, TopicSpec
 from ragops_shared.settings import KafkaSettings, aiokafka_options
 from ragops_shared.watch import end_offsets
 
@@ -185,12 +185,12 @@ def scan_qdrant(root: Path, finder: Finder) -> list[Finding]:
 
 def topic_store(topic: str, specs: Sequence[TopicSpec] = TOPICS) -> Store:
     """Which store a topic's records count in: ``dead_letter_topic``; ``intake_topics``, those
-    whose spec keeps them out of the sink (the intake topics that the privacy step reads and
-    redacts); ``topics``, every other (one ``specs`` does not declare included)."""
+    declared intake (``Retention.INTAKE``: what producers send, raw, that the privacy step reads
+    and redacts); ``topics``, every other (one ``specs`` does not declare included)."""
     if topic == Topic.DEAD_LETTER:
         return "dead_letter_topic"
     spec = next((spec for spec in specs if spec.topic == topic), None)
-    return "intake_topics" if spec is not None and not spec.sink else "topics"
+    return "intake_topics" if spec is not None and spec.retention is Retention.INTAKE else "topics"
 
 
 def _record_text(record: ConsumerRecord[bytes, bytes]) -> str:

@@ -14,8 +14,8 @@ from ragops.pii_scan import Finder, scan_clickhouse, scan_data_dir, scan_files, 
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_retrieval.edge_store import EdgeStore
 from ragops_retrieval.store import ChunkPoint
-from ragops_schemas import FeedbackSubmitted, MessageDeadLettered, Producer, QuerySubmitted, Topic
-from ragops_schemas.topics import TOPICS, TopicSpec
+from ragops_schemas import FeedbackRedacted, MessageDeadLettered, Producer, QueryRedacted, Topic
+from ragops_schemas.topics import TOPICS, Retention, TopicSpec
 from ragops_shared.settings import KafkaSettings
 from tests.integration.services import produce_raw
 from tests.integration.test_clickhouse import golden_rows, insert, row_from_json
@@ -27,8 +27,8 @@ IBAN = PlantedValue("iban-2", "iban", "GB82 WEST 1234 5698 7654 32", "document",
 FINDER = Finder([EMAIL, PHONE, IBAN])
 
 
-def feedback_with(comment: str) -> FeedbackSubmitted:
-    return FeedbackSubmitted(producer=PRODUCER, request_id=str(uuid.uuid4()), thumb="down", comment=comment)
+def feedback_with(comment: str) -> FeedbackRedacted:
+    return FeedbackRedacted(producer=PRODUCER, request_id=str(uuid.uuid4()), thumb="down", comment=comment)
 
 
 @pytest.mark.clickhouse
@@ -38,7 +38,7 @@ def test_clickhouse_a_planted_value_is_found_in_every_table_and_column_that_keep
 
     planted = [
         feedback_with(f"Wrong, write to {EMAIL.value}").model_dump_json(),
-        QuerySubmitted(
+        QueryRedacted(
             producer=PRODUCER, request_id="r-q", question=f"Who? (call me on {PHONE.value})"
         ).model_dump_json(),
     ]
@@ -102,13 +102,13 @@ async def test_topics_a_planted_value_is_found_and_intake_and_dead_letters_are_k
     encoded = base64.b64encode(f'{{"content": "{IBAN.value}"}}'.encode()).decode()
     await produce_raw(kafka, Topic.DEAD_LETTER, [(None, f'{{"original_value_b64": "{encoded}"}}'.encode())])
 
-    # Today's specs keep every topic but the dead letters; with the feedback intake kept out of
-    # the sink (the privacy step's), its planted value is reported apart.
-    intake = tuple(
-        TopicSpec(spec.topic, spec.key, spec.retention, spec.partitions, sink=spec.topic != Topic.FEEDBACK_SUBMITTED)
+    # The feedback intake (the privacy step's) is reported apart; declared as a kept topic, it
+    # would count as a leak.
+    kept = tuple(
+        TopicSpec(spec.topic, spec.key, Retention.EVENTS if spec.topic == Topic.FEEDBACK_SUBMITTED else spec.retention)
         for spec in TOPICS
     )
-    for specs, feedback_store in ((TOPICS, "topics"), (intake, "intake_topics")):
+    for specs, feedback_store in ((TOPICS, "intake_topics"), (kept, "topics")):
         found = {(f.store, f.location): f.idents for f in await scan_topics(kafka, FINDER, specs=specs)}
         assert found == {
             (feedback_store, Topic.FEEDBACK_SUBMITTED.value): {EMAIL.ident},

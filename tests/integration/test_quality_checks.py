@@ -18,8 +18,8 @@ from ragops_ingestion.settings import DEFAULT_QUALITY_POLICY, IngestionSettings,
 from ragops_schemas import (
     ChunkerInfo,
     DocumentChunked,
+    DocumentRedacted,
     DocumentRejected,
-    DocumentSubmitted,
     Event,
     QualityCheck,
     Topic,
@@ -55,7 +55,7 @@ def gate(
 
 
 def submit(chunker, quality: QualityGate, document_id: str, content: str, **options) -> list[Event]:
-    submitted = DocumentSubmitted(producer=PRODUCER, document_id=document_id, content=content)
+    submitted = DocumentRedacted(producer=PRODUCER, document_id=document_id, content=content)
     return ingest(chunker, INFO, PRODUCER, submitted, quality=quality, **options)
 
 

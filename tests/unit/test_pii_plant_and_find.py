@@ -20,7 +20,7 @@ from presidio_analyzer.predefined_recognizers import (
 from ragops.pii_plant import DOCUMENTS, PiiPlanter, PlantedValue, iban_check_digits, luhn_valid
 from ragops.pii_scan import Finder, Finding, holds_text, search_forms, summary, topic_store
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, Producer, Topic
-from ragops_schemas.topics import TopicSpec
+from ragops_schemas.topics import Retention, TopicSpec
 from ragops_shared.datasets import Question
 
 PRODUCER = Producer(name="test", version="0")
@@ -215,11 +215,13 @@ def test_clickhouse_columns_that_can_hold_text_are_searched(column_type: str, se
 
 def test_intake_topics_and_dead_letters_are_apart_every_other_topic_is_kept() -> None:
     specs = (
-        TopicSpec(Topic.QUERY_SUBMITTED, ("request_id",), sink=False),
+        TopicSpec(Topic.QUERY_SUBMITTED, ("request_id",), Retention.INTAKE, sink=False),
+        TopicSpec(Topic.ERASURE_REQUESTED, ("erasure_id",), Retention.FOREVER, sink=False),  # kept: not apart
         TopicSpec(Topic.ANSWER_GENERATED, ("request_id",)),
     )
     assert topic_store(Topic.QUERY_SUBMITTED, specs) == "intake_topics"
     assert topic_store(Topic.ANSWER_GENERATED, specs) == "topics"
+    assert topic_store(Topic.ERASURE_REQUESTED, specs) == "topics"
     assert topic_store(Topic.DEAD_LETTER, specs) == "dead_letter_topic"
     assert topic_store("someone.elses.topic", specs) == "topics"
 
