@@ -3,8 +3,14 @@ data replaced (:class:`~ragops_privacy.redaction.Redactor`), counted per entity 
 subject ids pseudonymized where the policy says so. Plain functions, blocking (the redactor
 is CPU work): the service calls them in a worker thread.
 
-Redacted fields: a document's content and title (not its source or metadata: filters match
-them exactly), a question, a feedback comment and correction. Subject ids (``user_id``,
+Redacted fields: every text a producer writes: a document's content, title, source and
+metadata values; a question, its filter values and its evaluation's reference answers; a
+feedback comment and correction. Each is first normalised (:func:`ragops_shared.text.normalise`:
+format characters removed, NFKC), and the normalised, redacted text is what is published:
+ingestion normalises later, and a value that invisible or compatibility characters hid from
+the recognizers (``ann\u200b@example.com``, full-width digits, an IBAN spaced with no-break
+spaces) would come back plain there. Metadata and filter values go through the same rule, so a
+filter still matches the metadata it was written for. Subject ids (``user_id``,
 ``subject_id``) become the tenant's keyed pseudonym, the same value wherever the same id
 appears, so analysts can still count distinct users and an erasure finds them."""
 
@@ -25,9 +31,10 @@ from ragops_schemas import (
     QueryRedacted,
     QuerySubmitted,
 )
-from ragops_schemas.events import ContentRef
+from ragops_schemas.events import ContentRef, EvaluationContext
 from ragops_shared.blobs import BlobStore, BlobUnavailable, ContentTooLarge, check_in, check_out
 from ragops_shared.broker import EventRejected, validation_reason
+from ragops_shared.text import normalise
 
 R = TypeVar("R", bound=Event)
 
@@ -42,12 +49,31 @@ class _Redacting:
         self.counts: Counter[str] = Counter()
 
     def text(self, value: str) -> str:
-        redaction = self.redactor.redact(value, tenant=self.tenant)
+        """``value`` normalised, then redacted (normalised first: see the module's docstring)."""
+        redaction = self.redactor.redact(normalise(value), tenant=self.tenant)
         self.counts.update({kind: n for kind, n in redaction.counts.items() if n > 0})
         return redaction.text
 
     def optional(self, value: str | None) -> str | None:
         return None if value is None else self.text(value)
+
+    def values(self, mapping: dict[str, str]) -> dict[str, str]:
+        """A document's metadata with each value redacted (keys are the producer's schema)."""
+        return {key: self.text(value) for key, value in mapping.items()}
+
+    def filters(self, filters: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        """Query filters with each value, or each value of a list, redacted."""
+        return {
+            key: self.text(value) if isinstance(value, str) else [self.text(item) for item in value]
+            for key, value in filters.items()
+        }
+
+    def evaluation(self, evaluation: EvaluationContext | None) -> EvaluationContext | None:
+        """The evaluation context with its reference answers redacted (ids kept)."""
+        if evaluation is None:
+            return None
+        answers = [self.text(answer) for answer in evaluation.reference_answers]
+        return evaluation.model_copy(update={"reference_answers": answers})
 
     def subject(self, value: str | None) -> str | None:
         if value is None or not self.pseudonymize:
@@ -82,10 +108,11 @@ class IntakeRedactor:
         return _Redacting(self.redactor, self.pseudonymize, submitted.tenant)
 
     def query(self, submitted: QuerySubmitted) -> QueryRedacted:
-        """The question redacted, its user id pseudonymized where configured.
+        """The question, its filter values and its reference answers redacted, its user id
+        pseudonymized where configured.
 
         Raises:
-            EventRejected: the redacted question passes the schema's limit."""
+            EventRejected: the redacted question or a filter value passes the schema's limit."""
         redacting = self._redacting(submitted)
         question = redacting.text(submitted.question)
         return _redacted(
@@ -93,6 +120,8 @@ class IntakeRedactor:
             QueryRedacted,
             self.producer,
             question=question,
+            filters=redacting.filters(submitted.filters),
+            evaluation=redacting.evaluation(submitted.evaluation),
             user_id=redacting.subject(submitted.user_id),
             redactions=dict(redacting.counts),
         )
@@ -118,8 +147,8 @@ class IntakeRedactor:
     def document(
         self, submitted: DocumentSubmitted, blobs: BlobStore | None, inline_max_bytes: int
     ) -> "RedactedDocument":
-        """The content (inline, or checked out of ``blobs`` and verified) and the title
-        redacted, the subject id pseudonymized where configured; redacted content above
+        """The content (inline, or checked out of ``blobs`` and verified), the title, the
+        source and the metadata values redacted, the subject id pseudonymized where configured; redacted content above
         ``inline_max_bytes`` (UTF-8) is checked into ``blobs`` as a new blob.
 
         Raises:
@@ -142,6 +171,8 @@ class IntakeRedactor:
             content=text,
             content_ref=None,
             title=title,
+            source=redacting.optional(submitted.source),
+            metadata=redacting.values(submitted.metadata),
             subject_id=redacting.subject(submitted.subject_id),
             redactions=dict(redacting.counts),
             submitted_hash=submitted.content_hash if text != content else None,

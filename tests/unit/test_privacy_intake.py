@@ -13,11 +13,13 @@ from ragops_privacy.keys import pseudonym_key
 from ragops_privacy.redaction import RedactionPolicy, Redactor
 from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, QueryRedacted, QuerySubmitted
+from ragops_schemas.events import EvaluationContext
 from ragops_schemas.ids import content_hash, derived_event_id
 from ragops_shared.blobs import DirectoryBlobStore, check_in
 from ragops_shared.broker import EventRejected
 from ragops_shared.pseudonyms import KEY_BYTES
 from ragops_shared.settings import PlatformSettings
+from ragops_shared.text import normalise
 from tests.helpers import PRODUCER
 
 ADDRESS = "jane.doe@example.com"
@@ -78,6 +80,74 @@ def test_feedback_comment_and_correction_are_redacted_and_counted() -> None:
     redacted = intake().feedback(submitted)
     assert (redacted.comment, redacted.corrected_answer) == ("Mail <EMAIL_ADDRESS>", "Ask <EMAIL_ADDRESS>")
     assert redacted.redactions == {"EMAIL_ADDRESS": 2} and redacted.thumb == "down"
+
+
+# Values hidden from the recognizers by invisible or compatibility characters, which
+# ingestion's normalisation (format characters removed, NFKC) turns back into plain values;
+# each is what ``ragops_shared.text.normalise`` makes of it.
+DISGUISED = {
+    "ann\u200b@example.com": "ann@example.com",
+    "4111\u200b1111\u200b1111\u200b1111": "4111111111111111",
+    " ".join(["\uff14\uff11\uff11\uff11"] + ["\uff11" * 4] * 3): "4111 1111 1111 1111",
+    "DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000": "DE89 3704 0044 0532 0130 00",
+    "+44\u00a020\u00a07946\u00a00000": "+44 20 7946 0000",
+}
+
+
+@pytest.mark.parametrize("disguised", DISGUISED)
+def test_values_disguised_by_unicode_are_redacted_in_every_text(disguised: str) -> None:
+    plain = DISGUISED[disguised]
+    text = f"Reach me at {disguised} today"
+    asked = intake().query(QuerySubmitted(producer=PRODUCER, request_id="r", question=text))
+    rated = intake().feedback(FeedbackSubmitted(producer=PRODUCER, request_id="r", comment=text, corrected_answer=text))
+    document = intake().document(
+        DocumentSubmitted(producer=PRODUCER, document_id="d", content=text, title=text), None, 10**6
+    )
+    published = [asked.question, rated.comment, rated.corrected_answer, document.event.content, document.event.title]
+    for value in published:
+        assert value is not None and normalise(value) == value, "what is published is normalised"
+        assert disguised not in value and plain not in value and plain.replace(" ", "") not in value.replace(" ", "")
+    assert sum(asked.redactions.values()) == 1 and sum(document.event.redactions.values()) == 2
+
+
+def test_document_source_and_metadata_values_are_redacted() -> None:
+    submitted = DocumentSubmitted(
+        producer=PRODUCER,
+        document_id="d",
+        content="Plain.",
+        source="mailto:ann\u200b@example.com",
+        metadata={"customer": "ann@example.com", "lang": "en", "document_id": "doc-1"},
+    )
+    event = intake().document(submitted, None, 10**6).event
+    assert "ann@example.com" not in event.model_dump_json()
+    assert event.source == "mailto:<EMAIL_ADDRESS>"
+    assert event.metadata == {"customer": "<EMAIL_ADDRESS>", "lang": "en", "document_id": "doc-1"}
+    assert event.redactions == {"EMAIL_ADDRESS": 2}
+    plain = DocumentSubmitted(producer=PRODUCER, document_id="d", content="Plain.", metadata={"lang": "en"})
+    assert intake().document(plain, None, 10**6).event.metadata == {"lang": "en"}
+
+
+def test_query_filters_and_reference_answers_are_redacted() -> None:
+    submitted = QuerySubmitted(
+        producer=PRODUCER,
+        request_id="r",
+        question="Who?",
+        filters={"email": "ann@example.com", "owners": ["bob@example.com", "team"], "document_id": "doc-1"},
+        evaluation=EvaluationContext(run_id="run", reference_answers=["Mail ann@example.com", "Nobody"]),
+    )
+    redacted = intake().query(submitted)
+    assert "@example.com" not in redacted.model_dump_json()
+    assert redacted.filters == {
+        "email": "<EMAIL_ADDRESS>",
+        "owners": ["<EMAIL_ADDRESS>", "team"],
+        "document_id": "doc-1",
+    }
+    assert redacted.evaluation is not None and redacted.evaluation.run_id == "run"
+    assert redacted.evaluation.reference_answers == ["Mail <EMAIL_ADDRESS>", "Nobody"]
+    assert redacted.redactions == {"EMAIL_ADDRESS": 3}
+    plain = QuerySubmitted(producer=PRODUCER, request_id="r", question="Who?", filters={"lang": "en"})
+    unchanged = intake().query(plain)
+    assert unchanged.filters == {"lang": "en"} and unchanged.evaluation is None
 
 
 def test_a_question_that_redaction_makes_too_long_is_rejected_with_the_reason() -> None:
