@@ -7,14 +7,24 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ragops_analytics.queries import RETAINED_TABLES
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
+from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier
 
 E = TypeVar("E", bound=Event)
 
 PRODUCER = Producer(name="test", version="0")
+GATEWAY_SIGNER = Signer(Ed25519PrivateKey.generate())
+"""Signs as the gateway (erasure requests) for :data:`VERIFIER`."""
+VERIFIER = Verifier(
+    TrustStore({GATEWAY_SIGNER.key_id: TrustedKey("gateway", GATEWAY_SIGNER.public_key)}, DEFAULT_ALLOWED),
+    max_clock_skew_s=60,
+    model_dirs=[],
+)
+"""Trusts :data:`GATEWAY_SIGNER` only: control events signed by anyone else are refused."""
 EXAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "examples"
 KEEP_ROWS: dict[str, int | None] = dict.fromkeys(RETAINED_TABLES)
 """A sink retention (``SinkSettings.retention_days``, ``set_retention``) with no TTL: the golden

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ragops_analytics.store import Reader
+from ragops_models.defaults import shipped_model_dirs
 from ragops_schemas import (
     DocumentIndexed,
     DocumentRejected,
@@ -20,6 +21,7 @@ from ragops_schemas.ids import change_id, derived_event_id
 from ragops_schemas.registry import Registry, VersionState
 from ragops_shared.broker import EventPublisher
 from ragops_shared.settings import KafkaSettings
+from ragops_shared.signing import Verifier, verifier_for
 from ragops_shared.watch import EventWatcher
 from ragops_trainer.settings import TrainerSettings
 from ragops_trainer.spec import SPEC
@@ -78,16 +80,20 @@ async def read_topics(
 class TrainerContext:
     """The trainer's connections, shared by the actions (one request at a time).
 
-    ``analytics`` is None when no ClickHouse is configured (``RAGOPS_ANALYTICS_*``)."""
+    ``analytics`` is None when no ClickHouse is configured (``RAGOPS_ANALYTICS_*``);
+    ``verifier`` checks the signed events the actions read back (erasures: the replays skip
+    the erased subjects' documents)."""
 
     settings: TrainerSettings
     publisher: EventPublisher
     registry: Registry
     analytics: Reader | None
     producer: Producer = field(init=False)
+    verifier: Verifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.producer = self.publisher.producer
+        self.verifier = verifier_for(self.settings.platform, shipped_model_dirs())
 
     async def publish(self, event: Event) -> None:
         """Publish ``event``; under ``promotion=approval`` a production promotion is requested

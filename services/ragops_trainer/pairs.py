@@ -5,9 +5,10 @@ free of torch, so the trainer imports torch only when it trains."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragops_schemas import DatasetExampleAdded, DocumentChunked, DocumentDeleted, Event
-from ragops_shared.deletions import deleted_documents
+from ragops_schemas import DatasetExampleAdded, DocumentChunked, DocumentDeleted, ErasureRequested, Event
+from ragops_shared.deletions import replay_skips
 from ragops_shared.shredding import Shredder
+from ragops_shared.signing import Verifier
 
 
 @dataclass(frozen=True)
@@ -18,18 +19,21 @@ class TrainingPair:
     passage: str
 
 
-def latest_parts(events: Sequence[Event]) -> dict[tuple[str, str], list[DocumentChunked]]:
+def latest_parts(events: Sequence[Event], verifier: Verifier) -> dict[tuple[str, str], list[DocumentChunked]]:
     """The parts of the latest live version of each document, by (tenant, document id) (a
     document id is unique per tenant), in part order (replays of builds excluded): one event
     for a document that came whole. The latest event decides the version; of a part retained
     twice (a version submitted again), the later one is kept. A document whose latest fact in
-    ``events`` is a ``DocumentDeleted`` is left out (:func:`~ragops_shared.deletions.deleted_documents`):
-    pass the deletions with the chunks, or a replay brings deleted documents back."""
-    deleted = deleted_documents(e for e in events if isinstance(e, DocumentChunked | DocumentDeleted))
+    ``events`` is a ``DocumentDeleted``, or whose subject an ``ErasureRequested`` (signed: checked
+    with ``verifier``) erased since, is left out (:func:`~ragops_shared.deletions.replay_skips`):
+    pass the deletions and erasures with the chunks, or a replay brings them back."""
+    skipped = replay_skips(
+        (e for e in events if isinstance(e, DocumentChunked | DocumentDeleted | ErasureRequested)), verifier
+    )
     live = [
         e
         for e in events
-        if isinstance(e, DocumentChunked) and e.index_build is None and (e.tenant, e.document_id) not in deleted
+        if isinstance(e, DocumentChunked) and e.index_build is None and (e.tenant, e.document_id) not in skipped
     ]
     latest: dict[tuple[str, str], DocumentChunked] = {}
     for event in live:
@@ -47,17 +51,17 @@ def latest_parts(events: Sequence[Event]) -> dict[tuple[str, str], list[Document
     return {key: [by_number[n] for n in sorted(by_number)] for key, by_number in parts.items()}
 
 
-def latest_documents(events: Sequence[Event]) -> dict[str, DocumentChunked]:
+def latest_documents(events: Sequence[Event], verifier: Verifier) -> dict[str, DocumentChunked]:
     """The latest live version of each document id with the chunks of all its parts, as one
     event (an in-memory view, never published: it may be larger than a record may be). The
     fine-tune learns one model from every tenant's documents, keyed as the feedback dataset
     and the held-out questions name them, by document id: of two tenants' documents with one
-    id, the later read is kept."""
+    id, the later read is kept. Deleted and erased documents are left out (:func:`latest_parts`)."""
     return {
         document_id: parts[0].model_copy(
             update={"chunks": [c for p in parts for c in p.chunks], "part": 1, "parts": 1, "chunk_total": None}
         )
-        for (_, document_id), parts in latest_parts(events).items()
+        for (_, document_id), parts in latest_parts(events, verifier).items()
     }
 
 

@@ -25,8 +25,9 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_REDACTED,
         Topic.DOCUMENT_CHUNKED,
         Topic.DATASET_EXAMPLE_ADDED,
-        # Documents deleted: the replays skip them.
+        # Documents deleted, and data subjects erased (signed requests): the replays skip their documents.
         Topic.DOCUMENT_DELETED,
+        Topic.ERASURE_REQUESTED,
     ),
     writes=(
         Topic.RETRAINING_REJECTED,

@@ -30,7 +30,7 @@ from ragops_shared.signing import signer_for
 from ragops_trainer.app import create_app
 from ragops_trainer.pairs import TrainingPair, latest_documents, training_pairs
 from ragops_trainer.settings import TrainerSettings
-from tests.helpers import PRODUCER as P
+from tests.helpers import PRODUCER as P, VERIFIER
 from tests.integration.services import running, wait_for, watching
 
 CHUNKER = ChunkerInfo(tokenizer="t", chunk_size=200, overlap=32)
@@ -74,7 +74,7 @@ def test_training_pairs_keep_only_passages_that_hold_the_answer() -> None:
         "It ends in the North Sea.",
         at=datetime(2026, 1, 2, tzinfo=UTC),
     )
-    documents = latest_documents([new, old])
+    documents = latest_documents([new, old], VERIFIER)
     assert documents["rhine"].document_version == "v2", "the latest version, whatever the read order"
     pairs = training_pairs(
         [

@@ -14,15 +14,18 @@ from ragops_schemas import (
     DocumentRedacted,
     DocumentRemoved,
     EmbeddingModelInfo,
+    ErasureRequested,
 )
+from ragops_schemas.changes import ChangeActor
 from ragops_schemas.events import IndexBuild
+from ragops_schemas.ids import erasure_id
 from ragops_shared.datasets import CorpusDocument
-from ragops_shared.deletions import deleted_documents
+from ragops_shared.deletions import deleted_documents, replay_skips
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.settings import KafkaSettings
 from ragops_trainer.actions.refresh_corpus import to_submit
-from ragops_trainer.pairs import latest_parts
-from tests.helpers import PRODUCER
+from ragops_trainer.pairs import latest_documents, latest_parts
+from tests.helpers import GATEWAY_SIGNER, PRODUCER, VERIFIER
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MODEL = EmbeddingModelInfo(name="m", version="v1", dimension=4)
@@ -42,11 +45,14 @@ def deleted(document_id: str, minutes: int, tenant: str = "acme") -> DocumentDel
     return DocumentDeleted(producer=PRODUCER, tenant=tenant, document_id=document_id, occurred_at=at(minutes))
 
 
-def chunked(document_id: str, minutes: int, build: IndexBuild | None = None) -> DocumentChunked:
+def chunked(
+    document_id: str, minutes: int, build: IndexBuild | None = None, *, subject: str | None = None, tenant: str = "acme"
+) -> DocumentChunked:
     return DocumentChunked(
         producer=PRODUCER,
-        tenant="acme",
+        tenant=tenant,
         document_id=document_id,
+        subject_id=subject,
         document_version="v",
         content_type="text/plain",
         chunker=ChunkerInfo(tokenizer="t", chunk_size=10, overlap=0),
@@ -86,7 +92,57 @@ def test_same_time_the_later_read_wins() -> None:
 
 def test_the_re_index_replays_no_deleted_document() -> None:
     events = [chunked("a", 0), chunked("b", 0), deleted("a", 1), chunked("c", 0), deleted("c", 1), chunked("c", 2)]
-    assert sorted(latest_parts(events)) == [("acme", "b"), ("acme", "c")]
+    assert sorted(latest_parts(events, VERIFIER)) == [("acme", "b"), ("acme", "c")]
+
+
+def erasure(subject: str, minutes: int, tenant: str = "acme", *, signed: bool = True) -> ErasureRequested:
+    request = ErasureRequested(
+        producer=PRODUCER,
+        tenant=tenant,
+        erasure_id=erasure_id(tenant, subject, f"k{minutes}"),
+        subject=subject,
+        requested_by=ChangeActor(subject="person:admin", name="admin", kind="person"),
+        occurred_at=at(minutes),
+    )
+    return GATEWAY_SIGNER.sign(request) if signed else request
+
+
+def test_an_erased_subjects_documents_are_skipped_until_submitted_again() -> None:
+    facts = [
+        chunked("a", 0, subject="s1"),  # erased
+        chunked("b", 0, subject="s2"),  # another subject
+        chunked("c", 0),  # about no one
+        chunked("d", 0, subject="s1", tenant="globex"),  # another tenant's subject of the same id
+        chunked("e", 0, subject="s1"),
+        chunked("e", 3, subject="s1"),  # submitted again for the subject after the erasure: a new fact
+        chunked("f", 0, subject="s1"),
+        deleted("f", 1),  # deleted anyway
+        erasure("s1", 2),
+        chunked("g", 2, subject="s1"),  # the same time as the erasure: erased
+    ]
+    assert replay_skips(facts, VERIFIER) == {("acme", "a"), ("acme", "f"), ("acme", "g")}
+    # A replay of an index build repeats an old fact: it makes no document live again.
+    build = IndexBuild(build_id="b1", collection="x__b1", embedding_version="v1")
+    assert ("acme", "a") in replay_skips([*facts, chunked("a", 4, build, subject="s1")], VERIFIER)
+
+
+def test_only_a_signed_erasure_counts() -> None:
+    facts = [chunked("a", 0, subject="s1"), erasure("s1", 2, signed=False)]
+    assert replay_skips(facts, VERIFIER) == set()
+    forged = erasure("s1", 2).model_copy(update={"subject": "s2"})  # signature of another request
+    assert replay_skips([chunked("a", 0, subject="s2"), forged], VERIFIER) == set()
+    assert replay_skips([*facts, erasure("s1", 2)], VERIFIER) == {("acme", "a")}
+
+
+def test_the_re_index_and_the_fine_tune_replay_no_erased_subjects_document() -> None:
+    events = [
+        chunked("a", 0, subject="s1"),
+        chunked("b", 0, subject="s2"),
+        chunked("a", 0, subject="s1", tenant="globex"),
+        erasure("s1", 1),
+    ]
+    assert sorted(latest_parts(events, VERIFIER)) == [("acme", "b"), ("globex", "a")]
+    assert sorted(latest_documents(events[:2] + events[3:], VERIFIER)) == ["b"]
 
 
 def test_the_corpus_refresh_does_not_bring_a_deleted_document_back() -> None:

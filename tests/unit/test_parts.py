@@ -13,7 +13,7 @@ from ragops_schemas import ChunksEmbedded, EmbeddedChunk
 from ragops_schemas.events import decode_vector, encode_vector
 from ragops_schemas.ids import DEFAULT_TENANT, chunk_id, part_event_id, part_scope
 from ragops_shared.parts import PartTooLarge, serialised_size, split_by_bytes
-from tests.helpers import PRODUCER, example
+from tests.helpers import PRODUCER, VERIFIER, example
 
 DIMENSION = 384
 
@@ -137,11 +137,11 @@ def test_the_trainer_sees_every_part_of_the_latest_version() -> None:
     old = chunked("v1", 1, 1, "old")
     first, second = chunked("v2", 1, 2, "new one"), chunked("v2", 2, 2, "new two")
     # Same occurred_at (the golden example's): the later in the log is the newer.
-    assert latest_parts([old, second, first]) == {(DEFAULT_TENANT, "doc"): [first, second]}
-    assert [c.text for c in latest_documents([old, first, second])["doc"].chunks] == ["new one", "new two"]
+    assert latest_parts([old, second, first], VERIFIER) == {(DEFAULT_TENANT, "doc"): [first, second]}
+    assert [c.text for c in latest_documents([old, first, second], VERIFIER)["doc"].chunks] == ["new one", "new two"]
     # Another tenant's "doc" is another document: a re-index replays both.
     theirs = old.model_copy(update={"tenant": "acme"})
-    assert latest_parts([old, second, first, theirs]) == {
+    assert latest_parts([old, second, first, theirs], VERIFIER) == {
         (DEFAULT_TENANT, "doc"): [first, second],
         ("acme", "doc"): [theirs],
     }

@@ -21,6 +21,7 @@ from ragops_schemas import (
     DatasetExampleAdded,
     DocumentChunked,
     DocumentDeleted,
+    ErasureRequested,
     RetrainingRequested,
     VersionPromoted,
     VersionRegistered,
@@ -112,7 +113,9 @@ async def gather(ctx: TrainerContext) -> TrainingData:
     # feedback and privacy services share.
     shredder = Shredder(FileKeyStore.under(settings.platform.data_dir))
     examples, erased = await asyncio.to_thread(readable_examples, retained, shredder)
-    documents = latest_documents(await ctx.read([DocumentChunked, DocumentDeleted], "chunks"))
+    documents = latest_documents(
+        await ctx.read([DocumentChunked, DocumentDeleted, ErasureRequested], "chunks"), ctx.verifier
+    )
     pairs = training_pairs(examples, documents)
     if len(pairs) < settings.min_pairs:
         raise ActionRejected(

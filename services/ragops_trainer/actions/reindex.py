@@ -1,11 +1,18 @@
 """``reindex``: rebuild the index by replay. The latest retained ``DocumentChunked`` of every
-document not deleted since (each of its parts, when it came in parts) is published again with an
-``index_build`` target, so the embedding service embeds it (with the build's model version)
-and the indexer writes a new collection beside the live one; when every document is indexed,
-the build is promoted (the retrieval service switches to it in one step). The fine-tune runs
-it too, for its candidate model."""
+document neither deleted nor erased (its subject) since (each of its parts, when it came in
+parts) is published again with an ``index_build`` target, so the embedding service embeds it
+(with the build's model version) and the indexer writes a new collection beside the live one;
+when every document is indexed, the build is promoted (the retrieval service switches to it in
+one step). The fine-tune runs it too, for its candidate model."""
 
-from ragops_schemas import DocumentChunked, DocumentDeleted, RetrainingRequested, VersionPromoted, VersionRegistered
+from ragops_schemas import (
+    DocumentChunked,
+    DocumentDeleted,
+    ErasureRequested,
+    RetrainingRequested,
+    VersionPromoted,
+    VersionRegistered,
+)
 from ragops_schemas.events import IndexBuild
 from ragops_schemas.ids import index_build_collection, index_build_id, index_name
 from ragops_trainer.context import ActionRejected, Arrivals, TrainerContext
@@ -25,7 +32,9 @@ async def run(
         embedding_version = target.version
     version = embedding_version or ctx.live_model().ref.version
     model = ctx.registry.get("embedding_model", name, version)
-    documents = latest_parts(await ctx.read([DocumentChunked, DocumentDeleted], "chunks"))
+    documents = latest_parts(
+        await ctx.read([DocumentChunked, DocumentDeleted, ErasureRequested], "chunks"), ctx.verifier
+    )
     if not documents:
         raise ActionRejected("nothing to re-index: no retained DocumentChunked events")
     alias = index_name(ctx.settings.corpus, name, version)
@@ -90,7 +99,9 @@ async def run(
                 replayed[key] = documents[key][0].document_version
                 arrivals.done.pop(key, None)
             await arrivals.wait(set(pending), ctx.settings.build_timeout_s)
-            documents = latest_parts(await ctx.read([DocumentChunked, DocumentDeleted], "chunks"))
+            documents = latest_parts(
+                await ctx.read([DocumentChunked, DocumentDeleted, ErasureRequested], "chunks"), ctx.verifier
+            )
     previous = ctx.registry.alias("index", alias)
     promotion = request.caused(
         VersionPromoted,
