@@ -23,10 +23,10 @@ from ragops_retrieval.store import SUBJECT_FIELD, ChunkPoint
 from ragops_schemas import (
     AnswerGenerated,
     DatasetExampleAdded,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     MessageDeadLettered,
     Producer,
-    QuerySubmitted,
+    QueryRedacted,
 )
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.erasure import ErasureRequested, SubjectErased
@@ -47,15 +47,16 @@ LIVE, BUILD = "default__m__v1", "default__m__v1__b000000000001"
 
 
 def _feedback_events(shredder: Shredder, user: str, request_id: str) -> list:
-    """What the platform keeps of one question of ``user`` with feedback: the question, the
-    answer, the feedback, and the outputs of the feedback service (dataset example sealed)."""
+    """What the platform keeps of one question of ``user`` with feedback: the question and the
+    feedback as redacted, the answer, and the outputs of the feedback service (dataset example
+    sealed)."""
     answer = example(AnswerGenerated).model_copy(
         update={"tenant": TENANT, "request_id": request_id, "event_id": uuid.uuid4(), "answer": f"{user} answer"}
     )
-    feedback = FeedbackSubmitted(
+    feedback = FeedbackRedacted(
         producer=PRODUCT, tenant=TENANT, request_id=request_id, corrected_answer=f"{user} correction", user_id=user
     )
-    question = QuerySubmitted(producer=PRODUCT, tenant=TENANT, request_id=request_id, question=f"{user} question?")
+    question = QueryRedacted(producer=PRODUCT, tenant=TENANT, request_id=request_id, question=f"{user} question?")
     return [question, answer, feedback, *record(feedback, answer, PRODUCT, "feedback", shredder)]
 
 
