@@ -90,6 +90,9 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
         "query_vectors": 90,
         "feedback": 180,
         "dataset_examples": 365,
+        # No text, but keyed by the subject's request and document ids: what kinds of personal
+        # data each held. Read with the questions it describes, so kept as long (migration 0013).
+        "pii_redactions": 90,
         "dead_letters": 30,
         AUDIT_LOG: 2557,
         # Ids, scores and lineage only: kept until an operator sets a TTL.
@@ -103,7 +106,7 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     }
 )
 """Days each of :data:`RETAINED_TABLES` keeps a row after its ``occurred_at`` (None: forever):
-what migration 0009 sets, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
+what migrations 0009 and 0013 set, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
 
 
 def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
@@ -246,11 +249,13 @@ ERASABLE_TABLES: dict[str, tuple[str, ...]] = {
     "retrievals": ("request_id",),
     "generations": ("request_id",),
     "evaluations": ("request_id",),
-    "feedback": ("request_id",),
     "dataset_examples": ("request_id",),
     "query_vectors": ("request_id",),
     "documents": ("document_id",),
-    # Last: its rows are how a retried erasure finds the subject's requests and documents again.
+    "pii_redactions": ("request_id", "document_id"),
+    # Last: their rows are how a retried erasure finds the subject's requests and documents
+    # again (feedback's user ids once the events have expired).
+    "feedback": ("request_id",),
     "events": ("request_id", "document_id", "message_key"),
 }
 """The tables that hold a data subject's rows, in the order they are erased, with the columns
@@ -260,12 +265,20 @@ a dead letter is the key of the record it could not process)."""
 
 def subject_keys(store: AnalyticsStore, tenant: str, subject: str) -> tuple[list[str], list[str]]:
     """The request ids and document ids of ``subject`` in ``tenant`` (admin path): requests
-    whose events carry ``user_id`` = subject (questions, feedback), documents whose events
-    carry ``subject_id`` = subject."""
+    whose events carry ``user_id`` = subject (questions, feedback) or whose ``feedback`` rows
+    do, documents whose events carry ``subject_id`` = subject.
+
+    ``feedback`` is read too because it outlives ``events`` (180 days against 90: README,
+    "Retention"): without it, feedback whose events have expired would not be found, and an
+    erasure would leave it and report complete. It is the only typed table with the user id;
+    none has a document's ``subject_id``, and the tables that name documents (``documents``,
+    ``pii_redactions``) hold ids, statuses and counts only."""
     found = store.execute(
-        "SELECT DISTINCT request_id, document_id FROM events WHERE tenant = {tenant:String} "
+        "SELECT request_id, document_id FROM events WHERE tenant = {tenant:String} "
         "AND (request_id != '' AND JSONExtractString(payload, 'user_id') = {subject:String} "
-        "OR document_id != '' AND JSONExtractString(payload, 'subject_id') = {subject:String})",
+        "OR document_id != '' AND JSONExtractString(payload, 'subject_id') = {subject:String}) "
+        "UNION ALL SELECT request_id, '' AS document_id FROM feedback "
+        "WHERE tenant = {tenant:String} AND request_id != '' AND user_id = {subject:String}",
         {"tenant": tenant, "subject": subject},
     ).rows
     return sorted({str(r) for r, _ in found if r}), sorted({str(d) for _, d in found if d})

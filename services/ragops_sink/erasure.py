@@ -1,12 +1,13 @@
 """The sink's part of an erasure: delete a data subject's rows from every ClickHouse table that
 holds them, count what is left, and report (``SubjectErasureApplied``, store ``clickhouse``).
 
-The subject's requests are those whose events carry its ``user_id`` (questions, feedback), its
-documents those whose events carry its ``subject_id``; every row of those requests and
-documents goes (questions, retrievals, answers, scores, feedback, dataset examples, query
-vectors, the document rows and the raw events, dead letters of their records included;
+The subject's requests are those whose events or ``feedback`` rows carry its ``user_id``
+(questions, feedback; ``feedback`` outlives ``events``), its documents those whose events carry
+its ``subject_id``; every row of those requests and documents goes (questions, retrievals,
+answers, scores, feedback, dataset examples, query vectors, the document rows, the redaction
+counts and the raw events, dead letters of their records included;
 :data:`ragops_analytics.queries.ERASABLE_TABLES`). The raw events go last, so a retry after a
-partial attempt still finds the subject's requests.
+partial attempt still finds the subject's requests; so does ``feedback``, deleted just before.
 
 Not erased here: the hash-chained ``audit_log`` (its entries name actors and targets, and
 deleting one would break its chain) and rows that reach the sink after the count (an event in

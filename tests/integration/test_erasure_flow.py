@@ -56,7 +56,13 @@ def _feedback_events(shredder: Shredder, user: str, request_id: str) -> list:
     feedback = FeedbackRedacted(
         producer=PRODUCT, tenant=TENANT, request_id=request_id, corrected_answer=f"{user} correction", user_id=user
     )
-    question = QueryRedacted(producer=PRODUCT, tenant=TENANT, request_id=request_id, question=f"{user} question?")
+    question = QueryRedacted(
+        producer=PRODUCT,
+        tenant=TENANT,
+        request_id=request_id,
+        question=f"{user} question, <EMAIL_ADDRESS>?",
+        redactions={"EMAIL_ADDRESS": 1},
+    )
     return [question, answer, feedback, *record(feedback, answer, PRODUCT, "feedback", shredder)]
 
 
@@ -147,6 +153,7 @@ async def test_an_erasure_leaves_nothing_of_the_subject_and_proves_it(kafka: Kaf
     assert erased.stores["vectors"].deleted == {LIVE: 3, BUILD: 3}
     clickhouse = erased.stores["clickhouse"].deleted
     assert clickhouse["feedback"] == clickhouse["dataset_examples"] == clickhouse["queries"] == 1
+    assert clickhouse["pii_redactions"] == 1
     assert clickhouse["events"] == 5  # question, answer, feedback, its record, the example
     assert all(store.remaining and not any(store.remaining.values()) for store in erased.stores.values())
 

@@ -1,7 +1,8 @@
 """The sink's part of an erasure on a real ClickHouse engine (chDB): every row of a subject's
 requests and documents is deleted from every table, verified by count, and reported with
-counts per table; another subject's rows and another tenant's stay; a retry and an unknown
-subject delete nothing and are complete."""
+counts per table; another subject's rows and another tenant's stay; feedback whose events have
+expired is still found (by its user id) and erased; a retry and an unknown subject delete
+nothing and are complete."""
 
 import uuid
 from datetime import UTC, datetime
@@ -15,12 +16,12 @@ from ragops_schemas import (
     AnswerGenerated,
     DatasetExampleAdded,
     DocumentIndexed,
-    DocumentSubmitted,
+    DocumentRedacted,
     Event,
     FeedbackRecorded,
-    FeedbackSubmitted,
+    FeedbackRedacted,
     Producer,
-    QuerySubmitted,
+    QueryRedacted,
 )
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.erasure import ErasureRequested
@@ -53,7 +54,8 @@ def _records(events: list[Event]) -> list[ConsumerRecord]:
 
 
 def _request_events(tenant: str, request_id: str, user_id: str) -> list[Event]:
-    """A question, its answer, feedback on it by ``user_id`` and the dataset example it made."""
+    """A question (as the sink receives it: redacted, with counts), its answer, feedback on it by
+    ``user_id`` and the dataset example it made."""
     # Fresh event ids: copies of one example would be one event (and one row in ClickHouse).
     answer = example(AnswerGenerated).model_copy(
         update={"tenant": tenant, "request_id": request_id, "event_id": uuid.uuid4()}
@@ -62,9 +64,15 @@ def _request_events(tenant: str, request_id: str, user_id: str) -> list[Event]:
         update={"tenant": tenant, "request_id": request_id, "user_id": user_id, "event_id": uuid.uuid4()}
     )
     return [
-        QuerySubmitted(producer=PRODUCER, tenant=tenant, request_id=request_id, question="what is my card?"),
+        QueryRedacted(
+            producer=PRODUCER,
+            tenant=tenant,
+            request_id=request_id,
+            question="what is my card <CREDIT_CARD>?",
+            redactions={"CREDIT_CARD": 1},
+        ),
         answer,
-        FeedbackSubmitted(producer=PRODUCER, tenant=tenant, request_id=request_id, thumb="up", user_id=user_id),
+        FeedbackRedacted(producer=PRODUCER, tenant=tenant, request_id=request_id, thumb="up", user_id=user_id),
         recorded,
         example(DatasetExampleAdded).model_copy(
             update={"tenant": tenant, "request_id": request_id, "event_id": uuid.uuid4()}
@@ -88,8 +96,13 @@ def _store_events(store: ChdbStore, events: list[Event]) -> None:
 
 
 def test_the_subjects_rows_are_deleted_verified_and_counted(chdb_store: ChdbStore) -> None:
-    document = DocumentSubmitted(
-        producer=PRODUCER, tenant="acme", document_id="about-alice", content="Alice's file", subject_id="alice"
+    document = DocumentRedacted(
+        producer=PRODUCER,
+        tenant="acme",
+        document_id="about-alice",
+        content="Alice's file, <EMAIL_ADDRESS>",
+        subject_id="alice",
+        redactions={"EMAIL_ADDRESS": 1},
     )
     _store_events(
         chdb_store,
@@ -100,7 +113,7 @@ def test_the_subjects_rows_are_deleted_verified_and_counted(chdb_store: ChdbStor
             *_request_events("other", "r-other", "alice"),  # the same id in another tenant
             document,
             example(DocumentIndexed).model_copy(update={"tenant": "acme", "document_id": "about-alice"}),
-            DocumentSubmitted(producer=PRODUCER, tenant="acme", document_id="general", content="x"),
+            DocumentRedacted(producer=PRODUCER, tenant="acme", document_id="general", content="x"),
         ],
     )
     alice = queries.subject_keys(chdb_store, "acme", "alice")
@@ -116,6 +129,7 @@ def test_the_subjects_rows_are_deleted_verified_and_counted(chdb_store: ChdbStor
     assert report.deleted["queries"] == 2
     assert report.deleted["generations"] == 2
     assert report.deleted["documents"] == 1
+    assert report.deleted["pii_redactions"] == 3  # one per question, one of the document
     assert set(report.remaining.values()) == {0}
     # Nothing of the subject is left in any table, nor found by its id...
     assert queries.subject_rows(chdb_store, "acme", *alice) == dict.fromkeys(queries.ERASABLE_TABLES, 0)
@@ -126,6 +140,27 @@ def test_the_subjects_rows_are_deleted_verified_and_counted(chdb_store: ChdbStor
     # ...and the others' rows are all there.
     assert queries.subject_rows(chdb_store, "acme", ["r-bob"], ["general"]) == before_others
     assert queries.subject_keys(chdb_store, "other", "alice") == (["r-other"], [])
+
+
+def test_feedback_whose_events_have_expired_is_still_erased(chdb_store: ChdbStore) -> None:
+    """``feedback`` keeps rows 180 days, ``events`` 90: the subject's user id in ``feedback``
+    finds its requests once their events are gone, and everything kept of them goes."""
+    _store_events(chdb_store, [*_request_events("acme", "r-old", "alice"), *_request_events("acme", "r-bob", "bob")])
+    # What the events' TTL does to rows past 90 days (the other tables' TTLs are longer).
+    chdb_store.execute("DELETE FROM events WHERE request_id = 'r-old'")
+    assert queries.subject_keys(chdb_store, "acme", "alice") == (["r-old"], [])
+    before_bob = queries.subject_rows(chdb_store, "acme", ["r-bob"], [])
+
+    report = erase_subject(chdb_store, _request("acme", "alice"), PRODUCER)
+
+    assert report.complete is True, report.reason
+    assert report.deleted["feedback"] == 1
+    assert report.deleted["dataset_examples"] == 1
+    assert report.deleted["pii_redactions"] == 1
+    assert report.deleted["events"] == 0
+    assert queries.subject_rows(chdb_store, "acme", ["r-old"], []) == dict.fromkeys(queries.ERASABLE_TABLES, 0)
+    assert queries.subject_keys(chdb_store, "acme", "alice") == ([], [])
+    assert queries.subject_rows(chdb_store, "acme", ["r-bob"], []) == before_bob
 
 
 def test_a_retry_and_an_unknown_subject_delete_nothing_and_are_complete(chdb_store: ChdbStore) -> None:
