@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragops_schemas.changes import ChangeActor, ErasureId, SubjectId
-from ragops_schemas.envelope import Event, SignedEvent
+from ragops_schemas.envelope import Event, Producer, SignedEvent
 from ragops_schemas.topics import Topic
 
 StoreName = Annotated[
@@ -51,6 +51,24 @@ class ErasureRequested(_ErasureEvent, SignedEvent):
     subject: SubjectId
     requested_by: ChangeActor
     reason: str = Field(default="", max_length=2000, description="Why (a ticket, the request's reference).")
+
+    def applied(
+        self, producer: Producer, store: str, *, deleted: Counts, remaining: Counts, complete: bool, reason: str = ""
+    ) -> "SubjectErasureApplied":
+        """``store``'s report on this request: its id derived from the request's and the store's
+        name, so a store that applies a redelivered request reports under the same id."""
+        return self.caused(
+            SubjectErasureApplied,
+            producer,
+            scope=store,
+            erasure_id=self.erasure_id,
+            request_event_id=str(self.event_id),
+            store=store,
+            deleted=deleted,
+            remaining=remaining,
+            complete=complete,
+            reason=reason,
+        )
 
 
 class SubjectErasureApplied(_ErasureEvent):

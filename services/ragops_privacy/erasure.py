@@ -75,26 +75,14 @@ def forget_subject(request: ErasureRequested, shredder: Shredder, producer: Prod
         deleted = shredder.forget(request.tenant, request.subject)
         left = shredder.store.get(subject_key_id(request.tenant, request.subject)) is not None
     except KeyStoreUnavailable as error:
-        return _report(request, producer, deleted={}, remaining={}, complete=False, reason=str(error))
-    return _report(
-        request,
+        return request.applied(producer, KEYS_STORE, deleted={}, remaining={}, complete=False, reason=str(error))
+    return request.applied(
         producer,
+        KEYS_STORE,
         deleted={KEYS_TABLE: int(deleted)},
         remaining={KEYS_TABLE: int(left)},
         complete=not left,
         reason="the key is still there after deleting it" if left else "",
-    )
-
-
-def _report(request: ErasureRequested, producer: Producer, **fields: object) -> SubjectErasureApplied:
-    return request.caused(
-        SubjectErasureApplied,
-        producer,
-        scope=KEYS_STORE,
-        erasure_id=request.erasure_id,
-        request_event_id=str(request.event_id),
-        store=KEYS_STORE,
-        **fields,
     )
 
 

@@ -26,25 +26,13 @@ def erase_subject(store: VectorStore, request: ErasureRequested, producer: Produ
             remaining[collection] = store.count_subject(collection, request.subject, tenant=request.tenant)
     except Exception as error:  # noqa: BLE001 - whatever the engine raised, the report says it is not done
         reason = f"vector store: {type(error).__name__}: {error}"
-        return _report(request, producer, deleted=deleted, remaining=remaining, complete=False, reason=reason)
+        return request.applied(producer, STORE, deleted=deleted, remaining=remaining, complete=False, reason=reason)
     left = sum(remaining.values())
-    return _report(
-        request,
+    return request.applied(
         producer,
+        STORE,
         deleted=deleted,
         remaining=remaining,
         complete=left == 0,
         reason="" if left == 0 else f"{left} points of the subject were found after deleting (indexed meanwhile)",
-    )
-
-
-def _report(request: ErasureRequested, producer: Producer, **fields: object) -> SubjectErasureApplied:
-    return request.caused(
-        SubjectErasureApplied,
-        producer,
-        scope=STORE,
-        erasure_id=request.erasure_id,
-        request_event_id=str(request.event_id),
-        store=STORE,
-        **fields,
     )

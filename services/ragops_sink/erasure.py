@@ -36,25 +36,13 @@ def erase_subject(store: AnalyticsStore, request: ErasureRequested, producer: Pr
         after = queries.subject_rows(store, tenant, requests, documents)
     except (StoreUnavailable, DataRejected) as error:
         reason = f"ClickHouse: {public_error(str(error))}"
-        return _report(request, producer, deleted={}, remaining={}, complete=False, reason=reason)
+        return request.applied(producer, STORE, deleted={}, remaining={}, complete=False, reason=reason)
     left = sum(after.values())
-    return _report(
-        request,
+    return request.applied(
         producer,
+        STORE,
         deleted={table: max(before[table] - after[table], 0) for table in before},
         remaining=after,
         complete=left == 0,
         reason="" if left == 0 else f"{left} rows of the subject were found after deleting (arrived meanwhile)",
-    )
-
-
-def _report(request: ErasureRequested, producer: Producer, **fields: object) -> SubjectErasureApplied:
-    return request.caused(
-        SubjectErasureApplied,
-        producer,
-        scope=STORE,
-        erasure_id=request.erasure_id,
-        request_event_id=str(request.event_id),
-        store=STORE,
-        **fields,
     )
