@@ -14,11 +14,19 @@ from ragops.cli import app
 from ragops_schemas.erasure import ErasureRequested
 from ragops_schemas.ids import erasure_id
 from ragops_shared.embedded import EmbeddedKafka
+from ragops_shared.pseudonyms import pseudonym_key, subject_pseudonym
 from ragops_shared.signing import verifier_for
 from tests.integration.services import read_records
 from tests.integration.test_changes import PLATFORM, configured, published, served
 
 pytestmark = pytest.mark.kafka
+
+
+def _stored_in(data_dir: Path):
+    def stored(subject: str) -> str:
+        return subject_pseudonym(pseudonym_key(None, data_dir), subject, tenant=PLATFORM)
+
+    return stored
 
 
 def _cli(url: str, keys: dict[str, str], tmp_path: Path):
@@ -31,6 +39,7 @@ def _cli(url: str, keys: dict[str, str], tmp_path: Path):
 
 def test_ragops_erase_publishes_a_signed_request_of_the_admins_tenant(tansu: EmbeddedKafka, tmp_path: Path) -> None:
     settings, keys = configured(tansu, tmp_path)
+    stored = _stored_in(tmp_path)
     with served(settings) as url:
         ragops = _cli(url, keys, tmp_path)
         erased = ragops("admin", "erase", "--subject", "user-1", "--key", "ticket-1", "--wait", "0", "--json")
@@ -45,13 +54,15 @@ def test_ragops_erase_publishes_a_signed_request_of_the_admins_tenant(tansu: Emb
         refused = ragops("alice", "erase", "--subject", "user-1", "--wait", "0")
         assert refused.exit_code == 1 and "403" in refused.output
     [(request, _)] = asyncio.run(read_records(settings.kafka, ErasureRequested, 1))
-    assert (request.tenant, request.subject, request.erasure_id) == (PLATFORM, "user-1", answer["erasure_id"])
+    # The stores hold the subject's pseudonym (the privacy service's key, here the gateway's data dir).
+    assert (request.tenant, request.subject, request.erasure_id) == (PLATFORM, stored("user-1"), answer["erasure_id"])
     verifier_for(settings.platform).check(request)  # signed by the gateway, which may sign it
 
 
 def test_with_approval_an_erasure_waits_for_another_person(tansu: EmbeddedKafka, tmp_path: Path) -> None:
     settings, keys = configured(tansu, tmp_path)
     settings = settings.model_copy(update={"erasure_approval": True})
+    stored = _stored_in(tmp_path)
     with served(settings) as url:
         ragops = _cli(url, keys, tmp_path)
         asked = ragops("admin", "erase", "--subject", "user-1", "--reason", "ticket 7", "--wait", "0", "--json")
@@ -62,5 +73,5 @@ def test_with_approval_an_erasure_waits_for_another_person(tansu: EmbeddedKafka,
         approved = ragops("bob", "changes", "approve", answer["change_id"], "--reason", "checked")
         assert approved.exit_code == 0, approved.output
     [(request, _)] = asyncio.run(read_records(settings.kafka, ErasureRequested, 1))
-    assert (request.subject, request.erasure_id) == ("user-1", answer["erasure_id"])
+    assert (request.subject, request.erasure_id) == (stored("user-1"), answer["erasure_id"])
     assert request.requested_by.name == "admin"
