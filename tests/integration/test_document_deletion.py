@@ -28,6 +28,8 @@ from ragops_generation.app import create_app as generation_app
 from ragops_generation.settings import GenerationSettings
 from ragops_ingestion.app import create_app as ingestion_app
 from ragops_ingestion.settings import IngestionSettings
+from ragops_privacy.app import create_app as privacy_app
+from ragops_privacy.settings import PrivacySettings
 from ragops_retrieval.app import create_app as retrieval_app
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import AnswerGenerated, ContextRetrieved, DocumentIndexed
@@ -69,6 +71,7 @@ async def pipeline(kafka: KafkaSettings, data_dir: Path) -> AsyncIterator[None]:
     platform = {"data_dir": data_dir, "torch_threads": 1}
     async with AsyncExitStack() as stack:
         for app in (
+            privacy_app(PrivacySettings(kafka=kafka, platform=platform)),  # documents and questions arrive on intake
             retrieval_app(RetrievalSettings(kafka=kafka, platform=platform)),
             ingestion_app(IngestionSettings(kafka=kafka)),
             embedding_app(EmbeddingSettings(kafka=kafka, platform=platform)),
