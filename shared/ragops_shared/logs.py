@@ -66,8 +66,18 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> s
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # uvicorn's access lines quote each request's path and query, which name documents and
     # data subjects (an erasure's subject id): the gateway's route metrics count requests instead.
-    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))
+    # A filter, not only a level: uvicorn's own logging config (a server started with its default
+    # log_config) sets the level back to INFO but keeps a logger's filters.
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(max(logging.WARNING, root.level))
+    if _withhold_access_lines not in access.filters:
+        access.addFilter(_withhold_access_lines)
     return structlog.stdlib.get_logger(service).bind(service=service)
+
+
+def _withhold_access_lines(record: logging.LogRecord) -> bool:
+    """Drop every uvicorn access line (see :func:`configure_logging`)."""
+    return False
 
 
 # Pydantic error types whose message is ours (a validator's ValueError or assert), which may
