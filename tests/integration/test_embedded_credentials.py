@@ -127,7 +127,7 @@ def server(tmp_path: Path, keys: EmbeddedKeys) -> Iterator[str]:
     """The routes served over HTTP on a free port; their base URL."""
     port = free_port()
     guard = Guard(authenticator_for(AuthSettings(api_keys_file=keys.api_keys_file), tmp_path))
-    running = uvicorn.Server(uvicorn.Config(_sql_routes(guard), port=port, log_level="warning"))
+    running = uvicorn.Server(uvicorn.Config(_sql_routes(guard), port=port, log_config=None))
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     while not running.started:
