@@ -76,6 +76,10 @@ TOPICS=(
   ragops.privacy.erasure-requested.v1
   ragops.privacy.subject-erasure-applied.v1
   ragops.privacy.subject-erased.v1
+  ragops.experiment.started.v1
+  ragops.experiment.stopped.v1
+  ragops.experiment.concluded.v1
+  ragops.evaluation.comparison-completed.v1
   ragops.dead-letter.v1
 )
 
@@ -101,6 +105,9 @@ retention_of() {
     ragops.privacy.erasure-requested.v1) echo -1 ;;
     ragops.privacy.subject-erasure-applied.v1) echo -1 ;;
     ragops.privacy.subject-erased.v1) echo -1 ;;
+    ragops.experiment.started.v1) echo -1 ;;
+    ragops.experiment.stopped.v1) echo -1 ;;
+    ragops.experiment.concluded.v1) echo -1 ;;
     ragops.dead-letter.v1) echo "$DEAD_LETTER_RETENTION_MS" ;;
     *) echo "$TOPIC_RETENTION_MS" ;;
   esac

@@ -33,6 +33,8 @@ from ragops_schemas.changes import CHANGE_EVENT_TYPES
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
 from ragops_schemas.erasure import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.erasure import ERASURE_EVENT_TYPES
+from ragops_schemas.experiments import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES, ExperimentAssignment
 from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
@@ -561,6 +563,11 @@ class QueryContent(RequestEvent):
         description="Who asked (at most 256 characters), if the product sends one; the privacy service "
         "replaces it with a keyed pseudonym where configured.",
     )
+    session_id: UserId | None = Field(
+        default=None,
+        description="The product's session (at most 256 characters): the unit of an experiment assigned "
+        "by session. Pseudonymized like user_id where configured.",
+    )
 
 
 class QuerySubmitted(QueryContent):
@@ -594,6 +601,9 @@ class QueryEmbedded(RequestEvent):
     evaluation: EvaluationContext | None = None
     embedding: EmbeddingModelInfo
     vector: list[float]
+    assignment: ExperimentAssignment | None = Field(
+        default=None, description="The experiment arm the embedding service assigned the request to."
+    )
     input_tokens: int | None = Field(default=None, ge=0, description=_INPUT_TOKENS)
     truncated: bool | None = Field(default=None, description=_TRUNCATED)
 
@@ -634,6 +644,7 @@ class ContextRetrieved(RequestEvent):
     evaluation: EvaluationContext | None = None
     retrieval: RetrievalInfo
     contexts: list[RetrievedChunk]
+    assignment: ExperimentAssignment | None = Field(default=None, description="Carried from QueryEmbedded.")
 
 
 class GenAIUsage(_Part):
@@ -679,6 +690,7 @@ class Lineage(_Part):
     generation_model: str
     generation_model_version: str
     variant: str | None = Field(default=None, description="A/B variant, when an experiment runs.")
+    experiment_id: str | None = Field(default=None, description="The experiment the variant belongs to.")
 
 
 class AnswerGenerated(RequestEvent):
@@ -742,6 +754,51 @@ class EvaluationRunCompleted(Event):
     spearman_vs_f1: dict[str, float | None] = Field(
         description="Spearman rho of each reference-free score with token F1."
     )
+    dataset_version: str | None = Field(
+        default=None, description="Named dataset version (registry kind dataset) the run used, if any."
+    )
+    side: Literal["baseline", "candidate"] | None = Field(
+        default=None, description="Which side of a comparison run (ragops eval --candidate, shadow replay)."
+    )
+
+    @property
+    def key(self) -> bytes:
+        return self.run_id.encode()
+
+
+class PairedMetric(_Part):
+    """Candidate against baseline on one metric over the same questions (paired)."""
+
+    metric: str
+    test: str = Field(description="wilcoxon (signed-rank, continuous scores) or mcnemar (exact, 0/1 outcomes).")
+    pairs: int = Field(ge=0, description="Questions both sides were scored on.")
+    baseline_mean: float
+    candidate_mean: float
+    difference: float = Field(description="candidate_mean - baseline_mean.")
+    ci_low: float = Field(description="Lower end of the 95 % confidence interval of the mean paired difference.")
+    ci_high: float
+    p_value: float | None = Field(ge=0, le=1, description="Two-sided; None when every pair is tied.")
+
+
+class EvaluationComparisonCompleted(Event):
+    """A candidate (prompt, model or index version) was run beside the baseline on the same
+    questions (``ragops eval --candidate`` on a dataset version, or a shadow replay of retained
+    production questions) and the gate decided."""
+
+    TOPIC = Topic.EVALUATION_COMPARISON_COMPLETED
+    event_type: Literal["evaluation.comparison_completed"] = "evaluation.comparison_completed"
+    run_id: str
+    mode: Literal["dataset", "shadow"]
+    dataset: str | None = Field(default=None, description="NAME@VERSION of the dataset (mode dataset).")
+    baseline: str = Field(examples=["production", "prompt=rag-answer:3"])
+    candidate: str = Field(examples=["prompt=rag-answer:4"])
+    questions: int = Field(ge=0)
+    paired: list[PairedMetric]
+    disagreements: list[str] = Field(
+        default_factory=list, description="Example or request ids where the two sides disagree (first 100)."
+    )
+    passed: bool
+    reasons: list[str] = Field(default_factory=list, description="Why the gate failed (empty when it passed).")
 
     @property
     def key(self) -> bytes:
@@ -889,6 +946,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     *LIFECYCLE_EVENT_TYPES,
     *CHANGE_EVENT_TYPES,
     *ERASURE_EVENT_TYPES,
+    *EXPERIMENT_EVENT_TYPES,
     DocumentSubmitted,
     DocumentRedacted,
     DocumentChunked,
@@ -904,6 +962,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AnswerGenerated,
     AnswerEvaluated,
     EvaluationRunCompleted,
+    EvaluationComparisonCompleted,
     FeedbackSubmitted,
     FeedbackRedacted,
     FeedbackRecorded,

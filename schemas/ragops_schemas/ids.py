@@ -266,6 +266,22 @@ def change_id(requested_event_id: uuid.UUID) -> str:
     return f"chg-{_sha256_hex(str(requested_event_id).encode(), 20)}"
 
 
+def experiment_id(started_event_id: uuid.UUID) -> str:
+    """Id of an experiment: ``exp-`` and the first 20 hex digits of the SHA-256 of its
+    ``ExperimentStarted``'s event id (36-character UUID text)."""
+    return f"exp-{_sha256_hex(str(started_event_id).encode(), 20)}"
+
+
+def assignment_bucket(key: bytes, experiment_id: str, unit: str) -> int:
+    """A unit's bucket in an experiment: the first 8 bytes, big-endian, of
+    HMAC-SHA256(``key``, ``experiment_id`` NUL ``unit``) (UTF-8; RFC 2104). Keyed so that
+    nobody outside the platform can compute or choose an arm for a unit; one experiment's
+    buckets are independent of another's (the id is in the message), so a unit in the losing
+    arm of one experiment is not in the losing arm of every later one."""
+    digest = hmac.new(key, f"{experiment_id}\0{unit}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 # ---- personal data ---------------------------------------------------------------------------
 
 

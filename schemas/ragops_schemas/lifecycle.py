@@ -169,6 +169,16 @@ class _VersionEvent(SignedEvent):
         return VersionRef(kind=self.kind, name=self.name, version=self.version)
 
 
+class PromptBody(_Part):
+    """The text of one prompt version (kind ``prompt``): two Jinja2 templates rendered in a
+    sandbox with ``question`` and ``contexts`` (see ``ragops_shared.prompts``)."""
+
+    description: str = Field(max_length=2000)
+    system: str = Field(min_length=1, max_length=20_000)
+    user: str = Field(min_length=1, max_length=20_000)
+    sha256: str = Field(description="ragops_schemas.ids.prompt_hash of the canonical body (12 hex digits).")
+
+
 class VersionRegistered(_VersionEvent):
     """A version exists: where its files are and what produced it."""
 
@@ -179,6 +189,12 @@ class VersionRegistered(_VersionEvent):
     training_data: str | None = Field(default=None, description="Id of the training data snapshot (dataset version).")
     request_event_id: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Left out of the record when None, so versions signed before prompts keep their signed bytes.
+    prompt: PromptBody | None = Field(
+        default=None,
+        exclude_if=lambda prompt: prompt is None,
+        description="The prompt's text (kind prompt): a pushed version is served without a deploy.",
+    )
 
 
 class VersionPromoted(_VersionEvent):
@@ -234,6 +250,7 @@ __all__ = [
     "DriftDetected",
     "DriftRecovered",
     "DriftWindow",
+    "PromptBody",
     "RetrainingAction",
     "RetrainingRejected",
     "RetrainingRequested",

@@ -51,6 +51,10 @@ class Topic(StrEnum):
     ERASURE_REQUESTED = "ragops.privacy.erasure-requested.v1"
     SUBJECT_ERASURE_APPLIED = "ragops.privacy.subject-erasure-applied.v1"
     SUBJECT_ERASED = "ragops.privacy.subject-erased.v1"
+    EXPERIMENT_STARTED = "ragops.experiment.started.v1"
+    EXPERIMENT_STOPPED = "ragops.experiment.stopped.v1"
+    EXPERIMENT_CONCLUDED = "ragops.experiment.concluded.v1"
+    EVALUATION_COMPARISON_COMPLETED = "ragops.evaluation.comparison-completed.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -175,6 +179,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.ERASURE_REQUESTED, _ERASURE, Retention.FOREVER, sink=False),
     TopicSpec(Topic.SUBJECT_ERASURE_APPLIED, _ERASURE, Retention.FOREVER),
     TopicSpec(Topic.SUBJECT_ERASED, _ERASURE, Retention.FOREVER),
+    # Experiments: every assigning service folds them from their start (a running experiment
+    # must outlive any retention); the record of who ran which experiment and how it ended.
+    TopicSpec(Topic.EXPERIMENT_STARTED, ("experiment_id",), Retention.FOREVER),
+    TopicSpec(Topic.EXPERIMENT_STOPPED, ("experiment_id",), Retention.FOREVER),
+    TopicSpec(Topic.EXPERIMENT_CONCLUDED, ("experiment_id",), Retention.FOREVER),
+    TopicSpec(Topic.EVALUATION_COMPARISON_COMPLETED, ("run_id",)),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

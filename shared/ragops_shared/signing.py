@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ragops_schemas import Event, Signature, SignedEvent, utc_now
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_schemas.erasure import ErasureRequested
+from ragops_schemas.experiments import ExperimentConcluded, ExperimentStarted, ExperimentStopped
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_shared.settings import PlatformSettings
 
@@ -53,6 +54,9 @@ _REJECTED = VersionRejected.model_fields["event_type"].default
 _RETIRED = VersionRetired.model_fields["event_type"].default
 _CHANGE_REQUESTED = ChangeRequested.model_fields["event_type"].default
 _ERASURE_REQUESTED = ErasureRequested.model_fields["event_type"].default
+_EXPERIMENT_STARTED = ExperimentStarted.model_fields["event_type"].default
+_EXPERIMENT_STOPPED = ExperimentStopped.model_fields["event_type"].default
+_EXPERIMENT_CONCLUDED = ExperimentConcluded.model_fields["event_type"].default
 _CHANGE_DECIDED = frozenset(event.model_fields["event_type"].default for event in (ChangeApproved, ChangeRejected))
 
 DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
@@ -63,7 +67,22 @@ DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
     "operator": frozenset({_REGISTERED}),
     # The control plane: records people's change requests and decisions, and applies an
     # approved change (ragops_gateway.changes); asks the stores to erase a data subject.
-    "gateway": frozenset({_PROMOTED, _RETIRED, _CHANGE_REQUESTED, *_CHANGE_DECIDED, _ERASURE_REQUESTED}),
+    # Prompt versions pushed by people (and the packaged seed versions) are registered by it;
+    # it starts and stops experiments for operators.
+    "gateway": frozenset(
+        {
+            _REGISTERED,
+            _PROMOTED,
+            _RETIRED,
+            _CHANGE_REQUESTED,
+            *_CHANGE_DECIDED,
+            _ERASURE_REQUESTED,
+            _EXPERIMENT_STARTED,
+            _EXPERIMENT_STOPPED,
+        }
+    ),
+    # Its sequential test concludes experiments (and, by policy, rolls the loser back).
+    "monitor": frozenset({_EXPERIMENT_CONCLUDED}),
 }
 """Which control event types each owner may sign: the embedded trust list's ``allow``."""
 

@@ -58,6 +58,9 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.ERASURE_REQUESTED,
         Topic.SUBJECT_ERASURE_APPLIED,
         Topic.SUBJECT_ERASED,
+        Topic.EXPERIMENT_STARTED,
+        Topic.EXPERIMENT_STOPPED,
+        Topic.EXPERIMENT_CONCLUDED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)

@@ -147,7 +147,7 @@ def test_embedded_keys_are_created_once_private_to_their_user(tmp_path: Path) ->
     trust = embedded_keys(tmp_path / "keys")
     first = TrustStore.load(trust)
     assert embedded_keys(tmp_path / "keys") == trust
-    owners = {"trainer", "embedding", "operator", "gateway"}
+    owners = {"trainer", "embedding", "operator", "gateway", "monitor"}
     assert {key.owner for key in TrustStore.load(trust).keys.values()} == owners
     assert TrustStore.load(trust).keys.keys() == first.keys.keys()
     for owner in owners:
@@ -165,7 +165,7 @@ def test_embedded_keys_of_an_earlier_release_gain_the_new_owners(tmp_path: Path)
     document["allow"] = {"trainer": ["registry.version_promoted"], "operator": ["registry.version_retired"]}
     trust.write_text(json.dumps(document))
     after = TrustStore.load(embedded_keys(tmp_path / "keys"))
-    assert {key.owner for key in after.keys.values()} == {"trainer", "embedding", "operator", "gateway"}
+    assert {key.owner for key in after.keys.values()} == {"trainer", "embedding", "operator", "gateway", "monitor"}
     assert {k: key.owner for k, key in before.keys.items() if key.owner != "gateway"}.items() <= {
         k: key.owner for k, key in after.keys.items()
     }.items()
