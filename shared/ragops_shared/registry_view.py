@@ -2,7 +2,7 @@
 from their start (no consumer group: every replica needs every event) and folds each event
 that passed the service's :class:`~ragops_shared.signing.Verifier` into its state;
 :class:`RegistryView` is the one over the version registry
-(:class:`ragops_schemas.registry.Registry`)."""
+(:class:`ragops_schemas.registry.Registry`), :class:`ExperimentView` the one over the experiments."""
 
 import asyncio
 from collections.abc import Callable, Sequence
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ragops_schemas import Event
 from ragops_schemas.events import DeadLetterErrorType
+from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES, ExperimentBook
 from ragops_schemas.lifecycle import REGISTRY_EVENT_TYPES
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, dead_letter, validation_reason
@@ -170,6 +171,38 @@ class RegistryView(ControlView):
             self.registry.apply,
             verifier=verifier,
             readers=REGISTRY_READERS,
+            dead_letters=dead_letters,
+            on_change=on_change,
+        )
+
+
+EXPERIMENT_READERS = "ragops-experiment-readers"
+"""The ``consumer_group`` of a refused experiment record's dead letter (one per record, as
+:data:`REGISTRY_READERS`)."""
+
+
+class ExperimentView(ControlView):
+    """The experiments (``book``: :class:`ragops_schemas.experiments.ExperimentBook`), as a
+    :class:`ControlView` of the experiment topics: only events whose signature and owner
+    check out (the gateway starts and stops, the monitor concludes) are folded in."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        client_id: str,
+        *,
+        verifier: Verifier,
+        dead_letters: EventPublisher | None = None,
+        on_change: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.book = ExperimentBook()
+        super().__init__(
+            kafka,
+            client_id,
+            EXPERIMENT_EVENT_TYPES,
+            self.book.apply,
+            verifier=verifier,
+            readers=EXPERIMENT_READERS,
             dead_letters=dead_letters,
             on_change=on_change,
         )
