@@ -37,6 +37,7 @@ ROWS: dict[str, tuple[str, str, int]] = {
     "P6": ("p6_query", "query path and memory", 420),
     "P7": ("p7_scaleout", "scale-out (evaluation)", 420),
     "P8": ("p8_redaction", "redaction", 240),
+    "S1": ("s1_sequential", "sequential test", 240),
 }
 
 
