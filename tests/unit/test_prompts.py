@@ -1,7 +1,6 @@
 """Prompt templates: seed files, pushed bodies, resolving a version against the registry,
 rendering, and the template sandbox."""
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from prometheus_client import REGISTRY
 
 from ragops_generation.app import Answerer
 from ragops_generation.settings import GenerationSettings
-from ragops_models.generation import Generation
 from ragops_schemas import (
     AnswerGenerated,
     ContextRetrieved,
@@ -32,7 +30,7 @@ from ragops_shared.prompts import (
     resolve_prompt,
     seed_prompts,
 )
-from tests.helpers import example
+from tests.helpers import EchoGenerator, example
 
 PRODUCER = Producer(name="test", version="0")
 
@@ -233,21 +231,6 @@ def test_check_renders_passes_every_seed() -> None:
         check_renders(template)
 
 
-class Echo:
-    """A generator that answers with the user message it was given (no model)."""
-
-    model_name = "echo"
-    model_version = "0"
-
-    def warm_up(self) -> None:
-        pass
-
-    def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
-        return [
-            Generation(text=chat[1]["content"], input_tokens=1, output_tokens=1, finish_reason="stop") for chat in batch
-        ]
-
-
 # Renders on prompt_body's sample, fails on the question "boom": a failure only real traffic finds.
 FRAGILE = prompt_body("fragile", "Be brief.", "A: {{ question }}{% if question == 'boom' %}{{ nope }}{% endif %}")
 
@@ -261,7 +244,7 @@ def arm(version: str, target_name: str = "rag-answer") -> ExperimentAssignment:
 def test_generation_renders_the_assigned_version_and_falls_back_to_production_when_it_fails() -> None:
     registry = Registry()
     registry.apply(registered(3, FRAGILE))
-    answerer = Answerer(GenerationSettings(), Echo(), PRODUCER, registry)
+    answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
     asked = example(ContextRetrieved)
 
     def answer(**update: object) -> AnswerGenerated:
