@@ -63,6 +63,7 @@ class PromptPushed(BaseModel):
     name: str
     version: int
     sha256: str
+    registered: bool = Field(description="false: the text of an existing version (that version); nothing published.")
 
 
 class PromptVersionOut(BaseModel):
@@ -149,20 +150,24 @@ class PromptBook:
     async def start(self) -> None:
         await self.view.start()
         await self.view.send_dead_letters()
+        missing = []
         for seed in seed_prompts():
             state = self.registry.get("prompt", seed.name, str(seed.version))
             if state is None or state.registered is None or state.registered.prompt is None:
-                await self.register(seed.name, seed.version, seed.body(), {"source": "seed"})
-                log.info("prompt_seed_registered", prompt=seed.name, version=seed.version, sha256=seed.sha256)
+                await self.publish(seed.name, seed.version, seed.body(), {"source": "seed"})
+                missing.append(seed.version)
+        if missing and not await self.view.caught_up(self.plane.settings.publish_timeout_s):
+            raise TimeoutError("the seed prompt versions were not read back in time")
+        log.info("prompt_seeds_registered", versions=missing)
 
     async def stop(self) -> None:
         await self.view.stop()
 
-    async def register(self, name: str, version: int, body: PromptBody, metadata: dict[str, str]) -> None:
-        """Publish version ``version`` of ``name`` and wait until the view has read it back.
+    async def publish(self, name: str, version: int, body: PromptBody, metadata: dict[str, str]) -> None:
+        """Publish the registration of version ``version`` of ``name``.
 
         Raises:
-            HTTPException: 503 the broker did not take it, or it was not read back in time.
+            HTTPException: 503 the broker did not take it.
         """
         settings = self.plane.settings
         await self.plane.publish(
@@ -177,8 +182,6 @@ class PromptBook:
                 metadata=metadata,
             )
         )
-        if not await self.view.caught_up(settings.publish_timeout_s):
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the version was not read back in time")
 
 
 def add_prompt_routes(
@@ -220,14 +223,16 @@ def add_prompt_routes(
             same = [v.version for v in known.versions if v.sha256 == checked.sha256] if known else []
             if same:
                 response.status_code = status.HTTP_200_OK
-                return PromptPushed(name=body.name, version=same[0], sha256=checked.sha256)
+                return PromptPushed(name=body.name, version=same[0], sha256=checked.sha256, registered=False)
             version = max(_numbers(registry, body.name), default=0) + 1
-            await book.register(body.name, version, checked, {"pushed_by": principal.subject})
+            await book.publish(body.name, version, checked, {"pushed_by": principal.subject})
+            if not await book.view.caught_up(settings.publish_timeout_s):
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the version was not read back in time")
         state = registry.get("prompt", body.name, str(version))
         if state is None or state.registered is None or state.registered.prompt != checked:
             raise HTTPException(status.HTTP_409_CONFLICT, f"version {version} of {body.name} was registered meanwhile")
         log.info("prompt_pushed", prompt=body.name, version=version, sha256=checked.sha256, by=principal.subject)
-        return PromptPushed(name=body.name, version=version, sha256=checked.sha256)
+        return PromptPushed(name=body.name, version=version, sha256=checked.sha256, registered=True)
 
     @app.get("/v1/prompts", tags=["prompts"])
     async def list_prompts(principal: Lister) -> list[PromptOut]:

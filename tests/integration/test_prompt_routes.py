@@ -3,23 +3,26 @@ versions at start; a push registers the next version, signed with the gateway's 
 verified by a registry reader; the same text again names the same version and publishes
 nothing; a template that cannot render is refused with its reason; a ``staging`` label is set at
 once, a ``production`` label becomes a four-eyes change that takes effect on approval; only
-operators push or label, and only in the platform's tenant."""
+operators push or label, and only in the platform's tenant. The CLI does all of it."""
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
 
+from ragops.cli import app
 from ragops_gateway.app import create_app
-from ragops_schemas import Topic, VersionRegistered
+from ragops_schemas import Topic, VersionPromoted, VersionRegistered
 from ragops_schemas.ids import prompt_registration_id
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.prompts import load_prompt
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.signing import signer_for, verifier_for
 from tests.integration.services import read_records
-from tests.integration.test_changes import Gateway, configured, published
+from tests.integration.test_changes import Gateway, configured, published, served
 
 pytestmark = pytest.mark.kafka
 
@@ -47,7 +50,8 @@ def test_push_label_and_promote_a_prompt(tansu: EmbeddedKafka, tmp_path: Path) -
         assert pushed.status_code == 201, pushed.text
         assert pushed.json()["version"] == 3
         again = gateway.call("dave", "POST", "/v1/prompts", PUSH)
-        assert (again.status_code, again.json()) == (200, pushed.json()), "the same text is the same version"
+        same = {**pushed.json(), "registered": False}
+        assert (again.status_code, again.json()) == (200, same), "the same text is the same version"
         as_seed = {"name": "rag-answer", "description": seed_two.description, "system": seed_two.system}
         assert gateway.call("dave", "POST", "/v1/prompts", {**as_seed, "user": seed_two.user}).json()["version"] == 2
         assert published(gateway.kafka, Topic.VERSION_REGISTERED) == 3, "one record per new version"
@@ -105,3 +109,43 @@ def test_push_label_and_promote_a_prompt(tansu: EmbeddedKafka, tmp_path: Path) -
             return labels
 
         assert asyncio.run(labelled()) == {"staging": 3, "production": 3}
+
+
+def test_the_cli_pushes_shows_diffs_labels_and_rolls_back(tansu: EmbeddedKafka, tmp_path: Path) -> None:
+    settings, keys = configured(tansu, tmp_path)
+    pushed = tmp_path / "french.toml"
+    pushed.write_text(
+        'name = "rag-answer"\nversion = 9\ndescription = "French"\nsystem = "Answer in French."\n'
+        'user = "Q: {{ question }}"\n'
+    )
+    with served(settings) as url:
+
+        def ragops(who: str, *args: str) -> Result:
+            env = {"RAGOPS_GATEWAY_URL": url, "RAGOPS_API_KEY": keys[who]}
+            return CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path)], env=env)
+
+        push = ragops("dave", "prompt", "push", str(pushed))
+        assert push.exit_code == 0 and "version 3 registered" in push.output, push.output
+        again = ragops("dave", "prompt", "push", str(pushed))
+        assert again.exit_code == 0 and "same text as version 3" in again.output, again.output
+        refused = ragops("bob", "prompt", "push", str(pushed))
+        assert refused.exit_code == 1 and "403" in refused.output
+
+        staged = ragops("dave", "prompt", "label", "rag-answer", "3", "staging", "--reason", "try it")
+        assert staged.exit_code == 0 and "staging -> rag-answer version 3" in staged.output, staged.output
+        listed = ragops("bob", "prompt", "list", "--json")
+        [entry] = json.loads(listed.stdout)
+        assert ([v["version"] for v in entry["versions"]], entry["labels"]) == ([1, 2, 3], {"staging": 3})
+        shown = ragops("bob", "prompt", "show", "rag-answer:3")
+        assert "Answer in French." in shown.stdout and "[staging]" in shown.stdout, shown.output
+        diff = ragops("bob", "prompt", "diff", "rag-answer", "2", "3")
+        assert "+Answer in French." in diff.stdout and "+++ rag-answer:3 user" in diff.stdout, diff.output
+
+        rollback = ragops("dave", "prompt", "rollback", "rag-answer", "--to", "1", "--reason", "v2 regressed")
+        assert rollback.exit_code == 0 and "waits for another person's approval" in rollback.output, rollback.output
+        change = rollback.stdout.strip().splitlines()[-1]
+        approved = ragops("bob", "changes", "approve", change, "--reason", "checked")
+        assert approved.exit_code == 0, approved.output
+
+    [(promoted, _)] = asyncio.run(read_records(settings.kafka, VersionPromoted, 2))[1:]
+    assert (promoted.alias, promoted.version) == ("production", "1")
