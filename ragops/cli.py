@@ -277,7 +277,9 @@ def ask(
         help="KEY=VALUE payload filter (document_id, title, source or a metadata key); repeat for several.",
     ),
     prompt_name: str | None = typer.Option(None, help="Prompt template (default: the service's)."),
-    prompt_version: int | None = typer.Option(None, min=1, help="Pinned prompt version (default: the experiment arm's, else production)."),
+    prompt_version: int | None = typer.Option(
+        None, min=1, help="Pinned prompt version (default: the experiment arm's, else production)."
+    ),
     timeout: float = typer.Option(120.0, help="Seconds to wait for the answer."),
     as_json: bool = typer.Option(False, "--json", help="Print the AnswerGenerated event as JSON."),
 ) -> None:
