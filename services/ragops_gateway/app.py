@@ -9,7 +9,8 @@ the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; 
 ``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
 the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
-erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`). ``GET /health``
+erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`); ``/v1/prompts``:
+prompt versions and their labels (:mod:`ragops_gateway.prompts`). ``GET /health``
 is liveness, ``GET /ready`` readiness (Kafka reachable, answer topics watched), ``GET /metrics``
 Prometheus metrics.
 
@@ -42,6 +43,7 @@ from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -54,6 +56,7 @@ from ragops_schemas import (
     MessageDeadLettered,
     Producer,
     QuerySubmitted,
+    VersionRegistered,
 )
 from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.erasure import ErasureRequested, SubjectErased, SubjectErasureApplied
@@ -108,6 +111,15 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # Erasure of a data subject of the caller's tenant (ragops_gateway.erasures).
     ("POST", "/v1/erasures"): frozenset({Role.ADMIN}),
     ("GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
+    # Prompts as data (ragops_gateway.prompts): operators push and label (a label needing
+    # approval becomes a change); the text of every version is readable by who reviews it.
+    ("POST", "/v1/prompts"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/prompts"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("GET", "/v1/prompts/{name}"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("GET", "/v1/prompts/{name}/versions/{version}"): frozenset(
+        {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
+    ),
+    ("POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -274,7 +286,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings,
         broker,
         producer,
-        [DocumentSubmitted, DocumentDeleted, QuerySubmitted, FeedbackSubmitted, AuditRecorded],
+        [DocumentSubmitted, DocumentDeleted, QuerySubmitted, FeedbackSubmitted, AuditRecorded, VersionRegistered],
     )
     watcher = EventWatcher(
         settings.kafka, [AnswerGenerated, DocumentRemoved, MessageDeadLettered], client_id=f"ragops-{SERVICE}"
@@ -282,6 +294,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     control = ControlPlane(settings, publisher)
+    prompts = PromptBook(control)
     erasures = ErasureView()
     # Every erasure from the start: GET /v1/erasures/{id} answers on any replica.
     erasure_watcher = EventWatcher(
@@ -333,6 +346,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await broker.start()
         await watcher.start()
         await control.start()
+        await prompts.start()
         await erasure_watcher.start()
         state["ready"] = True
         try:
@@ -340,6 +354,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             state["ready"] = False
             await erasure_watcher.stop()
+            await prompts.stop()
             await control.stop()
             await watcher.stop()
             await broker.stop()
@@ -353,6 +368,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
     add_change_routes(app, caller, control)
     add_erasure_routes(app, caller, control, erasures, audit)
+    add_prompt_routes(app, caller, prompts)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -1,12 +1,38 @@
-"""Prompt templates: loading versions from files, rendering, and the template sandbox."""
+"""Prompt templates: seed files, pushed bodies, resolving a version against the registry,
+rendering, and the template sandbox."""
 
 from pathlib import Path
 
 import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
+from prometheus_client import REGISTRY
 
-from ragops_generation.prompts import PromptNotFoundError, list_prompts, load_prompt
+from ragops_generation.app import Answerer
+from ragops_generation.settings import GenerationSettings
+from ragops_schemas import (
+    AnswerGenerated,
+    ContextRetrieved,
+    Producer,
+    PromptBody,
+    VersionPromoted,
+    VersionRegistered,
+    VersionRetired,
+)
+from ragops_schemas.experiments import ExperimentAssignment
+from ragops_schemas.registry import Registry
+from ragops_shared.prompts import (
+    PromptNotFoundError,
+    PromptTemplate,
+    check_renders,
+    load_prompt,
+    prompt_body,
+    resolve_prompt,
+    seed_prompts,
+)
+from tests.helpers import EchoGenerator, example
+
+PRODUCER = Producer(name="test", version="0")
 
 CONTEXTS = [
     {"text": "The Loire is the longest river in France.", "title": "Loire", "chunk_id": "loire-p000"},
@@ -25,7 +51,7 @@ def write_prompt(directory: Path, name: str, version: int, user: str = "Q: {{ qu
 
 
 def test_packaged_default_is_the_highest_version() -> None:
-    versions = [p.version for p in list_prompts() if p.name == "rag-answer"]
+    versions = [p.version for p in seed_prompts() if p.name == "rag-answer"]
     assert versions and versions == sorted(versions)
     assert load_prompt("rag-answer").version == max(versions)
     assert load_prompt("rag-answer", 1).version == 1
@@ -41,7 +67,7 @@ def test_render_includes_question_and_every_context() -> None:
 
 
 def test_every_packaged_version_renders() -> None:
-    for template in list_prompts():
+    for template in seed_prompts():
         assert all(m["content"] for m in template.render("q?", CONTEXTS))
 
 
@@ -52,7 +78,7 @@ def test_load_latest_and_explicit_version(tmp_path: Path) -> None:
     write_prompt(tmp_path, "demo", 10, user="v10 {{ question }}")
     assert load_prompt("demo", directory=tmp_path).version == 10
     assert load_prompt("demo", 2, directory=tmp_path).render("x", [])[1]["content"] == "v2 x"
-    assert [(p.name, p.version) for p in list_prompts(tmp_path)] == [("demo", 1), ("demo", 2), ("demo", 10)]
+    assert [(p.name, p.version) for p in seed_prompts(tmp_path)] == [("demo", 1), ("demo", 2), ("demo", 10)]
 
 
 def test_missing_prompt_or_version_raises(tmp_path: Path) -> None:
@@ -137,10 +163,117 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
             ),
         )
 
-    latest = answerer.prompt_for(request(None)).version
+    latest = answerer.prompt_for(request(None))[0].version
     assert latest == 2, "no promotion yet: the latest file"
     registry.apply(VersionPromoted(producer=producer, kind="prompt", name="rag-answer", version="1", reason="rollback"))
-    assert answerer.prompt_for(request(None)).version == 1
-    assert answerer.prompt_for(request(2)).version == 2, "a pinned live version is honoured"
+    assert answerer.prompt_for(request(None))[0].version == 1
+    assert answerer.prompt_for(request(2))[0].version == 2, "a pinned live version is honoured"
     registry.apply(VersionRetired(producer=producer, kind="prompt", name="rag-answer", version="2", reason="bad"))
-    assert answerer.prompt_for(request(2)).version == 1, "a retired version takes no traffic, even pinned"
+    assert answerer.prompt_for(request(2))[0].version == 1, "a retired version takes no traffic, even pinned"
+
+
+def test_a_pushed_body_carries_the_hash_of_its_text_and_renders_like_a_seed() -> None:
+    seed = load_prompt("rag-answer", 2)
+    body = prompt_body(seed.description, seed.system, seed.user)
+    assert body == seed.body() and len(body.sha256) == 12
+    pushed = PromptTemplate.from_body("rag-answer", 7, body)
+    assert (pushed.version, pushed.sha256) == (7, seed.sha256)
+    assert pushed.render("q?", CONTEXTS) == seed.render("q?", CONTEXTS)
+    assert prompt_body("other", seed.system, seed.user).sha256 != body.sha256, "the description is part of the text"
+
+
+def test_a_body_edited_after_hashing_is_refused() -> None:
+    body = load_prompt("rag-answer", 1).body()
+    with pytest.raises(ValueError, match="sha256"):
+        PromptTemplate.from_body("rag-answer", 3, body.model_copy(update={"user": "Q: {{ question }}"}))
+
+
+@pytest.mark.parametrize(
+    ("system", "user", "reason"),
+    [
+        ("Be brief.", "{% for c in contexts %}", "does not compile"),
+        ("Be brief.", "{{ questoin }}", "UndefinedError"),
+        ("Be brief.", "{% for c in contexts %}{{ c.url }}{% endfor %}", "UndefinedError"),
+        ("{{ ''.__class__ }}", "{{ question }}", "SecurityError"),
+        ("Be brief.", "{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("Be brief.", "{% if false %}{{ question }}{% endif %}", "renders empty"),
+        ("", "{{ question }}", "at least 1 character"),
+    ],
+)
+def test_prompt_body_refuses_a_template_that_cannot_serve(system: str, user: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        prompt_body("d", system, user)
+
+
+def registered(version: int, body: PromptBody) -> VersionRegistered:
+    return VersionRegistered(producer=PRODUCER, kind="prompt", name="rag-answer", version=str(version), prompt=body)
+
+
+def test_resolve_prompt_pinned_then_production_then_highest_seed_and_a_body_wins() -> None:
+    registry = Registry()
+    assert resolve_prompt(registry, "rag-answer", None).version == 2, "nothing registered: the highest seed"
+    assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pinned seed version"
+    with pytest.raises(PromptNotFoundError):
+        resolve_prompt(registry, "rag-answer", 3)
+    pushed = prompt_body("pushed", "Answer in French.", "Q: {{ question }}")
+    registry.apply(registered(3, pushed))
+    assert resolve_prompt(registry, "rag-answer", 3).render("q", [])[1]["content"] == "Q: q"
+    assert resolve_prompt(registry, "rag-answer", None).version == 2, "registered is not production"
+    registry.apply(VersionPromoted(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="r"))
+    assert resolve_prompt(registry, "rag-answer", None).sha256 == pushed.sha256
+    assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pin beats production"
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
+    assert resolve_prompt(registry, "rag-answer", 3).version == 2, "retired: neither pin nor alias serve it"
+
+
+def test_check_renders_passes_every_seed() -> None:
+    for template in seed_prompts():
+        check_renders(template)
+
+
+# Renders on prompt_body's sample, fails on the question "boom": a failure only real traffic finds.
+FRAGILE = prompt_body("fragile", "Be brief.", "A: {{ question }}{% if question == 'boom' %}{{ nope }}{% endif %}")
+
+
+def arm(version: str, target_name: str = "rag-answer") -> ExperimentAssignment:
+    return ExperimentAssignment(
+        experiment_id="exp-0123456789abcdef0123", target="prompt", target_name=target_name, variant="b", version=version
+    )
+
+
+def test_generation_renders_the_assigned_version_and_falls_back_to_production_when_it_fails() -> None:
+    registry = Registry()
+    registry.apply(registered(3, FRAGILE))
+    answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
+    asked = example(ContextRetrieved)
+
+    def answer(**update: object) -> AnswerGenerated:
+        return answerer.answer([asked.model_copy(update=update)])[0]
+
+    def failures() -> float:
+        labels = {"prompt": "rag-answer", "version": "3"}
+        return REGISTRY.get_sample_value("ragops_prompt_render_failures_total", labels) or 0.0
+
+    served = answer(assignment=arm("3"))
+    assert served.answer == f"A: {asked.question}"
+    assert (served.lineage.prompt.version, served.lineage.variant) == (3, "b")
+    assert served.lineage.experiment_id == "exp-0123456789abcdef0123"
+    other = answer(assignment=arm("3", target_name="other-prompt"))
+    assert (other.lineage.prompt.version, other.lineage.variant) == (2, None), "an arm of another prompt"
+    pinned = answer(assignment=arm("3"), prompt_version=1)
+    assert (pinned.lineage.prompt.version, pinned.lineage.variant) == (1, None), "a pin beats the arm"
+
+    before = failures()
+    fell_back = answer(assignment=arm("3"), question="boom")
+    assert (fell_back.lineage.prompt.version, fell_back.lineage.variant, fell_back.lineage.experiment_id) == (
+        2,
+        None,
+        None,
+    ), "production (here the highest seed) served, and the answer counts for no arm"
+    assert failures() == before + 1
+    with pytest.raises(UndefinedError):
+        answer(prompt_version=3, question="boom")  # pinned: dead-lettered with the reason, as before
+
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
+    retired = answer(assignment=arm("3"))
+    assert (retired.lineage.prompt.version, retired.lineage.variant) == (2, None), "a retired arm serves no one"
