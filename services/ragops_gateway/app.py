@@ -263,6 +263,9 @@ class QueryIn(BaseModel):
     prompt_name: PromptName | None = None
     prompt_version: int | None = Field(default=None, ge=1)
     user_id: UserId | None = Field(default=None, description="Who asks; pseudonymized before it is kept.")
+    session_id: UserId | None = Field(
+        default=None, description="The product's session (an experiment's unit); pseudonymized before it is kept."
+    )
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
 
 
