@@ -11,17 +11,22 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from ragops_embedding.app import create_app as embedding_app
+from ragops_embedding.experiments import experiment_key
+from ragops_embedding.settings import EmbeddingSettings
 from ragops_gateway.app import create_app
-from ragops_schemas import Topic, VersionRegistered, VersionRetired
-from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
-from ragops_schemas.ids import prompt_hash
+from ragops_schemas import MessageDeadLettered, QueryEmbedded, QueryRedacted, Topic, VersionRegistered, VersionRetired
+from ragops_schemas.changes import ChangeActor
+from ragops_schemas.experiments import ExperimentAssignment, ExperimentStarted, ExperimentStopped, ExperimentVariant
+from ragops_schemas.ids import experiment_id, new_event_id, prompt_hash
 from ragops_schemas.lifecycle import PromptBody
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.embedded import EmbeddedKafka
+from ragops_shared.registry_view import EXPERIMENT_READERS
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.signing import signer_for
 from tests.helpers import PRODUCER
-from tests.integration.services import read_records
+from tests.integration.services import read_records, running, wait_for, watching
 from tests.integration.test_changes import Gateway, configured, published
 
 pytestmark = pytest.mark.kafka
@@ -29,6 +34,7 @@ pytestmark = pytest.mark.kafka
 INDEX = "default__m__v1"
 SYSTEM, USER = "Answer from the passages.", "{{ question }} {% for c in contexts %}{{ c.text }}{% endfor %}"
 BROKEN = "{{ question }} {{ no_such_variable }}"  # compiles, fails to render (StrictUndefined)
+OPERATOR = ChangeActor(subject="key:1", name="dave", kind="api_key")
 
 
 def body(system: str, user: str) -> PromptBody:
@@ -131,3 +137,79 @@ def test_experiments_are_refused_with_their_reason_before_any_traffic_moves(gate
         "dave", "POST", "/v1/experiments", experiment(("b0", 95), ("b1", 5), target="index", name=INDEX)
     )
     assert canary.status_code == 201 and canary.json()["variants"][1]["weight"] == 5, "the canary of an index"
+
+
+@pytest.mark.model
+async def test_the_embedding_service_stamps_the_running_experiments_arm_and_applies_only_signed_events(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    """The real embedding service: an unsigned ``ExperimentStarted`` is dead-lettered and never
+    applied; the gateway-signed one stamps every question with the arm of its unit under the
+    platform's key, until its ``ExperimentStopped``."""
+    platform = PlatformSettings(data_dir=tmp_path, torch_threads=1)
+    settings = EmbeddingSettings(kafka=kafka, platform=platform)
+    forged, real = started_by_request(), started_by_request()
+    broker = make_broker(kafka, "test-operator")
+    await broker.start()
+    gateway = EventPublisher(
+        broker, PRODUCER, [ExperimentStarted, ExperimentStopped, QueryRedacted], signer=signer_for(platform, "gateway")
+    )
+    unsigned = EventPublisher(broker, PRODUCER, [ExperimentStarted])
+    asked = iter(range(1000))
+
+    async def arms(count: int) -> list[tuple[str, ExperimentAssignment | None]]:
+        """Ask ``count`` questions at once; each one's request id and arm."""
+        async with watching(kafka, [QueryEmbedded]) as seen:
+            ids = [f"r-{next(asked)}" for _ in range(count)]
+            for request_id in ids:
+                await gateway.publish(QueryRedacted(producer=PRODUCER, request_id=request_id, question="Refunds?"))
+            await wait_for(seen, lambda events: len(events) >= count)
+        return [(event.request_id, event.assignment) for event in seen if isinstance(event, QueryEmbedded)]
+
+    async def until(stamped: bool) -> None:
+        """Ask one question at a time until the service has read the latest experiment event."""
+        for _ in range(100):
+            if ((await arms(1))[0][1] is not None) == stamped:
+                return
+        raise AssertionError(f"no question {'with' if stamped else 'without'} an arm in 100")
+
+    try:
+        async with watching(kafka, [MessageDeadLettered]) as letters, running(embedding_app(settings)):
+            key = experiment_key(settings)
+            await unsigned.publish(forged)  # older than the real one: applied, it would be the running one
+            await gateway.publish(real)
+            await until(stamped=True)
+            for request_id, arm in await arms(6):
+                assert arm is not None and arm.experiment_id == real.experiment_id
+                assert arm.variant == real.assign(key, request_id).name
+            await wait_for(letters, lambda seen: len(seen) >= 1)
+            [letter] = letters
+            assert isinstance(letter, MessageDeadLettered) and letter.consumer_group == EXPERIMENT_READERS
+            assert letter.reason.startswith("unsigned")
+
+            stop = real.caused(
+                ExperimentStopped, PRODUCER, experiment_id=real.experiment_id, stopped_by=OPERATOR, reason="done"
+            )
+            await gateway.publish(stop)
+            await until(stamped=False)
+            assert [arm for _, arm in await arms(3)] == [None] * 3, "a stopped experiment stamps nobody"
+    finally:
+        await broker.stop()
+
+
+def started_by_request() -> ExperimentStarted:
+    event_id = new_event_id()
+    return ExperimentStarted(
+        event_id=event_id,
+        producer=PRODUCER,
+        experiment_id=experiment_id(event_id),
+        target="prompt",
+        target_name="rag-answer",
+        variants=[
+            ExperimentVariant(name="v1", version="1", weight=50),
+            ExperimentVariant(name="v2", version="2", weight=50),
+        ],
+        unit="request",
+        started_by=OPERATOR,
+        reason="A/B",
+    )
