@@ -4,13 +4,16 @@ arms, a second experiment, another tenant) comes with its reason before any traf
 accepted one is a gateway-signed ``ExperimentStarted`` listed as running until it is stopped."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
 
+from ragops.cli import app
 from ragops_embedding.app import create_app as embedding_app
 from ragops_embedding.experiments import experiment_key
 from ragops_embedding.settings import EmbeddingSettings
@@ -27,7 +30,7 @@ from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.signing import signer_for
 from tests.helpers import PRODUCER
 from tests.integration.services import read_records, running, wait_for, watching
-from tests.integration.test_changes import Gateway, configured, published
+from tests.integration.test_changes import Gateway, configured, published, served
 
 pytestmark = pytest.mark.kafka
 
@@ -213,3 +216,26 @@ def started_by_request() -> ExperimentStarted:
         started_by=OPERATOR,
         reason="A/B",
     )
+
+
+def test_the_cli_starts_lists_and_stops_an_experiment(tansu: EmbeddedKafka, tmp_path: Path) -> None:
+    settings, keys = configured(tansu, tmp_path)
+    asyncio.run(register(settings.kafka, settings.platform))
+    with served(settings) as url:
+
+        def ragops(*args: str) -> Result:
+            env = {"RAGOPS_GATEWAY_URL": url, "RAGOPS_API_KEY": keys["dave"]}
+            return CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path)], env=env)
+
+        start = ["experiment", "start", "rag-answer", "--unit", "session", "--min-samples", "50", "--reason", "A/B"]
+        refused = ragops(*start, "--variants", "1:50,2:40")
+        assert refused.exit_code == 1 and "422" in refused.output and "sum to 100" in refused.output
+        started = ragops(*start, "--variants", "1:50,2:50")
+        assert started.exit_code == 0, started.output
+        experiment_id = started.stdout.strip().splitlines()[-1]
+        listed = json.loads(ragops("experiment", "list", "--json").stdout)
+        assert [(e["experiment_id"], e["status"], e["unit"]) for e in listed] == [(experiment_id, "running", "session")]
+        assert [(v["name"], v["version"]) for v in listed[0]["variants"]] == [("v1", "1"), ("v2", "2")]
+        assert listed[0]["policy"]["min_samples"] == 50
+        stopped = ragops("experiment", "stop", experiment_id, "--reason", "done")
+        assert stopped.exit_code == 0 and "stopped" in stopped.output, stopped.output
