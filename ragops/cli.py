@@ -2,15 +2,18 @@
 
 import asyncio
 import dataclasses
+import difflib
 import json
 import logging
 import shutil
 import signal
+import sys
 import time
+import tomllib
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -607,6 +610,143 @@ def reject(
 ) -> None:
     """Reject another person's pending change: it never takes effect."""
     _decide(change_id, "reject", reason, data_dir)
+
+
+prompt = typer.Typer(
+    help="Prompts as data: push versions, read and compare them, label them (production needs approval).",
+    no_args_is_help=True,
+)
+app.add_typer(prompt, name="prompt")
+
+
+def _prompt_text(data_dir: Path, name: str, version: int | None) -> dict[str, Any]:
+    """One version's text from the gateway; ``None``: the version labelled production, else the highest."""
+    if version is None:
+        found = _call(data_dir, "GET", f"/v1/prompts/{quote(name, safe='')}")
+        assert isinstance(found, dict)
+        version = found["labels"].get("production") or max(v["version"] for v in found["versions"])
+    answer = _call(data_dir, "GET", f"/v1/prompts/{quote(name, safe='')}/versions/{version}")
+    assert isinstance(answer, dict)
+    return answer
+
+
+def _label(data_dir: Path, name: str, version: int, label: str, reason: str) -> None:
+    body = {"label": label, "version": version, "reason": reason}
+    answer = _call(data_dir, "POST", f"/v1/prompts/{quote(name, safe='')}/labels", body)
+    assert isinstance(answer, dict)
+    if answer["status"] == "pending":
+        console.print(
+            f"{label} -> {name} version {version} waits for another person's approval: "
+            f"ragops changes approve {answer['change_id']} --reason ..."
+        )
+        print(answer["change_id"])
+    else:
+        console.print(f"{label} -> {name} version {version}")
+
+
+@prompt.command()
+def push(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TOML: name, description, system, user.")],
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Register a new version of a prompt (the registry numbers it: a ``version`` in the file is
+    ignored); the same text as an existing version names that version. Prints the version."""
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise typer.BadParameter(f"{file}: {error}") from None
+    body: dict[str, object] = {key: data[key] for key in ("name", "description", "system", "user") if key in data}
+    answer = _call(data_dir, "POST", "/v1/prompts", body)
+    assert isinstance(answer, dict)
+    if answer["registered"]:
+        console.print(f"{answer['name']} version {answer['version']} registered (sha256 {answer['sha256']})")
+    else:
+        console.print(f"{answer['name']}: the same text as version {answer['version']}; nothing registered")
+    print(answer["version"])
+
+
+@prompt.command(name="list")
+def list_prompts(
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="Print the prompts as JSON."),
+) -> None:
+    """Every prompt, its versions and labels."""
+    found = _call(data_dir, "GET", "/v1/prompts")
+    assert isinstance(found, list)
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("prompt", "versions", "labels")
+    for entry in found:
+        versions = ", ".join(str(v["version"]) + (" (retired)" if v["retired"] else "") for v in entry["versions"])
+        labels = ", ".join(f"{label} -> {version}" for label, version in sorted(entry["labels"].items()))
+        table.add_row(entry["name"], versions, labels)
+    Console().print(table)
+
+
+def _name_and_version(reference: str) -> tuple[str, int | None]:
+    name, _, version = reference.partition(":")
+    if version and not version.isdecimal():
+        raise typer.BadParameter(f"{reference}: expected NAME or NAME:VERSION (a number)")
+    return name, int(version) if version else None
+
+
+@prompt.command()
+def show(
+    reference: Annotated[str, typer.Argument(help="NAME (its production version, else the highest) or NAME:VERSION.")],
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Print one version of a prompt: its description, labels and both templates."""
+    name, version = _name_and_version(reference)
+    text = _prompt_text(data_dir, name, version)
+    labels = f" [{', '.join(text['labels'])}]" if text["labels"] else ""
+    retired = " (retired)" if text["retired"] else ""
+    print(f"{name} version {text['version']}{labels}{retired}, sha256 {text['sha256']}")
+    print(f"description: {text['description']}")
+    print(f"--- system\n{text['system']}\n--- user\n{text['user']}")
+
+
+@prompt.command()
+def diff(
+    name: Annotated[str, typer.Argument()],
+    a: Annotated[int, typer.Argument(help="The version to compare from.")],
+    b: Annotated[int, typer.Argument(help="The version to compare to.")],
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Unified diff (difflib) of the system and user templates of two versions."""
+    old, new = _prompt_text(data_dir, name, a), _prompt_text(data_dir, name, b)
+    for part in ("system", "user"):
+        lines = difflib.unified_diff(
+            old[part].splitlines(keepends=True),
+            new[part].splitlines(keepends=True),
+            fromfile=f"{name}:{a} {part}",
+            tofile=f"{name}:{b} {part}",
+        )
+        sys.stdout.writelines(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+@prompt.command(name="label")
+def label_prompt(
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[int, typer.Argument()],
+    label: Annotated[str, typer.Argument(help="e.g. staging; production waits for another person's approval.")],
+    reason: str = typer.Option(..., help="Why (recorded with the label)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Point a label at a version: at once, or (production by default) once another person
+    approves the change; prints the change id then."""
+    _label(data_dir, name, version, label, reason)
+
+
+@prompt.command()
+def rollback(
+    name: Annotated[str, typer.Argument()],
+    to: int = typer.Option(..., "--to", help="The version production should serve again."),
+    reason: str = typer.Option(..., help="Why (recorded with the change)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Point production back at an earlier version (label production: a four-eyes change)."""
+    _label(data_dir, name, to, "production", reason)
 
 
 experiment = typer.Typer(

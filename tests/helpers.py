@@ -1,8 +1,10 @@
 """What many tests share: the producer stamped on the events they make, the golden examples
 in ``schemas/examples`` (one valid event per type), JSONL reading, events as fetched Kafka
-records, API keys for HTTP calls and a ClickHouse retention that keeps every row."""
+records, API keys for HTTP calls, a ClickHouse retention that keeps every row and a generator
+that echoes its prompt."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,6 +12,7 @@ from aiokafka import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ragops_analytics.queries import RETAINED_TABLES
+from ragops_models.generation import Generation
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier
@@ -69,3 +72,19 @@ def record_of(event: Event, offset: int, partition: int = 0) -> ConsumerRecord:
         serialized_value_size=0,
         headers=(),
     )
+
+
+class EchoGenerator:
+    """A :class:`ragops_models.generation.Generator` without a model: each answer is the user
+    message it was given, so a test sees which prompt was rendered."""
+
+    model_name = "echo"
+    model_version = "0"
+
+    def warm_up(self) -> None:
+        pass
+
+    def generate(self, batch: Sequence[list[dict[str, str]]]) -> list[Generation]:
+        return [
+            Generation(chat[-1]["content"], input_tokens=1, output_tokens=1, finish_reason="stop") for chat in batch
+        ]

@@ -89,6 +89,15 @@ class Registry:
         state = self._state(VersionRef(kind=kind, name=name, version=entry.version))
         return None if state.retired else state
 
+    def aliases(self, kind: VersionKind, name: str) -> dict[str, str]:
+        """Every alias of ``(kind, name)`` -> the version it points at, those whose version is
+        retired left out (as :meth:`alias` answers None for them)."""
+        return {
+            alias: entry.version
+            for (k, n, alias), entry in list(self._aliases.items())
+            if k == kind and n == name and not self.is_retired(kind, name, entry.version)
+        }
+
     def promoted_at(self, kind: VersionKind, name: str, alias: str = "production") -> datetime | None:
         entry = self._aliases.get((kind, name, alias))
         return entry.promoted.occurred_at if entry else None

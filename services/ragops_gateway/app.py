@@ -9,7 +9,8 @@ the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; 
 ``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
 the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
-erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`). ``GET /health``
+erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`); ``/v1/prompts``:
+prompt versions and their labels (:mod:`ragops_gateway.prompts`). ``GET /health``
 is liveness, ``GET /ready`` readiness (Kafka reachable, answer topics watched), ``GET /metrics``
 Prometheus metrics.
 
@@ -43,6 +44,7 @@ from ragops_gateway.changes import ControlPlane, add_change_routes, control_publ
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -55,6 +57,7 @@ from ragops_schemas import (
     MessageDeadLettered,
     Producer,
     QuerySubmitted,
+    VersionRegistered,
 )
 from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.erasure import ErasureRequested, SubjectErased, SubjectErasureApplied
@@ -78,7 +81,7 @@ from ragops_shared.broker import make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
 from ragops_shared.logs import configure_logging, event_fields, without_literals
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
-from ragops_shared.registry_view import ExperimentView, RegistryView
+from ragops_shared.registry_view import ExperimentView
 from ragops_shared.service import asyncapi, load_settings, producer_for
 from ragops_shared.signing import verifier_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
@@ -112,6 +115,15 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # Erasure of a data subject of the caller's tenant (ragops_gateway.erasures).
     ("POST", "/v1/erasures"): frozenset({Role.ADMIN}),
     ("GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
+    # Prompts as data (ragops_gateway.prompts): operators push and label (a label needing
+    # approval becomes a change); the text of every version is readable by who reviews it.
+    ("POST", "/v1/prompts"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/prompts"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("GET", "/v1/prompts/{name}"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("GET", "/v1/prompts/{name}/versions/{version}"): frozenset(
+        {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
+    ),
+    ("POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
     # Experiments over the platform's traffic (ragops_gateway.experiments): the platform's tenant only.
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
@@ -291,6 +303,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             QuerySubmitted,
             FeedbackSubmitted,
             AuditRecorded,
+            VersionRegistered,
             ExperimentStarted,
             ExperimentStopped,
         ],
@@ -301,13 +314,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     control = ControlPlane(settings, publisher)
-    # The registry (the versions an experiment may name) and the experiments, verified alike.
-    verifier = verifier_for(settings.platform)
-    registry = RegistryView(
-        settings.kafka, client_id=f"ragops-{SERVICE}-registry", verifier=verifier, dead_letters=publisher
-    )
+    prompts = PromptBook(control)
+    # The experiments, verified like the registry (PromptBook's view: the versions an experiment may name).
     experiments = ExperimentView(
-        settings.kafka, client_id=f"ragops-{SERVICE}-experiments", verifier=verifier, dead_letters=publisher
+        settings.kafka,
+        client_id=f"ragops-{SERVICE}-experiments",
+        verifier=verifier_for(settings.platform),
+        dead_letters=publisher,
     )
     erasures = ErasureView()
     # Every erasure from the start: GET /v1/erasures/{id} answers on any replica.
@@ -360,9 +373,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await broker.start()
         await watcher.start()
         await control.start()
-        await registry.start()
+        await prompts.start()
         await experiments.start()
-        await registry.send_dead_letters()
         await experiments.send_dead_letters()
         await erasure_watcher.start()
         state["ready"] = True
@@ -372,7 +384,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             state["ready"] = False
             await erasure_watcher.stop()
             await experiments.stop()
-            await registry.stop()
+            await prompts.stop()
             await control.stop()
             await watcher.stop()
             await broker.stop()
@@ -386,7 +398,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
     add_change_routes(app, caller, control)
     add_erasure_routes(app, caller, control, erasures, audit)
-    add_experiment_routes(app, caller, control, registry.registry, experiments)
+    add_prompt_routes(app, caller, prompts)
+    add_experiment_routes(app, caller, control, prompts.registry, experiments)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

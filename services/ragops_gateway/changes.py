@@ -375,7 +375,7 @@ def add_change_routes(
     settings = plane.settings
     book = plane.book
     approver_roles = {kind: frozenset(roles) for kind, roles in settings.approver_roles.items()}
-    ttl = None if settings.change_ttl_s is None else timedelta(seconds=settings.change_ttl_s)
+    ttl = settings.change_ttl
     platform = settings.platform.tenant
     Operator = Annotated[Principal, Depends(caller("POST", "/v1/changes"))]
     Reader = Annotated[Principal, Depends(caller("GET", "/v1/changes"))]

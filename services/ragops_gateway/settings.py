@@ -1,5 +1,6 @@
 """Settings of the gateway service (env prefix ``RAGOPS_GATEWAY_``)."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -96,6 +97,11 @@ class GatewaySettings(BaseSettings):
     change_ttl_s: float | None = Field(
         default=7 * 24 * 3600.0, gt=0, description="A change not decided within this is expired (None: never)."
     )
+    prompt_labels_needing_approval: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Prompt labels that POST /v1/prompts/{name}/labels sets only through a four-eyes change "
+        "(a promote change another person approves); other labels are set at once.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -108,6 +114,11 @@ class GatewaySettings(BaseSettings):
                     f"RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES ({self.max_document_bytes})"
                 )
         return self
+
+    @property
+    def change_ttl(self) -> timedelta | None:
+        """:attr:`change_ttl_s` as a duration (None: changes never expire)."""
+        return None if self.change_ttl_s is None else timedelta(seconds=self.change_ttl_s)
 
     def rate_of(self, tenant: str, route: RouteClass) -> Rate:
         """``tenant``'s rate on ``route``: its override, else :attr:`rate`."""

@@ -16,8 +16,9 @@ SPEC = ServiceSpec(
     port=8080,
     port_setting="RAGOPS_GATEWAY_PORT",
     # Its replies: the answers, the removals of deleted documents and the dead letters of its
-    # requests; the book of changes; the erasures and their proof (GET /v1/erasures/{id}).
-    # The registry and the experiments: the versions an experiment may name, the one running.
+    # requests; the book of changes; the erasures and their proof (GET /v1/erasures/{id}); the
+    # registry (the prompt versions and their labels, /v1/prompts; the versions an experiment
+    # may name); the experiments (the one running).
     reads=(
         Topic.ANSWER_GENERATED,
         Topic.DOCUMENT_REMOVED,
@@ -41,6 +42,7 @@ SPEC = ServiceSpec(
         Topic.VERSION_RETIRED,
         Topic.RETRAINING_REQUESTED,
         Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
+        Topic.VERSION_REGISTERED,  # prompt versions pushed by people, and the seeds
         Topic.EXPERIMENT_STARTED,
         Topic.EXPERIMENT_STOPPED,
     ),

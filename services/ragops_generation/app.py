@@ -1,22 +1,27 @@
-"""The generation service: consumes ``ContextRetrieved``, renders the requested (or latest)
-version of the prompt template, runs the model and publishes ``AnswerGenerated`` with the
-token usage, latency and full lineage of the answer.
+"""The generation service: consumes ``ContextRetrieved``, renders a version of the prompt
+(:meth:`Answerer.prompt_for`: pinned, else the request's experiment arm, else production, read
+live from the registry), runs the model and publishes ``AnswerGenerated`` with the token usage,
+latency and full lineage of the answer.
 
 A fetch of up to ``batch_records`` queries is generated as one padded batch (micro-batching
 across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
+import structlog
 from faststream.asgi import AsgiFastStream
+from jinja2 import TemplateError
+from prometheus_client import Counter
 
 from ragops_generation.settings import GenerationSettings
 from ragops_generation.spec import SPEC
 from ragops_models.defaults import shipped_model_dirs
 from ragops_models.generation import Generation, Generator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
+from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
@@ -27,6 +32,13 @@ from ragops_shared.signing import verifier_for
 
 SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
+log = structlog.get_logger(__name__)
+
+PROMPT_RENDER_FAILURES = Counter(
+    "ragops_prompt_render_failures_total",
+    "Requests whose experiment-assigned prompt version failed to render: served the production version instead.",
+    ["prompt", "version"],
+)
 
 
 class Answerer:
@@ -44,13 +56,56 @@ class Answerer:
         self.producer = producer
         self.registry = registry or Registry()
 
-    def prompt_for(self, event: ContextRetrieved) -> PromptTemplate:
-        """The prompt version the request pinned, else the registry's ``production`` version
-        of the prompt, else its latest version. A retired version takes no new traffic: a
-        request pinned to one gets the production (or latest) version instead, and its
-        lineage records the version actually used."""
+    def prompt_for(self, event: ContextRetrieved) -> tuple[PromptTemplate, ExperimentAssignment | None]:
+        """The prompt version a request gets, and the experiment arm it serves (None: none).
+
+        The version the request pinned, else the one its experiment assignment names (an
+        assignment whose ``target`` is ``prompt`` and ``target_name`` this prompt), else the
+        registry's ``production`` version, else the highest seed (:func:`resolve_prompt`, read
+        live: a version pushed after the start is served at once). A retired version takes no
+        new traffic: a request pinned or assigned to one gets the production (or highest seed)
+        version, and then serves no arm. Raises as :func:`resolve_prompt`."""
         name = event.prompt_name or self.settings.prompt_name
-        return resolve_prompt(self.registry, name, event.prompt_version, self.settings.prompt_dir)
+        assignment = event.assignment
+        if (
+            event.prompt_version is None
+            and assignment
+            and (assignment.target, assignment.target_name)
+            == (
+                "prompt",
+                name,
+            )
+        ):
+            prompt = resolve_prompt(self.registry, name, int(assignment.version), self.settings.prompt_dir)
+            return prompt, assignment if str(prompt.version) == assignment.version else None
+        return resolve_prompt(self.registry, name, event.prompt_version, self.settings.prompt_dir), None
+
+    def render(
+        self, event: ContextRetrieved, contexts: Sequence[Mapping[str, str]]
+    ) -> tuple[PromptTemplate, ExperimentAssignment | None, list[dict[str, str]]]:
+        """The request's prompt (:meth:`prompt_for`), its arm and the rendered messages.
+
+        An assigned version that fails to render (a Jinja2 error) must not cost the request:
+        the production version is rendered instead, with no arm, and the failure is logged and
+        counted (``ragops_prompt_render_failures_total``). A pinned or production version that
+        fails raises (the request is dead-lettered with the reason)."""
+        prompt, assignment = self.prompt_for(event)
+        try:
+            return prompt, assignment, prompt.render(event.question, contexts)
+        except TemplateError as error:
+            if assignment is None:
+                raise
+            PROMPT_RENDER_FAILURES.labels(prompt.name, str(prompt.version)).inc()
+            log.warning(
+                "prompt_render_failed",
+                prompt=prompt.name,
+                version=prompt.version,
+                experiment_id=assignment.experiment_id,
+                variant=assignment.variant,
+                error=f"{type(error).__name__}: {error}",
+            )
+        production = resolve_prompt(self.registry, prompt.name, None, self.settings.prompt_dir)
+        return production, None, production.render(event.question, contexts)
 
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
@@ -58,13 +113,16 @@ class Answerer:
         A request without retrieved context gets an empty answer with the finish reason
         ``no_context`` and no model call. Raises ``PromptNotFoundError`` when a request names
         a prompt that does not exist."""
-        prompts = [self.prompt_for(event) for event in events]
         contexts = [event.contexts[: self.settings.context_chunks] for event in events]
-        # With no context the model could only make an answer up: answer nothing instead.
-        asking = [i for i, used in enumerate(contexts) if used]
-        messages = [
-            prompts[i].render(events[i].question, [chunk.model_dump() for chunk in contexts[i]]) for i in asking
+        # With no context the model could only make an answer up: answer nothing instead (and
+        # render nothing: such an answer serves no experiment arm).
+        rendered = [
+            self.render(event, [chunk.model_dump() for chunk in used])
+            if used
+            else (self.prompt_for(event)[0], None, [])
+            for event, used in zip(events, contexts, strict=True)
         ]
+        messages = [chat for _, _, chat in rendered if chat]
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
@@ -102,9 +160,13 @@ class Answerer:
                     prompt=PromptRef(name=prompt.name, version=prompt.version, sha256=prompt.sha256),
                     generation_model=self.generator.model_name,
                     generation_model_version=self.generator.model_version,
+                    variant=assignment.variant if assignment else None,
+                    experiment_id=assignment.experiment_id if assignment else None,
                 ),
             )
-            for event, prompt, used, generation in zip(events, prompts, contexts, generations, strict=True)
+            for event, (prompt, assignment, _), used, generation in zip(
+                events, rendered, contexts, generations, strict=True
+            )
         ]
 
 

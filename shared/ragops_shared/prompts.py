@@ -242,7 +242,17 @@ def resolve_prompt(registry: Registry, name: str, version: int | None, directory
     if version is None:
         production = registry.alias("prompt", name)
         version = int(production.ref.version) if production else None
-    state = registry.get("prompt", name, str(version)) if version is not None else None
-    if version is not None and state and state.registered and state.registered.prompt:
+    return load_prompt(name, None, directory) if version is None else prompt_version(registry, name, version, directory)
+
+
+def prompt_version(registry: Registry, name: str, version: int, directory: Path | None = None) -> PromptTemplate:
+    """Version ``version`` of a prompt, retired or not: its registered body, else its seed file.
+
+    Raises:
+        PromptNotFoundError: neither the registry nor the seed files have that version.
+        ValueError: as :func:`resolve_prompt`.
+    """
+    state = registry.get("prompt", name, str(version))
+    if state and state.registered and state.registered.prompt:
         return PromptTemplate.from_body(name, version, state.registered.prompt)
     return load_prompt(name, version, directory)

@@ -182,6 +182,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
                 Topic.EXPERIMENT_STARTED,  # an operator's experiment
                 Topic.EXPERIMENT_STOPPED,
+                Topic.VERSION_REGISTERED,  # prompt versions (pushed, and the seeds)
             },
         ),
     ],

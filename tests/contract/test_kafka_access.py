@@ -53,7 +53,7 @@ READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "rea
 # plane (people's requests, the decisions, and the effects of approved changes). The CLI's
 # operator user writes none: its commands go through the gateway.
 REGISTRY_WRITERS = {
-    Topic.VERSION_REGISTERED: {"ragops-trainer", "ragops-embedding"},
+    Topic.VERSION_REGISTERED: {"ragops-trainer", "ragops-embedding", "ragops-gateway"},  # the gateway: prompts
     Topic.VERSION_PROMOTED: {"ragops-trainer", "ragops-gateway"},
     Topic.VERSION_REJECTED: {"ragops-trainer"},
     Topic.VERSION_RETIRED: {"ragops-gateway"},

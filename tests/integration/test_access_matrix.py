@@ -61,6 +61,13 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("gateway", "GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("gateway", "POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    ("gateway", "POST", "/v1/prompts"): frozenset({Role.OPERATOR}),
+    ("gateway", "GET", "/v1/prompts"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("gateway", "GET", "/v1/prompts/{name}"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("gateway", "GET", "/v1/prompts/{name}/versions/{version}"): frozenset(
+        {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
+    ),
+    ("gateway", "POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -86,6 +93,8 @@ BODIES = {
         "reason": "matrix",
     },
     "/v1/experiments/{experiment_id}/stop": {"reason": "matrix"},
+    "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
+    "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 
@@ -174,6 +183,8 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
         .replace("{erasure_id}", "era-00000000000000000000")
         .replace("{experiment_id}", "exp-00000000000000000000")
+        .replace("{name}", "rag-answer")
+        .replace("{version}", "1")
     )
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)

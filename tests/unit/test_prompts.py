@@ -6,8 +6,20 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
+from prometheus_client import REGISTRY
 
-from ragops_schemas import Producer, PromptBody, VersionPromoted, VersionRegistered, VersionRetired
+from ragops_generation.app import Answerer
+from ragops_generation.settings import GenerationSettings
+from ragops_schemas import (
+    AnswerGenerated,
+    ContextRetrieved,
+    Producer,
+    PromptBody,
+    VersionPromoted,
+    VersionRegistered,
+    VersionRetired,
+)
+from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
 from ragops_shared.prompts import (
     PromptNotFoundError,
@@ -18,6 +30,7 @@ from ragops_shared.prompts import (
     resolve_prompt,
     seed_prompts,
 )
+from tests.helpers import EchoGenerator, example
 
 PRODUCER = Producer(name="test", version="0")
 
@@ -150,13 +163,13 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
             ),
         )
 
-    latest = answerer.prompt_for(request(None)).version
+    latest = answerer.prompt_for(request(None))[0].version
     assert latest == 2, "no promotion yet: the latest file"
     registry.apply(VersionPromoted(producer=producer, kind="prompt", name="rag-answer", version="1", reason="rollback"))
-    assert answerer.prompt_for(request(None)).version == 1
-    assert answerer.prompt_for(request(2)).version == 2, "a pinned live version is honoured"
+    assert answerer.prompt_for(request(None))[0].version == 1
+    assert answerer.prompt_for(request(2))[0].version == 2, "a pinned live version is honoured"
     registry.apply(VersionRetired(producer=producer, kind="prompt", name="rag-answer", version="2", reason="bad"))
-    assert answerer.prompt_for(request(2)).version == 1, "a retired version takes no traffic, even pinned"
+    assert answerer.prompt_for(request(2))[0].version == 1, "a retired version takes no traffic, even pinned"
 
 
 def test_a_pushed_body_carries_the_hash_of_its_text_and_renders_like_a_seed() -> None:
@@ -216,3 +229,51 @@ def test_resolve_prompt_pinned_then_production_then_highest_seed_and_a_body_wins
 def test_check_renders_passes_every_seed() -> None:
     for template in seed_prompts():
         check_renders(template)
+
+
+# Renders on prompt_body's sample, fails on the question "boom": a failure only real traffic finds.
+FRAGILE = prompt_body("fragile", "Be brief.", "A: {{ question }}{% if question == 'boom' %}{{ nope }}{% endif %}")
+
+
+def arm(version: str, target_name: str = "rag-answer") -> ExperimentAssignment:
+    return ExperimentAssignment(
+        experiment_id="exp-0123456789abcdef0123", target="prompt", target_name=target_name, variant="b", version=version
+    )
+
+
+def test_generation_renders_the_assigned_version_and_falls_back_to_production_when_it_fails() -> None:
+    registry = Registry()
+    registry.apply(registered(3, FRAGILE))
+    answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
+    asked = example(ContextRetrieved)
+
+    def answer(**update: object) -> AnswerGenerated:
+        return answerer.answer([asked.model_copy(update=update)])[0]
+
+    def failures() -> float:
+        labels = {"prompt": "rag-answer", "version": "3"}
+        return REGISTRY.get_sample_value("ragops_prompt_render_failures_total", labels) or 0.0
+
+    served = answer(assignment=arm("3"))
+    assert served.answer == f"A: {asked.question}"
+    assert (served.lineage.prompt.version, served.lineage.variant) == (3, "b")
+    assert served.lineage.experiment_id == "exp-0123456789abcdef0123"
+    other = answer(assignment=arm("3", target_name="other-prompt"))
+    assert (other.lineage.prompt.version, other.lineage.variant) == (2, None), "an arm of another prompt"
+    pinned = answer(assignment=arm("3"), prompt_version=1)
+    assert (pinned.lineage.prompt.version, pinned.lineage.variant) == (1, None), "a pin beats the arm"
+
+    before = failures()
+    fell_back = answer(assignment=arm("3"), question="boom")
+    assert (fell_back.lineage.prompt.version, fell_back.lineage.variant, fell_back.lineage.experiment_id) == (
+        2,
+        None,
+        None,
+    ), "production (here the highest seed) served, and the answer counts for no arm"
+    assert failures() == before + 1
+    with pytest.raises(UndefinedError):
+        answer(prompt_version=3, question="boom")  # pinned: dead-lettered with the reason, as before
+
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
+    retired = answer(assignment=arm("3"))
+    assert (retired.lineage.prompt.version, retired.lineage.variant) == (2, None), "a retired arm serves no one"
