@@ -58,6 +58,9 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
     ("gateway", "POST", "/v1/erasures"): frozenset({Role.ADMIN}),
     ("gateway", "GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
+    ("gateway", "POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
+    ("gateway", "GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("gateway", "POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
     ("gateway", "POST", "/v1/prompts"): frozenset({Role.OPERATOR}),
     ("gateway", "GET", "/v1/prompts"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("gateway", "GET", "/v1/prompts/{name}"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
@@ -81,6 +84,15 @@ BODIES = {
     "/v1/changes/{change}/approve": {"reason": "matrix"},
     "/v1/changes/{change}/reject": {"reason": "matrix"},
     "/v1/erasures": {"subject": "matrix-subject", "key": "matrix"},
+    # Past the guard: 422, no such prompt version (no traffic moves in the matrix).
+    "/v1/experiments": {
+        "target": "prompt",
+        "target_name": "matrix",
+        "variants": [{"name": "a", "version": "1", "weight": 50}, {"name": "b", "version": "2", "weight": 50}],
+        "unit": "request",
+        "reason": "matrix",
+    },
+    "/v1/experiments/{experiment_id}/stop": {"reason": "matrix"},
     "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
     "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
 }
@@ -170,6 +182,7 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         .replace("{change}", "chg-unknown")
         .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
         .replace("{erasure_id}", "era-00000000000000000000")
+        .replace("{experiment_id}", "exp-00000000000000000000")
         .replace("{name}", "rag-answer")
         .replace("{version}", "1")
     )
