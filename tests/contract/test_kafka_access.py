@@ -12,7 +12,7 @@ How a declaration is held to the code (offline, no broker):
 - reads without a group (the watchers and views that fold a topic): the event classes named in
   the arguments of its reading calls (``EventWatcher``, ``read_topics``, ``ctx.read``,
   ``EventSubscriber``) and the topics of the shared views it uses (``RegistryView``,
-  ``IndexedDocuments``) are declared reads; every other event class its code names is a
+  ``IndexedDocuments``, ``ExperimentView``) are declared reads; every other event class its code names is a
   declared read or write; a declared read its code never makes is an error too.
 
 The end-to-end run checks the same over real traffic (``tests/e2e/test_platform.py``: every
@@ -32,6 +32,7 @@ from ragops import kafka_users
 from ragops.client import PUBLISHES, WATCHES
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES
+from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES
 from ragops_schemas.topics import Topic
 from ragops_shared.spec import REGISTRY_TOPICS, Scaling, ServiceSpec
 from tests.contract.test_deployment import BASE, K8S, base_resources, container, k8s_documents
@@ -43,6 +44,7 @@ EVENTS_BY_NAME = {event.__name__: event for event in EVENT_TYPES}
 SHARED_VIEWS = {
     "RegistryView": ("registry_view", frozenset(REGISTRY_TOPICS)),
     "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED})),
+    "ExperimentView": ("registry_view", frozenset(event.TOPIC for event in EXPERIMENT_EVENT_TYPES)),
 }
 # The calls that read topics, whose event-class arguments are reads.
 READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "read"}

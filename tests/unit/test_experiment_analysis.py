@@ -41,7 +41,9 @@ def stream(
     return out
 
 
-def observations(down: tuple[float, float], latency: tuple[float, float], n: int = 600) -> dict:
+def observations(
+    down: tuple[float, float], latency: tuple[float, float], n: int = 600
+) -> dict[str, list[tuple[str, float]]]:
     return {
         "thumbs_down_rate": stream(n, *down, bernoulli=True, seed=1),
         "latency_ms": stream(n, *latency, bernoulli=False, seed=2),
