@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ragops_analytics.queries import experiment_observations
+from ragops_analytics.queries import experiment_events, experiment_observations
 from ragops_analytics.sequential import sequential_test
 from ragops_analytics.store import Reader
-from ragops_schemas.experiments import ExperimentStarted, VariantResult
+from ragops_schemas import Event
+from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES, ExperimentBook, ExperimentStarted, VariantResult
 
 LOWER_IS_BETTER = frozenset({"thumbs_down_rate", "latency_ms", "cost_usd"})
 """Metrics whose lower values are better; every other metric (the evaluation scores, in
@@ -144,3 +145,35 @@ def decide(started: ExperimentStarted, results: Sequence[VariantResult]) -> Deci
                     reason += "; the experiment goes on until an operator promotes the winner"
                 return Decision(decision, result.variant, result.metric, reason)
     return None
+
+
+_EXPERIMENT_EVENTS: dict[str, type[Event]] = {
+    event.model_fields["event_type"].default: event for event in EXPERIMENT_EVENT_TYPES
+}
+
+
+@dataclass(frozen=True)
+class Readout:
+    """An experiment as ClickHouse holds it now: its start, the event that ended it (a stop, or
+    a conclusion that rolled it back; None while it runs), every comparison of
+    :func:`experiment_results` and the decision they support now (None: undecided)."""
+
+    started: ExperimentStarted
+    ended: Event | None
+    results: list[VariantResult]
+    decision: Decision | None
+
+
+def readout(reader: Reader, experiment_id: str) -> Readout | None:
+    """The :class:`Readout` of experiment ``experiment_id`` (None if its start is not stored):
+    what ``ragops experiment show`` prints, the monitor's computation. Its events are read as
+    the sink stored them, folded as every service folds them (:class:`ExperimentBook`).
+    Raises what the reader raises."""
+    book = ExperimentBook()
+    for event_type, payload in experiment_events(reader, experiment_id):
+        book.apply(_EXPERIMENT_EVENTS[event_type].model_validate_json(payload))
+    started = book.get(experiment_id)
+    if started is None:
+        return None
+    results = experiment_results(reader, started)
+    return Readout(started, book.ended(experiment_id), results, decide(started, results))

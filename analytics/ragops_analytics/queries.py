@@ -533,6 +533,18 @@ def experiment_observations(reader: Reader, experiment_id: str, metric: str) -> 
     return [(str(variant), float(value)) for variant, value in rows]
 
 
+def experiment_events(reader: Reader, experiment_id: str) -> list[tuple[str, str]]:
+    """``(event_type, stored JSON)`` of every stored event of experiment ``experiment_id`` (its
+    start, stop and conclusion), oldest first, as the sink stored them (not verified here)."""
+    rows = reader.query(
+        "SELECT event_type, payload FROM events FINAL "
+        "WHERE event_type IN ('experiment.started', 'experiment.stopped', 'experiment.concluded') "
+        "AND JSONExtractString(payload, 'experiment_id') = {experiment_id:String} ORDER BY occurred_at, event_id",
+        {"experiment_id": experiment_id},
+    ).rows
+    return [(str(event_type), str(payload)) for event_type, payload in rows]
+
+
 # ------------------------------------------------------------------------- the trainer
 
 

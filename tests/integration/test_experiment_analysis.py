@@ -4,13 +4,17 @@ variants, their feedback and evaluations stored by the sink's own row code in ch
 (signed as the gateway signs it) whose variant gets far more thumbs-down is concluded once by
 the monitor (a verified ExperimentConcluded, loser, rolled back), also after a restart."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+from ragops import cli
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_analytics.experiments import experiment_results
 from ragops_analytics.queries import experiment_observations, insert_events
@@ -216,23 +220,27 @@ async def test_the_monitor_concludes_a_variant_with_far_more_thumbs_down_a_loser
     assert await monitor_concludes(kafka, broker, chdb_store) == []
 
 
-async def stream(
-    kafka: KafkaSettings, broker: object, store: ChdbStore, down_rates: tuple[int, int]
-) -> ExperimentStarted:
-    """A running experiment (signed by the gateway, on the broker) with 60 answers per variant
-    in ``store``, interleaved, latency alike, and ``down_rates`` thumbs down in 10 feedback
-    (control, v4)."""
-    experiment = started(min_samples=40)
-    gateway = EventPublisher(broker, PRODUCER, [ExperimentStarted], signer=GATEWAY_SIGNER)  # type: ignore[arg-type]
-    await gateway.publish(experiment)
+def served(experiment: ExperimentStarted, down_rates: tuple[int, int]) -> list[Event]:
+    """60 answers per variant of ``experiment``, interleaved, latency alike, each with a
+    feedback: ``down_rates`` thumbs down in 10 (control, v4)."""
     events: list[Event] = []
     for i in range(120):
         variant = "control" if i % 2 == 0 else "v4"
         at = START + timedelta(seconds=i)
-        served = answer(experiment.experiment_id, variant, at, latency_ms=800.0 + (i // 2) % 7 * 10)
+        given = answer(experiment.experiment_id, variant, at, latency_ms=800.0 + (i // 2) % 7 * 10)
         down = (i // 2) % 10 < down_rates[i % 2]
-        events += [served, feedback(served, "down" if down else "up", at + timedelta(milliseconds=500))]
-    store_events(store, events)
+        events += [given, feedback(given, "down" if down else "up", at + timedelta(milliseconds=500))]
+    return events
+
+
+async def stream(
+    kafka: KafkaSettings, broker: object, store: ChdbStore, down_rates: tuple[int, int]
+) -> ExperimentStarted:
+    """A running experiment (signed by the gateway, on the broker) and :func:`served` in ``store``."""
+    experiment = started(min_samples=40)
+    gateway = EventPublisher(broker, PRODUCER, [ExperimentStarted], signer=GATEWAY_SIGNER)  # type: ignore[arg-type]
+    await gateway.publish(experiment)
+    store_events(store, served(experiment, down_rates))
     return experiment
 
 
@@ -246,3 +254,24 @@ async def test_a_winner_is_concluded_once_without_a_rollback_and_not_again_after
     assert "operator promotes" in conclusion.reason
     # Still running (an operator promotes the winner and stops it), yet never concluded twice.
     assert await monitor_concludes(kafka, broker, chdb_store) == []
+
+
+def test_ragops_experiment_show_prints_the_monitors_comparisons(
+    chdb_store: ChdbStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = GATEWAY_SIGNER.sign(started(min_samples=40))
+    store_events(chdb_store, [experiment, *served(experiment, down_rates=(1, 6))])
+    analytics = SimpleNamespace(query=chdb_store.query, close=lambda: None)
+    monkeypatch.setattr(cli, "_analytics", lambda data_dir: analytics)
+
+    shown = CliRunner().invoke(cli.app, ["experiment", "show", experiment.experiment_id, "--json"])
+    assert shown.exit_code == 0, shown.output
+    readout = json.loads(shown.stdout)
+    expected = [result.model_dump(mode="json") for result in experiment_results(chdb_store, experiment)]
+    assert readout["results"] == expected and readout["ended"] is None
+    assert (readout["decision"]["decision"], readout["decision"]["variant"]) == ("loser", "v4")
+
+    table = CliRunner().invoke(cli.app, ["experiment", "show", experiment.experiment_id])
+    assert table.exit_code == 0 and "thumbs_down_rate" in table.stdout and "decision: loser" in table.stdout
+    unknown = CliRunner().invoke(cli.app, ["experiment", "show", "exp-00000000000000000000"])
+    assert unknown.exit_code == 1
