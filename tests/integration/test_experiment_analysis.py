@@ -1,13 +1,16 @@
 """Experiments in ClickHouse and the monitor's conclusion, on real components: answers of two
 variants, their feedback and evaluations stored by the sink's own row code in chDB (migration
-0014); the observations per metric in arrival order; and on a real broker, a running experiment
+0014); the observations per metric in arrival order; on a real broker, a running experiment
 (signed as the gateway signs it) whose variant gets far more thumbs-down is concluded once by
-the monitor (a verified ExperimentConcluded, loser, rolled back), also after a restart."""
+the monitor (a verified ExperimentConcluded, loser, rolled back), also after a restart, by its
+components and by the monitor service itself (its own key, the platform's trust list); a winner
+is concluded once without a rollback; ``ragops experiment show`` prints the same comparisons."""
 
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,20 +19,23 @@ from typer.testing import CliRunner
 
 from ragops import cli
 from ragops_analytics.chdb_store import ChdbStore
+from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.experiments import experiment_results
 from ragops_analytics.queries import experiment_observations, insert_events
+from ragops_monitor.app import create_app as monitor_app
 from ragops_monitor.experiments import Conclusions, ExperimentConcluder
+from ragops_monitor.settings import MonitorSettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded
 from ragops_schemas.experiments import ExperimentConcluded, ExperimentPolicy, ExperimentStarted
 from ragops_schemas.ids import derived_event_id, experiment_id
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.registry_view import EXPERIMENT_READERS, ControlView, ExperimentView
-from ragops_shared.settings import KafkaSettings
-from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier
+from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier, signer_for, verifier_for
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.schema import migrate, migrate_down, set_prices
 from tests.helpers import GATEWAY_SIGNER, PRODUCER, example, record_of
-from tests.integration.services import wait_for, watching
+from tests.integration.services import running, wait_for, watching
 
 pytestmark = pytest.mark.clickhouse
 
@@ -275,3 +281,36 @@ def test_ragops_experiment_show_prints_the_monitors_comparisons(
     assert table.exit_code == 0 and "thumbs_down_rate" in table.stdout and "decision: loser" in table.stdout
     unknown = CliRunner().invoke(cli.app, ["experiment", "show", "exp-00000000000000000000"])
     assert unknown.exit_code == 1
+
+
+@pytest.mark.kafka
+async def test_the_monitor_service_concludes_the_loser_with_its_own_key_and_the_experiment_ends(
+    kafka: KafkaSettings, broker: object, chdb_store: ChdbStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = PlatformSettings(data_dir=tmp_path)
+    # The monitor reads ClickHouse through its analytics client: here the test's chDB.
+    monkeypatch.setattr(
+        AnalyticsSettings, "client", lambda self: SimpleNamespace(query=chdb_store.query, close=lambda: None)
+    )
+    settings = MonitorSettings(
+        analytics=AnalyticsSettings(sql_url="http://unused/sql"),
+        platform=platform,
+        kafka=kafka,
+        experiment_interval_s=0.2,
+    )
+    experiment = started(min_samples=40)
+    store_events(chdb_store, served(experiment, down_rates=(1, 6)))
+    gateway = EventPublisher(broker, PRODUCER, [ExperimentStarted], signer=signer_for(platform, "gateway"))  # type: ignore[arg-type]
+    async with watching(kafka, [ExperimentConcluded]) as seen, running(monitor_app(settings)):
+        await gateway.publish(experiment)
+        await wait_for(seen, lambda s: len(s) >= 1)
+    [conclusion] = seen
+    assert isinstance(conclusion, ExperimentConcluded)
+    verifier_for(platform).check(conclusion)  # the platform's trust list: the monitor's key
+    assert (conclusion.decision, conclusion.variant, conclusion.rolled_back) == ("loser", "v4", True)
+    view = ExperimentView(kafka, "test-embedding-experiments", verifier=verifier_for(platform))
+    await view.start()
+    try:
+        assert view.book.running() == [], "every service that assigns sees it ended"
+    finally:
+        await view.stop()
