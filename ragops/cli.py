@@ -610,6 +610,88 @@ def reject(
     _decide(change_id, "reject", reason, data_dir)
 
 
+experiment = typer.Typer(
+    help="Sticky A/B tests and canaries: start one over versions of a prompt or an index, list, stop.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment, name="experiment")
+
+
+def _variants(spec: str) -> list[dict[str, object]]:
+    """``3:50,4:50`` -> arms named after their versions (``v3``, ``v4``), the first the control.
+
+    Raises:
+        typer.BadParameter: an arm is not ``VERSION:WEIGHT`` with an integer weight.
+    """
+    arms: list[dict[str, object]] = []
+    for part in spec.split(","):
+        version, _, weight = part.strip().rpartition(":")
+        if not version or not weight.strip().isdigit():
+            raise typer.BadParameter(f"{part!r}: each variant is VERSION:WEIGHT (e.g. 3:50,4:50)")
+        arms.append({"name": f"v{version}", "version": version, "weight": int(weight)})
+    return arms
+
+
+@experiment.command(name="start")
+def start_experiment(
+    target_name: Annotated[str, typer.Argument(help="The prompt's name (rag-answer), or the index's.")],
+    variants: str = typer.Option(..., help="VERSION:WEIGHT,... summing to 100; the first is the control."),
+    unit: str = typer.Option("user", help="Who keeps one arm: user, session or request."),
+    target: str = typer.Option("prompt", help="prompt, or index (a canary: e.g. --variants b1:95,b2:5)."),
+    primary_metric: str = typer.Option("thumbs_down_rate", help="The metric that decides win or loss."),
+    alpha: float = typer.Option(0.05, help="Type I error of the always-valid test."),
+    min_samples: int = typer.Option(100, help="Observations per arm before any decision."),
+    reason: str = typer.Option(..., help="Why (recorded with the experiment)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Start an experiment; the gateway refuses it with the reason before any traffic moves."""
+    body: dict[str, object] = {
+        "target": target,
+        "target_name": target_name,
+        "variants": _variants(variants),
+        "unit": unit,
+        "policy": {"primary_metric": primary_metric, "alpha": alpha, "min_samples": min_samples},
+        "reason": reason,
+    }
+    answer = _call(data_dir, "POST", "/v1/experiments", body)
+    assert isinstance(answer, dict)
+    console.print(f"experiment {answer['experiment_id']} running over {target} {target_name}")
+    print(answer["experiment_id"])
+
+
+@experiment.command(name="list")
+def list_experiments(
+    as_json: bool = typer.Option(False, "--json", help="Print the experiments as JSON."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Every experiment, oldest first, with its status."""
+    found = _call(data_dir, "GET", "/v1/experiments")
+    assert isinstance(found, list)
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("experiment", "status", "target", "variants", "unit", "started by", "reason")
+    for one in found:
+        arms = ", ".join(f"{arm['name']}={arm['version']}:{arm['weight']}%" for arm in one["variants"])
+        target = f"{one['target']} {one['target_name']}"
+        table.add_row(
+            one["experiment_id"], one["status"], target, arms, one["unit"], one["started_by"]["name"], one["reason"]
+        )
+    Console().print(table)
+
+
+@experiment.command(name="stop")
+def stop_experiment(
+    experiment_id: Annotated[str, typer.Argument()],
+    reason: str = typer.Option(..., help="Why (recorded with the stop)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Stop a running experiment: every unit is served by production again."""
+    answer = _call(data_dir, "POST", f"/v1/experiments/{experiment_id}/stop", {"reason": reason})
+    assert isinstance(answer, dict)
+    console.print(f"experiment {experiment_id}: {answer['status']}")
+
+
 @app.command(name="eval")
 def evaluate(
     dataset: Annotated[Path, typer.Option(exists=True, help="JSONL: {id, question, answers, context_ids} per line.")],

@@ -39,6 +39,7 @@ import structlog
 from faststream.asgi import AsgiFastStream
 from prometheus_client import Counter
 
+from ragops_embedding.experiments import assign, experiment_key, unassigned
 from ragops_embedding.settings import PART_BYTES, EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_models.defaults import shipped_model_dirs
@@ -59,13 +60,14 @@ from ragops_schemas import (
     VersionRegistered,
     utc_now,
 )
+from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.ids import model_registration_id, part_scope
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.indexed_view import IndexedDocuments
 from ragops_shared.ops import CHUNKS_REUSED, MODEL_LATENCY
 from ragops_shared.parts import refused_version, split_by_bytes
-from ragops_shared.registry_view import RegistryView
+from ragops_shared.registry_view import ExperimentView, RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import signer_for, verifier_for
 from ragops_shared.text import normalise
@@ -278,6 +280,40 @@ class Embedders:
             outputs += embed_documents(embedder, producer, list(group), indexed, self.settings.part_bytes)
         return outputs
 
+    def queries(
+        self, producer: Producer, events: Sequence[QueryRedacted], assignments: Sequence[ExperimentAssignment | None]
+    ) -> list[QueryEmbedded]:
+        """The questions embedded with the production model, except those assigned to an arm of
+        an index experiment whose index version was built by another version of the model
+        (metadata ``embedding_version`` of its registration): embedded by that version, so the
+        vector matches the arm's collection. An arm whose model does not load serves production
+        (counted as ``variant_unavailable``), one call per model."""
+        chosen = [self._query_embedder(arm) for arm in assignments]
+        arms = [arm if embedder is not None else None for arm, embedder in zip(assignments, chosen, strict=True)]
+        models = [embedder or self.production for embedder in chosen]
+        embedded: dict[int, QueryEmbedded] = {}
+        for model in {id(model): model for model in models}.values():
+            places = [place for place, one in enumerate(models) if one is model]
+            batch = embed_queries(model, producer, [events[p] for p in places], [arms[p] for p in places])
+            embedded.update(zip(places, batch, strict=True))
+        return [embedded[place] for place in range(len(events))]
+
+    def _query_embedder(self, arm: ExperimentAssignment | None) -> Embedder | None:
+        """The model that embeds a question of ``arm``; None: the arm's does not load."""
+        if arm is None or arm.target != "index":
+            return self.production
+        state = self.registry.get("index", arm.target_name, arm.version)
+        version = state.metadata.get("embedding_version") if state else None
+        production = self.production.info
+        if version is None or (production is not None and version == production.version):
+            return self.production
+        try:
+            return self.version(version)
+        except EventRejected as error:
+            log.error("experiment_arm_model_load_failed", experiment_id=arm.experiment_id, error=str(error))
+            unassigned(arm.experiment_id, "variant_unavailable")
+            return None
+
     def registration(self, producer: Producer) -> VersionRegistered:
         """The default model's registration, published at every start: the same event id
         every time and, once the registry holds it, the first registration's ``occurred_at``,
@@ -299,10 +335,17 @@ class Embedders:
         )
 
 
-def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[QueryRedacted]) -> list[QueryEmbedded]:
+def embed_queries(
+    embedder: Embedder,
+    producer: Producer,
+    events: Sequence[QueryRedacted],
+    assignments: Sequence[ExperimentAssignment | None] | None = None,
+) -> list[QueryEmbedded]:
     """Embed the questions of a batch of queries in one call, each normalised as documents are
-    (:func:`ragops_shared.text.normalise`); the events carry the questions as asked."""
+    (:func:`ragops_shared.text.normalise`); the events carry the questions as asked, and each
+    its experiment arm from ``assignments`` (one per event; None: none)."""
     embedded = _embed(embedder, [normalise(event.question) for event in events], "query")
+    arms = assignments or [None] * len(events)
     return [
         event.caused(
             QueryEmbedded,
@@ -318,8 +361,9 @@ def embed_queries(embedder: Embedder, producer: Producer, events: Sequence[Query
             vector=item.vector,
             input_tokens=item.input_tokens,
             truncated=item.truncated,
+            assignment=arm,
         )
-        for event, item in zip(events, embedded, strict=True)
+        for event, item, arm in zip(events, embedded, arms, strict=True)
     ]
 
 
@@ -333,12 +377,15 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         [ChunksEmbedded, QueryEmbedded, VersionRegistered, DocumentRejected],
         signer=signer_for(settings.platform, SERVICE),
     )
+    verifier = verifier_for(settings.platform, shipped_model_dirs())
     registry = RegistryView(
-        settings.kafka,
-        client_id=f"ragops-{SERVICE}-registry",
-        verifier=verifier_for(settings.platform, shipped_model_dirs()),
-        dead_letters=publisher,
+        settings.kafka, client_id=f"ragops-{SERVICE}-registry", verifier=verifier, dead_letters=publisher
     )
+    # Only experiments the gateway started (and the gateway or the monitor ended) count.
+    experiments = ExperimentView(
+        settings.kafka, client_id=f"ragops-{SERVICE}-experiments", verifier=verifier, dead_letters=publisher
+    )
+    key = experiment_key(settings)
     embedders = Embedders(settings, registry.registry)
     registry.on_change = embedders.on_registry_change
     indexed = IndexedDocuments(settings.kafka, client_id=f"ragops-{SERVICE}-indexed")
@@ -368,7 +415,12 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
     @queries
     async def on_query_redacted(events: list[QueryRedacted]) -> None:
-        await queries.run(events, lambda batch: asyncio.to_thread(embed_queries, embedders.production, producer, batch))
+        async def embedded(batch: Sequence[QueryRedacted]) -> list[QueryEmbedded]:
+            # Assigned on the event loop, where the book is folded; embedded in a worker thread.
+            arms = [assign(experiments.book, key, event) for event in batch]
+            return await asyncio.to_thread(embedders.queries, producer, batch, arms)
+
+        await queries.run(events, embedded)
 
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
 
@@ -376,6 +428,7 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
     async def load_models() -> None:
         # The registry first: the production version it names is the one warm-up loads.
         await registry.start()
+        await experiments.start()
         await indexed.start()
         await asyncio.to_thread(embedders.warm_up)
 
@@ -384,7 +437,9 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
         await publisher.publish(embedders.registration(producer))
 
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them
+    app.after_startup(experiments.send_dead_letters)
     app.after_shutdown(registry.stop)
+    app.after_shutdown(experiments.stop)
     app.after_shutdown(indexed.stop)
     return app
 

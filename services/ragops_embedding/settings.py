@@ -13,6 +13,8 @@ from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 PART_BYTES = 4 * 1024 * 1024
 """Default budget of one ChunksEmbedded event: a quarter of the broker's 16 MiB limit."""
+EXPERIMENT_KEY_FILE = Path("keys") / "experiment.key"
+"""The embedded experiment assignment key, under the data dir."""
 
 
 class EmbeddingSettings(BaseSettings):
@@ -38,12 +40,24 @@ class EmbeddingSettings(BaseSettings):
     query_batch_wait_ms: int = Field(
         default=0, ge=0, description="Longest wait to fill a query batch after a short fetch (ms)."
     )
+    experiment_key_file: Path | None = Field(
+        default=None,
+        description="The secret key of the experiments' sticky assignment (HMAC-SHA256), at least 32 bytes; "
+        "unset: <data_dir>/keys/experiment.key, created on first use (mode 0600; not in production). Every "
+        "replica reads the same key; changing it moves units between the arms of a running experiment.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @model_validator(mode="after")
     def _parts_fit_the_broker(self) -> "EmbeddingSettings":
         check_budget(self.part_bytes, self.kafka.max_message_bytes, "RAGOPS_EMBEDDING_PART_BYTES")
+        return self
+
+    @model_validator(mode="after")
+    def _key_in_production(self) -> "EmbeddingSettings":
+        if self.platform.environment == "production" and self.experiment_key_file is None:
+            raise ValueError("RAGOPS_EMBEDDING_EXPERIMENT_KEY_FILE must be set in production (no embedded key there)")
         return self
 
     def embedder(self, directory: Path | None = None) -> Embedder:

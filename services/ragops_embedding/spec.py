@@ -1,7 +1,7 @@
 """Deployment facts of the embedding service (see :class:`ragops_shared.spec.ServiceSpec`)."""
 
 from ragops_schemas.topics import Topic
-from ragops_shared.spec import REGISTRY_TOPICS, Image, Scaling, ServiceSpec
+from ragops_shared.spec import EXPERIMENT_TOPICS, REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 
 DOCUMENTS_GROUP = "ragops-embedding-documents"
 """Embeds ``DocumentChunked`` in large batches."""
@@ -20,6 +20,8 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_INDEXED,
         Topic.DOCUMENT_REMOVED,
         *REGISTRY_TOPICS,
+        # The running experiment: each question is stamped with its arm.
+        *EXPERIMENT_TOPICS,
     ),
     # Registers the packaged default model at start.
     writes=(

@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
+from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
@@ -68,6 +69,7 @@ from ragops_schemas.events import (
     UserId,
     require_feedback_content,
 )
+from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
 from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
@@ -76,7 +78,9 @@ from ragops_shared.broker import make_broker
 from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
 from ragops_shared.logs import configure_logging, event_fields, without_literals
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
+from ragops_shared.registry_view import ExperimentView, RegistryView
 from ragops_shared.service import asyncapi, load_settings, producer_for
+from ragops_shared.signing import verifier_for
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = SPEC.name
@@ -108,6 +112,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # Erasure of a data subject of the caller's tenant (ragops_gateway.erasures).
     ("POST", "/v1/erasures"): frozenset({Role.ADMIN}),
     ("GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
+    # Experiments over the platform's traffic (ragops_gateway.experiments): the platform's tenant only.
+    ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -263,6 +271,9 @@ class QueryIn(BaseModel):
     prompt_name: PromptName | None = None
     prompt_version: int | None = Field(default=None, ge=1)
     user_id: UserId | None = Field(default=None, description="Who asks; pseudonymized before it is kept.")
+    session_id: UserId | None = Field(
+        default=None, description="The product's session (an experiment's unit); pseudonymized before it is kept."
+    )
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
 
 
@@ -274,7 +285,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings,
         broker,
         producer,
-        [DocumentSubmitted, DocumentDeleted, QuerySubmitted, FeedbackSubmitted, AuditRecorded],
+        [
+            DocumentSubmitted,
+            DocumentDeleted,
+            QuerySubmitted,
+            FeedbackSubmitted,
+            AuditRecorded,
+            ExperimentStarted,
+            ExperimentStopped,
+        ],
     )
     watcher = EventWatcher(
         settings.kafka, [AnswerGenerated, DocumentRemoved, MessageDeadLettered], client_id=f"ragops-{SERVICE}"
@@ -282,6 +301,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     state = {"ready": False}
     blobs = open_blob_store(settings.platform)
     control = ControlPlane(settings, publisher)
+    # The registry (the versions an experiment may name) and the experiments, verified alike.
+    verifier = verifier_for(settings.platform)
+    registry = RegistryView(
+        settings.kafka, client_id=f"ragops-{SERVICE}-registry", verifier=verifier, dead_letters=publisher
+    )
+    experiments = ExperimentView(
+        settings.kafka, client_id=f"ragops-{SERVICE}-experiments", verifier=verifier, dead_letters=publisher
+    )
     erasures = ErasureView()
     # Every erasure from the start: GET /v1/erasures/{id} answers on any replica.
     erasure_watcher = EventWatcher(
@@ -333,6 +360,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await broker.start()
         await watcher.start()
         await control.start()
+        await registry.start()
+        await experiments.start()
+        await registry.send_dead_letters()
+        await experiments.send_dead_letters()
         await erasure_watcher.start()
         state["ready"] = True
         try:
@@ -340,6 +371,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             state["ready"] = False
             await erasure_watcher.stop()
+            await experiments.stop()
+            await registry.stop()
             await control.stop()
             await watcher.stop()
             await broker.stop()
@@ -353,6 +386,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
     add_change_routes(app, caller, control)
     add_erasure_routes(app, caller, control, erasures, audit)
+    add_experiment_routes(app, caller, control, registry.registry, experiments)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -4,7 +4,7 @@ Stateless HTTP (every replica watches the answer topic itself), so scaled on CPU
 port also serves ``/health``, ``/ready`` and ``/metrics``."""
 
 from ragops_schemas.topics import Topic
-from ragops_shared.spec import Image, Scaling, ServiceSpec
+from ragops_shared.spec import EXPERIMENT_TOPICS, REGISTRY_TOPICS, Image, Scaling, ServiceSpec
 
 CHANGE_TOPICS = (Topic.CHANGE_REQUESTED, Topic.CHANGE_APPROVED, Topic.CHANGE_REJECTED)
 ERASURE_TOPICS = (Topic.ERASURE_REQUESTED, Topic.SUBJECT_ERASURE_APPLIED, Topic.SUBJECT_ERASED)
@@ -17,7 +17,16 @@ SPEC = ServiceSpec(
     port_setting="RAGOPS_GATEWAY_PORT",
     # Its replies: the answers, the removals of deleted documents and the dead letters of its
     # requests; the book of changes; the erasures and their proof (GET /v1/erasures/{id}).
-    reads=(Topic.ANSWER_GENERATED, Topic.DOCUMENT_REMOVED, Topic.DEAD_LETTER, *CHANGE_TOPICS, *ERASURE_TOPICS),
+    # The registry and the experiments: the versions an experiment may name, the one running.
+    reads=(
+        Topic.ANSWER_GENERATED,
+        Topic.DOCUMENT_REMOVED,
+        Topic.DEAD_LETTER,
+        *CHANGE_TOPICS,
+        *ERASURE_TOPICS,
+        *REGISTRY_TOPICS,
+        *EXPERIMENT_TOPICS,
+    ),
     writes=(
         Topic.DOCUMENT_SUBMITTED,
         Topic.DOCUMENT_DELETED,
@@ -32,6 +41,8 @@ SPEC = ServiceSpec(
         Topic.VERSION_RETIRED,
         Topic.RETRAINING_REQUESTED,
         Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
+        Topic.EXPERIMENT_STARTED,
+        Topic.EXPERIMENT_STOPPED,
     ),
     exposed=True,
 )

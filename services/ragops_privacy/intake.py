@@ -108,8 +108,8 @@ class IntakeRedactor:
         return _Redacting(self.redactor, self.pseudonymize, submitted.tenant)
 
     def query(self, submitted: QuerySubmitted) -> QueryRedacted:
-        """The question, its filter values and its reference answers redacted, its user id
-        pseudonymized where configured.
+        """The question, its filter values and its reference answers redacted, its user and
+        session ids pseudonymized where configured (a session id is as linkable as a user's).
 
         Raises:
             EventRejected: the redacted question or a filter value passes the schema's limit."""
@@ -123,6 +123,7 @@ class IntakeRedactor:
             filters=redacting.filters(submitted.filters),
             evaluation=redacting.evaluation(submitted.evaluation),
             user_id=redacting.subject(submitted.user_id),
+            session_id=redacting.subject(submitted.session_id),
             redactions=dict(redacting.counts),
         )
 

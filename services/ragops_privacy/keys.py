@@ -20,8 +20,10 @@ def pseudonym_key(settings: PrivacySettings) -> bytes:
 
 def main() -> None:
     """``python -m ragops_privacy.keys PATH``: create the key file ``PATH`` once (mode 0600);
-    an existing one is kept (a new key would change every pseudonym)."""
-    pseudonyms.created_once(Path(sys.argv[1]))
+    an existing one is kept (a new key would change every pseudonym). Compose creates the
+    embedding service's experiment key with it too (named after the file: ``experiment.key``)."""
+    path = Path(sys.argv[1])
+    pseudonyms.created_once(path, path.stem)
 
 
 if __name__ == "__main__":

@@ -327,12 +327,32 @@ class Index:
         )
         return held >= event.chunk_total
 
+    def _arm_collection(self, event: QueryEmbedded) -> str | None:
+        """The collection of the index version a query's experiment arm names (the canary of an
+        index), or None when the query is not in an index experiment or the arm cannot serve
+        it: a version unknown, retired since, without a collection, or built by another
+        embedding model version than the one that embedded the query (the vectors would not
+        compare); such a query is served by the live index, outside the experiment."""
+        arm = event.assignment
+        if arm is None or arm.target != "index":
+            return None
+        state = self.registry.get("index", arm.target_name, arm.version)
+        built_by = state.metadata.get("embedding_version", event.embedding.version) if state else None
+        if state is None or state.retired or not state.uri or built_by != event.embedding.version:
+            log.warning("experiment_arm_index_unavailable", experiment_id=arm.experiment_id, version=arm.version)
+            return None
+        return self._ensure(state.uri, event.embedding.dimension)
+
     def retrieve(self, events: Sequence[QueryEmbedded]) -> list[ContextRetrieved]:
         """Search each query's collection with its vector, text, filters and ``top_k``, among
-        the chunks of the query's tenant only."""
+        the chunks of the query's tenant only: the live one of the query's embedding model,
+        or the index version its experiment arm names (:meth:`_arm_collection`). The arm is
+        carried to ``ContextRetrieved`` (dropped when the arm's index could not serve it)."""
         results = []
         for event in events:
-            collection = self._collection(event.embedding)
+            arm_collection = self._arm_collection(event)
+            collection = arm_collection or self._collection(event.embedding)
+            assignment = event.assignment if arm_collection or not _is_index(event) else None
             hits = self.store.search(
                 collection,
                 vector=event.vector,
@@ -366,6 +386,7 @@ class Index:
                     prompt_name=event.prompt_name,
                     prompt_version=event.prompt_version,
                     evaluation=event.evaluation,
+                    assignment=assignment,
                     retrieval=RetrievalInfo(
                         collection=collection,
                         mode=self.settings.mode,
@@ -388,6 +409,10 @@ class Index:
                 )
             )
         return results
+
+
+def _is_index(event: QueryEmbedded) -> bool:
+    return event.assignment is not None and event.assignment.target == "index"
 
 
 def create_app(settings: RetrievalSettings | None = None) -> AsgiFastStream:

@@ -32,24 +32,34 @@ def pseudonym_key(key_file: Path | None, data_dir: Path) -> bytes:
     Raises:
         ValueError: the key file holds fewer than :data:`KEY_BYTES` bytes.
         OSError: it cannot be read (or the embedded one created)."""
-    path = key_file or created_once(data_dir / KEY_FILE)
+    return secret_key(key_file, data_dir / KEY_FILE, "pseudonym")
+
+
+def secret_key(key_file: Path | None, embedded: Path, what: str) -> bytes:
+    """The bytes of the secret key ``key_file``, else of ``embedded``, created once
+    (:func:`created_once`); ``what`` names the key in errors and logs.
+
+    Raises:
+        ValueError: the key file holds fewer than :data:`KEY_BYTES` bytes.
+        OSError: it cannot be read (or the embedded one created)."""
+    path = key_file or created_once(embedded, what)
     key = path.read_bytes()
     if len(key) < KEY_BYTES:
-        raise ValueError(f"the pseudonym key {path} holds {len(key)} bytes: at least {KEY_BYTES} are needed")
+        raise ValueError(f"the {what} key {path} holds {len(key)} bytes: at least {KEY_BYTES} are needed")
     return key
 
 
-def created_once(path: Path) -> Path:
+def created_once(path: Path, what: str = "pseudonym") -> Path:
     """``path``, holding :data:`KEY_BYTES` random bytes written once (an existing key is kept: a
-    new one would change every pseudonym)."""
+    new pseudonym key would change every pseudonym, a new experiment key every assignment)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (path.parent / ".pseudonym.lock").open("a") as lock:
+    with (path.parent / f".{what}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as file:
                 file.write(secrets.token_bytes(KEY_BYTES))
-            log.warning("pseudonym_key_created", path=str(path))
+            log.warning(f"{what}_key_created", path=str(path))
     return path
 
 

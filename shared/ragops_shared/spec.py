@@ -9,6 +9,7 @@ and replica policies.
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES
 from ragops_schemas.lifecycle import REGISTRY_EVENT_TYPES
 from ragops_schemas.topics import Topic
 
@@ -20,6 +21,8 @@ OPS_PORT_SETTING = "RAGOPS_OPS_PORT"
 
 REGISTRY_TOPICS: tuple[Topic, ...] = tuple(event.TOPIC for event in REGISTRY_EVENT_TYPES)
 """The version registry's topics, which every :class:`~ragops_shared.registry_view.RegistryView` reads."""
+EXPERIMENT_TOPICS: tuple[Topic, ...] = tuple(event.TOPIC for event in EXPERIMENT_EVENT_TYPES)
+"""The experiments' topics, which every :class:`~ragops_shared.registry_view.ExperimentView` reads."""
 
 
 class Image(StrEnum):

@@ -184,6 +184,8 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.VERSION_RETIRED,
                 Topic.RETRAINING_REQUESTED,
                 Topic.ERASURE_REQUESTED,  # an admin's erasure, or an approved erase_subject change
+                Topic.EXPERIMENT_STARTED,  # an operator's experiment
+                Topic.EXPERIMENT_STOPPED,
             },
         ),
     ],

@@ -34,7 +34,7 @@ from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES
 from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES
 from ragops_schemas.topics import Topic
-from ragops_shared.spec import REGISTRY_TOPICS, Scaling, ServiceSpec
+from ragops_shared.spec import EXPERIMENT_TOPICS, REGISTRY_TOPICS, Scaling, ServiceSpec
 from tests.contract.test_deployment import BASE, K8S, base_resources, container, k8s_documents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,7 @@ EVENTS_BY_NAME = {event.__name__: event for event in EVENT_TYPES}
 # The shared readers a service may use, and the topics each one reads.
 SHARED_VIEWS = {
     "RegistryView": ("registry_view", frozenset(REGISTRY_TOPICS)),
+    "ExperimentView": ("registry_view", frozenset(EXPERIMENT_TOPICS)),
     "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED})),
     "ExperimentView": ("registry_view", frozenset(event.TOPIC for event in EXPERIMENT_EVENT_TYPES)),
 }
@@ -61,6 +62,9 @@ REGISTRY_WRITERS = {
     Topic.CHANGE_REQUESTED: {"ragops-trainer", "ragops-gateway"},
     Topic.CHANGE_APPROVED: {"ragops-gateway"},
     Topic.CHANGE_REJECTED: {"ragops-gateway"},
+    # Operators start and stop experiments at the gateway.
+    Topic.EXPERIMENT_STARTED: {"ragops-gateway"},
+    Topic.EXPERIMENT_STOPPED: {"ragops-gateway"},
 }
 
 

@@ -58,6 +58,9 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     ("gateway", "POST", "/v1/changes/{change}/reject"): frozenset({Role.APPROVER}),
     ("gateway", "POST", "/v1/erasures"): frozenset({Role.ADMIN}),
     ("gateway", "GET", "/v1/erasures/{erasure_id}"): frozenset({Role.ADMIN}),
+    ("gateway", "POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
+    ("gateway", "GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    ("gateway", "POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -74,6 +77,15 @@ BODIES = {
     "/v1/changes/{change}/approve": {"reason": "matrix"},
     "/v1/changes/{change}/reject": {"reason": "matrix"},
     "/v1/erasures": {"subject": "matrix-subject", "key": "matrix"},
+    # Past the guard: 422, no such prompt version (no traffic moves in the matrix).
+    "/v1/experiments": {
+        "target": "prompt",
+        "target_name": "matrix",
+        "variants": [{"name": "a", "version": "1", "weight": 50}, {"name": "b", "version": "2", "weight": 50}],
+        "unit": "request",
+        "reason": "matrix",
+    },
+    "/v1/experiments/{experiment_id}/stop": {"reason": "matrix"},
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 
@@ -161,6 +173,7 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         .replace("{change}", "chg-unknown")
         .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
         .replace("{erasure_id}", "era-00000000000000000000")
+        .replace("{experiment_id}", "exp-00000000000000000000")
     )
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)

@@ -13,15 +13,18 @@ from ragops_retrieval.app import Index
 from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import (
     ChunksEmbedded,
+    ContextRetrieved,
     DocumentDeleted,
     EmbeddedChunk,
     EmbeddingModelInfo,
     Producer,
+    QueryEmbedded,
     VersionPromoted,
     VersionRegistered,
     VersionRejected,
 )
 from ragops_schemas.events import IndexBuild
+from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.ids import derived_event_id, index_name
 from ragops_schemas.registry import Registry
 from ragops_shared.settings import PlatformSettings
@@ -154,3 +157,44 @@ def test_a_deleted_document_leaves_every_build_and_only_its_tenants_points(index
     # A redelivered deletion removes nothing more and is the same fact (recorded once).
     [again] = index.remove([deletion])
     assert again.event_id == removed.event_id and again.total_removed == 0
+
+
+def test_a_question_in_the_canary_arm_of_an_index_is_searched_in_that_index_version(
+    index: Index, registry: Registry
+) -> None:
+    """The canary of an index: an index experiment's arm names a build; its questions search
+    that collection (and carry the arm), the others the live one; an arm whose version is
+    unknown serves the live index, outside the experiment."""
+    registry.apply(
+        VersionRegistered(
+            producer=P,
+            kind="index",
+            name=LIVE,
+            version=BUILD.build_id,
+            uri=BUILD.collection,
+            metadata={"embedding_version": MODEL.version},
+        )
+    )
+    index.index([embedded("live")])  # a live document goes to the build too
+    index.index([embedded("built", BUILD)])  # a replayed one to the build only
+
+    def asked(version: str | None) -> ContextRetrieved:
+        arm = None
+        if version is not None:
+            arm = ExperimentAssignment(
+                experiment_id="exp-" + "0" * 20, target="index", target_name=LIVE, variant="canary", version=version
+            )
+        query = QueryEmbedded(
+            producer=P, request_id="r", question="text", top_k=3, embedding=MODEL, vector=[1.0, 0, 0, 0], assignment=arm
+        )
+        [retrieved] = index.retrieve([query])
+        return retrieved
+
+    canary, live, unknown = asked(BUILD.build_id), asked(None), asked("b-unknown")
+    assert canary.retrieval.collection == BUILD.collection and {c.document_id for c in canary.contexts} == {
+        "built",
+        "live",
+    }
+    assert canary.assignment is not None and canary.assignment.version == BUILD.build_id
+    assert live.retrieval.collection == LIVE and [c.document_id for c in live.contexts] == ["live"]
+    assert unknown.retrieval.collection == LIVE and unknown.assignment is None

@@ -69,6 +69,10 @@ def test_user_ids_become_one_pseudonym_per_tenant_unless_the_policy_keeps_them()
 
     assert user_of("acme") == user_of("acme") != user_of("globex")
     assert user_of("acme", RedactionPolicy(pseudonymize_user_ids=False)) == "jane"
+    in_session = QuerySubmitted(producer=PRODUCER, tenant="acme", request_id="r", question="Hi?", session_id="jane")
+    assert intake().query(in_session).session_id == user_of("acme"), "a session id is pseudonymized like a user id"
+    kept = intake(RedactionPolicy(pseudonymize_user_ids=False)).query(in_session)
+    assert kept.session_id == "jane"
     rated = FeedbackSubmitted(producer=PRODUCER, tenant="acme", request_id="r", thumb="up", user_id="jane")
     assert intake().feedback(rated).user_id == user_of("acme"), "the same subject, the same pseudonym"
 
