@@ -802,10 +802,6 @@ def demo(
         raise typer.Exit(130) from None
 
 
-experiment_app = typer.Typer(help="Experiments: sticky A/B tests of prompt and index versions.", no_args_is_help=True)
-app.add_typer(experiment_app, name="experiment")
-
-
 def _print_readout(shown: Readout) -> None:
     """One experiment's arms, status and every comparison the monitor's test makes, as tables."""
     started = shown.started
@@ -837,7 +833,7 @@ def _print_readout(shown: Readout) -> None:
     out.print(f"decision: {decision.decision} ({decision.reason})" if decision else "decision: none yet (undecided)")
 
 
-@experiment_app.command("show")
+@experiment.command("show")
 def experiment_show(
     experiment_id: Annotated[str, typer.Argument(help="The experiment's id (exp-...).")],
     data_dir: DataDir = Path(".ragops"),

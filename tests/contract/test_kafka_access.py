@@ -32,7 +32,6 @@ from ragops import kafka_users
 from ragops.client import PUBLISHES, WATCHES
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas import EVENT_TYPES
-from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES
 from ragops_schemas.topics import Topic
 from ragops_shared.spec import EXPERIMENT_TOPICS, REGISTRY_TOPICS, Scaling, ServiceSpec
 from tests.contract.test_deployment import BASE, K8S, base_resources, container, k8s_documents
@@ -45,7 +44,6 @@ SHARED_VIEWS = {
     "RegistryView": ("registry_view", frozenset(REGISTRY_TOPICS)),
     "ExperimentView": ("registry_view", frozenset(EXPERIMENT_TOPICS)),
     "IndexedDocuments": ("indexed_view", frozenset({Topic.DOCUMENT_INDEXED, Topic.DOCUMENT_REMOVED})),
-    "ExperimentView": ("registry_view", frozenset(event.TOPIC for event in EXPERIMENT_EVENT_TYPES)),
 }
 # The calls that read topics, whose event-class arguments are reads.
 READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "read"}
@@ -65,6 +63,8 @@ REGISTRY_WRITERS = {
     # Operators start and stop experiments at the gateway.
     Topic.EXPERIMENT_STARTED: {"ragops-gateway"},
     Topic.EXPERIMENT_STOPPED: {"ragops-gateway"},
+    # The monitor's sequential test concludes them.
+    Topic.EXPERIMENT_CONCLUDED: {"ragops-monitor"},
 }
 
 
