@@ -167,8 +167,9 @@ class Readout:
 def readout(reader: Reader, experiment_id: str) -> Readout | None:
     """The :class:`Readout` of experiment ``experiment_id`` (None if its start is not stored):
     what ``ragops experiment show`` prints, the monitor's computation. Its events are read as
-    the sink stored them, folded as every service folds them (:class:`ExperimentBook`).
-    Raises what the reader raises."""
+    the sink stored them, folded as every service folds them (:class:`ExperimentBook`). A
+    reader restricted to one tenant sees that tenant's observations only; the monitor's (and a
+    platform credential's) sees every tenant's. Raises what the reader raises."""
     book = ExperimentBook()
     for event_type, payload in experiment_events(reader, experiment_id):
         book.apply(_EXPERIMENT_EVENTS[event_type].model_validate_json(payload))
