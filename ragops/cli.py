@@ -31,6 +31,7 @@ from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_schemas import (
     AnswerGenerated,
@@ -941,6 +942,65 @@ def demo(
     except KeyboardInterrupt:
         console.print("stopped.")
         raise typer.Exit(130) from None
+
+
+def _print_readout(shown: Readout) -> None:
+    """One experiment's arms, status and every comparison the monitor's test makes, as tables."""
+    started = shown.started
+    policy = started.policy
+    arms = ", ".join(f"{v.name}={started.target_name}:{v.version} ({v.weight}%)" for v in started.variants)
+    status = f"ended by {shown.ended.event_type}" if shown.ended is not None else "running"
+    out = Console()
+    out.print(f"{started.experiment_id}: {started.target} {arms}, unit {started.unit}; {status}")
+    out.print(
+        f"primary {policy.primary_metric}, guardrails {', '.join(policy.guardrail_metrics) or 'none'}, "
+        f"alpha {policy.alpha} (Bonferroni over the comparisons), min {policy.min_samples} per arm (mSPRT)"
+    )
+    table = Table("variant", "metric", "n", "control n", "mean", "control mean", "difference", "CI", "p", "outcome")
+    for r in shown.results:
+        table.add_row(
+            r.variant,
+            r.metric,
+            str(r.samples),
+            str(r.control_samples),
+            f"{r.mean:.4g}",
+            f"{r.control_mean:.4g}",
+            f"{r.difference:+.4g}",
+            f"[{r.ci_low:.4g}, {r.ci_high:.4g}]",
+            f"{r.p_value:.3g}",
+            r.outcome,
+        )
+    out.print(table)
+    decision = shown.decision
+    out.print(f"decision: {decision.decision} ({decision.reason})" if decision else "decision: none yet (undecided)")
+
+
+@experiment.command("show")
+def experiment_show(
+    experiment_id: Annotated[str, typer.Argument(help="The experiment's id (exp-...).")],
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparisons and the decision as JSON."),
+) -> None:
+    """Each variant against the control on the primary and guardrail metrics, as the monitor's
+    sequential test sees them now (ragops_analytics.experiments); exit 1 for an unknown id."""
+    analytics = _analytics(data_dir)
+    try:
+        shown = readout(analytics, experiment_id)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from None
+    finally:
+        analytics.close()
+    if shown is None:
+        console.print(f"[red]no experiment {experiment_id} is stored")
+        raise typer.Exit(1)
+    if as_json:
+        decision = dataclasses.asdict(shown.decision) if shown.decision else None
+        results = [result.model_dump(mode="json") for result in shown.results]
+        ended = shown.ended.event_type if shown.ended is not None else None
+        print(json.dumps({"experiment_id": experiment_id, "ended": ended, "results": results, "decision": decision}))
+        return
+    _print_readout(shown)
 
 
 def main() -> None:

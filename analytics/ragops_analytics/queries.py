@@ -36,6 +36,9 @@ AUDIT_LOG = "audit_log"
 MIGRATION_LEDGER = "schema_migrations"
 DOCUMENT_QUALITY = "document_quality"
 """The view of ingestion's data-quality findings per document version (sink migration 0011)."""
+EXPERIMENT_OBSERVATIONS = "experiment_observations"
+"""The view of every measurement of an experiment's answers, one row per (observation, metric)
+(sink migration 0014)."""
 COUNTED_TABLES = frozenset(
     {
         "events",
@@ -57,7 +60,7 @@ COUNTED_TABLES = frozenset(
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 TENANT_COLUMN = "tenant"
-TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY}
+TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY, EXPERIMENT_OBSERVATIONS}
 """The analyst tables with a :data:`TENANT_COLUMN` (the tenant of the event each row records, or of
 the audit entry): the
 only ones a tenant's analyst may read, each restricted to the tenant's rows. The other views and
@@ -75,6 +78,7 @@ ANALYST_TABLES = COUNTED_TABLES | {
     "cost_per_day",
     "dead_letters_by_reason",
     DOCUMENT_QUALITY,
+    EXPERIMENT_OBSERVATIONS,
 }
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the
@@ -510,6 +514,35 @@ def event_payload(reader: Reader, event_id: str) -> str | None:
         {"event_id": str(uuid.UUID(event_id))},
     ).rows
     return str(rows[0][0]) if rows else None
+
+
+def experiment_observations(reader: Reader, experiment_id: str, metric: str) -> list[tuple[str, float]]:
+    """Every observation of ``metric`` on the answers of experiment ``experiment_id``, as
+    ``(variant, value)`` in arrival order (the observation's ``occurred_at``, then its event id:
+    a stable order, so each analysis sees the earlier looks unchanged). ``metric``:
+    ``thumbs_down_rate`` (1 per thumbs-down feedback, 0 per thumbs-up), an evaluation metric by
+    its RAGAS/SQuAD name (``faithfulness``, ``f1``...), ``latency_ms`` (the model call's wall
+    time the generation service records) or ``cost_usd`` (tokens at the operator's prices; no
+    rows for a model without a price). An unknown metric has no rows. Source: the view
+    ``experiment_observations`` (sink migration 0014)."""
+    rows = reader.query(
+        "SELECT variant, value FROM experiment_observations "
+        "WHERE experiment_id = {experiment_id:String} AND metric = {metric:String} ORDER BY occurred_at, event_id",
+        {"experiment_id": experiment_id, "metric": metric},
+    ).rows
+    return [(str(variant), float(value)) for variant, value in rows]
+
+
+def experiment_events(reader: Reader, experiment_id: str) -> list[tuple[str, str]]:
+    """``(event_type, stored JSON)`` of every stored event of experiment ``experiment_id`` (its
+    start, stop and conclusion), oldest first, as the sink stored them (not verified here)."""
+    rows = reader.query(
+        "SELECT event_type, payload FROM events FINAL "
+        "WHERE event_type IN ('experiment.started', 'experiment.stopped', 'experiment.concluded') "
+        "AND JSONExtractString(payload, 'experiment_id') = {experiment_id:String} ORDER BY occurred_at, event_id",
+        {"experiment_id": experiment_id},
+    ).rows
+    return [(str(event_type), str(payload)) for event_type, payload in rows]
 
 
 # ------------------------------------------------------------------------- the trainer

@@ -23,6 +23,9 @@ Signals:
   ``no_context_similarity``; one-sided Fisher exact test.
 - ``evaluation.<metric>``: the evaluation service's reference-free scores; as the similarity.
 - ``negative_feedback_rate``: share of feedback with negative sentiment; Fisher exact.
+
+Every ``experiment_interval_s`` it also analyses the running experiments and concludes them
+(:mod:`ragops_monitor.experiments`), signing each ``ExperimentConcluded`` with its own key.
 """
 
 import asyncio
@@ -41,19 +44,21 @@ from ragops_analytics.store import Reader
 from ragops_models.defaults import shipped_model_dirs
 from ragops_monitor.alerts import AlertTracker
 from ragops_monitor.drift import TestResult
+from ragops_monitor.experiments import Conclusions, ExperimentConcluder, conclude_forever
 from ragops_monitor.policy import PolicyRule, RetrainingPolicy
 from ragops_monitor.settings import MonitorSettings
 from ragops_monitor.signals import run_test, signals
 from ragops_monitor.spec import SPEC
 from ragops_monitor.windows import Window, read_windows
 from ragops_schemas import DriftDetected, DriftRecovered, Event, Producer, RetrainingRequested
+from ragops_schemas.experiments import ExperimentConcluded
 from ragops_schemas.ids import new_alert_id
 from ragops_schemas.lifecycle import DriftWindow
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, make_broker
-from ragops_shared.registry_view import RegistryView
+from ragops_shared.registry_view import EXPERIMENT_READERS, ControlView, ExperimentView, RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
-from ragops_shared.signing import verifier_for
+from ragops_shared.signing import signer_for, verifier_for
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -290,32 +295,56 @@ def create_app(settings: MonitorSettings | None = None) -> AsgiFastStream:
     settings = settings or MonitorSettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DriftDetected, DriftRecovered, RetrainingRequested])
+    publisher = EventPublisher(
+        broker,
+        producer,
+        [DriftDetected, DriftRecovered, RetrainingRequested, ExperimentConcluded],
+        signer=signer_for(settings.platform, SERVICE),
+    )
+    verifier = verifier_for(settings.platform, shipped_model_dirs())
     registry = RegistryView(
+        settings.kafka, client_id=f"ragops-{SERVICE}-registry", verifier=verifier, dead_letters=publisher
+    )
+    experiments = ExperimentView(
+        settings.kafka, client_id=f"ragops-{SERVICE}-experiments", verifier=verifier, dead_letters=publisher
+    )
+    # The conclusions already made, winners included (which the book does not record); the
+    # experiment view dead-letters what this one refuses too.
+    conclusions = Conclusions()
+    concluded = ControlView(
         settings.kafka,
-        client_id=f"ragops-{SERVICE}-registry",
-        verifier=verifier_for(settings.platform, shipped_model_dirs()),
-        dead_letters=publisher,
+        f"ragops-{SERVICE}-conclusions",
+        [ExperimentConcluded],
+        conclusions.apply,
+        verifier=verifier,
+        readers=EXPERIMENT_READERS,
     )
     analytics = settings.analytics.client()
     monitor = Monitor(settings, analytics, registry.registry, producer, RetrainingPolicy.load(settings.policy))
+    concluder = ExperimentConcluder(analytics, producer, experiments.book, conclusions)
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
-    app.on_startup(registry.start)
+    for view in (registry, experiments, concluded):
+        app.on_startup(view.start)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them
+    app.after_startup(experiments.send_dead_letters)
     task: dict[str, asyncio.Task[None]] = {}
 
     @app.after_startup
     async def start_schedule() -> None:
         task["loop"] = asyncio.create_task(run_forever(monitor, publisher.publish, settings.interval_s))
+        task["experiments"] = asyncio.create_task(
+            conclude_forever(concluder, publisher.publish, settings.experiment_interval_s)
+        )
 
     @app.on_shutdown
     async def stop_schedule() -> None:
-        if "loop" in task:
-            task["loop"].cancel()
+        for running in task.values():
+            running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task["loop"]
+                await running
 
-    app.after_shutdown(registry.stop)
+    for view in (registry, experiments, concluded):
+        app.after_shutdown(view.stop)
     app.after_shutdown(analytics.close)
     return app
 

@@ -21,6 +21,9 @@ class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGOPS_MONITOR_", extra="ignore")
 
     interval_s: float = Field(default=30.0, gt=0, description="Seconds between two evaluations.")
+    experiment_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between two analyses of the running experiments."
+    )
     reference_size: int = Field(default=200, ge=20, description="Observations in a reference window.")
     current_size: int = Field(default=100, ge=10, description="Observations in a current window.")
     min_new: int = Field(default=10, ge=1, description="New observations needed before a signal is tested again.")

@@ -146,7 +146,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
             {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},
             {Topic.SUBJECT_ERASURE_APPLIED, Topic.DEAD_LETTER},  # an erasure request it cannot apply
         ),
-        ("monitor", set(), {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED}),
+        (
+            "monitor",
+            set(),
+            {Topic.DRIFT_DETECTED, Topic.DRIFT_RECOVERED, Topic.RETRAINING_REQUESTED, Topic.EXPERIMENT_CONCLUDED},
+        ),
         (
             "trainer",
             {Topic.RETRAINING_REQUESTED},

@@ -306,7 +306,8 @@ def test_registry_readers_mount_the_trust_list_and_the_signing_owners_their_key(
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes[mounts[str(trust.parent)]]["configMap"]["name"] == "ragops-signing-trust", service
         env = {e["name"]: e.get("value") for e in container(service)["env"]}
-        if service in {"embedding", "trainer", "gateway"}:  # they publish control events: each its own Secret
+        # They publish control events: each its own Secret.
+        if service in {"embedding", "trainer", "gateway", "monitor"}:
             key = Path(env["RAGOPS_SIGNING_KEY_FILE"])
             assert volumes[mounts[str(key.parent)]]["secret"]["secretName"] == f"ragops-signing-{service}"
         else:

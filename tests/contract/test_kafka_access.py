@@ -12,7 +12,7 @@ How a declaration is held to the code (offline, no broker):
 - reads without a group (the watchers and views that fold a topic): the event classes named in
   the arguments of its reading calls (``EventWatcher``, ``read_topics``, ``ctx.read``,
   ``EventSubscriber``) and the topics of the shared views it uses (``RegistryView``,
-  ``IndexedDocuments``) are declared reads; every other event class its code names is a
+  ``IndexedDocuments``, ``ExperimentView``) are declared reads; every other event class its code names is a
   declared read or write; a declared read its code never makes is an error too.
 
 The end-to-end run checks the same over real traffic (``tests/e2e/test_platform.py``: every
@@ -63,6 +63,8 @@ REGISTRY_WRITERS = {
     # Operators start and stop experiments at the gateway.
     Topic.EXPERIMENT_STARTED: {"ragops-gateway"},
     Topic.EXPERIMENT_STOPPED: {"ragops-gateway"},
+    # The monitor's sequential test concludes them.
+    Topic.EXPERIMENT_CONCLUDED: {"ragops-monitor"},
 }
 
 
