@@ -27,7 +27,7 @@ example or request id) and answers "is the candidate different, by how much?":
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,7 +37,7 @@ from scipy.stats import binomtest, t, wilcoxon
 
 from ragops_schemas import PairedMetric
 
-__all__ = ["GateCheck", "Threshold", "gate", "mcnemar_exact", "paired_comparison"]
+__all__ = ["GateCheck", "Threshold", "compare", "gate", "mcnemar_exact", "paired_comparison"]
 
 
 def mcnemar_exact(baseline: npt.ArrayLike, candidate: npt.ArrayLike) -> float | None:
@@ -99,6 +99,28 @@ def paired_comparison(
     )
 
 
+def compare(
+    baseline: Mapping[str, Mapping[str, float]],
+    candidate: Mapping[str, Mapping[str, float]],
+    *,
+    binary: Collection[str] = (),
+    confidence: float = 0.95,
+) -> list[PairedMetric]:
+    """:func:`paired_comparison` of every metric, sorted by name: ``baseline[id][metric]`` and
+    ``candidate[id][metric]`` are the two sides' scores of one question (an example or request
+    id), paired over the ids that both sides scored on that metric (sorted, so the result does
+    not depend on arrival order). Metrics in ``binary`` use McNemar's test. A metric with
+    fewer than 2 pairs is left out (nothing to compare)."""
+    metrics = sorted({m for scores in baseline.values() for m in scores} | {m for s in candidate.values() for m in s})
+    compared = []
+    for metric in metrics:
+        ids = sorted(i for i in baseline.keys() & candidate.keys() if metric in baseline[i] and metric in candidate[i])
+        if len(ids) >= 2:
+            before, after = [baseline[i][metric] for i in ids], [candidate[i][metric] for i in ids]
+            compared.append(paired_comparison(metric, before, after, binary=metric in binary, confidence=confidence))
+    return compared
+
+
 def _pairs(baseline: npt.ArrayLike, candidate: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     before = np.asarray(baseline, dtype=float)
     after = np.asarray(candidate, dtype=float)
@@ -157,26 +179,29 @@ class Threshold:
                 f"{'regression' if regression > 0 else 'change'} {abs(paired.difference):.4f} "
                 f"{'within' if passed else 'exceeds'} margin {self.value:g}"
             )
-        return GateCheck(self, passed, f"{self}: {detail}")
+        return GateCheck(str(self), self.metric, passed, f"{self}: {detail}")
 
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One threshold's outcome; ``message`` says the numbers either way."""
+    """One check of a gate (``name``: the threshold, e.g. ``fail-under f1=0.15``; ``metric``
+    the metric it is about, if any); ``message`` says the numbers either way."""
 
-    threshold: Threshold
+    name: str
+    metric: str | None
     passed: bool
     message: str
 
 
 def gate(paired: Sequence[PairedMetric], thresholds: Sequence[Threshold]) -> list[GateCheck]:
-    """Every threshold checked against the comparison of its metric, in threshold order.
-    KeyError naming the metric when a threshold's metric was not compared (the caller checks
-    metric names before running anything; this guards the rest)."""
+    """Every threshold checked against the comparison of its metric, in threshold order; a
+    threshold whose metric was not compared (no question scored on both sides) fails, saying so."""
     by_metric = {p.metric: p for p in paired}
-    checks = []
-    for threshold in thresholds:
-        if threshold.metric not in by_metric:
-            raise KeyError(f"{threshold}: metric {threshold.metric!r} was not compared (have {sorted(by_metric)})")
-        checks.append(threshold.check(by_metric[threshold.metric]))
-    return checks
+    return [
+        threshold.check(by_metric[threshold.metric])
+        if threshold.metric in by_metric
+        else GateCheck(
+            str(threshold), threshold.metric, False, f"{threshold}: {threshold.metric} was not scored on both sides"
+        )
+        for threshold in thresholds
+    ]

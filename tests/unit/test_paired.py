@@ -6,7 +6,7 @@ import math
 import pytest
 from scipy.stats import wilcoxon
 
-from ragops_analytics.paired import Threshold, gate, mcnemar_exact, paired_comparison
+from ragops_analytics.paired import Threshold, compare, gate, mcnemar_exact, paired_comparison
 
 
 def test_wilcoxon_and_t_interval_on_five_improvements() -> None:
@@ -86,5 +86,13 @@ def test_thresholds_parse_and_decide_on_the_point_estimate() -> None:
     )
     assert [c.passed for c in checks] == [True, False, False, True]
     assert "0.5000 < 0.51" in checks[1].message and "exceeds margin 0.05" in checks[2].message
-    with pytest.raises(KeyError, match="rouge"):
-        gate(compared, [Threshold("fail-under", "rouge", 0.1)])
+    [missing] = gate(compared, [Threshold("fail-under", "rouge", 0.1)])
+    assert not missing.passed and "rouge was not scored on both sides" in missing.message
+
+
+def test_compare_pairs_by_id_over_what_both_sides_scored() -> None:
+    baseline = {"q1": {"f1": 0.5, "exact_match": 1.0}, "q2": {"f1": 0.2, "exact_match": 0.0}, "q3": {"f1": 0.9}}
+    candidate = {"q2": {"f1": 0.4, "exact_match": 1.0}, "q1": {"f1": 0.5, "exact_match": 0.0}, "q4": {"f1": 0.0}}
+    by_metric = {p.metric: p for p in compare(baseline, candidate, binary={"exact_match"})}
+    assert by_metric["f1"].pairs == 2 and by_metric["f1"].difference == pytest.approx(0.1)  # q1, q2 only
+    assert by_metric["exact_match"].test == "mcnemar" and by_metric["exact_match"].p_value == pytest.approx(1.0)
