@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -18,21 +18,27 @@ import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from ragops import dataset_versions
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
-from ragops.evaluate import file_sha256, run_evaluation
+from ragops.evaluate import run_evaluation
+from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
+from ragops_analytics.paired import GateCheck, Threshold, compare
 from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
     AnswerGenerated,
     DocumentIndexed,
     DocumentSubmitted,
+    EvaluationComparisonCompleted,
     EvaluationRunCompleted,
     Event,
     MessageDeadLettered,
@@ -42,7 +48,6 @@ from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.blobs import ContentTooLarge
-from ragops_shared.datasets import load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 app = typer.Typer(
@@ -609,29 +614,196 @@ def reject(
     _decide(change_id, "reject", reason, data_dir)
 
 
+dataset_app = typer.Typer(
+    help="Named dataset versions: immutable, content-addressed snapshots of question sets.", no_args_is_help=True
+)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command(name="push")
+def dataset_push(
+    name: Annotated[str, typer.Argument(help="The dataset's name (letters, digits, '.', '_', '-').")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: {id, question, answers, context_ids}.")
+    ],
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Store FILE as a snapshot and register it as a version of NAME; prints NAME@VERSION (the
+    version is the content's hash: pushing the same file again names the same version)."""
+    platform = PlatformSettings(data_dir=data_dir)
+    try:
+        pushed = _run(dataset_versions.push(_kafka(data_dir), platform, name, file.read_bytes(), str(file)))
+    except dataset_versions.DatasetError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+    note = "registered" if pushed.new else "already registered (same content)"
+    console.print(Text(f"{pushed.name}@{pushed.version}: {pushed.questions} questions, {note}"))
+    print(f"{pushed.name}@{pushed.version}")
+
+
+@dataset_app.command(name="list")
+def dataset_list(
+    name: Annotated[str | None, typer.Argument(help="Only this dataset's versions.")] = None,
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """The pushed dataset versions, oldest first (the last of a name is its latest)."""
+    platform = PlatformSettings(data_dir=data_dir)
+    registry = _run(dataset_versions.read_registry(_kafka(data_dir), platform))
+    table = Table("dataset", "version", "questions", "sha256", "registered")
+    for state in dataset_versions.snapshots(registry, name):
+        assert state.registered is not None
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    state.ref.name,
+                    state.ref.version,
+                    state.metadata.get("questions", ""),
+                    state.metadata.get("sha256", ""),
+                    state.registered.occurred_at.isoformat(timespec="seconds"),
+                )
+            )
+        )
+    Console().print(table)
+
+
+def _dataset(data_dir: Path, spec: str, questions: int | None) -> dataset_versions.Dataset:
+    """A file's questions, else the pushed dataset ``NAME[@VERSION]``'s (exit 2 when neither)."""
+    try:
+        if Path(spec).is_file():
+            return dataset_versions.from_file(Path(spec), questions)
+        platform = PlatformSettings(data_dir=data_dir)
+        registry = _run(dataset_versions.read_registry(_kafka(data_dir), platform))
+        return dataset_versions.resolve(registry, platform, spec, questions)
+    except dataset_versions.DatasetError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
+def _thresholds(kind: Literal["fail-under", "max-regression"], texts: list[str]) -> list[Threshold]:
+    """Parsed thresholds; a malformed one or an unknown metric is a usage error (exit 2)."""
+    parsed = []
+    for text in texts:
+        try:
+            threshold = Threshold.parse(kind, text)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint=f"--{kind}") from None
+        if threshold.metric not in METRIC_NAMES:
+            raise typer.BadParameter(
+                f"unknown metric {threshold.metric!r} (one of {', '.join(METRIC_NAMES)})", param_hint=f"--{kind}"
+            )
+        parsed.append(threshold)
+    return parsed
+
+
 @app.command(name="eval")
 def evaluate(
-    dataset: Annotated[Path, typer.Option(exists=True, help="JSONL: {id, question, answers, context_ids} per line.")],
-    questions: int | None = typer.Option(None, help="Seeded sample of this many questions (default: all)."),
+    dataset: str = typer.Option(
+        ...,
+        help="A JSONL file ({id, question, answers, context_ids} per line), or a pushed dataset NAME@VERSION "
+        "(NAME alone: its latest version).",
+    ),
+    questions: int | None = typer.Option(None, min=1, help="Seeded sample of this many questions (default: all)."),
     run_id: str | None = typer.Option(None, help="Run id (default: eval-<UTC time>)."),
+    candidate: str | None = typer.Option(
+        None, help="Gate a candidate against the baseline on the same questions: prompt=NAME:VERSION."
+    ),
+    baseline: str = typer.Option("production", help="With --candidate: production, or prompt=NAME:VERSION."),
+    fail_under: list[str] = typer.Option([], help="METRIC=FLOOR: fail when the candidate's mean is below (repeat)."),
+    max_regression: list[str] = typer.Option(
+        [], help="METRIC=MARGIN: fail when the candidate's mean is below the baseline's by more (repeat)."
+    ),
+    junit: Path | None = typer.Option(None, help="With --candidate: write the gate's checks as JUnit XML here."),
     concurrency: int = typer.Option(8, min=1),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
     """Run a question set through the platform as a tagged evaluation run; report mean scores
-    and how each reference-free score correlates with token F1 (Spearman)."""
-    sample = load_questions(dataset, questions)
+    and how each reference-free score correlates with token F1 (Spearman).
+
+    With --candidate, run the baseline and the candidate on the same questions, compare them
+    pair by pair (Wilcoxon signed-rank, McNemar for 0/1 scores, 95 % CI of the mean
+    difference), publish the comparison and exit 1 when a threshold misses, 0 otherwise."""
+    if candidate is None:
+        if fail_under or max_regression or junit:
+            raise typer.BadParameter("--fail-under, --max-regression and --junit gate a --candidate")
+        _evaluate_one(data_dir, _dataset(data_dir, dataset, questions), run_id, concurrency)
+        return
+    try:
+        sides = (parse_side(baseline, "--baseline"), parse_side(candidate, "--candidate"))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    thresholds = _thresholds("fail-under", fail_under) + _thresholds("max-regression", max_regression)
+    chosen = _dataset(data_dir, dataset, questions)
+    run = run_id or evaluation_run_id("gate", datetime.now(UTC))
+
+    async def one(
+        client: PlatformClient, name: Literal["baseline", "candidate"], side: Side
+    ) -> dict[str, dict[str, float]]:
+        with progress_bar(console) as progress:
+            task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
+            traces, _ = await run_evaluation(
+                client,
+                chosen.questions,
+                run_id=f"{run}-{name}",
+                dataset=chosen.name,
+                dataset_sha256=chosen.sha256,
+                dataset_version=chosen.version,
+                side=name,
+                prompt_name=side.prompt_name,
+                prompt_version=side.prompt_version,
+                concurrency=concurrency,
+                on_done=lambda _: progress.advance(task),
+            )
+        return scores_by_example(traces)
+
+    async def run_both() -> tuple[list[GateCheck], EvaluationComparisonCompleted]:
+        async with PlatformClient(_kafka(data_dir), name="eval") as client:
+            before = await one(client, "baseline", sides[0])
+            after = await one(client, "candidate", sides[1])
+            paired = compare(before, after, binary=BINARY_METRICS)
+            checks, reasons = decide(paired, thresholds, (len(before), len(after)))
+            comparison = EvaluationComparisonCompleted(
+                producer=client.producer,
+                run_id=run,
+                mode="dataset",
+                dataset=chosen.label,
+                baseline=sides[0].label,
+                candidate=sides[1].label,
+                questions=len(chosen.questions),
+                paired=paired,
+                disagreements=discordant(before, after, BINARY_METRICS)[:100],
+                passed=not reasons,
+                reasons=reasons,
+            )
+            await client.publish(comparison)
+            return checks, comparison
+
+    checks, comparison = _run(run_both())
+    title = f"{run}: {comparison.candidate} vs {comparison.baseline} on {comparison.dataset}"
+    Console().print(comparison_table(comparison.paired, checks, title))
+    for check in checks:
+        console.print(
+            Text(f"{'pass' if check.passed else 'FAIL'}  {check.message}", style="" if check.passed else "red")
+        )
+    if junit is not None:
+        junit.write_bytes(junit_xml(checks, suite=title))
+    raise typer.Exit(0 if comparison.passed else 1)
+
+
+def _evaluate_one(data_dir: Path, chosen: dataset_versions.Dataset, run_id: str | None, concurrency: int) -> None:
     run = run_id or evaluation_run_id("eval", datetime.now(UTC))
 
     async def run_all() -> tuple[list[QueryTrace], EvaluationRunCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             with progress_bar(console) as progress:
-                task = progress.add_task(f"evaluating {run}", total=len(sample))
+                task = progress.add_task(f"evaluating {run}", total=len(chosen.questions))
                 return await run_evaluation(
                     client,
-                    sample,
+                    chosen.questions,
                     run_id=run,
-                    dataset=dataset.name,
-                    dataset_sha256=file_sha256(dataset),
+                    dataset=chosen.name,
+                    dataset_sha256=chosen.sha256,
+                    dataset_version=chosen.version,
                     concurrency=concurrency,
                     on_done=lambda _: progress.advance(task),
                 )

@@ -8,6 +8,7 @@ Spearman rank correlation of each with token F1 over the run (scipy.stats.spearm
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -60,15 +61,22 @@ async def run_evaluation(
     run_id: str,
     dataset: str,
     dataset_sha256: str,
+    dataset_version: str | None = None,
+    side: Literal["baseline", "candidate"] | None = None,
+    prompt_name: str | None = None,
+    prompt_version: int | None = None,
     concurrency: int = 8,
     timeout_s: float = 600.0,
     on_done: Callable[[Event], None] = lambda _: None,
 ) -> tuple[list[QueryTrace], EvaluationRunCompleted]:
-    """Ask every question with its references tagged with ``run_id``; wait for each answer's
-    evaluation; publish and return the run summary with the traces."""
+    """Ask every question with its references tagged with ``run_id`` (pinned to
+    ``prompt_name``/``prompt_version`` when given: one side of a comparison); wait for each
+    answer's evaluation; publish and return the run summary with the traces."""
     asked = [
         client.question(
             q.question,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
             evaluation=EvaluationContext(
                 run_id=run_id, example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids
             ),
@@ -85,6 +93,8 @@ async def run_evaluation(
         run_id=run_id,
         dataset=dataset,
         dataset_sha256=dataset_sha256,
+        dataset_version=dataset_version,
+        side=side,
         questions=len(questions),
         answered=len(evaluations),
         prompt=first.lineage.prompt if first else None,
