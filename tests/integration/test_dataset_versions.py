@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from ragops.cli import app
 from ragops.dataset_versions import DatasetError, read_registry, resolve
@@ -27,12 +27,12 @@ ROWS = [
 ]
 
 
-def printed(result) -> str:
+def printed(result: Result) -> str:
     """The command's last line on stdout (log lines, such as keys created, come before)."""
-    return result.stdout.strip().splitlines()[-1]
+    return str(result.stdout).strip().splitlines()[-1]
 
 
-def ragops(kafka: KafkaSettings, data_dir: Path, *args: str):
+def ragops(kafka: KafkaSettings, data_dir: Path, *args: str) -> Result:
     return CliRunner().invoke(
         app, [*args, "--data-dir", str(data_dir)], env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
     )
