@@ -17,6 +17,7 @@ from ragops_schemas import (
     DocumentIndexed,
     DocumentRejected,
     DocumentSubmitted,
+    EvaluationComparisonCompleted,
     EvaluationRunCompleted,
     Event,
     FeedbackRecorded,
@@ -49,6 +50,7 @@ PUBLISHES: tuple[type[Event], ...] = (
     QuerySubmitted,
     FeedbackSubmitted,
     EvaluationRunCompleted,
+    EvaluationComparisonCompleted,
 )
 WATCHES: tuple[type[Event], ...] = (
     DocumentIndexed,

@@ -67,9 +67,9 @@ def test_retained_questions_are_the_tenants_production_questions_in_a_window_or_
     assert len(sample) == 12 and {q.request_id for q in sample} <= {q.request_id for q in production}
     assert queries.retained_questions(chdb_store, "default", sample=12, seed=7) == sample
     assert queries.retained_questions(chdb_store, "default", sample=12, seed=8) != sample
-    assert queries.retained_questions(chdb_store, "other", limit=3) == queries.retained_questions(
-        chdb_store, "other"
-    )[:3]
+    assert (
+        queries.retained_questions(chdb_store, "other", limit=3) == queries.retained_questions(chdb_store, "other")[:3]
+    )
 
 
 def test_the_monitors_signals_leave_out_evaluation_run_and_shadow_traffic(chdb_store: ChdbStore) -> None:
