@@ -8,7 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import quote
@@ -25,9 +25,10 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import run_evaluation
-from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
+from ragops.gate import comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops.shadow import Side, print_result, replay_retained, write_junit
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
@@ -45,7 +46,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
 from ragops_schemas.events import UnsupportedFileType, content_type_for
-from ragops_schemas.ids import evaluation_run_id
+from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -822,6 +823,99 @@ def _evaluate_one(data_dir: Path, chosen: dataset_versions.Dataset, run_id: str 
         rho = summary.spearman_vs_f1.get(metric)
         table.add_row(metric, f"{mean:.3f}", "" if rho is None and metric not in summary.spearman_vs_f1 else str(rho))
     Console().print(table)
+
+
+def _lookback(value: str) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``24h``, ``7d``) or an ISO-8601 time."""
+    amount, unit = value[:-1], value[-1:]
+    if amount.isdigit() and unit in ("m", "h", "d"):
+        minutes = int(amount) * {"m": 1, "h": 60, "d": 1440}[unit]
+        return datetime.now(UTC) - timedelta(minutes=minutes)
+    moment = _since(value)
+    assert moment is not None
+    return moment
+
+
+@app.command()
+def shadow(
+    candidate: str = typer.Option(..., help="What to try: prompt=NAME:VERSION (e.g. prompt=rag-answer:4)."),
+    baseline: str = typer.Option("production", help="What to compare with: production or prompt=NAME:VERSION."),
+    since: str | None = typer.Option(
+        None, help="Replay the questions asked since then: 30m, 24h, 7d or an ISO time [default: 24h]."
+    ),
+    until: str | None = typer.Option(None, help="... and before this ISO time [default: now]."),
+    sample: int | None = typer.Option(
+        None, min=1, help="A seeded sample of this many retained questions (of every retained one unless --since)."
+    ),
+    seed: int = typer.Option(0, help="--sample: the same seed picks the same questions."),
+    min_questions: int = typer.Option(100, min=0, help="Block when fewer questions were paired."),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Block a metric worse at p < alpha (two-sided)."),
+    tenant: str = typer.Option(DEFAULT_TENANT, help="Whose questions (a gateway credential reads only its own)."),
+    junit: Path | None = typer.Option(None, help="Write the gate's checks as JUnit XML here."),
+    promote: bool = typer.Option(
+        False, help="On a pass, request the production label for the candidate (a four-eyes change)."
+    ),
+    reason: str | None = typer.Option(None, help="--promote: why (recorded on the change request)."),
+    concurrency: int = typer.Option(8, min=2, help="Questions in flight, shared by the two sides."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Shadow replay: ask retained production questions again through the candidate and the
+    baseline (tagged evaluation runs: nobody is answered, the monitor does not count them),
+    score both with the same evaluators, compare them paired (Wilcoxon signed-rank per metric,
+    McNemar on answered), print the table and the questions on which they disagree, publish
+    the comparison. Exit 1 when the candidate is blocked (a metric significantly worse, or
+    too few questions), 0 when it passes."""
+    try:
+        base, cand = Side.parse(baseline), Side.parse(candidate)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if cand.prompt_version is None:
+        raise typer.BadParameter("the candidate must pin a version: prompt=NAME:VERSION", param_hint="--candidate")
+    if promote and not reason:
+        raise typer.BadParameter("--promote needs a --reason", param_hint="--reason")
+    started = datetime.now(UTC)
+    run = evaluation_run_id("shadow", started)
+    window_start = _lookback(since) if since else (None if sample else started - timedelta(hours=24))
+    analytics = _analytics(data_dir)
+    try:
+        with progress_bar(console) as progress:
+            task = progress.add_task(f"replaying ({run})", total=None)
+            result = _run(
+                replay_retained(
+                    _kafka(data_dir),
+                    analytics,
+                    run_id=run,
+                    tenant=tenant,
+                    baseline=base,
+                    candidate=cand,
+                    alpha=alpha,
+                    min_questions=min_questions,
+                    since=window_start,
+                    until=_since(until),
+                    sample=sample,
+                    seed=seed,
+                    concurrency=concurrency,
+                    on_questions=lambda n: progress.update(task, total=2 * n),
+                    on_done=lambda _: progress.advance(task),
+                )
+            )
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]the retained questions cannot be read: {error}")
+        raise typer.Exit(2) from None
+    finally:
+        analytics.close()
+    print_result(result, Console(), baseline=base, candidate=cand)
+    if junit is not None:
+        write_junit(result, junit, min_questions=min_questions)
+    if not result.passed:
+        raise typer.Exit(1)
+    if promote and reason and cand.prompt_name is not None:  # both checked before the replay
+        change = PromoteChange(
+            version=VersionRef(kind="prompt", name=cand.prompt_name, version=str(cand.prompt_version)),
+            alias="production",
+            metrics={f"shadow.{m.metric}.difference": m.difference for m in result.paired},
+        )
+        _request_change(data_dir, change.model_dump(mode="json"), f"{reason} (shadow replay {run} passed)")
 
 
 @app.command()

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ragops.client import PlatformClient, QueryTrace
-from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event
+from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event, QuerySubmitted
 from ragops_schemas.ids import dataset_file_hash
 from ragops_shared.datasets import Question
 
@@ -83,6 +83,37 @@ async def run_evaluation(
         )
         for q in questions
     ]
+    return await evaluate_asked(
+        client,
+        asked,
+        run_id=run_id,
+        dataset=dataset,
+        dataset_sha256=dataset_sha256,
+        dataset_version=dataset_version,
+        side=side,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        on_done=on_done,
+    )
+
+
+async def evaluate_asked(
+    client: PlatformClient,
+    asked: Sequence[QuerySubmitted],
+    *,
+    run_id: str,
+    dataset: str,
+    dataset_sha256: str,
+    dataset_version: str | None = None,
+    side: Literal["baseline", "candidate"] | None = None,
+    concurrency: int = 8,
+    timeout_s: float = 600.0,
+    on_done: Callable[[Event], None] = lambda _: None,
+) -> tuple[list[QueryTrace], EvaluationRunCompleted]:
+    """Ask ``asked`` (questions already tagged with ``run_id``: their ``evaluation``); wait for
+    each answer's evaluation; publish and return the run summary (``side`` of a comparison,
+    if one; ``dataset_version``: the pushed dataset version, if one) with the traces, in input
+    order."""
     traces = await client.ask(
         asked, concurrency=concurrency, timeout_s=timeout_s, on_done=on_done, until_evaluated=True
     )
@@ -95,7 +126,7 @@ async def run_evaluation(
         dataset_sha256=dataset_sha256,
         dataset_version=dataset_version,
         side=side,
-        questions=len(questions),
+        questions=len(asked),
         answered=len(evaluations),
         prompt=first.lineage.prompt if first else None,
         generation_model=first.lineage.generation_model if first else None,

@@ -8,48 +8,34 @@ point estimate; see :class:`ragops_analytics.paired.Threshold`), when a threshol
 not scored on both sides, or when the candidate answered fewer questions than the baseline (a
 prompt that fails to render dead-letters its questions: they are missing, not scored low)."""
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
 
 from ragops.client import QueryTrace
+from ragops.shadow import Side
 from ragops_analytics.paired import GateCheck, Threshold, gate
 from ragops_schemas import AnswerEvaluated, PairedMetric
 
-_PROMPT = re.compile(r"^prompt=([a-z0-9][a-z0-9_-]{0,63}):([1-9][0-9]{0,5})$")
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of a comparison: ``production`` (no pin: what the platform serves) or a prompt
-    version every question of the side is pinned to."""
-
-    label: str
-    prompt_name: str | None = None
-    prompt_version: int | None = None
-
 
 def parse_side(text: str, option: str) -> Side:
-    """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``).
+    """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``), as
+    :meth:`ragops.shadow.Side.parse`.
 
-    Raises ``ValueError`` saying what is accepted; model and index candidates are not gated
-    here (a canary or a shadow replay compares those)."""
-    if text == "production":
-        return Side("production")
-    match = _PROMPT.match(text)
-    if match:
-        return Side(text, match.group(1), int(match.group(2)))
-    kind = text.partition("=")[0] if "=" in text else None
-    if kind in {"model", "embedding_model", "generation_model", "index"}:
+    Raises ``ValueError`` naming ``option`` and what is accepted; model and index candidates
+    are not gated on a dataset (a canary or a shadow replay compares those)."""
+    kind, equals, _ = text.partition("=")
+    if equals and kind != "prompt":
         raise ValueError(
             f"{option} {text!r}: only prompt versions can be gated on a dataset for now "
             "(prompt=NAME:VERSION); compare models and indexes with a canary or a shadow replay"
         )
-    raise ValueError(f"{option} {text!r}: expected production or prompt=NAME:VERSION, e.g. prompt=rag-answer:4")
+    try:
+        return Side.parse(text)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}, e.g. prompt=rag-answer:4") from None
 
 
 def scores_by_example(traces: Sequence[QueryTrace]) -> dict[str, dict[str, float]]:

@@ -5,7 +5,8 @@ authorization) per principal, each allowed exactly what it declares and nothing 
 - ``ragops-<service>`` per service: ``Read``/``Describe`` on the topics of ``ServiceSpec.reads``
   and on its consumer groups, ``Write``/``Describe`` on those of ``ServiceSpec.writes``, and
   ``IdempotentWrite`` on the cluster (its producers are idempotent: ``KAFKA_ENABLE_IDEMPOTENCE``);
-- ``ragops-operator``: the CLI's client (:data:`ragops.client.PUBLISHES`, :data:`ragops.client.WATCHES`, the registry topics);
+- ``ragops-operator``: the CLI's client (:data:`ragops.client.PUBLISHES`, :data:`ragops.client.WATCHES`, and
+  the registry topics);
 - ``ragops-keda``: KEDA's lag triggers, ``Describe`` only, on the consumer groups of the
   services scaled on lag and on the topics they read.
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from bench import data
 from bench.harness import Check, RowArgs, alternate, result, row_main, step
 from bench.stats import latency_summary, percentile, ratio, summary
-from ragops_generation.prompts import load_prompt
 from ragops_generation.settings import GenerationSettings
 from ragops_models.transformers_generator import TransformersGenerator
+from ragops_shared.prompts import load_prompt
 
 FULL = {"batch": 8, "concurrency": [1, 4, 8, 16]}
 QUICK = {"batch": 2, "concurrency": [1, 2, 4]}

@@ -674,7 +674,7 @@ class GenerationInfo(_Part):
 class PromptRef(_Part):
     name: str
     version: int
-    sha256: str = Field(description="Hash of the template file: detects an edited version.")
+    sha256: str = Field(description="ragops_schemas.ids.prompt_hash of the version's text: detects an edited version.")
 
 
 class Lineage(_Part):

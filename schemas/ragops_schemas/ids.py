@@ -144,10 +144,13 @@ def evaluation_run_id(prefix: str, started_at: datetime) -> str:
     return f"{prefix}-{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
-def prompt_hash(content: bytes) -> str:
-    """12 hex digits: the first of the SHA-256 of a prompt template file's bytes; detects a
-    version edited in place."""
-    return _sha256_hex(content, 12)
+def prompt_hash(description: str, system: str, user: str) -> str:
+    """12 hex digits: the first of the SHA-256 of the JSON array ``[description, system, user]``
+    (:func:`canonical_json`) of a prompt version's body, whether it came from a seed file or was
+    pushed to the registry; two versions with the same text have the same hash, and a version
+    edited in place gets another. (Lineage recorded before issue 15 carries the hash of the seed
+    file's bytes instead.)"""
+    return _sha256_hex(canonical_json([description, system, user]).encode(), 12)
 
 
 def sample_fraction(request_id: str) -> float:
@@ -229,6 +232,14 @@ def model_registration_id(name: str, version: str) -> uuid.UUID:
     it is published at start): UUID5 in the URL namespace of
     ``ragops:embedding_model:<name>:<version>``, the same on every start."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:embedding_model:{name}:{version}")
+
+
+def prompt_registration_id(name: str, version: int, sha256: str) -> uuid.UUID:
+    """Event id of the ``VersionRegistered`` of a prompt version (a seed the gateway registers at
+    start, or a pushed body): UUID5 in the URL namespace of ``ragops:prompt:<name>:<version>:<sha256>``
+    (a name is ``[A-Za-z0-9][A-Za-z0-9_-]*``, so the colons keep the parts apart). Every gateway
+    replica, and every retry of a push, publishes the same id for the same text."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:prompt:{name}:{version}:{sha256}")
 
 
 def resubmission_event_id(request_event_id: uuid.UUID, document_id: str, content_hash: str) -> uuid.UUID:

@@ -12,7 +12,6 @@ from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
-from ragops_generation.prompts import PromptTemplate, load_prompt
 from ragops_generation.settings import GenerationSettings
 from ragops_generation.spec import SPEC
 from ragops_models.defaults import shipped_model_dirs
@@ -21,6 +20,7 @@ from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, Genera
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
+from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import verifier_for
@@ -50,11 +50,7 @@ class Answerer:
         request pinned to one gets the production (or latest) version instead, and its
         lineage records the version actually used."""
         name = event.prompt_name or self.settings.prompt_name
-        version = event.prompt_version
-        if version is None or self.registry.is_retired("prompt", name, str(version)):
-            production = self.registry.alias("prompt", name)
-            version = int(production.ref.version) if production else None
-        return load_prompt(name, version, self.settings.prompt_dir)
+        return resolve_prompt(self.registry, name, event.prompt_version, self.settings.prompt_dir)
 
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).

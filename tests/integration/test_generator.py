@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 import transformers
 
-from ragops_generation.prompts import load_prompt
 from ragops_models.defaults import default_generation_model
 from ragops_models.transformers_generator import TransformersGenerator
+from ragops_shared.prompts import load_prompt
 
 pytestmark = pytest.mark.model
 

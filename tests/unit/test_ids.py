@@ -42,6 +42,7 @@ from ragops_schemas.ids import (
     part_event_id,
     point_id,
     prompt_hash,
+    prompt_registration_id,
     pseudonym,
     resubmission_event_id,
     sample_fraction,
@@ -129,7 +130,12 @@ def test_dataset_file_hash() -> None:
 
 
 def test_prompt_hash() -> None:
-    assert prompt_hash(b"name: x\n") == "a2a79ea37edb"
+    assert prompt_hash("d", "s", "u") == "6c83963bc144"
+    assert prompt_hash("d", "s", "u") != prompt_hash("", "ds", "u"), "the parts stay apart"
+
+
+def test_prompt_registration_id() -> None:
+    assert prompt_registration_id("rag-answer", 1, "0123456789ab") == uuid.UUID("9fb530cc-3780-592d-8166-ff6cae2ab10a")
 
 
 def test_evaluation_run_id_is_the_utc_start() -> None:

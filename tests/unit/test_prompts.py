@@ -1,4 +1,5 @@
-"""Prompt templates: loading versions from files, rendering, and the template sandbox."""
+"""Prompt templates: seed files, pushed bodies, resolving a version against the registry,
+rendering, and the template sandbox."""
 
 from pathlib import Path
 
@@ -6,7 +7,19 @@ import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
-from ragops_generation.prompts import PromptNotFoundError, list_prompts, load_prompt
+from ragops_schemas import Producer, PromptBody, VersionPromoted, VersionRegistered, VersionRetired
+from ragops_schemas.registry import Registry
+from ragops_shared.prompts import (
+    PromptNotFoundError,
+    PromptTemplate,
+    check_renders,
+    load_prompt,
+    prompt_body,
+    resolve_prompt,
+    seed_prompts,
+)
+
+PRODUCER = Producer(name="test", version="0")
 
 CONTEXTS = [
     {"text": "The Loire is the longest river in France.", "title": "Loire", "chunk_id": "loire-p000"},
@@ -25,7 +38,7 @@ def write_prompt(directory: Path, name: str, version: int, user: str = "Q: {{ qu
 
 
 def test_packaged_default_is_the_highest_version() -> None:
-    versions = [p.version for p in list_prompts() if p.name == "rag-answer"]
+    versions = [p.version for p in seed_prompts() if p.name == "rag-answer"]
     assert versions and versions == sorted(versions)
     assert load_prompt("rag-answer").version == max(versions)
     assert load_prompt("rag-answer", 1).version == 1
@@ -41,7 +54,7 @@ def test_render_includes_question_and_every_context() -> None:
 
 
 def test_every_packaged_version_renders() -> None:
-    for template in list_prompts():
+    for template in seed_prompts():
         assert all(m["content"] for m in template.render("q?", CONTEXTS))
 
 
@@ -52,7 +65,7 @@ def test_load_latest_and_explicit_version(tmp_path: Path) -> None:
     write_prompt(tmp_path, "demo", 10, user="v10 {{ question }}")
     assert load_prompt("demo", directory=tmp_path).version == 10
     assert load_prompt("demo", 2, directory=tmp_path).render("x", [])[1]["content"] == "v2 x"
-    assert [(p.name, p.version) for p in list_prompts(tmp_path)] == [("demo", 1), ("demo", 2), ("demo", 10)]
+    assert [(p.name, p.version) for p in seed_prompts(tmp_path)] == [("demo", 1), ("demo", 2), ("demo", 10)]
 
 
 def test_missing_prompt_or_version_raises(tmp_path: Path) -> None:
@@ -144,3 +157,62 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
     assert answerer.prompt_for(request(2)).version == 2, "a pinned live version is honoured"
     registry.apply(VersionRetired(producer=producer, kind="prompt", name="rag-answer", version="2", reason="bad"))
     assert answerer.prompt_for(request(2)).version == 1, "a retired version takes no traffic, even pinned"
+
+
+def test_a_pushed_body_carries_the_hash_of_its_text_and_renders_like_a_seed() -> None:
+    seed = load_prompt("rag-answer", 2)
+    body = prompt_body(seed.description, seed.system, seed.user)
+    assert body == seed.body() and len(body.sha256) == 12
+    pushed = PromptTemplate.from_body("rag-answer", 7, body)
+    assert (pushed.version, pushed.sha256) == (7, seed.sha256)
+    assert pushed.render("q?", CONTEXTS) == seed.render("q?", CONTEXTS)
+    assert prompt_body("other", seed.system, seed.user).sha256 != body.sha256, "the description is part of the text"
+
+
+def test_a_body_edited_after_hashing_is_refused() -> None:
+    body = load_prompt("rag-answer", 1).body()
+    with pytest.raises(ValueError, match="sha256"):
+        PromptTemplate.from_body("rag-answer", 3, body.model_copy(update={"user": "Q: {{ question }}"}))
+
+
+@pytest.mark.parametrize(
+    ("system", "user", "reason"),
+    [
+        ("Be brief.", "{% for c in contexts %}", "does not compile"),
+        ("Be brief.", "{{ questoin }}", "UndefinedError"),
+        ("Be brief.", "{% for c in contexts %}{{ c.url }}{% endfor %}", "UndefinedError"),
+        ("{{ ''.__class__ }}", "{{ question }}", "SecurityError"),
+        ("Be brief.", "{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("Be brief.", "{% if false %}{{ question }}{% endif %}", "renders empty"),
+        ("", "{{ question }}", "at least 1 character"),
+    ],
+)
+def test_prompt_body_refuses_a_template_that_cannot_serve(system: str, user: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        prompt_body("d", system, user)
+
+
+def registered(version: int, body: PromptBody) -> VersionRegistered:
+    return VersionRegistered(producer=PRODUCER, kind="prompt", name="rag-answer", version=str(version), prompt=body)
+
+
+def test_resolve_prompt_pinned_then_production_then_highest_seed_and_a_body_wins() -> None:
+    registry = Registry()
+    assert resolve_prompt(registry, "rag-answer", None).version == 2, "nothing registered: the highest seed"
+    assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pinned seed version"
+    with pytest.raises(PromptNotFoundError):
+        resolve_prompt(registry, "rag-answer", 3)
+    pushed = prompt_body("pushed", "Answer in French.", "Q: {{ question }}")
+    registry.apply(registered(3, pushed))
+    assert resolve_prompt(registry, "rag-answer", 3).render("q", [])[1]["content"] == "Q: q"
+    assert resolve_prompt(registry, "rag-answer", None).version == 2, "registered is not production"
+    registry.apply(VersionPromoted(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="r"))
+    assert resolve_prompt(registry, "rag-answer", None).sha256 == pushed.sha256
+    assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pin beats production"
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
+    assert resolve_prompt(registry, "rag-answer", 3).version == 2, "retired: neither pin nor alias serve it"
+
+
+def test_check_renders_passes_every_seed() -> None:
+    for template in seed_prompts():
+        check_renders(template)
