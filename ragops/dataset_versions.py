@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.client import PlatformClient
+from aiokafka.errors import KafkaConnectionError
+
+from ragops.client import PlatformClient, PlatformUnreachableError
 from ragops_schemas.events import ContentRef
 from ragops_schemas.ids import blob_digest, dataset_file_hash, dataset_snapshot_version
 from ragops_schemas.lifecycle import VersionRegistered
@@ -81,9 +83,18 @@ def registration(client: PlatformClient, name: str, data: bytes, ref: ContentRef
 
 
 async def read_registry(kafka: KafkaSettings, platform: PlatformSettings) -> Registry:
-    """The registry folded from its topics up to now, verified with the platform's trust file."""
+    """The registry folded from its topics up to now, verified with the platform's trust file.
+
+    Raises:
+        PlatformUnreachableError: Kafka does not answer, or the history was not read in 30 s.
+        DatasetError: the registry topics do not exist (no platform ever ran on this broker)."""
     view = RegistryView(kafka, "ragops-cli-registry", verifier=verifier_for(platform))
-    await view.start()
+    try:
+        await view.start()
+    except (KafkaConnectionError, TimeoutError) as error:
+        raise PlatformUnreachableError(f"the registry on {kafka.bootstrap_servers} cannot be read: {error}") from None
+    except LookupError as error:
+        raise DatasetError(f"no registry to read: {error}") from None
     await view.stop()
     return view.registry
 
