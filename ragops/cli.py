@@ -17,6 +17,7 @@ import httpx
 import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -738,29 +739,32 @@ def evaluate(
     run = run_id or evaluation_run_id("gate", datetime.now(UTC))
 
     async def one(
-        client: PlatformClient, name: Literal["baseline", "candidate"], side: Side
+        client: PlatformClient, progress: Progress, name: Literal["baseline", "candidate"], side: Side
     ) -> dict[str, dict[str, float]]:
-        with progress_bar(console) as progress:
-            task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
-            traces, _ = await run_evaluation(
-                client,
-                chosen.questions,
-                run_id=f"{run}-{name}",
-                dataset=chosen.name,
-                dataset_sha256=chosen.sha256,
-                dataset_version=chosen.version,
-                side=name,
-                prompt_name=side.prompt_name,
-                prompt_version=side.prompt_version,
-                concurrency=concurrency,
-                on_done=lambda _: progress.advance(task),
-            )
+        task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
+        traces, _ = await run_evaluation(
+            client,
+            chosen.questions,
+            run_id=f"{run}-{name}",
+            dataset=chosen.name,
+            dataset_sha256=chosen.sha256,
+            dataset_version=chosen.version,
+            side=name,
+            prompt_name=side.prompt_name,
+            prompt_version=side.prompt_version,
+            concurrency=concurrency,
+            on_done=lambda _: progress.advance(task),
+        )
         return scores_by_example(traces)
 
     async def run_both() -> tuple[list[GateCheck], EvaluationComparisonCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
-            before = await one(client, "baseline", sides[0])
-            after = await one(client, "candidate", sides[1])
+            # Both sides at once: the services batch their questions together, and neither
+            # side sees a platform the other did not (same index, same load).
+            with progress_bar(console) as progress:
+                before, after = await asyncio.gather(
+                    one(client, progress, "baseline", sides[0]), one(client, progress, "candidate", sides[1])
+                )
             paired = compare(before, after, binary=BINARY_METRICS)
             checks, reasons = decide(paired, thresholds, (len(before), len(after)))
             comparison = EvaluationComparisonCompleted(

@@ -21,10 +21,11 @@ from tests.helpers import read_jsonl
 from tests.integration.services import read_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
-QUESTIONS = 12
+QUESTIONS = 8
 CANDIDATE = 7  # a prompt version number no seed uses
 
 
+@pytest.mark.timeout(1800)  # the platform's start, and 32 answers generated on a shared CPU
 def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
     tmp_path: Path, data_dir: Path, corpus_rows: list[dict]
 ) -> None:
@@ -66,6 +67,8 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
             "--baseline",
             "production",
             "--fail-under",
+            "faithfulness=0.2",
+            "--fail-under",
             "f1=0.05",
             "--max-regression",
             "f1=0.02",
@@ -78,7 +81,10 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         suite = ET.parse(junit).getroot().find("testsuite")
         assert suite is not None
         failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
-        assert failed == {"fail-under f1=0.05", "max-regression f1=0.02"}, blocked.output
+        # "banana" is in no passage; its F1 against the references is 0 unless a reference is "banana".
+        assert {"fail-under faithfulness=0.2", "fail-under f1=0.05"} <= failed and "answered" not in failed, (
+            blocked.output
+        )
 
         itself = ragops(
             "eval",
@@ -89,7 +95,9 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
             "--baseline",
             "prompt=rag-answer:2",
             "--fail-under",
-            "f1=0.05",
+            "faithfulness=0.2",
+            "--max-regression",
+            "f1=0.15",  # the same prompt: only batching could make an answer differ
             "--run-id",
             "gate-same",
         )
@@ -99,8 +107,9 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         comparisons = {e.run_id: e for e, _ in asyncio.run(read_records(kafka, EvaluationComparisonCompleted, 2))}
         worse, same = comparisons["gate-worse"], comparisons["gate-same"]
         assert (worse.passed, worse.mode, worse.dataset, worse.questions) == (False, "dataset", dataset, QUESTIONS)
-        f1 = {p.metric: p for p in worse.paired}["f1"]
-        assert f1.candidate_mean < 0.05 < f1.baseline_mean and f1.ci_high < 0 and f1.pairs == QUESTIONS
+        faithfulness = {p.metric: p for p in worse.paired}["faithfulness"]
+        assert faithfulness.pairs == QUESTIONS and faithfulness.test == "wilcoxon"
+        assert faithfulness.candidate_mean < 0.2 < faithfulness.baseline_mean and faithfulness.ci_high < 0
         assert same.passed and same.reasons == []
         runs = [e for e, _ in asyncio.run(read_records(kafka, EvaluationRunCompleted, 4))]
         assert {(r.run_id, r.side, r.dataset_version) for r in runs} == {
