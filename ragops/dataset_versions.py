@@ -19,6 +19,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaConnectionError
 
 from ragops.client import PlatformClient, PlatformUnreachableError
+from ragops_models.defaults import shipped_model_dirs
 from ragops_schemas.events import ContentRef
 from ragops_schemas.ids import blob_digest, dataset_file_hash, dataset_snapshot_version
 from ragops_schemas.lifecycle import VersionRegistered
@@ -88,7 +89,8 @@ async def read_registry(kafka: KafkaSettings, platform: PlatformSettings) -> Reg
     Raises:
         PlatformUnreachableError: Kafka does not answer, or the history was not read in 30 s.
         DatasetError: the registry topics do not exist (no platform ever ran on this broker)."""
-    view = RegistryView(kafka, "ragops-cli-registry", verifier=verifier_for(platform))
+    # The shipped models' registrations point into the installed packages: trusted locations.
+    view = RegistryView(kafka, "ragops-cli-registry", verifier=verifier_for(platform, shipped_model_dirs()))
     try:
         await view.start()
     except (KafkaConnectionError, TimeoutError) as error:

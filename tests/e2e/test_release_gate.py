@@ -107,9 +107,9 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         comparisons = {e.run_id: e for e, _ in asyncio.run(read_records(kafka, EvaluationComparisonCompleted, 2))}
         worse, same = comparisons["gate-worse"], comparisons["gate-same"]
         assert (worse.passed, worse.mode, worse.dataset, worse.questions) == (False, "dataset", dataset, QUESTIONS)
-        faithfulness = {p.metric: p for p in worse.paired}["faithfulness"]
-        assert faithfulness.pairs == QUESTIONS and faithfulness.test == "wilcoxon"
-        assert faithfulness.candidate_mean < 0.2 < faithfulness.baseline_mean and faithfulness.ci_high < 0
+        paired = {p.metric: p for p in worse.paired}
+        assert (paired["f1"].pairs, paired["f1"].test, paired["f1"].candidate_mean) == (QUESTIONS, "wilcoxon", 0.0)
+        assert paired["exact_match"].test == "mcnemar"
         assert same.passed and same.reasons == []
         runs = [e for e, _ in asyncio.run(read_records(kafka, EvaluationRunCompleted, 4))]
         assert {(r.run_id, r.side, r.dataset_version) for r in runs} == {
