@@ -81,10 +81,8 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         suite = ET.parse(junit).getroot().find("testsuite")
         assert suite is not None
         failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
-        # "banana" is in no passage; its F1 against the references is 0 unless a reference is "banana".
-        assert {"fail-under faithfulness=0.2", "fail-under f1=0.05"} <= failed and "answered" not in failed, (
-            blocked.output
-        )
+        # "banana" answers nothing (F1 near 0); its faithfulness stays above 0.2: the small model echoes the question.
+        assert "fail-under f1=0.05" in failed and "answered" not in failed, blocked.output
 
         itself = ragops(
             "eval",
@@ -108,7 +106,8 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         worse, same = comparisons["gate-worse"], comparisons["gate-same"]
         assert (worse.passed, worse.mode, worse.dataset, worse.questions) == (False, "dataset", dataset, QUESTIONS)
         paired = {p.metric: p for p in worse.paired}
-        assert (paired["f1"].pairs, paired["f1"].test, paired["f1"].candidate_mean) == (QUESTIONS, "wilcoxon", 0.0)
+        assert (paired["f1"].pairs, paired["f1"].test) == (QUESTIONS, "wilcoxon") and paired["f1"].candidate_mean < 0.05
+        assert paired["faithfulness"].ci_high < 0  # clearly worse: the whole interval below zero
         assert paired["exact_match"].test == "mcnemar"
         assert same.passed and same.reasons == []
         runs = [e for e, _ in asyncio.run(read_records(kafka, EvaluationRunCompleted, 4))]
