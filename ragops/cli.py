@@ -11,42 +11,49 @@ import sys
 import time
 import tomllib
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
+from ragops import dataset_versions
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
-from ragops.evaluate import file_sha256, run_evaluation
+from ragops.evaluate import run_evaluation
+from ragops.gate import comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops.shadow import Side, print_result, replay_retained, write_junit
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.experiments import Readout, readout
+from ragops_analytics.paired import GateCheck, Threshold, compare
 from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
     AnswerGenerated,
     DocumentIndexed,
     DocumentSubmitted,
+    EvaluationComparisonCompleted,
     EvaluationRunCompleted,
     Event,
     MessageDeadLettered,
 )
 from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
 from ragops_schemas.events import UnsupportedFileType, content_type_for
-from ragops_schemas.ids import evaluation_run_id
+from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_shared.blobs import ContentTooLarge
-from ragops_shared.datasets import load_questions
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 app = typer.Typer(
@@ -822,6 +829,59 @@ def list_experiments(
     Console().print(table)
 
 
+dataset_app = typer.Typer(
+    help="Named dataset versions: immutable, content-addressed snapshots of question sets.", no_args_is_help=True
+)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command(name="push")
+def dataset_push(
+    name: Annotated[str, typer.Argument(help="The dataset's name (letters, digits, '.', '_', '-').")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: {id, question, answers, context_ids}.")
+    ],
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Store FILE as a snapshot and register it as a version of NAME; prints NAME@VERSION (the
+    version is the content's hash: pushing the same file again names the same version)."""
+    platform = PlatformSettings(data_dir=data_dir)
+    try:
+        pushed = _run(dataset_versions.push(_kafka(data_dir), platform, name, file.read_bytes(), str(file)))
+    except dataset_versions.DatasetError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+    note = "registered" if pushed.new else "already registered (same content)"
+    console.print(Text(f"{pushed.name}@{pushed.version}: {pushed.questions} questions, {note}"))
+    print(f"{pushed.name}@{pushed.version}")
+
+
+@dataset_app.command(name="list")
+def dataset_list(
+    name: Annotated[str | None, typer.Argument(help="Only this dataset's versions.")] = None,
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """The pushed dataset versions, oldest first (the last of a name is its latest)."""
+    platform = PlatformSettings(data_dir=data_dir)
+    registry = _run(dataset_versions.read_registry(_kafka(data_dir), platform))
+    table = Table("dataset", "version", "questions", "sha256", "registered")
+    for state in dataset_versions.snapshots(registry, name):
+        assert state.registered is not None
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    state.ref.name,
+                    state.ref.version,
+                    state.metadata.get("questions", ""),
+                    state.metadata.get("sha256", ""),
+                    state.registered.occurred_at.isoformat(timespec="seconds"),
+                )
+            )
+        )
+    Console().print(table)
+
+
 @experiment.command(name="stop")
 def stop_experiment(
     experiment_id: Annotated[str, typer.Argument()],
@@ -834,29 +894,146 @@ def stop_experiment(
     console.print(f"experiment {experiment_id}: {answer['status']}")
 
 
+def _dataset(data_dir: Path, spec: str, questions: int | None) -> dataset_versions.Dataset:
+    """A file's questions, else the pushed dataset ``NAME[@VERSION]``'s (exit 2 when neither)."""
+    try:
+        if Path(spec).is_file():
+            return dataset_versions.from_file(Path(spec), questions)
+        platform = PlatformSettings(data_dir=data_dir)
+        registry = _run(dataset_versions.read_registry(_kafka(data_dir), platform))
+        return dataset_versions.resolve(registry, platform, spec, questions)
+    except dataset_versions.DatasetError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
+def _thresholds(kind: Literal["fail-under", "max-regression"], texts: list[str]) -> list[Threshold]:
+    """Parsed thresholds; a malformed one or an unknown metric is a usage error (exit 2)."""
+    parsed = []
+    for text in texts:
+        try:
+            threshold = Threshold.parse(kind, text)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint=f"--{kind}") from None
+        if threshold.metric not in METRIC_NAMES:
+            raise typer.BadParameter(
+                f"unknown metric {threshold.metric!r} (one of {', '.join(METRIC_NAMES)})", param_hint=f"--{kind}"
+            )
+        parsed.append(threshold)
+    return parsed
+
+
 @app.command(name="eval")
 def evaluate(
-    dataset: Annotated[Path, typer.Option(exists=True, help="JSONL: {id, question, answers, context_ids} per line.")],
-    questions: int | None = typer.Option(None, help="Seeded sample of this many questions (default: all)."),
+    dataset: str = typer.Option(
+        ...,
+        help="A JSONL file ({id, question, answers, context_ids} per line), or a pushed dataset NAME@VERSION "
+        "(NAME alone: its latest version).",
+    ),
+    questions: int | None = typer.Option(None, min=1, help="Seeded sample of this many questions (default: all)."),
     run_id: str | None = typer.Option(None, help="Run id (default: eval-<UTC time>)."),
+    candidate: str | None = typer.Option(
+        None, help="Gate a candidate against the baseline on the same questions: prompt=NAME:VERSION."
+    ),
+    baseline: str = typer.Option("production", help="With --candidate: production, or prompt=NAME:VERSION."),
+    fail_under: list[str] = typer.Option([], help="METRIC=FLOOR: fail when the candidate's mean is below (repeat)."),
+    max_regression: list[str] = typer.Option(
+        [], help="METRIC=MARGIN: fail when the candidate's mean is below the baseline's by more (repeat)."
+    ),
+    junit: Path | None = typer.Option(None, help="With --candidate: write the gate's checks as JUnit XML here."),
     concurrency: int = typer.Option(8, min=1),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
     """Run a question set through the platform as a tagged evaluation run; report mean scores
-    and how each reference-free score correlates with token F1 (Spearman)."""
-    sample = load_questions(dataset, questions)
+    and how each reference-free score correlates with token F1 (Spearman).
+
+    With --candidate, run the baseline and the candidate on the same questions, compare them
+    pair by pair (Wilcoxon signed-rank, McNemar for 0/1 scores, 95 % CI of the mean
+    difference), publish the comparison and exit 1 when a threshold misses, 0 otherwise."""
+    if candidate is None:
+        if fail_under or max_regression or junit:
+            raise typer.BadParameter("--fail-under, --max-regression and --junit gate a --candidate")
+        _evaluate_one(data_dir, _dataset(data_dir, dataset, questions), run_id, concurrency)
+        return
+    try:
+        sides = (parse_side(baseline, "--baseline"), parse_side(candidate, "--candidate"))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    thresholds = _thresholds("fail-under", fail_under) + _thresholds("max-regression", max_regression)
+    chosen = _dataset(data_dir, dataset, questions)
+    run = run_id or evaluation_run_id("gate", datetime.now(UTC))
+
+    async def one(
+        client: PlatformClient, progress: Progress, name: Literal["baseline", "candidate"], side: Side
+    ) -> dict[str, dict[str, float]]:
+        task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
+        traces, _ = await run_evaluation(
+            client,
+            chosen.questions,
+            run_id=f"{run}-{name}",
+            dataset=chosen.name,
+            dataset_sha256=chosen.sha256,
+            dataset_version=chosen.version,
+            side=name,
+            prompt_name=side.prompt_name,
+            prompt_version=side.prompt_version,
+            concurrency=concurrency,
+            on_done=lambda _: progress.advance(task),
+        )
+        return scores_by_example(traces)
+
+    async def run_both() -> tuple[list[GateCheck], EvaluationComparisonCompleted]:
+        async with PlatformClient(_kafka(data_dir), name="eval") as client:
+            # Both sides at once: the services batch their questions together, and neither
+            # side sees a platform the other did not (same index, same load).
+            with progress_bar(console) as progress:
+                before, after = await asyncio.gather(
+                    one(client, progress, "baseline", sides[0]), one(client, progress, "candidate", sides[1])
+                )
+            paired = compare(before, after, binary=BINARY_METRICS)
+            checks, reasons = decide(paired, thresholds, (len(before), len(after)))
+            comparison = EvaluationComparisonCompleted(
+                producer=client.producer,
+                run_id=run,
+                mode="dataset",
+                dataset=chosen.label,
+                baseline=sides[0].label,
+                candidate=sides[1].label,
+                questions=len(chosen.questions),
+                paired=paired,
+                disagreements=discordant(before, after, BINARY_METRICS)[:100],
+                passed=not reasons,
+                reasons=reasons,
+            )
+            await client.publish(comparison)
+            return checks, comparison
+
+    checks, comparison = _run(run_both())
+    title = f"{run}: {comparison.candidate} vs {comparison.baseline} on {comparison.dataset}"
+    Console().print(comparison_table(comparison.paired, checks, title))
+    for check in checks:
+        console.print(
+            Text(f"{'pass' if check.passed else 'FAIL'}  {check.message}", style="" if check.passed else "red")
+        )
+    if junit is not None:
+        junit.write_bytes(junit_xml(checks, suite=title))
+    raise typer.Exit(0 if comparison.passed else 1)
+
+
+def _evaluate_one(data_dir: Path, chosen: dataset_versions.Dataset, run_id: str | None, concurrency: int) -> None:
     run = run_id or evaluation_run_id("eval", datetime.now(UTC))
 
     async def run_all() -> tuple[list[QueryTrace], EvaluationRunCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             with progress_bar(console) as progress:
-                task = progress.add_task(f"evaluating {run}", total=len(sample))
+                task = progress.add_task(f"evaluating {run}", total=len(chosen.questions))
                 return await run_evaluation(
                     client,
-                    sample,
+                    chosen.questions,
                     run_id=run,
-                    dataset=dataset.name,
-                    dataset_sha256=file_sha256(dataset),
+                    dataset=chosen.name,
+                    dataset_sha256=chosen.sha256,
+                    dataset_version=chosen.version,
                     concurrency=concurrency,
                     on_done=lambda _: progress.advance(task),
                 )
@@ -875,6 +1052,99 @@ def evaluate(
         rho = summary.spearman_vs_f1.get(metric)
         table.add_row(metric, f"{mean:.3f}", "" if rho is None and metric not in summary.spearman_vs_f1 else str(rho))
     Console().print(table)
+
+
+def _lookback(value: str) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``24h``, ``7d``) or an ISO-8601 time."""
+    amount, unit = value[:-1], value[-1:]
+    if amount.isdigit() and unit in ("m", "h", "d"):
+        minutes = int(amount) * {"m": 1, "h": 60, "d": 1440}[unit]
+        return datetime.now(UTC) - timedelta(minutes=minutes)
+    moment = _since(value)
+    assert moment is not None
+    return moment
+
+
+@app.command()
+def shadow(
+    candidate: str = typer.Option(..., help="What to try: prompt=NAME:VERSION (e.g. prompt=rag-answer:4)."),
+    baseline: str = typer.Option("production", help="What to compare with: production or prompt=NAME:VERSION."),
+    since: str | None = typer.Option(
+        None, help="Replay the questions asked since then: 30m, 24h, 7d or an ISO time [default: 24h]."
+    ),
+    until: str | None = typer.Option(None, help="... and before this ISO time [default: now]."),
+    sample: int | None = typer.Option(
+        None, min=1, help="A seeded sample of this many retained questions (of every retained one unless --since)."
+    ),
+    seed: int = typer.Option(0, help="--sample: the same seed picks the same questions."),
+    min_questions: int = typer.Option(100, min=0, help="Block when fewer questions were paired."),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Block a metric worse at p < alpha (two-sided)."),
+    tenant: str = typer.Option(DEFAULT_TENANT, help="Whose questions (a gateway credential reads only its own)."),
+    junit: Path | None = typer.Option(None, help="Write the gate's checks as JUnit XML here."),
+    promote: bool = typer.Option(
+        False, help="On a pass, request the production label for the candidate (a four-eyes change)."
+    ),
+    reason: str | None = typer.Option(None, help="--promote: why (recorded on the change request)."),
+    concurrency: int = typer.Option(8, min=2, help="Questions in flight, shared by the two sides."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Shadow replay: ask retained production questions again through the candidate and the
+    baseline (tagged evaluation runs: nobody is answered, the monitor does not count them),
+    score both with the same evaluators, compare them paired (Wilcoxon signed-rank per metric,
+    McNemar on answered), print the table and the questions on which they disagree, publish
+    the comparison. Exit 1 when the candidate is blocked (a metric significantly worse, or
+    too few questions), 0 when it passes."""
+    try:
+        base, cand = Side.parse(baseline), Side.parse(candidate)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if cand.prompt_version is None:
+        raise typer.BadParameter("the candidate must pin a version: prompt=NAME:VERSION", param_hint="--candidate")
+    if promote and not reason:
+        raise typer.BadParameter("--promote needs a --reason", param_hint="--reason")
+    started = datetime.now(UTC)
+    run = evaluation_run_id("shadow", started)
+    window_start = _lookback(since) if since else (None if sample else started - timedelta(hours=24))
+    analytics = _analytics(data_dir)
+    try:
+        with progress_bar(console) as progress:
+            task = progress.add_task(f"replaying ({run})", total=None)
+            result = _run(
+                replay_retained(
+                    _kafka(data_dir),
+                    analytics,
+                    run_id=run,
+                    tenant=tenant,
+                    baseline=base,
+                    candidate=cand,
+                    alpha=alpha,
+                    min_questions=min_questions,
+                    since=window_start,
+                    until=_since(until),
+                    sample=sample,
+                    seed=seed,
+                    concurrency=concurrency,
+                    on_questions=lambda n: progress.update(task, total=2 * n),
+                    on_done=lambda _: progress.advance(task),
+                )
+            )
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]the retained questions cannot be read: {error}")
+        raise typer.Exit(2) from None
+    finally:
+        analytics.close()
+    print_result(result, Console(), baseline=base, candidate=cand)
+    if junit is not None:
+        write_junit(result, junit, min_questions=min_questions)
+    if not result.passed:
+        raise typer.Exit(1)
+    if promote and reason and cand.prompt_name is not None:  # both checked before the replay
+        change = PromoteChange(
+            version=VersionRef(kind="prompt", name=cand.prompt_name, version=str(cand.prompt_version)),
+            alias="production",
+            metrics={f"shadow.{m.metric}.difference": m.difference for m in result.paired},
+        )
+        _request_change(data_dir, change.model_dump(mode="json"), f"{reason} (shadow replay {run} passed)")
 
 
 @app.command()

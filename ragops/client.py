@@ -17,6 +17,7 @@ from ragops_schemas import (
     DocumentIndexed,
     DocumentRejected,
     DocumentSubmitted,
+    EvaluationComparisonCompleted,
     EvaluationRunCompleted,
     Event,
     FeedbackRecorded,
@@ -28,6 +29,7 @@ from ragops_schemas import (
 )
 from ragops_schemas.events import ContentType, EvaluationContext, Filters, MetadataValue
 from ragops_schemas.ids import new_request_id
+from ragops_schemas.lifecycle import VersionRegistered
 from ragops_shared.blobs import check_in, open_blob_store
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.service import producer_for
@@ -42,13 +44,17 @@ EVALUATED_OUTCOMES = (AnswerEvaluated, MessageDeadLettered)
 FEEDBACK_OUTCOMES = (FeedbackRecorded, MessageDeadLettered)
 QueryOutcome = AnswerGenerated | AnswerEvaluated | MessageDeadLettered
 # What a client publishes and watches: the Kafka user of the CLI (``ragops-operator``,
-# k8s/dependencies/kafka-users.yaml) may write and read exactly these topics (and the dead letters).
-# No control event: retraining, retirements and promotions are four-eyes changes at the gateway.
+# k8s/dependencies/kafka-users.yaml) may write and read exactly these topics (and the dead letters,
+# and the registry topics ``ragops dataset`` and ``ragops eval`` read through a RegistryView).
+# One control event: a dataset version (``ragops dataset push``), signed by the operator key;
+# retraining, retirements and promotions are four-eyes changes at the gateway.
 PUBLISHES: tuple[type[Event], ...] = (
     DocumentSubmitted,
     QuerySubmitted,
     FeedbackSubmitted,
     EvaluationRunCompleted,
+    EvaluationComparisonCompleted,
+    VersionRegistered,
 )
 WATCHES: tuple[type[Event], ...] = (
     DocumentIndexed,

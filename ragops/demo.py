@@ -10,7 +10,12 @@ Synthetic personal data is planted in 50 documents, a share of the questions and
 feedback comments (:mod:`ragops.pii_plant`); after the run every store is searched for it
 (:mod:`ragops.pii_scan`: the topics while the broker runs, ClickHouse, Qdrant, the logs and
 every other file once the platform has stopped). A planted value found in any of them is a
-leak: the report lists where, and the demo fails."""
+leak: the report lists where, and the demo fails.
+
+It ends with a shadow replay (:mod:`ragops.shadow`): the same questions asked again as
+production traffic (untagged, as the gateway's users would), then replayed from what
+ClickHouse retained through a clearly worse prompt version registered for the demo, beside
+production; the paired comparison must block it (``report["shadow"]``)."""
 
 import asyncio
 import json
@@ -31,14 +36,19 @@ from ragops.evaluate import file_sha256, run_evaluation
 from ragops.pii_plant import PiiPlanter, PlantedValue
 from ragops.pii_scan import APART, KEPT_STORES, Finder, Finding, scan_data_dir, scan_topics, summary
 from ragops.platform import EmbeddedPlatform
+from ragops.shadow import Side, print_result, replay_retained
 from ragops_analytics import queries
 from ragops_analytics.store import Reader, open_store
 from ragops_evaluation.metrics import contains_answer
-from ragops_schemas import DocumentSubmitted, FeedbackSubmitted
-from ragops_schemas.ids import evaluation_run_id
+from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, PromptBody, VersionRegistered
+from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.topics import TOPICS
+from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.datasets import Question, load_corpus, load_questions
-from ragops_shared.settings import KafkaSettings, aiokafka_options
+from ragops_shared.prompts import prompt_body
+from ragops_shared.service import producer_for
+from ragops_shared.settings import KafkaSettings, PlatformSettings, aiokafka_options
+from ragops_shared.signing import signer_for
 from ragops_shared.watch import end_offsets
 
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
@@ -223,6 +233,105 @@ async def run_workload(
     }
 
 
+SHADOW_PROMPT, SHADOW_VERSION = "rag-answer", 3
+SHADOW_CANDIDATE = Side(f"prompt={SHADOW_PROMPT}:{SHADOW_VERSION}", SHADOW_PROMPT, SHADOW_VERSION)
+"""The prompt version the demo registers and replays: one no one should promote."""
+MIN_SHADOW_QUESTIONS = 100
+SHADOW_ALPHA = 0.05
+
+
+def fixed_word_prompt() -> PromptBody:
+    """A prompt that ignores the passages and replies with one fixed word: clearly worse than
+    production on every answer metric, and valid (it renders)."""
+    return prompt_body(
+        description="Shadow-replay demo candidate: replies 'banana' whatever the question. Never promote.",
+        system="Whatever you are asked, reply with exactly one word: banana.",
+        user="{{ question }} ({{ contexts | length }} passages ignored)\nReply with the word banana:",
+    )
+
+
+async def register_prompt(
+    kafka: KafkaSettings, platform: PlatformSettings, name: str, version: int, body: PromptBody
+) -> VersionRegistered:
+    """Publish version ``version`` of prompt ``name`` with ``body`` as the gateway registers a pushed one:
+    a ``VersionRegistered`` signed with the gateway's key (the embedded platform's, from
+    ``platform.data_dir``), which generation renders once its registry view has read it."""
+    broker = make_broker(kafka, "ragops-demo-registry")
+    publisher = EventPublisher(
+        broker, producer_for("gateway"), (VersionRegistered,), signer_for(platform, "gateway"), dead_letters=False
+    )
+    event = VersionRegistered(
+        producer=publisher.producer,
+        kind="prompt",
+        name=name,
+        version=str(version),
+        prompt=body,
+        metadata={"registered_by": "ragops demo"},
+    )
+    await broker.start()
+    try:
+        await publisher.publish(event)
+    finally:
+        await broker.stop()
+    return event
+
+
+async def run_shadow_replay(
+    kafka: KafkaSettings,
+    analytics: Reader,
+    platform: PlatformSettings,
+    questions: Sequence[Question],
+    *,
+    since: datetime,
+    concurrency: int,
+    console: Console,
+) -> dict[str, Any]:
+    """Register :data:`SHADOW_CANDIDATE`, ask ``questions`` as production traffic (no
+    evaluation run), wait until ClickHouse retains them, and replay the retained questions of
+    the default tenant asked since ``since`` through the candidate and production. Returns the
+    comparison's summary with its timings (s)."""
+    started = time.perf_counter()
+    await register_prompt(kafka, platform, SHADOW_PROMPT, SHADOW_VERSION, fixed_word_prompt())
+    async with PlatformClient(kafka, name="demo-users") as client:
+        asked = [client.question(q.question, user_id=f"demo-user-{i % 20}") for i, q in enumerate(questions)]
+        with progress_bar(console) as progress:
+            task = progress.add_task("production questions", total=len(asked))
+            await client.ask(asked, concurrency=concurrency, on_done=lambda _: progress.advance(task))
+    production_s = time.perf_counter() - started
+    with console.status("waiting for the sink to store every event..."):
+        await wait_for_sink(kafka, analytics)
+    replay_started = time.perf_counter()
+    baseline = Side.parse("production")
+    with progress_bar(console) as progress:
+        task = progress.add_task("shadow replay (both sides)", total=None)
+        result = await replay_retained(
+            kafka,
+            analytics,
+            run_id=evaluation_run_id("shadow", datetime.now(UTC)),
+            tenant=DEFAULT_TENANT,
+            baseline=baseline,
+            candidate=SHADOW_CANDIDATE,
+            alpha=SHADOW_ALPHA,
+            min_questions=min(MIN_SHADOW_QUESTIONS, len(questions)),
+            since=since,
+            concurrency=concurrency,
+            on_questions=lambda n: progress.update(task, total=2 * n),
+            on_done=lambda _: progress.advance(task),
+        )
+    print_result(result, console, baseline=baseline, candidate=SHADOW_CANDIDATE)
+    return {
+        "baseline": baseline.label,
+        "candidate": SHADOW_CANDIDATE.label,
+        **result.summary(),
+        "blocked": not result.passed,
+        "seconds": {
+            "production_questions": round(production_s, 1),
+            "replay": round(time.perf_counter() - replay_started, 1),
+            "total": round(time.perf_counter() - started, 1),
+        },
+    }
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     table = Table(title="RAGOps demo (computed in ClickHouse from the events the sink stored)")
     table.add_column("figure")
@@ -249,6 +358,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for key, value in report["feedback"].items():
         table.add_row(f"feedback {key}", str(value))
     table.add_row("events in ClickHouse = events produced", "yes" if report["events_match"] else "NO")
+    if "shadow" in report:
+        shadow = report["shadow"]
+        table.add_row(
+            f"shadow replay of {shadow['candidate']} ({shadow['pairs']} questions)",
+            "blocked" if shadow["blocked"] else "[red]NOT blocked",
+        )
     console.print(table)
     if not report["events_match"]:
         console.print(f"[red]events per topic differ: {report['events_per_topic']}")
@@ -314,6 +429,7 @@ def run_demo(
     store for it, print and write the report (``report["pii"]["clean"]``: none was found)."""
     sample = load_questions(questions_file, questions)
     planter = PiiPlanter()
+    started_at = datetime.now(UTC)
     with EmbeddedPlatform(data_dir=data_dir, env=env or {}) as platform:
         with console.status("starting the platform (Kafka and 10 services, models)..."):
             started = time.perf_counter()
@@ -334,6 +450,19 @@ def run_demo(
                     console=console,
                     dataset=questions_file,
                     planter=planter,
+                )
+            )
+            # The production questions carry the planted personal data too: the replay reads
+            # them back redacted, and the scan below covers its traffic.
+            report["shadow"] = asyncio.run(
+                run_shadow_replay(
+                    platform.kafka_settings,
+                    analytics,
+                    PlatformSettings(data_dir=data_dir.resolve()),
+                    planter.questions(sample),
+                    since=started_at,
+                    concurrency=concurrency,
+                    console=console,
                 )
             )
         finally:

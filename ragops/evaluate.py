@@ -8,12 +8,13 @@ Spearman rank correlation of each with token F1 over the run (scipy.stats.spearm
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from ragops.client import PlatformClient, QueryTrace
-from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event
+from ragops_schemas import AnswerEvaluated, EvaluationContext, EvaluationRunCompleted, Event, QuerySubmitted
 from ragops_schemas.ids import dataset_file_hash
 from ragops_shared.datasets import Question
 
@@ -60,21 +61,59 @@ async def run_evaluation(
     run_id: str,
     dataset: str,
     dataset_sha256: str,
+    dataset_version: str | None = None,
+    side: Literal["baseline", "candidate"] | None = None,
+    prompt_name: str | None = None,
+    prompt_version: int | None = None,
     concurrency: int = 8,
     timeout_s: float = 600.0,
     on_done: Callable[[Event], None] = lambda _: None,
 ) -> tuple[list[QueryTrace], EvaluationRunCompleted]:
-    """Ask every question with its references tagged with ``run_id``; wait for each answer's
-    evaluation; publish and return the run summary with the traces."""
+    """Ask every question with its references tagged with ``run_id`` (pinned to
+    ``prompt_name``/``prompt_version`` when given: one side of a comparison); wait for each
+    answer's evaluation; publish and return the run summary with the traces."""
     asked = [
         client.question(
             q.question,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
             evaluation=EvaluationContext(
                 run_id=run_id, example_id=q.id, reference_answers=q.answers, reference_context_ids=q.context_ids
             ),
         )
         for q in questions
     ]
+    return await evaluate_asked(
+        client,
+        asked,
+        run_id=run_id,
+        dataset=dataset,
+        dataset_sha256=dataset_sha256,
+        dataset_version=dataset_version,
+        side=side,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        on_done=on_done,
+    )
+
+
+async def evaluate_asked(
+    client: PlatformClient,
+    asked: Sequence[QuerySubmitted],
+    *,
+    run_id: str,
+    dataset: str,
+    dataset_sha256: str,
+    dataset_version: str | None = None,
+    side: Literal["baseline", "candidate"] | None = None,
+    concurrency: int = 8,
+    timeout_s: float = 600.0,
+    on_done: Callable[[Event], None] = lambda _: None,
+) -> tuple[list[QueryTrace], EvaluationRunCompleted]:
+    """Ask ``asked`` (questions already tagged with ``run_id``: their ``evaluation``); wait for
+    each answer's evaluation; publish and return the run summary (``side`` of a comparison,
+    if one; ``dataset_version``: the pushed dataset version, if one) with the traces, in input
+    order."""
     traces = await client.ask(
         asked, concurrency=concurrency, timeout_s=timeout_s, on_done=on_done, until_evaluated=True
     )
@@ -85,7 +124,9 @@ async def run_evaluation(
         run_id=run_id,
         dataset=dataset,
         dataset_sha256=dataset_sha256,
-        questions=len(questions),
+        dataset_version=dataset_version,
+        side=side,
+        questions=len(asked),
         answered=len(evaluations),
         prompt=first.lineage.prompt if first else None,
         generation_model=first.lineage.generation_model if first else None,

@@ -5,7 +5,8 @@ authorization) per principal, each allowed exactly what it declares and nothing 
 - ``ragops-<service>`` per service: ``Read``/``Describe`` on the topics of ``ServiceSpec.reads``
   and on its consumer groups, ``Write``/``Describe`` on those of ``ServiceSpec.writes``, and
   ``IdempotentWrite`` on the cluster (its producers are idempotent: ``KAFKA_ENABLE_IDEMPOTENCE``);
-- ``ragops-operator``: the CLI's client (:data:`ragops.client.PUBLISHES`, :data:`ragops.client.WATCHES`);
+- ``ragops-operator``: the CLI's client (:data:`ragops.client.PUBLISHES`, :data:`ragops.client.WATCHES`, and
+  the registry topics);
 - ``ragops-keda``: KEDA's lag triggers, ``Describe`` only, on the consumer groups of the
   services scaled on lag and on the topics they read.
 
@@ -20,7 +21,7 @@ from ragops.client import PUBLISHES, WATCHES
 from ragops.kafka_topics import ROOT, STRIMZI_CLUSTER, STRIMZI_NAMESPACE
 from ragops.specs import SERVICE_SPECS
 from ragops_schemas.topics import Topic
-from ragops_shared.spec import Scaling, ServiceSpec
+from ragops_shared.spec import REGISTRY_TOPICS, Scaling, ServiceSpec
 
 USERS = ROOT / "k8s" / "dependencies" / "kafka-users.yaml"
 OPERATOR = "ragops-operator"
@@ -81,7 +82,7 @@ def principals(specs: Iterable[ServiceSpec] = SERVICE_SPECS) -> tuple[KafkaPrinc
         *(service_principal(spec) for spec in specs),
         KafkaPrincipal(
             name=OPERATOR,
-            reads=frozenset(event.TOPIC for event in WATCHES),
+            reads=frozenset(event.TOPIC for event in WATCHES) | frozenset(REGISTRY_TOPICS),
             writes=frozenset(event.TOPIC for event in PUBLISHES),
             idempotent=True,
         ),

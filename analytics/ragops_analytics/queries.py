@@ -407,7 +407,12 @@ def events_per_topic(reader: Reader) -> dict[str, int]:
 
 SignalSource = Literal["query_vector", "top_similarity", "no_context", "evaluation_score", "negative_feedback"]
 
-# source -> (table, value expression, row filter); the expressions may hold parameters.
+_EVALUATION_RUN_REQUESTS = "(SELECT request_id FROM queries FINAL WHERE run_id != '')"
+"""The requests of tagged evaluation runs (``ragops eval``, shadow replays): not production traffic."""
+
+# source -> (table, value expression, row filter); the expressions may hold parameters. Every
+# source leaves out the requests of evaluation runs: a shadow replay asks hundreds of questions
+# through a candidate at once, and a worse candidate must not read as production drifting.
 _SIGNAL_SOURCES: dict[str, tuple[str, str, str]] = {
     # The question vectors (Array(Float32)).
     "query_vector": ("query_vectors", "vector", "1"),
@@ -430,7 +435,8 @@ def _window_sql(source: str, condition: str, order: str) -> str:
     table, value, where = _SIGNAL_SOURCES[source]
     return (
         f"SELECT toUnixTimestamp64Milli(occurred_at) AS t, {value} AS v FROM {table} FINAL "
-        f"WHERE {where} AND {condition} ORDER BY occurred_at {order}, event_id {order} LIMIT {{size:UInt32}}"
+        f"WHERE {where} AND request_id NOT IN {_EVALUATION_RUN_REQUESTS} AND {condition} "
+        f"ORDER BY occurred_at {order}, event_id {order} LIMIT {{size:UInt32}}"
     )
 
 
@@ -543,6 +549,66 @@ def experiment_events(reader: Reader, experiment_id: str) -> list[tuple[str, str
         {"experiment_id": experiment_id},
     ).rows
     return [(str(event_type), str(payload)) for event_type, payload in rows]
+
+
+# ------------------------------------------------------------------------- shadow replay
+
+
+@dataclass(frozen=True)
+class RetainedQuestion:
+    """A production question as the platform kept it (``query.redacted``: personal data
+    replaced), with what retrieval needs to ask it again."""
+
+    request_id: str
+    question: str
+    top_k: int
+    filters: dict[str, Any]
+    asked_at: datetime
+
+
+def retained_questions(
+    reader: Reader,
+    tenant: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    limit: int = 10_000,
+) -> list[RetainedQuestion]:
+    """The production questions of ``tenant`` asked in [``since``, ``until``) (None: no bound),
+    oldest first, at most ``limit``; or with ``sample``, a seeded sample of that many of them
+    (the same ``seed`` picks the same ones: ``cityHash64`` of the request id and the seed).
+    Questions that carried an evaluation run id (``ragops eval`` runs, shadow replays) are not
+    production traffic and are left out; questions with a reference but no run (a product that
+    sends one) are kept."""
+    order = "cityHash64(request_id, {seed:UInt64}), request_id" if sample is not None else "occurred_at, request_id"
+    rows = reader.query(
+        "SELECT request_id, JSONExtractString(payload, 'question'), JSONExtractUInt(payload, 'top_k'), "
+        "JSONExtractRaw(payload, 'filters'), toUnixTimestamp64Milli(occurred_at) FROM events FINAL "
+        "WHERE event_type = 'query.redacted' AND tenant = {tenant:String} "
+        "AND occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({until_ms:Int64} = 0 OR occurred_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC')) "
+        "AND JSONExtractString(payload, 'evaluation', 'run_id') = '' "
+        f"ORDER BY {order} LIMIT {{limit:UInt32}}",
+        {
+            "tenant": tenant,
+            "since_ms": _ms(since) if since is not None else 0,
+            "until_ms": _ms(until) if until is not None else 0,
+            "seed": seed,
+            "limit": min(limit, sample) if sample is not None else limit,
+        },
+    ).rows
+    return [
+        RetainedQuestion(
+            request_id=str(request_id),
+            question=str(question),
+            top_k=int(top_k),
+            filters=json.loads(filters) if filters else {},
+            asked_at=datetime.fromtimestamp(int(ms) / 1000, UTC),
+        )
+        for request_id, question, top_k, filters, ms in rows
+    ]
 
 
 # ------------------------------------------------------------------------- the trainer

@@ -132,6 +132,13 @@ def dataset_file_hash(content: bytes) -> str:
     return _sha256_hex(content, 16)
 
 
+def dataset_snapshot_version(content: bytes) -> str:
+    """Version of a named dataset snapshot (``ragops dataset push``): the first 12 hex digits
+    of :func:`dataset_file_hash` of its bytes, so pushing the same content again names the
+    same version."""
+    return dataset_file_hash(content)[:12]
+
+
 def evaluation_run_id(prefix: str, started_at: datetime) -> str:
     """Id of an evaluation run: ``<prefix>-<UTC start, YYYYMMDDTHHMMSSZ>`` (e.g. ``eval-20260101T120000Z``)."""
     return f"{prefix}-{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"

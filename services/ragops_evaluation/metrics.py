@@ -32,6 +32,21 @@ FAITHFULNESS_METHOD = "token_support_v1"
 ANSWER_RELEVANCY_METHOD = "embedding_cosine_v1"
 CONTEXT_RELEVANCE_METHOD = "sentence_cosine_term_coverage_v1"
 
+METRIC_NAMES = (
+    "faithfulness",
+    "answer_relevancy",
+    "context_relevance",
+    "exact_match",
+    "f1",
+    "contains_answer",
+    "context_recall",
+    "hit@1",
+    "hit@5",
+)
+"""Every score name this module computes (what a release gate's thresholds may name)."""
+BINARY_METRICS = frozenset({"exact_match", "contains_answer", "hit@1", "hit@5"})
+"""The scores that are 0/1 outcomes by definition (paired by McNemar's test, not Wilcoxon's)."""
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)

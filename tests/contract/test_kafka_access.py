@@ -51,9 +51,10 @@ READERS = {"EventWatcher", "EventSubscriber", "ControlView", "read_topics", "rea
 # prompt rollbacks, or their requests when promotions need approval), the embedding service
 # (it registers its packaged default model at start) and the gateway's four-eyes control
 # plane (people's requests, the decisions, and the effects of approved changes). The CLI's
-# operator user writes none: its commands go through the gateway.
+# operator user registers dataset versions (ragops dataset push, signed by the operator key); its
+# other commands go through the gateway.
 REGISTRY_WRITERS = {
-    Topic.VERSION_REGISTERED: {"ragops-trainer", "ragops-embedding", "ragops-gateway"},  # the gateway: prompts
+    Topic.VERSION_REGISTERED: {"ragops-trainer", "ragops-embedding", "ragops-gateway", "ragops-operator"},
     Topic.VERSION_PROMOTED: {"ragops-trainer", "ragops-gateway"},
     Topic.VERSION_REJECTED: {"ragops-trainer"},
     Topic.VERSION_RETIRED: {"ragops-gateway"},
@@ -252,8 +253,8 @@ def test_raw_text_is_read_by_the_privacy_service_only_and_the_redacted_topics_wr
 
 def test_the_operator_user_reads_and_writes_exactly_the_clients_topics() -> None:
     expected = {("topic", event.TOPIC.value): {"Describe", "Write"} for event in PUBLISHES}
-    for event in WATCHES:
-        expected.setdefault(("topic", event.TOPIC.value), {"Describe"}).add("Read")
+    for topic in [*(event.TOPIC for event in WATCHES), *REGISTRY_TOPICS]:  # the registry: ragops dataset, eval
+        expected.setdefault(("topic", topic.value), {"Describe"}).add("Read")
     expected[("cluster", None)] = {"IdempotentWrite"}
     assert grants(users()[kafka_users.OPERATOR]) == expected
 

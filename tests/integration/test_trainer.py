@@ -88,20 +88,6 @@ def test_training_pairs_keep_only_passages_that_hold_the_answer() -> None:
     assert pairs == [TrainingPair(question="Where does the Rhine end?", passage="It ends in the North Sea.")]
 
 
-def test_the_paired_test_counts_only_questions_the_models_disagree_on() -> None:
-    import numpy as np
-
-    from ragops_trainer.actions.finetune_embedding import mcnemar_p_value
-
-    same = np.array([True, False] * 50)
-    assert mcnemar_p_value(same, same) == 1.0
-    two_better = same.copy()
-    two_better[[1, 3]] = True  # 2 of 100 questions gained, none lost: not evidence
-    assert mcnemar_p_value(two_better, same) == 0.5
-    many_better = same | np.array([True] * 100)  # 50 gained, none lost
-    assert mcnemar_p_value(many_better, same) < 1e-10
-
-
 @pytest.mark.kafka
 async def test_requests_the_trainer_cannot_act_on_are_rejected_with_the_reason(
     kafka: KafkaSettings, tmp_path: Path

@@ -19,6 +19,7 @@ from ragops_schemas.ids import (
     content_hash,
     corpus_version,
     dataset_file_hash,
+    dataset_snapshot_version,
     dataset_version,
     dead_letter_event_id,
     derived_event_id,
@@ -125,6 +126,7 @@ def test_dataset_version_ignores_order() -> None:
 
 def test_dataset_file_hash() -> None:
     assert dataset_file_hash(b"{}\n") == "ca3d163bab055381"
+    assert dataset_snapshot_version(b"{}\n") == "ca3d163bab05"  # a pushed dataset's version
 
 
 def test_prompt_hash() -> None:

@@ -13,9 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import binomtest
-
+from ragops_analytics.paired import mcnemar_exact
 from ragops_schemas import (
     CandidateEvaluated,
     DatasetExampleAdded,
@@ -77,15 +75,6 @@ class Evaluation:
             "questions": float(questions),
             "mcnemar_p_value": self.p_value,
         }
-
-
-def mcnemar_p_value(candidate: np.ndarray, live: np.ndarray) -> float:
-    """Two-sided exact McNemar test of paired hit/miss outcomes (bool arrays of shape
-    ``(questions,)``): a binomial test of the questions only the candidate gets right against
-    those only the live model gets right (scipy.stats.binomtest, p = 0.5). 1.0 when the two
-    models disagree on no question."""
-    gained, lost = int((candidate & ~live).sum()), int((~candidate & live).sum())
-    return 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
 
 
 def holdout_questions(
@@ -214,7 +203,9 @@ async def evaluate(ctx: TrainerContext, live: VersionState, candidate: Candidate
     candidate_hits = await asyncio.to_thread(
         hits_at_k, candidate.model_dir, passages, data.questions, k=5, torch_threads=threads
     )
-    return Evaluation(float(candidate_hits.mean()), float(live_hits.mean()), mcnemar_p_value(candidate_hits, live_hits))
+    p_value = mcnemar_exact(live_hits, candidate_hits)
+    # No question on which the models disagree: no evidence of a difference (p = 1).
+    return Evaluation(float(candidate_hits.mean()), float(live_hits.mean()), 1.0 if p_value is None else p_value)
 
 
 async def decide(

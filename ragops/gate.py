@@ -1,0 +1,131 @@
+"""The release gate of ``ragops eval --candidate``: the two sides' specs, their scores paired by
+example id, the threshold checks (:mod:`ragops_analytics.paired`), the comparison table and the
+JUnit XML report a CI system shows as test results.
+
+The gate fails when a threshold misses (``--fail-under``: the candidate's mean below the floor;
+``--max-regression``: the candidate's mean below the baseline's by more than the margin, on the
+point estimate; see :class:`ragops_analytics.paired.Threshold`), when a threshold's metric was
+not scored on both sides, or when the candidate answered fewer questions than the baseline (a
+prompt that fails to render dead-letters its questions: they are missing, not scored low)."""
+
+import xml.etree.ElementTree as ET
+from collections.abc import Collection, Mapping, Sequence
+
+from rich.table import Table
+from rich.text import Text
+
+from ragops.client import QueryTrace
+from ragops.shadow import Side
+from ragops_analytics.paired import GateCheck, Threshold, gate
+from ragops_schemas import AnswerEvaluated, PairedMetric
+
+
+def parse_side(text: str, option: str) -> Side:
+    """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``), as
+    :meth:`ragops.shadow.Side.parse`.
+
+    Raises ``ValueError`` naming ``option`` and what is accepted; model and index candidates
+    are not gated on a dataset (a canary or a shadow replay compares those)."""
+    kind, equals, _ = text.partition("=")
+    if equals and kind != "prompt":
+        raise ValueError(
+            f"{option} {text!r}: only prompt versions can be gated on a dataset for now "
+            "(prompt=NAME:VERSION); compare models and indexes with a canary or a shadow replay"
+        )
+    try:
+        return Side.parse(text)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}, e.g. prompt=rag-answer:4") from None
+
+
+def scores_by_example(traces: Sequence[QueryTrace]) -> dict[str, dict[str, float]]:
+    """``{example_id: {metric: value}}`` of the evaluated answers (dead-lettered or unanswered
+    questions are absent)."""
+    found: dict[str, dict[str, float]] = {}
+    for trace in traces:
+        outcome = trace.outcome
+        if isinstance(outcome, AnswerEvaluated) and outcome.example_id is not None:
+            found[outcome.example_id] = {score.name: score.value for score in outcome.scores}
+    return found
+
+
+def discordant(
+    baseline: Mapping[str, Mapping[str, float]], candidate: Mapping[str, Mapping[str, float]], metrics: Collection[str]
+) -> list[str]:
+    """The example ids (sorted) on which the two sides' 0/1 outcomes differ on any of
+    ``metrics`` (McNemar's discordant pairs): the questions to read first."""
+    return sorted(
+        i
+        for i in baseline.keys() & candidate.keys()
+        if any(m in baseline[i] and m in candidate[i] and baseline[i][m] != candidate[i][m] for m in metrics)
+    )
+
+
+def decide(
+    paired: Sequence[PairedMetric], thresholds: Sequence[Threshold], answered: tuple[int, int]
+) -> tuple[list[GateCheck], list[str]]:
+    """The answered check (``answered``: questions evaluated on the baseline, the candidate)
+    and every threshold's (:func:`ragops_analytics.paired.gate`); and the messages of those
+    that failed."""
+    baseline, candidate = answered
+    checks = [
+        GateCheck(
+            "answered",
+            None,
+            candidate >= baseline,
+            f"answered: the candidate answered {candidate} questions, the baseline {baseline}",
+        ),
+        *gate(paired, thresholds),
+    ]
+    return checks, [check.message for check in checks if not check.passed]
+
+
+def junit_xml(checks: Sequence[GateCheck], *, suite: str) -> bytes:
+    """A JUnit XML report (the schema CI systems read): one ``testcase`` per check, a failed
+    check with a ``failure`` holding its message."""
+    root = ET.Element("testsuites")
+    failures = sum(not check.passed for check in checks)
+    element = ET.SubElement(
+        root, "testsuite", name=suite, tests=str(len(checks)), failures=str(failures), errors="0", skipped="0"
+    )
+    for check in checks:
+        case = ET.SubElement(element, "testcase", classname="ragops.eval.gate", name=check.name)
+        if check.passed:
+            ET.SubElement(case, "system-out").text = check.message
+        else:
+            ET.SubElement(case, "failure", message=check.message, type="threshold")
+    root.set("tests", str(len(checks)))
+    root.set("failures", str(failures))
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
+
+
+def comparison_table(paired: Sequence[PairedMetric], checks: Sequence[GateCheck], title: str) -> Table:
+    """metric, test, pairs, both means, the difference with its confidence interval, p and the
+    verdict of the metric's thresholds (blank without one). Every cell is literal text: metric
+    names come from events, never read as rich markup."""
+    table = Table(
+        "metric", "test", "pairs", "baseline", "candidate", "difference [95% CI]", "p", "verdict", title=Text(title)
+    )
+    verdicts: dict[str, list[bool]] = {}
+    for check in checks:
+        if check.metric is not None:
+            verdicts.setdefault(check.metric, []).append(check.passed)
+    for p in paired:
+        verdict = verdicts.get(p.metric)
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    p.metric,
+                    p.test,
+                    str(p.pairs),
+                    f"{p.baseline_mean:.4f}",
+                    f"{p.candidate_mean:.4f}",
+                    f"{p.difference:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}]",
+                    "-" if p.p_value is None else f"{p.p_value:.4g}",
+                    "" if verdict is None else ("pass" if all(verdict) else "FAIL"),
+                )
+            )
+        )
+    return table
