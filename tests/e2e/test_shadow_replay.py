@@ -1,4 +1,4 @@
-"""Shadow replay on the embedded platform: 20 production questions asked first (so they are
+"""Shadow replay on the embedded platform: 12 production questions asked first (so they are
 retained), then ``ragops shadow`` replays them through a clearly worse prompt version
 registered as the gateway would (blocked: exit 1), and the baseline against itself passes
 (exit 0); the replays' own traffic is not replayed again."""
@@ -25,7 +25,7 @@ from tests.helpers import read_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
 ARTICLE = "Normans"
-QUESTIONS = 20
+QUESTIONS = 12
 
 
 async def production_traffic(platform: EmbeddedPlatform, passages: list[dict], questions: list[str]) -> None:
@@ -39,14 +39,15 @@ async def production_traffic(platform: EmbeddedPlatform, passages: list[dict], q
     )
     async with PlatformClient(platform.kafka_settings, name="users") as client:
         await client.ingest([client.document(row["id"], row["text"], title=row["title"]) for row in passages])
-        traces = await client.ask([client.question(q) for q in questions], concurrency=4)
+        traces = await client.ask([client.question(q) for q in questions], concurrency=4, timeout_s=900)
     assert all(isinstance(t.outcome, AnswerGenerated) for t in traces)
 
 
+@pytest.mark.timeout(1800)  # 12 + 2 x 12 + 2 x 4 answers on the one CPU of a loaded machine
 def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
     tmp_path: Path, data_dir: Path, corpus_rows: list[dict]
 ) -> None:
-    passages = [row for row in corpus_rows if row["title"] == ARTICLE][:16]
+    passages = [row for row in corpus_rows if row["title"] == ARTICLE][:12]
     ids = {row["id"] for row in passages}
     asked = [row["question"] for row in read_jsonl(data_dir / "questions.jsonl") if row["context_ids"][0] in ids]
     assert len(asked) >= QUESTIONS
@@ -82,11 +83,11 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
             app,
             [
                 *("shadow", "--candidate", "prompt=rag-answer:2", "--baseline", "prompt=rag-answer:2"),
-                *("--sample", "6", "--min-questions", "6", "--concurrency", "8", *where),
+                *("--sample", "4", "--min-questions", "4", "--concurrency", "8", *where),
             ],
         )
         assert same.exit_code == 0, same.output
-        assert "passed" in same.output and "on 6 retained questions" in same.stdout
+        assert "passed" in same.output and "on 4 retained questions" in same.stdout
         # Both decisions were published (the sink stores them, as it stores every event).
         deadline = time.monotonic() + 60
         while len(comparisons := comparison_payloads(analytics)) < 2:
