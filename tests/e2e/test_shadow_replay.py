@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -28,7 +29,7 @@ ARTICLE = "Normans"
 QUESTIONS = 12
 
 
-async def production_traffic(platform: EmbeddedPlatform, passages: list[dict], questions: list[str]) -> None:
+async def production_traffic(platform: EmbeddedPlatform, passages: list[dict[str, Any]], questions: list[str]) -> None:
     """Ingest ``passages``, register the worse candidate, and ask ``questions`` untagged."""
     await register_prompt(
         platform.kafka_settings,
@@ -45,7 +46,7 @@ async def production_traffic(platform: EmbeddedPlatform, passages: list[dict], q
 
 @pytest.mark.timeout(1800)  # 12 + 2 x 12 + 2 x 4 answers on the one CPU of a loaded machine
 def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
-    tmp_path: Path, data_dir: Path, corpus_rows: list[dict]
+    tmp_path: Path, data_dir: Path, corpus_rows: list[dict[str, Any]]
 ) -> None:
     passages = [row for row in corpus_rows if row["title"] == ARTICLE][:12]
     ids = {row["id"] for row in passages}
@@ -98,6 +99,6 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
     assert decisions == [("prompt=rag-answer:2", "shadow", True), (SHADOW_CANDIDATE.label, "shadow", False)]
 
 
-def comparison_payloads(analytics: Reader) -> list[dict]:
+def comparison_payloads(analytics: Reader) -> list[dict[str, Any]]:
     rows = analytics.query("SELECT payload FROM events FINAL WHERE event_type = 'evaluation.comparison_completed'").rows
     return [json.loads(row[0]) for row in rows]
