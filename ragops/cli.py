@@ -29,10 +29,10 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import run_evaluation
-from ragops.gate import comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
+from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
-from ragops.shadow import Side, print_result, replay_retained, write_junit
+from ragops.shadow import print_result, replay_retained
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
@@ -1135,7 +1135,7 @@ def shadow(
         analytics.close()
     print_result(result, Console(), baseline=base, candidate=cand)
     if junit is not None:
-        write_junit(result, junit, min_questions=min_questions)
+        junit.write_bytes(junit_xml(result.checks, suite="shadow-replay", classname=f"shadow.{run}"))
     if not result.passed:
         raise typer.Exit(1)
     if promote and reason and cand.prompt_name is not None:  # both checked before the replay

@@ -14,7 +14,7 @@ leak: the report lists where, and the demo fails.
 
 It ends with a shadow replay (:mod:`ragops.shadow`): the same questions asked again as
 production traffic (untagged, as the gateway's users would), then replayed from what
-ClickHouse retained through a clearly worse prompt version registered for the demo, beside
+ClickHouse retained through a clearly worse prompt version the demo pushes through the gateway, beside
 production; the paired comparison must block it (``report["shadow"]``)."""
 
 import asyncio
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,22 +34,20 @@ from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import file_sha256, run_evaluation
+from ragops.gate import Side
 from ragops.pii_plant import PiiPlanter, PlantedValue
 from ragops.pii_scan import APART, KEPT_STORES, Finder, Finding, scan_data_dir, scan_topics, summary
 from ragops.platform import EmbeddedPlatform
-from ragops.shadow import Side, print_result, replay_retained
+from ragops.shadow import print_result, replay_retained
 from ragops_analytics import queries
 from ragops_analytics.store import Reader, open_store
 from ragops_evaluation.metrics import contains_answer
-from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, PromptBody, VersionRegistered
+from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, PromptBody
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.topics import TOPICS
-from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops_shared.prompts import prompt_body
-from ragops_shared.service import producer_for
-from ragops_shared.settings import KafkaSettings, PlatformSettings, aiokafka_options
-from ragops_shared.signing import signer_for
+from ragops_shared.settings import KafkaSettings, aiokafka_options
 from ragops_shared.watch import end_offsets
 
 CORRECTION_SHARE = 0.3  # of thumbs-down, how many also send the right answer
@@ -233,9 +232,8 @@ async def run_workload(
     }
 
 
-SHADOW_PROMPT, SHADOW_VERSION = "rag-answer", 3
-SHADOW_CANDIDATE = Side(f"prompt={SHADOW_PROMPT}:{SHADOW_VERSION}", SHADOW_PROMPT, SHADOW_VERSION)
-"""The prompt version the demo registers and replays: one no one should promote."""
+SHADOW_PROMPT = "rag-answer"
+"""The prompt the demo pushes a version of and replays: one no one should promote."""
 MIN_SHADOW_QUESTIONS = 100
 SHADOW_ALPHA = 0.05
 
@@ -250,48 +248,40 @@ def fixed_word_prompt() -> PromptBody:
     )
 
 
-async def register_prompt(
-    kafka: KafkaSettings, platform: PlatformSettings, name: str, version: int, body: PromptBody
-) -> VersionRegistered:
-    """Publish version ``version`` of prompt ``name`` with ``body`` as the gateway registers a pushed one:
-    a ``VersionRegistered`` signed with the gateway's key (the embedded platform's, from
-    ``platform.data_dir``), which generation renders once its registry view has read it."""
-    broker = make_broker(kafka, "ragops-demo-registry")
-    publisher = EventPublisher(
-        broker, producer_for("gateway"), (VersionRegistered,), signer_for(platform, "gateway"), dead_letters=False
-    )
-    event = VersionRegistered(
-        producer=publisher.producer,
-        kind="prompt",
-        name=name,
-        version=str(version),
-        prompt=body,
-        metadata={"registered_by": "ragops demo"},
-    )
-    await broker.start()
-    try:
-        await publisher.publish(event)
-    finally:
-        await broker.stop()
-    return event
+async def register_prompt(gateway_url: str, auth: httpx.Auth, name: str, body: PromptBody) -> int:
+    """Push ``body`` as a version of prompt ``name`` through the gateway (``POST /v1/prompts``
+    with ``auth``, an operator of the platform's tenant: the embedded platform's admin key,
+    :attr:`EmbeddedPlatform.auth`), which numbers it, signs its ``VersionRegistered`` and
+    answers once its registry has it. Returns the version number the gateway answered.
+    Raises ``httpx.HTTPStatusError`` on a refusal (422: the body does not render)."""
+    async with httpx.AsyncClient(base_url=gateway_url, auth=auth, timeout=60) as http:
+        response = await http.post(
+            "/v1/prompts",
+            json={"name": name, "description": body.description, "system": body.system, "user": body.user},
+        )
+    response.raise_for_status()
+    version: int = response.json()["version"]
+    return version
 
 
 async def run_shadow_replay(
     kafka: KafkaSettings,
     analytics: Reader,
-    platform: PlatformSettings,
+    gateway_url: str,
+    auth: httpx.Auth,
     questions: Sequence[Question],
     *,
     since: datetime,
     concurrency: int,
     console: Console,
 ) -> dict[str, Any]:
-    """Register :data:`SHADOW_CANDIDATE`, ask ``questions`` as production traffic (no
+    """Push :func:`fixed_word_prompt` as a version of :data:`SHADOW_PROMPT` through the gateway
+    (:func:`register_prompt`, with ``auth``), ask ``questions`` as production traffic (no
     evaluation run), wait until ClickHouse retains them, and replay the retained questions of
     the default tenant asked since ``since`` through the candidate and production. Returns the
     comparison's summary with its timings (s)."""
     started = time.perf_counter()
-    await register_prompt(kafka, platform, SHADOW_PROMPT, SHADOW_VERSION, fixed_word_prompt())
+    candidate = Side.prompt(SHADOW_PROMPT, await register_prompt(gateway_url, auth, SHADOW_PROMPT, fixed_word_prompt()))
     async with PlatformClient(kafka, name="demo-users") as client:
         asked = [client.question(q.question, user_id=f"demo-user-{i % 20}") for i, q in enumerate(questions)]
         with progress_bar(console) as progress:
@@ -310,7 +300,7 @@ async def run_shadow_replay(
             run_id=evaluation_run_id("shadow", datetime.now(UTC)),
             tenant=DEFAULT_TENANT,
             baseline=baseline,
-            candidate=SHADOW_CANDIDATE,
+            candidate=candidate,
             alpha=SHADOW_ALPHA,
             min_questions=min(MIN_SHADOW_QUESTIONS, len(questions)),
             since=since,
@@ -318,10 +308,10 @@ async def run_shadow_replay(
             on_questions=lambda n: progress.update(task, total=2 * n),
             on_done=lambda _: progress.advance(task),
         )
-    print_result(result, console, baseline=baseline, candidate=SHADOW_CANDIDATE)
+    print_result(result, console, baseline=baseline, candidate=candidate)
     return {
         "baseline": baseline.label,
-        "candidate": SHADOW_CANDIDATE.label,
+        "candidate": candidate.label,
         **result.summary(),
         "blocked": not result.passed,
         "seconds": {
@@ -458,7 +448,8 @@ def run_demo(
                 run_shadow_replay(
                     platform.kafka_settings,
                     analytics,
-                    PlatformSettings(data_dir=data_dir.resolve()),
+                    platform.gateway_url,
+                    platform.auth,
                     planter.questions(sample),
                     since=started_at,
                     concurrency=concurrency,

@@ -8,21 +8,50 @@ point estimate; see :class:`ragops_analytics.paired.Threshold`), when a threshol
 not scored on both sides, or when the candidate answered fewer questions than the baseline (a
 prompt that fails to render dead-letters its questions: they are missing, not scored low)."""
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
 
 from ragops.client import QueryTrace
-from ragops.shadow import Side
 from ragops_analytics.paired import GateCheck, Threshold, gate
 from ragops_schemas import AnswerEvaluated, PairedMetric
+
+_PROMPT_PIN = re.compile(r"^prompt=([A-Za-z0-9][A-Za-z0-9._-]*):([0-9]+)$")
+
+
+@dataclass(frozen=True)
+class Side:
+    """What one side of a comparison serves: ``production`` (no pin) or a pinned prompt
+    version (``ragops eval --candidate`` and ``ragops shadow``)."""
+
+    label: str
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Side":
+        """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``).
+        ValueError otherwise."""
+        if text == "production":
+            return cls(text)
+        match = _PROMPT_PIN.match(text)
+        if match is None:
+            raise ValueError(f"expected production or prompt=NAME:VERSION, got {text!r}")
+        return cls(text, match.group(1), int(match.group(2)))
+
+    @classmethod
+    def prompt(cls, name: str, version: int) -> "Side":
+        """The side pinned to version ``version`` of prompt ``name``."""
+        return cls(f"prompt={name}:{version}", name, version)
 
 
 def parse_side(text: str, option: str) -> Side:
     """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``), as
-    :meth:`ragops.shadow.Side.parse`.
+    :meth:`Side.parse`.
 
     Raises ``ValueError`` naming ``option`` and what is accepted; model and index candidates
     are not gated on a dataset (a canary or a shadow replay compares those)."""
@@ -38,15 +67,21 @@ def parse_side(text: str, option: str) -> Side:
         raise ValueError(f"{option}: {error}, e.g. prompt=rag-answer:4") from None
 
 
+def scores_of(trace: QueryTrace) -> dict[str, float]:
+    """``{metric: value}`` of the trace's evaluated answer; empty when it was not evaluated
+    (dead-lettered or unanswered)."""
+    outcome = trace.outcome
+    return {score.name: score.value for score in outcome.scores} if isinstance(outcome, AnswerEvaluated) else {}
+
+
 def scores_by_example(traces: Sequence[QueryTrace]) -> dict[str, dict[str, float]]:
     """``{example_id: {metric: value}}`` of the evaluated answers (dead-lettered or unanswered
     questions are absent)."""
-    found: dict[str, dict[str, float]] = {}
-    for trace in traces:
-        outcome = trace.outcome
-        if isinstance(outcome, AnswerEvaluated) and outcome.example_id is not None:
-            found[outcome.example_id] = {score.name: score.value for score in outcome.scores}
-    return found
+    return {
+        trace.outcome.example_id: scores_of(trace)
+        for trace in traces
+        if isinstance(trace.outcome, AnswerEvaluated) and trace.outcome.example_id is not None
+    }
 
 
 def discordant(
@@ -80,16 +115,16 @@ def decide(
     return checks, [check.message for check in checks if not check.passed]
 
 
-def junit_xml(checks: Sequence[GateCheck], *, suite: str) -> bytes:
-    """A JUnit XML report (the schema CI systems read): one ``testcase`` per check, a failed
-    check with a ``failure`` holding its message."""
+def junit_xml(checks: Sequence[GateCheck], *, suite: str, classname: str = "ragops.eval.gate") -> bytes:
+    """A JUnit XML report (the schema CI systems read): one ``testcase`` per check (of
+    ``classname``), a failed check with a ``failure`` holding its message."""
     root = ET.Element("testsuites")
     failures = sum(not check.passed for check in checks)
     element = ET.SubElement(
         root, "testsuite", name=suite, tests=str(len(checks)), failures=str(failures), errors="0", skipped="0"
     )
     for check in checks:
-        case = ET.SubElement(element, "testcase", classname="ragops.eval.gate", name=check.name)
+        case = ET.SubElement(element, "testcase", classname=classname, name=check.name)
         if check.passed:
             ET.SubElement(case, "system-out").text = check.message
         else:

@@ -16,12 +16,9 @@ questions were paired, or when the candidate's answers were not rendered with th
 version."""
 
 import asyncio
-import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -29,11 +26,12 @@ from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import evaluate_asked
+from ragops.gate import Side, comparison_table, scores_of
 from ragops_analytics import queries
-from ragops_analytics.paired import paired_comparison
+from ragops_analytics.paired import GateCheck, compare as compare_scores
 from ragops_analytics.queries import RetainedQuestion
 from ragops_analytics.store import Reader
-from ragops_schemas import AnswerEvaluated, EvaluationComparisonCompleted, EvaluationContext, Event, PairedMetric
+from ragops_schemas import EvaluationComparisonCompleted, EvaluationContext, Event, PairedMetric
 from ragops_schemas.ids import dataset_file_hash
 from ragops_shared.settings import KafkaSettings
 
@@ -45,28 +43,6 @@ EXCERPT = 160
 """Characters of a question or an answer printed per disagreement."""
 MAX_DISAGREEMENTS = 100
 """Request ids the published comparison lists (its schema's limit)."""
-
-_PROMPT_PIN = re.compile(r"^prompt=([A-Za-z0-9][A-Za-z0-9._-]*):([0-9]+)$")
-
-
-@dataclass(frozen=True)
-class Side:
-    """What one side serves: ``production`` (no pin) or a pinned prompt version."""
-
-    label: str
-    prompt_name: str | None = None
-    prompt_version: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "Side":
-        """``production`` or ``prompt=NAME:VERSION`` (e.g. ``prompt=rag-answer:4``).
-        ValueError otherwise."""
-        if text == "production":
-            return cls(text)
-        match = _PROMPT_PIN.match(text)
-        if match is None:
-            raise ValueError(f"expected production or prompt=NAME:VERSION, got {text!r}")
-        return cls(text, match.group(1), int(match.group(2)))
 
 
 @dataclass(frozen=True)
@@ -82,15 +58,17 @@ class Outcome:
     def answered(self) -> bool:
         return bool(self.answer and self.answer.strip())
 
+    @property
+    def values(self) -> dict[str, float]:
+        """The scores and :data:`ANSWERED` (0/1): what :func:`compare` pairs."""
+        return {**self.scores, ANSWERED: float(self.answered)}
+
     @classmethod
     def of(cls, trace: QueryTrace) -> "Outcome":
         answer = trace.answer
-        scores = (
-            {score.name: score.value for score in trace.outcome.scores}
-            if isinstance(trace.outcome, AnswerEvaluated)
-            else {}
+        return cls(
+            answer.answer if answer else None, answer.lineage.prompt.version if answer else None, scores_of(trace)
         )
-        return cls(answer.answer if answer else None, answer.lineage.prompt.version if answer else None, scores)
 
 
 @dataclass(frozen=True)
@@ -122,16 +100,17 @@ class ShadowResult:
     pairs: list[ShadowPair]
     paired: list[PairedMetric]
     disagreements: list[Disagreement]
-    blocks: dict[str, str]
-    """Check -> why it blocks (:func:`gate_blocks`); empty when the candidate passes."""
+    checks: list[GateCheck]
+    """The gate's checks (:func:`gate_checks`); the candidate passes when every one does."""
 
     @property
     def passed(self) -> bool:
-        return not self.blocks
+        return all(check.passed for check in self.checks)
 
     @property
     def reasons(self) -> list[str]:
-        return list(self.blocks.values())
+        """The messages of the checks that block the candidate."""
+        return [check.message for check in self.checks if not check.passed]
 
     def summary(self, disagreements_shown: int = 5) -> dict[str, Any]:
         """The result as JSON values (a report's): the paired metrics, the decision and the
@@ -174,23 +153,14 @@ def pair_by_request(
 
 def compare(pairs: Sequence[ShadowPair]) -> list[PairedMetric]:
     """McNemar on :data:`ANSWERED`, then a Wilcoxon comparison per metric both sides were
-    scored on, over the questions scored on both (metrics with fewer than 2 such pairs left out)."""
-    paired = []
-    if len(pairs) >= 2:
-        paired.append(
-            paired_comparison(
-                ANSWERED,
-                [float(p.baseline.answered) for p in pairs],
-                [float(p.candidate.answered) for p in pairs],
-                binary=True,
-            )
-        )
-    metrics = sorted({m for p in pairs for m in p.baseline.scores} & {m for p in pairs for m in p.candidate.scores})
-    for metric in metrics:
-        both = [(p.baseline.scores[metric], p.candidate.scores[metric]) for p in pairs if _scored(p, metric)]
-        if len(both) >= 2:
-            paired.append(paired_comparison(metric, [b for b, _ in both], [c for _, c in both]))
-    return paired
+    scored on, over the questions scored on both (:func:`ragops_analytics.paired.compare`:
+    metrics with fewer than 2 such pairs left out)."""
+    paired = compare_scores(
+        {p.question.request_id: p.baseline.values for p in pairs},
+        {p.question.request_id: p.candidate.values for p in pairs},
+        binary={ANSWERED},
+    )
+    return sorted(paired, key=lambda m: m.metric != ANSWERED)  # answered first, then by name
 
 
 def _scored(pair: ShadowPair, metric: str) -> bool:
@@ -201,7 +171,7 @@ MIN_QUESTIONS_CHECK = "min-questions"
 SERVED_CHECK = "candidate-served"
 
 
-def gate_blocks(
+def gate_checks(
     paired: Sequence[PairedMetric],
     pairs: int,
     *,
@@ -209,28 +179,46 @@ def gate_blocks(
     min_questions: int,
     candidate: Side | None = None,
     served: Sequence[int | None] = (),
-) -> dict[str, str]:
-    """Check -> why it blocks the candidate (empty: it passes), checks in this order:
-    :data:`MIN_QUESTIONS_CHECK` (fewer than ``min_questions`` pairs); each metric that is
-    significantly worse (p < ``alpha`` and difference < 0); :data:`SERVED_CHECK` (a pinned
-    candidate whose answers, ``served`` = the prompt version of each, name another version)."""
-    blocks = {}
-    if pairs < min_questions:
-        blocks[MIN_QUESTIONS_CHECK] = f"{pairs} paired questions, fewer than --min-questions {min_questions}"
-    for metric in paired:
-        if metric.p_value is not None and metric.p_value < alpha and metric.difference < 0:
-            blocks[metric.metric] = (
-                f"{metric.metric}: candidate worse by {-metric.difference:.4f} "
-                f"({metric.test} p={metric.p_value:.3g} < alpha {alpha:g}, {metric.pairs} pairs)"
-            )
+) -> list[GateCheck]:
+    """The gate's checks, each failed when it blocks the candidate, in this order:
+    :data:`MIN_QUESTIONS_CHECK` (fewer than ``min_questions`` pairs); one per compared metric
+    (fails when significantly worse: p < ``alpha`` and difference < 0); :data:`SERVED_CHECK`
+    for a pinned candidate (fails when its answers, ``served`` = the prompt version of each,
+    name another version)."""
+    checks = [
+        GateCheck(
+            MIN_QUESTIONS_CHECK,
+            None,
+            pairs >= min_questions,
+            f"{pairs} pairs, at least {min_questions} needed"
+            if pairs >= min_questions
+            else f"{pairs} paired questions, fewer than --min-questions {min_questions}",
+        )
+    ]
+    for m in paired:
+        worse = m.p_value is not None and m.p_value < alpha and m.difference < 0
+        message = (
+            f"{m.metric}: candidate worse by {-m.difference:.4f} ({m.test} p={m.p_value:.3g} < alpha {alpha:g}, "
+            f"{m.pairs} pairs)"
+            if worse
+            else f"{m.test}: baseline {m.baseline_mean:.4f}, candidate {m.candidate_mean:.4f}, "
+            f"difference {m.difference:+.4f} [{m.ci_low:+.4f}, {m.ci_high:+.4f}], p={m.p_value}"
+        )
+        checks.append(GateCheck(m.metric, m.metric, not worse, message))
     if candidate is not None and candidate.prompt_version is not None:
         other = sorted({v for v in served if v is not None and v != candidate.prompt_version})
-        if other:
-            blocks[SERVED_CHECK] = (
+        checks.append(
+            GateCheck(
+                SERVED_CHECK,
+                None,
+                not other,
                 f"the candidate's answers were rendered with prompt version(s) {other}, "
                 f"not {candidate.prompt_version}: the pin was not served"
+                if other
+                else "the candidate's answers were rendered with its pinned version",
             )
-    return blocks
+        )
+    return checks
 
 
 def disagreements(pairs: Sequence[ShadowPair], threshold: float = DISAGREEMENT) -> list[Disagreement]:
@@ -318,7 +306,7 @@ async def replay(
         pairs=pairs,
         paired=paired,
         disagreements=disagreements(pairs),
-        blocks=gate_blocks(
+        checks=gate_checks(
             paired,
             len(pairs),
             alpha=alpha,
@@ -388,31 +376,9 @@ async def replay_retained(
 
 
 def print_result(result: ShadowResult, console: Console, *, baseline: Side, candidate: Side) -> None:
-    """The comparison table (the values as computed), the disagreements and the decision."""
-    table = Table(
-        "metric",
-        "test",
-        "pairs",
-        "baseline",
-        "candidate",
-        "difference",
-        "95% CI",
-        "p",
-        title=f"{result.run_id}: {candidate.label} against {baseline.label} on {len(result.pairs)} retained questions",
-    )
-    for m in result.paired:
-        table.add_row(
-            m.metric,
-            m.test,
-            str(m.pairs),
-            f"{m.baseline_mean:.4f}",
-            f"{m.candidate_mean:.4f}",
-            f"{m.difference:+.4f}",
-            f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]",
-            "-" if m.p_value is None else f"{m.p_value:.3g}",
-            style="red" if m.metric in result.blocks else None,
-        )
-    console.print(table)
+    """The comparison table (:func:`ragops.gate.comparison_table`), the disagreements and the decision."""
+    title = f"{result.run_id}: {candidate.label} against {baseline.label} on {len(result.pairs)} retained questions"
+    console.print(comparison_table(result.paired, result.checks, title))
     if result.disagreements:
         shown = Table(
             "request",
@@ -435,22 +401,3 @@ def print_result(result: ShadowResult, console: Console, *, baseline: Side, cand
         console.print(f"[green]passed: {candidate.label} may be promoted")
     for reason in result.reasons:
         console.print(f"[red]blocked: {reason}")
-
-
-def write_junit(result: ShadowResult, path: Path, *, min_questions: int) -> None:
-    """JUnit XML of the gate, suite ``shadow-replay``: a test case for the number of pairs, one
-    per compared metric and one for the candidate's pin, each failed when it blocks."""
-    cases = {MIN_QUESTIONS_CHECK: f"{len(result.pairs)} pairs, at least {min_questions} needed"}
-    for m in result.paired:
-        cases[m.metric] = (
-            f"{m.test}: baseline {m.baseline_mean:.4f}, candidate {m.candidate_mean:.4f}, "
-            f"difference {m.difference:+.4f} [{m.ci_low:+.4f}, {m.ci_high:+.4f}], p={m.p_value}"
-        )
-    cases[SERVED_CHECK] = "the candidate's answers were rendered with its pinned version"
-    suite = ET.Element("testsuite", name="shadow-replay", tests=str(len(cases)), failures=str(len(result.blocks)))
-    for name, detail in cases.items():
-        case = ET.SubElement(suite, "testcase", classname=f"shadow.{result.run_id}", name=name)
-        ET.SubElement(case, "system-out").text = detail
-        if name in result.blocks:
-            ET.SubElement(case, "failure", message=result.blocks[name])
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,6 +1,6 @@
 """The release gate on the embedded platform, end to end: 12 questions of the real data
 pushed as a dataset version, a candidate prompt version that answers one fixed word
-(registered as the gateway registers a pushed one) blocked by ``ragops eval --fail-under``
+(pushed through the gateway, which numbers it) blocked by ``ragops eval --fail-under``
 (exit 1, JUnit failures, ``EvaluationComparisonCompleted(passed=False)``), and the baseline
 against itself passed (exit 0)."""
 
@@ -16,13 +16,11 @@ from ragops.cli import app
 from ragops.demo import fixed_word_prompt, register_prompt
 from ragops.platform import EmbeddedPlatform
 from ragops_schemas import EvaluationComparisonCompleted, EvaluationRunCompleted
-from ragops_shared.settings import PlatformSettings
 from tests.helpers import read_jsonl
 from tests.integration.services import read_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
 QUESTIONS = 8
-CANDIDATE = 7  # a prompt version number no seed uses
 
 
 @pytest.mark.timeout(1800)  # the platform's start, and 32 answers generated on a shared CPU
@@ -51,11 +49,9 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
         pushed = ragops("dataset", "push", "squad-12", str(tmp_path / "questions.jsonl"))
         assert pushed.exit_code == 0, pushed.output
         dataset = pushed.stdout.strip().splitlines()[-1]
-        asyncio.run(
-            register_prompt(
-                platform.kafka_settings, PlatformSettings(data_dir=home), "rag-answer", CANDIDATE, fixed_word_prompt()
-            )
-        )
+        candidate = asyncio.run(
+            register_prompt(platform.gateway_url, platform.auth, "rag-answer", fixed_word_prompt())
+        )  # the gateway numbers the version
 
         junit = tmp_path / "gate.xml"
         blocked = ragops(
@@ -63,7 +59,7 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
             "--dataset",
             "squad-12",  # the latest version
             "--candidate",
-            f"prompt=rag-answer:{CANDIDATE}",
+            f"prompt=rag-answer:{candidate}",
             "--baseline",
             "production",
             "--fail-under",

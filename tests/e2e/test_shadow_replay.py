@@ -1,6 +1,6 @@
 """Shadow replay on the embedded platform: 12 production questions asked first (so they are
 retained), then ``ragops shadow`` replays them through a clearly worse prompt version
-registered as the gateway would (blocked: exit 1), and the baseline against itself passes
+pushed through the gateway (blocked: exit 1), and the baseline against itself passes
 (exit 0); the replays' own traffic is not replayed again."""
 
 import asyncio
@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from ragops.cli import app
 from ragops.client import PlatformClient
-from ragops.demo import SHADOW_CANDIDATE, SHADOW_PROMPT, SHADOW_VERSION, fixed_word_prompt, register_prompt
+from ragops.demo import SHADOW_PROMPT, fixed_word_prompt, register_prompt
+from ragops.gate import Side
 from ragops.platform import EmbeddedPlatform
 from ragops_analytics import queries
 from ragops_analytics.store import Reader
 from ragops_schemas import AnswerGenerated
 from ragops_schemas.ids import DEFAULT_TENANT
-from ragops_shared.settings import PlatformSettings
 from tests.helpers import read_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
@@ -29,19 +29,17 @@ ARTICLE = "Normans"
 QUESTIONS = 12
 
 
-async def production_traffic(platform: EmbeddedPlatform, passages: list[dict[str, Any]], questions: list[str]) -> None:
-    """Ingest ``passages``, register the worse candidate, and ask ``questions`` untagged."""
-    await register_prompt(
-        platform.kafka_settings,
-        PlatformSettings(data_dir=platform.data_dir.resolve()),
-        SHADOW_PROMPT,
-        SHADOW_VERSION,
-        fixed_word_prompt(),
+async def production_traffic(platform: EmbeddedPlatform, passages: list[dict[str, Any]], questions: list[str]) -> Side:
+    """Ingest ``passages``, push the worse candidate through the gateway, and ask ``questions``
+    untagged. Returns the candidate (the version the gateway numbered)."""
+    candidate = Side.prompt(
+        SHADOW_PROMPT, await register_prompt(platform.gateway_url, platform.auth, SHADOW_PROMPT, fixed_word_prompt())
     )
     async with PlatformClient(platform.kafka_settings, name="users") as client:
         await client.ingest([client.document(row["id"], row["text"], title=row["title"]) for row in passages])
         traces = await client.ask([client.question(q) for q in questions], concurrency=4, timeout_s=900)
     assert all(isinstance(t.outcome, AnswerGenerated) for t in traces)
+    return candidate
 
 
 @pytest.mark.timeout(1800)  # 12 + 2 x 12 + 2 x 4 answers on the one CPU of a loaded machine
@@ -54,7 +52,7 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
     assert len(asked) >= QUESTIONS
     with EmbeddedPlatform(data_dir=tmp_path / "platform") as platform:
         platform.wait_ready(timeout_s=600)
-        asyncio.run(production_traffic(platform, passages, asked[:QUESTIONS]))
+        candidate = asyncio.run(production_traffic(platform, passages, asked[:QUESTIONS]))
         analytics = platform.analytics()
         deadline = time.monotonic() + 60
         while len(queries.retained_questions(analytics, DEFAULT_TENANT)) < QUESTIONS:
@@ -67,7 +65,7 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
         worse = runner.invoke(
             app,
             [
-                *("shadow", "--candidate", SHADOW_CANDIDATE.label, "--since", "1h"),
+                *("shadow", "--candidate", candidate.label, "--since", "1h"),
                 *("--min-questions", str(QUESTIONS), "--junit", str(junit), "--concurrency", "8", *where),
             ],
         )
@@ -76,7 +74,9 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
         assert f"on {QUESTIONS} retained questions" in printed
         assert "blocked: faithfulness: candidate worse" in printed
         assert "questions on which the sides disagree" in printed
-        failed = [case.get("name") for case in ElementTree.parse(junit).getroot() if case.find("failure") is not None]
+        failed = [
+            case.get("name") for case in ElementTree.parse(junit).iter("testcase") if case.find("failure") is not None
+        ]
         assert "faithfulness" in failed and "min-questions" not in failed
 
         # The replay's questions were tagged runs: still only the production ones are retained.
@@ -98,7 +98,7 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
             time.sleep(0.5)
         analytics.close()
     decisions = sorted((c["candidate"], c["mode"], c["passed"]) for c in comparisons)
-    assert decisions == [("prompt=rag-answer:2", "shadow", True), (SHADOW_CANDIDATE.label, "shadow", False)]
+    assert decisions == [("prompt=rag-answer:2", "shadow", True), (candidate.label, "shadow", False)]
 
 
 def comparison_payloads(analytics: Reader) -> list[dict[str, Any]]:

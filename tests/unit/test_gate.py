@@ -9,15 +9,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ragops.cli import app
-from ragops.gate import comparison_table, decide, discordant, junit_xml, parse_side
-from ragops.shadow import Side
+from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side
 from ragops_analytics.paired import Threshold, paired_comparison
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES, reference_free_scores, reference_scores
 from ragops_shared.datasets import parse_questions
 
 
 def test_sides_are_production_or_a_prompt_version() -> None:
-    assert parse_side("production", "--baseline") == Side("production")  # ragops.shadow's
+    assert parse_side("production", "--baseline") == Side("production")
     assert parse_side("prompt=rag-answer:4", "--candidate") == Side("prompt=rag-answer:4", "rag-answer", 4)
     with pytest.raises(ValueError, match="only prompt versions"):
         parse_side("model=smollm2:2", "--candidate")

@@ -1,14 +1,16 @@
 """The shadow replay's plain functions: parsing a side, pairing by the original request id, the
 paired comparison, the gate and the disagreements (ragops.shadow)."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 
 from ragops.client import QueryTrace
+from ragops.gate import Side, junit_xml
 from ragops.shadow import (
     ANSWERED,
     MIN_QUESTIONS_CHECK,
@@ -16,16 +18,15 @@ from ragops.shadow import (
     Outcome,
     ShadowPair,
     ShadowResult,
-    Side,
     compare,
     disagreements,
     excerpt,
-    gate_blocks,
+    gate_checks,
     pair_by_request,
-    write_junit,
 )
+from ragops_analytics.paired import GateCheck
 from ragops_analytics.queries import RetainedQuestion
-from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationContext, QuerySubmitted
+from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationContext, PairedMetric, QuerySubmitted
 from tests.helpers import PRODUCER, example
 
 
@@ -41,9 +42,22 @@ def pair(i: int, baseline: dict[str, float], candidate: dict[str, float], *, ans
     )
 
 
+def blocks(checks: Sequence[GateCheck]) -> dict[str, str]:
+    """Check name -> message of the checks that block."""
+    return {check.name: check.message for check in checks if not check.passed}
+
+
+def gate_blocks(paired: Sequence[PairedMetric], pairs: int, **options: Any) -> dict[str, str]:
+    return blocks(gate_checks(paired, pairs, **options))
+
+
 def test_a_side_is_production_or_a_pinned_prompt_version() -> None:
     assert Side.parse("production") == Side("production")
-    assert Side.parse("prompt=rag-answer:4") == Side("prompt=rag-answer:4", "rag-answer", 4)
+    assert (
+        Side.parse("prompt=rag-answer:4")
+        == Side("prompt=rag-answer:4", "rag-answer", 4)
+        == Side.prompt("rag-answer", 4)
+    )
     for bad in ("staging", "prompt=rag-answer", "model=x:1", "prompt=:4"):
         with pytest.raises(ValueError, match="prompt=NAME:VERSION"):
             Side.parse(bad)
@@ -110,7 +124,8 @@ def test_too_few_pairs_block_and_a_candidate_that_stops_answering_fails_mcnemar(
 
 def test_a_candidate_served_by_another_version_is_blocked() -> None:
     candidate = Side.parse("prompt=rag-answer:4")
-    assert gate_blocks([], 0, alpha=0.05, min_questions=0, candidate=candidate, served=[4, 4, None]) == {}
+    passing = gate_checks([], 0, alpha=0.05, min_questions=0, candidate=candidate, served=[4, 4, None])
+    assert [(c.name, c.passed) for c in passing] == [(MIN_QUESTIONS_CHECK, True), (SERVED_CHECK, True)]
     blocks = gate_blocks([], 0, alpha=0.05, min_questions=0, candidate=candidate, served=[4, 2])
     assert list(blocks) == [SERVED_CHECK] and "[2]" in blocks[SERVED_CHECK]
 
@@ -130,13 +145,16 @@ def test_disagreements_are_an_answer_on_one_side_only_or_a_score_half_a_point_ap
     assert excerpt("a  b\nc") == "a b c" and excerpt("x" * 200, 10) == "x" * 9 + "…" and excerpt(None) == "-"
 
 
-def test_the_junit_report_has_a_failed_case_per_blocking_check(tmp_path: Path) -> None:
+def test_the_junit_report_has_a_failed_case_per_blocking_check() -> None:
     pairs = [pair(i, {"faithfulness": 0.9}, {"faithfulness": 0.2 + i / 100}) for i in range(30)]
     paired = compare(pairs)
-    blocks = gate_blocks(paired, len(pairs), alpha=0.05, min_questions=100)
-    result = ShadowResult("shadow-x", pairs, paired, disagreements(pairs), blocks)
-    write_junit(result, tmp_path / "shadow.xml", min_questions=100)
-    suite = ElementTree.parse(tmp_path / "shadow.xml").getroot()
+    checks = gate_checks(paired, len(pairs), alpha=0.05, min_questions=100, candidate=Side.prompt("rag-answer", 4))
+    result = ShadowResult("shadow-x", pairs, paired, disagreements(pairs), checks)
+    assert not result.passed and result.reasons == list(blocks(checks).values())
+    report = ElementTree.fromstring(junit_xml(result.checks, suite="shadow-replay", classname="shadow.shadow-x"))
+    suite = report.find("testsuite")
+    assert suite is not None
     assert (suite.get("name"), suite.get("tests"), suite.get("failures")) == ("shadow-replay", "4", "2")
     failed = [case.get("name") for case in suite if case.find("failure") is not None]
     assert failed == [MIN_QUESTIONS_CHECK, "faithfulness"]
+    assert {case.get("classname") for case in suite} == {"shadow.shadow-x"}
