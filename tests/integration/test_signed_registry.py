@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import REGISTRY
 
 from ragops_embedding.app import create_app as embedding_app
 from ragops_embedding.settings import EmbeddingSettings
@@ -182,5 +183,7 @@ async def test_a_prompt_version_cannot_be_edited_in_place(
     assert dead[refused["conflicting_registration"].event_id].error_type == "rejected"
     assert dead[refused["signer_not_allowed"].event_id].error_type == "unverified"
     assert len(dead) == len(refused), "the identical re-registration is no dead letter"
+    labels = {"reader": "test-registry", "topic": Topic.VERSION_REGISTERED.value, "code": "conflicting_registration"}
+    assert REGISTRY.get_sample_value("ragops_control_events_refused_total", labels) == 1
     served = resolve_prompt(view.registry, "rag-answer", None)
     assert (served.version, served.system, served.sha256) == (3, good.system, good.sha256)
