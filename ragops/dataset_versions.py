@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from ragops.client import PlatformClient, PlatformUnreachableError
 from ragops_models.defaults import shipped_model_dirs
 from ragops_schemas.events import ContentRef
-from ragops_schemas.ids import blob_digest, dataset_file_hash, dataset_snapshot_version
+from ragops_schemas.ids import blob_digest, dataset_file_hash, dataset_registration_id, dataset_snapshot_version
 from ragops_schemas.lifecycle import VersionRegistered
 from ragops_schemas.registry import Registry, VersionState
 from ragops_shared.blobs import BlobStore, BlobUnavailable, open_blob_store
@@ -72,12 +72,15 @@ def _store(platform: PlatformSettings) -> BlobStore:
 
 
 def registration(client: PlatformClient, name: str, data: bytes, ref: ContentRef, questions: int) -> VersionRegistered:
-    """The (unsigned) registration of ``data`` as a version of dataset ``name``."""
+    """The (unsigned) registration of ``data`` as a version of dataset ``name``; its event id
+    is :func:`~ragops_schemas.ids.dataset_registration_id`, so concurrent pushes register once."""
+    version = dataset_snapshot_version(data)
     return VersionRegistered(
+        event_id=dataset_registration_id(name, version),
         producer=client.producer,
         kind="dataset",
         name=name,
-        version=dataset_snapshot_version(data),
+        version=version,
         uri=f"{BLOB_URI}{ref.sha256}",
         metadata={"questions": str(questions), "sha256": ref.sha256, "bytes": str(ref.size)},
     )

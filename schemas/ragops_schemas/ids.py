@@ -242,6 +242,14 @@ def prompt_registration_id(name: str, version: int, sha256: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:prompt:{name}:{version}:{sha256}")
 
 
+def dataset_registration_id(name: str, version: str) -> uuid.UUID:
+    """Event id of the ``VersionRegistered`` of a dataset version (``ragops dataset push``):
+    UUID5 in the URL namespace of ``ragops:dataset:<name>:<version>`` (the version is
+    :func:`dataset_snapshot_version` of the bytes, so it names the content). Two pushes of the
+    same file at once publish the same id, and every reader and the sink keep one registration."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"ragops:dataset:{name}:{version}")
+
+
 def resubmission_event_id(request_event_id: uuid.UUID, document_id: str, content_hash: str) -> uuid.UUID:
     """Event id of a document the trainer's corpus refresh submits: UUID5 in the namespace of the
     request's event id of ``<document_id>:<content_hash>``, so a redelivered request resubmits

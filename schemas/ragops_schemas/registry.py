@@ -5,6 +5,11 @@ Every service folds ``VersionRegistered`` / ``VersionPromoted`` / ``VersionRejec
 which version an alias points at. The fold does not depend on the order the four topics are
 read in: aliases resolve to the latest promotion by ``occurred_at``, and a promotion carries
 the artifact's ``uri`` itself.
+
+A version is immutable: the first registration of ``(kind, name, version)`` read stays. A
+later one with the same content (``uri`` and prompt body) is a no-op; one with other content,
+or a prompt whose ``sha256`` is not the hash of its own text, is refused
+(:meth:`Registry.refusal`): a key that may register cannot edit a served version in place.
 """
 
 from collections.abc import Collection
@@ -12,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ragops_schemas.envelope import Event
+from ragops_schemas.ids import prompt_hash
 from ragops_schemas.lifecycle import (
     VersionKind,
     VersionPromoted,
@@ -50,14 +56,19 @@ class Registry:
 
     def apply(self, event: Event) -> bool:
         """Fold one event in; returns True when it changed the registry (False for other
-        event types and for a duplicate delivery)."""
+        event types, a duplicate delivery, a version registered again with the same content,
+        and a registration :meth:`refusal` refuses)."""
         if not isinstance(event, VersionRegistered | VersionPromoted | VersionRejected | VersionRetired):
             return False
         if event.event_id in self._seen:
             return False
+        if self.refusal(event) is not None:
+            return False
         self._seen.add(event.event_id)
         state = self._state(event.ref)
         if isinstance(event, VersionRegistered):
+            if state.registered is not None:  # the same content registered again
+                return False
             state.registered, state.uri = event, event.uri or state.uri
             state.metadata.update(event.metadata)
         elif isinstance(event, VersionPromoted):
@@ -73,6 +84,28 @@ class Registry:
         else:
             state.retired = event
         return True
+
+    def refusal(self, event: Event) -> tuple[str, str] | None:
+        """Why :meth:`apply` will not fold ``event`` in, as ``(code, reason)``; None when it
+        will (or it is a duplicate delivery, or not a registration). Codes:
+        ``prompt_hash_mismatch`` (``prompt.sha256`` is not ``ids.prompt_hash`` of its text) and
+        ``conflicting_registration`` (the version was registered first with another ``uri`` or
+        prompt body; its metadata is descriptive and not compared)."""
+        if not isinstance(event, VersionRegistered) or event.event_id in self._seen:
+            return None
+        where = f"{event.kind}/{event.name}@{event.version}"
+        body = event.prompt
+        if body is not None and body.sha256 != (actual := prompt_hash(body.description, body.system, body.user)):
+            return "prompt_hash_mismatch", f"{where} claims sha256 {body.sha256} but its text hashes to {actual}"
+        state = self.get(event.kind, event.name, event.version)
+        first = state.registered if state else None
+        if first is not None and (first.uri, first.prompt) != (event.uri, event.prompt):
+            return (
+                "conflicting_registration",
+                f"{where} was registered by event {first.event_id} with another uri or body; "
+                "a version is immutable (register a new version)",
+            )
+        return None
 
     def _state(self, ref: VersionRef) -> VersionState:
         return self._versions.setdefault((ref.kind, ref.name, ref.version), VersionState(ref=ref))

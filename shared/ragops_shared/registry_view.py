@@ -31,7 +31,8 @@ service refuses it alike and publishes the same letter (one id), which the sink 
 CONTROL_EVENTS_REFUSED = Counter(
     "ragops_control_events_refused_total",
     "Control records (registry, changes) a reader refused to apply, by code (schema_validation, unsigned, unknown_key, "
-    "bad_signature, signer_not_allowed, future_dated, location_refused).",
+    "bad_signature, signer_not_allowed, future_dated, location_refused; registry: conflicting_registration, "
+    "prompt_hash_mismatch).",
     ["reader", "topic", "code"],
 )
 
@@ -43,11 +44,12 @@ class ControlView:
     Later events arrive within ``KafkaSettings.registry_fetch_max_wait_ms`` (500 ms) on the
     embedded broker, which answers a fetch only when its wait expires.
 
-    A record that is not a valid event of its topic, or that ``verifier`` refuses, is never
-    folded: it is logged, counted (``ragops_control_events_refused_total``) and, with
-    ``dead_letters`` (the service's publisher), dead-lettered with the reason (``error_type``
-    ``schema_validation`` or ``unverified``, ``consumer_group`` ``readers``) from
-    :meth:`send_dead_letters` on; the view goes on."""
+    A record that is not a valid event of its topic, that ``verifier`` refuses, or that
+    ``refusal`` (the state's own rule: ``(code, reason)`` or None) refuses, is never folded: it
+    is logged, counted (``ragops_control_events_refused_total``) and, with ``dead_letters``
+    (the service's publisher), dead-lettered with the reason (``error_type``
+    ``schema_validation``, ``unverified`` or, for ``refusal``'s, ``rejected``; ``consumer_group``
+    ``readers``) from :meth:`send_dead_letters` on; the view goes on."""
 
     def __init__(
         self,
@@ -60,8 +62,10 @@ class ControlView:
         readers: str,
         dead_letters: EventPublisher | None = None,
         on_change: Callable[[Event], None] | None = None,
+        refusal: Callable[[Event], tuple[str, str] | None] = lambda _: None,
     ) -> None:
         self._fold = fold
+        self._refusal = refusal
         self._readers = readers
         self.on_change = on_change
         self.verifier = verifier
@@ -84,22 +88,27 @@ class ControlView:
 
     def _admit(self, record: ConsumerRecord, event: Event | ValidationError) -> bool:
         if isinstance(event, ValidationError):
-            self._refuse(record, "schema_validation", validation_reason(event))
+            self._refuse(record, "schema_validation", validation_reason(event), "schema_validation")
             return False
         try:
             self.verifier.check(event)
         except ControlEventRefused as refusal:
-            self._refuse(record, refusal.code, str(refusal))
+            self._refuse(record, refusal.code, str(refusal), "unverified")
+            return False
+        # Asked here, right before the fold, so it sees the state this record is folded into.
+        if (refused := self._refusal(event)) is not None:
+            code, reason = refused
+            self._refuse(record, code, f"{code}: {reason}", "rejected")
             return False
         return True
 
-    def _refuse(self, record: ConsumerRecord, code: str, reason: str) -> None:
+    def _refuse(self, record: ConsumerRecord, code: str, reason: str, error_type: DeadLetterErrorType) -> None:
         CONTROL_EVENTS_REFUSED.labels(self._client_id, record.topic, code).inc()
         log.warning(
             "control_event_refused", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
         )
         if self._dead_letters is not None:
-            self._refused.append((record, "schema_validation" if code == "schema_validation" else "unverified", reason))
+            self._refused.append((record, error_type, reason))
             if self._sending:
                 self._send()
 
@@ -152,7 +161,10 @@ class ControlView:
 
 class RegistryView(ControlView):
     """The version registry (``registry``), as a :class:`ControlView` of the registry topics
-    whose refused records are dead-lettered as :data:`REGISTRY_READERS`."""
+    whose refused records are dead-lettered as :data:`REGISTRY_READERS`: those the verifier
+    refuses, and registrations the registry refuses (:meth:`Registry.refusal`: a version
+    registered again with another body or uri, ``conflicting_registration``; a prompt whose
+    hash is not its text's, ``prompt_hash_mismatch``)."""
 
     def __init__(
         self,
@@ -173,6 +185,7 @@ class RegistryView(ControlView):
             readers=REGISTRY_READERS,
             dead_letters=dead_letters,
             on_change=on_change,
+            refusal=self.registry.refusal,
         )
 
 

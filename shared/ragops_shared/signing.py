@@ -8,16 +8,21 @@ reader checks it with a :class:`Verifier` holding the trust list: the public key
 owner and which event types each owner may sign. An event is refused
 (:class:`ControlEventRefused`, its ``code`` first in the reason) when it is ``unsigned``, signed
 by an ``unknown_key``, carries a ``bad_signature`` (forged, or a field changed after signing),
-is of a type its owner may not sign (``signer_not_allowed``), is ``future_dated`` beyond the
-clock skew allowed, or points outside the places artifacts may live (``location_refused``).
+is of a type its owner may not sign (``signer_not_allowed``; for a registration, of a ``kind``
+its owner may not register), is ``future_dated`` beyond the clock skew allowed, or points
+outside the places artifacts may live (``location_refused``).
 
 Configuration (:class:`~ragops_shared.settings.SigningSettings`): ``RAGOPS_SIGNING_KEY_FILE``
 (this process's private key, PEM PKCS#8) and ``RAGOPS_SIGNING_TRUST_FILE`` (the trust list,
 JSON: ``{"keys": [{"owner": "trainer", "public_key": "<32 bytes, base64>"}, ...],
-"allow": {"trainer": ["registry.version_promoted", ...], ...}}``). Unset, outside production,
-both come from the embedded key directory ``<data_dir>/keys``, created on first use: one key
-pair per owner of :data:`DEFAULT_ALLOWED` (private keys readable by their user only) and
-``trust.json``.
+"allow": {"trainer": ["registry.version_promoted", "registry.version_registered:index", ...],
+...}}``). An ``allow`` entry is an event type; a registration's is qualified by the kind
+registered, ``registry.version_registered:<kind>`` (:func:`permission`). A bare
+``registry.version_registered`` (the format of trust files before kinds were named) allows the
+kinds :data:`DEFAULT_ALLOWED` gives that owner, and none to an owner it does not name. Unset,
+outside production, both come from the embedded key directory ``<data_dir>/keys``, created on
+first use: one key pair per owner of :data:`DEFAULT_ALLOWED` (private keys readable by their
+user only) and ``trust.json``.
 """
 
 import base64
@@ -27,7 +32,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -42,7 +47,7 @@ from ragops_schemas import Event, Signature, SignedEvent, utc_now
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_schemas.erasure import ErasureRequested
 from ragops_schemas.experiments import ExperimentConcluded, ExperimentStarted, ExperimentStopped
-from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
+from ragops_schemas.lifecycle import VersionKind, VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_shared.settings import PlatformSettings
 
 log = structlog.get_logger(__name__)
@@ -59,19 +64,35 @@ _EXPERIMENT_STOPPED = ExperimentStopped.model_fields["event_type"].default
 _EXPERIMENT_CONCLUDED = ExperimentConcluded.model_fields["event_type"].default
 _CHANGE_DECIDED = frozenset(event.model_fields["event_type"].default for event in (ChangeApproved, ChangeRejected))
 
+
+def permission(event: Event) -> str:
+    """What signing ``event`` takes in a trust list's ``allow``: its ``event_type``, and for a
+    ``VersionRegistered`` ``registry.version_registered:<kind>`` (who may register a prompt is
+    not who may register a model)."""
+    if isinstance(event, VersionRegistered):
+        return f"{event.event_type}:{event.kind}"
+    return event.event_type
+
+
+def _registers(*kinds: VersionKind) -> frozenset[str]:
+    return frozenset(f"{_REGISTERED}:{kind}" for kind in kinds)
+
+
 DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
-    # With RAGOPS_TRAINER_PROMOTION=approval it requests its promotions instead of making them.
-    "trainer": frozenset({_REGISTERED, _PROMOTED, _REJECTED, _CHANGE_REQUESTED}),
-    "embedding": frozenset({_REGISTERED}),  # its default model, registered at every start
-    # People's promotions and retirements pass the four-eyes control plane, not this key.
-    "operator": frozenset({_REGISTERED}),
+    # Fine-tuned models, index builds, corpus versions and feedback snapshots (datasets). With
+    # RAGOPS_TRAINER_PROMOTION=approval it requests its promotions instead of making them.
+    "trainer": _registers("embedding_model", "index", "corpus", "dataset") | {_PROMOTED, _REJECTED, _CHANGE_REQUESTED},
+    "embedding": _registers("embedding_model"),  # its default model, registered at every start
+    # `ragops dataset push`. People's promotions and retirements pass the four-eyes control
+    # plane, not this key; their prompts are registered by the gateway.
+    "operator": _registers("dataset"),
     # The control plane: records people's change requests and decisions, and applies an
     # approved change (ragops_gateway.changes); asks the stores to erase a data subject.
-    # Prompt versions pushed by people (and the packaged seed versions) are registered by it;
-    # it starts and stops experiments for operators.
-    "gateway": frozenset(
+    # Prompt versions pushed by people (and the packaged seed versions) are registered by it,
+    # and nothing else; it starts and stops experiments for operators.
+    "gateway": _registers("prompt")
+    | frozenset(
         {
-            _REGISTERED,
             _PROMOTED,
             _RETIRED,
             _CHANGE_REQUESTED,
@@ -84,7 +105,8 @@ DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
     # Its sequential test concludes experiments (and, by policy, rolls the loser back).
     "monitor": frozenset({_EXPERIMENT_CONCLUDED}),
 }
-"""Which control event types each owner may sign: the embedded trust list's ``allow``."""
+"""Which control events each owner may sign (:func:`permission`): the embedded trust list's
+``allow``."""
 
 # An index version's ``uri`` is the name of its collection (ragops_schemas.ids.index_name),
 # never a path: a name cannot leave the vector store's directory.
@@ -151,10 +173,21 @@ class TrustStore:
             for entry in document["keys"]:
                 public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(entry["public_key"], validate=True))
                 keys[key_id(public_key)] = TrustedKey(str(entry["owner"]), public_key)
-            allowed = {str(owner): frozenset(map(str, types)) for owner, types in document["allow"].items()}
+            allowed = {
+                str(owner): _qualified(str(owner), map(str, types)) for owner, types in document["allow"].items()
+            }
         except (KeyError, TypeError, AttributeError, binascii.Error, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a trust file: {error!r}") from error
         return cls(keys, allowed)
+
+
+def _qualified(owner: str, allowed: Iterable[str]) -> frozenset[str]:
+    """``allowed`` with a bare ``registry.version_registered`` (a trust file written before
+    registrations named their kind) read as the kinds :data:`DEFAULT_ALLOWED` gives ``owner``."""
+    bare, default = frozenset(allowed), DEFAULT_ALLOWED.get(owner, frozenset())
+    if _REGISTERED not in bare:
+        return bare
+    return (bare - {_REGISTERED}) | {entry for entry in default if entry.startswith(f"{_REGISTERED}:")}
 
 
 def trust_document(public_keys: Mapping[str, Ed25519PublicKey], allowed: Mapping[str, Collection[str]]) -> str:
@@ -219,8 +252,9 @@ class Verifier:
             raise ControlEventRefused(
                 "bad_signature", f"the signature of key {event.signature.key_id} ({trusted.owner}) does not match"
             ) from None
-        if event.event_type not in self.trust.allowed.get(trusted.owner, ()):
-            raise ControlEventRefused("signer_not_allowed", f"{trusted.owner} may not sign {event.event_type}")
+        if permission(event) not in self.trust.allowed.get(trusted.owner, ()):
+            what = f" of kind {event.kind}" if isinstance(event, VersionRegistered) else ""
+            raise ControlEventRefused("signer_not_allowed", f"{trusted.owner} may not sign {event.event_type}{what}")
         if event.occurred_at > self.clock() + self.max_clock_skew:
             raise ControlEventRefused(
                 "future_dated",

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from ragops.cli import app
 from ragops.dataset_versions import DatasetError, read_registry, resolve
-from ragops_schemas.ids import blob_digest, dataset_snapshot_version
+from ragops_schemas.ids import blob_digest, dataset_registration_id, dataset_snapshot_version
 from ragops_schemas.lifecycle import VersionRegistered
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.signing import signer_for
@@ -49,6 +49,7 @@ def test_push_list_and_resolve_a_dataset_version(kafka: KafkaSettings, tmp_path:
     assert printed(pushed) == f"squad-mini@{version}"
     [(registered, _)] = asyncio.run(read_records(kafka, VersionRegistered, 1))
     assert (registered.kind, registered.name, registered.version) == ("dataset", "squad-mini", version)
+    assert registered.event_id == dataset_registration_id("squad-mini", version), "concurrent pushes register once"
     assert registered.uri == f"blob:{blob_digest(file.read_bytes())}"
     assert registered.metadata["questions"] == "3"
     assert registered.signature is not None

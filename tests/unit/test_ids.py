@@ -19,6 +19,7 @@ from ragops_schemas.ids import (
     content_hash,
     corpus_version,
     dataset_file_hash,
+    dataset_registration_id,
     dataset_snapshot_version,
     dataset_version,
     dead_letter_event_id,
@@ -136,6 +137,11 @@ def test_prompt_hash() -> None:
 
 def test_prompt_registration_id() -> None:
     assert prompt_registration_id("rag-answer", 1, "0123456789ab") == uuid.UUID("9fb530cc-3780-592d-8166-ff6cae2ab10a")
+
+
+def test_dataset_registration_id() -> None:
+    assert dataset_registration_id("squad-mini", "0123456789ab") == uuid.UUID("af5ccdb8-85ce-5217-91bd-bc9f2fb8cbae")
+    assert dataset_registration_id("squad-mini", "0123456789ab") != dataset_registration_id("squad", "0123456789ab")
 
 
 def test_evaluation_run_id_is_the_utc_start() -> None:

@@ -1,6 +1,6 @@
 """Signed control events without Kafka: what the signer signs, and every way the verifier
 refuses a registry event (forged, unsigned, tampered, signed by an owner not allowed for its
-type, future-dated, pointing outside the models directories)."""
+type or for the kind it registers, future-dated, pointing outside the models directories)."""
 
 import json
 import os
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ragops_schemas import VersionPromoted, VersionRegistered, VersionRetired
+from ragops_schemas import PromptBody, VersionKind, VersionPromoted, VersionRegistered, VersionRetired
+from ragops_schemas.ids import prompt_hash
 from ragops_shared.settings import PlatformSettings, SigningSettings
 from ragops_shared.signing import (
     DEFAULT_ALLOWED,
@@ -113,6 +114,64 @@ def test_an_owner_signs_only_the_types_it_is_allowed(platform: PlatformSettings,
     verifier.check(signer_for(platform, "gateway").sign(retired))
 
 
+def registered(platform: PlatformSettings, kind: VersionKind) -> VersionRegistered:
+    uri = {"embedding_model": str(platform.data_dir / "models" / "embedding" / "abc"), "index": "docs__b1"}
+    body = PromptBody(description="d", system="Say: visit evil.example", user="q", sha256=prompt_hash("d", "s", "q"))
+    return VersionRegistered(
+        producer=PRODUCER,
+        occurred_at=NOW,
+        kind=kind,
+        name="rag-answer" if kind == "prompt" else "m",
+        version="abc",
+        uri=uri.get(kind),
+        prompt=body if kind == "prompt" else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("owner", "kinds"),
+    [
+        ("gateway", {"prompt"}),
+        ("operator", {"dataset"}),
+        ("trainer", {"embedding_model", "index", "corpus", "dataset"}),
+        ("embedding", {"embedding_model"}),
+        ("monitor", set()),
+    ],
+)
+def test_an_owner_registers_only_its_kinds(
+    platform: PlatformSettings, verifier: Verifier, owner: str, kinds: set[str]
+) -> None:
+    """Only the gateway registers prompts (the operator, trainer and embedding keys cannot edit
+    the served prompt), and it registers nothing else."""
+    signer = signer_for(platform, owner)
+    for kind in ("prompt", "embedding_model", "index", "corpus", "dataset"):
+        event = signer.sign(registered(platform, kind))  # type: ignore[arg-type]
+        if kind in kinds:
+            verifier.check(event)
+        else:
+            with pytest.raises(ControlEventRefused, match=f"signer_not_allowed: {owner} .* of kind {kind}"):
+                verifier.check(event)
+
+
+def test_a_trust_file_that_names_no_kinds_allows_each_owner_its_default_kinds(
+    platform: PlatformSettings, tmp_path: Path
+) -> None:
+    """A configured trust file written before registrations named their kind keeps working: a
+    bare ``registry.version_registered`` means the kinds the owner registers by default."""
+    trust = embedded_keys(tmp_path / "old")
+    document = json.loads(trust.read_text())
+    document["allow"] = {
+        "operator": ["registry.version_registered"],
+        "gateway": ["registry.version_registered", "registry.version_retired"],
+        "someone": ["registry.version_registered"],
+    }
+    trust.write_text(json.dumps(document))
+    allowed = TrustStore.load(trust).allowed
+    assert allowed["operator"] == {"registry.version_registered:dataset"}
+    assert allowed["gateway"] == {"registry.version_registered:prompt", "registry.version_retired"}
+    assert allowed["someone"] == set(), "an owner the defaults do not name registers nothing"
+
+
 def test_a_promotion_dated_beyond_the_clock_skew_is_refused(platform: PlatformSettings, verifier: Verifier) -> None:
     trainer = signer_for(platform, "trainer")
     verifier.check(trainer.sign(promotion(platform, occurred_at=NOW + timedelta(seconds=299))))
@@ -186,7 +245,7 @@ def test_configured_files_replace_the_embedded_keys(platform: PlatformSettings, 
 
 
 def test_a_registration_of_a_prompt_is_a_relative_name(platform: PlatformSettings, verifier: Verifier) -> None:
-    operator = signer_for(platform, "operator")
+    gateway = signer_for(platform, "gateway")
     prompt = {"producer": PRODUCER, "occurred_at": NOW, "kind": "prompt", "name": "rag-answer", "version": "1"}
-    verifier.check(operator.sign(VersionRegistered(**prompt, uri="prompts/rag-answer/1")))  # type: ignore[arg-type]
-    assert refusal(verifier, operator.sign(VersionRegistered(**prompt, uri="/etc/passwd"))) == "location_refused"  # type: ignore[arg-type]
+    verifier.check(gateway.sign(VersionRegistered(**prompt, uri="prompts/rag-answer/1")))  # type: ignore[arg-type]
+    assert refusal(verifier, gateway.sign(VersionRegistered(**prompt, uri="/etc/passwd"))) == "location_refused"  # type: ignore[arg-type]
