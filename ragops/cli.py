@@ -784,7 +784,11 @@ def _variants(spec: str) -> list[dict[str, object]]:
 @experiment.command(name="start")
 def start_experiment(
     target_name: Annotated[str, typer.Argument(help="The prompt's name (rag-answer), or the index's.")],
-    variants: str = typer.Option(..., help="VERSION:WEIGHT,... summing to 100; the first is the control."),
+    variants: str = typer.Option(
+        ...,
+        help="VERSION:WEIGHT,... summing to 100; the first is the control: the version production "
+        "serves now; the others together at most the gateway's experiment_max_candidate_percent (50).",
+    ),
     unit: str = typer.Option("user", help="Who keeps one arm: user, session or request."),
     target: str = typer.Option("prompt", help="prompt, or index (a canary: e.g. --variants b1:95,b2:5)."),
     primary_metric: str = typer.Option("thumbs_down_rate", help="The metric that decides win or loss."),
