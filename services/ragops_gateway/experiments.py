@@ -16,7 +16,10 @@ The adapter :func:`add_experiment_routes` (the HTTP API):
   repeated names or versions, a prompt version that does not render; 409 an experiment is
   running (one at a time on the platform: two experiments over the same traffic would bias each
   other), or another replica's start was read first (this one is void, stopped with the reason).
-- ``GET /v1/experiments`` (operator, approver, auditor, analyst): every experiment with its status.
+- ``GET /v1/experiments`` (operator, approver, auditor, analyst): every experiment with its status;
+  a caller outside the platform's tenant gets it without ``started_by``, ``reason`` and
+  ``end_reason`` (the platform's people and their notes; the arms and status stay: they
+  explain what the tenant was served).
 - ``POST /v1/experiments/{experiment_id}/stop`` (operator): ``{"reason"}`` -> ``ExperimentStopped``.
 
 Only principals of the platform's tenant start or stop experiments (403 otherwise): an
@@ -91,8 +94,10 @@ class ExperimentOut(BaseModel):
     variants: list[ExperimentVariant]
     unit: ExperimentUnit
     policy: ExperimentPolicy
-    reason: str
-    started_by: ChangeActor
+    reason: str | None = Field(description="Why it was started; None for callers outside the platform's tenant.")
+    started_by: ChangeActor | None = Field(
+        description="Who started it; None for callers outside the platform's tenant."
+    )
     started_at: datetime
     ended_at: datetime | None = None
     end_reason: str | None = None
@@ -123,6 +128,13 @@ class ExperimentOut(BaseModel):
             ended_at=ended.occurred_at if ended else None,
             end_reason=void or getattr(ended, "reason", None),
         )
+
+    def for_tenant(self, tenant: str, platform_tenant: str) -> "ExperimentOut":
+        """As a caller of ``tenant`` sees it: outside the platform's tenant, without who
+        started it and the free-text reasons (the platform's people and notes are not theirs)."""
+        if tenant == platform_tenant:
+            return self
+        return self.model_copy(update={"started_by": None, "reason": None, "end_reason": None})
 
 
 def _on_the_platform(principal: Principal, platform_tenant: str) -> None:
@@ -354,9 +366,10 @@ def add_experiment_routes(
         return ExperimentOut.of(book, started)
 
     @app.get("/v1/experiments", tags=["experiments"])
-    async def list_experiments(_: Reader) -> list[ExperimentOut]:
-        """Every experiment, oldest first, with its status (running, stopped, concluded, refused)."""
-        return [ExperimentOut.of(book, started) for started in book.all()]
+    async def list_experiments(principal: Reader) -> list[ExperimentOut]:
+        """Every experiment, oldest first, with its status (running, stopped, concluded, refused);
+        outside the platform's tenant without who started it and why."""
+        return [ExperimentOut.of(book, started).for_tenant(principal.tenant, platform) for started in book.all()]
 
     @app.post("/v1/experiments/{experiment_id}/stop", tags=["experiments"])
     async def stop(experiment_id: str, body: DecisionIn, principal: Stopper) -> ExperimentOut:

@@ -148,6 +148,14 @@ def test_experiments_are_refused_with_their_reason_before_any_traffic_moves(gate
 
     listed = gateway.call("bob", "GET", "/v1/experiments").json()
     assert [(e["experiment_id"], e["status"]) for e in listed] == [(experiment_id, "running")]
+    assert (listed[0]["started_by"]["name"], listed[0]["reason"]) == ("dave", "try it")
+    [seen] = gateway.call("carol", "GET", "/v1/experiments").json()
+    assert (seen["experiment_id"], seen["status"], seen["started_by"], seen["reason"]) == (
+        experiment_id,
+        "running",
+        None,
+        None,
+    ), "another tenant sees the experiment, not who started it nor why"
     stopped = gateway.call("dave", "POST", f"/v1/experiments/{experiment_id}/stop", {"reason": "enough"})
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
     again = gateway.call("dave", "POST", f"/v1/experiments/{experiment_id}/stop", {"reason": "enough"})
