@@ -29,7 +29,15 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import run_evaluation
-from ragops.gate import comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
+from ragops.gate import (
+    comparison_table,
+    decide,
+    discordant,
+    junit_xml,
+    parse_side,
+    scores_by_example,
+    served_versions,
+)
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.shadow import Side, print_result, replay_retained, write_junit
@@ -828,7 +836,13 @@ def list_experiments(
         arms = ", ".join(f"{arm['name']}={arm['version']}:{arm['weight']}%" for arm in one["variants"])
         target = f"{one['target']} {one['target_name']}"
         table.add_row(
-            one["experiment_id"], one["status"], target, arms, one["unit"], one["started_by"]["name"], one["reason"]
+            one["experiment_id"],
+            one["status"],
+            target,
+            arms,
+            one["unit"],
+            (one["started_by"] or {}).get("name", ""),
+            one["reason"] or "",
         )
     Console().print(table)
 
@@ -969,7 +983,7 @@ def evaluate(
 
     async def one(
         client: PlatformClient, progress: Progress, name: Literal["baseline", "candidate"], side: Side
-    ) -> dict[str, dict[str, float]]:
+    ) -> tuple[dict[str, dict[str, float]], list[int | None]]:
         task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
         traces, _ = await run_evaluation(
             client,
@@ -984,18 +998,18 @@ def evaluate(
             concurrency=concurrency,
             on_done=lambda _: progress.advance(task),
         )
-        return scores_by_example(traces)
+        return scores_by_example(traces), served_versions(traces)
 
     async def run_both() -> tuple[list[GateCheck], EvaluationComparisonCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             # Both sides at once: the services batch their questions together, and neither
             # side sees a platform the other did not (same index, same load).
             with progress_bar(console) as progress:
-                before, after = await asyncio.gather(
+                (before, _), (after, served) = await asyncio.gather(
                     one(client, progress, "baseline", sides[0]), one(client, progress, "candidate", sides[1])
                 )
             paired = compare(before, after, binary=BINARY_METRICS)
-            checks, reasons = decide(paired, thresholds, (len(before), len(after)))
+            checks, reasons = decide(paired, thresholds, (len(before), len(after)), (sides[1], served))
             comparison = EvaluationComparisonCompleted(
                 producer=client.producer,
                 run_id=run,

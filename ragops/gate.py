@@ -5,8 +5,10 @@ JUnit XML report a CI system shows as test results.
 The gate fails when a threshold misses (``--fail-under``: the candidate's mean below the floor;
 ``--max-regression``: the candidate's mean below the baseline's by more than the margin, on the
 point estimate; see :class:`ragops_analytics.paired.Threshold`), when a threshold's metric was
-not scored on both sides, or when the candidate answered fewer questions than the baseline (a
-prompt that fails to render dead-letters its questions: they are missing, not scored low)."""
+not scored on both sides, when the candidate answered fewer questions than the baseline (a
+prompt that fails to render dead-letters its questions: they are missing, not scored low), or
+when a pinned candidate's answers were rendered with another version (a retired pin is served
+by production: the same check as ``ragops shadow``'s)."""
 
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping, Sequence
@@ -15,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragops.client import QueryTrace
-from ragops.shadow import Side
+from ragops.shadow import SERVED_CHECK, Outcome, Side, unserved_pin
 from ragops_analytics.paired import GateCheck, Threshold, gate
 from ragops_schemas import AnswerEvaluated, PairedMetric
 
@@ -62,9 +64,14 @@ def discordant(
 
 
 def decide(
-    paired: Sequence[PairedMetric], thresholds: Sequence[Threshold], answered: tuple[int, int]
+    paired: Sequence[PairedMetric],
+    thresholds: Sequence[Threshold],
+    answered: tuple[int, int],
+    served: tuple[Side, Sequence[int | None]] | None = None,
 ) -> tuple[list[GateCheck], list[str]]:
-    """The answered check (``answered``: questions evaluated on the baseline, the candidate)
+    """The answered check (``answered``: questions evaluated on the baseline, the candidate),
+    for a pinned candidate the served check (``served``: the candidate's side and the prompt
+    version of each of its answers, :func:`served_versions`; :func:`ragops.shadow.unserved_pin`)
     and every threshold's (:func:`ragops_analytics.paired.gate`); and the messages of those
     that failed."""
     baseline, candidate = answered
@@ -74,10 +81,19 @@ def decide(
             None,
             candidate >= baseline,
             f"answered: the candidate answered {candidate} questions, the baseline {baseline}",
-        ),
-        *gate(paired, thresholds),
+        )
     ]
+    if served is not None and served[0].prompt_version is not None:
+        why = unserved_pin(*served)
+        message = why or f"served: the candidate's answers were rendered with its pinned version {served[0].label}"
+        checks.append(GateCheck(SERVED_CHECK, None, why is None, message))
+    checks += gate(paired, thresholds)
     return checks, [check.message for check in checks if not check.passed]
+
+
+def served_versions(traces: Sequence[QueryTrace]) -> list[int | None]:
+    """The prompt version that rendered each answer (None: no answer), as the shadow replay reads it."""
+    return [Outcome.of(trace).prompt_version for trace in traces]
 
 
 def junit_xml(checks: Sequence[GateCheck], *, suite: str) -> bytes:

@@ -18,7 +18,7 @@ version."""
 import asyncio
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -223,14 +223,26 @@ def gate_blocks(
                 f"{metric.metric}: candidate worse by {-metric.difference:.4f} "
                 f"({metric.test} p={metric.p_value:.3g} < alpha {alpha:g}, {metric.pairs} pairs)"
             )
-    if candidate is not None and candidate.prompt_version is not None:
-        other = sorted({v for v in served if v is not None and v != candidate.prompt_version})
-        if other:
-            blocks[SERVED_CHECK] = (
-                f"the candidate's answers were rendered with prompt version(s) {other}, "
-                f"not {candidate.prompt_version}: the pin was not served"
-            )
+    why = unserved_pin(candidate, served) if candidate is not None else None
+    if why is not None:
+        blocks[SERVED_CHECK] = why
     return blocks
+
+
+def unserved_pin(candidate: Side, served: Iterable[int | None]) -> str | None:
+    """Why a pinned ``candidate``'s answers are not its own, or None: ``served`` (the prompt
+    version that rendered each answer; None unanswered) names another version than the pin
+    (generation serves production instead of a retired pin). Shared by ``ragops shadow`` and
+    the release gate of ``ragops eval --candidate``."""
+    if candidate.prompt_version is None:
+        return None
+    other = sorted({v for v in served if v is not None and v != candidate.prompt_version})
+    if not other:
+        return None
+    return (
+        f"the candidate's answers were rendered with prompt version(s) {other}, "
+        f"not {candidate.prompt_version}: the pin was not served"
+    )
 
 
 def disagreements(pairs: Sequence[ShadowPair], threshold: float = DISAGREEMENT) -> list[Disagreement]:
