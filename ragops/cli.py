@@ -29,7 +29,16 @@ from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
 from ragops.evaluate import run_evaluation
-from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side, scores_by_example
+from ragops.gate import (
+    Side,
+    comparison_table,
+    decide,
+    discordant,
+    junit_xml,
+    parse_side,
+    scores_by_example,
+    served_versions,
+)
 from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.shadow import print_result, replay_retained
@@ -784,7 +793,11 @@ def _variants(spec: str) -> list[dict[str, object]]:
 @experiment.command(name="start")
 def start_experiment(
     target_name: Annotated[str, typer.Argument(help="The prompt's name (rag-answer), or the index's.")],
-    variants: str = typer.Option(..., help="VERSION:WEIGHT,... summing to 100; the first is the control."),
+    variants: str = typer.Option(
+        ...,
+        help="VERSION:WEIGHT,... summing to 100; the first is the control: the version production "
+        "serves now; the others together at most the gateway's experiment_max_candidate_percent (50).",
+    ),
     unit: str = typer.Option("user", help="Who keeps one arm: user, session or request."),
     target: str = typer.Option("prompt", help="prompt, or index (a canary: e.g. --variants b1:95,b2:5)."),
     primary_metric: str = typer.Option("thumbs_down_rate", help="The metric that decides win or loss."),
@@ -824,7 +837,13 @@ def list_experiments(
         arms = ", ".join(f"{arm['name']}={arm['version']}:{arm['weight']}%" for arm in one["variants"])
         target = f"{one['target']} {one['target_name']}"
         table.add_row(
-            one["experiment_id"], one["status"], target, arms, one["unit"], one["started_by"]["name"], one["reason"]
+            one["experiment_id"],
+            one["status"],
+            target,
+            arms,
+            one["unit"],
+            (one["started_by"] or {}).get("name", ""),
+            one["reason"] or "",
         )
     Console().print(table)
 
@@ -965,7 +984,7 @@ def evaluate(
 
     async def one(
         client: PlatformClient, progress: Progress, name: Literal["baseline", "candidate"], side: Side
-    ) -> dict[str, dict[str, float]]:
+    ) -> tuple[dict[str, dict[str, float]], list[int | None]]:
         task = progress.add_task(f"{name}: {side.label}", total=len(chosen.questions))
         traces, _ = await run_evaluation(
             client,
@@ -980,18 +999,18 @@ def evaluate(
             concurrency=concurrency,
             on_done=lambda _: progress.advance(task),
         )
-        return scores_by_example(traces)
+        return scores_by_example(traces), served_versions(traces)
 
     async def run_both() -> tuple[list[GateCheck], EvaluationComparisonCompleted]:
         async with PlatformClient(_kafka(data_dir), name="eval") as client:
             # Both sides at once: the services batch their questions together, and neither
             # side sees a platform the other did not (same index, same load).
             with progress_bar(console) as progress:
-                before, after = await asyncio.gather(
+                (before, _), (after, served) = await asyncio.gather(
                     one(client, progress, "baseline", sides[0]), one(client, progress, "candidate", sides[1])
                 )
             paired = compare(before, after, binary=BINARY_METRICS)
-            checks, reasons = decide(paired, thresholds, (len(before), len(after)))
+            checks, reasons = decide(paired, thresholds, (len(before), len(after)), (sides[1], served))
             comparison = EvaluationComparisonCompleted(
                 producer=client.producer,
                 run_id=run,

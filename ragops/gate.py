@@ -5,8 +5,10 @@ JUnit XML report a CI system shows as test results.
 The gate fails when a threshold misses (``--fail-under``: the candidate's mean below the floor;
 ``--max-regression``: the candidate's mean below the baseline's by more than the margin, on the
 point estimate; see :class:`ragops_analytics.paired.Threshold`), when a threshold's metric was
-not scored on both sides, or when the candidate answered fewer questions than the baseline (a
-prompt that fails to render dead-letters its questions: they are missing, not scored low)."""
+not scored on both sides, when the candidate answered fewer questions than the baseline (a
+prompt that fails to render dead-letters its questions: they are missing, not scored low), or
+when a pinned candidate's answers were rendered with another version (a retired pin is served
+by production: the same check as ``ragops shadow``'s)."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -97,9 +99,14 @@ def discordant(
 
 
 def decide(
-    paired: Sequence[PairedMetric], thresholds: Sequence[Threshold], answered: tuple[int, int]
+    paired: Sequence[PairedMetric],
+    thresholds: Sequence[Threshold],
+    answered: tuple[int, int],
+    served: tuple[Side, Sequence[int | None]] | None = None,
 ) -> tuple[list[GateCheck], list[str]]:
-    """The answered check (``answered``: questions evaluated on the baseline, the candidate)
+    """The answered check (``answered``: questions evaluated on the baseline, the candidate),
+    for a pinned candidate the served check (``served``: the candidate's side and the prompt
+    version of each of its answers, :func:`served_versions`; :func:`served_check`)
     and every threshold's (:func:`ragops_analytics.paired.gate`); and the messages of those
     that failed."""
     baseline, candidate = answered
@@ -109,10 +116,37 @@ def decide(
             None,
             candidate >= baseline,
             f"answered: the candidate answered {candidate} questions, the baseline {baseline}",
-        ),
-        *gate(paired, thresholds),
+        )
     ]
+    if served is not None and (check := served_check(*served)) is not None:
+        checks.append(check)
+    checks += gate(paired, thresholds)
     return checks, [check.message for check in checks if not check.passed]
+
+
+SERVED_CHECK = "candidate-served"
+
+
+def served_versions(traces: Sequence[QueryTrace]) -> list[int | None]:
+    """The prompt version that rendered each answer (None: no answer)."""
+    return [trace.answer.lineage.prompt.version if trace.answer is not None else None for trace in traces]
+
+
+def served_check(candidate: Side, served: Sequence[int | None]) -> GateCheck | None:
+    """For a pinned ``candidate``, the check that its answers are its own: failed when
+    ``served`` (the prompt version that rendered each answer, :func:`served_versions`) names
+    another version than the pin (generation serves production instead of a retired pin);
+    None for an unpinned side. Shared by ``ragops eval --candidate`` and ``ragops shadow``."""
+    if candidate.prompt_version is None:
+        return None
+    other = sorted({v for v in served if v is not None and v != candidate.prompt_version})
+    message = (
+        f"the candidate's answers were rendered with prompt version(s) {other}, "
+        f"not {candidate.prompt_version}: the pin was not served"
+        if other
+        else f"the candidate's answers were rendered with its pinned version {candidate.label}"
+    )
+    return GateCheck(SERVED_CHECK, None, not other, message)
 
 
 def junit_xml(checks: Sequence[GateCheck], *, suite: str, classname: str = "ragops.eval.gate") -> bytes:

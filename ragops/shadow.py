@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops.evaluate import evaluate_asked
-from ragops.gate import Side, comparison_table, scores_of
+from ragops.gate import Side, comparison_table, scores_of, served_check
 from ragops_analytics import queries
 from ragops_analytics.paired import GateCheck, compare as compare_scores
 from ragops_analytics.queries import RetainedQuestion
@@ -168,7 +168,6 @@ def _scored(pair: ShadowPair, metric: str) -> bool:
 
 
 MIN_QUESTIONS_CHECK = "min-questions"
-SERVED_CHECK = "candidate-served"
 
 
 def gate_checks(
@@ -205,19 +204,8 @@ def gate_checks(
             f"difference {m.difference:+.4f} [{m.ci_low:+.4f}, {m.ci_high:+.4f}], p={m.p_value}"
         )
         checks.append(GateCheck(m.metric, m.metric, not worse, message))
-    if candidate is not None and candidate.prompt_version is not None:
-        other = sorted({v for v in served if v is not None and v != candidate.prompt_version})
-        checks.append(
-            GateCheck(
-                SERVED_CHECK,
-                None,
-                not other,
-                f"the candidate's answers were rendered with prompt version(s) {other}, "
-                f"not {candidate.prompt_version}: the pin was not served"
-                if other
-                else "the candidate's answers were rendered with its pinned version",
-            )
-        )
+    if candidate is not None and (check := served_check(candidate, served)) is not None:
+        checks.append(check)
     return checks
 
 

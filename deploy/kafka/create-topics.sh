@@ -115,6 +115,7 @@ retention_of() {
 
 partitions_of() {
   case "$1" in
+    ragops.experiment.started.v1) echo 1 ;;
     *) echo "$TOPIC_PARTITIONS" ;;
   esac
 }

@@ -156,12 +156,21 @@ class ExperimentConcluded(_ExperimentEvent):
 
 
 class ExperimentBook:
-    """The running experiments, folded from their events (any order of the three topics: an
-    end that arrives before its start still ends it). Not thread-safe: fold on one loop."""
+    """The running experiments, folded from their events. Not thread-safe: fold on one loop.
+
+    Starts are folded in the order they are read: ``ragops.experiment.started.v1`` has one
+    partition, so every reader reads them in the same order. A start read while an earlier
+    one is running is **void** (:meth:`void`): never running, whatever its ``occurred_at``.
+    The earlier one is running at that start unless it ended (a stop, or a conclusion that
+    rolled it back) at or before the start's ``occurred_at``; ends may arrive in any order
+    (an end read before its start still ends it). Every reader that has read the same starts
+    and ends agrees; the gateway starts an experiment only once its own book shows the earlier
+    one ended, so its verdict on its own start (read back) is final."""
 
     def __init__(self) -> None:
-        self._started: dict[str, ExperimentStarted] = {}
+        self._started: dict[str, ExperimentStarted] = {}  # in read order
         self._ended: dict[str, Event] = {}
+        self._voids: dict[str, str] | None = None  # derived; None = fold again
 
     def apply(self, event: Event) -> bool:
         """Fold one event; True when it changed the book."""
@@ -169,16 +178,46 @@ class ExperimentBook:
             if event.experiment_id in self._started:
                 return False
             self._started[event.experiment_id] = event
-            return True
-        if isinstance(event, ExperimentStopped | ExperimentConcluded):
+        elif isinstance(event, ExperimentStopped | ExperimentConcluded):
             if event.experiment_id in self._ended or (isinstance(event, ExperimentConcluded) and not event.rolled_back):
                 return False
             self._ended[event.experiment_id] = event
-            return True
-        return False
+        else:
+            return False
+        self._voids = None
+        return True
+
+    def _void_starts(self) -> dict[str, str]:
+        """Each void start's id -> why, from the starts in read order (see the class)."""
+        if self._voids is None:
+            voids: dict[str, str] = {}
+            valid: list[ExperimentStarted] = []
+            for started in list(self._started.values()):
+                running = next(
+                    (
+                        earlier
+                        for earlier in valid
+                        if (end := self._ended.get(earlier.experiment_id)) is None
+                        or end.occurred_at > started.occurred_at
+                    ),
+                    None,
+                )
+                if running is None:
+                    valid.append(started)
+                else:
+                    voids[started.experiment_id] = (
+                        f"experiment {running.experiment_id} was running when it started: one experiment at a time"
+                    )
+            self._voids = voids
+        return self._voids
 
     def get(self, experiment_id: str) -> ExperimentStarted | None:
+        """The start of ``experiment_id`` (a void one too), or None."""
         return self._started.get(experiment_id)
+
+    def void(self, experiment_id: str) -> str | None:
+        """Why the start of ``experiment_id`` is void (it never runs), or None."""
+        return self._void_starts().get(experiment_id)
 
     def ended(self, experiment_id: str) -> Event | None:
         """The event that ended it (stop, or a conclusion that rolled it back), or None."""
@@ -187,12 +226,14 @@ class ExperimentBook:
     def running(
         self, target: ExperimentTarget | None = None, target_name: str | None = None
     ) -> list[ExperimentStarted]:
-        """Experiments started and not ended, oldest first (optionally of one target)."""
+        """Experiments started, not void and not ended, oldest first (optionally of one target)."""
+        voids = self._void_starts()
         return sorted(
             (
                 started
                 for experiment_id, started in list(self._started.items())
                 if experiment_id not in self._ended
+                and experiment_id not in voids
                 and (target is None or started.target == target)
                 and (target_name is None or started.target_name == target_name)
             ),
@@ -200,6 +241,7 @@ class ExperimentBook:
         )
 
     def all(self) -> list[ExperimentStarted]:
+        """Every start (void ones too), oldest first."""
         return sorted(self._started.values(), key=lambda started: (started.occurred_at, started.experiment_id))
 
 

@@ -181,7 +181,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.SUBJECT_ERASED, _ERASURE, Retention.FOREVER),
     # Experiments: every assigning service folds them from their start (a running experiment
     # must outlive any retention); the record of who ran which experiment and how it ended.
-    TopicSpec(Topic.EXPERIMENT_STARTED, ("experiment_id",), Retention.FOREVER),
+    # One partition: a total order of starts that every reader sees alike, so every
+    # ExperimentBook voids the same start when two gateway replicas race (the later one read).
+    TopicSpec(Topic.EXPERIMENT_STARTED, ("experiment_id",), Retention.FOREVER, partitions=1),
     TopicSpec(Topic.EXPERIMENT_STOPPED, ("experiment_id",), Retention.FOREVER),
     TopicSpec(Topic.EXPERIMENT_CONCLUDED, ("experiment_id",), Retention.FOREVER),
     TopicSpec(Topic.EVALUATION_COMPARISON_COMPLETED, ("run_id",)),

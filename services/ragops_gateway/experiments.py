@@ -10,11 +10,16 @@ The adapter :func:`add_experiment_routes` (the HTTP API):
   -> 201 ``ExperimentOut`` once the gateway's :class:`~ragops_shared.registry_view.ExperimentView`
   read the ``ExperimentStarted`` back; 422 a variant's version is not registered (a prompt: a
   registered version of the prompt; an index: a registered version of the index, not retired,
-  built by an embedding model version the registry knows), weights that do not sum to 100,
+  built by an embedding model version the registry knows), weights that do not sum to 100, a
+  control (the first variant) that is not the version production serves now, arms other than
+  the control taking more than ``RAGOPS_GATEWAY_EXPERIMENT_MAX_CANDIDATE_PERCENT`` together,
   repeated names or versions, a prompt version that does not render; 409 an experiment is
   running (one at a time on the platform: two experiments over the same traffic would bias each
-  other).
-- ``GET /v1/experiments`` (operator, approver, auditor, analyst): every experiment with its status.
+  other), or another replica's start was read first (this one is void, stopped with the reason).
+- ``GET /v1/experiments`` (operator, approver, auditor, analyst): every experiment with its status;
+  a caller outside the platform's tenant gets it without ``started_by``, ``reason`` and
+  ``end_reason`` (the platform's people and their notes; the arms and status stay: they
+  explain what the tenant was served).
 - ``POST /v1/experiments/{experiment_id}/stop`` (operator): ``{"reason"}`` -> ``ExperimentStopped``.
 
 Only principals of the platform's tenant start or stop experiments (403 otherwise): an
@@ -50,7 +55,8 @@ from ragops_shared.registry_view import ExperimentView
 
 log = structlog.get_logger(__name__)
 
-ExperimentStatus = Literal["running", "stopped", "concluded"]
+ExperimentStatus = Literal["running", "stopped", "concluded", "refused"]
+"""``refused``: a start read while another experiment ran (void: it never ran, see ExperimentBook)."""
 
 
 class ExperimentRefused(Exception):
@@ -88,17 +94,25 @@ class ExperimentOut(BaseModel):
     variants: list[ExperimentVariant]
     unit: ExperimentUnit
     policy: ExperimentPolicy
-    reason: str
-    started_by: ChangeActor
+    reason: str | None = Field(description="Why it was started; None for callers outside the platform's tenant.")
+    started_by: ChangeActor | None = Field(
+        description="Who started it; None for callers outside the platform's tenant."
+    )
     started_at: datetime
     ended_at: datetime | None = None
     end_reason: str | None = None
 
     @classmethod
     def of(cls, book: ExperimentBook, started: ExperimentStarted) -> "ExperimentOut":
-        ended = book.ended(started.experiment_id)
+        ended, void = book.ended(started.experiment_id), book.void(started.experiment_id)
         state: ExperimentStatus = (
-            "running" if ended is None else "concluded" if isinstance(ended, ExperimentConcluded) else "stopped"
+            "refused"
+            if void is not None
+            else "running"
+            if ended is None
+            else "concluded"
+            if isinstance(ended, ExperimentConcluded)
+            else "stopped"
         )
         return cls(
             experiment_id=started.experiment_id,
@@ -112,8 +126,15 @@ class ExperimentOut(BaseModel):
             started_by=started.started_by,
             started_at=started.occurred_at,
             ended_at=ended.occurred_at if ended else None,
-            end_reason=getattr(ended, "reason", None),
+            end_reason=void or getattr(ended, "reason", None),
         )
+
+    def for_tenant(self, tenant: str, platform_tenant: str) -> "ExperimentOut":
+        """As a caller of ``tenant`` sees it: outside the platform's tenant, without who
+        started it and the free-text reasons (the platform's people and notes are not theirs)."""
+        if tenant == platform_tenant:
+            return self
+        return self.model_copy(update={"started_by": None, "reason": None, "end_reason": None})
 
 
 def _on_the_platform(principal: Principal, platform_tenant: str) -> None:
@@ -123,11 +144,20 @@ def _on_the_platform(principal: Principal, platform_tenant: str) -> None:
         )
 
 
-def refusal(body: ExperimentIn, registry: Registry, book: ExperimentBook) -> ExperimentRefused | None:
+def refusal(
+    body: ExperimentIn, registry: Registry, book: ExperimentBook, *, max_candidate_percent: int
+) -> ExperimentRefused | None:
     """Why the experiment ``body`` must not start, or None: 409 an experiment is running; 422
-    the arms do not add up, or a variant's version is unknown to ``registry`` (retired, or for
-    an index built by an embedding model version it does not know), or its prompt does not
-    render (:func:`ragops_shared.prompts.check_renders` on a sample question and contexts)."""
+    the arms do not add up, the control (the first variant) is not the version production
+    serves now (:func:`served_now`), the other arms together take more than
+    ``max_candidate_percent`` of the units, or a variant's version is unknown to ``registry``
+    (retired, or for an index built by an embedding model version it does not know), or its
+    prompt does not render (:func:`ragops_shared.prompts.check_renders` on a sample question
+    and contexts).
+
+    The control and the cap keep an experiment from being a promotion that skips the approval
+    (:mod:`ragops_gateway.changes`): one operator can send at most ``max_candidate_percent`` of
+    the traffic to versions nobody approved, and the rest stays on what was approved."""
     running = book.running()
     if running:
         return ExperimentRefused(
@@ -141,12 +171,41 @@ def refusal(body: ExperimentIn, registry: Registry, book: ExperimentBook) -> Exp
         values = [getattr(variant, field) for variant in body.variants]
         if len(set(values)) != len(values):
             return ExperimentRefused(422, f"variant {field}s must be distinct")
+    control, *candidates = body.variants
+    served = served_now(body.target, body.target_name, registry)
+    if control.version != served:
+        now = f"version {served}" if served is not None else "no version (none is promoted to production)"
+        return ExperimentRefused(
+            422,
+            f"the control (first variant, {control.name}) must be the version production serves now: "
+            f"{body.target} {body.target_name} serves {now}, not {control.version}",
+        )
+    if sum(variant.weight for variant in candidates) > max_candidate_percent:
+        return ExperimentRefused(
+            422,
+            f"the arms other than the control take at most {max_candidate_percent}% of the units together "
+            "(promote a version through an approved change to serve it more)",
+        )
     for variant in body.variants:
         why = _unknown_prompt(body.target_name, variant.version, registry) if body.target == "prompt" else None
         why = why or (_unknown_index(body.target_name, variant.version, registry) if body.target == "index" else None)
         if why:
             return ExperimentRefused(422, f"variant {variant.name}: {why}")
     return None
+
+
+def served_now(target: ExperimentTarget, name: str, registry: Registry) -> str | None:
+    """The version of ``name`` production serves now: a prompt's is the one
+    :func:`ragops_shared.prompts.resolve_prompt` resolves without a version (the
+    ``production`` alias, else the highest seed version); an index's is the one its
+    ``production`` alias points at (the live collection), None when there is none."""
+    if target == "prompt":
+        try:
+            return str(resolve_prompt(registry, name, None).version)
+        except (LookupError, ValueError):
+            return None
+    live = registry.alias("index", name)
+    return live.ref.version if live else None
 
 
 def _unknown_prompt(name: str, version: str, registry: Registry) -> str | None:
@@ -186,6 +245,7 @@ def start_experiment(
     producer: Producer,
     *,
     platform_tenant: str,
+    max_candidate_percent: int,
 ) -> ExperimentStarted:
     """The start of the experiment ``body`` by ``principal``.
 
@@ -193,7 +253,7 @@ def start_experiment(
         ExperimentRefused: 403 ``principal`` is not of ``platform_tenant``; 409 or 422 see :func:`refusal`.
     """
     _on_the_platform(principal, platform_tenant)
-    refused = refusal(body, registry, book)
+    refused = refusal(body, registry, book, max_candidate_percent=max_candidate_percent)
     if refused is not None:
         raise refused
     event_id = new_event_id()
@@ -234,8 +294,8 @@ def stop_experiment(
     started = book.get(experiment)
     if started is None:
         raise ExperimentRefused(404, f"no experiment {experiment}")
-    if book.ended(experiment) is not None:
-        raise ExperimentRefused(409, f"experiment {experiment} has ended")
+    if book.ended(experiment) is not None or book.void(experiment) is not None:
+        raise ExperimentRefused(409, f"experiment {experiment} has ended (or never ran)")
     return started.caused(
         ExperimentStopped,
         producer,
@@ -271,32 +331,45 @@ def add_experiment_routes(
     async def start(body: ExperimentIn, principal: Operator) -> ExperimentOut:
         """Start an experiment; refused with the reason before any traffic moves."""
         try:
-            started = start_experiment(principal, body, registry, book, plane.producer, platform_tenant=platform)
+            started = start_experiment(
+                principal,
+                body,
+                registry,
+                book,
+                plane.producer,
+                platform_tenant=platform,
+                max_candidate_percent=settings.experiment_max_candidate_percent,
+            )
         except ExperimentRefused as refused:
             log.warning("experiment_refused", by=principal.subject, reason=str(refused))
             raise HTTPException(refused.status_code, str(refused)) from None
         await plane.publish(started)
         await read_back()
-        # Another replica may have started one meanwhile: the oldest runs, this one is stopped.
-        first = book.running()
-        if first and first[0].experiment_id != started.experiment_id:
+        # Another replica may have started one meanwhile: the start read first runs, every
+        # book voids the other (ExperimentBook), and the void one is stopped for the record.
+        if book.get(started.experiment_id) is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the experiment event was not read back in time")
+        void = book.void(started.experiment_id)
+        if void is not None:
             await plane.publish(
                 started.caused(
                     ExperimentStopped,
                     plane.producer,
                     experiment_id=started.experiment_id,
                     stopped_by=actor(principal),
-                    reason=f"experiment {first[0].experiment_id} started first: one experiment at a time",
+                    reason=void,
                 )
             )
-            raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {first[0].experiment_id} started first")
+            log.warning("experiment_refused", by=principal.subject, reason=void)
+            raise HTTPException(status.HTTP_409_CONFLICT, void)
         log.info("experiment_started", experiment_id=started.experiment_id, by=principal.subject)
         return ExperimentOut.of(book, started)
 
     @app.get("/v1/experiments", tags=["experiments"])
-    async def list_experiments(_: Reader) -> list[ExperimentOut]:
-        """Every experiment, oldest first, with its status (running, stopped, concluded)."""
-        return [ExperimentOut.of(book, started) for started in book.all()]
+    async def list_experiments(principal: Reader) -> list[ExperimentOut]:
+        """Every experiment, oldest first, with its status (running, stopped, concluded, refused);
+        outside the platform's tenant without who started it and why."""
+        return [ExperimentOut.of(book, started).for_tenant(principal.tenant, platform) for started in book.all()]
 
     @app.post("/v1/experiments/{experiment_id}/stop", tags=["experiments"])
     async def stop(experiment_id: str, body: DecisionIn, principal: Stopper) -> ExperimentOut:

@@ -51,6 +51,14 @@ class GatewaySettings(BaseSettings):
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="A request whose event the broker has not taken by then gets 503."
     )
+    experiment_max_candidate_percent: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="POST /v1/experiments refuses (422) arms other than the control (the version production serves "
+        "now) taking more than this percent of the units together: more traffic to an unapproved version is a "
+        "promotion, which passes the approval.",
+    )
     max_document_bytes: int = Field(
         default=8 * 1024 * 1024,
         gt=0,

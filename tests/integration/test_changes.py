@@ -31,7 +31,7 @@ from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import MessageDeadLettered, Producer, Topic, VersionPromoted, VersionRetired
 from ragops_schemas.changes import ChangeActor, ChangeApproved, ChangeRequested, RetireChange
 from ragops_schemas.lifecycle import VersionRef
-from ragops_schemas.topics import TOPICS
+from ragops_schemas.topics import DEFAULT_PARTITIONS, TOPICS
 from ragops_shared.broker import EventPublisher, make_broker
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.identity import ApiKeyStore, Role
@@ -87,7 +87,9 @@ def gateway(tansu: EmbeddedKafka, tmp_path: Path) -> Iterator[Gateway]:
 
 def published(kafka: KafkaSettings, topic: Topic) -> int:
     """Records on ``topic`` so far (its partitions' high watermarks)."""
-    partitions = [TopicPartition(topic.value, number) for number in range(3)]
+    [spec] = [spec for spec in TOPICS if spec.topic == topic]
+    count = spec.partitions or DEFAULT_PARTITIONS
+    partitions = [TopicPartition(topic.value, number) for number in range(count)]
     return sum(asyncio.run(end_offsets(kafka, partitions)).values())
 
 

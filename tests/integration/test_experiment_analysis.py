@@ -144,6 +144,22 @@ def test_answers_and_feedback_stored_before_the_migration_get_their_variant(chdb
     assert experiment_observations(chdb_store, experiment, "thumbs_down_rate") == [("v4", 1.0)]
 
 
+def test_repeated_feedback_on_one_answer_is_one_observation_its_latest_thumb(chdb_store: ChdbStore) -> None:
+    """One client sending ten thumbs down on one answer (then changing its mind) cannot swing
+    the test: each answer is one observation, its latest thumb."""
+    experiment = started().experiment_id
+    rated, changed = answer(experiment, "v4", START), answer(experiment, "control", START)
+    events: list[Event] = [rated, changed]
+    events += [feedback(rated, "down", START + timedelta(seconds=n)) for n in range(1, 11)]
+    events += [feedback(changed, "down", START + timedelta(seconds=1)), feedback(changed, "up", START)]
+    events += [feedback(changed, "up", START + timedelta(seconds=2))]
+    store_events(chdb_store, events)
+    assert sorted(experiment_observations(chdb_store, experiment, "thumbs_down_rate")) == [
+        ("control", 0.0),
+        ("v4", 1.0),
+    ]
+
+
 MONITOR_SIGNER = Signer(Ed25519PrivateKey.generate())
 TRUST = Verifier(
     TrustStore(

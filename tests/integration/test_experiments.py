@@ -1,7 +1,8 @@
 """Experiments through the real gateway on a real broker: every refusal (an unknown, retired or
 unrenderable version, an index built by an unknown model, weights that do not add up, repeated
 arms, a second experiment, another tenant) comes with its reason before any traffic moves; an
-accepted one is a gateway-signed ``ExperimentStarted`` listed as running until it is stopped."""
+accepted one (its control the version production serves, the other arms at most half the
+units) is a gateway-signed ``ExperimentStarted`` listed as running until it is stopped."""
 
 import asyncio
 import json
@@ -18,7 +19,15 @@ from ragops_embedding.app import create_app as embedding_app
 from ragops_embedding.experiments import experiment_key
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_gateway.app import create_app
-from ragops_schemas import MessageDeadLettered, QueryEmbedded, QueryRedacted, Topic, VersionRegistered, VersionRetired
+from ragops_schemas import (
+    MessageDeadLettered,
+    QueryEmbedded,
+    QueryRedacted,
+    Topic,
+    VersionPromoted,
+    VersionRegistered,
+    VersionRetired,
+)
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.experiments import ExperimentAssignment, ExperimentStarted, ExperimentStopped, ExperimentVariant
 from ragops_schemas.ids import experiment_id, new_event_id, prompt_hash
@@ -45,14 +54,18 @@ def body(system: str, user: str) -> PromptBody:
 
 
 async def register(kafka: KafkaSettings, platform: PlatformSettings) -> None:
-    """Prompt rag-answer versions 1, 2 (render) and 3 (does not), registered by the gateway;
-    index versions b0, b1 (model v1), b2 (retired) and b9 (model v9, unknown), by the trainer."""
+    """Prompt rag-answer versions 1 (production), 2 (render) and 3 (does not), registered by the
+    gateway; index versions b0 (production), b1 (model v1), b2 (retired) and b9 (model v9,
+    unknown), by the trainer."""
     models = platform.data_dir / "models" / "m"
     broker = make_broker(kafka, "test-registrar")
     await broker.start()
     try:
         gateway = EventPublisher(
-            broker, PRODUCER, [VersionRegistered, VersionRetired], signer=signer_for(platform, "gateway")
+            broker,
+            PRODUCER,
+            [VersionRegistered, VersionRetired, VersionPromoted],
+            signer=signer_for(platform, "gateway"),
         )
         trainer = EventPublisher(broker, PRODUCER, [VersionRegistered], signer=signer_for(platform, "trainer"))
         for version, user in (("1", USER), ("2", USER), ("3", BROKEN)):
@@ -75,8 +88,12 @@ async def register(kafka: KafkaSettings, platform: PlatformSettings) -> None:
                     metadata={"embedding_version": model},
                 )
             )
-        # An approved retirement (the gateway applies it).
+        # An approved retirement and promotions (the gateway applies them).
         await gateway.publish(VersionRetired(producer=PRODUCER, kind="index", name=INDEX, version="b2", reason="old"))
+        for kind, name, version in (("prompt", "rag-answer", "1"), ("index", INDEX, "b0")):
+            await gateway.publish(
+                VersionPromoted(producer=PRODUCER, kind=kind, name=name, version=version, reason="approved")
+            )
     finally:
         await broker.stop()
 
@@ -104,6 +121,10 @@ def test_experiments_are_refused_with_their_reason_before_any_traffic_moves(gate
         "embedding model version v9, which is not registered": experiment(
             ("b0", 95), ("b9", 5), target="index", name=INDEX
         ),
+        # An experiment is not a promotion: the control is what production serves, the rest capped.
+        "index default__m__v1 serves version b0, not b1": experiment(("b1", 95), ("b0", 5), target="index", name=INDEX),
+        "prompt rag-answer serves version 1, not 2": experiment(("2", 99), ("1", 1)),
+        "take at most 50% of the units together": experiment(("1", 40), ("2", 60)),
     }
     for reason, wanted in refusals.items():
         refused = gateway.call("dave", "POST", "/v1/experiments", wanted)
@@ -127,6 +148,14 @@ def test_experiments_are_refused_with_their_reason_before_any_traffic_moves(gate
 
     listed = gateway.call("bob", "GET", "/v1/experiments").json()
     assert [(e["experiment_id"], e["status"]) for e in listed] == [(experiment_id, "running")]
+    assert (listed[0]["started_by"]["name"], listed[0]["reason"]) == ("dave", "try it")
+    [seen] = gateway.call("carol", "GET", "/v1/experiments").json()
+    assert (seen["experiment_id"], seen["status"], seen["started_by"], seen["reason"]) == (
+        experiment_id,
+        "running",
+        None,
+        None,
+    ), "another tenant sees the experiment, not who started it nor why"
     stopped = gateway.call("dave", "POST", f"/v1/experiments/{experiment_id}/stop", {"reason": "enough"})
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
     again = gateway.call("dave", "POST", f"/v1/experiments/{experiment_id}/stop", {"reason": "enough"})

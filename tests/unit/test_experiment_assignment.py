@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,48 @@ def test_the_embedded_key_is_created_once_and_refused_at_defaults_in_production(
     assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600 and experiment_key(settings) == key
     with pytest.raises(ValueError, match="RAGOPS_EMBEDDING_EXPERIMENT_KEY_FILE"):
         EmbeddingSettings(platform=PlatformSettings(data_dir=tmp_path, environment="production"))
+
+
+def at(experiment: ExperimentStarted, moment: datetime) -> ExperimentStarted:
+    return experiment.model_copy(update={"occurred_at": moment})
+
+
+def stop_of(experiment: ExperimentStarted, moment: datetime) -> ExperimentStopped:
+    stop = experiment.caused(
+        ExperimentStopped, PRODUCER, experiment_id=experiment.experiment_id, stopped_by=OPERATOR, reason="done"
+    )
+    return stop.model_copy(update={"occurred_at": moment})
+
+
+def test_of_two_racing_starts_the_one_read_first_runs_on_every_reader() -> None:
+    """Two gateway replicas race: A's start is read first but stamped later (its clock ahead).
+    Every reader, whatever it has read of the other, runs A and voids B (not the oldest by
+    ``occurred_at``, which left both replicas answering 201)."""
+    t = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    first, second = at(started(), t + timedelta(milliseconds=5)), at(started(), t)
+    only_first, both = ExperimentBook(), ExperimentBook()
+    only_first.apply(first)  # replica A's read-back
+    for event in (first, second):  # replica B's read-back (the topic's one partition: A, then B)
+        both.apply(event)
+    for book in (only_first, both):
+        assert [e.experiment_id for e in book.running()] == [first.experiment_id]
+        assert book.void(first.experiment_id) is None
+    assert first.experiment_id in (both.void(second.experiment_id) or "")
+    assert [e.experiment_id for e in both.all()] == [second.experiment_id, first.experiment_id], "listed, void too"
+    both.apply(stop_of(first, t + timedelta(seconds=1)))
+    assert both.running() == [] and both.void(second.experiment_id) is not None, "a void start never runs"
+
+
+def test_a_start_after_the_earlier_ones_end_runs_whichever_order_the_end_is_read_in() -> None:
+    t = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    first, later = at(started(), t), at(started(), t + timedelta(minutes=1))
+    for events in ([first, stop_of(first, t + timedelta(seconds=30)), later], [first, later, stop_of(first, t)]):
+        book = ExperimentBook()
+        for event in events:
+            book.apply(event)
+        assert [e.experiment_id for e in book.running()] == [later.experiment_id]
+    # Stopped only after the later start happened: it was running then, so the later one is void.
+    book = ExperimentBook()
+    for event in (first, later, stop_of(first, t + timedelta(minutes=2))):
+        book.apply(event)
+    assert book.running() == [] and book.void(later.experiment_id) is not None

@@ -9,7 +9,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ragops.cli import app
-from ragops.gate import Side, comparison_table, decide, discordant, junit_xml, parse_side
+from ragops.gate import SERVED_CHECK, Side, comparison_table, decide, discordant, junit_xml, parse_side
 from ragops_analytics.paired import Threshold, paired_comparison
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES, reference_free_scores, reference_scores
 from ragops_shared.datasets import parse_questions
@@ -79,6 +79,19 @@ def test_checks_junit_and_table() -> None:
     text = console.export_text()
     assert "[bold]gate-1[/bold]" in text  # data is printed literally, never as markup
     assert "-0.6000 [" in text and "mcnemar" in text and "FAIL" in text
+
+
+def test_a_pinned_candidate_rendered_with_another_version_fails_the_gate() -> None:
+    """A retired pin is served by production: its scores are not the candidate's (as in ``ragops shadow``)."""
+    paired = [paired_comparison("f1", [0.6, 0.8, 0.7], [0.6, 0.8, 0.7])]
+    candidate = Side.parse("prompt=rag-answer:4")
+    checks, reasons = decide(paired, [], (3, 3), (candidate, [2, 2, None]))
+    assert [(c.name, c.passed) for c in checks] == [("answered", True), (SERVED_CHECK, False)]
+    assert reasons == [checks[1].message] and "[2]" in reasons[0] and "not 4" in reasons[0]
+    served, none = decide(paired, [], (3, 3), (candidate, [4, 4, None]))
+    assert none == [] and [c.name for c in served] == ["answered", SERVED_CHECK]
+    unpinned, _ = decide(paired, [], (3, 3), (Side.parse("production"), [2, 3]))
+    assert [c.name for c in unpinned] == ["answered"], "production is whatever production serves"
 
 
 def test_discordant_questions_are_those_whose_outcomes_differ() -> None:

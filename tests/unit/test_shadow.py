@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from ragops.client import QueryTrace
-from ragops.gate import Side, junit_xml
+from ragops.gate import SERVED_CHECK, Side, junit_xml
 from ragops.shadow import (
     ANSWERED,
     MIN_QUESTIONS_CHECK,
-    SERVED_CHECK,
     Outcome,
     ShadowPair,
     ShadowResult,

@@ -5,7 +5,8 @@
 -- measurement of an experiment's answers in one place, one row per (observation, metric), for
 -- analysts and for the monitor's sequential test (ragops_analytics.experiments):
 --   * thumbs_down_rate: 1 for a thumbs-down feedback, 0 for a thumbs-up (feedback without a
---     thumb is left out), one row per feedback on an answer of the experiment;
+--     thumb is left out), one row per answer of the experiment with a thumb: its latest one
+--     (by occurred_at, then event_id), so repeated feedback on one answer cannot swing the test;
 --   * each evaluation metric by its RAGAS/SQuAD name (faithfulness, f1...): the evaluation
 --     service's scores of the experiment's answers (joined on the request);
 --   * latency_ms: the model call's wall time the generation service records
@@ -112,10 +113,19 @@ WHERE event_type = 'feedback.recorded' AND JSONExtractString(payload, 'lineage',
 
 CREATE VIEW IF NOT EXISTS experiment_observations AS
 SELECT
-    experiment_id, variant, 'thumbs_down_rate' AS metric, toFloat64(thumb = 'down') AS value,
-    occurred_at, event_id, tenant, request_id
-FROM feedback FINAL
-WHERE experiment_id != '' AND thumb IN ('up', 'down')
+    experiment_id, tupleElement(latest, 1) AS variant, 'thumbs_down_rate' AS metric,
+    toFloat64(tupleElement(latest, 2) = 'down') AS value, tupleElement(latest, 3) AS occurred_at,
+    tupleElement(latest, 4) AS event_id, tenant, request_id
+FROM
+(
+    -- The latest thumb of each answer only: one client repeating its feedback is one observation.
+    SELECT
+        experiment_id, tenant, request_id,
+        argMax((variant, thumb, occurred_at, event_id), (occurred_at, event_id)) AS latest
+    FROM feedback FINAL
+    WHERE experiment_id != '' AND thumb IN ('up', 'down')
+    GROUP BY experiment_id, tenant, request_id
+)
 UNION ALL
 SELECT
     g.experiment_id AS experiment_id, g.variant AS variant, e.metric AS metric, e.value AS value,
