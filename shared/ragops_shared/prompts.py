@@ -230,7 +230,9 @@ class BudgetedEnvironment(SandboxedEnvironment):
         parts = [str(value) for value in values]
         if sum(map(len, parts)) > MAX_LENGTH:
             raise SecurityError(f"a concatenation over {MAX_LENGTH} characters")
-        return _built("".join(parts))
+        joined = "".join(parts)
+        _built(joined)
+        return joined
 
     def call(self, context: Context, function: Any, /, *args: Any, **kwargs: Any) -> Any:
         _spend(steps=1)
