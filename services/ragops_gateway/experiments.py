@@ -26,6 +26,7 @@ Only principals of the platform's tenant start or stop experiments (403 otherwis
 experiment moves what every tenant is served. The embedding service assigns the units
 (:mod:`ragops_embedding.experiments`) from the events alone."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
@@ -331,7 +332,9 @@ def add_experiment_routes(
     async def start(body: ExperimentIn, principal: Operator) -> ExperimentOut:
         """Start an experiment; refused with the reason before any traffic moves."""
         try:
-            started = start_experiment(
+            # Off the event loop: refusal() renders each prompt arm's untrusted template on every sample.
+            started = await asyncio.to_thread(
+                start_experiment,
                 principal,
                 body,
                 registry,

@@ -13,7 +13,6 @@ from functools import partial
 
 import structlog
 from faststream.asgi import AsgiFastStream
-from jinja2 import TemplateError
 from prometheus_client import Counter
 
 from ragops_generation.settings import GenerationSettings
@@ -36,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 PROMPT_RENDER_FAILURES = Counter(
     "ragops_prompt_render_failures_total",
-    "Requests whose experiment-assigned prompt version failed to render: served the production version instead.",
+    "Requests whose experiment-assigned prompt version failed to resolve or render: served production instead.",
     ["prompt", "version"],
 )
 
@@ -64,20 +63,22 @@ class Answerer:
         registry's ``production`` version, else the highest seed (:func:`resolve_prompt`, read
         live: a version pushed after the start is served at once). A retired version takes no
         new traffic: a request pinned or assigned to one gets the production (or highest seed)
-        version, and then serves no arm. Raises as :func:`resolve_prompt`."""
+        version, and then serves no arm. An assigned version that cannot be resolved (any
+        error) falls back to production (:meth:`_fall_back`). Raises as :func:`resolve_prompt`
+        for a pinned or production version."""
         name = event.prompt_name or self.settings.prompt_name
         assignment = event.assignment
         if (
             event.prompt_version is None
             and assignment
-            and (assignment.target, assignment.target_name)
-            == (
-                "prompt",
-                name,
-            )
+            and (assignment.target, assignment.target_name) == ("prompt", name)
         ):
-            prompt = resolve_prompt(self.registry, name, int(assignment.version), self.settings.prompt_dir)
-            return prompt, assignment if str(prompt.version) == assignment.version else None
+            try:
+                prompt = resolve_prompt(self.registry, name, int(assignment.version), self.settings.prompt_dir)
+            except Exception as error:  # noqa: BLE001  an arm's failure must not cost the request
+                self._fall_back(name, assignment, error)
+            else:
+                return prompt, assignment if str(prompt.version) == assignment.version else None
         return resolve_prompt(self.registry, name, event.prompt_version, self.settings.prompt_dir), None
 
     def render(
@@ -85,27 +86,36 @@ class Answerer:
     ) -> tuple[PromptTemplate, ExperimentAssignment | None, list[dict[str, str]]]:
         """The request's prompt (:meth:`prompt_for`), its arm and the rendered messages.
 
-        An assigned version that fails to render (a Jinja2 error) must not cost the request:
-        the production version is rendered instead, with no arm, and the failure is logged and
-        counted (``ragops_prompt_render_failures_total``). A pinned or production version that
-        fails raises (the request is dead-lettered with the reason)."""
+        An assigned version that fails to render (any error: a Jinja2 error, a sandbox limit, a
+        ZeroDivisionError the template raises on this number of passages) must not cost the
+        request: the production version is rendered instead, with no arm
+        (:meth:`_fall_back`). A pinned or production version that fails raises (the request is
+        dead-lettered with the reason)."""
         prompt, assignment = self.prompt_for(event)
         try:
             return prompt, assignment, prompt.render(event.question, contexts)
-        except TemplateError as error:
+        except Exception as error:  # untrusted template code: anything it raises
             if assignment is None:
                 raise
-            PROMPT_RENDER_FAILURES.labels(prompt.name, str(prompt.version)).inc()
-            log.warning(
-                "prompt_render_failed",
-                prompt=prompt.name,
-                version=prompt.version,
-                experiment_id=assignment.experiment_id,
-                variant=assignment.variant,
-                error=f"{type(error).__name__}: {error}",
-            )
+            self._fall_back(prompt.name, assignment, error)
         production = resolve_prompt(self.registry, prompt.name, None, self.settings.prompt_dir)
         return production, None, production.render(event.question, contexts)
+
+    @staticmethod
+    def _fall_back(name: str, assignment: ExperimentAssignment, error: Exception) -> None:
+        """Count and log that ``assignment``'s version of prompt ``name`` failed on a request.
+
+        Only the error's type is logged: its message may quote the question or a passage
+        (a ``KeyError`` from ``question.format()`` names a word of the question)."""
+        PROMPT_RENDER_FAILURES.labels(name, assignment.version).inc()
+        log.warning(
+            "prompt_render_failed",
+            prompt=name,
+            version=assignment.version,
+            experiment_id=assignment.experiment_id,
+            variant=assignment.variant,
+            error=type(error).__name__,
+        )
 
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).

@@ -16,7 +16,19 @@ Templates see two variables: ``question`` (str) and ``contexts``, a list of mapp
 the keys ``text``, ``title`` and ``chunk_id``. They render in a
 :class:`~jinja2.sandbox.SandboxedEnvironment` (a template cannot reach Python internals such
 as ``''.__class__``) with :class:`~jinja2.StrictUndefined` (a misspelt variable is an
-error, never a silently empty string).
+error, never a silently empty string), and within a budget (:class:`BudgetedEnvironment`: a
+pushed template is code that every request runs, and that the gateway runs to check it, so
+it may not spend unbounded CPU or memory):
+
+* :data:`MAX_RANGE_ITEMS` ``range()`` items per render, summed over every call (nested
+  loops multiply); :data:`MAX_STEPS` loop iterations plus calls per render;
+* no string or list over :data:`MAX_LENGTH` items built by ``*``, ``+``, ``~``, ``%``,
+  ``str.format`` or a filter, no integer over :data:`MAX_INT_BITS` bits, no integer argument
+  over :data:`MAX_LENGTH` to a call or filter, at most :data:`MAX_BUILT` characters built per
+  render, no recursive ``for`` loop;
+* each rendered message at most :data:`MAX_LENGTH` characters.
+
+Beyond a limit the render raises :class:`~jinja2.exceptions.SecurityError`.
 
 A published version is never edited in place: a change is a new version, so the version
 recorded with every answer identifies the exact text the model saw; :attr:`PromptTemplate.sha256`
@@ -27,13 +39,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
+from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes, pass_context
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from ragops_schemas import PromptBody
 from ragops_schemas.ids import prompt_hash
@@ -46,17 +64,224 @@ DEFAULT_PROMPTS_DIR = Path(__file__).with_name("prompts")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _FILE_RE = re.compile(r"v([1-9][0-9]*)\.toml")
 
+# The limits on one render of an untrusted template. The sandbox keeps a template from
+# Python's internals, not from the worker's CPU and memory: Jinja2's own cap (one range() of at
+# most 100,000 items) lets two nested loops run 10**10 iterations, and nothing caps a string
+# built by "*". These caps are far above what a prompt needs (ten passages, a question of a few
+# thousand characters, a loop over the passages) and far below what hurts a worker.
+
+#: ``range()`` items per render, summed over every ``range()`` call of the render (nested
+#: loops multiply: two nested ``range(100)`` spend 100 + 100 * 100).
+MAX_RANGE_ITEMS = 10_000
+#: Loop iterations plus calls (functions, methods, macros, filters) per render: work that no
+#: value cap bounds, such as nested loops over a long string or a macro calling itself twice.
+MAX_STEPS = 20_000
+#: Characters or items of a string or list a template may build (``*``, ``+``, ``~``, ``%``,
+#: ``str.format``, a filter), of an integer argument to a call or filter (a width, a count),
+#: and characters of each rendered message.
+MAX_LENGTH = 100_000
+#: Characters built per render, summed over every string the operators above build.
+MAX_BUILT = 1_000_000
+#: Bits of an integer a template may compute with ``*`` or ``**``.
+MAX_INT_BITS = 4_096
+
+# A format string with a 6-digit number in it asks for a width or precision over MAX_LENGTH.
+_HUGE_WIDTH_RE = re.compile(r"[0-9]{6,}")
+
+
+class _Budget:
+    """What one render has spent so far (see the ``MAX_*`` limits)."""
+
+    def __init__(self) -> None:
+        self.range_items = 0
+        self.steps = 0
+        self.built = 0
+
+
+# The render in progress on this thread (None outside a render: a constant folded at compile
+# time is still held to the value caps, which need no budget).
+_BUDGET: ContextVar[_Budget | None] = ContextVar("ragops_prompt_budget", default=None)
+
+
+def _spend(*, steps: int = 0, range_items: int = 0, built: int = 0) -> None:
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.steps += steps
+    budget.range_items += range_items
+    budget.built += built
+    if budget.steps > MAX_STEPS:
+        raise SecurityError(f"the template runs over {MAX_STEPS} loop iterations and calls")
+    if budget.range_items > MAX_RANGE_ITEMS:
+        raise SecurityError(f"the template's range() calls total over {MAX_RANGE_ITEMS} items")
+    if budget.built > MAX_BUILT:
+        raise SecurityError(f"the template builds over {MAX_BUILT} characters")
+
+
+def _check_arguments(values: Iterable[Any]) -> None:
+    """Refuse an integer argument over MAX_LENGTH (a width, a count, a repetition)."""
+    for value in values:
+        if isinstance(value, int) and abs(value) > MAX_LENGTH:
+            raise SecurityError(f"an integer argument is over the sandbox's limit of {MAX_LENGTH}")
+
+
+def _check_format(text: str) -> None:
+    if _HUGE_WIDTH_RE.search(text):
+        raise SecurityError(f"a format width or precision is over the sandbox's limit of {MAX_LENGTH}")
+
+
+def _built(value: Any) -> Any:
+    """``value``, after counting and capping its length if it is a string or list."""
+    if isinstance(value, str | list | tuple):
+        if len(value) > MAX_LENGTH:
+            raise SecurityError(f"the template builds a value over {MAX_LENGTH} characters or items")
+        _spend(built=len(value))
+    return value
+
+
+def _budgeted_range(*args: int) -> range:
+    """Python's ``range``, its items counted against the render's :data:`MAX_RANGE_ITEMS`."""
+    _check_arguments(args)
+    items = range(*args)
+    _spend(range_items=len(items))
+    return items
+
+
+@pass_context  # a context filter is never folded at compile time: it must count at run time
+def _count_iterations(_: Context, iterable: Iterable[Any]) -> Iterator[Any]:
+    """Every ``for`` loop's iterable (see :meth:`BudgetedEnvironment._parse`): one step each."""
+    for item in iterable:
+        _spend(steps=1)
+        yield item
+
+
+def _capped_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a Jinja2 filter), one step a call, its arguments and result capped."""
+    # A pass_context/pass_environment/pass_eval_context filter gets that object first.
+    value_at = 0 if _PassArg.from_obj(function) is None else 1
+
+    @wraps(function)  # keeps the pass_* marker
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        _spend(steps=1)
+        _check_arguments([*args[value_at + 1 :], *kwargs.values()])
+        if name == "format" and isinstance(args[value_at], str):
+            _check_format(args[value_at])
+        return _built(function(*args, **kwargs))
+
+    return capped
+
+
+class _BudgetedCodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # "~" joins strings where no binop sees them: through environment.concat, which caps
+        # the result. (Autoescape is off: Jinja2 would join with str_join, as concat does.)
+        self.write("environment.concat((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class BudgetedEnvironment(SandboxedEnvironment):
+    """A :class:`~jinja2.sandbox.SandboxedEnvironment` that bounds the CPU and memory of a
+    render (the ``MAX_*`` limits of this module), raising
+    :class:`~jinja2.exceptions.SecurityError` beyond one. The budget is that of the render in
+    progress (:func:`render_budgeted`); the value caps hold at any time."""
+
+    code_generator_class = _BudgetedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _budgeted_range
+        self.filters = {name: _capped_filter(name, function) for name, function in self.filters.items()}
+        self.filters["ragops_count_iterations"] = _count_iterations
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            if loop.recursive:  # a loop that calls itself multiplies past any per-call cap
+                raise TemplateSyntaxError("a recursive for loop is not allowed", loop.lineno, name, filename)
+            loop.iter = nodes.Filter(loop.iter, "ragops_count_iterations", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        sized = (str, list, tuple)
+        if operator == "*" and isinstance(left, int) and isinstance(right, int):
+            if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise SecurityError(f"a product over {MAX_INT_BITS} bits")
+        elif operator == "*" and (isinstance(left, sized) or isinstance(right, sized)):
+            sequence, times = (left, right) if isinstance(left, sized) else (right, left)
+            if isinstance(times, int) and len(sequence) * times > MAX_LENGTH:
+                raise SecurityError(f"a repetition over {MAX_LENGTH} characters or items")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
+            if right > 0 and abs(left) > 1 and right * left.bit_length() > MAX_INT_BITS:
+                raise SecurityError(f"a power over {MAX_INT_BITS} bits")
+        elif operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+            if len(left) + len(right) > MAX_LENGTH:
+                raise SecurityError(f"a concatenation over {MAX_LENGTH} characters or items")
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+            _check_arguments(right if isinstance(right, tuple) else (right,))
+        return _built(super().call_binop(context, operator, left, right))
+
+    def concat(self, values: Iterable[Any]) -> str:
+        """``~``: the values' text joined, capped at :data:`MAX_LENGTH` characters."""
+        parts = [str(value) for value in values]
+        if sum(map(len, parts)) > MAX_LENGTH:
+            raise SecurityError(f"a concatenation over {MAX_LENGTH} characters")
+        joined = "".join(parts)
+        _built(joined)
+        return joined
+
+    def call(self, context: Context, function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _spend(steps=1)
+        _check_arguments([*args, *kwargs.values()])
+        # The sandbox wraps str.format (and format_map) to check its fields; the bound string
+        # is the format, whose widths and precisions must stay under the cap.
+        bound = getattr(getattr(function, "__wrapped__", function), "__self__", None)
+        if isinstance(bound, str) and getattr(function, "__name__", None) in ("format", "format_map"):
+            _check_format(bound)
+        return _built(super().call(context, function, *args, **kwargs))
+
+
 # Prompts are plain text sent to a model, not HTML: autoescaping would corrupt quotes
 # and ampersands in passages.
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV = BudgetedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
-# What check_renders renders a template on: a question and two passages with every key a
-# template may use.
-_SAMPLE_QUESTION = "How long is the Loire?"
-_SAMPLE_CONTEXTS = (
+def render_budgeted(template: Template, variables: Mapping[str, Any]) -> str:
+    """Render ``template`` within a fresh budget, stripped of surrounding whitespace.
+
+    Raises:
+        jinja2.exceptions.SecurityError: a limit of :class:`BudgetedEnvironment` is reached, or
+            the output exceeds :data:`MAX_LENGTH` characters (stopped as soon as it does).
+    """
+    token = _BUDGET.set(_Budget())
+    try:
+        pieces: list[str] = []
+        length = 0
+        for piece in template.generate(variables):
+            length += len(piece)
+            if length > MAX_LENGTH:
+                raise SecurityError(f"the message renders over {MAX_LENGTH} characters")
+            pieces.append(piece)
+        return "".join(pieces).strip()
+    finally:
+        _BUDGET.reset(token)
+
+
+# What check_renders renders a template on: 0 to 10 passages (production sends
+# ``context_chunks``, 3 by default, and a template may branch on their number) with every key
+# a template may use, under a sample, a one-character and a 4,000-character question.
+_SAMPLE_QUESTIONS = ("How long is the Loire?", "?", ("Why is the Loire so long? " * 154)[:4000])
+_SAMPLE_PASSAGES = (
     {"text": "The Loire is the longest river in France.", "title": "Loire", "chunk_id": "loire-p000"},
     {"text": "Nantes lies on the Loire estuary.", "title": "Nantes", "chunk_id": "nantes-p003"},
+)
+_MOST_PASSAGES = 10
+_SAMPLE_CONTEXTS = tuple(
+    {**_SAMPLE_PASSAGES[n % 2], "chunk_id": f"{_SAMPLE_PASSAGES[n % 2]['chunk_id']}-{n}"} for n in range(_MOST_PASSAGES)
 )
 
 
@@ -113,12 +338,14 @@ class PromptTemplate:
 
         Raises:
             jinja2.UndefinedError: the template uses a variable or key that is not given.
-            jinja2.exceptions.SecurityError: the template reaches for an unsafe attribute.
+            jinja2.exceptions.SecurityError: the template reaches for an unsafe attribute, or
+                past a limit of :class:`BudgetedEnvironment`.
+            Exception: whatever else the template raises (``1 // 0``: ZeroDivisionError).
         """
         variables = {"question": question, "contexts": list(contexts)}
         return [
-            {"role": "system", "content": _compile(self.system).render(variables).strip()},
-            {"role": "user", "content": _compile(self.user).render(variables).strip()},
+            {"role": "system", "content": render_budgeted(_compile(self.system), variables)},
+            {"role": "user", "content": render_budgeted(_compile(self.user), variables)},
         ]
 
 
@@ -155,19 +382,25 @@ def _template(name: str, version: int, description: str, system: str, user: str)
 
 
 def check_renders(template: PromptTemplate) -> None:
-    """Render ``template`` on a sample question and two passages.
+    """Render ``template`` on every sample: 0 to 10 passages under a sample question, a
+    one-character one and a 4,000-character one.
 
     Raises:
-        ValueError: a message fails to render (an undefined variable or key, an unsafe
-            attribute, an error the template raises) or renders empty, with the reason.
+        ValueError: a message fails to render on a sample (an undefined variable or key, an
+            unsafe attribute, a sandbox limit, an error the template raises) or renders empty
+            with at least one passage, with the reason and the sample.
     """
-    try:
-        messages = template.render(_SAMPLE_QUESTION, _SAMPLE_CONTEXTS)
-    except Exception as exc:  # any failure of an untrusted template is a refusal, with its reason
-        raise ValueError(f"the template does not render: {type(exc).__name__}: {exc}") from exc
-    for message in messages:
-        if not message["content"]:
-            raise ValueError(f"the {message['role']} message renders empty")
+    for question in _SAMPLE_QUESTIONS:
+        for count in range(_MOST_PASSAGES + 1):
+            sample = f"{count} passage(s) and a {len(question)}-character question"
+            try:
+                messages = template.render(question, _SAMPLE_CONTEXTS[:count])
+            except Exception as exc:  # any failure of an untrusted template is a refusal, with its reason
+                raise ValueError(f"the template does not render ({sample}): {type(exc).__name__}: {exc}") from exc
+            for message in messages:
+                # Production never renders without passages (it answers nothing instead).
+                if count and not message["content"]:
+                    raise ValueError(f"the {message['role']} message renders empty ({sample})")
 
 
 def prompt_body(description: str, system: str, user: str) -> PromptBody:

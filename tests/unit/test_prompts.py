@@ -20,6 +20,7 @@ from ragops_schemas import (
     VersionRetired,
 )
 from ragops_schemas.experiments import ExperimentAssignment
+from ragops_schemas.ids import prompt_hash
 from ragops_schemas.registry import Registry
 from ragops_shared.prompts import (
     PromptNotFoundError,
@@ -277,3 +278,101 @@ def test_generation_renders_the_assigned_version_and_falls_back_to_production_wh
     registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
     retired = answer(assignment=arm("3"))
     assert (retired.lineage.prompt.version, retired.lineage.variant) == (2, None), "a retired arm serves no one"
+
+
+# Templates that render on a question and two passages but fail on what production sends
+# (context_chunks = 3 passages) or on another question length: refused at push now.
+FAILS_AT_THREE = "{{ question }}{{ 60 // (3 - contexts|length) }}"
+
+
+@pytest.mark.parametrize(
+    ("user", "reason"),
+    [
+        (FAILS_AT_THREE, r"3 passage\(s\).*ZeroDivisionError"),
+        ("{{ question }}{% if contexts|length > 9 %}{{ nope }}{% endif %}", r"10 passage\(s\).*UndefinedError"),
+        ("{{ question }}{% if question|length < 2 %}{{ 1 // 0 }}{% endif %}", "1-character question"),
+        ("{{ question }}{% if question|length > 3000 %}{{ 1 // 0 }}{% endif %}", "4000-character question"),
+        ("{{ question }}{% for i in range(contexts|length * 40000) %}{% endfor %}", "range"),
+        ("{{ question }}{% if contexts|length > 2 %}{{ (question * 2000000)|length }}{% endif %}", "repetition"),
+    ],
+)
+def test_prompt_body_renders_every_number_of_passages_and_question_length(user: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        prompt_body("d", "Be brief.", user)
+
+
+# Templates that would spend the worker's CPU or memory: each is stopped by a limit of the
+# sandbox (SecurityError) before it does.
+@pytest.mark.parametrize(
+    ("template", "limit"),
+    [
+        ("{% for i in range(10**9) %}x{% endfor %}", "integer argument"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range"),
+        ("{% for i in range(100) %}{% for j in range(100) %}{% endfor %}{% endfor %}", "range"),
+        ("{{ ('x' * 300000000)|length }}", "repetition"),
+        ("{{ ([1] * 300000000)|length }}", "repetition"),
+        ("{{ 9 ** (9 ** 7) }}", "power"),
+        ("{% set ns = namespace(x=9) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}", "product"),
+        ("{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "concat"),
+        ("{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "concat"),
+        ("{{ 'x'|center(300000000) }}", "integer argument"),
+        ("{{ [1]|batch(300000000, 0)|list|length }}", "integer argument"),
+        ("{{ 'x'.ljust(300000000) }}", "integer argument"),
+        ("{{ '{:>300000000}'.format(1) }}", "format width"),
+        ("{{ '%300000000d' % 1 }}", "format width"),
+        ("{{ '%300000000d'|format(1) }}", "format width"),
+        (
+            "{% for a in question %}{% for b in question %}{% for c in question %}{% endfor %}{% endfor %}{% endfor %}",
+            "loop",
+        ),
+        ("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}", "calls"),
+        ("{% set s = 'x' * 99999 %}{% for i in range(1000) %}{{ s }}{% endfor %}", "renders over 100000"),
+        ("{% set s = 'x' * 99999 %}{% for i in range(100) %}{{ (s ~ '')|length }}{% endfor %}", "builds over"),
+    ],
+)
+def test_prompt_body_refuses_a_template_past_a_sandbox_limit(template: str, limit: str) -> None:
+    with pytest.raises(ValueError, match=f"SecurityError: .*{limit}"):
+        prompt_body("d", "Be brief.", "{{ question }}" + template)
+
+
+def test_a_recursive_loop_is_refused_at_compile() -> None:
+    with pytest.raises(ValueError, match="recursive for loop is not allowed"):
+        prompt_body("d", "Be brief.", "{{ question }}{% for c in contexts recursive %}{{ loop(contexts) }}{% endfor %}")
+
+
+def test_the_limits_leave_room_for_a_real_prompt() -> None:
+    user = (
+        "{% for c in contexts %}[{{ loop.index }}] {{ c.title|upper }}: {{ c.text|truncate(500) }} ({{ c.chunk_id }})\n"
+        "{% endfor %}{{ '-' * 40 }}\n{{ '%s?' % question.rstrip('?') }}{% for i in range(9000) %}{% endfor %}"
+    )
+    body = prompt_body("d", "Answer from {{ contexts|length }} passages.", user)
+    messages = PromptTemplate.from_body("p", 1, body).render("q" * 4000, [CONTEXTS[0]] * 10)
+    assert messages[1]["content"].count("LOIRE") == 10
+    assert messages[1]["content"].endswith("q" * 4000 + "?")
+
+
+def test_generation_falls_back_to_production_for_an_arm_that_fails_on_the_served_passages() -> None:
+    # Registered as another replica might have before the render check existed: it renders on
+    # two passages and raises ZeroDivisionError on the three production sends.
+    body = PromptBody(
+        description="d", system="Be brief.", user=FAILS_AT_THREE, sha256=prompt_hash("d", "Be brief.", FAILS_AT_THREE)
+    )
+    edited = PromptBody(description="d", system="Be brief.", user="{{ question }}", sha256=body.sha256)
+    registry = Registry()
+    registry.apply(registered(3, body))
+    registry.apply(registered(4, edited))  # edited in place: resolve_prompt raises ValueError
+    answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
+    asked = example(ContextRetrieved)
+    three = [asked.contexts[0].model_copy(update={"chunk_id": f"{asked.contexts[0].chunk_id}-{n}"}) for n in range(3)]
+
+    def failures(version: str) -> float:
+        labels = {"prompt": "rag-answer", "version": version}
+        return REGISTRY.get_sample_value("ragops_prompt_render_failures_total", labels) or 0.0
+
+    for version in ("3", "4"):
+        before = failures(version)
+        served = answerer.answer([asked.model_copy(update={"contexts": three, "assignment": arm(version)})])[0]
+        assert (served.lineage.prompt.version, served.lineage.variant, served.lineage.experiment_id) == (2, None, None)
+        assert failures(version) == before + 1
+    with pytest.raises(ZeroDivisionError):  # pinned: dead-lettered with the reason, as before
+        answerer.answer([asked.model_copy(update={"contexts": three, "prompt_version": 3})])
