@@ -80,6 +80,9 @@ TOPICS=(
   ragops.experiment.stopped.v1
   ragops.experiment.concluded.v1
   ragops.evaluation.comparison-completed.v1
+  ragops.review.submitted.v1
+  ragops.review.answer-reviewed.v1
+  ragops.cost.prices-published.v1
   ragops.dead-letter.v1
 )
 
@@ -108,6 +111,9 @@ retention_of() {
     ragops.experiment.started.v1) echo -1 ;;
     ragops.experiment.stopped.v1) echo -1 ;;
     ragops.experiment.concluded.v1) echo -1 ;;
+    ragops.review.submitted.v1) echo "$INTAKE_RETENTION_MS" ;;
+    ragops.review.answer-reviewed.v1) echo -1 ;;
+    ragops.cost.prices-published.v1) echo -1 ;;
     ragops.dead-letter.v1) echo "$DEAD_LETTER_RETENTION_MS" ;;
     *) echo "$TOPIC_RETENTION_MS" ;;
   esac
@@ -116,6 +122,7 @@ retention_of() {
 partitions_of() {
   case "$1" in
     ragops.experiment.started.v1) echo 1 ;;
+    ragops.cost.prices-published.v1) echo 1 ;;
     *) echo "$TOPIC_PARTITIONS" ;;
   esac
 }

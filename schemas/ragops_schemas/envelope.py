@@ -11,7 +11,7 @@ zone is taken as UTC, never as the host's local time. Trace context follows W3C 
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
@@ -59,6 +59,23 @@ class Producer(BaseModel):
     version: str = Field(examples=["0.1.0"])
 
 
+class ComputeUsage(BaseModel):
+    """What producing an event held of a machine: the stage's share of the compute it ran on
+    (:mod:`ragops_shared.tracing` measures it; the cost views price it per core-hour or
+    GPU-hour at the price in effect when the event occurred).
+
+    ``seconds`` is wall time from the start of the work (the batch the event's cause came in)
+    to the event's publication, divided evenly among the batch's events; ``units`` is how many
+    CPU cores (``device="cpu"``: the threads the stage computes with) or GPUs
+    (``device="cuda"``) it held meanwhile. ``seconds x units`` is core-seconds or GPU-seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    device: Literal["cpu", "cuda"] = Field(description="What the stage computed on.")
+    seconds: float = Field(ge=0, description="Wall seconds of the stage's work attributed to this event.")
+    units: int = Field(default=1, ge=1, le=4096, description="CPU cores or GPUs held during that time.")
+
+
 class Event(BaseModel):
     """Fields common to every event. Subclasses set ``TOPIC`` and a ``Literal`` ``event_type``.
 
@@ -81,7 +98,15 @@ class Event(BaseModel):
     producer: Producer
     trace_id: TraceId = Field(default_factory=new_trace_id)
     span_id: SpanId = Field(default_factory=new_span_id)
+    parent_span_id: SpanId | None = Field(
+        default=None,
+        description="The span of the event that caused this one (Event.caused); None for a trace's first event. "
+        "With trace_id and span_id it makes the request's tree (`ragops trace`, the OTLP spans).",
+    )
     tenant: str = Field(default=DEFAULT_TENANT, min_length=1, max_length=128)
+    compute: ComputeUsage | None = Field(
+        default=None, description="The compute its producing stage spent on it (cost per stage); None: not measured."
+    )
 
     @field_validator("schema_version")
     @classmethod
@@ -103,7 +128,7 @@ class Event(BaseModel):
 
     def caused(self, event_type: type[E], producer: Producer, *, scope: str = "", **fields: Any) -> E:
         """Build the next event of the same trace: same ``trace_id`` and ``tenant``, a new
-        ``span_id``. Used by every service for its output events.
+        ``span_id`` whose parent is this event's. Used by every service for its output events.
 
         The output's ``event_id`` is :func:`ragops_schemas.ids.derived_event_id` of the output
         type, this event's id and ``scope``, so processing the same event again (a redelivery)
@@ -118,6 +143,7 @@ class Event(BaseModel):
         return event_type(
             producer=producer,
             trace_id=self.trace_id,
+            parent_span_id=self.span_id,
             tenant=self.tenant,
             event_id=derived_event_id(event_type.__name__, self.event_id, scope),
             **fields,
@@ -137,6 +163,9 @@ class Signature(BaseModel):
     value: str = Field(min_length=1, max_length=128, description="The 64-byte signature, base64 (standard alphabet).")
 
 
+_ADDED_ENVELOPE_FIELDS = ("parent_span_id", "compute")
+
+
 class SignedEvent(Event):
     """A control event (the version registry, and in time approvals and policies): signed by
     its owner and verified by every reader before it is applied (:mod:`ragops_shared.signing`).
@@ -149,8 +178,14 @@ class SignedEvent(Event):
 
     def signed_bytes(self) -> bytes:
         """The canonical bytes a signature covers: the JSON-mode model dump without
-        ``signature``, as UTF-8 JSON with sorted keys, no whitespace and no ASCII escaping."""
+        ``signature`` (nor ``parent_span_id`` or ``compute`` when they are unset), as UTF-8
+        JSON with sorted keys, no whitespace and no ASCII escaping."""
         payload = self.model_dump(mode="json", exclude={"signature"})
+        # Envelope fields added after control events were first signed: left out while unset,
+        # so an event signed before they existed still verifies against this schema.
+        for added in _ADDED_ENVELOPE_FIELDS:
+            if payload.get(added) is None:
+                payload.pop(added, None)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

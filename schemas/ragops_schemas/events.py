@@ -17,6 +17,7 @@ from pathlib import PurePath
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,6 +31,8 @@ from pydantic import (
 from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.changes import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.changes import CHANGE_EVENT_TYPES
+from ragops_schemas.cost import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.cost import COST_EVENT_TYPES
 from ragops_schemas.envelope import DocumentEvent, Event, RequestEvent
 from ragops_schemas.erasure import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.erasure import ERASURE_EVENT_TYPES
@@ -38,6 +41,8 @@ from ragops_schemas.experiments import EXPERIMENT_EVENT_TYPES, ExperimentAssignm
 from ragops_schemas.ids import content_hash
 from ragops_schemas.lifecycle import *  # noqa: F403 - re-exported: the package's API is every event
 from ragops_schemas.lifecycle import LIFECYCLE_EVENT_TYPES
+from ragops_schemas.review import *  # noqa: F403 - re-exported: the package's API is every event
+from ragops_schemas.review import REVIEW_EVENT_TYPES
 from ragops_schemas.topics import Topic
 
 ContentType = Literal["text/plain", "text/markdown", "text/html", "text/x-rst"]
@@ -661,7 +666,13 @@ class GenerationInfo(_Part):
 
     model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, serialize_by_alias=True)
 
-    system: str = Field(default="transformers", alias="gen_ai.system")
+    provider_name: str = Field(
+        default="transformers",
+        alias="gen_ai.provider.name",
+        # Events written before the attribute's rename (OTel GenAI semconv 1.37) still read.
+        validation_alias=AliasChoices("gen_ai.provider.name", "provider_name", "gen_ai.system"),
+        description="The backend that served the model: transformers (in process) or openai (compatible API).",
+    )
     request_model: str = Field(alias="gen_ai.request.model")
     model_version: str = Field(description="Stable id of the generation weights.")
     temperature: float = Field(ge=0, alias="gen_ai.request.temperature")
@@ -873,8 +884,8 @@ class FeedbackRecorded(RequestEvent):
 
 
 class DatasetExampleAdded(Event):
-    """A question with a reference answer joined a dataset: a user's correction, or an answer
-    users rated well. Examples are immutable; a dataset version is the set of example ids
+    """A question with a reference answer joined a dataset: a user's correction, an answer
+    users rated well, or a reviewer's label. Examples are immutable; a dataset version is the set of example ids
     added up to a point in time."""
 
     TOPIC = Topic.DATASET_EXAMPLE_ADDED
@@ -884,9 +895,12 @@ class DatasetExampleAdded(Event):
     question: str
     reference_answer: str
     reference_context_ids: list[str]
-    source: Literal["correction", "positive_feedback"]
+    source: Literal["correction", "positive_feedback", "review"] = Field(
+        description="review: a reviewer's label (ragops_schemas.review.AnswerReviewed) of a correct answer, "
+        "or the reviewer's correction."
+    )
     request_id: str
-    feedback_event_id: str
+    feedback_event_id: str = Field(description="The FeedbackRecorded's (or the AnswerReviewed's) event id.")
 
     @property
     def key(self) -> bytes:
@@ -947,6 +961,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     *CHANGE_EVENT_TYPES,
     *ERASURE_EVENT_TYPES,
     *EXPERIMENT_EVENT_TYPES,
+    *COST_EVENT_TYPES,
+    *REVIEW_EVENT_TYPES,
     DocumentSubmitted,
     DocumentRedacted,
     DocumentChunked,

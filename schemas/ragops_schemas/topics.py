@@ -55,6 +55,9 @@ class Topic(StrEnum):
     EXPERIMENT_STOPPED = "ragops.experiment.stopped.v1"
     EXPERIMENT_CONCLUDED = "ragops.experiment.concluded.v1"
     EVALUATION_COMPARISON_COMPLETED = "ragops.evaluation.comparison-completed.v1"
+    REVIEW_SUBMITTED = "ragops.review.submitted.v1"
+    ANSWER_REVIEWED = "ragops.review.answer-reviewed.v1"
+    PRICES_PUBLISHED = "ragops.cost.prices-published.v1"
     DEAD_LETTER = "ragops.dead-letter.v1"
 
 
@@ -187,6 +190,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.EXPERIMENT_STOPPED, ("experiment_id",), Retention.FOREVER),
     TopicSpec(Topic.EXPERIMENT_CONCLUDED, ("experiment_id",), Retention.FOREVER),
     TopicSpec(Topic.EVALUATION_COMPARISON_COMPLETED, ("run_id",)),
+    # Human review: the raw label (a reviewer's free text) is intake, read by the privacy
+    # service only; the redacted label is kept as long as the datasets it feeds.
+    TopicSpec(Topic.REVIEW_SUBMITTED, _REQUEST, Retention.INTAKE, sink=False),
+    TopicSpec(Topic.ANSWER_REVIEWED, _REQUEST, Retention.FOREVER),
+    # Price lists: the cost views and the budgets price every event at the list in effect
+    # when it occurred, so every list ever published is kept. One partition: one order of lists.
+    TopicSpec(Topic.PRICES_PUBLISHED, ("price_list_id",), Retention.FOREVER, partitions=1),
     # Keyed like the record that could not be processed.
     TopicSpec(Topic.DEAD_LETTER, ("original_key",), Retention.DEAD_LETTERS),
 )

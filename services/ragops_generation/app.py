@@ -152,7 +152,7 @@ class Answerer:
                 contexts=used,
                 evaluation=event.evaluation,
                 generation=GenerationInfo(
-                    system=self.settings.backend,
+                    provider_name=self.settings.backend,
                     request_model=self.generator.model_name,
                     model_version=self.generator.model_version,
                     temperature=self.settings.temperature,

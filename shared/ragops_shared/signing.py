@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ragops_schemas import Event, Signature, SignedEvent, utc_now
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
+from ragops_schemas.cost import PricesPublished
 from ragops_schemas.erasure import ErasureRequested
 from ragops_schemas.experiments import ExperimentConcluded, ExperimentStarted, ExperimentStopped
 from ragops_schemas.lifecycle import VersionKind, VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
@@ -62,6 +63,7 @@ _ERASURE_REQUESTED = ErasureRequested.model_fields["event_type"].default
 _EXPERIMENT_STARTED = ExperimentStarted.model_fields["event_type"].default
 _EXPERIMENT_STOPPED = ExperimentStopped.model_fields["event_type"].default
 _EXPERIMENT_CONCLUDED = ExperimentConcluded.model_fields["event_type"].default
+_PRICES_PUBLISHED = PricesPublished.model_fields["event_type"].default
 _CHANGE_DECIDED = frozenset(event.model_fields["event_type"].default for event in (ChangeApproved, ChangeRejected))
 
 
@@ -89,7 +91,8 @@ DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
     # The control plane: records people's change requests and decisions, and applies an
     # approved change (ragops_gateway.changes); asks the stores to erase a data subject.
     # Prompt versions pushed by people (and the packaged seed versions) are registered by it,
-    # and nothing else; it starts and stops experiments for operators.
+    # and nothing else; it starts and stops experiments for operators, and publishes their
+    # price lists.
     "gateway": _registers("prompt")
     | frozenset(
         {
@@ -100,6 +103,7 @@ DEFAULT_ALLOWED: Mapping[str, frozenset[str]] = {
             _ERASURE_REQUESTED,
             _EXPERIMENT_STARTED,
             _EXPERIMENT_STOPPED,
+            _PRICES_PUBLISHED,
         }
     ),
     # Its sequential test concludes experiments (and, by policy, rolls the loser back).

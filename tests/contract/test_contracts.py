@@ -61,13 +61,15 @@ def test_topic_retention_stays_as_deployed() -> None:
         Topic.EXPERIMENT_STARTED,
         Topic.EXPERIMENT_STOPPED,
         Topic.EXPERIMENT_CONCLUDED,
+        Topic.ANSWER_REVIEWED,
+        Topic.PRICES_PUBLISHED,
     }
     assert [spec.topic for spec in TOPICS if spec.retention is Retention.DEAD_LETTERS] == [Topic.DEAD_LETTER]
     assert (Retention.FOREVER, Retention.EVENTS, Retention.DEAD_LETTERS) == (-1, 604_800_000, 2_592_000_000)
     assert Retention.INTAKE == 86_400_000
 
 
-INTAKE_TOPICS = {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED}
+INTAKE_TOPICS = {Topic.DOCUMENT_SUBMITTED, Topic.QUERY_SUBMITTED, Topic.FEEDBACK_SUBMITTED, Topic.REVIEW_SUBMITTED}
 
 
 ERASURE_FLOW = {Topic.ERASURE_REQUESTED, Topic.SUBJECT_ERASURE_APPLIED}
