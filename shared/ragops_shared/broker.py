@@ -49,6 +49,7 @@ from ragops_shared.ops import (
 from ragops_shared.retry import Backoff, bisect, is_transient
 from ragops_shared.settings import KafkaSettings
 from ragops_shared.signing import ControlEventRefused, Signer, Verifier
+from ragops_shared.tracing import instrument, published, stage_clock
 
 E = TypeVar("E", bound=Event)
 log = structlog.get_logger(__name__)
@@ -107,7 +108,9 @@ def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
 
 class EventPublisher:
     """Publishes events to their topic, keyed by document or request id, with the
-    W3C ``traceparent`` header. One per service; registered publishers appear in AsyncAPI.
+    W3C ``traceparent`` header; each event is instrumented first (its stage's ``compute``:
+    :func:`~ragops_shared.tracing.instrument`) and traced once out
+    (:func:`~ragops_shared.tracing.published`). One per service; registered publishers appear in AsyncAPI.
     Every service may dead-letter, so ``MessageDeadLettered`` is always declared. With a
     ``signer``, every control event (:class:`~ragops_schemas.SignedEvent`) is signed as it is
     published; without one it leaves unsigned and its readers refuse it. ``dead_letters=False``:
@@ -131,11 +134,13 @@ class EventPublisher:
 
     async def publish(self, event: Event) -> None:
         """Publish one event. Raises ``KeyError`` if the service did not declare its type."""
+        event = instrument(event, self.producer.name)
         if self.signer is not None and isinstance(event, SignedEvent):
             event = self.signer.sign(event)
         await self._publishers[event.TOPIC].publish(
             event, key=event.key, headers={"traceparent": event.traceparent, "event_type": event.event_type}
         )
+        published(event, self.producer.name)
 
     async def publish_all(self, events: Sequence[Event]) -> None:
         await asyncio.gather(*(self.publish(event) for event in events))
@@ -341,6 +346,11 @@ class EventSubscriber(Generic[E]):
         """
         if not events:
             return
+        # Outputs published from here on (retries and bisection included) are charged to this batch.
+        with stage_clock(len(events)):
+            await self._run(events, process)
+
+    async def _run(self, events: Sequence[E], process: Callable[[Sequence[E]], Awaitable[Sequence[Event]]]) -> None:
         tried: Counter[uuid.UUID] = Counter()
 
         async def attempt(batch: Sequence[E]) -> None:

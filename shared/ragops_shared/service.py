@@ -22,6 +22,7 @@ from ragops_shared.identity import Role
 from ragops_shared.logs import configure_logging
 from ragops_shared.ops import ops_routes
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.tracing import LIGHT, ComputeSpec, SpanEmitter, declare
 
 
 def platform_version() -> str:
@@ -51,6 +52,7 @@ def service_app(
     warm_up: Sequence[Callable[[], object]] = (),
     close: Sequence[Callable[[], object]] = (),
     routes: Sequence[tuple[str, HttpHandler, Sequence[Role]]] = (),
+    compute: ComputeSpec = LIGHT,
 ) -> AsgiFastStream:
     """The application of a service: its AsyncAPI document; heavy resources (models, stores)
     loaded in a worker thread before the broker starts consuming and released after it
@@ -61,7 +63,12 @@ def service_app(
     on ``platform``; a handler finds its caller with :func:`~ragops_shared.access.principal_of`).
     Each call it refuses (401/403) is logged and audited: the service publishes its
     ``auth.refused`` ``AuditRecorded`` (an anonymous one in ``platform.tenant``), waiting at
-    most ``platform.auth.refusal_audit_timeout_s`` before logging the entry instead."""
+    most ``platform.auth.refusal_audit_timeout_s`` before logging the entry instead.
+
+    ``compute``: what the service computes on, charged on its events (:mod:`ragops_shared.tracing`;
+    a model-running service gives its device and threads). With ``platform.otel.endpoint``
+    its published events are exported as spans from startup; shutdown flushes them."""
+    instruments = declare(service, compute)
     audit = EventPublisher(broker, producer_for(service), [AuditRecorded], dead_letters=False)
     guard = guard_for(
         platform,
@@ -79,6 +86,7 @@ def service_app(
 
     @app.on_startup
     async def load() -> None:
+        instruments.spans = SpanEmitter.over_otlp(service, platform_version(), platform.otel)
         for step in warm_up:
             await asyncio.to_thread(step)
 
@@ -94,6 +102,9 @@ def service_app(
     async def release() -> None:
         for step in close:
             await asyncio.to_thread(step)
+        if instruments.spans is not None:
+            spans, instruments.spans = instruments.spans, None
+            await asyncio.to_thread(spans.shutdown)
 
     return app
 

@@ -103,6 +103,24 @@ class SigningSettings(BaseSettings):
     )
 
 
+class OtelSettings(BaseSettings):
+    """Where spans go (env prefix ``RAGOPS_OTEL_EXPORTER_OTLP_``; the names of the SDK's own
+    ``OTEL_EXPORTER_OTLP_*`` variables, under the platform's prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_OTEL_EXPORTER_OTLP_", extra="ignore")
+
+    endpoint: str | None = Field(
+        default=None,
+        description="Base URL of an OTLP/HTTP receiver (the Collector, Jaeger, Phoenix: e.g. http://collector:4318); "
+        "spans are posted to <endpoint>/v1/traces. Unset: no spans.",
+    )
+    headers: SecretStr | None = Field(
+        default=None,
+        description="Headers sent with each export, as `key1=value1,key2=value2` (URL-encoded values), "
+        "e.g. an API key of a hosted backend.",
+    )
+
+
 class AuthSettings(BaseSettings):
     """Env prefix ``RAGOPS_AUTH_``."""
 
@@ -160,6 +178,7 @@ class PlatformSettings(BaseSettings):
     )
     signing: SigningSettings = Field(default_factory=SigningSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:
