@@ -8,6 +8,7 @@ import torch
 from pydantic import StringConstraints
 
 from ragops_shared.hardware import ComputeDtype, native_compute_dtype
+from ragops_shared.tracing import ComputeSpec
 
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 DeviceName = Annotated[str, StringConstraints(pattern=_DEVICE_PATTERN)]
@@ -46,3 +47,9 @@ def resolve_dtype(dtype: DtypeName, device: torch.device) -> ComputeDtype:
     if dtype != "auto":
         return dtype
     return "bfloat16" if device.type == "cuda" else native_compute_dtype()
+
+
+def compute_spec(device: torch.device, torch_threads: int) -> ComputeSpec:
+    """What a model on ``device`` holds while it computes (its events' ``compute``): one GPU
+    on CUDA, else the ``torch_threads`` CPU cores its intra-op pool runs on."""
+    return ComputeSpec("cuda", 1) if device.type == "cuda" else ComputeSpec("cpu", torch_threads)

@@ -43,6 +43,7 @@ from ragops_embedding.experiments import assign, experiment_key, unassigned
 from ragops_embedding.settings import PART_BYTES, EmbeddingSettings
 from ragops_embedding.spec import DOCUMENTS_GROUP, QUERIES_GROUP, SPEC
 from ragops_models.defaults import shipped_model_dirs
+from ragops_models.device import compute_spec
 from ragops_models.embedder import Embedder
 from ragops_schemas import (
     Chunk,
@@ -422,7 +423,13 @@ def create_app(settings: EmbeddingSettings | None = None) -> AsgiFastStream:
 
         await queries.run(events, embedded)
 
-    app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
+    app = service_app(
+        SERVICE,
+        __doc__ or "",
+        broker,
+        platform=settings.platform,
+        compute=compute_spec(embedders.default.device, settings.platform.torch_threads),
+    )
 
     @app.on_startup
     async def load_models() -> None:

@@ -17,6 +17,7 @@ from ragops_evaluation.metrics import reference_free_scores, reference_scores
 from ragops_evaluation.settings import EvaluationSettings
 from ragops_evaluation.spec import SPEC
 from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
+from ragops_models.device import compute_spec
 from ragops_models.embedder import Embedder
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_schemas.ids import sample_fraction
@@ -94,7 +95,14 @@ def create_app(settings: EvaluationSettings | None = None) -> AsgiFastStream:
             events, lambda batch: asyncio.to_thread(evaluate, embedder, producer, settings.sample_rate, batch)
         )
 
-    return service_app(SERVICE, __doc__ or "", broker, platform=settings.platform, warm_up=[embedder.warm_up])
+    return service_app(
+        SERVICE,
+        __doc__ or "",
+        broker,
+        platform=settings.platform,
+        warm_up=[embedder.warm_up],
+        compute=compute_spec(embedder.device, settings.platform.torch_threads),
+    )
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ from prometheus_client import Counter
 from ragops_generation.settings import GenerationSettings
 from ragops_generation.spec import SPEC
 from ragops_models.defaults import shipped_model_dirs
+from ragops_models.device import compute_spec
 from ragops_models.generation import Generation, Generator
+from ragops_models.transformers_generator import TransformersGenerator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
 from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
@@ -28,6 +30,7 @@ from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import verifier_for
+from ragops_shared.tracing import LIGHT
 
 SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
@@ -216,6 +219,10 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
             answerer.generator.warm_up,
             partial(load_prompt, settings.prompt_name, None, settings.prompt_dir),
         ],
+        # An API backend computes elsewhere (priced by its tokens): here only the waiting.
+        compute=compute_spec(answerer.generator.device, settings.platform.torch_threads)
+        if isinstance(answerer.generator, TransformersGenerator)
+        else LIGHT,
     )
     app.on_startup(registry.start)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them

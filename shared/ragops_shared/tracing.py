@@ -51,12 +51,6 @@ class ComputeSpec:
     device: Literal["cpu", "cuda"] = "cpu"
     units: int = 1
 
-    @classmethod
-    def for_device(cls, device: str, torch_threads: int) -> "ComputeSpec":
-        """The spec of a model-running service: one GPU on ``cuda``/``cuda:N`` (a resolved
-        torch device's string), else ``torch_threads`` CPU cores."""
-        return cls("cuda", 1) if device.startswith("cuda") else cls("cpu", torch_threads)
-
 
 LIGHT = ComputeSpec()
 """A service that runs no model: one CPU core."""
