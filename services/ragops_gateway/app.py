@@ -82,8 +82,9 @@ from ragops_shared.identity import ApiKey, ApiKeyStore, Principal, Role
 from ragops_shared.logs import configure_logging, event_fields, without_literals
 from ragops_shared.parts import RECORD_OVERHEAD_BYTES, serialised_size
 from ragops_shared.registry_view import ExperimentView
-from ragops_shared.service import asyncapi, load_settings, producer_for
+from ragops_shared.service import asyncapi, load_settings, platform_version, producer_for
 from ragops_shared.signing import verifier_for
+from ragops_shared.tracing import declare
 from ragops_shared.watch import EventWatcher, WatcherStopped
 
 SERVICE = SPEC.name
@@ -293,6 +294,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
+    instruments = declare(SERVICE)
     publisher = control_publisher(
         settings,
         broker,
@@ -370,6 +372,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The requests' root events become the root spans (no stage clock: no compute).
+        instruments.start(SERVICE, platform_version(), settings.platform.otel)
         await broker.start()
         await watcher.start()
         await control.start()
@@ -389,6 +393,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
+            await asyncio.to_thread(instruments.stop)
 
     # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
     # OpenAPI document is published as schemas/openapi/gateway.json).

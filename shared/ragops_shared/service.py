@@ -22,7 +22,7 @@ from ragops_shared.identity import Role
 from ragops_shared.logs import configure_logging
 from ragops_shared.ops import ops_routes
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from ragops_shared.tracing import LIGHT, ComputeSpec, SpanEmitter, declare
+from ragops_shared.tracing import LIGHT, ComputeSpec, declare
 
 
 def platform_version() -> str:
@@ -86,7 +86,7 @@ def service_app(
 
     @app.on_startup
     async def load() -> None:
-        instruments.spans = SpanEmitter.over_otlp(service, platform_version(), platform.otel)
+        instruments.start(service, platform_version(), platform.otel)
         for step in warm_up:
             await asyncio.to_thread(step)
 
@@ -102,9 +102,7 @@ def service_app(
     async def release() -> None:
         for step in close:
             await asyncio.to_thread(step)
-        if instruments.spans is not None:
-            spans, instruments.spans = instruments.spans, None
-            await asyncio.to_thread(spans.shutdown)
+        await asyncio.to_thread(instruments.stop)
 
     return app
 

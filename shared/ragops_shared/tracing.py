@@ -190,8 +190,8 @@ class SpanEmitter:
 
     @classmethod
     def over_otlp(cls, service: str, version: str, settings: OtelSettings) -> "SpanEmitter | None":
-        """An emitter exporting to ``settings.endpoint`` (None when unset: no SDK object)."""
-        if settings.endpoint is None:
+        """An emitter exporting to ``settings.endpoint`` (None when unset or empty: no SDK object)."""
+        if not settings.endpoint:
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -240,6 +240,16 @@ class Instruments:
 
     compute: ComputeSpec = LIGHT
     spans: SpanEmitter | None = None
+
+    def start(self, service: str, version: str, settings: OtelSettings) -> None:
+        """Emit ``service``'s spans from now on when ``settings`` name an endpoint."""
+        self.spans = SpanEmitter.over_otlp(service, version, settings)
+
+    def stop(self) -> None:
+        """Flush and drop the span emitter, if any (blocking: call it off the event loop)."""
+        spans, self.spans = self.spans, None
+        if spans is not None:
+            spans.shutdown()
 
 
 _SERVICES: dict[str, Instruments] = {}

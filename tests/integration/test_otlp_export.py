@@ -4,6 +4,7 @@ becomes one span whose ids are the event's own, so the two services' spans link 
 trace (the embedding span's parent is the privacy span) with GenAI attribute names and no
 question text."""
 
+import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import QueryEmbedded, QueryRedacted
 from ragops_schemas.envelope import ComputeUsage
 from ragops_shared.settings import OtelSettings, PlatformSettings
+from ragops_shared.tracing import declare
 from tests.integration.services import running, wait_for, watching
 from tests.otlp_receiver import otlp_receiver
 
@@ -35,10 +37,14 @@ async def test_a_question_through_privacy_and_embedding_exports_linked_genai_spa
             # Left in this order, the services stop (and flush their spans) before the watcher.
             await stack.enter_async_context(running(privacy_app(PrivacySettings(kafka=kafka, platform=platform))))
             await stack.enter_async_context(running(embedding_app(EmbeddingSettings(kafka=kafka, platform=platform))))
+            # The client's root event becomes the root span, as the gateway's do.
+            root = declare("test")
+            root.start("test", "0", otel)
             async with PlatformClient(kafka, "test", platform) as client:
                 question = client.question(QUESTION)
                 await client.publish(question)
                 await wait_for(seen, lambda events: any(isinstance(e, QueryEmbedded) for e in events), 60)
+            await asyncio.to_thread(root.stop)
         # Every service has stopped: its BatchSpanProcessor was flushed on shutdown.
         spans = receiver.received()
 
@@ -51,9 +57,10 @@ async def test_a_question_through_privacy_and_embedding_exports_linked_genai_spa
     assert (embedded.compute.device, embedded.compute.units) == ("cpu", 1)
 
     by_id = {span.span_id: span for span in spans}
-    privacy_span, embedding_span = by_id[redacted.span_id], by_id[embedded.span_id]
-    assert {privacy_span.trace_id, embedding_span.trace_id} == {question.trace_id}
-    assert privacy_span.parent_span_id == question.span_id
+    root_span, privacy_span, embedding_span = by_id[question.span_id], by_id[redacted.span_id], by_id[embedded.span_id]
+    assert {root_span.trace_id, privacy_span.trace_id, embedding_span.trace_id} == {question.trace_id}
+    assert root_span.parent_span_id is None and "ragops.compute.device" not in root_span.attributes, "no stage clock"
+    assert privacy_span.parent_span_id == root_span.span_id
     assert embedding_span.parent_span_id == privacy_span.span_id
     assert privacy_span.resource["service.name"] == "ragops-privacy"
     assert embedding_span.resource["service.name"] == "ragops-embedding"
