@@ -11,10 +11,11 @@ from pydantic import ValidationError
 from ragops_embedding.settings import EmbeddingSettings
 from ragops_generation.settings import GenerationSettings
 from ragops_models import device as device_module
-from ragops_models.device import resolve_device, resolve_dtype
+from ragops_models.device import compute_spec, resolve_device, resolve_dtype
 from ragops_models.embedder import Embedder
 from ragops_models.transformers_generator import TransformersGenerator
 from ragops_shared.hardware import native_compute_dtype
+from ragops_shared.tracing import ComputeSpec
 
 
 @pytest.fixture
@@ -98,3 +99,8 @@ def test_the_services_read_the_device_setting(gpus, monkeypatch: pytest.MonkeyPa
     assert GenerationSettings().generator().device == torch.device("cuda", 0)
     with pytest.raises(ValidationError, match="device"):
         GenerationSettings(device="gpu")
+
+
+def test_a_model_service_declares_one_gpu_on_cuda_and_its_torch_threads_on_the_cpu() -> None:
+    assert compute_spec(torch.device("cuda", 0), 4) == ComputeSpec("cuda", 1)
+    assert compute_spec(torch.device("cpu"), 4) == ComputeSpec("cpu", 4)
