@@ -26,7 +26,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ragops_schemas import Event, SignedEvent
 from ragops_schemas.envelope import ComputeUsage, DocumentEvent, RequestEvent
@@ -38,9 +43,6 @@ from ragops_schemas.events import (
     QueryEmbedded,
 )
 from ragops_shared.settings import OtelSettings
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import SpanProcessor
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +182,7 @@ class SpanEmitter:
     ``BatchSpanProcessor`` (or any ``processor``, for tests), with the resource
     ``service.name=ragops-<service>``, ``service.version``. :meth:`shutdown` flushes."""
 
-    def __init__(self, service: str, version: str, processor: "SpanProcessor") -> None:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
+    def __init__(self, service: str, version: str, processor: SpanProcessor) -> None:
         self._resource = Resource.create({"service.name": f"ragops-{service}", "service.version": version})
         self._scope = InstrumentationScope("ragops_shared.tracing", version)
         self._processor = processor
@@ -193,6 +192,7 @@ class SpanEmitter:
         """An emitter exporting to ``settings.endpoint`` (None when unset or empty: no SDK object)."""
         if not settings.endpoint:
             return None
+        # The exporter (requests, protobuf) is loaded only where spans are exported.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.util.re import parse_env_headers
@@ -203,9 +203,6 @@ class SpanEmitter:
 
     def emit(self, event: Event, clock: StageClock | None) -> None:
         """Hand ``event``'s span to the processor (queued; exported in the background)."""
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
-
         trace_id = int(event.trace_id, 16)
         end = time.time_ns()
         parent = (
