@@ -1,8 +1,10 @@
 """``ragops``: run the embedded platform, feed it documents and questions, run the demo."""
 
 import asyncio
+import csv
 import dataclasses
 import difflib
+import io
 import json
 import logging
 import shutil
@@ -12,6 +14,7 @@ import time
 import tomllib
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -326,6 +329,41 @@ def ask(
     raise typer.Exit(_run(run()))
 
 
+class RowFormat(StrEnum):
+    """How ``ragops sql`` prints rows."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: RowFormat, *, width: int = 200) -> str:
+    """``rows`` under ``columns`` as text, every value as stored (never read as markup or emoji).
+
+    ``table``: a rich table whose header and cells are :class:`rich.text.Text` (rich parses
+    plain strings for ``[style]`` markup and ``:emoji:`` codes, which would alter values such as
+    ``root:x:0:0``); ``csv``: RFC 4180 through :mod:`csv` (header line, values with commas,
+    quotes or newlines quoted, None as an empty field); ``json``: JSON Lines, one object per row
+    (column -> value, values JSON cannot hold as text), so output streams and pipes into ``jq``.
+    """
+    if fmt is RowFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([("" if value is None else value) for value in row] for row in rows)
+        return buffer.getvalue()
+    if fmt is RowFormat.json:
+        return "".join(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n" for row in rows)
+    table = Table()
+    for column in columns:
+        table.add_column(Text(str(column)))
+    for row in rows:
+        table.add_row(*(Text(str(value)) for value in row))
+    out = Console(file=io.StringIO(), width=width, color_system=None, emoji=False, markup=False)
+    out.print(table)
+    return out.file.getvalue()  # type: ignore[attr-defined]
+
+
 @app.command()
 def sql(
     statement: Annotated[
@@ -335,24 +373,26 @@ def sql(
         ),
     ],
     data_dir: DataDir = Path(".ragops"),
-    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
+    fmt: RowFormat = typer.Option(
+        RowFormat.table, "--format", help="table, csv (RFC 4180, header line) or json (one object per row)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as one JSON document."),
 ) -> None:
-    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused. Values
+    print as stored."""
     analytics = _analytics(data_dir)
     try:
         result = analytics.query(statement)
     except (QueryError, StoreUnavailable, ValueError) as error:
-        console.print(f"[red]{error}")
+        console.print(Text(str(error), style="red"))
         raise typer.Exit(1) from None
     finally:
         analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*(str(value) for value in row))
-    Console().print(table)
+    width = shutil.get_terminal_size().columns if fmt is RowFormat.table else 0
+    sys.stdout.write(format_rows(result.columns, result.rows, fmt, width=width or 200))
 
 
 audit_app = typer.Typer(
