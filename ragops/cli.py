@@ -359,9 +359,9 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: RowF
         table.add_column(Text(str(column)))
     for row in rows:
         table.add_row(*(Text(str(value)) for value in row))
-    out = Console(file=io.StringIO(), width=width, color_system=None, emoji=False, markup=False)
-    out.print(table)
-    return out.file.getvalue()  # type: ignore[attr-defined]
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, emoji=False, markup=False).print(table)
+    return buffer.getvalue()
 
 
 @app.command()
