@@ -1,8 +1,10 @@
 """``ragops``: run the embedded platform, feed it documents and questions, run the demo."""
 
 import asyncio
+import csv
 import dataclasses
 import difflib
+import io
 import json
 import logging
 import shutil
@@ -10,8 +12,11 @@ import signal
 import sys
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -23,6 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from ragops import dataset_versions
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
@@ -40,16 +46,19 @@ from ragops.gate import (
     served_versions,
 )
 from ragops.keys import app as keys_app
-from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops.platform import EmbeddedPlatform, PlatformError, PlatformState, alive, log_path, running_platform
 from ragops.shadow import print_result, replay_retained
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.paired import GateCheck, Threshold, compare
+from ragops_analytics.queries import request_events
 from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_analytics.traces import TraceNode, key_facts, request_tree, tree_dicts
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
+    EVENT_TYPES,
     AnswerGenerated,
     DocumentIndexed,
     DocumentSubmitted,
@@ -62,6 +71,7 @@ from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
+from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -74,6 +84,38 @@ T = TypeVar("T")
 # aiokafka logs every failed reconnect; the CLI reports the outcome once instead.
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def version_text() -> str:
+    """``ragops --version``: the package's version, then the contracts it speaks: how many event
+    types at which schema versions (``SCHEMA_VERSION``, the major version in each event's
+    ``schema_version``), and how many topics at which topic versions (the ``.vN`` of their names)."""
+    schemas = Counter(event_type.SCHEMA_VERSION for event_type in EVENT_TYPES)
+    topics = Counter(spec.topic.value.rsplit(".", 1)[-1] for spec in TOPICS)
+    return "\n".join(
+        [
+            f"ragops {package_version('ragops')}",
+            f"event schemas: {len(EVENT_TYPES)} types, "
+            + ", ".join(f"{n} at version {v}" for v, n in sorted(schemas.items())),
+            f"topics: {len(TOPICS)}, " + ", ".join(f"{n} at {v}" for v, n in sorted(topics.items())),
+        ]
+    )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and the contracts'."
+    ),
+) -> None:
+    """RAGOps: an event-driven RAG platform over Kafka."""
+
 
 DataDir = Annotated[
     Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")
@@ -300,7 +342,8 @@ def ask(
     timeout: float = typer.Option(120.0, help="Seconds to wait for the answer."),
     as_json: bool = typer.Option(False, "--json", help="Print the AnswerGenerated event as JSON."),
 ) -> None:
-    """Ask a question through Kafka and print the answer with its sources."""
+    """Ask a question through Kafka and print its request id (for `ragops trace` and `ragops feedback`),
+    the answer and its sources."""
     if any("=" not in item for item in filters):
         raise typer.BadParameter("--filter takes KEY=VALUE")
     fields: QueryOptions = {"top_k": top_k, "prompt_name": prompt_name, "prompt_version": prompt_version}
@@ -311,19 +354,56 @@ def ask(
         async with PlatformClient(_kafka(data_dir)) as client:
             [trace] = await client.ask([client.question(question, **fields)], timeout_s=timeout)
         if isinstance(trace.outcome, MessageDeadLettered):
-            console.print(f"[red]the request failed: {trace.outcome.reason}")
+            console.print(Text(f"the request {trace.submitted.request_id} failed: {trace.outcome.reason}", style="red"))
             return 1
         # Not waiting for the evaluation, a request ends in its answer or its dead letter.
         assert isinstance(trace.outcome, AnswerGenerated)
         if as_json:
             print(trace.outcome.model_dump_json(indent=2))
         else:
+            # On stderr with the sources, so stdout stays the answer alone for scripts.
+            console.print(Text(f"request {trace.outcome.request_id}", style="bold"))
             print(trace.outcome.answer or "(no answer)")
             for context in trace.outcome.contexts:
                 console.print(f"  [dim]{context.document_id} ({context.score:.3f})")
         return 0
 
     raise typer.Exit(_run(run()))
+
+
+class RowFormat(StrEnum):
+    """How ``ragops sql`` prints rows."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: RowFormat, *, width: int = 200) -> str:
+    """``rows`` under ``columns`` as text, every value as stored (never read as markup or emoji).
+
+    ``table``: a rich table whose header and cells are :class:`rich.text.Text` (rich parses
+    plain strings for ``[style]`` markup and ``:emoji:`` codes, which would alter values such as
+    ``root:x:0:0``); ``csv``: RFC 4180 through :mod:`csv` (header line, values with commas,
+    quotes or newlines quoted, None as an empty field); ``json``: JSON Lines, one object per row
+    (column -> value, values JSON cannot hold as text), so output streams and pipes into ``jq``.
+    """
+    if fmt is RowFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([("" if value is None else value) for value in row] for row in rows)
+        return buffer.getvalue()
+    if fmt is RowFormat.json:
+        return "".join(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n" for row in rows)
+    table = Table()
+    for column in columns:
+        table.add_column(Text(str(column)))
+    for row in rows:
+        table.add_row(*(Text(str(value)) for value in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, emoji=False, markup=False).print(table)
+    return buffer.getvalue()
 
 
 @app.command()
@@ -335,24 +415,269 @@ def sql(
         ),
     ],
     data_dir: DataDir = Path(".ragops"),
-    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
+    fmt: RowFormat = typer.Option(
+        RowFormat.table, "--format", help="table, csv (RFC 4180, header line) or json (one object per row)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as one JSON document."),
 ) -> None:
-    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused. Values
+    print as stored."""
     analytics = _analytics(data_dir)
     try:
         result = analytics.query(statement)
     except (QueryError, StoreUnavailable, ValueError) as error:
-        console.print(f"[red]{error}")
+        console.print(Text(str(error), style="red"))
         raise typer.Exit(1) from None
     finally:
         analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*(str(value) for value in row))
-    Console().print(table)
+    width = shutil.get_terminal_size().columns if fmt is RowFormat.table else 0
+    sys.stdout.write(format_rows(result.columns, result.rows, fmt, width=width or 200))
+
+
+class TraceFormat(StrEnum):
+    """How ``ragops trace`` prints a request."""
+
+    tree = "tree"
+    json = "json"
+
+
+def trace_tree(request_id: str, nodes: Sequence[TraceNode]) -> Tree:
+    """A rich tree of ``nodes``: per event its offset from the request's first event and the time
+    since its cause (ms), producer, type and :func:`~ragops_analytics.traces.key_facts`; labels
+    are :class:`rich.text.Text`, so stored values never read as markup."""
+    root = Tree(Text(f"request {request_id}", style="bold"))
+
+    def add(branch: Tree, node: TraceNode) -> None:
+        label = Text(f"+{node.offset_ms:.0f} ms ", style="dim")
+        if node.duration_ms is not None:
+            label.append(f"(+{node.duration_ms:.0f} ms) ", style="cyan")
+        label.append(f"{node.row.producer} ", style="green")
+        label.append(node.row.event_type, style="bold")
+        facts = key_facts(node.row)
+        if facts:
+            label.append("  " + "  ".join(f"{key}={_fact(value)}" for key, value in facts.items()))
+        child = branch.add(label)
+        for grandchild in node.children:
+            add(child, grandchild)
+
+    for node in nodes:
+        add(root, node)
+    return root
+
+
+def _fact(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_fact(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+@app.command()
+def trace(
+    request_id: Annotated[str, typer.Argument(help="The request's id (`ragops ask` prints it).")],
+    data_dir: DataDir = Path(".ragops"),
+    fmt: TraceFormat = typer.Option(TraceFormat.tree, "--format", help="tree, or json (the nested events)."),
+) -> None:
+    """Every stored event of one request as a tree (each event under the one that caused it),
+    with offsets and stage durations in ms and each event's key facts. Reads ClickHouse as the
+    CLI's credential: another tenant's request is not found. Events stored before the envelope
+    carried parent_span_id appear as roots, in time order."""
+    analytics = _analytics(data_dir)
+    try:
+        rows = request_events(analytics, request_id)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(1) from None
+    finally:
+        analytics.close()
+    if not rows:
+        console.print(Text(f"no stored events of request {request_id} (the sink may not have stored them yet)"))
+        raise typer.Exit(1)
+    nodes = request_tree(rows)
+    if fmt is TraceFormat.json:
+        print(json.dumps({"request_id": request_id, "events": tree_dicts(nodes)}, default=str))
+        return
+    Console(emoji=False, markup=False).print(trace_tree(request_id, nodes))
+
+
+class Thumb(StrEnum):
+    up = "up"
+    down = "down"
+
+
+@app.command()
+def feedback(
+    request_id: Annotated[str, typer.Argument(help="The request whose answer this is about.")],
+    thumb: Thumb | None = typer.Option(None, help="up or down."),
+    rating: int | None = typer.Option(None, min=1, max=5, help="1 (worst) to 5 (best)."),
+    comment: str | None = typer.Option(None, help="Free text (redacted by the privacy service before it is kept)."),
+    correction: str | None = typer.Option(
+        None, help="The answer that should have been given (it becomes a dataset example)."
+    ),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Send feedback on an answer (``POST /v1/feedback`` as the CLI's credential, which needs the
+    product role; its tenant is the credential's) and print the feedback event's id. Accepted is
+    not yet linked: the feedback service dead-letters an unknown request id (see `ragops trace`)."""
+    said = {"thumb": thumb, "rating": rating, "comment": comment, "corrected_answer": correction}
+    body = {key: value for key, value in said.items() if value is not None}
+    if not body:
+        raise typer.BadParameter("give at least one of --thumb, --rating, --comment, --correction")
+    with _gateway(data_dir) as gateway:
+        try:
+            response = gateway.post("/v1/feedback", json={"request_id": request_id, **body})
+        except httpx.HTTPError as error:
+            console.print(Text(f"the gateway is unreachable: {error}", style="red"))
+            raise typer.Exit(2) from None
+    if response.status_code != 202:
+        console.print(Text(f"refused ({response.status_code}): {response.text}", style="red"))
+        raise typer.Exit(1)
+    print(response.json()["event_id"])
+
+
+def service_status(state: PlatformState, timeout_s: float = 3.0) -> list[dict[str, Any]]:
+    """Each child of the running platform ``state`` describes: name, running (its process
+    exists), restarts so far, its ``/ready`` answer (``ready``, ``loading``, ``stuck``, ``kafka
+    unreachable``, or ``unreachable``), and, for a Kafka consumer, the largest
+    ``oldest_unprocessed_age_s`` of its consumers (how long its oldest pending record has waited:
+    the lag the service itself measures) and whether one is stuck."""
+    restarts = state.get("restarts", {})
+    found = []
+    with httpx.Client(timeout=timeout_s) as client:
+        for name, pid in sorted(state["pids"].items()):
+            url = state["gateway_url"] if name == "gateway" else state["ops_urls"].get(name)
+            ready, consumers = "unreachable", list[dict[str, Any]]()
+            if url is not None:
+                try:
+                    answer = client.get(f"{url}/ready")
+                    body = answer.json()
+                    ready = str(body.get("status") or body.get("detail") or answer.status_code)
+                    consumers = body.get("consumers") or []
+                except (httpx.HTTPError, ValueError):
+                    pass
+            ages = [float(c["oldest_unprocessed_age_s"]) for c in consumers]
+            found.append(
+                {
+                    "service": name,
+                    "running": alive(pid),
+                    "restarts": restarts.get(name, 0),
+                    "ready": ready,
+                    "oldest_unprocessed_age_s": max(ages) if ages else None,
+                    "stuck": any(c.get("stuck") for c in consumers),
+                }
+            )
+    return found
+
+
+@app.command()
+def status(
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array, an object per service."),
+) -> None:
+    """The embedded platform's services: running or not, restarts, readiness (the gateway's and
+    each service's /ready) and the age of each consumer's oldest unprocessed record. Exit 1 when
+    no platform runs in DATA_DIR, 3 when a service is not running or not ready."""
+    try:
+        state = running_platform(data_dir)
+    except PlatformError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(1) from None
+    found = service_status(state)
+    if as_json:
+        print(json.dumps(found))
+    else:
+        table = Table("service", "running", "restarts", "ready", "oldest unprocessed (s)")
+        for row in found:
+            age = row["oldest_unprocessed_age_s"]
+            table.add_row(
+                Text(row["service"]),
+                Text("yes" if row["running"] else "no", style="green" if row["running"] else "red"),
+                Text(str(row["restarts"])),
+                Text(row["ready"], style="green" if row["ready"] == "ready" else "yellow"),
+                Text("" if age is None else f"{age:.1f}" + (" stuck" if row["stuck"] else "")),
+            )
+        Console().print(table)
+        console.print(
+            Text(f"gateway {state['gateway_url']}  kafka {state['bootstrap_servers']}  logs {data_dir / 'logs'}")
+        )
+    if not all(row["running"] and row["ready"] == "ready" for row in found):
+        raise typer.Exit(3)
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of ``path`` (without their newlines), read from its end in blocks,
+    so a large log costs what the lines cost; invalid UTF-8 replaced."""
+    with path.open("rb") as file:
+        file.seek(0, io.SEEK_END)
+        position = file.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(64 * 1024, position)
+            position -= step
+            file.seek(position)
+            data = file.read(step) + data
+    lines = data.decode(errors="replace").splitlines()
+    return lines[-count:] if count else []
+
+
+@app.command()
+def logs(
+    service: Annotated[
+        str | None, typer.Argument(help="A service (gateway, sink...) or tansu; none: every one.")
+    ] = None,
+    data_dir: DataDir = Path(".ragops"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is written (Ctrl-C ends)."),
+    lines: int = typer.Option(50, "--lines", "-n", min=0, help="How many of the last lines to print first."),
+) -> None:
+    """Print the embedded platform's logs (<data_dir>/logs/<service>.log: each service's output,
+    rotated past RAGOPS_SUPERVISOR_LOG_MAX_BYTES). With several logs each line is prefixed with
+    its service."""
+    folder = data_dir / "logs"
+    paths = [log_path(data_dir, service)] if service else sorted(folder.glob("*.log"))
+    missing = [path for path in paths if not path.is_file()]
+    if missing or not paths:
+        known = ", ".join(sorted(path.stem for path in folder.glob("*.log"))) or "none"
+        console.print(Text(f"no log {missing[0] if missing else folder} (logs there: {known})", style="red"))
+        raise typer.Exit(1)
+    prefix = len(paths) > 1
+
+    def emit(path: Path, line: str) -> None:
+        sys.stdout.write(f"{path.stem} | {line}\n" if prefix else f"{line}\n")
+
+    for path in paths:
+        for line in last_lines(path, lines):
+            emit(path, line)
+    sys.stdout.flush()
+    if not follow:
+        return
+    _stop_on_sigterm()
+    positions = {path: path.stat().st_size for path in paths}
+    pending = dict.fromkeys(paths, b"")
+    try:
+        while True:
+            for path in paths:
+                size = path.stat().st_size if path.exists() else 0
+                if size < positions[path]:  # rotated (truncated in place): read it from its start
+                    positions[path] = 0
+                if size > positions[path]:
+                    with path.open("rb") as file:
+                        file.seek(positions[path])
+                        chunk = pending[path] + file.read(size - positions[path])
+                    positions[path] = size
+                    complete = chunk.split(b"\n")
+                    pending[path] = complete.pop()  # a line not ended yet waits for its end
+                    for raw in complete:
+                        emit(path, raw.decode(errors="replace"))
+            sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
 
 
 audit_app = typer.Typer(

@@ -40,9 +40,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.store import public_error
+from ragops_gateway.answers import add_answer_routes
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
+from ragops_gateway.http_metrics import HttpMetrics
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
@@ -129,6 +131,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- cli: an answer with its scores and feedback (ragops_gateway.answers): who asked, who gives feedback.
+    ("GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -344,6 +348,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
+    # The gateway's own reader (GET /v1/answers): its credential, each call restricted to the caller's tenant.
+    reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
 
@@ -393,6 +399,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
+            if reader is not None:
+                await asyncio.to_thread(reader.close)
             await asyncio.to_thread(instruments.stop)
 
     # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
@@ -401,10 +409,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+    app.add_middleware(HttpMetrics)
     add_change_routes(app, caller, control)
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
+    add_answer_routes(app, caller, reader)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
