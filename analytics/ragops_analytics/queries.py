@@ -963,3 +963,114 @@ def tenant_spend(reader: Reader, since: datetime) -> dict[str, float]:
         parameters,
     ).rows
     return {str(tenant): float(usd) for tenant, usd in rows}
+
+
+@dataclass(frozen=True)
+class PriceListRow:
+    """One verified price list as the ``prices`` view holds it: ``prices`` is (unit, resource,
+    usd) sorted by unit and resource."""
+
+    price_list_id: str
+    effective_from: datetime
+    published_at: datetime
+    published_by: str
+    reason: str
+    prices: list[tuple[str, str, float]]
+
+
+def price_lists(reader: Reader) -> list[PriceListRow]:
+    """Every signed price list, newest ``effective_from`` first (view ``prices``)."""
+    rows = reader.query(
+        "SELECT price_list_id, effective_from, published_at, published_by, reason, "
+        "groupArray((unit, resource, usd)) FROM prices "
+        "GROUP BY price_list_id, effective_from, published_at, published_by, reason "
+        "ORDER BY effective_from DESC, published_at DESC"
+    ).rows
+    return [
+        PriceListRow(
+            str(list_id),
+            _time(start),
+            _time(published),
+            str(by),
+            str(why),
+            sorted((str(unit), str(resource), float(usd)) for unit, resource, usd in items),
+        )
+        for list_id, start, published, by, why, items in rows
+    ]
+
+
+@dataclass(frozen=True)
+class StageUsage:
+    """What one stage used over a window: ``unit_seconds`` is the sum of seconds x units (core-
+    or GPU-seconds) of its ``events`` events on ``device``, for answers (``scope`` "answer":
+    events with a request id) or documents ("document": events with a document id and none)."""
+
+    stage: str
+    device: str
+    scope: Literal["answer", "document"]
+    events: int
+    unit_seconds: float
+
+
+@dataclass(frozen=True)
+class CostMeasurements:
+    """What this installation measured from ``since`` on, for ``ragops tco``: answers (and the
+    span of their times), documents processed, each stage's usage, mean tokens per answer and
+    the stored payload bytes (``storage_per_day``) over ``storage_days`` days."""
+
+    since: datetime
+    answers: int
+    first_answer: datetime | None
+    last_answer: datetime | None
+    documents: int
+    stages: list[StageUsage]
+    mean_input_tokens: float
+    mean_output_tokens: float
+    stored_bytes: int
+    storage_days: int
+
+
+def cost_measurements(reader: Reader, since: datetime) -> CostMeasurements:
+    """:class:`CostMeasurements` of every tenant from ``since`` on (views ``stage_costs``,
+    ``storage_per_day``; table ``generations``)."""
+    parameters = {"since_ms": _ms(since)}
+    since_sql = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    answers, first, last, tokens_in, tokens_out = _one(
+        reader,
+        f"SELECT count(), min(occurred_at), max(occurred_at), avg(input_tokens), avg(output_tokens) "
+        f"FROM generations FINAL WHERE {since_sql}",
+        parameters,
+    )
+    stages = [
+        StageUsage(str(stage), str(device), "answer" if scope == 1 else "document", int(n), float(seconds))
+        for stage, device, scope, n, seconds in reader.query(
+            "SELECT stage, device, request_id != '' AS scope, count(), sum(seconds * units) FROM stage_costs "
+            f"WHERE {since_sql} AND (request_id != '' OR document_id != '') "
+            "GROUP BY stage, device, scope ORDER BY stage, device, scope",
+            parameters,
+        ).rows
+    ]
+    (documents,) = _one(
+        reader,
+        f"SELECT uniqExact(document_id) FROM stage_costs WHERE {since_sql} AND request_id = '' AND document_id != ''",
+        parameters,
+    )
+    stored, days = _one(
+        reader,
+        "SELECT sum(payload_bytes), uniqExact(day) FROM storage_per_day WHERE day >= toDate("
+        "fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC'))",
+        parameters,
+    )
+    count = int(answers)
+    return CostMeasurements(
+        since=since,
+        answers=count,
+        first_answer=_time(first) if count else None,
+        last_answer=_time(last) if count else None,
+        documents=int(documents),
+        stages=stages,
+        mean_input_tokens=float(tokens_in) if count else 0.0,
+        mean_output_tokens=float(tokens_out) if count else 0.0,
+        stored_bytes=int(stored or 0),
+        storage_days=int(days),
+    )

@@ -44,6 +44,7 @@ from ragops_gateway.changes import ControlPlane, add_change_routes, control_publ
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.prices import add_price_routes
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
@@ -128,6 +129,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- cost: price lists (ragops_gateway.prices): published in the platform's tenant only.
+    ("POST", "/v1/prices"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -400,6 +404,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
+    add_price_routes(app, caller, control, settings.analytics)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -26,7 +26,7 @@
 
 CREATE VIEW IF NOT EXISTS prices AS
 SELECT
-    price_list_id, effective_from, published_at, event_id,
+    price_list_id, effective_from, published_at, published_by, reason, event_id,
     JSONExtractString(item, 'unit') AS unit,
     JSONExtractString(item, 'resource') AS resource,
     JSONExtractFloat(item, 'usd') AS usd
@@ -36,6 +36,8 @@ FROM
         JSONExtractString(payload, 'price_list_id') AS price_list_id,
         parseDateTime64BestEffort(JSONExtractString(payload, 'effective_from'), 3, 'UTC') AS effective_from,
         occurred_at AS published_at,
+        JSONExtractString(payload, 'published_by', 'name') AS published_by,
+        JSONExtractString(payload, 'reason') AS reason,
         event_id,
         JSONExtractArrayRaw(payload, 'prices') AS items
     FROM events FINAL

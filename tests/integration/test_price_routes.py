@@ -1,0 +1,77 @@
+"""Price lists through the real gateway on a real broker: only operators of the platform's
+tenant publish; the list is signed by the gateway, its id derived from its content and date;
+once the sink stored it (the raw event and its audit entry, which verifies the signature) the
+gateway lists it from ClickHouse, without who and why for another tenant's caller."""
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from ragops_analytics import audit, queries
+from ragops_analytics.client import AnalyticsSettings
+from ragops_analytics.server_store import ServerStore
+from ragops_gateway.app import create_app
+from ragops_schemas.cost import PricesPublished
+from ragops_schemas.ids import price_list_id
+from ragops_shared.embedded import EmbeddedKafka
+from ragops_shared.signing import verifier_for
+from ragops_sink.audit import audit_entries
+from ragops_sink.rows import events_to_arrow, to_row
+from ragops_sink.schema import migrate
+from tests.helpers import record_of
+from tests.integration.services import read_records
+from tests.integration.test_changes import Gateway, configured
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
+
+LIST: dict[str, Any] = {
+    "effective_from": "2026-12-01T00:00:00Z",
+    "prices": [{"unit": "cpu_core_hour", "usd": 0.05}, {"unit": "gpu_hour", "usd": 3.0}],
+    "reason": "cloud list prices",
+}
+
+
+def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_lists(
+    tansu: EmbeddedKafka, tmp_path: Path
+) -> None:
+    settings, keys = configured(tansu, tmp_path)
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    store = ServerStore(dsn)
+    migrate(store)
+    settings = settings.model_copy(update={"analytics": AnalyticsSettings(clickhouse_url=SecretStr(dsn))})
+    with TestClient(create_app(settings)) as client:
+        gateway = Gateway(client, settings.kafka, settings.platform, keys)
+        elsewhere = gateway.call("carol", "POST", "/v1/prices", LIST)
+        assert elsewhere.status_code == 403 and "platform's tenant" in elsewhere.json()["detail"]
+        assert gateway.call("bob", "POST", "/v1/prices", LIST).status_code == 403, "approvers do not publish"
+        twice = gateway.call("dave", "POST", "/v1/prices", {**LIST, "prices": [LIST["prices"][0]] * 2})
+        assert twice.status_code == 422
+
+        published = gateway.call("dave", "POST", "/v1/prices", LIST)
+        assert published.status_code == 201, published.text
+        expected_id = price_list_id(
+            [{"unit": p["unit"], "resource": "*", "usd": p["usd"]} for p in LIST["prices"]],
+            datetime(2026, 12, 1, tzinfo=UTC),
+        )
+        assert published.json()["price_list_id"] == expected_id
+
+        [(event, _)] = asyncio.run(read_records(settings.kafka, PricesPublished, 1))
+        assert verifier_for(settings.platform).signer(event) == "gateway"
+        # What the sink's two subscribers store of it.
+        record = record_of(event, 0)
+        queries.insert_events(store, events_to_arrow([to_row(record, datetime.now(UTC))]))
+        audit.append(store, audit_entries([record], verifier_for(settings.platform)), datetime.now(UTC))
+
+        listed = gateway.call("bob", "GET", "/v1/prices")
+        assert listed.status_code == 200, listed.text
+        [one] = listed.json()
+        assert (one["price_list_id"], one["reason"], one["published_by"]) == (expected_id, "cloud list prices", "dave")
+        assert {(p["unit"], p["usd"]) for p in one["prices"]} == {("cpu_core_hour", 0.05), ("gpu_hour", 3.0)}
+        [theirs] = gateway.call("carol", "GET", "/v1/prices").json()
+        assert (theirs["price_list_id"], theirs["reason"], theirs["published_by"]) == (expected_id, None, None)
+    store.close()
