@@ -4,6 +4,7 @@ once the sink stored it (the raw event and its audit entry, which verifies the s
 gateway lists it from ClickHouse, without who and why for another tenant's caller."""
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,24 +12,29 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from typer.testing import CliRunner, Result
 
+from ragops.cli import app
 from ragops_analytics import audit, queries
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.server_store import ServerStore
 from ragops_gateway.app import create_app
+from ragops_schemas import AnswerGenerated
 from ragops_schemas.cost import PricesPublished
-from ragops_schemas.ids import price_list_id
+from ragops_schemas.envelope import ComputeUsage
+from ragops_schemas.ids import new_event_id, price_list_id
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.signing import verifier_for
 from ragops_sink.audit import audit_entries
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.schema import migrate
-from tests.helpers import record_of
+from tests.helpers import example, record_of
 from tests.integration.services import read_records
-from tests.integration.test_changes import Gateway, configured
+from tests.integration.test_changes import Gateway, configured, served
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
+DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "deploy" / "prices" / "default.toml"
 LIST: dict[str, Any] = {
     "effective_from": "2026-12-01T00:00:00Z",
     "prices": [{"unit": "cpu_core_hour", "usd": 0.05}, {"unit": "gpu_hour", "usd": 3.0}],
@@ -74,4 +80,53 @@ def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_
         assert {(p["unit"], p["usd"]) for p in one["prices"]} == {("cpu_core_hour", 0.05), ("gpu_hour", 3.0)}
         [theirs] = gateway.call("carol", "GET", "/v1/prices").json()
         assert (theirs["price_list_id"], theirs["reason"], theirs["published_by"]) == (expected_id, None, None)
+    store.close()
+
+
+def test_the_cli_publishes_lists_and_prices_the_scenarios(
+    tansu: EmbeddedKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, keys = configured(tansu, tmp_path)
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    store = ServerStore(dsn)
+    migrate(store)
+    settings = settings.model_copy(update={"analytics": AnalyticsSettings(clickhouse_url=SecretStr(dsn))})
+    # The CLI reads the measurements from the same ClickHouse (a server in a cluster).
+    monkeypatch.setenv("RAGOPS_SINK_CLICKHOUSE_URL", dsn)
+    with served(settings) as url:
+
+        def ragops(*args: str) -> Result:
+            env = {"RAGOPS_GATEWAY_URL": url, "RAGOPS_API_KEY": keys["dave"]}
+            return CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path)], env=env)
+
+        published = ragops("prices", "publish", str(DEFAULT_PRICES))
+        assert published.exit_code == 0, published.output
+        [(event, _)] = asyncio.run(read_records(settings.kafka, PricesPublished, 1))
+        assert published.stdout.strip().splitlines()[-1] == event.price_list_id
+        assert ragops("tco").exit_code == 1, "no list stored yet"
+        now = datetime.now(UTC)
+        answer = example(AnswerGenerated).model_copy(
+            update={
+                "event_id": new_event_id(),
+                "occurred_at": now,
+                "compute": ComputeUsage(device="cpu", seconds=36.0, units=2),
+            }
+        )
+        records = [record_of(event, 0), record_of(answer, 1)]
+        queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
+        audit.append(store, audit_entries(records, verifier_for(settings.platform)), now)
+
+        assert ragops("prices", "list").exit_code == 0
+        [listed] = json.loads(ragops("prices", "list", "--json").stdout)
+        assert listed["price_list_id"] == event.price_list_id and len(listed["prices"]) == 5
+        shown = ragops("tco", "--answers-per-day", "1000", "--format", "json")
+        assert shown.exit_code == 0, shown.output
+        result = json.loads(shown.stdout)
+        assert (result["price_list_id"], result["hosted_model"]) == (event.price_list_id, "gpt-4o-mini")
+        cpu = result["scenarios"][0]
+        # 36 s x 2 cores an answer x 1000 a day = 20 core-hours x 0.0504 USD (deploy/prices/default.toml).
+        assert cpu["compute_usd_per_day"] == pytest.approx(20 * 0.0504)
+        assert result["measured"]["stages"]["generation/cpu/answer"]["events"] == 1
+        table = ragops("tco")
+        assert table.exit_code == 0 and "GPU speed-up generation" in table.stdout, table.output
     store.close()
