@@ -19,16 +19,17 @@ from ragops_analytics import audit, queries
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.server_store import ServerStore
 from ragops_gateway.app import create_app
-from ragops_schemas import AnswerGenerated
-from ragops_schemas.cost import PricesPublished
+from ragops_schemas import AnswerGenerated, ContextRetrieved
+from ragops_schemas.cost import Price, PricesPublished
 from ragops_schemas.envelope import ComputeUsage
 from ragops_schemas.ids import new_event_id, price_list_id
+from ragops_shared.budgets import Budget, month_start, next_month
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.signing import verifier_for
 from ragops_sink.audit import audit_entries
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.schema import migrate
-from tests.helpers import example, record_of
+from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of
 from tests.integration.services import read_records
 from tests.integration.test_changes import Gateway, configured, served
 
@@ -129,4 +130,45 @@ def test_the_cli_publishes_lists_and_prices_the_scenarios(
         assert result["measured"]["stages"]["generation/cpu/answer"]["events"] == 1
         table = ragops("tco")
         assert table.exit_code == 0 and "GPU speed-up generation" in table.stdout, table.output
+    store.close()
+
+
+def test_a_tenant_over_a_refuse_budget_gets_429_until_the_month_ends(tansu: EmbeddedKafka, tmp_path: Path) -> None:
+    settings, keys = configured(tansu, tmp_path)
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    store = ServerStore(dsn)
+    migrate(store)
+    # This month: a signed list at 3.6 USD per core-hour and 1,000 core-seconds of the platform
+    # tenant's retrieval = 1 USD spent, against a budget of 0.5 USD.
+    now = datetime.now(UTC)
+    prices = GATEWAY_SIGNER.sign(
+        example(PricesPublished).model_copy(
+            update={
+                "event_id": new_event_id(), "occurred_at": now, "effective_from": month_start(now),
+                "prices": [Price(unit="cpu_core_hour", usd=3.6)], "signature": None,
+            }
+        )
+    )  # fmt: skip
+    retrieval = example(ContextRetrieved).model_copy(
+        update={
+            "event_id": new_event_id(), "tenant": settings.platform.tenant, "occurred_at": now,
+            "compute": ComputeUsage(device="cpu", seconds=1000.0, units=1),
+        }
+    )  # fmt: skip
+    records = [record_of(prices, 0), record_of(retrieval, 1)]
+    queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
+    audit.append(store, audit_entries(records, VERIFIER), now)
+    budgets = {settings.platform.tenant: Budget(usd_per_month=0.5, action="refuse")}
+    settings = settings.model_copy(
+        update={
+            "analytics": AnalyticsSettings(clickhouse_url=SecretStr(dsn)),
+            "platform": settings.platform.model_copy(update={"budgets": budgets}),
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        gateway = Gateway(client, settings.kafka, settings.platform, keys)
+        refused = gateway.call("admin", "POST", "/v1/queries", {"question": "anyone?", "timeout_s": 0.2})
+        assert refused.status_code == 429, refused.text
+        assert "monthly budget of 0.5 USD" in refused.json()["detail"] and "1.00 USD" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) == pytest.approx((next_month(now) - now).total_seconds(), abs=120)
     store.close()

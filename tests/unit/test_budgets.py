@@ -1,0 +1,30 @@
+"""Budget decisions as plain functions: who is over budget, and the gateway's refusal with the
+seconds until the month ends."""
+
+from datetime import UTC, datetime
+
+from ragops_gateway.limits import budget_refusal
+from ragops_shared.budgets import Budget, month_start, next_month, over_budget
+
+BUDGETS = {"acme": Budget(usd_per_month=100, action="refuse"), "globex": Budget(usd_per_month=10, action="degrade")}
+
+
+def test_a_tenant_is_over_budget_from_the_budget_on() -> None:
+    assert over_budget(BUDGETS, {"acme": 99.99}, "acme") is None
+    assert over_budget(BUDGETS, {"acme": 100.0}, "acme") == BUDGETS["acme"]
+    assert over_budget(BUDGETS, {}, "globex") is None, "no spend recorded is 0 spent"
+    assert over_budget(BUDGETS, {"initech": 1e9}, "initech") is None, "no budget, no limit"
+
+
+def test_months_in_utc() -> None:
+    assert month_start(datetime(2026, 12, 5, 13, tzinfo=UTC)) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert next_month(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == datetime(2027, 1, 1, tzinfo=UTC)
+    assert next_month(datetime(2026, 2, 1, tzinfo=UTC)) == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_only_a_refuse_budget_refuses_until_the_month_ends() -> None:
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    reason, retry_after = budget_refusal(BUDGETS, {"acme": 120.5}, "acme", now) or ("", 0)
+    assert retry_after == 3600 and "120.50 USD" in reason and "2027-01-01" in reason
+    assert budget_refusal(BUDGETS, {"globex": 50}, "globex", now) is None, "degrade: served (more cheaply)"
+    assert budget_refusal(BUDGETS, {"acme": 50}, "acme", now) is None
