@@ -39,13 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from ragops_analytics.budgets import SpendWatch
 from ragops_analytics.store import public_error
 from ragops_gateway.answers import add_answer_routes
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.http_metrics import HttpMetrics
-from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.limits import BUDGET_REFUSED, RATE_LIMITED, TokenBuckets, budget_refusal
+from ragops_gateway.prices import add_price_routes
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
@@ -62,6 +64,7 @@ from ragops_schemas import (
     VersionRegistered,
 )
 from ragops_schemas.audit import AuditRecorded
+from ragops_schemas.envelope import utc_now
 from ragops_schemas.erasure import ErasureRequested, SubjectErased, SubjectErasureApplied
 from ragops_schemas.events import (
     ContentType,
@@ -133,6 +136,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
     # ---- cli: an answer with its scores and feedback (ragops_gateway.answers): who asked, who gives feedback.
     ("GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
+    # ---- cost: price lists (ragops_gateway.prices): published in the platform's tenant only.
+    ("POST", "/v1/prices"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -376,10 +382,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         return within_rate
 
+    # Month-to-date spend per tenant, read in the background (only where budgets are set).
+    spend = SpendWatch(settings.analytics.client, settings.platform.budget_refresh_s)
+    watching = bool(settings.platform.budgets) and settings.analytics.configured
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The requests' root events become the root spans (no stage clock: no compute).
         instruments.start(SERVICE, platform_version(), settings.platform.otel)
+        if watching:  # once before the first request, so a tenant over budget is refused from the start
+            await asyncio.to_thread(spend.refresh)
+        spending = asyncio.create_task(spend.run()) if watching else None
         await broker.start()
         await watcher.start()
         await control.start()
@@ -402,6 +415,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if reader is not None:
                 await asyncio.to_thread(reader.close)
             await asyncio.to_thread(instruments.stop)
+            if spending is not None:
+                spending.cancel()
 
     # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
     # OpenAPI document is published as schemas/openapi/gateway.json).
@@ -415,6 +430,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
     add_answer_routes(app, caller, reader)
+    add_price_routes(app, caller, control, settings.analytics)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -597,6 +613,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/queries")
     async def ask(query: QueryIn, principal: Annotated[Principal, Depends(limited("queries"))]) -> AnswerGenerated:
+        refusal = budget_refusal(settings.platform.budgets, spend.spend, principal.tenant, utc_now())
+        if refusal is not None:
+            reason, retry_after = refusal
+            BUDGET_REFUSED.labels(tenant=principal.tenant).inc()
+            log.info("budget_refused", tenant=principal.tenant, retry_after_s=retry_after)
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, reason, headers={"Retry-After": str(retry_after)})
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
             producer=producer,
