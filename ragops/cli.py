@@ -1309,7 +1309,7 @@ def stakeholder_report(
     every: str | None = typer.Option(
         None, help="Run until stopped: at the end of each period (24h, 7d), report on the period to --out-dir."
     ),
-    out_dir: Path | None = typer.Option(None, help="With --every: the folder of the reports, one file per period."),
+    out_dir: Path | None = typer.Option(None, help="Instead of --out: a folder, the file named by the window."),
     data_dir: DataDir = Path("data"),
 ) -> None:
     """The stakeholder report over ClickHouse: quality, feedback, drift, versions, experiments
@@ -1326,10 +1326,12 @@ def stakeholder_report(
         except KeyboardInterrupt:
             stop.set()
         return
-    if out is None:
-        raise typer.BadParameter("give --out (or --every with --out-dir)")
     end = _since(until) or datetime.now(UTC)
     window = report.Window(_lookback(since), end)
+    if out is None and out_dir is not None:
+        out = out_dir / window.file_name(fmt)
+    if out is None:
+        raise typer.BadParameter("give --out or --out-dir")
     try:
         report.write_report(_analytics(data_dir), window, fmt, out)
     except (QueryError, StoreUnavailable) as error:

@@ -52,10 +52,10 @@ def _evaluation(at: datetime, faithfulness: float, prompt_version: int, run_id: 
 def _seed() -> list[Event]:
     day = [SINCE + timedelta(days=d, hours=9) for d in range(7)]
     events: list[Event] = [
-        # Quality: faithfulness 0.25 then 0.75 under prompt version 2 on day 0; 0.5 under 3 on day 1.
+        # Quality: faithfulness 0.25 then 0.75 under prompt version 2 on day 0; 0.9 under 3 on day 1.
         _evaluation(day[0], 0.25, 2),
         _evaluation(day[0], 0.75, 2),
-        _evaluation(day[1], 0.5, 3),
+        _evaluation(day[1], 0.9, 3),
         # Not in the report: an evaluation run's score, and a score before the window.
         _evaluation(day[1], 0.0, 3, run_id="run-x"),
         _evaluation(SINCE - timedelta(hours=1), 0.0, 2),
@@ -114,11 +114,11 @@ def test_the_html_report_shows_each_section_from_the_seed(seeded: ChdbStore, tmp
         assert f">{heading}</h2>" in html
     # Quality: 3 production evaluations (not the run's, not the one before the window).
     assert "n = 3 evaluations" in html
-    assert (
-        '<td>faithfulness</td><td class="num">2</td><td class="num">0.500</td>'
-        in html.replace('<td class="num">2</td><td>faithfulness', "<td>faithfulness")
-        or '<td class="num">2</td><td>faithfulness</td><td class="num">2</td><td class="num">0.500</td>' in html
+    # Per prompt version: v2 two scores, mean 0.5; v3 one, 0.9.
+    row = (
+        '<td>rag-answer</td><td class="num">{}</td><td>faithfulness</td><td class="num">{}</td><td class="num">{}</td>'
     )
+    assert row.format(2, 2, "0.500") in html and row.format(3, 1, "0.900") in html
     # Feedback: 4, a quarter thumbs-down.
     assert "n = 4 feedback" in html and "25.0%" in html
     # Drift: the test, its statistic and threshold.
