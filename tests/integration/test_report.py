@@ -94,8 +94,11 @@ def seeded(chdb_store: ChdbStore, monkeypatch: pytest.MonkeyPatch) -> ChdbStore:
 
 def _pdf_pages(pdf: bytes) -> int:
     """Page objects in a PDF, looking into its compressed object streams too."""
-    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL)
-    inflated = [zlib.decompress(stream) for stream in streams]
+    inflated = []
+    for stream in re.finditer(rb"<<([^<>]*)>>\s*stream\r?\n", pdf):
+        length = re.search(rb"/Length (\d+)", stream.group(1))
+        if length and b"/FlateDecode" in stream.group(1):
+            inflated.append(zlib.decompress(pdf[stream.end() : stream.end() + int(length.group(1))]))
     return sum(len(re.findall(rb"/Type\s*/Page\b(?!s)", part)) for part in [pdf, *inflated])
 
 
