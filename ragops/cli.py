@@ -44,10 +44,12 @@ from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
 from ragops.shadow import print_result, replay_retained
 from ragops.supervision import SupervisorSettings
+from ragops.tco import Tco, in_effect, total_cost
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.paired import GateCheck, Threshold, compare
+from ragops_analytics.queries import DEFAULT_RETENTION_DAYS, PriceListRow, cost_measurements
 from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
@@ -1290,6 +1292,147 @@ def experiment_show(
         print(json.dumps({"experiment_id": experiment_id, "ended": ended, "results": results, "decision": decision}))
         return
     _print_readout(shown)
+
+
+# ---- cost: price lists and `ragops tco`
+
+prices_app = typer.Typer(help="Price lists: what compute, tokens and storage cost, from a date.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
+
+
+@prices_app.command(name="publish")
+def publish_prices(
+    file: Annotated[Path, typer.Argument(help="A TOML price list (deploy/prices/default.toml shows the format).")],
+    reason: str | None = typer.Option(None, help="Why (default: the file's `reason`)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Publish a price list (an operator of the platform's tenant; the gateway signs it)."""
+    try:
+        listed = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise typer.BadParameter(f"{file}: {error}") from None
+    body: dict[str, object] = {"prices": listed.get("prices", []), "reason": reason or listed.get("reason", "")}
+    if "effective_from" in listed:
+        body["effective_from"] = str(listed["effective_from"])
+    answer = _call(data_dir, "POST", "/v1/prices", body)
+    assert isinstance(answer, dict)
+    console.print(f"price list {answer['price_list_id']} in effect from {answer['effective_from']}")
+    print(answer["price_list_id"])
+
+
+def _price_rows(data_dir: Path) -> list[PriceListRow]:
+    """Every signed price list, newest first, as the gateway lists them."""
+    found = _call(data_dir, "GET", "/v1/prices")
+    assert isinstance(found, list)
+    return [
+        PriceListRow(
+            one["price_list_id"],
+            datetime.fromisoformat(one["effective_from"]),
+            datetime.fromisoformat(one["effective_from"]),
+            one["published_by"] or "",
+            one["reason"] or "",
+            sorted((p["unit"], p["resource"], float(p["usd"])) for p in one["prices"]),
+        )
+        for one in found
+    ]
+
+
+@prices_app.command(name="list")
+def list_prices(
+    as_json: bool = typer.Option(False, "--json", help="Print the lists as JSON."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Every signed price list, newest first (once the sink stored it)."""
+    if as_json:
+        print(json.dumps(_call(data_dir, "GET", "/v1/prices")))
+        return
+    table = Table("price list", "effective from", "unit", "resource", "usd", "published by", "reason")
+    for row in _price_rows(data_dir):
+        for unit, resource, usd in row.prices:
+            table.add_row(
+                Text(row.price_list_id), Text(row.effective_from.isoformat()), Text(unit), Text(resource),
+                Text(f"{usd:g}"), Text(row.published_by), Text(row.reason),
+            )  # fmt: skip
+    Console().print(table)
+
+
+@app.command()
+def tco(
+    since: str = typer.Option("7d", help="The window measured: 30m, 24h, 7d or an ISO time."),
+    answers_per_day: float | None = typer.Option(None, min=0, help="The volume to cost [default: the measured rate]."),
+    documents_per_day: float | None = typer.Option(None, min=0, help="Documents ingested a day [default: measured]."),
+    hosted_model: str | None = typer.Option(
+        None, help="The hosted API model [default: the first model the price list gives token prices for]."
+    ),
+    output: Literal["table", "json"] = typer.Option("table", "--format", help="table or json."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Total cost of ownership per day in three scenarios (embedded CPU, a GPU node, a hosted
+    API) from the throughput measured on this installation and the price list in effect,
+    printing every assumption (ragops.tco)."""
+    lists = _price_rows(data_dir)
+    prices = in_effect(lists, datetime.now(UTC))
+    if prices is None:
+        console.print("[red]no price list is in effect: ragops prices publish deploy/prices/default.toml")
+        raise typer.Exit(1)
+    hosted = hosted_model or next((r for u, r, _ in prices.prices if u == "output_tokens_million"), "")
+    analytics = _analytics(data_dir)
+    try:
+        measured = cost_measurements(analytics, _lookback(since))
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from None
+    finally:
+        analytics.close()
+    try:
+        result = total_cost(
+            measured, prices, answers_per_day=answers_per_day, documents_per_day=documents_per_day,
+            hosted_model=hosted, retention_days=DEFAULT_RETENTION_DAYS["events"] or 90,
+        )  # fmt: skip
+    except ValueError as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(1) from None
+    if output == "json":
+        print(json.dumps(result.as_json(), default=str))
+        return
+    _print_tco(result)
+
+
+def _print_tco(result: Tco) -> None:
+    assumptions = Table("assumption", "value", title="Assumptions")
+    assumptions.add_row("answers per day", Text(f"{result.answers_per_day:g} ({result.answers_per_day_source})"))
+    assumptions.add_row("documents per day", Text(f"{result.documents_per_day:g}"))
+    assumptions.add_row("price list", Text(result.price_list_id))
+    for name, usd in result.prices.items():
+        assumptions.add_row(Text(f"price {name}"), Text(f"{usd:g} USD"))
+    measured = result.measured
+    assumptions.add_row(
+        "measured since", Text(f"{measured['since']}: {measured['answers']} answers, {measured['documents']} documents")
+    )
+    for key, figures in measured["stages"].items():
+        assumptions.add_row(
+            Text(f"measured {key}"),
+            Text(f"{figures['unit_seconds_each']:.4g} unit-s each ({figures['events']} events)"),
+        )
+    assumptions.add_row(
+        "tokens per answer", Text(f"{measured['mean_input_tokens']:.1f} in, {measured['mean_output_tokens']:.1f} out")
+    )
+    assumptions.add_row(
+        "stored bytes per day",
+        Text(f"{measured['stored_bytes_per_day_at_volume']:.0f} (measured {measured['stored_bytes']} over "
+             f"{measured['storage_days']} days), kept {result.retention_days} days"),
+    )  # fmt: skip
+    for speedup in result.speedups:
+        assumptions.add_row(Text(f"GPU speed-up {speedup.stage}"), Text(f"{speedup.factor:.1f}x: {speedup.source}"))
+    Console().print(assumptions)
+    table = Table("scenario", "compute", "tokens", "storage", "USD/day", "USD/month", "USD/answer", "notes")
+    for one in result.scenarios:
+        table.add_row(
+            Text(one.name), f"{one.compute_usd_per_day:.4f}", f"{one.token_usd_per_day:.4f}",
+            f"{one.storage_usd_per_day:.4f}", f"{one.usd_per_day:.4f}", f"{one.usd_per_month:.2f}",
+            f"{one.usd_per_answer:.6f}", Text("; ".join(one.notes)),
+        )  # fmt: skip
+    Console().print(table)
 
 
 def main() -> None:

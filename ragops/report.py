@@ -90,6 +90,7 @@ class ReportData:
     approvals: list[tuple[datetime, str, str, str]]
     experiments: list[Experiment]
     cost_by_day: list[tuple[date, str, int, float]]
+    cost_by_stage: dict[str, float]
 
 
 def _experiment(event_type: str, payload: str) -> Experiment:
@@ -131,8 +132,20 @@ def gather(reader: Reader, window: Window, *, now: datetime | None = None) -> Re
         experiments=[
             _experiment(kind, payload) for kind, payload in queries.experiment_events_between(reader, since, until)
         ],
-        cost_by_day=queries.generation_cost_by_day(reader, since, until),
+        cost_by_day=queries.answer_cost_by_day(reader, since, until),
+        cost_by_stage=_cost_by_stage(reader, window),
     )
+
+
+def _cost_by_stage(reader: Reader, window: Window) -> dict[str, float]:
+    """Stage -> USD over the window's days (the last one up to ``until``'s day): whole UTC days,
+    as :func:`~ragops_analytics.queries.cost_by_day` sums them; tenant as the reader decides."""
+    last_day = (window.until - timedelta(milliseconds=1)).date()
+    by_stage: dict[str, float] = defaultdict(float)
+    for day, stage, usd in queries.cost_by_day(reader, window.since, None):
+        if day <= last_day:
+            by_stage[stage] += usd
+    return dict(sorted(by_stage.items()))
 
 
 def _noon(day: date) -> datetime:
@@ -175,7 +188,12 @@ def charts(data: ReportData) -> dict[str, str]:
         "experiment_effects": bar_chart(
             effects, title=f"Difference to control (n = {len(effects)} comparisons)", y_label="mean - control mean"
         ),
-        "cost_by_day": line_chart(cost, title=f"Generation cost by day (n = {answers} answers)", y_label="USD"),
+        "cost_by_day": line_chart(
+            cost, title=f"Cost of answers by day and model (n = {answers} answers)", y_label="USD"
+        ),
+        "cost_by_stage": bar_chart(
+            data.cost_by_stage, title=f"Cost by stage (n = {len(data.cost_by_stage)} stages)", y_label="USD"
+        ),
     }
 
 

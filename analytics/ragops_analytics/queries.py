@@ -60,26 +60,33 @@ COUNTED_TABLES = frozenset(
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 TENANT_COLUMN = "tenant"
-TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY, EXPERIMENT_OBSERVATIONS}
+COST_TENANT_VIEWS = frozenset({"stage_costs", "cost_per_request", "stage_cost_per_day", "storage_per_day"})
+"""The cost views with a tenant column (sink migration 0016)."""
+TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY, EXPERIMENT_OBSERVATIONS} | COST_TENANT_VIEWS
 """The analyst tables with a :data:`TENANT_COLUMN` (the tenant of the event each row records, or of
 the audit entry): the
 only ones a tenant's analyst may read, each restricted to the tenant's rows. The other views and
 ``model_prices`` have none and are read by platform callers only. A test checks this against
 the migrated schema."""
-ANALYST_TABLES = COUNTED_TABLES | {
-    MODEL_PRICES,
-    AUDIT_LOG,
-    "version_decisions",
-    "quality_by_day",
-    "quality_by_prompt_version",
-    "latency_by_stage",
-    "feedback_rates",
-    "cost_per_request",
-    "cost_per_day",
-    "dead_letters_by_reason",
-    DOCUMENT_QUALITY,
-    EXPERIMENT_OBSERVATIONS,
-}
+ANALYST_TABLES = (
+    COUNTED_TABLES
+    | {
+        MODEL_PRICES,
+        AUDIT_LOG,
+        "version_decisions",
+        "quality_by_day",
+        "quality_by_prompt_version",
+        "latency_by_stage",
+        "feedback_rates",
+        "cost_per_day",
+        "prices",
+        "price_lists",
+        "dead_letters_by_reason",
+        DOCUMENT_QUALITY,
+        EXPERIMENT_OBSERVATIONS,
+    }
+    | COST_TENANT_VIEWS
+)
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the
 migration ledger. A test checks this against the migrated schema."""
@@ -1047,9 +1054,9 @@ def experiment_events_between(reader: Reader, since: datetime, until: datetime) 
     return [(str(event_type), str(payload)) for event_type, payload in rows]
 
 
-def generation_cost_by_day(reader: Reader, since: datetime, until: datetime) -> list[tuple[date, str, int, float]]:
-    """(UTC day, model, answers, USD) of the generations in the window (the ``cost_per_request``
-    view: tokens at the operator's prices)."""
+def answer_cost_by_day(reader: Reader, since: datetime, until: datetime) -> list[tuple[date, str, int, float]]:
+    """(UTC day, model, answers, USD) of the answers in the window (the ``cost_per_request``
+    view: every stage's compute and the tokens, at the prices in effect)."""
     rows = reader.query(
         "SELECT toDate(occurred_at) AS day, model, count(), sum(cost_usd) FROM cost_per_request "
         f"WHERE {_WINDOW} GROUP BY day, model ORDER BY day, model",
@@ -1058,6 +1065,196 @@ def generation_cost_by_day(reader: Reader, since: datetime, until: datetime) -> 
     return [(_day(day), str(model), int(n), float(usd)) for day, model, n, usd in rows]
 
 
+# ---- cost: the cost of every stage, price lists and spend (sink migration 0016)
+
+TOKENS_STAGE = "tokens"
+"""The ``by_stage`` key of a request's token bill (its model's token prices), beside the stages'
+compute (keyed by the producing service's name)."""
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """What one request cost in USD: ``usd`` is the sum of ``by_stage`` (stage -> usd: each
+    service's compute, priced by the list in effect when its event occurred, and
+    :data:`TOKENS_STAGE`, the tokens priced for the answer's model)."""
+
+    request_id: str
+    usd: float
+    by_stage: dict[str, float]
+
+
 def _day(value: object) -> date:
-    """A Date column's value: a date from an engine, text from the sink's ``/sql``."""
-    return value if isinstance(value, date) and not isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+    """A Date column's value: a date from an engine, ``YYYY-MM-DD`` text from the sink's ``/sql``."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def request_costs(reader: Reader, request_ids: Sequence[str], tenant: str | None) -> dict[str, RequestCost]:
+    """request_id -> :class:`RequestCost` of each of ``request_ids`` that has a priced stage or
+    an answer (of tenant ``tenant``; None: any). Views ``stage_costs`` and ``cost_per_request``."""
+    if not request_ids:
+        return {}
+    parameters = {"ids": json.dumps(list(request_ids)), "tenant": tenant or ""}
+    stages: dict[str, dict[str, float]] = {}
+    for request_id, stage, usd in reader.query(
+        "SELECT request_id, stage, sum(usd) FROM stage_costs "
+        f"WHERE request_id IN {_listed('ids')} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}}) "
+        "GROUP BY request_id, stage",
+        parameters,
+    ).rows:
+        stages.setdefault(str(request_id), {})[str(stage)] = float(usd)
+    for request_id, token_usd in reader.query(
+        "SELECT request_id, sum(token_usd) FROM cost_per_request "
+        f"WHERE request_id IN {_listed('ids')} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}}) "
+        "GROUP BY request_id",
+        parameters,
+    ).rows:
+        stages.setdefault(str(request_id), {})[TOKENS_STAGE] = float(token_usd)
+    return {
+        request_id: RequestCost(request_id, sum(by_stage.values()), by_stage) for request_id, by_stage in stages.items()
+    }
+
+
+def cost_by_day(reader: Reader, since: datetime, tenant: str | None) -> list[tuple[date, str, float]]:
+    """(day, stage, usd) from ``since`` on (of tenant ``tenant``; None: every tenant), oldest
+    first: each stage's compute, and :data:`TOKENS_STAGE` for the token bill."""
+    parameters = {"since_ms": _ms(since), "tenant": tenant or ""}
+    where = (
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({tenant:String} = '' OR tenant = {tenant:String}) "
+    )
+    rows = reader.query(
+        f"SELECT toDate(occurred_at) AS day, stage, sum(usd) FROM stage_costs {where}GROUP BY day, stage "
+        f"UNION ALL SELECT toDate(occurred_at) AS day, '{TOKENS_STAGE}' AS stage, sum(token_usd) "
+        f"FROM cost_per_request {where}GROUP BY day",
+        parameters,
+    ).rows
+    return sorted((_day(day), str(stage), float(usd)) for day, stage, usd in rows)
+
+
+def tenant_spend(reader: Reader, since: datetime) -> dict[str, float]:
+    """tenant -> USD spent from ``since`` on (every stage's compute and the token bill)."""
+    parameters = {"since_ms": _ms(since)}
+    since_sql = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    rows = reader.query(
+        "SELECT tenant, sum(usd) FROM "
+        f"(SELECT tenant, usd FROM stage_costs WHERE {since_sql} "
+        f"UNION ALL SELECT tenant, token_usd AS usd FROM cost_per_request WHERE {since_sql}) "
+        "GROUP BY tenant",
+        parameters,
+    ).rows
+    return {str(tenant): float(usd) for tenant, usd in rows}
+
+
+@dataclass(frozen=True)
+class PriceListRow:
+    """One verified price list as the ``prices`` view holds it: ``prices`` is (unit, resource,
+    usd) sorted by unit and resource."""
+
+    price_list_id: str
+    effective_from: datetime
+    published_at: datetime
+    published_by: str
+    reason: str
+    prices: list[tuple[str, str, float]]
+
+
+def price_lists(reader: Reader) -> list[PriceListRow]:
+    """Every signed price list, newest ``effective_from`` first (view ``prices``)."""
+    rows = reader.query(
+        "SELECT price_list_id, effective_from, published_at, published_by, reason, "
+        "groupArray((unit, resource, usd)) FROM prices "
+        "GROUP BY price_list_id, effective_from, published_at, published_by, reason "
+        "ORDER BY effective_from DESC, published_at DESC"
+    ).rows
+    return [
+        PriceListRow(
+            str(list_id),
+            _time(start),
+            _time(published),
+            str(by),
+            str(why),
+            sorted((str(unit), str(resource), float(usd)) for unit, resource, usd in items),
+        )
+        for list_id, start, published, by, why, items in rows
+    ]
+
+
+@dataclass(frozen=True)
+class StageUsage:
+    """What one stage used over a window: ``unit_seconds`` is the sum of seconds x units (core-
+    or GPU-seconds) of its ``events`` events on ``device``, for answers (``scope`` "answer":
+    events with a request id) or documents ("document": events with a document id and none)."""
+
+    stage: str
+    device: str
+    scope: Literal["answer", "document"]
+    events: int
+    unit_seconds: float
+
+
+@dataclass(frozen=True)
+class CostMeasurements:
+    """What this installation measured from ``since`` on, for ``ragops tco``: answers (and the
+    span of their times), documents processed, each stage's usage, mean tokens per answer and
+    the stored payload bytes (``storage_per_day``) over ``storage_days`` days."""
+
+    since: datetime
+    answers: int
+    first_answer: datetime | None
+    last_answer: datetime | None
+    documents: int
+    stages: list[StageUsage]
+    mean_input_tokens: float
+    mean_output_tokens: float
+    stored_bytes: int
+    storage_days: int
+
+
+def cost_measurements(reader: Reader, since: datetime) -> CostMeasurements:
+    """:class:`CostMeasurements` of every tenant from ``since`` on (views ``stage_costs``,
+    ``storage_per_day``; table ``generations``)."""
+    parameters = {"since_ms": _ms(since)}
+    since_sql = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    answers, first, last, tokens_in, tokens_out = _one(
+        reader,
+        f"SELECT count(), min(occurred_at), max(occurred_at), avg(input_tokens), avg(output_tokens) "
+        f"FROM generations FINAL WHERE {since_sql}",
+        parameters,
+    )
+    stages = [
+        StageUsage(str(stage), str(device), "answer" if scope == 1 else "document", int(n), float(seconds))
+        for stage, device, scope, n, seconds in reader.query(
+            "SELECT stage, device, request_id != '' AS scope, count(), sum(seconds * units) FROM stage_costs "
+            f"WHERE {since_sql} AND (request_id != '' OR document_id != '') "
+            "GROUP BY stage, device, scope ORDER BY stage, device, scope",
+            parameters,
+        ).rows
+    ]
+    (documents,) = _one(
+        reader,
+        f"SELECT uniqExact(document_id) FROM stage_costs WHERE {since_sql} AND request_id = '' AND document_id != ''",
+        parameters,
+    )
+    stored, days = _one(
+        reader,
+        "SELECT sum(payload_bytes), uniqExact(day) FROM storage_per_day WHERE day >= toDate("
+        "fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC'))",
+        parameters,
+    )
+    count = int(answers)
+    return CostMeasurements(
+        since=since,
+        answers=count,
+        first_answer=_time(first) if count else None,
+        last_answer=_time(last) if count else None,
+        documents=int(documents),
+        stages=stages,
+        mean_input_tokens=float(tokens_in) if count else 0.0,
+        mean_output_tokens=float(tokens_out) if count else 0.0,
+        stored_bytes=int(stored or 0),
+        storage_days=int(days),
+    )

@@ -680,6 +680,11 @@ class GenerationInfo(_Part):
     finish_reasons: list[str] = Field(alias="gen_ai.response.finish_reasons")
     usage: GenAIUsage
     latency_ms: float = Field(ge=0, description="Model call wall time (ms), batch wait excluded.")
+    degraded_by_budget: bool = Field(
+        default=False,
+        description="Served more cheaply (fewer retrieved chunks in the prompt) because the tenant reached "
+        "a monthly budget whose action is degrade (RAGOPS_BUDGETS).",
+    )
 
 
 class PromptRef(_Part):

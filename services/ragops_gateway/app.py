@@ -39,11 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from ragops_analytics.budgets import SpendWatch
 from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
-from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
+from ragops_gateway.limits import BUDGET_REFUSED, RATE_LIMITED, TokenBuckets, budget_refusal
+from ragops_gateway.prices import add_price_routes
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
@@ -60,6 +62,7 @@ from ragops_schemas import (
     VersionRegistered,
 )
 from ragops_schemas.audit import AuditRecorded
+from ragops_schemas.envelope import utc_now
 from ragops_schemas.erasure import ErasureRequested, SubjectErased, SubjectErasureApplied
 from ragops_schemas.events import (
     ContentType,
@@ -128,6 +131,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- cost: price lists (ragops_gateway.prices): published in the platform's tenant only.
+    ("POST", "/v1/prices"): frozenset({Role.OPERATOR}),
+    ("GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -368,8 +374,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         return within_rate
 
+    # Month-to-date spend per tenant, read in the background (only where budgets are set).
+    spend = SpendWatch(settings.analytics.client, settings.platform.budget_refresh_s)
+    watching = bool(settings.platform.budgets) and settings.analytics.configured
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if watching:  # once before the first request, so a tenant over budget is refused from the start
+            await asyncio.to_thread(spend.refresh)
+        spending = asyncio.create_task(spend.run()) if watching else None
         await broker.start()
         await watcher.start()
         await control.start()
@@ -389,6 +402,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
+            if spending is not None:
+                spending.cancel()
 
     # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
     # OpenAPI document is published as schemas/openapi/gateway.json).
@@ -400,6 +415,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
+    add_price_routes(app, caller, control, settings.analytics)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -582,6 +598,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/queries")
     async def ask(query: QueryIn, principal: Annotated[Principal, Depends(limited("queries"))]) -> AnswerGenerated:
+        refusal = budget_refusal(settings.platform.budgets, spend.spend, principal.tenant, utc_now())
+        if refusal is not None:
+            reason, retry_after = refusal
+            BUDGET_REFUSED.labels(tenant=principal.tenant).inc()
+            log.info("budget_refused", tenant=principal.tenant, retry_after_s=retry_after)
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, reason, headers={"Retry-After": str(retry_after)})
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
         event = QuerySubmitted(
             producer=producer,

@@ -63,6 +63,7 @@ from ragops_schemas.changes import (
     Reason,
     RetireChange,
 )
+from ragops_schemas.cost import PricesPublished
 from ragops_schemas.ids import change_id, new_event_id
 from ragops_shared.broker import EventPublisher
 from ragops_shared.identity import Principal, Role
@@ -82,6 +83,7 @@ PUBLISHES: tuple[type[Event], ...] = (
     VersionRetired,
     RetrainingRequested,
     ErasureRequested,
+    PricesPublished,
 )
 """What the control plane publishes: the change events and the effects of approved changes."""
 

@@ -7,18 +7,43 @@ in Redis or the like, is future work)."""
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import Counter
 
 from ragops_gateway.settings import Rate, RouteClass
+from ragops_shared.budgets import Budget, next_month, over_budget
 
 RATE_LIMITED = Counter(
     "ragops_gateway_rate_limited_total",
     "Requests refused with 429 because their tenant was over its rate for the route.",
     ["tenant", "route"],
 )
+
+BUDGET_REFUSED = Counter(
+    "ragops_gateway_budget_refused_total",
+    "Questions refused with 429 because their tenant reached its monthly budget (action refuse).",
+    ["tenant"],
+)
+
+
+def budget_refusal(
+    budgets: Mapping[str, Budget], spend: Mapping[str, float], tenant: str, now: datetime
+) -> tuple[str, int] | None:
+    """(the reason, seconds until the month ends: ``Retry-After``) when ``tenant`` must be
+    refused a question: its month-to-date ``spend`` reached a budget whose action is ``refuse``
+    (:func:`ragops_shared.budgets.over_budget`); None otherwise."""
+    budget = over_budget(budgets, spend, tenant)
+    if budget is None or budget.action != "refuse":
+        return None
+    ends = next_month(now)
+    reason = (
+        f"tenant {tenant} reached its monthly budget of {budget.usd_per_month:g} USD "
+        f"(spent {spend.get(tenant, 0.0):.2f} USD this month); questions are refused until {ends.isoformat()}"
+    )
+    return reason, max(1, math.ceil((ends - now).total_seconds()))
 
 
 @dataclass

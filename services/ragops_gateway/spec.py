@@ -45,6 +45,7 @@ SPEC = ServiceSpec(
         Topic.VERSION_REGISTERED,  # prompt versions pushed by people, and the seeds
         Topic.EXPERIMENT_STARTED,
         Topic.EXPERIMENT_STOPPED,
+        Topic.PRICES_PUBLISHED,  # price lists operators publish (ragops_gateway.prices)
     ),
     exposed=True,
 )

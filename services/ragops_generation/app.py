@@ -8,13 +8,14 @@ across messages: measured with one CPU thread, 8 prompts decode at about 2.5x th
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import structlog
 from faststream.asgi import AsgiFastStream
 from prometheus_client import Counter
 
+from ragops_analytics.budgets import SpendWatch
 from ragops_generation.settings import GenerationSettings
 from ragops_generation.spec import SPEC
 from ragops_models.defaults import shipped_model_dirs
@@ -23,6 +24,7 @@ from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, Genera
 from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.budgets import over_budget
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt
 from ragops_shared.registry_view import RegistryView
@@ -33,6 +35,11 @@ SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
 log = structlog.get_logger(__name__)
 
+GENERATION_DEGRADED = Counter(
+    "ragops_generation_budget_degraded_total",
+    "Answers served more cheaply (fewer retrieved chunks) because their tenant reached a degrade budget.",
+    ["tenant"],
+)
 PROMPT_RENDER_FAILURES = Counter(
     "ragops_prompt_render_failures_total",
     "Requests whose experiment-assigned prompt version failed to resolve or render: served production instead.",
@@ -49,11 +56,14 @@ class Answerer:
         generator: Generator,
         producer: Producer,
         registry: Registry | None = None,
+        degraded: Callable[[str], bool] = lambda tenant: False,
     ) -> None:
         self.settings = settings
         self.generator = generator
         self.producer = producer
         self.registry = registry or Registry()
+        # Whether a tenant is over a degrade budget now (a dict lookup: never waits on analytics).
+        self.degraded = degraded
 
     def prompt_for(self, event: ContextRetrieved) -> tuple[PromptTemplate, ExperimentAssignment | None]:
         """The prompt version a request gets, and the experiment arm it serves (None: none).
@@ -123,7 +133,14 @@ class Answerer:
         A request without retrieved context gets an empty answer with the finish reason
         ``no_context`` and no model call. Raises ``PromptNotFoundError`` when a request names
         a prompt that does not exist."""
-        contexts = [event.contexts[: self.settings.context_chunks] for event in events]
+        cheaper = [self.degraded(event.tenant) for event in events]
+        for event, degraded in zip(events, cheaper, strict=True):
+            if degraded:
+                GENERATION_DEGRADED.labels(tenant=event.tenant).inc()
+        contexts = [
+            event.contexts[: self.settings.degraded_context_chunks if degraded else self.settings.context_chunks]
+            for event, degraded in zip(events, cheaper, strict=True)
+        ]
         # With no context the model could only make an answer up: answer nothing instead (and
         # render nothing: such an answer serves no experiment arm).
         rendered = [
@@ -160,6 +177,7 @@ class Answerer:
                     finish_reasons=[generation.finish_reason],
                     usage=GenAIUsage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens),
                     latency_ms=latency_ms,
+                    degraded_by_budget=degraded,
                 ),
                 lineage=Lineage(
                     chunk_ids=[chunk.chunk_id for chunk in used],
@@ -174,8 +192,8 @@ class Answerer:
                     experiment_id=assignment.experiment_id if assignment else None,
                 ),
             )
-            for event, (prompt, assignment, _), used, generation in zip(
-                events, rendered, contexts, generations, strict=True
+            for event, (prompt, assignment, _), used, generation, degraded in zip(
+                events, rendered, contexts, generations, cheaper, strict=True
             )
         ]
 
@@ -191,7 +209,15 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         verifier=verifier_for(settings.platform, shipped_model_dirs()),
         dead_letters=publisher,
     )
-    answerer = Answerer(settings, settings.generator(), producer, registry.registry)
+    # Month-to-date spend per tenant, read in the background (only where budgets are set).
+    spend = SpendWatch(settings.analytics.client, settings.platform.budget_refresh_s)
+    watching = bool(settings.platform.budgets) and settings.analytics.configured
+
+    def degraded(tenant: str) -> bool:
+        budget = over_budget(settings.platform.budgets, spend.spend, tenant)
+        return budget is not None and budget.action == "degrade"
+
+    answerer = Answerer(settings, settings.generator(), producer, registry.registry, degraded)
     retrieved = EventSubscriber(
         broker,
         publisher,
@@ -218,6 +244,19 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         ],
     )
     app.on_startup(registry.start)
+    watched: list[asyncio.Task[None]] = []
+
+    async def watch_spend() -> None:
+        await asyncio.to_thread(spend.refresh)
+        watched.append(asyncio.create_task(spend.run()))
+
+    async def stop_watching() -> None:
+        for task in watched:
+            task.cancel()
+
+    if watching:
+        app.on_startup(watch_spend)
+        app.after_shutdown(stop_watching)
     app.after_startup(registry.send_dead_letters)  # once the broker can publish them
     app.after_shutdown(registry.stop)
     return app

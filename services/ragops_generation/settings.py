@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragops_analytics.client import AnalyticsSettings
 from ragops_models.defaults import default_generation_model
 from ragops_models.device import DeviceName, DtypeName
 from ragops_models.generation import Generator
@@ -40,6 +41,12 @@ class GenerationSettings(BaseSettings):
         default=None, description="Prompt templates directory; None = the packaged prompts."
     )
     context_chunks: int = Field(default=3, gt=0, description="Retrieved chunks put into the prompt (best first).")
+    degraded_context_chunks: int = Field(
+        default=1,
+        gt=0,
+        description="Retrieved chunks a tenant over a degrade budget gets (RAGOPS_BUDGETS): the prompt's "
+        "tokens are most of a small model's work.",
+    )
     max_new_tokens: int = Field(default=48, gt=0)
     dtype: DtypeName = Field(default="auto", description="auto = bf16 on a GPU, or where the CPU computes it natively.")
     device: DeviceName = Field(
@@ -52,6 +59,9 @@ class GenerationSettings(BaseSettings):
     # (two fetch waits on the embedded broker) lets requests that arrive together share it.
     batch_wait_ms: int = Field(default=50, ge=0, description="Longest wait to fill a batch after a short fetch (ms).")
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    analytics: AnalyticsSettings = Field(
+        default_factory=AnalyticsSettings, description="Where the tenants' spend is read (budgets only)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_schemas.topics import DEFAULT_PARTITIONS
+from ragops_shared.budgets import Budget
 from ragops_shared.spec import OPS_PORT
 
 
@@ -160,6 +161,14 @@ class PlatformSettings(BaseSettings):
     )
     signing: SigningSettings = Field(default_factory=SigningSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='Monthly budgets per tenant, JSON: {"acme": {"usd_per_month": 100, "action": "refuse"}} '
+        "(ragops_shared.budgets; refuse: the gateway answers questions 429 until the month ends).",
+    )
+    budget_refresh_s: float = Field(
+        default=60.0, gt=0, description="Seconds between reads of the tenants' month-to-date spend."
+    )
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, object]:

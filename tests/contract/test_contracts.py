@@ -189,6 +189,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.EXPERIMENT_STARTED,  # an operator's experiment
                 Topic.EXPERIMENT_STOPPED,
                 Topic.VERSION_REGISTERED,  # prompt versions (pushed, and the seeds)
+                Topic.PRICES_PUBLISHED,  # price lists (ragops_gateway.prices)
             },
         ),
     ],

@@ -68,6 +68,9 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
         {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
     ),
     ("gateway", "POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
+    # ---- cost: price lists
+    ("gateway", "POST", "/v1/prices"): frozenset({Role.OPERATOR}),
+    ("gateway", "GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -95,6 +98,7 @@ BODIES = {
     "/v1/experiments/{experiment_id}/stop": {"reason": "matrix"},
     "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
     "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
+    "/v1/prices": {"prices": [{"unit": "cpu_core_hour", "usd": 0.05}], "reason": "matrix"},
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 

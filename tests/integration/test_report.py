@@ -134,8 +134,8 @@ def test_the_html_report_shows_each_section_from_the_seed(seeded: ChdbStore, tmp
     assert "experiment.started" in html and "loser: v4 on thumbs_down_rate" in html
     assert "+0.09" in html and "[0.012, 0.168]" in html
     # Cost: 3 answers at the seeded prices.
-    assert "n = 3 answers" in html
-    assert html.count("<svg") == 5 and "<script" not in html
+    assert "n = 3 answers" in html and "<td>tokens</td>" in html
+    assert html.count("<svg") == 6 and "<script" not in html
     assert "no data" not in html
 
 
@@ -159,7 +159,7 @@ def test_the_pdf_report_is_a_pdf_with_every_heading_and_chart(seeded: ChdbStore,
     text = " ".join(box.text for box in boxes if isinstance(box, TextBox))
     for heading in ("RAGOps stakeholder report", *HEADINGS):
         assert heading in text
-    assert sum(isinstance(getattr(box, "replacement", None), SVGImage) for box in boxes) == 5
+    assert sum(isinstance(getattr(box, "replacement", None), SVGImage) for box in boxes) == 6
 
 
 def test_the_schedule_writes_each_period_once_and_retries_a_failure(seeded: ChdbStore, tmp_path: Path) -> None:
