@@ -10,6 +10,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -30,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ragops import dataset_versions
+from ragops import dataset_versions, report
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
@@ -1401,10 +1402,9 @@ def _evaluate_one(data_dir: Path, chosen: dataset_versions.Dataset, run_id: str 
 
 def _lookback(value: str) -> datetime:
     """``--since``: a duration back from now (``30m``, ``24h``, ``7d``) or an ISO-8601 time."""
-    amount, unit = value[:-1], value[-1:]
-    if amount.isdigit() and unit in ("m", "h", "d"):
-        minutes = int(amount) * {"m": 1, "h": 60, "d": 1440}[unit]
-        return datetime.now(UTC) - timedelta(minutes=minutes)
+    back = report.duration(value)
+    if back is not None:
+        return datetime.now(UTC) - back
     moment = _since(value)
     assert moment is not None
     return moment
@@ -1765,3 +1765,43 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command(name="report")
+def stakeholder_report(
+    since: str = typer.Option("7d", help="Start: a duration back from now (24h, 7d) or an ISO-8601 time."),
+    until: str | None = typer.Option(None, help="End (exclusive), an ISO-8601 time; default now."),
+    fmt: report.Format = typer.Option("html", "--format", help="html (one standalone file) or pdf."),
+    out: Path | None = typer.Option(None, help="The file to write (once)."),
+    every: str | None = typer.Option(
+        None, help="Run until stopped: at the end of each period (24h, 7d), report on the period to --out-dir."
+    ),
+    out_dir: Path | None = typer.Option(None, help="Instead of --out: a folder, the file named by the window."),
+    data_dir: DataDir = Path("data"),
+) -> None:
+    """The stakeholder report over ClickHouse: quality, feedback, drift, versions, experiments
+    and cost, with charts (README, "Reports")."""
+    if every is not None:
+        period = report.duration(every)
+        if period is None or out_dir is None:
+            raise typer.BadParameter("--every needs a duration (24h, 7d) and --out-dir")
+        _stop_on_sigterm()
+        console.print(f"reporting every {every} to {out_dir} (Ctrl-C stops)")
+        stop = threading.Event()
+        try:
+            report.run_schedule(lambda: _analytics(data_dir), period, out_dir, fmt, stop)
+        except KeyboardInterrupt:
+            stop.set()
+        return
+    end = _since(until) or datetime.now(UTC)
+    window = report.Window(_lookback(since), end)
+    if out is None and out_dir is not None:
+        out = out_dir / window.file_name(fmt)
+    if out is None:
+        raise typer.BadParameter("give --out or --out-dir")
+    try:
+        report.write_report(_analytics(data_dir), window, fmt, out)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from None
+    console.print(f"report {window.label} written to {out}")

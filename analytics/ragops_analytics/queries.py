@@ -927,6 +927,190 @@ def request_events(reader: Reader, request_id: str, *, tenant: str | None = None
     ]
 
 
+# ---- report: the stakeholder report (ragops.report)
+# Each reads the rows that occurred in [since, until) (ms), production traffic only where
+# evaluation runs are tagged (``run_id``): replays and `ragops eval` are not what users saw.
+
+_WINDOW = (
+    "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+    "AND occurred_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC')"
+)
+
+
+def _window(since: datetime, until: datetime) -> dict[str, int]:
+    return {"since_ms": _ms(since), "until_ms": _ms(until)}
+
+
+def quality_by_day_between(reader: Reader, since: datetime, until: datetime) -> list[tuple[date, str, int, float]]:
+    """(UTC day, metric, evaluations, mean score) of production answers, by day then metric."""
+    rows = reader.query(
+        "SELECT toDate(occurred_at) AS day, metric, count(), avg(value) FROM evaluations FINAL "
+        f"WHERE run_id = '' AND {_WINDOW} GROUP BY day, metric ORDER BY day, metric",
+        _window(since, until),
+    ).rows
+    return [(_day(day), str(metric), int(n), float(mean)) for day, metric, n, mean in rows]
+
+
+def quality_by_prompt_between(
+    reader: Reader, since: datetime, until: datetime
+) -> list[tuple[str, int, str, int, float]]:
+    """(prompt name, prompt version, metric, evaluations, mean score) of production answers."""
+    rows = reader.query(
+        "SELECT prompt_name, prompt_version, metric, count(), avg(value) FROM evaluations FINAL "
+        f"WHERE run_id = '' AND {_WINDOW} GROUP BY prompt_name, prompt_version, metric "
+        "ORDER BY prompt_name, prompt_version, metric",
+        _window(since, until),
+    ).rows
+    return [(str(name), int(version), str(metric), int(n), float(mean)) for name, version, metric, n, mean in rows]
+
+
+def feedback_by_prompt_between(
+    reader: Reader, since: datetime, until: datetime
+) -> list[tuple[str, int, int, float, float, float]]:
+    """(prompt name, prompt version, feedback, thumbs-up rate, thumbs-down rate, correction
+    rate); rates are shares of every feedback row (as the ``feedback_rates`` view)."""
+    rows = reader.query(
+        "SELECT prompt_name, prompt_version, count(), avg(thumb = 'up'), avg(thumb = 'down'), avg(has_correction) "
+        f"FROM feedback FINAL WHERE {_WINDOW} "
+        "GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version",
+        _window(since, until),
+    ).rows
+    return [(str(p), int(v), int(n), float(up), float(down), float(c)) for p, v, n, up, down, c in rows]
+
+
+def feedback_by_day_between(reader: Reader, since: datetime, until: datetime) -> list[tuple[date, int, float]]:
+    """(UTC day, feedback, thumbs-down rate) by day."""
+    rows = reader.query(
+        "SELECT toDate(occurred_at) AS day, count(), avg(thumb = 'down') FROM feedback FINAL "
+        f"WHERE {_WINDOW} GROUP BY day ORDER BY day",
+        _window(since, until),
+    ).rows
+    return [(_day(day), int(n), float(down)) for day, n, down in rows]
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One ``drift.detected`` or ``drift.recovered``: the test, its statistic and threshold."""
+
+    occurred_at: datetime
+    event_type: str
+    signal: str
+    test: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    reference_size: int
+    current_size: int
+
+
+def drift_between(reader: Reader, since: datetime, until: datetime) -> list[DriftRow]:
+    """Every drift alert and recovery in the window, oldest first."""
+    rows = reader.query(
+        "SELECT occurred_at, event_type, signal, test, statistic, threshold, p_value, reference_size, current_size "
+        f"FROM drift FINAL WHERE {_WINDOW} ORDER BY occurred_at, event_id",
+        _window(since, until),
+    ).rows
+    return [
+        DriftRow(
+            _time(at),
+            str(kind),
+            str(signal),
+            str(test),
+            float(s),
+            float(t),
+            None if p is None else float(p),
+            int(r),
+            int(c),
+        )
+        for at, kind, signal, test, s, t, p, r, c in rows
+    ]
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """A version promoted to production, rejected or retired, and why: the registry's reason,
+    and for promotions and rejections the retraining request's rule and reason (empty when
+    none caused it) and the metrics that decided it."""
+
+    occurred_at: datetime
+    change: Literal["promoted", "rejected", "retired"]
+    kind: str
+    name: str
+    version: str
+    reason: str
+    rule: str
+    request_reason: str
+    metrics: dict[str, float]
+
+
+def version_changes_between(reader: Reader, since: datetime, until: datetime) -> list[VersionChange]:
+    """Promotions to production and rejections (the ``version_decisions`` view) and
+    retirements (``versions``) in the window, oldest first."""
+    window = _window(since, until)
+    decided = reader.query(
+        "SELECT decided_at, decision, kind, name, version, reason, rule, request_reason, metrics "
+        "FROM version_decisions WHERE decided_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND decided_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC')",
+        window,
+    ).rows
+    retired = reader.query(
+        "SELECT occurred_at, 'retired', kind, name, version, reason, '', '', map() FROM versions FINAL "
+        f"WHERE event_type = 'registry.version_retired' AND {_WINDOW}",
+        window,
+    ).rows
+    changes = [
+        VersionChange(
+            _time(at),
+            change,
+            str(kind),
+            str(name),
+            str(version),
+            str(reason),
+            str(rule or ""),
+            str(request_reason or ""),
+            {str(k): float(v) for k, v in dict(metrics or {}).items()},
+        )
+        for at, change, kind, name, version, reason, rule, request_reason, metrics in [*decided, *retired]
+    ]
+    return sorted(changes, key=lambda change: change.occurred_at)
+
+
+def change_decisions_between(reader: Reader, since: datetime, until: datetime) -> list[tuple[datetime, str, str, str]]:
+    """(when, ``change.approved``/``change.rejected``, change id, the decider's reason) of every
+    four-eyes decision in the window, oldest first (as stored; the registry applied only the
+    verified ones)."""
+    rows = reader.query(
+        "SELECT occurred_at, event_type, JSONExtractString(payload, 'change_id'), JSONExtractString(payload, 'reason') "
+        f"FROM events FINAL WHERE event_type IN ('change.approved', 'change.rejected') AND {_WINDOW} "
+        "ORDER BY occurred_at, event_id",
+        _window(since, until),
+    ).rows
+    return [(_time(at), str(kind), str(change), str(reason)) for at, kind, change, reason in rows]
+
+
+def experiment_events_between(reader: Reader, since: datetime, until: datetime) -> list[tuple[str, str]]:
+    """``(event_type, stored JSON)`` of every experiment start, stop and conclusion in the
+    window, oldest first (not verified here)."""
+    rows = reader.query(
+        "SELECT event_type, payload FROM events FINAL "
+        "WHERE event_type IN ('experiment.started', 'experiment.stopped', 'experiment.concluded') "
+        f"AND {_WINDOW} ORDER BY occurred_at, event_id",
+        _window(since, until),
+    ).rows
+    return [(str(event_type), str(payload)) for event_type, payload in rows]
+
+
+def answer_cost_by_day(reader: Reader, since: datetime, until: datetime) -> list[tuple[date, str, int, float]]:
+    """(UTC day, model, answers, USD) of the answers in the window (the ``cost_per_request``
+    view: every stage's compute and the tokens, at the prices in effect)."""
+    rows = reader.query(
+        "SELECT toDate(occurred_at) AS day, model, count(), sum(cost_usd) FROM cost_per_request "
+        f"WHERE {_WINDOW} GROUP BY day, model ORDER BY day, model",
+        _window(since, until),
+    ).rows
+    return [(_day(day), str(model), int(n), float(usd)) for day, model, n, usd in rows]
+
+
 # ---- cost: the cost of every stage, price lists and spend (sink migration 0016)
 
 TOKENS_STAGE = "tokens"
