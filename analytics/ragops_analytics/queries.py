@@ -15,6 +15,7 @@ copies, and ``FINAL`` counts them once before that.
 
 import json
 import re
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -872,3 +873,310 @@ def audit_entries(
         },
         audit=True,
     ).rows
+
+
+# ---- console: the gateway's server-rendered pages (ragops_gateway.console)
+#
+# Every function takes ``tenant``: the caller's tenant (its rows only) or None for a platform
+# caller (every row). Only tables with a tenant column are read (the analyst views have none).
+
+_STAGE_EVENTS = {
+    "query.submitted": "submitted",
+    "query.embedded": "embedded",
+    "query.context_retrieved": "retrieved",
+    "query.answer_generated": "generated",
+}
+CONSOLE_STAGES = (("embedding", 0, 1), ("retrieval", 1, 2), ("generation", 2, 3), ("end_to_end", 0, 3))
+"""(stage, from, to): a stage's latency is the time between the earliest event of type
+``from`` and of type ``to`` of one request, indices into the query events in pipeline order
+(the ``latency_by_stage`` view's definition, per tenant)."""
+
+
+def _series(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[tuple[datetime, float]]]:
+    """``(name, day, value)`` rows -> name -> [(midnight UTC of the day, value)] in day order."""
+    series: dict[str, list[tuple[datetime, float]]] = {}
+    for name, day, value in rows:
+        moment = datetime.fromisoformat(str(day)).replace(tzinfo=UTC)
+        series.setdefault(str(name), []).append((moment, float(value)))
+    return series
+
+
+def console_quality_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Mean evaluation score per metric and day since ``since``: metric -> [(day, mean)]."""
+    return _series(
+        reader.query(
+            "SELECT metric, toString(toDate(occurred_at)) AS day, avg(value) FROM evaluations FINAL "
+            "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') AND run_id = '' "
+            "GROUP BY metric, day ORDER BY metric, day",
+            {"since_ms": _ms(since)},
+            tenant=tenant,
+        ).rows
+    )
+
+
+def console_feedback_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Share of thumbs up and down among the feedback of each day since ``since``:
+    ``thumbs_up_rate``/``thumbs_down_rate`` -> [(day, share in [0, 1])]."""
+    rows = reader.query(
+        "SELECT toString(toDate(occurred_at)) AS day, avg(thumb = 'up'), avg(thumb = 'down') FROM feedback FINAL "
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') GROUP BY day ORDER BY day",
+        {"since_ms": _ms(since)},
+        tenant=tenant,
+    ).rows
+    return _series(
+        [("thumbs_up_rate", day, up) for day, up, _ in rows]
+        + [("thumbs_down_rate", day, down) for day, _, down in rows]
+    )
+
+
+def _stage_times_sql(condition: str) -> str:
+    """Per request: the earliest time of each query event, as milliseconds columns (NULL: not reached)."""
+    columns = ", ".join(
+        f"minOrNullIf(occurred_at, event_type = '{event_type}') AS {name}" for event_type, name in _STAGE_EVENTS.items()
+    )
+    types = ", ".join(f"'{event_type}'" for event_type in _STAGE_EVENTS)
+    return (
+        f"SELECT request_id, {columns} FROM events "
+        f"WHERE request_id != '' AND event_type IN ({types}) AND {condition} GROUP BY request_id"
+    )
+
+
+def console_latency_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Median latency (ms) per stage (:data:`CONSOLE_STAGES`) and day since ``since``: stage -> [(day, p50 ms)]."""
+    names = list(_STAGE_EVENTS.values())
+    pairs = ", ".join(
+        f"('{stage}', dateDiff('millisecond', {names[start]}, {names[end]}))" for stage, start, end in CONSOLE_STAGES
+    )
+    since_condition = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    return _series(
+        reader.query(
+            f"SELECT stage_ms.1 AS stage, toString(toDate(ifNull(submitted, generated))) AS day, "
+            f"quantile(0.5)(assumeNotNull(stage_ms.2)) FROM ({_stage_times_sql(since_condition)}) "
+            f"ARRAY JOIN [{pairs}] AS stage_ms WHERE stage_ms.2 IS NOT NULL GROUP BY stage, day ORDER BY stage, day",
+            {"since_ms": _ms(since)},
+            tenant=tenant,
+        ).rows
+    )
+
+
+@dataclass(frozen=True)
+class ConsoleRequest:
+    """One answered (or asked) question as the requests page lists it."""
+
+    request_id: str
+    tenant: str
+    asked_at: datetime
+    question: str
+    prompt_name: str
+    prompt_version: int
+    scores: dict[str, float]
+    thumb: str | None
+
+
+def console_requests(
+    reader: Reader,
+    tenant: str | None,
+    *,
+    since: datetime,
+    until: datetime,
+    prompt_version: int | None = None,
+    metric: str | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    feedback: Literal["up", "down", "none"] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[ConsoleRequest]:
+    """The questions asked in [``since``, ``until``), newest first, ``limit`` from ``offset``:
+    of ``prompt_version`` (the generation's, when given), whose ``metric`` score lies in
+    [``min_score``, ``max_score``] (either bound optional; a request without that score is left
+    out when a bound is given), with a thumb ``feedback`` (``none``: no thumb)."""
+    result = reader.query(
+        "SELECT q.request_id, q.tenant, q.occurred_at, q.question, g.prompt_name, g.prompt_version, s.scores, f.thumb "
+        "FROM (SELECT request_id, any(tenant) AS tenant, min(occurred_at) AS occurred_at, any(question) AS question "
+        "      FROM queries FINAL WHERE run_id = '' "
+        "      AND occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "      AND occurred_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC') GROUP BY request_id) AS q "
+        "LEFT JOIN (SELECT request_id, any(prompt_name) AS prompt_name, any(prompt_version) AS prompt_version "
+        "      FROM generations FINAL GROUP BY request_id) AS g ON g.request_id = q.request_id "
+        "LEFT JOIN (SELECT request_id, CAST(groupArray((metric, value)), 'Map(String, Float64)') AS scores "
+        "      FROM evaluations FINAL WHERE run_id = '' GROUP BY request_id) AS s ON s.request_id = q.request_id "
+        "LEFT JOIN (SELECT request_id, argMax(thumb, occurred_at) AS thumb FROM feedback FINAL "
+        "      WHERE thumb != '' GROUP BY request_id) AS f ON f.request_id = q.request_id "
+        "WHERE ({version:Int64} < 0 OR g.prompt_version = {version:Int64}) "
+        "AND ({metric:String} = '' OR ("
+        "     mapContains(s.scores, {metric:String}) "
+        "     AND s.scores[{metric:String}] >= {min_score:Float64} "
+        "     AND s.scores[{metric:String}] <= {max_score:Float64})) "
+        "AND ({feedback:String} = '' OR ({feedback:String} = 'none' AND f.thumb = '') OR f.thumb = {feedback:String}) "
+        "ORDER BY q.occurred_at DESC, q.request_id LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+        {
+            "since_ms": _ms(since),
+            "until_ms": _ms(until),
+            "version": -1 if prompt_version is None else prompt_version,
+            # No bound, no condition on the metric; an open bound is the widest double (JSON has no inf).
+            "metric": (metric or "") if min_score is not None or max_score is not None else "",
+            "min_score": -sys.float_info.max if min_score is None else min_score,
+            "max_score": sys.float_info.max if max_score is None else max_score,
+            "feedback": feedback or "",
+            "limit": limit,
+            "offset": offset,
+        },
+        tenant=tenant,
+    )
+    return [
+        ConsoleRequest(
+            request_id=str(request_id),
+            tenant=str(row_tenant),
+            asked_at=_time(asked_at),
+            question=str(question),
+            prompt_name=str(prompt_name or ""),
+            prompt_version=int(prompt_version or 0),
+            scores={str(name): float(value) for name, value in dict(scores or {}).items()},
+            thumb=str(thumb or "") or None,
+        )
+        for request_id, row_tenant, asked_at, question, prompt_name, prompt_version, scores, thumb in result.rows
+    ]
+
+
+@dataclass(frozen=True)
+class ConsoleRequestDetail:
+    """What the console shows of one request: the payloads of its query events (question,
+    contexts with their document versions and scores, prompt and variant, answer), its
+    scores, feedback and per-stage latency (ms, :data:`CONSOLE_STAGES`; absent: not reached)."""
+
+    request_id: str
+    tenant: str
+    payloads: dict[str, dict[str, Any]]
+    scores: dict[str, float]
+    feedback: list[dict[str, Any]]
+    latency_ms: dict[str, float]
+
+
+def console_request(reader: Reader, request_id: str, tenant: str | None) -> ConsoleRequestDetail | None:
+    """One request of ``tenant`` (None: any tenant), or None when none is stored."""
+    found = reader.query(
+        "SELECT event_type, any(tenant), argMin(payload, occurred_at) FROM events "
+        "WHERE request_id = {request_id:String} AND event_type IN "
+        "('query.submitted', 'query.context_retrieved', 'query.answer_generated') GROUP BY event_type",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    if not found:
+        return None
+    scores = reader.query(
+        "SELECT metric, avg(value) FROM evaluations FINAL WHERE request_id = {request_id:String} AND run_id = '' "
+        "GROUP BY metric ORDER BY metric",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    feedback = reader.query(
+        "SELECT occurred_at, thumb, rating, comment FROM feedback FINAL WHERE request_id = {request_id:String} "
+        "ORDER BY occurred_at",
+        {"request_id": request_id},
+        tenant=tenant,
+    )
+    names = list(_STAGE_EVENTS.values())
+    [times] = reader.query(
+        _stage_times_sql("request_id = {request_id:String}"), {"request_id": request_id}, tenant=tenant
+    ).rows or [(request_id, *([None] * len(names)))]
+    moments = dict(zip(names, (None if value is None else _time(value) for value in times[1:]), strict=True))
+    latency = {
+        stage: (end - start).total_seconds() * 1000
+        for stage, first, last in CONSOLE_STAGES
+        if (start := moments[names[first]]) is not None and (end := moments[names[last]]) is not None
+    }
+    return ConsoleRequestDetail(
+        request_id=request_id,
+        tenant=str(found[0][1]),
+        payloads={str(event_type): json.loads(payload) for event_type, _, payload in found},
+        scores={str(metric): float(value) for metric, value in scores},
+        feedback=[dict(zip(feedback.columns, row, strict=True)) for row in feedback.rows],
+        latency_ms=latency,
+    )
+
+
+def _dicts(
+    reader: Reader, sql: str, tenant: str | None, parameters: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    result = reader.query(sql, parameters, tenant=tenant)
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+def console_drift(reader: Reader, tenant: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` drift alerts and recoveries: event_type, occurred_at, signal, test,
+    statistic, threshold, threshold_on, p_value, the reference and current windows (start, end, size)."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, alert_id, signal, test, statistic, threshold, threshold_on, p_value, "
+        "reference_start, reference_end, reference_size, current_start, current_end, current_size "
+        "FROM drift FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_training_steps(reader: Reader, tenant: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` retraining requests and what the trainer did with each: event_type,
+    occurred_at, request_event_id, rule, reason, evidence, action, candidate and live versions,
+    metric, candidate_value, live_value, questions, decision, timed_out."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, request_event_id, rule, reason, evidence, action, candidate_version, "
+        "live_version, metric, candidate_value, live_value, questions, decision, timed_out "
+        "FROM training_steps FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_versions(reader: Reader, tenant: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest ``limit`` registry events: event_type, occurred_at, kind, name, version, alias,
+    previous_version, parent_version, reason, metrics."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, kind, name, version, alias, previous_version, parent_version, reason, metrics "
+        "FROM versions FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_dead_letters(
+    reader: Reader, tenant: str | None, limit: int = 50
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(count per original_topic, error_type and reason, most first; the newest ``limit`` dead
+    letters: occurred_at, producer, original_topic, consumer_group, error_type, reason)."""
+    by_reason = _dicts(
+        reader,
+        "SELECT original_topic, error_type, reason, count() AS n FROM dead_letters FINAL "
+        "GROUP BY original_topic, error_type, reason ORDER BY n DESC, original_topic LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+    latest = _dicts(
+        reader,
+        "SELECT occurred_at, producer, original_topic, consumer_group, error_type, reason FROM dead_letters FINAL "
+        "ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+    return by_reason, latest
+
+
+def console_experiment_ids(reader: Reader, tenant: str | None, limit: int = 20) -> list[str]:
+    """The ids of the newest ``limit`` experiments started, newest first."""
+    rows = reader.query(
+        "SELECT JSONExtractString(payload, 'experiment_id') AS experiment_id, max(occurred_at) AS started_at "
+        "FROM events WHERE event_type = 'experiment.started' GROUP BY experiment_id "
+        "ORDER BY started_at DESC LIMIT {limit:UInt32}",
+        {"limit": limit},
+        tenant=tenant,
+    ).rows
+    return [str(experiment_id) for experiment_id, _ in rows]
