@@ -880,8 +880,10 @@ def audit_entries(
 # Every function takes ``tenant``: the caller's tenant (its rows only) or None for a platform
 # caller (every row). Only tables with a tenant column are read (the analyst views have none).
 
+# The question as kept: the privacy service's redacted copy (sink migration 0008; the
+# submitted intake topic is not sunk).
 _STAGE_EVENTS = {
-    "query.submitted": "submitted",
+    "query.redacted": "submitted",
     "query.embedded": "embedded",
     "query.context_retrieved": "retrieved",
     "query.answer_generated": "generated",
@@ -998,24 +1000,26 @@ def console_requests(
     [``min_score``, ``max_score``] (either bound optional; a request without that score is left
     out when a bound is given), with a thumb ``feedback`` (``none``: no thumb)."""
     result = reader.query(
-        "SELECT q.request_id, q.tenant, q.occurred_at, q.question, g.prompt_name, g.prompt_version, s.scores, f.thumb "
-        "FROM (SELECT request_id, any(tenant) AS tenant, min(occurred_at) AS occurred_at, any(question) AS question "
+        "SELECT q.request_id, q.asked_by, q.asked_at, q.asked, g.served_prompt, g.served_version, s.metric_scores, "
+        "f.last_thumb "
+        "FROM (SELECT request_id, any(tenant) AS asked_by, min(occurred_at) AS asked_at, any(question) AS asked "
         "      FROM queries FINAL WHERE run_id = '' "
         "      AND occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
         "      AND occurred_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC') GROUP BY request_id) AS q "
-        "LEFT JOIN (SELECT request_id, any(prompt_name) AS prompt_name, any(prompt_version) AS prompt_version "
+        "LEFT JOIN (SELECT request_id, any(prompt_name) AS served_prompt, any(prompt_version) AS served_version "
         "      FROM generations FINAL GROUP BY request_id) AS g ON g.request_id = q.request_id "
-        "LEFT JOIN (SELECT request_id, CAST(groupArray((metric, value)), 'Map(String, Float64)') AS scores "
+        "LEFT JOIN (SELECT request_id, CAST(groupArray((metric, value)), 'Map(String, Float64)') AS metric_scores "
         "      FROM evaluations FINAL WHERE run_id = '' GROUP BY request_id) AS s ON s.request_id = q.request_id "
-        "LEFT JOIN (SELECT request_id, argMax(thumb, occurred_at) AS thumb FROM feedback FINAL "
+        "LEFT JOIN (SELECT request_id, argMax(thumb, occurred_at) AS last_thumb FROM feedback FINAL "
         "      WHERE thumb != '' GROUP BY request_id) AS f ON f.request_id = q.request_id "
-        "WHERE ({version:Int64} < 0 OR g.prompt_version = {version:Int64}) "
+        "WHERE ({version:Int64} < 0 OR g.served_version = {version:Int64}) "
         "AND ({metric:String} = '' OR ("
-        "     mapContains(s.scores, {metric:String}) "
-        "     AND s.scores[{metric:String}] >= {min_score:Float64} "
-        "     AND s.scores[{metric:String}] <= {max_score:Float64})) "
-        "AND ({feedback:String} = '' OR ({feedback:String} = 'none' AND f.thumb = '') OR f.thumb = {feedback:String}) "
-        "ORDER BY q.occurred_at DESC, q.request_id LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+        "     mapContains(s.metric_scores, {metric:String}) "
+        "     AND s.metric_scores[{metric:String}] >= {min_score:Float64} "
+        "     AND s.metric_scores[{metric:String}] <= {max_score:Float64})) "
+        "AND ({feedback:String} = '' OR ({feedback:String} = 'none' AND f.last_thumb = '') "
+        "     OR f.last_thumb = {feedback:String}) "
+        "ORDER BY q.asked_at DESC, q.request_id LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
         {
             "since_ms": _ms(since),
             "until_ms": _ms(until),
@@ -1064,7 +1068,7 @@ def console_request(reader: Reader, request_id: str, tenant: str | None) -> Cons
     found = reader.query(
         "SELECT event_type, any(tenant), argMin(payload, occurred_at) FROM events "
         "WHERE request_id = {request_id:String} AND event_type IN "
-        "('query.submitted', 'query.context_retrieved', 'query.answer_generated') GROUP BY event_type",
+        "('query.redacted', 'query.context_retrieved', 'query.answer_generated') GROUP BY event_type",
         {"request_id": request_id},
         tenant=tenant,
     ).rows

@@ -10,7 +10,8 @@ the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; 
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
 the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
 erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`); ``/v1/prompts``:
-prompt versions and their labels (:mod:`ragops_gateway.prompts`). ``GET /health``
+prompt versions and their labels (:mod:`ragops_gateway.prompts`); ``/console``, ``/docs``: the
+console (:mod:`ragops_gateway.console`, a session cookie instead of the header). ``GET /health``
 is liveness, ``GET /ready`` readiness (Kafka reachable, answer topics watched), ``GET /metrics``
 Prometheus metrics.
 
@@ -41,6 +42,7 @@ from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.store import public_error
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
+from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
@@ -93,6 +95,9 @@ log = structlog.get_logger(__name__)
 DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
 CallerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
+_READERS_OF_REQUESTS = frozenset({Role.ANALYST, Role.OPERATOR, Role.REVIEWER, Role.AUDITOR})
+_READERS_OF_THE_LOOP = frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR})
+
 # Who may call what (README "Roles"): exact allow-lists, one entry per route; no role implies
 # another (admin is not everything). A route missing here makes create_app fail.
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
@@ -128,10 +133,36 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- console (ragops_gateway.console): pages behind the session cookie, README "Console".
+    # Requests and their traces: who reads answers and their quality.
+    ("GET", "/console"): _READERS_OF_REQUESTS,
+    ("GET", "/console/requests"): _READERS_OF_REQUESTS,
+    ("GET", "/console/requests/{request_id}"): _READERS_OF_REQUESTS,
+    # The platform's loop (drift, training, versions, experiments, dead letters): who runs or approves it.
+    ("GET", "/console/drift"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/versions"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/experiments"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/dead-letters"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/approvals"): frozenset({Role.APPROVER, Role.OPERATOR, Role.AUDITOR}),
+    # The API's own page and its document, and ending a session: anyone who may log in.
+    ("GET", "/docs"): frozenset(Role),
+    ("GET", "/docs/assets/{name}"): frozenset(Role),
+    ("GET", "/openapi.json"): frozenset(Role),
+    ("POST", "/console/logout"): frozenset(Role),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
-# Open on purpose: the kubelet's liveness and readiness probes carry no credential.
-OPEN_ROUTES = frozenset({("GET", "/health"), ("GET", "/ready")})
+# Open on purpose: the kubelet's liveness and readiness probes carry no credential; the console's
+# login form, the post that checks the credential it takes, and the stylesheet the form uses
+# come before any session (the post is refused from another origin).
+OPEN_ROUTES = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/console/login"),
+        ("POST", "/console/login"),
+        ("GET", "/console/static/{name}"),
+    }
+)
 
 
 def _key_change(action: str, key: ApiKey, principal: Principal, producer: Producer) -> AuditRecorded:
@@ -342,6 +373,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
+    # The console's reads: on the embedded default the sink's /sql with the platform key,
+    # each statement restricted to the caller's tenant (ragops_gateway.console.routes.scope_of).
+    console_reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
 
@@ -389,9 +423,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
+            if console_reader is not None:
+                await asyncio.to_thread(console_reader.close)
 
-    # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
-    # OpenAPI document is published as schemas/openapi/gateway.json).
+    # /docs and /openapi.json are the console's (behind its session, assets from the package);
+    # no /redoc. The OpenAPI document is also published as schemas/openapi/gateway.json.
     app = FastAPI(
         title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -400,6 +436,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
+    add_console_routes(app, Sessions(settings, guard), roles, console_reader, control, experiments)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
