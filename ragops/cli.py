@@ -1,8 +1,10 @@
 """``ragops``: run the embedded platform, feed it documents and questions, run the demo."""
 
 import asyncio
+import csv
 import dataclasses
 import difflib
+import io
 import json
 import logging
 import shutil
@@ -12,6 +14,7 @@ import time
 import tomllib
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -23,6 +26,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from ragops import dataset_versions
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
@@ -47,7 +51,9 @@ from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.paired import GateCheck, Threshold, compare
+from ragops_analytics.queries import request_events
 from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_analytics.traces import TraceNode, key_facts, request_tree, tree_dicts
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
     AnswerGenerated,
@@ -300,7 +306,8 @@ def ask(
     timeout: float = typer.Option(120.0, help="Seconds to wait for the answer."),
     as_json: bool = typer.Option(False, "--json", help="Print the AnswerGenerated event as JSON."),
 ) -> None:
-    """Ask a question through Kafka and print the answer with its sources."""
+    """Ask a question through Kafka and print its request id (for `ragops trace` and `ragops feedback`),
+    the answer and its sources."""
     if any("=" not in item for item in filters):
         raise typer.BadParameter("--filter takes KEY=VALUE")
     fields: QueryOptions = {"top_k": top_k, "prompt_name": prompt_name, "prompt_version": prompt_version}
@@ -311,19 +318,56 @@ def ask(
         async with PlatformClient(_kafka(data_dir)) as client:
             [trace] = await client.ask([client.question(question, **fields)], timeout_s=timeout)
         if isinstance(trace.outcome, MessageDeadLettered):
-            console.print(f"[red]the request failed: {trace.outcome.reason}")
+            console.print(Text(f"the request {trace.submitted.request_id} failed: {trace.outcome.reason}", style="red"))
             return 1
         # Not waiting for the evaluation, a request ends in its answer or its dead letter.
         assert isinstance(trace.outcome, AnswerGenerated)
         if as_json:
             print(trace.outcome.model_dump_json(indent=2))
         else:
+            # On stderr with the sources, so stdout stays the answer alone for scripts.
+            console.print(Text(f"request {trace.outcome.request_id}", style="bold"))
             print(trace.outcome.answer or "(no answer)")
             for context in trace.outcome.contexts:
                 console.print(f"  [dim]{context.document_id} ({context.score:.3f})")
         return 0
 
     raise typer.Exit(_run(run()))
+
+
+class RowFormat(StrEnum):
+    """How ``ragops sql`` prints rows."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: RowFormat, *, width: int = 200) -> str:
+    """``rows`` under ``columns`` as text, every value as stored (never read as markup or emoji).
+
+    ``table``: a rich table whose header and cells are :class:`rich.text.Text` (rich parses
+    plain strings for ``[style]`` markup and ``:emoji:`` codes, which would alter values such as
+    ``root:x:0:0``); ``csv``: RFC 4180 through :mod:`csv` (header line, values with commas,
+    quotes or newlines quoted, None as an empty field); ``json``: JSON Lines, one object per row
+    (column -> value, values JSON cannot hold as text), so output streams and pipes into ``jq``.
+    """
+    if fmt is RowFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([("" if value is None else value) for value in row] for row in rows)
+        return buffer.getvalue()
+    if fmt is RowFormat.json:
+        return "".join(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n" for row in rows)
+    table = Table()
+    for column in columns:
+        table.add_column(Text(str(column)))
+    for row in rows:
+        table.add_row(*(Text(str(value)) for value in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, emoji=False, markup=False).print(table)
+    return buffer.getvalue()
 
 
 @app.command()
@@ -335,24 +379,130 @@ def sql(
         ),
     ],
     data_dir: DataDir = Path(".ragops"),
-    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as JSON."),
+    fmt: RowFormat = typer.Option(
+        RowFormat.table, "--format", help="table, csv (RFC 4180, header line) or json (one object per row)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print {columns, rows} as one JSON document."),
 ) -> None:
-    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused."""
+    """Query ClickHouse (read-only) while the platform runs; writes and DDL are refused. Values
+    print as stored."""
     analytics = _analytics(data_dir)
     try:
         result = analytics.query(statement)
     except (QueryError, StoreUnavailable, ValueError) as error:
-        console.print(f"[red]{error}")
+        console.print(Text(str(error), style="red"))
         raise typer.Exit(1) from None
     finally:
         analytics.close()
     if as_json:
         print(json.dumps({"columns": result.columns, "rows": result.rows}, default=str))
         return
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*(str(value) for value in row))
-    Console().print(table)
+    width = shutil.get_terminal_size().columns if fmt is RowFormat.table else 0
+    sys.stdout.write(format_rows(result.columns, result.rows, fmt, width=width or 200))
+
+
+class TraceFormat(StrEnum):
+    """How ``ragops trace`` prints a request."""
+
+    tree = "tree"
+    json = "json"
+
+
+def trace_tree(request_id: str, nodes: Sequence[TraceNode]) -> Tree:
+    """A rich tree of ``nodes``: per event its offset from the request's first event and the time
+    since its cause (ms), producer, type and :func:`~ragops_analytics.traces.key_facts`; labels
+    are :class:`rich.text.Text`, so stored values never read as markup."""
+    root = Tree(Text(f"request {request_id}", style="bold"))
+
+    def add(branch: Tree, node: TraceNode) -> None:
+        label = Text(f"+{node.offset_ms:.0f} ms ", style="dim")
+        if node.duration_ms is not None:
+            label.append(f"(+{node.duration_ms:.0f} ms) ", style="cyan")
+        label.append(f"{node.row.producer} ", style="green")
+        label.append(node.row.event_type, style="bold")
+        facts = key_facts(node.row)
+        if facts:
+            label.append("  " + "  ".join(f"{key}={_fact(value)}" for key, value in facts.items()))
+        child = branch.add(label)
+        for grandchild in node.children:
+            add(child, grandchild)
+
+    for node in nodes:
+        add(root, node)
+    return root
+
+
+def _fact(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_fact(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+@app.command()
+def trace(
+    request_id: Annotated[str, typer.Argument(help="The request's id (`ragops ask` prints it).")],
+    data_dir: DataDir = Path(".ragops"),
+    fmt: TraceFormat = typer.Option(TraceFormat.tree, "--format", help="tree, or json (the nested events)."),
+) -> None:
+    """Every stored event of one request as a tree (each event under the one that caused it),
+    with offsets and stage durations in ms and each event's key facts. Reads ClickHouse as the
+    CLI's credential: another tenant's request is not found. Events stored before the envelope
+    carried parent_span_id appear as roots, in time order."""
+    analytics = _analytics(data_dir)
+    try:
+        rows = request_events(analytics, request_id)
+    except (QueryError, StoreUnavailable) as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(1) from None
+    finally:
+        analytics.close()
+    if not rows:
+        console.print(Text(f"no stored events of request {request_id} (the sink may not have stored them yet)"))
+        raise typer.Exit(1)
+    nodes = request_tree(rows)
+    if fmt is TraceFormat.json:
+        print(json.dumps({"request_id": request_id, "events": tree_dicts(nodes)}, default=str))
+        return
+    Console(emoji=False, markup=False).print(trace_tree(request_id, nodes))
+
+
+class Thumb(StrEnum):
+    up = "up"
+    down = "down"
+
+
+@app.command()
+def feedback(
+    request_id: Annotated[str, typer.Argument(help="The request whose answer this is about.")],
+    thumb: Thumb | None = typer.Option(None, help="up or down."),
+    rating: int | None = typer.Option(None, min=1, max=5, help="1 (worst) to 5 (best)."),
+    comment: str | None = typer.Option(None, help="Free text (redacted by the privacy service before it is kept)."),
+    correction: str | None = typer.Option(
+        None, help="The answer that should have been given (it becomes a dataset example)."
+    ),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Send feedback on an answer (``POST /v1/feedback`` as the CLI's credential, which needs the
+    product role; its tenant is the credential's) and print the feedback event's id. Accepted is
+    not yet linked: the feedback service dead-letters an unknown request id (see `ragops trace`)."""
+    said = {"thumb": thumb, "rating": rating, "comment": comment, "corrected_answer": correction}
+    body = {key: value for key, value in said.items() if value is not None}
+    if not body:
+        raise typer.BadParameter("give at least one of --thumb, --rating, --comment, --correction")
+    with _gateway(data_dir) as gateway:
+        try:
+            response = gateway.post("/v1/feedback", json={"request_id": request_id, **body})
+        except httpx.HTTPError as error:
+            console.print(Text(f"the gateway is unreachable: {error}", style="red"))
+            raise typer.Exit(2) from None
+    if response.status_code != 202:
+        console.print(Text(f"refused ({response.status_code}): {response.text}", style="red"))
+        raise typer.Exit(1)
+    print(response.json()["event_id"])
 
 
 audit_app = typer.Typer(

@@ -39,9 +39,9 @@ _OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_sett
 STATE_FILE = "platform.json"
 ANALYTICS_READERS = frozenset({"monitor", "trainer", "gateway"})
 """The services that read ClickHouse (the sink's ``/sql``) on their own credential: the only
-ones given the platform key, which reads every tenant's rows. The gateway's console asks for
-its caller's tenant only (every tenant for a platform caller); its ``POST /v1/sql`` presents
-its caller's credential instead."""
+ones given the platform key, which reads every tenant's rows. The gateway reads on it for its
+callers (``GET /v1/answers/...``, the console), asking for the caller's tenant each time (every
+tenant for a platform caller); its ``POST /v1/sql`` presents its caller's credential instead."""
 _PLATFORM_KEY = "RAGOPS_ANALYTICS_API_KEY"
 
 

@@ -1184,3 +1184,49 @@ def console_experiment_ids(reader: Reader, tenant: str | None, limit: int = 20) 
         tenant=tenant,
     ).rows
     return [str(experiment_id) for experiment_id, _ in rows]
+
+
+# ---- cli: one request's events (`ragops trace`, GET /v1/answers/{request_id})
+
+
+@dataclass(frozen=True)
+class RequestEventRow:
+    """One stored event of a request, as ``ragops trace`` and the gateway's answers route read it.
+
+    ``producer``: the producing service's name; ``span_id`` and ``parent_span_id`` from the
+    event's envelope (``parent_span_id`` None for a trace's first event and for events stored
+    before the envelope carried it); ``payload``: the event's JSON as stored, parsed."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    producer: str
+    span_id: str
+    parent_span_id: str | None
+    payload: dict[str, Any]
+
+
+def request_events(reader: Reader, request_id: str, *, tenant: str | None = None) -> list[RequestEventRow]:
+    """Every stored event of request ``request_id`` (the ``events`` table, each once), oldest
+    first (``occurred_at``, then event id). ``tenant``: only that tenant's events (None: what the
+    reader lets its caller see; a tenant's caller of the sink sees its own tenant's only)."""
+    rows = reader.query(
+        "SELECT toString(event_id), event_type, occurred_at, producer, "
+        "JSONExtractString(payload, 'span_id'), JSONExtractString(payload, 'parent_span_id'), payload "
+        "FROM events FINAL WHERE request_id = {request_id:String} AND event_type != 'unparsable' "
+        "ORDER BY occurred_at, event_id",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    return [
+        RequestEventRow(
+            event_id=str(event_id),
+            event_type=str(event_type),
+            occurred_at=_time(occurred_at),
+            producer=str(producer),
+            span_id=str(span_id),
+            parent_span_id=str(parent) or None,
+            payload=json.loads(str(payload)),
+        )
+        for event_id, event_type, occurred_at, producer, span_id, parent, payload in rows
+    ]

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.store import public_error
+from ragops_gateway.answers import add_answer_routes
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
@@ -149,6 +150,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/docs/assets/{name}"): frozenset(Role),
     ("GET", "/openapi.json"): frozenset(Role),
     ("POST", "/console/logout"): frozenset(Role),
+    # ---- cli: an answer with its scores and feedback (ragops_gateway.answers): who asked, who gives feedback.
+    ("GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential; the console's
@@ -373,9 +376,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
-    # The console's reads: on the embedded default the sink's /sql with the platform key,
-    # each statement restricted to the caller's tenant (ragops_gateway.console.routes.scope_of).
-    console_reader = settings.analytics.client() if settings.analytics.configured else None
+    # The gateway's own reader (GET /v1/answers, the console): its credential, each call restricted
+    # to the caller's tenant (every tenant for a platform caller: ragops_gateway.console.routes.scope_of).
+    reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
 
@@ -423,8 +426,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
-            if console_reader is not None:
-                await asyncio.to_thread(console_reader.close)
+            if reader is not None:
+                await asyncio.to_thread(reader.close)
 
     # /docs and /openapi.json are the console's (behind its session, assets from the package);
     # no /redoc. The OpenAPI document is also published as schemas/openapi/gateway.json.
@@ -436,7 +439,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
-    add_console_routes(app, Sessions(settings, guard), roles, console_reader, control, experiments)
+    add_answer_routes(app, caller, reader)
+    add_console_routes(app, Sessions(settings, guard), roles, reader, control, experiments)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -10,8 +10,10 @@ The routes come from the applications themselves: a route added without an entry
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,9 +25,10 @@ from faststream.asgi import AsgiFastStream
 from structlog.testing import capture_logs
 
 from ragops_analytics.client import AnalyticsSettings
+from ragops_analytics.queries import insert_events
 from ragops_gateway.app import create_app as create_gateway
 from ragops_gateway.settings import GatewaySettings
-from ragops_schemas import Event
+from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded
 from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.ids import erasure_id
 from ragops_schemas.topics import TOPICS
@@ -34,7 +37,9 @@ from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_shared.watch import EventWatcher
 from ragops_sink.app import Writer, create_app as create_sink
+from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
+from tests.helpers import example, record_of
 
 pytestmark = pytest.mark.kafka
 
@@ -68,6 +73,8 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
         {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
     ),
     ("gateway", "POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
+    # ---- cli: an answer with its scores and feedback.
+    ("gateway", "GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -108,6 +115,7 @@ class Platform:
     credentials: dict[str, str | None]  # principal -> Authorization header (None: no header)
     target_key_id: str  # a key of TENANT that DELETE /v1/admin/keys/{key_id} revokes
     kafka: KafkaSettings
+    writer: Writer  # the sink's store: tests put the rows that the gateway reads there
 
 
 def _free_socket() -> socket.socket:
@@ -149,12 +157,13 @@ def platform(tansu: EmbeddedKafka, tmp_path: Path) -> Iterator[Platform]:
     serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
     sink_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = GatewaySettings(
-        kafka=kafka, platform=data, analytics=AnalyticsSettings(sql_url=f"{sink_url}/sql"), default_timeout_s=1
-    )
+    # The gateway's own reader holds a platform key (ragops.platform.ANALYTICS_READERS).
+    _, gateway_key = keys.create("gateway", TENANT, [Role.PLATFORM])
+    analytics = AnalyticsSettings(sql_url=f"{sink_url}/sql", api_key=gateway_key)
+    settings = GatewaySettings(kafka=kafka, platform=data, analytics=analytics, default_timeout_s=1)
     try:
         with TestClient(create_gateway(settings)) as gateway, httpx.Client(base_url=sink_url) as sink:
-            yield Platform(gateway, sink, sink_app, keys, credentials, target.key_id, kafka)
+            yield Platform(gateway, sink, sink_app, keys, credentials, target.key_id, kafka, writer)
     finally:
         server.should_exit = True
         serving.join()
@@ -185,6 +194,7 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         .replace("{experiment_id}", "exp-00000000000000000000")
         .replace("{name}", "rag-answer")
         .replace("{version}", "1")
+        .replace("{request_id}", "r-unknown")
     )
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)
@@ -389,3 +399,42 @@ def test_refused_calls_and_key_changes_are_audited_with_their_actor(platform: Pl
     assert (key_created.action, key_created.tenant, key_created.outcome) == ("key.created", TENANT, "applied")
     assert key_created.actor.name == "admin" and key_created.target == f"key:{created.json()['key']['key_id']}"
     assert created.json()["api_key"] not in key_created.model_dump_json()
+
+
+# ---- cli: GET /v1/answers/{request_id}
+
+
+def test_an_answer_is_read_in_the_callers_tenant_only(platform: Platform) -> None:
+    """The answer with its scores and feedback for its tenant's producer and product; another
+    tenant's request answers exactly like an unknown one (404), whatever the caller's role."""
+    answer = example(AnswerGenerated).model_copy(update={"request_id": "r-ans", "tenant": TENANT})
+    evaluated = example(AnswerEvaluated).model_copy(
+        update={"request_id": "r-ans", "tenant": TENANT, "answer_event_id": str(answer.event_id)}
+    )
+    recorded = example(FeedbackRecorded).model_copy(
+        update={"request_id": "r-ans", "tenant": TENANT, "answer_event_id": str(answer.event_id), "thumb": "down"}
+    )
+    theirs = example(AnswerGenerated).model_copy(
+        update={"request_id": "r-theirs", "tenant": OTHER_TENANT, "event_id": uuid.uuid4()}
+    )
+    rows = [to_row(record_of(e, i), datetime.now(UTC)) for i, e in enumerate([answer, evaluated, recorded, theirs])]
+    insert_events(platform.writer.store, events_to_arrow(rows))
+
+    for role in ("producer", "product"):
+        got = platform.gateway.get("/v1/answers/r-ans", headers={"authorization": platform.credentials[role]})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["answer"]["event_id"] == str(answer.event_id) and body["answer"]["answer"] == answer.answer
+        assert body["scores"] == {s.name: s.value for s in evaluated.scores}
+        assert [f["thumb"] for f in body["feedback"]] == ["down"]
+        assert "user_id" not in body["feedback"][0]
+
+    _, other_producer = platform.keys.create("their-producer", OTHER_TENANT, [Role.PRODUCER])
+    their_header = {"authorization": f"Bearer {other_producer}"}
+    assert platform.gateway.get("/v1/answers/r-theirs", headers=their_header).status_code == 200
+    ours = platform.gateway.get("/v1/answers/r-theirs", headers={"authorization": platform.credentials["producer"]})
+    crossed = platform.gateway.get("/v1/answers/r-ans", headers=their_header)
+    unknown = platform.gateway.get("/v1/answers/r-nothing", headers=their_header)
+    assert ours.status_code == crossed.status_code == unknown.status_code == 404
+    assert _without_trace(crossed) == {"detail": "no answer of request r-ans"}
+    assert _without_trace(unknown) == {"detail": "no answer of request r-nothing"}
