@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -61,26 +61,33 @@ COUNTED_TABLES = frozenset(
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
 TENANT_COLUMN = "tenant"
-TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY, EXPERIMENT_OBSERVATIONS}
+COST_TENANT_VIEWS = frozenset({"stage_costs", "cost_per_request", "stage_cost_per_day", "storage_per_day"})
+"""The cost views with a tenant column (sink migration 0016)."""
+TENANT_TABLES = COUNTED_TABLES | {AUDIT_LOG, DOCUMENT_QUALITY, EXPERIMENT_OBSERVATIONS} | COST_TENANT_VIEWS
 """The analyst tables with a :data:`TENANT_COLUMN` (the tenant of the event each row records, or of
 the audit entry): the
 only ones a tenant's analyst may read, each restricted to the tenant's rows. The other views and
 ``model_prices`` have none and are read by platform callers only. A test checks this against
 the migrated schema."""
-ANALYST_TABLES = COUNTED_TABLES | {
-    MODEL_PRICES,
-    AUDIT_LOG,
-    "version_decisions",
-    "quality_by_day",
-    "quality_by_prompt_version",
-    "latency_by_stage",
-    "feedback_rates",
-    "cost_per_request",
-    "cost_per_day",
-    "dead_letters_by_reason",
-    DOCUMENT_QUALITY,
-    EXPERIMENT_OBSERVATIONS,
-}
+ANALYST_TABLES = (
+    COUNTED_TABLES
+    | {
+        MODEL_PRICES,
+        AUDIT_LOG,
+        "version_decisions",
+        "quality_by_day",
+        "quality_by_prompt_version",
+        "latency_by_stage",
+        "feedback_rates",
+        "cost_per_day",
+        "prices",
+        "price_lists",
+        "dead_letters_by_reason",
+        DOCUMENT_QUALITY,
+        EXPERIMENT_OBSERVATIONS,
+    }
+    | COST_TENANT_VIEWS
+)
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the
 migration ledger. A test checks this against the migrated schema."""
@@ -1230,3 +1237,87 @@ def request_events(reader: Reader, request_id: str, *, tenant: str | None = None
         )
         for event_id, event_type, occurred_at, producer, span_id, parent, payload in rows
     ]
+
+
+# ---- cost: the cost of every stage, price lists and spend (sink migration 0016)
+
+TOKENS_STAGE = "tokens"
+"""The ``by_stage`` key of a request's token bill (its model's token prices), beside the stages'
+compute (keyed by the producing service's name)."""
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """What one request cost in USD: ``usd`` is the sum of ``by_stage`` (stage -> usd: each
+    service's compute, priced by the list in effect when its event occurred, and
+    :data:`TOKENS_STAGE`, the tokens priced for the answer's model)."""
+
+    request_id: str
+    usd: float
+    by_stage: dict[str, float]
+
+
+def _day(value: object) -> date:
+    """A Date column's value: a date from an engine, ``YYYY-MM-DD`` text from the sink's ``/sql``."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def request_costs(reader: Reader, request_ids: Sequence[str], tenant: str | None) -> dict[str, RequestCost]:
+    """request_id -> :class:`RequestCost` of each of ``request_ids`` that has a priced stage or
+    an answer (of tenant ``tenant``; None: any). Views ``stage_costs`` and ``cost_per_request``."""
+    if not request_ids:
+        return {}
+    parameters = {"ids": json.dumps(list(request_ids)), "tenant": tenant or ""}
+    stages: dict[str, dict[str, float]] = {}
+    for request_id, stage, usd in reader.query(
+        "SELECT request_id, stage, sum(usd) FROM stage_costs "
+        f"WHERE request_id IN {_listed('ids')} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}}) "
+        "GROUP BY request_id, stage",
+        parameters,
+    ).rows:
+        stages.setdefault(str(request_id), {})[str(stage)] = float(usd)
+    for request_id, token_usd in reader.query(
+        "SELECT request_id, sum(token_usd) FROM cost_per_request "
+        f"WHERE request_id IN {_listed('ids')} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}}) "
+        "GROUP BY request_id",
+        parameters,
+    ).rows:
+        stages.setdefault(str(request_id), {})[TOKENS_STAGE] = float(token_usd)
+    return {
+        request_id: RequestCost(request_id, sum(by_stage.values()), by_stage) for request_id, by_stage in stages.items()
+    }
+
+
+def cost_by_day(reader: Reader, since: datetime, tenant: str | None) -> list[tuple[date, str, float]]:
+    """(day, stage, usd) from ``since`` on (of tenant ``tenant``; None: every tenant), oldest
+    first: each stage's compute, and :data:`TOKENS_STAGE` for the token bill."""
+    parameters = {"since_ms": _ms(since), "tenant": tenant or ""}
+    where = (
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({tenant:String} = '' OR tenant = {tenant:String}) "
+    )
+    rows = reader.query(
+        f"SELECT toDate(occurred_at) AS day, stage, sum(usd) FROM stage_costs {where}GROUP BY day, stage "
+        f"UNION ALL SELECT toDate(occurred_at) AS day, '{TOKENS_STAGE}' AS stage, sum(token_usd) "
+        f"FROM cost_per_request {where}GROUP BY day",
+        parameters,
+    ).rows
+    return sorted((_day(day), str(stage), float(usd)) for day, stage, usd in rows)
+
+
+def tenant_spend(reader: Reader, since: datetime) -> dict[str, float]:
+    """tenant -> USD spent from ``since`` on (every stage's compute and the token bill)."""
+    parameters = {"since_ms": _ms(since)}
+    since_sql = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    rows = reader.query(
+        "SELECT tenant, sum(usd) FROM "
+        f"(SELECT tenant, usd FROM stage_costs WHERE {since_sql} "
+        f"UNION ALL SELECT tenant, token_usd AS usd FROM cost_per_request WHERE {since_sql}) "
+        "GROUP BY tenant",
+        parameters,
+    ).rows
+    return {str(tenant): float(usd) for tenant, usd in rows}

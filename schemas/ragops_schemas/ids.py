@@ -227,6 +227,19 @@ def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
     return uuid.uuid5(_UNPARSABLE_RECORDS, f"{topic}:{partition}:{offset}")
 
 
+def price_list_id(prices: Iterable[Mapping[str, object]], effective_from: datetime) -> str:
+    """Id of a price list (``PricesPublished.price_list_id``): ``prices-`` and 20 hex digits of
+    SHA-256 over canonical JSON of its prices (each ``{unit, resource, usd}``, sorted by unit and
+    resource) and ``effective_from`` in UTC milliseconds, so the same list published twice, in any
+    order, is one list and a list with a new date is another."""
+    items = sorted(
+        ({"unit": p["unit"], "resource": p["resource"], "usd": float(p["usd"])} for p in prices),  # type: ignore[arg-type]
+        key=lambda item: (str(item["unit"]), str(item["resource"])),
+    )
+    moment = int(effective_from.astimezone(UTC).timestamp() * 1000)
+    return "prices-" + _sha256_hex(canonical_json({"effective_from_ms": moment, "prices": items}).encode(), 20)
+
+
 def model_registration_id(name: str, version: str) -> uuid.UUID:
     """Event id of the embedding service's registration of its default model (it has no cause:
     it is published at start): UUID5 in the URL namespace of

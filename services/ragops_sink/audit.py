@@ -13,7 +13,9 @@ the outcome of a version event is ``signed`` only when it verifies, else the ref
 and so is that of a change that does not verify (readers dead-letter those, and apply nothing);
 ``after`` names the key it claims (``signed_by``) and the owner whose trusted key made it
 (``signer``, None when it does not verify): who vouched for a change a service asked for in a
-person's name; every ``RetrainingRequested``. A record that is not a valid event is not audited here: the sink's
+person's name; every ``RetrainingRequested``; every price list (``cost.prices_published``, target
+its ``price_list_id``, outcome ``signed`` or the refusal's code: the cost views price with signed
+lists only). A record that is not a valid event is not audited here: the sink's
 main subscriber stores it as ``unparsable`` (and this one logs it).
 """
 
@@ -27,6 +29,7 @@ from ragops_analytics.audit import AuditEntry, millis
 from ragops_schemas import AnswerGenerated, Event, RetrainingRequested, SignedEvent
 from ragops_schemas.audit import MAX_STATE_BYTES, MAX_TARGET_CHARS, AuditRecorded
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
+from ragops_schemas.cost import PricesPublished
 from ragops_schemas.ids import canonical_json
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.topics import Topic
@@ -47,6 +50,7 @@ AUDITED_TOPICS: tuple[Topic, ...] = (
     Topic.CHANGE_REQUESTED,
     Topic.CHANGE_APPROVED,
     Topic.CHANGE_REJECTED,
+    Topic.PRICES_PUBLISHED,
 )
 """The topics whose events the audit log records."""
 
@@ -127,6 +131,11 @@ def _what(
         outcome = refusal or ("approved" if isinstance(event, ChangeApproved) else "rejected")
         after = {"owner": event.decided_by.accountable, **signed}
         return event.event_type, event.change_id, outcome, None, after, event.reason
+    if isinstance(event, PricesPublished):
+        # Only a list whose outcome is 'signed' prices anything (the cost views read this log).
+        refusal, signed = _signature(event, verifier)
+        after = {"effective_from": event.effective_from.isoformat(), "prices": len(event.prices), **signed}
+        return event.event_type, event.price_list_id, refusal or "signed", None, after, event.reason
     return None
 
 
@@ -144,6 +153,9 @@ def audit_entry(event: Event, topic: str, partition: int, offset: int, verifier:
     elif isinstance(event, (ChangeRequested, ChangeApproved, ChangeRejected)):
         # A change's actor is who asked for or decided it, as the gateway authenticated them.
         who = event.requested_by if isinstance(event, ChangeRequested) else event.decided_by
+        what, (kind, actor_id, name) = _what(event, verifier), (who.kind, who.subject, who.name)
+    elif isinstance(event, PricesPublished):
+        who = event.published_by
         what, (kind, actor_id, name) = _what(event, verifier), (who.kind, who.subject, who.name)
     else:
         what = _what(event, verifier)

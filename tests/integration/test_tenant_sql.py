@@ -85,13 +85,13 @@ def test_a_tenants_counts_are_its_own(shared: ChdbStore) -> None:
 def test_describe_shows_a_tenant_the_columns_of_its_tables(shared: ChdbStore) -> None:
     assert shared.query("DESCRIBE events", tenant="globex").rows == shared.query("DESCRIBE events").rows
     with pytest.raises(ReadOnlyViolation, match="no tenant column"):
-        shared.query("DESCRIBE TABLE cost_per_request", tenant="globex")
+        shared.query("DESCRIBE TABLE cost_per_day", tenant="globex")
 
 
 @pytest.mark.parametrize(
     ("sql", "refusal"),
     [
-        ("SELECT * FROM cost_per_request", "no tenant column"),
+        ("SELECT * FROM cost_per_day", "no tenant column"),
         ("SELECT * FROM model_prices", "no tenant column"),
         ("SELECT count() FROM events WHERE request_id IN (SELECT request_id FROM feedback_rates)", "no tenant column"),
         ("WITH events AS (SELECT 1 AS x) SELECT * FROM events", "may not be named events"),
