@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -57,6 +58,7 @@ COUNTED_TABLES = frozenset(
         "training_steps",
         "versions",
         "pii_redactions",
+        "reviews",
     }
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
@@ -102,6 +104,9 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
         "query_vectors": 90,
         "feedback": 180,
         "dataset_examples": 365,
+        # Reviewers' labels with their (redacted) corrections and comments: kept as long as the
+        # dataset examples they become (migration 0015).
+        "reviews": 365,
         # No text, but keyed by the subject's request and document ids: what kinds of personal
         # data each held. Read with the questions it describes, so kept as long (migration 0013).
         "pii_redactions": 90,
@@ -118,7 +123,7 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     }
 )
 """Days each of :data:`RETAINED_TABLES` keeps a row after its ``occurred_at`` (None: forever):
-what migrations 0009 and 0013 set, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
+what migrations 0009, 0013 and 0015 set, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
 
 
 def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
@@ -265,6 +270,8 @@ ERASABLE_TABLES: dict[str, tuple[str, ...]] = {
     "query_vectors": ("request_id",),
     "documents": ("document_id",),
     "pii_redactions": ("request_id", "document_id"),
+    # The reviews of the subject's answers (a reviewer's correction may quote the answer).
+    "reviews": ("request_id",),
     # Last: their rows are how a retried erasure finds the subject's requests and documents
     # again (feedback's user ids once the events have expired).
     "feedback": ("request_id",),
@@ -1321,3 +1328,202 @@ def tenant_spend(reader: Reader, since: datetime) -> dict[str, float]:
         parameters,
     ).rows
     return {str(tenant): float(usd) for tenant, usd in rows}
+
+
+# ---- review: human review queue and labels
+
+ReviewStratum = Literal["random", "low_score", "negative_feedback"]
+"""Why an answer is in the review queue (``ragops_schemas.review.SampledAs``)."""
+REVIEW_STRATA: tuple[ReviewStratum, ...] = ("random", "low_score", "negative_feedback")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An answer waiting for a reviewer: the question, the answer and the chunks put into its
+    prompt (``RetrievedChunk`` dicts: chunk_id, document_id, document_version, text, score...),
+    its evaluation scores (metric -> value, the latest of each), the latest thumb given on it
+    (``up``/``down``, None without one) and the stratum it was sampled from."""
+
+    request_id: str
+    answer_event_id: str
+    occurred_at: datetime
+    question: str
+    answer: str
+    contexts: list[dict[str, Any]]
+    scores: dict[str, float]
+    thumb: str | None
+    sampled_as: ReviewStratum
+
+
+@dataclass(frozen=True)
+class ReviewLabel:
+    """A reviewer's latest label of one answer (``reviews``, migration 0015); the correction and
+    comment as the privacy service redacted them, None when not given."""
+
+    request_id: str
+    answer_event_id: str
+    reviewer: str
+    correct: bool
+    grounded: bool
+    sampled_as: ReviewStratum
+    occurred_at: datetime
+    corrected_answer: str | None
+    comment: str | None
+
+
+_TENANT_FILTER = "({tenant:String} = '' OR tenant = {tenant:String})"
+
+# The answers of production traffic (evaluation runs and shadow replays left out, as the
+# monitor leaves them out) that nobody in the tenant has reviewed yet, the latest per request.
+_REVIEW_CANDIDATES = (
+    "(SELECT request_id, max(occurred_at) AS occurred_at FROM generations FINAL "
+    f"WHERE {_TENANT_FILTER} AND run_id = '' AND request_id NOT IN {_EVALUATION_RUN_REQUESTS} "
+    f"AND request_id NOT IN (SELECT request_id FROM reviews FINAL WHERE {_TENANT_FILTER}) "
+    "GROUP BY request_id)"
+)
+# Up to {limit} request ids of each stratum, each stratum in its own order:
+#   * random: a pseudo-random but repeatable order, by a hash of the request id (the same
+#     queue for every reviewer until labels take answers out of it);
+#   * low_score: by the mean of the answer's reference-free evaluation scores (faithfulness,
+#     answer_relevancy, context_relevance), lowest first;
+#   * negative_feedback: answers with a thumbs-down or a rating of 2 or less, newest first.
+_REVIEW_STRATA_SQL = (
+    "SELECT 'random' AS stratum, request_id FROM "
+    f"(SELECT request_id FROM {_REVIEW_CANDIDATES} ORDER BY cityHash64(request_id), request_id "
+    "LIMIT {limit:UInt32}) "
+    "UNION ALL SELECT 'low_score' AS stratum, request_id FROM "
+    f"(SELECT c.request_id AS request_id FROM {_REVIEW_CANDIDATES} AS c INNER JOIN "
+    "(SELECT request_id, avg(value) AS score FROM evaluations FINAL "
+    f"WHERE {_TENANT_FILTER} AND NOT reference_based GROUP BY request_id) AS s "
+    "ON c.request_id = s.request_id ORDER BY s.score, c.request_id LIMIT {limit:UInt32}) "
+    "UNION ALL SELECT 'negative_feedback' AS stratum, request_id FROM "
+    f"(SELECT request_id FROM {_REVIEW_CANDIDATES} WHERE request_id IN "
+    f"(SELECT request_id FROM feedback FINAL WHERE {_TENANT_FILTER} AND (thumb = 'down' OR rating <= 2)) "
+    "ORDER BY occurred_at DESC, request_id LIMIT {limit:UInt32})"
+)
+
+
+def mix_strata(strata: Mapping[ReviewStratum, Sequence[str]], limit: int) -> list[tuple[str, ReviewStratum]]:
+    """Interleave the strata's request ids round-robin (random, low_score, negative_feedback,
+    random, ...), each in its own order, an id already taken from an earlier stratum skipped,
+    until ``limit`` ids: no stratum crowds the others out of a short queue. Returns
+    ``(request_id, stratum)`` pairs."""
+    pending = {stratum: deque(strata.get(stratum, ())) for stratum in REVIEW_STRATA}
+    mixed: list[tuple[str, ReviewStratum]] = []
+    taken: set[str] = set()
+    while len(mixed) < limit and any(pending.values()):
+        for stratum in REVIEW_STRATA:
+            queue = pending[stratum]
+            while queue and queue[0] in taken:
+                queue.popleft()
+            if queue and len(mixed) < limit:
+                request_id = queue.popleft()
+                taken.add(request_id)
+                mixed.append((request_id, stratum))
+    return mixed
+
+
+def evaluation_scores(reader: Reader, request_ids: Sequence[str], tenant: str | None) -> dict[str, dict[str, float]]:
+    """request_id -> metric -> the latest score of that metric (``evaluations``), for the
+    requests ``request_ids`` of ``tenant`` (None: any tenant's); requests without a score are
+    left out."""
+    rows = reader.query(
+        "SELECT request_id, metric, argMax(value, (occurred_at, event_id)) FROM evaluations FINAL "
+        f"WHERE {_TENANT_FILTER} AND request_id IN {_listed('requests')} GROUP BY request_id, metric",
+        {"tenant": tenant or "", "requests": json.dumps(list(request_ids))},
+    ).rows
+    scores: dict[str, dict[str, float]] = {}
+    for request_id, metric, value in rows:
+        scores.setdefault(str(request_id), {})[str(metric)] = float(value)
+    return scores
+
+
+def review_queue(reader: Reader, tenant: str | None, limit: int) -> list[ReviewItem]:
+    """Up to ``limit`` answers of ``tenant`` (None: every tenant's) for reviewers, sampled from
+    three strata (:data:`REVIEW_STRATA`: a repeatable pseudo-random sample, the lowest mean
+    reference-free evaluation score, negative feedback) and mixed by :func:`mix_strata`.
+    Answers already reviewed, and the requests of evaluation runs and shadow replays, are left
+    out. The question, answer and contexts come from the stored ``query.answer_generated``
+    event (``events``: an answer whose event has expired is left out)."""
+    parameters = {"tenant": tenant or "", "limit": limit}
+    strata: dict[ReviewStratum, list[str]] = {stratum: [] for stratum in REVIEW_STRATA}
+    for stratum, request_id in reader.query(_REVIEW_STRATA_SQL, parameters).rows:
+        strata[stratum].append(str(request_id))
+    mixed = mix_strata(strata, limit)
+    if not mixed:
+        return []
+    ids = [request_id for request_id, _ in mixed]
+    answers = {
+        str(request_id): (str(event_id), _time(occurred_at), json.loads(payload))
+        for request_id, event_id, occurred_at, payload in reader.query(
+            "SELECT request_id, toString(event_id), occurred_at, payload FROM events FINAL "
+            f"WHERE {_TENANT_FILTER} AND event_type = 'query.answer_generated' "
+            f"AND request_id IN {_listed('requests')} "
+            "ORDER BY occurred_at DESC, event_id DESC LIMIT 1 BY request_id",
+            {"tenant": tenant or "", "requests": json.dumps(ids)},
+        ).rows
+    }
+    thumbs = {
+        str(request_id): str(thumb)
+        for request_id, thumb in reader.query(
+            "SELECT request_id, argMax(thumb, (occurred_at, event_id)) FROM feedback FINAL "
+            f"WHERE {_TENANT_FILTER} AND thumb IN ('up', 'down') AND request_id IN {_listed('requests')} "
+            "GROUP BY request_id",
+            {"tenant": tenant or "", "requests": json.dumps(ids)},
+        ).rows
+    }
+    scores = evaluation_scores(reader, ids, tenant)
+    return [
+        ReviewItem(
+            request_id=request_id,
+            answer_event_id=answers[request_id][0],
+            occurred_at=answers[request_id][1],
+            question=str(answers[request_id][2].get("question", "")),
+            answer=str(answers[request_id][2].get("answer", "")),
+            contexts=list(answers[request_id][2].get("contexts", [])),
+            scores=scores.get(request_id, {}),
+            thumb=thumbs.get(request_id),
+            sampled_as=stratum,
+        )
+        for request_id, stratum in mixed
+        if request_id in answers
+    ]
+
+
+def review_labels(reader: Reader, tenant: str | None) -> list[ReviewLabel]:
+    """Every reviewer's latest label of each answer of ``tenant`` (None: every tenant's): a
+    reviewer who labels an answer again replaces the earlier label. Ordered by request, then
+    reviewer."""
+    latest = ", ".join(
+        f"argMax({column}, (occurred_at, event_id))"
+        for column in (
+            "answer_event_id",
+            "correct",
+            "grounded",
+            "sampled_as",
+            "occurred_at",
+            "corrected_answer",
+            "comment",
+        )
+    )
+    rows = reader.query(
+        f"SELECT request_id, reviewer, {latest} FROM reviews FINAL "
+        f"WHERE {_TENANT_FILTER} GROUP BY request_id, reviewer ORDER BY request_id, reviewer",
+        {"tenant": tenant or ""},
+    ).rows
+    labels = []
+    for request_id, reviewer, answer_event_id, correct, grounded, sampled_as, occurred_at, corrected, comment in rows:
+        labels.append(
+            ReviewLabel(
+                request_id=str(request_id),
+                answer_event_id=str(answer_event_id),
+                reviewer=str(reviewer),
+                correct=correct in (True, 1, "true"),
+                grounded=grounded in (True, 1, "true"),
+                sampled_as=sampled_as,
+                occurred_at=_time(occurred_at),
+                corrected_answer=str(corrected) or None,
+                comment=str(comment) or None,
+            )
+        )
+    return labels
