@@ -44,6 +44,7 @@ from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from ragops_sink.app import Writer, create_app as create_sink
 from ragops_sink.rows import events_to_arrow, to_row
+from ragops_sink.schema import set_prices
 from ragops_sink.settings import SinkSettings
 from tests.helpers import example, record_of
 
@@ -52,6 +53,8 @@ QUESTION = "In what country is Normandy located?"
 INJECTED = "<script>document.title='pwned'</script> Who wrote this?"
 DEAD_LETTER_REASON = "generation backend timed out after 30 s (console seed)"
 SECRET = "console-test-csrf-key"
+MODEL = "SmolLM2-135M-Instruct"  # the golden answer's model: 312 input, 3 output tokens
+COST_USD = "0.031800"  # 312 x 100 / 1e6 + 3 x 200 / 1e6
 E = TypeVar("E", bound=Event)
 
 
@@ -157,6 +160,8 @@ def serving_console(tansu: EmbeddedKafka, data_dir: Path) -> Iterator[ConsoleSit
     writer.open()
     received = datetime.now(UTC)
     insert_events(writer.store, events_to_arrow([to_row(record_of(e, i), received) for i, e in enumerate(events)]))
+    # The answers' model priced per million tokens: each answer's token bill is COST_USD.
+    set_prices(writer.store, {MODEL: (100.0, 200.0)})
 
     servers: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
 

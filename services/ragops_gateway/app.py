@@ -145,6 +145,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/console/experiments"): _READERS_OF_THE_LOOP,
     ("GET", "/console/dead-letters"): _READERS_OF_THE_LOOP,
     ("GET", "/console/approvals"): frozenset({Role.APPROVER, Role.OPERATOR, Role.AUDITOR}),
+    # Human review: the queue is the reviewers'; how the evaluators agree with them, everyone who reads scores.
+    ("GET", "/console/review"): frozenset({Role.REVIEWER}),
+    ("GET", "/console/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
     # The API's own page and its document, and ending a session: anyone who may log in.
     ("GET", "/docs"): frozenset(Role),
     ("GET", "/docs/assets/{name}"): frozenset(Role),

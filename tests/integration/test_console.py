@@ -10,24 +10,27 @@ from pathlib import Path
 
 import httpx
 import pytest
+from markupsafe import escape
 
 from ragops_gateway.app import ROUTE_ROLES
 from ragops_gateway.console.session import COOKIE, CSRF_FIELD
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.identity import Role
-from tests.console_site import INJECTED, QUESTION, SECRET, ConsoleSite, serving_console
+from tests.console_site import COST_USD, INJECTED, QUESTION, SECRET, ConsoleSite, serving_console
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 PAGES = {
-    "/console": QUESTION[:0] or "Evaluation scores by day",
+    "/console": "Cost per stage by day",
     "/console/requests": QUESTION,
-    "/console/requests/{request_id}": QUESTION,
+    "/console/requests/{request_id}": COST_USD,
     "/console/drift": "retrieval_top_similarity",
     "/console/versions": "7c1d9e0f2a3b",
     "/console/approvals": "Nothing waits for a decision.",
     "/console/experiments": "rag-answer",
     "/console/dead-letters": "console seed",
+    "/console/review": "Review queue",
+    "/console/agreement": "Evaluators against human labels",
     "/docs": "swagger-ui",
 }
 
@@ -65,7 +68,7 @@ def test_pages_send_the_security_headers_and_escape_what_they_show(site: Console
     page = _get(site, f"/console/requests/{site.injected_request_id}", analyst)
     assert page.status_code == 200
     assert "<script>document.title" not in page.text
-    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt; Who wrote this?" in page.text
+    assert str(escape(INJECTED)) in page.text  # &lt;script&gt;...: shown as text
     listed = _get(site, "/console/requests?since=2000-01-01", analyst)
     assert "<script>" not in listed.text and "&lt;script&gt;" in listed.text
     for response in (page, listed, _get(site, "/console/login", None)):

@@ -9,7 +9,7 @@ reads the caller's tenant's rows only (every tenant's, with a tenant filter, for
 
 import asyncio
 import mimetypes
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -24,9 +24,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from ragops_analytics import charts, queries
+from ragops_analytics.agreement import MetricAgreement, metric_agreement
 from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import QueryError, QueryResult, Reader, StoreUnavailable
+from ragops_analytics.traces import TraceNode, request_tree
 from ragops_gateway.changes import ChangeOut, ControlPlane
 from ragops_gateway.console.session import (
     COOKIE,
@@ -61,10 +63,13 @@ NAVIGATION = (
     ("/console/approvals", "Approvals"),
     ("/console/experiments", "Experiments"),
     ("/console/dead-letters", "Dead letters"),
+    ("/console/review", "Review"),
+    ("/console/agreement", "Agreement"),
     ("/docs", "API"),
 )
 OVERVIEW_DAYS = 30
 PAGE_SIZE = 50
+REVIEW_QUEUE_SIZE = 20
 FORM_MAX_BYTES = 64 * 1024
 _STATIC = resources.files("ragops_gateway.console") / "static"
 STATIC_FILES = frozenset(entry.name for entry in _STATIC.iterdir() if entry.is_file())
@@ -261,10 +266,14 @@ def add_console_routes(
             quality = queries.console_quality_by_day(reader, since, tenant)
             latency = queries.console_latency_by_day(reader, since, tenant)
             feedback = queries.console_feedback_by_day(reader, since, tenant)
+            cost: dict[str, list[tuple[datetime, float]]] = {}
+            for day, stage, usd in queries.cost_by_day(reader, since, tenant):
+                cost.setdefault(stage, []).append((datetime.combine(day, datetime.min.time(), UTC), usd))
             return {
                 "quality": charts.line_chart(quality, title="Evaluation scores by day", y_label="mean score"),
                 "latency": charts.line_chart(latency, title="Latency per stage (median)", y_label="ms"),
                 "feedback": charts.line_chart(feedback, title="Feedback by day", y_label="share of feedback"),
+                "cost": charts.line_chart(cost, title="Cost per stage by day", y_label="USD"),
             }
 
         plots = await _read(reader, read)
@@ -335,10 +344,28 @@ def add_console_routes(
     @app.get("/console/requests/{request_id}", include_in_schema=False)
     async def request_detail(request: Request, request_id: str, principal: Detail) -> HTMLResponse:
         tenant = scope_of(principal)
-        found = await _read(reader, lambda reader: queries.console_request(reader, request_id, tenant))
+
+        def read(
+            reader: Reader,
+        ) -> tuple[queries.ConsoleRequestDetail | None, list[TraceNode], queries.RequestCost | None]:
+            found = queries.console_request(reader, request_id, tenant)
+            if found is None:
+                return None, [], None
+            tree = request_tree(queries.request_events(reader, request_id, tenant=tenant))
+            return found, tree, queries.request_costs(reader, [request_id], tenant).get(request_id)
+
+        found, tree, cost = await _read(reader, read)
         if found is None:
             return render(request, "error.html", principal, 404, title="Not found", message="No such request.")
-        return render(request, "request.html", principal, detail=found, **_request_parts(found.payloads))
+        return render(
+            request,
+            "request.html",
+            principal,
+            detail=found,
+            trace=list(_flattened(tree)),
+            cost=cost,
+            **_request_parts(found.payloads),
+        )
 
     Platform = Annotated[Principal, Depends(page("/console/drift"))]
 
@@ -410,6 +437,32 @@ def add_console_routes(
             chart=Markup(chart),  # trusted: ragops_analytics.charts escapes its text
         )
 
+    Reviewer = Annotated[Principal, Depends(page("/console/review"))]
+
+    @app.get("/console/review", include_in_schema=False)
+    async def review(request: Request, principal: Reviewer) -> HTMLResponse:
+        tenant = scope_of(principal)
+        items = await _read(reader, lambda reader: queries.review_queue(reader, tenant, REVIEW_QUEUE_SIZE))
+        return render(request, "review.html", principal, items=items)
+
+    Agreement = Annotated[Principal, Depends(page("/console/agreement"))]
+
+    @app.get("/console/agreement", include_in_schema=False)
+    async def agreement(request: Request, principal: Agreement) -> HTMLResponse:
+        tenant = scope_of(principal)
+
+        def read(reader: Reader) -> tuple[int, list[MetricAgreement]]:
+            labels = queries.review_labels(reader, tenant)
+            per_request = queries.evaluation_scores(reader, sorted({label.request_id for label in labels}), tenant)
+            per_metric: dict[str, dict[str, float]] = {}
+            for request_id, scores in per_request.items():
+                for metric, value in scores.items():
+                    per_metric.setdefault(metric, {})[request_id] = value
+            return len(labels), metric_agreement(labels, per_metric)
+
+        labelled, agreements = await _read(reader, read)
+        return render(request, "agreement.html", principal, labelled=labelled, agreements=agreements)
+
     # ------------------------------------------------------------------ the API's own page
 
     Docs = Annotated[Principal, Depends(page("/docs"))]
@@ -430,6 +483,13 @@ def add_console_routes(
             return Response(status_code=status.HTTP_404_NOT_FOUND)
         content = await asyncio.to_thread((_SWAGGER / name).read_bytes)
         return Response(content, media_type=mimetypes.guess_type(name)[0])
+
+
+def _flattened(nodes: Sequence[TraceNode], depth: int = 0) -> Iterator[tuple[int, TraceNode]]:
+    """The tree's nodes depth first, each with its depth (0: a root)."""
+    for node in nodes:
+        yield depth, node
+        yield from _flattened(node.children, depth + 1)
 
 
 def _request_parts(payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
