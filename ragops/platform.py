@@ -37,10 +37,11 @@ BROKER = "broker"
 # Services whose /health, /ready and /metrics are on the ops port (the gateway's are on its API port).
 _OPS_PORT_SERVICES = tuple(spec.name for spec in SERVICE_SPECS if spec.port_setting == OPS_PORT_SETTING)
 STATE_FILE = "platform.json"
-ANALYTICS_READERS = frozenset({"monitor", "trainer"})
+ANALYTICS_READERS = frozenset({"monitor", "trainer", "gateway"})
 """The services that read ClickHouse (the sink's ``/sql``) on their own credential: the only
-ones given the platform key, which reads every tenant's rows (the gateway's ``POST /v1/sql``
-presents its caller's credential instead)."""
+ones given the platform key, which reads every tenant's rows. The gateway's own reads (review
+queue, agreement) restrict each statement to the caller's tenant; its ``POST /v1/sql``
+presents its caller's credential instead."""
 _PLATFORM_KEY = "RAGOPS_ANALYTICS_API_KEY"
 
 

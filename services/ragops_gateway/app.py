@@ -45,6 +45,7 @@ from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
+from ragops_gateway.reviews import add_review_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -74,6 +75,7 @@ from ragops_schemas.events import (
 )
 from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
 from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
+from ragops_schemas.review import ReviewSubmitted
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
@@ -128,6 +130,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- review: human review (ragops_gateway.reviews): reviewers take the queue and label;
+    # who answers for the evaluators' quality reads their agreement with the labels.
+    ("GET", "/v1/reviews/queue"): frozenset({Role.REVIEWER}),
+    ("POST", "/v1/reviews"): frozenset({Role.REVIEWER}),
+    ("GET", "/v1/reviews/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential.
@@ -306,6 +313,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             VersionRegistered,
             ExperimentStarted,
             ExperimentStopped,
+            ReviewSubmitted,
         ],
     )
     watcher = EventWatcher(
@@ -342,6 +350,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
+    # The gateway's own reads (review queue, agreement): the platform key, or the server.
+    reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
 
@@ -389,6 +399,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await watcher.stop()
             await broker.stop()
             await analytics.aclose()
+            if reader is not None:
+                reader.close()
 
     # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
     # OpenAPI document is published as schemas/openapi/gateway.json).
@@ -432,6 +444,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "the event broker cannot take the request now; try again later"
             ) from None
+
+    add_review_routes(app, caller, publish, producer, reader)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -179,6 +179,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.DOCUMENT_DELETED,
                 Topic.QUERY_SUBMITTED,
                 Topic.FEEDBACK_SUBMITTED,
+                Topic.REVIEW_SUBMITTED,  # a reviewer's label
                 Topic.AUDIT_RECORDED,  # also its key changes and four-eyes decisions
                 # The control plane: change events and the effects of approved changes.
                 Topic.CHANGE_REQUESTED,

@@ -68,6 +68,10 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
         {Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}
     ),
     ("gateway", "POST", "/v1/prompts/{name}/labels"): frozenset({Role.OPERATOR}),
+    # ---- review: human review (ragops_gateway.reviews)
+    ("gateway", "GET", "/v1/reviews/queue"): frozenset({Role.REVIEWER}),
+    ("gateway", "POST", "/v1/reviews"): frozenset({Role.REVIEWER}),
+    ("gateway", "GET", "/v1/reviews/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -95,6 +99,14 @@ BODIES = {
     "/v1/experiments/{experiment_id}/stop": {"reason": "matrix"},
     "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
     "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
+    # Past the guard: 404 (no such answer) or 503 (the matrix's gateway has no analytics key).
+    "/v1/reviews": {
+        "request_id": "r-1",
+        "answer_event_id": "a-1",
+        "correct": True,
+        "grounded": True,
+        "sampled_as": "random",
+    },
 }
 TENANT, OTHER_TENANT = "acme", "globex"
 
