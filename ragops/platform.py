@@ -40,8 +40,9 @@ STATE_FILE = "platform.json"
 ANALYTICS_READERS = frozenset({"monitor", "trainer", "gateway"})
 """The services that read ClickHouse (the sink's ``/sql``) on their own credential: the only
 ones given the platform key, which reads every tenant's rows. The gateway reads on it for its
-callers (``GET /v1/answers/...``, the console), asking for the caller's tenant each time (every
-tenant for a platform caller); its ``POST /v1/sql`` presents its caller's credential instead."""
+callers (``GET /v1/answers/...``, the review queue and agreement, the console), restricting each
+statement to the caller's tenant (every tenant for a platform caller); its ``POST /v1/sql``
+presents its caller's credential instead."""
 _PLATFORM_KEY = "RAGOPS_ANALYTICS_API_KEY"
 
 

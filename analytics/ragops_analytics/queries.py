@@ -1527,3 +1527,16 @@ def review_labels(reader: Reader, tenant: str | None) -> list[ReviewLabel]:
             )
         )
     return labels
+
+
+def answer_exists(reader: Reader, tenant: str, request_id: str, answer_event_id: str) -> bool:
+    """Whether ``tenant`` has the answer ``answer_event_id`` (an ``AnswerGenerated`` event id)
+    of request ``request_id`` (``generations``): what a reviewer of the tenant may label."""
+    return bool(
+        _one(
+            reader,
+            "SELECT count() > 0 FROM generations FINAL WHERE tenant = {tenant:String} "
+            "AND request_id = {request:String} AND toString(event_id) = {answer:String}",
+            {"tenant": tenant, "request": request_id, "answer": answer_event_id},
+        )[0]
+    )

@@ -48,6 +48,7 @@ from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
+from ragops_gateway.reviews import add_review_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -77,6 +78,7 @@ from ragops_schemas.events import (
 )
 from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
 from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
+from ragops_schemas.review import ReviewSubmitted
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
@@ -147,6 +149,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/console/approvals"): frozenset({Role.APPROVER, Role.OPERATOR, Role.AUDITOR}),
     # Human review: the queue is the reviewers'; how the evaluators agree with them, everyone who reads scores.
     ("GET", "/console/review"): frozenset({Role.REVIEWER}),
+    ("POST", "/console/review"): frozenset({Role.REVIEWER}),
     ("GET", "/console/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
     # The API's own page and its document, and ending a session: anyone who may log in.
     ("GET", "/docs"): frozenset(Role),
@@ -155,6 +158,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/console/logout"): frozenset(Role),
     # ---- cli: an answer with its scores and feedback (ragops_gateway.answers): who asked, who gives feedback.
     ("GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
+    # ---- review: human review (ragops_gateway.reviews): reviewers take the queue and label;
+    # who answers for the evaluators' quality reads their agreement with the labels.
+    ("GET", "/v1/reviews/queue"): frozenset({Role.REVIEWER}),
+    ("POST", "/v1/reviews"): frozenset({Role.REVIEWER}),
+    ("GET", "/v1/reviews/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
 # Open on purpose: the kubelet's liveness and readiness probes carry no credential; the console's
@@ -343,6 +351,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             VersionRegistered,
             ExperimentStarted,
             ExperimentStopped,
+            ReviewSubmitted,
         ],
     )
     watcher = EventWatcher(
@@ -379,8 +388,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
-    # The gateway's own reader (GET /v1/answers, the console): its credential, each call restricted
-    # to the caller's tenant (every tenant for a platform caller: ragops_gateway.console.routes.scope_of).
+    # The gateway's own reader (GET /v1/answers, reviews, the console): the platform key, or the
+    # server; each call restricted to the caller's tenant (every tenant for a platform caller).
     reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
@@ -443,7 +452,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
     add_answer_routes(app, caller, reader)
-    add_console_routes(app, Sessions(settings, guard), roles, reader, control, experiments)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -476,6 +484,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "the event broker cannot take the request now; try again later"
             ) from None
+
+    add_review_routes(app, caller, publish, producer, reader)
+    add_console_routes(app, Sessions(settings, guard), roles, reader, control, experiments, publish, producer)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -10,7 +10,7 @@ reads the caller's tenant's rows only (every tenant's, with a tenant filter, for
 import asyncio
 import base64
 import mimetypes
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -23,13 +23,14 @@ from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from ragops_analytics import charts, queries
-from ragops_analytics.agreement import MetricAgreement, metric_agreement
 from ragops_analytics.experiments import Readout, readout
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import QueryError, QueryResult, Reader, StoreUnavailable
 from ragops_analytics.traces import TraceNode, request_tree
+from ragops_gateway import reviews
 from ragops_gateway.changes import ChangeOut, ControlPlane
 from ragops_gateway.console.session import (
     COOKIE,
@@ -41,6 +42,7 @@ from ragops_gateway.console.session import (
     Sessions,
     same_origin,
 )
+from ragops_schemas import Event, Producer
 from ragops_shared.identity import Principal, Role, Unauthenticated
 from ragops_shared.registry_view import ExperimentView
 
@@ -119,6 +121,14 @@ class Unavailable(Exception):
     """The analytics store cannot answer (or is not configured): a 503 page."""
 
 
+class Refused(Exception):
+    """A request the console refuses past the guard: its status and why, on the error page."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
 async def _read(reader: Reader | None, read: Callable[[Reader], T]) -> T:
     """``read(reader)`` in a worker thread; :class:`Unavailable` when it cannot answer."""
     if reader is None:
@@ -157,8 +167,11 @@ def add_console_routes(
     reader: Reader | None,
     control: ControlPlane,
     experiments: ExperimentView,
+    publish: Callable[[Event], Awaitable[None]],
+    producer: Producer,
 ) -> None:
-    """The console's routes on ``app`` (see the module); ``roles``: the gateway's route table."""
+    """The console's routes on ``app`` (see the module); ``roles``: the gateway's route table;
+    ``publish`` sends an event as the API's routes do (503 when the broker does not take it)."""
     templates = _environment()
 
     def page(path: str, method: str = "GET") -> Callable[[Request], Any]:
@@ -209,6 +222,10 @@ def add_console_routes(
         return render(
             request, "error.html", None, status.HTTP_400_BAD_REQUEST, title="Form refused", message=str(error)
         )
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, error: Refused) -> Response:
+        return render(request, "error.html", None, error.status_code, title="Not done", message=str(error))
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:
@@ -442,30 +459,41 @@ def add_console_routes(
         )
 
     Reviewer = Annotated[Principal, Depends(page("/console/review"))]
+    Labeller = Annotated[Principal, Depends(page("/console/review", "POST"))]
 
     @app.get("/console/review", include_in_schema=False)
     async def review(request: Request, principal: Reviewer) -> HTMLResponse:
-        tenant = scope_of(principal)
-        items = await _read(reader, lambda reader: queries.review_queue(reader, tenant, REVIEW_QUEUE_SIZE))
-        return render(request, "review.html", principal, items=items)
+        items = await _reviewed(reviews.queue(reader, principal, REVIEW_QUEUE_SIZE))
+        saved = request.query_params.get("saved")
+        return render(request, "review.html", principal, items=items, saved=saved)
+
+    @app.post("/console/review", include_in_schema=False)
+    async def label(request: Request, principal: Labeller) -> Response:
+        """A reviewer's label from the queue's form, published as the API's ``POST /v1/reviews``
+        publishes it (:func:`ragops_gateway.reviews.submit_review`), then back to the queue."""
+        form = await _form(request)
+        sessions.check_post(request, form.get(CSRF_FIELD))
+        try:
+            wanted = reviews.ReviewIn.model_validate(
+                {
+                    name: form.get(name) or None
+                    for name in ("request_id", "answer_event_id", "correct", "grounded", "sampled_as")
+                }
+                | {name: form.get(name) or None for name in ("corrected_answer", "comment")}
+            )
+        except ValidationError:
+            raise BadForm("the label is incomplete: mark both questions") from None
+        submitted = await _reviewed(reviews.submit_review(reader, publish, producer, principal, wanted))
+        return RedirectResponse(
+            f"/console/review?{urlencode({'saved': submitted.request_id})}", status.HTTP_303_SEE_OTHER
+        )
 
     Agreement = Annotated[Principal, Depends(page("/console/agreement"))]
 
     @app.get("/console/agreement", include_in_schema=False)
     async def agreement(request: Request, principal: Agreement) -> HTMLResponse:
-        tenant = scope_of(principal)
-
-        def read(reader: Reader) -> tuple[int, list[MetricAgreement]]:
-            labels = queries.review_labels(reader, tenant)
-            per_request = queries.evaluation_scores(reader, sorted({label.request_id for label in labels}), tenant)
-            per_metric: dict[str, dict[str, float]] = {}
-            for request_id, scores in per_request.items():
-                for metric, value in scores.items():
-                    per_metric.setdefault(metric, {})[request_id] = value
-            return len(labels), metric_agreement(labels, per_metric)
-
-        labelled, agreements = await _read(reader, read)
-        return render(request, "agreement.html", principal, labelled=labelled, agreements=agreements)
+        agreements = await _reviewed(reviews.agreement(reader, principal))
+        return render(request, "agreement.html", principal, agreements=agreements)
 
     # ------------------------------------------------------------------ the API's own page
 
@@ -487,6 +515,14 @@ def add_console_routes(
             return Response(status_code=status.HTTP_404_NOT_FOUND)
         content = await asyncio.to_thread((_SWAGGER / name).read_bytes)
         return Response(content, media_type=mimetypes.guess_type(name)[0])
+
+
+async def _reviewed(call: Awaitable[T]) -> T:
+    """``call``'s result; a :class:`~ragops_gateway.reviews.ReviewRefused` as the console's error page."""
+    try:
+        return await call
+    except reviews.ReviewRefused as refused:
+        raise Refused(refused.status_code, str(refused)) from None
 
 
 def chart_image(svg: str, title: str) -> Markup:
