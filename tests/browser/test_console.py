@@ -98,7 +98,14 @@ async def test_a_reviewer_reviews_and_cannot_open_the_drift_page(
 ) -> None:
     page = browser_page
     await _log_in(page, site, "reviewer")
-    await _shows(page, f"{site.url}/console/review", screenshot_dir / "console-review.png", "Review queue")
+    await _shows(page, f"{site.url}/console/review", screenshot_dir / "console-review.png", "Review queue", QUESTION)
+    first = page.locator("section.review").filter(has_text=QUESTION)
+    await first.get_by_role("group", name="Correct?").get_by_label("no").check()
+    await first.get_by_role("group", name="Grounded in the chunks?").get_by_label("yes").check()
+    await first.get_by_label("Correction").fill("France")
+    await first.get_by_role("button", name="Save label").click()
+    await page.wait_for_load_state()
+    await expect(page.locator(".saved")).to_contain_text(site.request_id)  # published as ReviewSubmitted
     response = await page.goto(f"{site.url}/console/drift")
     assert response is not None and response.status == 403
     await expect(page.locator("main")).to_contain_text("no role that may open this page")

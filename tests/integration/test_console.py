@@ -120,6 +120,9 @@ def test_login_sets_a_strict_cookie_and_posts_need_the_token_and_this_origin(sit
         assert f'value="{token}"' in browser.get("/console").text
         assert browser.post("/console/logout", data={CSRF_FIELD: "forged"}, headers=origin).status_code == 400
         assert browser.post("/console/logout", data={CSRF_FIELD: token}).status_code == 400  # no Origin/Referer
+        label = {"request_id": site.request_id, "answer_event_id": "x", "correct": "true", "grounded": "true"}
+        forged = browser.post("/console/review", data=label | {"sampled_as": "random"}, headers=origin)
+        assert forged.status_code == 400  # no CSRF token: nothing published
         out = browser.post("/console/logout", data={CSRF_FIELD: token}, headers={"referer": f"{site.url}/console"})
         assert (out.status_code, out.headers["location"]) == (303, "/console/login")
         assert browser.get("/console").status_code == 303
