@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 import structlog
-import swagger_ui_bundle
+import swagger_ui_bundle  # type: ignore[import-untyped]  # no stubs: one path attribute is read
 from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
