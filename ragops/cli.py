@@ -12,9 +12,11 @@ import signal
 import sys
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -44,7 +46,7 @@ from ragops.gate import (
     served_versions,
 )
 from ragops.keys import app as keys_app
-from ragops.platform import EmbeddedPlatform, PlatformError, running_platform
+from ragops.platform import EmbeddedPlatform, PlatformError, PlatformState, alive, log_path, running_platform
 from ragops.shadow import print_result, replay_retained
 from ragops.supervision import SupervisorSettings
 from ragops_analytics import audit
@@ -56,6 +58,7 @@ from ragops_analytics.store import QueryError, StoreUnavailable
 from ragops_analytics.traces import TraceNode, key_facts, request_tree, tree_dicts
 from ragops_evaluation.metrics import BINARY_METRICS, METRIC_NAMES
 from ragops_schemas import (
+    EVENT_TYPES,
     AnswerGenerated,
     DocumentIndexed,
     DocumentSubmitted,
@@ -68,6 +71,7 @@ from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
 from ragops_schemas.events import UnsupportedFileType, content_type_for
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
+from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -80,6 +84,38 @@ T = TypeVar("T")
 # aiokafka logs every failed reconnect; the CLI reports the outcome once instead.
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def version_text() -> str:
+    """``ragops --version``: the package's version, then the contracts it speaks: how many event
+    types at which schema versions (``SCHEMA_VERSION``, the major version in each event's
+    ``schema_version``), and how many topics at which topic versions (the ``.vN`` of their names)."""
+    schemas = Counter(event_type.SCHEMA_VERSION for event_type in EVENT_TYPES)
+    topics = Counter(spec.topic.value.rsplit(".", 1)[-1] for spec in TOPICS)
+    return "\n".join(
+        [
+            f"ragops {package_version('ragops')}",
+            f"event schemas: {len(EVENT_TYPES)} types, "
+            + ", ".join(f"{n} at version {v}" for v, n in sorted(schemas.items())),
+            f"topics: {len(TOPICS)}, " + ", ".join(f"{n} at {v}" for v, n in sorted(topics.items())),
+        ]
+    )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and the contracts'."
+    ),
+) -> None:
+    """RAGOps: an event-driven RAG platform over Kafka."""
+
 
 DataDir = Annotated[
     Path, typer.Option(help="Stores, logs and the running platform's address.", envvar="RAGOPS_DATA_DIR")
@@ -503,6 +539,145 @@ def feedback(
         console.print(Text(f"refused ({response.status_code}): {response.text}", style="red"))
         raise typer.Exit(1)
     print(response.json()["event_id"])
+
+
+def service_status(state: PlatformState, timeout_s: float = 3.0) -> list[dict[str, Any]]:
+    """Each child of the running platform ``state`` describes: name, running (its process
+    exists), restarts so far, its ``/ready`` answer (``ready``, ``loading``, ``stuck``, ``kafka
+    unreachable``, or ``unreachable``), and, for a Kafka consumer, the largest
+    ``oldest_unprocessed_age_s`` of its consumers (how long its oldest pending record has waited:
+    the lag the service itself measures) and whether one is stuck."""
+    restarts = state.get("restarts", {})
+    found = []
+    with httpx.Client(timeout=timeout_s) as client:
+        for name, pid in sorted(state["pids"].items()):
+            url = state["gateway_url"] if name == "gateway" else state["ops_urls"].get(name)
+            ready, consumers = "unreachable", list[dict[str, Any]]()
+            if url is not None:
+                try:
+                    answer = client.get(f"{url}/ready")
+                    body = answer.json()
+                    ready = str(body.get("status") or body.get("detail") or answer.status_code)
+                    consumers = body.get("consumers") or []
+                except (httpx.HTTPError, ValueError):
+                    pass
+            ages = [float(c["oldest_unprocessed_age_s"]) for c in consumers]
+            found.append(
+                {
+                    "service": name,
+                    "running": alive(pid),
+                    "restarts": restarts.get(name, 0),
+                    "ready": ready,
+                    "oldest_unprocessed_age_s": max(ages) if ages else None,
+                    "stuck": any(c.get("stuck") for c in consumers),
+                }
+            )
+    return found
+
+
+@app.command()
+def status(
+    data_dir: DataDir = Path(".ragops"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array, an object per service."),
+) -> None:
+    """The embedded platform's services: running or not, restarts, readiness (the gateway's and
+    each service's /ready) and the age of each consumer's oldest unprocessed record. Exit 1 when
+    no platform runs in DATA_DIR, 3 when a service is not running or not ready."""
+    try:
+        state = running_platform(data_dir)
+    except PlatformError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(1) from None
+    found = service_status(state)
+    if as_json:
+        print(json.dumps(found))
+    else:
+        table = Table("service", "running", "restarts", "ready", "oldest unprocessed (s)")
+        for row in found:
+            age = row["oldest_unprocessed_age_s"]
+            table.add_row(
+                Text(row["service"]),
+                Text("yes" if row["running"] else "no", style="green" if row["running"] else "red"),
+                Text(str(row["restarts"])),
+                Text(row["ready"], style="green" if row["ready"] == "ready" else "yellow"),
+                Text("" if age is None else f"{age:.1f}" + (" stuck" if row["stuck"] else "")),
+            )
+        Console().print(table)
+        console.print(
+            Text(f"gateway {state['gateway_url']}  kafka {state['bootstrap_servers']}  logs {data_dir / 'logs'}")
+        )
+    if not all(row["running"] and row["ready"] == "ready" for row in found):
+        raise typer.Exit(3)
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of ``path`` (without their newlines), read from its end in blocks,
+    so a large log costs what the lines cost; invalid UTF-8 replaced."""
+    with path.open("rb") as file:
+        file.seek(0, io.SEEK_END)
+        position = file.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(64 * 1024, position)
+            position -= step
+            file.seek(position)
+            data = file.read(step) + data
+    lines = data.decode(errors="replace").splitlines()
+    return lines[-count:] if count else []
+
+
+@app.command()
+def logs(
+    service: Annotated[
+        str | None, typer.Argument(help="A service (gateway, sink...) or tansu; none: every one.")
+    ] = None,
+    data_dir: DataDir = Path(".ragops"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is written (Ctrl-C ends)."),
+    lines: int = typer.Option(50, "--lines", "-n", min=0, help="How many of the last lines to print first."),
+) -> None:
+    """Print the embedded platform's logs (<data_dir>/logs/<service>.log: each service's output,
+    rotated past RAGOPS_SUPERVISOR_LOG_MAX_BYTES). With several logs each line is prefixed with
+    its service."""
+    folder = data_dir / "logs"
+    paths = [log_path(data_dir, service)] if service else sorted(folder.glob("*.log"))
+    missing = [path for path in paths if not path.is_file()]
+    if missing or not paths:
+        known = ", ".join(sorted(path.stem for path in folder.glob("*.log"))) or "none"
+        console.print(Text(f"no log {missing[0] if missing else folder} (logs there: {known})", style="red"))
+        raise typer.Exit(1)
+    prefix = len(paths) > 1
+
+    def emit(path: Path, line: str) -> None:
+        sys.stdout.write(f"{path.stem} | {line}\n" if prefix else f"{line}\n")
+
+    for path in paths:
+        for line in last_lines(path, lines):
+            emit(path, line)
+    sys.stdout.flush()
+    if not follow:
+        return
+    _stop_on_sigterm()
+    positions = {path: path.stat().st_size for path in paths}
+    pending = dict.fromkeys(paths, b"")
+    try:
+        while True:
+            for path in paths:
+                size = path.stat().st_size if path.exists() else 0
+                if size < positions[path]:  # rotated (truncated in place): read it from its start
+                    positions[path] = 0
+                if size > positions[path]:
+                    with path.open("rb") as file:
+                        file.seek(positions[path])
+                        chunk = pending[path] + file.read(size - positions[path])
+                    positions[path] = size
+                    complete = chunk.split(b"\n")
+                    pending[path] = complete.pop()  # a line not ended yet waits for its end
+                    for raw in complete:
+                        emit(path, raw.decode(errors="replace"))
+            sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
 
 
 audit_app = typer.Typer(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple, TypedDict
+from typing import Literal, NamedTuple, NotRequired, TypedDict
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from ragops.credentials import EmbeddedKeys, bearer_of, bootstrap_keys
 from ragops.specs import SERVICE_SPECS
-from ragops.supervision import RestartPolicy, SupervisorSettings
+from ragops.supervision import RestartPolicy, SupervisorSettings, bound_log
 from ragops_analytics.client import AnalyticsClient
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics, free_port
@@ -54,6 +54,8 @@ class PlatformState(TypedDict):
     sql_url: str
     ops_urls: dict[str, str]
     pids: dict[str, int]
+    restarts: NotRequired[dict[str, int]]
+    """Restarts so far per child (service or ``tansu``); absent in files of older releases."""
 
 
 class PlatformError(RuntimeError):
@@ -216,7 +218,7 @@ class EmbeddedPlatform:
         self._policies[service].started(self.clock())
 
     def _log(self, name: str) -> Path:
-        return self.data_dir / "logs" / ("tansu.log" if name == BROKER else f"{name}.log")
+        return log_path(self.data_dir, name)
 
     def _write_state(self) -> None:
         assert self.kafka is not None
@@ -226,6 +228,7 @@ class EmbeddedPlatform:
             "sql_url": self.sql_url,
             "ops_urls": {service: self.ops_url(service) for service in self.services},
             "pids": {name: process.pid for name, process in self.processes.items()},
+            "restarts": dict(self.restarts),
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state))
 
@@ -235,7 +238,8 @@ class EmbeddedPlatform:
         backoff), start the children whose restart is due (the broker first, then its topics;
         services resume from their groups' committed offsets), and after a broker restart
         end the services whose consumer groups have not rejoined within
-        ``supervisor.reconnect_grace_s`` (they restart like a crash). Returns the exits
+        ``supervisor.reconnect_grace_s`` (they restart like a crash); rotate each service's
+        log past ``supervisor.log_max_bytes`` (:func:`~ragops.supervision.bound_log`). Returns the exits
         found by this call; :attr:`restarts` counts the restarts done.
 
         Raises:
@@ -262,6 +266,8 @@ class EmbeddedPlatform:
                 self._write_state()
         if self._rejoining and BROKER not in self._due:
             found += self._check_rejoined(now)
+        for name in self.processes:
+            bound_log(self._log(name), self.supervisor.log_max_bytes)
         return found
 
     def _exited(self, name: str, code: int | None, now: float, reason: str) -> Exit:
@@ -288,6 +294,7 @@ class EmbeddedPlatform:
             self.kafka.stop()
             return [self._exited(BROKER, self.kafka.poll(), now, "did not come back")]
         self.restarts[BROKER] = self.restarts.get(BROKER, 0) + 1
+        self._write_state()
         if self.broker_storage == "memory":
             return self._restart_services_with_lost_log(now)
         # Clients reconnect by themselves to a broker that kept its log: consumer groups rejoin
@@ -424,12 +431,18 @@ def running_platform(data_dir: Path) -> PlatformState:
             f"no running platform found in {data_dir} (start one with `ragops up`, or set KAFKA_BOOTSTRAP_SERVERS)"
         )
     found: PlatformState = json.loads(state.read_text())
-    if not any(_alive(pid) for pid in found.get("pids", {}).values()):
+    if not any(alive(pid) for pid in found.get("pids", {}).values()):
         raise PlatformError(f"the platform recorded in {state} is not running any more (start one with `ragops up`)")
     return found
 
 
-def _alive(pid: int) -> bool:
+def log_path(data_dir: Path, service: str) -> Path:
+    """Where the embedded platform writes ``service``'s output (``tansu`` for the broker's)."""
+    return data_dir / "logs" / ("tansu.log" if service == BROKER else f"{service}.log")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (it may be a zombie, or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

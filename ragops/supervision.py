@@ -8,9 +8,12 @@ capped, with jitter), where ``n`` counts its consecutive short-lived runs: a run
 ``budget_restarts`` times within any ``budget_window_s`` (a sliding window, not the life of
 the platform); the exit beyond that is final and stops the platform."""
 
+import os
 import random
+import shutil
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +42,12 @@ class SupervisorSettings(BaseSettings):
         description="After a broker restart, a service whose consumer groups have no member this long is restarted.",
     )
     poll_interval_s: float = Field(default=0.2, gt=0, description="How often `ragops up` looks at its children.")
+    log_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        gt=0,
+        description="A service's log (<data_dir>/logs/<service>.log) past this size is moved to <service>.log.1 "
+        "(replacing the previous one): each service keeps at most about twice this on disk.",
+    )
 
 
 @dataclass(frozen=True)
@@ -126,3 +135,19 @@ class RestartPolicy:
         delay = self.backoff.delay(self.failures, self.rng.random())
         self.failures += 1
         return delay
+
+
+def bound_log(path: Path, max_bytes: int) -> bool:
+    """Rotate ``path`` if it is longer than ``max_bytes``: its content moves to ``<path>.1``
+    (replacing it) and ``path`` is truncated in place (logrotate's ``copytruncate``: the service
+    keeps its open descriptor, which appends, so its next line starts the new file; lines written
+    between the copy and the truncation are lost). Returns whether it rotated; a missing file
+    does not."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    shutil.copyfile(path, path.with_name(path.name + ".1"))
+    os.truncate(path, 0)
+    return True

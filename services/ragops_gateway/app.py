@@ -46,6 +46,7 @@ from ragops_gateway.changes import ControlPlane, add_change_routes, control_publ
 from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
+from ragops_gateway.http_metrics import HttpMetrics
 from ragops_gateway.limits import RATE_LIMITED, TokenBuckets
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.reviews import add_review_routes
@@ -447,6 +448,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.asyncapi = asyncapi(SERVICE, __doc__ or "", broker)  # what it publishes, for `make schemas`
+    app.add_middleware(HttpMetrics)
     add_change_routes(app, caller, control)
     add_erasure_routes(app, caller, control, erasures, audit)
     add_prompt_routes(app, caller, prompts)

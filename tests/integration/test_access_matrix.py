@@ -495,3 +495,12 @@ def test_an_answer_is_read_in_the_callers_tenant_only(platform: Platform) -> Non
     assert ours.status_code == crossed.status_code == unknown.status_code == 404
     assert _without_trace(crossed) == {"detail": "no answer of request r-ans"}
     assert _without_trace(unknown) == {"detail": "no answer of request r-nothing"}
+    # The calls are on the gateway's /metrics by route template (OpenTelemetry HTTP conventions), never by raw path.
+    exposed = platform.gateway.get("/metrics", headers={"authorization": platform.credentials["monitoring"]}).text
+    http_lines = [line for line in exposed.splitlines() if line.startswith("http_server_request_duration_seconds")]
+    assert any(
+        'http_route="/v1/answers/{request_id}"' in line and 'http_response_status_code="404"' in line
+        for line in http_lines
+    )
+    assert not [line for line in http_lines if "r-ans" in line or "r-theirs" in line]
+    assert "http_server_active_requests" in exposed
