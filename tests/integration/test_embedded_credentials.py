@@ -51,7 +51,7 @@ def test_the_analytics_readers_are_the_services_that_read_analytics_on_their_own
         for path in (ROOT / "services" / f"ragops_{service}").glob("*.py")
         if "analytics.client()" in path.read_text()
     }
-    assert readers == ANALYTICS_READERS == {"monitor", "trainer"}
+    assert readers == ANALYTICS_READERS == {"monitor", "trainer", "gateway"}
 
 
 @pytest.mark.kafka
