@@ -144,7 +144,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
-        ("feedback", {Topic.FEEDBACK_REDACTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
+        (
+            "feedback",
+            {Topic.FEEDBACK_REDACTED, Topic.ANSWER_REVIEWED},
+            {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED},
+        ),
         (
             "sink",
             {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},
