@@ -12,8 +12,11 @@ LOCK := requirements.lock
 # Every source root, for the tools that import or resolve the packages (lint-imports).
 SOURCE_PATH := .:schemas:shared:models:analytics:services
 ARGS ?=
+# Debian packages the tests need outside the venv: Chromium for tests/browser (Playwright drives
+# /usr/bin/chromium and never downloads a browser), Pango for WeasyPrint's PDFs, a font for both.
+SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
-.PHONY: install lock lint demo test bench chaos schemas check-schemas check-deploy k8s-validate compose-validate up clean
+.PHONY: install system-packages lock lint demo test bench chaos schemas check-schemas check-deploy k8s-validate compose-validate up clean
 
 install: $(VENV)/.installed
 
@@ -50,8 +53,25 @@ lint: install
 demo: install
 	$(BIN)/ragops demo $(ARGS)
 
-test: install
+test: install system-packages
 	$(BIN)/pytest $(ARGS)
+
+# Installs the missing SYSTEM_PACKAGES with apt-get (one `apt-get update`, then quiet; nothing
+# when all are there), as root on Debian, which is how .ci/run runs; anywhere else it only says
+# what is missing, and the browser tests skip (under CI, with CI set, they fail instead).
+system-packages:
+	@missing=""; \
+	for package in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$package"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	  echo "missing system packages:$$missing (Debian: sudo apt-get install --no-install-recommends$$missing)"; \
+	fi
 
 # Under 20 minutes on the 2-core machine; `make bench ARGS="--quick"` checks every row in ~4.
 bench: install

@@ -1756,6 +1756,123 @@ def _print_tco(result: Tco) -> None:
             f"{one.storage_usd_per_day:.4f}", f"{one.usd_per_day:.4f}", f"{one.usd_per_month:.2f}",
             f"{one.usd_per_answer:.6f}", Text("; ".join(one.notes)),
         )  # fmt: skip
+
+
+# ---- review: human review (ragops_gateway.reviews)
+
+review_app = typer.Typer(
+    help="Human review: the queue of sampled answers, labelling one, and the evaluators' agreement with the labels.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+
+def _short(value: object, width: int = 80) -> Text:
+    """A value as literal text (no rich markup), on one line, cut at ``width`` characters."""
+    text = " ".join(str(value).split())
+    return Text(text if len(text) <= width else text[: width - 1] + "…")
+
+
+@review_app.command(name="queue")
+def review_queue(
+    limit: int = typer.Option(20, min=1, max=200, help="Answers to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the items as JSON (contexts included)."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Answers of your tenant waiting for a review (sampled at random, among the lowest scores
+    and among negative feedback), the strata taken in turn. Needs the reviewer role."""
+    found = _call(data_dir, "GET", f"/v1/reviews/queue?limit={limit}")
+    assert isinstance(found, list)
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("request", "sampled as", "question", "answer", "scores", "thumb")
+    for item in found:
+        scores = ", ".join(f"{metric}={value:.2f}" for metric, value in sorted(item["scores"].items()))
+        table.add_row(
+            Text(item["request_id"]),
+            item["sampled_as"],
+            _short(item["question"]),
+            _short(item["answer"]),
+            scores,
+            item["thumb"] or "",
+        )
+    Console().print(table)
+
+
+@review_app.command(name="label")
+def review_label(
+    request_id: Annotated[str, typer.Argument(help="The request whose answer you reviewed.")],
+    correct: bool = typer.Option(..., "--correct/--incorrect", help="The answer answers the question correctly."),
+    grounded: bool = typer.Option(
+        ..., "--grounded/--ungrounded", help="Every claim of the answer is supported by its retrieved context."
+    ),
+    correction: str | None = typer.Option(None, help="The right answer (becomes the dataset example's reference)."),
+    comment: str | None = typer.Option(None, help="A note on the answer."),
+    sampled_as: str | None = typer.Option(
+        None, help="random, low_score or negative_feedback; default: as the queue sampled it."
+    ),
+    answer_event_id: str | None = typer.Option(None, help="The answer's event id; default: the queue's."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """Label an answer of the review queue. Without --answer-event-id and --sampled-as they
+    are taken from the queue (exit 1 when the request is not in its first 200 answers)."""
+    if answer_event_id is None or sampled_as is None:
+        queued = _call(data_dir, "GET", "/v1/reviews/queue?limit=200")
+        assert isinstance(queued, list)
+        item = next((one for one in queued if one["request_id"] == request_id), None)
+        if item is None:
+            console.print(
+                f"[red]request {request_id} is not in the review queue: give --answer-event-id and --sampled-as"
+            )
+            raise typer.Exit(1)
+        answer_event_id = answer_event_id or item["answer_event_id"]
+        sampled_as = sampled_as or item["sampled_as"]
+    body: dict[str, object] = {
+        "request_id": request_id,
+        "answer_event_id": answer_event_id,
+        "correct": correct,
+        "grounded": grounded,
+        "sampled_as": sampled_as,
+        "corrected_answer": correction,
+        "comment": comment,
+    }
+    answer = _call(data_dir, "POST", "/v1/reviews", body)
+    assert isinstance(answer, dict)
+    console.print(Text(f"review of {request_id} accepted"))
+    print(answer["event_id"])
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+@review_app.command(name="agreement")
+def review_agreement(
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    data_dir: DataDir = Path(".ragops"),
+) -> None:
+    """How far each automatic metric agrees with the reviewers' labels: Spearman's rho, Cohen's
+    kappa at the calibrated threshold (Youden's J), and kappa over the random sample alone
+    ("-": undefined, e.g. fewer than two labels or one label value only)."""
+    found = _call(data_dir, "GET", "/v1/reviews/agreement")
+    assert isinstance(found, list)
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("metric", "label", "n", "rho", "kappa", "threshold", "n random", "random-stratum kappa")
+    for row in found:
+        threshold = "-" if row["threshold"] is None else f"{row['threshold']:.3f}"
+        table.add_row(
+            row["metric"],
+            row["label"],
+            str(row["n"]),
+            _figure(row["spearman_rho"]),
+            _figure(row["cohen_kappa"]),
+            threshold,
+            str(row["n_random"]),
+            _figure(row["kappa_random"]),
+        )
     Console().print(table)
 
 

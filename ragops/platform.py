@@ -40,7 +40,8 @@ STATE_FILE = "platform.json"
 ANALYTICS_READERS = frozenset({"monitor", "trainer", "gateway", "generation"})
 """The services that read ClickHouse (the sink's ``/sql``) on their own credential: the only
 ones given the platform key, which reads every tenant's rows. The gateway reads on it for its
-callers (``GET /v1/answers/...``), asking for the caller's tenant each time; its ``POST /v1/sql``
+callers (``GET /v1/answers/...``, the review queue and agreement, the console), restricting each
+statement to the caller's tenant (every tenant for a platform caller); its ``POST /v1/sql``
 presents its caller's credential instead."""
 _PLATFORM_KEY = "RAGOPS_ANALYTICS_API_KEY"
 

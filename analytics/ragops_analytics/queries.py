@@ -15,7 +15,9 @@ copies, and ``FINAL`` counts them once before that.
 
 import json
 import re
+import sys
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -56,6 +58,7 @@ COUNTED_TABLES = frozenset(
         "training_steps",
         "versions",
         "pii_redactions",
+        "reviews",
     }
 )
 """Tables :func:`row_count` accepts (those keyed on the event, read with FINAL)."""
@@ -101,6 +104,9 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
         "query_vectors": 90,
         "feedback": 180,
         "dataset_examples": 365,
+        # Reviewers' labels with their (redacted) corrections and comments: kept as long as the
+        # dataset examples they become (migration 0015).
+        "reviews": 365,
         # No text, but keyed by the subject's request and document ids: what kinds of personal
         # data each held. Read with the questions it describes, so kept as long (migration 0013).
         "pii_redactions": 90,
@@ -117,7 +123,7 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     }
 )
 """Days each of :data:`RETAINED_TABLES` keeps a row after its ``occurred_at`` (None: forever):
-what migrations 0009 and 0013 set, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
+what migrations 0009, 0013 and 0015 set, and the sink's defaults (``RAGOPS_SINK_RETENTION_DAYS``)."""
 
 
 def _one(reader: Reader, sql: str, parameters: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
@@ -264,6 +270,8 @@ ERASABLE_TABLES: dict[str, tuple[str, ...]] = {
     "query_vectors": ("request_id",),
     "documents": ("document_id",),
     "pii_redactions": ("request_id", "document_id"),
+    # The reviews of the subject's answers (a reviewer's correction may quote the answer).
+    "reviews": ("request_id",),
     # Last: their rows are how a retried erasure finds the subject's requests and documents
     # again (feedback's user ids once the events have expired).
     "feedback": ("request_id",),
@@ -881,6 +889,317 @@ def audit_entries(
     ).rows
 
 
+# ---- console: the gateway's server-rendered pages (ragops_gateway.console)
+#
+# Every function takes ``tenant``: the caller's tenant (its rows only) or None for a platform
+# caller (every row). Only tables with a tenant column are read (the analyst views have none).
+
+# The question as kept: the privacy service's redacted copy (sink migration 0008; the
+# submitted intake topic is not sunk).
+_STAGE_EVENTS = {
+    "query.redacted": "submitted",
+    "query.embedded": "embedded",
+    "query.context_retrieved": "retrieved",
+    "query.answer_generated": "generated",
+}
+CONSOLE_STAGES = (("embedding", 0, 1), ("retrieval", 1, 2), ("generation", 2, 3), ("end_to_end", 0, 3))
+"""(stage, from, to): a stage's latency is the time between the earliest event of type
+``from`` and of type ``to`` of one request, indices into the query events in pipeline order
+(the ``latency_by_stage`` view's definition, per tenant)."""
+
+
+def _series(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[tuple[datetime, float]]]:
+    """``(name, day, value)`` rows -> name -> [(midnight UTC of the day, value)] in day order."""
+    series: dict[str, list[tuple[datetime, float]]] = {}
+    for name, day, value in rows:
+        moment = datetime.fromisoformat(str(day)).replace(tzinfo=UTC)
+        series.setdefault(str(name), []).append((moment, float(value)))
+    return series
+
+
+def console_quality_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Mean evaluation score per metric and day since ``since``: metric -> [(day, mean)]."""
+    return _series(
+        reader.query(
+            "SELECT metric, toString(toDate(occurred_at)) AS day, avg(value) FROM evaluations FINAL "
+            "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') AND run_id = '' "
+            "GROUP BY metric, day ORDER BY metric, day",
+            {"since_ms": _ms(since)},
+            tenant=tenant,
+        ).rows
+    )
+
+
+def console_feedback_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Share of thumbs up and down among the feedback of each day since ``since``:
+    ``thumbs_up_rate``/``thumbs_down_rate`` -> [(day, share in [0, 1])]."""
+    rows = reader.query(
+        "SELECT toString(toDate(occurred_at)) AS day, avg(thumb = 'up'), avg(thumb = 'down') FROM feedback FINAL "
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') GROUP BY day ORDER BY day",
+        {"since_ms": _ms(since)},
+        tenant=tenant,
+    ).rows
+    return _series(
+        [("thumbs_up_rate", day, up) for day, up, _ in rows]
+        + [("thumbs_down_rate", day, down) for day, _, down in rows]
+    )
+
+
+def _stage_times_sql(condition: str) -> str:
+    """Per request: the earliest time of each query event, as milliseconds columns (NULL: not reached)."""
+    columns = ", ".join(
+        f"minOrNullIf(occurred_at, event_type = '{event_type}') AS {name}" for event_type, name in _STAGE_EVENTS.items()
+    )
+    types = ", ".join(f"'{event_type}'" for event_type in _STAGE_EVENTS)
+    return (
+        f"SELECT request_id, {columns} FROM events "
+        f"WHERE request_id != '' AND event_type IN ({types}) AND {condition} GROUP BY request_id"
+    )
+
+
+def console_latency_by_day(
+    reader: Reader, since: datetime, tenant: str | None
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Median latency (ms) per stage (:data:`CONSOLE_STAGES`) and day since ``since``: stage -> [(day, p50 ms)]."""
+    names = list(_STAGE_EVENTS.values())
+    pairs = ", ".join(
+        f"('{stage}', dateDiff('millisecond', {names[start]}, {names[end]}))" for stage, start, end in CONSOLE_STAGES
+    )
+    since_condition = "occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+    return _series(
+        reader.query(
+            f"SELECT stage_ms.1 AS stage, toString(toDate(ifNull(submitted, generated))) AS day, "
+            f"quantile(0.5)(assumeNotNull(stage_ms.2)) FROM ({_stage_times_sql(since_condition)}) "
+            f"ARRAY JOIN [{pairs}] AS stage_ms WHERE stage_ms.2 IS NOT NULL GROUP BY stage, day ORDER BY stage, day",
+            {"since_ms": _ms(since)},
+            tenant=tenant,
+        ).rows
+    )
+
+
+@dataclass(frozen=True)
+class ConsoleRequest:
+    """One answered (or asked) question as the requests page lists it."""
+
+    request_id: str
+    tenant: str
+    asked_at: datetime
+    question: str
+    prompt_name: str
+    prompt_version: int
+    scores: dict[str, float]
+    thumb: str | None
+
+
+def console_requests(
+    reader: Reader,
+    tenant: str | None,
+    *,
+    since: datetime,
+    until: datetime,
+    prompt_version: int | None = None,
+    metric: str | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    feedback: Literal["up", "down", "none"] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[ConsoleRequest]:
+    """The questions asked in [``since``, ``until``), newest first, ``limit`` from ``offset``:
+    of ``prompt_version`` (the generation's, when given), whose ``metric`` score lies in
+    [``min_score``, ``max_score``] (either bound optional; a request without that score is left
+    out when a bound is given), with a thumb ``feedback`` (``none``: no thumb)."""
+    result = reader.query(
+        "SELECT q.request_id, q.asked_by, q.asked_at, q.asked, g.served_prompt, g.served_version, s.metric_scores, "
+        "f.last_thumb "
+        "FROM (SELECT request_id, any(tenant) AS asked_by, min(occurred_at) AS asked_at, any(question) AS asked "
+        "      FROM queries FINAL WHERE run_id = '' "
+        "      AND occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "      AND occurred_at < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC') GROUP BY request_id) AS q "
+        "LEFT JOIN (SELECT request_id, any(prompt_name) AS served_prompt, any(prompt_version) AS served_version "
+        "      FROM generations FINAL GROUP BY request_id) AS g ON g.request_id = q.request_id "
+        "LEFT JOIN (SELECT request_id, CAST(groupArray((metric, value)), 'Map(String, Float64)') AS metric_scores "
+        "      FROM evaluations FINAL WHERE run_id = '' GROUP BY request_id) AS s ON s.request_id = q.request_id "
+        "LEFT JOIN (SELECT request_id, argMax(thumb, occurred_at) AS last_thumb FROM feedback FINAL "
+        "      WHERE thumb != '' GROUP BY request_id) AS f ON f.request_id = q.request_id "
+        "WHERE ({version:Int64} < 0 OR g.served_version = {version:Int64}) "
+        "AND ({metric:String} = '' OR ("
+        "     mapContains(s.metric_scores, {metric:String}) "
+        "     AND s.metric_scores[{metric:String}] >= {min_score:Float64} "
+        "     AND s.metric_scores[{metric:String}] <= {max_score:Float64})) "
+        "AND ({feedback:String} = '' OR ({feedback:String} = 'none' AND f.last_thumb = '') "
+        "     OR f.last_thumb = {feedback:String}) "
+        "ORDER BY q.asked_at DESC, q.request_id LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+        {
+            "since_ms": _ms(since),
+            "until_ms": _ms(until),
+            "version": -1 if prompt_version is None else prompt_version,
+            # No bound, no condition on the metric; an open bound is the widest double (JSON has no inf).
+            "metric": (metric or "") if min_score is not None or max_score is not None else "",
+            "min_score": -sys.float_info.max if min_score is None else min_score,
+            "max_score": sys.float_info.max if max_score is None else max_score,
+            "feedback": feedback or "",
+            "limit": limit,
+            "offset": offset,
+        },
+        tenant=tenant,
+    )
+    return [
+        ConsoleRequest(
+            request_id=str(request_id),
+            tenant=str(row_tenant),
+            asked_at=_time(asked_at),
+            question=str(question),
+            prompt_name=str(prompt_name or ""),
+            prompt_version=int(prompt_version or 0),
+            scores={str(name): float(value) for name, value in dict(scores or {}).items()},
+            thumb=str(thumb or "") or None,
+        )
+        for request_id, row_tenant, asked_at, question, prompt_name, prompt_version, scores, thumb in result.rows
+    ]
+
+
+@dataclass(frozen=True)
+class ConsoleRequestDetail:
+    """What the console shows of one request: the payloads of its query events (question,
+    contexts with their document versions and scores, prompt and variant, answer), its
+    scores, feedback and per-stage latency (ms, :data:`CONSOLE_STAGES`; absent: not reached)."""
+
+    request_id: str
+    tenant: str
+    payloads: dict[str, dict[str, Any]]
+    scores: dict[str, float]
+    feedback: list[dict[str, Any]]
+    latency_ms: dict[str, float]
+
+
+def console_request(reader: Reader, request_id: str, tenant: str | None) -> ConsoleRequestDetail | None:
+    """One request of ``tenant`` (None: any tenant), or None when none is stored."""
+    found = reader.query(
+        "SELECT event_type, any(tenant), argMin(payload, occurred_at) FROM events "
+        "WHERE request_id = {request_id:String} AND event_type IN "
+        "('query.redacted', 'query.context_retrieved', 'query.answer_generated') GROUP BY event_type",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    if not found:
+        return None
+    scores = reader.query(
+        "SELECT metric, avg(value) FROM evaluations FINAL WHERE request_id = {request_id:String} AND run_id = '' "
+        "GROUP BY metric ORDER BY metric",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    feedback = reader.query(
+        "SELECT occurred_at, thumb, rating, comment FROM feedback FINAL WHERE request_id = {request_id:String} "
+        "ORDER BY occurred_at",
+        {"request_id": request_id},
+        tenant=tenant,
+    )
+    names = list(_STAGE_EVENTS.values())
+    [times] = reader.query(
+        _stage_times_sql("request_id = {request_id:String}"), {"request_id": request_id}, tenant=tenant
+    ).rows or [(request_id, *([None] * len(names)))]
+    moments = dict(zip(names, (None if value is None else _time(value) for value in times[1:]), strict=True))
+    latency = {
+        stage: (end - start).total_seconds() * 1000
+        for stage, first, last in CONSOLE_STAGES
+        if (start := moments[names[first]]) is not None and (end := moments[names[last]]) is not None
+    }
+    return ConsoleRequestDetail(
+        request_id=request_id,
+        tenant=str(found[0][1]),
+        payloads={str(event_type): json.loads(payload) for event_type, _, payload in found},
+        scores={str(metric): float(value) for metric, value in scores},
+        feedback=[dict(zip(feedback.columns, row, strict=True)) for row in feedback.rows],
+        latency_ms=latency,
+    )
+
+
+def _dicts(
+    reader: Reader, sql: str, tenant: str | None, parameters: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    result = reader.query(sql, parameters, tenant=tenant)
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+def console_drift(reader: Reader, tenant: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` drift alerts and recoveries: event_type, occurred_at, signal, test,
+    statistic, threshold, threshold_on, p_value, the reference and current windows (start, end, size)."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, alert_id, signal, test, statistic, threshold, threshold_on, p_value, "
+        "reference_start, reference_end, reference_size, current_start, current_end, current_size "
+        "FROM drift FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_training_steps(reader: Reader, tenant: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` retraining requests and what the trainer did with each: event_type,
+    occurred_at, request_event_id, rule, reason, evidence, action, candidate and live versions,
+    metric, candidate_value, live_value, questions, decision, timed_out."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, request_event_id, rule, reason, evidence, action, candidate_version, "
+        "live_version, metric, candidate_value, live_value, questions, decision, timed_out "
+        "FROM training_steps FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_versions(reader: Reader, tenant: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest ``limit`` registry events: event_type, occurred_at, kind, name, version, alias,
+    previous_version, parent_version, reason, metrics."""
+    return _dicts(
+        reader,
+        "SELECT event_type, occurred_at, kind, name, version, alias, previous_version, parent_version, reason, metrics "
+        "FROM versions FINAL ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+
+
+def console_dead_letters(
+    reader: Reader, tenant: str | None, limit: int = 50
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(count per original_topic, error_type and reason, most first; the newest ``limit`` dead
+    letters: occurred_at, producer, original_topic, consumer_group, error_type, reason)."""
+    by_reason = _dicts(
+        reader,
+        "SELECT original_topic, error_type, reason, count() AS n FROM dead_letters FINAL "
+        "GROUP BY original_topic, error_type, reason ORDER BY n DESC, original_topic LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+    latest = _dicts(
+        reader,
+        "SELECT occurred_at, producer, original_topic, consumer_group, error_type, reason FROM dead_letters FINAL "
+        "ORDER BY occurred_at DESC LIMIT {limit:UInt32}",
+        tenant,
+        {"limit": limit},
+    )
+    return by_reason, latest
+
+
+def console_experiment_ids(reader: Reader, tenant: str | None, limit: int = 20) -> list[str]:
+    """The ids of the newest ``limit`` experiments started, newest first."""
+    rows = reader.query(
+        "SELECT JSONExtractString(payload, 'experiment_id') AS experiment_id, max(occurred_at) AS started_at "
+        "FROM events WHERE event_type = 'experiment.started' GROUP BY experiment_id "
+        "ORDER BY started_at DESC LIMIT {limit:UInt32}",
+        {"limit": limit},
+        tenant=tenant,
+    ).rows
+    return [str(experiment_id) for experiment_id, _ in rows]
+
+
 # ---- cli: one request's events (`ragops trace`, GET /v1/answers/{request_id})
 
 
@@ -1303,4 +1622,216 @@ def cost_measurements(reader: Reader, since: datetime) -> CostMeasurements:
         mean_output_tokens=float(tokens_out) if count else 0.0,
         stored_bytes=int(stored or 0),
         storage_days=int(days),
+    )
+
+
+# ---- review: human review queue and labels
+
+ReviewStratum = Literal["random", "low_score", "negative_feedback"]
+"""Why an answer is in the review queue (``ragops_schemas.review.SampledAs``)."""
+REVIEW_STRATA: tuple[ReviewStratum, ...] = ("random", "low_score", "negative_feedback")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An answer waiting for a reviewer: the question, the answer and the chunks put into its
+    prompt (``RetrievedChunk`` dicts: chunk_id, document_id, document_version, text, score...),
+    its evaluation scores (metric -> value, the latest of each), the latest thumb given on it
+    (``up``/``down``, None without one) and the stratum it was sampled from."""
+
+    request_id: str
+    answer_event_id: str
+    occurred_at: datetime
+    question: str
+    answer: str
+    contexts: list[dict[str, Any]]
+    scores: dict[str, float]
+    thumb: str | None
+    sampled_as: ReviewStratum
+
+
+@dataclass(frozen=True)
+class ReviewLabel:
+    """A reviewer's latest label of one answer (``reviews``, migration 0015); the correction and
+    comment as the privacy service redacted them, None when not given."""
+
+    request_id: str
+    answer_event_id: str
+    reviewer: str
+    correct: bool
+    grounded: bool
+    sampled_as: ReviewStratum
+    occurred_at: datetime
+    corrected_answer: str | None
+    comment: str | None
+
+
+_TENANT_FILTER = "({tenant:String} = '' OR tenant = {tenant:String})"
+
+# The answers of production traffic (evaluation runs and shadow replays left out, as the
+# monitor leaves them out) that nobody in the tenant has reviewed yet, the latest per request.
+_REVIEW_CANDIDATES = (
+    "(SELECT request_id, max(occurred_at) AS occurred_at FROM generations FINAL "
+    f"WHERE {_TENANT_FILTER} AND run_id = '' AND request_id NOT IN {_EVALUATION_RUN_REQUESTS} "
+    f"AND request_id NOT IN (SELECT request_id FROM reviews FINAL WHERE {_TENANT_FILTER}) "
+    "GROUP BY request_id)"
+)
+# Up to {limit} request ids of each stratum, each stratum in its own order:
+#   * random: a pseudo-random but repeatable order, by a hash of the request id (the same
+#     queue for every reviewer until labels take answers out of it);
+#   * low_score: by the mean of the answer's reference-free evaluation scores (faithfulness,
+#     answer_relevancy, context_relevance), lowest first;
+#   * negative_feedback: answers with a thumbs-down or a rating of 2 or less, newest first.
+_REVIEW_STRATA_SQL = (
+    "SELECT 'random' AS stratum, request_id FROM "
+    f"(SELECT request_id FROM {_REVIEW_CANDIDATES} ORDER BY cityHash64(request_id), request_id "
+    "LIMIT {limit:UInt32}) "
+    "UNION ALL SELECT 'low_score' AS stratum, request_id FROM "
+    f"(SELECT c.request_id AS request_id FROM {_REVIEW_CANDIDATES} AS c INNER JOIN "
+    "(SELECT request_id, avg(value) AS score FROM evaluations FINAL "
+    f"WHERE {_TENANT_FILTER} AND NOT reference_based GROUP BY request_id) AS s "
+    "ON c.request_id = s.request_id ORDER BY s.score, c.request_id LIMIT {limit:UInt32}) "
+    "UNION ALL SELECT 'negative_feedback' AS stratum, request_id FROM "
+    f"(SELECT request_id FROM {_REVIEW_CANDIDATES} WHERE request_id IN "
+    f"(SELECT request_id FROM feedback FINAL WHERE {_TENANT_FILTER} AND (thumb = 'down' OR rating <= 2)) "
+    "ORDER BY occurred_at DESC, request_id LIMIT {limit:UInt32})"
+)
+
+
+def mix_strata(strata: Mapping[ReviewStratum, Sequence[str]], limit: int) -> list[tuple[str, ReviewStratum]]:
+    """Interleave the strata's request ids round-robin (random, low_score, negative_feedback,
+    random, ...), each in its own order, an id already taken from an earlier stratum skipped,
+    until ``limit`` ids: no stratum crowds the others out of a short queue. Returns
+    ``(request_id, stratum)`` pairs."""
+    pending = {stratum: deque(strata.get(stratum, ())) for stratum in REVIEW_STRATA}
+    mixed: list[tuple[str, ReviewStratum]] = []
+    taken: set[str] = set()
+    while len(mixed) < limit and any(pending.values()):
+        for stratum in REVIEW_STRATA:
+            queue = pending[stratum]
+            while queue and queue[0] in taken:
+                queue.popleft()
+            if queue and len(mixed) < limit:
+                request_id = queue.popleft()
+                taken.add(request_id)
+                mixed.append((request_id, stratum))
+    return mixed
+
+
+def evaluation_scores(reader: Reader, request_ids: Sequence[str], tenant: str | None) -> dict[str, dict[str, float]]:
+    """request_id -> metric -> the latest score of that metric (``evaluations``), for the
+    requests ``request_ids`` of ``tenant`` (None: any tenant's); requests without a score are
+    left out."""
+    rows = reader.query(
+        "SELECT request_id, metric, argMax(value, (occurred_at, event_id)) FROM evaluations FINAL "
+        f"WHERE {_TENANT_FILTER} AND request_id IN {_listed('requests')} GROUP BY request_id, metric",
+        {"tenant": tenant or "", "requests": json.dumps(list(request_ids))},
+    ).rows
+    scores: dict[str, dict[str, float]] = {}
+    for request_id, metric, value in rows:
+        scores.setdefault(str(request_id), {})[str(metric)] = float(value)
+    return scores
+
+
+def review_queue(reader: Reader, tenant: str | None, limit: int) -> list[ReviewItem]:
+    """Up to ``limit`` answers of ``tenant`` (None: every tenant's) for reviewers, sampled from
+    three strata (:data:`REVIEW_STRATA`: a repeatable pseudo-random sample, the lowest mean
+    reference-free evaluation score, negative feedback) and mixed by :func:`mix_strata`.
+    Answers already reviewed, and the requests of evaluation runs and shadow replays, are left
+    out. The question, answer and contexts come from the stored ``query.answer_generated``
+    event (``events``: an answer whose event has expired is left out)."""
+    parameters = {"tenant": tenant or "", "limit": limit}
+    strata: dict[ReviewStratum, list[str]] = {stratum: [] for stratum in REVIEW_STRATA}
+    for stratum, request_id in reader.query(_REVIEW_STRATA_SQL, parameters).rows:
+        strata[stratum].append(str(request_id))
+    mixed = mix_strata(strata, limit)
+    if not mixed:
+        return []
+    ids = [request_id for request_id, _ in mixed]
+    answers = {
+        str(request_id): (str(event_id), _time(occurred_at), json.loads(payload))
+        for request_id, event_id, occurred_at, payload in reader.query(
+            "SELECT request_id, toString(event_id), occurred_at, payload FROM events FINAL "
+            f"WHERE {_TENANT_FILTER} AND event_type = 'query.answer_generated' "
+            f"AND request_id IN {_listed('requests')} "
+            "ORDER BY occurred_at DESC, event_id DESC LIMIT 1 BY request_id",
+            {"tenant": tenant or "", "requests": json.dumps(ids)},
+        ).rows
+    }
+    thumbs = {
+        str(request_id): str(thumb)
+        for request_id, thumb in reader.query(
+            "SELECT request_id, argMax(thumb, (occurred_at, event_id)) FROM feedback FINAL "
+            f"WHERE {_TENANT_FILTER} AND thumb IN ('up', 'down') AND request_id IN {_listed('requests')} "
+            "GROUP BY request_id",
+            {"tenant": tenant or "", "requests": json.dumps(ids)},
+        ).rows
+    }
+    scores = evaluation_scores(reader, ids, tenant)
+    return [
+        ReviewItem(
+            request_id=request_id,
+            answer_event_id=answers[request_id][0],
+            occurred_at=answers[request_id][1],
+            question=str(answers[request_id][2].get("question", "")),
+            answer=str(answers[request_id][2].get("answer", "")),
+            contexts=list(answers[request_id][2].get("contexts", [])),
+            scores=scores.get(request_id, {}),
+            thumb=thumbs.get(request_id),
+            sampled_as=stratum,
+        )
+        for request_id, stratum in mixed
+        if request_id in answers
+    ]
+
+
+def review_labels(reader: Reader, tenant: str | None) -> list[ReviewLabel]:
+    """Every reviewer's latest label of each answer of ``tenant`` (None: every tenant's): a
+    reviewer who labels an answer again replaces the earlier label. Ordered by request, then
+    reviewer."""
+    latest = ", ".join(
+        f"argMax({column}, (occurred_at, event_id))"
+        for column in (
+            "answer_event_id",
+            "correct",
+            "grounded",
+            "sampled_as",
+            "occurred_at",
+            "corrected_answer",
+            "comment",
+        )
+    )
+    rows = reader.query(
+        f"SELECT request_id, reviewer, {latest} FROM reviews FINAL "
+        f"WHERE {_TENANT_FILTER} GROUP BY request_id, reviewer ORDER BY request_id, reviewer",
+        {"tenant": tenant or ""},
+    ).rows
+    labels = []
+    for request_id, reviewer, answer_event_id, correct, grounded, sampled_as, occurred_at, corrected, comment in rows:
+        labels.append(
+            ReviewLabel(
+                request_id=str(request_id),
+                answer_event_id=str(answer_event_id),
+                reviewer=str(reviewer),
+                correct=correct in (True, 1, "true"),
+                grounded=grounded in (True, 1, "true"),
+                sampled_as=sampled_as,
+                occurred_at=_time(occurred_at),
+                corrected_answer=str(corrected) or None,
+                comment=str(comment) or None,
+            )
+        )
+    return labels
+
+
+def answer_exists(reader: Reader, tenant: str, request_id: str, answer_event_id: str) -> bool:
+    """Whether ``tenant`` has the answer ``answer_event_id`` (an ``AnswerGenerated`` event id)
+    of request ``request_id`` (``generations``): what a reviewer of the tenant may label."""
+    return bool(
+        _one(
+            reader,
+            "SELECT count() > 0 FROM generations FINAL WHERE tenant = {tenant:String} "
+            "AND request_id = {request:String} AND toString(event_id) = {answer:String}",
+            {"tenant": tenant, "request": request_id, "answer": answer_event_id},
+        )[0]
     )

@@ -2,7 +2,11 @@
 replaced by the privacy service), validates it, links it
 to the answer it is about (and that answer's lineage) and publishes ``FeedbackRecorded``.
 A correction, or an answer the user liked, becomes a ``DatasetExampleAdded`` for later
-evaluation and retraining. Its topic is kept forever, so when the feedback names its user
+evaluation and retraining; so does a reviewer's label (``AnswerReviewed``, human review: its
+correction, or the answer found correct and grounded), in the same dataset
+(``RAGOPS_FEEDBACK_DATASET``: the sets the trainer and evaluations already read) with
+``source="review"``, and refused like feedback when its request is unknown. Its topic is kept
+forever, so when the feedback names its user
 (``user_id``) the example's question and reference answer are sealed with that user's key
 (:mod:`ragops_shared.shredding`): erasing the user deletes the key and the example reads as
 erased in every replay. A key store that cannot be reached fails the feedback (retried, then
@@ -24,14 +28,15 @@ if the replay takes longer."""
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Literal
 
 import structlog
 from faststream.asgi import AsgiFastStream
 
 from ragops_feedback.settings import FeedbackSettings
-from ragops_feedback.spec import SPEC
+from ragops_feedback.spec import FEEDBACK_GROUP, REVIEWS_GROUP, SPEC
 from ragops_schemas import (
     AnswerGenerated,
     DatasetExampleAdded,
@@ -41,7 +46,9 @@ from ragops_schemas import (
     Producer,
     utc_now,
 )
+from ragops_schemas.envelope import RequestEvent
 from ragops_schemas.ids import example_id
+from ragops_schemas.review import AnswerReviewed
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.shredding import FileKeyStore, Shredder
@@ -49,6 +56,8 @@ from ragops_shared.watch import EventWatcher
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
+ExampleSource = Literal["correction", "positive_feedback", "review"]
+"""``DatasetExampleAdded.source``."""
 
 
 def sentiment(feedback: FeedbackRedacted) -> str:
@@ -113,7 +122,24 @@ def record(
     def kept(text: str) -> str:
         return text if feedback.user_id is None else shredder.seal(text, feedback.tenant, feedback.user_id)
 
-    example = feedback.caused(
+    source: ExampleSource = "correction" if feedback.corrected_answer else "positive_feedback"
+    return [recorded, example_of(feedback, answer, reference, source, producer, dataset, kept)]
+
+
+def example_of(
+    cause: RequestEvent,
+    answer: AnswerGenerated,
+    reference: str,
+    source: ExampleSource,
+    producer: Producer,
+    dataset: str,
+    kept: Callable[[str], str] = str,
+) -> DatasetExampleAdded:
+    """The ``DatasetExampleAdded`` of ``answer``'s question with ``reference`` as its reference
+    answer, caused by ``cause`` (a feedback or a review: its id derives the example's event id
+    and is its ``feedback_event_id``); ``kept`` seals the texts (identity by default). The
+    ``example_id`` is of the plain texts, so the same example twice is still one."""
+    return cause.caused(
         DatasetExampleAdded,
         producer,
         dataset=dataset,
@@ -121,11 +147,30 @@ def record(
         question=kept(answer.question),
         reference_answer=kept(reference),
         reference_context_ids=list(dict.fromkeys(context.document_id for context in answer.contexts)),
-        source="correction" if feedback.corrected_answer else "positive_feedback",
-        request_id=feedback.request_id,
-        feedback_event_id=str(feedback.event_id),
+        source=source,
+        request_id=cause.request_id,
+        feedback_event_id=str(cause.event_id),
     )
-    return [recorded, example]
+
+
+def reviewed(review: AnswerReviewed, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
+    """The dataset example a reviewer's label makes (``source="review"``): the reviewer's
+    correction as the reference answer, else the answer itself when the reviewer found it
+    correct and grounded; nothing for an answer found wrong or ungrounded without a correction
+    (the label itself is kept by the sink, ``reviews``). Not sealed: a review names no data
+    subject (its reviewer is staff).
+
+    Raises:
+        EventRejected: the review names another answer than the request's."""
+    if review.answer_event_id != str(answer.event_id):
+        raise EventRejected(
+            f"answer_event_id {review.answer_event_id!r} is not the answer of request {review.request_id!r}"
+        )
+    good = review.correct and review.grounded and answer.answer.strip()
+    reference = review.corrected_answer or (answer.answer if good else None)
+    if reference is None:
+        return []
+    return [example_of(review, answer, reference, "review", producer, dataset)]
 
 
 class FeedbackLinker:
@@ -150,15 +195,25 @@ class FeedbackLinker:
         ``TimeoutError`` when the answers could not be read in time (see :meth:`_wait_for_answer`)."""
         outputs: list[Event] = []
         for feedback in events:
-            if feedback.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
-                raise EventRejected(f"occurred_at {feedback.occurred_at.isoformat()} is in the future")
-            answer = self.answers.get(feedback.tenant, feedback.request_id) or await self._wait_for_answer(feedback)
+            answer = await self._answer_of(feedback)
             outputs += await asyncio.to_thread(
                 record, feedback, answer, self.producer, self.settings.dataset, self.shredder
             )
         return outputs
 
-    async def _wait_for_answer(self, feedback: FeedbackRedacted) -> AnswerGenerated:
+    async def review(self, events: Sequence[AnswerReviewed]) -> list[Event]:
+        """The dataset examples of a batch of reviews (:func:`reviewed`), refused like feedback."""
+        outputs: list[Event] = []
+        for review in events:
+            outputs += reviewed(review, await self._answer_of(review), self.producer, self.settings.dataset)
+        return outputs
+
+    async def _answer_of(self, event: RequestEvent) -> AnswerGenerated:
+        if event.occurred_at > utc_now() + timedelta(seconds=self.settings.max_clock_skew_s):
+            raise EventRejected(f"occurred_at {event.occurred_at.isoformat()} is in the future")
+        return self.answers.get(event.tenant, event.request_id) or await self._wait_for_answer(event)
+
+    async def _wait_for_answer(self, feedback: RequestEvent) -> AnswerGenerated:
         """The answer of the feedback's tenant and request id once every answer published so
         far has been read; waits up to
         ``replay_wait_s`` while the topic's history is still being read (after a start), else
@@ -197,13 +252,26 @@ def create_app(settings: FeedbackSettings | None = None) -> AsgiFastStream:
         publisher,
         FeedbackRedacted,
         kafka=settings.kafka,
-        group_id=SPEC.group,
+        group_id=FEEDBACK_GROUP,
+        max_records=settings.batch_records,
+    )
+
+    reviews = EventSubscriber(
+        broker,
+        publisher,
+        AnswerReviewed,
+        kafka=settings.kafka,
+        group_id=REVIEWS_GROUP,
         max_records=settings.batch_records,
     )
 
     @submitted
     async def on_feedback_redacted(events: list[FeedbackRedacted]) -> None:
         await submitted.run(events, linker.link)
+
+    @reviews
+    async def on_answer_reviewed(events: list[AnswerReviewed]) -> None:
+        await reviews.run(events, linker.review)
 
     app = service_app(SERVICE, __doc__ or "", broker, platform=settings.platform)
 

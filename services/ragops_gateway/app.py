@@ -10,7 +10,8 @@ the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; 
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
 the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
 erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`); ``/v1/prompts``:
-prompt versions and their labels (:mod:`ragops_gateway.prompts`). ``GET /health``
+prompt versions and their labels (:mod:`ragops_gateway.prompts`); ``/console``, ``/docs``: the
+console (:mod:`ragops_gateway.console`, a session cookie instead of the header). ``GET /health``
 is liveness, ``GET /ready`` readiness (Kafka reachable, answer topics watched), ``GET /metrics``
 Prometheus metrics.
 
@@ -43,12 +44,14 @@ from ragops_analytics.budgets import SpendWatch
 from ragops_analytics.store import public_error
 from ragops_gateway.answers import add_answer_routes
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
+from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.http_metrics import HttpMetrics
 from ragops_gateway.limits import BUDGET_REFUSED, RATE_LIMITED, TokenBuckets, budget_refusal
 from ragops_gateway.prices import add_price_routes
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
+from ragops_gateway.reviews import add_review_routes
 from ragops_gateway.settings import GatewaySettings, RouteClass
 from ragops_gateway.spec import SPEC
 from ragops_schemas import (
@@ -79,6 +82,7 @@ from ragops_schemas.events import (
 )
 from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
 from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
+from ragops_schemas.review import ReviewSubmitted
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
 from ragops_shared.blobs import ContentTooLarge, check_in, open_blob_store
@@ -98,6 +102,9 @@ log = structlog.get_logger(__name__)
 # Ids a caller chooses travel as record keys and into log lines: printable, bounded.
 DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
 CallerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+_READERS_OF_REQUESTS = frozenset({Role.ANALYST, Role.OPERATOR, Role.REVIEWER, Role.AUDITOR})
+_READERS_OF_THE_LOOP = frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR})
 
 # Who may call what (README "Roles"): exact allow-lists, one entry per route; no role implies
 # another (admin is not everything). A route missing here makes create_app fail.
@@ -134,15 +141,50 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/experiments"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/experiments"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
     ("POST", "/v1/experiments/{experiment_id}/stop"): frozenset({Role.OPERATOR}),
+    # ---- console (ragops_gateway.console): pages behind the session cookie, README "Console".
+    # Requests and their traces: who reads answers and their quality.
+    ("GET", "/console"): _READERS_OF_REQUESTS,
+    ("GET", "/console/requests"): _READERS_OF_REQUESTS,
+    ("GET", "/console/requests/{request_id}"): _READERS_OF_REQUESTS,
+    # The platform's loop (drift, training, versions, experiments, dead letters): who runs or approves it.
+    ("GET", "/console/drift"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/versions"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/experiments"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/dead-letters"): _READERS_OF_THE_LOOP,
+    ("GET", "/console/approvals"): frozenset({Role.APPROVER, Role.OPERATOR, Role.AUDITOR}),
+    # Human review: the queue is the reviewers'; how the evaluators agree with them, everyone who reads scores.
+    ("GET", "/console/review"): frozenset({Role.REVIEWER}),
+    ("POST", "/console/review"): frozenset({Role.REVIEWER}),
+    ("GET", "/console/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
+    # The API's own page and its document, and ending a session: anyone who may log in.
+    ("GET", "/docs"): frozenset(Role),
+    ("GET", "/docs/assets/{name}"): frozenset(Role),
+    ("GET", "/openapi.json"): frozenset(Role),
+    ("POST", "/console/logout"): frozenset(Role),
     # ---- cli: an answer with its scores and feedback (ragops_gateway.answers): who asked, who gives feedback.
     ("GET", "/v1/answers/{request_id}"): frozenset({Role.PRODUCER, Role.PRODUCT}),
     # ---- cost: price lists (ragops_gateway.prices): published in the platform's tenant only.
     ("POST", "/v1/prices"): frozenset({Role.OPERATOR}),
     ("GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    # ---- review: human review (ragops_gateway.reviews): reviewers take the queue and label;
+    # who answers for the evaluators' quality reads their agreement with the labels.
+    ("GET", "/v1/reviews/queue"): frozenset({Role.REVIEWER}),
+    ("POST", "/v1/reviews"): frozenset({Role.REVIEWER}),
+    ("GET", "/v1/reviews/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
 }
 DECISION_ROUTES = (("POST", "/v1/changes/{change}/approve"), ("POST", "/v1/changes/{change}/reject"))
-# Open on purpose: the kubelet's liveness and readiness probes carry no credential.
-OPEN_ROUTES = frozenset({("GET", "/health"), ("GET", "/ready")})
+# Open on purpose: the kubelet's liveness and readiness probes carry no credential; the console's
+# login form, the post that checks the credential it takes, and the stylesheet the form uses
+# come before any session (the post is refused from another origin).
+OPEN_ROUTES = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/console/login"),
+        ("POST", "/console/login"),
+        ("GET", "/console/static/{name}"),
+    }
+)
 
 
 def _key_change(action: str, key: ApiKey, principal: Principal, producer: Producer) -> AuditRecorded:
@@ -318,6 +360,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             VersionRegistered,
             ExperimentStarted,
             ExperimentStopped,
+            ReviewSubmitted,
         ],
     )
     watcher = EventWatcher(
@@ -354,7 +397,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     keys = guard.authenticator.keys
     analytics = httpx.AsyncClient(timeout=settings.analytics.timeout_s)
-    # The gateway's own reader (GET /v1/answers): its credential, each call restricted to the caller's tenant.
+    # The gateway's own reader (GET /v1/answers, reviews, the console): the platform key, or the
+    # server; each call restricted to the caller's tenant (every tenant for a platform caller).
     reader = settings.analytics.client() if settings.analytics.configured else None
 
     roles = route_roles(settings)
@@ -418,8 +462,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if spending is not None:
                 spending.cancel()
 
-    # No /docs, /redoc, /openapi.json: every route but the probes needs a credential (the
-    # OpenAPI document is published as schemas/openapi/gateway.json).
+    # /docs and /openapi.json are the console's (behind its session, assets from the package);
+    # no /redoc. The OpenAPI document is also published as schemas/openapi/gateway.json.
     app = FastAPI(
         title="RAGOps gateway", description=__doc__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -463,6 +507,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "the event broker cannot take the request now; try again later"
             ) from None
+
+    add_review_routes(app, caller, publish, producer, reader)
+    add_console_routes(app, Sessions(settings, guard), roles, reader, control, experiments, publish, producer)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

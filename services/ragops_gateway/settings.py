@@ -4,7 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.client import AnalyticsSettings
@@ -109,6 +109,19 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: ["production"],
         description="Prompt labels that POST /v1/prompts/{name}/labels sets only through a four-eyes change "
         "(a promote change another person approves); other labels are set at once.",
+    )
+    console_session_s: int = Field(
+        default=8 * 3600, gt=0, description="Seconds a console login lasts (the session cookie's Max-Age)."
+    )
+    console_secure_cookie: bool = Field(
+        default=False,
+        description="Always mark the console's cookie Secure (set it behind a TLS-terminating proxy, where the "
+        "gateway itself sees http); it is Secure anyway when the request came over https.",
+    )
+    console_csrf_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the console forms' CSRF tokens (HMAC of the session's credential); unset: a random "
+        "key per process (set one shared key when several replicas serve the console).",
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -33,6 +33,7 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_DELETED,
         Topic.QUERY_SUBMITTED,
         Topic.FEEDBACK_SUBMITTED,
+        Topic.REVIEW_SUBMITTED,  # a reviewer's label (human review)
         Topic.DEAD_LETTER,
         # The audit trail of what callers did and of every refused call.
         Topic.AUDIT_RECORDED,

@@ -1,9 +1,11 @@
 """The privacy service: consumes what producers send on the intake topics
-(``DocumentSubmitted``, ``QuerySubmitted``, ``FeedbackSubmitted``: raw text, kept one day),
+(``DocumentSubmitted``, ``QuerySubmitted``, ``FeedbackSubmitted``, ``ReviewSubmitted``: raw
+text, kept one day),
 replaces the personal data in it (:mod:`ragops_privacy.redaction`: e-mail addresses, phone
 numbers, card numbers, IBANs, IP addresses and configured patterns, by type token, mask or
 keyed pseudonym), pseudonymizes user and subject ids where the policy says so, and publishes
-``DocumentRedacted``, ``QueryRedacted`` and ``FeedbackRedacted`` with the counts per entity
+``DocumentRedacted``, ``QueryRedacted``, ``FeedbackRedacted`` and ``AnswerReviewed`` (a
+reviewer's label, its correction and comment redacted) with the counts per entity
 type (never the values): what every other reader, the sink and the replays see.
 
 A document whose content came by reference (claim check) is read from the blob store,
@@ -32,7 +34,7 @@ from ragops_privacy.intake import IntakeRedactor, RedactedDocument
 from ragops_privacy.keys import pseudonym_key
 from ragops_privacy.redaction import Redactor
 from ragops_privacy.settings import PrivacySettings
-from ragops_privacy.spec import DOCUMENTS_GROUP, FEEDBACK_GROUP, QUERIES_GROUP, SPEC
+from ragops_privacy.spec import DOCUMENTS_GROUP, FEEDBACK_GROUP, QUERIES_GROUP, REVIEWS_GROUP, SPEC
 from ragops_schemas import (
     DocumentRedacted,
     DocumentSubmitted,
@@ -43,6 +45,7 @@ from ragops_schemas import (
     QuerySubmitted,
 )
 from ragops_schemas.events import ContentRef
+from ragops_schemas.review import AnswerReviewed, ReviewSubmitted
 from ragops_shared.blobs import BlobStore, open_blob_store
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.service import producer_for, run_service, service_app
@@ -67,7 +70,9 @@ def create_app(settings: PrivacySettings | None = None) -> AsgiFastStream:
     settings = settings or PrivacySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
     producer = producer_for(SERVICE)
-    publisher = EventPublisher(broker, producer, [DocumentRedacted, QueryRedacted, FeedbackRedacted, *OUTPUTS])
+    publisher = EventPublisher(
+        broker, producer, [DocumentRedacted, QueryRedacted, FeedbackRedacted, AnswerReviewed, *OUTPUTS]
+    )
     blobs = open_blob_store(settings.platform)
     intake = IntakeRedactor(Redactor(settings.policy, pseudonym_key(settings)), settings.policy, producer)
     inline_max_bytes = settings.platform.inline_content_bytes
@@ -88,6 +93,8 @@ def create_app(settings: PrivacySettings | None = None) -> AsgiFastStream:
     documents = subscriber(DocumentSubmitted, DOCUMENTS_GROUP, settings.document_batch_records)
     queries = subscriber(QuerySubmitted, QUERIES_GROUP, settings.query_batch_records)
     feedback = subscriber(FeedbackSubmitted, FEEDBACK_GROUP, settings.feedback_batch_records)
+    # Reviews are as small as feedback and rarer: the same batch size.
+    reviews = subscriber(ReviewSubmitted, REVIEWS_GROUP, settings.feedback_batch_records)
 
     @documents
     async def on_document_submitted(events: list[DocumentSubmitted]) -> None:
@@ -115,6 +122,10 @@ def create_app(settings: PrivacySettings | None = None) -> AsgiFastStream:
     @feedback
     async def on_feedback_submitted(events: list[FeedbackSubmitted]) -> None:
         await feedback.run(events, lambda batch: asyncio.to_thread(lambda: [intake.feedback(e) for e in batch]))
+
+    @reviews
+    async def on_review_submitted(events: list[ReviewSubmitted]) -> None:
+        await reviews.run(events, lambda batch: asyncio.to_thread(lambda: [intake.review(e) for e in batch]))
 
     # Production: a KMS- or Vault-backed key store; the file store is on the volume the feedback
     # service and the trainer share.

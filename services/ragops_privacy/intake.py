@@ -5,8 +5,9 @@ is CPU work): the service calls them in a worker thread.
 
 Redacted fields: every text a producer writes: a document's content, title, source and
 metadata values; a question, its filter values and its evaluation's reference answers; a
-feedback comment and correction. Each is first normalised (:func:`ragops_shared.text.normalise`:
-format characters removed, NFKC), and the normalised, redacted text is what is published:
+feedback comment and correction; a reviewer's correction and comment. Each is first normalised
+(:func:`ragops_shared.text.normalise`: format characters removed, NFKC), and the normalised,
+redacted text is what is published:
 ingestion normalises later, and a value that invisible or compatibility characters hid from
 the recognizers (``ann\u200b@example.com``, full-width digits, an IBAN spaced with no-break
 spaces) would come back plain there. Metadata and filter values go through the same rule, so a
@@ -32,6 +33,7 @@ from ragops_schemas import (
     QuerySubmitted,
 )
 from ragops_schemas.events import ContentRef, EvaluationContext
+from ragops_schemas.review import AnswerReviewed, ReviewSubmitted
 from ragops_shared.blobs import BlobStore, BlobUnavailable, ContentTooLarge, check_in, check_out
 from ragops_shared.broker import EventRejected, validation_reason
 from ragops_shared.text import normalise
@@ -142,6 +144,24 @@ class IntakeRedactor:
             comment=comment,
             corrected_answer=corrected,
             user_id=redacting.subject(submitted.user_id),
+            redactions=dict(redacting.counts),
+        )
+
+    def review(self, submitted: ReviewSubmitted) -> AnswerReviewed:
+        """A reviewer's correction and comment redacted as a feedback's are (the reviewer is
+        staff, named by the gateway's actor id: not pseudonymized).
+
+        Raises:
+            EventRejected: a redacted text passes the schema's limit."""
+        redacting = self._redacting(submitted)
+        comment = redacting.optional(submitted.comment)
+        corrected = redacting.optional(submitted.corrected_answer)
+        return _redacted(
+            submitted,
+            AnswerReviewed,
+            self.producer,
+            comment=comment,
+            corrected_answer=corrected,
             redactions=dict(redacting.counts),
         )
 

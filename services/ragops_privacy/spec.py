@@ -12,6 +12,8 @@ QUERIES_GROUP = "ragops-privacy-queries"
 """Redacts ``QuerySubmitted``: on every question's path, never behind documents."""
 FEEDBACK_GROUP = "ragops-privacy-feedback"
 """Redacts ``FeedbackSubmitted``."""
+REVIEWS_GROUP = "ragops-privacy-reviews"
+"""Redacts ``ReviewSubmitted`` (a reviewer's correction and comment)."""
 KEYS_GROUP = "ragops-privacy-erasure-keys"
 """Forgets the subject's key for each ``ErasureRequested`` (crypto-shredding)."""
 COORDINATOR_GROUP = "ragops-privacy-erasure"
@@ -21,13 +23,14 @@ SPEC = ServiceSpec(
     name="privacy",
     image=Image.LIGHT,
     scaling=Scaling.LAG,
-    consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP, FEEDBACK_GROUP, KEYS_GROUP, COORDINATOR_GROUP),
+    consumer_groups=(DOCUMENTS_GROUP, QUERIES_GROUP, FEEDBACK_GROUP, REVIEWS_GROUP, KEYS_GROUP, COORDINATOR_GROUP),
     # The intake topics (raw text, read by this service only); the erasures and the stores'
     # reports of them.
     reads=(
         Topic.DOCUMENT_SUBMITTED,
         Topic.QUERY_SUBMITTED,
         Topic.FEEDBACK_SUBMITTED,
+        Topic.REVIEW_SUBMITTED,
         Topic.ERASURE_REQUESTED,
         Topic.SUBJECT_ERASURE_APPLIED,
     ),
@@ -36,6 +39,7 @@ SPEC = ServiceSpec(
         Topic.DOCUMENT_REDACTED,
         Topic.QUERY_REDACTED,
         Topic.FEEDBACK_REDACTED,
+        Topic.ANSWER_REVIEWED,
         Topic.SUBJECT_ERASURE_APPLIED,
         Topic.SUBJECT_ERASED,
         Topic.DEAD_LETTER,

@@ -83,7 +83,7 @@ def test_raw_text_stays_on_the_intake_topics() -> None:
     assert {spec.topic for spec in TOPICS if spec.retention is Retention.INTAKE} == INTAKE_TOPICS
     # And the erasure requests, which name the subject they erase.
     assert {spec.topic for spec in TOPICS if not spec.sink} == INTAKE_TOPICS | {Topic.ERASURE_REQUESTED}
-    redacted = {Topic.DOCUMENT_REDACTED, Topic.QUERY_REDACTED, Topic.FEEDBACK_REDACTED}
+    redacted = {Topic.DOCUMENT_REDACTED, Topic.QUERY_REDACTED, Topic.FEEDBACK_REDACTED, Topic.ANSWER_REVIEWED}
     for spec in SERVICE_SPECS:
         if spec.name == "privacy":
             assert set(spec.reads) == INTAKE_TOPICS | ERASURE_FLOW
@@ -109,6 +109,8 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.DOCUMENT_REDACTED,
                 Topic.QUERY_REDACTED,
                 Topic.FEEDBACK_REDACTED,
+                # A reviewer's label, its correction and comment redacted.
+                Topic.ANSWER_REVIEWED,
                 Topic.SUBJECT_ERASURE_APPLIED,
                 Topic.SUBJECT_ERASED,
             },
@@ -142,7 +144,11 @@ def test_event_types_are_past_tense_and_unique() -> None:
         ),
         ("generation", {Topic.CONTEXT_RETRIEVED}, {Topic.ANSWER_GENERATED}),
         ("evaluation", {Topic.ANSWER_GENERATED}, {Topic.ANSWER_EVALUATED}),
-        ("feedback", {Topic.FEEDBACK_REDACTED}, {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED}),
+        (
+            "feedback",
+            {Topic.FEEDBACK_REDACTED, Topic.ANSWER_REVIEWED},
+            {Topic.FEEDBACK_RECORDED, Topic.DATASET_EXAMPLE_ADDED},
+        ),
         (
             "sink",
             {spec.topic for spec in TOPICS if spec.sink} | {Topic.ERASURE_REQUESTED},
@@ -177,6 +183,7 @@ def test_event_types_are_past_tense_and_unique() -> None:
                 Topic.DOCUMENT_DELETED,
                 Topic.QUERY_SUBMITTED,
                 Topic.FEEDBACK_SUBMITTED,
+                Topic.REVIEW_SUBMITTED,  # a reviewer's label
                 Topic.AUDIT_RECORDED,  # also its key changes and four-eyes decisions
                 # The control plane: change events and the effects of approved changes.
                 Topic.CHANGE_REQUESTED,

@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.queries import insert_events
 from ragops_gateway.app import create_app as create_gateway
+from ragops_gateway.console.session import COOKIE
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded
 from ragops_schemas.audit import AuditRecorded
@@ -78,6 +79,32 @@ EXPECTED: dict[tuple[str, str, str], frozenset[Role] | None] = {
     # ---- cost: price lists
     ("gateway", "POST", "/v1/prices"): frozenset({Role.OPERATOR}),
     ("gateway", "GET", "/v1/prices"): frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ANALYST}),
+    # ---- review: human review (ragops_gateway.reviews)
+    ("gateway", "GET", "/v1/reviews/queue"): frozenset({Role.REVIEWER}),
+    ("gateway", "POST", "/v1/reviews"): frozenset({Role.REVIEWER}),
+    ("gateway", "GET", "/v1/reviews/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
+    # ---- console (ragops_gateway.console): the credential travels in the session cookie, not the
+    # header (see _call); the login form, its post and its stylesheet come before any session.
+    ("gateway", "GET", "/console/login"): OPEN,
+    ("gateway", "POST", "/console/login"): OPEN,
+    ("gateway", "GET", "/console/static/{name}"): OPEN,
+    ("gateway", "POST", "/console/logout"): frozenset(Role),
+    ("gateway", "GET", "/console"): frozenset({Role.ANALYST, Role.OPERATOR, Role.REVIEWER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/requests"): frozenset({Role.ANALYST, Role.OPERATOR, Role.REVIEWER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/requests/{request_id}"): frozenset(
+        {Role.ANALYST, Role.OPERATOR, Role.REVIEWER, Role.AUDITOR}
+    ),
+    ("gateway", "GET", "/console/drift"): frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/versions"): frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/experiments"): frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/dead-letters"): frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}),
+    ("gateway", "GET", "/console/approvals"): frozenset({Role.APPROVER, Role.OPERATOR, Role.AUDITOR}),
+    ("gateway", "GET", "/console/review"): frozenset({Role.REVIEWER}),
+    ("gateway", "POST", "/console/review"): frozenset({Role.REVIEWER}),
+    ("gateway", "GET", "/console/agreement"): frozenset({Role.REVIEWER, Role.ANALYST, Role.OPERATOR, Role.AUDITOR}),
+    ("gateway", "GET", "/docs"): frozenset(Role),
+    ("gateway", "GET", "/docs/assets/{name}"): frozenset(Role),
+    ("gateway", "GET", "/openapi.json"): frozenset(Role),
     ("sink", "GET", "/health"): OPEN,
     ("sink", "GET", "/ready"): OPEN,
     ("sink", "GET", "/metrics"): frozenset({Role.MONITORING}),
@@ -106,8 +133,19 @@ BODIES = {
     "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
     "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
     "/v1/prices": {"prices": [{"unit": "cpu_core_hour", "usd": 0.05}], "reason": "matrix"},
+    # Past the guard: 404 (no such answer) or 503 (the matrix's gateway has no analytics key).
+    "/v1/reviews": {
+        "request_id": "r-1",
+        "answer_event_id": "a-1",
+        "correct": True,
+        "grounded": True,
+        "sampled_as": "random",
+    },
 }
 TENANT, OTHER_TENANT = "acme", "globex"
+CONSOLE_PATHS = ("/console", "/docs", "/openapi.json")
+# Past the session check a console post fails on its form (no CSRF token, no Origin): 400.
+CONSOLE_FORMS = {"/console/login": {"credential": "rgk_nope"}, "/console/review": {}, "/console/logout": {}}
 
 
 @dataclass
@@ -196,16 +234,35 @@ def _call(platform: Platform, app: str, method: str, path: str, authorization: s
         .replace("{document_id:path}", "handbook/intro.md")  # an id with a slash, as a path may be
         .replace("{erasure_id}", "era-00000000000000000000")
         .replace("{experiment_id}", "exp-00000000000000000000")
-        .replace("{name}", "rag-answer")
+        .replace("{name}", _name_in(path))
         .replace("{version}", "1")
         .replace("{request_id}", "r-unknown")
     )
+    if path.startswith(CONSOLE_PATHS):
+        # The console authenticates its session cookie exactly as the API does the header.
+        credential = None if authorization is None else authorization.split(" ", 1)[-1]
+        client.cookies.clear()
+        if credential is not None:
+            client.cookies.set(COOKIE, credential)
+        try:
+            return client.request(method, url, data=CONSOLE_FORMS.get(path), follow_redirects=False)
+        finally:
+            client.cookies.clear()
     headers = {"authorization": authorization} if authorization is not None else {}
     return client.request(method, url, json=BODIES.get(path), headers=headers)
 
 
-def _outcome(status: int) -> str:
-    return str(status) if status in (401, 403) else "allowed"
+def _name_in(path: str) -> str:
+    """The ``{name}`` of a path: a prompt's, or a file the console serves."""
+    if path.startswith("/docs"):
+        return "swagger-ui.css"
+    return "console.css" if path.startswith("/console") else "rag-answer"
+
+
+def _outcome(response: httpx.Response) -> str:
+    if response.status_code == 303 and response.headers["location"] == "/console/login":
+        return "401"  # a console page without a valid session: to the login form
+    return str(response.status_code) if response.status_code in (401, 403) else "allowed"
 
 
 def _expected(allowed: frozenset[Role] | None, principal: str) -> str:
@@ -224,9 +281,9 @@ def test_every_route_allows_exactly_its_roles(platform: Platform) -> None:
     for (app, method, path), allowed in EXPECTED.items():
         for principal, authorization in platform.credentials.items():
             response = _call(platform, app, method, path, authorization)
-            observed[app, method, path, principal] = _outcome(response.status_code)
+            observed[app, method, path, principal] = _outcome(response)
             wanted[app, method, path, principal] = _expected(allowed, principal)
-            if response.status_code in (401, 403):
+            if response.status_code in (401, 403) and not path.startswith(CONSOLE_PATHS):
                 refusals.setdefault((app, response.status_code), set()).add(response.json()["detail"])
             if (principal, path) in {("analyst", "/v1/sql"), ("platform", "/v1/sql"), ("analyst", "/sql")}:
                 assert response.json() == {"columns": ["one"], "rows": [[1]]}, "answered on the caller's credential"

@@ -26,6 +26,7 @@ from ragops_schemas import (
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.erasure import ErasureRequested
 from ragops_schemas.ids import erasure_id
+from ragops_schemas.review import AnswerReviewed
 from ragops_sink.erasure import erase_subject
 from ragops_sink.rows import events_to_arrow, to_row
 from tests.helpers import example
@@ -55,7 +56,7 @@ def _records(events: list[Event]) -> list[ConsumerRecord]:
 
 def _request_events(tenant: str, request_id: str, user_id: str) -> list[Event]:
     """A question (as the sink receives it: redacted, with counts), its answer, feedback on it by
-    ``user_id`` and the dataset example it made."""
+    ``user_id``, the dataset example it made and a reviewer's label of the answer."""
     # Fresh event ids: copies of one example would be one event (and one row in ClickHouse).
     answer = example(AnswerGenerated).model_copy(
         update={"tenant": tenant, "request_id": request_id, "event_id": uuid.uuid4()}
@@ -75,6 +76,9 @@ def _request_events(tenant: str, request_id: str, user_id: str) -> list[Event]:
         FeedbackRedacted(producer=PRODUCER, tenant=tenant, request_id=request_id, thumb="up", user_id=user_id),
         recorded,
         example(DatasetExampleAdded).model_copy(
+            update={"tenant": tenant, "request_id": request_id, "event_id": uuid.uuid4()}
+        ),
+        example(AnswerReviewed).model_copy(
             update={"tenant": tenant, "request_id": request_id, "event_id": uuid.uuid4()}
         ),
     ]
@@ -123,11 +127,12 @@ def test_the_subjects_rows_are_deleted_verified_and_counted(chdb_store: ChdbStor
     report = erase_subject(chdb_store, _request("acme", "alice"), PRODUCER)
 
     assert report.store == "clickhouse" and report.complete is True, report.reason
-    assert report.deleted["events"] == 12  # 5 events of each of 2 requests, 2 of the document
+    assert report.deleted["events"] == 14  # 6 events of each of 2 requests, 2 of the document
     assert report.deleted["feedback"] == 2
     assert report.deleted["dataset_examples"] == 2
     assert report.deleted["queries"] == 2
     assert report.deleted["generations"] == 2
+    assert report.deleted["reviews"] == 2
     assert report.deleted["documents"] == 1
     assert report.deleted["pii_redactions"] == 3  # one per question, one of the document
     assert set(report.remaining.values()) == {0}

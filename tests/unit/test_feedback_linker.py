@@ -9,7 +9,8 @@ import pytest
 from ragops_feedback.app import AnswerLog, FeedbackLinker, record
 from ragops_feedback.settings import FeedbackSettings
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, FeedbackRecorded, FeedbackRedacted, Producer, utc_now
-from ragops_schemas.ids import example_id
+from ragops_schemas.ids import derived_event_id, example_id
+from ragops_schemas.review import AnswerReviewed
 from ragops_shared.broker import EventRejected
 from ragops_shared.shredding import FileKeyStore, KeyStoreUnavailable, Shredder, is_sealed
 from tests.helpers import example
@@ -101,3 +102,52 @@ async def test_a_key_store_that_is_unavailable_fails_the_feedback_never_writes_p
     linker = _linker([answer], takes_s=0, shredder=Shredder(FileKeyStore(tmp_path / "file" / "keys")))
     with pytest.raises(KeyStoreUnavailable):
         await linker.link([_correction(answer, "user-7").model_copy(update={"occurred_at": utc_now()})])
+
+
+def _review(answer: AnswerGenerated, **label: object) -> AnswerReviewed:
+    return example(AnswerReviewed).model_copy(
+        update={
+            "tenant": answer.tenant,
+            "request_id": answer.request_id,
+            "answer_event_id": str(answer.event_id),
+            "occurred_at": utc_now(),
+            "corrected_answer": None,
+            **label,
+        }
+    )
+
+
+async def test_a_review_becomes_an_example_of_its_correction_or_of_the_answer_found_good() -> None:
+    answer = example(AnswerGenerated)
+    linker = _linker([answer], takes_s=0)
+    corrected = _review(answer, correct=False, grounded=True, corrected_answer="France")
+    good = _review(answer, correct=True, grounded=True)
+    wrong = _review(answer, correct=False, grounded=True)
+    ungrounded = _review(answer, correct=True, grounded=False)
+
+    [from_correction] = await linker.review([corrected])
+    [from_answer] = await linker.review([good])
+
+    assert isinstance(from_correction, DatasetExampleAdded) and isinstance(from_answer, DatasetExampleAdded)
+    assert (from_correction.reference_answer, from_correction.source) == ("France", "review")
+    assert from_correction.question == answer.question and from_correction.dataset == SETTINGS.dataset
+    assert from_correction.example_id == example_id(SETTINGS.dataset, answer.question, "France")
+    assert from_correction.feedback_event_id == str(corrected.event_id)
+    assert from_correction.event_id == derived_event_id("DatasetExampleAdded", corrected.event_id)
+    assert from_answer.reference_answer == answer.answer
+    # Found wrong, or not grounded, without a correction: no reference to learn from.
+    assert await linker.review([wrong, ungrounded]) == []
+
+
+async def test_a_review_of_an_unknown_request_or_of_another_answer_is_refused() -> None:
+    answer = example(AnswerGenerated)
+    linker = _linker([answer], takes_s=0)
+    unknown = _review(answer, correct=True, grounded=True, request_id="never-asked")
+    with pytest.raises(EventRejected, match="unknown request_id 'never-asked'"):
+        await linker.review([unknown])
+    # Another tenant's request is unknown to this tenant, with the same words.
+    elsewhere = _review(answer, correct=True, grounded=True, tenant="globex")
+    with pytest.raises(EventRejected, match="unknown request_id"):
+        await linker.review([elsewhere])
+    with pytest.raises(EventRejected, match="is not the answer of request"):
+        await linker.review([_review(answer, correct=True, grounded=True, answer_event_id="another")])

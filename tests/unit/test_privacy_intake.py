@@ -15,6 +15,7 @@ from ragops_privacy.settings import PrivacySettings
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, QueryRedacted, QuerySubmitted
 from ragops_schemas.events import EvaluationContext
 from ragops_schemas.ids import content_hash, derived_event_id
+from ragops_schemas.review import ReviewSubmitted
 from ragops_shared.blobs import DirectoryBlobStore, check_in
 from ragops_shared.broker import EventRejected
 from ragops_shared.pseudonyms import KEY_BYTES
@@ -214,3 +215,34 @@ def test_the_embedded_pseudonym_key_is_created_once_and_private(tmp_path: Path) 
 def test_production_needs_a_pseudonym_key_file() -> None:
     with pytest.raises(ValueError, match="RAGOPS_PRIVACY_PSEUDONYM_KEY_FILE"):
         PrivacySettings(platform=PlatformSettings(environment="production"))
+
+
+def test_a_reviewers_correction_and_comment_are_redacted_and_counted() -> None:
+    submitted = ReviewSubmitted(
+        producer=PRODUCER,
+        tenant="acme",
+        request_id="r",
+        answer_event_id="a",
+        reviewer="person:rita",
+        correct=False,
+        grounded=True,
+        sampled_as="random",
+        corrected_answer=f"Ask {ADDRESS}",
+        comment=f"Mail {ADDRESS}",
+    )
+    reviewed = intake(RedactionPolicy(pseudonymize_user_ids=True)).review(submitted)
+    assert (reviewed.corrected_answer, reviewed.comment) == ("Ask <EMAIL_ADDRESS>", "Mail <EMAIL_ADDRESS>")
+    assert reviewed.redactions == {"EMAIL_ADDRESS": 2}
+    # The label as given; the reviewer (staff) as named; the id derived from the submission's.
+    assert (reviewed.reviewer, reviewed.correct, reviewed.grounded, reviewed.sampled_as) == (
+        "person:rita",
+        False,
+        True,
+        "random",
+    )
+    assert reviewed.event_id == derived_event_id("AnswerReviewed", submitted.event_id)
+    assert (reviewed.occurred_at, reviewed.tenant, reviewed.trace_id) == (
+        submitted.occurred_at,
+        "acme",
+        submitted.trace_id,
+    )

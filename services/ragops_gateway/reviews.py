@@ -1,0 +1,205 @@
+"""Human review at the gateway: the review queue, the labels, and how far the automatic
+evaluators agree with them (``ragops_schemas.review``, ``ragops_analytics.agreement``).
+
+The plain-function core, which the console's pages call too: :func:`queue`,
+:func:`submit_review` and :func:`agreement`. The adapter :func:`add_review_routes` (the HTTP API):
+
+- ``GET /v1/reviews/queue?limit=`` (reviewer): up to ``limit`` (1-200, default 20) answers not
+  yet reviewed, sampled at random, among the lowest-scoring and among those with negative
+  feedback (:func:`ragops_analytics.queries.review_queue`), each with its ``sampled_as``.
+- ``POST /v1/reviews`` (reviewer): ``{"request_id", "answer_event_id", "correct", "grounded",
+  "sampled_as", "corrected_answer"?, "comment"?}`` -> 202 ``{"request_id", "event_id"}``: a
+  ``ReviewSubmitted`` on the intake topic, which the privacy service redacts into
+  ``AnswerReviewed``; 404 when the caller's tenant has no such answer (as ClickHouse has it:
+  the queue's answers are there).
+- ``GET /v1/reviews/agreement`` (reviewer, analyst, operator, auditor): per metric, Spearman's
+  rho, the calibrated threshold and Cohen's kappa against the labels, over all labels and over
+  the random stratum (:func:`ragops_analytics.agreement.metric_agreement`).
+
+The tenant is the credential's (a caller with the ``platform`` role reads every tenant's queue
+and labels; a label is always in the caller's own tenant), the reviewer the caller's actor id
+(``key:<id>``, ``person:<sub>``). ClickHouse is read through the sink's ``/sql`` with the
+platform key, or the server (``RAGOPS_ANALYTICS_*``); 503 when neither is configured or it does
+not answer. Reads are blocking: they run in a worker thread."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragops_analytics import queries
+from ragops_analytics.agreement import MetricAgreement, by_metric, metric_agreement
+from ragops_analytics.store import QueryError, Reader, StoreUnavailable
+from ragops_schemas import Event, Producer
+from ragops_schemas.review import ReviewSubmitted, SampledAs
+from ragops_shared.audit import actor_of
+from ragops_shared.identity import Principal, Role
+
+log = structlog.get_logger(__name__)
+
+QUEUE_MAX = 200
+"""The most answers one queue page holds."""
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    answer_event_id: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    correct: bool
+    grounded: bool
+    sampled_as: SampledAs
+    corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class ReviewAccepted(BaseModel):
+    request_id: str
+    event_id: uuid.UUID
+
+
+class ReviewItemOut(BaseModel):
+    request_id: str
+    answer_event_id: str
+    occurred_at: datetime
+    question: str
+    answer: str
+    contexts: list[dict[str, Any]]
+    scores: dict[str, float]
+    thumb: str | None
+    sampled_as: SampledAs
+
+
+class AgreementOut(BaseModel):
+    metric: str
+    label: str
+    n: int
+    spearman_rho: float | None
+    spearman_p: float | None
+    threshold: float | None
+    cohen_kappa: float | None
+    n_random: int
+    kappa_random: float | None
+
+
+class ReviewRefused(Exception):
+    """A review that cannot be taken: ``status_code`` 404 or 503, ``str()`` why."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        self.status_code = status_code
+        super().__init__(detail)
+
+
+def _tenant_read(principal: Principal) -> str | None:
+    """The tenant whose rows ``principal`` reads: its own, or every tenant's (None) for the platform."""
+    return None if Role.PLATFORM in principal.roles else principal.tenant
+
+
+async def _read(reader: Reader | None, read: Callable[[Reader], Any]) -> Any:
+    if reader is None:
+        raise ReviewRefused(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics is not available here")
+    try:
+        return await asyncio.to_thread(read, reader)
+    except (QueryError, StoreUnavailable) as error:
+        log.error("review_read_failed", error=repr(error))
+        raise ReviewRefused(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "analytics cannot answer now; try again later"
+        ) from None
+
+
+async def queue(reader: Reader | None, principal: Principal, limit: int) -> list[queries.ReviewItem]:
+    """The caller's review queue (see the module's docstring). Raises :class:`ReviewRefused` (503)."""
+    items: list[queries.ReviewItem] = await _read(
+        reader, lambda found: queries.review_queue(found, _tenant_read(principal), limit)
+    )
+    return items
+
+
+async def agreement(reader: Reader | None, principal: Principal) -> list[MetricAgreement]:
+    """Agreement of each metric with the labels of the caller's tenant (every tenant's for the
+    platform). Raises :class:`ReviewRefused` (503)."""
+    tenant = _tenant_read(principal)
+
+    def compute(found: Reader) -> list[MetricAgreement]:
+        labels = queries.review_labels(found, tenant)
+        scores = queries.evaluation_scores(found, sorted({label.request_id for label in labels}), tenant)
+        return metric_agreement(labels, by_metric(scores))
+
+    agreements: list[MetricAgreement] = await _read(reader, compute)
+    return agreements
+
+
+async def submit_review(
+    reader: Reader | None,
+    publish: Callable[[Event], Awaitable[None]],
+    producer: Producer,
+    principal: Principal,
+    review: ReviewIn,
+) -> ReviewSubmitted:
+    """Publish the caller's label of an answer of its own tenant as ``ReviewSubmitted`` and
+    return it. Raises :class:`ReviewRefused`: 404 the tenant has no such answer, 503 analytics
+    cannot tell; what ``publish`` raises."""
+    found = await _read(
+        reader,
+        lambda found: queries.answer_exists(found, principal.tenant, review.request_id, review.answer_event_id),
+    )
+    if not found:
+        raise ReviewRefused(
+            status.HTTP_404_NOT_FOUND, f"no answer {review.answer_event_id} of request {review.request_id}"
+        )
+    event = ReviewSubmitted(
+        producer=producer, tenant=principal.tenant, reviewer=actor_of(principal).id, **review.model_dump()
+    )
+    await publish(event)
+    log.info("review_submitted", request_id=event.request_id, event_id=str(event.event_id), by=principal.subject)
+    return event
+
+
+def add_review_routes(
+    app: FastAPI,
+    caller: Callable[[str, str], Callable[[Request], Awaitable[Principal]]],
+    publish: Callable[[Event], Awaitable[None]],
+    producer: Producer,
+    analytics: Reader | None,
+) -> None:
+    """Add the review routes (see the module's docstring) to ``app``, each behind the guard
+    ``caller`` gives for its method and path; ``publish`` sends an event (503 when the broker
+    does not take it), ``analytics`` reads ClickHouse (None: not configured, 503)."""
+    Reviewer = Annotated[Principal, Depends(caller("GET", "/v1/reviews/queue"))]
+    Labeller = Annotated[Principal, Depends(caller("POST", "/v1/reviews"))]
+    Reader_ = Annotated[Principal, Depends(caller("GET", "/v1/reviews/agreement"))]
+
+    @app.get("/v1/reviews/queue", tags=["reviews"])
+    async def get_queue(
+        principal: Reviewer, limit: Annotated[int, Query(ge=1, le=QUEUE_MAX)] = 20
+    ) -> list[ReviewItemOut]:
+        """Answers waiting for a reviewer, the strata mixed round-robin."""
+        try:
+            items = await queue(analytics, principal, limit)
+        except ReviewRefused as refused:
+            raise HTTPException(refused.status_code, str(refused)) from None
+        return [ReviewItemOut(**asdict(item)) for item in items]
+
+    @app.post("/v1/reviews", status_code=status.HTTP_202_ACCEPTED, tags=["reviews"])
+    async def post_review(review: ReviewIn, principal: Labeller) -> ReviewAccepted:
+        """Accepted: redacted by the privacy service, then a dataset example (feedback service)."""
+        try:
+            event = await submit_review(analytics, publish, producer, principal, review)
+        except ReviewRefused as refused:
+            raise HTTPException(refused.status_code, str(refused)) from None
+        return ReviewAccepted(request_id=event.request_id, event_id=event.event_id)
+
+    @app.get("/v1/reviews/agreement", tags=["reviews"])
+    async def get_agreement(principal: Reader_) -> list[AgreementOut]:
+        """Agreement of each automatic metric with the reviewers' labels."""
+        try:
+            found = await agreement(analytics, principal)
+        except ReviewRefused as refused:
+            raise HTTPException(refused.status_code, str(refused)) from None
+        return [AgreementOut(**asdict(row)) for row in found]

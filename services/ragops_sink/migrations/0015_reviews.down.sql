@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS reviews_mv;
+DROP TABLE IF EXISTS reviews;
