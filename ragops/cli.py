@@ -50,7 +50,7 @@ from ragops.keys import app as keys_app
 from ragops.platform import EmbeddedPlatform, PlatformError, PlatformState, alive, log_path, running_platform
 from ragops.shadow import print_result, replay_retained
 from ragops.supervision import SupervisorSettings
-from ragops.tco import Tco, in_effect, total_cost
+from ragops.tco import Tco, in_effect, price_list_body, total_cost
 from ragops_analytics import audit
 from ragops_analytics.client import AnalyticsClient
 from ragops_analytics.experiments import Readout, readout
@@ -1632,12 +1632,9 @@ def publish_prices(
 ) -> None:
     """Publish a price list (an operator of the platform's tenant; the gateway signs it)."""
     try:
-        listed = tomllib.loads(file.read_text(encoding="utf-8"))
+        body = price_list_body(file, reason)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise typer.BadParameter(f"{file}: {error}") from None
-    body: dict[str, object] = {"prices": listed.get("prices", []), "reason": reason or listed.get("reason", "")}
-    if "effective_from" in listed:
-        body["effective_from"] = str(listed["effective_from"])
     answer = _call(data_dir, "POST", "/v1/prices", body)
     assert isinstance(answer, dict)
     console.print(f"price list {answer['price_list_id']} in effect from {answer['effective_from']}")

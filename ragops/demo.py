@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
+from ragops.demo_console import console_tour, publish_prices, review_round, tco_and_report
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.gate import Side
 from ragops.pii_plant import PiiPlanter, PlantedValue
@@ -354,9 +355,38 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"shadow replay of {shadow['candidate']} ({shadow['pairs']} questions)",
             "blocked" if shadow["blocked"] else "[red]NOT blocked",
         )
+    _review_rows(report.get("review"), table)
+    for scenario in report.get("tco", {}).get("scenarios", []):
+        table.add_row(
+            f"TCO {scenario['name']} (USD per answer / per month)",
+            f"{scenario['usd_per_answer']:.6f} / {scenario['usd_per_month']:.2f}",
+        )
+    if "console" in report:
+        shown = report["console"]
+        table.add_row(
+            "console pages checked in Chromium",
+            shown["skipped"]
+            if "skipped" in shown
+            else f"{len(shown['pages'])} pages, " + ("all checks passed" if shown["ok"] else "[red]checks FAILED"),
+        )
     console.print(table)
     if not report["events_match"]:
         console.print(f"[red]events per topic differ: {report['events_per_topic']}")
+
+
+def _review_rows(review: dict[str, Any] | None, table: Table) -> None:
+    """The human review round's rows: labels, and each metric's agreement with its label."""
+    if review is None:
+        return
+    table.add_row(
+        "review labels (stand-in reviewer)", f"{review['labelled']} of {review['queued']} queued {review['strata']}"
+    )
+    for row in review["agreement"]:
+        rho, kappa = row.get("spearman_rho"), row.get("cohen_kappa")
+        table.add_row(
+            f"agreement {row['metric']} vs {row['label']} (n={row['n']})",
+            f"Spearman {'-' if rho is None else f'{rho:+.2f}'}, kappa {'-' if kappa is None else f'{kappa:+.2f}'}",
+        )
 
 
 def planted_data_report(
@@ -430,6 +460,7 @@ def run_demo(
         )
         analytics = platform.analytics()
         try:
+            price_list_id = asyncio.run(publish_prices(platform.gateway_url, platform.auth))
             report = asyncio.run(
                 run_workload(
                     platform.kafka_settings,
@@ -456,6 +487,25 @@ def run_demo(
                     console=console,
                 )
             )
+            report["prices"] = {"price_list_id": price_list_id}
+            with console.status("a round of human review (the stand-in reviewer)..."):
+                gold = {question.question: question.answers for question in sample}
+                report["review"] = asyncio.run(review_round(platform.gateway_url, platform.auth, gold))
+            report |= tco_and_report(analytics, started_at, report_path.parent)
+            assert platform.keys is not None  # started
+            with console.status("opening every console page in Chromium..."):
+                [latest] = queries.console_requests(
+                    analytics, DEFAULT_TENANT, since=started_at, until=datetime.now(UTC), limit=1
+                )
+                report["console"] = asyncio.run(
+                    console_tour(
+                        platform.gateway_url,
+                        platform.keys.admin,
+                        report_path.parent / "demo-console",
+                        request_id=latest.request_id,
+                        question=latest.question,
+                    )
+                )
         finally:
             analytics.close()
         finder = Finder(planter.planted)

@@ -22,8 +22,10 @@ the retention of ``events`` (:data:`ragops_analytics.queries.DEFAULT_RETENTION_D
 ``storage_gib_month`` (steady state: bytes per day x retention days, per month / 30).
 """
 
+import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ragops_analytics.queries import CostMeasurements, PriceListRow
@@ -220,3 +222,19 @@ def in_effect(lists: list[PriceListRow], now: datetime) -> PriceListRow | None:
     """The list in effect at ``now``: the newest whose ``effective_from`` is not after it
     (``lists`` newest first, as :func:`~ragops_analytics.queries.price_lists` returns them)."""
     return next((one for one in lists if one.effective_from <= now), None)
+
+
+def price_list_body(path: Path, reason: str | None = None) -> dict[str, object]:
+    """The ``POST /v1/prices`` body of the TOML price list in ``path`` (``deploy/prices/default.toml``
+    shows the format): its ``prices``, ``reason`` (``reason`` overrides it) and, when the file
+    gives one, ``effective_from``.
+
+    Raises:
+        OSError: the file cannot be read.
+        tomllib.TOMLDecodeError: it is not TOML.
+    """
+    listed = tomllib.loads(path.read_text(encoding="utf-8"))
+    body: dict[str, object] = {"prices": listed.get("prices", []), "reason": reason or listed.get("reason", "")}
+    if "effective_from" in listed:
+        body["effective_from"] = str(listed["effective_from"])
+    return body
