@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from ragops_analytics import queries
 from ragops_analytics.client import AnalyticsSettings
@@ -84,7 +85,7 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     _store(writer, [ours, theirs])
     await produce_raw(kafka, Topic.ANSWER_GENERATED, [(ours.key, ours.model_dump_json().encode())])
     settings = GatewaySettings(
-        kafka=kafka, platform=platform, analytics=AnalyticsSettings(sql_url=sql_url, api_key=platform_key)
+        kafka=kafka, platform=platform, analytics=AnalyticsSettings(sql_url=sql_url, api_key=SecretStr(platform_key))
     )
     label = {
         "request_id": "r-acme",
