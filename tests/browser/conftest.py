@@ -26,18 +26,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
-# --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; the rest keep the
-# headless browser off the network except for the pages a test opens (no update, sync or QUIC probes).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from ragops.demo_console import CHROMIUM, CHROMIUM_ARGS
+
+DEFAULT_CHROMIUM = CHROMIUM
 HERE = Path(__file__).resolve().parent
 
 

@@ -4,12 +4,14 @@ error (a Content-Security-Policy violation included), and save a full-page scree
 (``RAGOPS_SCREENSHOT_DIR``, default tests/browser/screenshots). The sink's ``/sql`` on chDB
 and the gateway under uvicorn on a real broker: tests/console_site.py."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
 
+from ragops.demo_console import CONSOLE_PAGES, console_tour
 from ragops_shared.embedded import EmbeddedKafka
 from tests.console_site import COST_USD, DEAD_LETTER_REASON, INJECTED, QUESTION, ConsoleSite, serving_console
 
@@ -111,3 +113,34 @@ async def test_a_reviewer_reviews_and_cannot_open_the_drift_page(
     await expect(page.locator("main")).to_contain_text("no role that may open this page")
     await expect(page.get_by_role("link", name="Drift")).to_have_count(0)  # not in a reviewer's navigation
     await page.screenshot(path=screenshot_dir / "console-forbidden.png", full_page=True)
+
+
+async def test_the_demos_console_tour_finds_the_run_on_every_page(
+    site: ConsoleSite, chromium_executable: str, tmp_path: Path
+) -> None:
+    """``make demo``'s last step (ragops.demo_console.console_tour) on the seeded site: every page
+    answers, the request is listed with its question and cost, the overview has its charts, and
+    a screenshot of each page is saved; a request that is not there fails its checks."""
+    credential = site.credentials["operator"]
+    toured = await console_tour(
+        site.url, credential, tmp_path, request_id=site.request_id, question=QUESTION, chromium=chromium_executable
+    )
+    pages = toured["pages"]
+    assert set(pages) == set(CONSOLE_PAGES)
+    assert all(os.path.getsize(page["file"]) > 0 for page in pages.values())  # noqa: ASYNC240 - a test's check
+    assert all(page["checks"]["status 200"] for page in pages.values())
+    assert all(pages["requests"]["checks"].values()) and all(pages["request"]["checks"].values())
+    assert pages["overview"]["checks"]["charts"]
+
+    missing = await console_tour(
+        site.url,
+        credential,
+        tmp_path / "missing",
+        request_id="no-such-request",
+        question="Never asked",
+        chromium=chromium_executable,
+    )
+    assert not missing["ok"] and not all(missing["pages"]["requests"]["checks"].values())
+    assert (await console_tour(site.url, credential, tmp_path, request_id="r", question="q", chromium="/nonexistent"))[
+        "skipped"
+    ].startswith("no Chromium")
