@@ -102,6 +102,11 @@ RUN if [ "${BAKE_MODELS}" = "true" ]; then \
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS light
+# WeasyPrint's PDF reports (`ragops report --format pdf`, the report CronJob) lay out text with
+# Pango and need a font.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=light-build /opt/venv /opt/venv
 COPY deploy/docker/probe.py /opt/ragops/probe.py
 WORKDIR /opt/ragops
