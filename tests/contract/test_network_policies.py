@@ -80,7 +80,14 @@ def test_exactly_the_kafka_clients_reach_kafka() -> None:
 
 def test_exactly_the_clickhouse_and_qdrant_clients_reach_them() -> None:
     clickhouse = {name for name, pod in workloads().items() if any("CLICKHOUSE_URL" in n for n in env_names(pod))}
-    assert clickhouse == {"ragops-sink", "ragops-sink-migrate", "ragops-monitor", "ragops-trainer", "ragops-gateway"}
+    assert clickhouse == {
+        "ragops-sink",
+        "ragops-sink-migrate",
+        "ragops-monitor",
+        "ragops-trainer",
+        "ragops-gateway",
+        "ragops-generation",
+    }
     assert selected_by("ragops-clickhouse") == clickhouse
     qdrant = {name for name, pod in workloads().items() if any("QDRANT" in n for n in env_names(pod))}
     assert selected_by("ragops-qdrant") == qdrant == {"ragops-retrieval"}
