@@ -13,11 +13,13 @@ The plain-function core, which the console's pages call too: :func:`queue`,
   ``AnswerReviewed``; 404 when the caller's tenant has no such answer (as ClickHouse has it:
   the queue's answers are there).
 - ``GET /v1/reviews/agreement`` (reviewer, analyst, operator, auditor): per metric, Spearman's
-  rho, the calibrated threshold and Cohen's kappa against the labels, over all labels and over
-  the random stratum (:func:`ragops_analytics.agreement.metric_agreement`).
+  rho over all labels, the threshold calibrated on the non-random strata and Cohen's kappa there
+  (in-sample) and over the held-out random stratum (``held_out`` false: fitted on all labels,
+  too few others; :func:`ragops_analytics.agreement.metric_agreement`).
 
-The tenant is the credential's (a caller with the ``platform`` role reads every tenant's queue
-and labels; a label is always in the caller's own tenant), the reviewer the caller's actor id
+The tenant is the credential's (the queue is the caller's own tenant's for every role, since a
+label is always in the caller's own tenant; a caller with the ``platform`` role reads every
+tenant's agreement), the reviewer the caller's actor id
 (``key:<id>``, ``person:<sub>``). ClickHouse is read through the sink's ``/sql`` with the
 platform key, or the server (``RAGOPS_ANALYTICS_*``); 503 when neither is configured or it does
 not answer. Reads are blocking: they run in a worker thread."""
@@ -86,6 +88,8 @@ class AgreementOut(BaseModel):
     cohen_kappa: float | None
     n_random: int
     kappa_random: float | None
+    n_fit: int
+    held_out: bool
 
 
 class ReviewRefused(Exception):
@@ -114,9 +118,11 @@ async def _read(reader: Reader | None, read: Callable[[Reader], Any]) -> Any:
 
 
 async def queue(reader: Reader | None, principal: Principal, limit: int) -> list[queries.ReviewItem]:
-    """The caller's review queue (see the module's docstring). Raises :class:`ReviewRefused` (503)."""
+    """The caller's review queue (see the module's docstring): its own tenant's answers only,
+    for the platform role too, since a label is always in the caller's tenant
+    (:func:`submit_review`). Raises :class:`ReviewRefused` (503)."""
     items: list[queries.ReviewItem] = await _read(
-        reader, lambda found: queries.review_queue(found, _tenant_read(principal), limit)
+        reader, lambda found: queries.review_queue(found, principal.tenant, limit)
     )
     return items
 

@@ -81,6 +81,8 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
         return {"authorization": f"Bearer {keys.create(f'{tenant}-{role}', tenant, [role])[1]}"}
 
     rita, globex, analyst = bearer("acme", Role.REVIEWER), bearer("globex", Role.REVIEWER), bearer("acme", Role.ANALYST)
+    # A platform-role reviewer still reviews its own tenant's answers only (it can label no other).
+    staff = {"authorization": f"Bearer {keys.create('staff', 'globex', [Role.REVIEWER, Role.PLATFORM])[1]}"}
     ours, theirs = _answer("acme", "r-acme"), _answer("globex", "r-globex")
     _store(writer, [ours, theirs])
     await produce_raw(kafka, Topic.ANSWER_GENERATED, [(ours.key, ours.model_dump_json().encode())])
@@ -104,6 +106,7 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
         with TestClient(create_gateway(settings)) as gateway:
             queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue?limit=5", headers=rita)).json()
             other_queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue", headers=globex)).json()
+            staff_queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue", headers=staff)).json()
             # Another tenant's reviewer cannot label this tenant's answer (404, as for an unknown one).
             refused = await asyncio.to_thread(gateway.post, "/v1/reviews", json=label, headers=globex)
             accepted = await asyncio.to_thread(gateway.post, "/v1/reviews", json=label, headers=rita)
@@ -119,6 +122,7 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     assert [(item["request_id"], item["sampled_as"]) for item in queue] == [("r-acme", "random")]
     assert queue[0]["answer"] == ours.answer and queue[0]["question"] == ours.question
     assert [item["request_id"] for item in other_queue] == ["r-globex"]
+    assert [item["request_id"] for item in staff_queue] == ["r-globex"]
     assert refused.status_code == 404
     assert accepted.status_code == 202, accepted.text
     # Redacted by the privacy service; the reviewer is the caller's key, the tenant its credential's.
