@@ -21,6 +21,7 @@ from ragops_analytics.client import AnalyticsSettings
 from ragops_feedback.app import create_app as create_feedback
 from ragops_feedback.settings import FeedbackSettings
 from ragops_gateway.app import create_app as create_gateway
+from ragops_gateway.reviews import queue_token
 from ragops_gateway.settings import GatewaySettings
 from ragops_privacy.app import create_app as create_privacy
 from ragops_privacy.settings import PrivacySettings
@@ -89,14 +90,7 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     settings = GatewaySettings(
         kafka=kafka, platform=platform, analytics=AnalyticsSettings(sql_url=sql_url, api_key=SecretStr(platform_key))
     )
-    label = {
-        "request_id": "r-acme",
-        "answer_event_id": str(ours.event_id),
-        "correct": False,
-        "grounded": True,
-        "sampled_as": "random",
-        "corrected_answer": f"France. Ask {ADDRESS}",
-    }
+    label = {"correct": False, "grounded": True, "corrected_answer": f"France. Ask {ADDRESS}"}
 
     async with (
         watching(kafka, [AnswerReviewed, DatasetExampleAdded]) as seen,
@@ -107,8 +101,21 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
             queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue?limit=5", headers=rita)).json()
             other_queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue", headers=globex)).json()
             staff_queue = (await asyncio.to_thread(gateway.get, "/v1/reviews/queue", headers=staff)).json()
-            # Another tenant's reviewer cannot label this tenant's answer (404, as for an unknown one).
-            refused = await asyncio.to_thread(gateway.post, "/v1/reviews", json=label, headers=globex)
+            fields = ("request_id", "answer_event_id", "sampled_as", "token")
+            label |= {name: queue[0][name] for name in fields}
+            # The server says which stratum an answer came from: no token, or another stratum
+            # than the token's, is refused (422); so is this tenant's token from another tenant.
+            untokened = {name: value for name, value in label.items() if name != "token"}
+            no_token = await asyncio.to_thread(gateway.post, "/v1/reviews", json=untokened, headers=rita)
+            restratified = label | {"sampled_as": "low_score"}
+            claimed = await asyncio.to_thread(gateway.post, "/v1/reviews", json=restratified, headers=rita)
+            borrowed = await asyncio.to_thread(gateway.post, "/v1/reviews", json=label, headers=globex)
+            # Another tenant's reviewer with a valid token of its own still cannot label this
+            # tenant's answer (404, as for an unknown one).
+            globex_token = queue_token(settings.form_key(), "globex", "r-acme", str(ours.event_id), "random")
+            refused = await asyncio.to_thread(
+                gateway.post, "/v1/reviews", json=label | {"token": globex_token}, headers=globex
+            )
             accepted = await asyncio.to_thread(gateway.post, "/v1/reviews", json=label, headers=rita)
             await wait_for(seen, lambda events: len(events) >= 2)
             reviewed = next(event for event in seen if isinstance(event, AnswerReviewed))
@@ -123,6 +130,7 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     assert queue[0]["answer"] == ours.answer and queue[0]["question"] == ours.question
     assert [item["request_id"] for item in other_queue] == ["r-globex"]
     assert [item["request_id"] for item in staff_queue] == ["r-globex"]
+    assert (no_token.status_code, claimed.status_code, borrowed.status_code) == (422, 422, 422)
     assert refused.status_code == 404
     assert accepted.status_code == 202, accepted.text
     # Redacted by the privacy service; the reviewer is the caller's key, the tenant its credential's.

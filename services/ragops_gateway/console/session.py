@@ -51,6 +51,12 @@ class Sessions:
         self.always_secure = settings.console_secure_cookie
         self._key = settings.form_key()
 
+    @property
+    def key(self) -> bytes:
+        """The gateway's own HMAC key (:meth:`GatewaySettings.form_key`), which the review queue's
+        tokens use too (:func:`ragops_gateway.reviews.queue_token`): read once, here."""
+        return self._key
+
     async def login(self, request: Request, credential: str) -> Principal:
         """The principal of ``credential`` (a refusal audited as the guard audits one).
 
