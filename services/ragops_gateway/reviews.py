@@ -10,7 +10,8 @@ The plain-function core, which the console's pages call too: :func:`queue`,
   a ``token`` (:func:`queue_token`).
 - ``POST /v1/reviews`` (reviewer): ``{"request_id", "answer_event_id", "correct", "grounded",
   "sampled_as", "token", "corrected_answer"?, "comment"?}`` -> 202 ``{"request_id",
-  "event_id"}``: a ``ReviewSubmitted`` on the intake topic, which the privacy service redacts
+  "event_id"}``: a ``ReviewSubmitted`` on the intake topic (with the ``asker_key_id`` of the request's
+  ``user_id``: its dataset example is sealed for the asker), which the privacy service redacts
   into ``AnswerReviewed``; 422 when ``token`` is not the queue's for that tenant, request,
   answer and stratum (the server, not the reviewer, says which stratum an answer was sampled
   from: the random stratum's agreement is only unbiased if nobody can add to it); 404 when the
@@ -45,6 +46,7 @@ from ragops_analytics import queries
 from ragops_analytics.agreement import MetricAgreement, by_metric, metric_agreement
 from ragops_analytics.store import QueryError, Reader, StoreUnavailable
 from ragops_schemas import Event, Producer
+from ragops_schemas.ids import subject_key_id
 from ragops_schemas.review import ReviewSubmitted, SampledAs
 from ragops_shared.audit import actor_of
 from ragops_shared.identity import Principal, Role
@@ -186,11 +188,13 @@ async def submit_review(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "token is not the review queue's for this answer and sampled_as: take both from the queue",
         )
-    found = await _read(
-        reader,
-        lambda found: queries.answer_exists(found, principal.tenant, review.request_id, review.answer_event_id),
-    )
-    if not found:
+
+    def target(found: Reader) -> tuple[bool, str | None]:
+        exists = queries.answer_exists(found, principal.tenant, review.request_id, review.answer_event_id)
+        return exists, queries.asker_of(found, principal.tenant, review.request_id) if exists else None
+
+    exists, asker = await _read(reader, target)
+    if not exists:
         raise ReviewRefused(
             status.HTTP_404_NOT_FOUND, f"no answer {review.answer_event_id} of request {review.request_id}"
         )
@@ -198,6 +202,8 @@ async def submit_review(
         producer=producer,
         tenant=principal.tenant,
         reviewer=actor_of(principal).id,
+        # The question is the asker's: the feedback service seals the review's example with their key.
+        asker_key_id=None if asker is None else subject_key_id(principal.tenant, asker),
         **review.model_dump(exclude={"token"}),
     )
     await publish(event)

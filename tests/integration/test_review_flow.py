@@ -25,10 +25,11 @@ from ragops_gateway.reviews import queue_token
 from ragops_gateway.settings import GatewaySettings
 from ragops_privacy.app import create_app as create_privacy
 from ragops_privacy.settings import PrivacySettings
-from ragops_schemas import AnswerEvaluated, AnswerGenerated, DatasetExampleAdded, Event, Topic, utc_now
+from ragops_schemas import AnswerEvaluated, AnswerGenerated, DatasetExampleAdded, Event, QueryRedacted, Topic, utc_now
 from ragops_schemas.review import AnswerReviewed
 from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+from ragops_shared.shredding import FileKeyStore, Shredder, is_sealed
 from ragops_sink.app import Writer, create_app as create_sink
 from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.settings import SinkSettings
@@ -85,7 +86,11 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     # A platform-role reviewer still reviews its own tenant's answers only (it can label no other).
     staff = {"authorization": f"Bearer {keys.create('staff', 'globex', [Role.REVIEWER, Role.PLATFORM])[1]}"}
     ours, theirs = _answer("acme", "r-acme"), _answer("globex", "r-globex")
-    _store(writer, [ours, theirs])
+    # Who asked r-acme (as the privacy service stores it): the review's example is theirs to erase.
+    asked = example(QueryRedacted).model_copy(
+        update={"tenant": "acme", "request_id": "r-acme", "event_id": uuid.uuid4(), "user_id": "user-7"}
+    )
+    _store(writer, [asked, ours, theirs])
     await produce_raw(kafka, Topic.ANSWER_GENERATED, [(ours.key, ours.model_dump_json().encode())])
     settings = GatewaySettings(
         kafka=kafka, platform=platform, analytics=AnalyticsSettings(sql_url=sql_url, api_key=SecretStr(platform_key))
@@ -138,7 +143,15 @@ async def test_a_review_round_trip_is_tenant_bound_redacted_and_becomes_an_examp
     assert reviewed.tenant == "acme" and reviewed.reviewer.startswith("key:")
     assert reviewed.event_id != uuid.UUID(accepted.json()["event_id"])  # derived from the submission's
     [made] = [event for event in seen if isinstance(event, DatasetExampleAdded)]
-    assert (made.source, made.reference_answer, made.request_id) == ("review", "France. Ask <EMAIL_ADDRESS>", "r-acme")
+    assert (made.source, made.request_id) == ("review", "r-acme")
+    # Sealed for the asker, as the asker's own feedback example would be; erasing the asker
+    # (the erasure coordinator forgets their key) leaves it unreadable.
+    shredder = Shredder(FileKeyStore.under(tmp_path))
+    assert is_sealed(made.question) and is_sealed(made.reference_answer)
+    assert shredder.open(made.reference_answer) == "France. Ask <EMAIL_ADDRESS>"
+    assert shredder.open(made.question) == ours.question
+    shredder.forget("acme", "user-7")
+    assert shredder.open(made.question) is None and shredder.open(made.reference_answer) is None
     assert made.feedback_event_id == str(reviewed.event_id)
     assert after == []  # reviewed: out of the queue
     assert agreement.status_code == 200
