@@ -1806,31 +1806,24 @@ def review_label(
     ),
     correction: str | None = typer.Option(None, help="The right answer (becomes the dataset example's reference)."),
     comment: str | None = typer.Option(None, help="A note on the answer."),
-    sampled_as: str | None = typer.Option(
-        None, help="random, low_score or negative_feedback; default: as the queue sampled it."
-    ),
-    answer_event_id: str | None = typer.Option(None, help="The answer's event id; default: the queue's."),
     data_dir: DataDir = Path(".ragops"),
 ) -> None:
-    """Label an answer of the review queue. Without --answer-event-id and --sampled-as they
-    are taken from the queue (exit 1 when the request is not in its first 200 answers)."""
-    if answer_event_id is None or sampled_as is None:
-        queued = _call(data_dir, "GET", "/v1/reviews/queue?limit=200")
-        assert isinstance(queued, list)
-        item = next((one for one in queued if one["request_id"] == request_id), None)
-        if item is None:
-            console.print(
-                f"[red]request {request_id} is not in the review queue: give --answer-event-id and --sampled-as"
-            )
-            raise typer.Exit(1)
-        answer_event_id = answer_event_id or item["answer_event_id"]
-        sampled_as = sampled_as or item["sampled_as"]
+    """Label an answer of the review queue: its answer, stratum and token (which vouches for
+    the stratum: the gateway decides it) are taken from the queue (exit 1 when the request is
+    not in its first 200 answers)."""
+    queued = _call(data_dir, "GET", "/v1/reviews/queue?limit=200")
+    assert isinstance(queued, list)
+    item = next((one for one in queued if one["request_id"] == request_id), None)
+    if item is None:
+        console.print(f"[red]request {request_id} is not in the review queue")
+        raise typer.Exit(1)
     body: dict[str, object] = {
         "request_id": request_id,
-        "answer_event_id": answer_event_id,
+        "answer_event_id": item["answer_event_id"],
         "correct": correct,
         "grounded": grounded,
-        "sampled_as": sampled_as,
+        "sampled_as": item["sampled_as"],
+        "token": item["token"],
         "corrected_answer": correction,
         "comment": comment,
     }

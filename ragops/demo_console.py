@@ -147,6 +147,7 @@ async def _label_queue(
                     "correct": label.correct,
                     "grounded": label.grounded,
                     "sampled_as": item["sampled_as"],
+                    "token": item["token"],
                     "corrected_answer": None if label.correct else gold[0],
                 },
             )

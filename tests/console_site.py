@@ -52,7 +52,7 @@ TENANT = "default"
 QUESTION = "In what country is Normandy located?"
 INJECTED = "<script>document.title='pwned'</script> Who wrote this?"
 DEAD_LETTER_REASON = "generation backend timed out after 30 s (console seed)"
-SECRET = "console-test-csrf-key"
+SECRET = "console-test-csrf-key-of-32-characters"
 MODEL = "SmolLM2-135M-Instruct"  # the golden answer's model: 312 input, 3 output tokens
 COST_USD = "0.031800"  # 312 x 100 / 1e6 + 3 x 200 / 1e6
 E = TypeVar("E", bound=Event)

@@ -13,11 +13,24 @@ For each metric of :data:`METRIC_LABELS` that has scores for labelled answers:
   thresholded there (``score >= threshold``): agreement beyond chance of the metric used as
   a yes/no judge.
 
-Both over every label and, kappa, over the ``random`` stratum alone (at the same threshold):
-the low-score and negative-feedback strata over-sample bad answers, so only the random sample
-estimates agreement on the traffic as it is. Each reviewer's label counts once (two reviewers of
-one answer are two observations). A statistic that is undefined (fewer than two observations,
-a constant label or score) is None, never NaN or 0.
+Exactly what each figure is computed on (``n`` labels with a score, ``n_random`` of them in the
+``random`` stratum, ``n_fit`` used to choose the threshold):
+
+* ``spearman_rho``/``spearman_p``: all ``n`` labels (nothing is fitted).
+* ``threshold``: fitted on the labels of the ``low_score`` and ``negative_feedback`` strata
+  (``held_out`` True), so the random stratum stays out of the fit; when those are fewer than
+  :data:`MIN_FIT_LABELS` or all of one class, fitted on all ``n`` labels instead (``held_out``
+  False).
+* ``cohen_kappa``: at the threshold, on the ``n_fit`` labels it was fitted on: in-sample, so
+  biased upwards (the threshold maximises agreement there), and over strata that over-sample
+  bad answers.
+* ``kappa_random``: at the same threshold, on the ``random`` stratum alone: when ``held_out``,
+  labels the fit never saw drawn from the traffic as it is, the unbiased estimate of the
+  metric's agreement as a judge; when not ``held_out``, in-sample like ``cohen_kappa``.
+
+Each reviewer's label counts once (two reviewers of one answer are two observations). A
+statistic that is undefined (fewer than two observations, a constant label or score) is None,
+never NaN or 0.
 """
 
 import math
@@ -50,13 +63,18 @@ METRIC_LABELS: Mapping[str, LabelName] = {
 it estimates. Metrics not listed (retrieval's context_recall, hit@k) judge retrieval, which a
 reviewer does not label, and are left out."""
 
+MIN_FIT_LABELS = 10
+"""The fewest non-random labels (of both classes) the threshold is fitted on alone; with fewer,
+it is fitted on every label and ``held_out`` is False."""
+
 
 @dataclass(frozen=True)
 class MetricAgreement:
-    """Agreement of one metric with one label: ``n`` labelled answers with a score,
-    ``spearman_rho`` in [-1, 1] and its two-sided p-value, the calibrated ``threshold`` (a
-    score), ``cohen_kappa`` in [-1, 1] at it; ``n_random`` and ``kappa_random`` over the
-    ``random`` stratum alone. None where undefined."""
+    """Agreement of one metric with one label (see the module's docstring for what each figure
+    is computed on): ``n`` labelled answers with a score, ``spearman_rho`` in [-1, 1] and its
+    two-sided p-value, the calibrated ``threshold`` (a score) fitted on ``n_fit`` labels,
+    ``cohen_kappa`` in [-1, 1] at it on those; ``n_random`` and ``kappa_random`` over the
+    ``random`` stratum alone, held out of the fit when ``held_out``. None where undefined."""
 
     metric: str
     label: LabelName
@@ -67,6 +85,8 @@ class MetricAgreement:
     cohen_kappa: float | None
     n_random: int
     kappa_random: float | None
+    n_fit: int
+    held_out: bool
 
 
 def _defined(value: float) -> float | None:
@@ -122,8 +142,13 @@ def metric_agreement(labels: Sequence[ReviewLabel], scores: Mapping[str, Mapping
         truth = [label for _, label, _ in paired]
         random_values = [value for value, _, random in paired if random]
         random_truth = [label for _, label, random in paired if random]
+        fit_values = [value for value, _, random in paired if not random]
+        fit_truth = [label for _, label, random in paired if not random]
+        held_out = len(fit_values) >= MIN_FIT_LABELS and len(set(fit_truth)) == 2
+        if not held_out:
+            fit_values, fit_truth = values, truth
         rho, p = _spearman(values, truth)
-        threshold = youden_threshold(values, truth)
+        threshold = youden_threshold(fit_values, fit_truth)
         agreements.append(
             MetricAgreement(
                 metric=metric,
@@ -132,9 +157,11 @@ def metric_agreement(labels: Sequence[ReviewLabel], scores: Mapping[str, Mapping
                 spearman_rho=rho,
                 spearman_p=p,
                 threshold=threshold,
-                cohen_kappa=_kappa(values, truth, threshold),
+                cohen_kappa=_kappa(fit_values, fit_truth, threshold),
                 n_random=len(random_values),
                 kappa_random=_kappa(random_values, random_truth, threshold),
+                n_fit=len(fit_values),
+                held_out=held_out,
             )
         )
     return agreements
@@ -150,4 +177,4 @@ def by_metric(scores: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, 
     return turned
 
 
-__all__ = ["METRIC_LABELS", "MetricAgreement", "by_metric", "metric_agreement", "youden_threshold"]
+__all__ = ["METRIC_LABELS", "MIN_FIT_LABELS", "MetricAgreement", "by_metric", "metric_agreement", "youden_threshold"]

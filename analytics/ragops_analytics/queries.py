@@ -1840,3 +1840,17 @@ def answer_exists(reader: Reader, tenant: str, request_id: str, answer_event_id:
             {"tenant": tenant, "request": request_id, "answer": answer_event_id},
         )[0]
     )
+
+
+def asker_of(reader: Reader, tenant: str, request_id: str) -> str | None:
+    """The ``user_id`` (as stored: pseudonymized where configured) of whoever asked request
+    ``request_id`` of ``tenant``, from its ``QueryRedacted`` in ``events``; None when the
+    question came without one, or its event is no longer kept (``events`` and ``generations``
+    keep 90 days by default: a reviewable answer's question is there)."""
+    found = reader.query(
+        "SELECT JSONExtractString(payload, 'user_id') FROM events WHERE tenant = {tenant:String} "
+        "AND request_id = {request:String} AND event_type = 'query.redacted' "
+        "ORDER BY occurred_at LIMIT 1",
+        {"tenant": tenant, "request": request_id},
+    ).rows
+    return (str(found[0][0]) or None) if found else None

@@ -41,6 +41,13 @@ class ReviewContent(RequestEvent):
     sampled_as: SampledAs
     corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
     comment: str | None = Field(default=None, max_length=4000)
+    asker_key_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="The sealing key id (ids.subject_key_id) of whoever asked the question, set by the gateway "
+        "from the request's user_id; the dataset example the review makes is sealed with it, so erasing the "
+        "asker erases it. None: the question came without a user_id.",
+    )
 
 
 class ReviewSubmitted(ReviewContent):

@@ -8,9 +8,10 @@ correction, or the answer found correct and grounded), in the same dataset
 ``source="review"``, and refused like feedback when its request is unknown. Its topic is kept
 forever, so when the feedback names its user
 (``user_id``) the example's question and reference answer are sealed with that user's key
-(:mod:`ragops_shared.shredding`): erasing the user deletes the key and the example reads as
-erased in every replay. A key store that cannot be reached fails the feedback (retried, then
-dead-lettered), never lets the text out in the clear.
+(:mod:`ragops_shared.shredding`), and a review's with the key of whoever asked the question
+(``asker_key_id``, set by the gateway from the request's ``user_id``): erasing the user deletes
+the key and the example reads as erased in every replay. A key store that cannot be reached
+fails the feedback (retried, then dead-lettered), never lets the text out in the clear.
 
 Refused (dead-lettered with ``error_type="rejected"`` and the reason): feedback for a
 request id the platform never answered for the feedback's tenant (another tenant's request id
@@ -153,15 +154,20 @@ def example_of(
     )
 
 
-def reviewed(review: AnswerReviewed, answer: AnswerGenerated, producer: Producer, dataset: str) -> list[Event]:
+def reviewed(
+    review: AnswerReviewed, answer: AnswerGenerated, producer: Producer, dataset: str, shredder: Shredder
+) -> list[Event]:
     """The dataset example a reviewer's label makes (``source="review"``): the reviewer's
     correction as the reference answer, else the answer itself when the reviewer found it
     correct and grounded; nothing for an answer found wrong or ungrounded without a correction
-    (the label itself is kept by the sink, ``reviews``). Not sealed: a review names no data
-    subject (its reviewer is staff).
+    (the label itself is kept by the sink, ``reviews``). The question is the asker's: when the
+    request had a user id, the question and reference answer are sealed with the asker's key
+    (the review's ``asker_key_id``, which the gateway set), as a user's feedback example is, so
+    erasing the asker erases the example. Blocking (the key store): run it in a thread.
 
     Raises:
-        EventRejected: the review names another answer than the request's."""
+        EventRejected: the review names another answer than the request's.
+        KeyStoreUnavailable: the asker's key cannot be read or created."""
     if review.answer_event_id != str(answer.event_id):
         raise EventRejected(
             f"answer_event_id {review.answer_event_id!r} is not the answer of request {review.request_id!r}"
@@ -170,7 +176,12 @@ def reviewed(review: AnswerReviewed, answer: AnswerGenerated, producer: Producer
     reference = review.corrected_answer or (answer.answer if good else None)
     if reference is None:
         return []
-    return [example_of(review, answer, reference, "review", producer, dataset)]
+    asker = review.asker_key_id
+
+    def kept(text: str) -> str:
+        return text if asker is None else shredder.seal_for(text, asker)
+
+    return [example_of(review, answer, reference, "review", producer, dataset, kept)]
 
 
 class FeedbackLinker:
@@ -205,7 +216,10 @@ class FeedbackLinker:
         """The dataset examples of a batch of reviews (:func:`reviewed`), refused like feedback."""
         outputs: list[Event] = []
         for review in events:
-            outputs += reviewed(review, await self._answer_of(review), self.producer, self.settings.dataset)
+            answer = await self._answer_of(review)
+            outputs += await asyncio.to_thread(
+                reviewed, review, answer, self.producer, self.settings.dataset, self.shredder
+            )
         return outputs
 
     async def _answer_of(self, event: RequestEvent) -> AnswerGenerated:

@@ -508,8 +508,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 status.HTTP_503_SERVICE_UNAVAILABLE, "the event broker cannot take the request now; try again later"
             ) from None
 
-    add_review_routes(app, caller, publish, producer, reader)
-    add_console_routes(app, Sessions(settings, guard), roles, reader, control, experiments, publish, producer)
+    sessions = Sessions(settings, guard)
+    add_review_routes(app, caller, publish, producer, reader, sessions.key)
+    add_console_routes(app, sessions, roles, reader, control, experiments, publish, producer)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -6,23 +6,32 @@ The plain-function core, which the console's pages call too: :func:`queue`,
 
 - ``GET /v1/reviews/queue?limit=`` (reviewer): up to ``limit`` (1-200, default 20) answers not
   yet reviewed, sampled at random, among the lowest-scoring and among those with negative
-  feedback (:func:`ragops_analytics.queries.review_queue`), each with its ``sampled_as``.
+  feedback (:func:`ragops_analytics.queries.review_queue`), each with its ``sampled_as`` and
+  a ``token`` (:func:`queue_token`).
 - ``POST /v1/reviews`` (reviewer): ``{"request_id", "answer_event_id", "correct", "grounded",
-  "sampled_as", "corrected_answer"?, "comment"?}`` -> 202 ``{"request_id", "event_id"}``: a
-  ``ReviewSubmitted`` on the intake topic, which the privacy service redacts into
-  ``AnswerReviewed``; 404 when the caller's tenant has no such answer (as ClickHouse has it:
-  the queue's answers are there).
+  "sampled_as", "token", "corrected_answer"?, "comment"?}`` -> 202 ``{"request_id",
+  "event_id"}``: a ``ReviewSubmitted`` on the intake topic (with the ``asker_key_id`` of the request's
+  ``user_id``: its dataset example is sealed for the asker), which the privacy service redacts
+  into ``AnswerReviewed``; 422 when ``token`` is not the queue's for that tenant, request,
+  answer and stratum (the server, not the reviewer, says which stratum an answer was sampled
+  from: the random stratum's agreement is only unbiased if nobody can add to it); 404 when the
+  caller's tenant has no such answer (as ClickHouse has it: the queue's answers are there).
 - ``GET /v1/reviews/agreement`` (reviewer, analyst, operator, auditor): per metric, Spearman's
-  rho, the calibrated threshold and Cohen's kappa against the labels, over all labels and over
-  the random stratum (:func:`ragops_analytics.agreement.metric_agreement`).
+  rho over all labels, the threshold calibrated on the non-random strata and Cohen's kappa there
+  (in-sample) and over the held-out random stratum (``held_out`` false: fitted on all labels,
+  too few others; :func:`ragops_analytics.agreement.metric_agreement`).
 
-The tenant is the credential's (a caller with the ``platform`` role reads every tenant's queue
-and labels; a label is always in the caller's own tenant), the reviewer the caller's actor id
+The tenant is the credential's (the queue is the caller's own tenant's for every role, since a
+label is always in the caller's own tenant; a caller with the ``platform`` role reads every
+tenant's agreement), the reviewer the caller's actor id
 (``key:<id>``, ``person:<sub>``). ClickHouse is read through the sink's ``/sql`` with the
 platform key, or the server (``RAGOPS_ANALYTICS_*``); 503 when neither is configured or it does
 not answer. Reads are blocking: they run in a worker thread."""
 
 import asyncio
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -37,6 +46,7 @@ from ragops_analytics import queries
 from ragops_analytics.agreement import MetricAgreement, by_metric, metric_agreement
 from ragops_analytics.store import QueryError, Reader, StoreUnavailable
 from ragops_schemas import Event, Producer
+from ragops_schemas.ids import subject_key_id
 from ragops_schemas.review import ReviewSubmitted, SampledAs
 from ragops_shared.audit import actor_of
 from ragops_shared.identity import Principal, Role
@@ -55,6 +65,9 @@ class ReviewIn(BaseModel):
     correct: bool
     grounded: bool
     sampled_as: SampledAs
+    token: str = Field(
+        min_length=64, max_length=64, pattern=r"^[0-9a-f]+$", description="The queue item's token, unchanged."
+    )
     corrected_answer: str | None = Field(default=None, min_length=1, max_length=4000)
     comment: str | None = Field(default=None, max_length=4000)
 
@@ -74,6 +87,7 @@ class ReviewItemOut(BaseModel):
     scores: dict[str, float]
     thumb: str | None
     sampled_as: SampledAs
+    token: str = Field(description="Send it back with the label (POST /v1/reviews): it vouches for sampled_as.")
 
 
 class AgreementOut(BaseModel):
@@ -86,6 +100,8 @@ class AgreementOut(BaseModel):
     cohen_kappa: float | None
     n_random: int
     kappa_random: float | None
+    n_fit: int
+    held_out: bool
 
 
 class ReviewRefused(Exception):
@@ -113,12 +129,30 @@ async def _read(reader: Reader | None, read: Callable[[Reader], Any]) -> Any:
         ) from None
 
 
-async def queue(reader: Reader | None, principal: Principal, limit: int) -> list[queries.ReviewItem]:
-    """The caller's review queue (see the module's docstring). Raises :class:`ReviewRefused` (503)."""
+def queue_token(key: bytes, tenant: str, request_id: str, answer_event_id: str, sampled_as: str) -> str:
+    """The token the queue hands out with an item: HMAC-SHA256 under the gateway's own key
+    (:meth:`ragops_gateway.settings.GatewaySettings.form_key`) of the JSON array ``[purpose,
+    tenant, request_id, answer_event_id, sampled_as]`` (a purpose of its own, so no console
+    CSRF token is ever a queue token), as 64 lowercase hex digits."""
+    message = json.dumps(["review-queue", tenant, request_id, answer_event_id, sampled_as]).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+async def queue(reader: Reader | None, principal: Principal, limit: int, key: bytes) -> list[ReviewItemOut]:
+    """The caller's review queue (see the module's docstring): its own tenant's answers only,
+    for the platform role too, since a label is always in the caller's tenant
+    (:func:`submit_review`), each with its :func:`queue_token` under ``key``. Raises
+    :class:`ReviewRefused` (503)."""
     items: list[queries.ReviewItem] = await _read(
-        reader, lambda found: queries.review_queue(found, _tenant_read(principal), limit)
+        reader, lambda found: queries.review_queue(found, principal.tenant, limit)
     )
-    return items
+    return [
+        ReviewItemOut(
+            **asdict(item),
+            token=queue_token(key, principal.tenant, item.request_id, item.answer_event_id, item.sampled_as),
+        )
+        for item in items
+    ]
 
 
 async def agreement(reader: Reader | None, principal: Principal) -> list[MetricAgreement]:
@@ -141,20 +175,36 @@ async def submit_review(
     producer: Producer,
     principal: Principal,
     review: ReviewIn,
+    key: bytes,
 ) -> ReviewSubmitted:
     """Publish the caller's label of an answer of its own tenant as ``ReviewSubmitted`` and
-    return it. Raises :class:`ReviewRefused`: 404 the tenant has no such answer, 503 analytics
-    cannot tell; what ``publish`` raises."""
-    found = await _read(
-        reader,
-        lambda found: queries.answer_exists(found, principal.tenant, review.request_id, review.answer_event_id),
-    )
-    if not found:
+    return it. Raises :class:`ReviewRefused`: 422 ``review.token`` is not the
+    :func:`queue_token` under ``key`` of the caller's tenant and the review's request, answer
+    and stratum, 404 the tenant has no such answer, 503 analytics cannot tell; what
+    ``publish`` raises."""
+    expected = queue_token(key, principal.tenant, review.request_id, review.answer_event_id, review.sampled_as)
+    if not hmac.compare_digest(expected, review.token):
+        raise ReviewRefused(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "token is not the review queue's for this answer and sampled_as: take both from the queue",
+        )
+
+    def target(found: Reader) -> tuple[bool, str | None]:
+        exists = queries.answer_exists(found, principal.tenant, review.request_id, review.answer_event_id)
+        return exists, queries.asker_of(found, principal.tenant, review.request_id) if exists else None
+
+    exists, asker = await _read(reader, target)
+    if not exists:
         raise ReviewRefused(
             status.HTTP_404_NOT_FOUND, f"no answer {review.answer_event_id} of request {review.request_id}"
         )
     event = ReviewSubmitted(
-        producer=producer, tenant=principal.tenant, reviewer=actor_of(principal).id, **review.model_dump()
+        producer=producer,
+        tenant=principal.tenant,
+        reviewer=actor_of(principal).id,
+        # The question is the asker's: the feedback service seals the review's example with their key.
+        asker_key_id=None if asker is None else subject_key_id(principal.tenant, asker),
+        **review.model_dump(exclude={"token"}),
     )
     await publish(event)
     log.info("review_submitted", request_id=event.request_id, event_id=str(event.event_id), by=principal.subject)
@@ -167,10 +217,12 @@ def add_review_routes(
     publish: Callable[[Event], Awaitable[None]],
     producer: Producer,
     analytics: Reader | None,
+    key: bytes,
 ) -> None:
     """Add the review routes (see the module's docstring) to ``app``, each behind the guard
     ``caller`` gives for its method and path; ``publish`` sends an event (503 when the broker
-    does not take it), ``analytics`` reads ClickHouse (None: not configured, 503)."""
+    does not take it), ``analytics`` reads ClickHouse (None: not configured, 503), ``key``
+    signs the queue's tokens (:func:`queue_token`)."""
     Reviewer = Annotated[Principal, Depends(caller("GET", "/v1/reviews/queue"))]
     Labeller = Annotated[Principal, Depends(caller("POST", "/v1/reviews"))]
     Reader_ = Annotated[Principal, Depends(caller("GET", "/v1/reviews/agreement"))]
@@ -181,16 +233,15 @@ def add_review_routes(
     ) -> list[ReviewItemOut]:
         """Answers waiting for a reviewer, the strata mixed round-robin."""
         try:
-            items = await queue(analytics, principal, limit)
+            return await queue(analytics, principal, limit, key)
         except ReviewRefused as refused:
             raise HTTPException(refused.status_code, str(refused)) from None
-        return [ReviewItemOut(**asdict(item)) for item in items]
 
     @app.post("/v1/reviews", status_code=status.HTTP_202_ACCEPTED, tags=["reviews"])
     async def post_review(review: ReviewIn, principal: Labeller) -> ReviewAccepted:
         """Accepted: redacted by the privacy service, then a dataset example (feedback service)."""
         try:
-            event = await submit_review(analytics, publish, producer, principal, review)
+            event = await submit_review(analytics, publish, producer, principal, review, key)
         except ReviewRefused as refused:
             raise HTTPException(refused.status_code, str(refused)) from None
         return ReviewAccepted(request_id=event.request_id, event_id=event.event_id)

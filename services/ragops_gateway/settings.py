@@ -11,7 +11,11 @@ from ragops_analytics.client import AnalyticsSettings
 from ragops_gateway.spec import SPEC
 from ragops_schemas.changes import ChangeKind
 from ragops_shared.identity import Role
+from ragops_shared.pseudonyms import KEY_BYTES, secret_key
 from ragops_shared.settings import KafkaSettings, PlatformSettings
+
+CONSOLE_KEY_FILE = Path("keys") / "console.key"
+"""The embedded key of :meth:`GatewaySettings.form_key`, under the data dir."""
 
 # The routes a tenant's rate is counted on, each apart: POST /v1/documents, /v1/queries, /v1/feedback.
 RouteClass = Literal["documents", "queries", "feedback"]
@@ -120,8 +124,9 @@ class GatewaySettings(BaseSettings):
     )
     console_csrf_secret: SecretStr | None = Field(
         default=None,
-        description="Key of the console forms' CSRF tokens (HMAC of the session's credential); unset: a random "
-        "key per process (set one shared key when several replicas serve the console).",
+        description="Key of the console forms' CSRF tokens and of other tokens the gateway signs for itself "
+        "(HMAC-SHA256), at least 32 characters, the same on every replica (a token one replica made is checked by "
+        "another); required in production. Unset in development: <data_dir>/keys/console.key, created on first use.",
     )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -135,6 +140,28 @@ class GatewaySettings(BaseSettings):
                     f"RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES ({self.max_document_bytes})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _console_secret_in_production(self) -> "GatewaySettings":
+        # A key drawn per process would make every replica refuse the forms another one served.
+        if self.platform.environment == "production" and self.console_csrf_secret is None:
+            raise ValueError("RAGOPS_GATEWAY_CONSOLE_CSRF_SECRET must be set in production (the same on every replica)")
+        secret = self.console_csrf_secret
+        if secret is not None and len(secret.get_secret_value()) < KEY_BYTES:
+            raise ValueError(f"RAGOPS_GATEWAY_CONSOLE_CSRF_SECRET must hold at least {KEY_BYTES} characters")
+        return self
+
+    def form_key(self) -> bytes:
+        """The gateway's own HMAC key (console CSRF tokens, review-queue tokens): the bytes of
+        :attr:`console_csrf_secret`, else of ``<data_dir>/keys/console.key``, created once (mode 0600;
+        development only, every process of one data dir reads the same key).
+
+        Raises:
+            ValueError: the embedded key file holds fewer than 32 bytes.
+            OSError: it cannot be read or created."""
+        if self.console_csrf_secret is not None:
+            return self.console_csrf_secret.get_secret_value().encode()
+        return secret_key(None, self.platform.data_dir / CONSOLE_KEY_FILE, "console")
 
     @property
     def change_ttl(self) -> timedelta | None:

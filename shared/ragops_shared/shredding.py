@@ -167,7 +167,15 @@ class Shredder:
         """``value`` encrypted with the key of (``tenant``, ``subject``), created if the subject
         has none: ``shred:v1:<key id>:<base64url(nonce | ciphertext | tag)>``, 4/3 of the
         value's UTF-8 length plus about 80 characters. Raises :class:`KeyStoreUnavailable`."""
-        key_id = subject_key_id(tenant, subject)
+        return self.seal_for(value, subject_key_id(tenant, subject))
+
+    def seal_for(self, value: str, key_id: str) -> str:
+        """``value`` sealed as :meth:`seal` seals it, with the key ``key_id``
+        (:func:`ragops_schemas.ids.subject_key_id` of the subject), for a caller that is given
+        the key id and not the subject (a review's ``asker_key_id``). Raises
+        :class:`KeyStoreUnavailable`; ``ValueError`` for a ``key_id`` that is not one."""
+        if not _KEY_ID.match(key_id):
+            raise ValueError("not a subject key id")
         header = f"{PREFIX}{key_id}:"
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = AESGCM(self.store.get_or_create(key_id)).encrypt(nonce, value.encode(), header.encode())

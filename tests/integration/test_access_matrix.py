@@ -133,13 +133,14 @@ BODIES = {
     "/v1/prompts": {"name": "matrix", "description": "d", "system": "Be brief.", "user": "{{ question }}"},
     "/v1/prompts/{name}/labels": {"label": "staging", "version": 1, "reason": "matrix"},
     "/v1/prices": {"prices": [{"unit": "cpu_core_hour", "usd": 0.05}], "reason": "matrix"},
-    # Past the guard: 404 (no such answer) or 503 (the matrix's gateway has no analytics key).
+    # Past the guard: 422 (not the queue's token for it).
     "/v1/reviews": {
         "request_id": "r-1",
         "answer_event_id": "a-1",
         "correct": True,
         "grounded": True,
         "sampled_as": "random",
+        "token": "0" * 64,
     },
 }
 TENANT, OTHER_TENANT = "acme", "globex"

@@ -9,7 +9,7 @@ import pytest
 from ragops_feedback.app import AnswerLog, FeedbackLinker, record
 from ragops_feedback.settings import FeedbackSettings
 from ragops_schemas import AnswerGenerated, DatasetExampleAdded, FeedbackRecorded, FeedbackRedacted, Producer, utc_now
-from ragops_schemas.ids import derived_event_id, example_id
+from ragops_schemas.ids import derived_event_id, example_id, subject_key_id
 from ragops_schemas.review import AnswerReviewed
 from ragops_shared.broker import EventRejected
 from ragops_shared.shredding import FileKeyStore, KeyStoreUnavailable, Shredder, is_sealed
@@ -137,6 +137,33 @@ async def test_a_review_becomes_an_example_of_its_correction_or_of_the_answer_fo
     assert from_answer.reference_answer == answer.answer
     # Found wrong, or not grounded, without a correction: no reference to learn from.
     assert await linker.review([wrong, ungrounded]) == []
+
+
+async def test_a_review_example_is_sealed_for_the_asker_and_reads_as_erased_once_the_asker_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    # The question is the asker's, not the reviewer's: the gateway names the asker's key.
+    shredder = Shredder(FileKeyStore.under(tmp_path))
+    answer = example(AnswerGenerated)
+    linker = _linker([answer], takes_s=0, shredder=shredder)
+    corrected = _review(
+        answer,
+        correct=False,
+        grounded=True,
+        corrected_answer="France",
+        asker_key_id=subject_key_id(answer.tenant, "user-7"),
+    )
+
+    [added] = await linker.review([corrected])
+
+    assert isinstance(added, DatasetExampleAdded)
+    assert is_sealed(added.question) and is_sealed(added.reference_answer)
+    assert answer.question not in added.model_dump_json()
+    assert (shredder.open(added.question), shredder.open(added.reference_answer)) == (answer.question, "France")
+    assert added.example_id == example_id(SETTINGS.dataset, answer.question, "France")
+    # Erasing the asker (as the erasure coordinator does) erases the review's example too.
+    shredder.forget(answer.tenant, "user-7")
+    assert shredder.open(added.question) is None and shredder.open(added.reference_answer) is None
 
 
 async def test_a_review_of_an_unknown_request_or_of_another_answer_is_refused() -> None:

@@ -42,6 +42,8 @@ def test_a_metric_that_orders_the_labels_perfectly() -> None:
     assert found.spearman_rho == pytest.approx(2 / 5**0.5)
     assert found.threshold == pytest.approx(0.8)
     assert found.cohen_kappa == pytest.approx(1.0) and found.kappa_random == pytest.approx(1.0)
+    # No non-random labels to fit on: fitted on all of them, flagged as not held out.
+    assert (found.n_fit, found.held_out) == (4, False)
 
 
 def test_an_uninformative_metric_and_the_random_stratum_alone() -> None:
@@ -66,6 +68,38 @@ def test_an_uninformative_metric_and_the_random_stratum_alone() -> None:
     assert found.threshold == pytest.approx(0.9)
     assert found.cohen_kappa == pytest.approx(2 / 7)
     assert found.kappa_random == pytest.approx(2 / 5)
+    # Two non-random labels are too few to fit on: the fit is on all five, in-sample.
+    assert (found.n_fit, found.held_out) == (5, False)
+
+
+def test_the_threshold_is_fitted_on_the_non_random_strata_and_kappa_random_is_held_out() -> None:
+    # Non-random strata: scores 0.1 .. 1.0 against correct 0 0 0 0 1 0 1 1 1 1 (5 and 5). Youden's J
+    # (TPR - FPR) per threshold from the top: 1.0: .2, 0.9: .4, 0.8: .6, 0.7: .8, 0.6: .8 - .2,
+    # 0.5: 1 - .2 = .8, 0.4: .6 ...: the best, .8, at 0.7 and 0.5; ties go to the highest, 0.7.
+    # In-sample kappa there: predicted 0 0 0 0 0 0 1 1 1 1, observed agreement 9/10, chance
+    # .4 * .5 + .6 * .5 = .5, kappa (.9 - .5) / .5 = 0.8. The random stratum, never fitted on:
+    # scores 0.75 0.65 0.3 0.9 0.2 against 1 0 0 1 1, predicted at 0.7: 1 0 0 1 0, observed 4/5,
+    # chance .4 * .6 + .6 * .4 = .48, kappa (.8 - .48) / .52 = 8/13.
+    fitted = [
+        _label(f"s{index}", correct=value, stratum="low_score" if index % 2 else "negative_feedback")
+        for index, value in enumerate([False] * 4 + [True, False] + [True] * 4, start=1)
+    ]
+    random = [_label(f"r{index}", correct=value) for index, value in enumerate([True, False, False, True, True])]
+    scores = {
+        "f1": {f"s{index}": index / 10 for index in range(1, 11)}
+        | dict(zip([f"r{index}" for index in range(5)], [0.75, 0.65, 0.3, 0.9, 0.2], strict=True))
+    }
+
+    [found] = metric_agreement(fitted + random, scores)
+
+    assert (found.n, found.n_fit, found.n_random, found.held_out) == (15, 10, 5, True)
+    assert found.threshold == pytest.approx(0.7)
+    assert found.cohen_kappa == pytest.approx(0.8)
+    assert found.kappa_random == pytest.approx(8 / 13)
+    # Ten non-random labels of one class cannot be fitted on: back to all labels, flagged.
+    one_class = [_label(f"s{index}", correct=False, stratum="low_score") for index in range(1, 11)]
+    fallback = metric_agreement(one_class + random, scores)[0]
+    assert (fallback.n_fit, fallback.held_out) == (15, False)
 
 
 def test_undefined_statistics_are_none() -> None:

@@ -1,5 +1,5 @@
 """``ragops review``: the queue and agreement tables (values printed literally), and a label
-whose answer id and stratum come from the queue, against a stand-in gateway."""
+whose answer id, stratum and token come from the queue, against a stand-in gateway."""
 
 import json
 from pathlib import Path
@@ -20,6 +20,7 @@ ITEM = {
     "scores": {"faithfulness": 0.25},
     "thumb": "down",
     "sampled_as": "negative_feedback",
+    "token": "0" * 64,
 }
 AGREEMENT = {
     "metric": "faithfulness",
@@ -68,7 +69,7 @@ def test_the_queue_and_the_agreement_print_as_tables(posted: list[dict[str, obje
     assert "faithfulness" in agreement and "+0.500" in agreement and "0.400" in agreement and "-" in agreement
 
 
-def test_a_label_takes_the_answer_and_the_stratum_from_the_queue(posted: list[dict[str, object]]) -> None:
+def test_a_label_takes_the_answer_the_stratum_and_the_token_from_the_queue(posted: list[dict[str, object]]) -> None:
     _run("label", "r-1", "--incorrect", "--grounded", "--correction", "France", "--comment", "wrong")
     assert posted == [
         {
@@ -77,6 +78,7 @@ def test_a_label_takes_the_answer_and_the_stratum_from_the_queue(posted: list[di
             "correct": False,
             "grounded": True,
             "sampled_as": "negative_feedback",
+            "token": "0" * 64,
             "corrected_answer": "France",
             "comment": "wrong",
         }

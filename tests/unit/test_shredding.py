@@ -25,6 +25,16 @@ def test_seal_then_open(shredder: Shredder) -> None:
     assert shredder.seal("same", "acme", "user-1") != shredder.seal("same", "acme", "user-1")
 
 
+def test_sealing_for_a_key_id_is_sealing_for_its_subject(shredder: Shredder) -> None:
+    # A review names the asker by key id only: the value is the subject's, forgotten with it.
+    token = shredder.seal_for("a question", subject_key_id("acme", "user-1"))
+    assert token.startswith(f"shred:v1:{subject_key_id('acme', 'user-1')}:") and shredder.open(token) == "a question"
+    shredder.forget("acme", "user-1")
+    assert shredder.open(token) is None
+    with pytest.raises(ValueError, match="not a subject key id"):
+        shredder.seal_for("a question", "../../escape")
+
+
 def test_forget_erases_every_value_of_the_subject_only(shredder: Shredder) -> None:
     mine = [shredder.seal(text, "acme", "user-1") for text in ("a question", "an answer")]
     theirs = shredder.seal("a question", "acme", "user-2")

@@ -463,7 +463,7 @@ def add_console_routes(
 
     @app.get("/console/review", include_in_schema=False)
     async def review(request: Request, principal: Reviewer) -> HTMLResponse:
-        items = await _reviewed(reviews.queue(reader, principal, REVIEW_QUEUE_SIZE))
+        items = await _reviewed(reviews.queue(reader, principal, REVIEW_QUEUE_SIZE, sessions.key))
         saved = request.query_params.get("saved")
         return render(request, "review.html", principal, items=items, saved=saved)
 
@@ -477,13 +477,13 @@ def add_console_routes(
             wanted = reviews.ReviewIn.model_validate(
                 {
                     name: form.get(name) or None
-                    for name in ("request_id", "answer_event_id", "correct", "grounded", "sampled_as")
+                    for name in ("request_id", "answer_event_id", "correct", "grounded", "sampled_as", "token")
                 }
                 | {name: form.get(name) or None for name in ("corrected_answer", "comment")}
             )
         except ValidationError:
             raise BadForm("the label is incomplete: mark both questions") from None
-        submitted = await _reviewed(reviews.submit_review(reader, publish, producer, principal, wanted))
+        submitted = await _reviewed(reviews.submit_review(reader, publish, producer, principal, wanted, sessions.key))
         return RedirectResponse(
             f"/console/review?{urlencode({'saved': submitted.request_id})}", status.HTTP_303_SEE_OTHER
         )

@@ -16,7 +16,6 @@ origin verification; ``SameSite=Strict`` is the defence in depth).
 
 import hashlib
 import hmac
-import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -50,8 +49,13 @@ class Sessions:
         self.guard = guard
         self.max_age_s = settings.console_session_s
         self.always_secure = settings.console_secure_cookie
-        secret = settings.console_csrf_secret
-        self._key = secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32)
+        self._key = settings.form_key()
+
+    @property
+    def key(self) -> bytes:
+        """The gateway's own HMAC key (:meth:`GatewaySettings.form_key`), which the review queue's
+        tokens use too (:func:`ragops_gateway.reviews.queue_token`): read once, here."""
+        return self._key
 
     async def login(self, request: Request, credential: str) -> Principal:
         """The principal of ``credential`` (a refusal audited as the guard audits one).
