@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from ragops.cli import app
-from ragops_analytics import audit, queries
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.server_store import ServerStore
 from ragops_gateway.app import create_app
@@ -26,10 +25,8 @@ from ragops_schemas.ids import new_event_id, price_list_id
 from ragops_shared.budgets import Budget, month_start, next_month
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.signing import verifier_for
-from ragops_sink.audit import audit_entries
-from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.schema import migrate
-from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of
+from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of, store_as_sink
 from tests.integration.services import read_records
 from tests.integration.test_changes import Gateway, configured, served
 
@@ -71,8 +68,7 @@ def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_
         assert verifier_for(settings.platform).signer(event) == "gateway"
         # What the sink's two subscribers store of it.
         record = record_of(event, 0)
-        queries.insert_events(store, events_to_arrow([to_row(record, datetime.now(UTC))]))
-        audit.append(store, audit_entries([record], verifier_for(settings.platform)), datetime.now(UTC))
+        store_as_sink(store, [record], verifier_for(settings.platform), datetime.now(UTC))
 
         listed = gateway.call("bob", "GET", "/v1/prices")
         assert listed.status_code == 200, listed.text
@@ -114,8 +110,7 @@ def test_the_cli_publishes_lists_and_prices_the_scenarios(
             }
         )
         records = [record_of(event, 0), record_of(answer, 1)]
-        queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
-        audit.append(store, audit_entries(records, verifier_for(settings.platform)), now)
+        store_as_sink(store, records, verifier_for(settings.platform), now)
 
         assert ragops("prices", "list").exit_code == 0
         [listed] = json.loads(ragops("prices", "list", "--json").stdout)
@@ -156,8 +151,7 @@ def test_a_tenant_over_a_refuse_budget_gets_429_until_the_month_ends(tansu: Embe
         }
     )  # fmt: skip
     records = [record_of(prices, 0), record_of(retrieval, 1)]
-    queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
-    audit.append(store, audit_entries(records, VERIFIER), now)
+    store_as_sink(store, records, VERIFIER, now)
     budgets = {settings.platform.tenant: Budget(usd_per_month=0.5, action="refuse")}
     settings = settings.model_copy(
         update={
