@@ -123,6 +123,12 @@ class GatewaySettings(BaseSettings):
         description="Key of the console forms' CSRF tokens (HMAC of the session's credential); unset: a random "
         "key per process (set one shared key when several replicas serve the console).",
     )
+    prices_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far before now POST /v1/prices accepts an effective_from (the caller's clock may be "
+        "behind); an earlier one is refused (422): a price list never re-prices what already happened.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 

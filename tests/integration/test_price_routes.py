@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "deploy" / "prices" / "default.toml"
 LIST: dict[str, Any] = {
-    "effective_from": "2026-12-01T00:00:00Z",
+    "effective_from": "2099-12-01T00:00:00Z",
     "prices": [{"unit": "cpu_core_hour", "usd": 0.05}, {"unit": "gpu_hour", "usd": 3.0}],
     "reason": "cloud list prices",
 }
@@ -55,12 +55,14 @@ def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_
         assert gateway.call("bob", "POST", "/v1/prices", LIST).status_code == 403, "approvers do not publish"
         twice = gateway.call("dave", "POST", "/v1/prices", {**LIST, "prices": [LIST["prices"][0]] * 2})
         assert twice.status_code == 422
+        backdated = gateway.call("dave", "POST", "/v1/prices", {**LIST, "effective_from": "2026-01-01T00:00:00Z"})
+        assert backdated.status_code == 422 and "never re-prices" in backdated.json()["detail"]
 
         published = gateway.call("dave", "POST", "/v1/prices", LIST)
         assert published.status_code == 201, published.text
         expected_id = price_list_id(
             [{"unit": p["unit"], "resource": "*", "usd": p["usd"]} for p in LIST["prices"]],
-            datetime(2026, 12, 1, tzinfo=UTC),
+            datetime(2099, 12, 1, tzinfo=UTC),
         )
         assert published.json()["price_list_id"] == expected_id
 
