@@ -1553,7 +1553,9 @@ def price_lists(reader: Reader) -> list[PriceListRow]:
     """Every signed price list, newest ``effective_from`` first (view ``prices``)."""
     rows = reader.query(
         "SELECT price_list_id, effective_from, published_at, published_by, reason, "
-        "groupArray((unit, resource, usd)) FROM prices "
+        # Three arrays, not an array of tuples: tuples reach a client of the sink's /sql as
+        # objects keyed by element name, arrays of scalars alike on every path.
+        "groupArray(unit), groupArray(resource), groupArray(usd) FROM prices "
         "GROUP BY price_list_id, effective_from, published_at, published_by, reason "
         "ORDER BY effective_from DESC, published_at DESC"
     ).rows
@@ -1564,9 +1566,12 @@ def price_lists(reader: Reader) -> list[PriceListRow]:
             _time(published),
             str(by),
             str(why),
-            sorted((str(unit), str(resource), float(usd)) for unit, resource, usd in items),
+            sorted(
+                (str(unit), str(resource), float(usd))
+                for unit, resource, usd in zip(units, resources, usds, strict=True)
+            ),
         )
-        for list_id, start, published, by, why, items in rows
+        for list_id, start, published, by, why, units, resources, usds in rows
     ]
 
 
