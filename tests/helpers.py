@@ -5,17 +5,22 @@ that echoes its prompt."""
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ragops_analytics import queries
 from ragops_analytics.queries import RETAINED_TABLES
+from ragops_analytics.store import AnalyticsStore
 from ragops_models.generation import Generation
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
 from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier
+from ragops_sink.audit import audit_entries, signed_price_lists, store_audited
+from ragops_sink.rows import events_to_arrow, to_row
 
 E = TypeVar("E", bound=Event)
 
@@ -72,6 +77,13 @@ def record_of(event: Event, offset: int, partition: int = 0) -> ConsumerRecord:
         serialized_value_size=0,
         headers=(),
     )
+
+
+def store_as_sink(store: AnalyticsStore, records: Sequence[ConsumerRecord], verifier: Verifier, now: datetime) -> None:
+    """What the sink's two subscribers store of ``records``: the raw ``events`` rows, then the
+    audit subscriber's entries and signed price lists (``verifier`` checks the signatures)."""
+    queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
+    store_audited(store, audit_entries(records, verifier), signed_price_lists(records, verifier), now)
 
 
 class EchoGenerator:

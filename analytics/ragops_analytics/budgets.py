@@ -11,12 +11,13 @@ import structlog
 from ragops_analytics import queries
 from ragops_analytics.store import QueryError, Reader, StoreUnavailable
 from ragops_shared.budgets import month_start
+from ragops_shared.logs import error_summary
 
 log = structlog.get_logger(__name__)
 
 
 class SpendWatch:
-    """``spend``: tenant -> USD since the month began (UTC), as of the last refresh.
+    """:attr:`spend`: tenant -> USD since the month began (UTC), as of the last refresh.
 
     Args:
         reader: opens a reader (a new one per refresh, closed after it when it has ``close``).
@@ -30,8 +31,17 @@ class SpendWatch:
         self.reader = reader
         self.interval_s = interval_s
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.spend: dict[str, float] = {}
+        self._spend: dict[str, float] = {}
         self.refreshed_at: datetime | None = None
+
+    @property
+    def spend(self) -> dict[str, float]:
+        """tenant -> USD spent this UTC month, as of the last refresh; empty (nothing spent)
+        before the first refresh and once the month has turned since the last one: last month's
+        spend must not refuse a tenant into the new month while a refresh fails."""
+        if self.refreshed_at is None or month_start(self.clock()) != month_start(self.refreshed_at):
+            return {}
+        return self._spend
 
     def refresh(self) -> None:
         """Read the month's spend (blocking: call it in a thread). An unavailable or failing
@@ -39,7 +49,7 @@ class SpendWatch:
         now = self.clock()
         reader = self.reader()
         try:
-            self.spend = queries.tenant_spend(reader, month_start(now))
+            self._spend = queries.tenant_spend(reader, month_start(now))
             self.refreshed_at = now
         except (QueryError, StoreUnavailable) as error:
             log.warning("tenant_spend_unreadable", error=str(error)[:200])
@@ -50,7 +60,12 @@ class SpendWatch:
 
     async def run(self) -> None:
         """Refresh every ``interval_s`` seconds (the first after one interval: the owner
-        refreshes once at start) until cancelled, off the event loop."""
+        refreshes once at start) until cancelled, off the event loop. A refresh that fails in
+        any way is logged and tried again one interval later: a task that ended would freeze
+        the figures for good."""
         while True:
             await asyncio.sleep(self.interval_s)
-            await asyncio.to_thread(self.refresh)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception as error:  # noqa: BLE001 - any failure: the next interval tries again
+                log.error("tenant_spend_refresh_failed", error=error_summary(error))

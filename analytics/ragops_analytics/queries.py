@@ -36,6 +36,9 @@ MODEL_PRICES = "model_prices"
 AUDIT_LOG = "audit_log"
 """The hash-chained, append-only audit log (``ragops_analytics.audit``)."""
 MIGRATION_LEDGER = "schema_migrations"
+SIGNED_PRICE_LISTS = "signed_price_lists"
+"""The price lists whose signature verified, as their records' values (sink migration 0018): what
+the ``prices`` view reads."""
 DOCUMENT_QUALITY = "document_quality"
 """The view of ingestion's data-quality findings per document version (sink migration 0011)."""
 EXPERIMENT_OBSERVATIONS = "experiment_observations"
@@ -76,6 +79,7 @@ ANALYST_TABLES = (
     | {
         MODEL_PRICES,
         AUDIT_LOG,
+        SIGNED_PRICE_LISTS,
         "version_decisions",
         "quality_by_day",
         "quality_by_prompt_version",
@@ -823,6 +827,24 @@ def _listed(name: str) -> str:
     An ``Array(String)`` parameter would need ClickHouse's literal syntax on chDB and a Python
     list on a server: one JSON text reads the same on both."""
     return f"(SELECT arrayJoin(JSONExtract({{{name}:String}}, 'Array(String)')))"
+
+
+SIGNED_PRICE_LISTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("occurred_at", pa.timestamp("ms", tz="UTC")),
+        ("payload", pa.string()),
+        ("recorded_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+"""The Arrow columns of a batch of ``signed_price_lists`` rows (the event id as UUID text)."""
+
+
+def insert_signed_price_lists(store: AnalyticsStore, data: pa.Table) -> None:
+    """Insert ``signed_price_lists`` rows (:data:`SIGNED_PRICE_LISTS_SCHEMA`; only lists whose
+    signature verified: the caller checks); an empty batch is a no-op. Raises StoreUnavailable."""
+    if data.num_rows:
+        store.insert(SIGNED_PRICE_LISTS, data)
 
 
 def insert_audit(store: AnalyticsStore, data: pa.Table) -> None:

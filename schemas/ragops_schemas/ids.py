@@ -227,6 +227,16 @@ def unparsable_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
     return uuid.uuid5(_UNPARSABLE_RECORDS, f"{topic}:{partition}:{offset}")
 
 
+def refused_audit_id(event_id: uuid.UUID, signed_bytes: bytes) -> uuid.UUID:
+    """Audit id of a signed event whose signature did not verify (its audit entry's outcome is
+    the refusal): UUID5 in a fixed namespace of ``refused:<event id>:<SHA-256 of its signed
+    bytes>``. A verified event's entry keeps the event id, which the audit log holds once (a
+    redelivery appends nothing); a record that reuses a genuine event's id with other content
+    is not a redelivery of it and gets an entry of its own, while the same refused record
+    redelivered gets the same id (one entry)."""
+    return uuid.uuid5(_DERIVED_EVENTS, f"refused:{event_id}:{_sha256_hex(signed_bytes)}")
+
+
 def price_list_id(prices: Iterable[Mapping[str, object]], effective_from: datetime) -> str:
     """Id of a price list (``PricesPublished.price_list_id``): ``prices-`` and 20 hex digits of
     SHA-256 over canonical JSON of its prices (each ``{unit, resource, usd}``, sorted by unit and

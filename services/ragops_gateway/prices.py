@@ -7,7 +7,9 @@ twice is one list). The adapter :func:`add_price_routes` (the HTTP API):
 
 - ``POST /v1/prices`` (operator): ``{"effective_from"?: UTC datetime (default now), "prices":
   [{"unit", "resource"?, "usd"}], "reason"}`` -> 201 :class:`PriceListOut`; 403 outside the
-  platform's tenant (prices apply platform-wide), 422 a list naming a (unit, resource) twice.
+  platform's tenant (prices apply platform-wide), 422 a list naming a (unit, resource) twice or
+  backdated: an ``effective_from`` more than ``prices_clock_skew_s`` (default 300 s) before now
+  would re-price stored costs and month-to-date spend (so budgets) on one operator's word.
 - ``GET /v1/prices`` (operator, approver, auditor, analyst): every list, newest
   ``effective_from`` first, from ClickHouse's ``prices`` view. Read there, not from the topic:
   that view holds only the lists whose signature the sink's audit subscriber verified (the same
@@ -19,7 +21,7 @@ twice is one list). The adapter :func:`add_price_routes` (the HTTP API):
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import structlog
@@ -65,18 +67,30 @@ class PriceListRefused(Exception):
 
 
 def price_list(
-    principal: Principal, body: PricesIn, producer: Producer, *, platform_tenant: str, now: datetime
+    principal: Principal,
+    body: PricesIn,
+    producer: Producer,
+    *,
+    platform_tenant: str,
+    now: datetime,
+    clock_skew: timedelta,
 ) -> PricesPublished:
     """The ``PricesPublished`` an operator's ``body`` publishes (unsigned: the control plane's
     publisher signs it), in effect from ``body.effective_from`` or ``now``.
 
     Raises:
         PriceListRefused: 403 ``principal`` is not of ``platform_tenant``; 422 a (unit, resource)
-            named twice.
+            named twice, or ``body.effective_from`` before ``now - clock_skew`` (backdated).
     """
     if principal.tenant != platform_tenant:
         raise PriceListRefused(403, f"prices are published in the platform's tenant ({platform_tenant})")
     effective_from = body.effective_from or now
+    if effective_from < now - clock_skew:
+        raise PriceListRefused(
+            422,
+            f"effective_from {effective_from.isoformat()} is more than {clock_skew.total_seconds():g} s before now: "
+            "a price list applies from now on and never re-prices what already happened",
+        )
     try:
         return PricesPublished(
             event_id=new_event_id(),
@@ -102,6 +116,7 @@ def add_price_routes(
     ``caller`` gives for its method and path; ``plane`` publishes (signed by the gateway);
     ``analytics`` is where the gateway reads ClickHouse on its own credential."""
     platform = plane.settings.platform.tenant
+    clock_skew = timedelta(seconds=plane.settings.prices_clock_skew_s)
     Operator = Annotated[Principal, Depends(caller("POST", "/v1/prices"))]
     Reader = Annotated[Principal, Depends(caller("GET", "/v1/prices"))]
 
@@ -109,7 +124,9 @@ def add_price_routes(
     async def publish(body: PricesIn, principal: Operator) -> PriceListOut:
         """Publish a price list, in effect from ``effective_from`` (default now)."""
         try:
-            event = price_list(principal, body, plane.producer, platform_tenant=platform, now=utc_now())
+            event = price_list(
+                principal, body, plane.producer, platform_tenant=platform, now=utc_now(), clock_skew=clock_skew
+            )
         except PriceListRefused as refused:
             raise HTTPException(refused.status_code, str(refused)) from None
         await plane.publish(event)

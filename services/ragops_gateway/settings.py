@@ -128,6 +128,12 @@ class GatewaySettings(BaseSettings):
         "(HMAC-SHA256), at least 32 characters, the same on every replica (a token one replica made is checked by "
         "another); required in production. Unset in development: <data_dir>/keys/console.key, created on first use.",
     )
+    prices_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far before now POST /v1/prices accepts an effective_from (the caller's clock may be "
+        "behind); an earlier one is refused (422): a price list never re-prices what already happened.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 

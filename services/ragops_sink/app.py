@@ -34,7 +34,7 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, Request, post
 from faststream.kafka.annotations import KafkaMessage
 
-from ragops_analytics import audit, queries
+from ragops_analytics import queries
 from ragops_analytics.guard import ReadOnlyViolation
 from ragops_analytics.store import AnalyticsStore, DataRejected, StoreUnavailable, open_store, public_error
 from ragops_schemas import Event, utc_now
@@ -47,7 +47,7 @@ from ragops_shared.identity import Principal, Role
 from ragops_shared.logs import without_literals
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import Verifier, verifier_for
-from ragops_sink.audit import AUDITED_TOPICS, audit_entries
+from ragops_sink.audit import AUDITED_TOPICS, audit_entries, signed_price_lists, store_audited
 from ragops_sink.erasure import erase_subject
 from ragops_sink.rows import EventRow, events_to_arrow, rejected, to_row
 from ragops_sink.schema import migrate, pending_migrations, set_prices, set_retention
@@ -178,8 +178,11 @@ class Writer:
         by their schema, so ClickHouse has no reason to refuse one). A redelivered batch
         appends only what is not there yet."""
         entries = await asyncio.to_thread(audit_entries, records, verifier)
-        if entries:
-            await self.until_stored(lambda: audit.append(self.store, entries, utc_now()), len(entries), True)
+        price_lists = await asyncio.to_thread(signed_price_lists, records, verifier)
+        if entries:  # every signed price list has an entry
+            await self.until_stored(
+                lambda: store_audited(self.store, entries, price_lists, utc_now()), len(entries), True
+            )
 
 
 async def _undecoded(message: KafkaMessage) -> tuple[ConsumerRecord, ...]:

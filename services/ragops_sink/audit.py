@@ -20,17 +20,21 @@ main subscriber stores it as ``unparsable`` (and this one logs it).
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 import structlog
 from aiokafka import ConsumerRecord
 
+from ragops_analytics import audit, queries
 from ragops_analytics.audit import AuditEntry, millis
+from ragops_analytics.store import AnalyticsStore
 from ragops_schemas import AnswerGenerated, Event, RetrainingRequested, SignedEvent
 from ragops_schemas.audit import MAX_STATE_BYTES, MAX_TARGET_CHARS, AuditRecorded
 from ragops_schemas.changes import ChangeApproved, ChangeRejected, ChangeRequested
 from ragops_schemas.cost import PricesPublished
-from ragops_schemas.ids import canonical_json
+from ragops_schemas.ids import canonical_json, refused_audit_id
 from ragops_schemas.lifecycle import VersionPromoted, VersionRegistered, VersionRejected, VersionRetired
 from ragops_schemas.topics import Topic
 from ragops_shared.logs import error_summary
@@ -142,7 +146,8 @@ def _what(
 def audit_entry(event: Event, topic: str, partition: int, offset: int, verifier: Verifier) -> AuditEntry | None:
     """The audit entry of ``event``, read at ``offset`` of ``topic``'s ``partition``; None
     for an event that is not audited. Its ``audit_id`` is the event's id (so a redelivery is
-    recognised), its tenant the envelope's, its time ``occurred_at``; ``verifier`` checks
+    recognised; a signed event that does not verify: :func:`~ragops_schemas.ids.refused_audit_id`),
+    its tenant the envelope's, its time ``occurred_at``; ``verifier`` checks
     the signature of a signed event (see the module's docstring)."""
     if isinstance(event, AuditRecorded):
         actor = event.actor
@@ -164,8 +169,12 @@ def audit_entry(event: Event, topic: str, partition: int, offset: int, verifier:
     if what is None:
         return None
     action, target, outcome, before, after, reason = what
+    audit_id = event.event_id
+    # ``signer`` is None exactly when a signed event's signature did not verify (_signature).
+    if isinstance(event, SignedEvent) and after is not None and after.get("signer", "") is None:
+        audit_id = refused_audit_id(event.event_id, event.signed_bytes())
     return AuditEntry(
-        audit_id=event.event_id,
+        audit_id=audit_id,
         tenant=event.tenant,
         occurred_at_ms=millis(event.occurred_at),
         actor_kind=kind,
@@ -201,3 +210,45 @@ def audit_entries(records: Sequence[ConsumerRecord], verifier: Verifier) -> list
         if entry is not None:
             found.append(entry)
     return sorted(found, key=lambda entry: (entry.chain, entry.source_offset))
+
+
+def signed_price_lists(records: Sequence[ConsumerRecord], verifier: Verifier) -> list[tuple[PricesPublished, str]]:
+    """(list, its record's value as text) of each price list among ``records`` whose signature
+    ``verifier`` verifies. The others are left out: :func:`audit_entries` audits them as refused
+    (or logs a record that is not a valid event)."""
+    found = []
+    for record in records:
+        if record.topic != Topic.PRICES_PUBLISHED.value:
+            continue
+        try:
+            event = event_of(record.topic, record.value or b"")
+            if isinstance(event, PricesPublished):
+                verifier.signer(event)
+                found.append((event, (record.value or b"").decode()))
+        except (ValueError, TypeError, ControlEventRefused):
+            continue
+    return found
+
+
+def store_audited(
+    store: AnalyticsStore,
+    entries: Sequence[AuditEntry],
+    price_lists: Sequence[tuple[PricesPublished, str]],
+    recorded_at: datetime,
+) -> None:
+    """Write what the audit subscriber found in a batch: the signed ``price_lists``
+    (:func:`signed_price_lists`) to ``signed_price_lists``, then ``entries`` to the audit log
+    (:func:`ragops_analytics.audit.append`). Lists first: if the append fails, the same call
+    again writes the same rows (keyed on the event id) and appends what is missing.
+
+    Raises:
+        StoreUnavailable, DataRejected: from the store.
+    """
+    rows = {
+        "event_id": [str(event.event_id) for event, _ in price_lists],
+        "occurred_at": [event.occurred_at for event, _ in price_lists],
+        "payload": [payload for _, payload in price_lists],
+        "recorded_at": [recorded_at] * len(price_lists),
+    }
+    queries.insert_signed_price_lists(store, pa.table(rows, schema=queries.SIGNED_PRICE_LISTS_SCHEMA))
+    audit.append(store, entries, recorded_at)

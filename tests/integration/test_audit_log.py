@@ -17,7 +17,7 @@ import ragops.cli
 from ragops_analytics import audit
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_schemas import AnswerGenerated, Topic, VersionPromoted, utc_now
-from ragops_schemas.ids import audit_chain
+from ragops_schemas.ids import audit_chain, refused_audit_id
 from ragops_shared.access import Refusal
 from ragops_shared.audit import refused_call
 from ragops_shared.identity import Principal, Role
@@ -65,6 +65,8 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
     promotion = example(VersionPromoted)
     trusted = signer_for(settings.platform, "gateway").sign(promotion)
     stranger = Signer(Ed25519PrivateKey.generate()).sign(promotion.model_copy(update={"event_id": uuid.uuid4()}))
+    # A refused signed event's entry has an id of its own content (ids.refused_audit_id).
+    stranger_id = str(refused_audit_id(stranger.event_id, stranger.signed_bytes()))
 
     async with running(create_app(settings)):
         probe = ChdbStore(tmp_path / "clickhouse")  # a second session on the sink's path, same process
@@ -85,7 +87,7 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
                 Topic.VERSION_PROMOTED,
                 [(event.key, event.model_dump_json().encode()) for event in (trusted, stranger)],
             )
-            await _until_audited(probe, str(stranger.event_id))
+            await _until_audited(probe, stranger_id)
             await _until_audited(probe, str(trusted.event_id))
         finally:
             probe.close()
@@ -98,10 +100,10 @@ async def test_audited_events_are_appended_once_and_an_edited_row_is_found(kafka
             str(answer.event_id),
             str(later.event_id),
             str(trusted.event_id),
-            str(stranger.event_id),
+            stranger_id,
         }
         # The sink checks signatures with the platform's trust list: a key id is only a claim.
-        assert (rows[str(trusted.event_id)].outcome, rows[str(stranger.event_id)].outcome) == ("signed", "unknown_key")
+        assert (rows[str(trusted.event_id)].outcome, rows[stranger_id].outcome) == ("signed", "unknown_key")
         assert json.loads(rows[str(trusted.event_id)].after)["signer"] == "gateway"
         denied = rows[str(refusal.event_id)]
         assert (denied.tenant, denied.actor_id, denied.action, denied.outcome, denied.target) == (

@@ -8,16 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ragops_analytics import audit, queries
+from ragops_analytics import queries
 from ragops_analytics.chdb_store import ChdbStore
 from ragops_schemas import AnswerGenerated, ContextRetrieved, Event
 from ragops_schemas.changes import ChangeActor
 from ragops_schemas.cost import Price, PricesPublished
 from ragops_schemas.envelope import ComputeUsage
-from ragops_schemas.ids import new_event_id, price_list_id
-from ragops_sink.audit import audit_entries
-from ragops_sink.rows import events_to_arrow, to_row
-from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of
+from ragops_schemas.ids import new_event_id, price_list_id, refused_audit_id
+from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of, store_as_sink
 
 pytestmark = pytest.mark.clickhouse
 
@@ -42,10 +40,7 @@ def price_list(effective_from: datetime, prices: list[Price], *, signed: bool = 
 
 def store_events(store: ChdbStore, events: list[Event]) -> None:
     """What the sink's two subscribers do with these events: the raw rows and the audit log."""
-    records = [record_of(event, offset) for offset, event in enumerate(events)]
-    now = datetime.now(UTC)
-    queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
-    audit.append(store, audit_entries(records, VERIFIER), now)
+    store_as_sink(store, [record_of(event, offset) for offset, event in enumerate(events)], VERIFIER, datetime.now(UTC))
 
 
 def stage(event_type: type[Event], request_id: str, tenant: str, at: datetime, compute: ComputeUsage) -> Event:
@@ -108,3 +103,29 @@ def test_every_stage_is_priced_at_the_list_in_effect(chdb_store: ChdbStore) -> N
     assert sorted(r[0] for r in listed) == sorted([first.price_list_id, later.price_list_id])
     stored = chdb_store.query("SELECT sum(events), sum(payload_bytes) FROM storage_per_day").rows[0]
     assert stored[0] == len(events) and stored[1] > 0
+
+
+def test_a_record_reusing_a_signed_lists_id_prices_nothing(chdb_store: ChdbStore) -> None:
+    """Security review (issue 16): someone who can produce to the prices topic, without the
+    signing key, re-sends a signed list's event id and occurred_at with prices of their own.
+    ``events`` keeps their record (the latest of the id); the signed list still prices, and
+    their record is audited as refused, not skipped as a redelivery of the signed one."""
+    genuine = price_list(T0, [Price(unit="cpu_core_hour", usd=0.036)])
+    evil = [Price(unit="cpu_core_hour", usd=1000.0)]
+    forged = genuine.model_copy(
+        update={"prices": evil, "price_list_id": price_list_id([p.model_dump() for p in evil], T0)}
+    )
+    hour = stage(ContextRetrieved, "r1", "acme", T0 + timedelta(hours=1), ComputeUsage(device="cpu", seconds=3600.0))
+    store_events(chdb_store, [genuine])
+    store_events(chdb_store, [genuine])  # redelivered: one entry
+    store_events(chdb_store, [forged, hour])
+
+    assert queries.request_costs(chdb_store, ["r1"], None)["r1"].usd == pytest.approx(0.036)
+    assert chdb_store.query("SELECT DISTINCT price_list_id FROM prices").rows == [(genuine.price_list_id,)]
+    audited = chdb_store.query(
+        "SELECT toString(audit_id), target, outcome FROM audit_log ORDER BY seq", audit=True
+    ).rows
+    assert audited == [
+        (str(genuine.event_id), genuine.price_list_id, "signed"),
+        (str(refused_audit_id(forged.event_id, forged.signed_bytes())), forged.price_list_id, "bad_signature"),
+    ]

@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from ragops.cli import app
-from ragops_analytics import audit, queries
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.server_store import ServerStore
 from ragops_gateway.app import create_app
@@ -26,10 +25,8 @@ from ragops_schemas.ids import new_event_id, price_list_id
 from ragops_shared.budgets import Budget, month_start, next_month
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.signing import verifier_for
-from ragops_sink.audit import audit_entries
-from ragops_sink.rows import events_to_arrow, to_row
 from ragops_sink.schema import migrate
-from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of
+from tests.helpers import GATEWAY_SIGNER, VERIFIER, example, record_of, store_as_sink
 from tests.integration.services import read_records
 from tests.integration.test_changes import Gateway, configured, served
 
@@ -37,7 +34,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "deploy" / "prices" / "default.toml"
 LIST: dict[str, Any] = {
-    "effective_from": "2026-12-01T00:00:00Z",
+    "effective_from": "2099-12-01T00:00:00Z",
     "prices": [{"unit": "cpu_core_hour", "usd": 0.05}, {"unit": "gpu_hour", "usd": 3.0}],
     "reason": "cloud list prices",
 }
@@ -58,12 +55,14 @@ def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_
         assert gateway.call("bob", "POST", "/v1/prices", LIST).status_code == 403, "approvers do not publish"
         twice = gateway.call("dave", "POST", "/v1/prices", {**LIST, "prices": [LIST["prices"][0]] * 2})
         assert twice.status_code == 422
+        backdated = gateway.call("dave", "POST", "/v1/prices", {**LIST, "effective_from": "2026-01-01T00:00:00Z"})
+        assert backdated.status_code == 422 and "never re-prices" in backdated.json()["detail"]
 
         published = gateway.call("dave", "POST", "/v1/prices", LIST)
         assert published.status_code == 201, published.text
         expected_id = price_list_id(
             [{"unit": p["unit"], "resource": "*", "usd": p["usd"]} for p in LIST["prices"]],
-            datetime(2026, 12, 1, tzinfo=UTC),
+            datetime(2099, 12, 1, tzinfo=UTC),
         )
         assert published.json()["price_list_id"] == expected_id
 
@@ -71,8 +70,7 @@ def test_operators_of_the_platform_publish_prices_and_everyone_reads_the_signed_
         assert verifier_for(settings.platform).signer(event) == "gateway"
         # What the sink's two subscribers store of it.
         record = record_of(event, 0)
-        queries.insert_events(store, events_to_arrow([to_row(record, datetime.now(UTC))]))
-        audit.append(store, audit_entries([record], verifier_for(settings.platform)), datetime.now(UTC))
+        store_as_sink(store, [record], verifier_for(settings.platform), datetime.now(UTC))
 
         listed = gateway.call("bob", "GET", "/v1/prices")
         assert listed.status_code == 200, listed.text
@@ -114,8 +112,7 @@ def test_the_cli_publishes_lists_and_prices_the_scenarios(
             }
         )
         records = [record_of(event, 0), record_of(answer, 1)]
-        queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
-        audit.append(store, audit_entries(records, verifier_for(settings.platform)), now)
+        store_as_sink(store, records, verifier_for(settings.platform), now)
 
         assert ragops("prices", "list").exit_code == 0
         [listed] = json.loads(ragops("prices", "list", "--json").stdout)
@@ -156,8 +153,7 @@ def test_a_tenant_over_a_refuse_budget_gets_429_until_the_month_ends(tansu: Embe
         }
     )  # fmt: skip
     records = [record_of(prices, 0), record_of(retrieval, 1)]
-    queries.insert_events(store, events_to_arrow([to_row(record, now) for record in records]))
-    audit.append(store, audit_entries(records, VERIFIER), now)
+    store_as_sink(store, records, VERIFIER, now)
     budgets = {settings.platform.tenant: Budget(usd_per_month=0.5, action="refuse")}
     settings = settings.model_copy(
         update={

@@ -1,8 +1,12 @@
 """Budget decisions as plain functions: who is over budget, the gateway's refusal with the
 seconds until the month ends, and generation serving a tenant over a degrade budget more cheaply."""
 
+import asyncio
+import threading
 from datetime import UTC, datetime
 
+from ragops_analytics.budgets import SpendWatch
+from ragops_analytics.store import QueryResult
 from ragops_gateway.limits import budget_refusal
 from ragops_generation.app import Answerer
 from ragops_generation.settings import GenerationSettings
@@ -49,3 +53,45 @@ def test_a_tenant_over_a_degrade_budget_gets_fewer_chunks_and_the_answer_says_so
     assert (len(served.lineage.chunk_ids), served.generation.degraded_by_budget) == (3, False)
     assert (cheaper.lineage.chunk_ids, cheaper.generation.degraded_by_budget) == (["c0"], True)
     assert '"degraded_by_budget":true' in cheaper.model_dump_json(by_alias=True)  # in the sink's payload
+
+
+class Spent:
+    """A reader whose ``tenant_spend`` query answers ``rows``; ``closed`` is set when closed."""
+
+    def __init__(self, rows: list[tuple[str, float]]) -> None:
+        self.rows = rows
+        self.closed = threading.Event()
+
+    def query(self, sql: str, parameters: object = None, **_: object) -> QueryResult:
+        return QueryResult(["tenant", "usd"], self.rows)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+async def test_the_spend_watch_goes_on_after_any_failed_refresh() -> None:
+    answering = Spent([("acme", 120.5)])
+    readers = iter([RuntimeError("not a store error"), answering])
+
+    def reader() -> Spent:
+        found = next(readers)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    watch = SpendWatch(reader, interval_s=0.01)
+    running = asyncio.create_task(watch.run())
+    try:
+        assert await asyncio.to_thread(answering.closed.wait, 30), "the watch stopped at the first failure"
+    finally:
+        running.cancel()
+    assert watch.spend == {"acme": 120.5}
+
+
+def test_last_months_spend_is_dropped_when_the_month_turns_before_a_refresh() -> None:
+    now = [datetime(2026, 12, 31, 23, 59, tzinfo=UTC)]
+    watch = SpendWatch(lambda: Spent([("acme", 120.5)]), interval_s=60, clock=lambda: now[0])
+    watch.refresh()
+    assert watch.spend == {"acme": 120.5}
+    now[0] = datetime(2027, 1, 1, 0, 1, tzinfo=UTC)  # the next refresh has not happened (or failed)
+    assert watch.spend == {}, "a tenant over last month's budget is not refused into the new month"
