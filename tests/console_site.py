@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -145,8 +145,9 @@ def seed_events(now: datetime) -> tuple[list[Event], str, str, str]:
 
 
 @contextmanager
-def serving_console(tansu: EmbeddedKafka, data_dir: Path) -> Iterator[ConsoleSite]:
-    """The seeded sink and the gateway, both serving HTTP on local ports, until the block ends."""
+def serving_console(tansu: EmbeddedKafka, data_dir: Path, **gateway: Any) -> Iterator[ConsoleSite]:
+    """The seeded sink and the gateway, both serving HTTP on local ports, until the block ends;
+    ``gateway``: more GatewaySettings fields."""
     kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
     asyncio.run(create_topics(kafka, TOPICS))
     platform = PlatformSettings(data_dir=data_dir, tenant=TENANT)
@@ -184,6 +185,7 @@ def serving_console(tansu: EmbeddedKafka, data_dir: Path) -> Iterator[ConsoleSit
             platform=platform,
             analytics=AnalyticsSettings(sql_url=f"{sink_url}/sql", api_key=credentials["platform"]),
             console_csrf_secret=SECRET,
+            **gateway,
         )
         url = serve(create_gateway(settings), "on")
         yield ConsoleSite(url, credentials, request_id, injected_id, keys, started)

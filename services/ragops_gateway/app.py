@@ -18,8 +18,9 @@ Prometheus metrics.
 Every route but the probes needs ``Authorization: Bearer <API key or JWT>`` and one of the
 roles :data:`ROUTE_ROLES` names for it (401 without a valid credential, 403 without the
 role); the envelope's ``tenant`` is the caller's, never the body's. A tenant over its rate on
-documents, queries or feedback (``RAGOPS_GATEWAY_RATE``, ``RAGOPS_GATEWAY_TENANT_LIMITS``)
-gets 429 with ``Retry-After`` (seconds): counted per replica (:mod:`ragops_gateway.limits`)."""
+documents, queries or feedback (``RAGOPS_GATEWAY_RATE``, ``RAGOPS_GATEWAY_TENANT_LIMITS``), or
+on its reads (:data:`RATED_READS` and the console's pages, ``RAGOPS_GATEWAY_READ_RATE``), gets
+429 with ``Retry-After`` (seconds): counted per replica (:mod:`ragops_gateway.limits`)."""
 
 import asyncio
 import uuid
@@ -48,7 +49,7 @@ from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
 from ragops_gateway.experiments import add_experiment_routes
 from ragops_gateway.http_metrics import HttpMetrics
-from ragops_gateway.limits import BUDGET_REFUSED, RATE_LIMITED, TokenBuckets, budget_refusal
+from ragops_gateway.limits import BUDGET_REFUSED, TokenBuckets, budget_refusal
 from ragops_gateway.prices import add_price_routes
 from ragops_gateway.prompts import PromptBook, add_prompt_routes
 from ragops_gateway.reviews import add_review_routes
@@ -108,6 +109,11 @@ _READERS_OF_THE_LOOP = frozenset({Role.ANALYST, Role.OPERATOR, Role.APPROVER, Ro
 
 # Who may call what (README "Roles"): exact allow-lists, one entry per route; no role implies
 # another (admin is not everything). A route missing here makes create_app fail.
+# Reads that query ClickHouse for a caller, counted together on the tenant's "reads" bucket (with
+# the console's pages): a tight loop of them would load the store every tenant shares.
+RATED_READS = frozenset(
+    {("GET", "/v1/answers/{request_id}"), ("GET", "/v1/reviews/queue"), ("GET", "/v1/reviews/agreement")}
+)
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/documents"): frozenset({Role.PRODUCER}),
     # Deleting a document of the caller's tenant: who submits documents, and the tenant's admin.
@@ -403,20 +409,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     roles = route_roles(settings)
 
-    def caller(method: str, path: str) -> Callable[[Request], Awaitable[Principal]]:
-        return guard.dependency(*roles[method, path])
-
     buckets = TokenBuckets(settings.rate_of)
 
-    def limited(route: RouteClass) -> Callable[[Principal], Awaitable[Principal]]:
-        """The caller of ``POST /v1/<route>``, once its tenant had a token for the route; 429 else."""
-        allowed = caller("POST", f"/v1/{route}")
+    def rated(
+        allowed: Callable[[Request], Awaitable[Principal]], route: RouteClass
+    ) -> Callable[..., Awaitable[Principal]]:
+        """The caller ``allowed`` gives, once its tenant had a token for ``route``; 429 else."""
 
         async def within_rate(principal: Annotated[Principal, Depends(allowed)]) -> Principal:
             retry_after = buckets.take(principal.tenant, route)
             if retry_after:
-                RATE_LIMITED.labels(tenant=principal.tenant, route=route).inc()
-                log.info("rate_limited", tenant=principal.tenant, route=route, retry_after_s=retry_after)
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
                     f"tenant {principal.tenant} is over its rate for {route}; retry after {retry_after} s",
@@ -425,6 +427,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return principal
 
         return within_rate
+
+    def caller(method: str, path: str) -> Callable[..., Awaitable[Principal]]:
+        allowed = guard.dependency(*roles[method, path])
+        return rated(allowed, "reads") if (method, path) in RATED_READS else allowed
+
+    def limited(route: RouteClass) -> Callable[..., Awaitable[Principal]]:
+        """The caller of ``POST /v1/<route>``, once its tenant had a token for the route; 429 else."""
+        return rated(caller("POST", f"/v1/{route}"), route)
 
     # Month-to-date spend per tenant, read in the background (only where budgets are set).
     spend = SpendWatch(settings.analytics.client, settings.platform.budget_refresh_s)
@@ -510,7 +520,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     sessions = Sessions(settings, guard)
     add_review_routes(app, caller, publish, producer, reader, sessions.key)
-    add_console_routes(app, sessions, roles, reader, control, experiments, publish, producer)
+    add_console_routes(
+        app,
+        sessions,
+        roles,
+        reader,
+        control,
+        experiments,
+        publish,
+        producer,
+        buckets=buckets,
+        max_days=settings.console_max_days,
+    )
 
     @app.get("/health")
     async def health() -> dict[str, str]:

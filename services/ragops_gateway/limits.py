@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from prometheus_client import Counter
 
 from ragops_gateway.settings import Rate, RouteClass
@@ -21,6 +22,8 @@ RATE_LIMITED = Counter(
     "Requests refused with 429 because their tenant was over its rate for the route.",
     ["tenant", "route"],
 )
+
+log = structlog.get_logger(__name__)
 
 BUDGET_REFUSED = Counter(
     "ragops_gateway_budget_refused_total",
@@ -81,7 +84,8 @@ class TokenBuckets:
 
         Returns:
             0 when the request may go ahead; else the whole seconds (at least 1) until a token
-            is there again, for a ``Retry-After`` header (nothing was taken).
+            is there again, for a ``Retry-After`` header (nothing was taken; the refusal is
+            counted in :data:`RATE_LIMITED` and logged).
         """
         now = self._clock()
         self._drop_full(now)
@@ -93,7 +97,10 @@ class TokenBuckets:
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0
-        return max(1, math.ceil((1 - bucket.tokens) / limit.rate))
+        retry_after = max(1, math.ceil((1 - bucket.tokens) / limit.rate))
+        RATE_LIMITED.labels(tenant=tenant, route=route).inc()
+        log.info("rate_limited", tenant=tenant, route=route, retry_after_s=retry_after)
+        return retry_after
 
     def _drop_full(self, now: float) -> None:
         """Drop the least recently used buckets that are full again, up to the first that is not."""

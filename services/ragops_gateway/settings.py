@@ -17,8 +17,9 @@ from ragops_shared.settings import KafkaSettings, PlatformSettings
 CONSOLE_KEY_FILE = Path("keys") / "console.key"
 """The embedded key of :meth:`GatewaySettings.form_key`, under the data dir."""
 
-# The routes a tenant's rate is counted on, each apart: POST /v1/documents, /v1/queries, /v1/feedback.
-RouteClass = Literal["documents", "queries", "feedback"]
+# The routes a tenant's rate is counted on, each apart: POST /v1/documents, /v1/queries, /v1/feedback;
+# reads: the console's pages, GET /v1/answers/{request_id} and GET /v1/reviews/* (each reads ClickHouse).
+RouteClass = Literal["documents", "queries", "feedback", "reads"]
 
 
 class Rate(BaseModel):
@@ -38,6 +39,7 @@ class TenantLimits(BaseModel):
     documents: Rate | None = None
     queries: Rate | None = None
     feedback: Rate | None = None
+    reads: Rate | None = None
     max_document_bytes: int | None = Field(
         default=None, gt=0, description="At most RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES: an override only lowers it."
     )
@@ -74,10 +76,15 @@ class GatewaySettings(BaseSettings):
         description="Every tenant's rate on each of POST /v1/documents, /v1/queries, /v1/feedback (JSON "
         '{"rate": requests/s, "burst": requests}); over it: 429 with Retry-After. Per replica, in memory.',
     )
+    read_rate: Rate = Field(
+        default=Rate(rate=10.0, burst=200),
+        description="Every tenant's rate on its reads: the console's pages, GET /v1/answers/{request_id} and "
+        "GET /v1/reviews/* together (JSON, as RAGOPS_GATEWAY_RATE); over it: 429 with Retry-After. Per replica.",
+    )
     tenant_limits: dict[str, TenantLimits] = Field(
         default_factory=dict,
         description='Per-tenant overrides (JSON): {"<tenant>": {"documents": {"rate": 1, "burst": 5}, '
-        '"queries": ..., "feedback": ..., "max_document_bytes": 100000}}.',
+        '"queries": ..., "feedback": ..., "reads": ..., "max_document_bytes": 100000}}.',
     )
     analytics: AnalyticsSettings = Field(
         default_factory=AnalyticsSettings,
@@ -116,6 +123,11 @@ class GatewaySettings(BaseSettings):
     )
     console_session_s: int = Field(
         default=8 * 3600, gt=0, description="Seconds a console login lasts (the session cookie's Max-Age)."
+    )
+    console_max_days: int = Field(
+        default=92,
+        gt=0,
+        description="The longest date range (days, both ends included) the console's request list searches at once.",
     )
     console_secure_cookie: bool = Field(
         default=False,
@@ -175,9 +187,10 @@ class GatewaySettings(BaseSettings):
         return None if self.change_ttl_s is None else timedelta(seconds=self.change_ttl_s)
 
     def rate_of(self, tenant: str, route: RouteClass) -> Rate:
-        """``tenant``'s rate on ``route``: its override, else :attr:`rate`."""
+        """``tenant``'s rate on ``route``: its override, else :attr:`read_rate` (reads) or :attr:`rate`."""
         limits = self.tenant_limits.get(tenant)
-        return (getattr(limits, route) if limits is not None else None) or self.rate
+        own = getattr(limits, route) if limits is not None else None
+        return own or (self.read_rate if route == "reads" else self.rate)
 
     def max_document_bytes_of(self, tenant: str) -> int:
         """The most content bytes (UTF-8) ``tenant`` may send in one document."""

@@ -726,3 +726,17 @@ def test_prometheus_panels_only_read_exported_metrics() -> None:
         "ragops_model_tokens_total",
     }
     assert expected <= read, f"no panel reads {sorted(expected - read)}"
+
+
+def test_k8s_and_compose_give_every_gateway_replica_one_console_secret() -> None:
+    # Production refuses to start without it; a key per replica would refuse the forms another served.
+    env = {variable["name"]: variable for variable in container("gateway")["env"]}
+    assert env["RAGOPS_GATEWAY_CONSOLE_CSRF_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "ragops-credentials",
+        "key": "console-secret",
+    }
+    assert "`console-secret`" in (K8S / "README.md").read_text()
+    # TLS ends in front of the pods: the gateway sees http, the cookie must still be Secure.
+    assert env["RAGOPS_GATEWAY_CONSOLE_SECURE_COOKIE"]["value"] == "true"
+    compose_env = compose()["services"]["gateway"]["environment"]
+    assert compose_env["RAGOPS_GATEWAY_CONSOLE_CSRF_SECRET"].startswith("${RAGOPS_GATEWAY_CONSOLE_CSRF_SECRET:?")

@@ -6,6 +6,7 @@ chDB with seeded events, the gateway under uvicorn on a real broker (tests/conso
 import hashlib
 import hmac
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,11 +15,15 @@ from markupsafe import escape
 
 from ragops_gateway.app import ROUTE_ROLES
 from ragops_gateway.console.session import COOKIE, CSRF_FIELD
+from ragops_gateway.settings import Rate
 from ragops_shared.embedded import EmbeddedKafka
 from ragops_shared.identity import Role
 from tests.console_site import COST_USD, INJECTED, QUESTION, SECRET, ConsoleSite, serving_console
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
+
+# Within the request list's longest range (RAGOPS_GATEWAY_CONSOLE_MAX_DAYS) and before every seeded request.
+SINCE = (datetime.now(UTC).date() - timedelta(days=30)).isoformat()
 
 PAGES = {
     "/console": "Cost per stage by day",
@@ -69,7 +74,7 @@ def test_pages_send_the_security_headers_and_escape_what_they_show(site: Console
     assert page.status_code == 200
     assert "<script>document.title" not in page.text
     assert str(escape(INJECTED)) in page.text  # &lt;script&gt;...: shown as text
-    listed = _get(site, "/console/requests?since=2000-01-01", analyst)
+    listed = _get(site, f"/console/requests?since={SINCE}", analyst)
     assert "<script>" not in listed.text and "&lt;script&gt;" in listed.text
     for response in (page, listed, _get(site, "/console/login", None)):
         assert response.headers["content-security-policy"] == (
@@ -83,7 +88,7 @@ def test_requests_filter_by_score_feedback_and_prompt_version(site: ConsoleSite)
     analyst = site.credentials["analyst"]
 
     def listed(query: str) -> set[str]:
-        text = _get(site, f"/console/requests?since=2000-01-01&{query}", analyst).text
+        text = _get(site, f"/console/requests?since={SINCE}&{query}", analyst).text
         return {request for request in (site.request_id, site.injected_request_id) if request in text}
 
     both = {site.request_id, site.injected_request_id}
@@ -147,3 +152,46 @@ def test_the_api_page_is_served_from_the_package_behind_the_session(site: Consol
     document = _get(site, "/openapi.json", site.credentials["producer"])
     assert document.status_code == 200 and "/v1/queries" in document.json()["paths"]
     assert "/console" not in document.json()["paths"]
+
+
+def test_request_filters_out_of_bounds_are_refused_with_the_reason(site: ConsoleSite) -> None:
+    analyst = site.credentials["analyst"]
+    platform = site.keys.create("platform-analyst", "console-tenant", [Role.PLATFORM, Role.ANALYST])[1]
+    for query, reason in (
+        ("until=9999-12-31&since=9999-12-01", "ends too late"),
+        ("since=0001-01-01", "at most 92 are searched"),
+        ("since=2026-02-01&until=2026-01-01", "ends (2026-01-01) before it starts"),
+        ("page=1000000000000000000000", "past the last one"),
+        ("since=yesterday", "malformed"),
+    ):
+        refused = _get(site, f"/console/requests?{query}", analyst)
+        assert (refused.status_code, reason in refused.text) == (400, True), (query, refused.text[:300])
+    bad_tenant = _get(site, "/console/requests?tenant=No%20Such%27Tenant", platform)
+    assert (bad_tenant.status_code, "not a tenant name" in bad_tenant.text) == (400, True)
+    assert _get(site, "/console/requests?tenant=other-tenant", platform).status_code == 200
+
+
+def test_console_pages_and_api_reads_share_the_tenants_read_rate(tansu: EmbeddedKafka, tmp_path: Path) -> None:
+    # Two reads at once, then one per 1000 s: the third read of the tenant is refused, page or API.
+    with serving_console(tansu, tmp_path, read_rate=Rate(rate=0.001, burst=2)) as slow:
+        analyst = slow.credentials["analyst"]
+        assert _get(slow, "/console", analyst).status_code == 200
+        answer = httpx.get(
+            f"{slow.url}/v1/answers/{slow.request_id}",
+            headers={"authorization": f"Bearer {slow.credentials['product']}"},
+            timeout=60,
+        )
+        assert answer.status_code != 429
+        page = _get(slow, "/console/requests", analyst)
+        assert page.status_code == 429, page.text[:300]
+        assert 900 < int(page.headers["retry-after"]) <= 1000  # whole seconds until the next token
+        assert "Too many pages at once" in page.text
+        api = httpx.get(
+            f"{slow.url}/v1/reviews/agreement",
+            headers={"authorization": f"Bearer {slow.credentials['analyst']}"},
+            timeout=60,
+        )
+        assert api.status_code == 429 and 900 < int(api.headers["retry-after"]) <= 1000
+        assert "over its rate for reads" in api.json()["detail"]
+        # Writes keep their own buckets; the login form needs no session and takes no token.
+        assert _get(slow, "/console/login", None).status_code == 200

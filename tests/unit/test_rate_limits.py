@@ -120,3 +120,14 @@ def test_a_size_override_cannot_raise_the_global_limit() -> None:
 def test_a_rate_needs_a_positive_rate_and_burst(rate: dict) -> None:
     with pytest.raises(ValidationError):
         Rate.model_validate(rate)
+
+
+def test_reads_have_their_own_default_rate_and_override() -> None:
+    settings = GatewaySettings(
+        rate=TWO_A_SECOND,
+        read_rate=Rate(rate=0.5, burst=4),
+        tenant_limits={"small": TenantLimits(reads=Rate(rate=0.1, burst=1))},
+    )
+    assert settings.rate_of("any", "reads") == Rate(rate=0.5, burst=4)
+    assert settings.rate_of("any", "queries") == TWO_A_SECOND
+    assert settings.rate_of("small", "reads") == Rate(rate=0.1, burst=1)

@@ -10,6 +10,7 @@ reads the caller's tenant's rows only (every tenant's, with a tenant filter, for
 import asyncio
 import base64
 import mimetypes
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -42,8 +43,9 @@ from ragops_gateway.console.session import (
     Sessions,
     same_origin,
 )
+from ragops_gateway.limits import TokenBuckets
 from ragops_schemas import Event, Producer
-from ragops_shared.identity import Principal, Role, Unauthenticated
+from ragops_shared.identity import TENANT_PATTERN, Principal, Role, Unauthenticated
 from ragops_shared.registry_view import ExperimentView
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,8 @@ NAVIGATION = (
 )
 OVERVIEW_DAYS = 30
 PAGE_SIZE = 50
+# The deepest page of the request list (10,000 rows in): deeper, the filters are too wide to page through.
+MAX_PAGE = 200
 REVIEW_QUEUE_SIZE = 20
 FORM_MAX_BYTES = 64 * 1024
 _STATIC = resources.files("ragops_gateway.console") / "static"
@@ -122,11 +126,13 @@ class Unavailable(Exception):
 
 
 class Refused(Exception):
-    """A request the console refuses past the guard: its status and why, on the error page."""
+    """A request the console refuses past the guard: its status and why, on the error page
+    (``retry_after``: seconds, sent as ``Retry-After``)."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 async def _read(reader: Reader | None, read: Callable[[Reader], T]) -> T:
@@ -160,6 +166,23 @@ def _optional(text: str | None, parse: Callable[[str], T]) -> T | None:
     return parse(text) if text not in (None, "") else None
 
 
+def _bad_filter(since: date, until: date, page_number: int, tenant: str | None, max_days: int) -> str | None:
+    """Why the request list refuses these filters (a 400 page), or None: the range (both days
+    included) must run forwards over at most ``max_days`` days, end before :data:`date.max` (its
+    next midnight is the bound), the page be at most :data:`MAX_PAGE`, a tenant be a tenant name."""
+    if until < since:
+        return f"The range ends ({until}) before it starts ({since})."
+    if (until - since).days + 1 > max_days:
+        return f"The range spans {(until - since).days + 1} days: at most {max_days} are searched at once."
+    if until >= date.max:
+        return f"The range ends too late ({until})."
+    if page_number > MAX_PAGE:
+        return f"Page {page_number} is past the last one listed ({MAX_PAGE}): narrow the filters instead."
+    if tenant is not None and not re.fullmatch(TENANT_PATTERN, tenant):
+        return "The tenant is not a tenant name."
+    return None
+
+
 def add_console_routes(
     app: FastAPI,
     sessions: Sessions,
@@ -169,13 +192,32 @@ def add_console_routes(
     experiments: ExperimentView,
     publish: Callable[[Event], Awaitable[None]],
     producer: Producer,
+    *,
+    buckets: TokenBuckets,
+    max_days: int,
 ) -> None:
     """The console's routes on ``app`` (see the module); ``roles``: the gateway's route table;
-    ``publish`` sends an event as the API's routes do (503 when the broker does not take it)."""
+    ``publish`` sends an event as the API's routes do (503 when the broker does not take it);
+    every page read takes a token of its tenant's ``reads`` bucket in ``buckets`` (429 page
+    without one); the request list searches at most ``max_days`` days at once."""
     templates = _environment()
 
-    def page(path: str, method: str = "GET") -> Callable[[Request], Any]:
-        return sessions.page(roles[method, path])
+    def page(path: str, method: str = "GET") -> Callable[..., Any]:
+        allowed = sessions.page(roles[method, path])
+        if method != "GET":
+            return allowed
+
+        async def within_rate(principal: Annotated[Principal, Depends(allowed)]) -> Principal:
+            retry_after = buckets.take(principal.tenant, "reads")
+            if retry_after:
+                raise Refused(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"Too many pages at once: open this one again in {retry_after} s.",
+                    retry_after,
+                )
+            return principal
+
+        return within_rate
 
     def render(
         request: Request, template: str, principal: Principal | None, status_code: int = 200, **context: Any
@@ -225,7 +267,10 @@ def add_console_routes(
 
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> Response:
-        return render(request, "error.html", None, error.status_code, title="Not done", message=str(error))
+        response = render(request, "error.html", None, error.status_code, title="Not done", message=str(error))
+        if error.retry_after is not None:
+            response.headers["retry-after"] = str(error.retry_after)
+        return response
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:
@@ -321,19 +366,22 @@ def add_console_routes(
             page_number = max(1, _optional(asked.get("page"), int) or 1)
         except ValueError:
             return render(request, "error.html", principal, 400, title="Bad filter", message="A filter is malformed.")
+        platform = Role.PLATFORM in principal.roles
+        tenant = (asked.get("tenant") or None) if platform else principal.tenant
+        problem = _bad_filter(since, until, page_number, tenant, max_days)
+        if problem:
+            return render(request, "error.html", principal, 400, title="Bad filter", message=problem)
         feedback = asked.get("feedback") or None
         if feedback not in (None, "up", "down", "none"):
             feedback = None
         metric = asked.get("metric") or None
-        platform = Role.PLATFORM in principal.roles
-        tenant = (asked.get("tenant") or None) if platform else principal.tenant
 
         def read(reader: Reader) -> list[queries.ConsoleRequest]:
             return queries.console_requests(
                 reader,
                 tenant,
                 since=datetime.combine(since, datetime.min.time(), UTC),
-                until=datetime.combine(until + timedelta(days=1), datetime.min.time(), UTC),
+                until=datetime.combine(until, datetime.min.time(), UTC) + timedelta(days=1),
                 prompt_version=version,
                 metric=metric,
                 min_score=low,
