@@ -171,12 +171,14 @@ async def _label_queue(
 async def console_tour(
     gateway_url: str, credential: str, out_dir: Path, *, request_id: str, question: str, chromium: str = CHROMIUM
 ) -> dict[str, Any]:
-    """Open every console page in headless Chromium logged in with ``credential``, check what
-    the run left is on them (the request ``request_id`` listed, its ``question`` and a cost on its
-    page, charts on the overview, the agreement table) and save a full-page screenshot of each
-    to ``out_dir`` (``console-<page>.png``). Returns ``{"pages": {page: {"file", "checks"}},
-    "ok": every check passed}``, or ``{"skipped": reason}`` when ``chromium`` or Playwright is not
-    installed (the demo then says so; ``make test``'s browser tests still run)."""
+    """Open every console page in headless Chromium logged in with ``credential``, check that
+    what the run left is on them (the request's ``question`` listed; its id, question and a cost
+    on its page ``/console/requests/{request_id}``; charts on the overview; the agreement table)
+    and save a full-page screenshot of each to ``out_dir`` (``console-<page>.png``).
+
+    Returns ``{"pages": {page: {"file", "checks"}}, "ok": every check passed}``, or
+    ``{"skipped": reason}`` when ``chromium`` or Playwright is not installed (the demo then says
+    so; ``make test``'s browser tests still run)."""
     executable = shutil.which(chromium)
     if executable is None:
         return {"skipped": f"no Chromium at {chromium} (apt-get install chromium)"}
@@ -197,9 +199,10 @@ async def console_tour(
         "dead-letters": "/console/dead-letters",
         "agreement": "/console/agreement",
     }
+    asked = " ".join(question.split())[:30]
     expected: dict[str, list[str]] = {
-        "requests": [request_id],
-        "request": [" ".join(question.split())[:30], "$"],
+        "requests": [asked],
+        "request": [request_id, asked, "$"],
         "agreement": ["faithfulness", "kappa"],
     }
     pages: dict[str, Any] = {}
