@@ -97,7 +97,7 @@ ANALYST_TABLES = (
 """The tables and views analysts may read (the analyst SQL guard's allow-list): every table and
 view of the sink's migrations except the materialized views' triggers (``*_mv``) and the
 migration ledger. A test checks this against the migrated schema."""
-RETAINED_TABLES = COUNTED_TABLES | {AUDIT_LOG}
+RETAINED_TABLES = COUNTED_TABLES | {AUDIT_LOG, SIGNED_PRICE_LISTS}
 """The tables with a retention TTL setting (each has ``occurred_at``, which its TTL counts from)."""
 DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     {
@@ -116,6 +116,8 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
         "pii_redactions": 90,
         "dead_letters": 30,
         AUDIT_LOG: 2557,
+        # Verified price lists name their publisher: kept as long as the audit log that records them.
+        SIGNED_PRICE_LISTS: 2557,
         # Ids, scores and lineage only: kept until an operator sets a TTL.
         "retrievals": None,
         "evaluations": None,

@@ -85,6 +85,11 @@ def test_rows_older_than_their_tables_ttl_disappear_on_merge(store: ChdbStore) -
             "VALUES ('t', 'c', {seq:UInt64}, generateUUIDv4(), {at:DateTime64(3, 'UTC')}, {at:DateTime64(3, 'UTC')})",
             {"seq": seq, "at": moment.replace(tzinfo=None)},
         )
+        store.execute(
+            "INSERT INTO signed_price_lists (event_id, occurred_at, payload, recorded_at) "
+            "VALUES (generateUUIDv4(), {at:DateTime64(3, 'UTC')}, '{}', {at:DateTime64(3, 'UTC')})",
+            {"at": moment.replace(tzinfo=None)},
+        )
 
     def stored(table: str) -> dict[str, int]:
         found = store.execute(

@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS signed_price_lists
 )
 ENGINE = ReplacingMergeTree(recorded_at)
 PARTITION BY tuple()
-ORDER BY event_id;
+ORDER BY event_id
+-- It names each list's publisher: kept as long as the audit log (RAGOPS_SINK_RETENTION_DAYS).
+TTL toDateTime(occurred_at) + toIntervalDay(2557);
 
 DROP VIEW IF EXISTS prices;
 
