@@ -484,7 +484,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     add_prompt_routes(app, caller, prompts)
     add_experiment_routes(app, caller, control, prompts.registry, experiments)
     add_answer_routes(app, caller, reader)
-    add_price_routes(app, caller, control, settings.analytics)
+    add_price_routes(app, caller, control, reader)
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -29,8 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragops_analytics import queries
-from ragops_analytics.client import AnalyticsSettings
-from ragops_analytics.store import QueryError, StoreUnavailable
+from ragops_analytics.store import QueryError, Reader as AnalyticsReader, StoreUnavailable
 from ragops_gateway.changes import ControlPlane, actor
 from ragops_schemas import Producer
 from ragops_schemas.changes import Reason
@@ -110,11 +109,11 @@ def add_price_routes(
     app: FastAPI,
     caller: Callable[[str, str], Callable[[Request], Awaitable[Principal]]],
     plane: ControlPlane,
-    analytics: AnalyticsSettings,
+    reader: AnalyticsReader | None,
 ) -> None:
     """Add the price routes (see the module's docstring) to ``app``, each behind the guard
     ``caller`` gives for its method and path; ``plane`` publishes (signed by the gateway);
-    ``analytics`` is where the gateway reads ClickHouse on its own credential."""
+    ``reader`` is the gateway's own reader of ClickHouse (None: not configured, 503)."""
     platform = plane.settings.platform.tenant
     clock_skew = timedelta(seconds=plane.settings.prices_clock_skew_s)
     Operator = Annotated[Principal, Depends(caller("POST", "/v1/prices"))]
@@ -142,18 +141,10 @@ def add_price_routes(
     @app.get("/v1/prices", tags=["cost"])
     async def list_prices(principal: Reader) -> list[PriceListOut]:
         """Every signed price list, newest ``effective_from`` first."""
-        if not analytics.configured:
+        if reader is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics is not configured here")
-
-        def read() -> list[queries.PriceListRow]:
-            client = analytics.client()
-            try:
-                return queries.price_lists(client)
-            finally:
-                client.close()
-
         try:
-            lists = await asyncio.to_thread(read)
+            lists = await asyncio.to_thread(queries.price_lists, reader)
         except (QueryError, StoreUnavailable) as error:
             log.error("prices_unreadable", error=repr(error))
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics cannot answer now") from None
