@@ -134,18 +134,8 @@ class IntakeRedactor:
 
         Raises:
             EventRejected: a redacted text passes the schema's limit."""
-        redacting = self._redacting(submitted)
-        comment = redacting.optional(submitted.comment)
-        corrected = redacting.optional(submitted.corrected_answer)
-        return _redacted(
-            submitted,
-            FeedbackRedacted,
-            self.producer,
-            comment=comment,
-            corrected_answer=corrected,
-            user_id=redacting.subject(submitted.user_id),
-            redactions=dict(redacting.counts),
-        )
+        user_id = self._redacting(submitted).subject(submitted.user_id)
+        return self._comment_and_correction(submitted, FeedbackRedacted, user_id=user_id)
 
     def review(self, submitted: ReviewSubmitted) -> AnswerReviewed:
         """A reviewer's correction and comment redacted as a feedback's are (the reviewer is
@@ -153,16 +143,23 @@ class IntakeRedactor:
 
         Raises:
             EventRejected: a redacted text passes the schema's limit."""
+        return self._comment_and_correction(submitted, AnswerReviewed)
+
+    def _comment_and_correction(
+        self, submitted: FeedbackSubmitted | ReviewSubmitted, redacted_type: type[R], **changes: Any
+    ) -> R:
+        """``submitted`` as ``redacted_type`` with ``changes``, its comment and corrected answer redacted."""
         redacting = self._redacting(submitted)
         comment = redacting.optional(submitted.comment)
         corrected = redacting.optional(submitted.corrected_answer)
         return _redacted(
             submitted,
-            AnswerReviewed,
+            redacted_type,
             self.producer,
             comment=comment,
             corrected_answer=corrected,
             redactions=dict(redacting.counts),
+            **changes,
         )
 
     def document(
