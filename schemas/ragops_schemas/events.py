@@ -623,6 +623,9 @@ class RetrievedChunk(_Part):
     score: float = Field(description="Ranking score (fused RRF score in hybrid mode, cosine in dense mode).")
     title: str | None = None
     source: str | None = None
+    section: str | None = Field(
+        default=None, description="The heading the chunk falls under in its document, when the document has headings."
+    )
 
 
 class RetrievalInfo(_Part):
@@ -634,6 +637,11 @@ class RetrievalInfo(_Part):
         default=None,
         description="Cosine similarity of the query to its nearest chunk (dense), whatever the mode; "
         "None when the collection is empty. The monitor's retrieval-quality signal.",
+    )
+    similarities: list[float] = Field(
+        default_factory=list,
+        description="Cosine similarity of the query to its nearest chunks (dense), best first, at most top_k: "
+        "the abstention check reads the top one and the margin to the next.",
     )
 
 
@@ -709,8 +717,39 @@ class Lineage(_Part):
     experiment_id: str | None = Field(default=None, description="The experiment the variant belongs to.")
 
 
+class Citation(_Part):
+    """A retrieved chunk that supports the answer: the answer's ``[n]`` marker names it."""
+
+    marker: int = Field(ge=1, description="n of the answer's [n] marker: 1-based position of the chunk in contexts.")
+    chunk_id: str
+    document_id: str
+    document_version: str
+    title: str | None = None
+    source: str | None = None
+    section: str | None = None
+    snippet: str = Field(max_length=400, description="The passage of the chunk that supports the answer.")
+    support: float = Field(
+        ge=0, le=1, description="Share of the answer's content tokens that the chunk contains (lexical attribution)."
+    )
+
+
+class AbstentionCheck(_Part):
+    """Whether the context holds the answer, as the calibrated abstention check judged it."""
+
+    abstained: bool = Field(description="True: the platform answered that the documents do not say.")
+    score: float = Field(ge=0, le=1, description="Estimated probability that the context does not hold the answer.")
+    threshold: float = Field(ge=0, le=1, description="Abstain when score >= threshold (from the calibration).")
+    signals: dict[str, float] = Field(
+        default_factory=dict, description="The inputs of the check, e.g. top_similarity, margin, groundedness."
+    )
+    calibration: str = Field(description="Id of the calibration that set the threshold (name@sha256 prefix).")
+
+
 class AnswerGenerated(RequestEvent):
-    """The generation service answered a question. An empty ``answer`` means no answer."""
+    """The generation service answered a question. An empty ``answer`` means no answer.
+
+    ``generation.finish_reasons`` is ``["abstained"]`` when the abstention check judged that
+    the context does not hold the answer (the answer then says so and cites nothing)."""
 
     TOPIC = Topic.ANSWER_GENERATED
     event_type: Literal["query.answer_generated"] = "query.answer_generated"
@@ -720,6 +759,12 @@ class AnswerGenerated(RequestEvent):
     generation: GenerationInfo
     lineage: Lineage
     evaluation: EvaluationContext | None = None
+    citations: list[Citation] = Field(
+        default_factory=list, description="The chunks that support the answer, one per [n] marker in it."
+    )
+    abstention: AbstentionCheck | None = Field(
+        default=None, description="The abstention check's verdict; None where no check ran (no context, no calibration)."
+    )
 
 
 # ------------------------------------------------------------- evaluation
