@@ -35,7 +35,8 @@ from ragops.report import Window, write_report
 from ragops.tco import in_effect, price_list_body, total_cost
 from ragops_analytics import queries
 from ragops_analytics.store import Reader
-from ragops_evaluation.metrics import contains_answer, normalize_answer
+from ragops_evaluation.metrics import contains_answer
+from ragops_shared.citations import normalize_answer
 
 DEFAULT_PRICES = Path(__file__).resolve().parents[1] / "deploy" / "prices" / "default.toml"
 """The default price list, in the repository beside the package (``make demo`` runs from it)."""

@@ -22,6 +22,7 @@ from ragops_models.embedder import Embedder
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, EvaluationScore, Producer
 from ragops_schemas.ids import sample_fraction
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
+from ragops_shared.citations import strip_markers
 from ragops_shared.service import producer_for, run_service, service_app
 
 SERVICE = SPEC.name
@@ -41,12 +42,12 @@ def evaluate(
         context = answer.evaluation
         if context is None and not sampled(answer.request_id, sample_rate):
             continue
-        scores = reference_free_scores(
-            answer.question, answer.answer, [c.text for c in answer.contexts], embedder.embed
-        )
+        # Scored as what it says: the [n] citation markers are not words of the answer.
+        said = strip_markers(answer.answer)
+        scores = reference_free_scores(answer.question, said, [c.text for c in answer.contexts], embedder.embed)
         if context is not None and (context.reference_answers or context.reference_context_ids):
             scores += reference_scores(
-                answer.answer,
+                said,
                 context.reference_answers,
                 [c.document_id for c in answer.contexts],
                 context.reference_context_ids,

@@ -14,13 +14,13 @@ Every score is a float in ``[0, 1]``, higher is better, and names the versioned 
 computed it, so that a changed definition never mixes with older values.
 """
 
-import re
-import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ragops_shared.citations import content_tokens, normalize_answer, split_sentences
 
 Embed = Callable[[list[str]], np.ndarray]
 """Texts -> float32 array of shape ``(len(texts), dimension)`` with L2-normalised rows, such as
@@ -47,25 +47,6 @@ METRIC_NAMES = (
 BINARY_METRICS = frozenset({"exact_match", "contains_answer", "hit@1", "hit@5"})
 """The scores that are 0/1 outcomes by definition (paired by McNemar's test, not Wilcoxon's)."""
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-# Function words that carry no claim of their own, already SQuAD-normalised (lower case, no
-# punctuation: "don't" -> "dont"; the articles a/an/the are removed by normalisation).
-_STOP_WORDS = frozenset(
-    # A word list this long reads as text; as a list literal (SIM905) the formatter puts one word a line.
-    """
-    about above after again against all am and any are as at be because been before being below
-    between both but by can could did do does doing dont down during each few for from further
-    had has have having he her here hers herself him himself his how i if in into is it its itself
-    just me more most my myself no nor not now of off on once only or other our ours ourselves out
-    over own same she should so some such than that their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where which while who
-    whom why will with would you your yours yourself yourselves
-    """.split()  # noqa: SIM905
-)
-
 
 @dataclass(frozen=True)
 class Score:
@@ -82,11 +63,6 @@ class Score:
     value: float
     method: str
     reference_based: bool
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:
@@ -173,12 +149,12 @@ def reference_free_scores(question: str, answer: str, contexts: Sequence[str], e
     Returns:
         ``[faithfulness, answer_relevancy, context_relevance]``, all ``reference_based=False``.
     """
-    answer_tokens = _content_tokens(answer)
+    answer_tokens = content_tokens(answer)
     context_tokens = [set(normalize_answer(context).split()) for context in contexts]
     supported = set().union(*context_tokens)
     faithfulness = sum(token in supported for token in answer_tokens) / len(answer_tokens) if answer_tokens else 0.0
 
-    question_tokens = _content_tokens(question)
+    question_tokens = content_tokens(question)
     coverages = (
         [sum(token in tokens for token in question_tokens) / len(question_tokens) for tokens in context_tokens]
         if question_tokens
@@ -186,7 +162,7 @@ def reference_free_scores(question: str, answer: str, contexts: Sequence[str], e
     )
 
     has_answer = bool(normalize_answer(answer))
-    sentences = [sentence for context in contexts for sentence in _sentences(context)]
+    sentences = [sentence for context in contexts for sentence in split_sentences(context)]
     texts = [question, *([answer] if has_answer else []), *sentences]
     if len(texts) > 1:
         vectors = embed(texts)  # (len(texts), dimension), rows of norm 1
@@ -243,14 +219,3 @@ def reference_scores(
             Score("hit@5", hit_at_k(retrieved_ids, reference_context_ids, 5), ID_MATCH_METHOD, reference_based=True),
         ]
     return scores
-
-
-def _content_tokens(text: str) -> list[str]:
-    """SQuAD-normalised tokens of ``text`` without function words, in order, with repeats."""
-    return [token for token in normalize_answer(text).split() if token not in _STOP_WORDS]
-
-
-def _sentences(text: str) -> list[str]:
-    """``text`` split after ``.``, ``!`` or ``?`` followed by white space; sentences that
-    normalise to nothing (punctuation, articles) are dropped."""
-    return [sentence for sentence in (part.strip() for part in _SENTENCE_END.split(text)) if normalize_answer(sentence)]

@@ -23,10 +23,12 @@ from ragops_models.device import compute_spec
 from ragops_models.generation import Generation, Generator
 from ragops_models.transformers_generator import TransformersGenerator
 from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
+from ragops_schemas.events import Citation, RetrievedChunk
 from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.budgets import over_budget
+from ragops_shared.citations import cite
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
 from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt
 from ragops_shared.registry_view import RegistryView
@@ -162,14 +164,16 @@ class Answerer:
             MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)
             MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in generations))
             MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in generations))
+        cited = [self.cited(generation, used) for generation, used in zip(generations, contexts, strict=True)]
         return [
             event.caused(
                 AnswerGenerated,
                 self.producer,
                 request_id=event.request_id,
                 question=event.question,
-                answer=generation.text,
+                answer=text,
                 contexts=used,
+                citations=citations,
                 evaluation=event.evaluation,
                 generation=GenerationInfo(
                     provider_name=self.settings.backend,
@@ -195,10 +199,19 @@ class Answerer:
                     experiment_id=assignment.experiment_id if assignment else None,
                 ),
             )
-            for event, (prompt, assignment, _), used, generation, degraded in zip(
-                events, rendered, contexts, generations, cheaper, strict=True
+            for event, (prompt, assignment, _), used, generation, degraded, (citations, text) in zip(
+                events, rendered, contexts, generations, cheaper, cited, strict=True
             )
         ]
+
+    @staticmethod
+    def cited(generation: Generation, used: Sequence[RetrievedChunk]) -> tuple[list[Citation], str]:
+        """The citations of ``generation`` among the chunks ``used`` in its prompt and the
+        answer text with their ``[n]`` markers (:func:`ragops_shared.citations.cite`: lexical
+        attribution). An abstained answer says the documents do not say: it cites nothing."""
+        if generation.finish_reason == "abstained":
+            return [], generation.text
+        return cite(generation.text, used)
 
 
 def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:

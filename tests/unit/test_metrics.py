@@ -10,11 +10,11 @@ from ragops_evaluation.metrics import (
     contains_answer,
     exact_match,
     hit_at_k,
-    normalize_answer,
     reference_free_scores,
     reference_scores,
     token_f1,
 )
+from ragops_shared.citations import normalize_answer
 
 
 class FakeEmbed:
@@ -129,3 +129,26 @@ def test_reference_scores_cover_answer_and_retrieval() -> None:
 def test_reference_scores_skip_what_has_no_reference() -> None:
     assert [s.name for s in reference_scores("x", [], ["p1"], ["p1"])] == ["context_recall", "hit@1", "hit@5"]
     assert [s.name for s in reference_scores("x", ["x"], ["p1"], [])] == ["exact_match", "f1", "contains_answer"]
+
+
+def test_the_evaluation_service_scores_an_answer_without_its_citation_markers() -> None:
+    from ragops_evaluation.app import evaluate
+    from ragops_schemas import AnswerGenerated
+    from ragops_schemas.events import EvaluationContext
+    from tests.helpers import PRODUCER, example
+
+    class Embedder:
+        name = "bag-of-letters"
+        embed = FakeEmbed()
+
+    answer = example(AnswerGenerated).model_copy(
+        update={"evaluation": EvaluationContext(reference_answers=["France"], reference_context_ids=["Normans-p000"])}
+    )
+
+    def scores(text: str) -> dict[str, float]:
+        [evaluated] = evaluate(Embedder(), PRODUCER, 1.0, [answer.model_copy(update={"answer": text})])  # type: ignore[arg-type]
+        return {score.name: score.value for score in evaluated.scores}
+
+    marked, plain = scores("France [1]"), scores("France")
+    assert marked == plain
+    assert (marked["exact_match"], marked["f1"]) == (1.0, 1.0)
