@@ -46,6 +46,7 @@ from ragops_evaluation.metrics import contains_answer
 from ragops_schemas import DocumentSubmitted, FeedbackSubmitted, PromptBody
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.topics import TOPICS
+from ragops_shared.citations import strip_markers
 from ragops_shared.datasets import Question, load_corpus, load_questions
 from ragops_shared.prompts import prompt_body
 from ragops_shared.settings import KafkaSettings, aiokafka_options
@@ -78,7 +79,7 @@ def simulated_feedback(
         answer = trace.answer
         if answer is None:
             continue
-        good = contains_answer(answer.answer, question.answers) == 1.0
+        good = contains_answer(strip_markers(answer.answer), question.answers) == 1.0
         correction = question.answers[0] if not good and rng.random() < CORRECTION_SHARE else None
         feedback.append(
             FeedbackSubmitted(

@@ -36,7 +36,7 @@ from ragops.tco import in_effect, price_list_body, total_cost
 from ragops_analytics import queries
 from ragops_analytics.store import Reader
 from ragops_evaluation.metrics import contains_answer
-from ragops_shared.citations import normalize_answer
+from ragops_shared.citations import normalize_answer, strip_markers
 
 DEFAULT_PRICES = Path(__file__).resolve().parents[1] / "deploy" / "prices" / "default.toml"
 """The default price list, in the repository beside the package (``make demo`` runs from it)."""
@@ -94,7 +94,7 @@ class Label(NamedTuple):
 def stand_in_label(answer: str, contexts: Sequence[str], gold: Sequence[str]) -> Label:
     """*correct*: ``answer`` contains a gold answer (SQuAD normalisation); *grounded*: correct,
     and one of the gold answers it contains is in a retrieved passage."""
-    found = [one for one in gold if contains_answer(answer, [one]) == 1.0]
+    found = [one for one in gold if contains_answer(strip_markers(answer), [one]) == 1.0]
     passages = [normalize_answer(text) for text in contexts]
     grounded = any(normalize_answer(one) in passage for one in found for passage in passages)
     return Label(correct=bool(found), grounded=grounded)

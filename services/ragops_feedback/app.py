@@ -51,6 +51,7 @@ from ragops_schemas.envelope import RequestEvent
 from ragops_schemas.ids import example_id
 from ragops_schemas.review import AnswerReviewed
 from ragops_shared.broker import EventPublisher, EventRejected, EventSubscriber, make_broker
+from ragops_shared.citations import strip_markers
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.shredding import FileKeyStore, Shredder
 from ragops_shared.watch import EventWatcher
@@ -116,7 +117,8 @@ def record(
         answer_event_id=str(answer.event_id),
         lineage=answer.lineage,
     )
-    reference = feedback.corrected_answer or (answer.answer if mood == "positive" and answer.answer.strip() else None)
+    said = strip_markers(answer.answer)  # a reference answer is compared word for word: no [n] markers
+    reference = feedback.corrected_answer or (said if mood == "positive" and said.strip() else None)
     if reference is None:
         return [recorded]
 
@@ -172,8 +174,8 @@ def reviewed(
         raise EventRejected(
             f"answer_event_id {review.answer_event_id!r} is not the answer of request {review.request_id!r}"
         )
-    good = review.correct and review.grounded and answer.answer.strip()
-    reference = review.corrected_answer or (answer.answer if good else None)
+    said = strip_markers(answer.answer)  # a reference answer is compared word for word: no [n] markers
+    reference = review.corrected_answer or (said if review.correct and review.grounded and said.strip() else None)
     if reference is None:
         return []
     asker = review.asker_key_id

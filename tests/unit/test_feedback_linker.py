@@ -134,7 +134,7 @@ async def test_a_review_becomes_an_example_of_its_correction_or_of_the_answer_fo
     assert from_correction.example_id == example_id(SETTINGS.dataset, answer.question, "France")
     assert from_correction.feedback_event_id == str(corrected.event_id)
     assert from_correction.event_id == derived_event_id("DatasetExampleAdded", corrected.event_id)
-    assert from_answer.reference_answer == answer.answer
+    assert from_answer.reference_answer == "France"  # the answer "France [1]" without its citation marker
     # Found wrong, or not grounded, without a correction: no reference to learn from.
     assert await linker.review([wrong, ungrounded]) == []
 
@@ -178,3 +178,17 @@ async def test_a_review_of_an_unknown_request_or_of_another_answer_is_refused() 
         await linker.review([elsewhere])
     with pytest.raises(EventRejected, match="is not the answer of request"):
         await linker.review([_review(answer, correct=True, grounded=True, answer_event_id="another")])
+
+
+def test_a_liked_or_approved_answer_becomes_a_reference_without_its_citation_markers(tmp_path: Path) -> None:
+    from ragops_feedback.app import reviewed
+
+    shredder = Shredder(FileKeyStore.under(tmp_path))
+    answer = example(AnswerGenerated).model_copy(update={"answer": "France [1]"})
+    [_, liked] = record(_feedback(answer.request_id), answer, PRODUCT, "feedback", shredder)
+    review = example(AnswerReviewed).model_copy(
+        update={"answer_event_id": str(answer.event_id), "correct": True, "grounded": True, "corrected_answer": None}
+    )
+    [approved] = reviewed(review, answer, PRODUCT, "reviews", shredder)
+    assert isinstance(liked, DatasetExampleAdded) and isinstance(approved, DatasetExampleAdded)
+    assert liked.reference_answer == approved.reference_answer == "France"
