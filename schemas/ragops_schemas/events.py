@@ -135,6 +135,11 @@ class Chunk(_Part):
     token_count: int = Field(ge=1, description="Tokens of the embedding model's tokenizer.")
     char_start: int = Field(ge=0, description="Offset of the chunk in the parsed text (characters).")
     char_end: int = Field(ge=0)
+    section: Title | None = Field(
+        default=None,
+        description="The nearest heading before the middle of the chunk in its document (Markdown, HTML, reST); "
+        "None when the document has none there.",
+    )
 
 
 def encode_vector(vector: list[float]) -> str:
@@ -763,7 +768,8 @@ class AnswerGenerated(RequestEvent):
         default_factory=list, description="The chunks that support the answer, one per [n] marker in it."
     )
     abstention: AbstentionCheck | None = Field(
-        default=None, description="The abstention check's verdict; None where no check ran (no context, no calibration)."
+        default=None,
+        description="The abstention check's verdict; None where no check ran (no context, no calibration).",
     )
 
 

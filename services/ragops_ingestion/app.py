@@ -118,6 +118,9 @@ def ingest(
             token_count=piece.token_count,
             char_start=piece.char_start,
             char_end=piece.char_end,
+            # The section of the chunk's middle: a window begins with the overlap, often the end
+            # of the previous section, and a short section's heading can sit in its first half.
+            section=parsed.section_at((piece.char_start + piece.char_end) // 2),
         )
         for piece in chunker.chunk(parsed.text)
     ]

@@ -14,9 +14,12 @@ such as zero-width spaces, soft hyphens or a byte order mark), the one normalisa
 queries get too; no control characters, one block (paragraph, heading, list item,
 table row, code block) per paragraph, paragraphs separated by one blank line. Prose
 blocks have their whitespace collapsed to single spaces; code blocks keep their lines and
-indentation (trailing spaces removed).
+indentation (trailing spaces removed). Headings (Markdown ATX and setext headings, HTML
+``<h1>``-``<h6>``, reST section titles) are paragraphs of the text too, and their offsets
+are kept (:meth:`ParsedDocument.section_at`), so each chunk can name the section it is in.
 """
 
+import bisect
 import io
 import re
 import types
@@ -49,10 +52,20 @@ class ParsedDocument:
         title: the HTML ``<title>`` (else the first ``<h1>``), the first Markdown heading or
             the first reST section title, whitespace collapsed, cut to ``MAX_TITLE_CHARS``
             (1024) characters; None when there is none.
+        headings: ``(offset, heading)`` of each heading of ``text``, in text order: the
+            character offset in ``text`` where the heading's paragraph starts and its text,
+            whitespace collapsed, cut to ``MAX_TITLE_CHARS`` characters. Empty for plain text.
     """
 
     text: str
     title: str | None
+    headings: tuple[tuple[int, str], ...] = ()
+
+    def section_at(self, offset: int) -> str | None:
+        """The nearest heading that starts at or before character ``offset`` of ``text``: the
+        section a chunk beginning there falls under (None before the first heading)."""
+        at = bisect.bisect_right(self.headings, offset, key=lambda heading: heading[0])
+        return self.headings[at - 1][1] if at else None
 
 
 def parse(content: str, content_type: str) -> ParsedDocument:
@@ -79,7 +92,8 @@ def parse(content: str, content_type: str) -> ParsedDocument:
     except RecursionError as exc:
         # Parsers and tree walks recurse once per nesting level (thousands of nested <div>s).
         raise DocumentParseError(f"markup nested too deeply to parse ({media_type})") from exc
-    text = "\n\n".join(filter(None, (block.normalised() for block in blocks)))
+    paragraphs = [(text, block.heading) for block in blocks if (text := block.normalised())]
+    text = "\n\n".join(paragraph for paragraph, _ in paragraphs)
     if not text:
         detail = f": {'; '.join(problems[:3])}" if problems else ""
         raise DocumentParseError(f"document is empty after parsing ({media_type}){detail}")
@@ -89,8 +103,13 @@ def parse(content: str, content_type: str) -> ParsedDocument:
             f"document is empty after parsing ({media_type}): no letter or digit, only punctuation or symbols"
         )
     title = " ".join(_clean_characters(title).split()) if title else ""
+    headings, offset = [], 0
+    for paragraph, heading in paragraphs:
+        if heading:
+            headings.append((offset, " ".join(paragraph.split())[:MAX_TITLE_CHARS]))
+        offset += len(paragraph) + 2  # the blank line between paragraphs
     # A heading can be a whole paragraph; the events that carry the title bound it.
-    return ParsedDocument(text=text, title=title[:MAX_TITLE_CHARS] or None)
+    return ParsedDocument(text=text, title=title[:MAX_TITLE_CHARS] or None, headings=tuple(headings))
 
 
 # --- shared text clean-up ---------------------------------------------------------------
@@ -109,10 +128,12 @@ def _clean_characters(text: str) -> str:
 
 @dataclass(frozen=True)
 class _Block:
-    """One paragraph of output; ``keep_lines`` for code and other preformatted text."""
+    """One paragraph of output; ``keep_lines`` for code and other preformatted text;
+    ``heading`` for a section heading."""
 
     text: str
     keep_lines: bool = False
+    heading: bool = False
 
     def normalised(self) -> str:
         # Entities and parser output can reintroduce decomposed or control characters.
@@ -167,7 +188,7 @@ def _extract_markdown(content: str) -> _Extraction:
             if row is not None:
                 row.append(" ".join(text.split()))
             else:
-                blocks.append(_Block(text))
+                blocks.append(_Block(text, heading=in_heading))
             if in_heading and title is None:
                 title = text
             in_heading = False
@@ -193,6 +214,7 @@ def _markdown_inline_text(children: list[Token]) -> str:
 _HTML_DROPPED_TAGS = ("script", "style", "noscript", "template", "head", "nav")
 # Navigation header/footer class names of DocBook's HTML output (the PostgreSQL manual).
 _HTML_NAVIGATION_CLASSES = frozenset({"navheader", "navfooter"})
+_HTML_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _HTML_BLOCK_TAGS = frozenset(
     {
         "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "div",
@@ -256,10 +278,11 @@ class _HtmlBlocks:
     def __init__(self) -> None:
         self.blocks: list[_Block] = []
         self._inline: list[str] = []
+        self._heading = False
 
     def flush(self) -> None:
         if self._inline:
-            self.blocks.append(_Block("".join(self._inline)))
+            self.blocks.append(_Block("".join(self._inline), heading=self._heading))
             self._inline = []
 
     def walk(self, element: Tag) -> None:
@@ -277,8 +300,10 @@ class _HtmlBlocks:
                 self.blocks.append(_Block(" | ".join(cell for cell in cells if cell)))
             elif child.name in _HTML_BLOCK_TAGS:
                 self.flush()
+                heading, self._heading = self._heading, self._heading or child.name in _HTML_HEADINGS
                 self.walk(child)
                 self.flush()
+                self._heading = heading
             else:
                 self.walk(child)
 
@@ -490,7 +515,8 @@ def _rst_blocks(element: nodes.Node) -> Iterator[_Block]:
             cells = (" ".join(block.normalised() for block in _rst_blocks(entry)) for entry in child.children)
             yield _Block(" | ".join(cell for cell in cells if cell))
         elif isinstance(child, (nodes.TextElement, nodes.Text)):
-            yield _Block(child.astext())
+            # A section's title; other titles (admonitions, topics, tables) head no section.
+            yield _Block(child.astext(), heading=isinstance(child, nodes.title) and isinstance(element, nodes.section))
         else:
             yield from _rst_blocks(child)
 

@@ -256,6 +256,7 @@ class Index:
                     "source": event.source,
                     "metadata": event.metadata,
                     "chunk_index": chunk.index,
+                    **({"section": chunk.section} if chunk.section else {}),
                     # Whom the document is about: an erasure of that subject deletes its points.
                     **({SUBJECT_FIELD: event.subject_id} if event.subject_id else {}),
                 },
@@ -403,6 +404,7 @@ class Index:
                             score=hit.score,
                             title=hit.payload.get("title"),
                             source=hit.payload.get("source"),
+                            section=hit.payload.get("section"),
                         )
                         for hit in hits
                     ],

@@ -84,7 +84,7 @@ class ChunkPoint:
 
     ``vector`` is the chunk's dense embedding, L2-normalised, of the collection's
     dimension. ``payload`` holds the extra fields stored with the chunk, only those of
-    :data:`EXTRA_PAYLOAD_FIELDS`: ``title`` and ``source`` (strings), ``metadata``
+    :data:`EXTRA_PAYLOAD_FIELDS`: ``title``, ``source`` and ``section`` (strings), ``metadata``
     (``dict[str, str]``) and ``chunk_index`` (int). ``tenant`` is the tenant the chunk
     belongs to (its chunk id names it, :func:`ragops_schemas.ids.chunk_id`).
     """
@@ -314,7 +314,7 @@ def dense_vector(vector: Sequence[float], dimension: int, *, what: str) -> list[
     return values
 
 
-EXTRA_PAYLOAD_FIELDS = frozenset({"title", "source", METADATA_FIELD, "chunk_index", SUBJECT_FIELD})
+EXTRA_PAYLOAD_FIELDS = frozenset({"title", "source", "section", METADATA_FIELD, "chunk_index", SUBJECT_FIELD})
 """The fields a :class:`ChunkPoint`'s ``payload`` may carry (see :func:`build_payload`)."""
 
 
@@ -329,6 +329,8 @@ def build_payload(point: ChunkPoint, model_version: str) -> dict[str, Any]:
     - ``tenant``: every search and delete is restricted to the caller's tenant;
     - ``embedded_for``: the version whose upsert wrote the vector (reused-chunk bookkeeping);
     - ``title``, ``source``: citations in the answer and top-level filters (default ``""``);
+    - ``section`` (only when the chunk has one): the heading it falls under, which its
+      citation shows;
     - ``metadata`` (``dict[str, str]``, default ``{}``): a query's filters may name any key
       (README, "filters"), so the document's metadata is kept whole;
     - ``chunk_index``: the chunk's position, which orders :meth:`VectorStore.chunk_ids`;

@@ -39,6 +39,7 @@ SNIPPET_CHARS = 400
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_PARAGRAPH = re.compile(r"\n\s*\n")
 # "[3]": a marker names one chunk. "[1, 2]" is left alone: in an answer about code it is a list.
 _MARKER = re.compile(r"[ \t]*\[(\d{1,3})\]")
 
@@ -151,7 +152,8 @@ def _citation(marker: int, chunk: RetrievedChunk, tokens: Sequence[str], value: 
 
 
 def snippet(text: str, answer_tokens: Sequence[str], size: int = SNIPPET_CHARS) -> str:
-    """The sentence of ``text`` holding the most distinct ``answer_tokens`` (ties: the first),
+    """The sentence (or paragraph without a sentence end, such as a heading) of ``text``
+    holding the most distinct ``answer_tokens`` (ties: the first),
     on one line; a longer sentence is cut to the window of whole words, at most ``size``
     characters, that holds the most of them (``…`` marks a cut end)."""
     wanted = set(answer_tokens)
@@ -159,7 +161,9 @@ def snippet(text: str, answer_tokens: Sequence[str], size: int = SNIPPET_CHARS) 
     def covered(words: Sequence[str]) -> int:
         return len(wanted & set(normalize_answer(" ".join(words)).split()))
 
-    parts = [sentence.split() for sentence in split_sentences(text)] or [text.split()]
+    # Paragraphs first: a heading or a list item ends without a full stop.
+    parts = [sentence.split() for paragraph in _PARAGRAPH.split(text) for sentence in split_sentences(paragraph)]
+    parts = parts or [text.split()]
     words = max(parts, key=covered)  # max keeps the first of equals
     if len(" ".join(words)) <= size:
         return " ".join(words)

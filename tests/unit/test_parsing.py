@@ -321,3 +321,38 @@ def test_real_postgresql_page(data_dir: Path) -> None:
     assert "[ WITH [ RECURSIVE ] with_query [, ...] ]\nSELECT [ ALL | DISTINCT" in parsed.text
     # DocBook's navigation header and footer are not content.
     assert "Prev" not in parsed.text.split("\n\n")[0:3]
+
+
+# --- sections -----------------------------------------------------------------------------
+
+SECTIONED = {
+    "text/markdown": "# Guide\n\nIntro text.\n\n## Install\n\nRun pip.\n\nSetext\n------\n\nMore text.\n",
+    "text/html": "<html><body><h1>Guide</h1><p>Intro text.</p><h2>Install <em>it</em></h2><p>Run pip.</p>"
+    '<section><h3 class="x">Setext</h3><div><p>More text.</p></div></section></body></html>',
+    "text/x-rst": "Guide\n=====\n\nIntro text.\n\n.. note:: A note title is no section.\n\n"
+    "Install\n-------\n\nRun pip.\n\nSetext\n~~~~~~\n\nMore text.\n",
+}
+
+
+@pytest.mark.parametrize("content_type", sorted(SECTIONED))
+def test_each_paragraph_falls_under_its_nearest_heading(content_type: str) -> None:
+    parsed = parse(SECTIONED[content_type], content_type)
+
+    def section(words: str) -> str | None:
+        return parsed.section_at(parsed.text.index(words))
+
+    assert section("Intro text.") == "Guide"
+    assert section("Run pip.").startswith("Install")
+    assert section("More text.") == "Setext"
+    assert [heading for _, heading in parsed.headings] == [
+        "Guide",
+        "Install it" if "html" in content_type else "Install",
+        "Setext",
+    ]
+    # A heading's own paragraph is under itself; text before the first heading under none.
+    assert parsed.section_at(parsed.headings[1][0]) == parsed.headings[1][1]
+    assert parse("Before.\n\n# Later\n\nAfter.", "text/markdown").section_at(0) is None
+
+
+def test_plain_text_has_no_sections() -> None:
+    assert parse("INSTALL\n\nRun pip.", "text/plain").headings == ()
