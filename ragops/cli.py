@@ -70,11 +70,12 @@ from ragops_schemas import (
     MessageDeadLettered,
 )
 from ragops_schemas.changes import PromoteChange, RetireChange, RetrainChange
-from ragops_schemas.events import UnsupportedFileType, content_type_for
+from ragops_schemas.events import Citation, UnsupportedFileType, content_type_for
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import ContentTooLarge
+from ragops_shared.citations import source_label
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 app = typer.Typer(
@@ -366,11 +367,23 @@ def ask(
             # On stderr with the sources, so stdout stays the answer alone for scripts.
             console.print(Text(f"request {trace.outcome.request_id}", style="bold"))
             print(trace.outcome.answer or "(no answer)")
-            for context in trace.outcome.contexts:
-                console.print(f"  [dim]{context.document_id} ({context.score:.3f})")
+            if trace.outcome.citations:
+                console.print(Text("Sources", style="bold"))
+                console.print(Text(sources_text(trace.outcome.citations)))
         return 0
 
     raise typer.Exit(_run(run()))
+
+
+def sources_text(citations: Sequence[Citation]) -> str:
+    """The sources of an answer as ``ragops ask`` prints them, in marker order: one line per
+    cited document, ``[n] title or file name — section`` (:func:`~ragops_shared.citations.source_label`;
+    the section only when known), then its supporting snippet, indented. Empty for none."""
+    lines = []
+    for citation in sorted(citations, key=lambda cited: cited.marker):
+        section = f" — {citation.section}" if citation.section else ""
+        lines += [f"[{citation.marker}] {source_label(citation)}{section}", f"    {citation.snippet}"]
+    return "\n".join(lines)
 
 
 class RowFormat(StrEnum):

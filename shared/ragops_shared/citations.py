@@ -182,3 +182,14 @@ def snippet(text: str, answer_tokens: Sequence[str], size: int = SNIPPET_CHARS) 
     start, end = max(windows, key=lambda window: covered(words[window[0] : window[1]]))
     cut = " ".join(words[start:end])[: size - 2]
     return ("…" if start else "") + cut + ("…" if end < len(words) else "")
+
+
+def source_label(citation: Citation) -> str:
+    """How a person recognises a cited document: its title, else the file name of its source
+    (the last segment of a path or URL, query and fragment left out), else its document id."""
+    if citation.title:
+        return citation.title
+    if citation.source:
+        name = citation.source.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return name or citation.source
+    return citation.document_id
