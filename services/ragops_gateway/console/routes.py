@@ -45,6 +45,8 @@ from ragops_gateway.console.session import (
 )
 from ragops_gateway.limits import TokenBuckets
 from ragops_schemas import Event, Producer
+from ragops_schemas.events import Citation
+from ragops_shared.citations import source_label
 from ragops_shared.identity import TENANT_PATTERN, Principal, Role, Unauthenticated
 from ragops_shared.registry_view import ExperimentView
 
@@ -590,7 +592,9 @@ def _flattened(nodes: Sequence[TraceNode], depth: int = 0) -> Iterator[tuple[int
 
 def _request_parts(payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """What the request page shows from its events' payloads: the question, the retrieved
-    chunks (document, version, score, text), the prompt and variant, the answer and its model."""
+    chunks (document, version, score, text), the prompt and variant, the answer, its sources
+    (each citation with its :func:`~ragops_shared.citations.source_label`, in marker order)
+    and its model."""
     submitted = payloads.get("query.redacted", {})
     retrieved = payloads.get("query.context_retrieved", {})
     answered = payloads.get("query.answer_generated", {})
@@ -606,6 +610,12 @@ def _request_parts(payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "variant": lineage.get("variant"),
         "experiment_id": lineage.get("experiment_id"),
         "answer": answered.get("answer"),
+        "sources": [
+            (citation, source_label(citation))
+            for citation in sorted(
+                (Citation.model_validate(one) for one in answered.get("citations") or []), key=lambda c: c.marker
+            )
+        ],
         "model": generation.get("gen_ai.request.model"),
         "usage": generation.get("usage") or {},
     }
