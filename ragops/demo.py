@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
+from ragops.demo_cite import cite_report, cite_rows
 from ragops.demo_console import console_tour, publish_prices, review_round, tco_and_report
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.gate import Side
@@ -357,6 +358,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             "blocked" if shadow["blocked"] else "[red]NOT blocked",
         )
     _review_rows(report.get("review"), table)
+    cite_rows(report.get("cite"), table)
     for scenario in report.get("tco", {}).get("scenarios", []):
         table.add_row(
             f"TCO {scenario['name']} (USD per answer / per month)",
@@ -489,6 +491,7 @@ def run_demo(
                 )
             )
             report["prices"] = {"price_list_id": price_list_id}
+            report["cite"] = cite_report(analytics, report["run_id"])
             with console.status("a round of human review (the stand-in reviewer)..."):
                 gold = {question.question: question.answers for question in sample}
                 report["review"] = asyncio.run(review_round(platform.gateway_url, platform.auth, gold))

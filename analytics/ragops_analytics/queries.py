@@ -1878,3 +1878,32 @@ def asker_of(reader: Reader, tenant: str, request_id: str) -> str | None:
         {"tenant": tenant, "request": request_id},
     ).rows
     return (str(found[0][0]) or None) if found else None
+
+
+# ---- cite: citations of an evaluation run's answers
+
+
+@dataclass(frozen=True)
+class AnswerCitations:
+    """One answer of an evaluation run as the citation figures read it (from its
+    ``AnswerGenerated`` payload in ``events``)."""
+
+    answer: str
+    finish_reasons: list[str]
+    cited_documents: list[str]
+    reference_context_ids: list[str]
+
+
+def run_answer_citations(reader: Reader, run_id: str) -> list[AnswerCitations]:
+    """Each ``AnswerGenerated`` of evaluation run ``run_id``: its answer text, finish reasons,
+    the document ids of its citations (in citation order) and the question's gold context ids."""
+    rows = reader.query(
+        "SELECT JSONExtractString(payload, 'answer'), "
+        "JSONExtract(payload, 'generation', 'gen_ai.response.finish_reasons', 'Array(String)'), "
+        "arrayMap(c -> JSONExtractString(c, 'document_id'), JSONExtractArrayRaw(payload, 'citations')), "
+        "JSONExtract(payload, 'evaluation', 'reference_context_ids', 'Array(String)') "
+        "FROM events FINAL WHERE event_type = 'query.answer_generated' "
+        "AND JSONExtractString(payload, 'evaluation', 'run_id') = {run_id:String} ORDER BY request_id",
+        {"run_id": run_id},
+    ).rows
+    return [AnswerCitations(str(a), list(f), list(c), list(r)) for a, f, c, r in rows]
