@@ -52,22 +52,22 @@ def test_an_unsupported_answer_cites_nothing() -> None:
     assert (citations, text) == ([], "Madrid on the Manzanares")
 
 
-def test_one_citation_per_document_best_first_and_at_most_three() -> None:
-    france = "France borders Spain."
+def test_one_citation_per_document_best_first_near_the_best_and_at_most_three() -> None:
+    answer = "France borders Spain, Andorra, Italy, Belgium and Germany"  # 7 content tokens
     contexts = [
-        chunk(1, "Spain and France share the Pyrenees.", document="pyrenees"),
-        chunk(2, france, document="france"),
-        chunk(3, "France borders Spain and Andorra.", document="france"),  # same document, lower rank
-        *(chunk(n, f"Spain lies south of France (note {n}).") for n in range(4, 9)),
+        chunk(1, "France borders Spain and Andorra.", document="short"),  # 4/7: far below the best
+        chunk(2, "France borders Spain, Andorra, Italy, Belgium, Germany.", document="france"),  # 7/7
+        chunk(3, "France also borders Spain, Andorra, Italy, Belgium, Germany.", document="france"),  # 7/7, same doc
+        *(chunk(n, f"France borders Spain, Andorra, Italy and Belgium (map {n}).") for n in range(4, 9)),  # 6/7
     ]
 
-    citations, text = cite("France borders Spain", contexts)
+    citations, text = cite(answer, contexts)
 
-    # Support 1.0 for chunks 2 and 3 (one document: its first, 2), 2/3 for the rest.
-    assert [c.marker for c in citations] == [2, 1, 4]
+    assert [c.marker for c in citations] == [2, 4, 5]
+    assert [c.support for c in citations] == [1.0, 0.8571, 0.8571]
     assert len(citations) == MAX_CITATIONS
     assert len({c.document_id for c in citations}) == len(citations)
-    assert text == "France borders Spain [2][1][4]"
+    assert text == f"{answer} [2][4][5]"
 
 
 def test_model_written_markers_are_validated_not_duplicated() -> None:
