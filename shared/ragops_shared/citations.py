@@ -18,6 +18,11 @@ citation for 98.9% of the questions, the gold passage is cited for 98.3%, and 89
 citations name the gold passage (76.0% without the gap rule: a year or a name that the
 article repeats gave each passage holding it a citation); an answer padded with the
 question's words ("<question>: <answer>.") 94.7%, 94.4% and 96.1% (90.3% without the gap).
+Through the pipeline (hybrid retrieval, SmolLM2-135M-Instruct, 40 questions of three
+articles): 82.5% of answers cite a chunk, 0.98 citations per answer, 53.8% of citations name
+the gold passage (which was in the prompt for 85% of the questions; 40% of the answers
+contained a gold answer: a wrong answer's words come from another passage). Tried and not
+kept: leaving out the answer's words that restate the question (precision 43%, 40 questions).
 
 Limits: support is word overlap, not entailment. A chunk that holds the answer's words in
 another relation ("Paris is not the capital of France") supports "Paris" as well as one that
