@@ -1878,3 +1878,34 @@ def asker_of(reader: Reader, tenant: str, request_id: str) -> str | None:
         {"tenant": tenant, "request": request_id},
     ).rows
     return (str(found[0][0]) or None) if found else None
+
+
+# ---- abstain: the abstention check's rate
+
+
+@dataclass(frozen=True)
+class AbstentionRate:
+    """Answers of a tenant since a time (``generations``, production and evaluation runs alike)."""
+
+    tenant: str
+    answers: int
+    abstained: int  # finish reason ``abstained``: the check judged the context does not hold the answer
+
+    @property
+    def rate(self) -> float | None:
+        """``abstained / answers``; None when there is no answer."""
+        return self.abstained / self.answers if self.answers else None
+
+
+def abstention_rates(reader: Reader, since: datetime, tenant: str | None = None) -> list[AbstentionRate]:
+    """Per tenant (``tenant`` only when given), the answers generated since ``since`` and how many
+    the abstention check replaced with "the documents do not say" (finish reason ``abstained``);
+    answers without context (``no_context``) count as answers, not abstentions."""
+    rows = reader.query(
+        "SELECT tenant, count() AS answers, countIf(finish_reason = 'abstained') AS abstained "
+        "FROM generations FINAL "
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({tenant:String} = '' OR tenant = {tenant:String}) GROUP BY tenant ORDER BY tenant",
+        {"since_ms": _ms(since), "tenant": tenant or ""},
+    ).rows
+    return [AbstentionRate(str(name), int(answers), int(abstained)) for name, answers, abstained in rows]

@@ -7,6 +7,7 @@ A fetch of up to ``batch_records`` queries is generated as one padded batch (mic
 across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -22,9 +23,20 @@ from ragops_models.defaults import shipped_model_dirs
 from ragops_models.device import compute_spec
 from ragops_models.generation import Generation, Generator
 from ragops_models.transformers_generator import TransformersGenerator
-from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
+from ragops_schemas import (
+    AbstentionCheck,
+    AnswerGenerated,
+    ContextRetrieved,
+    GenAIUsage,
+    GenerationInfo,
+    Lineage,
+    Producer,
+    PromptRef,
+    RetrievedChunk,
+)
 from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
+from ragops_shared.abstention import ABSTAINED, ABSTAINED_ANSWER, Calibration
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.budgets import over_budget
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
@@ -41,6 +53,12 @@ log = structlog.get_logger(__name__)
 GENERATION_DEGRADED = Counter(
     "ragops_generation_budget_degraded_total",
     "Answers served more cheaply (fewer retrieved chunks) because their tenant reached a degrade budget.",
+    ["tenant"],
+)
+ABSTAINED_ANSWERS = Counter(
+    "ragops_generation_abstained_total",
+    "Answers replaced by 'the documents do not say' because the abstention check judged that the context "
+    "does not hold the answer.",
     ["tenant"],
 )
 PROMPT_RENDER_FAILURES = Counter(
@@ -60,6 +78,7 @@ class Answerer:
         producer: Producer,
         registry: Registry | None = None,
         degraded: Callable[[str], bool] = lambda tenant: False,
+        abstention: Calibration | None = None,
     ) -> None:
         self.settings = settings
         self.generator = generator
@@ -67,6 +86,8 @@ class Answerer:
         self.registry = registry or Registry()
         # Whether a tenant is over a degrade budget now (a dict lookup: never waits on analytics).
         self.degraded = degraded
+        # None: no abstention check (answers are served as generated).
+        self.abstention = abstention
 
     def prompt_for(self, event: ContextRetrieved) -> tuple[PromptTemplate, ExperimentAssignment | None]:
         """The prompt version a request gets, and the experiment arm it serves (None: none).
@@ -130,11 +151,30 @@ class Answerer:
             error=type(error).__name__,
         )
 
+    def check(
+        self, event: ContextRetrieved, used: Sequence[RetrievedChunk], draft: Generation
+    ) -> tuple[Generation, AbstentionCheck | None]:
+        """The answer to serve and the abstention check's verdict on the draft.
+
+        No calibration or no context: the draft as it is, no verdict. When the check abstains,
+        the answer is :data:`ABSTAINED_ANSWER` with the finish reason ``abstained`` (counted
+        per tenant), its token usage that of the draft (the model did run)."""
+        if self.abstention is None or not used:
+            return draft, None
+        verdict = self.abstention.check(
+            event.question, event.retrieval.similarities, [chunk.text for chunk in used], draft.text
+        )
+        if not verdict.abstained:
+            return draft, verdict
+        ABSTAINED_ANSWERS.labels(tenant=event.tenant).inc()
+        return dataclasses.replace(draft, text=ABSTAINED_ANSWER, finish_reason=ABSTAINED), verdict
+
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
 
         A request without retrieved context gets an empty answer with the finish reason
-        ``no_context`` and no model call. Raises ``PromptNotFoundError`` when a request names
+        ``no_context`` and no model call. Every other draft goes through :meth:`check`
+        (abstention). Raises ``PromptNotFoundError`` when a request names
         a prompt that does not exist."""
         cheaper = [self.degraded(event.tenant) for event in events]
         for event, degraded in zip(events, cheaper, strict=True):
@@ -156,12 +196,13 @@ class Answerer:
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
-        generations = [next(generated) if used else NO_CONTEXT for used in contexts]
+        drafts = [next(generated) if used else NO_CONTEXT for used in contexts]
         if messages:
             model = self.generator.model_name
             MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)
-            MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in generations))
-            MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in generations))
+            MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in drafts))
+            MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in drafts))
+        checked = [self.check(event, used, draft) for event, used, draft in zip(events, contexts, drafts, strict=True)]
         return [
             event.caused(
                 AnswerGenerated,
@@ -194,9 +235,10 @@ class Answerer:
                     variant=assignment.variant if assignment else None,
                     experiment_id=assignment.experiment_id if assignment else None,
                 ),
+                abstention=verdict,
             )
-            for event, (prompt, assignment, _), used, generation, degraded in zip(
-                events, rendered, contexts, generations, cheaper, strict=True
+            for event, (prompt, assignment, _), used, (generation, verdict), degraded in zip(
+                events, rendered, contexts, checked, cheaper, strict=True
             )
         ]
 
@@ -220,7 +262,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         budget = over_budget(settings.platform.budgets, spend.spend, tenant)
         return budget is not None and budget.action == "degrade"
 
-    answerer = Answerer(settings, settings.generator(), producer, registry.registry, degraded)
+    answerer = Answerer(settings, settings.generator(), producer, registry.registry, degraded, settings.calibration())
     retrieved = EventSubscriber(
         broker,
         publisher,
