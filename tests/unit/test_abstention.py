@@ -3,11 +3,14 @@ the generation service applying it (ragops_shared.abstention, ragops.calibrate).
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ragops.calibrate import Split, calibration_sample, fit, pick_threshold
+from ragops.calibrate import Split, calibration_sample, fit, pick_threshold, read_jsonl
+from ragops.demo_abstain import held_out_questions, rates as demo_rates
+from ragops_evaluation.metrics import reference_scores
 from ragops_generation.app import ABSTAINED_ANSWERS, Answerer
 from ragops_generation.settings import GenerationSettings
 from ragops_models.generation import Generation
@@ -188,3 +191,33 @@ def test_without_a_calibration_or_a_context_no_check_runs() -> None:
     (empty,) = checked.answer([_asked("Who?", [0.1]).model_copy(update={"contexts": []})])
     assert (empty.generation.finish_reasons, empty.abstention) == (["no_context"], None)
     assert GenerationSettings(abstention=False).calibration() is None
+
+
+def test_an_abstained_answer_to_an_answerable_question_scores_as_a_miss() -> None:
+    scores = reference_scores(ABSTAINED_ANSWER, ["1050s", "in the 1050s"], ["Normans-p012"], ["Normans-p012"])
+    by_name = {score.name: score.value for score in scores}
+    assert by_name["exact_match"] == by_name["f1"] == by_name["contains_answer"] == 0.0
+    assert by_name["hit@1"] == 1.0  # retrieval is scored as it was: the contexts stay on the answer
+
+
+def test_the_demo_asks_questions_the_calibration_was_not_fitted_on(data_dir: Path) -> None:
+    fitted = json.loads(DEFAULT_CALIBRATION.read_text(encoding="utf-8"))
+    drawn = held_out_questions(data_dir, 40, seed=2017)
+    assert [len(drawn["answerable"]), len(drawn["unanswerable"])] == [40, 40]
+    for kind, file in (("answerable", "questions.jsonl"), ("unanswerable", "questions-unanswerable.jsonl")):
+        used = calibration_sample(read_jsonl(data_dir / file), fitted["per_class"], fitted["seed"])
+        assert not {row["question"] for row in used} & set(drawn[kind]), kind
+
+
+def test_the_demo_counts_abstained_answers_of_each_kind() -> None:
+    answer = _asked("Who?", [0.1])
+    served = Answerer(GenerationSettings(), Says("x"), PRODUCER, abstention=Calibration.from_content(_content()))
+    [abstained] = served.answer([answer])
+    [answered] = Answerer(GenerationSettings(), Says("x"), PRODUCER).answer([answer])
+    assert demo_rates([abstained, answered, None]) == {
+        "asked": 3,
+        "answered": 2,
+        "checked": 1,
+        "abstained": 1,
+        "abstained_rate": 0.5,
+    }
