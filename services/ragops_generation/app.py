@@ -1,7 +1,8 @@
 """The generation service: consumes ``ContextRetrieved``, renders a version of the prompt
 (:meth:`Answerer.prompt_for`: pinned, else the request's experiment arm, else production, read
-live from the registry), runs the model and publishes ``AnswerGenerated`` with the token usage,
-latency and full lineage of the answer.
+live from the registry), runs the model, checks the draft with the calibrated abstention check
+(:meth:`Answerer.check`: "the documents do not say" when the context does not hold the answer)
+and publishes ``AnswerGenerated`` with the token usage, latency and full lineage of the answer.
 
 A fetch of up to ``batch_records`` queries is generated as one padded batch (micro-batching
 across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
