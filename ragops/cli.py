@@ -32,6 +32,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ragops import dataset_versions, report
+from ragops.calibrate import calibrate
 from ragops.client import PlatformClient, PlatformUnreachableError, QueryOptions, QueryTrace, RequestTimeoutError
 from ragops.credentials import api_key, bearer
 from ragops.demo import corpus_submissions, progress_bar, run_demo
@@ -74,6 +75,7 @@ from ragops_schemas.events import Citation, UnsupportedFileType, content_type_fo
 from ragops_schemas.ids import DEFAULT_TENANT, evaluation_run_id
 from ragops_schemas.lifecycle import RetrainingAction, VersionKind, VersionRef
 from ragops_schemas.topics import TOPICS
+from ragops_shared.abstention import DEFAULT_CALIBRATION
 from ragops_shared.blobs import ContentTooLarge
 from ragops_shared.citations import source_label
 from ragops_shared.settings import KafkaSettings, PlatformSettings
@@ -1925,3 +1927,32 @@ def stakeholder_report(
         console.print(f"[red]{error}")
         raise typer.Exit(2) from None
     console.print(f"report {window.label} written to {out}")
+
+
+calibrate_app = typer.Typer(help="Fit the platform's calibrated checks from labelled data.", no_args_is_help=True)
+app.add_typer(calibrate_app, name="calibrate")
+
+
+@calibrate_app.command(name="abstention")
+def calibrate_abstention(
+    data: Path = typer.Option(DATA, help="Folder with corpus.jsonl, questions.jsonl, questions-unanswerable.jsonl."),
+    out: Path = typer.Option(DEFAULT_CALIBRATION, help="Calibration file to write (default: the packaged one)."),
+    per_class: int = typer.Option(1000, min=20, help="Questions drawn from each file (half train, half held out)."),
+    seed: int = typer.Option(17, help="Seed of the draw and of the split."),
+    min_answered: float = typer.Option(
+        0.9, min=0.5, max=1.0, help="Share of answerable questions that must still be answered (the ROC constraint)."
+    ),
+    threads: int = typer.Option(1, min=1, help="Torch threads for the embedding model."),
+) -> None:
+    """Fit the abstention check on labelled questions and write its calibration file
+    (ragops/calibrate.py says how: retrieval signals, logistic regression, ROC threshold).
+    Point a generation service at another file with RAGOPS_GENERATION_ABSTENTION_CALIBRATION."""
+    with console.status(f"embedding the corpus and {2 * per_class} questions, fitting..."):
+        content = calibrate(data, per_class=per_class, seed=seed, min_answered=min_answered, threads=threads)
+    out.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    held = content["held_out"]
+    console.print(
+        f"{content['id']}: ROC AUC {content['roc_auc']['held_out']} held out, threshold {content['threshold']}; "
+        f"held out: {held['abstained_unanswerable']:.3f} of {held['unanswerable']} unanswerable abstained, "
+        f"{held['answered_answerable']:.3f} of {held['answerable']} answerable answered -> {out}"
+    )

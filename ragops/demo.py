@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragops.client import PlatformClient, QueryTrace
+from ragops.demo_abstain import abstain_rows, abstention_round
 from ragops.demo_cite import cite_report, cite_rows
 from ragops.demo_console import console_tour, publish_prices, review_round, tco_and_report
 from ragops.evaluate import file_sha256, run_evaluation
@@ -359,6 +360,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         )
     _review_rows(report.get("review"), table)
     cite_rows(report.get("cite"), table)
+    abstain_rows(report.get("abstain"), table)
     for scenario in report.get("tco", {}).get("scenarios", []):
         table.add_row(
             f"TCO {scenario['name']} (USD per answer / per month)",
@@ -490,6 +492,7 @@ def run_demo(
                     console=console,
                 )
             )
+            report["abstain"] = asyncio.run(abstention_round(platform.kafka_settings, questions_file.parent))
             report["prices"] = {"price_list_id": price_list_id}
             report["cite"] = cite_report(analytics, report["run_id"])
             with console.status("a round of human review (the stand-in reviewer)..."):

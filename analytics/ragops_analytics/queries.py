@@ -1907,3 +1907,34 @@ def run_answer_citations(reader: Reader, run_id: str) -> list[AnswerCitations]:
         {"run_id": run_id},
     ).rows
     return [AnswerCitations(str(a), list(f), list(c), list(r)) for a, f, c, r in rows]
+
+
+# ---- abstain: the abstention check's rate
+
+
+@dataclass(frozen=True)
+class AbstentionRate:
+    """Answers of a tenant since a time (``generations``, production and evaluation runs alike)."""
+
+    tenant: str
+    answers: int
+    abstained: int  # finish reason ``abstained``: the check judged the context does not hold the answer
+
+    @property
+    def rate(self) -> float | None:
+        """``abstained / answers``; None when there is no answer."""
+        return self.abstained / self.answers if self.answers else None
+
+
+def abstention_rates(reader: Reader, since: datetime, tenant: str | None = None) -> list[AbstentionRate]:
+    """Per tenant (``tenant`` only when given), the answers generated since ``since`` and how many
+    the abstention check replaced with "the documents do not say" (finish reason ``abstained``);
+    answers without context (``no_context``) count as answers, not abstentions."""
+    rows = reader.query(
+        "SELECT tenant, count() AS answers, countIf(finish_reason = 'abstained') AS abstained "
+        "FROM generations FINAL "
+        "WHERE occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+        "AND ({tenant:String} = '' OR tenant = {tenant:String}) GROUP BY tenant ORDER BY tenant",
+        {"since_ms": _ms(since), "tenant": tenant or ""},
+    ).rows
+    return [AbstentionRate(str(name), int(answers), int(abstained)) for name, answers, abstained in rows]

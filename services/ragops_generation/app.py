@@ -1,12 +1,14 @@
 """The generation service: consumes ``ContextRetrieved``, renders a version of the prompt
 (:meth:`Answerer.prompt_for`: pinned, else the request's experiment arm, else production, read
-live from the registry), runs the model and publishes ``AnswerGenerated`` with the token usage,
-latency and full lineage of the answer.
+live from the registry), runs the model, checks the draft with the calibrated abstention check
+(:meth:`Answerer.check`: "the documents do not say" when the context does not hold the answer)
+and publishes ``AnswerGenerated`` with the token usage, latency and full lineage of the answer.
 
 A fetch of up to ``batch_records`` queries is generated as one padded batch (micro-batching
 across messages: measured with one CPU thread, 8 prompts decode at about 2.5x the tokens/s of one)."""
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -22,10 +24,21 @@ from ragops_models.defaults import shipped_model_dirs
 from ragops_models.device import compute_spec
 from ragops_models.generation import Generation, Generator
 from ragops_models.transformers_generator import TransformersGenerator
-from ragops_schemas import AnswerGenerated, ContextRetrieved, GenAIUsage, GenerationInfo, Lineage, Producer, PromptRef
-from ragops_schemas.events import Citation, RetrievedChunk
+from ragops_schemas import (
+    AbstentionCheck,
+    AnswerGenerated,
+    ContextRetrieved,
+    GenAIUsage,
+    GenerationInfo,
+    Lineage,
+    Producer,
+    PromptRef,
+    RetrievedChunk,
+)
+from ragops_schemas.events import Citation
 from ragops_schemas.experiments import ExperimentAssignment
 from ragops_schemas.registry import Registry
+from ragops_shared.abstention import ABSTAINED, ABSTAINED_ANSWER, Calibration
 from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.budgets import over_budget
 from ragops_shared.citations import cite
@@ -45,6 +58,12 @@ GENERATION_DEGRADED = Counter(
     "Answers served more cheaply (fewer retrieved chunks) because their tenant reached a degrade budget.",
     ["tenant"],
 )
+ABSTAINED_ANSWERS = Counter(
+    "ragops_generation_abstained_total",
+    "Answers replaced by 'the documents do not say' because the abstention check judged that the context "
+    "does not hold the answer.",
+    ["tenant"],
+)
 PROMPT_RENDER_FAILURES = Counter(
     "ragops_prompt_render_failures_total",
     "Requests whose experiment-assigned prompt version failed to resolve or render: served production instead.",
@@ -62,6 +81,7 @@ class Answerer:
         producer: Producer,
         registry: Registry | None = None,
         degraded: Callable[[str], bool] = lambda tenant: False,
+        abstention: Calibration | None = None,
     ) -> None:
         self.settings = settings
         self.generator = generator
@@ -69,6 +89,8 @@ class Answerer:
         self.registry = registry or Registry()
         # Whether a tenant is over a degrade budget now (a dict lookup: never waits on analytics).
         self.degraded = degraded
+        # None: no abstention check (answers are served as generated).
+        self.abstention = abstention
 
     def prompt_for(self, event: ContextRetrieved) -> tuple[PromptTemplate, ExperimentAssignment | None]:
         """The prompt version a request gets, and the experiment arm it serves (None: none).
@@ -132,11 +154,30 @@ class Answerer:
             error=type(error).__name__,
         )
 
+    def check(
+        self, event: ContextRetrieved, used: Sequence[RetrievedChunk], draft: Generation
+    ) -> tuple[Generation, AbstentionCheck | None]:
+        """The answer to serve and the abstention check's verdict on the draft.
+
+        No calibration or no context: the draft as it is, no verdict. When the check abstains,
+        the answer is :data:`ABSTAINED_ANSWER` with the finish reason ``abstained`` (counted
+        per tenant), its token usage that of the draft (the model did run)."""
+        if self.abstention is None or not used:
+            return draft, None
+        verdict = self.abstention.check(
+            event.question, event.retrieval.similarities, [chunk.text for chunk in used], draft.text
+        )
+        if not verdict.abstained:
+            return draft, verdict
+        ABSTAINED_ANSWERS.labels(tenant=event.tenant).inc()
+        return dataclasses.replace(draft, text=ABSTAINED_ANSWER, finish_reason=ABSTAINED), verdict
+
     def answer(self, events: Sequence[ContextRetrieved]) -> list[AnswerGenerated]:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
 
         A request without retrieved context gets an empty answer with the finish reason
-        ``no_context`` and no model call. Raises ``PromptNotFoundError`` when a request names
+        ``no_context`` and no model call. Every other draft goes through :meth:`check`
+        (abstention). Raises ``PromptNotFoundError`` when a request names
         a prompt that does not exist."""
         cheaper = [self.degraded(event.tenant) for event in events]
         for event, degraded in zip(events, cheaper, strict=True):
@@ -158,13 +199,14 @@ class Answerer:
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
-        generations = [next(generated) if used else NO_CONTEXT for used in contexts]
+        drafts = [next(generated) if used else NO_CONTEXT for used in contexts]
         if messages:
             model = self.generator.model_name
             MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)
-            MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in generations))
-            MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in generations))
-        cited = [self.cited(generation, used) for generation, used in zip(generations, contexts, strict=True)]
+            MODEL_TOKENS.labels(SERVICE, model, "input").inc(sum(g.input_tokens for g in drafts))
+            MODEL_TOKENS.labels(SERVICE, model, "output").inc(sum(g.output_tokens for g in drafts))
+        checked = [self.check(event, used, draft) for event, used, draft in zip(events, contexts, drafts, strict=True)]
+        cited = [self.cited(generation, used) for (generation, _), used in zip(checked, contexts, strict=True)]
         return [
             event.caused(
                 AnswerGenerated,
@@ -198,9 +240,10 @@ class Answerer:
                     variant=assignment.variant if assignment else None,
                     experiment_id=assignment.experiment_id if assignment else None,
                 ),
+                abstention=verdict,
             )
-            for event, (prompt, assignment, _), used, generation, degraded, (citations, text) in zip(
-                events, rendered, contexts, generations, cheaper, cited, strict=True
+            for event, (prompt, assignment, _), used, (generation, verdict), degraded, (citations, text) in zip(
+                events, rendered, contexts, checked, cheaper, cited, strict=True
             )
         ]
 
@@ -209,7 +252,7 @@ class Answerer:
         """The citations of ``generation`` among the chunks ``used`` in its prompt and the
         answer text with their ``[n]`` markers (:func:`ragops_shared.citations.cite`: lexical
         attribution). An abstained answer says the documents do not say: it cites nothing."""
-        if generation.finish_reason == "abstained":
+        if generation.finish_reason == ABSTAINED:
             return [], generation.text
         return cite(generation.text, used)
 
@@ -233,7 +276,7 @@ def create_app(settings: GenerationSettings | None = None) -> AsgiFastStream:
         budget = over_budget(settings.platform.budgets, spend.spend, tenant)
         return budget is not None and budget.action == "degrade"
 
-    answerer = Answerer(settings, settings.generator(), producer, registry.registry, degraded)
+    answerer = Answerer(settings, settings.generator(), producer, registry.registry, degraded, settings.calibration())
     retrieved = EventSubscriber(
         broker,
         publisher,

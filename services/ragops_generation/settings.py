@@ -12,6 +12,7 @@ from ragops_models.device import DeviceName, DtypeName
 from ragops_models.generation import Generator
 from ragops_models.openai_generator import OpenAICompatibleGenerator
 from ragops_models.transformers_generator import TransformersGenerator
+from ragops_shared.abstention import DEFAULT_CALIBRATION, Calibration
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
 
@@ -58,6 +59,15 @@ class GenerationSettings(BaseSettings):
     # A batch takes seconds, so a request one fetch late would wait for all of it: 50 ms
     # (two fetch waits on the embedded broker) lets requests that arrive together share it.
     batch_wait_ms: int = Field(default=50, ge=0, description="Longest wait to fill a batch after a short fetch (ms).")
+    abstention: bool = Field(
+        default=True,
+        description="Check each answer with the abstention calibration and answer that the documents do not say "
+        "when the context does not hold the answer (ragops_shared.abstention); false = no check.",
+    )
+    abstention_calibration: Path = Field(
+        default=DEFAULT_CALIBRATION,
+        description="The calibration file (`ragops calibrate abstention` writes one); default: the packaged one.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     analytics: AnalyticsSettings = Field(
         default_factory=AnalyticsSettings, description="Where the tenants' spend is read (budgets only)."
@@ -96,3 +106,9 @@ class GenerationSettings(BaseSettings):
             dtype=self.dtype,
             device=self.device,
         )
+
+    def calibration(self) -> Calibration | None:
+        """The abstention calibration to apply, or None when the check is off (``abstention``
+        false). Raises ``OSError`` or ``CalibrationError`` for a missing or invalid file: a
+        service configured to check answers must not start without its calibration."""
+        return Calibration.load(self.abstention_calibration) if self.abstention else None

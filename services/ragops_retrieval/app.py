@@ -364,6 +364,7 @@ class Index:
                 score_threshold=self.settings.score_threshold,
                 tenant=event.tenant,
             )
+            # The dense neighbours whatever the mode: their cosines are the abstention check's signals.
             nearest = (
                 hits
                 if self.settings.mode == "dense"
@@ -371,7 +372,7 @@ class Index:
                     collection,
                     vector=event.vector,
                     text=event.question,
-                    top_k=1,
+                    top_k=event.top_k,
                     filters=event.filters or None,
                     mode="dense",
                     tenant=event.tenant,
@@ -394,6 +395,7 @@ class Index:
                         top_k=event.top_k,
                         embedding=event.embedding,
                         top_similarity=nearest[0].score if nearest else None,
+                        similarities=[hit.score for hit in nearest],
                     ),
                     contexts=[
                         RetrievedChunk(

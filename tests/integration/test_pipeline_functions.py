@@ -205,3 +205,27 @@ def test_a_redelivered_batch_gets_the_same_event_ids(embedder, chunker, index) -
     assert [e.event_id for e in indexed] == [
         indexed_version_event_id(e.document_id, e.document_version, e.collection, tenant=e.tenant) for e in indexed
     ]
+
+
+def test_retrieval_reports_the_dense_similarities_of_the_nearest_chunks(
+    embedder, chunker, index, corpus_rows: list[dict]
+) -> None:
+    picked = [row for row in corpus_rows if row["title"] == "Normans"][:8]
+    documents = [
+        DocumentRedacted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"])
+        for row in picked
+    ]
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    chunked = [event for d in documents for event in ingest(chunker, info, PRODUCER, d)]
+    index.index(embed_documents(embedder, PRODUCER, chunked))
+    question = QueryRedacted(producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", top_k=4)
+    [query] = embed_queries(embedder, PRODUCER, [question])
+    [retrieved] = index.retrieve([query])
+    similarities = retrieved.retrieval.similarities
+    # The abstention check reads them: the query's cosines to its 4 nearest chunks, best first.
+    assert len(similarities) == 4 and similarities == sorted(similarities, reverse=True)
+    assert similarities[0] == retrieved.retrieval.top_similarity
+    chunks = [chunk for event in chunked for chunk in event.chunks]
+    vectors = embedder.embed([chunk.text for chunk in chunks])
+    cosines = sorted((vectors @ np.asarray(query.vector)).tolist(), reverse=True)[:4]
+    assert similarities == pytest.approx(cosines, abs=1e-3)
