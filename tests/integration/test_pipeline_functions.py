@@ -205,3 +205,17 @@ def test_a_redelivered_batch_gets_the_same_event_ids(embedder, chunker, index) -
     assert [e.event_id for e in indexed] == [
         indexed_version_event_id(e.document_id, e.document_version, e.collection, tenant=e.tenant) for e in indexed
     ]
+
+
+def test_chunks_are_embedded_and_bm25_indexed_under_their_title_and_shown_without_it(embedder, chunker, index) -> None:
+    text = "It was founded in 1890 by spice traders."
+    document = DocumentRedacted(producer=PRODUCER, document_id="z", content=text, title="Zanzibar archipelago")
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    [embedded] = embed_documents(embedder, PRODUCER, ingest(chunker, info, PRODUCER, document))
+    [chunk] = embedded.chunks
+    headed, bare = embedder.embed([f"Zanzibar archipelago\n\n{text}", text])
+    assert np.allclose(chunk.vector, headed, atol=1e-5) and not np.allclose(chunk.vector, bare, atol=1e-3)
+    [indexed] = index.index([embedded])
+    # The title's word is only in the header: BM25 finds the chunk by it, and shows its own text.
+    [hit] = index.store.search(indexed.collection, vector=headed, text="zanzibar", top_k=3, mode="sparse")
+    assert (hit.chunk_id, hit.text) == (chunk.chunk_id, text)
