@@ -10,17 +10,16 @@ the embedding model (:class:`~ragops_models.embedder.Embedder`, all-MiniLM-L6-v2
 thread) and the retrieval service's Qdrant Edge store in a temporary directory. Chunk vectors
 are cached on disk (``--cache``, keyed by the SHA-256 of the model version and the embedded
 texts), so a rerun embeds nothing. For every question the dense and the BM25 candidate lists
-(depth 20, what a hybrid search of ``top_k=5`` prefetches) are read once from the store;
-hybrid is :func:`~ragops_retrieval.store.fuse_ranked` of them for each fusion setting, the
-function the store itself runs (checked against the store's own hybrid search on the
-defaults).
+(depth 50) are read once from the store; hybrid is :func:`~ragops_retrieval.store.fuse_ranked`
+of their first ``fusion.depth`` for each fusion setting, the function the store itself runs
+(checked against the store's own hybrid search on the defaults).
 
 Split rule (:func:`ragops_schemas.ids.tuning_half`): a question is in the tuning half when
 the first byte of the SHA-256 of its id is even, held out otherwise. Settings are chosen on
 the tuning half by hybrid hit@5 (then MRR); the held-out half is only reported.
 
 A hit is a chunk of the question's gold passage (``context_ids``) among the first k chunks;
-MRR is the mean of 1 / rank of the first such chunk within the 20 (0 when absent).
+MRR is the mean of 1 / rank of the first such chunk within the first 20 (0 when absent).
 """
 
 from __future__ import annotations
@@ -46,9 +45,12 @@ from ragops_schemas.ids import chunk_id, tuning_half
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.text import contextual_text, normalise
 
-DEPTH = 20
-"""Candidates per retriever: a hybrid search of ``top_k=5`` prefetches ``max(4 * 5, 20)``."""
+DEPTH = 50
+"""Candidates read per retriever: the deepest fusion depth tried."""
+MRR_DEPTH = 20
+"""Ranks MRR looks at (a question whose passage is not in the first 20 chunks counts 0)."""
 _RETRIEVERS: tuple[SearchMode, SearchMode] = ("dense", "sparse")
+MODES = ("dense", "sparse", "hybrid")
 COLLECTION = "study"
 
 Ranked = list[tuple[Mapping[str, Any], float]]
@@ -160,20 +162,22 @@ def evaluate(lists: Sequence[tuple[Ranked, Ranked]], gold: Sequence[str], fusion
     def docs(ranked: Ranked) -> list[str]:
         return [payload["document_id"] for payload, _ in ranked]
 
+    depth = fusion.depth
     return {
-        "dense": score([docs(d) for d, _ in lists], gold),
-        "sparse": score([docs(s) for _, s in lists], gold),
-        "hybrid": score([docs(fuse_ranked(d, s, fusion, DEPTH)) for d, s in lists], gold),
+        "dense": score([docs(d[:MRR_DEPTH]) for d, _ in lists], gold),
+        "sparse": score([docs(s[:MRR_DEPTH]) for _, s in lists], gold),
+        "hybrid": score([docs(fuse_ranked(d[:depth], s[:depth], fusion, MRR_DEPTH)) for d, s in lists], gold),
     }
 
 
-ENGINE_RRF = RankFusion(k=1.0)
+ENGINE_RRF = RankFusion(k=1.0, dense_weight=1.0, sparse_weight=1.0, depth=20)
 """What the engine's ``Fusion.RRF`` computed before fusion moved into the store: ``1 / (2 + r)``
-for a 0-based rank ``r``, equal weights, that is ``1 / (1 + r)`` for a 1-based one."""
+for a 0-based rank ``r``, equal weights, that is ``1 / (1 + r)`` for a 1-based one, over
+prefetches of ``max(4 * top_k, 20)``: 20 for ``top_k=5``."""
 
 FUSION_GRID = [
-    RankFusion(k=k, dense_weight=1.0, sparse_weight=w)
-    for k, w in itertools.product((1, 2, 5, 10, 20, 40, 60, 100), (0.3, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0))
+    RankFusion(k=k, dense_weight=1.0, sparse_weight=w, depth=depth)
+    for depth, k, w in itertools.product((20, 50), (1, 2, 5, 10, 20, 60), (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0))
 ]
 
 
@@ -205,12 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chunks = build_index(store, variant, corpus, embeddings, model_dir)
                 lists = {half: candidates(store, qs, query_vectors[half]) for half, qs in halves.items()}
                 # The store's own hybrid search gives what the study fuses (first questions).
+                depth = DEFAULT_FUSION.depth
                 for question, vector, (d, s) in itertools.islice(
                     zip(halves["tuning"], query_vectors["tuning"], lists["tuning"], strict=True), 50
                 ):
                     hits = store.search(COLLECTION, vector=vector, text=normalise(question.question), top_k=5)
                     assert [h.chunk_id for h in hits] == [
-                        p["chunk_id"] for p, _ in fuse_ranked(d, s, DEFAULT_FUSION, 5)
+                        p["chunk_id"] for p, _ in fuse_ranked(d[:depth], s[:depth], DEFAULT_FUSION, 5)
                     ], question.id
             finally:
                 store.close()
@@ -241,7 +246,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["variants"][variant.name] = report
         print(variant.name, json.dumps(report), flush=True)
     args.out.write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(results))
     return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as a Markdown table: per variant and fusion, hit@1 / hit@5 / MRR of each mode on each half."""
+    lines = [
+        f"Split: {results['split']}.",
+        "",
+        "| chunking | fusion | half | dense hit@1 / hit@5 / MRR | sparse | hybrid |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, report in results["variants"].items():
+        for setting, label in (("engine_rrf", "engine RRF (before)"), ("default", "defaults"), ("tuned", "tuned")):
+            fusion = report["tuned_fusion"] if setting == "tuned" else report.get("default_fusion")
+            shown = label if setting == "engine_rrf" else f"{label} {fusion}"
+            for half in ("tuning", "held_out"):
+                cells = [
+                    "{hit_at_1:.3f} / {hit_at_5:.3f} / {mrr:.3f}".format(**report[setting][half][mode])
+                    for mode in MODES
+                ]
+                count = report[setting][half]["hybrid"]["questions"]
+                lines.append(f"| {name} | {shown} | {half} ({count}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

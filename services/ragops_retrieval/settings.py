@@ -30,6 +30,9 @@ class RetrievalSettings(BaseSettings):
     sparse_weight: float = Field(
         default=DEFAULT_FUSION.sparse_weight, ge=0, description="Hybrid mode: the BM25 list's weight in the fusion."
     )
+    fusion_depth: int = Field(
+        default=DEFAULT_FUSION.depth, ge=1, description="Hybrid mode: candidates each retriever gives the fusion."
+    )
     index_batch_records: int = Field(default=16, gt=0)
     query_batch_records: int = Field(default=32, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
@@ -50,7 +53,9 @@ class RetrievalSettings(BaseSettings):
     @property
     def fusion(self) -> RankFusion:
         """How hybrid mode fuses its two lists (defaults tuned by ``python -m bench.retrieval_study``)."""
-        return RankFusion(k=self.rrf_k, dense_weight=self.dense_weight, sparse_weight=self.sparse_weight)
+        return RankFusion(
+            k=self.rrf_k, dense_weight=self.dense_weight, sparse_weight=self.sparse_weight, depth=self.fusion_depth
+        )
 
     def open_store(self) -> VectorStore:
         api_key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None

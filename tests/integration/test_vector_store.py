@@ -269,7 +269,9 @@ class TestVectorStoreContract:
 
     def test_hybrid_fuses_both_rankings_with_rrf(self, filled: VectorStore) -> None:
         # Dense ranks a1 first and b2 second; BM25 finds b2 only.
-        hits = filled.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2, fusion=RankFusion(k=1))
+        hits = filled.search(
+            COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2, fusion=RankFusion(k=1, sparse_weight=1)
+        )
         assert ids(hits) == ["b2", "a1"]
         assert hits[0].score == pytest.approx(1 / (1 + 2) + 1 / (1 + 1), abs=1e-5)
         assert hits[1].score == pytest.approx(1 / (1 + 1), abs=1e-5)

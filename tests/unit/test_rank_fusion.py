@@ -8,6 +8,8 @@ from ragops_retrieval.store import RankFusion, fuse_ranked
 from ragops_schemas.ids import tuning_half
 from ragops_shared.text import contextual_text
 
+EQUAL = RankFusion(k=60, dense_weight=1, sparse_weight=1)
+
 
 def ranked(*chunks: str) -> list[tuple[dict[str, str], float]]:
     """A list best first, with falling scores."""
@@ -38,13 +40,13 @@ def test_weights_move_the_order() -> None:
 def test_ties_break_by_chunk_id_whatever_the_input_order() -> None:
     # Equal fused scores (same rank in one list each) and equal retriever scores.
     for dense, sparse in ((ranked("z"), ranked("a")), (ranked("a"), ranked("z"))):
-        assert fused_ids(dense, sparse, RankFusion()) == ["a", "z"]
+        assert fused_ids(dense, sparse, EQUAL) == ["a", "z"]
     same = [({"chunk_id": c}, 0.5) for c in ("q", "m", "b")]
-    assert fused_ids(same, list(reversed(same)), RankFusion()) == ["b", "m", "q"]
+    assert fused_ids(same, list(reversed(same)), EQUAL) == ["b", "m", "q"]
 
 
 def test_limit() -> None:
-    assert fused_ids(ranked("a", "b", "c"), ranked("d"), RankFusion(), limit=2) == ["a", "d"]
+    assert fused_ids(ranked("a", "b", "c"), ranked("d"), EQUAL, limit=2) == ["a", "d"]
 
 
 @pytest.mark.parametrize(("k", "dense", "sparse"), [(0, 1, 1), (-1, 1, 1), (60, -1, 1), (60, 0, 0)])
