@@ -36,6 +36,7 @@ from ragops.client import PlatformClient, QueryTrace
 from ragops.demo_abstain import abstain_rows, abstention_round
 from ragops.demo_cite import cite_report, cite_rows
 from ragops.demo_console import console_tour, publish_prices, review_round, tco_and_report
+from ragops.demo_retr import retr_rows, retrieval_figures
 from ragops.evaluate import file_sha256, run_evaluation
 from ragops.gate import Side
 from ragops.pii_plant import PiiPlanter, PlantedValue
@@ -361,6 +362,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     _review_rows(report.get("review"), table)
     cite_rows(report.get("cite"), table)
     abstain_rows(report.get("abstain"), table)
+    retr_rows(report.get("retr"), table)
     for scenario in report.get("tco", {}).get("scenarios", []):
         table.add_row(
             f"TCO {scenario['name']} (USD per answer / per month)",
@@ -524,6 +526,8 @@ def run_demo(
     # The platform has stopped: its ClickHouse and Qdrant can be opened by this process.
     with console.status("searching ClickHouse, Qdrant, the logs and files for the planted personal data..."):
         report["pii"] = planted_data_report(data_dir, planter.planted, finder, in_topics, topics_s)
+    with console.status("retrieval figures: dense, sparse and hybrid on the held-out questions..."):
+        report["retr"] = retrieval_figures(data_dir, questions_file, corpus, env or {})
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print_report(report, console)
     print_planted_data_report(report["pii"], console)

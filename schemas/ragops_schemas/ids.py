@@ -387,3 +387,10 @@ def new_trace_id() -> str:
 def new_span_id() -> str:
     """A random W3C span id: 16 hex digits."""
     return secrets.token_hex(8)
+
+
+def tuning_half(question_id: str) -> bool:
+    """Whether a question belongs to the tuning half of a question set (the other half is held
+    out to report on): the first byte of the SHA-256 of its id (UTF-8) is even. Stable across
+    runs and files, and independent of the questions' order."""
+    return hashlib.sha256(question_id.encode("utf-8")).digest()[0] % 2 == 0

@@ -17,6 +17,9 @@ again: the service reads what the live index holds from the ``DocumentIndexed`` 
 A ``DocumentChunked`` it dead-letters ends its document version with a ``DocumentRejected``
 (stage ``embedding``): the indexer withdraws the points of the version's other parts.
 
+A chunk is embedded under its contextual header, its document's title
+(:func:`embedded_text`): the same text the retrieval service indexes for BM25.
+
 A text longer than the model reads (``RAGOPS_EMBEDDING_MAX_LENGTH`` tokens) is embedded from
 its beginning only: each chunk and query carries its ``input_tokens`` and a ``truncated``
 flag, and ``ragops_embedding_truncated_texts_total`` counts them. A question is embedded as
@@ -71,7 +74,7 @@ from ragops_shared.parts import refused_version, split_by_bytes
 from ragops_shared.registry_view import ExperimentView, RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import signer_for, verifier_for
-from ragops_shared.text import normalise
+from ragops_shared.text import contextual_text, normalise
 
 SERVICE = SPEC.name
 PROMOTED_MODEL_LOAD_FAILURES = Counter(
@@ -130,9 +133,12 @@ def embed_documents(
     have = [_indexed_chunk_ids(embedder, event, indexed) for event in events]
     # A text repeated (boilerplate, a repeated section) is embedded once: same text, same vector.
     fresh = [
-        chunk for event, ids in zip(events, have, strict=True) for chunk in event.chunks if chunk.chunk_id not in ids
+        embedded_text(event, chunk)
+        for event, ids in zip(events, have, strict=True)
+        for chunk in event.chunks
+        if chunk.chunk_id not in ids
     ]
-    texts = list(dict.fromkeys(chunk.text for chunk in fresh))
+    texts = list(dict.fromkeys(fresh))
     embedded = dict(zip(texts, _embed(embedder, texts, "chunk") if texts else [], strict=True))
     outputs: list[ChunksEmbedded] = []
     for event, ids in zip(events, have, strict=True):
@@ -141,9 +147,9 @@ def embed_documents(
             if chunk.chunk_id in ids
             else EmbeddedChunk(
                 **chunk.model_dump(),
-                vector=embedded[chunk.text].vector,
-                input_tokens=embedded[chunk.text].input_tokens,
-                truncated=embedded[chunk.text].truncated,
+                vector=(done := embedded[embedded_text(event, chunk)]).vector,
+                input_tokens=done.input_tokens,
+                truncated=done.truncated,
             )
             for chunk in event.chunks
         ]
@@ -151,6 +157,13 @@ def embed_documents(
         CHUNKS_REUSED.labels(SERVICE).inc(len({item.chunk_id for item in items if not isinstance(item, EmbeddedChunk)}))
         outputs += _embedded_parts(embedder.info, producer, event, items, part_bytes)
     return outputs
+
+
+def embedded_text(event: DocumentChunked, chunk: Chunk) -> str:
+    """What the model embeds for ``chunk``: its text under its document's contextual header
+    (:func:`ragops_shared.text.contextual_text`, the text BM25 indexes too); the chunk's own
+    text is what users and prompts see."""
+    return contextual_text(chunk.text, title=event.title, section=chunk.section)
 
 
 def _indexed_chunk_ids(

@@ -70,6 +70,7 @@ from ragops_shared.parts import refused_version
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import verifier_for
+from ragops_shared.text import contextual_text
 
 SERVICE = SPEC.name
 log = structlog.get_logger(__name__)
@@ -261,6 +262,8 @@ class Index:
                     **({SUBJECT_FIELD: event.subject_id} if event.subject_id else {}),
                 },
                 tenant=event.tenant,
+                # BM25 reads the chunk under the header the embedding service embedded it with.
+                indexed_text=contextual_text(chunk.text, title=event.title, section=chunk.section),
             )
 
         points = [point(chunk, chunk.vector) for chunk in event.chunks]
@@ -363,6 +366,7 @@ class Index:
                 mode=self.settings.mode,
                 score_threshold=self.settings.score_threshold,
                 tenant=event.tenant,
+                fusion=self.settings.fusion,
             )
             # The dense neighbours whatever the mode: their cosines are the abstention check's signals.
             nearest = (

@@ -249,23 +249,6 @@ def _filter(conditions: Conditions) -> models.Filter:
 def _run_query(client: QdrantClient, collection: str, plan: SearchPlan) -> list[models.ScoredPoint]:
     points = _filter(plan.conditions)
     sparse = None if plan.sparse is None else _sparse(plan.sparse)
-    if plan.dense is not None and sparse is not None:
-        # The filter goes on each prefetch: fusion only ranks what the prefetches return.
-        # Fusion.RRF uses the server's constant, equal to store.RRF_K.
-        prefetch = [
-            models.Prefetch(
-                query=plan.dense,
-                using=DENSE_VECTOR,
-                limit=plan.prefetch_limit,
-                filter=points,
-                score_threshold=plan.score_threshold,
-            ),
-            models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=plan.prefetch_limit, filter=points),
-        ]
-        fused = models.FusionQuery(fusion=models.Fusion.RRF)
-        return client.query_points(
-            collection, prefetch=prefetch, query=fused, limit=plan.limit, with_payload=True
-        ).points
     return client.query_points(
         collection,
         query=plan.dense if plan.dense is not None else sparse,

@@ -33,14 +33,12 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
-    Fusion,
     IsEmptyCondition,
     MatchAny,
     MatchValue,
     Modifier,
     PayloadSchemaType,
     Point,
-    Prefetch,
     Query,
     QueryRequest,
     ScrollRequest,
@@ -51,7 +49,6 @@ from qdrant_edge import (
 from ragops_retrieval.sparse import SparseTerms
 from ragops_retrieval.store import (
     DENSE_VECTOR,
-    RRF_K,
     SPARSE_VECTOR,
     TENANT_FIELD,
     ChunkPoint,
@@ -304,30 +301,16 @@ def _filter(conditions: Conditions) -> Filter:
 
 
 def _query_request(plan: SearchPlan) -> QueryRequest:
-    points = _filter(plan.conditions)
-    dense = None if plan.dense is None else Query.Nearest(plan.dense, using=DENSE_VECTOR)
-    sparse = None if plan.sparse is None else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)
-    if dense is not None and sparse is not None:
-        # The filter goes on each prefetch: fusion only ranks what the prefetches return.
-        return QueryRequest(
-            limit=plan.limit,
-            prefetches=[
-                Prefetch(
-                    limit=plan.prefetch_limit,
-                    query=dense,
-                    filter=points,
-                    score_threshold=plan.score_threshold,
-                ),
-                Prefetch(limit=plan.prefetch_limit, query=sparse, filter=points),
-            ],
-            # The stub's union omits Fusion.Rrf, which the engine accepts (and requires k).
-            query=Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]
-            with_payload=True,
-        )
+    """The request of a one-retriever plan (dense or sparse: hybrid is fused by the store)."""
+    query = (
+        Query.Nearest(plan.dense, using=DENSE_VECTOR)
+        if plan.dense is not None
+        else Query.Nearest(_sparse(plan.sparse), using=SPARSE_VECTOR)  # type: ignore[arg-type]
+    )
     return QueryRequest(
         limit=plan.limit,
-        query=dense if dense is not None else sparse,
-        filter=points,
+        query=query,
+        filter=_filter(plan.conditions),
         score_threshold=plan.score_threshold,
         with_payload=True,
     )

@@ -16,6 +16,7 @@ from ragops_retrieval.settings import RetrievalSettings
 from ragops_schemas import AnswerGenerated, ChunkerInfo, DocumentChunked, DocumentRedacted, QueryRedacted
 from ragops_schemas.ids import derived_event_id, indexed_version_event_id
 from ragops_shared.settings import PlatformSettings
+from ragops_shared.text import contextual_text
 from tests.helpers import PRODUCER, example
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
@@ -226,6 +227,21 @@ def test_retrieval_reports_the_dense_similarities_of_the_nearest_chunks(
     assert len(similarities) == 4 and similarities == sorted(similarities, reverse=True)
     assert similarities[0] == retrieved.retrieval.top_similarity
     chunks = [chunk for event in chunked for chunk in event.chunks]
-    vectors = embedder.embed([chunk.text for chunk in chunks])
+    # Chunks are embedded under their contextual header (the title): the same text here.
+    vectors = embedder.embed([contextual_text(chunk.text, title="Normans") for chunk in chunks])
     cosines = sorted((vectors @ np.asarray(query.vector)).tolist(), reverse=True)[:4]
     assert similarities == pytest.approx(cosines, abs=1e-3)
+
+
+def test_chunks_are_embedded_and_bm25_indexed_under_their_title_and_shown_without_it(embedder, chunker, index) -> None:
+    text = "It was founded in 1890 by spice traders."
+    document = DocumentRedacted(producer=PRODUCER, document_id="z", content=text, title="Zanzibar archipelago")
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    [embedded] = embed_documents(embedder, PRODUCER, ingest(chunker, info, PRODUCER, document))
+    [chunk] = embedded.chunks
+    headed, bare = embedder.embed([f"Zanzibar archipelago\n\n{text}", text])
+    assert np.allclose(chunk.vector, headed, atol=1e-5) and not np.allclose(chunk.vector, bare, atol=1e-3)
+    [indexed] = index.index([embedded])
+    # The title's word is only in the header: BM25 finds the chunk by it, and shows its own text.
+    [hit] = index.store.search(indexed.collection, vector=headed, text="zanzibar", top_k=3, mode="sparse")
+    assert (hit.chunk_id, hit.text) == (chunk.chunk_id, text)

@@ -20,8 +20,8 @@ from ragops_retrieval.client_store import QdrantClientStore
 from ragops_retrieval.edge_store import EdgeStore
 from ragops_retrieval.store import (
     EXTRA_PAYLOAD_FIELDS,
-    RRF_K,
     ChunkPoint,
+    RankFusion,
     SearchHit,
     UnknownCollectionError,
     VectorStore,
@@ -269,10 +269,45 @@ class TestVectorStoreContract:
 
     def test_hybrid_fuses_both_rankings_with_rrf(self, filled: VectorStore) -> None:
         # Dense ranks a1 first and b2 second; BM25 finds b2 only.
-        hits = filled.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2)
+        hits = filled.search(
+            COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2, fusion=RankFusion(k=1, sparse_weight=1)
+        )
         assert ids(hits) == ["b2", "a1"]
-        assert hits[0].score == pytest.approx(1 / (RRF_K + 1) + 1 / RRF_K, abs=1e-5)
-        assert hits[1].score == pytest.approx(1 / RRF_K, abs=1e-5)
+        assert hits[0].score == pytest.approx(1 / (1 + 2) + 1 / (1 + 1), abs=1e-5)
+        assert hits[1].score == pytest.approx(1 / (1 + 1), abs=1e-5)
+
+    @pytest.mark.parametrize(
+        ("dense_weight", "expected"),
+        [
+            (1.0, ["b2", "a1"]),  # b2: 1/3 + 1/2 beats a1: 1/2
+            (3.0, ["a1", "b2"]),  # a tie, 3/2 each: chunk id ascending
+            (4.0, ["a1", "b2"]),  # a1: 4/2 beats b2: 4/3 + 1/2
+        ],
+    )
+    def test_hybrid_weighs_each_retriever_and_breaks_ties_by_chunk_id(
+        self, filled: VectorStore, dense_weight: float, expected: list[str]
+    ) -> None:
+        fusion = RankFusion(k=1, dense_weight=dense_weight, sparse_weight=1.0)
+        hits = filled.search(COLLECTION, vector=axis(0), text=RARE_WORD, top_k=2, fusion=fusion)
+        assert ids(hits) == expected
+        assert hits[0].score == pytest.approx(max(dense_weight / 2, dense_weight / 3 + 1 / 2), abs=1e-5)
+
+    def test_equal_scores_rank_by_chunk_id_in_every_mode(self, store: VectorStore) -> None:
+        # Five copies of one text and one vector: every retriever scores them all alike. (Which
+        # of tied chunks an engine returns at its cut is the engine's: all five are asked for.)
+        twins = [replace(CHUNKS[0], chunk_id=name) for name in ("t3", "t1", "t5", "t2", "t4")]
+        store.ensure_collection(COLLECTION, DIM)
+        store.upsert(COLLECTION, twins, MODEL)
+        for mode in ("dense", "sparse", "hybrid"):
+            hits = store.search(COLLECTION, vector=axis(0), text="quick fox", top_k=5, mode=mode)  # type: ignore[arg-type]
+            assert ids(hits) == ["t1", "t2", "t3", "t4", "t5"], mode
+
+    def test_bm25_indexes_the_indexed_text_and_shows_the_text(self, store: VectorStore) -> None:
+        headed = replace(CHUNKS[0], indexed_text=f"Mammals\n\n{CHUNKS[0].text}")
+        store.ensure_collection(COLLECTION, DIM)
+        store.upsert(COLLECTION, [headed, *CHUNKS[1:]], MODEL)
+        [hit] = store.search(COLLECTION, vector=axis(0), text="mammals", top_k=5, mode="sparse")
+        assert (hit.chunk_id, hit.text) == ("a1", CHUNKS[0].text)
 
     def test_hybrid_returns_hits_found_by_either_retriever(self, filled: VectorStore) -> None:
         hits = filled.search(COLLECTION, vector=axis(4), text=RARE_WORD, top_k=2)
@@ -506,3 +541,30 @@ class TestTenants:
         assert filled.search(COLLECTION, **search, tenant="globex") == []
         assert filled.count(COLLECTION, "doc-a") == 2
         assert filled.count(COLLECTION, "doc-a", tenant="globex") == 0
+
+
+class TestAdaptersAgree:
+    def test_both_adapters_return_identical_hybrid_results(self, tmp_path: Path) -> None:
+        # Texts from a small vocabulary: many equal BM25 scores, so ties decide ranks.
+        rng = np.random.default_rng(7)
+        words = ["kafka", "vector", "fusion", "rank", "broker", "graph", "index", "chunk"]
+        points = [
+            ChunkPoint(f"c{i:02d}", f"doc-{i % 6}", "v1", " ".join(rng.choice(words, 3)), unit(*rng.normal(size=DIM)))
+            for i in range(40)
+        ]
+        stores: list[VectorStore] = [EdgeStore(tmp_path / "edge"), QdrantClientStore(path=tmp_path / "local")]
+        try:
+            for store in stores:
+                store.ensure_collection(COLLECTION, DIM)
+                store.upsert(COLLECTION, points, MODEL)
+            for query in range(10):
+                vector, text = unit(*rng.normal(size=DIM)), " ".join(rng.choice(words, 2))
+                for fusion in (RankFusion(), RankFusion(k=5, dense_weight=1.0, sparse_weight=0.5)):
+                    edge, client = (
+                        s.search(COLLECTION, vector=vector, text=text, top_k=8, fusion=fusion) for s in stores
+                    )
+                    assert ids(edge) == ids(client), (query, fusion)
+                    assert [h.score for h in edge] == pytest.approx([h.score for h in client], abs=1e-9)
+        finally:
+            for store in stores:
+                store.close()

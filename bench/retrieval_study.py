@@ -1,0 +1,276 @@
+"""Retrieval study: hit@1, hit@5 and MRR of dense, BM25 (sparse) and hybrid search on the
+development questions, per chunking variant and fusion setting, tuned on one half of the
+questions and reported on the other.
+
+``python -m bench.retrieval_study [--data ../shared/data] [--out retrieval-study.json]``
+
+Each chunking variant (chunk size, overlap, contextual header on or off) is built once, in
+process, with the platform's own parts: ingestion's :class:`~ragops_ingestion.chunking.TokenChunker`,
+the embedding model (:class:`~ragops_models.embedder.Embedder`, all-MiniLM-L6-v2, one torch
+thread) and the retrieval service's Qdrant Edge store in a temporary directory. Chunk vectors
+are cached on disk (``--cache``, keyed by the SHA-256 of the model version and the embedded
+texts), so a rerun embeds nothing. For every question the dense and the BM25 candidate lists
+(depth 50) are read once from the store; hybrid is :func:`~ragops_retrieval.store.fuse_ranked`
+of their first ``fusion.depth`` for each fusion setting, the function the store itself runs
+(checked against the store's own hybrid search on the defaults).
+
+Split rule (:func:`ragops_schemas.ids.tuning_half`): a question is in the tuning half when
+the first byte of the SHA-256 of its id is even, held out otherwise. Settings are chosen on
+the tuning half by hybrid hit@5 (then MRR); the held-out half is only reported.
+
+A hit is a chunk of the question's gold passage (``context_ids``) among the first k chunks;
+MRR is the mean of 1 / rank of the first such chunk within the first 20 (0 when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragops_ingestion.chunking import TokenChunker
+from ragops_models.defaults import default_embedding_model_dir
+from ragops_models.embedder import Embedder
+from ragops_retrieval.edge_store import EdgeStore
+from ragops_retrieval.store import DEFAULT_FUSION, ChunkPoint, RankFusion, SearchHit, SearchMode, fuse_ranked
+from ragops_schemas.ids import chunk_id, tuning_half
+from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
+from ragops_shared.text import contextual_text, normalise
+
+DEPTH = 50
+"""Candidates read per retriever: the deepest fusion depth tried."""
+MRR_DEPTH = 20
+"""Ranks MRR looks at (a question whose passage is not in the first 20 chunks counts 0)."""
+_RETRIEVERS: tuple[SearchMode, SearchMode] = ("dense", "sparse")
+MODES = ("dense", "sparse", "hybrid")
+COLLECTION = "study"
+
+Ranked = list[tuple[Mapping[str, Any], float]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the corpus is chunked and indexed: window tokens, overlap, contextual header."""
+
+    chunk_size: int = 200
+    overlap: int = 32
+    header: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.chunk_size}/{self.overlap}{' +header' if self.header else ''}"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Retrieval figures of one mode over a set of questions."""
+
+    questions: int
+    hit_at_1: float
+    hit_at_5: float
+    mrr: float
+
+
+def score(ranked: Sequence[Sequence[str]], gold: Sequence[str]) -> Scores:
+    """hit@1, hit@5 and MRR of ranked document-id lists (one per question) against the gold ids."""
+    first = [
+        next((rank for rank, doc in enumerate(docs, 1) if doc == want), None)
+        for docs, want in zip(ranked, gold, strict=True)
+    ]
+    n = len(first)
+    return Scores(
+        questions=n,
+        hit_at_1=round(sum(r is not None and r <= 1 for r in first) / n, 4),
+        hit_at_5=round(sum(r is not None and r <= 5 for r in first) / n, 4),
+        mrr=round(sum(1 / r for r in first if r is not None) / n, 4),
+    )
+
+
+class Embeddings:
+    """The embedding model with an on-disk cache of each batch of texts' vectors."""
+
+    def __init__(self, cache: Path) -> None:
+        self.embedder = Embedder(default_embedding_model_dir(), torch_threads=1)
+        self.info = self.embedder.warm_up()
+        self.cache = cache
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        key = hashlib.sha256("\0".join([self.info.version, *texts]).encode()).hexdigest()[:24]
+        path = self.cache / f"{key}.npy"
+        if path.is_file():
+            cached: np.ndarray = np.load(path)
+            return cached
+        vectors = self.embedder.embed(texts)
+        np.save(path, vectors)
+        return vectors
+
+
+def build_index(
+    store: EdgeStore, variant: Variant, corpus: Sequence[CorpusDocument], embeddings: Embeddings, model_dir: Path
+) -> int:
+    """Chunk, embed and index ``corpus`` into ``store``'s :data:`COLLECTION`; return the chunk count."""
+    chunker = TokenChunker(model_dir, chunk_size=variant.chunk_size, overlap=variant.overlap)
+    chunker.warm_up()
+    rows = [(doc, piece.text) for doc in corpus for piece in chunker.chunk(normalise(doc.text))]
+    indexed = [contextual_text(text, title=doc.title) if variant.header else text for doc, text in rows]
+    vectors = embeddings.embed(indexed)
+    store.ensure_collection(COLLECTION, embeddings.info.dimension)
+    points = [
+        ChunkPoint(
+            chunk_id=chunk_id(doc.id, text, tenant="default"),
+            document_id=doc.id,
+            document_version="v1",
+            text=text,
+            vector=vector,
+            payload={"title": doc.title or ""},
+            indexed_text=None if indexed_text == text else indexed_text,
+        )
+        for (doc, text), indexed_text, vector in zip(rows, indexed, vectors, strict=True)
+    ]
+    store.upsert(COLLECTION, points, embeddings.info.version)
+    return len(points)
+
+
+def _pairs(hits: list[SearchHit]) -> Ranked:
+    return [({"chunk_id": hit.chunk_id, "document_id": hit.document_id}, hit.score) for hit in hits]
+
+
+def candidates(store: EdgeStore, questions: Sequence[Question], vectors: np.ndarray) -> list[tuple[Ranked, Ranked]]:
+    """The dense and the BM25 candidate lists (:data:`DEPTH` each) of every question."""
+    out = []
+    for question, vector in zip(questions, vectors, strict=True):
+        text = normalise(question.question)
+        dense, sparse = (
+            _pairs(store.search(COLLECTION, vector=vector, text=text, top_k=DEPTH, mode=mode)) for mode in _RETRIEVERS
+        )
+        out.append((dense, sparse))
+    return out
+
+
+def evaluate(lists: Sequence[tuple[Ranked, Ranked]], gold: Sequence[str], fusion: RankFusion) -> dict[str, Scores]:
+    """Scores of each mode over the questions of ``lists``."""
+
+    def docs(ranked: Ranked) -> list[str]:
+        return [payload["document_id"] for payload, _ in ranked]
+
+    depth = fusion.depth
+    return {
+        "dense": score([docs(d[:MRR_DEPTH]) for d, _ in lists], gold),
+        "sparse": score([docs(s[:MRR_DEPTH]) for _, s in lists], gold),
+        "hybrid": score([docs(fuse_ranked(d[:depth], s[:depth], fusion, MRR_DEPTH)) for d, s in lists], gold),
+    }
+
+
+ENGINE_RRF = RankFusion(k=1.0, dense_weight=1.0, sparse_weight=1.0, depth=20)
+"""What the engine's ``Fusion.RRF`` computed before fusion moved into the store: ``1 / (2 + r)``
+for a 0-based rank ``r``, equal weights, that is ``1 / (1 + r)`` for a 1-based one, over
+prefetches of ``max(4 * top_k, 20)``: 20 for ``top_k=5``."""
+
+FUSION_GRID = [
+    RankFusion(k=k, dense_weight=1.0, sparse_weight=w, depth=depth)
+    for depth, k, w in itertools.product((20, 50), (1, 2, 5, 10, 20, 60), (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0))
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("retrieval-study.json"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragops-retrieval-study")
+    parser.add_argument(
+        "--variants", default="200/32,200/32+header", help="comma-separated SIZE/OVERLAP[+header] chunkings"
+    )
+    args = parser.parse_args(argv)
+    corpus = load_corpus(args.data / "corpus.jsonl")
+    questions = load_questions(args.data / "questions.jsonl")
+    halves = {
+        "tuning": [q for q in questions if tuning_half(q.id)],
+        "held_out": [q for q in questions if not tuning_half(q.id)],
+    }
+    embeddings = Embeddings(args.cache)
+    model_dir = default_embedding_model_dir()
+    query_vectors = {half: embeddings.embed([normalise(q.question) for q in qs]) for half, qs in halves.items()}
+    results: dict[str, Any] = {"split": "tuning_half(id): first byte of sha256(id) even", "variants": {}}
+    for spec in args.variants.split(","):
+        size, overlap = spec.removesuffix("+header").split("/")
+        variant = Variant(int(size), int(overlap), spec.endswith("+header"))
+        with tempfile.TemporaryDirectory() as folder:
+            store = EdgeStore(Path(folder))
+            try:
+                chunks = build_index(store, variant, corpus, embeddings, model_dir)
+                lists = {half: candidates(store, qs, query_vectors[half]) for half, qs in halves.items()}
+                # The store's own hybrid search gives what the study fuses (first questions).
+                depth = DEFAULT_FUSION.depth
+                for question, vector, (d, s) in itertools.islice(
+                    zip(halves["tuning"], query_vectors["tuning"], lists["tuning"], strict=True), 50
+                ):
+                    hits = store.search(COLLECTION, vector=vector, text=normalise(question.question), top_k=5)
+                    assert [h.chunk_id for h in hits] == [
+                        p["chunk_id"] for p, _ in fuse_ranked(d[:depth], s[:depth], DEFAULT_FUSION, 5)
+                    ], question.id
+            finally:
+                store.close()
+        gold = {half: [q.context_ids[0] for q in qs] for half, qs in halves.items()}
+        tuned = max(
+            FUSION_GRID,
+            key=lambda f: (
+                (e := evaluate(lists["tuning"], gold["tuning"], f)["hybrid"]).hit_at_5,
+                e.mrr,
+            ),
+        )
+        report = {
+            "chunks": chunks,
+            "engine_rrf": {
+                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], ENGINE_RRF).items()}
+                for half in halves
+            },
+            "default_fusion": asdict(DEFAULT_FUSION),
+            "tuned_fusion": asdict(tuned),
+            "default": {
+                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], DEFAULT_FUSION).items()}
+                for half in halves
+            },
+            "tuned": {
+                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], tuned).items()} for half in halves
+            },
+        }
+        results["variants"][variant.name] = report
+        print(variant.name, json.dumps(report), flush=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(results))
+    return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as a Markdown table: per variant and fusion, hit@1 / hit@5 / MRR of each mode on each half."""
+    lines = [
+        f"Split: {results['split']}.",
+        "",
+        "| chunking | fusion | half | dense hit@1 / hit@5 / MRR | sparse | hybrid |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, report in results["variants"].items():
+        for setting, label in (("engine_rrf", "engine RRF (before)"), ("default", "defaults"), ("tuned", "tuned")):
+            fusion = report["tuned_fusion"] if setting == "tuned" else report.get("default_fusion")
+            shown = label if setting == "engine_rrf" else f"{label} {fusion}"
+            for half in ("tuning", "held_out"):
+                cells = [
+                    "{hit_at_1:.3f} / {hit_at_5:.3f} / {mrr:.3f}".format(**report[setting][half][mode])
+                    for mode in MODES
+                ]
+                count = report[setting][half]["hybrid"]["questions"]
+                lines.append(f"| {name} | {shown} | {half} ({count}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
