@@ -137,16 +137,18 @@ def study(
     cases: Sequence[Mapping[str, Any]],
     versions: Sequence[int],
     before_checkout: Path | None,
-    before_version: int,
+    before_versions: Sequence[int],
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Every configuration's :func:`score`: ``before v<before_version>`` (services from
-    ``before_checkout``; skipped when ``None``) and ``after v<N>`` for each of ``versions``."""
+    """Every configuration's :func:`score`: ``before v<N>`` for each of ``before_versions``
+    (services from ``before_checkout``; skipped when ``None``) and ``after v<N>`` for each of
+    ``versions``."""
     configurations: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ragops-injection-") as scratch:
         if before_checkout is not None:
-            answers = run_platform(cases, [before_version], Path(scratch) / "before", before_checkout, env)
-            configurations[f"before v{before_version}"] = score(cases, answers[before_version])
+            before = run_platform(cases, before_versions, Path(scratch) / "before", before_checkout, env)
+            for version in before_versions:
+                configurations[f"before v{version}"] = score(cases, before[version])
         after = run_platform(cases, versions, Path(scratch) / "after", None, env)
         for version in versions:
             configurations[f"after v{version}"] = score(cases, after[version])
@@ -164,13 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="ask only the first N cases")
     parser.add_argument("--versions", type=int, nargs="+", default=[2], help="prompt versions asked after")
     parser.add_argument("--before-checkout", type=Path, default=None, help="the checkout whose code is 'before'")
-    parser.add_argument("--before-version", type=int, default=2)
+    parser.add_argument("--before-versions", type=int, nargs="+", default=[2], help="prompt versions asked before")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("injection.json"))
     args = parser.parse_args(argv)
     cases = load_cases(args.cases)[: args.limit]
     env = dict(item.split("=", 1) for item in args.env)
-    report = study(cases, args.versions, args.before_checkout, args.before_version, env)
+    report = study(cases, args.versions, args.before_checkout, args.before_versions, env)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for name, result in report["configurations"].items():
         print(
