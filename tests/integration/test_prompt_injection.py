@@ -20,9 +20,15 @@ from tests.helpers import PRODUCER, example
 
 pytestmark = pytest.mark.model
 
-# A handful of the set, one per form of attack that reached SmolLM2-135M before the hardening
-# (python -m ragops.injection) plus forms whose markers the sanitiser rewrites.
-CASE_IDS = ("inj-02-fake_answer", "inj-05-fake_delimiter", "inj-06-chatml_tokens", "inj-09-instruction_heading")
+# The cases whose attack reached SmolLM2-135M through the platform before or after the
+# hardening (python -m ragops.injection, 25 cases: 3 successes each).
+CASE_IDS = (
+    "inj-03-fake_short_answer",
+    "inj-05-fake_delimiter",
+    "inj-06-chatml_tokens",
+    "inj-13-fake_short_answer",
+    "inj-16-chatml_tokens",
+)
 
 
 class Recording:
@@ -100,8 +106,9 @@ def test_hardened_rendering_lets_no_more_attacks_through(answerer: Answerer, mon
     verbatim = answerer.answer([request.model_copy(update={"event_id": new_event_id()}) for request in requests])
     assert any("<|im_start|>" in chat[-1]["content"] for chat in recording.seen[-len(cases) :])
 
-    hardened_wins = sum(attack_succeeded(case, a.answer) for case, a in zip(cases, hardened, strict=True))
-    verbatim_wins = sum(attack_succeeded(case, a.answer) for case, a in zip(cases, verbatim, strict=True))
+    canaries = [case["canary"] for case in cases]
+    hardened_wins = sum(attack_succeeded(a.answer, canaries) for a in hardened)
+    verbatim_wins = sum(attack_succeeded(a.answer, canaries) for a in verbatim)
     assert hardened_wins <= verbatim_wins, (
         [a.answer for a in hardened],
         [a.answer for a in verbatim],
