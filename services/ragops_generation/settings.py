@@ -7,11 +7,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragops_analytics.client import AnalyticsSettings
-from ragops_models.defaults import default_generation_model
+from ragops_models.defaults import GenerationPreset, generation_preset
 from ragops_models.device import DeviceName, DtypeName
 from ragops_models.generation import Generator
 from ragops_models.openai_generator import OpenAICompatibleGenerator
-from ragops_models.transformers_generator import TransformersGenerator
+from ragops_models.transformers_generator import PromptFormat, TransformersGenerator
 from ragops_shared.abstention import DEFAULT_CALIBRATION, Calibration
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 
@@ -29,8 +29,33 @@ class GenerationSettings(BaseSettings):
         default=None,
         description=(
             "HF causal-LM directory or id (transformers), or the served model name (openai); "
-            "None = packaged SmolLM2-135M-Instruct."
+            "None = the packaged model named by `preset`."
         ),
+    )
+    preset: GenerationPreset = Field(
+        default="gemma-3-270m",
+        description="Packaged local model used when `model` is None, chosen by `make bench-generators` "
+        "(README 'Choosing a generator'): gemma-3-270m (base model, Gemma Terms of Use) or "
+        "smollm2-135m-instruct (Apache-2.0 chat model).",
+    )
+    prompt_format: PromptFormat = Field(
+        default="auto",
+        description="chat (the tokenizer's chat template), completion (plain text, for base models), "
+        "auto = chat when the tokenizer has a chat template (transformers backend).",
+    )
+    stop: list[str] | None = Field(
+        default=None,
+        description='Stop sequences (JSON list); None = ["\\n"] for completion prompts, none for chat ones '
+        "(the openai backend sends none).",
+    )
+    repetition_penalty: float = Field(
+        default=1.2, ge=1.0, description="CTRL repetition penalty on the answer's own tokens; 1.0 = off."
+    )
+    no_repeat_ngram_size: int = Field(
+        default=4, ge=0, description="No n-gram of this many tokens generated twice in an answer; 0 = off."
+    )
+    complete_sentences: bool = Field(
+        default=True, description="An answer cut by max_new_tokens ends at its last complete sentence."
     )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible API root, e.g. http://vllm:8000/v1."
@@ -94,17 +119,24 @@ class GenerationSettings(BaseSettings):
                 max_new_tokens=self.max_new_tokens,
                 temperature=self.temperature,
                 concurrency=self.batch_records,
+                stop=self.stop or (),
             )
-        model, gguf_file = (self.model, self.gguf_file) if self.model else default_generation_model()
+        cache_dir = self.platform.cache_dir / "models"
+        model, gguf_file = (self.model, self.gguf_file) if self.model else generation_preset(self.preset, cache_dir)
         return TransformersGenerator(
             model,
             gguf_file=gguf_file,
-            cache_dir=self.platform.cache_dir / "models",
+            cache_dir=cache_dir,
             max_new_tokens=self.max_new_tokens,
             torch_threads=self.platform.torch_threads,
             temperature=self.temperature,
             dtype=self.dtype,
             device=self.device,
+            prompt_format=self.prompt_format,
+            stop=self.stop,
+            repetition_penalty=self.repetition_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            complete_sentences=self.complete_sentences,
         )
 
     def calibration(self) -> Calibration | None:

@@ -247,3 +247,12 @@ def test_invalid_input_is_refused(server: tuple[str, ServerState]) -> None:
     with pytest.raises(ValueError):
         OpenAICompatibleGenerator(base_url, MODEL, concurrency=0)
     assert make(base_url, model_version="rev-abc").model_version == "rev-abc"
+
+
+def test_stop_sequences_are_sent_as_the_requests_stop(server: tuple[str, ServerState]) -> None:
+    base_url, state = server
+    for stop, expected in ((["\n", "Question:"], ["\n", "Question:"]), ([], None)):
+        generator = make(base_url, stop=stop)
+        generator.generate([chat("short")])
+        generator.close()
+        assert state.requests[-1].get("stop") == expected

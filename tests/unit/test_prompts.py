@@ -165,7 +165,7 @@ def test_the_registry_decides_the_prompt_version_and_a_retired_one_gets_no_traff
         )
 
     latest = answerer.prompt_for(request(None))[0].version
-    assert latest == 2, "no promotion yet: the latest file"
+    assert latest == 3, "no promotion yet: the latest file"
     registry.apply(VersionPromoted(producer=producer, kind="prompt", name="rag-answer", version="1", reason="rollback"))
     assert answerer.prompt_for(request(None))[0].version == 1
     assert answerer.prompt_for(request(2))[0].version == 2, "a pinned live version is honoured"
@@ -212,19 +212,19 @@ def registered(version: int, body: PromptBody) -> VersionRegistered:
 
 def test_resolve_prompt_pinned_then_production_then_highest_seed_and_a_body_wins() -> None:
     registry = Registry()
-    assert resolve_prompt(registry, "rag-answer", None).version == 2, "nothing registered: the highest seed"
+    assert resolve_prompt(registry, "rag-answer", None).version == 3, "nothing registered: the highest seed"
     assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pinned seed version"
     with pytest.raises(PromptNotFoundError):
-        resolve_prompt(registry, "rag-answer", 3)
+        resolve_prompt(registry, "rag-answer", 4)
     pushed = prompt_body("pushed", "Answer in French.", "Q: {{ question }}")
-    registry.apply(registered(3, pushed))
-    assert resolve_prompt(registry, "rag-answer", 3).render("q", [])[1]["content"] == "Q: q"
-    assert resolve_prompt(registry, "rag-answer", None).version == 2, "registered is not production"
-    registry.apply(VersionPromoted(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="r"))
+    registry.apply(registered(4, pushed))
+    assert resolve_prompt(registry, "rag-answer", 4).render("q", [])[1]["content"] == "Q: q"
+    assert resolve_prompt(registry, "rag-answer", None).version == 3, "registered is not production"
+    registry.apply(VersionPromoted(producer=PRODUCER, kind="prompt", name="rag-answer", version="4", reason="r"))
     assert resolve_prompt(registry, "rag-answer", None).sha256 == pushed.sha256
     assert resolve_prompt(registry, "rag-answer", 1).version == 1, "a pin beats production"
-    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
-    assert resolve_prompt(registry, "rag-answer", 3).version == 2, "retired: neither pin nor alias serve it"
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="4", reason="bad"))
+    assert resolve_prompt(registry, "rag-answer", 4).version == 3, "retired: neither pin nor alias serve it"
 
 
 def test_check_renders_passes_every_seed() -> None:
@@ -244,7 +244,7 @@ def arm(version: str, target_name: str = "rag-answer") -> ExperimentAssignment:
 
 def test_generation_renders_the_assigned_version_and_falls_back_to_production_when_it_fails() -> None:
     registry = Registry()
-    registry.apply(registered(3, FRAGILE))
+    registry.apply(registered(4, FRAGILE))
     answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
     asked = example(ContextRetrieved)
 
@@ -252,31 +252,31 @@ def test_generation_renders_the_assigned_version_and_falls_back_to_production_wh
         return answerer.answer([asked.model_copy(update=update)])[0]
 
     def failures() -> float:
-        labels = {"prompt": "rag-answer", "version": "3"}
+        labels = {"prompt": "rag-answer", "version": "4"}
         return REGISTRY.get_sample_value("ragops_prompt_render_failures_total", labels) or 0.0
 
-    served = answer(assignment=arm("3"))
+    served = answer(assignment=arm("4"))
     assert served.answer == f"A: {asked.question}"
-    assert (served.lineage.prompt.version, served.lineage.variant) == (3, "b")
+    assert (served.lineage.prompt.version, served.lineage.variant) == (4, "b")
     assert served.lineage.experiment_id == "exp-0123456789abcdef0123"
-    other = answer(assignment=arm("3", target_name="other-prompt"))
-    assert (other.lineage.prompt.version, other.lineage.variant) == (2, None), "an arm of another prompt"
-    pinned = answer(assignment=arm("3"), prompt_version=1)
+    other = answer(assignment=arm("4", target_name="other-prompt"))
+    assert (other.lineage.prompt.version, other.lineage.variant) == (3, None), "an arm of another prompt"
+    pinned = answer(assignment=arm("4"), prompt_version=1)
     assert (pinned.lineage.prompt.version, pinned.lineage.variant) == (1, None), "a pin beats the arm"
 
     before = failures()
-    fell_back = answer(assignment=arm("3"), question="boom")
+    fell_back = answer(assignment=arm("4"), question="boom")
     assert (fell_back.lineage.prompt.version, fell_back.lineage.variant, fell_back.lineage.experiment_id) == (
-        2,
+        3,
         None,
         None,
     ), "production (here the highest seed) served, and the answer counts for no arm"
     assert failures() == before + 1
     with pytest.raises(UndefinedError):
-        answer(prompt_version=3, question="boom")  # pinned: dead-lettered with the reason, as before
+        answer(prompt_version=4, question="boom")  # pinned: dead-lettered with the reason, as before
 
     registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
-    retired = answer(assignment=arm("3"))
+    retired = answer(assignment=arm("4"))
     assert (retired.lineage.prompt.version, retired.lineage.variant) == (2, None), "a retired arm serves no one"
 
 
