@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), help="PRESET:PROMPT_VERSION ...")
-    parser.add_argument("--out", type=Path, default=Path("generators-report"))
+    parser.add_argument("--out", type=Path, default=Path("bench/generators-report"))
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # subprocess: run one arm, JSON into --out
     parser.add_argument("--warm", help=argparse.SUPPRESS)  # subprocess: convert one preset's GGUF
     args = parser.parse_args(argv)

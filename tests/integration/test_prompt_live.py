@@ -27,7 +27,7 @@ async def test_a_version_pushed_after_the_start_is_served_at_once(kafka: KafkaSe
     answerer = Answerer(GenerationSettings(platform=platform), EchoGenerator(), PRODUCER, view.registry)
     asked = example(ContextRetrieved)
     [before] = answerer.answer([asked])
-    assert before.lineage.prompt.version == 2, "nothing registered: the highest seed"
+    assert before.lineage.prompt.version == 3, "nothing registered: the highest seed"
 
     body = prompt_body("pushed", "Answer in French.", "Réponds : {{ question }}")
     broker = make_broker(kafka, "test-gateway")
@@ -37,17 +37,17 @@ async def test_a_version_pushed_after_the_start_is_served_at_once(kafka: KafkaSe
     )
     await broker.start()
     try:
-        fields = {"producer": PRODUCER, "kind": "prompt", "name": "rag-answer", "version": "3"}
+        fields = {"producer": PRODUCER, "kind": "prompt", "name": "rag-answer", "version": "4"}
         await publisher.publish(VersionRegistered(**fields, prompt=body))  # type: ignore[arg-type]
         assert await view.caught_up(30)
-        [pinned] = answerer.answer([asked.model_copy(update={"prompt_version": 3})])
+        [pinned] = answerer.answer([asked.model_copy(update={"prompt_version": 4})])
         assert pinned.answer == f"Réponds : {asked.question}"
-        assert (pinned.lineage.prompt.version, pinned.lineage.prompt.sha256) == (3, body.sha256)
+        assert (pinned.lineage.prompt.version, pinned.lineage.prompt.sha256) == (4, body.sha256)
 
         await publisher.publish(VersionPromoted(**fields, reason="better"))  # type: ignore[arg-type]
         assert await view.caught_up(30)
         [after] = answerer.answer([asked])
-        assert (after.answer, after.lineage.prompt.version) == (pinned.answer, 3), "production, live"
+        assert (after.answer, after.lineage.prompt.version) == (pinned.answer, 4), "production, live"
     finally:
         await broker.stop()
         await view.stop()

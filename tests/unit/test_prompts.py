@@ -275,9 +275,9 @@ def test_generation_renders_the_assigned_version_and_falls_back_to_production_wh
     with pytest.raises(UndefinedError):
         answer(prompt_version=4, question="boom")  # pinned: dead-lettered with the reason, as before
 
-    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="3", reason="bad"))
+    registry.apply(VersionRetired(producer=PRODUCER, kind="prompt", name="rag-answer", version="4", reason="bad"))
     retired = answer(assignment=arm("4"))
-    assert (retired.lineage.prompt.version, retired.lineage.variant) == (2, None), "a retired arm serves no one"
+    assert (retired.lineage.prompt.version, retired.lineage.variant) == (3, None), "a retired arm serves no one"
 
 
 # Templates that render on a question and two passages but fail on what production sends
@@ -359,8 +359,8 @@ def test_generation_falls_back_to_production_for_an_arm_that_fails_on_the_served
     )
     edited = PromptBody(description="d", system="Be brief.", user="{{ question }}", sha256=body.sha256)
     registry = Registry()
-    registry.apply(registered(3, body))
-    registry.apply(registered(4, edited))  # edited in place: resolve_prompt raises ValueError
+    registry.apply(registered(4, body))
+    registry.apply(registered(5, edited))  # edited in place: resolve_prompt raises ValueError
     answerer = Answerer(GenerationSettings(), EchoGenerator(), PRODUCER, registry)
     asked = example(ContextRetrieved)
     three = [asked.contexts[0].model_copy(update={"chunk_id": f"{asked.contexts[0].chunk_id}-{n}"}) for n in range(3)]
@@ -369,10 +369,10 @@ def test_generation_falls_back_to_production_for_an_arm_that_fails_on_the_served
         labels = {"prompt": "rag-answer", "version": version}
         return REGISTRY.get_sample_value("ragops_prompt_render_failures_total", labels) or 0.0
 
-    for version in ("3", "4"):
+    for version in ("4", "5"):
         before = failures(version)
         served = answerer.answer([asked.model_copy(update={"contexts": three, "assignment": arm(version)})])[0]
-        assert (served.lineage.prompt.version, served.lineage.variant, served.lineage.experiment_id) == (2, None, None)
+        assert (served.lineage.prompt.version, served.lineage.variant, served.lineage.experiment_id) == (3, None, None)
         assert failures(version) == before + 1
     with pytest.raises(ZeroDivisionError):  # pinned: dead-lettered with the reason, as before
-        answerer.answer([asked.model_copy(update={"contexts": three, "prompt_version": 3})])
+        answerer.answer([asked.model_copy(update={"contexts": three, "prompt_version": 4})])
