@@ -11,7 +11,7 @@ from tests.helpers import PRODUCER
 
 
 def seeded() -> Registry:
-    """The seed prompt versions (rag-answer 1 and 2) registered, none promoted."""
+    """The seed prompt versions (rag-answer 1, 2 and 3) registered, none promoted."""
     registry = Registry()
     for seed in seed_prompts():
         registry.apply(
@@ -41,9 +41,9 @@ def why(body: ExperimentIn, registry: Registry, cap: int = 50) -> str | None:
 
 def test_the_control_is_what_production_serves_now() -> None:
     registry = seeded()
-    # No production alias: production serves the highest seed version (2).
-    assert "422" in (why(prompt_experiment(("1", 50), ("2", 50)), registry) or "")
-    assert why(prompt_experiment(("2", 50), ("1", 50)), registry) is None
+    # No production alias: production serves the highest seed version (3).
+    assert "422" in (why(prompt_experiment(("1", 50), ("3", 50)), registry) or "")
+    assert why(prompt_experiment(("3", 50), ("1", 50)), registry) is None
     registry.apply(VersionPromoted(producer=PRODUCER, kind="prompt", name="rag-answer", version="1", reason="approved"))
     # The reviewer's bypass: 99% to the unapproved version 2 named as the "control".
     refused = why(prompt_experiment(("2", 99), ("1", 1)), registry)
@@ -53,7 +53,7 @@ def test_the_control_is_what_production_serves_now() -> None:
 
 def test_the_candidate_arms_are_capped_together() -> None:
     registry = seeded()
-    refused = why(prompt_experiment(("2", 40), ("1", 60)), registry)
+    refused = why(prompt_experiment(("3", 40), ("1", 60)), registry)
     assert refused is not None and refused.startswith("422") and "at most 50%" in refused
-    assert why(prompt_experiment(("2", 90), ("1", 10)), registry, cap=10) is None
-    assert "at most 10%" in (why(prompt_experiment(("2", 89), ("1", 11)), registry, cap=10) or "")
+    assert why(prompt_experiment(("3", 90), ("1", 10)), registry, cap=10) is None
+    assert "at most 10%" in (why(prompt_experiment(("3", 89), ("1", 11)), registry, cap=10) or "")
