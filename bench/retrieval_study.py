@@ -19,7 +19,12 @@ the first byte of the SHA-256 of its id is even, held out otherwise. Settings ar
 the tuning half by hybrid hit@5 (then MRR); the held-out half is only reported.
 
 A hit is a chunk of the question's gold passage (``context_ids``) among the first k chunks;
-MRR is the mean of 1 / rank of the first such chunk within the first 20 (0 when absent).
+MRR is the mean of 1 / rank of the first such chunk within the first 20 (0 when absent);
+answer@5 is the share of questions with one of their gold answers (case-insensitive) in the
+text of the first 5 chunks: what a generator given 5 chunks can read. Each setting is also
+scored with at most one chunk per document (:func:`~ragops_retrieval.store.collapse_by_document`,
+the retrieval service's ``per_document`` setting): a hit counts documents, so the cap can only
+raise hit@k, while answer@5 says whether the prompt gains or loses by it.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ from ragops_ingestion.chunking import TokenChunker
 from ragops_models.defaults import default_embedding_model_dir
 from ragops_models.embedder import Embedder
 from ragops_retrieval.edge_store import EdgeStore
-from ragops_retrieval.store import DEFAULT_FUSION, ChunkPoint, RankFusion, SearchHit, SearchMode, fuse_ranked
+from ragops_retrieval.store import (
+    DEFAULT_FUSION,
+    ChunkPoint,
+    RankFusion,
+    SearchHit,
+    SearchMode,
+    collapse_by_document,
+    fuse_ranked,
+)
 from ragops_schemas.ids import chunk_id, tuning_half
 from ragops_shared.datasets import CorpusDocument, Question, load_corpus, load_questions
 from ragops_shared.text import contextual_text, normalise
@@ -77,13 +90,20 @@ class Scores:
     hit_at_1: float
     hit_at_5: float
     mrr: float
+    answer_at_5: float
 
 
-def score(ranked: Sequence[Sequence[str]], gold: Sequence[str]) -> Scores:
-    """hit@1, hit@5 and MRR of ranked document-id lists (one per question) against the gold ids."""
+def score(ranked: Sequence[Ranked], questions: Sequence[Question]) -> Scores:
+    """hit@1, hit@5, MRR and answer@5 of ranked chunk lists (``(payload, score)``, one list per
+    question; payloads with ``document_id`` and ``text``) against each question's gold passage
+    and answers."""
     first = [
-        next((rank for rank, doc in enumerate(docs, 1) if doc == want), None)
-        for docs, want in zip(ranked, gold, strict=True)
+        next((rank for rank, (chunk, _) in enumerate(chunks, 1) if chunk["document_id"] == q.context_ids[0]), None)
+        for chunks, q in zip(ranked, questions, strict=True)
+    ]
+    answered = [
+        any(answer.lower() in chunk["text"].lower() for chunk, _ in chunks[:5] for answer in q.answers)
+        for chunks, q in zip(ranked, questions, strict=True)
     ]
     n = len(first)
     return Scores(
@@ -91,6 +111,7 @@ def score(ranked: Sequence[Sequence[str]], gold: Sequence[str]) -> Scores:
         hit_at_1=round(sum(r is not None and r <= 1 for r in first) / n, 4),
         hit_at_5=round(sum(r is not None and r <= 5 for r in first) / n, 4),
         mrr=round(sum(1 / r for r in first if r is not None) / n, 4),
+        answer_at_5=round(sum(answered) / n, 4),
     )
 
 
@@ -141,7 +162,18 @@ def build_index(
 
 
 def _pairs(hits: list[SearchHit]) -> Ranked:
-    return [({"chunk_id": hit.chunk_id, "document_id": hit.document_id}, hit.score) for hit in hits]
+    return [
+        (
+            {
+                "chunk_id": hit.chunk_id,
+                "document_id": hit.document_id,
+                "document_version": hit.document_version,
+                "text": hit.text,
+            },
+            hit.score,
+        )
+        for hit in hits
+    ]
 
 
 def candidates(store: EdgeStore, questions: Sequence[Question], vectors: np.ndarray) -> list[tuple[Ranked, Ranked]]:
@@ -156,17 +188,23 @@ def candidates(store: EdgeStore, questions: Sequence[Question], vectors: np.ndar
     return out
 
 
-def evaluate(lists: Sequence[tuple[Ranked, Ranked]], gold: Sequence[str], fusion: RankFusion) -> dict[str, Scores]:
-    """Scores of each mode over the questions of ``lists``."""
+def evaluate(
+    lists: Sequence[tuple[Ranked, Ranked]],
+    questions: Sequence[Question],
+    fusion: RankFusion,
+    per_document: int | None = None,
+) -> dict[str, Scores]:
+    """Scores of each mode over ``questions`` (their candidate ``lists``), hits capped at
+    ``per_document`` chunks of a document as the store caps them."""
 
-    def docs(ranked: Ranked) -> list[str]:
-        return [payload["document_id"] for payload, _ in ranked]
+    def top(ranked: Ranked) -> Ranked:
+        return collapse_by_document(ranked, per_document, MRR_DEPTH)
 
     depth = fusion.depth
     return {
-        "dense": score([docs(d[:MRR_DEPTH]) for d, _ in lists], gold),
-        "sparse": score([docs(s[:MRR_DEPTH]) for _, s in lists], gold),
-        "hybrid": score([docs(fuse_ranked(d[:depth], s[:depth], fusion, MRR_DEPTH)) for d, s in lists], gold),
+        "dense": score([top(d) for d, _ in lists], questions),
+        "sparse": score([top(s) for _, s in lists], questions),
+        "hybrid": score([top(fuse_ranked(d[:depth], s[:depth], fusion, DEPTH)) for d, s in lists], questions),
     }
 
 
@@ -208,39 +246,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 chunks = build_index(store, variant, corpus, embeddings, model_dir)
                 lists = {half: candidates(store, qs, query_vectors[half]) for half, qs in halves.items()}
-                # The store's own hybrid search gives what the study fuses (first questions).
+                # The store's own hybrid search, capped or not, gives what the study fuses (first questions).
                 depth = DEFAULT_FUSION.depth
                 for question, vector, (d, s) in itertools.islice(
                     zip(halves["tuning"], query_vectors["tuning"], lists["tuning"], strict=True), 50
                 ):
-                    hits = store.search(COLLECTION, vector=vector, text=normalise(question.question), top_k=5)
-                    assert [h.chunk_id for h in hits] == [
-                        p["chunk_id"] for p, _ in fuse_ranked(d[:depth], s[:depth], DEFAULT_FUSION, 5)
-                    ], question.id
+                    fused = fuse_ranked(d[:depth], s[:depth], DEFAULT_FUSION, DEPTH)
+                    for cap in (None, 1):
+                        text = normalise(question.question)
+                        hits = store.search(COLLECTION, vector=vector, text=text, top_k=5, per_document=cap)
+                        assert [h.chunk_id for h in hits] == [
+                            p["chunk_id"] for p, _ in collapse_by_document(fused, cap, 5)
+                        ], question.id
             finally:
                 store.close()
-        gold = {half: [q.context_ids[0] for q in qs] for half, qs in halves.items()}
         tuned = max(
             FUSION_GRID,
             key=lambda f: (
-                (e := evaluate(lists["tuning"], gold["tuning"], f)["hybrid"]).hit_at_5,
+                (e := evaluate(lists["tuning"], halves["tuning"], f)["hybrid"]).hit_at_5,
                 e.mrr,
             ),
         )
         report = {
             "chunks": chunks,
             "engine_rrf": {
-                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], ENGINE_RRF).items()}
+                half: {m: asdict(s) for m, s in evaluate(lists[half], halves[half], ENGINE_RRF).items()}
                 for half in halves
             },
             "default_fusion": asdict(DEFAULT_FUSION),
             "tuned_fusion": asdict(tuned),
             "default": {
-                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], DEFAULT_FUSION).items()}
+                half: {m: asdict(s) for m, s in evaluate(lists[half], halves[half], DEFAULT_FUSION).items()}
                 for half in halves
             },
             "tuned": {
-                half: {m: asdict(s) for m, s in evaluate(lists[half], gold[half], tuned).items()} for half in halves
+                half: {m: asdict(s) for m, s in evaluate(lists[half], halves[half], tuned).items()} for half in halves
+            },
+            "one_per_document": {
+                half: {m: asdict(s) for m, s in evaluate(lists[half], halves[half], DEFAULT_FUSION, 1).items()}
+                for half in halves
             },
         }
         results["variants"][variant.name] = report
@@ -251,20 +295,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The results as a Markdown table: per variant and fusion, hit@1 / hit@5 / MRR of each mode on each half."""
+    """The results as a Markdown table: per variant and fusion, hit@1 / hit@5 / MRR / answer@5
+    of each mode on each half."""
     lines = [
         f"Split: {results['split']}.",
         "",
-        "| chunking | fusion | half | dense hit@1 / hit@5 / MRR | sparse | hybrid |",
+        "| chunking | fusion | half | dense hit@1 / hit@5 / MRR / answer@5 | sparse | hybrid |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    settings = (
+        ("engine_rrf", "engine RRF (before)"),
+        ("default", "defaults"),
+        ("tuned", "tuned"),
+        ("one_per_document", "defaults, 1 chunk per document"),
+    )
     for name, report in results["variants"].items():
-        for setting, label in (("engine_rrf", "engine RRF (before)"), ("default", "defaults"), ("tuned", "tuned")):
+        for setting, label in settings:
             fusion = report["tuned_fusion"] if setting == "tuned" else report.get("default_fusion")
-            shown = label if setting == "engine_rrf" else f"{label} {fusion}"
+            shown = label if setting in ("engine_rrf", "one_per_document") else f"{label} {fusion}"
             for half in ("tuning", "held_out"):
                 cells = [
-                    "{hit_at_1:.3f} / {hit_at_5:.3f} / {mrr:.3f}".format(**report[setting][half][mode])
+                    "{hit_at_1:.3f} / {hit_at_5:.3f} / {mrr:.3f} / {answer_at_5:.3f}".format(
+                        **report[setting][half][mode]
+                    )
                     for mode in MODES
                 ]
                 count = report[setting][half]["hybrid"]["questions"]
