@@ -25,6 +25,13 @@ text of the first 5 chunks: what a generator given 5 chunks can read. Each setti
 scored with at most one chunk per document (:func:`~ragops_retrieval.store.collapse_by_document`,
 the retrieval service's ``per_document`` setting): a hit counts documents, so the cap can only
 raise hit@k, while answer@5 says whether the prompt gains or loses by it.
+
+Probe (``--sentences``, header variants only; not what the platform runs): a third, dense list
+of documents ranked by the cosine of the question to their best single sentence (each sentence
+embedded under its title header), the MaxP aggregation of Dai and Callan ("Deeper Text
+Understanding for IR with Contextual Neural Language Modeling", SIGIR 2019), fused with the
+dense and BM25 lists at the document level by weighted RRF; ``k`` and the sentence list's weight
+are tuned on the tuning half as above.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import argparse
 import hashlib
 import itertools
 import json
+import re
 import tempfile
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -208,6 +217,102 @@ def evaluate(
     }
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+"""Where the probe splits a passage into sentences: after a full stop, question or exclamation mark."""
+
+
+def sentence_ranked(
+    corpus: Sequence[CorpusDocument], query_vectors: np.ndarray, embeddings: Embeddings
+) -> list[list[str]]:
+    """Per question (rows of ``query_vectors``), the first :data:`DEPTH` document ids by the
+    cosine of the question to the document's best sentence (MaxP). Sentences under 20
+    characters are skipped; each is embedded under its title header."""
+    sentences = [
+        (doc.id, contextual_text(sentence, title=doc.title))
+        for doc in corpus
+        for sentence in SENTENCE_END.split(normalise(doc.text))
+        if len(sentence) > 20
+    ]
+    owners = [doc for doc, _ in sentences]
+    vectors = np.vstack(
+        [embeddings.embed([text for _, text in sentences[i : i + 2000]]) for i in range(0, len(sentences), 2000)]
+    )
+    ranked = []
+    for cosines in query_vectors @ vectors.T:
+        best: dict[str, None] = {}
+        for index in np.argsort(-cosines, kind="stable"):
+            best.setdefault(owners[index], None)
+            if len(best) == DEPTH:
+                break
+        ranked.append(list(best))
+    return ranked
+
+
+def documents(ranked: Ranked) -> list[str]:
+    """The document ids of a chunk list in order of their first chunk."""
+    return list(dict.fromkeys(payload["document_id"] for payload, _ in ranked))
+
+
+def fuse_documents(weighted: Sequence[tuple[float, Sequence[str]]], k: float) -> list[str]:
+    """Weighted RRF (:class:`~ragops_retrieval.store.RankFusion`'s formula) of document-id lists,
+    best first, ties by id."""
+    fused: dict[str, float] = defaultdict(float)
+    for weight, ranked in weighted:
+        for rank, doc in enumerate(ranked, start=1):
+            fused[doc] += weight / (k + rank)
+    return [doc for doc, _ in sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))]
+
+
+def document_scores(ranked: Sequence[Sequence[str]], questions: Sequence[Question]) -> dict[str, float]:
+    """hit@1, hit@5 and MRR (first 20) of document-id lists against each question's gold passage."""
+    first = [
+        next((rank for rank, doc in enumerate(docs[:MRR_DEPTH], 1) if doc == q.context_ids[0]), None)
+        for docs, q in zip(ranked, questions, strict=True)
+    ]
+    n = len(first)
+    return {
+        "hit_at_1": round(sum(r == 1 for r in first) / n, 4),
+        "hit_at_5": round(sum(r is not None and r <= 5 for r in first) / n, 4),
+        "mrr": round(sum(1 / r for r in first if r is not None) / n, 4),
+    }
+
+
+SENTENCE_GRID = list(itertools.product((1.0, 2.0, 5.0), (0.0, 0.5, 1.0, 1.5)))
+"""The probe's (k, sentence-list weight) settings; weight 0 is the dense and BM25 lists alone."""
+
+
+def sentence_probe(
+    lists: Mapping[str, Sequence[tuple[Ranked, Ranked]]],
+    sentences: Mapping[str, Sequence[Sequence[str]]],
+    halves: Mapping[str, Sequence[Question]],
+) -> dict[str, Any]:
+    """Document-level fusion of dense (1.0), BM25 (:data:`DEFAULT_FUSION`'s weight) and the
+    sentence list: every grid setting's scores on both halves, and the one the tuning half picks."""
+
+    def fused(half: str, k: float, weight: float) -> list[list[str]]:
+        return [
+            fuse_documents(
+                [
+                    (DEFAULT_FUSION.dense_weight, documents(d)),
+                    (DEFAULT_FUSION.sparse_weight, documents(s)),
+                    (weight, by),
+                ],
+                k,
+            )
+            for (d, s), by in zip(lists[half], sentences[half], strict=True)
+        ]
+
+    grid = {
+        f"k={k:g} sentences={weight:g}": {
+            half: document_scores(fused(half, k, weight), halves[half]) for half in halves
+        }
+        for k, weight in SENTENCE_GRID
+    }
+    sentences_alone = {half: document_scores(sentences[half], halves[half]) for half in halves}
+    chosen = max(grid, key=lambda name: (grid[name]["tuning"]["hit_at_5"], grid[name]["tuning"]["mrr"]))
+    return {"sentences_alone": sentences_alone, "grid": grid, "chosen": chosen}
+
+
 ENGINE_RRF = RankFusion(k=1.0, dense_weight=1.0, sparse_weight=1.0, depth=20)
 """What the engine's ``Fusion.RRF`` computed before fusion moved into the store: ``1 / (2 + r)``
 for a 0-based rank ``r``, equal weights, that is ``1 / (1 + r)`` for a 1-based one, over
@@ -224,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("retrieval-study.json"))
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragops-retrieval-study")
+    parser.add_argument("--sentences", action="store_true", help="also run the sentence-level (MaxP) probe")
     parser.add_argument(
         "--variants", default="200/32,200/32+header", help="comma-separated SIZE/OVERLAP[+header] chunkings"
     )
@@ -287,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for half in halves
             },
         }
+        if args.sentences and variant.header:
+            sentences = {half: sentence_ranked(corpus, query_vectors[half], embeddings) for half in halves}
+            report["sentence_probe"] = sentence_probe(lists, sentences, halves)
         results["variants"][variant.name] = report
         print(variant.name, json.dumps(report), flush=True)
     args.out.write_text(json.dumps(results, indent=2))
@@ -322,6 +431,23 @@ def markdown(results: dict[str, Any]) -> str:
                 ]
                 count = report[setting][half]["hybrid"]["questions"]
                 lines.append(f"| {name} | {shown} | {half} ({count}) | " + " | ".join(cells) + " |")
+    for name, report in results["variants"].items():
+        if "sentence_probe" in report:
+            probe = report["sentence_probe"]
+            lines += [
+                "",
+                f"Probe, {name}: documents fused by weighted RRF of dense, BM25 and best-sentence (MaxP) lists "
+                f"(hit@1 / hit@5 / MRR, one entry per document; chosen on the tuning half: {probe['chosen']}).",
+                "",
+                "| setting | tuning | held_out |",
+                "| --- | --- | --- |",
+            ]
+            rows = {"sentences alone": probe["sentences_alone"], **probe["grid"]}
+            for setting, halves in rows.items():
+                cells = [
+                    "{hit_at_1:.3f} / {hit_at_5:.3f} / {mrr:.3f}".format(**halves[h]) for h in ("tuning", "held_out")
+                ]
+                lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
