@@ -367,6 +367,7 @@ class Index:
                 score_threshold=self.settings.score_threshold,
                 tenant=event.tenant,
                 fusion=self.settings.fusion,
+                per_document=self.settings.per_document,
             )
             # The dense neighbours whatever the mode: their cosines are the abstention check's signals.
             nearest = (

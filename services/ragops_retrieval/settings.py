@@ -33,6 +33,11 @@ class RetrievalSettings(BaseSettings):
     fusion_depth: int = Field(
         default=DEFAULT_FUSION.depth, ge=1, description="Hybrid mode: candidates each retriever gives the fusion."
     )
+    per_document: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most chunks of one document version among a query's hits (None: no cap).",
+    )
     index_batch_records: int = Field(default=16, gt=0)
     query_batch_records: int = Field(default=32, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

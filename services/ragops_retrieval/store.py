@@ -109,6 +109,33 @@ def fuse_ranked(
     return rank_order((payloads[chunk], score) for chunk, score in fused.items())[:limit]
 
 
+def collapse_by_document(
+    ranked: Iterable[tuple[Mapping[str, Any], float]], per_document: int | None, limit: int
+) -> list[tuple[Mapping[str, Any], float]]:
+    """The first ``limit`` of ``ranked`` (``(payload, score)`` pairs, best first) keeping at
+    most ``per_document`` chunks of each document version (payload ``document_id`` and
+    ``document_version``): a later chunk of a document already shown that often is dropped, so
+    other documents move up; every kept chunk keeps its score and relative order. ``None``
+    keeps every chunk. The per-group cap of Qdrant's search groups (``group_by`` with
+    ``group_size``, https://qdrant.tech/documentation/concepts/search/#search-groups), applied
+    after the fusion so that both adapters collapse alike.
+
+    Raises ``ValueError`` for ``per_document < 1``.
+    """
+    if per_document is not None and per_document < 1:
+        raise ValueError(f"per_document must be at least 1, got {per_document}")
+    kept: list[tuple[Mapping[str, Any], float]] = []
+    shown: dict[tuple[str, str], int] = {}
+    for payload, score in ranked:
+        if len(kept) == limit:
+            break
+        document = (payload["document_id"], payload.get("document_version", ""))
+        if per_document is None or shown.get(document, 0) < per_document:
+            shown[document] = shown.get(document, 0) + 1
+            kept.append((payload, score))
+    return kept
+
+
 TENANT_FIELD = "tenant"
 """Payload field: the tenant the chunk belongs to."""
 
@@ -263,6 +290,7 @@ class VectorStore(Protocol):
         score_threshold: float | None = None,
         tenant: str = DEFAULT_TENANT,
         fusion: RankFusion = DEFAULT_FUSION,
+        per_document: int | None = None,
     ) -> list[SearchHit]:
         """Return at most ``top_k`` chunks of ``tenant``, best first (no other tenant's chunk
         is ever a candidate, whatever the filters).
@@ -275,10 +303,13 @@ class VectorStore(Protocol):
         them); ``document_id``, ``title`` and ``source`` are top-level fields, any other key
         is a metadata key. ``score_threshold`` is a minimum cosine similarity for the dense
         candidates (dense and hybrid mode; a hybrid hit may still come from BM25 alone); it
-        is ignored in sparse mode, whose scores are not on a fixed scale.
+        is ignored in sparse mode, whose scores are not on a fixed scale. ``per_document``
+        caps the hits of one document version (:func:`collapse_by_document`; ``None``: no cap);
+        with a cap every mode reads ``max(fusion.depth, top_k)`` candidates, so that the
+        chunks it drops leave room for other documents.
 
-        Raises ``ValueError`` for ``top_k < 1``, an unknown mode, a vector of the wrong
-        dimension, or a malformed filter.
+        Raises ``ValueError`` for ``top_k < 1``, ``per_document < 1``, an unknown mode, a
+        vector of the wrong dimension, or a malformed filter.
         """
         ...
 
@@ -680,6 +711,7 @@ class PlannedStore:
         score_threshold: float | None = None,
         tenant: str = DEFAULT_TENANT,
         fusion: RankFusion = DEFAULT_FUSION,
+        per_document: int | None = None,
     ) -> list[SearchHit]:
         """See :meth:`VectorStore.search`."""
         plan = plan_search(
@@ -692,17 +724,19 @@ class PlannedStore:
             score_threshold=score_threshold,
             tenant=tenant,
         )
+        # Each list deeper than top_k: a chunk ranked modestly by both retrievers should be
+        # able to outrank one that only a single retriever found, and a document cap needs
+        # candidates to fill the places of the chunks it drops.
+        depth = max(fusion.depth, plan.limit)
         if plan.dense is None or plan.sparse is None:
-            ranked = rank_order(self._query(collection, plan))
+            ranked = rank_order(self._query(collection, plan if per_document is None else replace(plan, limit=depth)))
         else:
             # Fused here rather than by the engine: Qdrant's Fusion.RRF has no weights, and
             # one implementation keeps both adapters' results identical.
-            # Each list deeper than top_k: a chunk ranked modestly by both retrievers should
-            # be able to outrank one that only a single retriever found.
-            depth = max(fusion.depth, plan.limit)
             dense = self._query(collection, replace(plan, sparse=None, limit=depth))
             sparse = self._query(collection, replace(plan, dense=None, limit=depth, score_threshold=None))
-            ranked = fuse_ranked(dense, sparse, fusion, plan.limit)
+            ranked = fuse_ranked(dense, sparse, fusion, depth)
+        ranked = collapse_by_document(ranked, per_document, plan.limit)
         return [hit_from_payload(payload, score) for payload, score in ranked]
 
 

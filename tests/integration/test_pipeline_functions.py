@@ -245,3 +245,40 @@ def test_chunks_are_embedded_and_bm25_indexed_under_their_title_and_shown_withou
     # The title's word is only in the header: BM25 finds the chunk by it, and shows its own text.
     [hit] = index.store.search(indexed.collection, vector=headed, text="zanzibar", top_k=3, mode="sparse")
     assert (hit.chunk_id, hit.text) == (chunk.chunk_id, text)
+
+
+def test_a_per_document_cap_leaves_room_for_other_documents(
+    embedder, chunker, tmp_path: Path, corpus_rows: list[dict]
+) -> None:
+    normans = [row for row in corpus_rows if row["title"] == "Normans"]
+    # One long document (several chunks about the Normans) among single-passage ones.
+    documents = [
+        DocumentRedacted(
+            producer=PRODUCER, document_id="long", content="\n\n".join(r["text"] for r in normans[:4]), title="Normans"
+        ),
+        *(
+            DocumentRedacted(producer=PRODUCER, document_id=row["id"], content=row["text"], title=row["title"])
+            for row in normans[4:8]
+        ),
+    ]
+    info = ChunkerInfo(tokenizer="minilm", chunk_size=200, overlap=32)
+    embedded = embed_documents(embedder, PRODUCER, [e for d in documents for e in ingest(chunker, info, PRODUCER, d)])
+    question = QueryRedacted(producer=PRODUCER, request_id="r", question="Who gave their name to Normandy?", top_k=3)
+    [query] = embed_queries(embedder, PRODUCER, [question])
+    retrieved = {}
+    for cap in (None, 1):
+        index = Index(
+            RetrievalSettings(platform=PlatformSettings(data_dir=tmp_path / str(cap)), per_document=cap), PRODUCER
+        )
+        index.open()
+        try:
+            index.index(embedded)
+            [retrieved[cap]] = index.retrieve([query])
+        finally:
+            index.close()
+    uncapped = [c.document_id for c in retrieved[None].contexts]
+    capped = [c.document_id for c in retrieved[1].contexts]
+    assert uncapped.count("long") > 1  # the long document takes several of the three places
+    assert len(capped) == len(set(capped)) == 3 and capped[0] == uncapped[0]
+    # The abstention check's dense neighbours are not capped.
+    assert retrieved[1].retrieval.similarities == retrieved[None].retrieval.similarities

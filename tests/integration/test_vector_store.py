@@ -8,6 +8,7 @@ along axis ``k``, which makes the nearest neighbour of each query obvious.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -23,6 +24,7 @@ from ragops_retrieval.store import (
     ChunkPoint,
     RankFusion,
     SearchHit,
+    SearchMode,
     UnknownCollectionError,
     VectorStore,
     open_store,
@@ -292,6 +294,22 @@ class TestVectorStoreContract:
         assert ids(hits) == expected
         assert hits[0].score == pytest.approx(max(dense_weight / 2, dense_weight / 3 + 1 / 2), abs=1e-5)
 
+    @pytest.mark.parametrize(
+        ("mode", "capped"),
+        [("dense", ["doc-a", "doc-b"]), ("sparse", ["doc-a"]), ("hybrid", ["doc-a", "doc-b"])],
+    )
+    def test_a_per_document_cap_gives_other_documents_the_places(
+        self, filled: VectorStore, mode: SearchMode, capped: list[str]
+    ) -> None:
+        # a1 and a2 (doc-a) are the two nearest and the only BM25 matches; b2 comes third.
+        search = {"vector": unit(1, 1), "text": "fox kafka", "top_k": 2, "mode": mode}
+        assert [hit.document_id for hit in filled.search(COLLECTION, **search)] == ["doc-a", "doc-a"]
+        hits = filled.search(COLLECTION, **search, per_document=1)
+        assert [hit.document_id for hit in hits] == capped
+        assert hits[0].chunk_id == filled.search(COLLECTION, **search)[0].chunk_id  # the best chunk keeps its place
+        with pytest.raises(ValueError, match="per_document"):
+            filled.search(COLLECTION, **search, per_document=0)
+
     def test_equal_scores_rank_by_chunk_id_in_every_mode(self, store: VectorStore) -> None:
         # Five copies of one text and one vector: every retriever scores them all alike. (Which
         # of tied chunks an engine returns at its cut is the engine's: all five are asked for.)
@@ -559,11 +577,17 @@ class TestAdaptersAgree:
                 store.upsert(COLLECTION, points, MODEL)
             for query in range(10):
                 vector, text = unit(*rng.normal(size=DIM)), " ".join(rng.choice(words, 2))
-                for fusion in (RankFusion(), RankFusion(k=5, dense_weight=1.0, sparse_weight=0.5)):
+                settings = itertools.product(
+                    (RankFusion(), RankFusion(k=5, dense_weight=1.0, sparse_weight=0.5)), (None, 2)
+                )
+                for fusion, per_document in settings:
                     edge, client = (
-                        s.search(COLLECTION, vector=vector, text=text, top_k=8, fusion=fusion) for s in stores
+                        s.search(
+                            COLLECTION, vector=vector, text=text, top_k=8, fusion=fusion, per_document=per_document
+                        )
+                        for s in stores
                     )
-                    assert ids(edge) == ids(client), (query, fusion)
+                    assert ids(edge) == ids(client), (query, fusion, per_document)
                     assert [h.score for h in edge] == pytest.approx([h.score for h in client], abs=1e-9)
         finally:
             for store in stores:

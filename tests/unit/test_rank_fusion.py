@@ -4,7 +4,7 @@ header (:func:`ragops_shared.text.contextual_text`) and the tuning split rule.""
 import pytest
 
 from ragops_retrieval.settings import RetrievalSettings
-from ragops_retrieval.store import RankFusion, fuse_ranked
+from ragops_retrieval.store import RankFusion, collapse_by_document, fuse_ranked
 from ragops_schemas.ids import tuning_half
 from ragops_shared.text import contextual_text
 
@@ -74,3 +74,22 @@ def test_the_tuning_half_is_a_stable_half() -> None:
     share = sum(map(tuning_half, ids)) / len(ids)
     assert 0.45 < share < 0.55
     assert tuning_half("56de0ffd4396321400ee258d") == tuning_half("56de0ffd4396321400ee258d")
+
+
+def versioned(*chunks: tuple[str, str, str]) -> list[tuple[dict[str, str], float]]:
+    """``(chunk_id, document_id, document_version)`` triples as a list best first."""
+    return [
+        ({"chunk_id": c, "document_id": d, "document_version": v}, 1.0 - i / 10) for i, (c, d, v) in enumerate(chunks)
+    ]
+
+
+def test_collapse_by_document_keeps_the_best_chunks_of_each_document_version() -> None:
+    hits = versioned(("a1", "a", "v1"), ("a2", "a", "v1"), ("a3", "a", "v2"), ("b1", "b", "v1"), ("a4", "a", "v1"))
+    assert [p["chunk_id"] for p, _ in collapse_by_document(hits, 1, 10)] == ["a1", "a3", "b1"]
+    assert [p["chunk_id"] for p, _ in collapse_by_document(hits, 2, 3)] == ["a1", "a2", "a3"]
+    assert collapse_by_document(hits, None, 4) == hits[:4]
+    assert collapse_by_document(hits, 1, 2)[1] == hits[2]  # kept chunks keep their scores
+    with pytest.raises(ValueError, match="per_document"):
+        collapse_by_document(hits, 0, 2)
+    with pytest.raises(ValueError):
+        RetrievalSettings(per_document=0)
