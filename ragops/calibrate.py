@@ -131,10 +131,13 @@ def retrieve(
     from ragops_models.defaults import DEFAULT_EMBEDDING_MODEL_NAME, default_embedding_model_dir
     from ragops_models.embedder import Embedder
     from ragops_retrieval.store import ChunkPoint, open_store
+    from ragops_shared.text import contextual_text
 
     embedder = Embedder(default_embedding_model_dir(), name=DEFAULT_EMBEDDING_MODEL_NAME, torch_threads=threads)
     info = embedder.warm_up()
-    vectors = embedder.embed([passage["text"] for passage in corpus])
+    # Embedded and BM25-indexed under their title header, as the embedding and retrieval services do.
+    headed = [contextual_text(passage["text"], title=passage.get("title")) for passage in corpus]
+    vectors = embedder.embed(headed)
     asked = embedder.embed(list(questions))
     with tempfile.TemporaryDirectory(prefix="ragops-calibrate-") as directory:
         store = open_store(url=None, api_key=None, path=directory)
@@ -150,8 +153,9 @@ def retrieve(
                         text=passage["text"],
                         vector=vector.tolist(),
                         payload={"title": passage.get("title")},
+                        indexed_text=indexed,
                     )
-                    for passage, vector in zip(corpus, vectors, strict=True)
+                    for passage, vector, indexed in zip(corpus, vectors, headed, strict=True)
                 ],
                 info.version,
             )
