@@ -1,7 +1,7 @@
 """What many tests share: the producer stamped on the events they make, the golden examples
 in ``schemas/examples`` (one valid event per type), JSONL reading, events as fetched Kafka
 records, API keys for HTTP calls, a ClickHouse retention that keeps every row and a generator
-that echoes its prompt."""
+that echoes its prompt, and the prompt version production serves when nothing is promoted."""
 
 import json
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from ragops_analytics.store import AnalyticsStore
 from ragops_models.generation import Generation
 from ragops_schemas import Event, Producer
 from ragops_shared.identity import ApiKeyStore, Role
+from ragops_shared.prompts import seed_prompts
 from ragops_shared.signing import DEFAULT_ALLOWED, Signer, TrustedKey, TrustStore, Verifier
 from ragops_sink.audit import audit_entries, signed_price_lists, store_audited
 from ragops_sink.rows import events_to_arrow, to_row
@@ -37,6 +38,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "examples"
 KEEP_ROWS: dict[str, int | None] = dict.fromkeys(RETAINED_TABLES)
 """A sink retention (``SinkSettings.retention_days``, ``set_retention``) with no TTL: the golden
 examples carry fixed dates, which a TTL would drop at insert once the calendar passes them."""
+
+SERVED_PROMPT = f"prompt=rag-answer:{max(p.version for p in seed_prompts() if p.name == 'rag-answer')}"
+"""The side (``prompt=NAME:VERSION``) production serves when no version is promoted: the highest
+seed version of ``rag-answer``, the one written for the default generator."""
 
 
 def example_bytes(event_type: type[Event]) -> bytes:

@@ -16,7 +16,7 @@ from ragops.cli import app
 from ragops.demo import fixed_word_prompt, register_prompt
 from ragops.platform import EmbeddedPlatform
 from ragops_schemas import EvaluationComparisonCompleted, EvaluationRunCompleted
-from tests.helpers import read_jsonl
+from tests.helpers import SERVED_PROMPT, read_jsonl
 from tests.integration.services import read_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
@@ -85,9 +85,9 @@ def test_the_gate_blocks_a_worse_prompt_and_passes_the_baseline(
             "--dataset",
             dataset,
             "--candidate",
-            "prompt=rag-answer:2",
+            SERVED_PROMPT,  # production's version: an older one may not suit the default generator
             "--baseline",
-            "prompt=rag-answer:2",
+            SERVED_PROMPT,
             "--fail-under",
             "faithfulness=0.2",
             "--max-regression",

@@ -22,7 +22,7 @@ from ragops_analytics import queries
 from ragops_analytics.store import Reader
 from ragops_schemas import AnswerGenerated
 from ragops_schemas.ids import DEFAULT_TENANT
-from tests.helpers import read_jsonl
+from tests.helpers import SERVED_PROMPT, read_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.model, pytest.mark.slow]
 ARTICLE = "Normans"
@@ -84,7 +84,7 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
         same = runner.invoke(
             app,
             [
-                *("shadow", "--candidate", "prompt=rag-answer:2", "--baseline", "prompt=rag-answer:2"),
+                *("shadow", "--candidate", SERVED_PROMPT, "--baseline", SERVED_PROMPT),
                 *("--sample", "4", "--min-questions", "4", "--concurrency", "8", *where),
             ],
         )
@@ -98,7 +98,7 @@ def test_a_worse_candidate_is_blocked_and_the_baseline_against_itself_passes(
             time.sleep(0.5)
         analytics.close()
     decisions = sorted((c["candidate"], c["mode"], c["passed"]) for c in comparisons)
-    assert decisions == [("prompt=rag-answer:2", "shadow", True), (candidate.label, "shadow", False)]
+    assert decisions == sorted([(SERVED_PROMPT, "shadow", True), (candidate.label, "shadow", False)])
 
 
 def comparison_payloads(analytics: Reader) -> list[dict[str, Any]]:
