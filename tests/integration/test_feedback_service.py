@@ -18,6 +18,7 @@ from ragops_schemas import (
     Topic,
     utc_now,
 )
+from ragops_shared.citations import strip_markers
 from tests.helpers import example
 from tests.integration.services import produce_raw, running, wait_for, watching
 
@@ -74,7 +75,8 @@ async def test_feedback_outcomes(kafka) -> None:
     assert examples["correction"].reference_answer == "France" and examples["correction"].reference_context_ids == [
         "Normans-p000"
     ]
-    assert examples["positive_feedback"].reference_answer == answer.answer
+    # The example answer carries citation markers ("France [1]"); a reference answer is kept without them.
+    assert examples["positive_feedback"].reference_answer == strip_markers(answer.answer) != answer.answer
 
     letters = {e.original_key: e for e in seen if isinstance(e, MessageDeadLettered)}
     assert (

@@ -101,7 +101,10 @@ def test_batch_counts_tokens_per_request(generator: TransformersGenerator) -> No
 
 
 # SQuAD question 5727cff1ff5b5019007d95c6 with its gold passage (Harvard_University-p014 of
-# ../shared/data): answered correctly by every prompt version measured, at batch 1 and 4.
+# ../shared/data): answered correctly by this model with the chat prompt v2, at batch 1 and 4.
+# Pinned to v2: the highest seed (v3) is written for the base-model default (gemma-3-270m), and
+# these tests are about this generator's batching and cache, not about which prompt serves.
+CHAT_PROMPT = 2
 HARVARD_PASSAGE = (
     "Harvard has the largest university endowment in the world. As of September 2011[update], it had "
     "nearly regained the loss suffered during the 2008 recession. It was worth $32 billion in 2011, up "
@@ -120,7 +123,9 @@ HARVARD_PASSAGE = (
 
 def test_answers_an_easy_question_from_its_gold_passage(generator: TransformersGenerator) -> None:
     contexts = [{"title": "Harvard University", "chunk_id": "Harvard_University-p014", "text": HARVARD_PASSAGE}]
-    messages = load_prompt("rag-answer").render("What project did Harvard halt due to the financial crisis?", contexts)
+    messages = load_prompt("rag-answer", CHAT_PROMPT).render(
+        "What project did Harvard halt due to the financial crisis?", contexts
+    )
     (result,) = generator.generate([messages])
     assert "allston science complex" in result.text.lower()
 
@@ -130,7 +135,9 @@ def _questions() -> list[list[dict[str, str]]]:
     contexts = [{"title": "Harvard University", "chunk_id": "Harvard_University-p014", "text": HARVARD_PASSAGE}]
     return [
         [{"role": "user", "content": "Say hello."}],
-        load_prompt("rag-answer").render("What project did Harvard halt due to the financial crisis?", contexts),
+        load_prompt("rag-answer", CHAT_PROMPT).render(
+            "What project did Harvard halt due to the financial crisis?", contexts
+        ),
         [{"role": "user", "content": "Describe how a river forms, from rain to the sea, in several steps."}],
     ]
 
