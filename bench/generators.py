@@ -33,24 +33,10 @@ from ragops_evaluation.metrics import contains_answer, exact_match, token_f1
 from ragops_generation.settings import GenerationSettings
 from ragops_models.defaults import GenerationPreset
 from ragops_models.generation import Generator
-from ragops_shared.prompts import PromptTemplate, load_prompt
+from ragops_shared.prompts import load_prompt
 
 ARMS = ("gemma-3-270m:3", "smollm2-135m-instruct:3", "smollm2-135m-instruct:2")
 CONTEXT_CHUNKS = 3
-_PASSAGE_PROBE = "probe passage"
-
-
-def delimited(prompt: PromptTemplate, contexts: list[dict]) -> list[dict]:
-    """The contexts as ``PromptTemplate.render`` hands them to templates from issue 17 on
-    (``<passage id="N" title="TITLE">\\nTEXT\\n</passage>``). Applied here only while render
-    still passes raw text (checked on a probe passage), so it never wraps twice."""
-    probe = prompt.render("q", [{"text": _PASSAGE_PROBE, "title": "t", "chunk_id": "c"}])
-    if '<passage id="1"' in probe[-1]["content"]:
-        return contexts
-    return [
-        {**c, "text": f'<passage id="{n}" title="{c["title"]}">\n{c["text"]}\n</passage>'}
-        for n, c in enumerate(contexts, start=1)
-    ]
 
 
 def run_arm(preset: str, version: int, count: int, seed: int, batch: int, out: Path) -> None:
@@ -65,7 +51,7 @@ def run_arm(preset: str, version: int, count: int, seed: int, batch: int, out: P
     rows, latencies = [], []
     for first in range(0, len(questions), batch):
         chunk = questions[first : first + batch]
-        chats = [prompt.render(q.question, delimited(prompt, data.rag_contexts(q, CONTEXT_CHUNKS))) for q in chunk]
+        chats = [prompt.render(q.question, data.rag_contexts(q, CONTEXT_CHUNKS)) for q in chunk]
         started = time.perf_counter()
         generations = generator.generate(chats)
         per_question = (time.perf_counter() - started) / len(chunk)

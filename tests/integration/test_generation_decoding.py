@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from bench.generators import delimited
 from ragops_models.defaults import default_generation_model, generation_preset
 from ragops_models.generation import Generation
 from ragops_models.transformers_generator import TransformersGenerator
@@ -32,13 +31,18 @@ def most_repeated_trigram(text: str) -> int:
     return max(Counter(zip(words, words[1:], words[2:], strict=False)).values(), default=0)
 
 
+SENTENCE_END = r"[.!?][\"')\]]*"
+
+
 def degenerate(generation: Generation) -> list[str]:
-    """What is wrong with an answer: a trigram 3+ times, or an end that is neither a stop nor a
-    sentence end."""
+    """What is wrong with an answer: a trigram 3+ times, or an answer cut by the token limit
+    after a complete sentence that does not end at one (the sentence cut's rule: back to the
+    last sentence end; an answer with none is kept whole, see ``cut_to_sentence``)."""
     faults = []
     if most_repeated_trigram(generation.text) >= 3:
         faults.append("repeats a trigram 3+ times")
-    if generation.finish_reason != "stop" and not re.search(r"[.!?][\"')\]]*$", generation.text):
+    cut = generation.finish_reason != "stop"
+    if cut and re.search(SENTENCE_END + r"\s", generation.text) and not re.search(SENTENCE_END + "$", generation.text):
         faults.append("ends mid-sentence")
     return faults
 
@@ -68,7 +72,7 @@ def test_gemma_preset_answers_from_a_completion_prompt_on_one_line() -> None:
     generator = TransformersGenerator(folder, gguf_file=gguf_file, **options)
     contexts = [{"title": "Harvard University", "chunk_id": "Harvard_University-p014", "text": HARVARD_PASSAGE}]
     prompt = load_prompt("rag-answer", 3)
-    messages = prompt.render("What project did Harvard halt due to the financial crisis?", delimited(prompt, contexts))
+    messages = prompt.render("What project did Harvard halt due to the financial crisis?", contexts)
     (answer,) = generator.generate([messages])
     assert generator.model_name == "gemma-3-270m"
     assert "\n" not in answer.text and answer.finish_reason == "stop", "a base model stops at the newline"
