@@ -165,7 +165,7 @@ class TestAnalyticsStore:
         assert (generation["finish_reason"], generation["latency_ms"], generation["answer"]) == (
             "stop",
             812.5,
-            "France",
+            "France [1]",
         )
         assert generation["occurred_at"] == datetime(2026, 11, 29, 9, 0, 0, 123000, tzinfo=UTC)
 
