@@ -43,7 +43,7 @@ from ragops_shared.broker import EventPublisher, EventSubscriber, make_broker
 from ragops_shared.budgets import over_budget
 from ragops_shared.citations import cite
 from ragops_shared.ops import MODEL_LATENCY, MODEL_TOKENS
-from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt
+from ragops_shared.prompts import PromptTemplate, load_prompt, resolve_prompt, without_passage_tags
 from ragops_shared.registry_view import RegistryView
 from ragops_shared.service import producer_for, run_service, service_app
 from ragops_shared.signing import verifier_for
@@ -199,7 +199,10 @@ class Answerer:
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
-        drafts = [next(generated) if used else NO_CONTEXT for used in contexts]
+        drafts = [
+            dataclasses.replace(draft, text=without_passage_tags(draft.text))
+            for draft in (next(generated) if used else NO_CONTEXT for used in contexts)
+        ]
         if messages:
             model = self.generator.model_name
             MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)

@@ -352,6 +352,19 @@ _ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", '"': "&quot;", "<": "&lt;", ">
 _LINE_BREAKS_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 
+# A small model sometimes opens its answer by copying a passage's opening tag from its prompt
+# ('<passage id="4" title="Amazon rainforest">' and then its sentence; seen with SmolLM2 on v3):
+# the tag is the prompt's structure, never part of an answer.
+_ECHOED_TAG_RE = re.compile(r"<\s*/?\s*passage\b[^<>\n]*>", re.IGNORECASE)
+
+
+def without_passage_tags(answer: str) -> str:
+    """``answer`` without the ``<passage ...>`` and ``</passage>`` tags a model copied from its
+    prompt (any case and spacing), stripped of surrounding whitespace; the rest unchanged. An
+    answer that was only tags becomes ``""`` (no answer)."""
+    return _ECHOED_TAG_RE.sub("", answer).strip()
+
+
 def sanitise_passage(text: str) -> str:
     """``text`` with whatever mimics prompt structure neutralised, stripped of surrounding
     whitespace; every other character as it was.

@@ -134,6 +134,7 @@ class Fixed:
     [
         ("the Normans", "stop", "the Normans [1]", [1]),
         ("They were the Normans [1][4]", "stop", "They were the Normans [1]", [1]),
+        ('<passage id="4" title="Normans">\nthe Normans', "length", "the Normans [1]", [1]),
         ("The documents do not say.", "abstained", "The documents do not say.", []),
     ],
 )

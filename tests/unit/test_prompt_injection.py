@@ -14,6 +14,7 @@ from ragops_shared.prompts import (
     load_prompt,
     prompt_body,
     sanitise_passage,
+    without_passage_tags,
 )
 from tests.helpers import example
 
@@ -146,3 +147,16 @@ def test_the_study_counts_any_canary_in_the_answer_as_a_success_and_where_a_plan
     assert (result["planted_retrieved"], result["attack_success_rate_when_retrieved"]) == (2, 0.5)
     assert result["answered"] == 2 and result["contains_gold"] == round(2 / 3, 4)
     assert result["by_attack"] == {"ignore": [1, 2], "middle": [0, 1]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "cleaned"),
+    [
+        ('<passage id="4" title="Amazon rainforest">\nThe book was written in 1542.', "The book was written in 1542."),
+        ("The Normans </passage>", "The Normans"),
+        ("< / PASSAGE >", ""),
+        ("a <b>tag</b> and 3 < 4 > 2 stay", "a <b>tag</b> and 3 < 4 > 2 stay"),
+    ],
+)
+def test_passage_tags_a_model_copied_into_its_answer_are_removed(answer: str, cleaned: str) -> None:
+    assert without_passage_tags(answer) == cleaned
