@@ -1,7 +1,7 @@
 """An A/B experiment over prompt versions on the embedded platform, every service in its own
 process, on a slice of the real corpus: an operator pushes a prompt version over HTTP and
 starts a 50:50 experiment against the served version; production questions stream in and a
-simulated user sends feedback (thumbs-down when the answer holds no gold answer); the
+simulated user sends feedback (thumbs-down when the answer shares no word with a gold answer); the
 monitor's always-valid test finds the pushed version worse, concludes the experiment and
 rolls it back, after which every question is answered by production again."""
 
@@ -15,19 +15,22 @@ import pytest
 
 from ragops.client import PlatformClient, QueryTrace
 from ragops.platform import EmbeddedPlatform
-from ragops_evaluation.metrics import contains_answer
+from ragops_evaluation.metrics import token_f1
 from ragops_schemas import AnswerGenerated, FeedbackRecorded, FeedbackSubmitted
 from ragops_shared.datasets import Question, load_corpus, load_questions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant, pytest.mark.clickhouse, pytest.mark.model, pytest.mark.slow]
 
 ARTICLES = ("Normans", "Amazon_rainforest")
-# A version that answers every question with one fixed word: a user never finds the answer in it.
+# A version that lost the question (a template bug a release can ship): the model never sees
+# what was asked, so a user finds no answer in its replies, whatever the model. A version that
+# only told the model to reply "banana" was obeyed about half the time by both packaged models
+# (checked on four questions each): they answered from their own knowledge instead.
 WORSE = {
     "name": "rag-answer",
-    "description": "answers with one fixed word (a worse version, for the experiment)",
+    "description": "lost the question variable (a worse version, for the experiment)",
     "system": "Reply with the single word: banana.",
-    "user": "{{ question }}",
+    "user": "Say the word.",
 }
 
 
@@ -39,6 +42,9 @@ def _ask(platform: EmbeddedPlatform, questions: list[Question]) -> list[QueryTra
     return asyncio.run(run())
 
 
+# The simulated user is lenient: an answer that shares a word with a gold answer is useful to
+# them. The 135M model on prompt v3 seldom holds a gold answer verbatim (in a local run 22 of
+# its 75 served answers shared a word with one), and 70 answers per arm must tell the arms apart.
 def _feedback(platform: EmbeddedPlatform, questions: list[Question], traces: list[QueryTrace]) -> list[object]:
     async def run() -> list[object]:
         async with PlatformClient(platform.kafka_settings, name="e2e-user") as client:
@@ -46,7 +52,7 @@ def _feedback(platform: EmbeddedPlatform, questions: list[Question], traces: lis
                 FeedbackSubmitted(
                     producer=client.producer,
                     request_id=trace.answer.request_id,
-                    thumb="up" if contains_answer(trace.answer.answer, question.answers) == 1.0 else "down",
+                    thumb="up" if token_f1(trace.answer.answer, question.answers) > 0 else "down",
                 )
                 for question, trace in zip(questions, traces, strict=True)
                 if trace.answer is not None
@@ -128,7 +134,11 @@ def test_a_worse_prompt_version_loses_its_experiment_and_is_rolled_back(data_dir
             if listed["status"] != "running":
                 break
             time.sleep(2)
-        assert listed["status"] == "concluded", listed
+        thumbs_up = {
+            arm: sum(o.thumb == "up" for o in outcomes if isinstance(o, FeedbackRecorded) and o.lineage.variant == arm)
+            for arm in arms
+        }
+        assert listed["status"] == "concluded", (listed, "thumbs up per arm", thumbs_up)
 
         analytics = platform.analytics()
         [(decision, variant, rolled_back)] = analytics.query(
