@@ -53,6 +53,12 @@ SERVICE = SPEC.name
 NO_CONTEXT = Generation(text="", input_tokens=0, output_tokens=0, finish_reason="no_context")
 log = structlog.get_logger(__name__)
 
+
+def _untagged(draft: Generation) -> Generation:
+    """``draft`` without the passage tags the model copied from its prompt."""
+    return dataclasses.replace(draft, text=without_passage_tags(draft.text))
+
+
 GENERATION_DEGRADED = Counter(
     "ragops_generation_budget_degraded_total",
     "Answers served more cheaply (fewer retrieved chunks) because their tenant reached a degrade budget.",
@@ -176,9 +182,9 @@ class Answerer:
         """Generate answers for a batch of requests (blocking; run in a worker thread).
 
         A request without retrieved context gets an empty answer with the finish reason
-        ``no_context`` and no model call. Every other draft goes through :meth:`check`
-        (abstention). Raises ``PromptNotFoundError`` when a request names
-        a prompt that does not exist."""
+        ``no_context`` and no model call. Every other draft loses the passage tags the model
+        copied from its prompt and goes through :meth:`check` (abstention). Raises
+        ``PromptNotFoundError`` when a request names a prompt that does not exist."""
         cheaper = [self.degraded(event.tenant) for event in events]
         for event, degraded in zip(events, cheaper, strict=True):
             if degraded:
@@ -199,10 +205,7 @@ class Answerer:
         started = time.perf_counter()
         generated = iter(self.generator.generate(messages) if messages else [])
         latency_ms = (time.perf_counter() - started) * 1000
-        drafts = [
-            dataclasses.replace(draft, text=without_passage_tags(draft.text))
-            for draft in (next(generated) if used else NO_CONTEXT for used in contexts)
-        ]
+        drafts = [_untagged(next(generated)) if used else NO_CONTEXT for used in contexts]
         if messages:
             model = self.generator.model_name
             MODEL_LATENCY.labels(SERVICE, model).observe(latency_ms / 1000)
