@@ -177,7 +177,7 @@ class PlatformClient:
         try:
             return event, await asyncio.wait_for(outcome, timeout_s)
         except TimeoutError:
-            self._watcher.forget(key)
+            self._watcher.forget(key, outcome)
             raise RequestTimeoutError(f"no outcome for {event.event_type} {key} within {timeout_s:g} s") from None
 
     async def ingest(

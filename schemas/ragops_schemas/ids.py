@@ -25,6 +25,7 @@ _POINTS = uuid.UUID("6279f1e2-be4d-458a-a1a1-de7bfafe0711")
 _UNPARSABLE_RECORDS = uuid.UUID("9d7e3c1b-2a4f-4b6e-8c0d-1e2f3a4b5c6d")
 _DEAD_LETTERS = uuid.UUID("5f3c9a7e-8d21-4b0f-b6a4-3e7d2c1f9a58")
 _INDEXED_VERSIONS = uuid.UUID("3c5e7a90-1b2d-4f6e-8a0c-2e4f6a8c0b1d")
+_KEYED_REQUESTS = uuid.UUID("a41c6e0f-7d35-4b92-9e18-5c3b7f2d6a04")
 
 DEFAULT_TENANT = "default"
 """The tenant of an event whose sender names none (the envelope's default), and of every id
@@ -185,6 +186,20 @@ def derived_event_id(event_type: str, cause_event_id: uuid.UUID, scope: str = ""
     consumers and the sink (keyed on ids) keep one copy."""
     name = f"{event_type}:{cause_event_id}" + (f":{scope}" if scope else "")
     return uuid.uuid5(_DERIVED_EVENTS, name)
+
+
+def keyed_request_event_id(tenant: str, route: str, idempotency_key: str, body: object) -> uuid.UUID:
+    """Id of the event an HTTP request sent with an ``Idempotency-Key`` header publishes
+    (IETF draft-ietf-httpapi-idempotency-key-header): UUID5 in a fixed namespace of the JSON
+    array ``[tenant, route, idempotency_key, canonical_json(body)]``.
+
+    A client that retries after losing the response (a timeout, a dropped connection, a
+    gateway restarted mid-call) sends the same key and body and so publishes the same event
+    again, which consumers and the sink keep once: the retry has no second effect. The same
+    key with another body, on another route or of another tenant names another event, so a
+    key chosen by one tenant can never reach another's request. Raises ``TypeError`` for a
+    body JSON cannot hold."""
+    return uuid.uuid5(_KEYED_REQUESTS, json.dumps([tenant, route, idempotency_key, canonical_json(body)]))
 
 
 def dead_letter_event_id(topic: str, partition: int, offset: int, consumer_group: str | None) -> uuid.UUID:

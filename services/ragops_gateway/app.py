@@ -6,7 +6,8 @@ cannot be, or above ``RAGOPS_GATEWAY_MAX_DOCUMENT_BYTES`` or the tenant's own li
 the caller's tenant), optionally waiting for the indexer's ``DocumentRemoved``; ``POST /v1/queries`` ->
 ``QuerySubmitted``, then waits for the ``AnswerGenerated`` with the same ``request_id``
 (or the dead letter of the request, or the timeout); ``POST /v1/feedback`` ->
-``FeedbackSubmitted``; ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
+``FeedbackSubmitted`` (both take an ``Idempotency-Key`` header: a retry with the same key and
+body is the same request, answered or recorded once); ``POST /v1/sql`` -> the analytics SQL endpoint (read-only, on the
 caller's credential); ``GET``/``POST /v1/admin/keys``, ``DELETE /v1/admin/keys/{key_id}``:
 the API keys of the admin's tenant; ``POST /v1/erasures``, ``GET /v1/erasures/{erasure_id}``:
 erasure of a data subject of the admin's tenant (:mod:`ragops_gateway.erasures`); ``/v1/prompts``:
@@ -33,7 +34,7 @@ import httpx
 import structlog
 import uvicorn
 from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -82,7 +83,14 @@ from ragops_schemas.events import (
     require_feedback_content,
 )
 from ragops_schemas.experiments import ExperimentStarted, ExperimentStopped
-from ragops_schemas.ids import new_document_id, new_request_id, new_span_id, new_trace_id
+from ragops_schemas.ids import (
+    keyed_request_event_id,
+    new_document_id,
+    new_event_id,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+)
 from ragops_schemas.review import ReviewSubmitted
 from ragops_shared.access import guard_for
 from ragops_shared.audit import actor_of, audited_refusals, publish_entry
@@ -348,6 +356,29 @@ class QueryIn(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds to wait for the answer.")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a retry safe: the same key with the same body, from the same tenant, names the same "
+        "request (IETF draft-ietf-httpapi-idempotency-key-header). Send it again after a lost response.",
+    ),
+]
+
+
+def _event_id(
+    tenant: str, route: str, key: str | None, body: BaseModel, *, exclude: set[str] | None = None
+) -> uuid.UUID:
+    """The id of the event a request publishes: with ``Idempotency-Key: key``, derived from
+    (tenant, route, key, the body less ``exclude``) by
+    :func:`ragops_schemas.ids.keyed_request_event_id`; without one, random."""
+    if key is None:
+        return new_event_id()
+    return keyed_request_event_id(tenant, route, key, body.model_dump(mode="json", exclude=exclude))
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
@@ -593,7 +624,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await publish(event)
         except HTTPException:
-            watcher.forget(key)
+            watcher.forget(key, reply)
             raise
         try:
             outcome = await asyncio.wait_for(reply, timeout_s)
@@ -601,7 +632,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             log.warning("outcome_watch_stopped", error_type=type(error).__name__)
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what}: the gateway is stopping") from None
         except TimeoutError:
-            watcher.forget(key)
+            watcher.forget(key, reply)
             raise HTTPException(
                 status.HTTP_504_GATEWAY_TIMEOUT, f"no {awaited} for {what} within {timeout_s:g} s"
             ) from None
@@ -671,17 +702,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/feedback", status_code=status.HTTP_202_ACCEPTED)
     async def send_feedback(
-        feedback: FeedbackIn, principal: Annotated[Principal, Depends(limited("feedback"))]
+        feedback: FeedbackIn,
+        principal: Annotated[Principal, Depends(limited("feedback"))],
+        idempotency_key: IdempotencyKey = None,
     ) -> FeedbackAccepted:
         """Accepted for validation by the feedback service: an unknown request id is
-        dead-lettered there with the reason (the gateway holds no state to check it)."""
-        event = FeedbackSubmitted(producer=producer, tenant=principal.tenant, **feedback.model_dump())
+        dead-lettered there with the reason (the gateway holds no state to check it). With an
+        ``Idempotency-Key``, a retry is the same feedback event (recorded once)."""
+        event = FeedbackSubmitted(
+            producer=producer,
+            tenant=principal.tenant,
+            event_id=_event_id(principal.tenant, "POST /v1/feedback", idempotency_key, feedback),
+            **feedback.model_dump(),
+        )
         _log_as(event)
         await publish(event)
         return FeedbackAccepted(request_id=event.request_id, event_id=event.event_id)
 
     @app.post("/v1/queries")
-    async def ask(query: QueryIn, principal: Annotated[Principal, Depends(limited("queries"))]) -> AnswerGenerated:
+    async def ask(
+        query: QueryIn,
+        principal: Annotated[Principal, Depends(limited("queries"))],
+        idempotency_key: IdempotencyKey = None,
+    ) -> AnswerGenerated:
+        """Ask, and wait for the answer (see the module's docstring). With an
+        ``Idempotency-Key``, the request's ids (event, request, trace) derive from the key and the
+        body (``timeout_s`` aside): a retry after a lost response publishes the same request again,
+        which the pipeline answers under the same ids, and it takes the first attempt's answer
+        when that one comes later."""
         refusal = budget_refusal(settings.platform.budgets, spend.spend, principal.tenant, utc_now())
         if refusal is not None:
             reason, retry_after = refusal
@@ -689,10 +737,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             log.info("budget_refused", tenant=principal.tenant, retry_after_s=retry_after)
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, reason, headers={"Retry-After": str(retry_after)})
         timeout_s = min(query.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
+        event_id = _event_id(principal.tenant, "POST /v1/queries", idempotency_key, query, exclude={"timeout_s"})
+        # Keyed, the request and its trace derive from the key too: a retry's watcher then takes
+        # the first attempt's answer (same request, same trace) for its own.
+        request_id, trace_id = (str(event_id), event_id.hex) if idempotency_key else (new_request_id(), new_trace_id())
         event = QuerySubmitted(
             producer=producer,
             tenant=principal.tenant,
-            request_id=new_request_id(),
+            event_id=event_id,
+            request_id=request_id,
+            trace_id=trace_id,
             **query.model_dump(exclude={"timeout_s"}),
         )
         _log_as(event)

@@ -202,9 +202,14 @@ class EventWatcher:
         returned has been read (with ``from_beginning``, the topics' whole history)."""
         return self._idle_since > float("-inf")
 
-    def forget(self, key: str) -> None:
-        """Stop waiting for ``key`` (after a timeout), so the table does not grow."""
-        self._waiting.pop(key.encode(), None)
+    def forget(self, key: str, future: "asyncio.Future[Event]") -> None:
+        """Stop waiting with ``future`` (from :meth:`expect` for ``key``, after a timeout), so
+        the table does not grow. Others waiting for the same key go on waiting: a client's retry
+        of the same request (same key) may still be waiting when the first attempt gives up."""
+        waiting = self._waiting.get(key.encode(), [])
+        waiting[:] = [entry for entry in waiting if entry[2] is not future]
+        if not waiting:
+            self._waiting.pop(key.encode(), None)
 
     def listen(self, callback: Callable[[Event], None]) -> None:
         """Call ``callback`` with every event read (on the event loop; keep it quick)."""

@@ -4,7 +4,8 @@ question nobody answers gets a clear 504 instead of a hang."""
 
 import asyncio
 import contextlib
-from concurrent.futures import CancelledError
+import uuid
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,16 @@ from fastapi.testclient import TestClient
 
 from ragops_gateway.app import create_app
 from ragops_gateway.settings import GatewaySettings
-from ragops_schemas import DocumentDeleted, DocumentSubmitted, Topic
+from ragops_schemas import AnswerGenerated, DocumentDeleted, DocumentSubmitted, QuerySubmitted, Topic, utc_now
 from ragops_schemas.audit import AuditRecorded
+from ragops_schemas.ids import derived_event_id
 from ragops_schemas.topics import TOPICS
 from ragops_shared.blobs import check_out, open_blob_store
 from ragops_shared.embedded import create_topics
 from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
-from tests.helpers import bearer
+from tests.helpers import bearer, example
+from tests.integration.services import produce_raw
 
 pytestmark = pytest.mark.kafka
 # The roles of every route these tests call (test_access_matrix checks each role alone).
@@ -168,6 +171,96 @@ def test_the_envelope_tenant_is_the_callers_not_the_settings(tansu, tmp_path: Pa
     assert response.status_code == 202
     event = DocumentSubmitted.model_validate_json(asyncio.run(_read_one(kafka, Topic.DOCUMENT_SUBMITTED)))
     assert event.tenant == "acme"
+
+
+async def _submitted(kafka: KafkaSettings, count: int) -> list[QuerySubmitted]:
+    """The first ``count`` records of the question topic (waits up to 20 s for them)."""
+    consumer = AIOKafkaConsumer(
+        Topic.QUERY_SUBMITTED, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        records = []
+        async with asyncio.timeout(20):
+            while len(records) < count:
+                records.append(QuerySubmitted.model_validate_json((await consumer.getone()).value))
+        return records
+    finally:
+        await consumer.stop()
+
+
+def test_a_retry_with_the_same_idempotency_key_is_the_same_request_and_takes_its_answer(tansu, tmp_path: Path) -> None:
+    """A client that lost the response sends the key again: the same request (event, request
+    and trace ids) is published again, and the retry gets the answer of that request. The key
+    is the tenant's own, and names nothing without the same body."""
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    asyncio.run(create_topics(kafka, TOPICS))
+    settings = GatewaySettings(kafka=kafka, platform=PlatformSettings(data_dir=tmp_path))
+    acme = {**bearer(tmp_path, Role.PRODUCER, tenant="acme"), "Idempotency-Key": "order-7"}
+    globex = {**bearer(tmp_path, Role.PRODUCER, tenant="globex"), "Idempotency-Key": "order-7"}
+    question = {"question": "Where is the Eiffel Tower?"}
+    with TestClient(create_app(settings)) as client:
+        lost = client.post("/v1/queries", json={**question, "timeout_s": 1}, headers=acme)  # nobody answers
+        assert lost.status_code == 504
+        others = [
+            client.post("/v1/queries", json={**question, "timeout_s": 1}, headers=globex),
+            client.post("/v1/queries", json={**question, "top_k": 3, "timeout_s": 1}, headers=acme),
+            client.post(
+                "/v1/queries", json={**question, "timeout_s": 1}, headers={"authorization": acme["authorization"]}
+            ),
+        ]
+        assert [response.status_code for response in others] == [504, 504, 504]
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(client.post, "/v1/queries", json={**question, "timeout_s": 60}, headers=acme)
+            submitted = asyncio.run(_submitted(kafka, 5))  # across the topic's partitions: in no set order
+            by_id: dict[uuid.UUID, list[QuerySubmitted]] = {}
+            for query in submitted:
+                by_id.setdefault(query.event_id, []).append(query)
+            [(first, again)] = [copies for copies in by_id.values() if len(copies) == 2]
+            answer = example(AnswerGenerated).model_copy(
+                update={
+                    "event_id": derived_event_id("AnswerGenerated", first.event_id),
+                    "request_id": first.request_id,
+                    "trace_id": first.trace_id,
+                    "tenant": "acme",
+                    "answer": "In Paris [1].",
+                    "occurred_at": utc_now(),
+                }
+            )
+            asyncio.run(produce_raw(kafka, answer.TOPIC, [(answer.key, answer.model_dump_json().encode())]))
+            answered = retry.result(timeout=90)
+    assert answered.status_code == 200, answered.text
+    assert (answered.json()["event_id"], answered.json()["answer"]) == (str(answer.event_id), "In Paris [1].")
+    assert (again.request_id, again.trace_id, again.tenant, first.tenant) == (
+        first.request_id,
+        first.trace_id,
+        "acme",
+        "acme",
+    )
+    assert first.request_id == str(first.event_id) and first.trace_id == first.event_id.hex
+    # Another tenant, another body or no key: three more requests, each of its own.
+    assert len(by_id) == 4 and len({query.request_id for query in submitted}) == 4
+    assert sorted((q.tenant, q.top_k) for q in submitted if q.event_id != first.event_id) == [
+        ("acme", 3),
+        ("acme", 5),
+        ("globex", 5),
+    ]
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_an_idempotency_key_out_of_bounds_gets_422(gateway, key: str) -> None:
+    client, _ = gateway
+    response = client.post("/v1/queries", json={"question": "q"}, headers={"Idempotency-Key": key})
+    assert response.status_code == 422 and "Idempotency-Key" in response.json()["detail"][0]["loc"]
+
+
+def test_a_feedback_sent_again_with_its_key_is_the_same_event(gateway) -> None:
+    client, _ = gateway
+    body = {"request_id": "r-1", "thumb": "up"}
+    sent = [client.post("/v1/feedback", json=body, headers={"Idempotency-Key": "fb-1"}) for _ in range(2)]
+    other = client.post("/v1/feedback", json={**body, "thumb": "down"}, headers={"Idempotency-Key": "fb-1"})
+    assert [response.status_code for response in [*sent, other]] == [202, 202, 202]
+    assert sent[0].json()["event_id"] == sent[1].json()["event_id"] != other.json()["event_id"]
 
 
 def test_unanswered_question_times_out_with_a_clear_error(gateway) -> None:

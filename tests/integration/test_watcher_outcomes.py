@@ -40,3 +40,25 @@ async def test_an_outcome_of_another_trace_does_not_answer(kafka) -> None:
     finally:
         await watcher.stop()
     assert isinstance(outcome, DocumentIndexed) and (outcome.trace_id, outcome.chunk_count) == (ours.trace_id, 99)
+
+
+async def test_one_caller_giving_up_leaves_the_others_of_the_same_key_waiting(kafka) -> None:
+    """Two callers wait for the same key (a request and a client's retry of it); the first gives
+    up (a timeout) and forgets its wait; the second still gets the outcome."""
+    outcome = example(DocumentIndexed).model_copy(update={"trace_id": "cd" * 16})
+    watcher = EventWatcher(kafka, [DocumentIndexed], client_id="test-forget")
+    await watcher.start()
+    try:
+        first = watcher.expect(outcome.document_id, (DocumentIndexed,), trace_id=outcome.trace_id)
+        retry = watcher.expect(outcome.document_id, (DocumentIndexed,), trace_id=outcome.trace_id)
+        watcher.forget(outcome.document_id, first)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(outcome.TOPIC, outcome.model_dump_json().encode(), key=outcome.key)
+        finally:
+            await producer.stop()
+        got = await asyncio.wait_for(retry, 30)
+    finally:
+        await watcher.stop()
+    assert got.event_id == outcome.event_id and not first.done()

@@ -33,6 +33,7 @@ from ragops_schemas.ids import (
     index_build_id,
     index_name,
     indexed_version_event_id,
+    keyed_request_event_id,
     model_registration_id,
     new_alert_id,
     new_document_id,
@@ -250,6 +251,21 @@ def test_subject_key_id() -> None:
     assert subject_key_id("acme", "user-1") == subject_key_id("acme", "user-1")
     assert subject_key_id("acme", "user-1") != subject_key_id("other", "user-1")
     assert len(subject_key_id("acme", "user-1")) == 32
+
+
+def test_keyed_request_event_id() -> None:
+    body = {"question": "Where is Paris?", "top_k": 5}
+    keyed = keyed_request_event_id("default", "POST /v1/queries", "retry-1", body)
+    assert keyed == uuid.UUID("09b83a44-89e3-5b1a-8abb-f735cf5a31c8")
+    # Key order in the body is not identity; every other part is.
+    assert keyed_request_event_id("default", "POST /v1/queries", "retry-1", {"top_k": 5, **body}) == keyed
+    others = [
+        keyed_request_event_id("acme", "POST /v1/queries", "retry-1", body),
+        keyed_request_event_id("default", "POST /v1/feedback", "retry-1", body),
+        keyed_request_event_id("default", "POST /v1/queries", "retry-2", body),
+        keyed_request_event_id("default", "POST /v1/queries", "retry-1", {**body, "top_k": 6}),
+    ]
+    assert keyed not in others and len(set(others)) == len(others)
 
 
 def test_erasure_id() -> None:
