@@ -19,8 +19,9 @@ TopicPartition = tuple[str, int]
 @dataclass(frozen=True)
 class Call:
     """One HTTP question of the load: ``tag`` (in its text, to find it in Kafka), when it
-    started and finished (seconds, monotonic), the HTTP status (``None``: no response) and
-    the answer's ``request_id`` when the gateway answered."""
+    started and finished (seconds, monotonic), the last HTTP status (``None``: no response),
+    the answer's ``request_id`` when the gateway answered, and how many times it was sent
+    (the same ``Idempotency-Key`` each time)."""
 
     tag: str
     started: float
@@ -28,6 +29,7 @@ class Call:
     status: int | None
     request_id: str | None = None
     error: str = ""
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,11 @@ def compare_store(
 
 @dataclass
 class RequestFigures:
-    """The fate of every request the load made (a request: one ``QuerySubmitted`` of the run
-    in Kafka): answered, dead-lettered (and why), lost (neither), duplicated (two answer
-    event ids in Kafka, or two answer rows in ClickHouse)."""
+    """The fate of every request the load made (a request: a request id of the run's
+    ``QuerySubmitted`` records in Kafka; a retry republishes its request, same id): answered,
+    dead-lettered (and why), lost (neither), duplicated (two answer event ids in Kafka, or two
+    answer rows in ClickHouse); and the tags asked that never reached Kafka (``unpublished``)
+    or became more than one request (``split``: a retry taken for a new request)."""
 
     requests: int
     answered: int
@@ -113,6 +117,8 @@ class RequestFigures:
     lost: list[str]
     duplicated: list[str]
     reasons: dict[str, int]
+    unpublished: list[str] = field(default_factory=list)
+    split: list[str] = field(default_factory=list)
 
 
 def request_figures(
@@ -131,9 +137,11 @@ def request_figures(
             request's.
     """
     wanted, skipped = set(tags), set(ignore)
-    requests = {
-        record.request_id for record in records if record.tag in wanted and record.event_type == "query.submitted"
-    }
+    asked: dict[str, set[str]] = {tag: set() for tag in wanted}
+    for record in records:
+        if record.tag in wanted and record.event_type == "query.submitted":
+            asked[record.tag].add(record.request_id)
+    requests = set().union(*asked.values())
     # Where each record is, so a dead letter (which names its original's place) finds its request.
     request_at = {(record.topic, record.partition, record.offset): record.request_id for record in records}
     answers: dict[str, set[str]] = {}
@@ -159,6 +167,8 @@ def request_figures(
         lost=sorted(requests - set(answers) - dead),
         duplicated=duplicated,
         reasons=dict(reasons),
+        unpublished=sorted(tag for tag, ids in asked.items() if not ids),
+        split=sorted(tag for tag, ids in asked.items() if len(ids) > 1),
     )
 
 
@@ -215,14 +225,21 @@ def lag(committed: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, i
 
 
 def failures(report: Mapping[str, Any]) -> list[str]:
-    """Why a run failed (empty: it passed): lost or duplicated requests, lost poison,
-    ClickHouse unequal to Kafka, a consumer with lag, a service not ready."""
+    """Why a run failed (empty: it passed): lost or duplicated requests, calls that ended with
+    neither an answer nor a dead letter, lost poison, ClickHouse unequal to Kafka, a consumer
+    with lag, a service not ready."""
     found = []
     requests = report["requests"]
+    if unanswered := report["http"]["unanswered"]:
+        found.append(f"{len(unanswered)} calls got neither an answer nor a dead letter: {unanswered[:5]}")
     if requests["lost"]:
         found.append(f"{len(requests['lost'])} requests lost: {requests['lost'][:5]}")
     if requests["duplicated"]:
         found.append(f"{len(requests['duplicated'])} requests answered twice: {requests['duplicated'][:5]}")
+    if requests["unpublished"]:
+        found.append(f"{len(requests['unpublished'])} questions never reached Kafka: {requests['unpublished'][:5]}")
+    if requests["split"]:
+        found.append(f"{len(requests['split'])} questions became several requests: {requests['split'][:5]}")
     if lost := sum(kind["lost"] for kind in report["poison"].values()):
         found.append(f"{lost} poison records neither dead-lettered nor processed")
     store = report["clickhouse_vs_kafka"]

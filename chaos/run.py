@@ -41,6 +41,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TARGETED = "generation-window"
 BROKER = "broker"
 SINK_STOP = "sink-stop"
+RETRY_S = 240.0
+"""How long (s from its first try) a call is sent again after a lost response: past the
+supervisor's restart of a killed gateway or broker, under its backoff."""
 POISON = "poison"
 
 
@@ -212,23 +215,37 @@ class Chaos:
 
 
 async def _ask(http: httpx.AsyncClient, tag: str, question: str, began: float) -> checks.Call:
-    """POST one question; a refused connection (the gateway is down: nothing was sent) is
-    tried again for up to 2 minutes, as a client would; any other failure is the outcome."""
-    deadline = began + 120
+    """POST one question with an ``Idempotency-Key``, as a careful client does: a call that
+    got no answer because the gateway or the broker was down (no connection, a connection
+    dropped mid-call, 503) is sent again with the same key for up to :data:`RETRY_S`, which
+    the gateway takes as the same request (never a second one). Any other status is the outcome."""
+    attempts = 0
     while True:
+        attempts += 1
         try:
-            response = await http.post("/v1/queries", json={"question": bus.tagged(question, tag), "timeout_s": 300})
-        except httpx.ConnectError as refused:
-            if time.monotonic() < deadline:
+            response = await http.post(
+                "/v1/queries",
+                json={"question": bus.tagged(question, tag), "timeout_s": 300},
+                headers={"Idempotency-Key": f"chaos-{tag}"},
+            )
+        except httpx.TransportError as failed:
+            if time.monotonic() < began + RETRY_S:
                 await asyncio.sleep(1)
                 continue
-            return checks.Call(tag, began, time.monotonic(), None, error=f"{type(refused).__name__}: {refused}")
-        except httpx.HTTPError as failed:
-            return checks.Call(tag, began, time.monotonic(), None, error=f"{type(failed).__name__}: {failed}")
+            error = f"{type(failed).__name__}: {failed}"
+            return checks.Call(tag, began, time.monotonic(), None, attempts=attempts, error=error)
+        if response.status_code == 503 and time.monotonic() < began + RETRY_S:
+            await asyncio.sleep(1)
+            continue
         ok = response.status_code == 200
-        request_id = response.json().get("request_id") if ok else None
         return checks.Call(
-            tag, began, time.monotonic(), response.status_code, request_id, "" if ok else response.text[:200]
+            tag,
+            began,
+            time.monotonic(),
+            response.status_code,
+            response.json().get("request_id") if ok else None,
+            attempts=attempts,
+            error="" if ok else response.text[:200],
         )
 
 
@@ -357,6 +374,10 @@ def figures(chaos: Chaos, calls: list[checks.Call], drained: dict[str, Any]) -> 
         "http": {
             "calls": len(calls),
             "ok": sum(1 for call in calls if call.status == 200),
+            "retried": sum(1 for call in calls if call.attempts > 1),
+            "retries": sum(call.attempts - 1 for call in calls),
+            # Neither an answer nor a dead letter (502) at the end of its retries.
+            "unanswered": sorted(call.tag for call in calls if call.status not in (200, 502)),
             "errors": dict(
                 sorted(
                     _count(str(call.status or call.error.split(":")[0]) for call in calls if call.status != 200).items()
@@ -399,8 +420,10 @@ def closing(report: dict[str, Any]) -> str:
     http = report["http"]
     lines = [
         f"requests {r['requests']}  answered {r['answered']}  dead-lettered {r['dead_lettered']} {r['reasons']}  "
-        f"lost {len(r['lost'])}  duplicated {len(r['duplicated'])}",
-        f"HTTP: {http['ok']}/{http['calls']} answered in the call, errors {http['errors']}; "
+        f"lost {len(r['lost'])}  duplicated {len(r['duplicated'])}  "
+        f"questions never in Kafka {len(r['unpublished'])}  asked as several requests {len(r['split'])}",
+        f"HTTP: {http['ok']}/{http['calls']} answered, {http['retried']} after a retry with the same "
+        f"Idempotency-Key ({http['retries']} retries), errors {http['errors']}; "
         f"latency p50 {http['p50_latency_s']} s, max {http['max_latency_s']} s; "
         f"longest stall {report['longest_stall_s']} s",
         "poison (injected/dead-lettered/processed/lost): "

@@ -45,6 +45,15 @@ def test_requests_answered_dead_lettered_and_lost_are_told_apart() -> None:
     assert figures.lost == ["r3"]
     assert figures.duplicated == []
     assert figures.reasons == {"schema_validation": 1}
+    assert figures.unpublished == figures.split == []
+
+
+def test_a_question_that_never_reached_kafka_or_became_two_requests_is_named() -> None:
+    records = [_asked(0, "r1", "t1"), _asked(1, "r1", "t1"), _asked(2, "r2", "t2"), _asked(3, "r3", "t2")]
+    records += [_answer(0, "r1", "a1"), _answer(1, "r2", "a2"), _answer(2, "r3", "a3")]
+    figures = request_figures(records, ["t1", "t2", "t3"], {})
+    # t1 sent twice as one request (a retry with its key); t2 as two; t3 never.
+    assert (figures.requests, figures.unpublished, figures.split, figures.lost) == (3, ["t3"], ["t2"], [])
 
 
 def test_a_request_answered_under_two_event_ids_or_stored_twice_is_a_duplicate() -> None:
@@ -109,16 +118,19 @@ def test_lag_counts_records_past_the_committed_offset() -> None:
 
 def test_failures_name_every_broken_invariant() -> None:
     report = {
-        "requests": {"lost": ["r3"], "duplicated": ["r1"]},
+        "requests": {"lost": ["r3"], "duplicated": ["r1"], "unpublished": ["q0002"], "split": ["q0003"]},
+        "http": {"unanswered": ["q0007"]},
         "poison": {"tombstone": {"injected": 1, "dead_lettered": 0, "processed": 0, "lost": 1}},
         "clickhouse_vs_kafka": {"missing": {Q: [["event", "e1"]]}, "extra": {}},
         "lag": {"ragops-sink": 3, "ragops-generation": 0},
         "ready": {"sink": 503, "gateway": 200},
     }
     found = failures(report)
-    assert len(found) == 6, found
+    assert len(found) == 9, found
+    assert "1 calls got neither an answer nor a dead letter: ['q0007']" in found
     clean = {
-        "requests": {"lost": [], "duplicated": []},
+        "requests": {"lost": [], "duplicated": [], "unpublished": [], "split": []},
+        "http": {"unanswered": []},
         "poison": {"tombstone": {"injected": 1, "dead_lettered": 1, "processed": 0, "lost": 0}},
         "clickhouse_vs_kafka": {"missing": {}, "extra": {}},
         "lag": {"ragops-sink": 0},
