@@ -23,7 +23,7 @@ from ragops_shared.embedded import create_topics
 from ragops_shared.identity import Role
 from ragops_shared.settings import KafkaSettings, PlatformSettings
 from tests.helpers import bearer, example
-from tests.integration.services import produce_raw
+from tests.integration.services import produce_raw, read_records
 
 pytestmark = pytest.mark.kafka
 # The roles of every route these tests call (test_access_matrix checks each role alone).
@@ -173,22 +173,6 @@ def test_the_envelope_tenant_is_the_callers_not_the_settings(tansu, tmp_path: Pa
     assert event.tenant == "acme"
 
 
-async def _submitted(kafka: KafkaSettings, count: int) -> list[QuerySubmitted]:
-    """The first ``count`` records of the question topic (waits up to 20 s for them)."""
-    consumer = AIOKafkaConsumer(
-        Topic.QUERY_SUBMITTED, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        records = []
-        async with asyncio.timeout(20):
-            while len(records) < count:
-                records.append(QuerySubmitted.model_validate_json((await consumer.getone()).value))
-        return records
-    finally:
-        await consumer.stop()
-
-
 def test_a_retry_with_the_same_idempotency_key_is_the_same_request_and_takes_its_answer(tansu, tmp_path: Path) -> None:
     """A client that lost the response sends the key again: the same request (event, request
     and trace ids) is published again, and the retry gets the answer of that request. The key
@@ -212,7 +196,8 @@ def test_a_retry_with_the_same_idempotency_key_is_the_same_request_and_takes_its
         assert [response.status_code for response in others] == [504, 504, 504]
         with ThreadPoolExecutor(1) as pool:
             retry = pool.submit(client.post, "/v1/queries", json={**question, "timeout_s": 60}, headers=acme)
-            submitted = asyncio.run(_submitted(kafka, 5))  # across the topic's partitions: in no set order
+            # Across the topic's partitions: in no set order.
+            submitted = [query for query, _ in asyncio.run(read_records(kafka, QuerySubmitted, 5))]
             by_id: dict[uuid.UUID, list[QuerySubmitted]] = {}
             for query in submitted:
                 by_id.setdefault(query.event_id, []).append(query)

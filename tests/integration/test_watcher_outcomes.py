@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from ragops_schemas import DocumentIndexed, MessageDeadLettered
 from ragops_shared.watch import EventWatcher
 from tests.helpers import example
+from tests.integration.services import produce_raw
 
 pytestmark = pytest.mark.kafka
 
@@ -30,12 +31,7 @@ async def test_an_outcome_of_another_trace_does_not_answer(kafka) -> None:
     try:
         ours = example(DocumentIndexed).model_copy(update={"trace_id": "ab" * 16, "chunk_count": 99})
         waiting = watcher.expect(ours.document_id, (DocumentIndexed,), trace_id=ours.trace_id)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
-        await producer.start()
-        try:
-            await producer.send_and_wait(ours.TOPIC, ours.model_dump_json().encode(), key=ours.key)
-        finally:
-            await producer.stop()
+        await produce_raw(kafka, ours.TOPIC, [(ours.key, ours.model_dump_json().encode())])
         outcome = await asyncio.wait_for(waiting, 30)
     finally:
         await watcher.stop()
@@ -52,12 +48,7 @@ async def test_one_caller_giving_up_leaves_the_others_of_the_same_key_waiting(ka
         first = watcher.expect(outcome.document_id, (DocumentIndexed,), trace_id=outcome.trace_id)
         retry = watcher.expect(outcome.document_id, (DocumentIndexed,), trace_id=outcome.trace_id)
         watcher.forget(outcome.document_id, first)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
-        await producer.start()
-        try:
-            await producer.send_and_wait(outcome.TOPIC, outcome.model_dump_json().encode(), key=outcome.key)
-        finally:
-            await producer.stop()
+        await produce_raw(kafka, outcome.TOPIC, [(outcome.key, outcome.model_dump_json().encode())])
         got = await asyncio.wait_for(retry, 30)
     finally:
         await watcher.stop()
