@@ -43,8 +43,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.budgets import SpendWatch
-from ragops_analytics.store import public_error
-from ragops_gateway.answers import add_answer_routes
+from ragops_analytics.store import QueryError, StoreUnavailable, public_error
+from ragops_gateway.answers import add_answer_routes, stored_record
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
@@ -379,6 +379,33 @@ def _event_id(
     return keyed_request_event_id(tenant, route, key, body.model_dump(mode="json", exclude=exclude))
 
 
+STORED_OUTCOME_POLL_S = 2.0
+"""How often (s) a retried request (``Idempotency-Key``) looks for its answer in ClickHouse while
+it waits: the sink stores an answer within its batch wait, and a retry is rare."""
+
+Lookup = Callable[[], Awaitable[Event | None]]
+
+
+async def _first_of(reply: "asyncio.Future[Event]", stored: Lookup | None) -> Event:
+    """``reply``'s event or, with ``stored``, what it finds first (asked at once, then every
+    :data:`STORED_OUTCOME_POLL_S`), whichever comes first. ``reply`` is never cancelled here."""
+    if stored is None:
+        return await reply
+
+    async def poll() -> Event:
+        while True:
+            if (found := await stored()) is not None:
+                return found
+            await asyncio.sleep(STORED_OUTCOME_POLL_S)
+
+    polling = asyncio.ensure_future(poll())
+    try:
+        done, _ = await asyncio.wait({reply, polling}, return_when=asyncio.FIRST_COMPLETED)
+        return done.pop().result()
+    finally:
+        polling.cancel()
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.kafka, f"ragops-{SERVICE}")
@@ -615,27 +642,33 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Accepted(document_id=event.document_id, event_id=event.event_id)
 
     async def outcome_of(
-        event: Event, key: str, expected: type[Event], timeout_s: float, *, what: str, awaited: str
+        event: Event,
+        key: str,
+        expected: type[Event],
+        timeout_s: float,
+        *,
+        what: str,
+        awaited: str,
+        stored: Lookup | None = None,
     ) -> Event:
         """Publish ``event`` and wait for the event of type ``expected`` of its trace keyed
-        ``key`` (``what`` names the request in errors, ``awaited`` the outcome). 503 when the
-        gateway stops meanwhile, 504 after ``timeout_s``, 502 when the request was dead-lettered."""
+        ``key`` (``what`` names the request in errors, ``awaited`` the outcome), or for what
+        ``stored`` finds (an outcome that came while no one waited). 503 when the gateway stops
+        meanwhile, 504 after ``timeout_s``, 502 when the request was dead-lettered."""
         reply = watcher.expect(key, (expected, MessageDeadLettered), trace_id=event.trace_id)
         try:
             await publish(event)
-        except HTTPException:
-            watcher.forget(key, reply)
-            raise
-        try:
-            outcome = await asyncio.wait_for(reply, timeout_s)
+            outcome = await asyncio.wait_for(_first_of(reply, stored), timeout_s)
         except WatcherStopped as error:
             log.warning("outcome_watch_stopped", error_type=type(error).__name__)
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what}: the gateway is stopping") from None
         except TimeoutError:
-            watcher.forget(key, reply)
             raise HTTPException(
                 status.HTTP_504_GATEWAY_TIMEOUT, f"no {awaited} for {what} within {timeout_s:g} s"
             ) from None
+        finally:
+            if not reply.done():  # a timeout, a refused publish, an outcome found in the store
+                watcher.forget(key, reply)
         if isinstance(outcome, MessageDeadLettered):
             # The reason can quote a backend's answer, a file path, an address or the question: it
             # stays in the dead letter, which this id finds (the dead_letters table, the topic).
@@ -649,6 +682,25 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 status.HTTP_502_BAD_GATEWAY, f"{what} failed in {outcome.producer.name} ({outcome.error_type})"
             )
         return outcome
+
+    def stored_answer(request_id: str, tenant: str) -> Lookup | None:
+        """For a retry: the answer of ``request_id`` as ClickHouse holds it (None: no analytics).
+        Consumers skip an event they handled already (``ragops_shared.broker``), so a retry
+        whose first attempt was answered while no one waited for it (the gateway restarted
+        meanwhile) is not answered again on the bus: its answer is where the sink stored it."""
+        if reader is None:
+            return None
+        analytics = reader
+
+        async def find() -> Event | None:
+            try:
+                record = await asyncio.to_thread(stored_record, analytics, request_id, tenant)
+            except (QueryError, StoreUnavailable) as error:
+                log.warning("stored_answer_unreadable", error_type=type(error).__name__)
+                return None
+            return None if record is None else record.answer
+
+        return find
 
     @app.delete("/v1/documents/{document_id:path}", status_code=status.HTTP_202_ACCEPTED)
     async def delete_document(
@@ -751,7 +803,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         _log_as(event)
         outcome = await outcome_of(
-            event, event.request_id, AnswerGenerated, timeout_s, what=f"request {event.request_id}", awaited="answer"
+            event,
+            event.request_id,
+            AnswerGenerated,
+            timeout_s,
+            what=f"request {event.request_id}",
+            awaited="answer",
+            stored=stored_answer(event.request_id, principal.tenant) if idempotency_key else None,
         )
         assert isinstance(outcome, AnswerGenerated)  # the only other type the watcher was asked for
         return outcome

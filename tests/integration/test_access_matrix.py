@@ -26,12 +26,12 @@ from structlog.testing import capture_logs
 
 from ragops_analytics.client import AnalyticsSettings
 from ragops_analytics.queries import insert_events
-from ragops_gateway.app import create_app as create_gateway
+from ragops_gateway.app import QueryIn, create_app as create_gateway
 from ragops_gateway.console.session import COOKIE
 from ragops_gateway.settings import GatewaySettings
 from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded
 from ragops_schemas.audit import AuditRecorded
-from ragops_schemas.ids import erasure_id
+from ragops_schemas.ids import erasure_id, keyed_request_event_id
 from ragops_schemas.topics import TOPICS
 from ragops_shared.embedded import EmbeddedKafka, create_topics
 from ragops_shared.identity import ApiKeyStore, Role
@@ -509,3 +509,37 @@ def test_an_answer_is_read_in_the_callers_tenant_only(platform: Platform) -> Non
     )
     assert not [line for line in http_lines if "r-ans" in line or "r-theirs" in line]
     assert "http_server_active_requests" in exposed
+
+
+def test_a_retry_gets_the_answer_stored_while_no_one_waited_in_its_tenant_only(platform: Platform) -> None:
+    """A keyed question was answered while no one waited (its gateway restarted under it). The
+    consumers skip the retry's republished request as one they handled, so no answer comes on
+    the bus again: the retry takes the one the sink stored. The same key and question from
+    another tenant is another request, which that answer never serves."""
+    question = QueryIn(question="Where is the Eiffel Tower?")
+    body = question.model_dump(mode="json", exclude={"timeout_s"})  # not part of the request
+    keyed = keyed_request_event_id(TENANT, "POST /v1/queries", "retry-7", body)
+    answer = example(AnswerGenerated).model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "request_id": str(keyed),
+            "trace_id": keyed.hex,
+            "tenant": TENANT,
+            "answer": "In Paris [1].",
+        }
+    )
+    insert_events(platform.writer.store, events_to_arrow([to_row(record_of(answer, 0), datetime.now(UTC))]))
+    retried = platform.gateway.post(
+        "/v1/queries",
+        json={"question": question.question, "timeout_s": 30},
+        headers={"authorization": platform.credentials["producer"], "Idempotency-Key": "retry-7"},
+    )
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["event_id"], retried.json()["answer"]) == (str(answer.event_id), "In Paris [1].")
+    _, their_producer = platform.keys.create("their-producer", OTHER_TENANT, [Role.PRODUCER])
+    theirs = platform.gateway.post(
+        "/v1/queries",
+        json={"question": question.question, "timeout_s": 3},
+        headers={"authorization": f"Bearer {their_producer}", "Idempotency-Key": "retry-7"},
+    )
+    assert theirs.status_code == 504 and str(keyed) not in theirs.text
