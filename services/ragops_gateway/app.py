@@ -779,9 +779,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> AnswerGenerated:
         """Ask, and wait for the answer (see the module's docstring). With an
         ``Idempotency-Key``, the request's ids (event, request, trace) derive from the key and the
-        body (``timeout_s`` aside): a retry after a lost response publishes the same request again,
-        which the pipeline answers under the same ids, and it takes the first attempt's answer
-        when that one comes later."""
+        body (``timeout_s`` aside): a retry after a lost response publishes the same request again
+        and takes that request's answer, as it comes on the bus or, when it came while no one
+        waited, as ClickHouse stored it (:func:`stored_answer`)."""
         refusal = budget_refusal(settings.platform.budgets, spend.spend, principal.tenant, utc_now())
         if refusal is not None:
             reason, retry_after = refusal
