@@ -1270,6 +1270,25 @@ def request_events(reader: Reader, request_id: str, *, tenant: str | None = None
     ]
 
 
+def request_outcome(reader: Reader, request_id: str, *, tenant: str) -> tuple[str, dict[str, Any]] | None:
+    """The stored outcome of question ``request_id`` of ``tenant``, as (event type, payload):
+    its ``query.answer_generated`` or else the oldest ``message.dead_lettered`` of one of its
+    records on the question's path (keyed by the request id, from a ``ragops.query.*`` topic);
+    None when neither is stored (yet). One row read: how the gateway finds the outcome of a
+    retried request that came while no one waited (``ragops_gateway.app``)."""
+    rows = reader.query(
+        "SELECT event_type, payload FROM events FINAL "
+        "WHERE (event_type = 'query.answer_generated' AND request_id = {request_id:String}) "
+        "OR (event_type = 'message.dead_lettered' "
+        "AND JSONExtractString(payload, 'original_key') = {request_id:String} "
+        "AND startsWith(JSONExtractString(payload, 'original_topic'), 'ragops.query.')) "
+        "ORDER BY event_type = 'query.answer_generated' DESC, occurred_at, event_id LIMIT 1",
+        {"request_id": request_id},
+        tenant=tenant,
+    ).rows
+    return (str(rows[0][0]), json.loads(str(rows[0][1]))) if rows else None
+
+
 # ---- report: the stakeholder report (ragops.report)
 # Each reads the rows that occurred in [since, until) (ms), production traffic only where
 # evaluation runs are tagged (``run_id``): replays and `ragops eval` are not what users saw.

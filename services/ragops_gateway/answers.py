@@ -71,15 +71,6 @@ def answer_record(request_id: str, rows: Sequence[RequestEventRow], tenant: str)
     return AnswerRecord(request_id=request_id, answer=answer, scores=scores, feedback=feedback)
 
 
-def stored_record(reader: Reader, request_id: str, tenant: str) -> AnswerRecord | None:
-    """The record of ``request_id`` of ``tenant`` as ClickHouse holds it, or None when no answer
-    of it is stored (yet). Blocking (run it in a thread).
-
-    Raises:
-        QueryError, StoreUnavailable: analytics could not answer."""
-    return answer_record(request_id, request_events(reader, request_id, tenant=tenant), tenant)
-
-
 def add_answer_routes(
     app: FastAPI,
     caller: Callable[[str, str], Callable[..., Awaitable[Principal]]],
@@ -97,12 +88,13 @@ def add_answer_routes(
         if reader is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics is not available here")
         try:
-            record = await asyncio.to_thread(stored_record, reader, request_id, principal.tenant)
+            rows = await asyncio.to_thread(request_events, reader, request_id, tenant=principal.tenant)
         except (QueryError, StoreUnavailable) as error:
             log.error("answers_read_failed", error=type(error).__name__)
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "analytics cannot answer now; try again later"
             ) from None
+        record = answer_record(request_id, rows, principal.tenant)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no answer of request {request_id}")
         return record

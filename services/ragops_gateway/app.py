@@ -43,8 +43,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from ragops_analytics.budgets import SpendWatch
-from ragops_analytics.store import QueryError, StoreUnavailable, public_error
-from ragops_gateway.answers import add_answer_routes, stored_record
+from ragops_analytics.queries import request_outcome
+from ragops_analytics.store import public_error
+from ragops_gateway.answers import add_answer_routes
 from ragops_gateway.changes import ControlPlane, add_change_routes, control_publisher
 from ragops_gateway.console import Sessions, add_console_routes
 from ragops_gateway.erasures import ErasureView, add_erasure_routes
@@ -379,24 +380,32 @@ def _event_id(
     return keyed_request_event_id(tenant, route, key, body.model_dump(mode="json", exclude=exclude))
 
 
-STORED_OUTCOME_POLL_S = 2.0
-"""How often (s) a retried request (``Idempotency-Key``) looks for its answer in ClickHouse while
-it waits: the sink stores an answer within its batch wait, and a retry is rare."""
+STORED_OUTCOME_FIRST_WAIT_S = 1.0
+STORED_OUTCOME_MAX_WAIT_S = 15.0
+"""A retried request (``Idempotency-Key``) looks for its outcome in ClickHouse at once, then after
+waits doubling from the first to the max (s): the sink stores an outcome within its batch wait,
+and a request that waits long is one still in the pipeline, which the bus answers."""
+STORED_OUTCOME_LOOKUPS = 2
+"""Lookups in flight at once per gateway; a poll that finds them busy is skipped, so slow
+analytics never holds the worker threads every route's authentication uses."""
 
 Lookup = Callable[[], Awaitable[Event | None]]
 
 
 async def _first_of(reply: "asyncio.Future[Event]", stored: Lookup | None) -> Event:
-    """``reply``'s event or, with ``stored``, what it finds first (asked at once, then every
-    :data:`STORED_OUTCOME_POLL_S`), whichever comes first. ``reply`` is never cancelled here."""
+    """``reply``'s event or, with ``stored``, what it finds first (see
+    :data:`STORED_OUTCOME_FIRST_WAIT_S`), whichever comes first. ``reply`` is never cancelled
+    here. ``stored`` must not raise: a failed lookup is None (the bus may still answer)."""
     if stored is None:
         return await reply
 
     async def poll() -> Event:
+        wait_s = STORED_OUTCOME_FIRST_WAIT_S
         while True:
             if (found := await stored()) is not None:
                 return found
-            await asyncio.sleep(STORED_OUTCOME_POLL_S)
+            await asyncio.sleep(wait_s)
+            wait_s = min(2 * wait_s, STORED_OUTCOME_MAX_WAIT_S)
 
     polling = asyncio.ensure_future(poll())
     try:
@@ -683,22 +692,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
         return outcome
 
+    lookups = asyncio.Semaphore(STORED_OUTCOME_LOOKUPS)
+
     def stored_answer(request_id: str, tenant: str) -> Lookup | None:
-        """For a retry: the answer of ``request_id`` as ClickHouse holds it (None: no analytics).
+        """For a retry: the outcome of ``request_id`` (its answer, or its dead letter) as
+        ClickHouse holds it, read with the gateway's reader in ``tenant`` (None: no analytics).
         Consumers skip an event they handled already (``ragops_shared.broker``), so a retry
-        whose first attempt was answered while no one waited for it (the gateway restarted
-        meanwhile) is not answered again on the bus: its answer is where the sink stored it."""
+        whose first attempt ended while no one waited for it (the gateway restarted
+        meanwhile) gets nothing on the bus again: its outcome is where the sink stored it."""
         if reader is None:
             return None
         analytics = reader
 
         async def find() -> Event | None:
-            try:
-                record = await asyncio.to_thread(stored_record, analytics, request_id, tenant)
-            except (QueryError, StoreUnavailable) as error:
-                log.warning("stored_answer_unreadable", error_type=type(error).__name__)
+            if lookups.locked():
                 return None
-            return None if record is None else record.answer
+            async with lookups:
+                try:
+                    found = await asyncio.to_thread(request_outcome, analytics, request_id, tenant=tenant)
+                    if found is None:
+                        return None
+                    kind = AnswerGenerated if found[0] == "query.answer_generated" else MessageDeadLettered
+                    return kind.model_validate(found[1])
+                except Exception as error:  # noqa: BLE001 - a fallback only: the bus may still answer
+                    log.warning("stored_outcome_unreadable", error_type=type(error).__name__)
+                    return None
 
         return find
 
@@ -780,8 +798,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """Ask, and wait for the answer (see the module's docstring). With an
         ``Idempotency-Key``, the request's ids (event, request, trace) derive from the key and the
         body (``timeout_s`` aside): a retry after a lost response publishes the same request again
-        and takes that request's answer, as it comes on the bus or, when it came while no one
-        waited, as ClickHouse stored it (:func:`stored_answer`)."""
+        and takes that request's outcome (its answer, or the 502 of its dead letter), as it comes
+        on the bus or, when it came while no one waited, as ClickHouse stored it."""
         refusal = budget_refusal(settings.platform.budgets, spend.spend, principal.tenant, utc_now())
         if refusal is not None:
             reason, retry_after = refusal

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,7 @@ from ragops_analytics.queries import insert_events
 from ragops_gateway.app import QueryIn, create_app as create_gateway
 from ragops_gateway.console.session import COOKIE
 from ragops_gateway.settings import GatewaySettings
-from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded
+from ragops_schemas import AnswerEvaluated, AnswerGenerated, Event, FeedbackRecorded, MessageDeadLettered, utc_now
 from ragops_schemas.audit import AuditRecorded
 from ragops_schemas.ids import erasure_id, keyed_request_event_id
 from ragops_schemas.topics import TOPICS
@@ -543,3 +543,38 @@ def test_a_retry_gets_the_answer_stored_while_no_one_waited_in_its_tenant_only(p
         headers={"authorization": f"Bearer {their_producer}", "Idempotency-Key": "retry-7"},
     )
     assert theirs.status_code == 504 and str(keyed) not in theirs.text
+
+
+def test_a_retry_whose_request_was_dead_lettered_while_no_one_waited_gets_502(platform: Platform) -> None:
+    """The first attempt was dead-lettered in retrieval while no one waited: the retry gets the
+    502 it would have got, not a 504 after its whole timeout. A dead letter of the request's
+    feedback (keyed by the same request id, off the question's path) is not its outcome."""
+    question = QueryIn(question="Where is the Louvre?")
+    keyed = keyed_request_event_id(
+        TENANT, "POST /v1/queries", "retry-8", question.model_dump(mode="json", exclude={"timeout_s"})
+    )
+    letters = [
+        example(MessageDeadLettered).model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "tenant": TENANT,
+                "original_topic": topic,
+                "original_key": str(keyed),
+                "error_type": error_type,
+                "occurred_at": utc_now() - timedelta(seconds=seconds_ago),
+            }
+        )
+        for topic, error_type, seconds_ago in [
+            ("ragops.feedback.submitted.v1", "rejected", 60),  # older, and not the question's
+            ("ragops.query.embedded.v1", "processing", 30),
+        ]
+    ]
+    rows = [to_row(record_of(letter, i), datetime.now(UTC)) for i, letter in enumerate(letters)]
+    insert_events(platform.writer.store, events_to_arrow(rows))
+    retried = platform.gateway.post(
+        "/v1/queries",
+        json={"question": question.question, "timeout_s": 30},
+        headers={"authorization": platform.credentials["producer"], "Idempotency-Key": "retry-8"},
+    )
+    assert retried.status_code == 502, retried.text
+    assert "(processing)" in retried.json()["detail"]
